@@ -1,0 +1,48 @@
+// massact eval MODEL_DIR --ids-file FILE[:TENSOR] [--json OUT] - perplexity of each row and overall.
+#pragma once
+
+#include "../input.hpp"
+
+#include <massact/massact.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+namespace massact_tool {
+
+struct EvalArgs {
+    std::string model = MASSACT_DEFAULT_MODEL;
+    TokenInput input;
+    std::string json;
+    Index batch = 8;
+};
+
+inline int run_eval(EvalArgs& a) {
+    const massact::Transformer m(a.model);
+    const TokenBatch ids = load_tokens(a.input);
+    m.validate(ids);
+    if (a.batch < 1) throw Error("--batch: must be at least 1");
+    const auto r = massact::analysis::perplexity(m, ids, {}, {}, a.batch);
+    std::printf("sequences %lld x %lld tokens, %lld targets scored\n", static_cast<long long>(ids.rows()),
+                static_cast<long long>(ids.cols()), static_cast<long long>(r.tokens));
+    std::printf("mean NLL  %.6f\nperplexity %.6f\n", r.nll, r.ppl);
+    if (!a.json.empty()) {
+        nlohmann::json j = {{"model", a.model},     {"ppl", r.ppl},         {"nll", r.nll},
+                            {"seq_nll", r.seq_nll}, {"tokens", r.tokens},   {"sequences", ids.rows()},
+                            {"seq_len", ids.cols()}};
+        massact::io::write_text_file_atomic(a.json, j.dump(1) + "\n");
+    }
+    return 0;
+}
+
+inline void add_eval(CLI::App& app, EvalArgs& a, std::function<int()>& action) {
+    auto* cmd = app.add_subcommand("eval", "Perplexity of each sequence (all T-1 shifted targets) and overall");
+    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    add_token_options(cmd, a.input);
+    cmd->add_option("--json", a.json, "Write {ppl, nll, seq_nll, tokens, ...} to this file");
+    cmd->add_option("--batch", a.batch, "Sequences per forward pass")->capture_default_str();
+    cmd->callback([&] { action = [&] { return run_eval(a); }; });
+}
+
+}  // namespace massact_tool

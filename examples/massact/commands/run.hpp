@@ -1,0 +1,87 @@
+// massact run MODEL_DIR (--ids | --ids-file) --dump OUT.safetensors [--hooks GLOB,...]
+// Writes input_ids and every hook site matching the globs, under the site names.
+#pragma once
+
+#include "../input.hpp"
+
+#include <massact/massact.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <map>
+
+namespace massact_tool {
+
+struct RunArgs {
+    std::string model = MASSACT_DEFAULT_MODEL;
+    TokenInput input;
+    std::string dump;
+    std::string hooks = "*hook_resid_post,*hook_pattern,ln_final.hook_normalized,logits";
+};
+
+inline std::vector<std::string> split_commas(const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+inline int run_run(RunArgs& a) {
+    const massact::Transformer m(a.model);
+    const TokenBatch ids = load_tokens(a.input);
+    m.validate(ids);
+    const auto globs = split_commas(a.hooks);
+    if (globs.empty()) throw Error("--hooks: no pattern given");
+    // Which sites match: refuse a pattern that matches nothing (a typo would silently dump nothing).
+    const auto sites = m.hook_sites();
+    for (const auto& g : globs) {
+        bool any = false;
+        for (const auto& s : sites) any = any || massact::glob_match(g, s);
+        if (!any) throw Error("--hooks: pattern \"" + g + "\" matches no hook site (see the README for the names)");
+    }
+    struct Captured {
+        std::vector<massact::Index> shape;
+        std::vector<float> data;
+    };
+    std::map<std::string, Captured> captured;
+    std::vector<std::string> order;
+    massact::Hooks hooks;
+    for (const auto& g : globs)
+        hooks.add(g, [&](massact::Activation& act) {
+            const std::string name(act.name);
+            if (captured.count(name)) return;  // several patterns may match one site
+            order.push_back(name);
+            captured[name] = {act.shape, std::vector<float>(act.data, act.data + act.numel())};
+        });
+    massact::RunOptions opt;
+    opt.logits = false;  // the logits site is a hook: computed only when asked for
+    m.forward(ids, hooks, opt);
+
+    massact::io::SafetensorsWriter w;
+    std::vector<std::int64_t> id_shape = a.input.single ? std::vector<std::int64_t>{ids.cols()}
+                                                        : std::vector<std::int64_t>{ids.rows(), ids.cols()};
+    w.add_i64("input_ids", id_shape, ids.data());
+    for (const auto& name : order) {
+        auto& c = captured[name];
+        std::vector<std::int64_t> shape(c.shape.begin() + (a.input.single ? 1 : 0), c.shape.end());
+        w.add_f32(name, shape, c.data.data());
+    }
+    w.set_metadata("model", a.model);
+    w.write(a.dump);
+    std::printf("wrote %s: input_ids and %zu hook tensors\n", a.dump.c_str(), order.size());
+    return 0;
+}
+
+inline void add_run(CLI::App& app, RunArgs& a, std::function<int()>& action) {
+    auto* cmd = app.add_subcommand("run", "Run a forward pass and dump hook-site tensors to safetensors");
+    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    add_token_options(cmd, a.input);
+    cmd->add_option("--dump", a.dump, "Output .safetensors file")->required();
+    cmd->add_option("--hooks", a.hooks, "Comma-separated globs of hook sites to dump")->capture_default_str();
+    cmd->callback([&] { action = [&] { return run_run(a); }; });
+}
+
+}  // namespace massact_tool

@@ -1,0 +1,134 @@
+// Token input for the massact tool: --ids, --ids-file FILE[:TENSOR].
+#pragma once
+
+#include <massact/massact.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace massact_tool {
+
+using massact::Error;
+using massact::Index;
+using massact::TokenBatch;
+
+struct TokenInput {
+    std::string ids;       // --ids 1,2,3
+    std::string ids_file;  // --ids-file FILE[:TENSOR]
+    bool single = false;   // one sequence given as [T]: dumps drop the batch dimension
+};
+
+inline TokenBatch parse_id_list(const std::string& s, const std::string& flag) {
+    std::vector<std::int64_t> v;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        std::size_t pos = 0;
+        long long x = 0;
+        try {
+            x = std::stoll(item, &pos);
+        } catch (const std::exception&) {
+            pos = 0;
+        }
+        while (pos < item.size() && std::isspace(static_cast<unsigned char>(item[pos]))) ++pos;
+        if (item.empty() || pos != item.size()) throw Error(flag + ": \"" + item + "\" is not an integer token id");
+        v.push_back(x);
+    }
+    if (v.empty()) throw Error(flag + ": no token ids given");
+    TokenBatch b(1, static_cast<Index>(v.size()));
+    for (std::size_t i = 0; i < v.size(); ++i) b(0, static_cast<Index>(i)) = v[i];
+    return b;
+}
+
+/// FILE[:TENSOR]: a safetensors tensor (I64/I32, [T] or [N, T]) or a text file, one sequence per line.
+inline TokenBatch read_ids_file(const std::string& spec, bool& single) {
+    std::string file = spec, tensor;
+    if (!massact::io::file_exists(file)) {
+        const auto colon = spec.rfind(':');
+        if (colon != std::string::npos) {
+            file = spec.substr(0, colon);
+            tensor = spec.substr(colon + 1);
+        }
+    }
+    if (!massact::io::file_exists(file)) throw Error("--ids-file: " + file + ": no such file");
+    std::ifstream probe(file, std::ios::binary);
+    char magic[9] = {0};
+    probe.read(magic, 9);
+    const bool is_st = file.size() > 12 && file.compare(file.size() - 12, 12, ".safetensors") == 0;
+    if (is_st || (probe.gcount() == 9 && magic[8] == '{')) {
+        massact::io::SafetensorsFile st(file);
+        if (tensor.empty()) {
+            const auto names = st.names();
+            if (st.has("input_ids")) tensor = "input_ids";
+            else if (names.size() == 1) tensor = names[0];
+            else throw Error("--ids-file: " + file + " holds several tensors: name one as FILE:TENSOR");
+        }
+        const auto& t = st.tensor(tensor);
+        const auto v = t.to_int64();
+        if (t.shape.size() == 1) {
+            single = true;
+            TokenBatch b(1, t.shape[0]);
+            for (Index i = 0; i < t.shape[0]; ++i) b(0, i) = v[static_cast<std::size_t>(i)];
+            return b;
+        }
+        if (t.shape.size() != 2) throw Error(t.where() + ": expected shape [T] or [N, T], found " + massact::io::shape_string(t.shape));
+        TokenBatch b(t.shape[0], t.shape[1]);
+        for (Index i = 0; i < b.size(); ++i) b.data()[i] = v[static_cast<std::size_t>(i)];
+        if (b.size() == 0) throw Error(t.where() + ": empty tensor");
+        return b;
+    }
+    if (!tensor.empty()) throw Error("--ids-file: " + file + " is a text file; a tensor name applies to safetensors only");
+    std::ifstream in(file);
+    std::vector<std::vector<std::int64_t>> rows;
+    std::string line;
+    int lineno = 0;
+    while (std::getline(in, line)) {
+        ++lineno;
+        std::stringstream ls(line);
+        std::vector<std::int64_t> row;
+        std::string tok;
+        while (ls >> tok) {
+            std::size_t pos = 0;
+            long long x = 0;
+            try { x = std::stoll(tok, &pos); } catch (const std::exception&) { pos = 0; }
+            if (pos != tok.size())
+                throw Error(file + ":" + std::to_string(lineno) + ": \"" + tok + "\" is not an integer token id");
+            row.push_back(x);
+        }
+        if (row.empty()) continue;
+        if (!rows.empty() && row.size() != rows[0].size())
+            throw Error(file + ":" + std::to_string(lineno) + ": " + std::to_string(row.size()) +
+                        " ids, but the first sequence has " + std::to_string(rows[0].size()) +
+                        " (sequences of a batch must have equal length)");
+        rows.push_back(std::move(row));
+    }
+    if (rows.empty()) throw Error("--ids-file: " + file + ": no token ids");
+    single = rows.size() == 1;
+    TokenBatch b(static_cast<Index>(rows.size()), static_cast<Index>(rows[0].size()));
+    for (Index r = 0; r < b.rows(); ++r)
+        for (Index c = 0; c < b.cols(); ++c) b(r, c) = rows[static_cast<std::size_t>(r)][static_cast<std::size_t>(c)];
+    return b;
+}
+
+inline TokenBatch load_tokens(TokenInput& in) {
+    const int given = !in.ids.empty() + !in.ids_file.empty();
+    if (given == 0) throw Error("no input: give --ids or --ids-file");
+    if (given > 1) throw Error("give only one of --ids and --ids-file");
+    if (!in.ids.empty()) {
+        in.single = true;
+        return parse_id_list(in.ids, "--ids");
+    }
+    return read_ids_file(in.ids_file, in.single);
+}
+
+inline void add_token_options(CLI::App* cmd, TokenInput& in) {
+    cmd->add_option("--ids", in.ids, "Token ids of one sequence, comma separated (e.g. 1,2,3)");
+    cmd->add_option("--ids-file", in.ids_file,
+                    "FILE[:TENSOR]: safetensors tensor (I64/I32, [T] or [N,T]) or text, one sequence per line");
+}
+
+}  // namespace massact_tool

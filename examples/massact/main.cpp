@@ -1,0 +1,39 @@
+// massact - command-line tool over the massact library.
+//
+//   massact info MODEL_DIR
+//   massact run  MODEL_DIR (--ids 1,2,3 | --ids-file FILE[:TENSOR]) --dump OUT.safetensors [--hooks GLOB,...]
+//   massact eval MODEL_DIR --ids-file FILE[:TENSOR] [--json OUT]
+//
+// Errors print "massact: error: ..." and exit with status 1; no output file is left behind.
+#include "commands/eval.hpp"
+#include "commands/info.hpp"
+#include "commands/run.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <functional>
+
+int main(int argc, char** argv) {
+    CLI::App app{"massact: massive activations and attention sinks in transformer language models"};
+    app.require_subcommand(1);
+    std::function<int()> action;
+    massact_tool::InfoArgs info;
+    massact_tool::RunArgs run;
+    massact_tool::EvalArgs eval;
+    massact_tool::add_info(app, info, action);
+    massact_tool::add_run(app, run, action);
+    massact_tool::add_eval(app, eval, action);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        return action ? action() : 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "massact: error: %s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,72 @@
+// massact/analysis/perplexity.hpp - token log-probabilities and perplexity.
+//
+// Protocol (shared/docs/formats.md): each row of the batch is one window of T
+// tokens; its T-1 shifted targets are scored; perplexity = exp(mean NLL over
+// all targets of all rows). Log-softmax is taken in double precision.
+#pragma once
+
+#include "massact/core/eigen.hpp"
+#include "massact/model/transformer.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <vector>
+
+namespace massact::analysis {
+
+/// log p(target | logits row), computed in double: logit - logsumexp.
+inline double log_prob(const float* logits, Index V, std::int64_t target) {
+    float m = logits[0];
+    for (Index j = 1; j < V; ++j) m = std::max(m, logits[j]);
+    double s = 0.0;
+    for (Index j = 0; j < V; ++j) s += std::exp(static_cast<double>(logits[j]) - m);
+    return static_cast<double>(logits[target]) - m - std::log(s);
+}
+
+/// Log-probabilities [N, T-1] of each next token: out(b, t) = log p(ids(b, t+1) | ids(b, <= t)).
+inline RowMatrixD token_logprobs(const RowMatrixF& logits, const TokenBatch& ids) {
+    const Index N = ids.rows(), T = ids.cols(), V = logits.cols();
+    RowMatrixD out(N, std::max<Index>(T - 1, 0));
+    for (Index b = 0; b < N; ++b)
+        for (Index t = 0; t + 1 < T; ++t) out(b, t) = log_prob(logits.row(b * T + t).data(), V, ids(b, t + 1));
+    return out;
+}
+
+struct PerplexityResult {
+    double ppl = 0.0;                // exp(mean NLL over all targets)
+    double nll = 0.0;                // mean NLL over all targets
+    std::vector<double> seq_nll;     // mean NLL of each row (T-1 targets each)
+    Index tokens = 0;                // targets scored
+};
+
+/// Perplexity of the rows of `ids`, run `batch` rows at a time (hooks and options apply to every forward).
+/// `progress(done, total)` is called after each batch when given.
+inline PerplexityResult perplexity(const Transformer& model, const TokenBatch& ids, const Hooks& hooks = {},
+                                   const RunOptions& options = {}, Index batch = 8,
+                                   const std::function<void(Index, Index)>& progress = {}) {
+    PerplexityResult r;
+    const Index N = ids.rows(), T = ids.cols();
+    if (T < 2) throw Error("perplexity: sequences need at least 2 tokens, got " + std::to_string(T));
+    double total = 0.0;
+    RunOptions opt = options;
+    opt.logits = true;
+    for (Index b0 = 0; b0 < N; b0 += batch) {
+        const Index nb = std::min(batch, N - b0);
+        const TokenBatch chunk = ids.middleRows(b0, nb);
+        const RowMatrixF logits = model.forward(chunk, hooks, opt);
+        const RowMatrixD lp = token_logprobs(logits, chunk);
+        for (Index b = 0; b < nb; ++b) {
+            const double s = -lp.row(b).sum();
+            r.seq_nll.push_back(s / static_cast<double>(T - 1));
+            total += s;
+        }
+        if (progress) progress(b0 + nb, N);
+    }
+    r.tokens = N * (T - 1);
+    r.nll = total / static_cast<double>(r.tokens);
+    r.ppl = std::exp(r.nll);
+    return r;
+}
+
+}  // namespace massact::analysis

@@ -1,0 +1,114 @@
+// massact/core/half.hpp - IEEE binary16 and bfloat16 <-> float32.
+//
+// Conversions are exact (every half and bfloat16 value is a float32 value);
+// float -> half rounds to nearest even. Bulk conversion of half buffers uses
+// F16C when the compiler targets it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__F16C__)
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+
+namespace massact {
+
+inline float bf16_to_float(std::uint16_t h) {
+    const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+inline std::uint16_t float_to_bf16(float f) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);  // NaN stays NaN
+    const std::uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
+    return static_cast<std::uint16_t>((bits + rounding) >> 16);
+}
+
+inline float f16_to_float(std::uint16_t h) {
+    const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+    const std::uint32_t exp = (h >> 10) & 0x1fu;
+    std::uint32_t mant = h & 0x3ffu;
+    std::uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) {
+            bits = sign;
+        } else {  // subnormal: normalise
+            int e = -1;
+            do { ++e; mant <<= 1; } while ((mant & 0x400u) == 0);
+            bits = sign | (static_cast<std::uint32_t>(127 - 15 - e) << 23) | ((mant & 0x3ffu) << 13);
+        }
+    } else if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (mant << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+inline std::uint16_t float_to_f16(float f) {
+    std::uint32_t x;
+    std::memcpy(&x, &f, sizeof x);
+    const std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
+    const std::uint32_t absx = x & 0x7fffffffu;
+    if (absx > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u);  // NaN
+    if (absx >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // overflow -> inf
+    if (absx < 0x38800000u) {  // subnormal or zero in half
+        if (absx < 0x33000000u) return sign;
+        const std::uint32_t mant = (absx & 0x7fffffu) | 0x800000u;
+        const int shift = 113 - static_cast<int>(absx >> 23) + 13;
+        std::uint32_t r = mant >> shift;
+        const std::uint32_t rem = mant & ((1u << shift) - 1u);
+        const std::uint32_t half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (r & 1u))) ++r;
+        return static_cast<std::uint16_t>(sign | r);
+    }
+    std::uint32_t r = ((absx >> 13) - ((127u - 15u) << 10));
+    const std::uint32_t rem = absx & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
+    return static_cast<std::uint16_t>(sign | r);
+}
+
+/// Convert n bfloat16 values (unaligned source) to float32.
+inline void bf16_to_float(const void* src, float* dst, std::size_t n) {
+    const unsigned char* s = static_cast<const unsigned char*>(src);
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, s + 2 * i, 2);
+        dst[i] = bf16_to_float(h);
+    }
+}
+
+/// Convert n binary16 values (unaligned source) to float32.
+inline void f16_to_float(const void* src, float* dst, std::size_t n) {
+    const unsigned char* s = static_cast<const unsigned char*>(src);
+    std::size_t i = 0;
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 2 * i));
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+    }
+#endif
+    for (; i < n; ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, s + 2 * i, 2);
+        dst[i] = f16_to_float(h);
+    }
+}
+
+}  // namespace massact

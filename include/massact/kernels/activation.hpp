@@ -1,0 +1,76 @@
+// massact/kernels/activation.hpp - SiLU, SwiGLU and GELU (tanh and erf forms), in place or out of place.
+//
+//   silu(x) = x / (1 + exp(-x))                                  (torch.nn.functional.silu)
+//   gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (HF "gelu_new")
+//   gelu_erf(x)  = 0.5 x (1 + erf(x / sqrt(2)))                  (HF "gelu")
+#pragma once
+
+#include "massact/core/eigen.hpp"
+#include "massact/kernels/simd.hpp"
+
+#include <cmath>
+#include <type_traits>
+
+namespace massact::kernels {
+
+template <typename T>
+void silu(T* out, const T* x, Index n) {
+    if constexpr (std::is_same_v<T, float>) {
+        simd::map(out, x, static_cast<std::size_t>(n), [](auto v) { return v / (1.0f + simd::exp(-v)); });
+    } else {
+        for (Index i = 0; i < n; ++i) out[i] = x[i] / (T(1) + std::exp(-x[i]));
+    }
+}
+
+/// out = silu(gate) * up (the Llama MLP's input to down_proj). out may alias gate or up.
+template <typename T>
+void swiglu(T* out, const T* gate, const T* up, Index n) {
+    if constexpr (std::is_same_v<T, float>) {
+        simd::map2(out, gate, up, static_cast<std::size_t>(n),
+                   [](auto g, auto u) { return g / (1.0f + simd::exp(-g)) * u; });
+    } else {
+        for (Index i = 0; i < n; ++i) out[i] = gate[i] / (T(1) + std::exp(-gate[i])) * up[i];
+    }
+}
+
+template <typename T>
+void gelu_tanh(T* out, const T* x, Index n) {
+    constexpr double k = 0.7978845608028654;  // sqrt(2/pi)
+    if constexpr (std::is_same_v<T, float>) {
+        simd::map(out, x, static_cast<std::size_t>(n), [](auto v) {
+            return 0.5f * v * (1.0f + simd::tanh(static_cast<float>(k) * simd::fma(0.044715f * v, v * v, v)));
+        });
+    } else {
+        for (Index i = 0; i < n; ++i) {
+            const T v = x[i];
+            out[i] = T(0.5) * v * (T(1) + std::tanh(T(k) * (v + T(0.044715) * v * v * v)));
+        }
+    }
+}
+
+template <typename T>
+void gelu_erf(T* out, const T* x, Index n) {
+    constexpr double r = 0.7071067811865476;  // 1/sqrt(2)
+    if constexpr (std::is_same_v<T, float>) {
+        simd::map(out, x, static_cast<std::size_t>(n),
+                  [](auto v) { return 0.5f * v * (1.0f + simd::erf(v * static_cast<float>(r))); });
+    } else {
+        for (Index i = 0; i < n; ++i) out[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * T(r)));
+    }
+}
+
+/// Eigen wrappers: apply to every element of a row-major matrix in place.
+template <typename T>
+void silu_inplace(Eigen::Ref<RowMatrix<T>> x) {
+    for (Index i = 0; i < x.rows(); ++i) silu<T>(&x(i, 0), &x(i, 0), x.cols());
+}
+template <typename T>
+void gelu_tanh_inplace(Eigen::Ref<RowMatrix<T>> x) {
+    for (Index i = 0; i < x.rows(); ++i) gelu_tanh<T>(&x(i, 0), &x(i, 0), x.cols());
+}
+template <typename T>
+void gelu_erf_inplace(Eigen::Ref<RowMatrix<T>> x) {
+    for (Index i = 0; i < x.rows(); ++i) gelu_erf<T>(&x(i, 0), &x(i, 0), x.cols());
+}
+
+}  // namespace massact::kernels

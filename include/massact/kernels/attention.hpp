@@ -1,0 +1,188 @@
+// massact/kernels/attention.hpp - causal multi-head attention with GQA, sliding
+// windows and the attention-sink variants.
+//
+// For query i of head h (KV head g = h / (heads / kv_heads)):
+//   s_ij = q_i . k_j * scale for visible keys j (i - W < j <= i; W = 0: all j <= i),
+//   extra slots: a per-head sink logit (gpt-oss; softmax1 is the logit 0) and/or
+//   an explicit key/value bias (Sun et al. 2024 Sec. 6): s_b = q_i . k_bias[g] * scale,
+//   p = softmax over visible keys and extra slots (optionally clipped),
+//   z_i = sum_j p_ij v_j + p_b v_bias[g].
+// Matches Hugging Face eager attention (shared/docs/formats.md).
+//
+// Two ways to run it:
+//   - causal_attention(): streams over tiles of `tile` queries; extra memory is
+//     O(tile * T) per thread and no [T, T] matrix exists. Parallel over heads.
+//   - attention_scores() / attention_probs() / attention_combine(): the same
+//     stages on a full [heads, T, T] buffer, so hooks can read or edit the
+//     scores and the pattern in between.
+#pragma once
+
+#include "massact/core/eigen.hpp"
+#include "massact/kernels/softmax.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace massact::kernels {
+
+struct AttentionSpec {
+    Index heads = 0;
+    Index kv_heads = 0;
+    Index head_dim = 0;
+    float scale = 1.0f;                  // usually 1/sqrt(head_dim)
+    Index window = 0;                    // sliding window W (0 = full causal)
+    const float* sink_logits = nullptr;  // [heads] extra logit per head (gpt-oss sinks; zeros = softmax1)
+    const float* k_bias = nullptr;       // [kv_heads, head_dim] explicit bias key (no RoPE)
+    const float* v_bias = nullptr;       // [kv_heads, head_dim] its value
+    bool clipped = false;                // clipped softmax (Bondarenko et al. 2023)
+    float zeta = 0.0f, gamma = 1.0f;
+
+    Index group() const { return heads / kv_heads; }
+    Index n_extra() const { return (sink_logits ? 1 : 0) + (k_bias ? 1 : 0); }
+};
+
+/// One sequence: q [T, heads*hd], k and v [T, kv_heads*hd], output z [T, heads*hd]; row strides given.
+struct AttentionInput {
+    const float* q = nullptr;
+    Index q_stride = 0;
+    const float* k = nullptr;
+    Index k_stride = 0;
+    const float* v = nullptr;
+    Index v_stride = 0;
+    Index T = 0;
+};
+
+namespace detail {
+
+inline Index first_visible(const AttentionSpec& s, Index i) { return s.window > 0 ? std::max<Index>(0, i - s.window + 1) : 0; }
+
+/// S[r, j] for queries i = i0 + r < i1 and keys j < ncols (S has row stride ld):
+/// scaled dot products where visible, -inf elsewhere.
+inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index h, Index i0, Index i1, float* S, Index ld,
+                        Index ncols) {
+    const Index g = h / s.group(), hd = s.head_dim, rows = i1 - i0;
+    const Index k0 = first_visible(s, i0);
+    ConstStridedRowMap<float> Q(in.q + i0 * in.q_stride + h * hd, rows, hd, Eigen::OuterStride<>(in.q_stride));
+    ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, i1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
+    StridedRowMap<float> St(S + k0, rows, i1 - k0, Eigen::OuterStride<>(ld));
+    St.noalias() = s.scale * (Q * K.transpose());
+    constexpr float ninf = -std::numeric_limits<float>::infinity();
+    for (Index r = 0; r < rows; ++r) {
+        const Index i = i0 + r;
+        float* row = S + r * ld;
+        std::fill(row, row + first_visible(s, i), ninf);
+        std::fill(row + i + 1, row + ncols, ninf);
+    }
+}
+
+/// Softmax (variant) of rows i0..i1 of a scores tile, in place; masked entries become 0.
+/// extra_out (optional, [rows]) receives the total probability of the extra slots,
+/// kv_out (optional, [rows]) the probability of the key/value bias slot alone.
+inline void probs_tile(const AttentionSpec& s, const AttentionInput& in, Index h, Index i0, Index i1, float* S, Index ld,
+                       Index ncols, float* extra_out, float* kv_out) {
+    const Index g = h / s.group(), hd = s.head_dim;
+    for (Index i = i0; i < i1; ++i) {
+        float* row = S + (i - i0) * ld;
+        float extra[2];
+        Index ne = 0, kv_slot = -1;
+        if (s.sink_logits) extra[ne++] = s.sink_logits[h];
+        if (s.k_bias) {
+            const float* q = in.q + i * in.q_stride + h * hd;
+            const float* kb = s.k_bias + g * hd;
+            float dot = 0.0f;
+            for (Index d = 0; d < hd; ++d) dot += q[d] * kb[d];
+            kv_slot = ne;
+            extra[ne++] = dot * s.scale;
+        }
+        const Index lo = first_visible(s, i);
+        std::fill(row, row + lo, 0.0f);
+        float total = softmax_row<float>(row + lo, i + 1 - lo, extra, ne);
+        std::fill(row + i + 1, row + ncols, 0.0f);
+        if (s.clipped) {
+            auto clip = [&](float p) { return std::min(1.0f, std::max(0.0f, (s.gamma - s.zeta) * p + s.zeta)); };
+            for (Index j = lo; j <= i; ++j) row[j] = clip(row[j]);
+            total = 0.0f;
+            for (Index e = 0; e < ne; ++e) total += (extra[e] = clip(extra[e]));
+        }
+        if (extra_out) extra_out[i - i0] = total;
+        if (kv_out) kv_out[i - i0] = kv_slot >= 0 ? extra[kv_slot] : 0.0f;
+    }
+}
+
+/// z rows i0..i1 of head h = P[:, 0:ncols] V[0:ncols] + p_kv * v_bias.
+inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index h, Index i0, Index i1, const float* P,
+                         Index ld, Index ncols, const float* kv_prob, float* z, Index z_stride) {
+    const Index g = h / s.group(), hd = s.head_dim, rows = i1 - i0;
+    const Index k0 = ncols == i1 ? first_visible(s, i0) : 0;  // streaming tiles skip keys before the window
+    ConstStridedRowMap<float> Pt(P + k0, rows, ncols - k0, Eigen::OuterStride<>(ld));
+    ConstStridedRowMap<float> V(in.v + k0 * in.v_stride + g * hd, ncols - k0, hd, Eigen::OuterStride<>(in.v_stride));
+    StridedRowMap<float> Z(z + i0 * z_stride + h * hd, rows, hd, Eigen::OuterStride<>(z_stride));
+    Z.noalias() = Pt * V;
+    if (s.v_bias && kv_prob) {
+        const float* vb = s.v_bias + g * hd;
+        for (Index r = 0; r < rows; ++r)
+            for (Index d = 0; d < hd; ++d) Z(r, d) += kv_prob[r] * vb[d];
+    }
+}
+
+}  // namespace detail
+
+/// Streaming causal attention of one sequence into z [T, heads*hd] (row stride z_stride).
+/// No [T, T] buffer: queries go in tiles of `tile` rows; each thread holds tile * T floats.
+/// sink_prob (optional, [heads, T]) receives the extra slots' probability.
+inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, float* z, Index z_stride,
+                             float* sink_prob = nullptr, Index tile = 64) {
+    const Index T = in.T, H = s.heads;
+#if defined(_OPENMP)
+#pragma omp parallel if (H * T * T > (1 << 16))
+#endif
+    {
+        std::vector<float> S(static_cast<std::size_t>(tile * T));
+        std::vector<float> extra(static_cast<std::size_t>(tile)), kv(static_cast<std::size_t>(tile));
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic)
+#endif
+        for (Index h = 0; h < H; ++h) {
+            for (Index i0 = 0; i0 < T; i0 += tile) {
+                const Index i1 = std::min(T, i0 + tile);
+                detail::scores_tile(s, in, h, i0, i1, S.data(), i1, i1);
+                detail::probs_tile(s, in, h, i0, i1, S.data(), i1, i1, extra.data(), kv.data());
+                detail::combine_tile(s, in, h, i0, i1, S.data(), i1, i1, kv.data(), z, z_stride);
+                if (sink_prob) std::copy(extra.begin(), extra.begin() + (i1 - i0), sink_prob + h * T + i0);
+            }
+        }
+    }
+}
+
+/// Stage 1 on a full buffer: scores [heads, T, T] (pre-softmax, masked entries -inf).
+inline void attention_scores(const AttentionSpec& s, const AttentionInput& in, float* scores) {
+    const Index T = in.T;
+    for (Index h = 0; h < s.heads; ++h) detail::scores_tile(s, in, h, 0, T, scores + h * T * T, T, T);
+}
+
+/// Stage 2: scores -> probabilities in place ([heads, T, T]); sink_prob and kv_prob ([heads, T], optional)
+/// receive the extra slots' total probability and the key/value bias slot's alone.
+inline void attention_probs(const AttentionSpec& s, const AttentionInput& in, float* pattern, float* sink_prob,
+                            float* kv_prob) {
+    const Index T = in.T;
+    for (Index h = 0; h < s.heads; ++h)
+        detail::probs_tile(s, in, h, 0, T, pattern + h * T * T, T, T, sink_prob ? sink_prob + h * T : nullptr,
+                           kv_prob ? kv_prob + h * T : nullptr);
+}
+
+/// Stage 3: z [T, heads*hd] = pattern V (+ kv_prob * v_bias).
+inline void attention_combine(const AttentionSpec& s, const AttentionInput& in, const float* pattern,
+                              const float* kv_prob, float* z, Index z_stride) {
+    const Index T = in.T;
+    for (Index h = 0; h < s.heads; ++h)
+        detail::combine_tile(s, in, h, 0, T, pattern + h * T * T, T, T, kv_prob ? kv_prob + h * T : nullptr, z,
+                             z_stride);
+}
+
+}  // namespace massact::kernels

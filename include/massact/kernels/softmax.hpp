@@ -1,0 +1,96 @@
+// massact/kernels/softmax.hpp - softmax and the variants of the attention-sink literature.
+//
+//   standard:   p_j = exp(x_j - m) / sum_k exp(x_k - m)
+//   with extra slots (logits s_1..s_e that join the normalisation and are
+//   dropped after): p_j = exp(x_j) / (sum_k exp(x_k) + sum_i exp(s_i));
+//     - softmax1 / "off-by-one" (Miller 2023): one extra slot of logit 0,
+//     - learned sink logit per head (gpt-oss),
+//     - explicit key/value bias (Sun et al. 2024 Sec. 6): s = q . k_bias / sqrt(d).
+//   clipped (Bondarenko et al. 2023): p' = clip((gamma - zeta) p + zeta, 0, 1).
+// Entries equal to -inf (masked) get probability exactly 0.
+#pragma once
+
+#include "massact/core/eigen.hpp"
+#include "massact/kernels/simd.hpp"
+
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+namespace massact::kernels {
+
+/// Softmax of x[0..n) in place, normalised together with `n_extra` additional logits
+/// `extra` (in: their logits; out: their probabilities).
+/// Returns the total probability of the extra slots.
+template <typename T>
+T softmax_row(T* x, Index n, T* extra = nullptr, Index n_extra = 0) {
+    T m = -std::numeric_limits<T>::infinity();
+    if constexpr (std::is_same_v<T, float>) {
+        m = simd::reduce_max(x, static_cast<std::size_t>(n));
+    } else {
+        for (Index i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+    }
+    for (Index i = 0; i < n_extra; ++i) m = extra[i] > m ? extra[i] : m;
+    if (m == -std::numeric_limits<T>::infinity()) {  // everything masked: no mass anywhere
+        for (Index i = 0; i < n; ++i) x[i] = 0;
+        for (Index i = 0; i < n_extra; ++i) extra[i] = 0;
+        return 0;
+    }
+    T sum = 0;
+    if constexpr (std::is_same_v<T, float>) {
+        simd::map(x, x, static_cast<std::size_t>(n), [m](auto v) { return simd::exp(v - m); });
+        sum = simd::reduce_sum(x, static_cast<std::size_t>(n), [](auto v) { return v; });
+    } else {
+        for (Index i = 0; i < n; ++i) {
+            x[i] = std::exp(x[i] - m);
+            sum += x[i];
+        }
+    }
+    T extra_sum = 0;
+    for (Index i = 0; i < n_extra; ++i) {
+        extra[i] = std::exp(extra[i] - m);
+        extra_sum += extra[i];
+    }
+    const T inv = T(1) / (sum + extra_sum);
+    for (Index i = 0; i < n_extra; ++i) extra[i] *= inv;
+    if constexpr (std::is_same_v<T, float>) {
+        simd::map(x, x, static_cast<std::size_t>(n), [inv](auto v) { return v * inv; });
+    } else {
+        for (Index i = 0; i < n; ++i) x[i] *= inv;
+    }
+    return extra_sum * inv;
+}
+
+/// softmax1 ("off-by-one"): one extra slot of logit 0. Rows sum to < 1.
+template <typename T>
+T softmax1_row(T* x, Index n) {
+    T zero = 0;
+    return softmax_row<T>(x, n, &zero, 1);
+}
+
+/// Clipped softmax (Bondarenko et al. 2023) in place: stretch to [zeta, gamma], clip to [0, 1].
+/// zeta < 0 lets small probabilities become exactly 0; gamma > 1 lets large ones reach exactly 1.
+template <typename T>
+void clipped_softmax_row(T* x, Index n, T zeta, T gamma) {
+    softmax_row<T>(x, n);
+    for (Index i = 0; i < n; ++i) {
+        const T v = (gamma - zeta) * x[i] + zeta;
+        x[i] = v < T(0) ? T(0) : (v > T(1) ? T(1) : v);
+    }
+}
+
+/// Row-wise wrappers on Eigen matrices.
+template <typename T>
+void softmax_rows(Eigen::Ref<RowMatrix<T>> x) {
+    for (Index i = 0; i < x.rows(); ++i) softmax_row<T>(&x(i, 0), x.cols());
+}
+template <typename T>
+void softmax1_rows(Eigen::Ref<RowMatrix<T>> x) {
+    for (Index i = 0; i < x.rows(); ++i) softmax1_row<T>(&x(i, 0), x.cols());
+}
+template <typename T>
+void clipped_softmax_rows(Eigen::Ref<RowMatrix<T>> x, T zeta, T gamma) {
+    for (Index i = 0; i < x.rows(); ++i) clipped_softmax_row<T>(&x(i, 0), x.cols(), zeta, gamma);
+}
+
+}  // namespace massact::kernels

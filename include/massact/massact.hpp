@@ -1,0 +1,27 @@
+// massact/massact.hpp - the whole library.
+//
+//   core/      error type, Eigen setup, half-precision conversion
+//   io/        safetensors (mapped reader, writer), checkpoints, JSON files
+//   kernels/   norms, activations, RoPE, softmax variants, attention (know nothing of models)
+//   model/     config.json, weights, hook sites, the reference transformer
+//   analysis/  what researchers measure with the model: perplexity, ...
+#pragma once
+
+#include "massact/analysis/perplexity.hpp"
+#include "massact/core/eigen.hpp"
+#include "massact/core/error.hpp"
+#include "massact/core/half.hpp"
+#include "massact/io/checkpoint.hpp"
+#include "massact/io/json_file.hpp"
+#include "massact/io/mapped_file.hpp"
+#include "massact/io/safetensors.hpp"
+#include "massact/kernels/activation.hpp"
+#include "massact/kernels/attention.hpp"
+#include "massact/kernels/norm.hpp"
+#include "massact/kernels/rope.hpp"
+#include "massact/kernels/simd.hpp"
+#include "massact/kernels/softmax.hpp"
+#include "massact/model/config.hpp"
+#include "massact/model/hooks.hpp"
+#include "massact/model/transformer.hpp"
+#include "massact/model/weights.hpp"

@@ -1,0 +1,105 @@
+// massact/model/hooks.hpp - named hook sites, TransformerLens style.
+//
+// A hook is a function called with an activation the forward pass just
+// computed; it may read it or overwrite it in place (that is how ablation and
+// injection work). Sites are named as in TransformerLens:
+//   hook_embed, hook_pos_embed (GPT-2), blocks.{l}.hook_resid_pre,
+//   blocks.{l}.ln1.hook_normalized, blocks.{l}.attn.hook_q|hook_k|hook_v,
+//   blocks.{l}.attn.hook_attn_scores, blocks.{l}.attn.hook_pattern,
+//   blocks.{l}.attn.hook_sink_pattern, blocks.{l}.attn.hook_z,
+//   blocks.{l}.hook_attn_out, blocks.{l}.hook_resid_mid,
+//   blocks.{l}.ln2.hook_normalized, blocks.{l}.mlp.hook_pre,
+//   blocks.{l}.mlp.hook_post, blocks.{l}.hook_mlp_out,
+//   blocks.{l}.hook_resid_post, ln_final.hook_normalized, logits.
+// Hooks are registered by exact name or by a glob ('*' and '?').
+// A site without hooks costs one pointer test: no copy, no allocation.
+#pragma once
+
+#include "massact/core/eigen.hpp"
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace massact {
+
+/// The activation a hook sees: a row-major tensor of `shape` (first dim = batch N) at `data`.
+struct Activation {
+    std::string_view name;  // the site, e.g. "blocks.2.hook_resid_post"
+    int layer = -1;         // block index, -1 outside blocks
+    float* data = nullptr;
+    std::vector<Index> shape;  // e.g. [N, T, d], [N, T, H, hd], [N, H, T, T]
+
+    Index numel() const {
+        Index n = 1;
+        for (Index s : shape) n *= s;
+        return n;
+    }
+    /// The tensor as a matrix: all leading dims as rows, the last dim as columns.
+    RowMap<float> matrix() const {
+        const Index cols = shape.empty() ? 1 : shape.back();
+        return RowMap<float>(data, cols ? numel() / cols : 0, cols);
+    }
+    /// Sequence b as a matrix [rows, last dim] (e.g. [T, d] of resid, [H*T, T] of pattern).
+    RowMap<float> sequence(Index b) const {
+        const Index per = numel() / shape[0];
+        const Index cols = shape.back();
+        return RowMap<float>(data + b * per, per / cols, cols);
+    }
+};
+
+using HookFn = std::function<void(Activation&)>;
+
+/// True when `name` matches `pattern` ('*' = any run of characters, '?' = one character).
+inline bool glob_match(std::string_view pattern, std::string_view name) {
+    std::size_t p = 0, n = 0, star = std::string_view::npos, mark = 0;
+    while (n < name.size()) {
+        if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == name[n])) {
+            ++p;
+            ++n;
+        } else if (p < pattern.size() && pattern[p] == '*') {
+            star = p++;
+            mark = n;
+        } else if (star != std::string_view::npos) {
+            p = star + 1;
+            n = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (p < pattern.size() && pattern[p] == '*') ++p;
+    return p == pattern.size();
+}
+
+/// A set of hooks: (pattern, function) pairs, run in registration order.
+class Hooks {
+public:
+    Hooks& add(std::string pattern, HookFn fn) {
+        entries_.push_back({std::move(pattern), std::move(fn)});
+        return *this;
+    }
+    bool empty() const { return entries_.empty(); }
+    /// Append all hooks of another set (after this set's own).
+    Hooks& extend(const Hooks& other) {
+        entries_.insert(entries_.end(), other.entries_.begin(), other.entries_.end());
+        return *this;
+    }
+    /// The functions to call at site `name`, in order.
+    std::vector<const HookFn*> matching(std::string_view name) const {
+        std::vector<const HookFn*> out;
+        for (const auto& e : entries_)
+            if (glob_match(e.pattern, name)) out.push_back(&e.fn);
+        return out;
+    }
+
+private:
+    struct Entry {
+        std::string pattern;
+        HookFn fn;
+    };
+    std::vector<Entry> entries_;
+};
+
+}  // namespace massact
