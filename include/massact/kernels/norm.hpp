@@ -61,7 +61,7 @@ template <typename T>
 void rms_norm(Eigen::Ref<RowMatrix<detail::nd<T>>> out, const Eigen::Ref<const RowMatrix<detail::nd<T>>>& x,
               const Eigen::Ref<const Eigen::Matrix<detail::nd<T>, Eigen::Dynamic, 1>>& w, T eps) {
     eigen_assert(out.rows() == x.rows() && out.cols() == x.cols() && w.size() == x.cols());
-    for (Index i = 0; i < x.rows(); ++i) rms_norm_row<T>(&out(i, 0), &x(i, 0), w.data(), x.cols(), eps);
+    for (Index i = 0; i < x.rows(); ++i) rms_norm_row<T>(&out(i, 0), x.data() + i * x.outerStride(), w.data(), x.cols(), eps);
 }
 
 /// LayerNorm of every row of x ([rows, n]) into out.
@@ -70,7 +70,7 @@ void layer_norm(Eigen::Ref<RowMatrix<detail::nd<T>>> out, const Eigen::Ref<const
                 const Eigen::Ref<const Eigen::Matrix<detail::nd<T>, Eigen::Dynamic, 1>>& w,
                 const Eigen::Ref<const Eigen::Matrix<detail::nd<T>, Eigen::Dynamic, 1>>& b, T eps) {
     eigen_assert(out.rows() == x.rows() && out.cols() == x.cols() && w.size() == x.cols() && b.size() == x.cols());
-    for (Index i = 0; i < x.rows(); ++i) layer_norm_row<T>(&out(i, 0), &x(i, 0), w.data(), b.data(), x.cols(), eps);
+    for (Index i = 0; i < x.rows(); ++i) layer_norm_row<T>(&out(i, 0), x.data() + i * x.outerStride(), w.data(), b.data(), x.cols(), eps);
 }
 
 }  // namespace massact::kernels

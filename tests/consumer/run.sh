@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Build and run the consumer three ways: find_package after install, add_subdirectory, plain -Iinclude.
+set -euo pipefail
+src=$1
+work=$2
+model=$src/examples/models/tiny-llama
+rm -rf "$work" && mkdir -p "$work"
+cmake -S "$src" -B "$work/lib" -DMASSACT_BUILD_TESTS=OFF -DMASSACT_BUILD_BENCH=OFF -DMASSACT_BUILD_EXAMPLES=OFF \
+      -DCMAKE_INSTALL_PREFIX="$work/prefix" > "$work/log" 2>&1
+cmake --install "$work/lib" >> "$work/log" 2>&1
+cmake -S "$src/tests/consumer" -B "$work/installed" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >> "$work/log" 2>&1
+cmake --build "$work/installed" >> "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
+"$work/installed/consumer" "$model"
+cmake -S "$src/tests/consumer" -B "$work/subdir" -DMASSACT_SOURCE="$src" -DCMAKE_BUILD_TYPE=Release >> "$work/log" 2>&1
+cmake --build "$work/subdir" >> "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
+"$work/subdir/consumer" "$model"
+${CXX:-c++} -std=c++17 -O2 -Wall -Wextra -Werror -I"$src/include" -I/usr/include/eigen3 "$src/tests/consumer/main.cpp" -o "$work/plain"
+"$work/plain" "$model"
+echo "consumer: find_package, add_subdirectory and -Iinclude builds ran"

@@ -1,0 +1,278 @@
+// Kernels against naive double-precision loops on random inputs of odd sizes.
+#include "common.hpp"
+
+#include <cmath>
+#include <limits>
+
+using namespace massact;
+using kernels::AttentionSpec;
+
+namespace {
+
+std::mt19937 rng(1234);
+
+RowMatrixD to_d(const RowMatrixF& m) { return m.cast<double>(); }
+
+// ---- naive references ----------------------------------------------------------
+double ref_silu(double x) { return x / (1 + std::exp(-x)); }
+double ref_gelu_tanh(double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }
+double ref_gelu_erf(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }
+
+/// Naive attention of one sequence: returns z [T, H*hd] and fills pattern [H][T][T] and extra probs.
+struct RefAttention {
+    RowMatrixD z;
+    std::vector<double> pattern, extra;
+};
+RefAttention ref_attention(const RowMatrixF& q, const RowMatrixF& k, const RowMatrixF& v, const AttentionSpec& s) {
+    const Index T = q.rows(), H = s.heads, hd = s.head_dim, grp = s.heads / s.kv_heads;
+    RefAttention r;
+    r.z = RowMatrixD::Zero(T, H * hd);
+    r.pattern.assign(static_cast<std::size_t>(H * T * T), 0.0);
+    r.extra.assign(static_cast<std::size_t>(H * T), 0.0);
+    for (Index h = 0; h < H; ++h) {
+        const Index g = h / grp;
+        for (Index i = 0; i < T; ++i) {
+            std::vector<double> logit;
+            std::vector<Index> key;
+            for (Index j = 0; j <= i; ++j) {
+                if (s.window > 0 && j <= i - s.window) continue;
+                double dot = 0;
+                for (Index e = 0; e < hd; ++e) dot += double(q(i, h * hd + e)) * k(j, g * hd + e);
+                logit.push_back(dot * s.scale);
+                key.push_back(j);
+            }
+            std::vector<double> extra;
+            if (s.sink_logits) extra.push_back(s.sink_logits[h]);
+            double kvlogit = 0;
+            if (s.k_bias) {
+                for (Index e = 0; e < hd; ++e) kvlogit += double(q(i, h * hd + e)) * s.k_bias[g * hd + e];
+                kvlogit *= s.scale;
+                extra.push_back(kvlogit);
+            }
+            double m = -1e300;
+            for (double x : logit) m = std::max(m, x);
+            for (double x : extra) m = std::max(m, x);
+            double den = 0;
+            for (double x : logit) den += std::exp(x - m);
+            for (double x : extra) den += std::exp(x - m);
+            auto clip = [&](double p) {
+                return s.clipped ? std::min(1.0, std::max(0.0, (double(s.gamma) - s.zeta) * p + s.zeta)) : p;
+            };
+            double total_extra = 0, pkv = 0;
+            for (std::size_t e = 0; e < extra.size(); ++e) {
+                const double p = clip(std::exp(extra[e] - m) / den);
+                total_extra += p;
+                if (s.k_bias && e + 1 == extra.size()) pkv = p;
+            }
+            r.extra[static_cast<std::size_t>(h * T + i)] = total_extra;
+            for (std::size_t a = 0; a < key.size(); ++a) {
+                const double p = clip(std::exp(logit[a] - m) / den);
+                r.pattern[static_cast<std::size_t>((h * T + i) * T + key[a])] = p;
+                for (Index e = 0; e < hd; ++e) r.z(i, h * hd + e) += p * v(key[a], g * hd + e);
+            }
+            if (s.v_bias)
+                for (Index e = 0; e < hd; ++e) r.z(i, h * hd + e) += pkv * s.v_bias[g * hd + e];
+        }
+    }
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("rms_norm and layer_norm match double loops (odd sizes, raw buffers and Eigen views)") {
+    for (Index n : {1, 7, 33, 257, 1001}) {
+        const RowMatrixF x = test::random_matrix(5, n, rng, 3.0f);
+        const RowMatrixF w = test::random_matrix(1, n, rng), b = test::random_matrix(1, n, rng);
+        RowMatrixF y(5, n), y2(5, n);
+        const Eigen::VectorXf wv = w.transpose(), bv = b.transpose();
+        kernels::rms_norm(y, x, wv, 1e-5f);
+        kernels::layer_norm(y2, x, wv, bv, 1e-5f);
+        double e1 = 0, e2 = 0;
+        for (Index i = 0; i < 5; ++i) {
+            double ss = 0, mean = 0, var = 0;
+            for (Index j = 0; j < n; ++j) { ss += double(x(i, j)) * x(i, j); mean += x(i, j); }
+            mean /= n;
+            for (Index j = 0; j < n; ++j) var += (x(i, j) - mean) * (x(i, j) - mean);
+            var /= n;
+            for (Index j = 0; j < n; ++j) {
+                e1 = std::max(e1, std::abs(x(i, j) / std::sqrt(ss / n + 1e-5) * w(0, j) - y(i, j)));
+                e2 = std::max(e2, std::abs((x(i, j) - mean) / std::sqrt(var + 1e-5) * w(0, j) + b(0, j) - y2(i, j)));
+            }
+        }
+        CAPTURE(n);
+        CHECK(e1 < 2e-5);
+        CHECK(e2 < 2e-5);
+        // The same kernel on a block of a larger matrix (row stride != cols) and in double.
+        RowMatrixF big = RowMatrixF::Zero(7, n + 3);
+        big.block(1, 2, 5, n) = x;
+        kernels::rms_norm(big.block(1, 2, 5, n), big.block(1, 2, 5, n), wv, 1e-5f);
+        CHECK(test::max_abs_diff(big.block(1, 2, 5, n), y) < 1e-6);
+        CHECK(big.col(0).cwiseAbs().maxCoeff() == 0.0f);
+        RowMatrixD yd(5, n);
+        kernels::rms_norm(yd, to_d(x), Eigen::VectorXd(wv.cast<double>()), 1e-5);
+        CHECK(test::max_abs_diff(yd, y) < 2e-5);
+    }
+}
+
+TEST_CASE("silu, swiglu, gelu_tanh and gelu_erf match double loops") {
+    const Index n = 1003;
+    RowMatrixF x = test::random_matrix(1, n, rng, 4.0f);
+    x(0, 0) = -100.0f;  // saturation
+    x(0, 1) = 100.0f;
+    const RowMatrixF u = test::random_matrix(1, n, rng);
+    RowMatrixF s(1, n), sw(1, n), gt(1, n), ge(1, n);
+    kernels::silu(s.data(), x.data(), n);
+    kernels::swiglu(sw.data(), x.data(), u.data(), n);
+    kernels::gelu_tanh(gt.data(), x.data(), n);
+    kernels::gelu_erf(ge.data(), x.data(), n);
+    double e[4] = {0, 0, 0, 0};
+    for (Index i = 0; i < n; ++i) {
+        const double xi = x(0, i);
+        const double scale = std::max(1.0, std::abs(xi));
+        e[0] = std::max(e[0], std::abs(ref_silu(xi) - s(0, i)) / scale);
+        e[1] = std::max(e[1], std::abs(ref_silu(xi) * u(0, i) - sw(0, i)) / scale);
+        e[2] = std::max(e[2], std::abs(ref_gelu_tanh(xi) - gt(0, i)) / scale);
+        e[3] = std::max(e[3], std::abs(ref_gelu_erf(xi) - ge(0, i)) / scale);
+    }
+    for (double v : e) CHECK(v < 1e-5);
+    CHECK(s(0, 0) == doctest::Approx(0.0).epsilon(1e-6));
+    CHECK(gt(0, 1) == doctest::Approx(100.0));
+}
+
+TEST_CASE("RoPE rotate-half and interleaved match the formula") {
+    const Index T = 9, heads = 3, half = 5, hd = 2 * half;
+    std::vector<float> inv(half);
+    for (Index j = 0; j < half; ++j) inv[static_cast<std::size_t>(j)] = static_cast<float>(std::pow(10000.0, -2.0 * j / hd));
+    const auto table = kernels::make_rope_table(inv, 0, T);
+    const RowMatrixF x = test::random_matrix(T, heads * hd, rng);
+    for (auto layout : {kernels::RopeLayout::RotateHalf, kernels::RopeLayout::Interleaved}) {
+        RowMatrixF y = x;
+        kernels::rope<float>(y, heads, table, layout);
+        double err = 0;
+        for (Index t = 0; t < T; ++t)
+            for (Index h = 0; h < heads; ++h)
+                for (Index j = 0; j < half; ++j) {
+                    const double a = t * double(inv[static_cast<std::size_t>(j)]);
+                    const Index i0 = h * hd + (layout == kernels::RopeLayout::RotateHalf ? j : 2 * j);
+                    const Index i1 = h * hd + (layout == kernels::RopeLayout::RotateHalf ? j + half : 2 * j + 1);
+                    err = std::max(err, std::abs(x(t, i0) * std::cos(a) - x(t, i1) * std::sin(a) - y(t, i0)));
+                    err = std::max(err, std::abs(x(t, i1) * std::cos(a) + x(t, i0) * std::sin(a) - y(t, i1)));
+                }
+        CHECK(err < 1e-5);
+        // Rotations preserve each pair's norm, so the row norm is unchanged.
+        CHECK((y.rowwise().norm() - x.rowwise().norm()).cwiseAbs().maxCoeff() < 1e-4);
+    }
+}
+
+TEST_CASE("softmax variants: standard, softmax1, extra slots, clipped") {
+    const Index n = 37;
+    const RowMatrixF x = test::random_matrix(4, n, rng, 3.0f);
+    RowMatrixF p = x, p1 = x, pc = x;
+    kernels::softmax_rows<float>(p);
+    kernels::softmax1_rows<float>(p1);
+    kernels::clipped_softmax_rows<float>(pc, -0.1f, 1.0f);
+    for (Index i = 0; i < 4; ++i) {
+        double m = -1e9, den = 0;
+        for (Index j = 0; j < n; ++j) m = std::max(m, double(x(i, j)));
+        for (Index j = 0; j < n; ++j) den += std::exp(x(i, j) - m);
+        const double den1 = den + std::exp(-m);
+        for (Index j = 0; j < n; ++j) {
+            CHECK(p(i, j) == doctest::Approx(std::exp(x(i, j) - m) / den).epsilon(1e-5));
+            CHECK(p1(i, j) == doctest::Approx(std::exp(x(i, j) - m) / den1).epsilon(1e-5));
+            const double c = std::min(1.0, std::max(0.0, 1.1 * std::exp(x(i, j) - m) / den - 0.1));
+            CHECK(pc(i, j) == doctest::Approx(c).epsilon(1e-5));
+        }
+        CHECK(p.row(i).sum() == doctest::Approx(1.0).epsilon(1e-6));
+        CHECK(p1.row(i).sum() < 1.0f);  // softmax1 rows sum to < 1
+    }
+    // Clipped softmax produces exact zeros for small probabilities.
+    int zeros = 0;
+    for (Index i = 0; i < pc.size(); ++i) zeros += pc.data()[i] == 0.0f;
+    CHECK(zeros > 0);
+    // All entries masked: no mass anywhere, no NaN.
+    float masked[3] = {-INFINITY, -INFINITY, -INFINITY};
+    CHECK(kernels::softmax_row(masked, 3) == 0.0f);
+    CHECK(masked[0] == 0.0f);
+    // Extra slots report their probabilities.
+    float row[2] = {1.0f, 2.0f};
+    float extra[1] = {3.0f};
+    const float pe = kernels::softmax_row(row, 2, extra, 1);
+    const double den = std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
+    CHECK(pe == doctest::Approx(std::exp(3.0) / den));
+    CHECK(extra[0] == doctest::Approx(std::exp(3.0) / den));
+    CHECK(row[1] == doctest::Approx(std::exp(2.0) / den));
+}
+
+TEST_CASE("causal attention (GQA, windows, sink slots, clipped) matches a naive double loop, streaming and materialised") {
+    const Index H = 6, KV = 2, hd = 9;
+    std::vector<float> sinks = {0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.5f};
+    RowMatrixF kb = test::random_matrix(KV, hd, rng), vb = test::random_matrix(KV, hd, rng);
+    struct Case { Index T, window; bool sink, kv, clip; };
+    for (Case cs : {Case{13, 0, false, false, false}, Case{70, 0, false, false, false}, Case{131, 5, false, false, false},
+                    Case{67, 0, true, false, false}, Case{67, 0, false, true, false}, Case{45, 0, true, true, false},
+                    Case{41, 7, false, false, true}, Case{1, 0, true, false, false}}) {
+        CAPTURE(cs.T);
+        CAPTURE(cs.window);
+        AttentionSpec s;
+        s.heads = H;
+        s.kv_heads = KV;
+        s.head_dim = hd;
+        s.scale = 1.0f / std::sqrt(float(hd));
+        s.window = cs.window;
+        if (cs.sink) s.sink_logits = sinks.data();
+        if (cs.kv) { s.k_bias = kb.data(); s.v_bias = vb.data(); }
+        if (cs.clip) { s.clipped = true; s.zeta = -0.05f; s.gamma = 1.05f; }
+        const RowMatrixF q = test::random_matrix(cs.T, H * hd, rng, 2.0f);
+        const RowMatrixF k = test::random_matrix(cs.T, KV * hd, rng, 2.0f);
+        const RowMatrixF v = test::random_matrix(cs.T, KV * hd, rng);
+        kernels::AttentionInput in{q.data(), q.cols(), k.data(), k.cols(), v.data(), v.cols(), cs.T};
+        const RefAttention ref = ref_attention(q, k, v, s);
+
+        RowMatrixF z(cs.T, H * hd);
+        std::vector<float> sinkp(static_cast<std::size_t>(H * cs.T));
+        kernels::causal_attention(s, in, z.data(), z.cols(), sinkp.data(), 16);  // several tiles
+        CHECK(test::max_abs_diff(z, ref.z) < 2e-5);
+        double e = 0;
+        for (std::size_t i = 0; i < sinkp.size(); ++i) e = std::max(e, std::abs(sinkp[i] - ref.extra[i]));
+        CHECK(e < 1e-6);
+
+        std::vector<float> pat(static_cast<std::size_t>(H * cs.T * cs.T)), sp(sinkp.size()), kvp(sinkp.size());
+        kernels::attention_scores(s, in, pat.data());
+        kernels::attention_probs(s, in, pat.data(), sp.data(), kvp.data());
+        RowMatrixF z2(cs.T, H * hd);
+        kernels::attention_combine(s, in, pat.data(), kvp.data(), z2.data(), z2.cols());
+        double pe = 0;
+        for (std::size_t i = 0; i < pat.size(); ++i) pe = std::max(pe, std::abs(pat[i] - ref.pattern[i]));
+        CHECK(pe < 1e-6);
+        CHECK(test::max_abs_diff(z2, ref.z) < 2e-5);
+        if (cs.sink || cs.kv) {  // pattern rows sum to 1 - p_sink
+            for (Index h = 0; h < H; ++h)
+                for (Index i = 0; i < cs.T; ++i) {
+                    double row = 0;
+                    for (Index j = 0; j < cs.T; ++j) row += pat[static_cast<std::size_t>((h * cs.T + i) * cs.T + j)];
+                    CHECK(row + sp[static_cast<std::size_t>(h * cs.T + i)] == doctest::Approx(1.0).epsilon(1e-5));
+                }
+        }
+    }
+}
+
+TEST_CASE("half and bfloat16 conversions are exact and round to nearest even") {
+    for (std::uint32_t h = 0; h < 65536; ++h) {
+        const auto u = static_cast<std::uint16_t>(h);
+        const float f = f16_to_float(u);
+        if (!std::isnan(f)) REQUIRE(float_to_f16(f) == u);
+        const float b = bf16_to_float(u);
+        if (!std::isnan(b)) REQUIRE(float_to_bf16(b) == u);
+    }
+    CHECK(f16_to_float(0x3c00) == 1.0f);
+    CHECK(f16_to_float(0x0001) == std::ldexp(1.0f, -24));  // smallest subnormal
+    CHECK(bf16_to_float(0x3f80) == 1.0f);
+    CHECK(float_to_bf16(1.0f + std::ldexp(1.0f, -8)) == 0x3f80);  // tie to even
+    // Bulk conversion (F16C path) agrees with the scalar one.
+    std::vector<std::uint16_t> src(1001);
+    for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<std::uint16_t>(i * 61 + 7);
+    std::vector<float> dst(src.size());
+    f16_to_float(src.data(), dst.data(), src.size());
+    for (std::size_t i = 0; i < src.size(); ++i)
+        if (!std::isnan(dst[i])) CHECK(dst[i] == f16_to_float(src[i]));
+}

@@ -1,0 +1,207 @@
+// The reference transformer against Hugging Face (tests/data/tiny-*.ref.safetensors, see
+// shared/reference/README.md): hidden states, attention patterns, log-probs, argmax, perplexity.
+#include "common.hpp"
+
+#include <fstream>
+#include <map>
+
+using namespace massact;
+
+namespace {
+
+struct Captured {
+    std::map<std::string, std::vector<float>> t;
+    Hooks hooks() {
+        Hooks h;
+        for (const char* g : {"hook_embed", "hook_pos_embed", "*hook_resid_post", "*hook_pattern", "ln_final.hook_normalized"})
+            h.add(g, [this](Activation& a) { t[std::string(a.name)] = std::vector<float>(a.data, a.data + a.numel()); });
+        return h;
+    }
+};
+
+void check_model(const std::string& name, bool gpt2) {
+    const Transformer m(test::model(name));
+    const io::SafetensorsFile ref(test::data(name + ".ref.safetensors"));
+    const auto& c = m.config();
+    const Index L = c.num_layers, d = c.hidden_size, H = c.num_heads;
+    for (const char* p : {"p0", "p2", "p4", "p6"}) {
+        const std::string pre = p;
+        CAPTURE(name);
+        CAPTURE(pre);
+        const auto ids_v = ref.tensor(pre + ".input_ids").to_int64();
+        const Index T = static_cast<Index>(ids_v.size());
+        TokenBatch ids(1, T);
+        for (Index t = 0; t < T; ++t) ids(0, t) = ids_v[static_cast<std::size_t>(t)];
+        Captured cap;
+        const RowMatrixF logits = m.forward(ids, cap.hooks());
+
+        // Hidden states: entry 0 embeddings (+ positions), 1..L-1 block outputs, L after the final norm.
+        const auto hs = ref.tensor(pre + ".hidden_states").to_float();
+        REQUIRE(static_cast<Index>(hs.size()) == (L + 1) * T * d);
+        for (Index e = 0; e <= L; ++e) {
+            std::vector<float> mine;
+            if (e == 0) {
+                mine = cap.t.at("hook_embed");
+                if (gpt2) {
+                    const auto& pos = cap.t.at("hook_pos_embed");
+                    for (std::size_t i = 0; i < mine.size(); ++i) mine[i] += pos[i];
+                }
+            } else if (e < L) {
+                mine = cap.t.at("blocks." + std::to_string(e - 1) + ".hook_resid_post");
+            } else {
+                mine = cap.t.at("ln_final.hook_normalized");
+            }
+            double maxref = 0, maxdiff = 0;
+            for (Index i = 0; i < T * d; ++i) {
+                const double r = hs[static_cast<std::size_t>(e * T * d + i)];
+                maxref = std::max(maxref, std::abs(r));
+                maxdiff = std::max(maxdiff, std::abs(r - mine[static_cast<std::size_t>(i)]));
+            }
+            CAPTURE(e);
+            CHECK(maxdiff / maxref < 2e-4);
+        }
+        // Attention patterns [L, H, T, T].
+        const auto att = ref.tensor(pre + ".attentions").to_float();
+        double attdiff = 0;
+        for (Index l = 0; l < L; ++l) {
+            const auto& mine = cap.t.at("blocks." + std::to_string(l) + ".attn.hook_pattern");
+            REQUIRE(static_cast<Index>(mine.size()) == H * T * T);
+            for (Index i = 0; i < H * T * T; ++i)
+                attdiff = std::max(attdiff, std::abs(double(att[static_cast<std::size_t>(l * H * T * T + i)]) -
+                                                     mine[static_cast<std::size_t>(i)]));
+        }
+        CHECK(attdiff < 2e-5);
+        // Token log-probs and argmax.
+        const RowMatrixD lp = analysis::token_logprobs(logits, ids);
+        const auto ref_lp = ref.tensor(pre + ".token_logprob").to_float();
+        double lpdiff = 0;
+        for (Index t = 0; t + 1 < T; ++t) lpdiff = std::max(lpdiff, std::abs(lp(0, t) - ref_lp[static_cast<std::size_t>(t)]));
+        CHECK(lpdiff < 2e-3);
+        const auto ref_am = ref.tensor(pre + ".argmax").to_int64();
+        int mismatches = 0;
+        for (Index t = 0; t < T; ++t) {
+            Index am = 0;
+            logits.row(t).maxCoeff(&am);
+            mismatches += am != ref_am[static_cast<std::size_t>(t)];
+        }
+        CHECK(mismatches == 0);
+        if (ref.has(pre + ".logits")) {
+            const auto rl = ref.tensor(pre + ".logits").to_float();
+            double maxref = 0, maxdiff = 0;
+            for (Index i = 0; i < logits.size(); ++i) {
+                maxref = std::max(maxref, std::abs(double(rl[static_cast<std::size_t>(i)])));
+                maxdiff = std::max(maxdiff, std::abs(double(rl[static_cast<std::size_t>(i)]) - logits.data()[i]));
+            }
+            CHECK(maxdiff / maxref < 2e-4);
+        }
+    }
+}
+
+void check_perplexity(const std::string& name) {
+    const Transformer m(test::model(name));
+    const io::SafetensorsFile ref(test::data(name + ".ref.safetensors"));
+    const auto& t = ref.tensor("ppl.input_ids");
+    const auto v = t.to_int64();
+    TokenBatch ids(t.shape[0], t.shape[1]);
+    for (Index i = 0; i < ids.size(); ++i) ids.data()[i] = v[static_cast<std::size_t>(i)];
+    const auto r = analysis::perplexity(m, ids);
+    std::ifstream f(test::data(name + ".stats.json"));
+    const auto stats = nlohmann::json::parse(f);
+    const double val_ppl = stats["val_ppl"].get<double>();
+    CAPTURE(name);
+    CAPTURE(r.ppl);
+    CHECK(std::abs(r.ppl / val_ppl - 1) < 5e-4);
+    CHECK(r.tokens == ids.rows() * (ids.cols() - 1));
+    const auto seq = ref.tensor("ppl.seq_nll").to_double();
+    double worst = 0;
+    for (std::size_t i = 0; i < seq.size(); ++i) worst = std::max(worst, std::abs(seq[i] - r.seq_nll[i]));
+    CHECK(worst < 1e-3);
+}
+
+}  // namespace
+
+TEST_CASE("tiny-llama matches Hugging Face: hidden states, patterns, log-probs, argmax") { check_model("tiny-llama", false); }
+TEST_CASE("tiny-gpt2 matches Hugging Face: hidden states, patterns, log-probs, argmax") { check_model("tiny-gpt2", true); }
+TEST_CASE("tiny-llama perplexity on ppl.input_ids") { check_perplexity("tiny-llama"); }
+TEST_CASE("tiny-gpt2 perplexity on ppl.input_ids") { check_perplexity("tiny-gpt2"); }
+
+TEST_CASE("batched forward equals one sequence at a time, and hooks can overwrite activations") {
+    const Transformer m(test::model("tiny-llama"));
+    const io::SafetensorsFile ref(test::data("tiny-llama.ref.safetensors"));
+    const auto v = ref.tensor("ppl.input_ids").to_int64();
+    TokenBatch ids(3, 40);
+    for (Index b = 0; b < 3; ++b)
+        for (Index t = 0; t < 40; ++t) ids(b, t) = v[static_cast<std::size_t>(b * 256 + t)];
+    const RowMatrixF all = m.forward(ids);
+    for (Index b = 0; b < 3; ++b) {
+        const RowMatrixF one = m.forward(ids.middleRows(b, 1));
+        CHECK(test::max_abs_diff(one, all.middleRows(b * 40, 40)) < 1e-4);
+    }
+    // Materialising the pattern (a hook asks for it) gives the same logits as the streaming kernel.
+    Hooks look;
+    int calls = 0;
+    look.add("*hook_pattern", [&](Activation& a) {
+        ++calls;
+        CHECK(a.shape == std::vector<Index>{3, 8, 40, 40});
+    });
+    CHECK(test::max_abs_diff(m.forward(ids, look), all) < 1e-4);
+    CHECK(calls == 8);
+    // Zeroing the residual stream after the last block makes ln_final's output zero, logits zero.
+    Hooks zero;
+    zero.add("blocks.7.hook_resid_post", [](Activation& a) { a.matrix().setZero(); });
+    const RowMatrixF z = m.forward(ids, zero);
+    CHECK(z.cwiseAbs().maxCoeff() == 0.0f);
+}
+
+TEST_CASE("hook sites are named as in TransformerLens") {
+    const Transformer llama(test::model("tiny-llama"));
+    const auto s = llama.hook_sites();
+    for (const char* n : {"hook_embed", "blocks.0.hook_resid_pre", "blocks.0.ln1.hook_normalized", "blocks.0.attn.hook_q",
+                          "blocks.0.attn.hook_k", "blocks.0.attn.hook_v", "blocks.0.attn.hook_attn_scores",
+                          "blocks.0.attn.hook_pattern", "blocks.0.attn.hook_z", "blocks.0.hook_attn_out",
+                          "blocks.0.hook_resid_mid", "blocks.0.ln2.hook_normalized", "blocks.0.mlp.hook_pre",
+                          "blocks.0.mlp.hook_post", "blocks.0.hook_mlp_out", "blocks.7.hook_resid_post",
+                          "ln_final.hook_normalized", "logits"})
+        CHECK(std::find(s.begin(), s.end(), n) != s.end());
+    const Transformer gpt2(test::model("tiny-gpt2"));
+    const auto g = gpt2.hook_sites();
+    CHECK(std::find(g.begin(), g.end(), "hook_pos_embed") != g.end());
+    // Every site is actually called, with the documented shapes.
+    std::map<std::string, std::vector<Index>> seen;
+    Hooks all;
+    all.add("*", [&](Activation& a) { seen[std::string(a.name)] = a.shape; });
+    TokenBatch ids(2, 5);
+    ids << 1, 5, 9, 13, 17, 1, 6, 10, 14, 18;
+    llama.forward(ids, all);
+    CHECK(seen.size() == s.size());
+    CHECK(seen.at("blocks.3.attn.hook_q") == std::vector<Index>{2, 5, 8, 32});
+    CHECK(seen.at("blocks.3.attn.hook_k") == std::vector<Index>{2, 5, 4, 32});
+    CHECK(seen.at("blocks.3.attn.hook_attn_scores") == std::vector<Index>{2, 8, 5, 5});
+    CHECK(seen.at("blocks.3.mlp.hook_post") == std::vector<Index>{2, 5, 576});
+    CHECK(seen.at("logits") == std::vector<Index>{2, 5, 4096});
+}
+
+TEST_CASE("attention scores are masked with -inf above the diagonal") {
+    const Transformer m(test::model("tiny-gpt2"));
+    TokenBatch ids(1, 6);
+    ids << 10, 20, 30, 40, 50, 60;
+    bool ok = true;
+    Hooks h;
+    h.add("blocks.1.attn.hook_attn_scores", [&](Activation& a) {
+        for (Index hh = 0; hh < a.shape[1]; ++hh)
+            for (Index i = 0; i < 6; ++i)
+                for (Index j = 0; j < 6; ++j) {
+                    const float s = a.data[(hh * 6 + i) * 6 + j];
+                    ok = ok && (j > i ? std::isinf(s) && s < 0 : std::isfinite(s));
+                }
+    });
+    m.forward(ids, h);
+    CHECK(ok);
+}
+
+TEST_CASE("out-of-range token ids are refused") {
+    const Transformer m(test::model("tiny-llama"));
+    TokenBatch ids(1, 3);
+    ids << 1, 4096, 3;
+    test::expect_error([&] { m.forward(ids); }, {"token id 4096", "position 1", "[0, 4096)"});
+}

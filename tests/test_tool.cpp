@@ -1,0 +1,118 @@
+// The massact tool as a user runs it: outputs, exit codes, error messages, no half-written files.
+#include "common.hpp"
+
+#include <fstream>
+#include <sstream>
+
+using namespace massact;
+
+namespace {
+
+struct Result {
+    int status;
+    std::string out;
+};
+
+Result run(const std::string& args) {
+    const std::string dir = test::temp_dir("tool");
+    const std::string cmd = std::string(MASSACT_TOOL) + " " + args + " > " + dir + "/out.txt 2>&1";
+    const int rc = std::system(cmd.c_str());
+    std::ifstream f(dir + "/out.txt");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, ss.str()};
+}
+
+}  // namespace
+
+TEST_CASE("massact run dumps the default hook sites under their names, matching the reference") {
+    const std::string dir = test::temp_dir("run");
+    const std::string ref = test::data("tiny-llama.ref.safetensors");
+    const auto r = run("run " + test::model("tiny-llama") + " --ids-file " + ref + ":p0.input_ids --dump " + dir + "/d.safetensors");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    io::SafetensorsFile d(dir + "/d.safetensors"), rf(ref);
+    CHECK(d.tensor("input_ids").to_int64() == rf.tensor("p0.input_ids").to_int64());
+    CHECK(d.tensor("blocks.2.hook_resid_post").shape == std::vector<std::int64_t>{48, 256});
+    CHECK(d.tensor("blocks.0.attn.hook_pattern").shape == std::vector<std::int64_t>{8, 48, 48});
+    CHECK(d.tensor("logits").shape == std::vector<std::int64_t>{48, 4096});
+    CHECK(d.has("ln_final.hook_normalized"));
+    CHECK(!d.has("blocks.0.hook_resid_pre"));
+    // Values: block 2's output is hidden state entry 3 of the reference.
+    const auto mine = d.tensor("blocks.2.hook_resid_post").to_float();
+    const auto hs = rf.tensor("p0.hidden_states").to_float();
+    double maxdiff = 0, maxref = 0;
+    for (std::size_t i = 0; i < mine.size(); ++i) {
+        maxdiff = std::max(maxdiff, double(std::abs(mine[i] - hs[3 * 48 * 256 + i])));
+        maxref = std::max(maxref, double(std::abs(hs[3 * 48 * 256 + i])));
+    }
+    CHECK(maxdiff / maxref < 2e-4);
+    // A batch from a text ids file, with chosen hooks: [N, T, ...].
+    std::ofstream(dir + "/ids.txt") << "1 20 30 40\n1 21 31 41\n";
+    const auto r2 = run("run " + test::model("tiny-gpt2") + " --ids-file " + dir + "/ids.txt --hooks 'blocks.1.mlp.*' --dump " +
+                        dir + "/b.safetensors");
+    INFO(r2.out);
+    REQUIRE(r2.status == 0);
+    io::SafetensorsFile b(dir + "/b.safetensors");
+    CHECK(b.tensor("input_ids").shape == std::vector<std::int64_t>{2, 4});
+    CHECK(b.tensor("blocks.1.mlp.hook_pre").shape == std::vector<std::int64_t>{2, 4, 1024});
+    CHECK(b.names().size() == 3);
+}
+
+TEST_CASE("massact eval reproduces val_ppl and writes ppl, seq_nll, tokens") {
+    for (const char* name : {"tiny-llama", "tiny-gpt2"}) {
+        const std::string dir = test::temp_dir("eval");
+        const auto r = run(std::string("eval ") + test::model(name) + " --ids-file " + test::data(std::string(name) + ".ref.safetensors") +
+                           ":ppl.input_ids --json " + dir + "/e.json");
+        INFO(r.out);
+        REQUIRE(r.status == 0);
+        const auto j = io::read_json_file(dir + "/e.json");
+        const auto stats = io::read_json_file(test::data(std::string(name) + ".stats.json"));
+        CHECK(std::abs(j["ppl"].get<double>() / stats["val_ppl"].get<double>() - 1) < 5e-4);
+        CHECK(j["seq_nll"].size() == 96);
+        CHECK(j["tokens"].get<int>() == 96 * 255);
+    }
+}
+
+TEST_CASE("massact info describes the model") {
+    const auto r = run("info " + test::model("tiny-llama"));
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("llama") != std::string::npos);
+    CHECK(r.out.find("4 key/value") != std::string::npos);
+    CHECK(r.out.find("7213312") != std::string::npos);
+    CHECK(r.out.find("BF16") != std::string::npos);
+}
+
+TEST_CASE("bad input: clear error, non-zero exit, no output file") {
+    const std::string dir = test::temp_dir("badtool");
+    // A truncated checkpoint.
+    const std::string bad = dir + "/model";
+    REQUIRE(std::system(("mkdir -p " + bad + " && cp " + test::model("tiny-llama") + "/config.json " + bad +
+                         " && head -c 1000000 " + test::model("tiny-llama") + "/model.safetensors > " + bad + "/model.safetensors")
+                            .c_str()) == 0);
+    auto r = run("run " + bad + " --ids 1,2,3 --dump " + dir + "/out.safetensors");
+    CHECK(r.status != 0);
+    CHECK(r.out.find("massact: error:") != std::string::npos);
+    CHECK(r.out.find("model.safetensors") != std::string::npos);
+    CHECK(r.out.find("past the data buffer") != std::string::npos);
+    CHECK(!io::file_exists(dir + "/out.safetensors"));
+    // Out-of-vocabulary ids, unknown hook names, malformed id lists.
+    r = run("run " + test::model("tiny-llama") + " --ids 1,99999 --dump " + dir + "/out.safetensors");
+    CHECK(r.status != 0);
+    CHECK(r.out.find("token id 99999") != std::string::npos);
+    r = run("run " + test::model("tiny-llama") + " --ids 1,2 --hooks 'blocks.*.hook_resid_psot' --dump " + dir + "/out.safetensors");
+    CHECK(r.status != 0);
+    CHECK(r.out.find("matches no hook site") != std::string::npos);
+    r = run("eval " + test::model("tiny-llama") + " --ids 1,x,3 --json " + dir + "/e.json");
+    CHECK(r.status != 0);
+    CHECK(r.out.find("\"x\" is not an integer") != std::string::npos);
+    std::ofstream(dir + "/ragged.txt") << "1 2 3\n1 2\n";
+    r = run("eval " + test::model("tiny-llama") + " --ids-file " + dir + "/ragged.txt --json " + dir + "/e.json");
+    CHECK(r.status != 0);
+    CHECK(r.out.find("ragged.txt:2") != std::string::npos);
+    CHECK(!io::file_exists(dir + "/out.safetensors"));
+    CHECK(!io::file_exists(dir + "/e.json"));
+    r = run("info " + dir + "/nowhere");
+    CHECK(r.status != 0);
+    CHECK(r.out.find("nowhere/config.json: cannot open") != std::string::npos);
+}
