@@ -4,6 +4,7 @@
 //   io/        safetensors (mapped reader, writer), checkpoints, JSON files
 //   kernels/   norms, activations, RoPE, softmax variants, attention (know nothing of models)
 //   model/     config.json, weights, hook sites, the reference transformer
+//   text/      tokenizer.json (BPE: byte-level and SentencePiece-style), Unicode classes
 //   analysis/  what researchers measure with the model: perplexity, ...
 #pragma once
 
@@ -25,3 +26,7 @@
 #include "massact/model/hooks.hpp"
 #include "massact/model/transformer.hpp"
 #include "massact/model/weights.hpp"
+#include "massact/text/pretokenize.hpp"
+#include "massact/text/tokenizer.hpp"
+#include "massact/text/unicode.hpp"
+#include "massact/text/unicode_tables.hpp"
