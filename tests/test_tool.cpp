@@ -116,3 +116,28 @@ TEST_CASE("bad input: clear error, non-zero exit, no output file") {
     CHECK(r.status != 0);
     CHECK(r.out.find("nowhere/config.json: cannot open") != std::string::npos);
 }
+
+TEST_CASE("massact tokenize prints ids and tokens; --prompt and --text-file feed run and eval") {
+    auto r = run("tokenize " + test::model("tiny-llama") + " --json 'Summer is warm.'");
+    REQUIRE(r.status == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    const auto tok = text::Tokenizer::from_file(test::model("tiny-llama") + "/tokenizer.json");
+    CHECK(j["ids"].get<std::vector<text::TokenId>>() == tok.encode("Summer is warm.", true));
+    CHECK(j["tokens"][0] == "<s>");
+    CHECK(j["ids"].size() == j["tokens"].size());
+    r = run("tokenize " + test::model("tiny-llama") + " --json --no-special 'Summer is warm.'");
+    REQUIRE(r.status == 0);
+    CHECK(nlohmann::json::parse(r.out)["ids"].get<std::vector<text::TokenId>>() == tok.encode("Summer is warm.", false));
+    const std::string dir = test::temp_dir("prompt");
+    r = run("run " + test::model("tiny-llama") + " --prompt 'Summer is warm. Winter is cold.' --hooks logits --dump " + dir + "/p.safetensors");
+    REQUIRE(r.status == 0);
+    io::SafetensorsFile d(dir + "/p.safetensors");
+    CHECK(d.tensor("input_ids").to_int64() == tok.encode("Summer is warm. Winter is cold.", true));
+    std::ofstream(dir + "/t.txt") << "In the beginning God created the heaven and the earth.\n";
+    r = run("eval " + test::model("tiny-gpt2") + " --text-file " + dir + "/t.txt --json " + dir + "/e.json");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    CHECK(io::read_json_file(dir + "/e.json")["ppl"].get<double>() > 1.0);
+    r = run("tokenize " + test::model("tiny-llama"));
+    CHECK(r.status != 0);
+}

@@ -17,10 +17,29 @@ using massact::Index;
 using massact::TokenBatch;
 
 struct TokenInput {
-    std::string ids;       // --ids 1,2,3
-    std::string ids_file;  // --ids-file FILE[:TENSOR]
-    bool single = false;   // one sequence given as [T]: dumps drop the batch dimension
+    std::string ids;        // --ids 1,2,3
+    std::string ids_file;   // --ids-file FILE[:TENSOR]
+    std::string prompt;     // --prompt TEXT (tokenized with the model's tokenizer.json, special tokens on)
+    std::string text_file;  // --text-file FILE (the whole file as one sequence)
+    bool single = false;    // one sequence given as [T]: dumps drop the batch dimension
 };
+
+inline std::string read_text_file(const std::string& path, const std::string& flag) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(flag + ": " + path + ": cannot open");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+inline TokenBatch tokenize_text(const std::string& model_dir, const std::string& text, const std::string& flag) {
+    const auto tok = massact::text::Tokenizer::from_file(model_dir + "/tokenizer.json");
+    const auto ids = tok.encode(text, true);
+    if (ids.empty()) throw Error(flag + ": the text encodes to no tokens");
+    TokenBatch b(1, static_cast<Index>(ids.size()));
+    for (std::size_t i = 0; i < ids.size(); ++i) b(0, static_cast<Index>(i)) = ids[i];
+    return b;
+}
 
 inline TokenBatch parse_id_list(const std::string& s, const std::string& flag) {
     std::vector<std::int64_t> v;
@@ -114,21 +133,23 @@ inline TokenBatch read_ids_file(const std::string& spec, bool& single) {
     return b;
 }
 
-inline TokenBatch load_tokens(TokenInput& in) {
-    const int given = !in.ids.empty() + !in.ids_file.empty();
-    if (given == 0) throw Error("no input: give --ids or --ids-file");
-    if (given > 1) throw Error("give only one of --ids and --ids-file");
-    if (!in.ids.empty()) {
-        in.single = true;
-        return parse_id_list(in.ids, "--ids");
-    }
-    return read_ids_file(in.ids_file, in.single);
+inline TokenBatch load_tokens(TokenInput& in, const std::string& model_dir) {
+    const int given = !in.ids.empty() + !in.ids_file.empty() + !in.prompt.empty() + !in.text_file.empty();
+    if (given == 0) throw Error("no input: give --ids, --ids-file, --prompt or --text-file");
+    if (given > 1) throw Error("give only one of --ids, --ids-file, --prompt and --text-file");
+    if (!in.ids_file.empty()) return read_ids_file(in.ids_file, in.single);
+    in.single = true;
+    if (!in.ids.empty()) return parse_id_list(in.ids, "--ids");
+    if (!in.prompt.empty()) return tokenize_text(model_dir, in.prompt, "--prompt");
+    return tokenize_text(model_dir, read_text_file(in.text_file, "--text-file"), "--text-file");
 }
 
 inline void add_token_options(CLI::App* cmd, TokenInput& in) {
     cmd->add_option("--ids", in.ids, "Token ids of one sequence, comma separated (e.g. 1,2,3)");
     cmd->add_option("--ids-file", in.ids_file,
                     "FILE[:TENSOR]: safetensors tensor (I64/I32, [T] or [N,T]) or text, one sequence per line");
+    cmd->add_option("--prompt", in.prompt, "Text, tokenized with the model's tokenizer.json (special tokens added)");
+    cmd->add_option("--text-file", in.text_file, "A text file, tokenized as one sequence");
 }
 
 }  // namespace massact_tool

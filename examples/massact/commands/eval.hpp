@@ -20,7 +20,7 @@ struct EvalArgs {
 
 inline int run_eval(EvalArgs& a) {
     const massact::Transformer m(a.model);
-    const TokenBatch ids = load_tokens(a.input);
+    const TokenBatch ids = load_tokens(a.input, a.model);
     m.validate(ids);
     if (a.batch < 1) throw Error("--batch: must be at least 1");
     const auto r = massact::analysis::perplexity(m, ids, {}, {}, a.batch);

@@ -31,7 +31,7 @@ inline std::vector<std::string> split_commas(const std::string& s) {
 
 inline int run_run(RunArgs& a) {
     const massact::Transformer m(a.model);
-    const TokenBatch ids = load_tokens(a.input);
+    const TokenBatch ids = load_tokens(a.input, a.model);
     m.validate(ids);
     const auto globs = split_commas(a.hooks);
     if (globs.empty()) throw Error("--hooks: no pattern given");
