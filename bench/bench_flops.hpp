@@ -5,6 +5,8 @@
 #include <massact/massact.hpp>
 
 #include <chrono>
+#include <map>
+#include <tuple>
 #include <vector>
 
 namespace bench {
@@ -41,20 +43,26 @@ inline double attention_flops(const massact::ModelConfig& c, massact::Index T) {
     return c.num_layers * 2.0 * 2.0 * double(c.num_heads) * c.head_dim * (double(T) * (T + 1) / 2);
 }
 
-/// Seconds per pass of all `g` products with Eigen (float32 weights already in memory), best of `reps`.
+/// Seconds for the sequence of products `g` with Eigen, each with its own float32 weight matrix
+/// already in memory (like a forward pass whose weights were expanded to float32 beforehand):
+/// best of `reps` passes. This is the GEMM work of a forward without anything else.
 inline double eigen_gemm_seconds(const std::vector<Gemm>& g, int reps) {
-    std::vector<massact::RowMatrixF> a, w, y;
+    std::vector<massact::RowMatrixF> w;
+    massact::Index max_m = 0, max_k = 0, max_n = 0;
     for (const auto& x : g) {
-        a.push_back(massact::RowMatrixF::Random(x.m, x.k));
-        w.push_back(massact::RowMatrixF::Random(x.n, x.k));  // nn.Linear layout [out, in]
-        y.push_back(massact::RowMatrixF(x.m, x.n));
+        w.push_back(massact::RowMatrixF::Constant(x.n, x.k, 0.01f));  // nn.Linear layout [out, in]
+        max_m = std::max(max_m, x.m);
+        max_k = std::max(max_k, x.k);
+        max_n = std::max(max_n, x.n);
     }
+    const massact::RowMatrixF a = massact::RowMatrixF::Constant(max_m, max_k, 0.5f);
+    massact::RowMatrixF y(max_m, max_n);
     double best = 1e30;
     for (int r = 0; r < reps; ++r) {
         const auto t0 = std::chrono::steady_clock::now();
-        for (std::size_t i = 0; i < g.size(); ++i) y[i].noalias() = a[i] * w[i].transpose();
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        best = std::min(best, s);
+        for (std::size_t i = 0; i < g.size(); ++i)
+            y.topLeftCorner(g[i].m, g[i].n).noalias() = a.topLeftCorner(g[i].m, g[i].k) * w[i].transpose();
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     return best;
 }

@@ -51,10 +51,11 @@ inline PerplexityResult perplexity(const Transformer& model, const TokenBatch& i
     double total = 0.0;
     RunOptions opt = options;
     opt.logits = true;
+    Workspace ws;
     for (Index b0 = 0; b0 < N; b0 += batch) {
         const Index nb = std::min(batch, N - b0);
         const TokenBatch chunk = ids.middleRows(b0, nb);
-        const RowMatrixF logits = model.forward(chunk, hooks, opt);
+        const RowMatrixF& logits = model.run(chunk, ws, hooks, opt);
         const RowMatrixD lp = token_logprobs(logits, chunk);
         for (Index b = 0; b < nb; ++b) {
             const double s = -lp.row(b).sum();

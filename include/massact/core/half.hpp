@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -84,13 +84,33 @@ inline std::uint16_t float_to_f16(float f) {
     return static_cast<std::uint16_t>(sign | r);
 }
 
-/// Convert n bfloat16 values (unaligned source) to float32.
+/// Convert n bfloat16 values (unaligned source) to float32. Chunks are copied to an aligned
+/// buffer first so that the widening loop vectorises.
 inline void bf16_to_float(const void* src, float* dst, std::size_t n) {
     const unsigned char* s = static_cast<const unsigned char*>(src);
-    for (std::size_t i = 0; i < n; ++i) {
-        std::uint16_t h;
-        std::memcpy(&h, s + 2 * i, 2);
-        dst[i] = bf16_to_float(h);
+    std::size_t i0 = 0;
+#if defined(__AVX512F__)
+    for (; i0 + 16 <= n; i0 += 16) {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + 2 * i0));
+        _mm512_storeu_si512(dst + i0, _mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+#elif defined(__AVX2__)
+    for (; i0 + 8 <= n; i0 += 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 2 * i0));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i0), _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+#endif
+    s += 2 * i0;
+    dst += i0;
+    n -= i0;
+    constexpr std::size_t chunk = 512;
+    alignas(64) std::uint16_t buf[chunk];
+    alignas(64) std::uint32_t wide[chunk];
+    for (std::size_t i = 0; i < n; i += chunk) {
+        const std::size_t m = n - i < chunk ? n - i : chunk;
+        std::memcpy(buf, s + 2 * i, 2 * m);
+        for (std::size_t k = 0; k < m; ++k) wide[k] = static_cast<std::uint32_t>(buf[k]) << 16;
+        std::memcpy(dst + i, wide, 4 * m);  // float bits
     }
 }
 

@@ -354,4 +354,73 @@ private:
     std::map<std::string, std::string> metadata_;
 };
 
+/// Writes a safetensors file tensor by tensor, for files too large to hold in memory
+/// (e.g. a 7B checkpoint): declare every tensor, then write their data in declaration order.
+/// The file appears only when finish() succeeds; otherwise the temporary file is removed.
+class SafetensorsStreamWriter {
+public:
+    struct Entry {
+        std::string name;
+        DType dtype;
+        std::vector<std::int64_t> shape;
+    };
+    SafetensorsStreamWriter(std::string path, std::vector<Entry> entries)
+        : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())), entries_(std::move(entries)) {
+        nlohmann::json h = nlohmann::json::object();
+        std::uint64_t off = 0;
+        for (const auto& e : entries_) {
+            std::uint64_t n = dtype_size(e.dtype);
+            for (auto d : e.shape) n *= static_cast<std::uint64_t>(d);
+            h[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {off, off + n}}};
+            sizes_.push_back(n);
+            off += n;
+        }
+        std::string header = h.dump();
+        while ((8 + header.size()) % 8 != 0) header.push_back(' ');
+        out_.open(tmp_, std::ios::binary | std::ios::trunc);
+        if (!out_) throw Error(path_ + ": cannot write (temporary file " + tmp_ + ")");
+        unsigned char len[8];
+        const std::uint64_t n = header.size();
+        for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((n >> (8 * i)) & 0xffu);
+        out_.write(reinterpret_cast<const char*>(len), 8);
+        out_.write(header.data(), static_cast<std::streamsize>(header.size()));
+    }
+    SafetensorsStreamWriter(const SafetensorsStreamWriter&) = delete;
+    SafetensorsStreamWriter& operator=(const SafetensorsStreamWriter&) = delete;
+    ~SafetensorsStreamWriter() {
+        if (!done_) {
+            out_.close();
+            std::remove(tmp_.c_str());
+        }
+    }
+    /// The next tensor's bytes (numel * dtype_size).
+    void write_next(const void* data, std::size_t nbytes) {
+        if (next_ >= entries_.size()) throw Error(path_ + ": more tensors written than declared");
+        if (nbytes != sizes_[next_])
+            throw Error(path_ + ": tensor \"" + entries_[next_].name + "\": " + std::to_string(nbytes) + " bytes given, " +
+                        std::to_string(sizes_[next_]) + " declared");
+        out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(nbytes));
+        ++next_;
+    }
+    const Entry& next_entry() const { return entries_.at(next_); }
+    void finish() {
+        if (next_ != entries_.size()) throw Error(path_ + ": only " + std::to_string(next_) + " of " + std::to_string(entries_.size()) + " tensors written");
+        out_.flush();
+        out_.close();
+        if (!out_ || std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+            std::remove(tmp_.c_str());
+            throw Error(path_ + ": write failed");
+        }
+        done_ = true;
+    }
+
+private:
+    std::string path_, tmp_;
+    std::vector<Entry> entries_;
+    std::vector<std::uint64_t> sizes_;
+    std::ofstream out_;
+    std::size_t next_ = 0;
+    bool done_ = false;
+};
+
 }  // namespace massact::io

@@ -62,6 +62,15 @@ inline std::string block_site_name(int layer, BlockSite s) {
     return "blocks." + std::to_string(layer) + "." + block_site_suffix(s);
 }
 
+/// Buffers of a forward pass. Reusing one Workspace across forwards (one thread at a time) avoids
+/// re-allocating activations and the weight-conversion buffer, and their page faults.
+struct Workspace {
+    RowMatrixF logits;  // [N*T, V], the result of Transformer::run
+    RowMatrixF x, n, q, k, v, z, a, mlp, up, qkv, pos;
+    std::vector<float> scores, sink, kvp;
+    std::vector<float> weights;  // one matrix converted from F16/BF16 at a time
+};
+
 class Transformer {
 public:
     /// Load a Hugging Face model directory (config.json + model.safetensors or sharded index).
@@ -106,6 +115,14 @@ public:
 
     /// Run the model on N sequences of T tokens. Returns logits [N*T, V] (empty if options.logits is false).
     RowMatrixF forward(const TokenBatch& ids, const Hooks& hooks = {}, const RunOptions& options = {}) const {
+        Workspace ws;
+        run(ids, ws, hooks, options);
+        return std::move(ws.logits);
+    }
+
+    /// The same, with buffers kept in `w` between calls (no allocation once sizes are stable).
+    /// Returns a reference to w.logits.
+    const RowMatrixF& run(const TokenBatch& ids, Workspace& w, const Hooks& hooks = {}, const RunOptions& options = {}) const {
         validate(ids);
         const ModelConfig& c = config_;
         const Index N = ids.rows(), T = ids.cols(), R = N * T, d = c.hidden_size, H = c.num_heads,
@@ -145,12 +162,14 @@ public:
             if (f) call(f, block_site_name(l, s).c_str(), nbuf, l, data, std::move(shape));
         };
 
-        std::vector<float> scratch;  // reusable float32 buffer for half-precision weights
-        RowMatrixF x(R, d);
+        std::vector<float>& scratch = w.weights;  // float32 buffer for half-precision weights
+        RowMatrixF& x = w.x;
+        x.resize(R, d);
         for (Index r = 0; r < R; ++r) weights_.embed.row(ids.data()[r], x.row(r).data());
         call(h_embed.empty() ? nullptr : &h_embed, "hook_embed", nbuf, -1, x.data(), {N, T, d});
         if (gpt2) {
-            RowMatrixF pos(R, d);
+            RowMatrixF& pos = w.pos;
+            pos.resize(R, d);
             for (Index r = 0; r < R; ++r) weights_.pos_embed.row(r % T, pos.row(r).data());
             call(h_pos.empty() ? nullptr : &h_pos, "hook_pos_embed", nbuf, -1, pos.data(), {N, T, d});
             x += pos;
@@ -159,10 +178,16 @@ public:
         kernels::RopeTable rope;
         if (!gpt2) rope = kernels::make_rope_table(inv_freq_, 0, T);
 
-        RowMatrixF n(R, d), q(R, H * hd), k(R, KV * hd), v(R, KV * hd), z(R, H * hd), a(R, d), mlp(R, I), up;
+        RowMatrixF &n = w.n, &q = w.q, &k = w.k, &v = w.v, &z = w.z, &a = w.a, &mlp = w.mlp, &up = w.up, &qkv = w.qkv;
+        n.resize(R, d);
+        q.resize(R, H * hd);
+        k.resize(R, KV * hd);
+        v.resize(R, KV * hd);
+        z.resize(R, H * hd);
+        a.resize(R, d);
+        mlp.resize(R, I);
         if (!gpt2) up.resize(R, I);
-        RowMatrixF qkv;
-        std::vector<float> scores, sink, kvp;
+        std::vector<float>&scores = w.scores, &sink = w.sink, &kvp = w.kvp;
         const std::vector<float> zeros(static_cast<std::size_t>(H), 0.0f);
         std::vector<float> const_logits;
         if (options.attention.kind == AttentionOverride::Kind::SinkLogit)
@@ -280,7 +305,8 @@ public:
 
         norm(n, x, weights_.final_w, weights_.final_b);
         call(h_final.empty() ? nullptr : &h_final, "ln_final.hook_normalized", nbuf, -1, n.data(), {N, T, d});
-        RowMatrixF logits;
+        RowMatrixF& logits = w.logits;
+        if (!options.logits && h_logits.empty()) logits.resize(0, 0);
         if (options.logits || !h_logits.empty()) {
             logits.resize(R, c.vocab_size);
             weights_.lm_head.apply(n, logits, scratch);
