@@ -276,3 +276,31 @@ TEST_CASE("half and bfloat16 conversions are exact and round to nearest even") {
     for (std::size_t i = 0; i < src.size(); ++i)
         if (!std::isnan(dst[i])) CHECK(dst[i] == f16_to_float(src[i]));
 }
+
+TEST_CASE("rank-3 TensorMap entry points give the same attention as the matrix form") {
+    const Index T = 29, H = 4, KV = 2, hd = 8;
+    AttentionSpec s;
+    s.heads = H;
+    s.kv_heads = KV;
+    s.head_dim = hd;
+    s.scale = 0.3f;
+    const RowMatrixF q = test::random_matrix(T, H * hd, rng), k = test::random_matrix(T, KV * hd, rng),
+                     v = test::random_matrix(T, KV * hd, rng);
+    RowMatrixF z1(T, H * hd), z2(T, H * hd);
+    std::vector<float> pattern(static_cast<std::size_t>(H * T * T));
+    kernels::causal_attention(s, kernels::ConstTensorView<float, 3>(q.data(), T, H, hd),
+                              kernels::ConstTensorView<float, 3>(k.data(), T, KV, hd),
+                              kernels::ConstTensorView<float, 3>(v.data(), T, KV, hd),
+                              kernels::TensorView<float, 3>(z1.data(), T, H, hd));
+    kernels::attention_with_pattern(s, kernels::ConstTensorView<float, 3>(q.data(), T, H, hd),
+                                    kernels::ConstTensorView<float, 3>(k.data(), T, KV, hd),
+                                    kernels::ConstTensorView<float, 3>(v.data(), T, KV, hd),
+                                    kernels::TensorView<float, 3>(z2.data(), T, H, hd),
+                                    kernels::TensorView<float, 3>(pattern.data(), H, T, T));
+    const RefAttention ref = ref_attention(q, k, v, s);
+    CHECK(test::max_abs_diff(z1, ref.z) < 2e-5);
+    CHECK(test::max_abs_diff(z2, ref.z) < 2e-5);
+    double pe = 0;
+    for (std::size_t i = 0; i < pattern.size(); ++i) pe = std::max(pe, std::abs(pattern[i] - ref.pattern[i]));
+    CHECK(pe < 1e-6);
+}

@@ -22,6 +22,7 @@
 #include "massact/kernels/rope.hpp"
 #include "massact/kernels/simd.hpp"
 #include "massact/kernels/softmax.hpp"
+#include "massact/kernels/tensor_views.hpp"
 #include "massact/model/config.hpp"
 #include "massact/model/hooks.hpp"
 #include "massact/model/transformer.hpp"

@@ -59,18 +59,30 @@ void gelu_erf(T* out, const T* x, Index n) {
     }
 }
 
-/// Eigen wrappers: apply to every element of a row-major matrix in place.
+namespace detail {
+/// f(out_row, in_row, n) over the rows of a matrix, in parallel for large inputs.
+template <typename T, typename F>
+void rowwise(Eigen::Ref<RowMatrix<T>> out, const Eigen::Ref<const RowMatrix<T>>& x, F f) {
+    eigen_assert(out.rows() == x.rows() && out.cols() == x.cols());
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (x.size() > (1 << 15))
+#endif
+    for (Index i = 0; i < x.rows(); ++i) f(&out(i, 0), x.data() + i * x.outerStride(), x.cols());
+}
+}  // namespace detail
+
+/// Eigen wrappers: out = f(x) elementwise (out may be x itself).
 template <typename T>
-void silu_inplace(Eigen::Ref<RowMatrix<T>> x) {
-    for (Index i = 0; i < x.rows(); ++i) silu<T>(&x(i, 0), &x(i, 0), x.cols());
+void silu(Eigen::Ref<RowMatrix<T>> out, const Eigen::Ref<const RowMatrix<T>>& x) {
+    detail::rowwise<T>(out, x, [](T* o, const T* i, Index n) { silu<T>(o, i, n); });
 }
 template <typename T>
-void gelu_tanh_inplace(Eigen::Ref<RowMatrix<T>> x) {
-    for (Index i = 0; i < x.rows(); ++i) gelu_tanh<T>(&x(i, 0), &x(i, 0), x.cols());
+void gelu_tanh(Eigen::Ref<RowMatrix<T>> out, const Eigen::Ref<const RowMatrix<T>>& x) {
+    detail::rowwise<T>(out, x, [](T* o, const T* i, Index n) { gelu_tanh<T>(o, i, n); });
 }
 template <typename T>
-void gelu_erf_inplace(Eigen::Ref<RowMatrix<T>> x) {
-    for (Index i = 0; i < x.rows(); ++i) gelu_erf<T>(&x(i, 0), &x(i, 0), x.cols());
+void gelu_erf(Eigen::Ref<RowMatrix<T>> out, const Eigen::Ref<const RowMatrix<T>>& x) {
+    detail::rowwise<T>(out, x, [](T* o, const T* i, Index n) { gelu_erf<T>(o, i, n); });
 }
 
 }  // namespace massact::kernels

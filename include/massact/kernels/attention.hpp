@@ -163,6 +163,9 @@ inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, f
 /// Stage 1 on a full buffer: scores [heads, T, T] (pre-softmax, masked entries -inf).
 inline void attention_scores(const AttentionSpec& s, const AttentionInput& in, float* scores) {
     const Index T = in.T;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (s.heads * T * T > (1 << 16))
+#endif
     for (Index h = 0; h < s.heads; ++h) detail::scores_tile(s, in, h, 0, T, scores + h * T * T, T, T);
 }
 
@@ -171,6 +174,9 @@ inline void attention_scores(const AttentionSpec& s, const AttentionInput& in, f
 inline void attention_probs(const AttentionSpec& s, const AttentionInput& in, float* pattern, float* sink_prob,
                             float* kv_prob) {
     const Index T = in.T;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (s.heads * T * T > (1 << 16))
+#endif
     for (Index h = 0; h < s.heads; ++h)
         detail::probs_tile(s, in, h, 0, T, pattern + h * T * T, T, T, sink_prob ? sink_prob + h * T : nullptr,
                            kv_prob ? kv_prob + h * T : nullptr);
@@ -180,6 +186,9 @@ inline void attention_probs(const AttentionSpec& s, const AttentionInput& in, fl
 inline void attention_combine(const AttentionSpec& s, const AttentionInput& in, const float* pattern,
                               const float* kv_prob, float* z, Index z_stride) {
     const Index T = in.T;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (s.heads * T * T > (1 << 16))
+#endif
     for (Index h = 0; h < s.heads; ++h)
         detail::combine_tile(s, in, h, 0, T, pattern + h * T * T, T, T, kv_prob ? kv_prob + h * T : nullptr, z,
                              z_stride);

@@ -56,11 +56,14 @@ void layer_norm_row(T* out, const T* x, const T* w, const T* b, Index n, T eps) 
     }
 }
 
-/// RMSNorm of every row of x ([rows, n]) into out (same shape; may be the same matrix).
+/// RMSNorm of every row of x ([rows, n]) into out (same shape; may be the same matrix). Rows in parallel (OpenMP).
 template <typename T>
 void rms_norm(Eigen::Ref<RowMatrix<detail::nd<T>>> out, const Eigen::Ref<const RowMatrix<detail::nd<T>>>& x,
               const Eigen::Ref<const Eigen::Matrix<detail::nd<T>, Eigen::Dynamic, 1>>& w, T eps) {
     eigen_assert(out.rows() == x.rows() && out.cols() == x.cols() && w.size() == x.cols());
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (x.size() > (1 << 15))
+#endif
     for (Index i = 0; i < x.rows(); ++i) rms_norm_row<T>(&out(i, 0), x.data() + i * x.outerStride(), w.data(), x.cols(), eps);
 }
 
@@ -70,6 +73,9 @@ void layer_norm(Eigen::Ref<RowMatrix<detail::nd<T>>> out, const Eigen::Ref<const
                 const Eigen::Ref<const Eigen::Matrix<detail::nd<T>, Eigen::Dynamic, 1>>& w,
                 const Eigen::Ref<const Eigen::Matrix<detail::nd<T>, Eigen::Dynamic, 1>>& b, T eps) {
     eigen_assert(out.rows() == x.rows() && out.cols() == x.cols() && w.size() == x.cols() && b.size() == x.cols());
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (x.size() > (1 << 15))
+#endif
     for (Index i = 0; i < x.rows(); ++i) layer_norm_row<T>(&out(i, 0), x.data() + i * x.outerStride(), w.data(), b.data(), x.cols(), eps);
 }
 

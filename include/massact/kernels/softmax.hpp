@@ -79,17 +79,26 @@ void clipped_softmax_row(T* x, Index n, T zeta, T gamma) {
     }
 }
 
-/// Row-wise wrappers on Eigen matrices.
+/// Row-wise wrappers on Eigen matrices (rows in parallel for large inputs).
 template <typename T>
 void softmax_rows(Eigen::Ref<RowMatrix<T>> x) {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (x.size() > (1 << 15))
+#endif
     for (Index i = 0; i < x.rows(); ++i) softmax_row<T>(&x(i, 0), x.cols());
 }
 template <typename T>
 void softmax1_rows(Eigen::Ref<RowMatrix<T>> x) {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (x.size() > (1 << 15))
+#endif
     for (Index i = 0; i < x.rows(); ++i) softmax1_row<T>(&x(i, 0), x.cols());
 }
 template <typename T>
 void clipped_softmax_rows(Eigen::Ref<RowMatrix<T>> x, T zeta, T gamma) {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (x.size() > (1 << 15))
+#endif
     for (Index i = 0; i < x.rows(); ++i) clipped_softmax_row<T>(&x(i, 0), x.cols(), zeta, gamma);
 }
 

@@ -287,9 +287,9 @@ public:
                 L.up.apply(n, mlp, scratch, &L.up_b);
                 call_block(l, BlockSite::MlpPre, mlp.data(), {N, T, I});
                 if (c.act == ActivationFn::GeluTanh)
-                    kernels::gelu_tanh_inplace<float>(mlp);
+                    kernels::gelu_tanh<float>(mlp, mlp);
                 else
-                    kernels::gelu_erf_inplace<float>(mlp);
+                    kernels::gelu_erf<float>(mlp, mlp);
             } else {
                 L.gate.apply(n, mlp, scratch, &L.gate_b);
                 L.up.apply(n, up, scratch, &L.up_b);
@@ -323,16 +323,11 @@ private:
 
     void norm(RowMatrixF& out, const RowMatrixF& x, const std::vector<float>& w, const std::vector<float>& b) const {
         const auto eps = static_cast<float>(config_.norm_eps);
-        const Index rows = x.rows(), cols = x.cols();
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (rows * cols > (1 << 15))
-#endif
-        for (Index r = 0; r < rows; ++r) {
-            if (config_.norm == NormKind::RMSNorm)
-                kernels::rms_norm_row<float>(out.row(r).data(), x.row(r).data(), w.data(), cols, eps);
-            else
-                kernels::layer_norm_row<float>(out.row(r).data(), x.row(r).data(), w.data(), b.data(), cols, eps);
-        }
+        const Eigen::Map<const Eigen::VectorXf> wv(w.data(), x.cols());
+        if (config_.norm == NormKind::RMSNorm)
+            kernels::rms_norm(out, x, wv, eps);
+        else
+            kernels::layer_norm(out, x, wv, Eigen::Map<const Eigen::VectorXf>(b.data(), x.cols()), eps);
     }
 
     /// Hugging Face computes inv_freq in float32: 1 / base^(2j/d), then scaling.
