@@ -5,10 +5,13 @@
 //   kernels/   norms, activations, RoPE, softmax variants, attention (know nothing of models)
 //   model/     config.json, weights, hook sites, the reference transformer
 //   text/      tokenizer.json (BPE: byte-level and SentencePiece-style), Unicode classes
-//   analysis/  what researchers measure with the model: perplexity, ...
+//   stats/     outlier statistics on matrices: top-k |x|, quantiles, mergeable per-dim moments
+//   analysis/  what researchers measure with the model: perplexity, scans, massive activations, sinks
 #pragma once
 
+#include "massact/analysis/data.hpp"
 #include "massact/analysis/perplexity.hpp"
+#include "massact/analysis/scan.hpp"
 #include "massact/core/eigen.hpp"
 #include "massact/core/error.hpp"
 #include "massact/core/half.hpp"
@@ -27,6 +30,9 @@
 #include "massact/model/hooks.hpp"
 #include "massact/model/transformer.hpp"
 #include "massact/model/weights.hpp"
+#include "massact/stats/moments.hpp"
+#include "massact/stats/quantile.hpp"
+#include "massact/stats/topk.hpp"
 #include "massact/text/pretokenize.hpp"
 #include "massact/text/tokenizer.hpp"
 #include "massact/text/unicode.hpp"

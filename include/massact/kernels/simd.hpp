@@ -128,4 +128,19 @@ inline float reduce_max(const float* a, std::size_t n) {
     return m;
 }
 
+/// max over i < n of |a[i]| (0 for n == 0).
+inline float reduce_max_abs(const float* a, std::size_t n) {
+    std::size_t i = 0;
+    float m = 0.0f;
+#if defined(MASSACT_HAS_XSIMD)
+    if (n >= width) {
+        batch acc(0.0f);
+        for (; i + width <= n; i += width) acc = max(acc, abs(load(a + i)));
+        m = hmax(acc);
+    }
+#endif
+    for (; i < n; ++i) m = std::fabs(a[i]) > m ? std::fabs(a[i]) : m;
+    return m;
+}
+
 }  // namespace massact::simd

@@ -1,0 +1,90 @@
+// massact/analysis/data.hpp - turning text into the token windows a scan or an evaluation runs on.
+//
+// Protocol of --data (documented in the README):
+//   1. the file is split into documents at lines that hold only the byte 0x1E;
+//   2. each document is encoded without special tokens and the documents are concatenated;
+//   3. the stream is cut into consecutive, non-overlapping windows of seq_len tokens, each made of
+//      the tokenizer's special prefix (e.g. BOS "<s>" for tiny-llama, nothing for GPT-2) followed by
+//      the next seq_len - |prefix| tokens; an incomplete last window is dropped;
+//   4. at most max_seqs windows are kept (0 = all).
+#pragma once
+
+#include "massact/core/error.hpp"
+#include "massact/model/transformer.hpp"
+#include "massact/text/tokenizer.hpp"
+
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace massact::analysis {
+
+/// Documents of a text: split at lines holding only 0x1E.
+inline std::vector<std::string> split_documents(const std::string& text) {
+    std::vector<std::string> docs;
+    std::string cur;
+    std::size_t pos = 0;
+    while (pos <= text.size()) {
+        std::size_t nl = text.find('\n', pos);
+        const bool last = nl == std::string::npos;
+        const std::string line = text.substr(pos, last ? std::string::npos : nl - pos);
+        if (line == "\x1E") {
+            if (!cur.empty()) docs.push_back(cur);
+            cur.clear();
+        } else {
+            cur += line;
+            if (!last) cur += '\n';
+        }
+        if (last) break;
+        pos = nl + 1;
+    }
+    if (!cur.empty()) docs.push_back(cur);
+    return docs;
+}
+
+/// Windows of seq_len tokens from a text, by the protocol above.
+inline TokenBatch text_windows(const text::Tokenizer& tok, const std::string& text, Index seq_len, Index max_seqs = 0) {
+    const auto& prefix = tok.special_prefix();
+    const Index body = seq_len - static_cast<Index>(prefix.size());
+    if (body < 1) throw Error("--seq-len " + std::to_string(seq_len) + " leaves no room after the special prefix");
+    std::vector<text::TokenId> stream;
+    for (const auto& d : split_documents(text)) {
+        const auto ids = tok.encode(d, false);
+        stream.insert(stream.end(), ids.begin(), ids.end());
+    }
+    Index n = static_cast<Index>(stream.size()) / body;
+    if (max_seqs > 0) n = std::min(n, max_seqs);
+    if (n == 0)
+        throw Error("the text has " + std::to_string(stream.size()) + " tokens, fewer than one window of " +
+                    std::to_string(body) + " (lower --seq-len)");
+    TokenBatch b(n, seq_len);
+    for (Index r = 0; r < n; ++r) {
+        Index c = 0;
+        for (auto id : prefix) b(r, c++) = id;
+        for (Index i = 0; i < body; ++i) b(r, c++) = stream[static_cast<std::size_t>(r * body + i)];
+    }
+    return b;
+}
+
+/// Tokens counted as delimiters for "first delimiter" (Sun et al.: '.' and '\n'): those whose text,
+/// spaces trimmed, is "." or only newlines.
+inline std::set<text::TokenId> delimiter_ids(const text::Tokenizer& tok) {
+    std::set<text::TokenId> out;
+    for (std::size_t id = 0; id < tok.vocab_size(); ++id) {
+        if (tok.is_special(static_cast<text::TokenId>(id))) continue;
+        std::string s;
+        try {
+            s = tok.decode({static_cast<text::TokenId>(id)});
+        } catch (const Error&) {
+            continue;
+        }
+        const auto b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
+        if (b == std::string::npos) continue;
+        s = s.substr(b, e - b + 1);
+        if (s == "." || s.find_first_not_of('\n') == std::string::npos) out.insert(static_cast<text::TokenId>(id));
+    }
+    return out;
+}
+
+}  // namespace massact::analysis
