@@ -144,12 +144,49 @@ inline TokenBatch load_tokens(TokenInput& in, const std::string& model_dir) {
     return tokenize_text(model_dir, read_text_file(in.text_file, "--text-file"), "--text-file");
 }
 
+/// Inputs of the dataset commands (scan, ablate, inject, report): --data, or any TokenInput.
+struct DataInput {
+    TokenInput tokens;
+    std::string data;     // --data FILE: text, documents separated by lines holding only 0x1E
+    Index seq_len = 256;  // --seq-len: window length for --data; truncates longer --ids-file rows
+    Index max_seqs = 0;   // --max-seqs: at most this many sequences (0 = all)
+    bool seq_len_given = false;
+};
+
+inline TokenBatch load_data(DataInput& in, const std::string& model_dir) {
+    if (in.max_seqs < 0) throw Error("--max-seqs: must be positive");
+    if (in.seq_len < 2) throw Error("--seq-len: must be at least 2");
+    const bool tokens_given = !in.tokens.ids.empty() || !in.tokens.ids_file.empty() || !in.tokens.prompt.empty() ||
+                              !in.tokens.text_file.empty();
+    if (!in.data.empty() && tokens_given) throw Error("give only one of --data, --ids, --ids-file, --prompt and --text-file");
+    if (!in.data.empty()) {
+        const auto tok = massact::text::Tokenizer::from_file(model_dir + "/tokenizer.json");
+        return massact::analysis::text_windows(tok, read_text_file(in.data, "--data"), in.seq_len, in.max_seqs);
+    }
+    if (!tokens_given) throw Error("no input: give --data, --ids, --ids-file, --prompt or --text-file");
+    TokenBatch b = load_tokens(in.tokens, model_dir);
+    if (in.seq_len_given && in.seq_len < b.cols()) b = TokenBatch(b.leftCols(in.seq_len));
+    if (in.max_seqs > 0 && in.max_seqs < b.rows()) b = TokenBatch(b.topRows(in.max_seqs));
+    return b;
+}
+
+inline void add_data_options(CLI::App* cmd, DataInput& in);
+
 inline void add_token_options(CLI::App* cmd, TokenInput& in) {
     cmd->add_option("--ids", in.ids, "Token ids of one sequence, comma separated (e.g. 1,2,3)");
     cmd->add_option("--ids-file", in.ids_file,
                     "FILE[:TENSOR]: safetensors tensor (I64/I32, [T] or [N,T]) or text, one sequence per line");
     cmd->add_option("--prompt", in.prompt, "Text, tokenized with the model's tokenizer.json (special tokens added)");
     cmd->add_option("--text-file", in.text_file, "A text file, tokenized as one sequence");
+}
+
+inline void add_data_options(CLI::App* cmd, DataInput& in) {
+    add_token_options(cmd, in.tokens);
+    cmd->add_option("--data", in.data, "Text file cut into windows (documents separated by lines holding only 0x1E)");
+    cmd->add_option("--seq-len", in.seq_len, "Window length for --data; truncates longer --ids-file rows")
+        ->capture_default_str()
+        ->each([&](const std::string&) { in.seq_len_given = true; });
+    cmd->add_option("--max-seqs", in.max_seqs, "Use at most this many sequences (0 = all)")->capture_default_str();
 }
 
 }  // namespace massact_tool

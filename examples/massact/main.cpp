@@ -4,12 +4,14 @@
 //   massact run  MODEL_DIR (--ids 1,2,3 | --ids-file FILE[:TENSOR]) --dump OUT.safetensors [--hooks GLOB,...]
 //   massact eval MODEL_DIR --ids-file FILE[:TENSOR] [--json OUT]
 //   massact tokenize MODEL_DIR [--no-special] [--json] TEXT
+//   massact scan MODEL_DIR (--data FILE | --ids-file F[:T] | --prompt TEXT) [--seq-len 256] [--max-seqs N] [--json OUT]
 // Inputs: --ids, --ids-file FILE[:TENSOR], --prompt TEXT, --text-file FILE.
 //
 // Errors print "massact: error: ..." and exit with status 1; no output file is left behind.
 #include "commands/eval.hpp"
 #include "commands/info.hpp"
 #include "commands/run.hpp"
+#include "commands/scan.hpp"
 #include "commands/tokenize.hpp"
 
 #include <CLI/CLI.hpp>
@@ -26,10 +28,12 @@ int main(int argc, char** argv) {
     massact_tool::RunArgs run;
     massact_tool::EvalArgs eval;
     massact_tool::TokenizeArgs tokenize;
+    massact_tool::ScanArgs scan;
     massact_tool::add_info(app, info, action);
     massact_tool::add_run(app, run, action);
     massact_tool::add_eval(app, eval, action);
     massact_tool::add_tokenize(app, tokenize, action);
+    massact_tool::add_scan(app, scan, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -1,7 +1,7 @@
 // massact/stats/moments.hpp - per-column (per hidden dimension) count, mean, variance,
 // kurtosis and max |x| over any number of row blocks, in O(d) memory.
 //
-// Blocks are reduced in two passes (mean, then centred powers), then merged into the running
+// Blocks of rows are reduced in one pass (powers of x minus a shift), then merged into the running
 // state with the pairwise formulas of Chan et al. (1979) and Pebay (2008) for the third and
 // fourth central moments, so merging two partial accumulators gives the one-pass result.
 #pragma once
@@ -39,43 +39,45 @@ public:
     }
     float max_abs(Index j) const { return max_abs_[static_cast<std::size_t>(j)]; }
 
-    /// Add the rows of x ([rows, cols]).
+    /// Add the rows of x ([rows, cols]). Rows go in blocks of 256: one streaming pass sums the powers
+    /// of x - K (K = the block's first row) in float, four rows at a time; the block's central
+    /// moments are then formed in double and merged. Partial accumulators over whole blocks (a scan
+    /// adds each sequence separately) merge to the one-pass result up to double rounding.
     void add(const Eigen::Ref<const RowMatrixF>& x) {
         if (cols() == 0 && mean_.empty()) reset(x.cols());
         eigen_assert(x.cols() == cols());
         constexpr Index block = 256;
         const auto c = static_cast<std::size_t>(x.cols());
-        std::vector<float> s1(c), s2(c), s3(c), s4(c), mx(c);
+        // Six arrays, spaced so that no two share an address modulo 4 KiB with each other (or with
+        // rows of x whose stride is a multiple of 4 KiB): avoids false store-to-load dependencies.
+        const std::size_t pitch = c + 48 - c % 16;
+        std::vector<float> buf(6 * pitch + 6 * 16);
+        float* k = buf.data();
+        float* s1 = k + pitch + 16;
+        float* s2 = s1 + pitch + 16;
+        float* s3 = s2 + pitch + 16;
+        float* s4 = s3 + pitch + 16;
+        float* mx = s4 + pitch + 16;
+        const float* base = x.data();
+        const Index stride = x.outerStride();
+        auto row = [base, stride](Index r) { return base + r * stride; };
         for (Index r0 = 0; r0 < x.rows(); r0 += block) {
             const Index rows = std::min(block, x.rows() - r0);
-            std::fill(s1.begin(), s1.end(), 0.0f);
-            std::fill(mx.begin(), mx.end(), 0.0f);
-            for (Index r = r0; r < r0 + rows; ++r) {
-                const float* p = x.data() + r * x.outerStride();
-                for (std::size_t j = 0; j < c; ++j) {
-                    s1[j] += p[j];
-                    mx[j] = std::max(mx[j], std::fabs(p[j]));
-                }
+            std::copy(row(r0), row(r0) + c, k);
+            for (float* a : {s1, s2, s3, s4, mx}) std::fill(a, a + c, 0.0f);
+            constexpr std::size_t chunk = 512;  // columns per sweep: the running sums stay in L1
+            for (std::size_t j0 = 0; j0 < c; j0 += chunk) {
+                const std::size_t w = std::min(chunk, c - j0);
+                Index r = r0;
+                for (; r + 4 <= r0 + rows; r += 4)
+                    accumulate4(row(r) + j0, row(r + 1) + j0, row(r + 2) + j0, row(r + 3) + j0, k + j0, s1 + j0, s2 + j0,
+                                s3 + j0, s4 + j0, mx + j0, w);
+                for (; r < r0 + rows; ++r)
+                    accumulate4(row(r) + j0, nullptr, nullptr, nullptr, k + j0, s1 + j0, s2 + j0, s3 + j0, s4 + j0, mx + j0, w);
             }
-            const float inv = 1.0f / static_cast<float>(rows);
-            for (std::size_t j = 0; j < c; ++j) s1[j] *= inv;  // block mean
-            std::fill(s2.begin(), s2.end(), 0.0f);
-            std::fill(s3.begin(), s3.end(), 0.0f);
-            std::fill(s4.begin(), s4.end(), 0.0f);
-            for (Index r = r0; r < r0 + rows; ++r) {
-                const float* p = x.data() + r * x.outerStride();
-                for (std::size_t j = 0; j < c; ++j) {
-                    const float d = p[j] - s1[j], d2 = d * d;
-                    s2[j] += d2;
-                    s3[j] += d2 * d;
-                    s4[j] += d2 * d2;
-                }
-            }
-            for (std::size_t j = 0; j < c; ++j) {
-                combine(j, static_cast<double>(rows), s1[j], s2[j], s3[j], s4[j]);
-                max_abs_[j] = std::max(max_abs_[j], mx[j]);
-            }
-            n_ += static_cast<double>(rows);
+            const double nb = static_cast<double>(rows);
+            fold_block(n_, nb, k, s1, s2, s3, s4, mx, mean_.data(), m2_.data(), m3_.data(), m4_.data(), max_abs_.data(), c);
+            n_ += nb;
         }
     }
 
@@ -92,6 +94,60 @@ public:
     }
 
 private:
+    static float hi(float u, float v) { return u > v ? u : v; }  // vectorises to a max instruction
+
+    /// Powers of (row - k) of four rows (or one: p1 == nullptr) added to the running sums.
+    static void accumulate4(const float* __restrict p0, const float* __restrict p1, const float* __restrict p2,
+                            const float* __restrict p3, const float* __restrict k, float* __restrict s1,
+                            float* __restrict s2, float* __restrict s3, float* __restrict s4, float* __restrict mx,
+                            std::size_t c) {
+        if (!p1) {
+            for (std::size_t j = 0; j < c; ++j) {
+                const float a = p0[j] - k[j], a2 = a * a;
+                s1[j] += a;
+                s2[j] += a2;
+                s3[j] += a2 * a;
+                s4[j] += a2 * a2;
+                mx[j] = hi(mx[j], std::fabs(p0[j]));
+            }
+            return;
+        }
+        for (std::size_t j = 0; j < c; ++j) {
+            const float a = p0[j] - k[j], b = p1[j] - k[j], e = p2[j] - k[j], f = p3[j] - k[j];
+            const float a2 = a * a, b2 = b * b, e2 = e * e, f2 = f * f;
+            s1[j] += (a + b) + (e + f);
+            s2[j] += (a2 + b2) + (e2 + f2);
+            s3[j] += (a2 * a + b2 * b) + (e2 * e + f2 * f);
+            s4[j] += (a2 * a2 + b2 * b2) + (e2 * e2 + f2 * f2);
+            const float u = hi(std::fabs(p0[j]), std::fabs(p1[j])), v = hi(std::fabs(p2[j]), std::fabs(p3[j]));
+            mx[j] = hi(mx[j], hi(u, v));
+        }
+    }
+
+    /// Raw sums of powers of (x - k) over nb rows -> the block's central moments, merged into the running
+    /// state (count na) with the pairwise formulas. Columns are independent: the loop vectorises.
+    static void fold_block(double na, double nb, const float* __restrict k, const float* __restrict s1,
+                           const float* __restrict s2, const float* __restrict s3, const float* __restrict s4,
+                           const float* __restrict mx, double* __restrict mean, double* __restrict M2,
+                           double* __restrict M3, double* __restrict M4, float* __restrict max_abs, std::size_t c) {
+        const double n = na + nb, inv_nb = 1.0 / nb, w = na * nb / n;
+        for (std::size_t j = 0; j < c; ++j) {
+            const double d = s1[j] * inv_nb, S2 = s2[j], S3 = s3[j], S4 = s4[j];
+            const double m2b = std::max(0.0, S2 - nb * d * d);
+            const double m3b = S3 - 3.0 * d * S2 + 2.0 * nb * d * d * d;
+            const double m4b = std::max(0.0, S4 - 4.0 * d * S3 + 6.0 * d * d * S2 - 3.0 * nb * d * d * d * d);
+            const double mb = static_cast<double>(k[j]) + d;
+            const double delta = mb - mean[j], d2 = delta * delta;
+            const double m2a = M2[j], m3a = M3[j];
+            mean[j] += delta * nb / n;
+            M4[j] += m4b + d2 * d2 * w * (na * na - na * nb + nb * nb) / (n * n) +
+                     6.0 * d2 * (na * na * m2b + nb * nb * m2a) / (n * n) + 4.0 * delta * (na * m3b - nb * m3a) / n;
+            M3[j] += m3b + d2 * delta * w * (na - nb) / n + 3.0 * delta * (na * m2b - nb * m2a) / n;
+            M2[j] += m2b + d2 * w;
+            max_abs[j] = hi(max_abs[j], mx[j]);
+        }
+    }
+
     /// Fold a part (nb values with mean mb and central sums m2b..m4b) into column j (count n_, not yet updated).
     void combine(std::size_t j, double nb, double mb, double m2b, double m3b, double m4b) {
         const double na = n_, n = na + nb;

@@ -1,0 +1,139 @@
+// massact scan MODEL_DIR (--data FILE | --ids-file F[:T] | --prompt TEXT) [--seq-len 256] [--max-seqs N] [--json OUT]
+// Per-layer outlier statistics, the massive-activation detector and attention-sink metrics.
+#pragma once
+
+#include "../input.hpp"
+#include "../progress.hpp"
+
+#include <massact/massact.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+
+namespace massact_tool {
+
+struct DetectorArgs {
+    std::string preset = "relative";
+    double min_abs = -1, min_ratio = -1, min_share = -1;
+    int min_layers = -1;
+    Index sink_T = 64;
+    double sink_eps = 0.3;
+
+    massact::analysis::DetectorCriteria criteria() const {
+        massact::analysis::DetectorCriteria c;
+        if (preset == "relative") c = massact::analysis::DetectorCriteria::relative();
+        else if (preset == "sun2024") c = massact::analysis::DetectorCriteria::sun2024();
+        else throw Error("--preset: unknown value \"" + preset + "\" (relative or sun2024)");
+        if (min_abs >= 0) c.min_abs = min_abs;
+        if (min_ratio >= 0) c.min_ratio = min_ratio;
+        if (min_share >= 0) {
+            if (min_share > 1) throw Error("--min-share: must be in [0, 1]");
+            c.min_share = min_share;
+        }
+        if (min_layers >= 0) {
+            if (min_layers < 1) throw Error("--min-layers: must be at least 1");
+            c.min_layers = min_layers;
+        }
+        if (min_abs >= 0 || min_ratio >= 0 || min_share >= 0 || min_layers >= 0) c.name += "+custom";
+        return c;
+    }
+};
+
+inline void add_detector_options(CLI::App* cmd, DetectorArgs& a) {
+    cmd->add_option("--preset", a.preset, "Detector criteria: relative (scale-aware default) or sun2024 (|x|>100, 1000x median)")
+        ->capture_default_str();
+    cmd->add_option("--min-abs", a.min_abs, "Override: |x| must exceed this");
+    cmd->add_option("--min-ratio", a.min_ratio, "Override: |x| / median |x| of the hidden state, at least");
+    cmd->add_option("--min-share", a.min_share, "Override: share of sequences (0..1)");
+    cmd->add_option("--min-layers", a.min_layers, "Override: consecutive layers");
+    cmd->add_option("--sink-T", a.sink_T, "Gu et al.'s T for the sink rate")->capture_default_str();
+    cmd->add_option("--sink-eps", a.sink_eps, "Gu et al.'s threshold on alpha")->capture_default_str();
+}
+
+inline massact::analysis::ScanOptions scan_options(const DetectorArgs& d, const std::string& model_dir) {
+    massact::analysis::ScanOptions o;
+    o.criteria = d.criteria();
+    if (d.sink_T < 1) throw Error("--sink-T: must be at least 1");
+    o.sink_T = d.sink_T;
+    o.sink_epsilon = d.sink_eps;
+    if (massact::io::file_exists(model_dir + "/tokenizer.json"))
+        o.delimiters = massact::analysis::delimiter_ids(massact::text::Tokenizer::from_file(model_dir + "/tokenizer.json"));
+    return o;
+}
+
+inline std::string dims_string(const std::map<Index, Index>& dims, std::size_t most = 3) {
+    std::vector<std::pair<Index, Index>> v(dims.begin(), dims.end());
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    std::string s;
+    for (std::size_t i = 0; i < v.size() && i < most; ++i)
+        s += (i ? " " : "") + std::to_string(v[i].first) + ":" + std::to_string(v[i].second);
+    return s;
+}
+
+inline void print_scan(const massact::analysis::ScanResult& r) {
+    std::printf("%ld sequences x %ld tokens, perplexity %.4f\n\n", static_cast<long>(r.sequences), static_cast<long>(r.seq_len), r.val_ppl);
+    std::printf("layer     top1     top2     top3   median   ratio  top-1 dims (dim:seqs)   pos0  attn@0\n");
+    for (std::size_t l = 0; l < r.layers.size(); ++l) {
+        const auto& s = r.layers[l];
+        double att = 0;
+        for (double a : r.attention_on_first_token[l]) att += a;
+        att /= std::max<std::size_t>(1, r.attention_on_first_token[l].size());
+        std::printf("%5d %8.2f %8.2f %8.2f %8.3f %7.0f  %-22s %5.2f  %6.3f\n", s.layer, s.top1_mean, s.top2_mean, s.top3_mean,
+                    s.median_mean, s.ratio(), dims_string(s.top1_dims).c_str(), s.top1_pos0_fraction, att);
+    }
+    std::printf("\nMassive activations: %s\n", r.detector_note.c_str());
+    for (const auto& m : r.massive) {
+        std::string pos;
+        for (const auto& p : m.positions) pos += (pos.empty() ? "" : ", ") + p;
+        std::printf("  dim %-5ld from layer %d (%zu layers)  on %s  mean %+.2f, std %.2f%s, %.0fx median, in %.0f%% of sequences\n",
+                    static_cast<long>(m.dim), m.first_layer, m.layers.size(), pos.c_str(), m.mean, m.std,
+                    m.constant() ? " (constant)" : "", m.ratio, 100 * m.share);
+    }
+    std::printf("\nAttention sinks (Gu et al., T=%ld, alpha > %.2f): %.1f%% of heads (%zu of %zu)\n", static_cast<long>(r.sink_T),
+                r.sink_epsilon, 100 * r.sink_rate, r.sink_heads.size(),
+                r.gu_alpha.size() * (r.gu_alpha.empty() ? 0 : r.gu_alpha[0].size()));
+    std::string heads;
+    for (const auto& h : r.sink_heads) {
+        char b[64];
+        std::snprintf(b, sizeof b, "%sL%dH%d %.2f", heads.empty() ? "" : ", ", h.layer, h.head, h.alpha);
+        heads += b;
+    }
+    if (!heads.empty()) std::printf("  %s\n", heads.c_str());
+}
+
+struct ScanArgs {
+    std::string model = MASSACT_DEFAULT_MODEL;
+    DataInput data;
+    DetectorArgs detector;
+    std::string json;
+    Index batch = 8;
+};
+
+inline int run_scan(ScanArgs& a) {
+    const massact::Transformer m(a.model);
+    const TokenBatch ids = load_data(a.data, a.model);
+    m.validate(ids);
+    auto opt = scan_options(a.detector, a.model);
+    if (a.batch < 1) throw Error("--batch: must be at least 1");
+    opt.batch = a.batch;
+    Progress bar("scan");
+    opt.progress = [&](Index done, Index total) { bar(done, total); };
+    const auto r = massact::analysis::scan(m, ids, opt);
+    bar.done();
+    print_scan(r);
+    if (!a.json.empty()) massact::io::write_text_file_atomic(a.json, r.to_json().dump(1) + "\n");
+    return 0;
+}
+
+inline void add_scan(CLI::App& app, ScanArgs& a, std::function<int()>& action) {
+    auto* cmd = app.add_subcommand("scan", "Outlier statistics per layer, massive activations and attention sinks");
+    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    add_data_options(cmd, a.data);
+    add_detector_options(cmd, a.detector);
+    cmd->add_option("--json", a.json, "Write the statistics (keys of tiny-*.stats.json and more) to this file");
+    cmd->add_option("--batch", a.batch, "Sequences per forward pass")->capture_default_str();
+    cmd->callback([&] { action = [&] { return run_scan(a); }; });
+}
+
+}  // namespace massact_tool
