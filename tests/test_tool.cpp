@@ -141,3 +141,36 @@ TEST_CASE("massact tokenize prints ids and tokens; --prompt and --text-file feed
     r = run("tokenize " + test::model("tiny-llama"));
     CHECK(r.status != 0);
 }
+
+TEST_CASE("massact scan --json carries the reference keys, the detector and the sink metrics") {
+    const std::string dir = test::temp_dir("scan");
+    auto r = run("scan " + test::model("tiny-llama") + " --ids-file " + test::data("tiny-llama.ref.safetensors") +
+                 ":ppl.input_ids --max-seqs 24 --json " + dir + "/s.json");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("dim 215") != std::string::npos);
+    const auto j = io::read_json_file(dir + "/s.json");
+    for (const char* k : {"layers", "attention_on_first_token_per_layer_head", "val_ppl", "massive_activations", "sink_rate",
+                          "sink_heads"})
+        CHECK(j.contains(k));
+    CHECK(j["val_sequences"] == 24);
+    const auto& m = j["massive_activations"][0];
+    for (const char* k : {"dim", "first_layer", "layers", "positions", "mean", "std", "ratio"}) CHECK(m.contains(k));
+    CHECK(m["dim"] == 215);
+    // --data windows from a text file; Sun's preset finds nothing and says so.
+    r = run("scan " + test::model("tiny-gpt2") + " --data " + std::string(MASSACT_SOURCE_DIR) +
+            "/examples/data/val.txt --seq-len 64 --max-seqs 8 --preset sun2024 --json " + dir + "/g.json");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    const auto g = io::read_json_file(dir + "/g.json");
+    CHECK(g["seq_len"] == 64);
+    CHECK(g["val_sequences"] == 8);
+    CHECK(g["massive_activations"].empty());
+    CHECK(r.out.find("no massive activation") != std::string::npos);
+    r = run("scan " + test::model("tiny-gpt2") + " --data /nonexistent.txt");
+    CHECK(r.status != 0);
+    CHECK(r.out.find("--data: /nonexistent.txt: cannot open") != std::string::npos);
+    r = run("scan " + test::model("tiny-gpt2") + " --ids 1,2,3 --preset strict");
+    CHECK(r.status != 0);
+    CHECK(r.out.find("--preset") != std::string::npos);
+}
