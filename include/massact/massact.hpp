@@ -10,6 +10,7 @@
 #pragma once
 
 #include "massact/analysis/data.hpp"
+#include "massact/analysis/intervention.hpp"
 #include "massact/analysis/perplexity.hpp"
 #include "massact/analysis/scan.hpp"
 #include "massact/core/eigen.hpp"

@@ -31,6 +31,7 @@ struct Activation {
     int layer = -1;         // block index, -1 outside blocks
     float* data = nullptr;
     std::vector<Index> shape;  // e.g. [N, T, d], [N, T, H, hd], [N, H, T, T]
+    const RowMatrix<std::int64_t>* tokens = nullptr;  // the batch's token ids [N, T]
 
     Index numel() const {
         Index n = 1;

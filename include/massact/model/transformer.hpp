@@ -40,6 +40,7 @@ struct AttentionOverride {
 
 struct RunOptions {
     bool logits = true;           // compute logits (false: stop after ln_final)
+    int last_layer = -1;          // >= 0: stop after this block (no final norm, no logits)
     AttentionOverride attention;  // default: the model's own softmax
     Index attention_tile = 64;    // query rows per streaming attention tile
 };
@@ -149,11 +150,11 @@ public:
             const FnList& f = site[static_cast<std::size_t>(l)][static_cast<std::size_t>(s)];
             return f.empty() ? nullptr : &f;
         };
-        auto call = [](const FnList* f, const char* name, std::string& nbuf, int layer, float* data,
-                       std::vector<Index> shape) {
+        auto call = [&ids](const FnList* f, const char* name, std::string& nbuf, int layer, float* data,
+                           std::vector<Index> shape) {
             if (!f) return;
             nbuf = name;
-            Activation a{nbuf, layer, data, std::move(shape)};
+            Activation a{nbuf, layer, data, std::move(shape), &ids};
             for (const HookFn* fn : *f) (*fn)(a);
         };
         std::string nbuf;
@@ -301,6 +302,10 @@ public:
             call_block(l, BlockSite::MlpOut, a.data(), {N, T, d});
             x += a;
             call_block(l, BlockSite::ResidPost, x.data(), {N, T, d});
+            if (options.last_layer == l) {
+                w.logits.resize(0, 0);
+                return w.logits;
+            }
         }
 
         norm(n, x, weights_.final_w, weights_.final_b);

@@ -64,6 +64,14 @@ public:
         }
         return scratch.data();
     }
+    /// The element W[r, c] of the [out, in] map (whatever the stored layout).
+    float at(Index r, Index c) const {
+        float v = 0.0f;
+        const Index idx = in_out_ ? c * out_ + r : r * in_ + c;
+        if (!resident_.empty()) return resident_[static_cast<std::size_t>(idx)];
+        src_->to_float(&v, static_cast<std::size_t>(idx), 1);
+        return v;
+    }
     /// One row of an [rows, cols]-stored matrix as float32 (embedding lookup).
     void row(Index r, float* out) const {
         const Index cols = in_out_ ? out_ : in_;
