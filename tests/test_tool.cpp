@@ -174,3 +174,44 @@ TEST_CASE("massact scan --json carries the reference keys, the detector and the 
     CHECK(r.status != 0);
     CHECK(r.out.find("--preset") != std::string::npos);
 }
+
+TEST_CASE("massact ablate / inject / superweight: JSON keys, numbers, and bad specifications naming the flag") {
+    const std::string dir = test::temp_dir("ablate");
+    const std::string ref = test::data("tiny-llama.ref.safetensors"), model = test::model("tiny-llama");
+    auto r = run("ablate " + model + " --ids-file " + ref + ":p0.input_ids --layer 2 --dims 86,170,177,215,243 --tokens 0 --mode zero --json " +
+                 dir + "/a.json");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    const auto j = io::read_json_file(dir + "/a.json");
+    for (const char* k : {"ppl_original", "ppl_intervened", "attention_on_tokens_original", "attention_on_tokens_intervened", "kl_mean"})
+        CHECK(j.contains(k));
+    CHECK(j["attention_on_tokens_intervened"][0][3].get<double>() == doctest::Approx(0.385).epsilon(3e-3));
+    CHECK(j["ppl_intervened"].get<double>() > j["ppl_original"].get<double>());
+    r = run("inject " + model + " --ids-file " + ref + ":ppl.input_ids --max-seqs 8 --seq-len 64 --layer 2 --from 0 --to 30 --json " +
+            dir + "/i.json");
+    REQUIRE(r.status == 0);
+    CHECK(io::read_json_file(dir + "/i.json")["median_factor"][3].get<double>() == doctest::Approx(8.1).epsilon(0.02));
+    r = run("superweight " + model + " --ids-file " + ref + ":p0.input_ids --json " + dir + "/s.json");
+    REQUIRE(r.status == 0);
+    const auto s = io::read_json_file(dir + "/s.json")["super_weights"];
+    REQUIRE(s.size() == 1);
+    CHECK(s[0]["row"] == 215);
+    CHECK(s[0]["col"] == 46);
+    CHECK(s[0]["ppl_zeroed"].get<double>() > s[0]["ppl_original"].get<double>());
+    const std::string base = "ablate " + model + " --ids 1,2,3,4 --json " + dir + "/bad.json ";
+    struct Bad { std::string args, message; };
+    for (const Bad& b : {Bad{"--layer 8 --dims 1", "--layer: layer 8 out of range"}, Bad{"--layer 2 --dims 256", "--dims: dim 256 out of range"},
+                         Bad{"--layer 2 --dims 1 --mode half", "--mode: unknown mode \"half\""},
+                         Bad{"--layer 2 --dims 1 --tokens ''", "--tokens: empty token selection"},
+                         Bad{"--layer 2 --dims 1 --tokens 9", "--tokens: position 9 out of range"},
+                         Bad{"--layer 2 --dims x", "--dims: \"x\" is not an integer"}}) {
+        r = run(base + b.args);
+        CAPTURE(b.args);
+        CHECK(r.status != 0);
+        CHECK(r.out.find(b.message) != std::string::npos);
+    }
+    CHECK(!io::file_exists(dir + "/bad.json"));
+    r = run("inject " + model + " --ids 1,2,3,4 --layer 2 --to 3");
+    CHECK(r.status != 0);
+    CHECK(r.out.find("--to: position 3 out of range") != std::string::npos);
+}

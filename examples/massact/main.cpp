@@ -5,11 +5,15 @@
 //   massact eval MODEL_DIR --ids-file FILE[:TENSOR] [--json OUT]
 //   massact tokenize MODEL_DIR [--no-special] [--json] TEXT
 //   massact scan MODEL_DIR (--data FILE | --ids-file F[:T] | --prompt TEXT) [--seq-len 256] [--max-seqs N] [--json OUT]
+//   massact ablate MODEL_DIR --layer L --dims D1,D2 --tokens first|... --mode zero|mean|value=X|scale=S|add=X
+//   massact inject MODEL_DIR --layer L --from 0 --to 30 [--dims D1,D2|all]
+//   massact superweight MODEL_DIR [--threshold 50]
 // Inputs: --ids, --ids-file FILE[:TENSOR], --prompt TEXT, --text-file FILE.
 //
 // Errors print "massact: error: ..." and exit with status 1; no output file is left behind.
 #include "commands/eval.hpp"
 #include "commands/info.hpp"
+#include "commands/intervene.hpp"
 #include "commands/run.hpp"
 #include "commands/scan.hpp"
 #include "commands/tokenize.hpp"
@@ -29,11 +33,15 @@ int main(int argc, char** argv) {
     massact_tool::EvalArgs eval;
     massact_tool::TokenizeArgs tokenize;
     massact_tool::ScanArgs scan;
+    massact_tool::AblateArgs ablate;
+    massact_tool::InjectArgs inject;
+    massact_tool::SuperWeightArgs superweight;
     massact_tool::add_info(app, info, action);
     massact_tool::add_run(app, run, action);
     massact_tool::add_eval(app, eval, action);
     massact_tool::add_tokenize(app, tokenize, action);
     massact_tool::add_scan(app, scan, action);
+    massact_tool::add_intervention_commands(app, ablate, inject, superweight, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -2,6 +2,7 @@
 // Per-layer outlier statistics, the massive-activation detector and attention-sink metrics.
 #pragma once
 
+#include "../ablation_spec.hpp"
 #include "../input.hpp"
 #include "../progress.hpp"
 
@@ -106,6 +107,7 @@ struct ScanArgs {
     std::string model = MASSACT_DEFAULT_MODEL;
     DataInput data;
     DetectorArgs detector;
+    AblateArgs ablate;  // --ablate-*: scan an ablated model
     std::string json;
     Index batch = 8;
 };
@@ -119,6 +121,14 @@ inline int run_scan(ScanArgs& a) {
     opt.batch = a.batch;
     Progress bar("scan");
     opt.progress = [&](Index done, Index total) { bar(done, total); };
+    if (a.ablate.layer >= 0 || !a.ablate.dims.empty()) {
+        a.ablate.model = a.model;
+        a.ablate.batch = a.batch;
+        const Intervention iv = build_ablation(a.ablate, m, ids);
+        opt.hooks = massact::analysis::make_hooks({iv});
+        std::printf("scanning with %s, %s, dims %s set by %s\n", iv.site.c_str(), iv.tokens.describe().c_str(),
+                    a.ablate.dims.c_str(), a.ablate.mode.c_str());
+    }
     const auto r = massact::analysis::scan(m, ids, opt);
     bar.done();
     print_scan(r);
@@ -133,6 +143,10 @@ inline void add_scan(CLI::App& app, ScanArgs& a, std::function<int()>& action) {
     add_detector_options(cmd, a.detector);
     cmd->add_option("--json", a.json, "Write the statistics (keys of tiny-*.stats.json and more) to this file");
     cmd->add_option("--batch", a.batch, "Sequences per forward pass")->capture_default_str();
+    cmd->add_option("--ablate-layer", a.ablate.layer, "Scan with an ablation at this block's output (see ablate)");
+    cmd->add_option("--ablate-dims", a.ablate.dims, "Dims of the ablation");
+    cmd->add_option("--ablate-tokens", a.ablate.tokens, "Tokens of the ablation")->capture_default_str();
+    cmd->add_option("--ablate-mode", a.ablate.mode, "Mode of the ablation")->capture_default_str();
     cmd->callback([&] { action = [&] { return run_scan(a); }; });
 }
 
