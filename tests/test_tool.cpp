@@ -2,6 +2,7 @@
 #include "common.hpp"
 
 #include <fstream>
+#include <cstring>
 #include <sstream>
 
 using namespace massact;
@@ -214,4 +215,78 @@ TEST_CASE("massact ablate / inject / superweight: JSON keys, numbers, and bad sp
     r = run("inject " + model + " --ids 1,2,3,4 --layer 2 --to 3");
     CHECK(r.status != 0);
     CHECK(r.out.find("--to: position 3 out of range") != std::string::npos);
+}
+
+namespace {
+/// Width and height of a PNG file (0, 0 if it is not one).
+std::pair<std::uint32_t, std::uint32_t> png_size(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    unsigned char h[24] = {0};
+    f.read(reinterpret_cast<char*>(h), 24);
+    const unsigned char sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+    if (f.gcount() != 24 || std::memcmp(h, sig, 8) != 0 || std::memcmp(h + 12, "IHDR", 4) != 0) return {0, 0};
+    auto be = [&](int o) { return (std::uint32_t(h[o]) << 24) | (std::uint32_t(h[o + 1]) << 16) | (std::uint32_t(h[o + 2]) << 8) | h[o + 3]; };
+    return {be(16), be(20)};
+}
+}  // namespace
+
+TEST_CASE("massact report writes report.md, report.json and five PNG figures with the numbers scan and ablate print") {
+    const std::string dir = test::temp_dir("report");
+    auto r = run("report --out " + dir + "/out");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    for (const char* fig : {"fig1_magnitudes_3d", "fig2_layer_magnitudes", "fig3_attention", "fig4_perplexity", "fig5_attention_shift"}) {
+        CAPTURE(fig);
+        const auto [w, h] = png_size(dir + "/out/" + fig + ".png");
+        CHECK(w >= 800);
+        CHECK(h >= 500);
+        std::ifstream f(dir + "/out/" + fig + ".png", std::ios::binary | std::ios::ate);
+        CHECK(f.tellg() > 10000);
+    }
+    REQUIRE(io::file_exists(dir + "/out/report.md"));
+    const auto rep = io::read_json_file(dir + "/out/report.json");
+    // The same numbers as scan and ablate on the same data.
+    const std::string data = " --data " + std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt --max-seqs 96 ";
+    r = run("scan" + data + "--json " + dir + "/scan.json");
+    REQUIRE(r.status == 0);
+    const auto scan = io::read_json_file(dir + "/scan.json");
+    CHECK(rep["scan"]["val_ppl"].get<double>() == scan["val_ppl"].get<double>());
+    for (std::size_t l = 0; l < 8; ++l) {
+        CHECK(rep["scan"]["layers"][l]["top1_mean"].get<double>() == scan["layers"][l]["top1_mean"].get<double>());
+        CHECK(rep["scan"]["layers"][l]["median_mean"].get<double>() == scan["layers"][l]["median_mean"].get<double>());
+    }
+    CHECK(rep["scan"]["massive_activations"] == scan["massive_activations"]);
+    const auto& iv = rep["intervention"];
+    CHECK(iv["layer"] == 2);
+    CHECK(iv["massive_dims"] == nlohmann::json({86, 170, 177, 215, 243}));
+    r = run("ablate" + data + "--layer 2 --dims 86,170,177,215,243 --tokens first --mode zero --no-decomposition --json " + dir + "/z.json");
+    REQUIRE(r.status == 0);
+    const auto z = io::read_json_file(dir + "/z.json");
+    CHECK(iv["ppl_zero"].get<double>() == doctest::Approx(z["ppl_intervened"].get<double>()).epsilon(1e-6));  // streaming vs materialised attention: float rounding
+    CHECK(iv["ppl_original"].get<double>() == doctest::Approx(z["ppl_original"].get<double>()).epsilon(1e-6));
+    CHECK(iv["ppl_zero"].get<double>() > iv["ppl_mean"].get<double>());
+    CHECK(rep["super_weights"][0]["row"] == 215);
+}
+
+TEST_CASE("massact report without gnuplot still writes report.md and report.json and names the skipped figures") {
+    const std::string dir = test::temp_dir("nognuplot");
+    const std::string cmd = "env PATH=/nonexistent " + std::string(MASSACT_TOOL) + " report " + test::model("tiny-gpt2") +
+                            " --max-seqs 8 --out " + dir + "/out > " + dir + "/log.txt 2>&1";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    std::ifstream f(dir + "/log.txt");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    INFO(ss.str());
+    CHECK(ss.str().find("gnuplot not found") != std::string::npos);
+    CHECK(io::file_exists(dir + "/out/report.md"));
+    CHECK(io::file_exists(dir + "/out/report.json"));
+    CHECK(!io::file_exists(dir + "/out/fig1_magnitudes_3d.png"));
+    const auto rep = io::read_json_file(dir + "/out/report.json");
+    CHECK(rep["figures"].empty());
+    CHECK(rep["skipped_figures"].size() == 5);
+    std::ifstream md(dir + "/out/report.md");
+    std::stringstream ms;
+    ms << md.rdbuf();
+    CHECK(ms.str().find("apt-get install gnuplot-nox") != std::string::npos);
+    CHECK(ms.str().find("No massive activation was detected") != std::string::npos);
 }

@@ -8,11 +8,13 @@
 //   massact ablate MODEL_DIR --layer L --dims D1,D2 --tokens first|... --mode zero|mean|value=X|scale=S|add=X
 //   massact inject MODEL_DIR --layer L --from 0 --to 30 [--dims D1,D2|all]
 //   massact superweight MODEL_DIR [--threshold 50]
+//   massact report [MODEL_DIR] [--data FILE] [--out DIR]
 // Inputs: --ids, --ids-file FILE[:TENSOR], --prompt TEXT, --text-file FILE.
 //
 // Errors print "massact: error: ..." and exit with status 1; no output file is left behind.
 #include "commands/eval.hpp"
 #include "commands/info.hpp"
+#include "commands/report.hpp"
 #include "commands/intervene.hpp"
 #include "commands/run.hpp"
 #include "commands/scan.hpp"
@@ -36,12 +38,14 @@ int main(int argc, char** argv) {
     massact_tool::AblateArgs ablate;
     massact_tool::InjectArgs inject;
     massact_tool::SuperWeightArgs superweight;
+    massact_tool::ReportArgs report;
     massact_tool::add_info(app, info, action);
     massact_tool::add_run(app, run, action);
     massact_tool::add_eval(app, eval, action);
     massact_tool::add_tokenize(app, tokenize, action);
     massact_tool::add_scan(app, scan, action);
     massact_tool::add_intervention_commands(app, ablate, inject, superweight, action);
+    massact_tool::add_report(app, report, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

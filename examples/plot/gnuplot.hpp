@@ -1,0 +1,141 @@
+// Figures of the attention-sink literature rendered with gnuplot (pngcairo). Shared by the massact
+// tool's report and the example programs; not part of the library. Each function writes its data
+// and script next to the PNG (DIR/data/NAME.dat, DIR/data/NAME.gp), runs gnuplot, and returns
+// whether the PNG was made.
+#pragma once
+
+#include <massact/massact.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <sys/stat.h>
+#include <vector>
+
+namespace massact_plot {
+
+using massact::Index;
+
+inline bool gnuplot_available() { return std::system("gnuplot --version > /dev/null 2>&1") == 0; }
+
+/// A string as a gnuplot double-quoted literal.
+inline std::string quote(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        if (c == '\n') { out += "\\n"; continue; }
+        out += c;
+    }
+    return out + "\"";
+}
+
+struct Figure {
+    std::string dir, name;  // writes dir/name.png, dir/data/name.{dat,gp}
+    std::string png() const { return dir + "/" + name + ".png"; }
+    std::string dat() const { return dir + "/data/" + name + ".dat"; }
+    std::string gp() const { return dir + "/data/" + name + ".gp"; }
+    bool render(const std::string& script) const {
+        ::mkdir((dir + "/data").c_str(), 0755);
+        std::ofstream(gp()) << "set terminal pngcairo size 1200,800 font \"DejaVu Sans,11\"\nset output " << quote(png()) << "\n"
+                            << script;
+        return std::system(("gnuplot " + quote(gp()) + " 2> " + quote(gp() + ".log")).c_str()) == 0;
+    }
+};
+
+/// x-tic labels "(\"label\" i, ...)" for token positions.
+inline std::string token_tics(const std::vector<std::string>& labels) {
+    std::string s = "(";
+    for (std::size_t i = 0; i < labels.size(); ++i) s += (i ? ", " : "") + quote(labels[i]) + " " + std::to_string(i);
+    return s + ")";
+}
+
+/// Figure 1 of Sun et al.: |x| of one layer's hidden state over tokens x dims, as 3D impulses.
+inline bool magnitude_3d(const Figure& f, const massact::RowMatrixF& x, const std::vector<std::string>& labels, int layer,
+                         const std::string& model) {
+    ::mkdir((f.dir + "/data").c_str(), 0755);
+    std::ofstream d(f.dat());
+    for (Index t = 0; t < x.rows(); ++t)
+        for (Index j = 0; j < x.cols(); ++j) d << t << ' ' << j << ' ' << std::abs(x(t, j)) << '\n';
+    d.close();
+    return f.render("set title " + quote(model + ": |x| of the hidden state after block " + std::to_string(layer)) + "\n" +
+                    "set xlabel 'token'\nset ylabel 'dim'\nset zlabel '|x|' rotate parallel\nset view 60, 30\n"
+                    "set xtics " + token_tics(labels) + " rotate by 45 right font ',8'\nset ticslevel 0\nunset key\n"
+                    "splot " + quote(f.dat()) + " using 1:2:3 with impulses lc rgb '#1f4e9e' lw 1\n");
+}
+
+/// Top-1/2/3 and median |x| per layer, log scale.
+inline bool layer_magnitudes(const Figure& f, const massact::analysis::ScanResult& r, const std::string& model) {
+    ::mkdir((f.dir + "/data").c_str(), 0755);
+    std::ofstream d(f.dat());
+    for (const auto& l : r.layers) d << l.layer << ' ' << l.top1_mean << ' ' << l.top2_mean << ' ' << l.top3_mean << ' ' << l.median_mean << '\n';
+    d.close();
+    const std::string q = quote(f.dat());
+    return f.render("set title " + quote(model + ": largest and median |x| of the residual stream per layer (mean over sequences)") +
+                    "\nset logscale y\nset xlabel 'layer'\nset ylabel '|x|'\nset key top left\nset grid\nset xtics 1\n"
+                    "plot " + q + " u 1:2 w lp lw 2 pt 7 t 'top 1', " + q + " u 1:3 w lp lw 2 pt 5 t 'top 2', " + q +
+                    " u 1:4 w lp lw 2 pt 9 t 'top 3', " + q + " u 1:5 w lp lw 2 pt 13 t 'median'\n");
+}
+
+/// Attention pattern (mean over heads) of every layer, as heat maps with token labels.
+inline bool attention_maps(const Figure& f, const std::vector<massact::RowMatrixF>& mean_pattern,
+                           const std::vector<std::string>& labels, const std::string& model) {
+    ::mkdir((f.dir + "/data").c_str(), 0755);
+    const std::size_t L = mean_pattern.size();
+    const int cols = L > 4 ? 4 : static_cast<int>(L), rows = static_cast<int>((L + 3) / 4);
+    std::string script = "set terminal pngcairo size " + std::to_string(400 * cols) + "," + std::to_string(400 * rows + 60) +
+                         " font \"DejaVu Sans,9\"\nset output " + quote(f.png()) + "\n";
+    script += "set multiplot layout " + std::to_string(rows) + "," + std::to_string(cols) + " title " +
+              quote(model + ": attention (mean over heads); the first column is the sink") + "\n";
+    script += "set palette defined (0 'white', 0.3 '#9ecae1', 1 '#08306b')\nset cbrange [0:1]\nunset colorbox\nset yrange [] reverse\n";
+    script += "set xtics " + token_tics(labels) + " rotate by 90 right font ',6'\nset ytics " + token_tics(labels) + " font ',6'\n";
+    for (std::size_t l = 0; l < L; ++l) {
+        const std::string dat = f.dir + "/data/" + f.name + "_" + std::to_string(l) + ".dat";
+        std::ofstream d(dat);
+        const auto& P = mean_pattern[l];
+        for (Index i = 0; i < P.rows(); ++i) {
+            for (Index j = 0; j < P.cols(); ++j) d << (j ? " " : "") << P(i, j);
+            d << '\n';
+        }
+        script += "set title 'layer " + std::to_string(l) + "'\nplot " + quote(dat) + " matrix with image notitle\n";
+    }
+    script += "unset multiplot\n";
+    std::ofstream(f.gp()) << script;
+    return std::system(("gnuplot " + quote(f.gp()) + " 2> " + quote(f.gp() + ".log")).c_str()) == 0;
+}
+
+/// Bars: perplexity original / zero / mean (Sun et al., Table 3).
+inline bool perplexity_bars(const Figure& f, double original, double zero, double mean, const std::string& what) {
+    ::mkdir((f.dir + "/data").c_str(), 0755);
+    std::ofstream d(f.dat());
+    d << "original " << original << "\n\"set to zero\" " << zero << "\n\"set to mean\" " << mean << "\n";
+    d.close();
+    return f.render("set title " + quote("perplexity when " + what) + "\nset style fill solid 0.8\nset boxwidth 0.6\n"
+                    "set yrange [0:*]\nunset key\nset grid y\n"
+                    "plot " + quote(f.dat()) + " using 0:2:xtic(1) with boxes lc rgb '#3182bd', '' using 0:2:(sprintf('%.3f', $2)) with labels offset 0,1\n");
+}
+
+/// Attention on a token per layer, before and after an intervention (one or more pairs of curves).
+struct Series {
+    std::string title;
+    std::vector<double> values;
+};
+inline bool attention_shift(const Figure& f, const std::vector<Series>& series, const std::string& title) {
+    ::mkdir((f.dir + "/data").c_str(), 0755);
+    std::ofstream d(f.dat());
+    const std::size_t L = series.empty() ? 0 : series[0].values.size();
+    for (std::size_t l = 0; l < L; ++l) {
+        d << l;
+        for (const auto& s : series) d << ' ' << s.values[l];
+        d << '\n';
+    }
+    d.close();
+    std::string plot = "plot ";
+    for (std::size_t i = 0; i < series.size(); ++i)
+        plot += (i ? ", " : "") + quote(f.dat()) + " u 1:" + std::to_string(i + 2) + " w lp lw 2 pt " + std::to_string(5 + 2 * i) +
+                " t " + quote(series[i].title);
+    return f.render("set title " + quote(title) + "\nset logscale y\nset xlabel 'layer'\nset ylabel 'attention (mean over heads and later queries)'\n"
+                    "set key below\nset grid\nset xtics 1\n" + plot + "\n");
+}
+
+}  // namespace massact_plot
