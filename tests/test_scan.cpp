@@ -165,3 +165,25 @@ TEST_CASE("--data windows follow the documented protocol") {
     CHECK(delims.count(dot[0]) == 1);
     CHECK(delims.count(tok.encode("the", false)[0]) == 0);
 }
+
+TEST_CASE("the variant pair and sink-logit model: scan reproduces their statistics, including the bias slot") {
+    for (const char* name : {"tiny-llama-baseline", "tiny-llama-kvbias", "tiny-llama-sinklogit"}) {
+        const Transformer m(test::model(name));
+        const auto ids = ppl_ids(name);
+        const auto r = analysis::scan(m, ids, options(name));
+        check_against_reference(name, r);
+        const auto ref = io::read_json_file(test::data(std::string(name) + ".stats.json"));
+        if (std::string(name) == "tiny-llama-baseline") {
+            CHECK(r.attention_on_bias_slot.empty());  // no slot: the reference holds zeros
+            continue;
+        }
+        REQUIRE(r.attention_on_bias_slot.size() == 8);
+        double worst = 0;
+        for (std::size_t l = 0; l < 8; ++l)
+            for (std::size_t h = 0; h < 8; ++h)
+                worst = std::max(worst, std::abs(r.attention_on_bias_slot[l][h] -
+                                                 ref["attention_on_bias_slot_per_layer_head"][l][h].get<double>()));
+        CAPTURE(name);
+        CHECK(worst < 1e-4);
+    }
+}

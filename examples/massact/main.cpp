@@ -9,6 +9,8 @@
 //   massact inject MODEL_DIR --layer L --from 0 --to 30 [--dims D1,D2|all]
 //   massact superweight MODEL_DIR [--threshold 50]
 //   massact report [MODEL_DIR] [--data FILE] [--out DIR]
+//   massact compare MODEL_A MODEL_B (data) [--json OUT] [--figure OUT.png]
+//   massact swap MODEL_DIR --softmax softmax1|clipped[:zeta,gamma]|sink=X (data)
 // Inputs: --ids, --ids-file FILE[:TENSOR], --prompt TEXT, --text-file FILE.
 //
 // Errors print "massact: error: ..." and exit with status 1; no output file is left behind.
@@ -19,6 +21,7 @@
 #include "commands/run.hpp"
 #include "commands/scan.hpp"
 #include "commands/tokenize.hpp"
+#include "commands/variants.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -39,6 +42,8 @@ int main(int argc, char** argv) {
     massact_tool::InjectArgs inject;
     massact_tool::SuperWeightArgs superweight;
     massact_tool::ReportArgs report;
+    massact_tool::CompareArgs compare;
+    massact_tool::SwapArgs swap;
     massact_tool::add_info(app, info, action);
     massact_tool::add_run(app, run, action);
     massact_tool::add_eval(app, eval, action);
@@ -46,6 +51,7 @@ int main(int argc, char** argv) {
     massact_tool::add_scan(app, scan, action);
     massact_tool::add_intervention_commands(app, ablate, inject, superweight, action);
     massact_tool::add_report(app, report, action);
+    massact_tool::add_variant_commands(app, compare, swap, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -138,4 +138,28 @@ inline bool attention_shift(const Figure& f, const std::vector<Series>& series, 
                     "set key below\nset grid\nset xtics 1\n" + plot + "\n");
 }
 
+/// Sun et al. Sec. 6: top-1 |x| per layer of two models (log scale), and attention on the first
+/// token and on the bias slot of each.
+inline bool model_pair(const Figure& f, const massact::analysis::ModelPair& p, const std::string& a, const std::string& b) {
+    ::mkdir((f.dir + "/data").c_str(), 0755);
+    const auto j = p.to_json();
+    std::ofstream d(f.dat());
+    for (const auto& l : j["layers"])
+        d << l["layer"].get<int>() << ' ' << l["top1_a"].get<double>() << ' ' << l["top1_b"].get<double>() << ' '
+          << l["attention_on_first_token_a"].get<double>() << ' ' << l["attention_on_first_token_b"].get<double>() << ' '
+          << l["attention_on_bias_slot_a"].get<double>() << ' ' << l["attention_on_bias_slot_b"].get<double>() << '\n';
+    d.close();
+    const std::string q = quote(f.dat());
+    std::string s = "set terminal pngcairo size 1400,600 font \"DejaVu Sans,11\"\nset output " + quote(f.png()) + "\n";
+    s += "set multiplot layout 1,2\nset grid\nset xtics 1\nset xlabel 'layer'\nset key top left\n";
+    s += "set title 'largest |x| of the residual stream (mean over sequences)'\nset logscale y\nset ylabel '|x|'\n";
+    s += "plot " + q + " u 1:2 w lp lw 2 pt 7 t " + quote(a) + ", " + q + " u 1:3 w lp lw 2 pt 5 t " + quote(b) + "\n";
+    s += "unset logscale y\nset yrange [0:*]\nset title 'where attention goes (mean over heads, queries 1..T-1)'\nset ylabel 'attention'\n";
+    s += "plot " + q + " u 1:4 w lp lw 2 pt 7 t " + quote(a + ": first token") + ", " + q + " u 1:5 w lp lw 2 pt 5 t " +
+         quote(b + ": first token") + ", " + q + " u 1:7 w lp lw 2 pt 9 dt 2 t " + quote(b + ": bias slot") + "\n";
+    s += "unset multiplot\n";
+    std::ofstream(f.gp()) << s;
+    return std::system(("gnuplot " + quote(f.gp()) + " 2> " + quote(f.gp() + ".log")).c_str()) == 0;
+}
+
 }  // namespace massact_plot

@@ -9,6 +9,7 @@
 //   analysis/  what researchers measure with the model: perplexity, scans, massive activations, sinks
 #pragma once
 
+#include "massact/analysis/compare_models.hpp"
 #include "massact/analysis/data.hpp"
 #include "massact/analysis/intervention.hpp"
 #include "massact/analysis/perplexity.hpp"

@@ -16,14 +16,19 @@ struct EvalArgs {
     TokenInput input;
     std::string json;
     Index batch = 8;
+    std::string softmax;
 };
+
+massact::AttentionOverride parse_softmax(const std::string& spec);
 
 inline int run_eval(EvalArgs& a) {
     const massact::Transformer m(a.model);
     const TokenBatch ids = load_tokens(a.input, a.model);
     m.validate(ids);
     if (a.batch < 1) throw Error("--batch: must be at least 1");
-    const auto r = massact::analysis::perplexity(m, ids, {}, {}, a.batch);
+    massact::RunOptions run;
+    run.attention = parse_softmax(a.softmax);
+    const auto r = massact::analysis::perplexity(m, ids, {}, run, a.batch);
     std::printf("sequences %lld x %lld tokens, %lld targets scored\n", static_cast<long long>(ids.rows()),
                 static_cast<long long>(ids.cols()), static_cast<long long>(r.tokens));
     std::printf("mean NLL  %.6f\nperplexity %.6f\n", r.nll, r.ppl);
@@ -42,6 +47,7 @@ inline void add_eval(CLI::App& app, EvalArgs& a, std::function<int()>& action) {
     add_token_options(cmd, a.input);
     cmd->add_option("--json", a.json, "Write {ppl, nll, seq_nll, tokens, ...} to this file");
     cmd->add_option("--batch", a.batch, "Sequences per forward pass")->capture_default_str();
+    cmd->add_option("--softmax", a.softmax, "Attention softmax: standard, softmax1, clipped[:zeta,gamma], sink=X");
     cmd->callback([&] { action = [&] { return run_eval(a); }; });
 }
 

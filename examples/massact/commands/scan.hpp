@@ -103,11 +103,14 @@ inline void print_scan(const massact::analysis::ScanResult& r) {
     if (!heads.empty()) std::printf("  %s\n", heads.c_str());
 }
 
+massact::AttentionOverride parse_softmax(const std::string& spec);
+
 struct ScanArgs {
     std::string model = MASSACT_DEFAULT_MODEL;
     DataInput data;
     DetectorArgs detector;
     AblateArgs ablate;  // --ablate-*: scan an ablated model
+    std::string softmax;
     std::string json;
     Index batch = 8;
 };
@@ -129,6 +132,7 @@ inline int run_scan(ScanArgs& a) {
         std::printf("scanning with %s, %s, dims %s set by %s\n", iv.site.c_str(), iv.tokens.describe().c_str(),
                     a.ablate.dims.c_str(), a.ablate.mode.c_str());
     }
+    opt.run.attention = parse_softmax(a.softmax);
     const auto r = massact::analysis::scan(m, ids, opt);
     bar.done();
     print_scan(r);
@@ -143,6 +147,7 @@ inline void add_scan(CLI::App& app, ScanArgs& a, std::function<int()>& action) {
     add_detector_options(cmd, a.detector);
     cmd->add_option("--json", a.json, "Write the statistics (keys of tiny-*.stats.json and more) to this file");
     cmd->add_option("--batch", a.batch, "Sequences per forward pass")->capture_default_str();
+    cmd->add_option("--softmax", a.softmax, "Attention softmax: standard, softmax1, clipped[:zeta,gamma], sink=X");
     cmd->add_option("--ablate-layer", a.ablate.layer, "Scan with an ablation at this block's output (see ablate)");
     cmd->add_option("--ablate-dims", a.ablate.dims, "Dims of the ablation");
     cmd->add_option("--ablate-tokens", a.ablate.tokens, "Tokens of the ablation")->capture_default_str();

@@ -328,11 +328,13 @@ struct CompareOptions {
     std::vector<Index> tokens = {0};  // sink positions to track (the first is used for the decomposition)
     Index batch = 8;
     bool decomposition = true;
-    RunOptions run;
+    RunOptions run;              // options of both runs...
+    bool swap_run = false;       // ...unless set: then the intervened run uses run_intervened
+    RunOptions run_intervened;   // e.g. a softmax variant (softmax1, clipped, sink logit)
     std::function<void(Index, Index)> progress;
 };
 
-/// Run `ids` with and without `intervention` (hooks) and measure the difference.
+/// Run `ids` with and without `intervention` (hooks, and/or the run_intervened options) and measure the difference.
 inline Comparison compare(const Transformer& model, const TokenBatch& ids, const Hooks& intervention,
                           const CompareOptions& opt = {}) {
     const ModelConfig& c = model.config();
@@ -358,10 +360,10 @@ inline Comparison compare(const Transformer& model, const TokenBatch& ids, const
         } else {
             hi.extend(intervention);
         }
-        RunOptions run = opt.run;
-        run.logits = true;
+        RunOptions run = opt.run, run_i = opt.swap_run ? opt.run_intervened : opt.run;
+        run.logits = run_i.logits = true;
         const RowMatrixF& a = model.run(chunk, wo, ho, run);
-        const RowMatrixF& b = model.run(chunk, wi, hi, run);
+        const RowMatrixF& b = model.run(chunk, wi, hi, run_i);
         for (Index s = 0; s < nb; ++s)
             for (Index t = 0; t + 1 < T; ++t) {
                 const Index row = s * T + t;

@@ -25,6 +25,7 @@
 #include "massact/stats/moments.hpp"
 #include "massact/stats/quantile.hpp"
 #include "massact/stats/topk.hpp"
+#include "massact/text/tokenizer.hpp"
 
 #include <nlohmann/json.hpp>
 
