@@ -71,17 +71,19 @@ inline TokenSelection parse_tokens(const std::string& spec, const std::string& m
     return s;
 }
 
+/// A whole-string float, or an error naming the flag and the value it came from.
+inline float parse_number(const std::string& v, const std::string& flag, const std::string& spec) {
+    try {
+        std::size_t pos = 0;
+        const float f = std::stof(v, &pos);
+        if (pos == v.size()) return f;
+    } catch (const std::exception&) {
+    }
+    throw Error(flag + ": \"" + spec + "\": \"" + v + "\" is not a number");
+}
+
 inline void parse_mode(const std::string& spec, Intervention& iv) {
-    auto number = [&](const std::string& v) {
-        try {
-            std::size_t pos = 0;
-            const float f = std::stof(v, &pos);
-            if (pos != v.size()) throw std::invalid_argument(v);
-            return f;
-        } catch (const std::exception&) {
-            throw Error("--mode: \"" + spec + "\": expected a number after '='");
-        }
-    };
+    auto number = [&](const std::string& v) { return parse_number(v, "--mode", spec); };
     if (spec == "zero") iv.mode = Intervention::Mode::Zero;
     else if (spec == "mean") iv.mode = Intervention::Mode::Mean;
     else if (spec.rfind("value=", 0) == 0) { iv.mode = Intervention::Mode::Set; iv.value = number(spec.substr(6)); }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "../../plot/gnuplot.hpp"
+#include "../ablation_spec.hpp"
 #include "../input.hpp"
 #include "../progress.hpp"
 #include "intervene.hpp"
@@ -19,16 +20,7 @@ namespace massact_tool {
 
 massact::AttentionOverride parse_softmax(const std::string& spec) {
     massact::AttentionOverride o;
-    auto number = [&](const std::string& v) {
-        try {
-            std::size_t pos = 0;
-            const float f = std::stof(v, &pos);
-            if (pos != v.size()) throw std::invalid_argument(v);
-            return f;
-        } catch (const std::exception&) {
-            throw Error("--softmax: \"" + spec + "\": \"" + v + "\" is not a number");
-        }
-    };
+    auto number = [&](const std::string& v) { return parse_number(v, "--softmax", spec); };
     if (spec.empty() || spec == "standard") return o;
     if (spec == "softmax1") {
         o.kind = massact::AttentionOverride::Kind::Softmax1;
