@@ -7,6 +7,7 @@
 #pragma once
 
 #include "massact/core/eigen.hpp"
+#include "massact/kernels/simd.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -112,13 +113,30 @@ private:
             }
             return;
         }
-        for (std::size_t j = 0; j < c; ++j) {
+        std::size_t j = 0;
+#if defined(MASSACT_HAS_XSIMD)
+        using simd::batch;
+        constexpr std::size_t W = simd::width;
+        for (; j + W <= c; j += W) {
+            const batch kk = simd::load(k + j);
+            const batch x0 = simd::load(p0 + j), x1 = simd::load(p1 + j), x2 = simd::load(p2 + j), x3 = simd::load(p3 + j);
+            const batch a = x0 - kk, b = x1 - kk, e = x2 - kk, f = x3 - kk;
+            const batch a2 = a * a, b2 = b * b, e2 = e * e, f2 = f * f;
+            simd::store(s1 + j, simd::load(s1 + j) + ((a + b) + (e + f)));
+            simd::store(s2 + j, simd::load(s2 + j) + ((a2 + b2) + (e2 + f2)));
+            simd::store(s3 + j, simd::load(s3 + j) + simd::fma(a2, a, simd::fma(b2, b, simd::fma(e2, e, f2 * f))));
+            simd::store(s4 + j, simd::load(s4 + j) + simd::fma(a2, a2, simd::fma(b2, b2, simd::fma(e2, e2, f2 * f2))));
+            const batch m = simd::max(simd::max(simd::abs(x0), simd::abs(x1)), simd::max(simd::abs(x2), simd::abs(x3)));
+            simd::store(mx + j, simd::max(simd::load(mx + j), m));
+        }
+#endif
+        for (; j < c; ++j) {
             const float a = p0[j] - k[j], b = p1[j] - k[j], e = p2[j] - k[j], f = p3[j] - k[j];
             const float a2 = a * a, b2 = b * b, e2 = e * e, f2 = f * f;
             s1[j] += (a + b) + (e + f);
             s2[j] += (a2 + b2) + (e2 + f2);
-            s3[j] += (a2 * a + b2 * b) + (e2 * e + f2 * f);
-            s4[j] += (a2 * a2 + b2 * b2) + (e2 * e2 + f2 * f2);
+            s3[j] += std::fma(a2, a, std::fma(b2, b, std::fma(e2, e, f2 * f)));
+            s4[j] += std::fma(a2, a2, std::fma(b2, b2, std::fma(e2, e2, f2 * f2)));
             const float u = hi(std::fabs(p0[j]), std::fabs(p1[j])), v = hi(std::fabs(p2[j]), std::fabs(p3[j]));
             mx[j] = hi(mx[j], hi(u, v));
         }
