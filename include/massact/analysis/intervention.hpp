@@ -311,17 +311,6 @@ struct AttentionProbe {
     }
 };
 
-/// log-softmax of a logits row, in double.
-inline void log_softmax(const float* x, Index V, std::vector<double>& out) {
-    out.resize(static_cast<std::size_t>(V));
-    double m = x[0];
-    for (Index j = 1; j < V; ++j) m = std::max(m, double(x[j]));
-    double s = 0;
-    for (Index j = 0; j < V; ++j) s += std::exp(double(x[j]) - m);
-    const double lse = m + std::log(s);
-    for (Index j = 0; j < V; ++j) out[static_cast<std::size_t>(j)] = double(x[j]) - lse;
-}
-
 }  // namespace detail
 
 struct CompareOptions {
@@ -367,8 +356,8 @@ inline Comparison compare(const Transformer& model, const TokenBatch& ids, const
         for (Index s = 0; s < nb; ++s)
             for (Index t = 0; t + 1 < T; ++t) {
                 const Index row = s * T + t;
-                detail::log_softmax(a.row(row).data(), V, lo);
-                detail::log_softmax(b.row(row).data(), V, li);
+                log_softmax(a.row(row).data(), V, lo);
+                log_softmax(b.row(row).data(), V, li);
                 const auto target = static_cast<std::size_t>(chunk(s, t + 1));
                 nll_o -= lo[target];
                 nll_i -= li[target];

@@ -77,10 +77,7 @@ public:
     /// Load a Hugging Face model directory (config.json + model.safetensors or sharded index).
     explicit Transformer(const std::string& dir, const LoadOptions& opt = {})
         : dir_(dir), config_(load_config(dir)), ckpt_(std::make_unique<io::Checkpoint>(dir)),
-          weights_(bind_weights(*ckpt_, config_, opt)) {
-        const auto inv = rope_inv_freq_f32();
-        inv_freq_ = inv;
-    }
+          weights_(bind_weights(*ckpt_, config_, opt)), inv_freq_(rope_inv_freq_f32()) {}
 
     const std::string& dir() const { return dir_; }
     const ModelConfig& config() const { return config_; }
