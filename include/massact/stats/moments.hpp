@@ -41,13 +41,14 @@ public:
     float max_abs(Index j) const { return max_abs_[static_cast<std::size_t>(j)]; }
 
     /// Add the rows of x ([rows, cols]). Rows go in blocks of 256: one streaming pass sums the powers
-    /// of x - K (K = the block's first row) in float, four rows at a time; the block's central
-    /// moments are then formed in double and merged. Partial accumulators over whole blocks (a scan
-    /// adds each sequence separately) merge to the one-pass result up to double rounding.
+    /// of x - K (K = the block's first row) in float, eight rows at a time with the running sums held in
+    /// registers; the block's central moments are then formed in double and merged. Partial accumulators
+    /// over whole blocks (a scan adds each sequence separately) merge to the one-pass result up to double
+    /// rounding.
     void add(const Eigen::Ref<const RowMatrixF>& x) {
         if (cols() == 0 && mean_.empty()) reset(x.cols());
         eigen_assert(x.cols() == cols());
-        constexpr Index block = 256;
+        constexpr Index block = 256, group = 8;
         const auto c = static_cast<std::size_t>(x.cols());
         // Six arrays, spaced so that no two share an address modulo 4 KiB with each other (or with
         // rows of x whose stride is a multiple of 4 KiB): avoids false store-to-load dependencies.
@@ -61,21 +62,12 @@ public:
         float* mx = s4 + pitch + 16;
         const float* base = x.data();
         const Index stride = x.outerStride();
-        auto row = [base, stride](Index r) { return base + r * stride; };
         for (Index r0 = 0; r0 < x.rows(); r0 += block) {
             const Index rows = std::min(block, x.rows() - r0);
-            std::copy(row(r0), row(r0) + c, k);
+            std::copy(base + r0 * stride, base + r0 * stride + c, k);
             for (float* a : {s1, s2, s3, s4, mx}) std::fill(a, a + c, 0.0f);
-            constexpr std::size_t chunk = 512;  // columns per sweep: the running sums stay in L1
-            for (std::size_t j0 = 0; j0 < c; j0 += chunk) {
-                const std::size_t w = std::min(chunk, c - j0);
-                Index r = r0;
-                for (; r + 4 <= r0 + rows; r += 4)
-                    accumulate4(row(r) + j0, row(r + 1) + j0, row(r + 2) + j0, row(r + 3) + j0, k + j0, s1 + j0, s2 + j0,
-                                s3 + j0, s4 + j0, mx + j0, w);
-                for (; r < r0 + rows; ++r)
-                    accumulate4(row(r) + j0, nullptr, nullptr, nullptr, k + j0, s1 + j0, s2 + j0, s3 + j0, s4 + j0, mx + j0, w);
-            }
+            for (Index g = r0; g < r0 + rows; g += group)
+                accumulate_rows(base + g * stride, stride, std::min(group, r0 + rows - g), k, s1, s2, s3, s4, mx, c);
             const double nb = static_cast<double>(rows);
             fold_block(n_, nb, k, s1, s2, s3, s4, mx, mean_.data(), m2_.data(), m3_.data(), m4_.data(), max_abs_.data(), c);
             n_ += nb;
@@ -97,48 +89,53 @@ public:
 private:
     static float hi(float u, float v) { return u > v ? u : v; }  // vectorises to a max instruction
 
-    /// Powers of (row - k) of four rows (or one: p1 == nullptr) added to the running sums.
-    static void accumulate4(const float* __restrict p0, const float* __restrict p1, const float* __restrict p2,
-                            const float* __restrict p3, const float* __restrict k, float* __restrict s1,
-                            float* __restrict s2, float* __restrict s3, float* __restrict s4, float* __restrict mx,
-                            std::size_t c) {
-        if (!p1) {
-            for (std::size_t j = 0; j < c; ++j) {
-                const float a = p0[j] - k[j], a2 = a * a;
-                s1[j] += a;
-                s2[j] += a2;
-                s3[j] += a2 * a;
-                s4[j] += a2 * a2;
-                mx[j] = hi(mx[j], std::fabs(p0[j]));
-            }
-            return;
-        }
+    /// Powers of (row - k) of `rows` consecutive rows (1 <= rows, a few: they are read as parallel
+    /// streams) added to the running sums. Each strip of columns sums the group in registers and adds
+    /// that partial sum to the block's sums once per group: fewer loads and stores than once per row, and
+    /// a two-level summation (group, then block) that keeps float rounding error low.
+    static void accumulate_rows(const float* x, Index stride, Index rows, const float* __restrict k,
+                                float* __restrict s1, float* __restrict s2, float* __restrict s3, float* __restrict s4,
+                                float* __restrict mx, std::size_t c) {
         std::size_t j = 0;
 #if defined(MASSACT_HAS_XSIMD)
-        using simd::batch;
         constexpr std::size_t W = simd::width;
         for (; j + W <= c; j += W) {
-            const batch kk = simd::load(k + j);
-            const batch x0 = simd::load(p0 + j), x1 = simd::load(p1 + j), x2 = simd::load(p2 + j), x3 = simd::load(p3 + j);
-            const batch a = x0 - kk, b = x1 - kk, e = x2 - kk, f = x3 - kk;
-            const batch a2 = a * a, b2 = b * b, e2 = e * e, f2 = f * f;
-            simd::store(s1 + j, simd::load(s1 + j) + ((a + b) + (e + f)));
-            simd::store(s2 + j, simd::load(s2 + j) + ((a2 + b2) + (e2 + f2)));
-            simd::store(s3 + j, simd::load(s3 + j) + simd::fma(a2, a, simd::fma(b2, b, simd::fma(e2, e, f2 * f))));
-            simd::store(s4 + j, simd::load(s4 + j) + simd::fma(a2, a2, simd::fma(b2, b2, simd::fma(e2, e2, f2 * f2))));
-            const batch m = simd::max(simd::max(simd::abs(x0), simd::abs(x1)), simd::max(simd::abs(x2), simd::abs(x3)));
+            const simd::batch kk = simd::load(k + j);
+            const simd::batch v0 = simd::load(x + j);
+            const simd::batch a = v0 - kk, sq = a * a;
+            simd::batch t1 = a, t2 = sq, t3 = sq * a, t4 = sq * sq, m = simd::abs(v0);
+            for (Index r = 1; r < rows; ++r) {
+                const simd::batch v = simd::load(x + r * stride + j);
+                const simd::batch b = v - kk, bb = b * b;
+                t1 = t1 + b;
+                t2 = t2 + bb;
+                t3 = simd::fma(bb, b, t3);
+                t4 = simd::fma(bb, bb, t4);
+                m = simd::max(m, simd::abs(v));
+            }
+            simd::store(s1 + j, simd::load(s1 + j) + t1);
+            simd::store(s2 + j, simd::load(s2 + j) + t2);
+            simd::store(s3 + j, simd::load(s3 + j) + t3);
+            simd::store(s4 + j, simd::load(s4 + j) + t4);
             simd::store(mx + j, simd::max(simd::load(mx + j), m));
         }
 #endif
         for (; j < c; ++j) {
-            const float a = p0[j] - k[j], b = p1[j] - k[j], e = p2[j] - k[j], f = p3[j] - k[j];
-            const float a2 = a * a, b2 = b * b, e2 = e * e, f2 = f * f;
-            s1[j] += (a + b) + (e + f);
-            s2[j] += (a2 + b2) + (e2 + f2);
-            s3[j] += std::fma(a2, a, std::fma(b2, b, std::fma(e2, e, f2 * f)));
-            s4[j] += std::fma(a2, a2, std::fma(b2, b2, std::fma(e2, e2, f2 * f2)));
-            const float u = hi(std::fabs(p0[j]), std::fabs(p1[j])), v = hi(std::fabs(p2[j]), std::fabs(p3[j]));
-            mx[j] = hi(mx[j], hi(u, v));
+            float a1 = 0, a2 = 0, a3 = 0, a4 = 0, m = 0;
+            for (Index r = 0; r < rows; ++r) {
+                const float v = x[r * stride + static_cast<Index>(j)];
+                const float a = v - k[j], sq = a * a;
+                a1 += a;
+                a2 += sq;
+                a3 = std::fma(sq, a, a3);
+                a4 = std::fma(sq, sq, a4);
+                m = hi(m, std::fabs(v));
+            }
+            s1[j] += a1;
+            s2[j] += a2;
+            s3[j] += a3;
+            s4[j] += a4;
+            mx[j] = hi(mx[j], m);
         }
     }
 
