@@ -89,10 +89,10 @@ public:
 private:
     static float hi(float u, float v) { return u > v ? u : v; }  // vectorises to a max instruction
 
-    /// Powers of (row - k) of `rows` consecutive rows (1 <= rows, a few: they are read as parallel
-    /// streams) added to the running sums. Each strip of columns sums the group in registers and adds
-    /// that partial sum to the block's sums once per group: fewer loads and stores than once per row, and
-    /// a two-level summation (group, then block) that keeps float rounding error low.
+    /// Powers of (row - k) of `rows` consecutive rows (a few: they are read as parallel streams) added
+    /// to the running sums. Each strip of columns sums the group in registers and adds that partial sum
+    /// to the block's sums once per group: fewer loads and stores than once per row, and a two-level
+    /// summation (group, then block) that keeps float rounding error low.
     static void accumulate_rows(const float* x, Index stride, Index rows, const float* __restrict k,
                                 float* __restrict s1, float* __restrict s2, float* __restrict s3, float* __restrict s4,
                                 float* __restrict mx, std::size_t c) {
@@ -101,16 +101,14 @@ private:
         constexpr std::size_t W = simd::width;
         for (; j + W <= c; j += W) {
             const simd::batch kk = simd::load(k + j);
-            const simd::batch v0 = simd::load(x + j);
-            const simd::batch a = v0 - kk, sq = a * a;
-            simd::batch t1 = a, t2 = sq, t3 = sq * a, t4 = sq * sq, m = simd::abs(v0);
-            for (Index r = 1; r < rows; ++r) {
+            simd::batch t1 = simd::splat(0.0f), t2 = t1, t3 = t1, t4 = t1, m = t1;
+            for (Index r = 0; r < rows; ++r) {
                 const simd::batch v = simd::load(x + r * stride + j);
-                const simd::batch b = v - kk, bb = b * b;
-                t1 = t1 + b;
-                t2 = t2 + bb;
-                t3 = simd::fma(bb, b, t3);
-                t4 = simd::fma(bb, bb, t4);
+                const simd::batch a = v - kk, sq = a * a;
+                t1 = t1 + a;
+                t2 = t2 + sq;
+                t3 = simd::fma(sq, a, t3);
+                t4 = simd::fma(sq, sq, t4);
                 m = simd::max(m, simd::abs(v));
             }
             simd::store(s1 + j, simd::load(s1 + j) + t1);
