@@ -96,21 +96,21 @@ private:
     static void accumulate_rows(const float* x, Index stride, Index rows, const float* __restrict k,
                                 float* __restrict s1, float* __restrict s2, float* __restrict s3, float* __restrict s4,
                                 float* __restrict mx, std::size_t c) {
+        // One row's contribution, for a batch of columns or a single column.
+        const auto step = [](const auto& v, const auto& kk, auto& t1, auto& t2, auto& t3, auto& t4, auto& m) {
+            const auto a = v - kk, sq = a * a;
+            t1 = t1 + a;
+            t2 = t2 + sq;
+            t3 = simd::fma(sq, a, t3);
+            t4 = simd::fma(sq, sq, t4);
+            m = simd::max(m, simd::abs(v));
+        };
         std::size_t j = 0;
 #if defined(MASSACT_HAS_XSIMD)
-        constexpr std::size_t W = simd::width;
-        for (; j + W <= c; j += W) {
+        for (; j + simd::width <= c; j += simd::width) {
             const simd::batch kk = simd::load(k + j);
             simd::batch t1 = simd::splat(0.0f), t2 = t1, t3 = t1, t4 = t1, m = t1;
-            for (Index r = 0; r < rows; ++r) {
-                const simd::batch v = simd::load(x + r * stride + j);
-                const simd::batch a = v - kk, sq = a * a;
-                t1 = t1 + a;
-                t2 = t2 + sq;
-                t3 = simd::fma(sq, a, t3);
-                t4 = simd::fma(sq, sq, t4);
-                m = simd::max(m, simd::abs(v));
-            }
+            for (Index r = 0; r < rows; ++r) step(simd::load(x + r * stride + j), kk, t1, t2, t3, t4, m);
             simd::store(s1 + j, simd::load(s1 + j) + t1);
             simd::store(s2 + j, simd::load(s2 + j) + t2);
             simd::store(s3 + j, simd::load(s3 + j) + t3);
@@ -119,20 +119,12 @@ private:
         }
 #endif
         for (; j < c; ++j) {
-            float a1 = 0, a2 = 0, a3 = 0, a4 = 0, m = 0;
-            for (Index r = 0; r < rows; ++r) {
-                const float v = x[r * stride + static_cast<Index>(j)];
-                const float a = v - k[j], sq = a * a;
-                a1 += a;
-                a2 += sq;
-                a3 = std::fma(sq, a, a3);
-                a4 = std::fma(sq, sq, a4);
-                m = hi(m, std::fabs(v));
-            }
-            s1[j] += a1;
-            s2[j] += a2;
-            s3[j] += a3;
-            s4[j] += a4;
+            float t1 = 0, t2 = 0, t3 = 0, t4 = 0, m = 0;
+            for (Index r = 0; r < rows; ++r) step(x[r * stride + static_cast<Index>(j)], k[j], t1, t2, t3, t4, m);
+            s1[j] += t1;
+            s2[j] += t2;
+            s3[j] += t3;
+            s4[j] += t4;
             mx[j] = hi(mx[j], m);
         }
     }
