@@ -24,7 +24,7 @@ inline std::vector<Gemm> forward_gemms(const massact::ModelConfig& c, massact::I
         g.push_back({T, d, c.kv_dim()});
         g.push_back({T, d, c.kv_dim()});
         g.push_back({T, c.q_dim(), d});
-        if (c.family == massact::Family::Llama) g.push_back({T, d, c.intermediate_size});
+        if (c.mlp == massact::MlpKind::Gated) g.push_back({T, d, c.intermediate_size});
         g.push_back({T, d, c.intermediate_size});
         g.push_back({T, c.intermediate_size, d});
     }

@@ -13,8 +13,9 @@ struct Captured {
     std::map<std::string, std::vector<float>> t;
     Hooks hooks() {
         Hooks h;
-        for (const char* g : {"hook_embed", "hook_pos_embed", "*hook_resid_post", "*hook_pattern", "ln_final.hook_normalized"})
-            h.add(g, [this](Activation& a) { t[std::string(a.name)] = std::vector<float>(a.data, a.data + a.numel()); });
+        auto keep = [this](Activation& a) { t[std::string(a.name)] = std::vector<float>(a.data, a.data + a.numel()); };
+        for (const char* g : {"hook_embed", "*hook_resid_post", "*hook_pattern", "ln_final.hook_normalized"}) h.add(g, keep);
+        h.add_if_present("hook_pos_embed", keep);
         return h;
     }
 };

@@ -25,30 +25,12 @@ inline int run_info(const InfoArgs& a) {
         by_dtype[massact::io::dtype_name(t.dtype)] += t.numel();
         params += t.numel();
     }
-    auto yes = [](bool b) { return b ? "yes" : "no"; };
-    std::printf("model          %s\n", a.model.c_str());
-    std::printf("model_type     %s (%s family)\n", c.model_type.c_str(), c.family == massact::Family::GPT2 ? "GPT-2" : "Llama");
-    std::printf("layers         %d\n", c.num_layers);
-    std::printf("hidden size    %d\n", c.hidden_size);
-    std::printf("heads          %d query, %d key/value (head_dim %d)\n", c.num_heads, c.num_kv_heads, c.head_dim);
-    std::printf("MLP width      %d (%s)\n", c.intermediate_size,
-                c.act == massact::ActivationFn::SiLU ? "SwiGLU" : c.act == massact::ActivationFn::GeluTanh ? "GELU tanh" : "GELU erf");
-    std::printf("vocabulary     %d\n", c.vocab_size);
-    std::printf("norm           %s, eps %g\n", c.norm == massact::NormKind::RMSNorm ? "RMSNorm" : "LayerNorm", c.norm_eps);
-    if (c.family == massact::Family::GPT2) {
-        std::printf("positions      learned, %d\n", c.max_positions);
-    } else {
-        const char* sc = c.rope_scaling == massact::RopeScaling::None ? "none"
-                         : c.rope_scaling == massact::RopeScaling::Linear ? "linear" : "llama3";
-        std::printf("positions      RoPE theta %g, scaling %s (factor %g)\n", c.rope_theta, sc, c.rope_factor);
-    }
-    int windowed = 0;
-    for (int w : c.sliding_window) windowed += w > 0;
-    if (windowed) std::printf("sliding window %d (%d of %d layers)\n", c.sliding_window.back() ? c.sliding_window.back() : c.sliding_window.front(), windowed, c.num_layers);
-    std::printf("biases         qkv %s, output %s, mlp %s\n", yes(c.qkv_bias), yes(c.o_bias), yes(c.mlp_bias));
-    std::printf("tied embedding %s\n", yes(c.tie_embeddings));
-    const char* sink = c.sink == massact::SinkKind::KVBias ? "explicit key/value bias" : c.sink == massact::SinkKind::Logit ? "learned sink logit" : "none";
-    std::printf("attention sink %s\n", sink);
+    std::printf("%-20s%s\n", "model", a.model.c_str());
+    std::printf("%-20s%s\n", "model_type", c.model_type.c_str());
+    std::printf("%-20s%d\n", "layers", c.num_layers);
+    std::printf("%-20s%d\n", "hidden size", c.hidden_size);
+    std::printf("%-20s%d\n", "vocabulary", c.vocab_size);
+    for (const auto& kv : massact::describe_blocks(c)) std::printf("%-20s%s\n", kv.first.c_str(), kv.second.c_str());
     std::printf("files          %zu safetensors shard(s)\n", ck.num_shards());
     std::printf("dtypes        ");
     for (const auto& kv : by_dtype) std::printf(" %s: %lld", kv.first.c_str(), static_cast<long long>(kv.second));

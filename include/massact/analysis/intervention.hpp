@@ -92,11 +92,9 @@ struct Intervention {
             throw Error("intervention: unknown hook site \"" + site + "\"");
         if (site.find("pattern") != std::string::npos || site.find("attn_scores") != std::string::npos || site == "logits")
             throw Error("intervention: site \"" + site + "\" is not shaped [N, T, ...]; use it through a hook");
-        const ModelConfig& c = model.config();
-        Index width = c.hidden_size;
-        if (site.find("mlp.hook_") != std::string::npos) width = c.intermediate_size;
-        else if (site.find("hook_q") != std::string::npos || site.find("hook_z") != std::string::npos) width = c.q_dim();
-        else if (site.find("hook_k") != std::string::npos || site.find("hook_v") != std::string::npos) width = c.kv_dim();
+        const auto shape = model.hook_shape(site, 1, 1);
+        Index width = 1;  // features per token: every axis after [N, T]
+        for (std::size_t i = 2; i < shape.size(); ++i) width *= shape[i];
         for (Index d : dims)
             if (d < 0 || d >= width)
                 throw Error("intervention: dim " + std::to_string(d) + " out of range [0, " + std::to_string(width) + ") at " + site);

@@ -263,7 +263,7 @@ inline void scan_into(ScanAccumulator& acc, const Transformer& model, const Toke
                 for (Index b = 0; b < nb; ++b) la.delim_seqs += (delim[static_cast<std::size_t>(b)] > 0 && delim[static_cast<std::size_t>(b)] + 1 < T) ? 1.0 / double(1) : 0.0;
         };
         hooks.add("*attn.hook_pattern", [&](Activation& a) { attention(a, false); });
-        hooks.add("*attn.hook_sink_pattern", [&](Activation& a) { attention(a, true); });
+        hooks.add_if_present("*attn.hook_sink_pattern", [&](Activation& a) { attention(a, true); });
         RunOptions run = opt.run;
         run.logits = true;
         const RowMatrixF& logits = model.run(chunk, ws, hooks, run);

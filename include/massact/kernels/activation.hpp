@@ -59,6 +59,12 @@ void gelu_erf(T* out, const T* x, Index n) {
     }
 }
 
+/// out = max(x, 0). out may alias x.
+template <typename T>
+void relu(T* out, const T* x, Index n) {
+    for (Index i = 0; i < n; ++i) out[i] = x[i] > T(0) ? x[i] : T(0);
+}
+
 namespace detail {
 /// f(out_row, in_row, n) over the rows of a matrix, in parallel for large inputs.
 template <typename T, typename F>

@@ -3,6 +3,7 @@
 //
 // For query i of head h (KV head g = h / (heads / kv_heads)):
 //   s_ij = q_i . k_j * scale for visible keys j (i - W < j <= i; W = 0: all j <= i),
+//   optionally soft-capped: s = cap * tanh(s / cap),
 //   extra slots: a per-head sink logit (gpt-oss; softmax1 is the logit 0) and/or
 //   an explicit key/value bias (Sun et al. 2024 Sec. 6): s_b = q_i . k_bias[g] * scale,
 //   p = softmax over visible keys and extra slots (optionally clipped),
@@ -36,6 +37,7 @@ struct AttentionSpec {
     Index kv_heads = 0;
     Index head_dim = 0;
     float scale = 1.0f;                  // usually 1/sqrt(head_dim)
+    float softcap = 0.0f;                // > 0: s = softcap * tanh(s / softcap) (Gemma 2 logit soft-capping)
     Index window = 0;                    // sliding window W (0 = full causal)
     const float* sink_logits = nullptr;  // [heads] extra logit per head (gpt-oss sinks; zeros = softmax1)
     const float* k_bias = nullptr;       // [kv_heads, head_dim] explicit bias key (no RoPE)
@@ -72,6 +74,7 @@ inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index 
     ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, i1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
     StridedRowMap<float> St(S + k0, rows, i1 - k0, Eigen::OuterStride<>(ld));
     St.noalias() = s.scale * (Q * K.transpose());
+    if (s.softcap > 0.0f) St = (St.array() / s.softcap).tanh() * s.softcap;
     constexpr float ninf = -std::numeric_limits<float>::infinity();
     for (Index r = 0; r < rows; ++r) {
         const Index i = i0 + r;
@@ -98,7 +101,7 @@ inline void probs_tile(const AttentionSpec& s, const AttentionInput& in, Index h
             float dot = 0.0f;
             for (Index d = 0; d < hd; ++d) dot += q[d] * kb[d];
             kv_slot = ne;
-            extra[ne++] = dot * s.scale;
+            extra[ne++] = s.softcap > 0.0f ? s.softcap * std::tanh(dot * s.scale / s.softcap) : dot * s.scale;
         }
         const Index lo = first_visible(s, i);
         std::fill(row, row + lo, 0.0f);

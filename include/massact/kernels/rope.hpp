@@ -58,14 +58,17 @@ void rope_apply_head(T* x, const float* cos, const float* sin, Index half, RopeL
     }
 }
 
-/// Apply RoPE in place to x: [T, heads * head_dim] row-major (row t at table row t).
+/// Apply RoPE in place to x: [T, heads * head_dim] row-major (row t at table row t). Partial rotary:
+/// with head_dim > 2 * table.half(), only the first 2 * half features of each head rotate.
 template <typename T>
-void rope(Eigen::Ref<RowMatrix<T>> x, Index heads, const RopeTable& table, RopeLayout layout = RopeLayout::RotateHalf) {
+void rope(Eigen::Ref<RowMatrix<T>> x, Index heads, const RopeTable& table, RopeLayout layout = RopeLayout::RotateHalf,
+          Index head_dim = 0) {
     const Index half = table.half();
-    eigen_assert(x.cols() == heads * 2 * half && x.rows() <= table.cos.rows());
+    if (head_dim == 0) head_dim = 2 * half;
+    eigen_assert(x.cols() == heads * head_dim && 2 * half <= head_dim && x.rows() <= table.cos.rows());
     for (Index t = 0; t < x.rows(); ++t)
         for (Index h = 0; h < heads; ++h)
-            rope_apply_head<T>(&x(t, h * 2 * half), table.cos.row(t).data(), table.sin.row(t).data(), half, layout);
+            rope_apply_head<T>(&x(t, h * head_dim), table.cos.row(t).data(), table.sin.row(t).data(), half, layout);
 }
 
 }  // namespace massact::kernels

@@ -3,14 +3,8 @@
 // A hook is a function called with an activation the forward pass just
 // computed; it may read it or overwrite it in place (that is how ablation and
 // injection work). Sites are named as in TransformerLens:
-//   hook_embed, hook_pos_embed (GPT-2), blocks.{l}.hook_resid_pre,
-//   blocks.{l}.ln1.hook_normalized, blocks.{l}.attn.hook_q|hook_k|hook_v,
-//   blocks.{l}.attn.hook_attn_scores, blocks.{l}.attn.hook_pattern,
-//   blocks.{l}.attn.hook_sink_pattern, blocks.{l}.attn.hook_z,
-//   blocks.{l}.hook_attn_out, blocks.{l}.hook_resid_mid,
-//   blocks.{l}.ln2.hook_normalized, blocks.{l}.mlp.hook_pre,
-//   blocks.{l}.mlp.hook_post, blocks.{l}.hook_mlp_out,
-//   blocks.{l}.hook_resid_post, ln_final.hook_normalized, logits.
+//   hook_embed, hook_pos_embed, blocks.{l}.hook_resid_pre, blocks.{l}.attn.hook_q, ...,
+//   ln_final.hook_normalized, logits; the table of sites per model is model/sites.hpp.
 // Hooks are registered by exact name or by a glob ('*' and '?').
 // A site without hooks costs one pointer test: no copy, no allocation.
 #pragma once
@@ -77,9 +71,26 @@ inline bool glob_match(std::string_view pattern, std::string_view name) {
 /// A set of hooks: (pattern, function) pairs, run in registration order.
 class Hooks {
 public:
+    /// A hook on every site matching `pattern`; a pattern that matches no site of the model is an error.
     Hooks& add(std::string pattern, HookFn fn) {
-        entries_.push_back({std::move(pattern), std::move(fn)});
+        entries_.push_back({std::move(pattern), std::move(fn), true});
         return *this;
+    }
+    /// The same for sites that only some models have (e.g. attn.hook_sink_pattern): no error when absent.
+    Hooks& add_if_present(std::string pattern, HookFn fn) {
+        entries_.push_back({std::move(pattern), std::move(fn), false});
+        return *this;
+    }
+    /// The required patterns that match none of `sites`.
+    std::vector<std::string> unmatched(const std::vector<std::string>& sites) const {
+        std::vector<std::string> out;
+        for (const auto& e : entries_) {
+            if (!e.required) continue;
+            bool any = false;
+            for (const auto& s : sites) any = any || glob_match(e.pattern, s);
+            if (!any) out.push_back(e.pattern);
+        }
+        return out;
     }
     bool empty() const { return entries_.empty(); }
     /// Append all hooks of another set (after this set's own).
@@ -99,6 +110,7 @@ private:
     struct Entry {
         std::string pattern;
         HookFn fn;
+        bool required = true;
     };
     std::vector<Entry> entries_;
 };

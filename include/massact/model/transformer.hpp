@@ -1,9 +1,10 @@
-// massact/model/transformer.hpp - the reference transformer (GPT-2 and the Llama family)
-// with TransformerLens-style hook sites.
+// massact/model/transformer.hpp - the reference transformer with TransformerLens-style hook sites.
 //
-// Arithmetic follows Hugging Face in float32 (shared/docs/formats.md):
-//   Llama block: h = x + o(Attn(RMSNorm1(x))); out = h + down(silu(gate(n)) * up(n)), n = RMSNorm2(h)
-//   GPT-2 block: h = x + c_proj(Attn(LN1(x))); out = h + c_proj(gelu(c_fc(LN2(h))))
+// One forward for every family: it reads the block description (model/config.hpp), never the family.
+// Arithmetic follows Hugging Face in float32 (docs/formats.md). A block is
+//   sequential: h = x + A(x); out = h + M(h)          parallel: out = x + A(x) + M(x)
+//   A(x) = post_attn_norm(o(attention(q, k, v of pre_attn_norm(x))))
+//   M(h) = post_mlp_norm(mlp(pre_mlp_norm(h)))       (each norm only where the description has it)
 // Activations are row-major [N*T, width] matrices: sequence b, position t is row b*T + t.
 #pragma once
 
@@ -15,13 +16,18 @@
 #include "massact/kernels/norm.hpp"
 #include "massact/kernels/rope.hpp"
 #include "massact/model/config.hpp"
+#include "massact/model/families.hpp"
 #include "massact/model/hooks.hpp"
+#include "massact/model/sites.hpp"
 #include "massact/model/weights.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -45,65 +51,146 @@ struct RunOptions {
     Index attention_tile = 64;    // query rows per streaming attention tile
 };
 
-/// Hook sites inside a block, in execution order.
-enum class BlockSite : int {
-    ResidPre, Ln1, Q, K, V, AttnScores, Pattern, SinkPattern, Z, AttnOut, ResidMid, Ln2, MlpPre, MlpPost, MlpOut,
-    ResidPost, Count
-};
-
-inline const char* block_site_suffix(BlockSite s) {
-    static constexpr const char* names[] = {
-        "hook_resid_pre", "ln1.hook_normalized", "attn.hook_q", "attn.hook_k", "attn.hook_v",
-        "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_sink_pattern", "attn.hook_z", "hook_attn_out",
-        "hook_resid_mid", "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post"};
-    return names[static_cast<int>(s)];
-}
-
-inline std::string block_site_name(int layer, BlockSite s) {
-    return "blocks." + std::to_string(layer) + "." + block_site_suffix(s);
-}
-
-/// Buffers of a forward pass. Reusing one Workspace across forwards (one thread at a time) avoids
-/// re-allocating activations and the weight-conversion buffer, and their page faults.
+/// Buffers of a forward pass, named for what they hold (R = N*T rows). Reusing one Workspace across
+/// forwards (one thread at a time) avoids re-allocating activations and the weight-conversion buffer.
 struct Workspace {
-    RowMatrixF logits;  // [N*T, V], the result of Transformer::run
-    RowMatrixF x, n, q, k, v, z, a, mlp, up, qkv, pos;
-    std::vector<float> scores, sink, kvp;
-    std::vector<float> weights;  // one matrix converted from F16/BF16 at a time
+    RowMatrixF logits;       // [R, V], the result of Transformer::run
+    RowMatrixF x;            // [R, d] residual stream
+    RowMatrixF attn_in;      // [R, d] ln1 output (attention input)
+    RowMatrixF mlp_in;       // [R, d] ln2 output (MLP input)
+    RowMatrixF qkv;          // [R, (H + 2 KV) hd] fused projection
+    RowMatrixF q, k, v;      // [R, H*hd], [R, KV*hd], [R, KV*hd]
+    RowMatrixF z;            // [R, H*hd] attention output per head
+    RowMatrixF attn_out;     // [R, d] o(z), after the post-attention norm
+    RowMatrixF mlp_hidden;   // [R, I] hook_pre, then hook_post (in place)
+    RowMatrixF mlp_linear;   // [R, I] the gated MLP's up projection (hook_pre_linear); [R, 2I] fused gate_up
+    RowMatrixF mlp_out;      // [R, d] down(...), after the post-MLP norm
+    RowMatrixF router;       // [R, E] router logits; expert_w: routing weights
+    RowMatrixF expert_w;
+    RowMatrixF expert_in, expert_h, expert_u, expert_out;  // rows routed to one expert
+    RowMatrixF pos;          // [R, d] learned position embeddings
+    std::vector<float> scores, sink, kvp;  // [N, H, T, T] and [N, H, T] when attention hooks are set
+    std::vector<float> weights;            // one matrix converted from F16/BF16 at a time
 };
+
+namespace detail {
+
+/// out = norm(x) row by row, rows of `width` features. The weights span `k * width` entries: row i uses
+/// the slice (i % k) (per-head norms: the rows of [R*H, hd] cycle through the heads).
+inline void apply_norm(const NormSpec& s, const NormWeights& w, float* out, const float* x, Index rows, Index width) {
+    const auto eps = static_cast<float>(s.eps);
+    const Index k = static_cast<Index>(w.scale.size()) / width;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (rows * width > (1 << 15))
+#endif
+    for (Index i = 0; i < rows; ++i) {
+        const Index off = (i % k) * width;
+        if (s.kind == NormKind::RMSNorm)
+            kernels::rms_norm_row<float>(out + i * width, x + i * width, w.scale.data() + off, width, eps);
+        else
+            kernels::layer_norm_row<float>(out + i * width, x + i * width, w.scale.data() + off, w.shift.data() + off, width, eps);
+    }
+}
+
+inline void activate(ActivationFn f, float* out, const float* x, Index n) {
+    switch (f) {
+        case ActivationFn::SiLU: kernels::silu<float>(out, x, n); break;
+        case ActivationFn::GeluTanh: kernels::gelu_tanh<float>(out, x, n); break;
+        case ActivationFn::GeluErf: kernels::gelu_erf<float>(out, x, n); break;
+        case ActivationFn::Relu: kernels::relu<float>(out, x, n); break;
+    }
+}
+
+/// gate = act(gate) * up, in place.
+inline void gated(ActivationFn f, float* gate, const float* up, Index n) {
+    if (f == ActivationFn::SiLU) {
+        kernels::swiglu<float>(gate, gate, up, n);
+    } else {
+        activate(f, gate, gate, n);
+        for (Index i = 0; i < n; ++i) gate[i] *= up[i];
+    }
+}
+
+inline void softcap(float* x, Index n, double cap) {
+    const auto c = static_cast<float>(cap);
+    for (Index i = 0; i < n; ++i) x[i] = c * std::tanh(x[i] / c);
+}
+
+/// The hooks of one forward, resolved once: a site without hooks costs one pointer test.
+class HookCalls {
+public:
+    using FnList = std::vector<const HookFn*>;
+    HookCalls(const Hooks& hooks, const ModelConfig& c, const TokenBatch& ids) : ids_(ids) {
+        if (hooks.empty()) return;
+        embed_ = hooks.matching("hook_embed");
+        pos_ = hooks.matching("hook_pos_embed");
+        final_ = hooks.matching("ln_final.hook_normalized");
+        logits_ = hooks.matching("logits");
+        site_.resize(static_cast<std::size_t>(c.num_layers));
+        for (int l = 0; l < c.num_layers; ++l)
+            for (const auto& s : block_site_table())
+                site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s.id)] = hooks.matching(block_site_name(l, s.id));
+    }
+    bool has(int l, BlockSite s) const {
+        return !site_.empty() && !site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s)].empty();
+    }
+    void block(int l, BlockSite s, float* data, std::vector<Index> shape) {
+        if (has(l, s)) call(site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s)], block_site_name(l, s), l, data, std::move(shape));
+    }
+    void embed(float* data, std::vector<Index> shape) { call(embed_, "hook_embed", -1, data, std::move(shape)); }
+    void pos(float* data, std::vector<Index> shape) { call(pos_, "hook_pos_embed", -1, data, std::move(shape)); }
+    void ln_final(float* data, std::vector<Index> shape) { call(final_, "ln_final.hook_normalized", -1, data, std::move(shape)); }
+    void logits(float* data, std::vector<Index> shape) { call(logits_, "logits", -1, data, std::move(shape)); }
+    bool wants_logits() const { return !logits_.empty(); }
+
+private:
+    void call(const FnList& f, const std::string& name, int layer, float* data, std::vector<Index> shape) {
+        if (f.empty()) return;
+        Activation a{name, layer, data, std::move(shape), &ids_};
+        for (const HookFn* fn : f) (*fn)(a);
+    }
+    const TokenBatch& ids_;
+    FnList embed_, pos_, final_, logits_;
+    std::vector<std::array<FnList, static_cast<std::size_t>(BlockSite::Count)>> site_;
+};
+
+}  // namespace detail
 
 class Transformer {
 public:
     /// Load a Hugging Face model directory (config.json + model.safetensors or sharded index).
     explicit Transformer(const std::string& dir, const LoadOptions& opt = {})
         : dir_(dir), config_(load_config(dir)), ckpt_(std::make_unique<io::Checkpoint>(dir)),
-          weights_(bind_weights(*ckpt_, config_, opt)), inv_freq_(rope_inv_freq_f32()) {}
+          weights_(bind_weights(*ckpt_, config_, opt)) {}
 
     const std::string& dir() const { return dir_; }
     const ModelConfig& config() const { return config_; }
     const ModelWeights& weights() const { return weights_; }
     const io::Checkpoint& checkpoint() const { return *ckpt_; }
 
-    /// Every hook site name, in execution order.
-    std::vector<std::string> hook_sites() const {
-        std::vector<std::string> out = {"hook_embed"};
-        if (config_.family == Family::GPT2) out.push_back("hook_pos_embed");
-        for (int l = 0; l < config_.num_layers; ++l)
-            for (int s = 0; s < static_cast<int>(BlockSite::Count); ++s) {
-                if (static_cast<BlockSite>(s) == BlockSite::SinkPattern && !has_sink_slot({})) continue;
-                out.push_back(block_site_name(l, static_cast<BlockSite>(s)));
-            }
-        out.push_back("ln_final.hook_normalized");
-        out.push_back("logits");
-        return out;
+    /// Every hook site name, in execution order (with the sink-pattern site when a run adds a slot).
+    std::vector<std::string> hook_sites(const RunOptions& o = {}) const { return hook_site_names(config_, has_sink_slot(o)); }
+
+    /// Shape of one hook site's tensor for N sequences of T tokens.
+    std::vector<Index> hook_shape(const std::string& site, Index N, Index T, const RunOptions& o = {}) const {
+        return hook_site_shape(config_, site, N, T, has_sink_slot(o));
+    }
+
+    /// Refuse hooks whose (required) pattern matches no site of this model: a typo would silently do nothing.
+    void check_hooks(const Hooks& hooks, const RunOptions& o = {}) const {
+        if (hooks.empty()) return;
+        const auto missing = hooks.unmatched(hook_sites(o));
+        if (!missing.empty())
+            throw Error("hook pattern \"" + missing.front() + "\" matches no hook site of this " + config_.model_type +
+                        " model (see docs/formats.md for the sites)");
     }
 
     /// Check ids against the vocabulary and the position limit; throws massact::Error.
     void validate(const TokenBatch& ids) const {
         if (ids.rows() == 0 || ids.cols() == 0) throw Error("forward: empty token batch");
-        if (config_.family == Family::GPT2 && ids.cols() > config_.max_positions)
-            throw Error("forward: sequence length " + std::to_string(ids.cols()) + " exceeds n_positions " +
-                        std::to_string(config_.max_positions));
+        if (config_.positions == PositionKind::Learned && ids.cols() > config_.max_positions)
+            throw Error("forward: sequence length " + std::to_string(ids.cols()) + " exceeds the " +
+                        std::to_string(config_.max_positions) + " learned positions");
         for (Index i = 0; i < ids.size(); ++i)
             if (ids.data()[i] < 0 || ids.data()[i] >= config_.vocab_size)
                 throw Error("forward: token id " + std::to_string(ids.data()[i]) + " at sequence " +
@@ -122,230 +209,349 @@ public:
     /// Returns a reference to w.logits.
     const RowMatrixF& run(const TokenBatch& ids, Workspace& w, const Hooks& hooks = {}, const RunOptions& options = {}) const {
         validate(ids);
+        check_hooks(hooks, options);
         const ModelConfig& c = config_;
-        const Index N = ids.rows(), T = ids.cols(), R = N * T, d = c.hidden_size, H = c.num_heads,
-                    KV = c.num_kv_heads, hd = c.head_dim, I = c.intermediate_size;
-        const bool gpt2 = c.family == Family::GPT2;
-
-        // Resolve hooks once per forward: a site without hooks is an empty list.
-        using FnList = std::vector<const HookFn*>;
-        std::vector<std::array<FnList, static_cast<std::size_t>(BlockSite::Count)>> site(
-            hooks.empty() ? 0 : static_cast<std::size_t>(c.num_layers));
-        FnList h_embed, h_pos, h_final, h_logits;
-        if (!hooks.empty()) {
-            h_embed = hooks.matching("hook_embed");
-            if (gpt2) h_pos = hooks.matching("hook_pos_embed");
-            h_final = hooks.matching("ln_final.hook_normalized");
-            h_logits = hooks.matching("logits");
-            for (int l = 0; l < c.num_layers; ++l)
-                for (int s = 0; s < static_cast<int>(BlockSite::Count); ++s)
-                    site[static_cast<std::size_t>(l)][static_cast<std::size_t>(s)] =
-                        hooks.matching(block_site_name(l, static_cast<BlockSite>(s)));
-        }
-        auto fns = [&](int l, BlockSite s) -> const FnList* {
-            if (site.empty()) return nullptr;
-            const FnList& f = site[static_cast<std::size_t>(l)][static_cast<std::size_t>(s)];
-            return f.empty() ? nullptr : &f;
-        };
-        auto call = [&ids](const FnList* f, const char* name, std::string& nbuf, int layer, float* data,
-                           std::vector<Index> shape) {
-            if (!f) return;
-            nbuf = name;
-            Activation a{nbuf, layer, data, std::move(shape), &ids};
-            for (const HookFn* fn : *f) (*fn)(a);
-        };
-        std::string nbuf;
-        auto call_block = [&](int l, BlockSite s, float* data, std::vector<Index> shape) {
-            const FnList* f = fns(l, s);
-            if (f) call(f, block_site_name(l, s).c_str(), nbuf, l, data, std::move(shape));
-        };
-
-        std::vector<float>& scratch = w.weights;  // float32 buffer for half-precision weights
-        RowMatrixF& x = w.x;
-        x.resize(R, d);
-        for (Index r = 0; r < R; ++r) weights_.embed.row(ids.data()[r], x.row(r).data());
-        call(h_embed.empty() ? nullptr : &h_embed, "hook_embed", nbuf, -1, x.data(), {N, T, d});
-        if (gpt2) {
-            RowMatrixF& pos = w.pos;
-            pos.resize(R, d);
-            for (Index r = 0; r < R; ++r) weights_.pos_embed.row(r % T, pos.row(r).data());
-            call(h_pos.empty() ? nullptr : &h_pos, "hook_pos_embed", nbuf, -1, pos.data(), {N, T, d});
-            x += pos;
-        }
-
-        kernels::RopeTable rope;
-        if (!gpt2) rope = kernels::make_rope_table(inv_freq_, 0, T);
-
-        RowMatrixF &n = w.n, &q = w.q, &k = w.k, &v = w.v, &z = w.z, &a = w.a, &mlp = w.mlp, &up = w.up, &qkv = w.qkv;
-        n.resize(R, d);
-        q.resize(R, H * hd);
-        k.resize(R, KV * hd);
-        v.resize(R, KV * hd);
-        z.resize(R, H * hd);
-        a.resize(R, d);
-        mlp.resize(R, I);
-        if (!gpt2) up.resize(R, I);
-        std::vector<float>&scores = w.scores, &sink = w.sink, &kvp = w.kvp;
-        const std::vector<float> zeros(static_cast<std::size_t>(H), 0.0f);
-        std::vector<float> const_logits;
-        if (options.attention.kind == AttentionOverride::Kind::SinkLogit)
-            const_logits.assign(static_cast<std::size_t>(H), options.attention.sink_logit);
-
+        Pass p{ids, w, detail::HookCalls(hooks, c, ids), options, ids.rows(), ids.cols(), {}};
+        for (const RopeSpec& r : c.rope) p.rope.push_back(rope_table(r, p.T));
+        embed(p);
         for (int l = 0; l < c.num_layers; ++l) {
-            const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
-            call_block(l, BlockSite::ResidPre, x.data(), {N, T, d});
-
-            norm(n, x, L.ln1_w, L.ln1_b);
-            call_block(l, BlockSite::Ln1, n.data(), {N, T, d});
-
-            if (gpt2) {
-                qkv.resize(R, 3 * d);
-                L.qkv.apply(n, qkv, scratch, &L.qkv_b);
-                q = qkv.leftCols(d);
-                k = qkv.middleCols(d, d);
-                v = qkv.rightCols(d);
-            } else {
-                L.q.apply(n, q, scratch, &L.q_b);
-                L.k.apply(n, k, scratch, &L.k_b);
-                L.v.apply(n, v, scratch, &L.v_b);
-                for (Index b = 0; b < N; ++b) {
-                    kernels::rope<float>(q.middleRows(b * T, T), H, rope);
-                    kernels::rope<float>(k.middleRows(b * T, T), KV, rope);
-                }
-            }
-            call_block(l, BlockSite::Q, q.data(), {N, T, H, hd});
-            call_block(l, BlockSite::K, k.data(), {N, T, KV, hd});
-            call_block(l, BlockSite::V, v.data(), {N, T, KV, hd});
-
-            // Attention, with this layer's sink slots and the run's softmax override.
-            kernels::AttentionSpec spec;
-            spec.heads = H;
-            spec.kv_heads = KV;
-            spec.head_dim = hd;
-            spec.scale = c.scale_attn ? 1.0f / std::sqrt(static_cast<float>(hd)) : 1.0f;
-            spec.window = c.sliding_window[static_cast<std::size_t>(l)];
-            if (!L.sinks.empty()) spec.sink_logits = L.sinks.data();
-            if (!L.k_bias_slot.empty()) {
-                spec.k_bias = L.k_bias_slot.data();
-                spec.v_bias = L.v_bias_slot.data();
-            }
-            switch (options.attention.kind) {
-                case AttentionOverride::Kind::None: break;
-                case AttentionOverride::Kind::Softmax1: spec.sink_logits = zeros.data(); break;
-                case AttentionOverride::Kind::SinkLogit: spec.sink_logits = const_logits.data(); break;
-                case AttentionOverride::Kind::Clipped:
-                    spec.clipped = true;
-                    spec.zeta = options.attention.zeta;
-                    spec.gamma = options.attention.gamma;
-                    break;
-            }
-            auto input = [&](Index b) {
-                kernels::AttentionInput in;
-                in.q = q.data() + b * T * q.cols();
-                in.q_stride = q.cols();
-                in.k = k.data() + b * T * k.cols();
-                in.k_stride = k.cols();
-                in.v = v.data() + b * T * v.cols();
-                in.v_stride = v.cols();
-                in.T = T;
-                return in;
-            };
-            const bool want_sink = spec.n_extra() > 0 && fns(l, BlockSite::SinkPattern);
-            if (fns(l, BlockSite::AttnScores) || fns(l, BlockSite::Pattern) || want_sink) {
-                // Materialise [N, H, T, T] so hooks can read or edit scores and pattern.
-                const Index per = H * T * T;
-                scores.resize(static_cast<std::size_t>(N * per));
-                sink.assign(static_cast<std::size_t>(N * H * T), 0.0f);
-                kvp.assign(static_cast<std::size_t>(N * H * T), 0.0f);
-                for (Index b = 0; b < N; ++b) kernels::attention_scores(spec, input(b), scores.data() + b * per);
-                call_block(l, BlockSite::AttnScores, scores.data(), {N, H, T, T});
-                for (Index b = 0; b < N; ++b)
-                    kernels::attention_probs(spec, input(b), scores.data() + b * per, sink.data() + b * H * T,
-                                             kvp.data() + b * H * T);
-                call_block(l, BlockSite::Pattern, scores.data(), {N, H, T, T});
-                if (spec.n_extra() > 0) call_block(l, BlockSite::SinkPattern, sink.data(), {N, H, T});
-                for (Index b = 0; b < N; ++b)
-                    kernels::attention_combine(spec, input(b), scores.data() + b * per, kvp.data() + b * H * T,
-                                               z.data() + b * T * z.cols(), z.cols());
-            } else {
-                for (Index b = 0; b < N; ++b)
-                    kernels::causal_attention(spec, input(b), z.data() + b * T * z.cols(), z.cols(), nullptr,
-                                              options.attention_tile);
-            }
-            call_block(l, BlockSite::Z, z.data(), {N, T, H, hd});
-
-            L.o.apply(z, a, scratch, &L.o_b);
-            call_block(l, BlockSite::AttnOut, a.data(), {N, T, d});
-            x += a;
-            call_block(l, BlockSite::ResidMid, x.data(), {N, T, d});
-
-            norm(n, x, L.ln2_w, L.ln2_b);
-            call_block(l, BlockSite::Ln2, n.data(), {N, T, d});
-            if (gpt2) {
-                L.up.apply(n, mlp, scratch, &L.up_b);
-                call_block(l, BlockSite::MlpPre, mlp.data(), {N, T, I});
-                if (c.act == ActivationFn::GeluTanh)
-                    kernels::gelu_tanh<float>(mlp, mlp);
-                else
-                    kernels::gelu_erf<float>(mlp, mlp);
-            } else {
-                L.gate.apply(n, mlp, scratch, &L.gate_b);
-                L.up.apply(n, up, scratch, &L.up_b);
-                call_block(l, BlockSite::MlpPre, mlp.data(), {N, T, I});
-                kernels::swiglu<float>(mlp.data(), mlp.data(), up.data(), R * I);
-            }
-            call_block(l, BlockSite::MlpPost, mlp.data(), {N, T, I});
-            L.down.apply(mlp, a, scratch, &L.down_b);
-            call_block(l, BlockSite::MlpOut, a.data(), {N, T, d});
-            x += a;
-            call_block(l, BlockSite::ResidPost, x.data(), {N, T, d});
+            block(p, l);
             if (options.last_layer == l) {
                 w.logits.resize(0, 0);
                 return w.logits;
             }
         }
-
-        norm(n, x, weights_.final_w, weights_.final_b);
-        call(h_final.empty() ? nullptr : &h_final, "ln_final.hook_normalized", nbuf, -1, n.data(), {N, T, d});
-        RowMatrixF& logits = w.logits;
-        if (!options.logits && h_logits.empty()) logits.resize(0, 0);
-        if (options.logits || !h_logits.empty()) {
-            logits.resize(R, c.vocab_size);
-            weights_.lm_head.apply(n, logits, scratch);
-            call(h_logits.empty() ? nullptr : &h_logits, "logits", nbuf, -1, logits.data(), {N, T, c.vocab_size});
-        }
-        return logits;
+        unembed(p);
+        return w.logits;
     }
 
 private:
+    /// The state of one forward.
+    struct Pass {
+        const TokenBatch& ids;
+        Workspace& w;
+        detail::HookCalls hooks;
+        const RunOptions& options;
+        Index N, T;
+        std::vector<kernels::RopeTable> rope;  // one per RopeSpec, positions [0, T)
+        Index R() const { return N * T; }
+    };
+
+    /// x [R, d] = embed[ids] * embed_scale (+ learned positions).
+    void embed(Pass& p) const {
+        const ModelConfig& c = config_;
+        RowMatrixF& x = p.w.x;
+        x.resize(p.R(), c.hidden_size);
+        for (Index r = 0; r < p.R(); ++r) weights_.embed.row(p.ids.data()[r], x.row(r).data());
+        if (c.embed_scale != 1.0) x *= static_cast<float>(c.embed_scale);
+        p.hooks.embed(x.data(), {p.N, p.T, c.hidden_size});
+        if (c.positions == PositionKind::Learned) {
+            RowMatrixF& pos = p.w.pos;
+            pos.resize(p.R(), c.hidden_size);
+            for (Index r = 0; r < p.R(); ++r) weights_.pos_embed.row(r % p.T, pos.row(r).data());
+            p.hooks.pos(pos.data(), {p.N, p.T, c.hidden_size});
+            x += pos;
+        }
+    }
+
+    /// One block: attention and MLP around the residual stream x [R, d], sequential or parallel.
+    void block(Pass& p, int l) const {
+        const ModelConfig& c = config_;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        Workspace& w = p.w;
+        const std::vector<Index> resid = {p.N, p.T, c.hidden_size};
+        p.hooks.block(l, BlockSite::ResidPre, w.x.data(), resid);
+        const RowMatrixF* attn_in = &w.x;
+        if (c.pre_attn_norm) {
+            norm(L.ln_attn, w.attn_in, w.x);
+            p.hooks.block(l, BlockSite::Ln1, w.attn_in.data(), resid);
+            attn_in = &w.attn_in;
+        }
+        attention(p, l, *attn_in);
+        const RowMatrixF* mlp_in = attn_in;  // parallel without its own MLP norm: the MLP reads ln1's output
+        if (!c.parallel) {
+            w.x += w.attn_out;
+            p.hooks.block(l, BlockSite::ResidMid, w.x.data(), resid);
+            mlp_in = &w.x;
+        }
+        if (c.pre_mlp_norm) {
+            norm(L.ln_mlp, w.mlp_in, w.x);
+            p.hooks.block(l, BlockSite::Ln2, w.mlp_in.data(), resid);
+            mlp_in = &w.mlp_in;
+        }
+        if (c.moe())
+            moe(p, l, *mlp_in);
+        else
+            mlp(p, l, *mlp_in);
+        if (c.parallel) w.x += w.attn_out;
+        w.x += w.mlp_out;
+        p.hooks.block(l, BlockSite::ResidPost, w.x.data(), resid);
+    }
+
+    /// attn_out [R, d] = post_norm(o(attention(n))) for the block input n [R, d].
+    void attention(Pass& p, int l, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, R = p.R(), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
+        RowMatrixF &q = w.q, &k = w.k, &v = w.v;
+        if (L.qkv.bound()) {  // fused [q; k; v]
+            w.qkv.resize(R, (H + 2 * KV) * hd);
+            L.qkv.apply(n, w.qkv, w.weights, &L.qkv_b);
+            q = w.qkv.leftCols(H * hd);
+            k = w.qkv.middleCols(H * hd, KV * hd);
+            v = w.qkv.rightCols(KV * hd);
+        } else {
+            q.resize(R, H * hd);
+            k.resize(R, KV * hd);
+            v.resize(R, KV * hd);
+            L.q.apply(n, q, w.weights, &L.q_b);
+            L.k.apply(n, k, w.weights, &L.k_b);
+            L.v.apply(n, v, w.weights, &L.v_b);
+        }
+        if (c.clip_qkv > 0) {
+            const auto clip = static_cast<float>(c.clip_qkv);
+            for (RowMatrixF* m : {&q, &k, &v}) *m = m->cwiseMax(-clip).cwiseMin(clip);
+        }
+        p.hooks.block(l, BlockSite::Q, q.data(), {N, T, H, hd});
+        p.hooks.block(l, BlockSite::K, k.data(), {N, T, KV, hd});
+        p.hooks.block(l, BlockSite::V, v.data(), {N, T, KV, hd});
+        if (c.qk_norm != QKNorm::None) {  // per head: rows of [R*H, hd]; whole: rows of [R, H*hd]
+            const bool whole = c.qk_norm == QKNorm::Whole;
+            detail::apply_norm(c.qk_norm_spec, L.q_norm, q.data(), q.data(), whole ? R : R * H, whole ? H * hd : hd);
+            detail::apply_norm(c.qk_norm_spec, L.k_norm, k.data(), k.data(), whole ? R : R * KV, whole ? KV * hd : hd);
+        }
+        if (c.has_rope()) {
+            const kernels::RopeTable& rope = p.rope[static_cast<std::size_t>(c.layers[static_cast<std::size_t>(l)].rope)];
+            for (Index b = 0; b < N; ++b) {
+                kernels::rope<float>(q.middleRows(b * T, T), H, rope, kernels::RopeLayout::RotateHalf, hd);
+                kernels::rope<float>(k.middleRows(b * T, T), KV, rope, kernels::RopeLayout::RotateHalf, hd);
+            }
+            p.hooks.block(l, BlockSite::RotQ, q.data(), {N, T, H, hd});
+            p.hooks.block(l, BlockSite::RotK, k.data(), {N, T, KV, hd});
+        }
+        w.z.resize(R, H * hd);
+        attend(p, l, L);
+        p.hooks.block(l, BlockSite::Z, w.z.data(), {N, T, H, hd});
+        w.attn_out.resize(R, c.hidden_size);
+        L.o.apply(w.z, w.attn_out, w.weights, &L.o_b);
+        if (c.post_attn_norm) {
+            norm(L.ln_attn_post, w.attn_out, w.attn_out);
+            p.hooks.block(l, BlockSite::Ln1Post, w.attn_out.data(), {N, T, c.hidden_size});
+        }
+        p.hooks.block(l, BlockSite::AttnOut, w.attn_out.data(), {N, T, c.hidden_size});
+    }
+
+    /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, T] buffers when hooks read the scores.
+    void attend(Pass& p, int l, const LayerWeights& L) const {
+        const ModelConfig& c = config_;
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, H = c.num_heads;
+        kernels::AttentionSpec spec;
+        spec.heads = H;
+        spec.kv_heads = c.num_kv_heads;
+        spec.head_dim = c.head_dim;
+        spec.scale = static_cast<float>(c.attn_scale);
+        spec.softcap = static_cast<float>(c.attn_softcap);
+        spec.window = c.window(l);
+        if (!L.sinks.empty()) spec.sink_logits = L.sinks.data();
+        if (!L.k_bias_slot.empty()) {
+            spec.k_bias = L.k_bias_slot.data();
+            spec.v_bias = L.v_bias_slot.data();
+        }
+        const std::vector<float> zeros(static_cast<std::size_t>(H), 0.0f);
+        const std::vector<float> fixed(static_cast<std::size_t>(H), p.options.attention.sink_logit);
+        switch (p.options.attention.kind) {
+            case AttentionOverride::Kind::None: break;
+            case AttentionOverride::Kind::Softmax1: spec.sink_logits = zeros.data(); break;
+            case AttentionOverride::Kind::SinkLogit: spec.sink_logits = fixed.data(); break;
+            case AttentionOverride::Kind::Clipped:
+                spec.clipped = true;
+                spec.zeta = p.options.attention.zeta;
+                spec.gamma = p.options.attention.gamma;
+                break;
+        }
+        auto input = [&](Index b) {
+            kernels::AttentionInput in;
+            in.q = w.q.data() + b * T * w.q.cols();
+            in.q_stride = w.q.cols();
+            in.k = w.k.data() + b * T * w.k.cols();
+            in.k_stride = w.k.cols();
+            in.v = w.v.data() + b * T * w.v.cols();
+            in.v_stride = w.v.cols();
+            in.T = T;
+            return in;
+        };
+        const bool want_sink = spec.n_extra() > 0 && p.hooks.has(l, BlockSite::SinkPattern);
+        if (!p.hooks.has(l, BlockSite::AttnScores) && !p.hooks.has(l, BlockSite::Pattern) && !want_sink) {
+            for (Index b = 0; b < N; ++b)
+                kernels::causal_attention(spec, input(b), w.z.data() + b * T * w.z.cols(), w.z.cols(), nullptr,
+                                          p.options.attention_tile);
+            return;
+        }
+        // Materialise [N, H, T, T] so hooks can read or edit scores and pattern.
+        const Index per = H * T * T;
+        w.scores.resize(static_cast<std::size_t>(N * per));
+        w.sink.assign(static_cast<std::size_t>(N * H * T), 0.0f);
+        w.kvp.assign(static_cast<std::size_t>(N * H * T), 0.0f);
+        for (Index b = 0; b < N; ++b) kernels::attention_scores(spec, input(b), w.scores.data() + b * per);
+        p.hooks.block(l, BlockSite::AttnScores, w.scores.data(), {N, H, T, T});
+        for (Index b = 0; b < N; ++b)
+            kernels::attention_probs(spec, input(b), w.scores.data() + b * per, w.sink.data() + b * H * T,
+                                     w.kvp.data() + b * H * T);
+        p.hooks.block(l, BlockSite::Pattern, w.scores.data(), {N, H, T, T});
+        if (spec.n_extra() > 0) p.hooks.block(l, BlockSite::SinkPattern, w.sink.data(), {N, H, T});
+        for (Index b = 0; b < N; ++b)
+            kernels::attention_combine(spec, input(b), w.scores.data() + b * per, w.kvp.data() + b * H * T,
+                                       w.z.data() + b * T * w.z.cols(), w.z.cols());
+    }
+
+    /// mlp_out [R, d] = post_norm(down(act(gate(n)) * up(n))) or post_norm(down(act(up(n)))).
+    void mlp(Pass& p, int l, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        Workspace& w = p.w;
+        const Index R = p.R(), I = c.intermediate_size;
+        const std::vector<Index> shape = {p.N, p.T, I};
+        RowMatrixF &h = w.mlp_hidden, &u = w.mlp_linear;
+        h.resize(R, I);
+        if (c.mlp == MlpKind::Gated) {
+            if (L.gate_up.bound()) {  // fused [gate; up]
+                u.resize(R, 2 * I);
+                L.gate_up.apply(n, u, w.weights, &L.gate_up_b);
+                h = u.leftCols(I);
+                u = u.rightCols(I).eval();
+            } else {
+                u.resize(R, I);
+                L.gate.apply(n, h, w.weights, &L.gate_b);
+                L.up.apply(n, u, w.weights, &L.up_b);
+            }
+            p.hooks.block(l, BlockSite::MlpPre, h.data(), shape);
+            p.hooks.block(l, BlockSite::MlpPreLinear, u.data(), shape);
+            detail::gated(c.act, h.data(), u.data(), R * I);
+        } else {
+            L.up.apply(n, h, w.weights, &L.up_b);
+            p.hooks.block(l, BlockSite::MlpPre, h.data(), shape);
+            detail::activate(c.act, h.data(), h.data(), R * I);
+        }
+        p.hooks.block(l, BlockSite::MlpPost, h.data(), shape);
+        w.mlp_out.resize(R, c.hidden_size);
+        L.down.apply(h, w.mlp_out, w.weights, &L.down_b);
+        mlp_post(p, l, L);
+    }
+
+    /// Mixture of experts: router logits [R, E]; softmax, top-k (renormalised), then
+    /// mlp_out = sum over routed experts e of weight_e * down_e(act(gate_e(n)) * up_e(n)), experts in order.
+    void moe(Pass& p, int l, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        Workspace& w = p.w;
+        const Index R = p.R(), E = c.num_experts, I = c.intermediate_size, d = c.hidden_size;
+        w.router.resize(R, E);
+        L.router.apply(n, w.router, w.weights);
+        p.hooks.block(l, BlockSite::MlpRouter, w.router.data(), {p.N, p.T, E});
+        RowMatrixF& rw = w.expert_w;
+        rw.setZero(R, E);
+        std::vector<Index> order(static_cast<std::size_t>(E));
+        for (Index r = 0; r < R; ++r) {
+            const float* logit = w.router.row(r).data();
+            const float mx = *std::max_element(logit, logit + E);
+            float sum = 0.0f;
+            std::vector<float> prob(static_cast<std::size_t>(E));
+            for (Index e = 0; e < E; ++e) sum += (prob[static_cast<std::size_t>(e)] = std::exp(logit[e] - mx));
+            for (auto& x : prob) x /= sum;
+            std::iota(order.begin(), order.end(), Index(0));
+            std::partial_sort(order.begin(), order.begin() + c.experts_per_token, order.end(), [&](Index a, Index b) {
+                return prob[static_cast<std::size_t>(a)] > prob[static_cast<std::size_t>(b)] ||
+                       (prob[static_cast<std::size_t>(a)] == prob[static_cast<std::size_t>(b)] && a < b);
+            });
+            float top = 0.0f;
+            for (int i = 0; i < c.experts_per_token; ++i) top += prob[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])];
+            for (int i = 0; i < c.experts_per_token; ++i) {
+                const Index e = order[static_cast<std::size_t>(i)];
+                rw(r, e) = c.norm_topk ? prob[static_cast<std::size_t>(e)] / top : prob[static_cast<std::size_t>(e)];
+            }
+        }
+        p.hooks.block(l, BlockSite::MlpExpertWeights, rw.data(), {p.N, p.T, E});
+        w.mlp_out.setZero(R, d);
+        std::vector<Index> rows;
+        for (Index e = 0; e < E; ++e) {
+            rows.clear();
+            for (Index r = 0; r < R; ++r)
+                if (rw(r, e) != 0.0f) rows.push_back(r);
+            if (rows.empty()) continue;
+            const ExpertWeights& X = L.experts[static_cast<std::size_t>(e)];
+            const auto m = static_cast<Index>(rows.size());
+            w.expert_in.resize(m, d);
+            for (Index i = 0; i < m; ++i) w.expert_in.row(i) = n.row(rows[static_cast<std::size_t>(i)]);
+            w.expert_h.resize(m, I);
+            w.expert_u.resize(m, I);
+            X.gate.apply(w.expert_in, w.expert_h, w.weights);
+            X.up.apply(w.expert_in, w.expert_u, w.weights);
+            detail::gated(c.act, w.expert_h.data(), w.expert_u.data(), m * I);
+            w.expert_out.resize(m, d);
+            X.down.apply(w.expert_h, w.expert_out, w.weights);
+            for (Index i = 0; i < m; ++i) {
+                const Index r = rows[static_cast<std::size_t>(i)];
+                w.mlp_out.row(r) += w.expert_out.row(i) * rw(r, e);
+            }
+        }
+        mlp_post(p, l, L);
+    }
+
+    void mlp_post(Pass& p, int l, const LayerWeights& L) const {
+        const ModelConfig& c = config_;
+        const std::vector<Index> resid = {p.N, p.T, c.hidden_size};
+        if (c.post_mlp_norm) {
+            norm(L.ln_mlp_post, p.w.mlp_out, p.w.mlp_out);
+            p.hooks.block(l, BlockSite::Ln2Post, p.w.mlp_out.data(), resid);
+        }
+        p.hooks.block(l, BlockSite::MlpOut, p.w.mlp_out.data(), resid);
+    }
+
+    /// Final norm, logits [R, V] = lm_head(n) (soft-capped where the model says).
+    void unembed(Pass& p) const {
+        const ModelConfig& c = config_;
+        Workspace& w = p.w;
+        RowMatrixF& n = w.attn_in;
+        norm(weights_.final_norm, n, w.x);
+        p.hooks.ln_final(n.data(), {p.N, p.T, c.hidden_size});
+        RowMatrixF& logits = w.logits;
+        if (!p.options.logits && !p.hooks.wants_logits()) {
+            logits.resize(0, 0);
+            return;
+        }
+        logits.resize(p.R(), c.vocab_size);
+        weights_.lm_head.apply(n, logits, w.weights);
+        if (c.final_softcap > 0) detail::softcap(logits.data(), logits.size(), c.final_softcap);
+        p.hooks.logits(logits.data(), {p.N, p.T, c.vocab_size});
+    }
+
     bool has_sink_slot(const RunOptions& o) const {
         return config_.sink != SinkKind::None || o.attention.kind == AttentionOverride::Kind::Softmax1 ||
                o.attention.kind == AttentionOverride::Kind::SinkLogit;
     }
 
-    void norm(RowMatrixF& out, const RowMatrixF& x, const std::vector<float>& w, const std::vector<float>& b) const {
-        const auto eps = static_cast<float>(config_.norm_eps);
-        const Eigen::Map<const Eigen::VectorXf> wv(w.data(), x.cols());
-        if (config_.norm == NormKind::RMSNorm)
-            kernels::rms_norm(out, x, wv, eps);
-        else
-            kernels::layer_norm(out, x, wv, Eigen::Map<const Eigen::VectorXf>(b.data(), x.cols()), eps);
+    void norm(const NormWeights& nw, RowMatrixF& out, const RowMatrixF& x) const {
+        out.resize(x.rows(), x.cols());
+        detail::apply_norm(config_.norm, nw, out.data(), x.data(), x.rows(), x.cols());
     }
 
-    /// Hugging Face computes inv_freq in float32: 1 / base^(2j/d), then scaling.
-    std::vector<float> rope_inv_freq_f32() const {
-        if (config_.family == Family::GPT2) return {};
-        const auto d = config_.rope_inv_freq();
-        std::vector<float> out(d.size());
-        for (std::size_t j = 0; j < d.size(); ++j) out[j] = static_cast<float>(d[j]);
-        return out;
+    /// cos/sin for positions [0, T) (transformers: float32 angles, cos/sin scaled by the rope's attention factor).
+    static kernels::RopeTable rope_table(const RopeSpec& r, Index T) {
+        kernels::RopeTable t = kernels::make_rope_table(r.inv_freq(static_cast<double>(T)), 0, T);
+        const double s = r.cos_sin_scale();
+        if (s != 1.0) {
+            t.cos *= static_cast<float>(s);
+            t.sin *= static_cast<float>(s);
+        }
+        return t;
     }
 
     std::string dir_;
     ModelConfig config_;
     std::unique_ptr<io::Checkpoint> ckpt_;
     ModelWeights weights_;
-    std::vector<float> inv_freq_;
 };
 
 }  // namespace massact

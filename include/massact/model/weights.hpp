@@ -12,6 +12,8 @@
 #include "massact/io/checkpoint.hpp"
 #include "massact/model/config.hpp"
 
+#include <algorithm>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -99,30 +101,48 @@ private:
     std::vector<float> resident_;
 };
 
-/// Per-block weights; unused members stay empty (e.g. gate for GPT-2, biases for Llama).
+/// A norm's effective parameters: scale s [n] (w, 1 + w, or ones) and shift b [n] (bias or zeros).
+struct NormWeights {
+    std::vector<float> scale, shift;
+    bool bound() const { return !scale.empty(); }
+};
+
+/// One expert of a mixture-of-experts MLP.
+struct ExpertWeights {
+    WeightMatrix gate, up, down;  // [I, d], [I, d], [d, I]
+};
+
+/// Per-block weights; parts the block description does not have stay unbound / empty.
 struct LayerWeights {
-    std::vector<float> ln1_w, ln1_b;  // [d]
-    WeightMatrix q, k, v;             // Llama: [H*hd, d], [KV*hd, d], [KV*hd, d]
-    WeightMatrix qkv;                 // GPT-2 c_attn: [d, 3d] stored [in, out]
+    NormWeights ln_attn, ln_attn_post, ln_mlp, ln_mlp_post;  // [d]
+    WeightMatrix q, k, v;             // [H*hd, d], [KV*hd, d], [KV*hd, d]
+    WeightMatrix qkv;                 // fused [(H + 2 KV) * hd, d] (GPT-2 c_attn, Phi-3 qkv_proj)
     std::vector<float> q_b, k_b, v_b, qkv_b;
+    NormWeights q_norm, k_norm;       // [H*hd], [KV*hd] (per-head norms repeated or per head)
     WeightMatrix o;                   // [d, H*hd]
     std::vector<float> o_b;
-    std::vector<float> ln2_w, ln2_b;
-    WeightMatrix gate, up, down;      // Llama [I, d], [I, d], [d, I]; GPT-2 uses up = c_fc, down = c_proj
-    std::vector<float> gate_b, up_b, down_b;
+    WeightMatrix gate, up, gate_up, down;  // [I, d], [I, d], fused [2I, d], [d, I]
+    std::vector<float> gate_b, up_b, gate_up_b, down_b;
+    WeightMatrix router;                   // [E, d]
+    std::vector<ExpertWeights> experts;    // [E]
     std::vector<float> k_bias_slot, v_bias_slot;  // [KV, hd] explicit attention bias (attention_sink kv_bias)
     std::vector<float> sinks;                      // [H] learned sink logits (attention_sink logit)
 };
 
 struct ModelWeights {
     WeightMatrix embed;      // [V, d]
-    WeightMatrix pos_embed;  // [P, d] (GPT-2)
+    WeightMatrix pos_embed;  // [P, d] (learned positions)
     std::vector<LayerWeights> layers;
-    std::vector<float> final_w, final_b;  // [d]
+    NormWeights final_norm;  // [d]
     WeightMatrix lm_head;    // [V, d] (the embedding when tied)
 };
 
 namespace detail {
+
+inline std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+    for (std::size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
+    return s;
+}
 
 class Binder {
 public:
@@ -143,11 +163,33 @@ public:
     bool has(const std::string& name) const { return ck_.has(prefix_ + name); }
     std::vector<float> vec(const std::string& name, std::int64_t n) const { return get(name, {n}).to_float(); }
     std::vector<float> mat(const std::string& name, std::int64_t r, std::int64_t c) const { return get(name, {r, c}).to_float(); }
-    WeightMatrix linear(const std::string& name, Index out, Index in) const {  // nn.Linear [out, in]
-        return WeightMatrix(&get(name, {out, in}), out, in, false);
+    /// A linear map [out, in]: nn.Linear stores [out, in], GPT-2's Conv1D [in, out].
+    WeightMatrix linear(const std::string& name, Index out, Index in, bool conv1d = false) const {
+        return conv1d ? WeightMatrix(&get(name, {in, out}), out, in, true) : WeightMatrix(&get(name, {out, in}), out, in, false);
     }
-    WeightMatrix conv1d(const std::string& name, Index out, Index in) const {  // Conv1D [in, out]
-        return WeightMatrix(&get(name, {in, out}), out, in, true);
+    /// A norm of width n from "<name>.weight" / "<name>.bias" as the spec says; "{h}" in the name: one
+    /// tensor of width n / heads per head.
+    NormWeights norm(const std::string& name, const NormSpec& s, Index n, Index heads = 1) const {
+        NormWeights w;
+        w.scale.assign(static_cast<std::size_t>(n), 1.0f);
+        w.shift.assign(static_cast<std::size_t>(n), 0.0f);
+        const Index per = n / heads;
+        const bool each = name.find("{h}") != std::string::npos;
+        for (Index h = 0; h < heads; ++h) {
+            const std::string nm = each ? replace_all(name, "{h}", std::to_string(h)) : name;
+            // A shared per-head norm is stored once ([per]) and applies to every head.
+            const Index width = per;
+            if (s.weight) {
+                const auto v = vec(nm + ".weight", width);
+                for (Index i = 0; i < per; ++i)
+                    w.scale[static_cast<std::size_t>(h * per + i)] = s.one_plus ? 1.0f + v[static_cast<std::size_t>(i)] : v[static_cast<std::size_t>(i)];
+            }
+            if (s.bias) {
+                const auto v = vec(nm + ".bias", width);
+                std::copy(v.begin(), v.end(), w.shift.begin() + h * per);
+            }
+        }
+        return w;
     }
 
 private:
@@ -157,86 +199,104 @@ private:
 
 }  // namespace detail
 
+/// Bind every tensor the block description names; shapes come from config.json.
 inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c, const LoadOptions& opt = {}) {
     ModelWeights w;
     const Index d = c.hidden_size, V = c.vocab_size, I = c.intermediate_size, H = c.num_heads, KV = c.num_kv_heads,
                 hd = c.head_dim;
+    const ModelNames& names = c.names;
+    const BlockNames& n = names.block;
+    // The body's prefix: the first candidate under which the embedding exists.
+    std::string prefix = names.prefixes.front();
+    for (const auto& p : names.prefixes)
+        if (ck.has(p + names.embed + ".weight")) {
+            prefix = p;
+            break;
+        }
+    const detail::Binder b(ck, prefix);
+    w.embed = WeightMatrix(&b.get(names.embed + ".weight", {V, d}), d, V, true);  // rows are tokens
+    if (c.positions == PositionKind::Learned)
+        w.pos_embed = WeightMatrix(&b.get(names.pos_embed + ".weight", {c.max_positions, d}), d, c.max_positions, true);
+    const NormSpec& ns = c.norm;
     w.layers.resize(static_cast<std::size_t>(c.num_layers));
-    if (c.family == Family::GPT2) {
-        const std::string pre = ck.has("transformer.wte.weight") ? "transformer." : "";
-        detail::Binder b(ck, pre);
-        w.embed = WeightMatrix(&b.get("wte.weight", {V, d}), d, V, true);  // rows are tokens
-        w.pos_embed = WeightMatrix(&b.get("wpe.weight", {c.max_positions, d}), d, c.max_positions, true);
-        for (int l = 0; l < c.num_layers; ++l) {
-            auto& L = w.layers[static_cast<std::size_t>(l)];
-            const std::string p = "h." + std::to_string(l) + ".";
-            L.ln1_w = b.vec(p + "ln_1.weight", d);
-            L.ln1_b = b.vec(p + "ln_1.bias", d);
-            L.qkv = b.conv1d(p + "attn.c_attn.weight", 3 * d, d);
-            L.qkv_b = b.vec(p + "attn.c_attn.bias", 3 * d);
-            L.o = b.conv1d(p + "attn.c_proj.weight", d, d);
-            L.o_b = b.vec(p + "attn.c_proj.bias", d);
-            L.ln2_w = b.vec(p + "ln_2.weight", d);
-            L.ln2_b = b.vec(p + "ln_2.bias", d);
-            L.up = b.conv1d(p + "mlp.c_fc.weight", I, d);
-            L.up_b = b.vec(p + "mlp.c_fc.bias", I);
-            L.down = b.conv1d(p + "mlp.c_proj.weight", d, I);
-            L.down_b = b.vec(p + "mlp.c_proj.bias", d);
-        }
-        w.final_w = b.vec("ln_f.weight", d);
-        w.final_b = b.vec("ln_f.bias", d);
-        // GPT-2's LM head is the token embedding ([V, d] = nn.Linear layout).
-        const bool own_head = !c.tie_embeddings && ck.has("lm_head.weight");
-        w.lm_head = own_head ? detail::Binder(ck, "").linear("lm_head.weight", V, d)
-                             : WeightMatrix(w.embed.source(), V, d, false);
-    } else {
-        detail::Binder b(ck, "model.");
-        w.embed = WeightMatrix(&b.get("embed_tokens.weight", {V, d}), d, V, true);
-        for (int l = 0; l < c.num_layers; ++l) {
-            auto& L = w.layers[static_cast<std::size_t>(l)];
-            const std::string p = "layers." + std::to_string(l) + ".";
-            L.ln1_w = b.vec(p + "input_layernorm.weight", d);
-            L.q = b.linear(p + "self_attn.q_proj.weight", H * hd, d);
-            L.k = b.linear(p + "self_attn.k_proj.weight", KV * hd, d);
-            L.v = b.linear(p + "self_attn.v_proj.weight", KV * hd, d);
-            L.o = b.linear(p + "self_attn.o_proj.weight", d, H * hd);
-            if (c.qkv_bias) {
-                L.q_b = b.vec(p + "self_attn.q_proj.bias", H * hd);
-                L.k_b = b.vec(p + "self_attn.k_proj.bias", KV * hd);
-                L.v_b = b.vec(p + "self_attn.v_proj.bias", KV * hd);
-            }
-            if (c.o_bias) L.o_b = b.vec(p + "self_attn.o_proj.bias", d);
-            L.ln2_w = b.vec(p + "post_attention_layernorm.weight", d);
-            L.gate = b.linear(p + "mlp.gate_proj.weight", I, d);
-            L.up = b.linear(p + "mlp.up_proj.weight", I, d);
-            L.down = b.linear(p + "mlp.down_proj.weight", d, I);
-            if (c.mlp_bias) {
-                L.gate_b = b.vec(p + "mlp.gate_proj.bias", I);
-                L.up_b = b.vec(p + "mlp.up_proj.bias", I);
-                L.down_b = b.vec(p + "mlp.down_proj.bias", d);
-            }
-            if (c.sink == SinkKind::KVBias) {
-                L.k_bias_slot = b.mat(p + "self_attn.k_bias", KV, hd);
-                L.v_bias_slot = b.mat(p + "self_attn.v_bias", KV, hd);
-            } else if (c.sink == SinkKind::Logit) {
-                L.sinks = b.vec(p + "self_attn.sinks", H);
-            }
-        }
-        w.final_w = b.vec("norm.weight", d);
-        if (c.tie_embeddings || !ck.has("lm_head.weight")) {
-            if (!c.tie_embeddings)
-                throw Error(ck.dir() + ": missing tensor \"lm_head.weight\" (config.json has tie_word_embeddings false)");
-            w.lm_head = WeightMatrix(w.embed.source(), V, d, false);
+    for (int l = 0; l < c.num_layers; ++l) {
+        LayerWeights& L = w.layers[static_cast<std::size_t>(l)];
+        const std::string p = detail::replace_all(names.layer, "{l}", std::to_string(l));
+        auto norm = [&](bool present, const std::string& name, Index width = 0, Index heads = 1, const NormSpec* spec = nullptr) {
+            return present ? b.norm(p + name, spec ? *spec : ns, width ? width : d, heads) : NormWeights{};
+        };
+        auto bias = [&](bool present, const std::string& name, Index len) {
+            return present ? b.vec(p + name + ".bias", len) : std::vector<float>{};
+        };
+        L.ln_attn = norm(c.pre_attn_norm, n.ln_attn);
+        L.ln_attn_post = norm(c.post_attn_norm, n.ln_attn_post);
+        L.ln_mlp = norm(c.pre_mlp_norm, n.ln_mlp);
+        L.ln_mlp_post = norm(c.post_mlp_norm, n.ln_mlp_post);
+        if (!n.qkv.empty()) {
+            L.qkv = b.linear(p + n.qkv + ".weight", (H + 2 * KV) * hd, d, n.conv1d);
+            L.qkv_b = bias(c.qkv_bias, n.qkv, (H + 2 * KV) * hd);
         } else {
-            w.lm_head = detail::Binder(ck, "").linear("lm_head.weight", V, d);
+            L.q = b.linear(p + n.q + ".weight", H * hd, d);
+            L.k = b.linear(p + n.k + ".weight", KV * hd, d);
+            L.v = b.linear(p + n.v + ".weight", KV * hd, d);
+            L.q_b = bias(c.qkv_bias, n.q, H * hd);
+            L.k_b = bias(c.qkv_bias, n.k, KV * hd);
+            L.v_b = bias(c.qkv_bias, n.v, KV * hd);
         }
+        if (c.qk_norm != QKNorm::None) {
+            const bool whole = c.qk_norm == QKNorm::Whole;
+            L.q_norm = norm(true, n.q_norm, H * hd, whole ? 1 : H, &c.qk_norm_spec);
+            L.k_norm = norm(true, n.k_norm, KV * hd, whole ? 1 : KV, &c.qk_norm_spec);
+        }
+        L.o = b.linear(p + n.o + ".weight", d, H * hd, n.conv1d);
+        L.o_b = bias(c.o_bias, n.o, d);
+        if (c.moe()) {
+            L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
+            for (int e = 0; e < c.num_experts; ++e) {
+                const std::string ep = p + detail::replace_all(n.expert, "{e}", std::to_string(e));
+                L.experts.push_back({b.linear(ep + n.expert_gate + ".weight", I, d), b.linear(ep + n.expert_up + ".weight", I, d),
+                                     b.linear(ep + n.expert_down + ".weight", d, I)});
+            }
+        } else {
+            if (!n.gate_up.empty()) {
+                L.gate_up = b.linear(p + n.gate_up + ".weight", 2 * I, d);
+                L.gate_up_b = bias(c.mlp_bias, n.gate_up, 2 * I);
+            } else {
+                if (c.mlp == MlpKind::Gated) {
+                    L.gate = b.linear(p + n.gate + ".weight", I, d);
+                    L.gate_b = bias(c.mlp_bias, n.gate, I);
+                }
+                L.up = b.linear(p + n.up + ".weight", I, d, n.conv1d);
+                L.up_b = bias(c.mlp_bias, n.up, I);
+            }
+            L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
+            L.down_b = bias(c.mlp_bias, n.down, d);
+        }
+        if (c.sink == SinkKind::KVBias) {
+            L.k_bias_slot = b.mat(p + "self_attn.k_bias", KV, hd);
+            L.v_bias_slot = b.mat(p + "self_attn.v_bias", KV, hd);
+        } else if (c.sink == SinkKind::Logit) {
+            L.sinks = b.vec(p + "self_attn.sinks", H);
+        }
+    }
+    w.final_norm = b.norm(names.final_norm, ns, d);
+    const bool own_head = ck.has(names.lm_head + ".weight") && !c.tie_embeddings;
+    if (own_head) {
+        w.lm_head = detail::Binder(ck, "").linear(names.lm_head + ".weight", V, d);
+    } else {
+        if (!c.tie_embeddings)
+            throw Error(ck.dir() + ": missing tensor \"" + names.lm_head + ".weight\" (config.json has tie_word_embeddings false)");
+        w.lm_head = WeightMatrix(w.embed.source(), V, d, false);
     }
     // Residency: keep float32 copies when the whole model fits the budget.
     std::vector<WeightMatrix*> all = {&w.embed, &w.lm_head};
     if (w.pos_embed.bound()) all.push_back(&w.pos_embed);
-    for (auto& L : w.layers)
-        for (WeightMatrix* m : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.down})
+    for (auto& L : w.layers) {
+        for (WeightMatrix* m : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.gate_up, &L.down, &L.router})
             if (m->bound()) all.push_back(m);
+        for (auto& e : L.experts)
+            for (WeightMatrix* m : {&e.gate, &e.up, &e.down}) all.push_back(m);
+    }
     std::size_t total = 0;
     for (auto* m : all) total += m->zero_copy() ? 0 : m->f32_bytes();
     if (total <= opt.resident_f32_budget)

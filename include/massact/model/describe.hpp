@@ -1,0 +1,107 @@
+// massact/model/describe.hpp - the block description as readable text (massact info).
+#pragma once
+
+#include "massact/model/config.hpp"
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace massact {
+
+inline std::string describe_norm(const NormSpec& n) {
+    std::string s = n.kind == NormKind::RMSNorm ? "RMSNorm" : "LayerNorm";
+    if (!n.weight) s += " without weights";
+    else if (n.one_plus) s += " (scale 1 + w)";
+    if (n.kind == NormKind::LayerNorm && n.weight && !n.bias) s += " without bias";
+    char eps[32];
+    std::snprintf(eps, sizeof eps, ", eps %g", n.eps);
+    return s + eps;
+}
+
+inline const char* activation_name(ActivationFn f) {
+    switch (f) {
+        case ActivationFn::SiLU: return "SiLU";
+        case ActivationFn::GeluTanh: return "GELU (tanh)";
+        case ActivationFn::GeluErf: return "GELU (erf)";
+        case ActivationFn::Relu: return "ReLU";
+    }
+    return "?";
+}
+
+inline std::string describe_rope(const RopeSpec& r, int head_dim) {
+    static const char* names[] = {"none", "linear", "llama3", "yarn", "longrope", "dynamic"};
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "RoPE theta %g, %d of %d features per head, scaling %s", r.theta, r.rotary_dim, head_dim,
+                  names[static_cast<int>(r.scaling)]);
+    std::string s = buf;
+    if (r.scaling != RopeScaling::None && r.scaling != RopeScaling::LongRope) {
+        std::snprintf(buf, sizeof buf, " (factor %g)", r.factor);
+        s += buf;
+    }
+    if (r.cos_sin_scale() != 1.0) {
+        std::snprintf(buf, sizeof buf, ", cos/sin x %.6g", r.cos_sin_scale());
+        s += buf;
+    }
+    return s;
+}
+
+/// "key value" lines: norms, attention, MLP, positions, and what the layers differ in.
+inline std::vector<std::pair<std::string, std::string>> describe_blocks(const ModelConfig& c) {
+    std::vector<std::pair<std::string, std::string>> out;
+    auto add = [&](const std::string& k, const std::string& v) { out.emplace_back(k, v); };
+    auto fmt = [](const char* f, auto... a) {
+        char buf[256];
+        std::snprintf(buf, sizeof buf, f, a...);
+        return std::string(buf);
+    };
+    add("block", c.parallel ? "parallel: x + attn(ln1 x) + mlp(" + std::string(c.pre_mlp_norm ? "ln2" : "ln1") + " x)"
+                            : "sequential: h = x + attn(x); out = h + mlp(h)");
+    std::string places;
+    if (c.pre_attn_norm) places += "pre-attention ";
+    if (c.post_attn_norm) places += "post-attention ";
+    if (c.pre_mlp_norm) places += "pre-MLP ";
+    if (c.post_mlp_norm) places += "post-MLP ";
+    add("norms", describe_norm(c.norm) + "; " + places + "final");
+    std::string att = fmt("%d query heads, %d key/value heads, head_dim %d, scale %.6g", c.num_heads, c.num_kv_heads,
+                          c.head_dim, c.attn_scale);
+    if (c.attn_softcap > 0) att += fmt(", logit soft-cap %g", c.attn_softcap);
+    if (c.clip_qkv > 0) att += fmt(", q/k/v clipped to +-%g", c.clip_qkv);
+    if (c.names.block.qkv.size()) att += ", fused qkv";
+    att += fmt("; biases qkv %s, output %s", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no");
+    add("attention", att);
+    if (c.qk_norm != QKNorm::None)
+        add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection"));
+    std::string mlp = c.mlp == MlpKind::Gated ? fmt("gated: down(%s(gate) * up)", activation_name(c.act))
+                                              : fmt("down(%s(up))", activation_name(c.act));
+    mlp += fmt(", width %d", c.intermediate_size);
+    if (c.names.block.gate_up.size()) mlp += ", fused gate_up";
+    if (c.mlp_bias) mlp += ", biases";
+    if (c.moe()) mlp += fmt("; mixture of %d experts, top %d%s", c.num_experts, c.experts_per_token, c.norm_topk ? " (renormalised)" : "");
+    add("MLP", mlp);
+    if (c.positions == PositionKind::Learned) add("positions", fmt("learned, %d", c.max_positions));
+    for (std::size_t i = 0; i < c.rope.size(); ++i)
+        add(c.rope.size() == 1 ? "positions" : (i == 0 ? "positions (full)" : "positions (sliding)"), describe_rope(c.rope[i], c.head_dim));
+    if (c.embed_scale != 1.0) add("embedding", fmt("scaled by %.6g", c.embed_scale));
+    if (c.final_softcap > 0) add("logits", fmt("soft-capped at %g", c.final_softcap));
+    add("tied embedding", c.tie_embeddings ? "yes" : "no");
+    const char* sink = c.sink == SinkKind::KVBias ? "explicit key/value bias" : c.sink == SinkKind::Logit ? "learned sink logit" : "none";
+    add("attention sink", sink);
+    // Layers: group equal (window, rope) runs.
+    std::map<std::pair<int, int>, std::vector<int>> groups;
+    for (int l = 0; l < c.num_layers; ++l) groups[{c.layers[static_cast<std::size_t>(l)].window, c.layers[static_cast<std::size_t>(l)].rope}].push_back(l);
+    if (groups.size() == 1) {
+        const int w = c.layers.front().window;
+        add("layers", fmt("%d, all alike", c.num_layers) + (w ? fmt(" (sliding window %d)", w) : std::string(" (full causal attention)")));
+    } else {
+        for (const auto& g : groups) {
+            std::string ls;
+            for (int l : g.second) ls += (ls.empty() ? "" : ",") + std::to_string(l);
+            add("layers " + ls, g.first.first ? fmt("sliding window %d", g.first.first) : std::string("full causal attention"));
+        }
+    }
+    return out;
+}
+
+}  // namespace massact

@@ -1,0 +1,558 @@
+// massact/model/families.hpp - config.json -> block description, one mapping per model_type.
+//
+// Each family is a short function that reads its config.json keys and sets flags and tensor names
+// of the block description (model/config.hpp). Anything massact would compute differently from
+// Hugging Face is refused with an error naming the field and its value. docs/formats.md lists
+// the keys read per family.
+#pragma once
+
+#include "massact/core/error.hpp"
+#include "massact/io/json_file.hpp"
+#include "massact/model/config.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace massact {
+
+namespace detail {
+
+class ConfigReader {
+public:
+    ConfigReader(const nlohmann::json& j, std::string file) : j_(j), file_(std::move(file)) {}
+
+    [[noreturn]] void fail(const std::string& field, const std::string& msg) const {
+        throw Error(file_ + ": field \"" + field + "\": " + msg);
+    }
+    bool present(const std::string& k) const { return j_.contains(k) && !j_[k].is_null(); }
+    int get_int(const std::string& k) const {
+        if (!present(k)) fail(k, "missing (expected a positive integer)");
+        return positive(k, j_[k]);
+    }
+    int get_int(const std::string& k, int dflt) const { return present(k) ? positive(k, j_[k]) : dflt; }
+    double get_num(const std::string& k, double dflt) const {
+        if (!present(k)) return dflt;
+        if (!j_[k].is_number()) fail(k, "expected a number, found " + j_[k].dump());
+        return j_[k].get<double>();
+    }
+    bool get_bool(const std::string& k, bool dflt) const {
+        if (!present(k)) return dflt;
+        if (!j_[k].is_boolean()) fail(k, "expected true or false, found " + j_[k].dump());
+        return j_[k].get<bool>();
+    }
+    std::string get_str(const std::string& k, const std::string& dflt) const {
+        if (!present(k)) return dflt;
+        if (!j_[k].is_string()) fail(k, "expected a string, found " + j_[k].dump());
+        return j_[k].get<std::string>();
+    }
+    /// A key that must be absent, null or equal to `ok` (features massact does not compute).
+    void refuse_unless(const std::string& k, const nlohmann::json& ok) const {
+        if (present(k) && j_[k] != ok) fail(k, "unsupported value " + j_[k].dump() + " (massact supports " + ok.dump() + ")");
+    }
+    const nlohmann::json& json() const { return j_; }
+    const std::string& file() const { return file_; }
+
+private:
+    int positive(const std::string& k, const nlohmann::json& v) const {
+        if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > 1LL << 30)
+            fail(k, "expected a positive integer, found " + v.dump());
+        return static_cast<int>(v.get<long long>());
+    }
+    const nlohmann::json& j_;
+    std::string file_;
+};
+
+inline ActivationFn parse_activation(const ConfigReader& r, const std::string& key, const std::string& dflt) {
+    const std::string a = r.get_str(key, dflt);
+    if (a == "silu" || a == "swish") return ActivationFn::SiLU;
+    if (a == "gelu_new" || a == "gelu_pytorch_tanh" || a == "gelu_fast" || a == "gelu_tanh") return ActivationFn::GeluTanh;
+    if (a == "gelu") return ActivationFn::GeluErf;
+    if (a == "relu") return ActivationFn::Relu;
+    r.fail(key, "unsupported value \"" + a + "\" (expected silu, gelu, gelu_new, gelu_pytorch_tanh or relu)");
+}
+
+/// Read one rope object (rope_parameters / rope_scaling or one per-layer-type entry of it) into `s`.
+inline void read_rope_object(const ConfigReader& r, const nlohmann::json& o, const std::string& key, int head_dim, RopeSpec& s) {
+    if (!o.is_object()) r.fail(key, "expected an object or null, found " + o.dump());
+    auto num = [&](const char* k, double dflt) {
+        if (!o.contains(k) || o[k].is_null()) return dflt;
+        if (!o[k].is_number()) r.fail(key + "." + k, "expected a number, found " + o[k].dump());
+        return o[k].get<double>();
+    };
+    auto factors = [&](const char* k) {
+        std::vector<double> v;
+        if (!o.contains(k) || !o[k].is_array()) r.fail(key + "." + k, "missing (expected a list of numbers)");
+        for (const auto& x : o[k]) {
+            if (!x.is_number()) r.fail(key + "." + k, "expected numbers, found " + x.dump());
+            v.push_back(x.get<double>());
+        }
+        if (static_cast<int>(v.size()) != s.rotary_dim / 2)
+            r.fail(key + "." + k, "has " + std::to_string(v.size()) + " entries, expected rotary dim / 2 = " +
+                                      std::to_string(s.rotary_dim / 2));
+        return v;
+    };
+    s.theta = num("rope_theta", s.theta);
+    if (o.contains("partial_rotary_factor") && !o["partial_rotary_factor"].is_null())
+        s.rotary_dim = static_cast<int>(head_dim * num("partial_rotary_factor", 1.0));
+    std::string type = "default";
+    for (const char* k : {"rope_type", "type"})
+        if (o.contains(k) && o[k].is_string()) {
+            type = o[k].get<std::string>();
+            break;
+        }
+    const double omax = num("original_max_position_embeddings", 0.0);
+    if (type == "default") {
+        s.scaling = RopeScaling::None;
+    } else if (type == "linear") {
+        s.scaling = RopeScaling::Linear;
+        s.factor = num("factor", 1.0);
+    } else if (type == "llama3") {
+        s.scaling = RopeScaling::Llama3;
+        s.factor = num("factor", 8.0);
+        s.low_freq_factor = num("low_freq_factor", 1.0);
+        s.high_freq_factor = num("high_freq_factor", 4.0);
+        s.original_max_positions = omax > 0 ? omax : 8192.0;
+        if (s.high_freq_factor <= s.low_freq_factor) r.fail(key + ".high_freq_factor", "must exceed low_freq_factor");
+    } else if (type == "yarn") {
+        s.scaling = RopeScaling::Yarn;
+        s.factor = num("factor", 1.0);
+        s.original_max_positions = omax > 0 ? omax : s.max_positions;
+        // transformers: with original_max_position_embeddings given, the factor is max / original.
+        if (omax > 0 && s.max_positions > 0) s.factor = s.max_positions / omax;
+        s.attention_factor = num("attention_factor", -1.0);
+        s.beta_fast = num("beta_fast", 32.0);
+        s.beta_slow = num("beta_slow", 1.0);
+        s.mscale = num("mscale", 0.0);
+        s.mscale_all_dim = num("mscale_all_dim", 0.0);
+        if (o.contains("truncate") && o["truncate"].is_boolean()) s.truncate = o["truncate"].get<bool>();
+    } else if (type == "longrope" || type == "su") {
+        s.scaling = RopeScaling::LongRope;
+        if (omax > 0) s.original_max_positions = omax;
+        if (s.original_max_positions <= 0) s.original_max_positions = s.max_positions;
+        s.attention_factor = num("attention_factor", -1.0);
+        s.short_factor = factors("short_factor");
+        s.long_factor = factors("long_factor");
+    } else if (type == "dynamic") {
+        s.scaling = RopeScaling::Dynamic;
+        s.factor = num("factor", 1.0);
+    } else {
+        r.fail(key + ".rope_type", "unsupported value \"" + type + "\" (massact supports default, linear, llama3, yarn, longrope, dynamic)");
+    }
+    if (s.factor <= 0) r.fail(key + ".factor", "must be positive");
+    if (s.scaling != RopeScaling::None && s.scaling != RopeScaling::Llama3 && s.scaling != RopeScaling::LongRope &&
+        s.scaling != RopeScaling::Linear && s.max_positions <= 0 && s.original_max_positions <= 0)
+        r.fail("max_position_embeddings", "missing (needed by rope_type " + type + ")");
+}
+
+/// Layer types from `layer_types` ("sliding_attention" / "full_attention"), or every layer `dflt`.
+inline std::vector<bool> read_sliding_layers(const ConfigReader& r, int L, const std::function<bool(int)>& dflt) {
+    std::vector<bool> sliding(static_cast<std::size_t>(L));
+    if (r.present("layer_types")) {
+        const auto& lt = r.json()["layer_types"];
+        if (!lt.is_array() || static_cast<int>(lt.size()) != L)
+            r.fail("layer_types", "expected a list of " + std::to_string(L) + " strings");
+        for (int l = 0; l < L; ++l) {
+            const auto& t = lt[static_cast<std::size_t>(l)];
+            const std::string s = t.is_string() ? t.get<std::string>() : "";
+            if (s == "sliding_attention") sliding[static_cast<std::size_t>(l)] = true;
+            else if (s != "full_attention")
+                r.fail("layer_types", "unsupported value " + t.dump() + " (expected sliding_attention or full_attention)");
+        }
+    } else {
+        for (int l = 0; l < L; ++l) sliding[static_cast<std::size_t>(l)] = dflt(l);
+    }
+    return sliding;
+}
+
+/// Rotary embeddings of full and sliding layers: rope_theta / partial_rotary_factor at top level, then
+/// rope_scaling or rope_parameters (one object, or one per layer type). Sets c.rope and layers[].rope.
+inline void read_rope(const ConfigReader& r, ModelConfig& c, const std::vector<bool>& sliding, double local_theta = 0) {
+    RopeSpec base;
+    base.theta = r.get_num("rope_theta", 10000.0);
+    base.max_positions = c.max_positions;
+    base.original_max_positions = r.get_num("original_max_position_embeddings", 0.0);
+    base.rotary_dim = static_cast<int>(c.head_dim * r.get_num("partial_rotary_factor", 1.0));
+    RopeSpec full = base, local = base;
+    if (local_theta > 0) local.theta = local_theta;
+    for (const char* k : {"rope_parameters", "rope_scaling"}) {
+        if (!r.present(k)) continue;
+        const auto& p = r.json()[k];
+        if (p.is_object() && (p.contains("full_attention") || p.contains("sliding_attention"))) {
+            if (p.contains("full_attention")) read_rope_object(r, p["full_attention"], std::string(k) + ".full_attention", c.head_dim, full);
+            if (p.contains("sliding_attention"))
+                read_rope_object(r, p["sliding_attention"], std::string(k) + ".sliding_attention", c.head_dim, local);
+        } else {
+            read_rope_object(r, p, k, c.head_dim, full);
+            if (local_theta <= 0) local = full;
+        }
+        break;
+    }
+    for (const RopeSpec* s : {&full, &local})
+        if (s->rotary_dim <= 0 || s->rotary_dim % 2 != 0 || s->rotary_dim > c.head_dim)
+            r.fail("partial_rotary_factor", "gives " + std::to_string(s->rotary_dim) + " rotary features of head_dim " +
+                                                std::to_string(c.head_dim) + " (expected an even number > 0)");
+    c.rope = {full};
+    bool any_sliding = false;
+    for (bool s : sliding) any_sliding = any_sliding || s;
+    if (any_sliding) c.rope.push_back(local);
+    for (int l = 0; l < c.num_layers; ++l)
+        c.layers[static_cast<std::size_t>(l)].rope = sliding[static_cast<std::size_t>(l)] ? static_cast<int>(c.rope.size()) - 1 : 0;
+}
+
+/// One rotary embedding for every layer.
+inline void read_rope(const ConfigReader& r, ModelConfig& c) {
+    read_rope(r, c, std::vector<bool>(static_cast<std::size_t>(c.num_layers), false), 0.0);
+}
+
+/// Sizes every decoder family names the same way (hidden_size, num_hidden_layers, ...).
+inline void read_sizes(const ConfigReader& r, ModelConfig& c) {
+    c.hidden_size = r.get_int("hidden_size");
+    c.num_layers = r.get_int("num_hidden_layers");
+    c.num_heads = r.get_int("num_attention_heads");
+    c.num_kv_heads = r.get_int("num_key_value_heads", c.num_heads);
+    c.vocab_size = r.get_int("vocab_size");
+    c.intermediate_size = r.get_int("intermediate_size");
+    c.max_positions = r.get_int("max_position_embeddings", 0);
+    if (!r.present("head_dim") && c.hidden_size % c.num_heads != 0)
+        r.fail("num_attention_heads", "does not divide hidden_size and no head_dim is given");
+    c.head_dim = r.get_int("head_dim", c.hidden_size / c.num_heads);
+    if (c.num_heads % c.num_kv_heads != 0)
+        r.fail("num_key_value_heads", "value " + std::to_string(c.num_kv_heads) + " does not divide num_attention_heads " +
+                                          std::to_string(c.num_heads));
+    c.layers.assign(static_cast<std::size_t>(c.num_layers), LayerSpec{});
+}
+
+/// Windows: `window` on the layers `sliding` marks.
+inline void set_windows(ModelConfig& c, const std::vector<bool>& sliding, int window) {
+    for (int l = 0; l < c.num_layers; ++l)
+        c.layers[static_cast<std::size_t>(l)].window = sliding[static_cast<std::size_t>(l)] ? window : 0;
+}
+
+/// The Llama block and names: RMSNorm pre-norms, q/k/v/o, SwiGLU gate/up/down, final model.norm.
+inline void llama_block(const ConfigReader& r, ModelConfig& c) {
+    read_sizes(r, c);
+    c.norm = {NormKind::RMSNorm, r.get_num("rms_norm_eps", 1e-6), true, false, false};
+    c.act = parse_activation(r, "hidden_act", "silu");
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", false);
+    auto& n = c.names.block;
+    n.ln_attn = "input_layernorm";
+    n.ln_mlp = "post_attention_layernorm";
+    n.q = "self_attn.q_proj";
+    n.k = "self_attn.k_proj";
+    n.v = "self_attn.v_proj";
+    n.o = "self_attn.o_proj";
+    n.gate = "mlp.gate_proj";
+    n.up = "mlp.up_proj";
+    n.down = "mlp.down_proj";
+}
+
+/// Sliding layers as Qwen2/Qwen3 define them without layer_types: use_sliding_window and layers >= max_window_layers.
+inline std::vector<bool> qwen_sliding(const ConfigReader& r, const ModelConfig& c) {
+    const bool use = r.get_bool("use_sliding_window", false);
+    const int from = r.present("max_window_layers") ? static_cast<int>(r.get_num("max_window_layers", 0)) : 0;
+    return read_sliding_layers(r, c.num_layers, [&](int l) { return use && l >= from; });
+}
+
+inline int window_size(const ConfigReader& r) { return r.present("sliding_window") ? r.get_int("sliding_window") : 0; }
+
+/// Mistral's rule: sliding_window on every layer (or on the sliding ones of layer_types).
+inline void uniform_windows(const ConfigReader& r, ModelConfig& c) {
+    const auto sliding = read_sliding_layers(r, c.num_layers, [&](int) { return window_size(r) > 0; });
+    set_windows(c, sliding, window_size(r));
+}
+
+// ---- the families ------------------------------------------------------------------------------
+
+inline void family_gpt2(const ConfigReader& r, ModelConfig& c) {
+    c.hidden_size = r.get_int("n_embd");
+    c.num_layers = r.get_int("n_layer");
+    c.num_heads = r.get_int("n_head");
+    c.num_kv_heads = c.num_heads;
+    c.max_positions = r.get_int("n_positions");
+    c.vocab_size = r.get_int("vocab_size");
+    c.intermediate_size = r.get_int("n_inner", 4 * c.hidden_size);
+    if (c.hidden_size % c.num_heads != 0) r.fail("n_head", "does not divide n_embd");
+    c.head_dim = c.hidden_size / c.num_heads;
+    c.layers.assign(static_cast<std::size_t>(c.num_layers), LayerSpec{});
+    c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_epsilon", 1e-5), true, true, false};
+    c.act = parse_activation(r, "activation_function", "gelu_new");
+    c.mlp = MlpKind::Plain;
+    c.qkv_bias = c.o_bias = c.mlp_bias = true;
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
+    if (!r.get_bool("scale_attn_weights", true)) c.attn_scale = 1.0;
+    if (r.get_bool("scale_attn_by_inverse_layer_idx", false)) r.fail("scale_attn_by_inverse_layer_idx", "unsupported value true");
+    if (r.get_bool("add_cross_attention", false)) r.fail("add_cross_attention", "unsupported value true");
+    c.positions = PositionKind::Learned;
+    c.names.prefixes = {"transformer.", ""};
+    c.names.embed = "wte";
+    c.names.pos_embed = "wpe";
+    c.names.layer = "h.{l}.";
+    c.names.final_norm = "ln_f";
+    auto& n = c.names.block;
+    n.conv1d = true;
+    n.ln_attn = "ln_1";
+    n.qkv = "attn.c_attn";
+    n.o = "attn.c_proj";
+    n.ln_mlp = "ln_2";
+    n.up = "mlp.c_fc";
+    n.down = "mlp.c_proj";
+}
+
+inline void family_llama(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.mlp_bias = r.get_bool("mlp_bias", false);
+    read_rope(r, c);
+}
+
+inline void family_mistral(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    uniform_windows(r, c);
+    read_rope(r, c);
+}
+
+inline void family_qwen2(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.qkv_bias = true;
+    const auto sliding = qwen_sliding(r, c);
+    set_windows(c, sliding, window_size(r));
+    read_rope(r, c);
+}
+
+inline void family_qwen3(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.qk_norm = QKNorm::PerHead;
+    c.qk_norm_spec = c.norm;
+    c.names.block.q_norm = "self_attn.q_norm";
+    c.names.block.k_norm = "self_attn.k_norm";
+    const auto sliding = qwen_sliding(r, c);
+    set_windows(c, sliding, window_size(r));
+    read_rope(r, c);
+}
+
+/// A mixture-of-experts MLP: expert count under `experts_key`, top-k, and the tensor names
+/// <router>, <expert with {e}><gate|up|down>.
+inline void set_moe(const ConfigReader& r, ModelConfig& c, const char* experts_key, const char* router, const char* expert,
+                    const char* gate, const char* up, const char* down) {
+    c.num_experts = r.get_int(experts_key);
+    c.experts_per_token = r.get_int("num_experts_per_tok");
+    if (c.experts_per_token > c.num_experts) r.fail("num_experts_per_tok", std::string("exceeds ") + experts_key);
+    BlockNames& n = c.names.block;
+    n.gate = n.up = n.down = "";
+    n.router = router;
+    n.expert = expert;
+    n.expert_gate = gate;
+    n.expert_up = up;
+    n.expert_down = down;
+}
+
+inline void family_mixtral(const ConfigReader& r, ModelConfig& c) {
+    family_mistral(r, c);
+    set_moe(r, c, "num_local_experts", "block_sparse_moe.gate", "block_sparse_moe.experts.{e}.", "w1", "w3", "w2");
+}
+
+inline void family_qwen3_moe(const ConfigReader& r, ModelConfig& c) {
+    family_qwen3(r, c);
+    c.intermediate_size = r.get_int("moe_intermediate_size");
+    set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
+    c.norm_topk = r.get_bool("norm_topk_prob", false);
+    if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
+        r.fail("mlp_only_layers", "unsupported value " + r.json()["mlp_only_layers"].dump() + " (expected [])");
+    if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
+}
+
+/// Gemma: (1 + w) RMSNorm, GeGLU, embeddings scaled by sqrt(d), tied head.
+inline void gemma_common(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.one_plus = true;
+    c.act = parse_activation(r, r.present("hidden_activation") ? "hidden_activation" : "hidden_act", "gelu_pytorch_tanh");
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.embed_scale = std::sqrt(static_cast<double>(c.hidden_size));
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
+}
+
+inline void family_gemma(const ConfigReader& r, ModelConfig& c) {
+    gemma_common(r, c);
+    read_rope(r, c);
+}
+
+/// Gemma 2 / 3: sandwich norms (pre and post around attention and MLP), query_pre_attn_scalar,
+/// soft-capping, sliding layers.
+inline void gemma2_common(const ConfigReader& r, ModelConfig& c, int pattern) {
+    gemma_common(r, c);
+    c.post_attn_norm = c.post_mlp_norm = true;
+    auto& n = c.names.block;
+    n.ln_attn_post = "post_attention_layernorm";
+    n.ln_mlp = "pre_feedforward_layernorm";
+    n.ln_mlp_post = "post_feedforward_layernorm";
+    if (r.present("query_pre_attn_scalar")) c.attn_scale = 1.0 / std::sqrt(r.get_num("query_pre_attn_scalar", 1.0));
+    c.attn_softcap = r.get_num("attn_logit_softcapping", 0.0);
+    c.final_softcap = r.get_num("final_logit_softcapping", 0.0);
+    const auto sliding = read_sliding_layers(r, c.num_layers, [&](int l) { return (l + 1) % pattern != 0; });
+    set_windows(c, sliding, window_size(r));
+    read_rope(r, c, sliding, r.get_num("rope_local_base_freq", 0.0));
+}
+
+inline void family_gemma2(const ConfigReader& r, ModelConfig& c) { gemma2_common(r, c, 2); }
+
+inline void family_gemma3_text(const ConfigReader& r, ModelConfig& c) {
+    const int pattern = r.get_int("sliding_window_pattern", r.get_int("_sliding_window_pattern", 6));
+    gemma2_common(r, c, pattern);
+    c.qk_norm = QKNorm::PerHead;
+    c.qk_norm_spec = c.norm;
+    c.names.block.q_norm = "self_attn.q_norm";
+    c.names.block.k_norm = "self_attn.k_norm";
+    if (r.get_bool("use_bidirectional_attention", false)) r.fail("use_bidirectional_attention", "unsupported value true");
+    // Gemma 3 text weights inside a multimodal checkpoint.
+}
+
+inline void family_phi3(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    auto& n = c.names.block;
+    n.q = n.k = n.v = n.gate = n.up = "";
+    n.qkv = "self_attn.qkv_proj";
+    n.gate_up = "mlp.gate_up_proj";
+    uniform_windows(r, c);
+    read_rope(r, c);
+}
+
+/// OLMo: non-parametric LayerNorm everywhere, optional clamping of q, k, v.
+inline void family_olmo(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm = {NormKind::LayerNorm, 1e-5, false, false, false};
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.clip_qkv = r.get_num("clip_qkv", 0.0);
+    if (r.present("clip_qkv") && c.clip_qkv <= 0) r.fail("clip_qkv", "expected a positive number or null");
+    read_rope(r, c);
+}
+
+/// OLMo 2: no pre-norms; RMSNorm after attention and after the MLP; q/k RMSNorm over the whole projection.
+inline void family_olmo2(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.pre_attn_norm = c.pre_mlp_norm = false;
+    c.post_attn_norm = c.post_mlp_norm = true;
+    c.qk_norm = QKNorm::Whole;
+    c.qk_norm_spec = c.norm;
+    auto& n = c.names.block;
+    n.ln_attn = n.ln_mlp = "";
+    n.ln_attn_post = "post_attention_layernorm";
+    n.ln_mlp_post = "post_feedforward_layernorm";
+    n.q_norm = "self_attn.q_norm";
+    n.k_norm = "self_attn.k_norm";
+    read_rope(r, c);
+}
+
+/// StarCoder2: LayerNorm with bias, biased projections, plain GELU MLP (c_fc, c_proj).
+inline void family_starcoder2(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm = {NormKind::LayerNorm, r.get_num("norm_epsilon", 1e-5), true, true, false};
+    c.act = parse_activation(r, "hidden_act", "gelu_pytorch_tanh");
+    c.mlp = MlpKind::Plain;
+    c.qkv_bias = c.o_bias = c.mlp_bias = r.get_bool("use_bias", true);
+    auto& n = c.names.block;
+    n.gate = "";
+    n.up = "mlp.c_fc";
+    n.down = "mlp.c_proj";
+    uniform_windows(r, c);
+    read_rope(r, c);
+}
+
+/// StableLM: LayerNorm with bias, partial rotary, optional per-head q/k LayerNorm and parallel residual.
+inline void family_stablelm(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_eps", 1e-5), true, true, false};
+    c.qkv_bias = r.get_bool("use_qkv_bias", false);
+    if (r.get_bool("qk_layernorm", false)) {
+        c.qk_norm = QKNorm::PerHead;
+        c.qk_norm_spec = {NormKind::LayerNorm, c.norm.eps, true, false, false};
+        c.names.block.q_norm = "self_attn.q_layernorm.norms.{h}";
+        c.names.block.k_norm = "self_attn.k_layernorm.norms.{h}";
+    }
+    if (r.get_bool("use_parallel_residual", false)) {
+        c.parallel = true;
+        c.pre_mlp_norm = false;  // the MLP reads input_layernorm's output
+        c.names.block.ln_mlp = "";
+    }
+    read_rope(r, c);
+}
+
+struct FamilyEntry {
+    const char* model_type;
+    void (*map)(const ConfigReader&, ModelConfig&);
+};
+
+/// The mapping table: model_type -> the function that fills the block description.
+inline const std::vector<FamilyEntry>& family_table() {
+    static const std::vector<FamilyEntry> table = {
+        {"gpt2", family_gpt2},       {"llama", family_llama},           {"mistral", family_mistral},
+        {"qwen2", family_qwen2},     {"qwen3", family_qwen3},           {"mixtral", family_mixtral},
+        {"qwen3_moe", family_qwen3_moe}, {"gemma", family_gemma},       {"gemma2", family_gemma2},
+        {"gemma3_text", family_gemma3_text}, {"phi3", family_phi3},     {"olmo", family_olmo},
+        {"olmo2", family_olmo2},     {"starcoder2", family_starcoder2}, {"stablelm", family_stablelm},
+    };
+    return table;
+}
+
+}  // namespace detail
+
+/// The model_type values massact reads (plus "gemma3": a multimodal config whose text_config is gemma3_text).
+inline std::vector<std::string> supported_model_types() {
+    std::vector<std::string> out;
+    for (const auto& e : detail::family_table()) out.push_back(e.model_type);
+    out.push_back("gemma3");
+    return out;
+}
+
+/// Parse a config.json object. `file` is used in error messages.
+inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file = "config.json") {
+    if (!j.is_object()) throw Error(file + ": expected a JSON object");
+    std::string list;
+    for (const auto& t : supported_model_types()) list += (list.empty() ? "" : ", ") + t;
+    detail::ConfigReader r(j, file);
+    if (!r.present("model_type")) r.fail("model_type", "missing (expected one of " + list + ")");
+    const std::string type = r.get_str("model_type", "");
+    if (type == "gemma3") {  // multimodal wrapper: the language model is text_config
+        if (!r.present("text_config") || !j["text_config"].is_object())
+            r.fail("text_config", "missing (a gemma3 config holds the language model there)");
+        nlohmann::json t = j["text_config"];
+        if (!t.contains("model_type")) t["model_type"] = "gemma3_text";
+        ModelConfig c = parse_config(t, file + " (text_config)");
+        c.names.prefixes = {"model.language_model.", "language_model.model."};
+        return c;
+    }
+    ModelConfig c;
+    c.model_type = type;
+    const detail::FamilyEntry* entry = nullptr;
+    for (const auto& e : detail::family_table())
+        if (type == e.model_type) entry = &e;
+    if (!entry) r.fail("model_type", "unsupported value \"" + type + "\" (expected one of " + list + ")");
+    entry->map(r, c);
+    if (c.attn_scale == 0.0) c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+    if (c.has_rope() && c.rope.empty()) throw Error(file + ": internal: family " + type + " read no rotary embedding");
+    if (r.present("attention_sink")) {
+        const auto& s = j["attention_sink"];
+        const std::string t = s.is_object() && s.contains("type") && s["type"].is_string() ? s["type"].get<std::string>() : s.dump();
+        if (t == "kv_bias") c.sink = SinkKind::KVBias;
+        else if (t == "logit") c.sink = SinkKind::Logit;
+        else if (t == "none") c.sink = SinkKind::None;
+        else r.fail("attention_sink.type", "unsupported value " + (s.is_object() && s.contains("type") ? s["type"].dump() : s.dump()) +
+                                               " (expected kv_bias or logit)");
+    }
+    return c;
+}
+
+inline ModelConfig load_config(const std::string& model_dir) {
+    const std::string file = model_dir + "/config.json";
+    return parse_config(io::read_json_file(file), file);
+}
+
+}  // namespace massact

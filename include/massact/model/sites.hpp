@@ -1,0 +1,130 @@
+// massact/model/sites.hpp - the hook sites of a model, from one table.
+//
+// Names follow TransformerLens: blocks.{l}.attn.hook_q / hook_k are the projections *before* RoPE
+// (and before q/k norms), hook_rot_q / hook_rot_k after; ln1_post / ln2_post are the post-norms of
+// Gemma 2/3 and OLMo 2, and hook_attn_out / hook_mlp_out are what is added to the residual stream
+// (after those post-norms). The table says, per site, its shape and when a model has it; the
+// forward (model/transformer.hpp), hook_sites(), the interventions and the tool all read it.
+#pragma once
+
+#include "massact/core/eigen.hpp"
+#include "massact/core/error.hpp"
+#include "massact/model/config.hpp"
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace massact {
+
+/// Hook sites inside a block, in execution order.
+enum class BlockSite : int {
+    ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, Z, Ln1Post, AttnOut, ResidMid, Ln2,
+    MlpRouter, MlpExpertWeights, MlpPre, MlpPreLinear, MlpPost, Ln2Post, MlpOut, ResidPost, Count
+};
+
+/// What the last axes of a site hold ([N, T, ...] unless said otherwise).
+enum class SiteShape {
+    Resid,      // [N, T, d]
+    QHeads,     // [N, T, H, hd]
+    KVHeads,    // [N, T, KV, hd]
+    Scores,     // [N, H, T, T]
+    SinkProbs,  // [N, H, T]
+    Mlp,        // [N, T, I]
+    Experts,    // [N, T, E]
+    Vocab,      // [N, T, V]
+};
+
+struct SiteInfo {
+    BlockSite id;
+    const char* suffix;  // after "blocks.{l}."
+    SiteShape shape;
+    bool (*exists)(const ModelConfig&, bool sink_slot);
+};
+
+namespace detail {
+inline bool always(const ModelConfig&, bool) { return true; }
+}  // namespace detail
+
+/// The table: one row per block site, in execution order.
+inline const std::vector<SiteInfo>& block_site_table() {
+    using C = const ModelConfig&;
+    static const std::vector<SiteInfo> table = {
+        {BlockSite::ResidPre, "hook_resid_pre", SiteShape::Resid, detail::always},
+        {BlockSite::Ln1, "ln1.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.pre_attn_norm; }},
+        {BlockSite::Q, "attn.hook_q", SiteShape::QHeads, detail::always},
+        {BlockSite::K, "attn.hook_k", SiteShape::KVHeads, detail::always},
+        {BlockSite::V, "attn.hook_v", SiteShape::KVHeads, detail::always},
+        {BlockSite::RotQ, "attn.hook_rot_q", SiteShape::QHeads, [](C c, bool) { return c.has_rope(); }},
+        {BlockSite::RotK, "attn.hook_rot_k", SiteShape::KVHeads, [](C c, bool) { return c.has_rope(); }},
+        {BlockSite::AttnScores, "attn.hook_attn_scores", SiteShape::Scores, detail::always},
+        {BlockSite::Pattern, "attn.hook_pattern", SiteShape::Scores, detail::always},
+        {BlockSite::SinkPattern, "attn.hook_sink_pattern", SiteShape::SinkProbs, [](C, bool sink) { return sink; }},
+        {BlockSite::Z, "attn.hook_z", SiteShape::QHeads, detail::always},
+        {BlockSite::Ln1Post, "ln1_post.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.post_attn_norm; }},
+        {BlockSite::AttnOut, "hook_attn_out", SiteShape::Resid, detail::always},
+        {BlockSite::ResidMid, "hook_resid_mid", SiteShape::Resid, [](C c, bool) { return !c.parallel; }},
+        {BlockSite::Ln2, "ln2.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.pre_mlp_norm; }},
+        {BlockSite::MlpRouter, "mlp.hook_router", SiteShape::Experts, [](C c, bool) { return c.moe(); }},
+        {BlockSite::MlpExpertWeights, "mlp.hook_expert_weights", SiteShape::Experts, [](C c, bool) { return c.moe(); }},
+        {BlockSite::MlpPre, "mlp.hook_pre", SiteShape::Mlp, [](C c, bool) { return !c.moe(); }},
+        {BlockSite::MlpPreLinear, "mlp.hook_pre_linear", SiteShape::Mlp,
+         [](C c, bool) { return !c.moe() && c.mlp == MlpKind::Gated; }},
+        {BlockSite::MlpPost, "mlp.hook_post", SiteShape::Mlp, [](C c, bool) { return !c.moe(); }},
+        {BlockSite::Ln2Post, "ln2_post.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.post_mlp_norm; }},
+        {BlockSite::MlpOut, "hook_mlp_out", SiteShape::Resid, detail::always},
+        {BlockSite::ResidPost, "hook_resid_post", SiteShape::Resid, detail::always},
+    };
+    return table;
+}
+
+inline const SiteInfo& block_site_info(BlockSite s) { return block_site_table()[static_cast<std::size_t>(s)]; }
+inline const char* block_site_suffix(BlockSite s) { return block_site_info(s).suffix; }
+inline std::string block_site_name(int layer, BlockSite s) {
+    return "blocks." + std::to_string(layer) + "." + block_site_suffix(s);
+}
+
+/// Every hook site of a model, in execution order. sink_slot: attention has an extra slot (the
+/// model's own sink, or a run's softmax1 / sink-logit override).
+inline std::vector<std::string> hook_site_names(const ModelConfig& c, bool sink_slot) {
+    std::vector<std::string> out = {"hook_embed"};
+    if (c.positions == PositionKind::Learned) out.push_back("hook_pos_embed");
+    for (int l = 0; l < c.num_layers; ++l)
+        for (const auto& s : block_site_table())
+            if (s.exists(c, sink_slot)) out.push_back(block_site_name(l, s.id));
+    out.push_back("ln_final.hook_normalized");
+    out.push_back("logits");
+    return out;
+}
+
+/// Shape of a site's tensor with N sequences of T tokens; throws for a name the model does not have.
+inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::string& name, Index N, Index T, bool sink_slot) {
+    const Index d = c.hidden_size;
+    if (name == "hook_embed" || name == "ln_final.hook_normalized" ||
+        (name == "hook_pos_embed" && c.positions == PositionKind::Learned))
+        return {N, T, d};
+    if (name == "logits") return {N, T, c.vocab_size};
+    if (name.rfind("blocks.", 0) == 0) {
+        const std::size_t dot = name.find('.', 7);
+        char* end = nullptr;
+        const long l = dot == std::string::npos ? -1 : std::strtol(name.c_str() + 7, &end, 10);
+        if (l >= 0 && l < c.num_layers && end == name.c_str() + dot)
+            for (const auto& s : block_site_table())
+                if (name.compare(dot + 1, std::string::npos, s.suffix) == 0 && s.exists(c, sink_slot)) {
+                    const Index H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
+                    switch (s.shape) {
+                        case SiteShape::Resid: return {N, T, d};
+                        case SiteShape::QHeads: return {N, T, H, hd};
+                        case SiteShape::KVHeads: return {N, T, KV, hd};
+                        case SiteShape::Scores: return {N, H, T, T};
+                        case SiteShape::SinkProbs: return {N, H, T};
+                        case SiteShape::Mlp: return {N, T, c.intermediate_size};
+                        case SiteShape::Experts: return {N, T, c.num_experts};
+                        case SiteShape::Vocab: return {N, T, c.vocab_size};
+                    }
+                }
+    }
+    throw Error("hook site \"" + name + "\" does not exist in this " + c.model_type + " model (see docs/formats.md for the sites)");
+}
+
+}  // namespace massact
