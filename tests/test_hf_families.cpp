@@ -71,3 +71,145 @@ TEST_CASE("families I match Hugging Face: hidden states, attention, logits") {
         CHECK(d.logits < 2e-4);
     }
 }
+
+TEST_CASE("each family has the hook sites its block description says, with their shapes") {
+    struct Expect {
+        std::string family;
+        std::vector<std::string> present, absent;
+    };
+    const std::vector<Expect> cases = {
+        {"gemma2", {"blocks.0.ln1_post.hook_normalized", "blocks.0.ln2_post.hook_normalized", "blocks.0.mlp.hook_down",
+                    "blocks.0.attn.hook_rot_q", "blocks.0.hook_resid_mid", "blocks.0.mlp.hook_pre_linear"},
+         {"hook_pos_embed", "blocks.0.mlp.hook_router"}},
+        {"olmo2", {"blocks.0.ln1_post.hook_normalized", "blocks.0.ln2_post.hook_normalized"},
+         {"blocks.0.ln1.hook_normalized", "blocks.0.ln2.hook_normalized"}},
+        {"mixtral", {"blocks.1.mlp.hook_router", "blocks.1.mlp.hook_expert_weights"},
+         {"blocks.1.mlp.hook_pre", "blocks.1.mlp.hook_post", "blocks.1.mlp.hook_down"}},
+        {"starcoder2", {"blocks.2.mlp.hook_pre", "blocks.2.mlp.hook_post"}, {"blocks.2.mlp.hook_pre_linear"}},
+    };
+    for (const auto& e : cases) {
+        CAPTURE(e.family);
+        const Transformer m(test::data("families/" + e.family));
+        const auto sites = m.hook_sites();
+        for (const auto& s : e.present) CHECK(std::find(sites.begin(), sites.end(), s) != sites.end());
+        for (const auto& s : e.absent) CHECK(std::find(sites.begin(), sites.end(), s) == sites.end());
+        // Every listed site is called once, with the shape hook_shape() gives.
+        TokenBatch ids(2, 5);
+        ids << 1, 5, 9, 13, 17, 2, 6, 10, 14, 18;
+        std::map<std::string, std::vector<Index>> seen;
+        Hooks all;
+        all.add("*", [&](Activation& a) { seen[std::string(a.name)] = a.shape; });
+        m.forward(ids, all);
+        CHECK(seen.size() == sites.size());
+        for (const auto& s : sites) CHECK(seen.at(s) == m.hook_shape(s, 2, 5));
+    }
+    const Transformer mix(test::data("families/mixtral"));
+    CHECK(mix.hook_shape("blocks.0.mlp.hook_router", 2, 5) == std::vector<Index>{2, 5, 4});
+    test::expect_error([&] { mix.hook_shape("blocks.0.mlp.hook_post", 1, 1); }, {"blocks.0.mlp.hook_post", "does not exist"});
+}
+
+TEST_CASE("hook_q is the projection before RoPE, hook_rot_q after; a pattern matching no site is an error") {
+    const Transformer m(test::model("tiny-llama"));
+    TokenBatch ids(1, 6);
+    ids << 1, 50, 60, 70, 80, 90;
+    const auto cache = run_with_cache(m, ids, {"blocks.1.attn.hook_q", "blocks.1.attn.hook_rot_q", "blocks.1.ln1.hook_normalized"});
+    const auto& q = cache.at("blocks.1.attn.hook_q");
+    const auto& rq = cache.at("blocks.1.attn.hook_rot_q");
+    REQUIRE(q.shape == std::vector<Index>{1, 6, 8, 32});
+    // hook_q = ln1 W_q^T exactly (no rotation), and rotating it gives hook_rot_q.
+    const auto& n = cache.at("blocks.1.ln1.hook_normalized");
+    std::vector<float> scratch;
+    RowMatrixF proj(6, 256);
+    m.weights().layers[1].q.apply(ConstRowMap<float>(n.data.data(), 6, 256), proj, scratch);
+    CHECK(test::max_abs_diff(proj, ConstRowMap<float>(q.data.data(), 6, 256)) < 1e-5);
+    RowMatrixF rot = proj;
+    const auto table = kernels::make_rope_table(m.config().rope[0].inv_freq(6), 0, 6);
+    kernels::rope<float>(rot, 8, table);
+    CHECK(test::max_abs_diff(rot, ConstRowMap<float>(rq.data.data(), 6, 256)) < 1e-5);
+    CHECK(test::max_abs_diff(proj.bottomRows(5), rot.bottomRows(5)) > 1e-2);  // positions > 0 do rotate
+    // Typos are refused, by the library and by run_with_cache; add_if_present tolerates absent sites.
+    Hooks typo;
+    typo.add("blocks.1.attn.hook_qq", [](Activation&) {});
+    test::expect_error([&] { m.forward(ids, typo); }, {"blocks.1.attn.hook_qq", "matches no hook site"});
+    test::expect_error([&] { run_with_cache(m, ids, {"hook_pos_embed"}); }, {"hook_pos_embed", "matches no hook site"});
+    Hooks optional;
+    int calls = 0;
+    optional.add_if_present("*attn.hook_sink_pattern", [&](Activation&) { ++calls; });
+    m.forward(ids, optional);
+    CHECK(calls == 0);
+}
+
+TEST_CASE("zeroing a down_proj weight through hooks equals a checkpoint with that weight zeroed, post-norm models too") {
+    for (const std::string family : {"gemma2", "qwen3"}) {
+        CAPTURE(family);
+        const std::string src = test::data("families/" + family);
+        const Transformer m(src);
+        TokenBatch ids(1, 10);
+        for (Index t = 0; t < 10; ++t) ids(0, t) = 3 + 17 * t;
+        analysis::SuperWeight s;
+        s.layer = 1;
+        s.row = 7;
+        s.col = 11;
+        s.weight = m.weights().layers[1].down.at(s.row, s.col);
+        s.output_site = m.config().post_mlp_norm ? "mlp.hook_down" : "hook_mlp_out";
+        REQUIRE(std::abs(s.weight) > 0);
+        const RowMatrixF hooked = m.forward(ids, analysis::zero_weight_hooks(s));
+        // The same model with W[7, 11] = 0 in the file.
+        const std::string dir = test::temp_dir("zeroed");
+        std::system(("cp " + src + "/config.json " + dir + "/").c_str());
+        const io::SafetensorsFile f(src + "/model.safetensors");
+        io::SafetensorsWriter w;
+        const std::string target = "model.layers.1.mlp.down_proj.weight";
+        std::vector<std::vector<float>> keep;
+        for (const auto& name : f.names()) {
+            keep.push_back(f.tensor(name).to_float());
+            if (name == target) keep.back()[static_cast<std::size_t>(s.row * f.tensor(name).shape[1] + s.col)] = 0.0f;
+            w.add_f32(name, f.tensor(name).shape, keep.back().data());
+        }
+        w.write(dir + "/model.safetensors");
+        const Transformer zeroed(dir);
+        const RowMatrixF want = zeroed.forward(ids);
+        const RowMatrixF plain = m.forward(ids);
+        CHECK(test::max_abs_diff(hooked, want) < 2e-5);
+        CHECK(test::max_abs_diff(plain, want) > 1e-4);  // the edit matters
+    }
+}
+
+TEST_CASE("MoE: routing weights are softmax top-k renormalised, and editing them reroutes") {
+    const Transformer m(test::data("families/mixtral"));
+    TokenBatch ids(1, 4);
+    ids << 5, 6, 7, 8;
+    const auto cache = run_with_cache(m, ids, {"blocks.0.mlp.hook_router", "blocks.0.mlp.hook_expert_weights"});
+    const auto& logit = cache.at("blocks.0.mlp.hook_router").data;
+    const auto& wts = cache.at("blocks.0.mlp.hook_expert_weights").data;
+    for (int t = 0; t < 4; ++t) {
+        std::vector<double> p(4);
+        double sum = 0;
+        for (int e = 0; e < 4; ++e) sum += p[static_cast<std::size_t>(e)] = std::exp(double(logit[static_cast<std::size_t>(t * 4 + e)]));
+        std::vector<int> idx = {0, 1, 2, 3};
+        std::sort(idx.begin(), idx.end(), [&](int a, int b) { return p[static_cast<std::size_t>(a)] > p[static_cast<std::size_t>(b)]; });
+        const double top = p[static_cast<std::size_t>(idx[0])] + p[static_cast<std::size_t>(idx[1])];
+        for (int e = 0; e < 4; ++e) {
+            const bool chosen = e == idx[0] || e == idx[1];
+            CHECK(wts[static_cast<std::size_t>(t * 4 + e)] == doctest::Approx(chosen ? p[static_cast<std::size_t>(e)] / top : 0.0).epsilon(1e-5));
+        }
+    }
+    // Rerouting every token to expert 3 alone changes the block's MLP output to expert 3's.
+    Hooks reroute;
+    reroute.add("blocks.0.mlp.hook_expert_weights", [](Activation& a) {
+        for (Index r = 0; r < a.numel() / 4; ++r)
+            for (Index e = 0; e < 4; ++e) a.data[r * 4 + e] = e == 3 ? 1.0f : 0.0f;
+    });
+    const auto routed = run_with_cache(m, ids, {"blocks.0.mlp.hook_expert_weights", "blocks.0.ln2.hook_normalized", "blocks.0.hook_mlp_out"},
+                                       {}, reroute);
+    const auto& n = routed.at("blocks.0.ln2.hook_normalized").data;
+    const auto& X = m.weights().layers[0].experts[3];
+    std::vector<float> scratch;
+    RowMatrixF g(4, 128), u(4, 128), out(4, 64);
+    const ConstRowMap<float> nm(n.data(), 4, 64);
+    X.gate.apply(nm, g, scratch);
+    X.up.apply(nm, u, scratch);
+    RowMatrixF h = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
+    X.down.apply(h, out, scratch);
+    CHECK(test::max_abs_diff(out, ConstRowMap<float>(routed.at("blocks.0.hook_mlp_out").data.data(), 4, 64)) < 1e-5);
+}

@@ -290,3 +290,31 @@ TEST_CASE("massact report without gnuplot still writes report.md and report.json
     CHECK(ms.str().find("apt-get install gnuplot-nox") != std::string::npos);
     CHECK(ms.str().find("No massive activation was detected") != std::string::npos);
 }
+
+TEST_CASE("massact run and info on the families: default sites of gemma2 and mixtral match Hugging Face") {
+    for (const std::string family : {"gemma2", "mixtral"}) {
+        CAPTURE(family);
+        const std::string dir = test::temp_dir("fam");
+        const std::string model = test::data("families/" + family);
+        const auto r = run("run " + model + " --ids-file " + model + "/ref.safetensors:input_ids --dump " + dir + "/d.safetensors " +
+                           "--hooks '*hook_resid_post,*hook_pattern,ln_final.hook_normalized,logits'");
+        INFO(r.out);
+        REQUIRE(r.status == 0);
+        io::SafetensorsFile d(dir + "/d.safetensors"), rf(model + "/ref.safetensors");
+        auto rel = [](const std::vector<float>& a, const std::vector<float>& b) {
+            double m = 0, s = 0;
+            for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, double(std::abs(a[i] - b[i]))), s = std::max(s, double(std::abs(b[i])));
+            return m / s;
+        };
+        CHECK(rel(d.tensor("blocks.1.hook_resid_post").to_float(), rf.tensor("hidden_states.2").to_float()) < 2e-4);
+        CHECK(rel(d.tensor("ln_final.hook_normalized").to_float(), rf.tensor("hidden_states.3").to_float()) < 2e-4);
+        CHECK(rel(d.tensor("logits").to_float(), rf.tensor("logits").to_float()) < 2e-4);
+        CHECK(d.tensor("blocks.2.attn.hook_pattern").shape == rf.tensor("attentions.2").shape);
+        const auto info = run("info " + model);
+        REQUIRE(info.status == 0);
+        CHECK(info.out.find(family == "gemma2" ? "soft-cap 50" : "mixture of 4 experts, top 2") != std::string::npos);
+    }
+    const auto bad = run("run " + test::data("families/mixtral") + " --ids 1,2,3 --hooks '*mlp.hook_post' --dump /tmp/never.safetensors");
+    CHECK(bad.status == 1);
+    CHECK(bad.out.find("matches no hook site") != std::string::npos);
+}

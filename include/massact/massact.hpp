@@ -28,6 +28,7 @@
 #include "massact/kernels/simd.hpp"
 #include "massact/kernels/softmax.hpp"
 #include "massact/kernels/tensor_views.hpp"
+#include "massact/model/cache.hpp"
 #include "massact/model/config.hpp"
 #include "massact/model/describe.hpp"
 #include "massact/model/families.hpp"

@@ -35,43 +35,22 @@ inline int run_run(RunArgs& a) {
     m.validate(ids);
     const auto globs = split_commas(a.hooks);
     if (globs.empty()) throw Error("--hooks: no pattern given");
-    // Which sites match: refuse a pattern that matches nothing (a typo would silently dump nothing).
-    const auto sites = m.hook_sites();
-    for (const auto& g : globs) {
-        bool any = false;
-        for (const auto& s : sites) any = any || massact::glob_match(g, s);
-        if (!any) throw Error("--hooks: pattern \"" + g + "\" matches no hook site (see the README for the names)");
-    }
-    struct Captured {
-        std::vector<massact::Index> shape;
-        std::vector<float> data;
-    };
-    std::map<std::string, Captured> captured;
-    std::vector<std::string> order;
-    massact::Hooks hooks;
-    for (const auto& g : globs)
-        hooks.add(g, [&](massact::Activation& act) {
-            const std::string name(act.name);
-            if (captured.count(name)) return;  // several patterns may match one site
-            order.push_back(name);
-            captured[name] = {act.shape, std::vector<float>(act.data, act.data + act.numel())};
-        });
     massact::RunOptions opt;
     opt.logits = false;  // the logits site is a hook: computed only when asked for
-    m.forward(ids, hooks, opt);
+    const massact::ActivationCache cache = massact::run_with_cache(m, ids, globs, opt);
 
     massact::io::SafetensorsWriter w;
     std::vector<std::int64_t> id_shape = a.input.single ? std::vector<std::int64_t>{ids.cols()}
                                                         : std::vector<std::int64_t>{ids.rows(), ids.cols()};
     w.add_i64("input_ids", id_shape, ids.data());
-    for (const auto& name : order) {
-        auto& c = captured[name];
+    for (const auto& name : cache.order) {
+        const auto& c = cache.at(name);
         std::vector<std::int64_t> shape(c.shape.begin() + (a.input.single ? 1 : 0), c.shape.end());
         w.add_f32(name, shape, c.data.data());
     }
     w.set_metadata("model", a.model);
     w.write(a.dump);
-    std::printf("wrote %s: input_ids and %zu hook tensors\n", a.dump.c_str(), order.size());
+    std::printf("wrote %s: input_ids and %zu hook tensors\n", a.dump.c_str(), cache.order.size());
     return 0;
 }
 

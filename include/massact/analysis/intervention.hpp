@@ -473,12 +473,17 @@ struct SuperWeight {
     float input = 0, output = 0;  // down_proj input at (token, col), output at (token, row)
     float weight = 0;           // W[row, col]
     float contribution = 0;     // weight * input
+    std::string output_site;    // where down_proj's output is hooked: hook_mlp_out, or mlp.hook_down before a post-norm
 };
 
 /// Layers whose down projection has both an input spike (channel col) and an output spike (dim row)
 /// above `threshold` in sequence 0 of `ids`.
 inline std::vector<SuperWeight> find_super_weights(const Transformer& model, const TokenBatch& ids, float threshold = 50.0f) {
     const ModelConfig& c = model.config();
+    if (c.moe())
+        throw Error("super weights: this " + c.model_type + " model has a mixture of experts (one down_proj per expert), "
+                    "which find_super_weights does not search");
+    const std::string out_site = c.post_mlp_norm ? "mlp.hook_down" : "hook_mlp_out";
     std::vector<SuperWeight> found(static_cast<std::size_t>(c.num_layers));
     Hooks h;
     h.add("*mlp.hook_post", [&](Activation& a) {  // [N, T, I]: input of the down projection
@@ -491,7 +496,7 @@ inline std::vector<SuperWeight> find_super_weights(const Transformer& model, con
         s.col = j;
         s.input = x(t, j);
     });
-    h.add("*hook_mlp_out", [&](Activation& a) {  // [N, T, d]: its output
+    h.add("*" + out_site, [&](Activation& a) {  // [N, T, d]: its output
         auto& s = found[static_cast<std::size_t>(a.layer)];
         const auto x = a.sequence(0);
         Index t, j;
@@ -508,6 +513,7 @@ inline std::vector<SuperWeight> find_super_weights(const Transformer& model, con
         if (std::fabs(s.input) <= threshold || std::fabs(s.output) <= threshold) continue;
         s.weight = model.weights().layers[static_cast<std::size_t>(s.layer)].down.at(s.row, s.col);
         s.contribution = s.weight * s.input;
+        s.output_site = out_site;
         out.push_back(s);
     }
     return out;
@@ -524,7 +530,7 @@ inline Hooks zero_weight_hooks(const SuperWeight& w) {
         saved->resize(static_cast<std::size_t>(rows));
         for (Index r = 0; r < rows; ++r) (*saved)[static_cast<std::size_t>(r)] = a.data[r * I + w.col];
     });
-    h.add(pre + "hook_mlp_out", [saved, w](Activation& a) {
+    h.add(pre + (w.output_site.empty() ? "hook_mlp_out" : w.output_site), [saved, w](Activation& a) {
         const Index rows = a.numel() / a.shape.back(), d = a.shape.back();
         for (Index r = 0; r < rows && r < static_cast<Index>(saved->size()); ++r)
             a.data[r * d + w.row] -= w.weight * (*saved)[static_cast<std::size_t>(r)];

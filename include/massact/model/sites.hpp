@@ -20,7 +20,7 @@ namespace massact {
 /// Hook sites inside a block, in execution order.
 enum class BlockSite : int {
     ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, Z, Ln1Post, AttnOut, ResidMid, Ln2,
-    MlpRouter, MlpExpertWeights, MlpPre, MlpPreLinear, MlpPost, Ln2Post, MlpOut, ResidPost, Count
+    MlpRouter, MlpExpertWeights, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
 };
 
 /// What the last axes of a site hold ([N, T, ...] unless said otherwise).
@@ -71,6 +71,8 @@ inline const std::vector<SiteInfo>& block_site_table() {
         {BlockSite::MlpPreLinear, "mlp.hook_pre_linear", SiteShape::Mlp,
          [](C c, bool) { return !c.moe() && c.mlp == MlpKind::Gated; }},
         {BlockSite::MlpPost, "mlp.hook_post", SiteShape::Mlp, [](C c, bool) { return !c.moe(); }},
+        // The down projection's output before a post-MLP norm (massact's own site: where a weight edit lands).
+        {BlockSite::MlpDown, "mlp.hook_down", SiteShape::Resid, [](C c, bool) { return !c.moe() && c.post_mlp_norm; }},
         {BlockSite::Ln2Post, "ln2_post.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.post_mlp_norm; }},
         {BlockSite::MlpOut, "hook_mlp_out", SiteShape::Resid, detail::always},
         {BlockSite::ResidPost, "hook_resid_post", SiteShape::Resid, detail::always},

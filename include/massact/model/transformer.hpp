@@ -120,16 +120,18 @@ inline void softcap(float* x, Index n, double cap) {
 class HookCalls {
 public:
     using FnList = std::vector<const HookFn*>;
-    HookCalls(const Hooks& hooks, const ModelConfig& c, const TokenBatch& ids) : ids_(ids) {
+    /// Only sites the model has (model/sites.hpp) are resolved: the forward may pass the others, they stay silent.
+    HookCalls(const Hooks& hooks, const ModelConfig& c, bool sink_slot, const TokenBatch& ids) : ids_(ids) {
         if (hooks.empty()) return;
         embed_ = hooks.matching("hook_embed");
-        pos_ = hooks.matching("hook_pos_embed");
+        if (c.positions == PositionKind::Learned) pos_ = hooks.matching("hook_pos_embed");
         final_ = hooks.matching("ln_final.hook_normalized");
         logits_ = hooks.matching("logits");
         site_.resize(static_cast<std::size_t>(c.num_layers));
         for (int l = 0; l < c.num_layers; ++l)
             for (const auto& s : block_site_table())
-                site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s.id)] = hooks.matching(block_site_name(l, s.id));
+                if (s.exists(c, sink_slot))
+                    site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s.id)] = hooks.matching(block_site_name(l, s.id));
     }
     bool has(int l, BlockSite s) const {
         return !site_.empty() && !site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s)].empty();
@@ -211,7 +213,7 @@ public:
         validate(ids);
         check_hooks(hooks, options);
         const ModelConfig& c = config_;
-        Pass p{ids, w, detail::HookCalls(hooks, c, ids), options, ids.rows(), ids.cols(), {}};
+        Pass p{ids, w, detail::HookCalls(hooks, c, has_sink_slot(options), ids), options, ids.rows(), ids.cols(), {}};
         for (const RopeSpec& r : c.rope) p.rope.push_back(rope_table(r, p.T));
         embed(p);
         for (int l = 0; l < c.num_layers; ++l) {
@@ -437,6 +439,7 @@ private:
         p.hooks.block(l, BlockSite::MlpPost, h.data(), shape);
         w.mlp_out.resize(R, c.hidden_size);
         L.down.apply(h, w.mlp_out, w.weights, &L.down_b);
+        p.hooks.block(l, BlockSite::MlpDown, w.mlp_out.data(), {p.N, p.T, c.hidden_size});
         mlp_post(p, l, L);
     }
 
