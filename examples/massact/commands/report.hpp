@@ -13,6 +13,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <fstream>
+
 #include <cstdio>
 #include <sstream>
 #include <sys/stat.h>
@@ -44,7 +46,6 @@ inline int run_report(ReportArgs& a) {
     if (a.data.max_seqs == 0) a.data.max_seqs = 96;
     const TokenBatch ids = load_data(a.data, a.model);
     m.validate(ids);
-    const auto tok = massact::text::Tokenizer::from_file(a.model + "/tokenizer.json");
     ::mkdir(a.out.c_str(), 0755);
     struct stat st {};
     if (::stat(a.out.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw Error("--out: cannot create folder " + a.out);
@@ -76,12 +77,22 @@ inline int run_report(ReportArgs& a) {
     }
 
     // 3. The prompt: hidden state of the shown layer and attention patterns (mean over heads).
-    const auto pids_v = tok.encode(a.prompt, true);
+    //    Without a tokenizer.json, the first 16 tokens of the first sequence, labelled by id.
+    std::vector<std::int64_t> pids_v;
+    std::vector<std::string> labels;
+    if (std::ifstream(a.model + "/tokenizer.json").good()) {
+        const auto tok = massact::text::Tokenizer::from_file(a.model + "/tokenizer.json");
+        pids_v = tok.encode(a.prompt, true);
+        for (auto id : pids_v) labels.push_back(tok.label(id));
+    } else {
+        for (Index t = 0; t < std::min<Index>(16, ids.cols()); ++t) {
+            pids_v.push_back(ids(0, t));
+            labels.push_back(std::to_string(ids(0, t)));
+        }
+    }
     TokenBatch pids(1, static_cast<Index>(pids_v.size()));
     for (std::size_t i = 0; i < pids_v.size(); ++i) pids(0, static_cast<Index>(i)) = pids_v[i];
     m.validate(pids);
-    std::vector<std::string> labels;
-    for (auto id : pids_v) labels.push_back(tok.label(id));
     massact::RowMatrixF hidden;
     std::vector<massact::RowMatrixF> mean_pattern(static_cast<std::size_t>(c.num_layers));
     massact::Hooks h;
@@ -135,7 +146,8 @@ inline int run_report(ReportArgs& a) {
                           {"median_factor", inj.median_factor}, {"attention_on_target_before", inj.mean_before},
                           {"attention_on_target_after", inj.mean_after}};
     }
-    const auto sws = massact::analysis::find_super_weights(m, pids);
+    // Mixtures of experts have one down_proj per expert: find_super_weights does not search them.
+    const auto sws = c.moe() ? std::vector<massact::analysis::SuperWeight>{} : massact::analysis::find_super_weights(m, pids);
     J["super_weights"] = nlohmann::json::array();
     for (const auto& s : sws)
         J["super_weights"].push_back({{"layer", s.layer}, {"row", s.row}, {"col", s.col}, {"token", s.token}, {"input", s.input},
@@ -229,7 +241,8 @@ inline int run_report(ReportArgs& a) {
        << " (T = " << scan.sink_T << "):";
     for (const auto& s : scan.sink_heads) md << " L" << s.layer << "H" << s.head << " (" << fmt(s.alpha, 2) << ")";
     md << "\n\n## Super weights (Yu et al.)\n\n";
-    if (sws.empty()) md << "No down projection has both an input and an output spike above 50 on the prompt.\n";
+    if (c.moe()) md << "Not searched: the MLPs are a mixture of experts (one down projection per expert).\n";
+    else if (sws.empty()) md << "No down projection has both an input and an output spike above 50 on the prompt.\n";
     for (const auto& s : sws)
         md << "- layer " << s.layer << ", `mlp.down_proj[" << s.row << ", " << s.col << "]` = " << fmt(s.weight, 4) << ": input channel "
            << s.col << " is " << fmt(s.input, 1) << " at position " << s.token << ", output dim " << s.row << " is " << fmt(s.output, 1)
