@@ -48,7 +48,7 @@ TEST_CASE("rope_theta at top level, in rope_parameters, and llama3 / linear scal
     c = parse_config(j);
     CHECK(c.rope[0].scaling == RopeScaling::Llama3);
     inv = c.rope[0].inv_freq(0);
-    for (int k = 0; k < 8; ++k) {  // shared/docs/formats.md, written out again
+    for (int k = 0; k < 8; ++k) {  // docs/formats.md, written out again
         const double f = std::pow(500000.0, -2.0 * k / 16), wl = 2 * M_PI / f;
         double expect = f;
         if (wl > 8192.0) expect = f / 8;

@@ -1,6 +1,6 @@
 // The whole family, not just the two fixtures: small random checkpoints of every supported
 // model_type and option, written by this test, run by massact and by a naive double-precision
-// transformer written here from shared/docs/formats.md.
+// transformer written here from docs/formats.md.
 #include "common.hpp"
 
 #include <fstream>
@@ -304,7 +304,7 @@ TEST_CASE("mistral: sliding window, explicit head_dim != hidden/heads, BF16, rop
 TEST_CASE("llama: llama3 rope scaling, attention and MLP biases, F16") {
     Spec s;
     s.d = 32; s.L = 2; s.H = 2; s.KV = 2; s.hd = 16; s.I = 40; s.V = 40; s.qkv_bias = s.o_bias = s.mlp_bias = true;
-    // llama3 scaling written out again from shared/docs/formats.md with a small original context.
+    // llama3 scaling written out again from docs/formats.md with a small original context.
     const double old = 16, lo = 1, hi = 4, factor = 8;
     for (double f : plain_inv_freq(1e4, s.hd)) {
         const double wl = 2 * M_PI / f;

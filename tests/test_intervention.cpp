@@ -1,4 +1,4 @@
-// Interventions against the float64 reference findings (shared/reference, issue text):
+// Interventions against the float64 reference findings (tests/data/README.md):
 // ablation perplexities, the attention shift on p0, injection factors, and the super weight.
 #include "common.hpp"
 

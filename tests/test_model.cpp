@@ -1,5 +1,5 @@
 // The reference transformer against Hugging Face (tests/data/tiny-*.ref.safetensors, see
-// shared/reference/README.md): hidden states, attention patterns, log-probs, argmax, perplexity.
+// tests/data/README.md): hidden states, attention patterns, log-probs, argmax, perplexity.
 #include "common.hpp"
 
 #include <fstream>

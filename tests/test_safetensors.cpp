@@ -1,4 +1,4 @@
-// safetensors reader/writer: round trips, every validation rule of shared/docs/formats.md,
+// safetensors reader/writer: round trips, every validation rule of docs/formats.md,
 // sharded checkpoints, and weight binding errors (missing tensor, wrong shape).
 #include "common.hpp"
 

@@ -1,6 +1,6 @@
 // massact/analysis/perplexity.hpp - token log-probabilities and perplexity.
 //
-// Protocol (shared/docs/formats.md): each row of the batch is one window of T
+// Protocol (docs/formats.md): each row of the batch is one window of T
 // tokens; its T-1 shifted targets are scored; perplexity = exp(mean NLL over
 // all targets of all rows). Log-softmax is taken in double precision.
 #pragma once

@@ -1,7 +1,7 @@
 // massact/analysis/scan.hpp - per-layer outlier statistics of the residual stream, the
 // massive-activation detector, and attention-sink metrics, over any number of sequences.
 //
-// Definitions (those of shared/reference/tiny-*.stats.json):
+// Definitions (those of tests/data/tiny-*.stats.json):
 //   layers[l]: statistics of the output of block l (blocks.l.hook_resid_post, before the final
 //     norm), each taken per sequence over all [T x d] values, then averaged over sequences:
 //     top1/top2/top3 (largest |x|), median |x| (mean of the two middle values), the share of
@@ -333,7 +333,7 @@ struct ScanResult {
     struct DimSummary { int layer; Index dim; double max_abs, mean, std, kurtosis; };
     std::vector<DimSummary> top_dims;  // per layer, the dims with the largest max |x|
 
-    /// JSON with the keys of shared/reference/tiny-*.stats.json plus the detector and sink metrics.
+    /// JSON with the keys of tests/data/tiny-*.stats.json plus the detector and sink metrics.
     nlohmann::json to_json() const {
         nlohmann::json j;
         j["model"] = model_type;

@@ -2,7 +2,7 @@
 //
 // Format (https://github.com/huggingface/safetensors): u64 little-endian header
 // length N, N bytes of UTF-8 JSON {name: {dtype, shape, data_offsets}}, then
-// the data buffer. Every validation rule of shared/docs/formats.md is checked
+// the data buffer. Every validation rule of docs/formats.md is checked
 // when a file is opened; errors name the file, the tensor and the rule.
 #pragma once
 

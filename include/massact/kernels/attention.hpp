@@ -8,7 +8,7 @@
 //   an explicit key/value bias (Sun et al. 2024 Sec. 6): s_b = q_i . k_bias[g] * scale,
 //   p = softmax over visible keys and extra slots (optionally clipped),
 //   z_i = sum_j p_ij v_j + p_b v_bias[g].
-// Matches Hugging Face eager attention (shared/docs/formats.md).
+// Matches Hugging Face eager attention (docs/formats.md).
 //
 // Two ways to run it:
 //   - causal_attention(): streams over tiles of `tile` queries; extra memory is

@@ -1,6 +1,6 @@
 // massact/kernels/norm.hpp - RMSNorm and LayerNorm over the rows of a matrix.
 //
-// Match Hugging Face (shared/docs/formats.md):
+// Match Hugging Face (docs/formats.md):
 //   RMSNorm:   y = x * rsqrt(mean(x^2) + eps) * w                 (LlamaRMSNorm)
 //   LayerNorm: y = (x - mean) / sqrt(biased var + eps) * w + b    (nn.LayerNorm)
 // Raw-buffer row kernels (float uses xsimd, other scalars plain loops) and
