@@ -129,3 +129,25 @@ TEST_CASE("exact quantiles and median of |x| (linear interpolation), and row nor
         CHECK(norms(r) == doctest::Approx(std::sqrt(s)).epsilon(1e-6));
     }
 }
+
+TEST_CASE("Moments: stable near a large offset, merge equals one pass; TopK(0) is refused") {
+    std::mt19937 g(3);
+    std::normal_distribution<double> n(0.0, 1e-3);
+    std::vector<double> v(1000);
+    for (auto& x : v) x = 1e8 + n(g);
+    stats::Moments all, a, b;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        all.add(v[i]);
+        (i < 300 ? a : b).add(v[i]);
+    }
+    double mean = 0, m2 = 0;
+    for (double x : v) mean += x;
+    mean /= double(v.size());
+    for (double x : v) m2 += (x - mean) * (x - mean);
+    CHECK(all.mean == doctest::Approx(mean).epsilon(1e-15));
+    CHECK(all.variance() == doctest::Approx(m2 / double(v.size())).epsilon(1e-6));  // sum-of-squares would lose it all
+    a.merge(b);
+    CHECK(a.n == all.n);
+    CHECK(a.variance() == doctest::Approx(all.variance()).epsilon(1e-9));
+    CHECK_THROWS_AS(stats::TopK(0), massact::Error);
+}

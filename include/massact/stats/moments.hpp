@@ -15,6 +15,31 @@
 
 namespace massact::stats {
 
+/// Fold part b (count nb, mean mb, central sums m2b, m3b, m4b) into part a (count na, mean, M2, M3, M4):
+/// the pairwise formulas of Chan et al. (1979) and Pebay (2008). The one place they are written.
+inline void pebay_merge(double na, double& mean, double& M2, double& M3, double& M4, double nb, double mb, double m2b,
+                        double m3b, double m4b) {
+    const double n = na + nb;
+    if (nb == 0 || n == 0) return;
+    const double d = mb - mean, d2 = d * d, w = na * nb / n;
+    const double m2a = M2, m3a = M3;
+    mean += d * nb / n;
+    M4 += m4b + d2 * d2 * w * (na * na - na * nb + nb * nb) / (n * n) + 6.0 * d2 * (na * na * m2b + nb * nb * m2a) / (n * n) +
+          4.0 * d * (na * m3b - nb * m3a) / n;
+    M3 += m3b + d2 * d * w * (na - nb) / n + 3.0 * d * (na * m2b - nb * m2a) / n;
+    M2 += m2b + d2 * w;
+}
+
+/// Count, mean and central moments of a stream of scalars, numerically stable (one value is a part of
+/// count 1), mergeable.
+struct Moments {
+    double n = 0, mean = 0, m2 = 0, m3 = 0, m4 = 0;
+    void add(double x) { pebay_merge(n, mean, m2, m3, m4, 1.0, x, 0, 0, 0), n += 1; }
+    void merge(const Moments& o) { pebay_merge(n, mean, m2, m3, m4, o.n, o.mean, o.m2, o.m3, o.m4), n += o.n; }
+    double variance() const { return n > 0 ? m2 / n : 0.0; }  // population
+    double stddev() const { return std::sqrt(variance()); }
+};
+
 class ColumnMoments {
 public:
     explicit ColumnMoments(Index cols = 0) { reset(cols); }
@@ -80,7 +105,7 @@ public:
         if (mean_.empty()) reset(o.cols());
         eigen_assert(o.cols() == cols());
         for (std::size_t j = 0; j < mean_.size(); ++j) {
-            combine(j, o.n_, o.mean_[j], o.m2_[j], o.m3_[j], o.m4_[j]);
+            pebay_merge(n_, mean_[j], m2_[j], m3_[j], m4_[j], o.n_, o.mean_[j], o.m2_[j], o.m3_[j], o.m4_[j]);
             max_abs_[j] = std::max(max_abs_[j], o.max_abs_[j]);
         }
         n_ += o.n_;
@@ -135,34 +160,15 @@ private:
                            const float* __restrict s2, const float* __restrict s3, const float* __restrict s4,
                            const float* __restrict mx, double* __restrict mean, double* __restrict M2,
                            double* __restrict M3, double* __restrict M4, float* __restrict max_abs, std::size_t c) {
-        const double n = na + nb, inv_nb = 1.0 / nb, w = na * nb / n;
+        const double inv_nb = 1.0 / nb;
         for (std::size_t j = 0; j < c; ++j) {
             const double d = s1[j] * inv_nb, S2 = s2[j], S3 = s3[j], S4 = s4[j];
             const double m2b = std::max(0.0, S2 - nb * d * d);
             const double m3b = S3 - 3.0 * d * S2 + 2.0 * nb * d * d * d;
             const double m4b = std::max(0.0, S4 - 4.0 * d * S3 + 6.0 * d * d * S2 - 3.0 * nb * d * d * d * d);
-            const double mb = static_cast<double>(k[j]) + d;
-            const double delta = mb - mean[j], d2 = delta * delta;
-            const double m2a = M2[j], m3a = M3[j];
-            mean[j] += delta * nb / n;
-            M4[j] += m4b + d2 * d2 * w * (na * na - na * nb + nb * nb) / (n * n) +
-                     6.0 * d2 * (na * na * m2b + nb * nb * m2a) / (n * n) + 4.0 * delta * (na * m3b - nb * m3a) / n;
-            M3[j] += m3b + d2 * delta * w * (na - nb) / n + 3.0 * delta * (na * m2b - nb * m2a) / n;
-            M2[j] += m2b + d2 * w;
+            pebay_merge(na, mean[j], M2[j], M3[j], M4[j], nb, static_cast<double>(k[j]) + d, m2b, m3b, m4b);
             max_abs[j] = hi(max_abs[j], mx[j]);
         }
-    }
-
-    /// Fold a part (nb values with mean mb and central sums m2b..m4b) into column j (count n_, not yet updated).
-    void combine(std::size_t j, double nb, double mb, double m2b, double m3b, double m4b) {
-        const double na = n_, n = na + nb;
-        const double d = mb - mean_[j], d2 = d * d;
-        const double m2a = m2_[j], m3a = m3_[j];
-        mean_[j] += d * nb / n;
-        m4_[j] += m4b + d2 * d2 * na * nb * (na * na - na * nb + nb * nb) / (n * n * n) +
-                  6.0 * d2 * (na * na * m2b + nb * nb * m2a) / (n * n) + 4.0 * d * (na * m3b - nb * m3a) / n;
-        m3_[j] += m3b + d2 * d * na * nb * (na - nb) / (n * n) + 3.0 * d * (na * m2b - nb * m2a) / n;
-        m2_[j] += m2b + d2 * na * nb / n;
     }
 
     double n_ = 0;

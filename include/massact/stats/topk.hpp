@@ -5,6 +5,7 @@
 #pragma once
 
 #include "massact/core/eigen.hpp"
+#include "massact/core/error.hpp"
 #include "massact/kernels/simd.hpp"
 
 #include <algorithm>
@@ -17,11 +18,14 @@ struct TopEntry {
     float value = 0.0f;  // signed value; ordered by |value|
     Index row = 0;       // e.g. token (or sequence * T + token)
     Index col = 0;       // e.g. hidden dimension
+    double aux = 0.0;    // the caller's payload, carried with the entry (e.g. the median of its hidden state)
 };
 
 class TopK {
 public:
-    explicit TopK(std::size_t k = 1) : k_(k) {}
+    explicit TopK(std::size_t k = 1) : k_(k) {
+        if (k == 0) throw Error("TopK: k must be at least 1");
+    }
 
     std::size_t k() const { return k_; }
     std::size_t size() const { return e_.size(); }
@@ -31,24 +35,24 @@ public:
     /// |value| an entry must beat to enter (0 until k entries are held).
     float threshold() const { return e_.size() < k_ ? 0.0f : std::fabs(e_.back().value); }
 
-    void push(float v, Index row, Index col) {
-        const TopEntry t{v, row, col};
+    void push(float v, Index row, Index col, double aux = 0.0) {
+        const TopEntry t{v, row, col, aux};
         if (e_.size() == k_ && !before(t, e_.back())) return;
         auto it = std::upper_bound(e_.begin(), e_.end(), t, before);
         e_.insert(it, t);
         if (e_.size() > k_) e_.pop_back();
     }
     void merge(const TopK& o) {
-        for (const auto& t : o.e_) push(t.value, t.row, t.col);
+        for (const auto& t : o.e_) push(t.value, t.row, t.col, t.aux);
     }
-    /// Scan a row-major matrix; its row r is reported as row0 + r. Rows whose max |x| cannot
-    /// enter are skipped after one vectorised pass.
-    void add(const Eigen::Ref<const RowMatrixF>& x, Index row0 = 0) {
+    /// Scan a row-major matrix; its row r is reported as row0 + r, every entry carrying `aux`. Rows whose
+    /// max |x| cannot enter are skipped after one vectorised pass.
+    void add(const Eigen::Ref<const RowMatrixF>& x, Index row0 = 0, double aux = 0.0) {
         for (Index r = 0; r < x.rows(); ++r) {
             const float* p = x.data() + r * x.outerStride();
             if (e_.size() == k_ && simd::reduce_max_abs(p, static_cast<std::size_t>(x.cols())) < threshold()) continue;
             for (Index c = 0; c < x.cols(); ++c)
-                if (e_.size() < k_ || std::fabs(p[c]) >= threshold()) push(p[c], row0 + r, c);
+                if (e_.size() < k_ || std::fabs(p[c]) >= threshold()) push(p[c], row0 + r, c, aux);
         }
     }
 

@@ -1,0 +1,84 @@
+// massact/analysis/sink_metrics.hpp - attention-sink metrics per (layer, head).
+//
+//   attention on the first token: mean over sequences and over queries 1..T-1 of A[t, 0];
+//   attention on the first delimiter k: mean over queries k+1..T-1 of A[t, k], over sequences that have one;
+//   Gu et al. (2024) alpha: mean over sequences of the mean over queries t < T_sink of A[t, 0];
+//   attention on the extra slot (models or runs with a sink slot): mean over queries 1..T-1.
+// Mergeable: sums over sequences.
+#pragma once
+
+#include "massact/core/eigen.hpp"
+
+#include <algorithm>
+#include <vector>
+
+namespace massact::analysis {
+
+struct SinkAccumulator {
+    std::vector<double> first, alpha, delim, slot;  // [H] sums over sequences
+    double sequences = 0, delim_sequences = 0;
+
+    void reset(Index heads) {
+        for (auto* v : {&first, &alpha, &delim, &slot}) v->assign(static_cast<std::size_t>(heads), 0.0);
+        sequences = delim_sequences = 0;
+    }
+
+    /// One sequence's pattern [H, T, T]; `delimiter` = its first delimiter position (-1: none); t_sink = Gu's T.
+    void add_pattern(const float* pattern, Index heads, Index T, Index delimiter, Index t_sink) {
+        const Index Tg = std::min(t_sink, T);
+        const bool has_delim = delimiter > 0 && delimiter + 1 < T;
+        for (Index h = 0; h < heads; ++h) {
+            const float* P = pattern + h * T * T;
+            double s = 0, g = 0;
+            for (Index q = 1; q < T; ++q) s += P[q * T];
+            for (Index q = 0; q < Tg; ++q) g += P[q * T];
+            first[static_cast<std::size_t>(h)] += s / double(T - 1);
+            alpha[static_cast<std::size_t>(h)] += g / double(Tg);
+            if (has_delim) {
+                double sd = 0;
+                for (Index q = delimiter + 1; q < T; ++q) sd += P[q * T + delimiter];
+                delim[static_cast<std::size_t>(h)] += sd / double(T - 1 - delimiter);
+            }
+        }
+        sequences += 1;
+        delim_sequences += has_delim ? 1 : 0;
+    }
+
+    /// One sequence's extra-slot probabilities [H, T].
+    void add_slot(const float* probs, Index heads, Index T) {
+        for (Index h = 0; h < heads; ++h) {
+            double s = 0;
+            for (Index q = 1; q < T; ++q) s += probs[h * T + q];
+            slot[static_cast<std::size_t>(h)] += s / double(T - 1);
+        }
+    }
+
+    void merge(const SinkAccumulator& o) {
+        auto add = [](std::vector<double>& a, const std::vector<double>& b) {
+            if (a.empty()) a.assign(b.size(), 0.0);
+            for (std::size_t i = 0; i < b.size(); ++i) a[i] += b[i];
+        };
+        add(first, o.first);
+        add(alpha, o.alpha);
+        add(delim, o.delim);
+        add(slot, o.slot);
+        sequences += o.sequences;
+        delim_sequences += o.delim_sequences;
+    }
+
+    /// Per-head means.
+    std::vector<double> mean_first() const { return scaled(first, sequences); }
+    std::vector<double> mean_alpha() const { return scaled(alpha, sequences); }
+    std::vector<double> mean_delim() const { return scaled(delim, delim_sequences); }
+    std::vector<double> mean_slot() const { return scaled(slot, sequences); }
+
+private:
+    static std::vector<double> scaled(const std::vector<double>& v, double n) {
+        std::vector<double> out(v.size(), 0.0);
+        if (n > 0)
+            for (std::size_t i = 0; i < v.size(); ++i) out[i] = v[i] / n;
+        return out;
+    }
+};
+
+}  // namespace massact::analysis
