@@ -15,11 +15,21 @@ TokenBatch tensor_ids(const io::SafetensorsFile& f, const std::string& name) {
     return b;
 }
 
+/// The reference findings (tests/data/tiny-llama.findings.json).
+const nlohmann::json& findings() {
+    static const nlohmann::json j = io::read_json_file(test::data("tiny-llama.findings.json"));
+    return j;
+}
+
+std::vector<double> numbers(const nlohmann::json& j) { return j.get<std::vector<double>>(); }
+
+std::vector<Index> massive_dims() { return findings()["massive"]["dims"].get<std::vector<Index>>(); }
+
 Intervention five_dims(Intervention::Mode mode) {
     Intervention iv;
-    iv.site = Intervention::resid_post(2);
+    iv.site = Intervention::resid_post(findings()["massive"]["layer"].get<int>());
     iv.tokens = TokenSelection::at({0});
-    iv.dims = {86, 170, 177, 215, 243};
+    iv.dims = massive_dims();
     iv.mode = mode;
     return iv;
 }
@@ -58,8 +68,8 @@ TEST_CASE("attention shift on p0: the sink survives the ablation and grows in la
     const TokenBatch p0 = tensor_ids(f.ref, "p0.input_ids");
     const auto c = compare(f.model, p0, make_hooks({five_dims(Intervention::Mode::Zero)}));
     const auto before = Comparison::head_mean(c.attn_original)[0], after = Comparison::head_mean(c.attn_intervened)[0];
-    const std::vector<double> ref_before = {0.234, 0.075, 0.196, 0.280, 0.426, 0.423, 0.377, 0.446};
-    const std::vector<double> ref_after = {0.234, 0.075, 0.196, 0.385, 0.504, 0.467, 0.418, 0.427};
+    const auto ref_before = numbers(findings()["attention_shift_p0"]["before"]);
+    const auto ref_after = numbers(findings()["attention_shift_p0"]["after"]);
     for (std::size_t l = 0; l < 8; ++l) {
         CAPTURE(l);
         CHECK(std::abs(before[l] - ref_before[l]) < 1e-3);
@@ -74,9 +84,11 @@ TEST_CASE("attention shift on p0: the sink survives the ablation and grows in la
 TEST_CASE("injection: position 0's massive activation copied into position 30 draws attention to it") {
     Fixture f;
     const TokenBatch ids = tensor_ids(f.ref, "ppl.input_ids").topRows(8).leftCols(64);
-    const auto five = inject(f.model, ids, 2, 0, 30, {86, 170, 177, 215, 243});
-    const auto whole = inject(f.model, ids, 2, 0, 30, {});
-    const std::vector<double> ref5 = {2.55, 2.49, 1.80, 1.79, 2.94}, refall = {8.1, 19.2, 19.3, 15.7, 19.6};
+    const auto& inj = findings()["injection"];
+    const int layer = inj["layer"].get<int>(), from = inj["from"].get<int>(), to = inj["to"].get<int>();
+    const auto five = inject(f.model, ids, layer, from, to, massive_dims());
+    const auto whole = inject(f.model, ids, layer, from, to, {});
+    const auto ref5 = numbers(inj["factor_five_dims"]), refall = numbers(inj["factor_whole_state"]);
     for (int l = 3; l < 8; ++l) {
         CAPTURE(l);
         CHECK(std::abs(five.median_factor[static_cast<std::size_t>(l)] / ref5[static_cast<std::size_t>(l - 3)] - 1) < 0.02);
@@ -89,22 +101,23 @@ TEST_CASE("super weight: layer 2, down_proj[215, 46]; zeroing it shrinks the mas
     Fixture f;
     const TokenBatch p0 = tensor_ids(f.ref, "p0.input_ids");
     const auto found = find_super_weights(f.model, p0);
+    const auto& ref = findings()["super_weight"];
     REQUIRE(found.size() == 1);
     const auto& s = found[0];
-    CHECK(s.layer == 2);
-    CHECK(s.row == 215);
-    CHECK(s.col == 46);
-    CHECK(s.token == 0);
-    CHECK(s.input == doctest::Approx(-129).epsilon(0.01));
-    CHECK(s.output == doctest::Approx(57).epsilon(0.01));
-    CHECK(s.contribution == doctest::Approx(39).epsilon(0.01));
+    CHECK(s.layer == ref["layer"].get<int>());
+    CHECK(s.row == ref["row"].get<Index>());
+    CHECK(s.col == ref["col"].get<Index>());
+    CHECK(s.token == ref["token"].get<Index>());
+    CHECK(s.input == doctest::Approx(ref["input"].get<double>()).epsilon(0.01));
+    CHECK(s.output == doctest::Approx(ref["output"].get<double>()).epsilon(0.01));
+    CHECK(s.contribution == doctest::Approx(ref["contribution"].get<double>()).epsilon(0.01));
     float v2 = 0, v7 = 0;
     Hooks h = zero_weight_hooks(s);
     h.add("blocks.2.hook_resid_post", [&](Activation& a) { v2 = a.data[215]; });
     h.add("blocks.7.hook_resid_post", [&](Activation& a) { v7 = a.data[215]; });
     f.model.forward(p0, h);
-    CHECK(v2 == doctest::Approx(24.5).epsilon(0.01));
-    CHECK(v7 == doctest::Approx(45.3).epsilon(0.01));
+    CHECK(v2 == doctest::Approx(ref["dim215_after_zeroing_block2"].get<double>()).epsilon(0.01));
+    CHECK(v7 == doctest::Approx(ref["dim215_after_zeroing_block7"].get<double>()).epsilon(0.01));
 }
 
 TEST_CASE("interventions compose with scan: an ablated model has no massive activation at dim 215 in layer 2") {

@@ -5,6 +5,7 @@
 
 #include <massact/massact.hpp>
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -45,6 +46,22 @@ inline massact::TokenBatch prompt(const massact::text::Tokenizer& tok, std::vect
 /// 32 windows of 256 tokens of the bundled val.txt (the --data protocol of the README).
 inline massact::TokenBatch windows(const massact::text::Tokenizer& tok, massact::Index n = 32) {
     return massact::analysis::text_windows(tok, read_file(MASSACT_DEFAULT_DATA), 256, n);
+}
+
+/// The model's short name (the folder's last component) for titles.
+inline std::string model_name(const std::string& dir) { return dir.substr(dir.find_last_of('/') + 1); }
+
+/// Where the first token's massive activations are, from a scan of 16 windows of val.txt: the layer
+/// where they appear and their dims. Without any, the layer with the largest top-1 / median ratio and
+/// no dims.
+inline massact::analysis::FirstTokenMassive massive_site(const massact::Transformer& model, const massact::text::Tokenizer& tok) {
+    massact::analysis::ScanOptions opt;
+    opt.delimiters = massact::analysis::delimiter_ids(tok);
+    const auto r = massact::analysis::scan(model, windows(tok, 16), opt);
+    auto site = massact::analysis::first_token_massive(r);
+    if (site.layer < 0) site.layer = massact::analysis::most_outlying_layer(r);
+    std::printf("scan: %s\n", r.detector_note.c_str());
+    return site;
 }
 
 }  // namespace example

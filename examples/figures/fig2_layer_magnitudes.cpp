@@ -11,5 +11,5 @@ int main(int argc, char** argv) {
     const auto result = massact::analysis::scan(model, ids);  // streaming: O(layers x d) memory
     for (const auto& l : result.layers)
         std::printf("layer %d: top1 %.2f median %.3f (%.0fx)\n", l.layer, l.top1_mean, l.median_mean, l.ratio());
-    return massact_plot::layer_magnitudes({a.out, "fig2_layer_magnitudes"}, result, "tiny-llama") ? 0 : 1;
+    return massact_plot::layer_magnitudes({a.out, "fig2_layer_magnitudes"}, result, example::model_name(a.model)) ? 0 : 1;
 }

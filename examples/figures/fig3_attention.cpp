@@ -20,5 +20,5 @@ int main(int argc, char** argv) {
     model.forward(ids, hooks);
     for (std::size_t l = 0; l < mean.size(); ++l)
         std::printf("layer %zu: attention on <s> (mean over queries) %.3f\n", l, mean[l].col(0).mean());
-    return massact_plot::attention_maps({a.out, "fig3_attention"}, mean, labels, "tiny-llama") ? 0 : 1;
+    return massact_plot::attention_maps({a.out, "fig3_attention"}, mean, labels, example::model_name(a.model)) ? 0 : 1;
 }

@@ -1,5 +1,5 @@
 // Figure 5: attention mass on sink tokens per layer, before and after (a) zeroing the first token's
-// massive dims at layer 2 and (b) injecting them into token 30 of 8 windows of 64 tokens.
+// massive dims where they appear (found by a scan) and (b) injecting them into token 30 of 8 windows of 64 tokens.
 #include "common.hpp"
 
 int main(int argc, char** argv) {
@@ -8,18 +8,23 @@ int main(int argc, char** argv) {
     const auto tok = massact::text::Tokenizer::from_file(a.model + "/tokenizer.json");
     std::vector<std::string> labels;
     const massact::TokenBatch prompt = example::prompt(tok, labels);
-    const std::vector<massact::Index> dims = {86, 170, 177, 215, 243};
+    const auto site = example::massive_site(model, tok);
+    if (site.dims.empty()) {
+        std::printf("no massive activation on the first token: nothing to ablate or inject\n");
+        return 1;
+    }
+    const std::vector<massact::Index>& dims = site.dims;
 
     using massact::analysis::Intervention;
     Intervention zero;
-    zero.site = Intervention::resid_post(2);
+    zero.site = Intervention::resid_post(site.layer);
     zero.dims = dims;
     const auto c = massact::analysis::compare(model, prompt, massact::analysis::make_hooks({zero}));  // tracks token 0
     const auto before = massact::analysis::Comparison::head_mean(c.attn_original)[0];
     const auto after = massact::analysis::Comparison::head_mean(c.attn_intervened)[0];
 
     const massact::TokenBatch data = example::windows(tok, 8).leftCols(64);
-    const auto inj = massact::analysis::inject(model, data, 2, 0, 30, dims);
+    const auto inj = massact::analysis::inject(model, data, site.layer, 0, 30, dims);
     for (std::size_t l = 0; l < before.size(); ++l)
         std::printf("layer %zu: on <s> %.3f -> %.3f | on token 30 %.4f -> %.4f (x%.2f)\n", l, before[l], after[l],
                     inj.mean_before[l], inj.mean_after[l], inj.median_factor[l]);

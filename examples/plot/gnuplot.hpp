@@ -6,18 +6,42 @@
 
 #include <massact/massact.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <vector>
 
 namespace massact_plot {
 
 using massact::Index;
 
-inline bool gnuplot_available() { return std::system("gnuplot --version > /dev/null 2>&1") == 0; }
+/// Run gnuplot with one argument, without a shell (no quoting, no expansion of the path), its stdout
+/// and stderr going to `log` ("/dev/null" to drop them). True when it exits 0.
+inline bool run_gnuplot(const std::string& arg, const std::string& log) {
+    const pid_t pid = ::fork();
+    if (pid < 0) return false;
+    if (pid == 0) {
+        const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+        }
+        const char* argv[] = {"gnuplot", arg.c_str(), nullptr};
+        ::execvp("gnuplot", const_cast<char* const*>(argv));
+        ::_exit(127);
+    }
+    int status = 0;
+    if (::waitpid(pid, &status, 0) != pid) return false;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+inline bool gnuplot_available() { return run_gnuplot("--version", "/dev/null"); }
 
 /// A string as a gnuplot double-quoted literal.
 inline std::string quote(const std::string& s) {
@@ -35,11 +59,13 @@ struct Figure {
     std::string png() const { return dir + "/" + name + ".png"; }
     std::string dat() const { return dir + "/data/" + name + ".dat"; }
     std::string gp() const { return dir + "/data/" + name + ".gp"; }
-    bool render(const std::string& script) const {
+    /// Write the script (after the terminal and output lines) and run gnuplot: the one way figures are drawn.
+    bool render(const std::string& script, int width = 1200, int height = 800, int font = 11) const {
         ::mkdir((dir + "/data").c_str(), 0755);
-        std::ofstream(gp()) << "set terminal pngcairo size 1200,800 font \"DejaVu Sans,11\"\nset output " << quote(png()) << "\n"
+        std::ofstream(gp()) << "set terminal pngcairo size " << width << "," << height << " font \"DejaVu Sans," << font
+                            << "\"\nset output " << quote(png()) << "\n"
                             << script;
-        return std::system(("gnuplot " + quote(gp()) + " 2> " + quote(gp() + ".log")).c_str()) == 0;
+        return run_gnuplot(gp(), gp() + ".log");
     }
 };
 
@@ -50,18 +76,36 @@ inline std::string token_tics(const std::vector<std::string>& labels) {
     return s + ")";
 }
 
-/// Figure 1 of Sun et al.: |x| of one layer's hidden state over tokens x dims, as 3D impulses.
+/// Figure 1 of Sun et al.: |x| of one layer's hidden state over tokens x dims, as 3D impulses. The
+/// `massive` dims are drawn in red and labelled with their dim and value at the token where they peak;
+/// the z axis reaches above the tallest spike.
 inline bool magnitude_3d(const Figure& f, const massact::RowMatrixF& x, const std::vector<std::string>& labels, int layer,
-                         const std::string& model) {
+                         const std::string& model, const std::vector<Index>& massive = {}) {
     ::mkdir((f.dir + "/data").c_str(), 0755);
     std::ofstream d(f.dat());
+    auto is_massive = [&](Index j) { return std::find(massive.begin(), massive.end(), j) != massive.end(); };
     for (Index t = 0; t < x.rows(); ++t)
-        for (Index j = 0; j < x.cols(); ++j) d << t << ' ' << j << ' ' << std::abs(x(t, j)) << '\n';
+        for (Index j = 0; j < x.cols(); ++j) d << t << ' ' << j << ' ' << std::abs(x(t, j)) << ' ' << (is_massive(j) ? 1 : 0) << '\n';
     d.close();
+    const double top = x.cwiseAbs().maxCoeff();
+    std::string labels_gp;
+    for (std::size_t i = 0; i < massive.size(); ++i) {  // labels as a staircase above the spikes: neighbours stay readable
+        const Index j = massive[i];
+        Index t = 0;
+        x.col(j).cwiseAbs().maxCoeff(&t);
+        char buf[200];
+        std::snprintf(buf, sizeof buf, "set label 'dim %ld: %.0f' at %ld,%ld,%.3f front tc rgb '#b2182b' font ',10'\n",
+                      static_cast<long>(j), static_cast<double>(std::abs(x(t, j))), static_cast<long>(t), static_cast<long>(j),
+                      top * (1.03 + 0.07 * static_cast<double>(i)));
+        labels_gp += buf;
+    }
+    char zr[64];
+    std::snprintf(zr, sizeof zr, "set zrange [0:%.3f]\n", top * (1.1 + 0.07 * static_cast<double>(massive.size())));
     return f.render("set title " + quote(model + ": |x| of the hidden state after block " + std::to_string(layer)) + "\n" +
-                    "set xlabel 'token'\nset ylabel 'dim'\nset zlabel '|x|' rotate parallel\nset view 60, 30\n"
+                    "set xlabel 'token'\nset ylabel 'dim'\nset zlabel '|x|' rotate parallel\nset view 62, 22\n" + zr + labels_gp +
                     "set xtics " + token_tics(labels) + " rotate by 45 right font ',8'\nset ticslevel 0\nunset key\n"
-                    "splot " + quote(f.dat()) + " using 1:2:3 with impulses lc rgb '#1f4e9e' lw 1\n");
+                    "splot " + quote(f.dat()) + " using 1:2:($4 == 0 ? $3 : 1/0) with impulses lc rgb '#1f4e9e' lw 1, " +
+                    quote(f.dat()) + " using 1:2:($4 == 1 ? $3 : 1/0) with impulses lc rgb '#b2182b' lw 3\n");
 }
 
 /// Top-1/2/3 and median |x| per layer, log scale.
@@ -83,9 +127,7 @@ inline bool attention_maps(const Figure& f, const std::vector<massact::RowMatrix
     ::mkdir((f.dir + "/data").c_str(), 0755);
     const std::size_t L = mean_pattern.size();
     const int cols = L > 4 ? 4 : static_cast<int>(L), rows = static_cast<int>((L + 3) / 4);
-    std::string script = "set terminal pngcairo size " + std::to_string(400 * cols) + "," + std::to_string(400 * rows + 60) +
-                         " font \"DejaVu Sans,9\"\nset output " + quote(f.png()) + "\n";
-    script += "set multiplot layout " + std::to_string(rows) + "," + std::to_string(cols) + " title " +
+    std::string script = "set multiplot layout " + std::to_string(rows) + "," + std::to_string(cols) + " title " +
               quote(model + ": attention (mean over heads); the first column is the sink") + "\n";
     script += "set palette defined (0 'white', 0.3 '#9ecae1', 1 '#08306b')\nset cbrange [0:1]\nunset colorbox\nset yrange [] reverse\n";
     script += "set xtics " + token_tics(labels) + " rotate by 90 right font ',6'\nset ytics " + token_tics(labels) + " font ',6'\n";
@@ -100,8 +142,7 @@ inline bool attention_maps(const Figure& f, const std::vector<massact::RowMatrix
         script += "set title 'layer " + std::to_string(l) + "'\nplot " + quote(dat) + " matrix with image notitle\n";
     }
     script += "unset multiplot\n";
-    std::ofstream(f.gp()) << script;
-    return std::system(("gnuplot " + quote(f.gp()) + " 2> " + quote(f.gp() + ".log")).c_str()) == 0;
+    return f.render(script, 400 * cols, 400 * rows + 60, 9);
 }
 
 /// Bars: perplexity original / zero / mean (Sun et al., Table 3).
@@ -150,16 +191,14 @@ inline bool model_pair(const Figure& f, const massact::analysis::ModelPair& p, c
           << l["attention_on_bias_slot_a"].get<double>() << ' ' << l["attention_on_bias_slot_b"].get<double>() << '\n';
     d.close();
     const std::string q = quote(f.dat());
-    std::string s = "set terminal pngcairo size 1400,600 font \"DejaVu Sans,11\"\nset output " + quote(f.png()) + "\n";
-    s += "set multiplot layout 1,2\nset grid\nset xtics 1\nset xlabel 'layer'\nset key top left\n";
+    std::string s = "set multiplot layout 1,2\nset grid\nset xtics 1\nset xlabel 'layer'\nset key top left\n";
     s += "set title 'largest |x| of the residual stream (mean over sequences)'\nset logscale y\nset ylabel '|x|'\n";
     s += "plot " + q + " u 1:2 w lp lw 2 pt 7 t " + quote(a) + ", " + q + " u 1:3 w lp lw 2 pt 5 t " + quote(b) + "\n";
     s += "unset logscale y\nset yrange [0:*]\nset title 'where attention goes (mean over heads, queries 1..T-1)'\nset ylabel 'attention'\n";
     s += "plot " + q + " u 1:4 w lp lw 2 pt 7 t " + quote(a + ": first token") + ", " + q + " u 1:5 w lp lw 2 pt 5 t " +
          quote(b + ": first token") + ", " + q + " u 1:7 w lp lw 2 pt 9 dt 2 t " + quote(b + ": bias slot") + "\n";
     s += "unset multiplot\n";
-    std::ofstream(f.gp()) << s;
-    return std::system(("gnuplot " + quote(f.gp()) + " 2> " + quote(f.gp() + ".log")).c_str()) == 0;
+    return f.render(s, 1400, 600);
 }
 
 }  // namespace massact_plot

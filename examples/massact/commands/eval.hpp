@@ -1,6 +1,8 @@
 // massact eval MODEL_DIR --ids-file FILE[:TENSOR] [--json OUT] - perplexity of each row and overall.
 #pragma once
 
+#include "common.hpp"
+
 #include "../input.hpp"
 
 #include <massact/massact.hpp>
@@ -19,13 +21,11 @@ struct EvalArgs {
     std::string softmax;
 };
 
-massact::AttentionOverride parse_softmax(const std::string& spec);
 
 inline int run_eval(EvalArgs& a) {
     const massact::Transformer m(a.model);
     const TokenBatch ids = load_tokens(a.input, a.model);
     m.validate(ids);
-    if (a.batch < 1) throw Error("--batch: must be at least 1");
     massact::RunOptions run;
     run.attention = parse_softmax(a.softmax);
     const auto r = massact::analysis::perplexity(m, ids, {}, run, a.batch);
@@ -46,8 +46,8 @@ inline void add_eval(CLI::App& app, EvalArgs& a, std::function<int()>& action) {
     cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
     add_token_options(cmd, a.input);
     cmd->add_option("--json", a.json, "Write {ppl, nll, seq_nll, tokens, ...} to this file");
-    cmd->add_option("--batch", a.batch, "Sequences per forward pass")->capture_default_str();
-    cmd->add_option("--softmax", a.softmax, "Attention softmax: standard, softmax1, clipped[:zeta,gamma], sink=X");
+    add_batch_option(cmd, a.batch);
+    add_softmax_option(cmd, a.softmax);
     cmd->callback([&] { action = [&] { return run_eval(a); }; });
 }
 

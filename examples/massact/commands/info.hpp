@@ -1,6 +1,8 @@
 // massact info MODEL_DIR - architecture, sizes, dtypes, parameter count.
 #pragma once
 
+#include "common.hpp"
+
 #include <massact/massact.hpp>
 
 #include <CLI/CLI.hpp>

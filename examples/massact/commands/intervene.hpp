@@ -6,6 +6,8 @@
 // all with the data flags of scan (--data, --ids-file, --prompt, ...), a table, and --json.
 #pragma once
 
+#include "common.hpp"
+
 #include "../ablation_spec.hpp"
 #include "../input.hpp"
 #include "../progress.hpp"
@@ -205,7 +207,7 @@ inline void add_intervention_commands(CLI::App& app, AblateArgs& ab, InjectArgs&
     c->add_option("--mode", ab.mode, "zero | mean | value=X | scale=S | add=X")->capture_default_str();
     c->add_option("--site", ab.site, "Another hook site shaped [N, T, ...] instead of blocks.L.hook_resid_post");
     c->add_option("--json", ab.json, "Write the measurements to this file");
-    c->add_option("--batch", ab.batch, "Sequences per forward pass")->capture_default_str();
+    add_batch_option(c, ab.batch);
     c->add_flag("--no-decomposition", ab.no_decomposition, "Skip the attention-output decomposition (faster)");
     c->callback([&] { action = [&] { return run_ablate(ab); }; });
 
@@ -217,7 +219,7 @@ inline void add_intervention_commands(CLI::App& app, AblateArgs& ab, InjectArgs&
     i->add_option("--to", in.to, "Target position")->required();
     i->add_option("--dims", in.dims, "Comma-separated dims, or all (the whole state)")->capture_default_str();
     i->add_option("--json", in.json, "Write the measurements to this file");
-    i->add_option("--batch", in.batch, "Sequences per forward pass")->capture_default_str();
+    add_batch_option(i, in.batch);
     i->callback([&] { action = [&] { return run_inject(in); }; });
 
     auto* s = app.add_subcommand("superweight", "Find down_proj super weights (Yu et al. 2024) and the effect of zeroing them");
@@ -225,7 +227,7 @@ inline void add_intervention_commands(CLI::App& app, AblateArgs& ab, InjectArgs&
     add_data_options(s, sw.data);
     s->add_option("--threshold", sw.threshold, "Spike threshold on the down_proj input and output")->capture_default_str();
     s->add_option("--json", sw.json, "Write the findings to this file");
-    s->add_option("--batch", sw.batch, "Sequences per forward pass")->capture_default_str();
+    add_batch_option(s, sw.batch);
     s->callback([&] { action = [&] { return run_superweight(sw); }; });
 }
 

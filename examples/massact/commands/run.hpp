@@ -2,6 +2,8 @@
 // Writes input_ids and every hook site matching the globs, under the site names.
 #pragma once
 
+#include "common.hpp"
+
 #include "../input.hpp"
 
 #include <massact/massact.hpp>
@@ -19,15 +21,6 @@ struct RunArgs {
     std::string dump;
     std::string hooks = "*hook_resid_post,*hook_pattern,ln_final.hook_normalized,logits";
 };
-
-inline std::vector<std::string> split_commas(const std::string& s) {
-    std::vector<std::string> out;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty()) out.push_back(item);
-    return out;
-}
 
 inline int run_run(RunArgs& a) {
     const massact::Transformer m(a.model);

@@ -2,6 +2,8 @@
 // Per-layer outlier statistics, the massive-activation detector and attention-sink metrics.
 #pragma once
 
+#include "common.hpp"
+
 #include "../ablation_spec.hpp"
 #include "../input.hpp"
 #include "../progress.hpp"
@@ -58,8 +60,7 @@ inline massact::analysis::ScanOptions scan_options(const DetectorArgs& d, const 
     if (d.sink_T < 1) throw Error("--sink-T: must be at least 1");
     o.sink_T = d.sink_T;
     o.sink_epsilon = d.sink_eps;
-    if (massact::io::file_exists(model_dir + "/tokenizer.json"))
-        o.delimiters = massact::analysis::delimiter_ids(massact::text::Tokenizer::from_file(model_dir + "/tokenizer.json"));
+    o.delimiters = model_delimiters(model_dir);
     return o;
 }
 
@@ -103,7 +104,6 @@ inline void print_scan(const massact::analysis::ScanResult& r) {
     if (!heads.empty()) std::printf("  %s\n", heads.c_str());
 }
 
-massact::AttentionOverride parse_softmax(const std::string& spec);
 
 struct ScanArgs {
     std::string model = MASSACT_DEFAULT_MODEL;
@@ -120,7 +120,6 @@ inline int run_scan(ScanArgs& a) {
     const TokenBatch ids = load_data(a.data, a.model);
     m.validate(ids);
     auto opt = scan_options(a.detector, a.model);
-    if (a.batch < 1) throw Error("--batch: must be at least 1");
     opt.batch = a.batch;
     Progress bar("scan");
     opt.progress = [&](Index done, Index total) { bar(done, total); };
@@ -146,8 +145,8 @@ inline void add_scan(CLI::App& app, ScanArgs& a, std::function<int()>& action) {
     add_data_options(cmd, a.data);
     add_detector_options(cmd, a.detector);
     cmd->add_option("--json", a.json, "Write the statistics (keys of tiny-*.stats.json and more) to this file");
-    cmd->add_option("--batch", a.batch, "Sequences per forward pass")->capture_default_str();
-    cmd->add_option("--softmax", a.softmax, "Attention softmax: standard, softmax1, clipped[:zeta,gamma], sink=X");
+    add_batch_option(cmd, a.batch);
+    add_softmax_option(cmd, a.softmax);
     cmd->add_option("--ablate-layer", a.ablate.layer, "Scan with an ablation at this block's output (see ablate)");
     cmd->add_option("--ablate-dims", a.ablate.dims, "Dims of the ablation");
     cmd->add_option("--ablate-tokens", a.ablate.tokens, "Tokens of the ablation")->capture_default_str();

@@ -1,6 +1,8 @@
 // massact tokenize MODEL_DIR [--no-special] [--json] TEXT - ids and token strings.
 #pragma once
 
+#include "common.hpp"
+
 #include "../input.hpp"
 
 #include <massact/massact.hpp>

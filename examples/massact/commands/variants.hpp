@@ -3,6 +3,8 @@
 // measured like an intervention). --softmax also applies to eval and scan.
 #pragma once
 
+#include "common.hpp"
+
 #include "../../plot/gnuplot.hpp"
 #include "../ablation_spec.hpp"
 #include "../input.hpp"
@@ -17,29 +19,6 @@
 #include <cstdio>
 
 namespace massact_tool {
-
-massact::AttentionOverride parse_softmax(const std::string& spec) {
-    massact::AttentionOverride o;
-    auto number = [&](const std::string& v) { return parse_number(v, "--softmax", spec); };
-    if (spec.empty() || spec == "standard") return o;
-    if (spec == "softmax1") {
-        o.kind = massact::AttentionOverride::Kind::Softmax1;
-    } else if (spec == "clipped" || spec.rfind("clipped:", 0) == 0) {
-        o.kind = massact::AttentionOverride::Kind::Clipped;
-        if (spec.size() > 8) {
-            const auto comma = spec.find(',', 8);
-            if (comma == std::string::npos) throw Error("--softmax: \"" + spec + "\": expected clipped:ZETA,GAMMA");
-            o.zeta = number(spec.substr(8, comma - 8));
-            o.gamma = number(spec.substr(comma + 1));
-        }
-    } else if (spec.rfind("sink=", 0) == 0) {
-        o.kind = massact::AttentionOverride::Kind::SinkLogit;
-        o.sink_logit = number(spec.substr(5));
-    } else {
-        throw Error("--softmax: unknown variant \"" + spec + "\" (standard, softmax1, clipped[:zeta,gamma], sink=X)");
-    }
-    return o;
-}
 
 struct CompareArgs {
     std::string model_a, model_b;
@@ -59,7 +38,9 @@ inline int run_compare(CompareArgs& a) {
     opt.batch = a.batch;
     Progress bar("compare");
     opt.progress = [&](Index d, Index t) { bar(d, t); };
-    const auto p = massact::analysis::compare_models(ma, ia, mb, ib, opt);
+    auto opt_b = opt;
+    opt_b.delimiters = model_delimiters(a.model_b);  // B's own tokenizer: its ids differ from A's
+    const auto p = massact::analysis::compare_models(ma, ia, mb, ib, opt, opt_b);
     bar.done();
     const auto j = p.to_json();
     auto short_name = [](const std::string& s) { return s.substr(s.find_last_of('/') + 1); };
@@ -152,7 +133,7 @@ inline void add_variant_commands(CLI::App& app, CompareArgs& c, SwapArgs& s, std
     add_detector_options(cmd, c.detector);
     cmd->add_option("--json", c.json, "Write the comparison to this file");
     cmd->add_option("--figure", c.figure, "Write the comparison figure (PNG, gnuplot)");
-    cmd->add_option("--batch", c.batch, "Sequences per forward pass")->capture_default_str();
+    add_batch_option(cmd, c.batch);
     cmd->callback([&] { action = [&] { return run_compare(c); }; });
 
     auto* sw = app.add_subcommand("swap", "Swap the attention softmax at inference time and measure the effect");
@@ -160,7 +141,7 @@ inline void add_variant_commands(CLI::App& app, CompareArgs& c, SwapArgs& s, std
     add_data_options(sw, s.data);
     sw->add_option("--softmax", s.softmax, "softmax1 | clipped[:zeta,gamma] | sink=X")->required();
     sw->add_option("--json", s.json, "Write the measurements to this file");
-    sw->add_option("--batch", s.batch, "Sequences per forward pass")->capture_default_str();
+    add_batch_option(sw, s.batch);
     sw->callback([&] { action = [&] { return run_swap(s); }; });
 }
 

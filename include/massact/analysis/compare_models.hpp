@@ -43,15 +43,22 @@ struct ModelPair {
     }
 };
 
-/// Scan both models (each on its own token ids of the same data) with the same options.
+/// Scan both models, each on its own token ids of the same data and with its own options (the
+/// delimiter tokens are each model's own).
 inline ModelPair compare_models(const Transformer& a, const TokenBatch& ids_a, const Transformer& b, const TokenBatch& ids_b,
-                                const ScanOptions& opt = {}) {
+                                const ScanOptions& opt_a, const ScanOptions& opt_b) {
     ModelPair p;
     p.name_a = a.dir();
     p.name_b = b.dir();
-    p.a = scan(a, ids_a, opt);
-    p.b = scan(b, ids_b, opt);
+    p.a = scan(a, ids_a, opt_a);
+    p.b = scan(b, ids_b, opt_b);
     return p;
+}
+
+/// The same with one set of options for both (models that share a tokenizer).
+inline ModelPair compare_models(const Transformer& a, const TokenBatch& ids_a, const Transformer& b, const TokenBatch& ids_b,
+                                const ScanOptions& opt = {}) {
+    return compare_models(a, ids_a, b, ids_b, opt, opt);
 }
 
 }  // namespace massact::analysis

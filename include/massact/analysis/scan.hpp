@@ -282,6 +282,35 @@ inline ScanResult finalize(const ScanAccumulator& acc, const ModelConfig& c, con
     return r;
 }
 
+/// Where the first token's massive activations appear: the earliest layer at which a detected dim is
+/// carried by the first token, and every such dim first seen at that layer (sorted). layer -1: none.
+struct FirstTokenMassive {
+    int layer = -1;
+    std::vector<Index> dims;
+};
+
+inline FirstTokenMassive first_token_massive(const ScanResult& r) {
+    auto carried = [](const MassiveActivation& m) {
+        return std::find(m.positions.begin(), m.positions.end(), "first_token") != m.positions.end();
+    };
+    FirstTokenMassive out;
+    for (const auto& m : r.massive)
+        if (carried(m)) out.layer = out.layer < 0 ? m.first_layer : std::min(out.layer, m.first_layer);
+    for (const auto& m : r.massive)
+        if (carried(m) && m.first_layer == out.layer) out.dims.push_back(m.dim);
+    std::sort(out.dims.begin(), out.dims.end());
+    return out;
+}
+
+/// The layer with the largest top-1 / median ratio (where to look when nothing is detected).
+inline int most_outlying_layer(const ScanResult& r) {
+    int best = 0;
+    double ratio = -1;
+    for (const auto& l : r.layers)
+        if (l.ratio() > ratio) ratio = l.ratio(), best = l.layer;
+    return best;
+}
+
 /// Scan `ids` in one call.
 inline ScanResult scan(const Transformer& model, const TokenBatch& ids, const ScanOptions& opt = {}) {
     ScanAccumulator acc;

@@ -2,23 +2,11 @@
 // matrix types used throughout massact (row-major, like PyTorch tensors).
 #pragma once
 
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wall"
-#pragma GCC diagnostic ignored "-Wextra"
-#pragma GCC diagnostic ignored "-Wdeprecated-copy"
-#pragma GCC diagnostic ignored "-Wclass-memaccess"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wunused-variable"
-#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wignored-attributes"
-#endif
+#include "massact/core/third_party.hpp"
+
+MASSACT_THIRD_PARTY_BEGIN
 #include <Eigen/Core>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+MASSACT_THIRD_PARTY_END
 
 #include <cstdint>
 

@@ -5,20 +5,16 @@
 // F16C when the compiler targets it.
 #pragma once
 
+#include "massact/core/third_party.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 #if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+MASSACT_THIRD_PARTY_BEGIN
 #include <immintrin.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+MASSACT_THIRD_PARTY_END
 #endif
 
 namespace massact {

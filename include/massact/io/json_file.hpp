@@ -2,6 +2,7 @@
 #pragma once
 
 #include "massact/core/error.hpp"
+#include "massact/io/atomic_file.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -32,22 +33,9 @@ namespace massact::io {
 
 /// Write `text` to `path` atomically: a temporary file in the same folder, renamed into place.
 inline void write_text_file_atomic(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) throw Error(path + ": cannot write (temporary file " + tmp + ")");
-        out << text;
-        out.flush();
-        if (!out) {
-            out.close();
-            std::remove(tmp.c_str());
-            throw Error(path + ": write failed");
-        }
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw Error(path + ": cannot rename temporary file into place");
-    }
+    AtomicFile out(path);
+    out.write(text.data(), text.size());
+    out.commit();
 }
 
 }  // namespace massact::io

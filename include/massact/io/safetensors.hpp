@@ -7,6 +7,7 @@
 #pragma once
 
 #include "massact/core/error.hpp"
+#include "massact/io/atomic_file.hpp"
 #include "massact/core/half.hpp"
 #include "massact/io/mapped_file.hpp"
 
@@ -173,6 +174,11 @@ public:
 private:
     [[noreturn]] void fail(const std::string& rule) const { throw Error(path() + ": " + rule); }
 
+    struct Span {
+        std::uint64_t begin, end;
+        std::string name;
+    };
+
     void parse() {
         const std::size_t size = map_.size();
         if (size < 8) fail("file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
@@ -183,80 +189,91 @@ private:
         if (8 + n > size)
             fail("header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) +
                  " bytes)");
-        const char* hbeg = reinterpret_cast<const char*>(map_.data()) + 8;
+        const nlohmann::json header = parse_header(reinterpret_cast<const char*>(map_.data()) + 8, n);
+        const std::uint64_t buffer_size = size - 8 - n;
+        std::vector<Span> spans;
+        for (auto it = header.begin(); it != header.end(); ++it) {
+            if (it.key() == "__metadata__") {
+                read_metadata(it.value());
+                continue;
+            }
+            TensorView t = parse_entry(it.key(), it.value(), buffer_size);
+            spans.push_back({static_cast<std::uint64_t>(t.data - (map_.data() + 8 + n)),
+                             static_cast<std::uint64_t>(t.data - (map_.data() + 8 + n)) + t.nbytes, it.key()});
+            tensors_.emplace(it.key(), std::move(t));
+        }
+        check_tiling(spans, buffer_size);
+    }
 
-        // Parse the header, refusing duplicate top-level names (nlohmann would keep the last).
+    /// The header JSON, refusing duplicate top-level names (nlohmann would keep the last).
+    nlohmann::json parse_header(const char* begin, std::uint64_t n) const {
         std::set<std::string> seen;
         std::string duplicate;
         nlohmann::json header;
         try {
-            header = nlohmann::json::parse(
-                hbeg, hbeg + n,
-                [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
-                    if (depth == 1 && ev == nlohmann::json::parse_event_t::key) {
-                        const std::string& key = parsed.get_ref<const std::string&>();
-                        if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
-                    }
-                    return true;
-                });
+            header = nlohmann::json::parse(begin, begin + n, [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+                if (depth == 1 && ev == nlohmann::json::parse_event_t::key) {
+                    const std::string& key = parsed.get_ref<const std::string&>();
+                    if (!seen.insert(key).second && duplicate.empty()) duplicate = key;
+                }
+                return true;
+            });
         } catch (const nlohmann::json::exception& e) {
             fail(std::string("header is not valid UTF-8 JSON: ") + e.what());
         }
         if (!duplicate.empty()) fail("tensor \"" + duplicate + "\": duplicate name in header");
         if (!header.is_object()) fail("header is not a JSON object");
+        return header;
+    }
 
-        const std::uint64_t buffer_size = size - 8 - n;
-        const unsigned char* base = map_.data() + 8 + n;
-        struct Span { std::uint64_t begin, end; std::string name; };
-        std::vector<Span> spans;
-        for (auto it = header.begin(); it != header.end(); ++it) {
-            const std::string& name = it.key();
-            const auto& e = it.value();
-            if (name == "__metadata__") {
-                if (!e.is_object()) fail("__metadata__ is not an object");
-                for (auto m = e.begin(); m != e.end(); ++m) {
-                    if (!m.value().is_string()) fail("__metadata__ field \"" + m.key() + "\" is not a string");
-                    metadata_[m.key()] = m.value().get<std::string>();
-                }
-                continue;
-            }
-            const std::string where = "tensor \"" + name + "\": ";
-            if (!e.is_object()) fail(where + "entry is not an object");
-            if (!e.contains("dtype") || !e["dtype"].is_string()) fail(where + "missing string field \"dtype\"");
-            TensorView t;
-            t.name = name;
-            t.file = path();
-            const std::string ds = e["dtype"].get<std::string>();
-            if (!parse_dtype(ds, t.dtype)) fail(where + "unsupported dtype \"" + ds + "\"");
-            if (!e.contains("shape") || !e["shape"].is_array()) fail(where + "missing array field \"shape\"");
-            std::uint64_t numel = 1;
-            for (const auto& d : e["shape"]) {
-                if (!d.is_number_unsigned()) fail(where + "shape " + e["shape"].dump() + " has a non-negative-integer entry");
-                const std::uint64_t v = d.get<std::uint64_t>();
-                if (v > static_cast<std::uint64_t>(INT64_MAX) || __builtin_mul_overflow(numel, v, &numel))
-                    fail(where + "shape " + e["shape"].dump() + ": element count overflows");
-                t.shape.push_back(static_cast<std::int64_t>(v));
-            }
-            std::uint64_t nbytes = 0;
-            if (__builtin_mul_overflow(numel, static_cast<std::uint64_t>(dtype_size(t.dtype)), &nbytes))
-                fail(where + "shape " + e["shape"].dump() + ": byte count overflows");
-            const auto& off = e.contains("data_offsets") ? e["data_offsets"] : nlohmann::json();
-            if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-                fail(where + "\"data_offsets\" must be two non-negative integers");
-            const std::uint64_t b = off[0].get<std::uint64_t>(), en = off[1].get<std::uint64_t>();
-            if (en < b) fail(where + "data_offsets [" + std::to_string(b) + ", " + std::to_string(en) + "] end before begin");
-            if (en - b != nbytes)
-                fail(where + "wrong byte count: data_offsets span " + std::to_string(en - b) + " bytes, but " + ds + " " +
-                     e["shape"].dump() + " needs " + std::to_string(nbytes));
-            if (en > buffer_size)
-                fail(where + "data_offsets end " + std::to_string(en) + " is past the data buffer (" +
-                     std::to_string(buffer_size) + " bytes; file truncated?)");
-            t.data = base + b;
-            t.nbytes = static_cast<std::size_t>(nbytes);
-            spans.push_back({b, en, name});
-            tensors_.emplace(name, std::move(t));
+    void read_metadata(const nlohmann::json& e) {
+        if (!e.is_object()) fail("__metadata__ is not an object");
+        for (auto m = e.begin(); m != e.end(); ++m) {
+            if (!m.value().is_string()) fail("__metadata__ field \"" + m.key() + "\" is not a string");
+            metadata_[m.key()] = m.value().get<std::string>();
         }
-        // The spans, sorted, must start at 0 and tile the buffer exactly.
+    }
+
+    /// One tensor entry: dtype, shape (no overflow), data_offsets matching the byte count, inside the buffer.
+    TensorView parse_entry(const std::string& name, const nlohmann::json& e, std::uint64_t buffer_size) const {
+        const std::string where = "tensor \"" + name + "\": ";
+        if (!e.is_object()) fail(where + "entry is not an object");
+        if (!e.contains("dtype") || !e["dtype"].is_string()) fail(where + "missing string field \"dtype\"");
+        TensorView t;
+        t.name = name;
+        t.file = path();
+        const std::string ds = e["dtype"].get<std::string>();
+        if (!parse_dtype(ds, t.dtype)) fail(where + "unsupported dtype \"" + ds + "\"");
+        if (!e.contains("shape") || !e["shape"].is_array()) fail(where + "missing array field \"shape\"");
+        std::uint64_t numel = 1;
+        for (const auto& d : e["shape"]) {
+            if (!d.is_number_unsigned()) fail(where + "shape " + e["shape"].dump() + " has a non-negative-integer entry");
+            const std::uint64_t v = d.get<std::uint64_t>();
+            if (v > static_cast<std::uint64_t>(INT64_MAX) || __builtin_mul_overflow(numel, v, &numel))
+                fail(where + "shape " + e["shape"].dump() + ": element count overflows");
+            t.shape.push_back(static_cast<std::int64_t>(v));
+        }
+        std::uint64_t nbytes = 0;
+        if (__builtin_mul_overflow(numel, static_cast<std::uint64_t>(dtype_size(t.dtype)), &nbytes))
+            fail(where + "shape " + e["shape"].dump() + ": byte count overflows");
+        const auto& off = e.contains("data_offsets") ? e["data_offsets"] : nlohmann::json();
+        if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+            fail(where + "\"data_offsets\" must be two non-negative integers");
+        const std::uint64_t b = off[0].get<std::uint64_t>(), en = off[1].get<std::uint64_t>();
+        if (en < b) fail(where + "data_offsets [" + std::to_string(b) + ", " + std::to_string(en) + "] end before begin");
+        if (en - b != nbytes)
+            fail(where + "wrong byte count: data_offsets span " + std::to_string(en - b) + " bytes, but " + ds + " " +
+                 e["shape"].dump() + " needs " + std::to_string(nbytes));
+        if (en > buffer_size)
+            fail(where + "data_offsets end " + std::to_string(en) + " is past the data buffer (" + std::to_string(buffer_size) +
+                 " bytes; file truncated?)");
+        t.data = map_.data() + (map_.size() - buffer_size) + b;
+        t.nbytes = static_cast<std::size_t>(nbytes);
+        return t;
+    }
+
+    /// The spans, sorted, must start at 0 and tile the buffer exactly.
+    void check_tiling(std::vector<Span>& spans, std::uint64_t buffer_size) const {
         std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
             return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
         });
@@ -319,28 +336,14 @@ public:
         }
         std::string header = h.dump();
         while ((8 + header.size()) % 8 != 0) header.push_back(' ');  // data starts 8-byte aligned
-        const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-        {
-            std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-            if (!out) throw Error(path + ": cannot write (temporary file " + tmp + ")");
-            unsigned char len[8];
-            std::uint64_t n = header.size();
-            for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((n >> (8 * i)) & 0xffu);
-            out.write(reinterpret_cast<const char*>(len), 8);
-            out.write(header.data(), static_cast<std::streamsize>(header.size()));
-            for (const auto& e : entries_)
-                out.write(reinterpret_cast<const char*>(e.bytes.data()), static_cast<std::streamsize>(e.bytes.size()));
-            out.flush();
-            if (!out) {
-                out.close();
-                std::remove(tmp.c_str());
-                throw Error(path + ": write failed");
-            }
-        }
-        if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-            std::remove(tmp.c_str());
-            throw Error(path + ": cannot rename temporary file into place");
-        }
+        AtomicFile out(path);
+        unsigned char len[8];
+        const std::uint64_t n = header.size();
+        for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((n >> (8 * i)) & 0xffu);
+        out.write(len, 8);
+        out.write(header.data(), header.size());
+        for (const auto& e : entries_) out.write(e.bytes.data(), e.bytes.size());
+        out.commit();
     }
 
 private:
@@ -365,7 +368,7 @@ public:
         std::vector<std::int64_t> shape;
     };
     SafetensorsStreamWriter(std::string path, std::vector<Entry> entries)
-        : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())), entries_(std::move(entries)) {
+        : out_(path), entries_(std::move(entries)) {
         nlohmann::json h = nlohmann::json::object();
         std::uint64_t off = 0;
         for (const auto& e : entries_) {
@@ -377,50 +380,35 @@ public:
         }
         std::string header = h.dump();
         while ((8 + header.size()) % 8 != 0) header.push_back(' ');
-        out_.open(tmp_, std::ios::binary | std::ios::trunc);
-        if (!out_) throw Error(path_ + ": cannot write (temporary file " + tmp_ + ")");
         unsigned char len[8];
         const std::uint64_t n = header.size();
         for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>((n >> (8 * i)) & 0xffu);
-        out_.write(reinterpret_cast<const char*>(len), 8);
-        out_.write(header.data(), static_cast<std::streamsize>(header.size()));
+        out_.write(len, 8);
+        out_.write(header.data(), header.size());
     }
     SafetensorsStreamWriter(const SafetensorsStreamWriter&) = delete;
     SafetensorsStreamWriter& operator=(const SafetensorsStreamWriter&) = delete;
-    ~SafetensorsStreamWriter() {
-        if (!done_) {
-            out_.close();
-            std::remove(tmp_.c_str());
-        }
-    }
     /// The next tensor's bytes (numel * dtype_size).
     void write_next(const void* data, std::size_t nbytes) {
-        if (next_ >= entries_.size()) throw Error(path_ + ": more tensors written than declared");
+        if (next_ >= entries_.size()) throw Error(out_.path() + ": more tensors written than declared");
         if (nbytes != sizes_[next_])
-            throw Error(path_ + ": tensor \"" + entries_[next_].name + "\": " + std::to_string(nbytes) + " bytes given, " +
+            throw Error(out_.path() + ": tensor \"" + entries_[next_].name + "\": " + std::to_string(nbytes) + " bytes given, " +
                         std::to_string(sizes_[next_]) + " declared");
-        out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(nbytes));
+        out_.write(data, nbytes);
         ++next_;
     }
     const Entry& next_entry() const { return entries_.at(next_); }
     void finish() {
-        if (next_ != entries_.size()) throw Error(path_ + ": only " + std::to_string(next_) + " of " + std::to_string(entries_.size()) + " tensors written");
-        out_.flush();
-        out_.close();
-        if (!out_ || std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-            std::remove(tmp_.c_str());
-            throw Error(path_ + ": write failed");
-        }
-        done_ = true;
+        if (next_ != entries_.size())
+            throw Error(out_.path() + ": only " + std::to_string(next_) + " of " + std::to_string(entries_.size()) + " tensors written");
+        out_.commit();
     }
 
 private:
-    std::string path_, tmp_;
+    AtomicFile out_;
     std::vector<Entry> entries_;
     std::vector<std::uint64_t> sizes_;
-    std::ofstream out_;
     std::size_t next_ = 0;
-    bool done_ = false;
 };
 
 }  // namespace massact::io

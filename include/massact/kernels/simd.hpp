@@ -8,23 +8,17 @@
 // Version shim: the horizontal sum is xsimd::hadd in 8.x, reduce_add from 9.
 #pragma once
 
+#include "massact/core/third_party.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
 
 #if !defined(MASSACT_NO_SIMD) && __has_include(<xsimd/xsimd.hpp>)
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wall"
-#pragma GCC diagnostic ignored "-Wextra"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+MASSACT_THIRD_PARTY_BEGIN
 #include <xsimd/xsimd.hpp>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+MASSACT_THIRD_PARTY_END
 #if !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
 #define MASSACT_HAS_XSIMD 1
 #endif

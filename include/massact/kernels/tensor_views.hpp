@@ -3,20 +3,14 @@
 // k and v [T, kv_heads, head_dim], z [T, heads, head_dim], all row-major.
 #pragma once
 
+#include "massact/core/third_party.hpp"
+
 #include "massact/core/eigen.hpp"
 #include "massact/kernels/attention.hpp"
 
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wall"
-#pragma GCC diagnostic ignored "-Wextra"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+MASSACT_THIRD_PARTY_BEGIN
 #include <unsupported/Eigen/CXX11/Tensor>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
+MASSACT_THIRD_PARTY_END
 
 namespace massact::kernels {
 

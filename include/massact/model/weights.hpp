@@ -199,96 +199,74 @@ private:
 
 }  // namespace detail
 
-/// Bind every tensor the block description names; shapes come from config.json.
-inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c, const LoadOptions& opt = {}) {
-    ModelWeights w;
-    const Index d = c.hidden_size, V = c.vocab_size, I = c.intermediate_size, H = c.num_heads, KV = c.num_kv_heads,
-                hd = c.head_dim;
-    const ModelNames& names = c.names;
-    const BlockNames& n = names.block;
-    // The body's prefix: the first candidate under which the embedding exists.
-    std::string prefix = names.prefixes.front();
-    for (const auto& p : names.prefixes)
-        if (ck.has(p + names.embed + ".weight")) {
-            prefix = p;
-            break;
-        }
-    const detail::Binder b(ck, prefix);
-    w.embed = WeightMatrix(&b.get(names.embed + ".weight", {V, d}), d, V, true);  // rows are tokens
-    if (c.positions == PositionKind::Learned)
-        w.pos_embed = WeightMatrix(&b.get(names.pos_embed + ".weight", {c.max_positions, d}), d, c.max_positions, true);
-    const NormSpec& ns = c.norm;
-    w.layers.resize(static_cast<std::size_t>(c.num_layers));
-    for (int l = 0; l < c.num_layers; ++l) {
-        LayerWeights& L = w.layers[static_cast<std::size_t>(l)];
-        const std::string p = detail::replace_all(names.layer, "{l}", std::to_string(l));
-        auto norm = [&](bool present, const std::string& name, Index width = 0, Index heads = 1, const NormSpec* spec = nullptr) {
-            return present ? b.norm(p + name, spec ? *spec : ns, width ? width : d, heads) : NormWeights{};
-        };
-        auto bias = [&](bool present, const std::string& name, Index len) {
-            return present ? b.vec(p + name + ".bias", len) : std::vector<float>{};
-        };
-        L.ln_attn = norm(c.pre_attn_norm, n.ln_attn);
-        L.ln_attn_post = norm(c.post_attn_norm, n.ln_attn_post);
-        L.ln_mlp = norm(c.pre_mlp_norm, n.ln_mlp);
-        L.ln_mlp_post = norm(c.post_mlp_norm, n.ln_mlp_post);
-        if (!n.qkv.empty()) {
-            L.qkv = b.linear(p + n.qkv + ".weight", (H + 2 * KV) * hd, d, n.conv1d);
-            L.qkv_b = bias(c.qkv_bias, n.qkv, (H + 2 * KV) * hd);
-        } else {
-            L.q = b.linear(p + n.q + ".weight", H * hd, d);
-            L.k = b.linear(p + n.k + ".weight", KV * hd, d);
-            L.v = b.linear(p + n.v + ".weight", KV * hd, d);
-            L.q_b = bias(c.qkv_bias, n.q, H * hd);
-            L.k_b = bias(c.qkv_bias, n.k, KV * hd);
-            L.v_b = bias(c.qkv_bias, n.v, KV * hd);
-        }
-        if (c.qk_norm != QKNorm::None) {
-            const bool whole = c.qk_norm == QKNorm::Whole;
-            L.q_norm = norm(true, n.q_norm, H * hd, whole ? 1 : H, &c.qk_norm_spec);
-            L.k_norm = norm(true, n.k_norm, KV * hd, whole ? 1 : KV, &c.qk_norm_spec);
-        }
-        L.o = b.linear(p + n.o + ".weight", d, H * hd, n.conv1d);
-        L.o_b = bias(c.o_bias, n.o, d);
-        if (c.moe()) {
-            L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
-            for (int e = 0; e < c.num_experts; ++e) {
-                const std::string ep = p + detail::replace_all(n.expert, "{e}", std::to_string(e));
-                L.experts.push_back({b.linear(ep + n.expert_gate + ".weight", I, d), b.linear(ep + n.expert_up + ".weight", I, d),
-                                     b.linear(ep + n.expert_down + ".weight", d, I)});
-            }
-        } else {
-            if (!n.gate_up.empty()) {
-                L.gate_up = b.linear(p + n.gate_up + ".weight", 2 * I, d);
-                L.gate_up_b = bias(c.mlp_bias, n.gate_up, 2 * I);
-            } else {
-                if (c.mlp == MlpKind::Gated) {
-                    L.gate = b.linear(p + n.gate + ".weight", I, d);
-                    L.gate_b = bias(c.mlp_bias, n.gate, I);
-                }
-                L.up = b.linear(p + n.up + ".weight", I, d, n.conv1d);
-                L.up_b = bias(c.mlp_bias, n.up, I);
-            }
-            L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
-            L.down_b = bias(c.mlp_bias, n.down, d);
-        }
-        if (c.sink == SinkKind::KVBias) {
-            L.k_bias_slot = b.mat(p + "self_attn.k_bias", KV, hd);
-            L.v_bias_slot = b.mat(p + "self_attn.v_bias", KV, hd);
-        } else if (c.sink == SinkKind::Logit) {
-            L.sinks = b.vec(p + "self_attn.sinks", H);
-        }
-    }
-    w.final_norm = b.norm(names.final_norm, ns, d);
-    const bool own_head = ck.has(names.lm_head + ".weight") && !c.tie_embeddings;
-    if (own_head) {
-        w.lm_head = detail::Binder(ck, "").linear(names.lm_head + ".weight", V, d);
+namespace detail {
+
+/// Block l's tensors under layer prefix `p`.
+inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std::string& p) {
+    const Index d = c.hidden_size, I = c.intermediate_size, H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
+    const BlockNames& n = c.names.block;
+    LayerWeights L;
+    auto norm = [&](bool present, const std::string& name, Index width = 0, Index heads = 1, const NormSpec* spec = nullptr) {
+        return present ? b.norm(p + name, spec ? *spec : c.norm, width ? width : d, heads) : NormWeights{};
+    };
+    auto bias = [&](bool present, const std::string& name, Index len) {
+        return present ? b.vec(p + name + ".bias", len) : std::vector<float>{};
+    };
+    L.ln_attn = norm(c.pre_attn_norm, n.ln_attn);
+    L.ln_attn_post = norm(c.post_attn_norm, n.ln_attn_post);
+    L.ln_mlp = norm(c.pre_mlp_norm, n.ln_mlp);
+    L.ln_mlp_post = norm(c.post_mlp_norm, n.ln_mlp_post);
+    if (!n.qkv.empty()) {
+        L.qkv = b.linear(p + n.qkv + ".weight", (H + 2 * KV) * hd, d, n.conv1d);
+        L.qkv_b = bias(c.qkv_bias, n.qkv, (H + 2 * KV) * hd);
     } else {
-        if (!c.tie_embeddings)
-            throw Error(ck.dir() + ": missing tensor \"" + names.lm_head + ".weight\" (config.json has tie_word_embeddings false)");
-        w.lm_head = WeightMatrix(w.embed.source(), V, d, false);
+        L.q = b.linear(p + n.q + ".weight", H * hd, d);
+        L.k = b.linear(p + n.k + ".weight", KV * hd, d);
+        L.v = b.linear(p + n.v + ".weight", KV * hd, d);
+        L.q_b = bias(c.qkv_bias, n.q, H * hd);
+        L.k_b = bias(c.qkv_bias, n.k, KV * hd);
+        L.v_b = bias(c.qkv_bias, n.v, KV * hd);
     }
-    // Residency: keep float32 copies when the whole model fits the budget.
+    if (c.qk_norm != QKNorm::None) {
+        const bool whole = c.qk_norm == QKNorm::Whole;
+        L.q_norm = norm(true, n.q_norm, H * hd, whole ? 1 : H, &c.qk_norm_spec);
+        L.k_norm = norm(true, n.k_norm, KV * hd, whole ? 1 : KV, &c.qk_norm_spec);
+    }
+    L.o = b.linear(p + n.o + ".weight", d, H * hd, n.conv1d);
+    L.o_b = bias(c.o_bias, n.o, d);
+    if (c.moe()) {
+        L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
+        for (int e = 0; e < c.num_experts; ++e) {
+            const std::string ep = p + replace_all(n.expert, "{e}", std::to_string(e));
+            L.experts.push_back({b.linear(ep + n.expert_gate + ".weight", I, d), b.linear(ep + n.expert_up + ".weight", I, d),
+                                 b.linear(ep + n.expert_down + ".weight", d, I)});
+        }
+    } else if (!n.gate_up.empty()) {
+        L.gate_up = b.linear(p + n.gate_up + ".weight", 2 * I, d);
+        L.gate_up_b = bias(c.mlp_bias, n.gate_up, 2 * I);
+    } else {
+        if (c.mlp == MlpKind::Gated) {
+            L.gate = b.linear(p + n.gate + ".weight", I, d);
+            L.gate_b = bias(c.mlp_bias, n.gate, I);
+        }
+        L.up = b.linear(p + n.up + ".weight", I, d, n.conv1d);
+        L.up_b = bias(c.mlp_bias, n.up, I);
+    }
+    if (!c.moe()) {
+        L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
+        L.down_b = bias(c.mlp_bias, n.down, d);
+    }
+    if (c.sink == SinkKind::KVBias) {
+        L.k_bias_slot = b.mat(p + "self_attn.k_bias", KV, hd);
+        L.v_bias_slot = b.mat(p + "self_attn.v_bias", KV, hd);
+    } else if (c.sink == SinkKind::Logit) {
+        L.sinks = b.vec(p + "self_attn.sinks", H);
+    }
+    return L;
+}
+
+/// Keep float32 copies of every half-precision matrix when all of them fit the budget.
+inline void make_resident(ModelWeights& w, const LoadOptions& opt) {
     std::vector<WeightMatrix*> all = {&w.embed, &w.lm_head};
     if (w.pos_embed.bound()) all.push_back(&w.pos_embed);
     for (auto& L : w.layers) {
@@ -301,6 +279,37 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
     for (auto* m : all) total += m->zero_copy() ? 0 : m->f32_bytes();
     if (total <= opt.resident_f32_budget)
         for (auto* m : all) m->make_resident();
+}
+
+}  // namespace detail
+
+/// Bind every tensor the block description names; shapes come from config.json.
+inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c, const LoadOptions& opt = {}) {
+    ModelWeights w;
+    const Index d = c.hidden_size, V = c.vocab_size;
+    const ModelNames& names = c.names;
+    // The body's prefix: the first candidate under which the embedding exists.
+    std::string prefix = names.prefixes.front();
+    for (const auto& p : names.prefixes)
+        if (ck.has(p + names.embed + ".weight")) {
+            prefix = p;
+            break;
+        }
+    const detail::Binder b(ck, prefix);
+    w.embed = WeightMatrix(&b.get(names.embed + ".weight", {V, d}), d, V, true);  // rows are tokens
+    if (c.positions == PositionKind::Learned)
+        w.pos_embed = WeightMatrix(&b.get(names.pos_embed + ".weight", {c.max_positions, d}), d, c.max_positions, true);
+    for (int l = 0; l < c.num_layers; ++l)
+        w.layers.push_back(detail::bind_layer(b, c, detail::replace_all(names.layer, "{l}", std::to_string(l))));
+    w.final_norm = b.norm(names.final_norm, c.norm, d);
+    if (ck.has(names.lm_head + ".weight") && !c.tie_embeddings) {
+        w.lm_head = detail::Binder(ck, "").linear(names.lm_head + ".weight", V, d);
+    } else {
+        if (!c.tie_embeddings)
+            throw Error(ck.dir() + ": missing tensor \"" + names.lm_head + ".weight\" (config.json has tie_word_embeddings false)");
+        w.lm_head = WeightMatrix(w.embed.source(), V, d, false);
+    }
+    detail::make_resident(w, opt);
     return w;
 }
 

@@ -1,0 +1,76 @@
+// Pieces every massact command shares: number formatting, the --batch and --softmax options, and the
+// model's delimiter tokens (one place each).
+#pragma once
+
+#include "../ablation_spec.hpp"
+
+#include <massact/massact.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace massact_tool {
+
+/// v with `prec` decimals.
+inline std::string fmt(double v, int prec = 3) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.*f", prec, v);
+    return b;
+}
+
+/// "a,b,,c" -> {"a", "b", "c"}.
+inline std::vector<std::string> split_commas(const std::string& s) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+/// --batch N: sequences per forward pass, a positive integer (checked by CLI11 before the command runs).
+inline void add_batch_option(CLI::App* cmd, Index& batch) {
+    cmd->add_option("--batch", batch, "Sequences per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
+}
+
+/// --softmax standard | softmax1 | clipped[:zeta,gamma] | sink=X as an attention override.
+inline massact::AttentionOverride parse_softmax(const std::string& spec) {
+    massact::AttentionOverride o;
+    auto number = [&](const std::string& v) { return parse_number(v, "--softmax", spec); };
+    if (spec.empty() || spec == "standard") return o;
+    if (spec == "softmax1") {
+        o.kind = massact::AttentionOverride::Kind::Softmax1;
+    } else if (spec == "clipped" || spec.rfind("clipped:", 0) == 0) {
+        o.kind = massact::AttentionOverride::Kind::Clipped;
+        if (spec.size() > 8) {
+            const auto comma = spec.find(',', 8);
+            if (comma == std::string::npos) throw Error("--softmax: \"" + spec + "\": expected clipped:ZETA,GAMMA");
+            o.zeta = number(spec.substr(8, comma - 8));
+            o.gamma = number(spec.substr(comma + 1));
+        }
+    } else if (spec.rfind("sink=", 0) == 0) {
+        o.kind = massact::AttentionOverride::Kind::SinkLogit;
+        o.sink_logit = number(spec.substr(5));
+    } else {
+        throw Error("--softmax: unknown variant \"" + spec + "\" (standard, softmax1, clipped[:zeta,gamma], sink=X)");
+    }
+    return o;
+}
+
+inline void add_softmax_option(CLI::App* cmd, std::string& spec) {
+    cmd->add_option("--softmax", spec, "Attention softmax: standard, softmax1, clipped[:zeta,gamma], sink=X");
+}
+
+/// The delimiter token ids ('.' and newline) of a model's own tokenizer.json; empty without one.
+inline std::set<massact::text::TokenId> model_delimiters(const std::string& model_dir) {
+    const std::string file = model_dir + "/tokenizer.json";
+    if (!massact::io::file_exists(file)) return {};
+    return massact::analysis::delimiter_ids(massact::text::Tokenizer::from_file(file));
+}
+
+}  // namespace massact_tool
