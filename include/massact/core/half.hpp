@@ -19,16 +19,22 @@ MASSACT_THIRD_PARTY_END
 
 namespace massact {
 
-inline float bf16_to_float(std::uint16_t h) {
-    const std::uint32_t bits = static_cast<std::uint32_t>(h) << 16;
+/// The float whose IEEE-754 bits are `bits`, and the bits of a float (std::bit_cast before C++20).
+inline float float_from_bits(std::uint32_t bits) {
     float f;
     std::memcpy(&f, &bits, sizeof f);
     return f;
 }
-
-inline std::uint16_t float_to_bf16(float f) {
+inline std::uint32_t float_bits(float f) {
     std::uint32_t bits;
     std::memcpy(&bits, &f, sizeof bits);
+    return bits;
+}
+
+inline float bf16_to_float(std::uint16_t h) { return float_from_bits(static_cast<std::uint32_t>(h) << 16); }
+
+inline std::uint16_t float_to_bf16(float f) {
+    const std::uint32_t bits = float_bits(f);
     if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);  // NaN stays NaN
     const std::uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
     return static_cast<std::uint16_t>((bits + rounding) >> 16);
@@ -52,14 +58,11 @@ inline float f16_to_float(std::uint16_t h) {
     } else {
         bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
     }
-    float f;
-    std::memcpy(&f, &bits, sizeof f);
-    return f;
+    return float_from_bits(bits);
 }
 
 inline std::uint16_t float_to_f16(float f) {
-    std::uint32_t x;
-    std::memcpy(&x, &f, sizeof x);
+    const std::uint32_t x = float_bits(f);
     const std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
     const std::uint32_t absx = x & 0x7fffffffu;
     if (absx > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u);  // NaN
