@@ -17,10 +17,10 @@ namespace massact::stats {
 
 /// Fold part b (count nb, mean mb, central sums m2b, m3b, m4b) into part a (count na, mean, M2, M3, M4):
 /// the pairwise formulas of Chan et al. (1979) and Pebay (2008). The one place they are written.
+/// Requires nb > 0 (no branch here, so that loops over columns vectorise).
 inline void pebay_merge(double na, double& mean, double& M2, double& M3, double& M4, double nb, double mb, double m2b,
                         double m3b, double m4b) {
     const double n = na + nb;
-    if (nb == 0 || n == 0) return;
     const double d = mb - mean, d2 = d * d, w = na * nb / n;
     const double m2a = M2, m3a = M3;
     mean += d * nb / n;
@@ -34,8 +34,15 @@ inline void pebay_merge(double na, double& mean, double& M2, double& M3, double&
 /// count 1), mergeable.
 struct Moments {
     double n = 0, mean = 0, m2 = 0, m3 = 0, m4 = 0;
-    void add(double x) { pebay_merge(n, mean, m2, m3, m4, 1.0, x, 0, 0, 0), n += 1; }
-    void merge(const Moments& o) { pebay_merge(n, mean, m2, m3, m4, o.n, o.mean, o.m2, o.m3, o.m4), n += o.n; }
+    void add(double x) {
+        pebay_merge(n, mean, m2, m3, m4, 1.0, x, 0, 0, 0);
+        n += 1;
+    }
+    void merge(const Moments& o) {
+        if (o.n == 0) return;
+        pebay_merge(n, mean, m2, m3, m4, o.n, o.mean, o.m2, o.m3, o.m4);
+        n += o.n;
+    }
     double variance() const { return n > 0 ? m2 / n : 0.0; }  // population
     double stddev() const { return std::sqrt(variance()); }
 };
