@@ -318,3 +318,40 @@ TEST_CASE("massact run and info on the families: default sites of gemma2 and mix
     CHECK(bad.status == 1);
     CHECK(bad.out.find("matches no hook site") != std::string::npos);
 }
+
+TEST_CASE("--batch must be positive in every command that takes it; --site widths; no shell in figure paths") {
+    const std::string model = test::model("tiny-llama");
+    for (const std::string cmd : {"eval", "scan", "ablate --layer 1 --dims 1", "inject --layer 1 --to 3", "superweight",
+                                  "report --out /tmp/massact-never", "swap --softmax softmax1"}) {
+        for (const std::string bad : {"0", "-3"}) {
+            CAPTURE(cmd);
+            const auto r = run(cmd + " " + model + " --ids 1,2,3,4,5 --batch " + bad);
+            CHECK(r.status == 1);
+            CHECK(r.out.find("--batch") != std::string::npos);
+        }
+    }
+    const auto c = run("compare " + model + " " + model + " --ids 1,2,3,4,5 --batch 0");
+    CHECK(c.status == 1);
+    CHECK(c.out.find("--batch") != std::string::npos);
+    // An MLP site has intermediate_size (576) features: dim 500 is valid there, 600 is not.
+    const std::string ids = " --ids 1,20,30,40,50,60 ";
+    auto r = run("ablate " + model + ids + "--layer 1 --site blocks.1.mlp.hook_post --dims 500 --mode zero");
+    INFO(r.out);
+    CHECK(r.status == 0);
+    r = run("ablate " + model + ids + "--layer 1 --site blocks.1.mlp.hook_post --dims 600 --mode mean");
+    CHECK(r.status == 1);
+    CHECK(r.out.find("--dims: dim 600 out of range [0, 576)") != std::string::npos);
+    r = run("ablate " + model + ids + "--layer 1 --site blocks.1.mlp.hook_pots --dims 5 --mode mean");
+    CHECK(r.status == 1);
+    CHECK(r.out.find("unknown hook site \"blocks.1.mlp.hook_pots\"") != std::string::npos);
+    CHECK(r.out.find("stoi") == std::string::npos);
+    // A figure path with shell syntax is a file name, never a command.
+    const std::string dir = test::temp_dir("shell");
+    std::remove("massact-shell-marker");
+    r = run("compare " + model + " " + test::model("tiny-gpt2") + " --ids 1,2,3,4,5,6 --figure '" + dir +
+            "/f$(touch massact-shell-marker).png'");
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(std::ifstream(dir + "/f$(touch massact-shell-marker).png").good());  // the literal name
+    CHECK(!std::ifstream("massact-shell-marker").good());                       // nothing ran
+}

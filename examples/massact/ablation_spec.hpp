@@ -35,12 +35,21 @@ inline int check_layer(int layer, const massact::Transformer& m, const std::stri
     return layer;
 }
 
-inline std::vector<Index> check_dims(const std::string& spec, const massact::Transformer& m, bool allow_all) {
+/// Features per token at a hook site (every axis after [N, T]): hidden_size for the residual stream,
+/// intermediate_size for MLP sites, heads * head_dim for q/z, ...
+inline Index site_width(const massact::Transformer& m, const std::string& site) {
+    const auto shape = m.hook_shape(site, 1, 1);
+    Index w = 1;
+    for (std::size_t i = 2; i < shape.size(); ++i) w *= shape[i];
+    return w;
+}
+
+inline std::vector<Index> check_dims(const std::string& spec, Index width, bool allow_all) {
     if (allow_all && spec == "all") return {};
     const auto dims = parse_index_list(spec, "--dims");
     for (Index d : dims)
-        if (d < 0 || d >= m.config().hidden_size)
-            throw Error("--dims: dim " + std::to_string(d) + " out of range [0, " + std::to_string(m.config().hidden_size) + ")");
+        if (d < 0 || d >= width)
+            throw Error("--dims: dim " + std::to_string(d) + " out of range [0, " + std::to_string(width) + ")");
     return dims;
 }
 
@@ -106,7 +115,12 @@ inline Intervention build_ablation(const AblateArgs& a, const massact::Transform
     Intervention iv;
     check_layer(a.layer, m);
     iv.site = a.site.empty() ? Intervention::resid_post(a.layer) : a.site;
-    iv.dims = check_dims(a.dims, m, true);
+    {  // the site first: no forward pass (for mean values) before it is known to exist and be editable
+        Intervention probe;
+        probe.site = iv.site;
+        probe.validate(m);
+    }
+    iv.dims = check_dims(a.dims, site_width(m, iv.site), true);
     iv.tokens = parse_tokens(a.tokens, a.model, ids.cols());
     parse_mode(a.mode, iv);
     if (iv.mode == Intervention::Mode::Mean) iv.values = massact::analysis::dataset_mean(m, ids, iv, a.batch);

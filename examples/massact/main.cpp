@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        // --help prints and exits 0; every command-line error prints CLI11's message and exits 1.
+        return app.exit(e) == 0 ? 0 : 1;
     }
     try {
         return action ? action() : 0;

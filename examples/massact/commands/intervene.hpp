@@ -114,7 +114,7 @@ inline int run_inject(InjectArgs& a) {
     const TokenBatch ids = load_data(a.data, a.model);
     m.validate(ids);
     check_layer(a.layer, m);
-    const auto dims = check_dims(a.dims, m, true);
+    const auto dims = check_dims(a.dims, m.config().hidden_size, true);
     if (a.to < 0 || a.to + 1 >= ids.cols())
         throw Error("--to: position " + std::to_string(a.to) + " out of range [0, " + std::to_string(ids.cols() - 1) + ")");
     if (a.from < 0 || a.from >= ids.cols())

@@ -16,6 +16,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <cstdio>
 
 namespace massact_tool {
@@ -50,7 +51,7 @@ inline int run_compare(CompareArgs& a) {
     std::printf("layer   top1 A   top1 B    A / B   attn@0 A  attn@0 B   slot A   slot B\n");
     for (const auto& l : j["layers"])
         std::printf("%5d %8.2f %8.2f %8.2f %9.3f %9.3f %8.3f %8.3f\n", l["layer"].get<int>(), l["top1_a"].get<double>(),
-                    l["top1_b"].get<double>(), l["top1_ratio_a_over_b"].get<double>(), l["attention_on_first_token_a"].get<double>(),
+                    l["top1_b"].get<double>(), (l["top1_ratio_a_over_b"].is_number() ? l["top1_ratio_a_over_b"].get<double>() : std::nan("")), l["attention_on_first_token_a"].get<double>(),
                     l["attention_on_first_token_b"].get<double>(), l["attention_on_bias_slot_a"].get<double>(),
                     l["attention_on_bias_slot_b"].get<double>());
     std::printf("\nA: %s\nB: %s\n", p.a.detector_note.c_str(), p.b.detector_note.c_str());

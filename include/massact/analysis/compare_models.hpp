@@ -28,7 +28,9 @@ struct ModelPair {
             layers.push_back({{"layer", l},
                               {"top1_a", a.layers[l].top1_mean},
                               {"top1_b", b.layers[l].top1_mean},
-                              {"top1_ratio_a_over_b", a.layers[l].top1_mean / b.layers[l].top1_mean},
+                              // null when B's top-1 is 0 (a ratio JSON cannot hold)
+                              {"top1_ratio_a_over_b", b.layers[l].top1_mean > 0 ? nlohmann::json(a.layers[l].top1_mean / b.layers[l].top1_mean)
+                                                                                : nlohmann::json(nullptr)},
                               {"top1_pos0_fraction_a", a.layers[l].top1_pos0_fraction},
                               {"top1_pos0_fraction_b", b.layers[l].top1_pos0_fraction},
                               {"median_a", a.layers[l].median_mean},

@@ -16,6 +16,9 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <map>
+#include <thread>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -95,11 +98,7 @@ struct Intervention {
         const auto shape = model.hook_shape(site, 1, 1);
         Index width = 1;  // features per token: every axis after [N, T]
         for (std::size_t i = 2; i < shape.size(); ++i) width *= shape[i];
-        for (Index d : dims)
-            if (d < 0 || d >= width)
-                throw Error("intervention: dim " + std::to_string(d) + " out of range [0, " + std::to_string(width) + ") at " + site);
-        if (mode == Mode::Mean && values.size() != (dims.empty() ? static_cast<std::size_t>(width) : dims.size()))
-            throw Error("intervention: mode mean needs one mean value per dim (compute them with dataset_mean)");
+        check_width(width);
         if (tokens.kind == TokenSelection::Kind::Indices && tokens.indices.empty())
             throw Error("intervention: empty token selection");
         for (Index i : tokens.indices)
@@ -108,10 +107,27 @@ struct Intervention {
             throw Error("intervention: first-delimiter selection needs the tokenizer's delimiter ids");
     }
 
-    /// Edit the activation in place (called as a hook).
+    /// The checks that need only the width W of a token's features: dims in [0, W), one value per dim
+    /// for Mean (and Set when values are given), a non-negative source position.
+    void check_width(Index W) const {
+        for (Index d : dims)
+            if (d < 0 || d >= W)
+                throw Error("intervention: dim " + std::to_string(d) + " out of range [0, " + std::to_string(W) + ") at " + site);
+        const std::size_t n = dims.empty() ? static_cast<std::size_t>(W) : dims.size();
+        if (mode == Mode::Mean && values.size() != n)
+            throw Error("intervention: mode mean needs one mean value per dim (compute them with dataset_mean)");
+        if (mode == Mode::Set && !values.empty() && values.size() != n)
+            throw Error("intervention: mode set has " + std::to_string(values.size()) + " values for " + std::to_string(n) +
+                        " dims (give one per dim, or a single value)");
+        if (mode == Mode::Copy && source < 0) throw Error("intervention: negative source position " + std::to_string(source));
+    }
+
+    /// Edit the activation in place (called as a hook). Checks dims and values against the site's width
+    /// first, so hooks made without validate() cannot write out of bounds.
     void apply(Activation& a) const {
         if (!a.tokens || a.shape.size() < 2) return;
         const Index N = a.shape[0], T = a.shape[1], W = a.numel() / (N * T);
+        check_width(W);
         for (Index b = 0; b < N; ++b) {
             float* seq = a.data + b * T * W;
             for (Index t : tokens.positions(*a.tokens, b)) {
@@ -136,7 +152,8 @@ struct Intervention {
     }
 };
 
-/// Hooks applying the interventions in order (each at its own site).
+/// Hooks applying the interventions in order (each at its own site). Each intervention checks its dims
+/// and values when it first runs; make_hooks(model, list) also validates the sites up front.
 inline Hooks make_hooks(const std::vector<Intervention>& list) {
     Hooks h;
     for (const auto& iv : list) {
@@ -144,6 +161,11 @@ inline Hooks make_hooks(const std::vector<Intervention>& list) {
         h.add(iv.site, [p](Activation& a) { p->apply(a); });
     }
     return h;
+}
+
+inline Hooks make_hooks(const Transformer& model, const std::vector<Intervention>& list) {
+    for (const auto& iv : list) iv.validate(model);
+    return make_hooks(list);
 }
 
 /// Mean over sequences (and selected positions) of the selected dims at the intervention's site:
@@ -522,18 +544,30 @@ inline std::vector<SuperWeight> find_super_weights(const Transformer& model, con
 /// Hooks that act as if W[row, col] of the layer's down projection were zero: they subtract
 /// W[row, col] * input[:, col] from output[:, row].
 inline Hooks zero_weight_hooks(const SuperWeight& w) {
-    auto saved = std::make_shared<std::vector<float>>();
+    // The down projection's input column, saved between the two hooks of one forward. Each thread has its
+    // own buffer, so the same Hooks may serve forwards running concurrently in several threads.
+    struct Saved {
+        std::mutex m;
+        std::map<std::thread::id, std::vector<float>> by_thread;
+        std::vector<float>& mine() {
+            std::lock_guard<std::mutex> lock(m);
+            return by_thread[std::this_thread::get_id()];
+        }
+    };
+    auto saved = std::make_shared<Saved>();
     Hooks h;
     const std::string pre = "blocks." + std::to_string(w.layer) + ".";
     h.add(pre + "mlp.hook_post", [saved, w](Activation& a) {
         const Index rows = a.numel() / a.shape.back(), I = a.shape.back();
-        saved->resize(static_cast<std::size_t>(rows));
-        for (Index r = 0; r < rows; ++r) (*saved)[static_cast<std::size_t>(r)] = a.data[r * I + w.col];
+        std::vector<float>& col = saved->mine();
+        col.resize(static_cast<std::size_t>(rows));
+        for (Index r = 0; r < rows; ++r) col[static_cast<std::size_t>(r)] = a.data[r * I + w.col];
     });
     h.add(pre + (w.output_site.empty() ? "hook_mlp_out" : w.output_site), [saved, w](Activation& a) {
         const Index rows = a.numel() / a.shape.back(), d = a.shape.back();
-        for (Index r = 0; r < rows && r < static_cast<Index>(saved->size()); ++r)
-            a.data[r * d + w.row] -= w.weight * (*saved)[static_cast<std::size_t>(r)];
+        const std::vector<float>& col = saved->mine();
+        for (Index r = 0; r < rows && r < static_cast<Index>(col.size()); ++r)
+            a.data[r * d + w.row] -= w.weight * col[static_cast<std::size_t>(r)];
     });
     return h;
 }

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 namespace massact::io {
 
@@ -44,6 +45,16 @@ public:
         }
         ::close(fd);
     }
+    /// Bytes already in memory under a name used in error messages (parsers take bytes in: fuzzing,
+    /// buffers received over a network).
+    static MappedFile from_bytes(std::string name, std::vector<unsigned char> bytes) {
+        MappedFile m;
+        m.path_ = std::move(name);
+        m.owned_ = std::move(bytes);
+        m.data_ = m.owned_.data();
+        m.size_ = m.owned_.size();
+        return m;
+    }
     MappedFile(const MappedFile&) = delete;
     MappedFile& operator=(const MappedFile&) = delete;
     MappedFile(MappedFile&& o) noexcept { swap(o); }
@@ -55,7 +66,7 @@ public:
         return *this;
     }
     ~MappedFile() {
-        if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
+        if (data_ && owned_.empty()) ::munmap(const_cast<unsigned char*>(data_), size_);
     }
 
     const unsigned char* data() const { return data_; }
@@ -67,10 +78,12 @@ private:
         std::swap(path_, o.path_);
         std::swap(data_, o.data_);
         std::swap(size_, o.size_);
+        std::swap(owned_, o.owned_);  // a vector's buffer stays where it is when the vector moves
     }
     std::string path_;
     const unsigned char* data_ = nullptr;
     std::size_t size_ = 0;
+    std::vector<unsigned char> owned_;  // from_bytes: the bytes themselves (nothing mapped)
 };
 
 }  // namespace massact::io

@@ -155,6 +155,8 @@ public:
     static constexpr std::uint64_t kMaxHeader = 100000000;
 
     explicit SafetensorsFile(const std::string& path) : map_(path) { parse(); }
+    /// The same checks on bytes in memory (`map.path()` names them in errors).
+    explicit SafetensorsFile(MappedFile map) : map_(std::move(map)) { parse(); }
 
     const std::string& path() const { return map_.path(); }
     bool has(const std::string& name) const { return tensors_.count(name) != 0; }

@@ -9,6 +9,7 @@
 #include "massact/core/error.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -197,8 +198,8 @@ struct ModelConfig {
     bool tie_embeddings = false;  // logits use the token embedding matrix
     ModelNames names;
 
-    int q_dim() const { return num_heads * head_dim; }
-    int kv_dim() const { return num_kv_heads * head_dim; }
+    std::int64_t q_dim() const { return std::int64_t(num_heads) * head_dim; }
+    std::int64_t kv_dim() const { return std::int64_t(num_kv_heads) * head_dim; }
     bool moe() const { return num_experts > 0; }
     bool has_rope() const { return positions == PositionKind::Rope; }
     int window(int layer) const { return layers[static_cast<std::size_t>(layer)].window; }

@@ -22,6 +22,10 @@ namespace massact {
 
 namespace detail {
 
+// Upper bounds on sizes read from config.json (far above any real model).
+constexpr int kMaxLayers = 4096, kMaxHeads = 16384, kMaxHeadDim = 16384, kMaxWidth = 1 << 20, kMaxVocab = 1 << 24,
+              kMaxExperts = 4096;
+
 class ConfigReader {
 public:
     ConfigReader(const nlohmann::json& j, std::string file) : j_(j), file_(std::move(file)) {}
@@ -35,6 +39,14 @@ public:
         return positive(k, j_[k]);
     }
     int get_int(const std::string& k, int dflt) const { return present(k) ? positive(k, j_[k]) : dflt; }
+    /// A size with an upper bound (no real model comes near it; a larger value is a corrupt file, and
+    /// would make massact allocate per-layer or per-head tables of that size before any tensor is read).
+    int get_size(const std::string& k, int max) const {
+        const int v = get_int(k);
+        if (v > max) fail(k, "value " + std::to_string(v) + " is implausibly large (at most " + std::to_string(max) + ")");
+        return v;
+    }
+    int get_size(const std::string& k, int dflt, int max) const { return present(k) ? get_size(k, max) : dflt; }
     double get_num(const std::string& k, double dflt) const {
         if (!present(k)) return dflt;
         if (!j_[k].is_number()) fail(k, "expected a number, found " + j_[k].dump());
@@ -76,6 +88,12 @@ inline ActivationFn parse_activation(const ConfigReader& r, const std::string& k
     r.fail(key, "unsupported value \"" + a + "\" (expected silu, gelu, gelu_new, gelu_pytorch_tanh or relu)");
 }
 
+/// int(head_dim * factor), as transformers computes the rotary dims; the factor must be in (0, 1].
+inline int rotary_features(const ConfigReader& r, const std::string& key, int head_dim, double factor) {
+    if (!(factor > 0.0 && factor <= 1.0)) r.fail(key, "expected a number in (0, 1], found " + std::to_string(factor));
+    return static_cast<int>(head_dim * factor);
+}
+
 /// Read one rope object (rope_parameters / rope_scaling or one per-layer-type entry of it) into `s`.
 inline void read_rope_object(const ConfigReader& r, const nlohmann::json& o, const std::string& key, int head_dim, RopeSpec& s) {
     if (!o.is_object()) r.fail(key, "expected an object or null, found " + o.dump());
@@ -98,7 +116,7 @@ inline void read_rope_object(const ConfigReader& r, const nlohmann::json& o, con
     };
     s.theta = num("rope_theta", s.theta);
     if (o.contains("partial_rotary_factor") && !o["partial_rotary_factor"].is_null())
-        s.rotary_dim = static_cast<int>(head_dim * num("partial_rotary_factor", 1.0));
+        s.rotary_dim = rotary_features(r, key + ".partial_rotary_factor", head_dim, num("partial_rotary_factor", 1.0));
     std::string type = "default";
     for (const char* k : {"rope_type", "type"})
         if (o.contains(k) && o[k].is_string()) {
@@ -176,7 +194,7 @@ inline void read_rope(const ConfigReader& r, ModelConfig& c, const std::vector<b
     base.theta = r.get_num("rope_theta", 10000.0);
     base.max_positions = c.max_positions;
     base.original_max_positions = r.get_num("original_max_position_embeddings", 0.0);
-    base.rotary_dim = static_cast<int>(c.head_dim * r.get_num("partial_rotary_factor", 1.0));
+    base.rotary_dim = rotary_features(r, "partial_rotary_factor", c.head_dim, r.get_num("partial_rotary_factor", 1.0));
     RopeSpec full = base, local = base;
     if (local_theta > 0) local.theta = local_theta;
     for (const char* k : {"rope_parameters", "rope_scaling"}) {
@@ -211,16 +229,16 @@ inline void read_rope(const ConfigReader& r, ModelConfig& c) {
 
 /// Sizes every decoder family names the same way (hidden_size, num_hidden_layers, ...).
 inline void read_sizes(const ConfigReader& r, ModelConfig& c) {
-    c.hidden_size = r.get_int("hidden_size");
-    c.num_layers = r.get_int("num_hidden_layers");
-    c.num_heads = r.get_int("num_attention_heads");
-    c.num_kv_heads = r.get_int("num_key_value_heads", c.num_heads);
-    c.vocab_size = r.get_int("vocab_size");
-    c.intermediate_size = r.get_int("intermediate_size");
+    c.hidden_size = r.get_size("hidden_size", kMaxWidth);
+    c.num_layers = r.get_size("num_hidden_layers", kMaxLayers);
+    c.num_heads = r.get_size("num_attention_heads", kMaxHeads);
+    c.num_kv_heads = r.get_size("num_key_value_heads", c.num_heads, kMaxHeads);
+    c.vocab_size = r.get_size("vocab_size", kMaxVocab);
+    c.intermediate_size = r.get_size("intermediate_size", kMaxWidth);
     c.max_positions = r.get_int("max_position_embeddings", 0);
     if (!r.present("head_dim") && c.hidden_size % c.num_heads != 0)
         r.fail("num_attention_heads", "does not divide hidden_size and no head_dim is given");
-    c.head_dim = r.get_int("head_dim", c.hidden_size / c.num_heads);
+    c.head_dim = r.get_size("head_dim", c.hidden_size / c.num_heads, kMaxHeadDim);
     if (c.num_heads % c.num_kv_heads != 0)
         r.fail("num_key_value_heads", "value " + std::to_string(c.num_kv_heads) + " does not divide num_attention_heads " +
                                           std::to_string(c.num_heads));
@@ -269,13 +287,13 @@ inline void uniform_windows(const ConfigReader& r, ModelConfig& c) {
 // ---- the families ------------------------------------------------------------------------------
 
 inline void family_gpt2(const ConfigReader& r, ModelConfig& c) {
-    c.hidden_size = r.get_int("n_embd");
-    c.num_layers = r.get_int("n_layer");
-    c.num_heads = r.get_int("n_head");
+    c.hidden_size = r.get_size("n_embd", kMaxWidth);
+    c.num_layers = r.get_size("n_layer", kMaxLayers);
+    c.num_heads = r.get_size("n_head", kMaxHeads);
     c.num_kv_heads = c.num_heads;
-    c.max_positions = r.get_int("n_positions");
-    c.vocab_size = r.get_int("vocab_size");
-    c.intermediate_size = r.get_int("n_inner", 4 * c.hidden_size);
+    c.max_positions = r.get_size("n_positions", kMaxVocab);
+    c.vocab_size = r.get_size("vocab_size", kMaxVocab);
+    c.intermediate_size = r.get_size("n_inner", 4 * c.hidden_size, 4 * kMaxWidth);
     if (c.hidden_size % c.num_heads != 0) r.fail("n_head", "does not divide n_embd");
     c.head_dim = c.hidden_size / c.num_heads;
     c.layers.assign(static_cast<std::size_t>(c.num_layers), LayerSpec{});
@@ -340,8 +358,8 @@ inline void family_qwen3(const ConfigReader& r, ModelConfig& c) {
 /// <router>, <expert with {e}><gate|up|down>.
 inline void set_moe(const ConfigReader& r, ModelConfig& c, const char* experts_key, const char* router, const char* expert,
                     const char* gate, const char* up, const char* down) {
-    c.num_experts = r.get_int(experts_key);
-    c.experts_per_token = r.get_int("num_experts_per_tok");
+    c.num_experts = r.get_size(experts_key, kMaxExperts);
+    c.experts_per_token = r.get_size("num_experts_per_tok", kMaxExperts);
     if (c.experts_per_token > c.num_experts) r.fail("num_experts_per_tok", std::string("exceeds ") + experts_key);
     BlockNames& n = c.names.block;
     n.gate = n.up = n.down = "";
@@ -359,7 +377,7 @@ inline void family_mixtral(const ConfigReader& r, ModelConfig& c) {
 
 inline void family_qwen3_moe(const ConfigReader& r, ModelConfig& c) {
     family_qwen3(r, c);
-    c.intermediate_size = r.get_int("moe_intermediate_size");
+    c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
     set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
     c.norm_topk = r.get_bool("norm_topk_prob", false);
     if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())

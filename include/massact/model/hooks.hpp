@@ -21,7 +21,7 @@ namespace massact {
 
 /// The activation a hook sees: a row-major tensor of `shape` (first dim = batch N) at `data`.
 struct Activation {
-    std::string_view name;  // the site, e.g. "blocks.2.hook_resid_post"
+    std::string name;       // the site, e.g. "blocks.2.hook_resid_post" (a copy: safe to keep)
     int layer = -1;         // block index, -1 outside blocks
     float* data = nullptr;
     std::vector<Index> shape;  // e.g. [N, T, d], [N, T, H, hd], [N, H, T, T]

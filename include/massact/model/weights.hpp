@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,16 +45,22 @@ public:
     bool zero_copy() const {
         return src_->dtype == io::DType::F32 && reinterpret_cast<std::uintptr_t>(src_->data) % alignof(float) == 0;
     }
+    /// Use `other`'s float32 copy when both read the same tensor (a tied LM head and the embedding).
+    void share_resident(const WeightMatrix& other) {
+        if (other.src_ == src_ && other.resident_) resident_ = other.resident_;
+    }
+    bool resident() const { return resident_ != nullptr; }
     void make_resident() {
-        if (!zero_copy() && resident_.empty()) {
-            resident_.resize(static_cast<std::size_t>(out_ * in_));
-            src_->to_float(resident_.data());
+        if (!zero_copy() && !resident_) {
+            auto buf = std::make_shared<std::vector<float>>(static_cast<std::size_t>(out_ * in_));
+            src_->to_float(buf->data());
+            resident_ = std::move(buf);
         }
     }
     /// Float32 data in the stored layout; may convert into `scratch`.
     const float* data(std::vector<float>& scratch) const {
         if (zero_copy()) return reinterpret_cast<const float*>(src_->data);
-        if (!resident_.empty()) return resident_.data();
+        if (resident_) return resident_->data();
         const std::size_t n = static_cast<std::size_t>(out_ * in_);
         if (scratch.size() < n) scratch.resize(n);
         const std::size_t chunk = 1 << 16;
@@ -70,15 +77,15 @@ public:
     float at(Index r, Index c) const {
         float v = 0.0f;
         const Index idx = in_out_ ? c * out_ + r : r * in_ + c;
-        if (!resident_.empty()) return resident_[static_cast<std::size_t>(idx)];
+        if (resident_) return (*resident_)[static_cast<std::size_t>(idx)];
         src_->to_float(&v, static_cast<std::size_t>(idx), 1);
         return v;
     }
     /// One row of an [rows, cols]-stored matrix as float32 (embedding lookup).
     void row(Index r, float* out) const {
         const Index cols = in_out_ ? out_ : in_;
-        if (!resident_.empty())
-            std::copy(resident_.begin() + r * cols, resident_.begin() + (r + 1) * cols, out);
+        if (resident_)
+            std::copy(resident_->begin() + r * cols, resident_->begin() + (r + 1) * cols, out);
         else
             src_->to_float(out, static_cast<std::size_t>(r * cols), static_cast<std::size_t>(cols));
     }
@@ -98,7 +105,7 @@ private:
     const io::TensorView* src_ = nullptr;
     Index out_ = 0, in_ = 0;
     bool in_out_ = false;
-    std::vector<float> resident_;
+    std::shared_ptr<const std::vector<float>> resident_;  // float32 copy; shared by views of one tensor (tied embeddings)
 };
 
 /// A norm's effective parameters: scale s [n] (w, 1 + w, or ones) and shift b [n] (bias or zeros).
@@ -276,9 +283,12 @@ inline void make_resident(ModelWeights& w, const LoadOptions& opt) {
             for (WeightMatrix* m : {&e.gate, &e.up, &e.down}) all.push_back(m);
     }
     std::size_t total = 0;
-    for (auto* m : all) total += m->zero_copy() ? 0 : m->f32_bytes();
-    if (total <= opt.resident_f32_budget)
-        for (auto* m : all) m->make_resident();
+    for (auto* m : all)
+        if (!m->zero_copy() && !(m == &w.lm_head && w.lm_head.source() == w.embed.source())) total += m->f32_bytes();
+    if (total > opt.resident_f32_budget) return;
+    w.embed.make_resident();
+    w.lm_head.share_resident(w.embed);  // tied: one copy for both views
+    for (auto* m : all) m->make_resident();
 }
 
 }  // namespace detail
