@@ -2,6 +2,7 @@
 #include "common.hpp"
 
 #include <fstream>
+#include <limits>
 #include <cstring>
 #include <sstream>
 
@@ -354,4 +355,29 @@ TEST_CASE("--batch must be positive in every command that takes it; --site width
     CHECK(r.status == 0);
     CHECK(std::ifstream(dir + "/f$(touch massact-shell-marker).png").good());  // the literal name
     CHECK(!std::ifstream("massact-shell-marker").good());                       // nothing ran
+}
+
+TEST_CASE("a checkpoint with an Inf weight: eval, scan and run name the first non-finite site; --allow-nonfinite goes on") {
+    const std::string src = test::data("families/gemma");
+    const std::string dir = test::temp_dir("inf");
+    std::system(("cp " + src + "/config.json " + dir + "/").c_str());
+    const io::SafetensorsFile f(src + "/model.safetensors");
+    io::SafetensorsWriter w;
+    std::vector<std::vector<float>> keep;
+    for (const auto& name : f.names()) {
+        keep.push_back(f.tensor(name).to_float());
+        if (name == "model.layers.1.mlp.down_proj.weight") keep.back()[5] = std::numeric_limits<float>::infinity();
+        w.add_f32(name, f.tensor(name).shape, keep.back().data());
+    }
+    w.write(dir + "/model.safetensors");
+    const std::string ids = " --ids 1,20,30,40,50,60,70";
+    for (const std::string& cmd : std::vector<std::string>{"eval", "scan", "run --dump " + dir + "/d.safetensors"}) {
+        CAPTURE(cmd);
+        const auto r = run(cmd + " " + dir + ids);
+        CHECK(r.status == 1);
+        CHECK(r.out.find("non-finite value") != std::string::npos);
+        CHECK(r.out.find("at blocks.1.hook_resid_post: sequence 0, position 0") != std::string::npos);
+        CHECK(run(cmd + " " + dir + ids + " --allow-nonfinite").status == 0);
+    }
+    CHECK(run("eval " + src + ids).status == 0);  // the clean checkpoint passes the check
 }

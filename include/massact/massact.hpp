@@ -11,6 +11,7 @@
 
 #include "massact/analysis/compare_models.hpp"
 #include "massact/analysis/data.hpp"
+#include "massact/analysis/finite.hpp"
 #include "massact/analysis/intervention.hpp"
 #include "massact/analysis/perplexity.hpp"
 #include "massact/analysis/scan.hpp"

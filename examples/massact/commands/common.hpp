@@ -66,6 +66,13 @@ inline void add_softmax_option(CLI::App* cmd, std::string& spec) {
     cmd->add_option("--softmax", spec, "Attention softmax: standard, softmax1, clipped[:zeta,gamma], sink=X");
 }
 
+/// --allow-nonfinite: keep going when activations hold NaN or Inf (by default the first one stops the
+/// command with its site, layer, sequence and position).
+inline void add_nonfinite_option(CLI::App* cmd, bool& allow) {
+    cmd->add_flag("--allow-nonfinite", allow, "Continue when activations hold NaN or Inf (default: stop at the first)");
+}
+inline massact::Hooks nonfinite_hooks(bool allow) { return allow ? massact::Hooks{} : massact::analysis::finite_check_hooks(); }
+
 /// The delimiter token ids ('.' and newline) of a model's own tokenizer.json; empty without one.
 inline std::set<massact::text::TokenId> model_delimiters(const std::string& model_dir) {
     const std::string file = model_dir + "/tokenizer.json";

@@ -19,6 +19,7 @@ struct EvalArgs {
     std::string json;
     Index batch = 8;
     std::string softmax;
+    bool allow_nonfinite = false;
 };
 
 
@@ -28,7 +29,7 @@ inline int run_eval(EvalArgs& a) {
     m.validate(ids);
     massact::RunOptions run;
     run.attention = parse_softmax(a.softmax);
-    const auto r = massact::analysis::perplexity(m, ids, {}, run, a.batch);
+    const auto r = massact::analysis::perplexity(m, ids, nonfinite_hooks(a.allow_nonfinite), run, a.batch);
     std::printf("sequences %lld x %lld tokens, %lld targets scored\n", static_cast<long long>(ids.rows()),
                 static_cast<long long>(ids.cols()), static_cast<long long>(r.tokens));
     std::printf("mean NLL  %.6f\nperplexity %.6f\n", r.nll, r.ppl);
@@ -48,6 +49,7 @@ inline void add_eval(CLI::App& app, EvalArgs& a, std::function<int()>& action) {
     cmd->add_option("--json", a.json, "Write {ppl, nll, seq_nll, tokens, ...} to this file");
     add_batch_option(cmd, a.batch);
     add_softmax_option(cmd, a.softmax);
+    add_nonfinite_option(cmd, a.allow_nonfinite);
     cmd->callback([&] { action = [&] { return run_eval(a); }; });
 }
 

@@ -20,6 +20,7 @@ struct RunArgs {
     TokenInput input;
     std::string dump;
     std::string hooks = "*hook_resid_post,*hook_pattern,ln_final.hook_normalized,logits";
+    bool allow_nonfinite = false;
 };
 
 inline int run_run(RunArgs& a) {
@@ -30,7 +31,7 @@ inline int run_run(RunArgs& a) {
     if (globs.empty()) throw Error("--hooks: no pattern given");
     massact::RunOptions opt;
     opt.logits = false;  // the logits site is a hook: computed only when asked for
-    const massact::ActivationCache cache = massact::run_with_cache(m, ids, globs, opt);
+    const massact::ActivationCache cache = massact::run_with_cache(m, ids, globs, opt, nonfinite_hooks(a.allow_nonfinite));
 
     massact::io::SafetensorsWriter w;
     std::vector<std::int64_t> id_shape = a.input.single ? std::vector<std::int64_t>{ids.cols()}
@@ -53,6 +54,7 @@ inline void add_run(CLI::App& app, RunArgs& a, std::function<int()>& action) {
     add_token_options(cmd, a.input);
     cmd->add_option("--dump", a.dump, "Output .safetensors file")->required();
     cmd->add_option("--hooks", a.hooks, "Comma-separated globs of hook sites to dump")->capture_default_str();
+    add_nonfinite_option(cmd, a.allow_nonfinite);
     cmd->callback([&] { action = [&] { return run_run(a); }; });
 }
 

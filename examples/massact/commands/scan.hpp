@@ -113,6 +113,7 @@ struct ScanArgs {
     std::string softmax;
     std::string json;
     Index batch = 8;
+    bool allow_nonfinite = false;
 };
 
 inline int run_scan(ScanArgs& a) {
@@ -121,13 +122,14 @@ inline int run_scan(ScanArgs& a) {
     m.validate(ids);
     auto opt = scan_options(a.detector, a.model);
     opt.batch = a.batch;
+    opt.hooks.extend(nonfinite_hooks(a.allow_nonfinite));
     Progress bar("scan");
     opt.progress = [&](Index done, Index total) { bar(done, total); };
     if (a.ablate.layer >= 0 || !a.ablate.dims.empty()) {
         a.ablate.model = a.model;
         a.ablate.batch = a.batch;
         const Intervention iv = build_ablation(a.ablate, m, ids);
-        opt.hooks = massact::analysis::make_hooks({iv});
+        opt.hooks.extend(massact::analysis::make_hooks({iv}));
         std::printf("scanning with %s, %s, dims %s set by %s\n", iv.site.c_str(), iv.tokens.describe().c_str(),
                     a.ablate.dims.c_str(), a.ablate.mode.c_str());
     }
@@ -147,6 +149,7 @@ inline void add_scan(CLI::App& app, ScanArgs& a, std::function<int()>& action) {
     cmd->add_option("--json", a.json, "Write the statistics (keys of tiny-*.stats.json and more) to this file");
     add_batch_option(cmd, a.batch);
     add_softmax_option(cmd, a.softmax);
+    add_nonfinite_option(cmd, a.allow_nonfinite);
     cmd->add_option("--ablate-layer", a.ablate.layer, "Scan with an ablation at this block's output (see ablate)");
     cmd->add_option("--ablate-dims", a.ablate.dims, "Dims of the ablation");
     cmd->add_option("--ablate-tokens", a.ablate.tokens, "Tokens of the ablation")->capture_default_str();
