@@ -15,9 +15,11 @@ struct Result {
     std::string out;
 };
 
-Result run(const std::string& args) {
+/// Run `massact ARGS` (with a time limit of `seconds`; 0: none) and capture its output.
+Result run(const std::string& args, int seconds = 0) {
     const std::string dir = test::temp_dir("tool");
-    const std::string cmd = std::string(MASSACT_TOOL) + " " + args + " > " + dir + "/out.txt 2>&1";
+    const std::string limit = seconds > 0 ? "timeout " + std::to_string(seconds) + " " : "";
+    const std::string cmd = limit + std::string(MASSACT_TOOL) + " " + args + " > " + dir + "/out.txt 2>&1";
     const int rc = std::system(cmd.c_str());
     std::ifstream f(dir + "/out.txt");
     std::stringstream ss;
@@ -380,4 +382,51 @@ TEST_CASE("a checkpoint with an Inf weight: eval, scan and run name the first no
         CHECK(run(cmd + " " + dir + ids + " --allow-nonfinite").status == 0);
     }
     CHECK(run("eval " + src + ids).status == 0);  // the clean checkpoint passes the check
+}
+
+TEST_CASE("240 mutated config.json, tokenizer.json and safetensors files: every run exits 0 or 1 with a message") {
+    // Mutations: flipped bytes, truncation, a duplicated span, a huge or negative number spliced in.
+    std::mt19937 g(2026);
+    auto mutate = [&](std::string s) {
+        std::uniform_int_distribution<int> kind(0, 3);
+        auto pos = [&] { return std::uniform_int_distribution<std::size_t>(0, s.empty() ? 0 : s.size() - 1)(g); };
+        switch (kind(g)) {
+            case 0:
+                for (int i = 0; i < 4 && !s.empty(); ++i) s[pos()] = static_cast<char>(g());
+                break;
+            case 1: s.resize(pos()); break;
+            case 2: {
+                const std::size_t a = pos(), n = std::min<std::size_t>(64, s.size() - a);
+                s.insert(pos(), s.substr(a, n));
+                break;
+            }
+            default: s.insert(pos(), g() % 2 ? "99999999999" : "-7"); break;
+        }
+        return s;
+    };
+    auto slurp = [](const std::string& p) {
+        std::ifstream f(p, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(f), {});
+    };
+    const std::string src = test::data("families/gemma");
+    const std::string config = slurp(src + "/config.json"), weights = slurp(src + "/model.safetensors");
+    const std::string tokenizer = slurp(test::model("tiny-llama") + "/tokenizer.json");
+    int exits0 = 0, exits1 = 0;
+    for (int i = 0; i < 240; ++i) {
+        const std::string dir = test::temp_dir("mut");
+        const int which = i % 3;  // 0: config, 1: weights, 2: tokenizer
+        std::ofstream(dir + "/config.json", std::ios::binary) << (which == 0 ? mutate(config) : config);
+        std::ofstream(dir + "/model.safetensors", std::ios::binary) << (which == 1 ? mutate(weights) : weights);
+        std::ofstream(dir + "/tokenizer.json", std::ios::binary) << (which == 2 ? mutate(tokenizer) : tokenizer);
+        const std::string cmd = which == 2 ? "tokenize " + dir + " 'Summer is warm. Winter is cold.'" : "eval " + dir + " --ids 1,2,3,4";
+        const auto r = run(cmd, 60);
+        CAPTURE(i);
+        CAPTURE(r.out);
+        CHECK((r.status == 0 || r.status == 1));  // 124: hang, 128+: signal
+        if (r.status == 1) CHECK(r.out.find("error") != std::string::npos);
+        (r.status == 0 ? exits0 : exits1) += 1;
+        std::system(("rm -rf " + dir).c_str());
+    }
+    MESSAGE("mutated inputs: " << exits0 << " accepted, " << exits1 << " refused with a message");
+    CHECK(exits1 > 100);  // most mutations are caught
 }
