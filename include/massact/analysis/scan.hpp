@@ -260,8 +260,7 @@ inline ScanResult finalize(const ScanAccumulator& acc, const ModelConfig& c, con
     r.criteria = opt.criteria;
     r.sink_T = std::min(opt.sink_T, acc.seq_len);
     r.sink_epsilon = opt.sink_epsilon;
-    const bool slot = c.sink != SinkKind::None || opt.run.attention.kind == AttentionOverride::Kind::Softmax1 ||
-                      opt.run.attention.kind == AttentionOverride::Kind::SinkLogit;
+    const bool slot = has_sink_slot(c, opt.run.attention);
     int pairs = 0;
     for (std::size_t l = 0; l < acc.resid.size(); ++l) {
         const int layer = static_cast<int>(l);

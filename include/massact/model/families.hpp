@@ -62,10 +62,6 @@ public:
         if (!j_[k].is_string()) fail(k, "expected a string, found " + j_[k].dump());
         return j_[k].get<std::string>();
     }
-    /// A key that must be absent, null or equal to `ok` (features massact does not compute).
-    void refuse_unless(const std::string& k, const nlohmann::json& ok) const {
-        if (present(k) && j_[k] != ok) fail(k, "unsupported value " + j_[k].dump() + " (massact supports " + ok.dump() + ")");
-    }
     const nlohmann::json& json() const { return j_; }
     const std::string& file() const { return file_; }
 
@@ -325,13 +321,6 @@ inline void family_llama(const ConfigReader& r, ModelConfig& c) {
     llama_block(r, c);
     c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
     c.mlp_bias = r.get_bool("mlp_bias", false);
-    read_rope(r, c);
-}
-
-inline void family_mistral(const ConfigReader& r, ModelConfig& c) {
-    llama_block(r, c);
-    uniform_windows(r, c);
-    read_rope(r, c);
 }
 
 inline void family_qwen2(const ConfigReader& r, ModelConfig& c) {
@@ -339,7 +328,6 @@ inline void family_qwen2(const ConfigReader& r, ModelConfig& c) {
     c.qkv_bias = true;
     const auto sliding = qwen_sliding(r, c);
     set_windows(c, sliding, window_size(r));
-    read_rope(r, c);
 }
 
 inline void family_qwen3(const ConfigReader& r, ModelConfig& c) {
@@ -351,7 +339,6 @@ inline void family_qwen3(const ConfigReader& r, ModelConfig& c) {
     c.names.block.k_norm = "self_attn.k_norm";
     const auto sliding = qwen_sliding(r, c);
     set_windows(c, sliding, window_size(r));
-    read_rope(r, c);
 }
 
 /// A mixture-of-experts MLP: expert count under `experts_key`, top-k, and the tensor names
@@ -371,7 +358,7 @@ inline void set_moe(const ConfigReader& r, ModelConfig& c, const char* experts_k
 }
 
 inline void family_mixtral(const ConfigReader& r, ModelConfig& c) {
-    family_mistral(r, c);
+    llama_block(r, c);  // Mistral's block; windows by the table's rule
     set_moe(r, c, "num_local_experts", "block_sparse_moe.gate", "block_sparse_moe.experts.{e}.", "w1", "w3", "w2");
 }
 
@@ -397,7 +384,6 @@ inline void gemma_common(const ConfigReader& r, ModelConfig& c) {
 
 inline void family_gemma(const ConfigReader& r, ModelConfig& c) {
     gemma_common(r, c);
-    read_rope(r, c);
 }
 
 /// Gemma 2 / 3: sandwich norms (pre and post around attention and MLP), query_pre_attn_scalar,
@@ -437,8 +423,6 @@ inline void family_phi3(const ConfigReader& r, ModelConfig& c) {
     n.q = n.k = n.v = n.gate = n.up = "";
     n.qkv = "self_attn.qkv_proj";
     n.gate_up = "mlp.gate_up_proj";
-    uniform_windows(r, c);
-    read_rope(r, c);
 }
 
 /// OLMo: non-parametric LayerNorm everywhere, optional clamping of q, k, v.
@@ -448,7 +432,6 @@ inline void family_olmo(const ConfigReader& r, ModelConfig& c) {
     c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
     c.clip_qkv = r.get_num("clip_qkv", 0.0);
     if (r.present("clip_qkv") && c.clip_qkv <= 0) r.fail("clip_qkv", "expected a positive number or null");
-    read_rope(r, c);
 }
 
 /// OLMo 2: no pre-norms; RMSNorm after attention and after the MLP; q/k RMSNorm over the whole projection.
@@ -466,7 +449,6 @@ inline void family_olmo2(const ConfigReader& r, ModelConfig& c) {
     n.ln_mlp_post = "post_feedforward_layernorm";
     n.q_norm = "self_attn.q_norm";
     n.k_norm = "self_attn.k_norm";
-    read_rope(r, c);
 }
 
 /// StarCoder2: LayerNorm with bias, biased projections, plain GELU MLP (c_fc, c_proj).
@@ -480,8 +462,6 @@ inline void family_starcoder2(const ConfigReader& r, ModelConfig& c) {
     n.gate = "";
     n.up = "mlp.c_fc";
     n.down = "mlp.c_proj";
-    uniform_windows(r, c);
-    read_rope(r, c);
 }
 
 /// StableLM: LayerNorm with bias, partial rotary, optional per-head q/k LayerNorm and parallel residual.
@@ -500,22 +480,38 @@ inline void family_stablelm(const ConfigReader& r, ModelConfig& c) {
         c.pre_mlp_norm = false;  // the MLP reads input_layernorm's output
         c.names.block.ln_mlp = "";
     }
-    read_rope(r, c);
 }
 
+/// How a family's sliding windows are read: not at all (llama ignores the key), Mistral's rule
+/// (`sliding_window` on every layer or on the sliding ones of `layer_types`), or by the family itself.
+enum class WindowRule { None, Uniform, Family };
+
+/// A family: its keys mapped onto the block description. After `map`, parse_config applies the window
+/// rule and reads one rotary embedding for all layers unless the family read per-layer-type ones.
 struct FamilyEntry {
     const char* model_type;
     void (*map)(const ConfigReader&, ModelConfig&);
+    WindowRule windows;
 };
 
 /// The mapping table: model_type -> the function that fills the block description.
 inline const std::vector<FamilyEntry>& family_table() {
     static const std::vector<FamilyEntry> table = {
-        {"gpt2", family_gpt2},       {"llama", family_llama},           {"mistral", family_mistral},
-        {"qwen2", family_qwen2},     {"qwen3", family_qwen3},           {"mixtral", family_mixtral},
-        {"qwen3_moe", family_qwen3_moe}, {"gemma", family_gemma},       {"gemma2", family_gemma2},
-        {"gemma3_text", family_gemma3_text}, {"phi3", family_phi3},     {"olmo", family_olmo},
-        {"olmo2", family_olmo2},     {"starcoder2", family_starcoder2}, {"stablelm", family_stablelm},
+        {"gpt2", family_gpt2, WindowRule::None},
+        {"llama", family_llama, WindowRule::None},
+        {"mistral", llama_block, WindowRule::Uniform},
+        {"qwen2", family_qwen2, WindowRule::Family},
+        {"qwen3", family_qwen3, WindowRule::Family},
+        {"mixtral", family_mixtral, WindowRule::Uniform},
+        {"qwen3_moe", family_qwen3_moe, WindowRule::Family},
+        {"gemma", family_gemma, WindowRule::None},
+        {"gemma2", family_gemma2, WindowRule::Family},
+        {"gemma3_text", family_gemma3_text, WindowRule::Family},
+        {"phi3", family_phi3, WindowRule::Uniform},
+        {"olmo", family_olmo, WindowRule::None},
+        {"olmo2", family_olmo2, WindowRule::None},
+        {"starcoder2", family_starcoder2, WindowRule::Uniform},
+        {"stablelm", family_stablelm, WindowRule::None},
     };
     return table;
 }
@@ -554,8 +550,9 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
         if (type == e.model_type) entry = &e;
     if (!entry) r.fail("model_type", "unsupported value \"" + type + "\" (expected one of " + list + ")");
     entry->map(r, c);
+    if (entry->windows == detail::WindowRule::Uniform) detail::uniform_windows(r, c);
+    if (c.has_rope() && c.rope.empty()) detail::read_rope(r, c);
     if (c.attn_scale == 0.0) c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
-    if (c.has_rope() && c.rope.empty()) throw Error(file + ": internal: family " + type + " read no rotary embedding");
     if (r.present("attention_sink")) {
         const auto& s = j["attention_sink"];
         const std::string t = s.is_object() && s.contains("type") && s["type"].is_string() ? s["type"].get<std::string>() : s.dump();

@@ -32,7 +32,6 @@ enum class SiteShape {
     SinkProbs,  // [N, H, T]
     Mlp,        // [N, T, I]
     Experts,    // [N, T, E]
-    Vocab,      // [N, T, V]
 };
 
 struct SiteInfo {
@@ -122,7 +121,6 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
                         case SiteShape::SinkProbs: return {N, H, T};
                         case SiteShape::Mlp: return {N, T, c.intermediate_size};
                         case SiteShape::Experts: return {N, T, c.num_experts};
-                        case SiteShape::Vocab: return {N, T, c.vocab_size};
                     }
                 }
     }

@@ -44,6 +44,11 @@ struct AttentionOverride {
     float sink_logit = 0.0f;             // SinkLogit: one extra logit of this value in every head
 };
 
+/// Whether attention has an extra slot: the model's own sink, or a run's softmax1 / sink-logit override.
+inline bool has_sink_slot(const ModelConfig& c, const AttentionOverride& o) {
+    return c.sink != SinkKind::None || o.kind == AttentionOverride::Kind::Softmax1 || o.kind == AttentionOverride::Kind::SinkLogit;
+}
+
 struct RunOptions {
     bool logits = true;           // compute logits (false: stop after ln_final)
     int last_layer = -1;          // >= 0: stop after this block (no final norm, no logits)
@@ -213,8 +218,11 @@ public:
         validate(ids);
         check_hooks(hooks, options);
         const ModelConfig& c = config_;
-        Pass p{ids, w, detail::HookCalls(hooks, c, has_sink_slot(options), ids), options, ids.rows(), ids.cols(), {}};
+        Pass p{ids, w, detail::HookCalls(hooks, c, has_sink_slot(options), ids), options, ids.rows(), ids.cols(), {}, {}};
         for (const RopeSpec& r : c.rope) p.rope.push_back(rope_table(r, p.T));
+        if (options.attention.kind == AttentionOverride::Kind::Softmax1 || options.attention.kind == AttentionOverride::Kind::SinkLogit)
+            p.override_logits.assign(static_cast<std::size_t>(c.num_heads),
+                                     options.attention.kind == AttentionOverride::Kind::Softmax1 ? 0.0f : options.attention.sink_logit);
         embed(p);
         for (int l = 0; l < c.num_layers; ++l) {
             block(p, l);
@@ -236,6 +244,7 @@ private:
         const RunOptions& options;
         Index N, T;
         std::vector<kernels::RopeTable> rope;  // one per RopeSpec, positions [0, T)
+        std::vector<float> override_logits;    // [H] the run's extra slot logit (softmax1: 0), if any
         Index R() const { return N * T; }
     };
 
@@ -361,17 +370,11 @@ private:
             spec.k_bias = L.k_bias_slot.data();
             spec.v_bias = L.v_bias_slot.data();
         }
-        const std::vector<float> zeros(static_cast<std::size_t>(H), 0.0f);
-        const std::vector<float> fixed(static_cast<std::size_t>(H), p.options.attention.sink_logit);
-        switch (p.options.attention.kind) {
-            case AttentionOverride::Kind::None: break;
-            case AttentionOverride::Kind::Softmax1: spec.sink_logits = zeros.data(); break;
-            case AttentionOverride::Kind::SinkLogit: spec.sink_logits = fixed.data(); break;
-            case AttentionOverride::Kind::Clipped:
-                spec.clipped = true;
-                spec.zeta = p.options.attention.zeta;
-                spec.gamma = p.options.attention.gamma;
-                break;
+        if (!p.override_logits.empty()) spec.sink_logits = p.override_logits.data();  // softmax1 / sink=X
+        if (p.options.attention.kind == AttentionOverride::Kind::Clipped) {
+            spec.clipped = true;
+            spec.zeta = p.options.attention.zeta;
+            spec.gamma = p.options.attention.gamma;
         }
         auto input = [&](Index b) {
             kernels::AttentionInput in;
@@ -456,11 +459,11 @@ private:
         RowMatrixF& rw = w.expert_w;
         rw.setZero(R, E);
         std::vector<Index> order(static_cast<std::size_t>(E));
+        std::vector<float> prob(static_cast<std::size_t>(E));
         for (Index r = 0; r < R; ++r) {
             const float* logit = w.router.row(r).data();
             const float mx = *std::max_element(logit, logit + E);
             float sum = 0.0f;
-            std::vector<float> prob(static_cast<std::size_t>(E));
             for (Index e = 0; e < E; ++e) sum += (prob[static_cast<std::size_t>(e)] = std::exp(logit[e] - mx));
             for (auto& x : prob) x /= sum;
             std::iota(order.begin(), order.end(), Index(0));
@@ -530,10 +533,7 @@ private:
         p.hooks.logits(logits.data(), {p.N, p.T, c.vocab_size});
     }
 
-    bool has_sink_slot(const RunOptions& o) const {
-        return config_.sink != SinkKind::None || o.attention.kind == AttentionOverride::Kind::Softmax1 ||
-               o.attention.kind == AttentionOverride::Kind::SinkLogit;
-    }
+    bool has_sink_slot(const RunOptions& o) const { return massact::has_sink_slot(config_, o.attention); }
 
     void norm(const NormWeights& nw, RowMatrixF& out, const RowMatrixF& x) const {
         out.resize(x.rows(), x.cols());

@@ -181,19 +181,18 @@ public:
         w.scale.assign(static_cast<std::size_t>(n), 1.0f);
         w.shift.assign(static_cast<std::size_t>(n), 0.0f);
         const Index per = n / heads;
-        const bool each = name.find("{h}") != std::string::npos;
+        const bool each = name.find("{h}") != std::string::npos;  // one tensor per head; else one shared by all
+        std::vector<float> scale, shift;
         for (Index h = 0; h < heads; ++h) {
-            const std::string nm = each ? replace_all(name, "{h}", std::to_string(h)) : name;
-            // A shared per-head norm is stored once ([per]) and applies to every head.
-            const Index width = per;
-            if (s.weight) {
-                const auto v = vec(nm + ".weight", width);
-                for (Index i = 0; i < per; ++i)
-                    w.scale[static_cast<std::size_t>(h * per + i)] = s.one_plus ? 1.0f + v[static_cast<std::size_t>(i)] : v[static_cast<std::size_t>(i)];
+            if (each || h == 0) {
+                const std::string nm = each ? replace_all(name, "{h}", std::to_string(h)) : name;
+                if (s.weight) scale = vec(nm + ".weight", per);
+                if (s.bias) shift = vec(nm + ".bias", per);
             }
-            if (s.bias) {
-                const auto v = vec(nm + ".bias", width);
-                std::copy(v.begin(), v.end(), w.shift.begin() + h * per);
+            for (Index i = 0; i < per; ++i) {
+                const auto k = static_cast<std::size_t>(h * per + i), j = static_cast<std::size_t>(i);
+                if (s.weight) w.scale[k] = s.one_plus ? 1.0f + scale[j] : scale[j];
+                if (s.bias) w.shift[k] = shift[j];
             }
         }
         return w;
