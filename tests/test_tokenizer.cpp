@@ -71,27 +71,61 @@ TEST_CASE("decode(encode(x)) == x: val.txt and hard strings, for both bundled to
     }
 }
 
-TEST_CASE("GPT-2 pre-tokenizer splits like its regex") {
-    using text::SplitPattern;
-    auto split = [](const std::string& s, SplitPattern p) {
+TEST_CASE("PCRE2 splits: the GPT-2, Llama-3 and Qwen2 patterns cut text like their regexes") {
+    const std::string llama3 =
+        R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+    auto split = [](const std::string& s, const std::string& pattern) {
         std::vector<std::string> out;
-        std::size_t pos = 0;
-        for (std::size_t n : text::split_pattern(s, p)) {
-            out.push_back(s.substr(pos, n));
-            pos += n;
-        }
+        const text::Regex re(pattern);
+        for (const auto& sp : text::apply_behavior(text::pieces_around(s, re.find_all(s)), text::SplitBehavior::Isolated, false))
+            out.push_back(s.substr(sp.begin, sp.end - sp.begin));
+        return out;
+    };
+    const std::string gpt2(text::kGPT2Pattern);
+    using V = std::vector<std::string>;
+    CHECK(split("Hello world", gpt2) == V{"Hello", " world"});
+    CHECK(split("I'm here  now!!", gpt2) == V{"I", "'m", " here", " ", " now", "!!"});
+    CHECK(split("a   \n", gpt2) == V{"a", "   \n"});
+    CHECK(split("x2024 years", gpt2) == V{"x", "2024", " years"});
+    CHECK(split("\tfoo", gpt2) == V{"\t", "foo"});
+    CHECK(split("caf\xC3\xA9 \xE2\x85\xAB", gpt2) == V{"caf\xC3\xA9", " \xE2\x85\xAB"});  // \p{L} and \p{N} beyond ASCII
+    // Llama-3: digits in groups of three, case-insensitive contractions, punctuation eats newlines.
+    CHECK(split("12345 I'LL go.\n\nok", llama3) == V{"123", "45", " I", "'LL", " go", ".\n\n", "ok"});
+    CHECK(split("\n  foo", llama3) == V{"\n", " ", " foo"});
+    // Invalid UTF-8 never matches: it stays a piece of its own and nothing is lost.
+    CHECK(split("ab\xFF" "cd", gpt2) == V{"ab", "\xFF", "cd"});
+    CHECK_THROWS_WITH(text::Regex("(unclosed"), doctest::Contains("offset"));
+}
+
+TEST_CASE("split behaviors and invert, as Hugging Face's NormalizedString::split") {
+    using text::SplitBehavior;
+    auto split = [](const std::string& s, SplitBehavior b, bool invert = false) {
+        std::vector<std::string> out;
+        const text::Regex re("-", text::Regex::Syntax::Literal);
+        for (const auto& sp : text::apply_behavior(text::pieces_around(s, re.find_all(s)), b, invert))
+            out.push_back(s.substr(sp.begin, sp.end - sp.begin));
         return out;
     };
     using V = std::vector<std::string>;
-    CHECK(split("Hello world", SplitPattern::GPT2) == V{"Hello", " world"});
-    CHECK(split("I'm here  now!!", SplitPattern::GPT2) == V{"I", "'m", " here", " ", " now", "!!"});
-    CHECK(split("a   \n", SplitPattern::GPT2) == V{"a", "   \n"});
-    CHECK(split("x2024 years", SplitPattern::GPT2) == V{"x", "2024", " years"});
-    CHECK(split("\tfoo", SplitPattern::GPT2) == V{"\t", "foo"});
-    // Llama-3: digits in groups of three, case-insensitive contractions, punctuation eats newlines.
-    CHECK(split("12345 I'LL go.\n\nok", SplitPattern::Llama3) == V{"123", "45", " I", "'LL", " go", ".\n\n", "ok"});
-    CHECK(split("\n  foo", SplitPattern::Llama3) == V{"\n", " ", " foo"});
-    CHECK(split("12", SplitPattern::Qwen2) == V{"1", "2"});
+    const std::string s = "a-b--c-";
+    CHECK(split(s, SplitBehavior::Removed) == V{"a", "b", "c"});
+    CHECK(split(s, SplitBehavior::Isolated) == V{"a", "-", "b", "-", "-", "c", "-"});
+    CHECK(split(s, SplitBehavior::MergedWithPrevious) == V{"a-", "b-", "-", "c-"});
+    CHECK(split(s, SplitBehavior::MergedWithNext) == V{"a", "-b", "-", "-c", "-"});
+    CHECK(split(s, SplitBehavior::Contiguous) == V{"a", "-", "b", "--", "c", "-"});
+    CHECK(split(s, SplitBehavior::Removed, true) == V{"-", "-", "-", "-"});  // each match its own piece
+    CHECK(split("-x", SplitBehavior::MergedWithPrevious) == V{"-", "x"});
+}
+
+TEST_CASE("normalizers: Unicode forms, lowercase, strip") {
+    const std::string e_acute = "e\xCC\x81", e_precomposed = "\xC3\xA9";
+    CHECK(text::unicode_normalize(e_acute, text::UnicodeForm::NFC) == e_precomposed);
+    CHECK(text::unicode_normalize(e_precomposed, text::UnicodeForm::NFD) == e_acute);
+    CHECK(text::unicode_normalize("\xEF\xAC\x81", text::UnicodeForm::NFKC) == "fi");  // the ligature fi
+    CHECK(text::unicode_normalize("\xEF\xAC\x81", text::UnicodeForm::NFC) == "\xEF\xAC\x81");
+    CHECK(text::unicode_normalize("x\xFF" + e_acute, text::UnicodeForm::NFC) == "x\xFF" + e_precomposed);  // invalid byte kept
+    CHECK(text::unicode_lowercase("\xC3\x89" "COLE \xCE\xA3") == "\xC3\xA9" "cole \xCF\x83");
+    CHECK(text::strip_spaces(" \t a b \xE3\x80\x80", true, true) == "a b");
 }
 
 // The hand-made Llama-2-style tokenizer (tests/data/sp_tokenizer.json):
@@ -177,21 +211,59 @@ TEST_CASE("malformed or unsupported tokenizer.json: clear errors with the field 
     j["model"]["type"] = "Unigram";
     test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"model.type", "Unigram"});
     j = sp_json();
-    j["pre_tokenizer"] = {{"type", "Whitespace"}};
-    test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"pre_tokenizer.type", "Whitespace"});
+    j["pre_tokenizer"] = {{"type", "CharDelimiterSplit"}};
+    test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"pre_tokenizer.type", "CharDelimiterSplit"});
     j = sp_json();
-    j["normalizer"]["normalizers"][1] = {{"type", "NFKC"}};
-    test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"normalizer.normalizers[1].type", "NFKC"});
+    j["normalizer"]["normalizers"][1] = {{"type", "Precompiled"}};
+    test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"normalizer.normalizers[1].type", "Precompiled"});
     j = sp_json();
-    j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\w+"}}}, {"behavior", "Isolated"}};
-    test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"pre_tokenizer.pattern", "unsupported split pattern"});
+    j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(\\w+"}}}, {"behavior", "Isolated"}};
+    test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"pre_tokenizer.pattern", "(\\w+", "missing closing parenthesis"});
+    j = sp_json();
+    j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "x"}}}, {"behavior", "Sideways"}};
+    test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"pre_tokenizer.behavior", "Sideways"});
     j = sp_json();
     j["decoder"]["decoders"][0] = {{"type", "WordPiece"}};
     test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"decoder.decoders[0].type", "WordPiece"});
     j = sp_json();
     j["post_processor"] = {{"type", "BertProcessing"}};
-    test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"post_processor.type", "BertProcessing"});
+    test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"post_processor", "cls", "missing field"});
+    j = sp_json();
+    j["post_processor"] = {{"type", "ByteLevelProcessing"}};
+    test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"post_processor.type", "ByteLevelProcessing"});
     j = sp_json();
     j["model"]["merges"][0] = 5;
     test::expect_error([&] { text::Tokenizer(j, "t.json"); }, {"model.merges[0]", "expected"});
+}
+
+TEST_CASE("BPE: cutting long words where no token spans the cut gives exactly the whole word's merges") {
+    // Random vocabularies over a 4-letter alphabet (with "_" standing in for SentencePiece's ▁), random
+    // merge orders, random long words: tokenize (with cuts and the cache) must equal merge (no cuts).
+    std::mt19937 g(7);
+    const std::string alphabet = "ab_c";
+    for (int trial = 0; trial < 40; ++trial) {
+        text::Bpe bpe;
+        std::vector<std::string> tokens;
+        for (char c : alphabet) tokens.emplace_back(1, c);
+        for (std::size_t i = 0; i < tokens.size(); ++i) bpe.add_token(tokens[i], static_cast<TokenId>(i));
+        for (int m = 0; m < 30; ++m) {  // merge two existing tokens into a new one (if new)
+            const std::string& a = tokens[g() % tokens.size()];
+            const std::string& b = tokens[g() % tokens.size()];
+            const std::string ab = a + b;
+            if (ab.size() > 6 || bpe.find(ab)) continue;
+            const TokenId ia = *bpe.find(a), ib = *bpe.find(b), id = static_cast<TokenId>(tokens.size());
+            tokens.push_back(ab);
+            bpe.add_token(ab, id);
+            bpe.add_merge(ia, ib, id);
+        }
+        for (int w = 0; w < 20; ++w) {
+            std::string word;
+            for (std::size_t k = 0, n = 32 + g() % 200; k < n; ++k) word.push_back(alphabet[g() % alphabet.size()]);
+            CAPTURE(word);
+            text::Bpe::Cache cache;
+            Ids cut;
+            bpe.tokenize(word, cache, cut);
+            CHECK(cut == bpe.merge(word));
+        }
+    }
 }

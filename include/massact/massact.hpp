@@ -4,7 +4,7 @@
 //   io/        safetensors (mapped reader, writer), checkpoints, JSON files
 //   kernels/   norms, activations, RoPE, softmax variants, attention (know nothing of models)
 //   model/     config.json, weights, hook sites, the reference transformer
-//   text/      tokenizer.json (BPE: byte-level and SentencePiece-style), Unicode classes
+//   text/      tokenizer.json: BPE, normalizers (utf8proc), regex splits (PCRE2), added tokens, decoders
 //   stats/     outlier statistics on matrices: top-k |x|, quantiles, mergeable per-dim moments
 //   analysis/  what researchers measure with the model: perplexity, scans, massive activations, sinks
 #pragma once
@@ -40,7 +40,11 @@
 #include "massact/stats/moments.hpp"
 #include "massact/stats/quantile.hpp"
 #include "massact/stats/topk.hpp"
+#include "massact/text/added.hpp"
+#include "massact/text/bpe.hpp"
+#include "massact/text/decode.hpp"
+#include "massact/text/normalize.hpp"
 #include "massact/text/pretokenize.hpp"
+#include "massact/text/regex.hpp"
 #include "massact/text/tokenizer.hpp"
 #include "massact/text/unicode.hpp"
-#include "massact/text/unicode_tables.hpp"

@@ -14,6 +14,6 @@ cmake --build "$work/installed" >> "$work/log" 2>&1 || { cat "$work/log"; exit 1
 cmake -S "$src/tests/consumer" -B "$work/subdir" -DMASSACT_SOURCE="$src" -DCMAKE_BUILD_TYPE=Release >> "$work/log" 2>&1
 cmake --build "$work/subdir" >> "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
 "$work/subdir/consumer" "$model"
-${CXX:-c++} -std=c++17 -O2 -Wall -Wextra -Werror -I"$src/include" -I/usr/include/eigen3 "$src/tests/consumer/main.cpp" -o "$work/plain"
+${CXX:-c++} -std=c++17 -O2 -Wall -Wextra -Werror -I"$src/include" -I/usr/include/eigen3 "$src/tests/consumer/main.cpp" -o "$work/plain" -lpcre2-8 -lutf8proc
 "$work/plain" "$model"
 echo "consumer: find_package, add_subdirectory and -Iinclude builds ran"

@@ -1,4 +1,4 @@
-// massact tokenize MODEL_DIR [--no-special] [--json] TEXT - ids and token strings.
+// massact tokenize MODEL_DIR [--no-special] [--json] [--] TEXT - ids and token strings.
 #pragma once
 
 #include "common.hpp"
@@ -17,12 +17,13 @@ struct TokenizeArgs {
     std::string model;
     std::string text;
     std::string text_file;
+    bool has_text = false;  // an empty TEXT is a text: Hugging Face encodes it to the special tokens alone
     bool no_special = false;
     bool json = false;
 };
 
 inline int run_tokenize(const TokenizeArgs& a) {
-    if (a.text.empty() == a.text_file.empty()) throw Error("give the TEXT argument or --text-file (one of them)");
+    if (a.has_text == !a.text_file.empty()) throw Error("give the TEXT argument or --text-file (one of them)");
     const auto tok = massact::text::Tokenizer::from_file(a.model + "/tokenizer.json");
     const std::string text = a.text_file.empty() ? a.text : read_text_file(a.text_file, "--text-file");
     const auto ids = tok.encode(text, !a.no_special);
@@ -43,11 +44,14 @@ inline int run_tokenize(const TokenizeArgs& a) {
 inline void add_tokenize(CLI::App& app, TokenizeArgs& a, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("tokenize", "Encode text with a model's tokenizer.json: ids and tokens");
     cmd->add_option("model", a.model, "Hugging Face model directory")->required();
-    cmd->add_option("text", a.text, "Text to encode");
+    auto* text = cmd->add_option("text", a.text, "Text to encode (may be empty; put it after -- if it starts with -)");
     cmd->add_option("--text-file", a.text_file, "Encode this file instead");
     cmd->add_flag("--no-special", a.no_special, "Do not add special tokens (e.g. BOS)");
     cmd->add_flag("--json", a.json, "Print {\"ids\": [...], \"tokens\": [...]}");
-    cmd->callback([&] { action = [&] { return run_tokenize(a); }; });
+    cmd->callback([&a, &action, text] {
+        a.has_text = text->count() > 0;
+        action = [&] { return run_tokenize(a); };
+    });
 }
 
 }  // namespace massact_tool

@@ -1,100 +1,173 @@
-// massact/text/pretokenize.hpp - the regex splits of byte-level BPE tokenizers, as
-// hand-written scanners over code points (std::regex has neither \p{L} nor look-ahead).
+// massact/text/pretokenize.hpp - the pre-tokenizers of tokenizer.json: each step cuts every
+// piece of the previous step into smaller pieces, as Hugging Face's PreTokenizedString::split.
 //
-// GPT-2 (ByteLevel use_regex, and Split with the same pattern):
-//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-// Llama-3 (K = 3) and Qwen2 (K = 1) Split patterns:
-//   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,K}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+// A split finds matches (a regex, a literal string, or single characters of a class), marks the
+// pieces between them as non-matches, and joins or drops pieces by its `behavior`:
+//   Removed             matches dropped          "a-b" on "-" -> "a", "b"
+//   Isolated            every piece on its own   -> "a", "-", "b"
+//   MergedWithPrevious  a match joins the piece before it   -> "a-", "b"
+//   MergedWithNext      a match joins the piece after it    -> "a", "-b"
+//   Contiguous          consecutive pieces of the same kind join
+// `invert` swaps matches and non-matches first. Empty pieces never reach the model.
 #pragma once
 
+#include "massact/text/regex.hpp"
 #include "massact/text/unicode.hpp"
 
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
 namespace massact::text {
 
-enum class SplitPattern { GPT2, Llama3, Qwen2 };
+enum class SplitBehavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous };
 
+/// GPT-2's pattern, used by the ByteLevel pre-tokenizer with use_regex.
 inline constexpr std::string_view kGPT2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-inline constexpr std::string_view kLlama3Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-inline constexpr std::string_view kQwen2Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
-/// Split `s` into the matches of the pattern; returns byte lengths of consecutive pieces
-/// (the patterns match every character, so the pieces tile `s`).
-inline std::vector<std::size_t> split_pattern(std::string_view s, SplitPattern pat) {
-    // Decode once: code points and their byte offsets.
-    std::vector<std::uint32_t> cp;
-    std::vector<std::size_t> off;
-    cp.reserve(s.size());
-    off.reserve(s.size() + 1);
-    for (std::size_t i = 0; i < s.size();) {
-        std::uint32_t c;
-        off.push_back(i);
-        i += decode_utf8(s, i, c);
-        cp.push_back(c);
+/// A piece of a split: its byte range and whether it is a match.
+struct Piece {
+    Span span;
+    bool match;
+};
+
+/// The pieces of `s` around `matches` (sorted, non-overlapping), as Hugging Face's find_matches.
+inline std::vector<Piece> pieces_around(std::string_view s, const std::vector<Span>& matches) {
+    std::vector<Piece> out;
+    std::size_t prev = 0;
+    for (const Span& m : matches) {
+        if (m.begin > prev) out.push_back({{prev, m.begin}, false});
+        out.push_back({m, true});
+        prev = m.end;
     }
-    off.push_back(s.size());
-    const std::size_t n = cp.size();
-    auto L = [&](std::size_t k) { return k < n && is_letter(cp[k]); };
-    auto N = [&](std::size_t k) { return k < n && is_number(cp[k]); };
-    auto S = [&](std::size_t k) { return k < n && is_space(cp[k]); };
-    auto other = [&](std::size_t k) { return k < n && !is_space(cp[k]) && !is_letter(cp[k]) && !is_number(cp[k]); };
-    auto nl = [&](std::size_t k) { return k < n && (cp[k] == '\r' || cp[k] == '\n'); };
-    auto lower = [&](std::size_t k) { return k < n && cp[k] < 128 ? (cp[k] | 0x20u) : 0u; };
-    auto exact = [&](std::size_t k) { return k < n ? cp[k] : 0u; };
+    if (prev < s.size()) out.push_back({{prev, s.size()}, false});
+    return out;
+}
 
-    const bool gpt2 = pat == SplitPattern::GPT2;
-    const std::size_t max_digits = pat == SplitPattern::Llama3 ? 3 : (pat == SplitPattern::Qwen2 ? 1 : SIZE_MAX);
-    std::vector<std::size_t> out;
-    std::size_t i = 0;
-    while (i < n) {
-        std::size_t j = i;
-        // Contractions ('s 't 're 've 'm 'll 'd; case-insensitive for Llama-3/Qwen2).
-        if (cp[i] == '\'') {
-            auto c = [&](std::size_t k) { return gpt2 ? exact(k) : lower(k); };
-            const auto a = c(i + 1), b = c(i + 2);
-            if (a == 's' || a == 't' || a == 'm' || a == 'd') j = i + 2;
-            else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) j = i + 3;
-        }
-        if (j == i && gpt2) {
-            const std::size_t k = (cp[i] == ' ' && i + 1 < n) ? i + 1 : i;  // optional leading space
-            if (L(k)) { j = k; while (L(j)) ++j; }
-            else if (N(k)) { j = k; while (N(j)) ++j; }
-            else if (other(k)) { j = k; while (other(j)) ++j; }
-        } else if (j == i) {
-            if (L(i)) {
-                j = i; while (L(j)) ++j;
-            } else if (!nl(i) && !N(i) && L(i + 1)) {  // [^\r\n\p{L}\p{N}]?\p{L}+
-                j = i + 1; while (L(j)) ++j;
-            } else if (N(i)) {
-                j = i; while (N(j) && j - i < max_digits) ++j;
-            } else {
-                const std::size_t k = (cp[i] == ' ' && other(i + 1)) ? i + 1 : i;
-                if (other(k)) {
-                    j = k; while (other(j)) ++j;
-                    while (nl(j)) ++j;
-                }
-            }
-        }
-        if (j == i && S(i)) {
-            std::size_t k = i;
-            while (S(k)) ++k;  // whitespace run [i, k)
-            if (!gpt2) {       // \s*[\r\n]+ : up to the last newline of the run
-                std::size_t last = k;
-                for (std::size_t m = i; m < k; ++m) if (nl(m)) last = m;
-                if (last != k) j = last + 1;
-            }
-            if (j == i) j = (k == n || k - i == 1) ? k : k - 1;  // \s+(?!\S) | \s+
-        }
-        if (j == i) j = i + 1;  // unreachable for these patterns; never loop forever
-        out.push_back(off[j] - off[i]);
-        i = j;
+/// Every single character of `s` for which pred(code point) holds, as matches.
+template <typename Pred>
+std::vector<Span> char_matches(std::string_view s, Pred&& pred) {
+    std::vector<Span> out;
+    for (std::size_t i = 0; i < s.size();) {
+        std::uint32_t cp;
+        const std::size_t len = decode_utf8(s, i, cp);
+        if (pred(cp)) out.push_back({i, i + len});
+        i += len;
     }
     return out;
 }
+
+/// The byte ranges `behavior` keeps of the pieces (non-empty, in order).
+inline std::vector<Span> apply_behavior(std::vector<Piece> pieces, SplitBehavior behavior, bool invert) {
+    if (invert)
+        for (auto& p : pieces) p.match = !p.match;
+    std::vector<Span> out;
+    switch (behavior) {
+        case SplitBehavior::Removed:
+            for (const auto& p : pieces)
+                if (!p.match) out.push_back(p.span);
+            break;
+        case SplitBehavior::Isolated:
+            for (const auto& p : pieces) out.push_back(p.span);
+            break;
+        case SplitBehavior::MergedWithPrevious: {
+            bool prev_match = false;
+            for (const auto& p : pieces) {
+                if (p.match && !prev_match && !out.empty()) out.back().end = p.span.end;
+                else out.push_back(p.span);
+                prev_match = p.match;
+            }
+            break;
+        }
+        case SplitBehavior::MergedWithNext: {
+            bool next_match = false;  // walk from the end: a match joins the piece after it
+            for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {
+                if (it->match && !next_match && !out.empty()) out.back().begin = it->span.begin;
+                else out.push_back(it->span);
+                next_match = it->match;
+            }
+            std::reverse(out.begin(), out.end());
+            break;
+        }
+        case SplitBehavior::Contiguous: {
+            std::optional<bool> prev;
+            for (const auto& p : pieces) {
+                if (prev == p.match) out.back().end = p.span.end;
+                else out.push_back(p.span);
+                prev = p.match;
+            }
+            break;
+        }
+    }
+    std::vector<Span> kept;
+    for (const Span& sp : out)
+        if (sp.end > sp.begin) kept.push_back(sp);
+    return kept;
+}
+
+/// One pre-tokenizer of tokenizer.json.
+struct PreTokenizerStep {
+    enum class Kind { Split, Digits, Punctuation, Whitespace, WhitespaceSplit, Bert, Metaspace, ByteLevel };
+    enum class Prepend { Never, First, Always };
+    Kind kind = Kind::Split;
+    std::shared_ptr<const Regex> pattern;  // Split; ByteLevel with use_regex; Whitespace
+    SplitBehavior behavior = SplitBehavior::Isolated;
+    bool invert = false;
+    bool individual_digits = false;        // Digits
+    bool add_prefix_space = false;         // ByteLevel
+    std::string replacement;               // Metaspace
+    Prepend prepend = Prepend::Always;     // Metaspace
+    bool split = true;                     // Metaspace
+
+    /// The pieces of `w`. `at_start`: `w` begins at offset 0 of the original text (Metaspace "first").
+    std::vector<std::string> apply(std::string w, bool at_start) const {
+        switch (kind) {
+            case Kind::Split: return cut(w, pattern->find_all(w), behavior, invert);
+            case Kind::Digits:
+                return cut(w, char_matches(w, is_number), individual_digits ? SplitBehavior::Isolated : SplitBehavior::Contiguous, false);
+            case Kind::Punctuation: return cut(w, char_matches(w, is_punctuation), behavior, false);
+            case Kind::Whitespace: return cut(w, pattern->find_all(w), SplitBehavior::Removed, true);
+            case Kind::WhitespaceSplit: return cut(w, char_matches(w, is_space), SplitBehavior::Removed, false);
+            case Kind::Bert: {
+                std::vector<std::string> out;
+                for (auto& word : cut(w, char_matches(w, is_space), SplitBehavior::Removed, false))
+                    for (auto& p : cut(word, char_matches(word, is_punctuation), SplitBehavior::Isolated, false)) out.push_back(std::move(p));
+                return out;
+            }
+            case Kind::Metaspace: return metaspace(std::move(w), at_start);
+            case Kind::ByteLevel:
+                if (add_prefix_space && (w.empty() || w[0] != ' ')) w.insert(w.begin(), ' ');
+                if (!pattern) return {std::move(w)};
+                return cut(w, pattern->find_all(w), SplitBehavior::Isolated, false);
+        }
+        return {std::move(w)};
+    }
+
+private:
+    static std::vector<std::string> cut(std::string_view w, const std::vector<Span>& matches, SplitBehavior b, bool inv) {
+        std::vector<std::string> out;
+        for (const Span& sp : apply_behavior(pieces_around(w, matches), b, inv)) out.emplace_back(w.substr(sp.begin, sp.end - sp.begin));
+        return out;
+    }
+    std::vector<std::string> metaspace(std::string w, bool at_start) const {
+        std::string r;
+        for (std::size_t pos = 0, hit; pos <= w.size(); pos = hit + 1) {  // spaces -> replacement
+            hit = w.find(' ', pos);
+            if (hit == std::string::npos) { r.append(w, pos, std::string::npos); break; }
+            r.append(w, pos, hit - pos).append(replacement);
+        }
+        const bool starts = r.compare(0, replacement.size(), replacement) == 0;
+        if (!starts && (prepend == Prepend::Always || (prepend == Prepend::First && at_start))) r = replacement + r;
+        if (!split) return {std::move(r)};
+        std::vector<Span> m;
+        for (std::size_t at = r.find(replacement); at != std::string::npos; at = r.find(replacement, at + replacement.size()))
+            m.push_back({at, at + replacement.size()});
+        return cut(r, m, SplitBehavior::MergedWithNext, false);
+    }
+};
 
 }  // namespace massact::text

@@ -1,10 +1,9 @@
-// massact/text/unicode.hpp - UTF-8 decoding/encoding and the character classes the
-// pre-tokenizers need (\p{L}, \p{N}, \s), without std::regex.
+// massact/text/unicode.hpp - UTF-8 decoding/encoding (lossless on invalid bytes) and the
+// character classes of the pre-tokenizers, from utf8proc's Unicode tables.
 #pragma once
 
-#include "massact/text/unicode_tables.hpp"
+#include <utf8proc.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -63,29 +62,67 @@ inline void append_utf8(std::string& out, std::uint32_t cp) {
     }
 }
 
-namespace detail {
-template <std::size_t N>
-bool in_ranges(const tables::CodeRange (&r)[N], std::uint32_t cp) {
-    const auto* it = std::upper_bound(r, r + N, cp, [](std::uint32_t v, const tables::CodeRange& x) { return v < x.first; });
-    return it != r && cp <= (it - 1)->last;
+/// The general category of a code point (kInvalidByte + b for invalid bytes: unassigned).
+inline utf8proc_category_t category(std::uint32_t cp) {
+    return cp < kInvalidByte ? utf8proc_category(static_cast<utf8proc_int32_t>(cp)) : UTF8PROC_CATEGORY_CN;
 }
-}  // namespace detail
-
 /// \p{L}
 inline bool is_letter(std::uint32_t cp) {
     if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
-    return cp < kInvalidByte && detail::in_ranges(tables::kLetter, cp);
+    const auto c = category(cp);
+    return c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO;
 }
-/// \p{N}
+/// \p{N} (Rust's char::is_numeric)
 inline bool is_number(std::uint32_t cp) {
     if (cp < 0x80) return cp >= '0' && cp <= '9';
-    return cp < kInvalidByte && detail::in_ranges(tables::kNumber, cp);
+    const auto c = category(cp);
+    return c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO;
 }
-/// \s: the Unicode White_Space property.
+/// \p{P} or ASCII punctuation (Hugging Face's is_punc: Rust's is_ascii_punctuation || is_punctuation)
+inline bool is_punctuation(std::uint32_t cp) {
+    if (cp < 0x80) return (cp >= '!' && cp <= '/') || (cp >= ':' && cp <= '@') || (cp >= '[' && cp <= '`') || (cp >= '{' && cp <= '~');
+    const auto c = category(cp);
+    return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
+}
+/// \s: the Unicode White_Space property (Rust's char::is_whitespace).
 inline bool is_space(std::uint32_t cp) {
     return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
            (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
            cp == 0x3000;
+}
+
+/// Bytes of White_Space at the start of `s`.
+inline std::size_t leading_spaces(std::string_view s) {
+    std::size_t i = 0;
+    for (std::uint32_t cp; i < s.size();) {
+        const std::size_t len = decode_utf8(s, i, cp);
+        if (!is_space(cp)) break;
+        i += len;
+    }
+    return i;
+}
+
+/// The code point that ends `s` (which must not be empty) and where it starts.
+inline std::size_t last_code_point(std::string_view s, std::uint32_t& cp) {
+    std::size_t k = s.size() - 1;
+    while (k > 0 && s.size() - k < 4 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
+    if (decode_utf8(s, k, cp) != s.size() - k) {  // not a whole character: the last byte alone
+        k = s.size() - 1;
+        decode_utf8(s, k, cp);
+        if ((static_cast<unsigned char>(s[k]) & 0x80) != 0) cp = kInvalidByte + static_cast<unsigned char>(s[k]);
+    }
+    return k;
+}
+
+/// Bytes of White_Space at the end of `s`.
+inline std::size_t trailing_spaces(std::string_view s) {
+    std::size_t e = s.size();
+    for (std::uint32_t cp; e > 0;) {
+        const std::size_t k = last_code_point(s.substr(0, e), cp);
+        if (!is_space(cp)) break;
+        e = k;
+    }
+    return s.size() - e;
 }
 
 }  // namespace massact::text
