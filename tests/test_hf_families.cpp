@@ -58,11 +58,8 @@ Diff compare_family(const std::string& name) {
     return d;
 }
 
-}  // namespace
-
-TEST_CASE("families I match Hugging Face: hidden states, attention, logits") {
-    for (const std::string name : {"gemma", "gemma2", "gemma3", "qwen3", "phi3", "olmo", "olmo2", "mixtral", "starcoder2",
-                             "stablelm", "llama_yarn"}) {
+void check_families(const std::vector<std::string>& names) {
+    for (const std::string& name : names) {
         CAPTURE(name);
         const Diff d = compare_family(name);
         MESSAGE(name << ": hidden " << d.hidden << ", attention " << d.attention << ", logits " << d.logits);
@@ -70,6 +67,16 @@ TEST_CASE("families I match Hugging Face: hidden states, attention, logits") {
         CHECK(d.attention < 2e-5);
         CHECK(d.logits < 2e-4);
     }
+}
+
+}  // namespace
+
+TEST_CASE("families I match Hugging Face: hidden states, attention, logits") {
+    check_families({"gemma", "gemma2", "gemma3", "qwen3", "phi3", "olmo", "olmo2", "mixtral", "starcoder2", "stablelm", "llama_yarn"});
+}
+
+TEST_CASE("families II match Hugging Face: parallel blocks, fused QKV layouts, offsets, ALiBi") {
+    check_families({"gpt_neox", "gpt_neox_seq", "gptj", "phi", "opt", "falcon", "falcon_new", "bloom", "mpt"});
 }
 
 TEST_CASE("each family has the hook sites its block description says, with their shapes") {
@@ -212,4 +219,28 @@ TEST_CASE("MoE: routing weights are softmax top-k renormalised, and editing them
     RowMatrixF h = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
     X.down.apply(h, out, scratch);
     CHECK(test::max_abs_diff(out, ConstRowMap<float>(routed.at("blocks.0.hook_mlp_out").data.data(), 4, 64)) < 1e-5);
+}
+
+TEST_CASE("ALiBi slopes: BLOOM's construction for head counts that are not powers of two") {
+    // build_alibi_tensor in transformers' BLOOM, written out in double precision.
+    auto bloom = [](int heads) {
+        const int p2 = 1 << static_cast<int>(std::floor(std::log2(heads)));
+        const double base = std::pow(2.0, -std::pow(2.0, -(std::log2(p2) - 3)));
+        std::vector<double> s;
+        for (int k = 1; k <= p2; ++k) s.push_back(std::pow(base, k));
+        if (p2 != heads) {
+            const double extra = std::pow(2.0, -std::pow(2.0, -(std::log2(2 * p2) - 3)));
+            for (int k = 1, n = 0; n < std::min(p2, heads - p2); k += 2, ++n) s.push_back(std::pow(extra, k));
+        }
+        return s;
+    };
+    for (int heads : {1, 4, 6, 12, 16, 40, 112}) {
+        CAPTURE(heads);
+        ModelConfig c;
+        c.num_heads = heads;
+        const auto got = c.alibi_slopes();
+        const auto want = bloom(heads);
+        REQUIRE(got.size() == want.size());
+        for (std::size_t h = 0; h < got.size(); ++h) CHECK(got[h] == doctest::Approx(want[h]).epsilon(1e-6));
+    }
 }

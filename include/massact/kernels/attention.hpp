@@ -3,7 +3,8 @@
 //
 // For query i of head h (KV head g = h / (heads / kv_heads)):
 //   s_ij = q_i . k_j * scale for visible keys j (i - W < j <= i; W = 0: all j <= i),
-//   optionally soft-capped: s = cap * tanh(s / cap),
+//   optionally soft-capped: s = cap * tanh(s / cap), plus an ALiBi bias slope_h * (j - i)
+//   (BLOOM adds slope_h * j and MPT slope_h * (j - T + 1): the same softmax, each row shifted),
 //   extra slots: a per-head sink logit (gpt-oss; softmax1 is the logit 0) and/or
 //   an explicit key/value bias (Sun et al. 2024 Sec. 6): s_b = q_i . k_bias[g] * scale,
 //   p = softmax over visible keys and extra slots (optionally clipped),
@@ -39,6 +40,7 @@ struct AttentionSpec {
     float scale = 1.0f;                  // usually 1/sqrt(head_dim)
     float softcap = 0.0f;                // > 0: s = softcap * tanh(s / softcap) (Gemma 2 logit soft-capping)
     Index window = 0;                    // sliding window W (0 = full causal)
+    const float* alibi = nullptr;        // [heads] ALiBi slopes: s += slope_h * (j - i) after soft-capping
     const float* sink_logits = nullptr;  // [heads] extra logit per head (gpt-oss sinks; zeros = softmax1)
     const float* k_bias = nullptr;       // [kv_heads, head_dim] explicit bias key (no RoPE)
     const float* v_bias = nullptr;       // [kv_heads, head_dim] its value
@@ -75,6 +77,9 @@ inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index 
     StridedRowMap<float> St(S + k0, rows, i1 - k0, Eigen::OuterStride<>(ld));
     St.noalias() = s.scale * (Q * K.transpose());
     if (s.softcap > 0.0f) St = (St.array() / s.softcap).tanh() * s.softcap;
+    if (s.alibi)
+        for (Index r = 0; r < rows; ++r)
+            for (Index j = k0; j < i1; ++j) St(r, j - k0) += s.alibi[h] * static_cast<float>(j - (i0 + r));
     constexpr float ninf = -std::numeric_limits<float>::infinity();
     for (Index r = 0; r < rows; ++r) {
         const Index i = i0 + r;

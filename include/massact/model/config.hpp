@@ -25,7 +25,15 @@ enum class SinkKind { None, KVBias, Logit };
 enum class QKNorm { None, PerHead, Whole };
 /// Gated: down(act(gate(x)) * up(x)) (SwiGLU, GeGLU); Plain: down(act(up(x))) (GPT-2, StarCoder2).
 enum class MlpKind { Gated, Plain };
-enum class PositionKind { Rope, Learned };
+/// Rope: rotary q/k; Learned: a position table added to the embedding (GPT-2, OPT); Alibi: a per-head
+/// linear bias slope_h * (j - i) on the scores (BLOOM, MPT), no position in the residual stream.
+enum class PositionKind { Rope, Learned, Alibi };
+/// Rotary pairs: (j, j + rotary_dim/2) (rotate-half: Llama, GPT-NeoX) or (2j, 2j + 1) (GPT-J).
+enum class RopePairs { Half, Interleaved };
+/// The output rows of a fused QKV projection: [q; k; v] (GPT-2, Phi-3, MPT, Falcon multi-query); per head
+/// [q_h; k_h; v_h] (GPT-NeoX, BLOOM, Falcon without multi-query); per KV group [q_g1..q_gn; k_g; v_g]
+/// (Falcon's new decoder architecture).
+enum class QkvLayout { Concat, PerHead, Grouped };
 
 /// One normalisation: RMSNorm  y = x rsqrt(mean x^2 + eps) * s,  LayerNorm  y = (x - mean) / sqrt(var + eps) * s + b,
 /// with s = w, 1 + w (Gemma) or 1 (no weight: OLMo's non-parametric LayerNorm), b = bias or 0.
@@ -151,6 +159,7 @@ struct BlockNames {
 struct ModelNames {
     std::vector<std::string> prefixes = {"model."};  // of the body, tried in order: the first under which `embed` exists
     std::string embed = "embed_tokens";
+    std::string embed_norm;                          // a norm right after the embedding (BLOOM)
     std::string pos_embed;                           // learned positions
     std::string layer = "layers.{l}.";
     std::string final_norm = "norm";
@@ -182,6 +191,7 @@ struct ModelConfig {
     double attn_softcap = 0.0;    // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
     double clip_qkv = 0.0;        // > 0: q, k, v clamped to [-clip, clip] (OLMo)
     bool qkv_bias = false, o_bias = false, mlp_bias = false;
+    QkvLayout qkv_layout = QkvLayout::Concat;  // of a fused projection (names.block.qkv)
     MlpKind mlp = MlpKind::Gated;
     ActivationFn act = ActivationFn::SiLU;
     int num_experts = 0;          // > 0: mixture of experts
@@ -192,6 +202,11 @@ struct ModelConfig {
     // --- around the blocks ---
     PositionKind positions = PositionKind::Rope;
     std::vector<RopeSpec> rope;   // one per layer type
+    RopePairs rope_pairs = RopePairs::Half;
+    int pos_offset = 0;           // learned positions: row of position t is t + offset (OPT: 2)
+    double alibi_max_bias = 8.0;  // ALiBi slopes 2^(-max_bias * k / n) (BLOOM, MPT: 8)
+    bool embed_norm = false;      // norm after the embedding (BLOOM's word_embeddings_layernorm)
+    bool lm_head_bias = false;    // the LM head has a bias (Phi-2, GPT-J)
     std::vector<LayerSpec> layers;
     double embed_scale = 1.0;     // embedding multiplied by this (Gemma: sqrt(d))
     double final_softcap = 0.0;   // > 0: logits = cap * tanh(logits / cap)
@@ -202,6 +217,20 @@ struct ModelConfig {
     std::int64_t kv_dim() const { return std::int64_t(num_kv_heads) * head_dim; }
     bool moe() const { return num_experts > 0; }
     bool has_rope() const { return positions == PositionKind::Rope; }
+    /// ALiBi slope of every head: n' = the power of two >= H, slopes 2^(-max_bias k / n'), k = 1..n';
+    /// for H < n' the even k first, then the odd ones (MPT's gen_slopes; BLOOM's values in the same order).
+    std::vector<float> alibi_slopes() const {
+        int n = 1;
+        while (n < num_heads) n *= 2;
+        std::vector<double> all;
+        for (int k = 1; k <= n; ++k) all.push_back(std::pow(2.0, -alibi_max_bias * k / n));
+        std::vector<float> out;
+        if (n != num_heads)
+            for (int k = 1; k < n; k += 2) out.push_back(static_cast<float>(all[static_cast<std::size_t>(k)]));
+        for (int k = 0; k < n; k += (n != num_heads ? 2 : 1)) out.push_back(static_cast<float>(all[static_cast<std::size_t>(k)]));
+        out.resize(static_cast<std::size_t>(num_heads));
+        return out;
+    }
     int window(int layer) const { return layers[static_cast<std::size_t>(layer)].window; }
     const RopeSpec& layer_rope(int layer) const { return rope[static_cast<std::size_t>(layers[static_cast<std::size_t>(layer)].rope)]; }
 };

@@ -223,14 +223,15 @@ inline void read_rope(const ConfigReader& r, ModelConfig& c) {
     read_rope(r, c, std::vector<bool>(static_cast<std::size_t>(c.num_layers), false), 0.0);
 }
 
-/// Sizes every decoder family names the same way (hidden_size, num_hidden_layers, ...).
-inline void read_sizes(const ConfigReader& r, ModelConfig& c) {
+/// Sizes every decoder family names the same way (hidden_size, num_hidden_layers, ...); the MLP width
+/// under `mlp_key` (or `mlp_default` when that key is absent and the default is > 0).
+inline void read_sizes(const ConfigReader& r, ModelConfig& c, const char* mlp_key = "intermediate_size", int mlp_default = 0) {
     c.hidden_size = r.get_size("hidden_size", kMaxWidth);
     c.num_layers = r.get_size("num_hidden_layers", kMaxLayers);
     c.num_heads = r.get_size("num_attention_heads", kMaxHeads);
     c.num_kv_heads = r.get_size("num_key_value_heads", c.num_heads, kMaxHeads);
     c.vocab_size = r.get_size("vocab_size", kMaxVocab);
-    c.intermediate_size = r.get_size("intermediate_size", kMaxWidth);
+    c.intermediate_size = mlp_default > 0 ? r.get_size(mlp_key, mlp_default, kMaxWidth) : r.get_size(mlp_key, kMaxWidth);
     c.max_positions = r.get_int("max_position_embeddings", 0);
     if (!r.present("head_dim") && c.hidden_size % c.num_heads != 0)
         r.fail("num_attention_heads", "does not divide hidden_size and no head_dim is given");
@@ -482,6 +483,242 @@ inline void family_stablelm(const ConfigReader& r, ModelConfig& c) {
     }
 }
 
+// ---- families II: parallel blocks, fused QKV layouts, learned positions with an offset, ALiBi ----
+
+/// Plain MLP (up, act, down) under these names, biases as `bias` says.
+inline void plain_mlp(ModelConfig& c, const char* up, const char* down, bool bias) {
+    c.mlp = MlpKind::Plain;
+    c.mlp_bias = bias;
+    c.names.block.gate = "";
+    c.names.block.up = up;
+    c.names.block.down = down;
+}
+
+/// A fused QKV projection under `name` in `layout`; no separate q/k/v.
+inline void fused_qkv(ModelConfig& c, const char* name, QkvLayout layout) {
+    auto& n = c.names.block;
+    n.q = n.k = n.v = "";
+    n.qkv = name;
+    c.qkv_layout = layout;
+}
+
+/// The MLP reads the block input normalised by ln1, like attention: x + attn(ln1 x) + mlp(ln1 x).
+inline void parallel_one_norm(ModelConfig& c) {
+    c.parallel = true;
+    c.pre_mlp_norm = false;
+    c.names.block.ln_mlp = "";
+}
+
+/// GPT-NeoX / Pythia: LayerNorm, per-head fused QKV, partial rotary (rotary_pct), parallel residual with
+/// two norms (use_parallel_residual, default) or sequential.
+inline void family_gpt_neox(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_eps", 1e-5), true, true, false};
+    c.act = parse_activation(r, "hidden_act", "gelu");
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", true);
+    c.parallel = r.get_bool("use_parallel_residual", true);
+    fused_qkv(c, "attention.query_key_value", QkvLayout::PerHead);
+    plain_mlp(c, "mlp.dense_h_to_4h", "mlp.dense_4h_to_h", true);
+    c.names.block.o = "attention.dense";
+    c.names.prefixes = {"gpt_neox.", ""};
+    c.names.embed = "embed_in";
+    c.names.final_norm = "final_layer_norm";
+    c.names.lm_head = "embed_out";
+    read_rope(r, c);
+    if (r.present("rotary_emb_base") && !r.present("rope_theta")) c.rope[0].theta = r.get_num("rotary_emb_base", 10000.0);
+    if (r.present("rotary_pct")) c.rope[0].rotary_dim = rotary_features(r, "rotary_pct", c.head_dim, r.get_num("rotary_pct", 1.0));
+}
+
+/// GPT-J: parallel block with one norm, q/k/v without bias, interleaved partial rotary (rotary_dim), LM head bias.
+inline void family_gptj(const ConfigReader& r, ModelConfig& c) {
+    family_gpt2(r, c);
+    c.positions = PositionKind::Rope;
+    c.names.pos_embed = "";
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", false);
+    c.qkv_bias = c.o_bias = false;
+    c.lm_head_bias = true;
+    parallel_one_norm(c);
+    auto& n = c.names.block;
+    n.conv1d = false;
+    n.qkv = "";
+    n.q = "attn.q_proj";
+    n.k = "attn.k_proj";
+    n.v = "attn.v_proj";
+    n.o = "attn.out_proj";
+    plain_mlp(c, "mlp.fc_in", "mlp.fc_out", true);
+    c.names.prefixes = {"transformer."};
+    read_rope(r, c);
+    c.rope_pairs = RopePairs::Interleaved;
+    if (r.present("rotary_dim")) {
+        const int rd = r.get_size("rotary_dim", c.head_dim);
+        if (rd % 2 != 0) r.fail("rotary_dim", "expected an even number");
+        c.rope[0].rotary_dim = rd;
+    }
+}
+
+/// Phi-1/1.5/2: LayerNorm, parallel block with one norm, biased q/k/v/dense, partial rotary, optional
+/// per-head q/k LayerNorm, LM head bias.
+inline void family_phi(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_eps", 1e-5), true, true, false};
+    c.act = parse_activation(r, "hidden_act", "gelu_new");
+    c.qkv_bias = c.o_bias = true;
+    c.lm_head_bias = true;
+    parallel_one_norm(c);
+    c.names.block.o = "self_attn.dense";
+    plain_mlp(c, "mlp.fc1", "mlp.fc2", true);
+    c.names.final_norm = "final_layernorm";
+    if (r.get_bool("qk_layernorm", false)) {
+        c.qk_norm = QKNorm::PerHead;
+        c.qk_norm_spec = c.norm;
+        c.names.block.q_norm = "self_attn.q_layernorm";
+        c.names.block.k_norm = "self_attn.k_layernorm";
+    }
+}
+
+/// OPT: pre-LN (do_layer_norm_before), biased q/k/v/out, ReLU fc1/fc2, learned positions offset by 2.
+inline void family_opt(const ConfigReader& r, ModelConfig& c) {
+    read_sizes(r, c, "ffn_dim");
+    c.norm = {NormKind::LayerNorm, 1e-5, true, true, false};
+    c.act = parse_activation(r, "activation_function", "relu");
+    c.qkv_bias = c.o_bias = r.get_bool("enable_bias", true);
+    plain_mlp(c, "fc1", "fc2", c.qkv_bias);
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
+    if (!r.get_bool("do_layer_norm_before", true)) r.fail("do_layer_norm_before", "unsupported value false (post-LN OPT-350m)");
+    if (r.present("word_embed_proj_dim") && r.get_int("word_embed_proj_dim", 0) != c.hidden_size)
+        r.fail("word_embed_proj_dim", "differs from hidden_size (project_in/project_out are not supported)");
+    if (r.get_bool("_remove_final_layer_norm", false)) r.fail("_remove_final_layer_norm", "unsupported value true");
+    if (!r.get_bool("layer_norm_elementwise_affine", true)) r.fail("layer_norm_elementwise_affine", "unsupported value false");
+    c.positions = PositionKind::Learned;
+    c.pos_offset = 2;
+    auto& n = c.names;
+    n.prefixes = {"model.decoder.", "decoder."};
+    n.pos_embed = "embed_positions";
+    n.final_norm = "final_layer_norm";
+    n.block.ln_attn = "self_attn_layer_norm";
+    n.block.q = "self_attn.q_proj";
+    n.block.k = "self_attn.k_proj";
+    n.block.v = "self_attn.v_proj";
+    n.block.o = "self_attn.out_proj";
+    n.block.ln_mlp = "final_layer_norm";
+}
+
+/// Falcon: 7B/40B-style (multi-query fused QKV, parallel block with one norm), new_decoder_architecture
+/// (grouped fused QKV, ln_attn and ln_mlp), or sequential (parallel_attn false).
+inline void family_falcon(const ConfigReader& r, ModelConfig& c) {
+    read_sizes(r, c, "ffn_hidden_size", 4 * r.get_size("hidden_size", kMaxWidth));
+    c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_epsilon", 1e-5), true, true, false};
+    c.act = parse_activation(r, "activation", "gelu");
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
+    if (r.get_bool("alibi", false)) r.fail("alibi", "unsupported value true (Falcon-RW's ALiBi)");
+    const bool bias = r.get_bool("bias", false), fresh = r.get_bool("new_decoder_architecture", false);
+    c.qkv_bias = c.o_bias = bias;
+    QkvLayout layout = QkvLayout::PerHead;
+    if (fresh) {
+        c.num_kv_heads = r.get_size("num_kv_heads", kMaxHeads);
+        layout = QkvLayout::Grouped;
+    } else if (r.get_bool("multi_query", true)) {
+        c.num_kv_heads = 1;
+        layout = QkvLayout::Concat;
+    } else {
+        c.num_kv_heads = c.num_heads;
+    }
+    if (c.num_heads % c.num_kv_heads != 0) r.fail("num_kv_heads", "does not divide num_attention_heads");
+    auto& n = c.names;
+    n.prefixes = {"transformer."};
+    n.embed = "word_embeddings";
+    n.layer = "h.{l}.";
+    n.final_norm = "ln_f";
+    fused_qkv(c, "self_attention.query_key_value", layout);
+    n.block.o = "self_attention.dense";
+    plain_mlp(c, "mlp.dense_h_to_4h", "mlp.dense_4h_to_h", bias);
+    n.block.ln_attn = "input_layernorm";
+    n.block.ln_mlp = "post_attention_layernorm";
+    const bool parallel = r.get_bool("parallel_attn", true);
+    const int lns = r.get_int("num_ln_in_parallel_attn", fresh ? 2 : 1);
+    if (fresh && !parallel) r.fail("parallel_attn", "unsupported value false with new_decoder_architecture");
+    if (parallel && fresh && lns == 2) {
+        c.parallel = true;
+        n.block.ln_attn = "ln_attn";
+        n.block.ln_mlp = "ln_mlp";
+    } else if (parallel) {
+        parallel_one_norm(c);
+    }
+}
+
+/// Sizes under the given keys for multi-head attention (KV = H) with an MLP of width 4 d.
+inline void multi_head_sizes(const ConfigReader& r, ModelConfig& c, const char* hidden, const char* layers, const char* heads) {
+    c.hidden_size = r.get_size(hidden, kMaxWidth);
+    c.num_layers = r.get_size(layers, kMaxLayers);
+    c.num_heads = c.num_kv_heads = r.get_size(heads, kMaxHeads);
+    c.vocab_size = r.get_size("vocab_size", kMaxVocab);
+    if (c.hidden_size % c.num_heads != 0) r.fail(heads, std::string("does not divide ") + hidden);
+    c.head_dim = c.hidden_size / c.num_heads;
+    c.intermediate_size = 4 * c.hidden_size;
+    c.layers.assign(static_cast<std::size_t>(c.num_layers), LayerSpec{});
+}
+
+/// BLOOM: LayerNorm after the embedding, per-head fused QKV, ALiBi, GELU (tanh) MLP.
+inline void family_bloom(const ConfigReader& r, ModelConfig& c) {
+    multi_head_sizes(r, c, r.present("n_embed") ? "n_embed" : "hidden_size", "n_layer", "n_head");
+    c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_epsilon", 1e-5), true, true, false};
+    c.act = ActivationFn::GeluTanh;
+    c.qkv_bias = c.o_bias = true;
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
+    if (r.get_bool("apply_residual_connection_post_layernorm", false))
+        r.fail("apply_residual_connection_post_layernorm", "unsupported value true");
+    c.positions = PositionKind::Alibi;
+    c.embed_norm = true;
+    auto& n = c.names;
+    n.prefixes = {"transformer.", ""};
+    n.embed = "word_embeddings";
+    n.embed_norm = "word_embeddings_layernorm";
+    n.layer = "h.{l}.";
+    n.final_norm = "ln_f";
+    n.block.ln_attn = "input_layernorm";
+    n.block.ln_mlp = "post_attention_layernorm";
+    fused_qkv(c, "self_attention.query_key_value", QkvLayout::PerHead);
+    n.block.o = "self_attention.dense";
+    plain_mlp(c, "mlp.dense_h_to_4h", "mlp.dense_4h_to_h", true);
+}
+
+/// MPT: LayerNorm (no bias with no_bias), concatenated fused QKV, ALiBi (alibi_bias_max), optional clip_qkv.
+inline void family_mpt(const ConfigReader& r, ModelConfig& c) {
+    multi_head_sizes(r, c, "d_model", "n_layers", "n_heads");  // 4 d: as transformers' MptMLP, whatever expansion_ratio says
+    c.max_positions = r.get_int("max_seq_len", 0);
+    const bool bias = !r.get_bool("no_bias", false);
+    c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_epsilon", 1e-5), true, bias, false};
+    const std::string nt = r.get_str("norm_type", "low_precision_layernorm");
+    if (nt != "low_precision_layernorm" && nt != "layernorm") r.fail("norm_type", "unsupported value \"" + nt + "\"");
+    c.act = ActivationFn::GeluErf;
+    c.qkv_bias = c.o_bias = bias;
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
+    const nlohmann::json a = r.present("attn_config") ? r.json()["attn_config"] : nlohmann::json::object();
+    if (!a.is_object()) r.fail("attn_config", "expected an object");
+    auto get = [&](const char* k, const nlohmann::json& dflt) { return a.contains(k) && !a[k].is_null() ? a[k] : dflt; };
+    if (!get("alibi", false).is_boolean() || !get("alibi", false).get<bool>())
+        r.fail("attn_config.alibi", "unsupported value (massact reads MPT with ALiBi)");
+    if (!get("alibi_bias_max", 8).is_number()) r.fail("attn_config.alibi_bias_max", "expected a number");
+    c.alibi_max_bias = get("alibi_bias_max", 8).get<double>();
+    if (get("qk_ln", false) != false) r.fail("attn_config.qk_ln", "unsupported value true");
+    if (get("attn_type", "multihead_attention") != "multihead_attention")
+        r.fail("attn_config.attn_type", "unsupported value " + get("attn_type", "").dump());
+    if (!get("clip_qkv", 0.0).is_number()) r.fail("attn_config.clip_qkv", "expected a number or null");
+    c.clip_qkv = get("clip_qkv", 0.0).get<double>();
+    if (get("softmax_scale", nlohmann::json()).is_number()) c.attn_scale = get("softmax_scale", 1.0).get<double>();
+    c.positions = PositionKind::Alibi;
+    auto& n = c.names;
+    n.prefixes = {"transformer."};
+    n.embed = "wte";
+    n.layer = "blocks.{l}.";
+    n.final_norm = "norm_f";
+    n.block.ln_attn = "norm_1";
+    n.block.ln_mlp = "norm_2";
+    fused_qkv(c, "attn.Wqkv", QkvLayout::Concat);
+    n.block.o = "attn.out_proj";
+    plain_mlp(c, "ffn.up_proj", "ffn.down_proj", bias);
+}
+
 /// How a family's sliding windows are read: not at all (llama ignores the key), Mistral's rule
 /// (`sliding_window` on every layer or on the sliding ones of `layer_types`), or by the family itself.
 enum class WindowRule { None, Uniform, Family };
@@ -512,6 +749,13 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"olmo2", family_olmo2, WindowRule::None},
         {"starcoder2", family_starcoder2, WindowRule::Uniform},
         {"stablelm", family_stablelm, WindowRule::None},
+        {"gpt_neox", family_gpt_neox, WindowRule::None},
+        {"gptj", family_gptj, WindowRule::None},
+        {"phi", family_phi, WindowRule::None},
+        {"opt", family_opt, WindowRule::None},
+        {"falcon", family_falcon, WindowRule::None},
+        {"bloom", family_bloom, WindowRule::None},
+        {"mpt", family_mpt, WindowRule::None},
     };
     return table;
 }

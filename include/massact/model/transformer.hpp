@@ -218,8 +218,9 @@ public:
         validate(ids);
         check_hooks(hooks, options);
         const ModelConfig& c = config_;
-        Pass p{ids, w, detail::HookCalls(hooks, c, has_sink_slot(options), ids), options, ids.rows(), ids.cols(), {}, {}};
+        Pass p{ids, w, detail::HookCalls(hooks, c, has_sink_slot(options), ids), options, ids.rows(), ids.cols(), {}, {}, {}};
         for (const RopeSpec& r : c.rope) p.rope.push_back(rope_table(r, p.T));
+        if (c.positions == PositionKind::Alibi) p.alibi = c.alibi_slopes();
         if (options.attention.kind == AttentionOverride::Kind::Softmax1 || options.attention.kind == AttentionOverride::Kind::SinkLogit)
             p.override_logits.assign(static_cast<std::size_t>(c.num_heads),
                                      options.attention.kind == AttentionOverride::Kind::Softmax1 ? 0.0f : options.attention.sink_logit);
@@ -245,6 +246,7 @@ private:
         Index N, T;
         std::vector<kernels::RopeTable> rope;  // one per RopeSpec, positions [0, T)
         std::vector<float> override_logits;    // [H] the run's extra slot logit (softmax1: 0), if any
+        std::vector<float> alibi;              // [H] ALiBi slopes, if the model has them
         Index R() const { return N * T; }
     };
 
@@ -259,10 +261,11 @@ private:
         if (c.positions == PositionKind::Learned) {
             RowMatrixF& pos = p.w.pos;
             pos.resize(p.R(), c.hidden_size);
-            for (Index r = 0; r < p.R(); ++r) weights_.pos_embed.row(r % p.T, pos.row(r).data());
+            for (Index r = 0; r < p.R(); ++r) weights_.pos_embed.row(r % p.T + c.pos_offset, pos.row(r).data());
             p.hooks.pos(pos.data(), {p.N, p.T, c.hidden_size});
             x += pos;
         }
+        if (c.embed_norm) detail::apply_norm(c.norm, weights_.embed_norm, x.data(), x.data(), x.rows(), x.cols());
     }
 
     /// One block: attention and MLP around the residual stream x [R, d], sequential or parallel.
@@ -306,12 +309,10 @@ private:
         Workspace& w = p.w;
         const Index N = p.N, T = p.T, R = p.R(), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
         RowMatrixF &q = w.q, &k = w.k, &v = w.v;
-        if (L.qkv.bound()) {  // fused [q; k; v]
+        if (L.qkv.bound()) {  // fused, in the family's layout
             w.qkv.resize(R, (H + 2 * KV) * hd);
             L.qkv.apply(n, w.qkv, w.weights, &L.qkv_b);
-            q = w.qkv.leftCols(H * hd);
-            k = w.qkv.middleCols(H * hd, KV * hd);
-            v = w.qkv.rightCols(KV * hd);
+            split_qkv(w.qkv, q, k, v);
         } else {
             q.resize(R, H * hd);
             k.resize(R, KV * hd);
@@ -334,9 +335,10 @@ private:
         }
         if (c.has_rope()) {
             const kernels::RopeTable& rope = p.rope[static_cast<std::size_t>(c.layers[static_cast<std::size_t>(l)].rope)];
+            const auto pairs = c.rope_pairs == RopePairs::Half ? kernels::RopeLayout::RotateHalf : kernels::RopeLayout::Interleaved;
             for (Index b = 0; b < N; ++b) {
-                kernels::rope<float>(q.middleRows(b * T, T), H, rope, kernels::RopeLayout::RotateHalf, hd);
-                kernels::rope<float>(k.middleRows(b * T, T), KV, rope, kernels::RopeLayout::RotateHalf, hd);
+                kernels::rope<float>(q.middleRows(b * T, T), H, rope, pairs, hd);
+                kernels::rope<float>(k.middleRows(b * T, T), KV, rope, pairs, hd);
             }
             p.hooks.block(l, BlockSite::RotQ, q.data(), {N, T, H, hd});
             p.hooks.block(l, BlockSite::RotK, k.data(), {N, T, KV, hd});
@@ -353,6 +355,28 @@ private:
         p.hooks.block(l, BlockSite::AttnOut, w.attn_out.data(), {N, T, c.hidden_size});
     }
 
+    /// q [R, H*hd], k, v [R, KV*hd] from a fused projection's output in the config's layout.
+    void split_qkv(const RowMatrixF& qkv, RowMatrixF& q, RowMatrixF& k, RowMatrixF& v) const {
+        const ModelConfig& c = config_;
+        const Index H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
+        if (c.qkv_layout == QkvLayout::Concat) {
+            q = qkv.leftCols(H * hd);
+            k = qkv.middleCols(H * hd, KV * hd);
+            v = qkv.rightCols(KV * hd);
+            return;
+        }
+        q.resize(qkv.rows(), H * hd);
+        k.resize(qkv.rows(), KV * hd);
+        v.resize(qkv.rows(), KV * hd);
+        const Index per = H / KV;  // query heads of one KV group (PerHead: H == KV, one each)
+        for (Index g = 0; g < KV; ++g) {
+            const Index base = g * (per + 2) * hd;  // [q_g1 .. q_gper, k_g, v_g]
+            q.middleCols(g * per * hd, per * hd) = qkv.middleCols(base, per * hd);
+            k.middleCols(g * hd, hd) = qkv.middleCols(base + per * hd, hd);
+            v.middleCols(g * hd, hd) = qkv.middleCols(base + (per + 1) * hd, hd);
+        }
+    }
+
     /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, T] buffers when hooks read the scores.
     void attend(Pass& p, int l, const LayerWeights& L) const {
         const ModelConfig& c = config_;
@@ -365,6 +389,7 @@ private:
         spec.scale = static_cast<float>(c.attn_scale);
         spec.softcap = static_cast<float>(c.attn_softcap);
         spec.window = c.window(l);
+        if (!p.alibi.empty()) spec.alibi = p.alibi.data();
         if (!L.sinks.empty()) spec.sink_logits = L.sinks.data();
         if (!L.k_bias_slot.empty()) {
             spec.k_bias = L.k_bias_slot.data();
@@ -528,7 +553,7 @@ private:
             return;
         }
         logits.resize(p.R(), c.vocab_size);
-        weights_.lm_head.apply(n, logits, w.weights);
+        weights_.lm_head.apply(n, logits, w.weights, &weights_.lm_head_b);
         if (c.final_softcap > 0) detail::softcap(logits.data(), logits.size(), c.final_softcap);
         p.hooks.logits(logits.data(), {p.N, p.T, c.vocab_size});
     }

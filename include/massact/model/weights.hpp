@@ -138,10 +138,12 @@ struct LayerWeights {
 
 struct ModelWeights {
     WeightMatrix embed;      // [V, d]
-    WeightMatrix pos_embed;  // [P, d] (learned positions)
+    WeightMatrix pos_embed;  // [P + offset, d] (learned positions)
+    NormWeights embed_norm;  // [d] (BLOOM)
     std::vector<LayerWeights> layers;
     NormWeights final_norm;  // [d]
     WeightMatrix lm_head;    // [V, d] (the embedding when tied)
+    std::vector<float> lm_head_b;  // [V] (Phi-2, GPT-J)
 };
 
 namespace detail {
@@ -306,8 +308,11 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
         }
     const detail::Binder b(ck, prefix);
     w.embed = WeightMatrix(&b.get(names.embed + ".weight", {V, d}), d, V, true);  // rows are tokens
-    if (c.positions == PositionKind::Learned)
-        w.pos_embed = WeightMatrix(&b.get(names.pos_embed + ".weight", {c.max_positions, d}), d, c.max_positions, true);
+    if (c.positions == PositionKind::Learned) {
+        const Index rows = Index(c.max_positions) + c.pos_offset;
+        w.pos_embed = WeightMatrix(&b.get(names.pos_embed + ".weight", {rows, d}), d, rows, true);
+    }
+    if (c.embed_norm) w.embed_norm = b.norm(names.embed_norm, c.norm, d);
     for (int l = 0; l < c.num_layers; ++l)
         w.layers.push_back(detail::bind_layer(b, c, detail::replace_all(names.layer, "{l}", std::to_string(l))));
     w.final_norm = b.norm(names.final_norm, c.norm, d);
@@ -318,6 +323,7 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
             throw Error(ck.dir() + ": missing tensor \"" + names.lm_head + ".weight\" (config.json has tie_word_embeddings false)");
         w.lm_head = WeightMatrix(w.embed.source(), V, d, false);
     }
+    if (c.lm_head_bias) w.lm_head_b = detail::Binder(ck, "").vec(names.lm_head + ".bias", V);
     detail::make_resident(w, opt);
     return w;
 }
