@@ -76,7 +76,7 @@ TEST_CASE("families I match Hugging Face: hidden states, attention, logits") {
 }
 
 TEST_CASE("families II match Hugging Face: parallel blocks, fused QKV layouts, offsets, ALiBi") {
-    check_families({"gpt_neox", "gpt_neox_seq", "gptj", "phi", "opt", "falcon", "falcon_new", "bloom", "mpt"});
+    check_families({"gpt_neox", "gpt_neox_seq", "gptj", "phi", "opt", "falcon", "falcon_new", "bloom", "mpt", "gpt_oss"});
 }
 
 TEST_CASE("each family has the hook sites its block description says, with their shapes") {

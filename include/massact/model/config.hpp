@@ -153,6 +153,7 @@ struct BlockNames {
     std::string router;                                      // MoE router [E, d]
     std::string expert;                                      // MoE expert prefix with "{e}"; gate/up/down below it
     std::string expert_gate, expert_up, expert_down;
+    std::string experts_gate_up, experts_down;               // all experts in one tensor each, [E, in, out] (gpt-oss)
     bool conv1d = false;                                     // GPT-2 Conv1D: stored [in, out]
 };
 
@@ -197,6 +198,10 @@ struct ModelConfig {
     int num_experts = 0;          // > 0: mixture of experts
     int experts_per_token = 0;    // top-k
     bool norm_topk = true;        // renormalise the top-k routing weights to sum 1
+    bool router_bias = false;     // the router has a bias (gpt-oss)
+    double swiglu_limit = 0.0;    // > 0: gpt-oss's clamped SwiGLU on interleaved [gate, up] columns:
+                                  //   g = min(gate, limit), u = clamp(up, +-limit), (u + 1) g sigmoid(alpha g)
+    double swiglu_alpha = 1.702;
     SinkKind sink = SinkKind::None;
 
     // --- around the blocks ---

@@ -134,10 +134,10 @@ inline void read_rope_object(const ConfigReader& r, const nlohmann::json& o, con
         if (s.high_freq_factor <= s.low_freq_factor) r.fail(key + ".high_freq_factor", "must exceed low_freq_factor");
     } else if (type == "yarn") {
         s.scaling = RopeScaling::Yarn;
-        s.factor = num("factor", 1.0);
         s.original_max_positions = omax > 0 ? omax : s.max_positions;
-        // transformers: with original_max_position_embeddings given, the factor is max / original.
-        if (omax > 0 && s.max_positions > 0) s.factor = s.max_positions / omax;
+        // The config's factor; without one, max / original (transformers 5.17: the gpt-oss reference, whose
+        // test config has max 128 and original 4096, is matched with factor 32, not 1/32).
+        s.factor = num("factor", omax > 0 && s.max_positions > 0 ? s.max_positions / omax : 1.0);
         s.attention_factor = num("attention_factor", -1.0);
         s.beta_fast = num("beta_fast", 32.0);
         s.beta_slow = num("beta_slow", 1.0);
@@ -719,6 +719,23 @@ inline void family_mpt(const ConfigReader& r, ModelConfig& c) {
     plain_mlp(c, "ffn.up_proj", "ffn.down_proj", bias);
 }
 
+/// gpt-oss: learned sink logits per head, biased attention, alternating sliding layers, YaRN, and a
+/// mixture of experts with a biased router and gpt-oss's clamped SwiGLU on [E, in, out] expert tensors.
+inline void family_gpt_oss(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", true);
+    c.sink = SinkKind::Logit;
+    set_moe(r, c, "num_local_experts", "mlp.router", "", "", "", "");
+    c.router_bias = true;
+    c.mlp_bias = true;
+    c.swiglu_limit = r.get_num("swiglu_limit", 7.0);
+    c.names.block.experts_gate_up = "mlp.experts.gate_up_proj";
+    c.names.block.experts_down = "mlp.experts.down_proj";
+    const auto sliding = read_sliding_layers(r, c.num_layers, [](int l) { return l % 2 == 0; });
+    set_windows(c, sliding, window_size(r));
+}
+
 /// How a family's sliding windows are read: not at all (llama ignores the key), Mistral's rule
 /// (`sliding_window` on every layer or on the sliding ones of `layer_types`), or by the family itself.
 enum class WindowRule { None, Uniform, Family };
@@ -756,6 +773,7 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"falcon", family_falcon, WindowRule::None},
         {"bloom", family_bloom, WindowRule::None},
         {"mpt", family_mpt, WindowRule::None},
+        {"gpt_oss", family_gpt_oss, WindowRule::Family},
     };
     return table;
 }

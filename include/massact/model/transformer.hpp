@@ -116,6 +116,16 @@ inline void gated(ActivationFn f, float* gate, const float* up, Index n) {
     }
 }
 
+/// gpt-oss: out[j] = (clamp(up, -limit, limit) + 1) * g * sigmoid(alpha g), g = min(gate, limit), from
+/// interleaved pairs gu[2j] = gate, gu[2j + 1] = up.
+inline void clamped_swiglu(const float* gu, float* out, Index n, double limit, double alpha) {
+    const auto lim = static_cast<float>(limit), a = static_cast<float>(alpha);
+    for (Index j = 0; j < n; ++j) {
+        const float g = std::min(gu[2 * j], lim), u = std::clamp(gu[2 * j + 1], -lim, lim);
+        out[j] = (u + 1.0f) * (g / (1.0f + std::exp(-a * g)));
+    }
+}
+
 inline void softcap(float* x, Index n, double cap) {
     const auto c = static_cast<float>(cap);
     for (Index i = 0; i < n; ++i) x[i] = c * std::tanh(x[i] / c);
@@ -479,7 +489,7 @@ private:
         Workspace& w = p.w;
         const Index R = p.R(), E = c.num_experts, I = c.intermediate_size, d = c.hidden_size;
         w.router.resize(R, E);
-        L.router.apply(n, w.router, w.weights);
+        L.router.apply(n, w.router, w.weights, &L.router_b);
         p.hooks.block(l, BlockSite::MlpRouter, w.router.data(), {p.N, p.T, E});
         RowMatrixF& rw = w.expert_w;
         rw.setZero(R, E);
@@ -516,12 +526,18 @@ private:
             w.expert_in.resize(m, d);
             for (Index i = 0; i < m; ++i) w.expert_in.row(i) = n.row(rows[static_cast<std::size_t>(i)]);
             w.expert_h.resize(m, I);
-            w.expert_u.resize(m, I);
-            X.gate.apply(w.expert_in, w.expert_h, w.weights);
-            X.up.apply(w.expert_in, w.expert_u, w.weights);
-            detail::gated(c.act, w.expert_h.data(), w.expert_u.data(), m * I);
+            if (X.gate_up.bound()) {  // interleaved [gate, up] columns, gpt-oss's clamped SwiGLU
+                w.expert_u.resize(m, 2 * I);
+                X.gate_up.apply(w.expert_in, w.expert_u, w.weights, &X.gate_up_b);
+                detail::clamped_swiglu(w.expert_u.data(), w.expert_h.data(), m * I, c.swiglu_limit, c.swiglu_alpha);
+            } else {
+                w.expert_u.resize(m, I);
+                X.gate.apply(w.expert_in, w.expert_h, w.weights);
+                X.up.apply(w.expert_in, w.expert_u, w.weights);
+                detail::gated(c.act, w.expert_h.data(), w.expert_u.data(), m * I);
+            }
             w.expert_out.resize(m, d);
-            X.down.apply(w.expert_h, w.expert_out, w.weights);
+            X.down.apply(w.expert_h, w.expert_out, w.weights, &X.down_b);
             for (Index i = 0; i < m; ++i) {
                 const Index r = rows[static_cast<std::size_t>(i)];
                 w.mlp_out.row(r) += w.expert_out.row(i) * rw(r, e);

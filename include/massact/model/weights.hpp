@@ -117,6 +117,8 @@ struct NormWeights {
 /// One expert of a mixture-of-experts MLP.
 struct ExpertWeights {
     WeightMatrix gate, up, down;  // [I, d], [I, d], [d, I]
+    WeightMatrix gate_up;         // fused, columns interleaved gate, up (gpt-oss) [2I, d]
+    std::vector<float> gate_up_b, down_b;
 };
 
 /// Per-block weights; parts the block description does not have stay unbound / empty.
@@ -131,6 +133,8 @@ struct LayerWeights {
     WeightMatrix gate, up, gate_up, down;  // [I, d], [I, d], fused [2I, d], [d, I]
     std::vector<float> gate_b, up_b, gate_up_b, down_b;
     WeightMatrix router;                   // [E, d]
+    std::vector<float> router_b;           // [E]
+    std::vector<std::shared_ptr<const io::TensorView>> slices;  // views of one expert inside [E, ...] tensors
     std::vector<ExpertWeights> experts;    // [E]
     std::vector<float> k_bias_slot, v_bias_slot;  // [KV, hd] explicit attention bias (attention_sink kv_bias)
     std::vector<float> sinks;                      // [H] learned sink logits (attention_sink logit)
@@ -244,10 +248,38 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
     L.o_b = bias(c.o_bias, n.o, d);
     if (c.moe()) {
         L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
+        L.router_b = bias(c.router_bias, n.router, c.num_experts);
+    }
+    if (c.moe() && !n.experts_gate_up.empty()) {  // [E, in, out] tensors: one [in, out] slice per expert
+        const Index E = c.num_experts;
+        const io::TensorView& gu = b.get(p + n.experts_gate_up, {E, d, 2 * I});
+        const io::TensorView& dn = b.get(p + n.experts_down, {E, I, d});
+        const auto gu_b = b.mat(p + n.experts_gate_up + "_bias", E, 2 * I), dn_b = b.mat(p + n.experts_down + "_bias", E, d);
+        for (Index e = 0; e < E; ++e) {
+            auto slice = [&](const io::TensorView& t, Index in, Index out) {
+                auto v = std::make_shared<io::TensorView>(t);
+                v->name = t.name + "[" + std::to_string(e) + "]";
+                v->shape = {in, out};
+                v->nbytes = t.nbytes / static_cast<std::size_t>(E);
+                v->data = t.data + static_cast<std::size_t>(e) * v->nbytes;
+                L.slices.push_back(v);
+                return WeightMatrix(v.get(), out, in, true);
+            };
+            ExpertWeights X;
+            X.gate_up = slice(gu, d, 2 * I);
+            X.down = slice(dn, I, d);
+            X.gate_up_b.assign(gu_b.begin() + e * 2 * I, gu_b.begin() + (e + 1) * 2 * I);
+            X.down_b.assign(dn_b.begin() + e * d, dn_b.begin() + (e + 1) * d);
+            L.experts.push_back(std::move(X));
+        }
+    } else if (c.moe()) {
         for (int e = 0; e < c.num_experts; ++e) {
             const std::string ep = p + replace_all(n.expert, "{e}", std::to_string(e));
-            L.experts.push_back({b.linear(ep + n.expert_gate + ".weight", I, d), b.linear(ep + n.expert_up + ".weight", I, d),
-                                 b.linear(ep + n.expert_down + ".weight", d, I)});
+            ExpertWeights X;
+            X.gate = b.linear(ep + n.expert_gate + ".weight", I, d);
+            X.up = b.linear(ep + n.expert_up + ".weight", I, d);
+            X.down = b.linear(ep + n.expert_down + ".weight", d, I);
+            L.experts.push_back(std::move(X));
         }
     } else if (!n.gate_up.empty()) {
         L.gate_up = b.linear(p + n.gate_up + ".weight", 2 * I, d);
@@ -281,7 +313,8 @@ inline void make_resident(ModelWeights& w, const LoadOptions& opt) {
         for (WeightMatrix* m : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.gate_up, &L.down, &L.router})
             if (m->bound()) all.push_back(m);
         for (auto& e : L.experts)
-            for (WeightMatrix* m : {&e.gate, &e.up, &e.down}) all.push_back(m);
+            for (WeightMatrix* m : {&e.gate, &e.up, &e.gate_up, &e.down})
+                if (m->bound()) all.push_back(m);
     }
     std::size_t total = 0;
     for (auto* m : all)
