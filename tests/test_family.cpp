@@ -246,23 +246,27 @@ void build_llama_like(Builder& b, const Spec& s) {
     if (!s.tied) b.add("lm_head.weight", {s.V, s.d}, 0.3);
 }
 
-void compare(const std::string& dir, const Spec& s, const Ckpt& ck) {
+/// Run massact on the checkpoint in `dir` and compare every resid_post and the logits with `r`.
+void check_model(const std::string& dir, const std::vector<std::int64_t>& ids, const Ref& r) {
     const Transformer m(dir);
-    std::vector<std::int64_t> ids;
-    for (int t = 0; t < 11; ++t) ids.push_back((t * 37 + 5) % s.V);
     TokenBatch b(1, static_cast<Index>(ids.size()));
     for (std::size_t t = 0; t < ids.size(); ++t) b(0, static_cast<Index>(t)) = ids[t];
     std::vector<RowMatrixF> resid;
     Hooks h;
     h.add("*hook_resid_post", [&](Activation& a) { resid.push_back(a.sequence(0)); });
     const RowMatrixF logits = m.forward(b, h);
-    const Ref r = reference(s, ck, ids);
     REQUIRE(resid.size() == r.resid_post.size());
     for (std::size_t l = 0; l < resid.size(); ++l) {
         CAPTURE(l);
         CHECK(test::max_abs_diff(resid[l], r.resid_post[l]) / r.resid_post[l].cwiseAbs().maxCoeff() < 2e-5);
     }
     CHECK(test::max_abs_diff(logits, r.logits) / r.logits.cwiseAbs().maxCoeff() < 2e-5);
+}
+
+void compare(const std::string& dir, const Spec& s, const Ckpt& ck) {
+    std::vector<std::int64_t> ids;
+    for (int t = 0; t < 11; ++t) ids.push_back((t * 37 + 5) % s.V);
+    check_model(dir, ids, reference(s, ck, ids));
 }
 
 std::vector<double> plain_inv_freq(double theta, int hd) {
@@ -372,4 +376,242 @@ TEST_CASE("gpt2: no 'transformer.' prefix, erf GELU") {
                   {"vocab_size", 45}, {"activation_function", "gelu"}},
             io::DType::F32, false);
     compare(dir, s, b.ck);
+}
+
+// ---- families II: held-out checkpoints (sizes, flags and seeds the Hugging Face fixtures do not have) ----
+namespace {
+
+/// The LayerNorm families with a fused or split QKV and a plain MLP, described by their tensor names.
+struct Classic {
+    std::string type;  // model_type
+    int d = 24, L = 2, H = 6, KV = 6, I = 40, V = 50, rotary = 0;
+    std::string layout = "concat";          // fused QKV rows: concat, per_head, grouped; "" = q/k/v
+    std::string par = "seq";                // seq, one (parallel, one norm), two (parallel, two norms)
+    bool interleaved = false, alibi = false, embed_norm = false, lm_bias = false, bias = true, attn_bias = true, norm_bias = true;
+    double alibi_max = 8.0;
+    std::string act = "gelu";               // gelu (erf), gelu_tanh, relu
+    std::string prefix, embed, ln1, ln2, qkv, q, k, v, o, up, down, final_norm, lm_head, layer = "h.{l}.";
+    int hd() const { return d / H; }
+};
+
+std::string layer_prefix(const Classic& c, int l) {
+    std::string p = c.layer;
+    p.replace(p.find("{l}"), 3, std::to_string(l));
+    return c.prefix + p;
+}
+
+void build_classic(Builder& b, const Classic& c) {
+    const int hd = c.hd(), qkv = (c.H + 2 * c.KV) * hd;
+    auto ln = [&](const std::string& n) {
+        b.add(n + ".weight", {c.d}, 0.1, 1.0);
+        if (c.norm_bias) b.add(n + ".bias", {c.d}, 0.1);
+    };
+    auto linear = [&](const std::string& n, int out, int in, bool bias) {
+        b.add(n + ".weight", {out, in}, 0.3);
+        if (bias) b.add(n + ".bias", {out}, 0.2);
+    };
+    b.add(c.prefix + c.embed + ".weight", {c.V, c.d}, 1.0);
+    if (c.embed_norm) ln(c.prefix + "word_embeddings_layernorm");
+    for (int l = 0; l < c.L; ++l) {
+        const std::string p = layer_prefix(c, l);
+        ln(p + c.ln1);
+        if (c.par != "one") ln(p + c.ln2);
+        const bool ab = c.bias && c.attn_bias;
+        if (c.layout.empty()) {
+            linear(p + c.q, c.H * hd, c.d, ab);
+            linear(p + c.k, c.KV * hd, c.d, ab);
+            linear(p + c.v, c.KV * hd, c.d, ab);
+        } else {
+            linear(p + c.qkv, qkv, c.d, ab);
+        }
+        linear(p + c.o, c.d, c.H * hd, ab);
+        linear(p + c.up, c.I, c.d, c.bias);
+        linear(p + c.down, c.d, c.I, c.bias);
+    }
+    ln(c.prefix + c.final_norm);
+    linear(c.lm_head, c.V, c.d, c.lm_bias);
+}
+
+/// The forward written out from docs/formats.md in double precision; resid_post per layer and logits.
+Ref classic_reference(const Classic& c, const Ckpt& ck, const std::vector<std::int64_t>& ids) {
+    auto W = [&](const std::string& n) -> const Tensor& { return ck.t.at(n); };
+    auto B = [&](const std::string& n) { return ck.t.count(n) ? &ck.t.at(n) : nullptr; };
+    auto LN = [&](const RowMatrixD& x, const std::string& n) {
+        static const Tensor zeros(4096, 0.0);
+        return norm(x, W(n + ".weight"), B(n + ".bias") ? B(n + ".bias") : &zeros, 1e-5);
+    };
+    const int T = static_cast<int>(ids.size()), hd = c.hd(), per = c.H / c.KV;
+    RowMatrixD x(T, c.d);
+    for (int t = 0; t < T; ++t)
+        for (int i = 0; i < c.d; ++i) x(t, i) = W(c.prefix + c.embed + ".weight")[static_cast<std::size_t>(ids[t] * c.d + i)];
+    if (c.embed_norm) x = LN(x, c.prefix + "word_embeddings_layernorm");
+    // ALiBi slopes as BLOOM's build_alibi_tensor (max bias 8) or MPT's gen_slopes (any max bias).
+    std::vector<double> slopes;
+    int n2 = 1;
+    while (n2 < c.H) n2 *= 2;
+    for (int k = 1; k <= n2; ++k) slopes.push_back(std::pow(2.0, -c.alibi_max * k / n2));
+    if (n2 != c.H) {
+        std::vector<double> s2;
+        for (int k = 1; k < n2; k += 2) s2.push_back(slopes[static_cast<std::size_t>(k)]);
+        for (int k = 0; k < n2; k += 2) s2.push_back(slopes[static_cast<std::size_t>(k)]);
+        slopes = s2;
+    }
+    Ref r;
+    for (int l = 0; l < c.L; ++l) {
+        const std::string p = layer_prefix(c, l);
+        const RowMatrixD n1 = LN(x, p + c.ln1);
+        RowMatrixD q(T, c.H * hd), k(T, c.KV * hd), v(T, c.KV * hd);
+        if (c.layout.empty()) {
+            q = lin(n1, W(p + c.q + ".weight"), c.H * hd, c.d, B(p + c.q + ".bias"));
+            k = lin(n1, W(p + c.k + ".weight"), c.KV * hd, c.d, B(p + c.k + ".bias"));
+            v = lin(n1, W(p + c.v + ".weight"), c.KV * hd, c.d, B(p + c.v + ".bias"));
+        } else {
+            const RowMatrixD f = lin(n1, W(p + c.qkv + ".weight"), (c.H + 2 * c.KV) * hd, c.d, B(p + c.qkv + ".bias"));
+            for (int h = 0; h < c.H; ++h) {  // where query head h, and KV head g, sit in the fused rows
+                const int g = h / per;
+                int qc, kc, vc;
+                if (c.layout == "concat") qc = h * hd, kc = c.H * hd + g * hd, vc = (c.H + c.KV) * hd + g * hd;
+                else qc = (g * (per + 2) + h % per) * hd, kc = (g * (per + 2) + per) * hd, vc = (g * (per + 2) + per + 1) * hd;
+                q.middleCols(h * hd, hd) = f.middleCols(qc, hd);
+                k.middleCols(g * hd, hd) = f.middleCols(kc, hd);
+                v.middleCols(g * hd, hd) = f.middleCols(vc, hd);
+            }
+        }
+        auto rot = [&](RowMatrixD& m, int heads) {
+            const int half = c.rotary / 2;
+            for (int t = 0; t < T; ++t)
+                for (int h = 0; h < heads; ++h)
+                    for (int j = 0; j < half; ++j) {
+                        const double a = t * std::pow(10000.0, -2.0 * j / c.rotary);
+                        const int i1 = h * hd + (c.interleaved ? 2 * j : j), i2 = h * hd + (c.interleaved ? 2 * j + 1 : j + half);
+                        const double x1 = m(t, i1), x2 = m(t, i2);
+                        m(t, i1) = x1 * std::cos(a) - x2 * std::sin(a);
+                        m(t, i2) = x2 * std::cos(a) + x1 * std::sin(a);
+                    }
+        };
+        if (c.rotary > 0) rot(q, c.H), rot(k, c.KV);
+        RowMatrixD z = RowMatrixD::Zero(T, c.H * hd);
+        for (int h = 0; h < c.H; ++h)
+            for (int i = 0; i < T; ++i) {
+                std::vector<double> sc(static_cast<std::size_t>(i + 1));
+                double m = -INFINITY, den = 0;
+                for (int j = 0; j <= i; ++j) {
+                    double dot = 0;
+                    for (int e = 0; e < hd; ++e) dot += q(i, h * hd + e) * k(j, (h / per) * hd + e);
+                    sc[static_cast<std::size_t>(j)] = dot / std::sqrt(double(hd)) + (c.alibi ? slopes[static_cast<std::size_t>(h)] * j : 0.0);
+                    m = std::max(m, sc[static_cast<std::size_t>(j)]);
+                }
+                for (double s : sc) den += std::exp(s - m);
+                for (int j = 0; j <= i; ++j)
+                    for (int e = 0; e < hd; ++e) z(i, h * hd + e) += std::exp(sc[static_cast<std::size_t>(j)] - m) / den * v(j, (h / per) * hd + e);
+            }
+        const RowMatrixD attn = lin(z, W(p + c.o + ".weight"), c.d, c.H * hd, B(p + c.o + ".bias"));
+        auto mlp = [&](const RowMatrixD& n) {
+            RowMatrixD u = lin(n, W(p + c.up + ".weight"), c.I, c.d, B(p + c.up + ".bias"));
+            for (Index i = 0; i < u.size(); ++i) {
+                const double a = u.data()[i];
+                u.data()[i] = c.act == "relu" ? std::max(a, 0.0)
+                              : c.act == "gelu" ? 0.5 * a * (1 + std::erf(a / std::sqrt(2.0)))
+                                                : 0.5 * a * (1 + std::tanh(std::sqrt(2 / M_PI) * (a + 0.044715 * a * a * a)));
+            }
+            return RowMatrixD(lin(u, W(p + c.down + ".weight"), c.d, c.I, B(p + c.down + ".bias")));
+        };
+        if (c.par == "seq") {
+            x += attn;
+            x += mlp(LN(x, p + c.ln2));
+        } else {
+            const RowMatrixD m = mlp(c.par == "one" ? n1 : LN(x, p + c.ln2));
+            x += attn + m;
+        }
+        r.resid_post.push_back(x);
+    }
+    r.logits = lin(LN(x, c.prefix + c.final_norm), W(c.lm_head + ".weight"), c.V, c.d, B(c.lm_head + ".bias"));
+    return r;
+}
+
+void check_classic(const Classic& c, const json& cfg, unsigned seed) {
+    Builder b;
+    b.g.seed(seed);
+    build_classic(b, c);
+    const std::string dir = test::temp_dir(c.type);
+    b.write(dir, cfg, io::DType::F32, false);
+    std::vector<std::int64_t> ids;
+    for (int t = 0; t < 13; ++t) ids.push_back((t * 31 + 3) % c.V);
+    check_model(dir, ids, classic_reference(c, b.ck, ids));
+}
+
+Classic neox_names(Classic c) {
+    c.prefix = "gpt_neox.", c.embed = "embed_in", c.layer = "layers.{l}.", c.ln1 = "input_layernorm", c.ln2 = "post_attention_layernorm";
+    c.qkv = "attention.query_key_value", c.o = "attention.dense", c.up = "mlp.dense_h_to_4h", c.down = "mlp.dense_4h_to_h";
+    c.final_norm = "final_layer_norm", c.lm_head = "embed_out", c.layout = "per_head";
+    return c;
+}
+Classic falcon_names(Classic c) {
+    c.prefix = "transformer.", c.embed = "word_embeddings", c.qkv = "self_attention.query_key_value", c.o = "self_attention.dense";
+    c.up = "mlp.dense_h_to_4h", c.down = "mlp.dense_4h_to_h", c.final_norm = "ln_f", c.lm_head = "lm_head";
+    c.ln1 = "input_layernorm", c.ln2 = "post_attention_layernorm";
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("held-out gpt_neox: 6 heads, rotary_pct 0.5, sequential and parallel, other seeds") {
+    for (const bool parallel : {false, true}) {
+        CAPTURE(parallel);
+        Classic c = neox_names({});
+        c.type = "gpt_neox";
+        c.par = parallel ? "two" : "seq";
+        c.rotary = 2;  // 0.5 of head_dim 4
+        check_classic(c, {{"model_type", "gpt_neox"}, {"hidden_size", 24}, {"num_hidden_layers", 2}, {"num_attention_heads", 6},
+                          {"intermediate_size", 40}, {"vocab_size", 50}, {"rotary_pct", 0.5}, {"use_parallel_residual", parallel},
+                          {"max_position_embeddings", 64}, {"hidden_act", "gelu"}},
+                      parallel ? 11u : 12u);
+    }
+}
+
+TEST_CASE("held-out falcon: grouped QKV with 6 heads in 2 groups and biases; per-head QKV without multi-query") {
+    Classic g = falcon_names({});
+    g.type = "falcon";
+    g.KV = 2, g.layout = "grouped", g.par = "two", g.ln1 = "ln_attn", g.ln2 = "ln_mlp", g.rotary = 4;
+    check_classic(g, {{"model_type", "falcon"}, {"hidden_size", 24}, {"num_hidden_layers", 2}, {"num_attention_heads", 6},
+                      {"num_kv_heads", 2}, {"new_decoder_architecture", true}, {"bias", true}, {"ffn_hidden_size", 40},
+                      {"vocab_size", 50}, {"tie_word_embeddings", false}},
+                  21u);
+    Classic p = falcon_names({});
+    p.type = "falcon";
+    p.layout = "per_head", p.par = "one", p.bias = false, p.rotary = 4;
+    check_classic(p, {{"model_type", "falcon"}, {"hidden_size", 24}, {"num_hidden_layers", 2}, {"num_attention_heads", 6},
+                      {"multi_query", false}, {"parallel_attn", true}, {"bias", false}, {"ffn_hidden_size", 40},
+                      {"vocab_size", 50}, {"tie_word_embeddings", false}},
+                  22u);
+}
+
+TEST_CASE("held-out ALiBi: BLOOM and MPT with 6 heads (not a power of two), MPT with alibi_bias_max 4 and biases") {
+    Classic bl = falcon_names({});
+    bl.type = "bloom";
+    bl.layout = "per_head", bl.alibi = true, bl.embed_norm = true, bl.I = 96, bl.act = "gelu_tanh";
+    check_classic(bl, {{"model_type", "bloom"}, {"hidden_size", 24}, {"n_layer", 2}, {"n_head", 6}, {"vocab_size", 50},
+                       {"tie_word_embeddings", false}},
+                  31u);
+    Classic mp;
+    mp.type = "mpt";
+    mp.prefix = "transformer.", mp.embed = "wte", mp.layer = "blocks.{l}.", mp.ln1 = "norm_1", mp.ln2 = "norm_2";
+    mp.qkv = "attn.Wqkv", mp.o = "attn.out_proj", mp.up = "ffn.up_proj", mp.down = "ffn.down_proj", mp.final_norm = "norm_f";
+    mp.lm_head = "lm_head", mp.alibi = true, mp.alibi_max = 4.0, mp.I = 96;
+    check_classic(mp, {{"model_type", "mpt"}, {"d_model", 24}, {"n_layers", 2}, {"n_heads", 6}, {"vocab_size", 50},
+                       {"no_bias", false}, {"max_seq_len", 64}, {"tie_word_embeddings", false},
+                       {"attn_config", {{"alibi", true}, {"alibi_bias_max", 4}}}},
+                  32u);
+}
+
+TEST_CASE("held-out gptj: interleaved rotary on 2 of 4 features, 6 heads, LM head bias") {
+    Classic c;
+    c.type = "gptj";
+    c.prefix = "transformer.", c.embed = "wte", c.ln1 = "ln_1", c.layout = "", c.q = "attn.q_proj", c.k = "attn.k_proj";
+    c.v = "attn.v_proj", c.o = "attn.out_proj", c.up = "mlp.fc_in", c.down = "mlp.fc_out", c.final_norm = "ln_f";
+    c.lm_head = "lm_head", c.par = "one", c.rotary = 2, c.interleaved = true, c.lm_bias = true, c.act = "gelu_tanh";
+    c.attn_bias = false;  // GPT-J's attention has no biases; its MLP and LM head do
+    check_classic(c, {{"model_type", "gptj"}, {"n_embd", 24}, {"n_layer", 2}, {"n_head", 6}, {"n_inner", 40}, {"n_positions", 64},
+                      {"vocab_size", 50}, {"rotary_dim", 2}, {"tie_word_embeddings", false}},
+                  41u);
 }
