@@ -351,6 +351,13 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
         CHECK(io::read_json_file(dir + "/ablate.json")["ppl_intervened"].get<double>() > 0);
         CHECK(io::read_json_file(dir + "/report/report.json").contains("scan"));
     }
+    // info says what is special: ALiBi and the fused layout (BLOOM), interleaved rotary and the LM head bias (GPT-J)
+    const auto bloom = run("info " + test::data("families/bloom")), gptj = run("info " + test::data("families/gptj"));
+    CHECK(bloom.out.find("ALiBi") != std::string::npos);
+    CHECK(bloom.out.find("fused qkv per head") != std::string::npos);
+    CHECK(bloom.out.find("embedding norm") != std::string::npos);
+    CHECK(gptj.out.find("interleaved (2j, 2j + 1)") != std::string::npos);
+    CHECK(gptj.out.find("with bias") != std::string::npos);
 }
 
 TEST_CASE("--batch must be positive in every command that takes it; --site widths; no shell in figure paths") {

@@ -68,21 +68,33 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
                           c.head_dim, c.attn_scale);
     if (c.attn_softcap > 0) att += fmt(", logit soft-cap %g", c.attn_softcap);
     if (c.clip_qkv > 0) att += fmt(", q/k/v clipped to +-%g", c.clip_qkv);
-    if (c.names.block.qkv.size()) att += ", fused qkv";
+    if (c.names.block.qkv.size())
+        att += c.qkv_layout == QkvLayout::Concat    ? ", fused qkv [q; k; v]"
+               : c.qkv_layout == QkvLayout::PerHead ? ", fused qkv per head [q_h; k_h; v_h]"
+                                                    : ", fused qkv per KV group [q..; k; v]";
     att += fmt("; biases qkv %s, output %s", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no");
     add("attention", att);
     if (c.qk_norm != QKNorm::None)
         add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection"));
-    std::string mlp = c.mlp == MlpKind::Gated ? fmt("gated: down(%s(gate) * up)", activation_name(c.act))
-                                              : fmt("down(%s(up))", activation_name(c.act));
+    std::string mlp = c.swiglu_limit > 0         ? fmt("gated: down((clamp(up, +-%g) + 1) * g sigmoid(%g g)), g = min(gate, %g)",
+                                                   c.swiglu_limit, c.swiglu_alpha, c.swiglu_limit)
+                      : c.mlp == MlpKind::Gated ? fmt("gated: down(%s(gate) * up)", activation_name(c.act))
+                                                : fmt("down(%s(up))", activation_name(c.act));
     mlp += fmt(", width %d", c.intermediate_size);
     if (c.names.block.gate_up.size()) mlp += ", fused gate_up";
     if (c.mlp_bias) mlp += ", biases";
-    if (c.moe()) mlp += fmt("; mixture of %d experts, top %d%s", c.num_experts, c.experts_per_token, c.norm_topk ? " (renormalised)" : "");
+    if (c.moe())
+        mlp += fmt("; mixture of %d experts, top %d%s%s", c.num_experts, c.experts_per_token, c.norm_topk ? " (renormalised)" : "",
+                   c.router_bias ? ", router bias" : "");
     add("MLP", mlp);
-    if (c.positions == PositionKind::Learned) add("positions", fmt("learned, %d", c.max_positions));
+    if (c.positions == PositionKind::Learned)
+        add("positions", fmt("learned, %d", c.max_positions) + (c.pos_offset ? fmt(" (rows offset by %d)", c.pos_offset) : std::string()));
+    if (c.positions == PositionKind::Alibi) add("positions", fmt("ALiBi, slopes 2^(-%g k / n)", c.alibi_max_bias));
     for (std::size_t i = 0; i < c.rope.size(); ++i)
         add(c.rope.size() == 1 ? "positions" : (i == 0 ? "positions (full)" : "positions (sliding)"), describe_rope(c.rope[i], c.head_dim));
+    if (c.has_rope() && c.rope_pairs == RopePairs::Interleaved) add("rotary pairs", "interleaved (2j, 2j + 1)");
+    if (c.embed_norm) add("embedding norm", describe_norm(c.norm));
+    if (c.lm_head_bias) add("LM head", "with bias");
     if (c.embed_scale != 1.0) add("embedding", fmt("scaled by %.6g", c.embed_scale));
     if (c.final_softcap > 0) add("logits", fmt("soft-capped at %g", c.final_softcap));
     add("tied embedding", c.tie_embeddings ? "yes" : "no");
