@@ -27,6 +27,12 @@ Result run(const std::string& args, int seconds = 0) {
     return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, ss.str()};
 }
 
+/// Every part appears in the output.
+void check_says(const Result& r, std::initializer_list<const char*> parts) {
+    INFO(r.out);
+    for (const char* p : parts) CHECK(r.out.find(p) != std::string::npos);
+}
+
 }  // namespace
 
 TEST_CASE("massact run dumps the default hook sites under their names, matching the reference") {
@@ -81,10 +87,7 @@ TEST_CASE("massact eval reproduces val_ppl and writes ppl, seq_nll, tokens") {
 TEST_CASE("massact info describes the model") {
     const auto r = run("info " + test::model("tiny-llama"));
     REQUIRE(r.status == 0);
-    CHECK(r.out.find("llama") != std::string::npos);
-    CHECK(r.out.find("4 key/value") != std::string::npos);
-    CHECK(r.out.find("7213312") != std::string::npos);
-    CHECK(r.out.find("BF16") != std::string::npos);
+    check_says(r, {"llama", "4 key/value", "7213312", "BF16"});
 }
 
 TEST_CASE("bad input: clear error, non-zero exit, no output file") {
@@ -352,12 +355,8 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
         CHECK(io::read_json_file(dir + "/report/report.json").contains("scan"));
     }
     // info says what is special: ALiBi and the fused layout (BLOOM), interleaved rotary and the LM head bias (GPT-J)
-    const auto bloom = run("info " + test::data("families/bloom")), gptj = run("info " + test::data("families/gptj"));
-    CHECK(bloom.out.find("ALiBi") != std::string::npos);
-    CHECK(bloom.out.find("fused qkv per head") != std::string::npos);
-    CHECK(bloom.out.find("embedding norm") != std::string::npos);
-    CHECK(gptj.out.find("interleaved (2j, 2j + 1)") != std::string::npos);
-    CHECK(gptj.out.find("with bias") != std::string::npos);
+    check_says(run("info " + test::data("families/bloom")), {"ALiBi", "fused qkv per head", "embedding norm"});
+    check_says(run("info " + test::data("families/gptj")), {"interleaved (2j, 2j + 1)", "with bias"});
 }
 
 TEST_CASE("--batch must be positive in every command that takes it; --site widths; no shell in figure paths") {

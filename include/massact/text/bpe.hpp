@@ -171,7 +171,7 @@ private:
         for (std::size_t i = 0; i < w.size();) {
             std::uint32_t cp;
             const std::size_t len = decode_utf8(w, i, cp);
-            const std::string ch = w.substr(i, len);
+            const std::string_view ch = std::string_view(w).substr(i, len);
             i += len;
             if (auto id = char_ids_.find(cp); id != char_ids_.end()) {
                 sym.push_back({id->second, 0, 0, true});
@@ -192,7 +192,7 @@ private:
         return sym;
     }
     /// The <0xHH> tokens of a character's bytes, or nothing (no byte fallback, or a byte missing).
-    std::vector<TokenId> byte_tokens(const std::string& ch) const {
+    std::vector<TokenId> byte_tokens(std::string_view ch) const {
         std::vector<TokenId> bytes;
         if (!byte_fallback) return bytes;
         for (unsigned char b : ch) {

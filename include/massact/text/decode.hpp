@@ -55,12 +55,14 @@ struct DecoderStep {
     std::vector<std::string> apply(std::vector<std::string> toks) const {
         switch (kind) {
             case Kind::ByteLevel: return {byte_level_decode(toks)};
-            case Kind::Metaspace:
+            case Kind::Metaspace: {
+                const Regex marker(replacement, Regex::Syntax::Literal);
                 for (std::size_t i = 0; i < toks.size(); ++i) {
-                    toks[i] = Regex(replacement, Regex::Syntax::Literal).replace_all(toks[i], " ");
+                    toks[i] = marker.replace_all(toks[i], " ");
                     if (i == 0 && prepend && !toks[i].empty() && toks[i][0] == ' ') toks[i].erase(0, 1);
                 }
                 return toks;
+            }
             case Kind::Replace:
                 for (auto& t : toks) t = pattern->replace_all(t, content);
                 return toks;

@@ -138,7 +138,7 @@ struct PreTokenizerStep {
                     for (auto& p : cut(word, char_matches(word, is_punctuation), SplitBehavior::Isolated, false)) out.push_back(std::move(p));
                 return out;
             }
-            case Kind::Metaspace: return metaspace(std::move(w), at_start);
+            case Kind::Metaspace: return metaspace(w, at_start);
             case Kind::ByteLevel:
                 if (add_prefix_space && (w.empty() || w[0] != ' ')) w.insert(w.begin(), ' ');
                 if (!pattern) return {std::move(w)};
@@ -153,20 +153,13 @@ private:
         for (const Span& sp : apply_behavior(pieces_around(w, matches), b, inv)) out.emplace_back(w.substr(sp.begin, sp.end - sp.begin));
         return out;
     }
-    std::vector<std::string> metaspace(std::string w, bool at_start) const {
-        std::string r;
-        for (std::size_t pos = 0, hit; pos <= w.size(); pos = hit + 1) {  // spaces -> replacement
-            hit = w.find(' ', pos);
-            if (hit == std::string::npos) { r.append(w, pos, std::string::npos); break; }
-            r.append(w, pos, hit - pos).append(replacement);
-        }
+    std::vector<std::string> metaspace(const std::string& w, bool at_start) const {
+        const Regex marker(replacement, Regex::Syntax::Literal);
+        std::string r = Regex(" ", Regex::Syntax::Literal).replace_all(w, replacement);
         const bool starts = r.compare(0, replacement.size(), replacement) == 0;
         if (!starts && (prepend == Prepend::Always || (prepend == Prepend::First && at_start))) r = replacement + r;
         if (!split) return {std::move(r)};
-        std::vector<Span> m;
-        for (std::size_t at = r.find(replacement); at != std::string::npos; at = r.find(replacement, at + replacement.size()))
-            m.push_back({at, at + replacement.size()});
-        return cut(r, m, SplitBehavior::MergedWithNext, false);
+        return cut(r, marker.find_all(r), SplitBehavior::MergedWithNext, false);
     }
 };
 
