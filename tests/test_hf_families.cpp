@@ -191,8 +191,7 @@ TEST_CASE("MoE: routing weights are softmax top-k renormalised, and editing them
     const auto& wts = cache.at("blocks.0.mlp.hook_expert_weights").data;
     for (int t = 0; t < 4; ++t) {
         std::vector<double> p(4);
-        double sum = 0;
-        for (int e = 0; e < 4; ++e) sum += p[static_cast<std::size_t>(e)] = std::exp(double(logit[static_cast<std::size_t>(t * 4 + e)]));
+        for (int e = 0; e < 4; ++e) p[static_cast<std::size_t>(e)] = std::exp(double(logit[static_cast<std::size_t>(t * 4 + e)]));
         std::vector<int> idx = {0, 1, 2, 3};
         std::sort(idx.begin(), idx.end(), [&](int a, int b) { return p[static_cast<std::size_t>(a)] > p[static_cast<std::size_t>(b)]; });
         const double top = p[static_cast<std::size_t>(idx[0])] + p[static_cast<std::size_t>(idx[1])];

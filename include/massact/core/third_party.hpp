@@ -5,9 +5,17 @@
 //   MASSACT_THIRD_PARTY_END
 #pragma once
 
+#if defined(__clang__)
+// Clang knows neither -Wclass-memaccess nor -Wmaybe-uninitialized: without this its -Werror refuses them.
+#define MASSACT_IGNORE_UNKNOWN_WARNINGS _Pragma("GCC diagnostic ignored \"-Wunknown-warning-option\"")
+#else
+#define MASSACT_IGNORE_UNKNOWN_WARNINGS
+#endif
+
 #if defined(__GNUC__)
 #define MASSACT_THIRD_PARTY_BEGIN                                        \
     _Pragma("GCC diagnostic push")                                       \
+    MASSACT_IGNORE_UNKNOWN_WARNINGS                                      \
     _Pragma("GCC diagnostic ignored \"-Wall\"")                          \
     _Pragma("GCC diagnostic ignored \"-Wextra\"")                        \
     _Pragma("GCC diagnostic ignored \"-Wdeprecated-copy\"")              \
