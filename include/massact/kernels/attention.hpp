@@ -1,7 +1,8 @@
 // massact/kernels/attention.hpp - causal multi-head attention with GQA, sliding
 // windows and the attention-sink variants.
 //
-// For query i of head h (KV head g = h / (heads / kv_heads)):
+// Queries may follow `past` cached keys (incremental decoding): query row r is key index i = past + r,
+// and there are past + T keys. For query i of head h (KV head g = h / (heads / kv_heads)):
 //   s_ij = q_i . k_j * scale for visible keys j (i - W < j <= i; W = 0: all j <= i),
 //   optionally soft-capped: s = cap * tanh(s / cap), plus an ALiBi bias slope_h * (j - i)
 //   (BLOOM adds slope_h * j and MPT slope_h * (j - T + 1): the same softmax, each row shifted),
@@ -15,8 +16,8 @@
 //   - causal_attention(): streams over tiles of `tile` queries; extra memory is
 //     O(tile * T) per thread and no [T, T] matrix exists. Parallel over heads.
 //   - attention_scores() / attention_probs() / attention_combine(): the same
-//     stages on a full [heads, T, T] buffer, so hooks can read or edit the
-//     scores and the pattern in between.
+//     stages on a full [heads, T, past + T] buffer, so hooks can read or edit
+//     the scores and the pattern in between.
 #pragma once
 
 #include "massact/core/eigen.hpp"
@@ -51,7 +52,8 @@ struct AttentionSpec {
     Index n_extra() const { return (sink_logits ? 1 : 0) + (k_bias ? 1 : 0); }
 };
 
-/// One sequence: q [T, heads*hd], k and v [T, kv_heads*hd], output z [T, heads*hd]; row strides given.
+/// One sequence: q [T, heads*hd], k and v [past + T, kv_heads*hd], output z [T, heads*hd]; row strides
+/// given. Query row r is key row past + r (past > 0: keys from a KV cache come first).
 struct AttentionInput {
     const float* q = nullptr;
     Index q_stride = 0;
@@ -59,37 +61,40 @@ struct AttentionInput {
     Index k_stride = 0;
     const float* v = nullptr;
     Index v_stride = 0;
-    Index T = 0;
+    Index T = 0;     // queries
+    Index past = 0;  // cached keys before the first query
+
+    Index keys() const { return past + T; }
 };
 
 namespace detail {
 
 inline Index first_visible(const AttentionSpec& s, Index i) { return s.window > 0 ? std::max<Index>(0, i - s.window + 1) : 0; }
 
-/// S[r, j] for queries i = i0 + r < i1 and keys j < ncols (S has row stride ld):
+/// S[r, j] for query rows i0 + r < i1 (key index past + i0 + r) and keys j < ncols (S has row stride ld):
 /// scaled dot products where visible, -inf elsewhere.
 inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index h, Index i0, Index i1, float* S, Index ld,
                         Index ncols) {
-    const Index g = h / s.group(), hd = s.head_dim, rows = i1 - i0;
-    const Index k0 = first_visible(s, i0);
+    const Index g = h / s.group(), hd = s.head_dim, rows = i1 - i0, a0 = in.past + i0, a1 = in.past + i1;
+    const Index k0 = first_visible(s, a0);
     ConstStridedRowMap<float> Q(in.q + i0 * in.q_stride + h * hd, rows, hd, Eigen::OuterStride<>(in.q_stride));
-    ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, i1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
-    StridedRowMap<float> St(S + k0, rows, i1 - k0, Eigen::OuterStride<>(ld));
+    ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, a1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
+    StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
     St.noalias() = s.scale * (Q * K.transpose());
     if (s.softcap > 0.0f) St = (St.array() / s.softcap).tanh() * s.softcap;
     if (s.alibi)
         for (Index r = 0; r < rows; ++r)
-            for (Index j = k0; j < i1; ++j) St(r, j - k0) += s.alibi[h] * static_cast<float>(j - (i0 + r));
+            for (Index j = k0; j < a1; ++j) St(r, j - k0) += s.alibi[h] * static_cast<float>(j - (a0 + r));
     constexpr float ninf = -std::numeric_limits<float>::infinity();
     for (Index r = 0; r < rows; ++r) {
-        const Index i = i0 + r;
+        const Index i = a0 + r;
         float* row = S + r * ld;
         std::fill(row, row + first_visible(s, i), ninf);
         std::fill(row + i + 1, row + ncols, ninf);
     }
 }
 
-/// Softmax (variant) of rows i0..i1 of a scores tile, in place; masked entries become 0.
+/// Softmax (variant) of query rows i0..i1 of a scores tile, in place; masked entries become 0.
 /// extra_out (optional, [rows]) receives the total probability of the extra slots,
 /// kv_out (optional, [rows]) the probability of the key/value bias slot alone.
 inline void probs_tile(const AttentionSpec& s, const AttentionInput& in, Index h, Index i0, Index i1, float* S, Index ld,
@@ -108,13 +113,13 @@ inline void probs_tile(const AttentionSpec& s, const AttentionInput& in, Index h
             kv_slot = ne;
             extra[ne++] = s.softcap > 0.0f ? s.softcap * std::tanh(dot * s.scale / s.softcap) : dot * s.scale;
         }
-        const Index lo = first_visible(s, i);
+        const Index a = in.past + i, lo = first_visible(s, a);
         std::fill(row, row + lo, 0.0f);
-        float total = softmax_row<float>(row + lo, i + 1 - lo, extra, ne);
-        std::fill(row + i + 1, row + ncols, 0.0f);
+        float total = softmax_row<float>(row + lo, a + 1 - lo, extra, ne);
+        std::fill(row + a + 1, row + ncols, 0.0f);
         if (s.clipped) {
             auto clip = [&](float p) { return std::min(1.0f, std::max(0.0f, (s.gamma - s.zeta) * p + s.zeta)); };
-            for (Index j = lo; j <= i; ++j) row[j] = clip(row[j]);
+            for (Index j = lo; j <= a; ++j) row[j] = clip(row[j]);
             total = 0.0f;
             for (Index e = 0; e < ne; ++e) total += (extra[e] = clip(extra[e]));
         }
@@ -127,7 +132,7 @@ inline void probs_tile(const AttentionSpec& s, const AttentionInput& in, Index h
 inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index h, Index i0, Index i1, const float* P,
                          Index ld, Index ncols, const float* kv_prob, float* z, Index z_stride) {
     const Index g = h / s.group(), hd = s.head_dim, rows = i1 - i0;
-    const Index k0 = ncols == i1 ? first_visible(s, i0) : 0;  // streaming tiles skip keys before the window
+    const Index k0 = first_visible(s, in.past + i0);  // no row of the tile sees a key before its first row's window
     ConstStridedRowMap<float> Pt(P + k0, rows, ncols - k0, Eigen::OuterStride<>(ld));
     ConstStridedRowMap<float> V(in.v + k0 * in.v_stride + g * hd, ncols - k0, hd, Eigen::OuterStride<>(in.v_stride));
     StridedRowMap<float> Z(z + i0 * z_stride + h * hd, rows, hd, Eigen::OuterStride<>(z_stride));
@@ -142,63 +147,63 @@ inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index
 }  // namespace detail
 
 /// Streaming causal attention of one sequence into z [T, heads*hd] (row stride z_stride).
-/// No [T, T] buffer: queries go in tiles of `tile` rows; each thread holds tile * T floats.
+/// No [T, T] buffer: queries go in tiles of `tile` rows; each thread holds tile * (past + T) floats.
 /// sink_prob (optional, [heads, T]) receives the extra slots' probability.
 inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, float* z, Index z_stride,
                              float* sink_prob = nullptr, Index tile = 64) {
     const Index T = in.T, H = s.heads;
 #if defined(_OPENMP)
-#pragma omp parallel if (H * T * T > (1 << 16))
+#pragma omp parallel if (H * T * in.keys() > (1 << 16))
 #endif
     {
-        std::vector<float> S(static_cast<std::size_t>(tile * T));
+        std::vector<float> S(static_cast<std::size_t>(std::min(tile, T) * in.keys()));
         std::vector<float> extra(static_cast<std::size_t>(tile)), kv(static_cast<std::size_t>(tile));
 #if defined(_OPENMP)
 #pragma omp for schedule(dynamic)
 #endif
         for (Index h = 0; h < H; ++h) {
             for (Index i0 = 0; i0 < T; i0 += tile) {
-                const Index i1 = std::min(T, i0 + tile);
-                detail::scores_tile(s, in, h, i0, i1, S.data(), i1, i1);
-                detail::probs_tile(s, in, h, i0, i1, S.data(), i1, i1, extra.data(), kv.data());
-                detail::combine_tile(s, in, h, i0, i1, S.data(), i1, i1, kv.data(), z, z_stride);
+                const Index i1 = std::min(T, i0 + tile), n = in.past + i1;
+                detail::scores_tile(s, in, h, i0, i1, S.data(), n, n);
+                detail::probs_tile(s, in, h, i0, i1, S.data(), n, n, extra.data(), kv.data());
+                detail::combine_tile(s, in, h, i0, i1, S.data(), n, n, kv.data(), z, z_stride);
                 if (sink_prob) std::copy(extra.begin(), extra.begin() + (i1 - i0), sink_prob + h * T + i0);
             }
         }
     }
 }
 
-/// Stage 1 on a full buffer: scores [heads, T, T] (pre-softmax, masked entries -inf).
+/// Stage 1 on a full buffer: scores [heads, T, K] with K = past + T keys (pre-softmax, masked entries -inf).
 inline void attention_scores(const AttentionSpec& s, const AttentionInput& in, float* scores) {
-    const Index T = in.T;
+    const Index T = in.T, K = in.keys();
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (s.heads * T * T > (1 << 16))
+#pragma omp parallel for schedule(static) if (s.heads * T * K > (1 << 16))
 #endif
-    for (Index h = 0; h < s.heads; ++h) detail::scores_tile(s, in, h, 0, T, scores + h * T * T, T, T);
+    for (Index h = 0; h < s.heads; ++h) detail::scores_tile(s, in, h, 0, T, scores + h * T * K, K, K);
 }
 
-/// Stage 2: scores -> probabilities in place ([heads, T, T]); sink_prob and kv_prob ([heads, T], optional)
+/// Stage 2: scores -> probabilities in place ([heads, T, K]); sink_prob and kv_prob ([heads, T], optional)
 /// receive the extra slots' total probability and the key/value bias slot's alone.
 inline void attention_probs(const AttentionSpec& s, const AttentionInput& in, float* pattern, float* sink_prob,
                             float* kv_prob) {
-    const Index T = in.T;
+    const Index T = in.T, K = in.keys();
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (s.heads * T * T > (1 << 16))
+#pragma omp parallel for schedule(static) if (s.heads * T * K > (1 << 16))
 #endif
     for (Index h = 0; h < s.heads; ++h)
-        detail::probs_tile(s, in, h, 0, T, pattern + h * T * T, T, T, sink_prob ? sink_prob + h * T : nullptr,
+        detail::probs_tile(s, in, h, 0, T, pattern + h * T * K, K, K, sink_prob ? sink_prob + h * T : nullptr,
                            kv_prob ? kv_prob + h * T : nullptr);
 }
 
 /// Stage 3: z [T, heads*hd] = pattern V (+ kv_prob * v_bias).
 inline void attention_combine(const AttentionSpec& s, const AttentionInput& in, const float* pattern,
                               const float* kv_prob, float* z, Index z_stride) {
-    const Index T = in.T;
+    const Index T = in.T, K = in.keys();
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (s.heads * T * T > (1 << 16))
+#pragma omp parallel for schedule(static) if (s.heads * T * K > (1 << 16))
 #endif
     for (Index h = 0; h < s.heads; ++h)
-        detail::combine_tile(s, in, h, 0, T, pattern + h * T * T, T, T, kv_prob ? kv_prob + h * T : nullptr, z,
+        detail::combine_tile(s, in, h, 0, T, pattern + h * T * K, K, K, kv_prob ? kv_prob + h * T : nullptr, z,
                              z_stride);
 }
 

@@ -28,7 +28,7 @@ enum class SiteShape {
     Resid,      // [N, T, d]
     QHeads,     // [N, T, H, hd]
     KVHeads,    // [N, T, KV, hd]
-    Scores,     // [N, H, T, T]
+    Scores,     // [N, H, T, K] (K = T, or the keys of a KV cache)
     SinkProbs,  // [N, H, T]
     Mlp,        // [N, T, I]
     Experts,    // [N, T, E]
@@ -98,8 +98,11 @@ inline std::vector<std::string> hook_site_names(const ModelConfig& c, bool sink_
     return out;
 }
 
-/// Shape of a site's tensor with N sequences of T tokens; throws for a name the model does not have.
-inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::string& name, Index N, Index T, bool sink_slot) {
+/// Shape of a site's tensor with N sequences of T tokens attending to `keys` keys (< 0: T; more in an
+/// incremental forward with a KV cache); throws for a name the model does not have.
+inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::string& name, Index N, Index T, bool sink_slot,
+                                          Index keys = -1) {
+    if (keys < 0) keys = T;
     const Index d = c.hidden_size;
     if (name == "hook_embed" || name == "ln_final.hook_normalized" ||
         (name == "hook_pos_embed" && c.positions == PositionKind::Learned))
@@ -117,7 +120,7 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
                         case SiteShape::Resid: return {N, T, d};
                         case SiteShape::QHeads: return {N, T, H, hd};
                         case SiteShape::KVHeads: return {N, T, KV, hd};
-                        case SiteShape::Scores: return {N, H, T, T};
+                        case SiteShape::Scores: return {N, H, T, keys};
                         case SiteShape::SinkProbs: return {N, H, T};
                         case SiteShape::Mlp: return {N, T, c.intermediate_size};
                         case SiteShape::Experts: return {N, T, c.num_experts};

@@ -18,6 +18,7 @@
 #include "massact/model/config.hpp"
 #include "massact/model/families.hpp"
 #include "massact/model/hooks.hpp"
+#include "massact/model/kv_cache.hpp"
 #include "massact/model/sites.hpp"
 #include "massact/model/weights.hpp"
 
@@ -74,7 +75,7 @@ struct Workspace {
     RowMatrixF expert_w;
     RowMatrixF expert_in, expert_h, expert_u, expert_out;  // rows routed to one expert
     RowMatrixF pos;          // [R, d] learned position embeddings
-    std::vector<float> scores, sink, kvp;  // [N, H, T, T] and [N, H, T] when attention hooks are set
+    std::vector<float> scores, sink, kvp;  // [N, H, T, K] and [N, H, T] when attention hooks are set (K keys)
     std::vector<float> weights;            // one matrix converted from F16/BF16 at a time
 };
 
@@ -188,9 +189,10 @@ public:
     /// Every hook site name, in execution order (with the sink-pattern site when a run adds a slot).
     std::vector<std::string> hook_sites(const RunOptions& o = {}) const { return hook_site_names(config_, has_sink_slot(o)); }
 
-    /// Shape of one hook site's tensor for N sequences of T tokens.
-    std::vector<Index> hook_shape(const std::string& site, Index N, Index T, const RunOptions& o = {}) const {
-        return hook_site_shape(config_, site, N, T, has_sink_slot(o));
+    /// Shape of one hook site's tensor for N sequences of T tokens (attending to `keys` keys: T, or the
+    /// cached tokens and the new ones in an incremental forward).
+    std::vector<Index> hook_shape(const std::string& site, Index N, Index T, const RunOptions& o = {}, Index keys = -1) const {
+        return hook_site_shape(config_, site, N, T, has_sink_slot(o), keys);
     }
 
     /// Refuse hooks whose (required) pattern matches no site of this model: a typo would silently do nothing.
@@ -202,11 +204,13 @@ public:
                         " model (see docs/formats.md for the sites)");
     }
 
-    /// Check ids against the vocabulary and the position limit; throws massact::Error.
-    void validate(const TokenBatch& ids) const {
+    /// Check ids against the vocabulary and the position limit (positions up to last_position); throws
+    /// massact::Error.
+    void validate(const TokenBatch& ids, Index last_position = -1) const {
         if (ids.rows() == 0 || ids.cols() == 0) throw Error("forward: empty token batch");
-        if (config_.positions == PositionKind::Learned && ids.cols() > config_.max_positions)
-            throw Error("forward: sequence length " + std::to_string(ids.cols()) + " exceeds the " +
+        if (last_position < 0) last_position = ids.cols() - 1;
+        if (config_.positions == PositionKind::Learned && last_position >= config_.max_positions)
+            throw Error("forward: position " + std::to_string(last_position) + " exceeds the " +
                         std::to_string(config_.max_positions) + " learned positions");
         for (Index i = 0; i < ids.size(); ++i)
             if (ids.data()[i] < 0 || ids.data()[i] >= config_.vocab_size)
@@ -226,39 +230,84 @@ public:
     /// Returns a reference to w.logits.
     const RowMatrixF& run(const TokenBatch& ids, Workspace& w, const Hooks& hooks = {}, const RunOptions& options = {}) const {
         validate(ids);
-        check_hooks(hooks, options);
+        Pass p(ids, w, detail::HookCalls(hooks, config_, has_sink_slot(options), ids), options);
+        p.pos.resize(static_cast<std::size_t>(p.T));
+        std::iota(p.pos.begin(), p.pos.end(), Index(0));
+        for (const RopeSpec& r : config_.rope) p.rope_own.push_back(rope_table(r, p.T));
+        for (const auto& t : p.rope_own) p.rope.push_back(&t);
+        return forward_pass(p, hooks);
+    }
+
+    /// Incremental forward: the N sequences of `cache` (N = cache.batch()) continue with T new tokens each.
+    /// Their keys and values are appended to the cache (after its policy's eviction); attention sees the
+    /// held tokens and the new ones, at the positions the policy gives. Hooks see the new tokens' rows
+    /// ([N, T, ...]); attention scores and patterns are [N, H, T, K] over the K = size() keys held after the
+    /// append. Logits [N*T, V] of the new tokens. Decoding token by token equals the full forward. If the
+    /// forward throws, the new tokens are taken out of the cache again.
+    const RowMatrixF& run(const TokenBatch& ids, KVCache& cache, Workspace& w, const Hooks& hooks = {},
+                          const RunOptions& options = {}) const {
         const ModelConfig& c = config_;
-        Pass p{ids, w, detail::HookCalls(hooks, c, has_sink_slot(options), ids), options, ids.rows(), ids.cols(), {}, {}, {}};
-        for (const RopeSpec& r : c.rope) p.rope.push_back(rope_table(r, p.T));
-        if (c.positions == PositionKind::Alibi) p.alibi = c.alibi_slopes();
-        if (options.attention.kind == AttentionOverride::Kind::Softmax1 || options.attention.kind == AttentionOverride::Kind::SinkLogit)
-            p.override_logits.assign(static_cast<std::size_t>(c.num_heads),
-                                     options.attention.kind == AttentionOverride::Kind::Softmax1 ? 0.0f : options.attention.sink_logit);
-        embed(p);
-        for (int l = 0; l < c.num_layers; ++l) {
-            block(p, l);
-            if (options.last_layer == l) {
-                w.logits.resize(0, 0);
-                return w.logits;
-            }
+        if (cache.batch() != ids.rows() || cache.num_layers() != c.num_layers || cache.kv_width() != c.num_kv_heads * c.head_dim)
+            throw Error("forward: the KV cache was made for " + std::to_string(cache.batch()) + " sequences of a model with " +
+                        std::to_string(cache.num_layers()) + " layers and keys of width " + std::to_string(cache.kv_width()) +
+                        ", not " + std::to_string(ids.rows()) + " sequences of this one");
+        if (ids.rows() == 0 || ids.cols() == 0) throw Error("forward: empty token batch");
+        const Index past = cache.begin_step(ids.cols());
+        try {
+            validate(ids, cache.position(cache.size() - 1));
+            Pass p(ids, w, detail::HookCalls(hooks, c, has_sink_slot(options), ids), options);
+            p.cache = &cache;
+            p.past = past;
+            for (Index t = 0; t < p.T; ++t) p.pos.push_back(cache.position(past + t));
+            Index last = 0;
+            for (Index j = 0; j < cache.size(); ++j) last = std::max(last, cache.position(j));
+            for (std::size_t i = 0; i < c.rope.size(); ++i) p.rope.push_back(&cached_rope_table(cache.rope_memo()[i], c.rope[i], last + 1));
+            return forward_pass(p, hooks);
+        } catch (...) {
+            cache.abort_step(past, ids.cols());
+            throw;
         }
-        unembed(p);
-        return w.logits;
     }
 
 private:
     /// The state of one forward.
     struct Pass {
+        Pass(const TokenBatch& i, Workspace& ws, detail::HookCalls h, const RunOptions& o)
+            : ids(i), w(ws), hooks(std::move(h)), options(o), N(i.rows()), T(i.cols()) {}
         const TokenBatch& ids;
         Workspace& w;
         detail::HookCalls hooks;
         const RunOptions& options;
         Index N, T;
-        std::vector<kernels::RopeTable> rope;  // one per RopeSpec, positions [0, T)
-        std::vector<float> override_logits;    // [H] the run's extra slot logit (softmax1: 0), if any
-        std::vector<float> alibi;              // [H] ALiBi slopes, if the model has them
+        KVCache* cache = nullptr;                    // incremental forward: keys and values go here
+        Index past = 0;                              // tokens the cache held before these
+        std::vector<Index> pos;                      // [T] the new tokens' positions
+        std::vector<const kernels::RopeTable*> rope;  // one per RopeSpec, rows indexed by position
+        std::vector<kernels::RopeTable> rope_own;    // (the tables of a forward without cache)
+        std::vector<float> override_logits;          // [H] the run's extra slot logit (softmax1: 0), if any
+        std::vector<float> alibi;                    // [H] ALiBi slopes, if the model has them
         Index R() const { return N * T; }
+        Index keys() const { return past + T; }
     };
+
+    const RowMatrixF& forward_pass(Pass& p, const Hooks& hooks) const {
+        const ModelConfig& c = config_;
+        check_hooks(hooks, p.options);
+        const AttentionOverride& o = p.options.attention;
+        if (c.positions == PositionKind::Alibi) p.alibi = c.alibi_slopes();
+        if (o.kind == AttentionOverride::Kind::Softmax1 || o.kind == AttentionOverride::Kind::SinkLogit)
+            p.override_logits.assign(static_cast<std::size_t>(c.num_heads), o.kind == AttentionOverride::Kind::Softmax1 ? 0.0f : o.sink_logit);
+        embed(p);
+        for (int l = 0; l < c.num_layers; ++l) {
+            block(p, l);
+            if (p.options.last_layer == l) {
+                p.w.logits.resize(0, 0);
+                return p.w.logits;
+            }
+        }
+        unembed(p);
+        return p.w.logits;
+    }
 
     /// x [R, d] = embed[ids] * embed_scale (+ learned positions).
     void embed(Pass& p) const {
@@ -271,7 +320,7 @@ private:
         if (c.positions == PositionKind::Learned) {
             RowMatrixF& pos = p.w.pos;
             pos.resize(p.R(), c.hidden_size);
-            for (Index r = 0; r < p.R(); ++r) weights_.pos_embed.row(r % p.T + c.pos_offset, pos.row(r).data());
+            for (Index r = 0; r < p.R(); ++r) weights_.pos_embed.row(p.pos[static_cast<std::size_t>(r % p.T)] + c.pos_offset, pos.row(r).data());
             p.hooks.pos(pos.data(), {p.N, p.T, c.hidden_size});
             x += pos;
         }
@@ -344,15 +393,16 @@ private:
             detail::apply_norm(c.qk_norm_spec, L.k_norm, k.data(), k.data(), whole ? R : R * KV, whole ? KV * hd : hd);
         }
         if (c.has_rope()) {
-            const kernels::RopeTable& rope = p.rope[static_cast<std::size_t>(c.layers[static_cast<std::size_t>(l)].rope)];
-            const auto pairs = c.rope_pairs == RopePairs::Half ? kernels::RopeLayout::RotateHalf : kernels::RopeLayout::Interleaved;
-            for (Index b = 0; b < N; ++b) {
-                kernels::rope<float>(q.middleRows(b * T, T), H, rope, pairs, hd);
-                kernels::rope<float>(k.middleRows(b * T, T), KV, rope, pairs, hd);
+            const kernels::RopeTable& rope = rope_of(p, l);
+            if (p.cache) store_rows(p, p.cache->layer(l).k_raw, k);
+            for (Index r = 0; r < R; ++r) {
+                rotate(rope, q.row(r).data(), H, p.pos[static_cast<std::size_t>(r % T)]);
+                rotate(rope, k.row(r).data(), KV, p.pos[static_cast<std::size_t>(r % T)]);
             }
             p.hooks.block(l, BlockSite::RotQ, q.data(), {N, T, H, hd});
             p.hooks.block(l, BlockSite::RotK, k.data(), {N, T, KV, hd});
         }
+        if (p.cache) cache_keys_values(p, l);
         w.z.resize(R, H * hd);
         attend(p, l, L);
         p.hooks.block(l, BlockSite::Z, w.z.data(), {N, T, H, hd});
@@ -387,11 +437,53 @@ private:
         }
     }
 
-    /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, T] buffers when hooks read the scores.
+    const kernels::RopeTable& rope_of(const Pass& p, int l) const {
+        return *p.rope[static_cast<std::size_t>(config_.layers[static_cast<std::size_t>(l)].rope)];
+    }
+
+    /// Rotate the `heads` heads of one row of q or k to `position`.
+    void rotate(const kernels::RopeTable& t, float* x, Index heads, Index position) const {
+        const ModelConfig& c = config_;
+        const auto pairs = c.rope_pairs == RopePairs::Half ? kernels::RopeLayout::RotateHalf : kernels::RopeLayout::Interleaved;
+        for (Index h = 0; h < heads; ++h)
+            kernels::rope_apply_head<float>(x + h * c.head_dim, t.cos.row(position).data(), t.sin.row(position).data(), t.half(), pairs);
+    }
+
+    /// Copy the new tokens' rows of x [N*T, width] into the cache tensor m at held tokens past..past+T.
+    static void store_rows(const Pass& p, RowMatrixF& m, const RowMatrixF& x) {
+        for (Index b = 0; b < p.N; ++b) m.middleRows(p.cache->row(b, p.past), p.T) = x.middleRows(b * p.T, p.T);
+    }
+
+    /// Append the new keys (rotated) and values to the cache; rotate the held keys whose position changed
+    /// (after an eviction with positions = index in the cache) again from the keys before RoPE.
+    void cache_keys_values(Pass& p, int l) const {
+        KVCache& cache = *p.cache;
+        KVCache::Layer& C = cache.layer(l);
+        store_rows(p, C.k, p.w.k);
+        store_rows(p, C.v, p.w.v);
+        if (!config_.has_rope()) return;
+        const kernels::RopeTable& rope = rope_of(p, l);
+        for (Index j = 0; j < p.keys(); ++j) {
+            Index& at = C.k_pos[static_cast<std::size_t>(j)];
+            const Index want = cache.position(j);
+            if (j >= p.past) {
+                at = want;
+            } else if (at != want) {
+                for (Index b = 0; b < p.N; ++b) {
+                    const Index r = cache.row(b, j);
+                    C.k.row(r) = C.k_raw.row(r);
+                    rotate(rope, C.k.row(r).data(), config_.num_kv_heads, want);
+                }
+                at = want;
+            }
+        }
+    }
+
+    /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, K] buffers when hooks read the scores.
     void attend(Pass& p, int l, const LayerWeights& L) const {
         const ModelConfig& c = config_;
         Workspace& w = p.w;
-        const Index N = p.N, T = p.T, H = c.num_heads;
+        const Index N = p.N, T = p.T, H = c.num_heads, K = p.keys();
         kernels::AttentionSpec spec;
         spec.heads = H;
         spec.kv_heads = c.num_kv_heads;
@@ -415,11 +507,15 @@ private:
             kernels::AttentionInput in;
             in.q = w.q.data() + b * T * w.q.cols();
             in.q_stride = w.q.cols();
-            in.k = w.k.data() + b * T * w.k.cols();
-            in.k_stride = w.k.cols();
-            in.v = w.v.data() + b * T * w.v.cols();
-            in.v_stride = w.v.cols();
             in.T = T;
+            in.past = p.past;
+            const RowMatrixF& k = p.cache ? p.cache->layer(l).k : w.k;
+            const RowMatrixF& v = p.cache ? p.cache->layer(l).v : w.v;
+            const Index first = p.cache ? p.cache->row(b, 0) : b * T;
+            in.k = k.data() + first * k.cols();
+            in.k_stride = k.cols();
+            in.v = v.data() + first * v.cols();
+            in.v_stride = v.cols();
             return in;
         };
         const bool want_sink = spec.n_extra() > 0 && p.hooks.has(l, BlockSite::SinkPattern);
@@ -429,17 +525,17 @@ private:
                                           p.options.attention_tile);
             return;
         }
-        // Materialise [N, H, T, T] so hooks can read or edit scores and pattern.
-        const Index per = H * T * T;
+        // Materialise [N, H, T, K] so hooks can read or edit scores and pattern.
+        const Index per = H * T * K;
         w.scores.resize(static_cast<std::size_t>(N * per));
         w.sink.assign(static_cast<std::size_t>(N * H * T), 0.0f);
         w.kvp.assign(static_cast<std::size_t>(N * H * T), 0.0f);
         for (Index b = 0; b < N; ++b) kernels::attention_scores(spec, input(b), w.scores.data() + b * per);
-        p.hooks.block(l, BlockSite::AttnScores, w.scores.data(), {N, H, T, T});
+        p.hooks.block(l, BlockSite::AttnScores, w.scores.data(), {N, H, T, K});
         for (Index b = 0; b < N; ++b)
             kernels::attention_probs(spec, input(b), w.scores.data() + b * per, w.sink.data() + b * H * T,
                                      w.kvp.data() + b * H * T);
-        p.hooks.block(l, BlockSite::Pattern, w.scores.data(), {N, H, T, T});
+        p.hooks.block(l, BlockSite::Pattern, w.scores.data(), {N, H, T, K});
         if (spec.n_extra() > 0) p.hooks.block(l, BlockSite::SinkPattern, w.sink.data(), {N, H, T});
         for (Index b = 0; b < N; ++b)
             kernels::attention_combine(spec, input(b), w.scores.data() + b * per, w.kvp.data() + b * H * T,
@@ -583,13 +679,40 @@ private:
 
     /// cos/sin for positions [0, T) (transformers: float32 angles, cos/sin scaled by the rope's attention factor).
     static kernels::RopeTable rope_table(const RopeSpec& r, Index T) {
-        kernels::RopeTable t = kernels::make_rope_table(r.inv_freq(static_cast<double>(T)), 0, T);
+        return scaled(r, kernels::make_rope_table(r.inv_freq(static_cast<double>(T)), 0, T));
+    }
+
+    static kernels::RopeTable scaled(const RopeSpec& r, kernels::RopeTable t) {
         const double s = r.cos_sin_scale();
         if (s != 1.0) {
             t.cos *= static_cast<float>(s);
             t.sin *= static_cast<float>(s);
         }
         return t;
+    }
+
+    /// A cache's table for positions [0, T): grown by the new rows, rebuilt when the frequencies change
+    /// (dynamic and LongRoPE scaling depend on the length).
+    static const kernels::RopeTable& cached_rope_table(KVCache::RopeMemo& m, const RopeSpec& r, Index T) {
+        std::vector<float> inv = r.inv_freq(static_cast<double>(T));
+        if (inv != m.inv_freq) {
+            m.inv_freq = std::move(inv);
+            m.table = {};
+        }
+        const Index have = m.table.cos.rows();
+        if (T > have) {
+            const Index grown = std::max(T, 2 * have);
+            kernels::RopeTable more = scaled(r, kernels::make_rope_table(m.inv_freq, have, grown - have));
+            kernels::RopeTable t;
+            t.cos.resize(grown, static_cast<Index>(m.inv_freq.size()));
+            t.sin.resize(grown, t.cos.cols());
+            t.cos.topRows(have) = m.table.cos;
+            t.sin.topRows(have) = m.table.sin;
+            t.cos.bottomRows(grown - have) = more.cos;
+            t.sin.bottomRows(grown - have) = more.sin;
+            m.table = std::move(t);
+        }
+        return m.table;
     }
 
     std::string dir_;

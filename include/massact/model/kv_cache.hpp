@@ -1,0 +1,169 @@
+// massact/model/kv_cache.hpp - the keys and values of the tokens a model has seen, for incremental
+// forwards (Transformer::run with a cache), with StreamingLLM's eviction.
+//
+// Per layer the cache holds, for every sequence of the batch and every held token, the key before RoPE
+// (after q/k norms), the key as attention reads it (rotated for the position the token has now) and the
+// value. Keeping keys before RoPE lets positions be re-assigned after an eviction: with
+// Positions::CacheIndex (StreamingLLM) a held token's position is its index in the cache, so the window's
+// tokens move down by one at every step and their keys are rotated again from the stored ones.
+//
+// The policy `keep S first, W most recent` (Xiao et al. 2024): before a step of T new tokens, when
+// size + T > S + W, the tokens between the first S and the last W - T are dropped. window = 0 keeps
+// everything (a dense cache).
+#pragma once
+
+#include "massact/core/eigen.hpp"
+#include "massact/core/error.hpp"
+#include "massact/kernels/rope.hpp"
+#include "massact/model/config.hpp"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace massact {
+
+/// Which tokens a KV cache keeps, and which positions they get.
+struct CachePolicy {
+    enum class Positions {
+        Absolute,    // a token's position is its index in the stream (what the model saw in training)
+        CacheIndex,  // a token's position is its index in the cache (StreamingLLM)
+    };
+    Index sinks = 0;   // the first S tokens are never evicted
+    Index window = 0;  // and the W most recent are kept (0: nothing is evicted)
+    Positions positions = Positions::Absolute;
+
+    /// No eviction, absolute positions: exactly the full forward.
+    static CachePolicy dense() { return {}; }
+    /// StreamingLLM: S sink tokens + the W most recent, positions re-assigned as the index in the cache.
+    static CachePolicy streaming(Index sinks, Index window) { return {sinks, window, Positions::CacheIndex}; }
+
+    bool evicts() const { return window > 0; }
+    Index capacity() const { return sinks + window; }
+};
+
+class KVCache {
+public:
+    /// One layer's tensors: row row(b, j) belongs to sequence b, held token j.
+    struct Layer {
+        RowMatrixF k;              // [batch * rows, KV*hd] keys as attention reads them (rotated with RoPE)
+        RowMatrixF k_raw;          // the keys before RoPE (models with RoPE only)
+        RowMatrixF v;              // values
+        std::vector<Index> k_pos;  // per held token: the position its key in k was rotated for (-1: none)
+    };
+
+    /// The cached rotary tables of one RoPE spec: rows are positions [0, rows).
+    struct RopeMemo {
+        std::vector<float> inv_freq;
+        kernels::RopeTable table;
+    };
+
+    KVCache(const ModelConfig& c, Index batch = 1, CachePolicy policy = {})
+        : policy_(policy), batch_(batch), width_(c.num_kv_heads * c.head_dim), rope_(c.has_rope()),
+          layers_(static_cast<std::size_t>(c.num_layers)), rope_memo_(c.rope.size()) {
+        if (batch < 1) throw Error("KV cache: batch size " + std::to_string(batch) + " must be at least 1");
+        if (policy.sinks < 0 || policy.window < 0)
+            throw Error("KV cache: sinks (" + std::to_string(policy.sinks) + ") and window (" +
+                        std::to_string(policy.window) + ") must not be negative");
+        if (policy.sinks > 0 && policy.window == 0)
+            throw Error("KV cache: " + std::to_string(policy.sinks) + " sink tokens need a window (W >= 1) to evict from");
+    }
+
+    Index batch() const { return batch_; }
+    /// Tokens held per sequence.
+    Index size() const { return size_; }
+    /// Tokens appended since the cache was created or cleared.
+    Index seen() const { return seen_; }
+    const CachePolicy& policy() const { return policy_; }
+    /// The held tokens' indices in the stream (the same for every sequence of the batch).
+    const std::vector<Index>& held() const { return held_; }
+    /// The position the model gives held token j.
+    Index position(Index j) const {
+        return policy_.positions == CachePolicy::Positions::CacheIndex ? j : held_[static_cast<std::size_t>(j)];
+    }
+    int num_layers() const { return static_cast<int>(layers_.size()); }
+    Index kv_width() const { return width_; }
+
+    void clear() {
+        size_ = seen_ = 0;
+        held_.clear();
+        for (auto& L : layers_) L.k_pos.clear();
+    }
+
+    // ---- for the forward (model/transformer.hpp) ----
+
+    /// Make room for T new tokens (evicting as the policy says) and append their stream indices.
+    /// Returns the number of tokens held before them. Their keys and values are written by each layer.
+    Index begin_step(Index T) {
+        if (T < 1) throw Error("KV cache: a step needs at least one token");
+        if (policy_.evicts() && size_ + T > policy_.capacity()) {
+            if (T > policy_.window)
+                throw Error("KV cache: a step of " + std::to_string(T) + " tokens does not fit the window of " +
+                            std::to_string(policy_.window) + " once the cache is full (feed at most W tokens at a time)");
+            evict(size_ + T - policy_.capacity());
+        }
+        const Index past = size_;
+        reserve(past + T);
+        for (Index t = 0; t < T; ++t) held_.push_back(seen_ + t);
+        for (auto& L : layers_) L.k_pos.resize(static_cast<std::size_t>(past + T), -1);
+        size_ = past + T;
+        seen_ += T;
+        return past;
+    }
+
+    /// Undo begin_step after a failed forward (the evicted tokens stay evicted).
+    void abort_step(Index past, Index T) {
+        size_ = past;
+        seen_ -= T;
+        held_.resize(static_cast<std::size_t>(past));
+        for (auto& L : layers_) L.k_pos.resize(static_cast<std::size_t>(past));
+    }
+
+    Layer& layer(int l) { return layers_[static_cast<std::size_t>(l)]; }
+    const Layer& layer(int l) const { return layers_[static_cast<std::size_t>(l)]; }
+    Index row(Index b, Index j) const { return b * rows_ + j; }
+    std::vector<RopeMemo>& rope_memo() { return rope_memo_; }
+
+private:
+    /// Drop `n` tokens after the first S (the oldest of the window), moving the rest down.
+    void evict(Index n) {
+        const Index from = std::min(policy_.sinks, size_);
+        n = std::min(n, size_ - from);
+        const Index keep = size_ - from - n;  // tokens moved from [from + n, size) to [from, from + keep)
+        for (auto& L : layers_) {
+            for (RowMatrixF* m : {&L.k, &L.k_raw, &L.v}) {
+                if (m->size() == 0) continue;
+                for (Index b = 0; b < batch_; ++b)
+                    for (Index j = 0; j < keep; ++j) m->row(row(b, from + j)) = m->row(row(b, from + n + j));
+            }
+            L.k_pos.erase(L.k_pos.begin() + from, L.k_pos.begin() + from + n);
+        }
+        held_.erase(held_.begin() + from, held_.begin() + from + n);
+        size_ -= n;
+    }
+
+    /// Room for `rows` tokens per sequence (the layout changes only when the capacity grows).
+    void reserve(Index rows) {
+        if (rows <= rows_) return;
+        const Index grown = policy_.evicts() ? policy_.capacity() : std::max(rows, 2 * rows_);
+        for (auto& L : layers_)
+            for (RowMatrixF* m : {&L.k, &L.k_raw, &L.v}) {
+                if (m == &L.k_raw && !rope_) continue;
+                RowMatrixF bigger(batch_ * grown, width_);
+                for (Index b = 0; b < batch_; ++b)
+                    if (size_ > 0) bigger.middleRows(b * grown, size_) = m->middleRows(b * rows_, size_);
+                m->swap(bigger);
+            }
+        rows_ = grown;
+    }
+
+    CachePolicy policy_;
+    Index batch_, width_;
+    bool rope_;
+    Index size_ = 0, seen_ = 0, rows_ = 0;
+    std::vector<Index> held_;
+    std::vector<Layer> layers_;
+    std::vector<RopeMemo> rope_memo_;
+};
+
+}  // namespace massact

@@ -1,0 +1,258 @@
+// The KV cache, generation, and StreamingLLM's cache policies.
+#include "common.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace massact;
+
+namespace {
+
+std::vector<std::string> language_models() {
+    std::vector<std::string> dirs;
+    for (const auto& e : std::filesystem::directory_iterator(test::data("families"))) {
+        const auto cfg = nlohmann::json::parse(std::ifstream(e.path() / "config.json"));
+        const std::string type = cfg.value("model_type", "");
+        if (type != "vit" && type != "dinov2" && type != "dinov2_with_registers" && type != "clip_vision_model")
+            dirs.push_back(e.path().string());
+    }
+    for (const char* m : {"tiny-llama", "tiny-gpt2", "tiny-llama-kvbias", "tiny-llama-sinklogit"}) dirs.push_back(test::model(m));
+    std::sort(dirs.begin(), dirs.end());
+    return dirs;
+}
+
+TokenBatch random_ids(Index N, Index T, Index V, unsigned seed) {
+    std::mt19937 g(seed);
+    TokenBatch ids(N, T);
+    for (Index i = 0; i < ids.size(); ++i) ids.data()[i] = static_cast<std::int64_t>(g() % static_cast<unsigned>(V));
+    return ids;
+}
+
+/// Logits of `ids` fed through a cache in steps of the given sizes (cycled).
+RowMatrixF decode(const Transformer& m, const TokenBatch& ids, const std::vector<Index>& steps, CachePolicy pol = {}) {
+    const Index N = ids.rows(), T = ids.cols();
+    KVCache cache(m.config(), N, pol);
+    Workspace ws;
+    RowMatrixF out(N * T, m.config().vocab_size);
+    std::size_t k = 0;
+    for (Index t = 0; t < T;) {
+        const Index n = std::min(steps[k++ % steps.size()], T - t);
+        const TokenBatch part = ids.middleCols(t, n);
+        const RowMatrixF& logits = m.run(part, cache, ws);
+        for (Index b = 0; b < N; ++b) out.middleRows(b * T + t, n) = logits.middleRows(b * n, n);
+        t += n;
+    }
+    CHECK(cache.size() == T);
+    return out;
+}
+
+nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(std::ifstream(path)); }
+
+std::vector<std::int64_t> stream_ids() { return read_json(test::data("stream/val_stream_ids_2048.json")).get<std::vector<std::int64_t>>(); }
+
+}  // namespace
+
+TEST_CASE("decoding token by token, or in chunks, through a KV cache equals the full forward: every family") {
+    const auto dirs = language_models();
+    REQUIRE(dirs.size() >= 25);
+    for (const auto& dir : dirs) {
+        INFO(dir);
+        const Transformer m(dir);
+        const TokenBatch ids = random_ids(2, 11, m.config().vocab_size, 7);
+        const RowMatrixF full = m.forward(ids);
+        const double scale = std::max(1.0, static_cast<double>(full.cwiseAbs().maxCoeff()));
+        CHECK(test::max_abs_diff(decode(m, ids, {1}), full) / scale < 2e-5);
+        CHECK(test::max_abs_diff(decode(m, ids, {4, 1, 3}), full) / scale < 2e-5);
+        // Positions = index in the cache change nothing while nothing is evicted.
+        CHECK(test::max_abs_diff(decode(m, ids, {2}, {0, 0, CachePolicy::Positions::CacheIndex}), full) / scale < 2e-5);
+    }
+}
+
+TEST_CASE("an incremental forward's hooks see the new rows, and the pattern over the whole cache") {
+    const Transformer m(test::model("tiny-llama"));
+    const TokenBatch ids = random_ids(1, 9, m.config().vocab_size, 3);
+    const auto full = run_with_cache(m, ids, {"blocks.3.hook_resid_post", "blocks.3.attn.hook_pattern"});
+    const auto& resid = full.at("blocks.3.hook_resid_post");
+    const auto& pattern = full.at("blocks.3.attn.hook_pattern");
+    const Index d = m.config().hidden_size, H = m.config().num_heads;
+    KVCache cache(m.config());
+    Workspace ws;
+    m.run(ids.leftCols(6), cache, ws);
+    int calls = 0;
+    Hooks hooks;
+    hooks.add("blocks.3.hook_resid_post", [&](Activation& a) {
+        ++calls;
+        REQUIRE(a.shape == std::vector<Index>{1, 3, d});
+        for (Index i = 0; i < 3 * d; ++i) CHECK(a.data[i] == doctest::Approx(resid.data[static_cast<std::size_t>(6 * d + i)]).epsilon(1e-4).scale(1));
+    });
+    hooks.add("blocks.3.attn.hook_pattern", [&](Activation& a) {
+        ++calls;
+        REQUIRE(a.shape == std::vector<Index>{1, H, 3, 9});
+        for (Index h = 0; h < H; ++h)
+            for (Index t = 0; t < 3; ++t)
+                for (Index j = 0; j < 9; ++j)
+                    CHECK(a.data[(h * 3 + t) * 9 + j] ==
+                          doctest::Approx(pattern.data[static_cast<std::size_t>((h * 9 + 6 + t) * 9 + j)]).epsilon(1e-4).scale(1e-6));
+    });
+    m.run(ids.rightCols(3), cache, ws, hooks);
+    CHECK(calls == 2);
+    CHECK(m.hook_shape("blocks.3.attn.hook_pattern", 1, 3, {}, 9) == std::vector<Index>{1, H, 3, 9});
+}
+
+TEST_CASE("eviction keeps S sinks and the W most recent; positions become the index in the cache") {
+    const Transformer m(test::model("tiny-llama"));
+    const TokenBatch ids = random_ids(1, 20, m.config().vocab_size, 5);
+    KVCache cache(m.config(), 1, CachePolicy::streaming(2, 5));
+    Workspace ws;
+    for (Index t = 0; t < 20; ++t) {
+        m.run(ids.middleCols(t, 1), cache, ws);
+        const Index held = std::min<Index>(t + 1, 7);
+        REQUIRE(cache.size() == held);
+        std::vector<Index> want;
+        for (Index j = 0; j < std::min<Index>(t + 1, 2); ++j) want.push_back(j);
+        for (Index j = std::max<Index>(2, t + 1 - 5); j <= t; ++j) want.push_back(j);
+        CHECK(cache.held() == want);
+        CHECK(cache.position(held - 1) == held - 1);
+    }
+    // Every held key is the stored key before RoPE, rotated for its index in the cache.
+    const auto& L = cache.layer(0);
+    const auto table = kernels::make_rope_table(m.config().rope[0].inv_freq(8), 0, 8);
+    for (Index j = 0; j < 7; ++j) {
+        std::vector<float> k(L.k_raw.row(j).data(), L.k_raw.row(j).data() + L.k_raw.cols());
+        for (Index h = 0; h < m.config().num_kv_heads; ++h)
+            kernels::rope_apply_head<float>(k.data() + h * 32, table.cos.row(j).data(), table.sin.row(j).data(), 16, kernels::RopeLayout::RotateHalf);
+        for (Index i = 0; i < L.k.cols(); ++i) CHECK(L.k(j, i) == doctest::Approx(k[static_cast<std::size_t>(i)]).epsilon(1e-6).scale(1e-6));
+    }
+    // Layer 0's key of a token depends on the token and its position only: a token moved to index j has
+    // the key a full forward gives the held tokens at position j.
+    TokenBatch held(1, 7);
+    for (Index j = 0; j < 7; ++j) held(0, j) = ids(0, cache.held()[static_cast<std::size_t>(j)]);
+    const auto full = run_with_cache(m, held, {"blocks.0.attn.hook_rot_k"});
+    const auto& rk = full.at("blocks.0.attn.hook_rot_k").data;
+    for (Index j = 0; j < 7; ++j)
+        for (Index i = 0; i < L.k.cols(); ++i) CHECK(L.k(j, i) == doctest::Approx(rk[static_cast<std::size_t>(j * L.k.cols() + i)]).epsilon(1e-4).scale(1e-3));
+}
+
+TEST_CASE("a KV cache refuses what it cannot do, and a failed step leaves it as it was") {
+    const Transformer m(test::model("tiny-llama"));
+    test::expect_error([&] { KVCache(m.config(), 1, {4, 0, CachePolicy::Positions::CacheIndex}); }, {"sink tokens need a window"});
+    test::expect_error([&] { KVCache(m.config(), 0); }, {"batch size 0"});
+    KVCache cache(m.config(), 1, CachePolicy::streaming(1, 3));
+    Workspace ws;
+    test::expect_error([&] { m.run(random_ids(2, 1, 100, 1), cache, ws); }, {"KV cache was made for 1 sequences"});
+    m.run(random_ids(1, 2, 100, 1), cache, ws);
+    test::expect_error([&] { m.run(random_ids(1, 4, 100, 1), cache, ws); }, {"4 tokens", "window of 3"});
+    TokenBatch bad(1, 1);
+    bad << 99999;
+    test::expect_error([&] { m.run(bad, cache, ws); }, {"token id 99999"});
+    CHECK(cache.size() == 2);
+    CHECK(cache.seen() == 2);
+    const Transformer gpt2(test::model("tiny-gpt2"));
+    KVCache dense(gpt2.config());
+    const Index P = gpt2.config().max_positions;
+    for (Index t = 0; t < P; t += 64) gpt2.run(random_ids(1, std::min<Index>(64, P - t), 100, 2), dense, ws);
+    test::expect_error([&] { gpt2.run(random_ids(1, 1, 100, 2), dense, ws); }, {"position " + std::to_string(P), "learned positions"});
+}
+
+TEST_CASE("StreamingLLM on tiny-llama: the cache policies match the float64 references over 2048 tokens") {
+    const Transformer m(test::model("tiny-llama"));
+    const auto ids = stream_ids();
+    REQUIRE(ids.size() == 2048);
+    // val_stream_ids is BOS + val.txt encoded as one text by the model's tokenizer.
+    const auto tok = text::Tokenizer::from_file(test::model("tiny-llama") + "/tokenizer.json");
+    std::ifstream f(std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt");
+    const std::string val((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const auto enc = tok.encode(val, true);
+    REQUIRE(enc.size() > 2048);
+    CHECK(std::equal(ids.begin(), ids.end(), enc.begin()));
+    for (const char* name : {"cache_4_60", "cache_0_64"}) {
+        INFO(name);
+        const auto ref = read_json(test::data(std::string("stream/") + name + ".json"));
+        analysis::StreamOptions o;
+        o.policy = analysis::parse_policy(ref.at("policy").get<std::string>());
+        o.sinks = ref.at("sinks").get<Index>();
+        o.window = ref.at("window").get<Index>();
+        const auto r = analysis::stream_nll(m, ids, o);
+        const auto want = ref.at("nll").get<std::vector<double>>();
+        REQUIRE(r.nll.size() == want.size());
+        double worst = 0;
+        for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(r.nll[i] - want[i]));
+        CHECK(worst < 2e-3);
+        CHECK(std::abs(r.ppl / ref.at("ppl").get<double>() - 1) < 1e-4);
+        REQUIRE(r.sink_attention.size() == want.size());
+        for (double a : r.sink_attention) CHECK((a >= 0 && a <= 1 + 1e-6));
+    }
+}
+
+TEST_CASE("dense and recompute equal full forwards over their windows") {
+    const Transformer m(test::model("tiny-llama"));
+    auto ids = stream_ids();
+    ids.resize(300);
+    const Index V = m.config().vocab_size;
+    // Dense: the full forward of all 300 tokens.
+    analysis::StreamOptions o;
+    o.policy = analysis::StreamPolicy::Dense;
+    o.chunk = 128;
+    const auto dense = analysis::stream_nll(m, ids, o);
+    TokenBatch all(1, 300);
+    for (Index i = 0; i < 300; ++i) all(0, i) = ids[static_cast<std::size_t>(i)];
+    const RowMatrixF logits = m.forward(all);
+    for (Index t = 0; t + 1 < 300; ++t)
+        CHECK(dense.nll[static_cast<std::size_t>(t)] == doctest::Approx(-analysis::log_prob(logits.row(t).data(), V, ids[static_cast<std::size_t>(t + 1)])).epsilon(1e-4));
+    // Recompute W: prediction t + 1 from the W tokens before it, positions 0..W-1 (naive: one forward each).
+    o.policy = analysis::StreamPolicy::Recompute;
+    o.sinks = 0;
+    o.window = 16;
+    o.batch = 7;
+    const auto rec = analysis::stream_nll(m, ids, o);
+    REQUIRE(rec.nll.size() == 299);
+    for (Index t = 0; t + 1 < 300; t += 13) {
+        const Index from = std::max<Index>(0, t + 1 - 16);
+        const RowMatrixF l = m.forward(all.middleCols(from, t + 1 - from));
+        CHECK(rec.nll[static_cast<std::size_t>(t)] == doctest::Approx(-analysis::log_prob(l.row(l.rows() - 1).data(), V, ids[static_cast<std::size_t>(t + 1)])).epsilon(1e-4));
+    }
+    test::expect_error([&] { o.sinks = 4; analysis::stream_nll(m, ids, o); }, {"recompute policy keeps no sink tokens"});
+}
+
+TEST_CASE("generate: greedy continues with the argmax of a full forward; sampling is seeded") {
+    const Transformer m(test::model("tiny-llama"));
+    std::vector<std::int64_t> prompt = {1, 1471, 378, 275, 2947};
+    analysis::GenerateOptions o;
+    o.max_tokens = 12;
+    const auto out = analysis::generate(m, prompt, o);
+    REQUIRE(out.size() == 12);
+    std::vector<std::int64_t> seq = prompt;
+    for (std::int64_t next : out) {
+        TokenBatch b(1, static_cast<Index>(seq.size()));
+        for (std::size_t i = 0; i < seq.size(); ++i) b(0, static_cast<Index>(i)) = seq[i];
+        const RowMatrixF l = m.forward(b);
+        const float* last = l.row(l.rows() - 1).data();
+        CHECK(next == std::max_element(last, last + m.config().vocab_size) - last);
+        seq.push_back(next);
+    }
+    o.temperature = 0.8;
+    o.seed = 42;
+    const auto a = analysis::generate(m, prompt, o), b = analysis::generate(m, prompt, o);
+    CHECK(a == b);
+    // Sampling draws from softmax(logits / temperature).
+    const float logits[3] = {1.0f, 2.0f, 0.0f};
+    std::mt19937_64 rng(1);
+    std::vector<int> hits(3);
+    for (int i = 0; i < 20000; ++i) ++hits[static_cast<std::size_t>(analysis::sample_token(logits, 3, 0.5, rng))];
+    const double z = std::exp(2.0) + std::exp(4.0) + 1.0;
+    CHECK(hits[0] / 20000.0 == doctest::Approx(std::exp(2.0) / z).epsilon(0.05));
+    CHECK(hits[1] / 20000.0 == doctest::Approx(std::exp(4.0) / z).epsilon(0.02));
+    CHECK(analysis::sample_token(logits, 3, 0.0, rng) == 1);
+    // A stop token ends the generation (and is returned); on_token can stop it too.
+    o.temperature = 0;
+    o.stop = {out[3]};
+    CHECK(analysis::generate(m, prompt, o).size() == std::size_t(std::find(out.begin(), out.end(), out[3]) - out.begin() + 1));
+    o.stop.clear();
+    int seen = 0;
+    CHECK(analysis::generate(m, prompt, o, [&](std::int64_t) { return ++seen < 5; }).size() == 5);
+    // With a streaming cache the prompt is fed as the policy allows: longer prompts than the cache work.
+    o.cache = CachePolicy::streaming(2, 4);
+    CHECK(analysis::generate(m, std::vector<std::int64_t>(prompt.begin(), prompt.end()), o).size() == 12);
+}
