@@ -236,12 +236,13 @@ std::pair<std::uint32_t, std::uint32_t> png_size(const std::string& path) {
 }
 }  // namespace
 
-TEST_CASE("massact report writes report.md, report.json and five PNG figures with the numbers scan and ablate print") {
+TEST_CASE("massact report writes report.md, report.json and six PNG figures with the numbers scan, ablate and stream print") {
     const std::string dir = test::temp_dir("report");
     auto r = run("report --out " + dir + "/out");
     INFO(r.out);
     REQUIRE(r.status == 0);
-    for (const char* fig : {"fig1_magnitudes_3d", "fig2_layer_magnitudes", "fig3_attention", "fig4_perplexity", "fig5_attention_shift"}) {
+    for (const char* fig : {"fig1_magnitudes_3d", "fig2_layer_magnitudes", "fig3_attention", "fig4_perplexity", "fig5_attention_shift",
+                            "fig6_streaming"}) {
         CAPTURE(fig);
         const auto [w, h] = png_size(dir + "/out/" + fig + ".png");
         CHECK(w >= 800);
@@ -272,6 +273,17 @@ TEST_CASE("massact report writes report.md, report.json and five PNG figures wit
     CHECK(iv["ppl_original"].get<double>() == doctest::Approx(z["ppl_original"].get<double>()).epsilon(1e-6));
     CHECK(iv["ppl_zero"].get<double>() > iv["ppl_mean"].get<double>());
     CHECK(rep["super_weights"][0]["row"] == 215);
+    // Streaming: 1024 tokens of val.txt, dense and through a 64-token cache; the sinks keep tiny-llama alive.
+    const auto& st = rep["streaming"];
+    REQUIRE(st.size() == 3);
+    CHECK(st[0]["label"] == "dense");
+    CHECK(st[1]["label"] == "window 0+64");
+    CHECK(st[2]["label"] == "sinks 4+60");
+    CHECK(st[2]["ppl"].get<double>() < st[1]["ppl"].get<double>());
+    CHECK(st[2]["ppl"].get<double>() < st[0]["ppl"].get<double>());
+    r = run("stream --data " + std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt --tokens 1024 --sinks 4 --window 60 --json " + dir + "/s.json");
+    REQUIRE(r.status == 0);
+    CHECK(io::read_json_file(dir + "/s.json")["ppl"] == st[2]["ppl"]);
 }
 
 TEST_CASE("massact report without gnuplot still writes report.md and report.json and names the skipped figures") {
@@ -289,7 +301,7 @@ TEST_CASE("massact report without gnuplot still writes report.md and report.json
     CHECK(!io::file_exists(dir + "/out/fig1_magnitudes_3d.png"));
     const auto rep = io::read_json_file(dir + "/out/report.json");
     CHECK(rep["figures"].empty());
-    CHECK(rep["skipped_figures"].size() == 5);
+    CHECK(rep["skipped_figures"].size() == 6);
     std::ifstream md(dir + "/out/report.md");
     std::stringstream ms;
     ms << md.rdbuf();
@@ -339,7 +351,10 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
                                       "ablate " + model + ids + " --layer 1 --dims 0,1 --mode zero --json " + dir + "/ablate.json",
                                       "inject " + model + ids + " --layer 1 --from 0 --to 5",
                                       "compare " + model + " " + model + ids, "swap " + model + ids + " --softmax softmax1",
-                                      "report " + model + ids + " --out " + dir + "/report"}) {
+                                      "report " + model + ids + " --out " + dir + "/report",
+                                      "stream " + model + ids + " --policy cache --sinks 1 --window 3 --json " + dir + "/stream.json",
+                                      "generate " + model + " --ids 1,2,3 -n 4 --sinks 1 --window 3",
+                                      "bench " + model + " -p 8 -n 4 -r 1"}) {
             const auto r = run(cmd);
             INFO(cmd << "\n" << r.out);
             CHECK(r.status == 0);
@@ -353,6 +368,7 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
         CHECK(scan["sink_alpha_per_layer_head"].size() == scan["layers"].size());  // sink metrics on ALiBi models too (bloom, mpt)
         CHECK(io::read_json_file(dir + "/ablate.json")["ppl_intervened"].get<double>() > 0);
         CHECK(io::read_json_file(dir + "/report/report.json").contains("scan"));
+        CHECK(io::read_json_file(dir + "/stream.json")["ppl"].get<double>() > 0);
     }
     // info says what is special: ALiBi and the fused layout (BLOOM), interleaved rotary and the LM head bias (GPT-J)
     check_says(run("info " + test::data("families/bloom")), {"ALiBi", "fused qkv per head", "embedding norm"});
@@ -466,4 +482,104 @@ TEST_CASE("240 mutated config.json, tokenizer.json and safetensors files: every 
     }
     MESSAGE("mutated inputs: " << exits0 << " accepted, " << exits1 << " refused with a message");
     CHECK(exits1 > 100);  // most mutations are caught
+}
+
+TEST_CASE("massact stream: the JSON a policy gives, --compare's five runs and figure, and bad settings") {
+    const std::string dir = test::temp_dir("stream");
+    const std::string ids = " --ids-file " + test::data("stream/val_stream_ids_2048.json");
+    auto r = run("stream" + ids + " --tokens 400 --policy cache --sinks 4 --window 28 --json " + dir + "/s.json");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    const auto j = io::read_json_file(dir + "/s.json");
+    CHECK(j["policy"] == "cache");
+    CHECK(j["sinks"] == 4);
+    CHECK(j["window"] == 28);
+    CHECK(j["tokens"] == 400);
+    CHECK(j["tokens_per_s"].get<double>() > 0);
+    // The tool's numbers are the library's.
+    const Transformer m(test::model("tiny-llama"));
+    auto stream = io::read_json_file(test::data("stream/val_stream_ids_2048.json")).get<std::vector<std::int64_t>>();
+    stream.resize(400);
+    analysis::StreamOptions o;
+    o.sinks = 4;
+    o.window = 28;
+    const auto lib = analysis::stream_nll(m, stream, o);
+    REQUIRE(j["nll"].size() == 399);
+    for (std::size_t i = 0; i < 399; ++i) CHECK(j["nll"][i].get<double>() == doctest::Approx(lib.nll[i]).epsilon(1e-9));
+    CHECK(j["ppl"].get<double>() == doctest::Approx(lib.ppl).epsilon(1e-12));
+    // --data: BOS + the text as one stream, the same tokens.
+    r = run("stream --data " + std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt --tokens 400 --sinks 4 --window 28 --json " +
+            dir + "/d.json");
+    REQUIRE(r.status == 0);
+    CHECK(io::read_json_file(dir + "/d.json")["nll"] == j["nll"]);
+
+    r = run("stream" + ids + " --tokens 300 --compare --window 32 --json " + dir + "/c.json --figure " + dir + "/c.png");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    check_says(r, {"dense", "window 0+32", "sinks 1+31", "sinks 4+28", "recompute 32"});
+    const auto c = io::read_json_file(dir + "/c.json");
+    REQUIRE(c["runs"].size() == 5);
+    CHECK(c["runs"][0]["policy"] == "dense");
+    CHECK(c["runs"][3]["sinks"] == 4);
+    CHECK(c["runs"][3]["window"] == 28);
+    CHECK(c["runs"][4]["policy"] == "recompute");
+    REQUIRE(c["runs"][3]["nll"].size() == 299);  // sinks 4+28 over 300 tokens: the first 299 losses of the 400-token run
+    for (std::size_t i = 0; i < 299; ++i) CHECK(c["runs"][3]["nll"][i] == j["nll"][i]);
+    CHECK(io::file_exists(dir + "/c.png"));
+
+    for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
+             {ids + " --policy nope", "expected dense, cache or recompute"},
+             {ids + " --policy recompute --sinks 4", "recompute policy keeps no sink tokens"},
+             {ids + " --policy cache --window 0", "--window: must be at least 1"},
+             {ids + " --tokens 1", "--tokens: 1: expected at least 2"},
+             {"", "give one of --data and --ids-file"},
+             {ids + " --data x.txt", "give one of --data and --ids-file"}}) {
+        const auto e = run("stream" + args + " --json " + dir + "/bad.json");
+        INFO(args << "\n" << e.out);
+        CHECK(e.status == 1);
+        CHECK(e.out.find(says) != std::string::npos);
+        CHECK(!io::file_exists(dir + "/bad.json"));
+    }
+}
+
+TEST_CASE("massact generate: greedy text streamed, sampling seeded, bad settings") {
+    auto r = run("generate --prompt 'The quick brown fox' -n 8");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.rfind("The quick brown fox", 0) == 0);
+    CHECK(r.out.size() > std::string("The quick brown fox").size() + 8);
+    // Greedy: the library's generate, decoded.
+    const Transformer m(test::model("tiny-llama"));
+    const auto tok = text::Tokenizer::from_file(test::model("tiny-llama") + "/tokenizer.json");
+    analysis::GenerateOptions o;
+    o.max_tokens = 8;
+    o.stop = m.config().eos_token_ids;
+    auto prompt = tok.encode("The quick brown fox", true);
+    auto all = prompt;
+    for (auto t : analysis::generate(m, prompt, o)) all.push_back(t);
+    CHECK(r.out == tok.decode(all, true) + "\n");
+    const auto a = run("generate --prompt 'Once' -n 10 --temperature 0.9 --seed 5");
+    CHECK(a.status == 0);
+    CHECK(run("generate --prompt 'Once' -n 10 --temperature 0.9 --seed 5").out == a.out);
+    check_says(run("generate --prompt 'Once' -n -1"), {"-n: must not be negative"});
+    check_says(run("generate --prompt 'Once' --sinks 2"), {"--sinks: needs --window"});
+    check_says(run("generate --prompt 'Once' --temperature -1"), {"--temperature: must not be negative"});
+    check_says(run("generate"), {"no input"});
+}
+
+TEST_CASE("massact bench: prefill and decode tokens/s as JSON; bad settings") {
+    const auto r = run("bench -p 32 -n 8 -d 40 -r 2 -t 1 --json");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+    CHECK(j["prefill_tokens_per_s"].get<double>() > 0);
+    CHECK(j["decode_tokens_per_s"].get<double>() > 0);
+    CHECK(j["decode_depth"] == 40);
+    CHECK(j["decode_tokens"] == 8);
+    CHECK(j["threads"] == 1);
+    CHECK(j["precision"] == "f32");
+    CHECK(j["tokens"] == 32);
+    check_says(run("bench -p 0 -n 0"), {"nothing to measure"});
+    check_says(run("bench --precision int3"), {"--precision", "only f32"});
+    check_says(run("bench " + test::model("tiny-gpt2") + " -p 8 -n 8 -d 2000"), {"learned positions"});
 }

@@ -63,7 +63,37 @@ inline TokenBatch parse_id_list(const std::string& s, const std::string& flag) {
     return b;
 }
 
-/// FILE[:TENSOR]: a safetensors tensor (I64/I32, [T] or [N, T]) or a text file, one sequence per line.
+/// A JSON array of token ids (one sequence) or of equally long arrays (a batch).
+inline TokenBatch json_ids(const nlohmann::json& j, const std::string& file, bool& single) {
+    auto ids_of = [&](const nlohmann::json& row, std::size_t r) {
+        std::vector<std::int64_t> v;
+        for (const auto& x : row) {
+            if (!x.is_number_integer())
+                throw Error(file + ": sequence " + std::to_string(r) + ": " + x.dump() + " is not an integer token id");
+            v.push_back(x.get<std::int64_t>());
+        }
+        return v;
+    };
+    std::vector<std::vector<std::int64_t>> rows;
+    single = j.empty() || !j[0].is_array();
+    if (single) rows.push_back(ids_of(j, 0));
+    else
+        for (std::size_t r = 0; r < j.size(); ++r) {
+            if (!j[r].is_array()) throw Error(file + ": entry " + std::to_string(r) + " is not an array of token ids");
+            rows.push_back(ids_of(j[r], r));
+            if (rows.back().size() != rows[0].size())
+                throw Error(file + ": sequence " + std::to_string(r) + " has " + std::to_string(rows.back().size()) +
+                            " ids, but the first has " + std::to_string(rows[0].size()) + " (sequences of a batch must have equal length)");
+        }
+    if (rows[0].empty()) throw Error("--ids-file: " + file + ": no token ids");
+    TokenBatch b(static_cast<Index>(rows.size()), static_cast<Index>(rows[0].size()));
+    for (Index r = 0; r < b.rows(); ++r)
+        for (Index c = 0; c < b.cols(); ++c) b(r, c) = rows[static_cast<std::size_t>(r)][static_cast<std::size_t>(c)];
+    return b;
+}
+
+/// FILE[:TENSOR]: a safetensors tensor (I64/I32, [T] or [N, T]), a JSON array of ids (or of equally long
+/// arrays), or a text file, one sequence per line.
 inline TokenBatch read_ids_file(const std::string& spec, bool& single) {
     std::string file = spec, tensor;
     if (!massact::io::file_exists(file)) {
@@ -101,7 +131,10 @@ inline TokenBatch read_ids_file(const std::string& spec, bool& single) {
         return b;
     }
     if (!tensor.empty()) throw Error("--ids-file: " + file + " is a text file; a tensor name applies to safetensors only");
-    std::ifstream in(file);
+    const std::string body = read_text_file(file, "--ids-file");
+    const auto first = body.find_first_not_of(" \t\r\n");
+    if (first != std::string::npos && body[first] == '[') return json_ids(massact::io::read_json_file(file), file, single);
+    std::istringstream in(body);
     std::vector<std::vector<std::int64_t>> rows;
     std::string line;
     int lineno = 0;
@@ -175,7 +208,7 @@ inline void add_data_options(CLI::App* cmd, DataInput& in);
 inline void add_token_options(CLI::App* cmd, TokenInput& in) {
     cmd->add_option("--ids", in.ids, "Token ids of one sequence, comma separated (e.g. 1,2,3)");
     cmd->add_option("--ids-file", in.ids_file,
-                    "FILE[:TENSOR]: safetensors tensor (I64/I32, [T] or [N,T]) or text, one sequence per line");
+                    "FILE[:TENSOR]: safetensors tensor (I64/I32, [T] or [N,T]), JSON array of ids, or text, one sequence per line");
     cmd->add_option("--prompt", in.prompt, "Text, tokenized with the model's tokenizer.json (special tokens added)");
     cmd->add_option("--text-file", in.text_file, "A text file, tokenized as one sequence");
 }

@@ -11,15 +11,21 @@
 //   massact report [MODEL_DIR] [--data FILE] [--out DIR]
 //   massact compare MODEL_A MODEL_B (data) [--json OUT] [--figure OUT.png]
 //   massact swap MODEL_DIR --softmax softmax1|clipped[:zeta,gamma]|sink=X (data)
+//   massact stream MODEL_DIR (--data FILE | --ids-file F[:T]) [--tokens N] [--policy dense|cache|recompute] [--sinks S]
+//                  [--window W] [--compare] [--json OUT] [--figure OUT.png]
+//   massact bench MODEL_DIR [-p 256] [-n 0] [-d DEPTH] [-r 3] [-t THREADS] [--json]
+//   massact generate MODEL_DIR (--prompt TEXT | --ids 1,2,3) [-n 64] [--temperature 0] [--seed S] [--sinks S --window W]
 // Inputs: --ids, --ids-file FILE[:TENSOR], --prompt TEXT, --text-file FILE.
 //
 // Errors print "massact: error: ..." and exit with status 1; no output file is left behind.
+#include "commands/bench.hpp"
 #include "commands/eval.hpp"
 #include "commands/info.hpp"
 #include "commands/report.hpp"
 #include "commands/intervene.hpp"
 #include "commands/run.hpp"
 #include "commands/scan.hpp"
+#include "commands/stream.hpp"
 #include "commands/tokenize.hpp"
 #include "commands/variants.hpp"
 
@@ -44,6 +50,9 @@ int main(int argc, char** argv) {
     massact_tool::ReportArgs report;
     massact_tool::CompareArgs compare;
     massact_tool::SwapArgs swap;
+    massact_tool::StreamArgs stream;
+    massact_tool::GenerateArgs generate;
+    massact_tool::BenchArgs bench;
     massact_tool::add_info(app, info, action);
     massact_tool::add_run(app, run, action);
     massact_tool::add_eval(app, eval, action);
@@ -52,6 +61,9 @@ int main(int argc, char** argv) {
     massact_tool::add_intervention_commands(app, ablate, inject, superweight, action);
     massact_tool::add_report(app, report, action);
     massact_tool::add_variant_commands(app, compare, swap, action);
+    massact_tool::add_stream(app, stream, action);
+    massact_tool::add_generate(app, generate, action);
+    massact_tool::add_bench(app, bench, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

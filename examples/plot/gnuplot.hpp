@@ -69,6 +69,14 @@ struct Figure {
     }
 };
 
+/// The figure a command-line PNG path names: "out/x.png" is {dir "out", name "x"}.
+inline Figure figure_at(const std::string& path) {
+    const auto slash = path.find_last_of('/');
+    std::string name = path.substr(slash == std::string::npos ? 0 : slash + 1);
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".png") == 0) name.resize(name.size() - 4);
+    return {slash == std::string::npos ? "." : path.substr(0, slash), name};
+}
+
 /// x-tic labels "(\"label\" i, ...)" for token positions.
 inline std::string token_tics(const std::vector<std::string>& labels) {
     std::string s = "(";
@@ -199,6 +207,55 @@ inline bool model_pair(const Figure& f, const massact::analysis::ModelPair& p, c
          quote(b + ": first token") + ", " + q + " u 1:7 w lp lw 2 pt 9 dt 2 t " + quote(b + ": bias slot") + "\n";
     s += "unset multiplot\n";
     return f.render(s, 1400, 600);
+}
+
+
+/// One stream run: its per-token NLL and, for cache runs, the attention on the cache's first tokens.
+struct StreamCurve {
+    std::string title;
+    std::vector<double> nll, sink_attention;
+};
+
+/// StreamingLLM's figure: log-perplexity (mean NLL) of each block of `bin` tokens against the position,
+/// one curve per run; below, the attention the new token pays to the first tokens of the cache (mean over
+/// layers and heads, per block) over time.
+inline bool stream_curves(const Figure& f, const std::vector<StreamCurve>& runs, Index bin, const std::string& title) {
+    ::mkdir((f.dir + "/data").c_str(), 0755);
+    std::ofstream d(f.dat());
+    std::size_t n = 0;
+    for (const auto& r : runs) n = std::max(n, r.nll.size());
+    const auto B = static_cast<std::size_t>(bin);
+    auto mean = [&](const std::vector<double>& v, std::size_t i0) {
+        if (i0 >= v.size()) return std::string("?");
+        double s = 0;
+        const std::size_t i1 = std::min(v.size(), i0 + B);
+        for (std::size_t i = i0; i < i1; ++i) s += v[i];
+        char b[32];
+        std::snprintf(b, sizeof b, "%.6g", s / static_cast<double>(i1 - i0));
+        return std::string(b);
+    };
+    for (std::size_t i0 = 0; i0 < n; i0 += B) {
+        d << i0 + std::min(B, n - i0) / 2 + 1;
+        for (const auto& r : runs) d << ' ' << mean(r.nll, i0) << ' ' << mean(r.sink_attention, i0);
+        d << '\n';
+    }
+    d.close();
+    std::string nll = "plot ", att = "plot ";
+    bool any_att = false;
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+        const std::string col = std::to_string(2 + 2 * i), t = quote(runs[i].title);
+        nll += (i ? ", " : "") + quote(f.dat()) + " u 1:" + col + " w l lw 2 t " + t;
+        if (!runs[i].sink_attention.empty()) {
+            att += std::string(any_att ? ", " : "") + quote(f.dat()) + " u 1:" + std::to_string(3 + 2 * i) + " w l lw 2 t " + t;
+            any_att = true;
+        }
+    }
+    std::string s = "set datafile missing '?'\nset grid\nset key outside right\nset xrange [0:" + std::to_string(n + 1) + "]\n";
+    s += any_att ? "set multiplot layout 2,1 title " + quote(title) + "\n" : "set title " + quote(title) + "\n";
+    s += "set ylabel 'log perplexity (mean NLL per " + std::to_string(bin) + " tokens)'\nset xlabel 'position in the stream'\n" + nll + "\n";
+    if (any_att)
+        s += "set yrange [0:1]\nset ylabel 'attention on the first tokens of the cache'\n" + att + "\nunset multiplot\n";
+    return f.render(s, 1200, any_att ? 1000 : 700);
 }
 
 }  // namespace massact_plot

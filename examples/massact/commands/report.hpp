@@ -10,6 +10,7 @@
 #include "../progress.hpp"
 #include "intervene.hpp"
 #include "scan.hpp"
+#include "stream.hpp"
 
 #include <massact/massact.hpp>
 
@@ -38,6 +39,8 @@ constexpr Index kDefaultWindows = 96;        // windows of --data scanned when -
 constexpr Index kPromptFallbackTokens = 16;  // prompt = the first tokens of the first sequence without a tokenizer
 constexpr Index kInjectSequences = 8;        // injection experiment: this many windows...
 constexpr Index kInjectLength = 64;          // ... of at most this many tokens, target at the middle
+constexpr Index kStreamTokens = 1024;        // streaming section: the first tokens of the data as one stream...
+constexpr Index kStreamCache = 64;           // ... through a KV cache of this many tokens
 
 /// Everything the report shows, computed once; JSON, Markdown and figures only read it.
 struct Data {
@@ -54,6 +57,7 @@ struct Data {
     std::vector<float> mean_values;
     Index inj_sequences = 0, inj_length = 0;
     std::vector<massact::analysis::SuperWeight> super_weights;
+    std::vector<massact::analysis::StreamResult> stream;  // dense, window 0+C, sinks 4+(C-4)
     bool moe = false;
     bool massive() const { return site.layer >= 0; }
 };
@@ -114,6 +118,28 @@ inline void interventions(const massact::Transformer& m, const TokenBatch& ids, 
     D.inj = massact::analysis::inject(m, small, D.site.layer, 0, D.inj_length / 2 - 2, D.site.dims, batch);
 }
 
+/// StreamingLLM at small scale: the data as one stream (BOS + the text, or the windows one after another),
+/// dense and through a cache of kStreamCache tokens without and with 4 sink tokens.
+inline void streaming(const ReportArgs& a, const massact::Transformer& m, const TokenBatch& ids, Data& D) {
+    std::vector<std::int64_t> stream;
+    if (!a.data.data.empty() && massact::io::file_exists(a.model + "/tokenizer.json"))
+        stream = massact::text::Tokenizer::from_file(a.model + "/tokenizer.json").encode(read_text_file(a.data.data, "--data"), true);
+    else
+        stream.assign(ids.data(), ids.data() + ids.size());
+    Index n = std::min<Index>(kStreamTokens, static_cast<Index>(stream.size()));
+    if (m.config().positions == massact::PositionKind::Learned) n = std::min<Index>(n, m.config().max_positions);
+    stream.resize(static_cast<std::size_t>(n));
+    if (n < 2) return;
+    auto runs = compare_runs(std::min(kStreamCache, n));
+    runs.pop_back();  // recompute: W forwards per token, left to `massact stream --compare`
+    runs.erase(runs.begin() + 2);  // 1 sink
+    Progress bar("streaming");
+    for (auto& o : runs) {
+        o.progress = [&bar](Index d, Index t) { bar(d, t); };
+        D.stream.push_back(massact::analysis::stream_nll(m, stream, o));
+    }
+}
+
 inline Data compute(ReportArgs& a, const massact::Transformer& m) {
     Data D;
     D.name = a.model.substr(a.model.find_last_of('/') + 1);
@@ -137,6 +163,7 @@ inline Data compute(ReportArgs& a, const massact::Transformer& m) {
     // Mixtures of experts have one down_proj per expert: find_super_weights does not search them.
     D.moe = m.config().moe();
     if (!D.moe) D.super_weights = massact::analysis::find_super_weights(m, D.prompt);
+    streaming(a, m, ids, D);
     return D;
 }
 
@@ -157,6 +184,14 @@ inline nlohmann::json to_json(const ReportArgs& a, const Data& D) {
         J["injection"] = {{"layer", D.site.layer}, {"from", 0}, {"to", D.inj.to}, {"dims", D.site.dims},
                           {"sequences", D.inj_sequences}, {"seq_len", D.inj_length}, {"median_factor", D.inj.median_factor},
                           {"attention_on_target_before", D.inj.mean_before}, {"attention_on_target_after", D.inj.mean_after}};
+    }
+    J["streaming"] = nlohmann::json::array();
+    for (const auto& r : D.stream) {
+        nlohmann::json s = stream_json(r);
+        s.erase("nll");
+        s.erase("sink_attention");
+        s["label"] = run_label(r.options);
+        J["streaming"].push_back(s);
     }
     J["super_weights"] = nlohmann::json::array();
     for (const auto& s : D.super_weights)
@@ -183,6 +218,13 @@ inline Figures draw(const std::string& out, const Data& D) {
     });
     figure("fig2_layer_magnitudes", [&](const auto& f) { return massact_plot::layer_magnitudes(f, D.scan, D.name); });
     figure("fig3_attention", [&](const auto& f) { return massact_plot::attention_maps(f, D.mean_pattern, D.labels, D.name); });
+    if (!D.stream.empty())
+        figure("fig6_streaming", [&](const auto& f) {
+            std::vector<massact_plot::StreamCurve> curves;
+            for (const auto& r : D.stream) curves.push_back({run_label(r.options), r.nll, r.sink_attention});
+            return massact_plot::stream_curves(f, curves, std::max<Index>(8, static_cast<Index>(D.stream[0].nll.size()) / 32),
+                                               D.name + ": one stream through a KV cache");
+        });
     if (!D.massive()) {
         F.skipped.push_back("fig4_perplexity.png (no massive activation to intervene on)");
         F.skipped.push_back("fig5_attention_shift.png (no massive activation to intervene on)");
@@ -255,11 +297,24 @@ inline void markdown_interventions(std::ostream& md, const Data& D) {
            << fmt(D.inj.mean_after[l], 4) << " | " << fmt(D.inj.median_factor[l], 2) << " |\n";
 }
 
+inline void markdown_streaming(std::ostream& md, const Data& D) {
+    if (D.stream.empty()) return;
+    const std::size_t n = D.stream[0].nll.size();
+    md << "\n\n## Streaming with a KV cache (Xiao et al.)\n\nThe data as one stream of " << n + 1
+       << " tokens; each token predicted from what the policy keeps (`massact stream --compare` adds recompute and 1 sink).\n\n";
+    md << "| policy | perplexity | log ppl, first quarter | log ppl, second half | attention on the cache's first tokens |\n"
+          "|---|---:|---:|---:|---:|\n";
+    for (const auto& r : D.stream)
+        md << "| " << run_label(r.options) << " | " << fmt(r.ppl, 3) << " | " << fmt(mean_of(r.nll, 0, n / 4)) << " | "
+           << fmt(mean_of(r.nll, n / 2, n)) << " | " << fmt(mean_of(r.sink_attention, n / 2, n)) << " |\n";
+}
+
 inline void markdown_sinks_and_weights(std::ostream& md, const Data& D) {
     md << "\n## Attention sinks (Gu et al.)\n\n" << fmt(100 * D.scan.sink_rate, 1) << "% of heads have alpha > "
        << D.scan.sink_epsilon << " (T = " << D.scan.sink_T << "):";
     for (const auto& s : D.scan.sink_heads) md << " L" << s.layer << "H" << s.head << " (" << fmt(s.alpha, 2) << ")";
-    md << "\n\n## Super weights (Yu et al.)\n\n";
+    markdown_streaming(md, D);
+    md << "\n## Super weights (Yu et al.)\n\n";
     if (D.moe) md << "Not searched: the MLPs are a mixture of experts (one down projection per expert).\n";
     else if (D.super_weights.empty()) md << "No down projection has both an input and an output spike above 50 on the prompt.\n";
     for (const auto& s : D.super_weights)

@@ -56,14 +56,11 @@ inline int run_compare(CompareArgs& a) {
                     l["attention_on_bias_slot_b"].get<double>());
     std::printf("\nA: %s\nB: %s\n", p.a.detector_note.c_str(), p.b.detector_note.c_str());
     if (!a.figure.empty()) {
-        const auto slash = a.figure.find_last_of('/');
-        const std::string dir = slash == std::string::npos ? "." : a.figure.substr(0, slash);
-        std::string name = a.figure.substr(slash == std::string::npos ? 0 : slash + 1);
-        if (name.size() > 4 && name.compare(name.size() - 4, 4, ".png") == 0) name.resize(name.size() - 4);
+        const massact_plot::Figure f = massact_plot::figure_at(a.figure);
         if (!massact_plot::gnuplot_available())
             std::printf("figure skipped: gnuplot not found (sudo apt-get install gnuplot-nox)\n");
-        else if (massact_plot::model_pair({dir, name}, p, na, nb))
-            std::printf("wrote %s/%s.png\n", dir.c_str(), name.c_str());
+        else if (massact_plot::model_pair(f, p, na, nb))
+            std::printf("wrote %s\n", f.png().c_str());
         else
             throw Error("--figure: gnuplot failed to write " + a.figure);
     }

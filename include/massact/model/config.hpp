@@ -170,6 +170,7 @@ struct ModelNames {
 
 struct ModelConfig {
     std::string model_type;       // as in config.json
+    std::vector<std::int64_t> eos_token_ids;  // config.json's eos_token_id (one or a list): where generation stops
     int vocab_size = 0;           // V
     int hidden_size = 0;          // d
     int num_layers = 0;           // L

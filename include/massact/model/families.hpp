@@ -824,6 +824,13 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
         else r.fail("attention_sink.type", "unsupported value " + (s.is_object() && s.contains("type") ? s["type"].dump() : s.dump()) +
                                                " (expected kv_bias or logit)");
     }
+    if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
+        const auto& e = j["eos_token_id"];
+        for (const auto& id : e.is_array() ? e : nlohmann::json::array({e})) {
+            if (!id.is_number_integer()) r.fail("eos_token_id", "expected a token id or a list of them, found " + e.dump());
+            c.eos_token_ids.push_back(id.get<std::int64_t>());
+        }
+    }
     return c;
 }
 

@@ -1,0 +1,107 @@
+// massact bench MODEL_DIR [-p 256] [-n 0] [-d DEPTH] [-r 3] [-t THREADS] [--json]: prefill and decode speed,
+// like llama-bench. Timing excludes loading and includes everything a forward does (embedding to logits);
+// each figure is the best of the repeats, after one warm-up run.
+#pragma once
+
+#include "common.hpp"
+
+#include <massact/massact.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace massact_tool {
+
+struct BenchArgs {
+    std::string model = MASSACT_DEFAULT_MODEL;
+    Index prefill = 256;  // -p: tokens of the prefill forward (0: none)
+    Index decode = 0;     // -n: tokens decoded one at a time (0: none)
+    Index depth = -1;     // -d: tokens in the KV cache before decoding (< 0: -p)
+    int repeats = 3;
+    int threads = 0;      // 0: OpenMP's default
+    std::string precision = "f32";
+    bool json = false;
+};
+
+/// Best (shortest) of `repeats` timings of f() after one untimed warm-up; `before()` runs untimed before each.
+template <typename Before, typename F>
+double best_seconds(int repeats, Before&& before, F&& f) {
+    double best = 1e300;
+    for (int r = -1; r < repeats; ++r) {
+        before();
+        const auto t0 = std::chrono::steady_clock::now();
+        f();
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (r >= 0) best = std::min(best, s);
+    }
+    return best;
+}
+
+inline int run_bench(BenchArgs& a) {
+    if (a.precision != "f32")
+        throw Error("--precision: \"" + a.precision + "\": only f32 (float32 activations, the exact path) is available");
+    if (a.prefill < 0 || a.decode < 0) throw Error("-p and -n must not be negative");
+    if (a.prefill == 0 && a.decode == 0) throw Error("nothing to measure: give -p or -n a positive value");
+    if (a.threads < 0) throw Error("-t: must not be negative, got " + std::to_string(a.threads));
+#if defined(_OPENMP)
+    if (a.threads > 0) omp_set_num_threads(a.threads);
+    const int threads = omp_get_max_threads();
+#else
+    const int threads = 1;
+#endif
+    const massact::Transformer m(a.model);
+    const Index V = m.config().vocab_size, depth = a.depth < 0 ? a.prefill : a.depth;
+    auto random_ids = [&](Index n, Index seed) {
+        TokenBatch ids(1, std::max<Index>(n, 1));
+        for (Index t = 0; t < ids.cols(); ++t) ids(0, t) = ((t + seed) * 7919 + 1) % V;
+        return ids;
+    };
+    nlohmann::json j = {{"model", a.model}, {"threads", threads}, {"precision", a.precision}, {"tokens", a.prefill}, {"repeats", a.repeats}};
+    massact::Workspace ws;
+    if (a.prefill > 0) {
+        const TokenBatch ids = random_ids(a.prefill, 0);
+        m.validate(ids);
+        const double s = best_seconds(a.repeats, [] {}, [&] { m.run(ids, ws); });
+        j["prefill_tokens_per_s"] = static_cast<double>(a.prefill) / s;
+        std::printf("prefill %6lld tokens            %10.1f tokens/s  (%d threads, %s)\n", static_cast<long long>(a.prefill),
+                    static_cast<double>(a.prefill) / s, threads, a.precision.c_str());
+    }
+    if (a.decode > 0) {
+        m.validate(random_ids(1, 0), depth + a.decode - 1);
+        massact::KVCache filled(m.config());
+        if (depth > 0) m.run(random_ids(depth, 1), filled, ws);
+        massact::KVCache cache = filled;
+        const TokenBatch next = random_ids(a.decode, 2);
+        const double s = best_seconds(a.repeats, [&] { cache = filled; }, [&] {
+            for (Index t = 0; t < a.decode; ++t) m.run(next.middleCols(t, 1), cache, ws);
+        });
+        j["decode_tokens_per_s"] = static_cast<double>(a.decode) / s;
+        j["decode_tokens"] = a.decode;
+        j["decode_depth"] = depth;
+        std::printf("decode  %6lld tokens at cache %-6lld %7.1f tokens/s  (%d threads, %s)\n", static_cast<long long>(a.decode),
+                    static_cast<long long>(depth), static_cast<double>(a.decode) / s, threads, a.precision.c_str());
+    }
+    if (a.json) std::printf("%s\n", j.dump(1).c_str());
+    return 0;
+}
+
+inline void add_bench(CLI::App& app, BenchArgs& a, std::function<int()>& action) {
+    auto* cmd = app.add_subcommand("bench", "Prefill and decode speed in tokens/s (best of the repeats, after a warm-up)");
+    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    cmd->add_option("-p,--prefill", a.prefill, "Tokens in one prefill forward (0: skip)")->capture_default_str();
+    cmd->add_option("-n,--decode", a.decode, "Tokens decoded one at a time through the KV cache (0: skip)")->capture_default_str();
+    cmd->add_option("-d,--depth", a.depth, "Tokens in the KV cache before decoding (default: -p)");
+    cmd->add_option("-r,--repeats", a.repeats, "Timed repeats (the best is reported)")->check(CLI::PositiveNumber)->capture_default_str();
+    cmd->add_option("-t,--threads", a.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
+    cmd->add_option("--precision", a.precision, "f32: float32 activations (the exact path)")->capture_default_str();
+    cmd->add_flag("--json", a.json, "Print the results as JSON after the table");
+    cmd->callback([&] { action = [&] { return run_bench(a); }; });
+}
+
+}  // namespace massact_tool
