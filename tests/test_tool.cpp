@@ -242,7 +242,7 @@ TEST_CASE("massact report writes report.md, report.json and six PNG figures with
     INFO(r.out);
     REQUIRE(r.status == 0);
     for (const char* fig : {"fig1_magnitudes_3d", "fig2_layer_magnitudes", "fig3_attention", "fig4_perplexity", "fig5_attention_shift",
-                            "fig6_streaming"}) {
+                            "fig7_streaming"}) {
         CAPTURE(fig);
         const auto [w, h] = png_size(dir + "/out/" + fig + ".png");
         CHECK(w >= 800);

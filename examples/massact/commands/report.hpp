@@ -219,7 +219,7 @@ inline Figures draw(const std::string& out, const Data& D) {
     figure("fig2_layer_magnitudes", [&](const auto& f) { return massact_plot::layer_magnitudes(f, D.scan, D.name); });
     figure("fig3_attention", [&](const auto& f) { return massact_plot::attention_maps(f, D.mean_pattern, D.labels, D.name); });
     if (!D.stream.empty())
-        figure("fig6_streaming", [&](const auto& f) {
+        figure("fig7_streaming", [&](const auto& f) {
             std::vector<massact_plot::StreamCurve> curves;
             for (const auto& r : D.stream) curves.push_back({run_label(r.options), r.nll, r.sink_attention});
             return massact_plot::stream_curves(f, curves, std::max<Index>(8, static_cast<Index>(D.stream[0].nll.size()) / 32),
