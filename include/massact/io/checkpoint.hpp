@@ -52,14 +52,20 @@ public:
         }
     }
 
+    /// Tensors from another container (a GGUF file) under Hugging Face names; `owner` keeps their bytes.
+    Checkpoint(std::string name, std::map<std::string, TensorView> views, std::shared_ptr<const void> owner)
+        : dir_(std::move(name)), views_(std::move(views)), owner_(std::move(owner)) {}
+
     const std::string& dir() const { return dir_; }
-    bool has(const std::string& name) const { return where_.count(name) != 0; }
+    bool has(const std::string& name) const { return where_.count(name) != 0 || views_.count(name) != 0; }
     std::vector<std::string> names() const {
         std::vector<std::string> v;
         for (const auto& kv : where_) v.push_back(kv.first);
+        for (const auto& kv : views_) v.push_back(kv.first);
         return v;
     }
     const TensorView& tensor(const std::string& name) const {
+        if (const auto v = views_.find(name); v != views_.end()) return v->second;
         auto it = where_.find(name);
         if (it == where_.end()) throw Error(dir_ + ": missing tensor \"" + name + "\"");
         return shards_[it->second]->tensor(name);
@@ -70,6 +76,8 @@ private:
     std::string dir_;
     std::vector<std::unique_ptr<SafetensorsFile>> shards_;
     std::map<std::string, std::size_t> where_;
+    std::map<std::string, TensorView> views_;
+    std::shared_ptr<const void> owner_;
 };
 
 }  // namespace massact::io

@@ -9,6 +9,7 @@
 #include "massact/core/error.hpp"
 #include "massact/io/atomic_file.hpp"
 #include "massact/core/half.hpp"
+#include "massact/io/ggml_blocks.hpp"
 #include "massact/io/mapped_file.hpp"
 
 #include <nlohmann/json.hpp>
@@ -26,7 +27,27 @@
 
 namespace massact::io {
 
-enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, U16, U32, U64, BOOL, F8_E4M3, F8_E5M2 };
+/// Element types: safetensors' dtypes, and the block quantizations of GGUF files (io/ggml_blocks.hpp).
+enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, U16, U32, U64, BOOL, F8_E4M3, F8_E5M2,
+                   Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K };
+
+/// The ggml type of a quantized dtype (F32 for the others).
+inline ggml::Type ggml_type(DType t) {
+    switch (t) {
+        case DType::Q8_0: return ggml::Type::Q8_0;
+        case DType::Q4_0: return ggml::Type::Q4_0;
+        case DType::Q4_1: return ggml::Type::Q4_1;
+        case DType::Q5_0: return ggml::Type::Q5_0;
+        case DType::Q5_1: return ggml::Type::Q5_1;
+        case DType::Q2_K: return ggml::Type::Q2_K;
+        case DType::Q3_K: return ggml::Type::Q3_K;
+        case DType::Q4_K: return ggml::Type::Q4_K;
+        case DType::Q5_K: return ggml::Type::Q5_K;
+        case DType::Q6_K: return ggml::Type::Q6_K;
+        default: return ggml::Type::F32;
+    }
+}
+inline bool quantized(DType t) { return ggml_type(t) != ggml::Type::F32; }
 
 inline const char* dtype_name(DType t) {
     switch (t) {
@@ -45,6 +66,7 @@ inline const char* dtype_name(DType t) {
         case DType::BOOL: return "BOOL";
         case DType::F8_E4M3: return "F8_E4M3";
         case DType::F8_E5M2: return "F8_E5M2";
+        default: return ggml::type_info(static_cast<std::uint32_t>(ggml_type(t))).name;
     }
     return "?";
 }
@@ -70,7 +92,7 @@ inline bool parse_dtype(const std::string& s, DType& out) {
 /// Whether massact can convert a dtype to float32 / int64 (the rest are validated, not read).
 inline bool dtype_readable(DType t) {
     return t == DType::F64 || t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::I64 ||
-           t == DType::I32;
+           t == DType::I32 || quantized(t);
 }
 
 inline std::string shape_string(const std::vector<std::int64_t>& shape) {
@@ -87,6 +109,9 @@ struct TensorView {
     std::vector<std::int64_t> shape;
     const unsigned char* data = nullptr;  // may be unaligned
     std::size_t nbytes = 0;
+    /// > 0: a [rows, cols] matrix whose rows llama.cpp's converter permuted for interleaved RoPE, per
+    /// block of rows of this many heads (Q and K of llama-style GGUF files); to_float undoes it.
+    std::int64_t rope_heads = 0;
 
     std::int64_t numel() const {
         std::int64_t n = 1;
@@ -97,6 +122,8 @@ struct TensorView {
 
     /// Convert elements [first, first + count) to float32 into out. Throws for dtypes massact does not read.
     void to_float(float* out, std::size_t first, std::size_t count) const {
+        if (rope_heads > 0) return unpermuted(out, first, count);
+        if (quantized(dtype)) return ggml::dequantize(ggml_type(dtype), data, first, count, out);
         const std::size_t n = count;
         const unsigned char* p = data + first * dtype_size(dtype);
         switch (dtype) {
@@ -118,6 +145,24 @@ struct TensorView {
         }
     }
     void to_float(float* out) const { to_float(out, 0, static_cast<std::size_t>(numel())); }
+
+    /// Logical row r of head h holds pair half s = (r % hd) / (hd / 2), index i = r % (hd / 2); llama.cpp
+    /// stored it at row h * hd + 2 i + s (its `permute` for interleaved rotary pairs).
+    std::size_t stored_row(std::size_t r) const {
+        const auto hd = static_cast<std::size_t>(shape[0] / rope_heads), half = hd / 2, in = r % hd;
+        return r - in + 2 * (in % half) + in / half;
+    }
+    void unpermuted(float* out, std::size_t first, std::size_t count) const {
+        TensorView plain = *this;
+        plain.rope_heads = 0;
+        const auto cols = static_cast<std::size_t>(shape[1]);
+        for (std::size_t i = first; i < first + count;) {
+            const std::size_t r = i / cols, c = i % cols, n = std::min(cols - c, first + count - i);
+            plain.to_float(out, stored_row(r) * cols + c, n);
+            out += n;
+            i += n;
+        }
+    }
     std::vector<float> to_float() const {
         std::vector<float> v(static_cast<std::size_t>(numel()));
         to_float(v.data());

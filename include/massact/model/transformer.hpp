@@ -17,6 +17,7 @@
 #include "massact/kernels/rope.hpp"
 #include "massact/model/config.hpp"
 #include "massact/model/families.hpp"
+#include "massact/model/gguf_model.hpp"
 #include "massact/model/hooks.hpp"
 #include "massact/model/kv_cache.hpp"
 #include "massact/model/sites.hpp"
@@ -176,10 +177,8 @@ private:
 
 class Transformer {
 public:
-    /// Load a Hugging Face model directory (config.json + model.safetensors or sharded index).
-    explicit Transformer(const std::string& dir, const LoadOptions& opt = {})
-        : dir_(dir), config_(load_config(dir)), ckpt_(std::make_unique<io::Checkpoint>(dir)),
-          weights_(bind_weights(*ckpt_, config_, opt)) {}
+    /// Load a Hugging Face model directory (config.json + model.safetensors or sharded index) or a GGUF file.
+    explicit Transformer(const std::string& path, const LoadOptions& opt = {}) : Transformer(path, open_model_files(path), opt) {}
 
     const std::string& dir() const { return dir_; }
     const ModelConfig& config() const { return config_; }
@@ -270,6 +269,9 @@ public:
     }
 
 private:
+    Transformer(const std::string& path, ModelFiles files, const LoadOptions& opt)
+        : dir_(path), config_(std::move(files.config)), ckpt_(std::move(files.checkpoint)), weights_(bind_weights(*ckpt_, config_, opt)) {}
+
     /// The state of one forward.
     struct Pass {
         Pass(const TokenBatch& i, Workspace& ws, detail::HookCalls h, const RunOptions& o)

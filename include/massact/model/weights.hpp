@@ -43,7 +43,7 @@ public:
 
     /// Whether the float32 data can be used directly from the mapping (aligned F32).
     bool zero_copy() const {
-        return src_->dtype == io::DType::F32 && reinterpret_cast<std::uintptr_t>(src_->data) % alignof(float) == 0;
+        return src_->dtype == io::DType::F32 && src_->rope_heads == 0 && reinterpret_cast<std::uintptr_t>(src_->data) % alignof(float) == 0;
     }
     /// Use `other`'s float32 copy when both read the same tensor (a tied LM head and the embedding).
     void share_resident(const WeightMatrix& other) {
@@ -168,9 +168,9 @@ public:
         if (t.shape != shape)
             throw Error(t.where() + ": wrong shape " + io::shape_string(t.shape) + ", expected " +
                         io::shape_string(shape) + " from config.json");
-        if (t.dtype != io::DType::F32 && t.dtype != io::DType::F16 && t.dtype != io::DType::BF16)
+        if (t.dtype != io::DType::F32 && t.dtype != io::DType::F16 && t.dtype != io::DType::BF16 && !io::quantized(t.dtype))
             throw Error(t.where() + ": unsupported dtype " + io::dtype_name(t.dtype) +
-                        " for a weight (expected F32, F16 or BF16)");
+                        " for a weight (expected F32, F16, BF16 or a GGUF quantization)");
         return t;
     }
     bool has(const std::string& name) const { return ck_.has(prefix_ + name); }
@@ -317,8 +317,10 @@ inline void make_resident(ModelWeights& w, const LoadOptions& opt) {
                 if (m->bound()) all.push_back(m);
     }
     std::size_t total = 0;
-    for (auto* m : all)
+    for (auto* m : all) {
+        if (io::quantized(m->source()->dtype)) return;  // quantized models stay quantized: dequantized per use
         if (!m->zero_copy() && !(m == &w.lm_head && w.lm_head.source() == w.embed.source())) total += m->f32_bytes();
+    }
     if (total > opt.resident_f32_budget) return;
     w.embed.make_resident();
     w.lm_head.share_resident(w.embed);  // tied: one copy for both views
