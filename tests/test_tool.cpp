@@ -583,3 +583,25 @@ TEST_CASE("massact bench: prefill and decode tokens/s as JSON; bad settings") {
     check_says(run("bench --precision int3"), {"--precision", "only f32"});
     check_says(run("bench " + test::model("tiny-gpt2") + " -p 8 -n 8 -d 2000"), {"learned positions"});
 }
+
+TEST_CASE("every command takes MODEL.gguf where it takes a model directory") {
+    const std::string dir = test::temp_dir("gguf");
+    const std::string g = test::data("gguf/tiny-llama-Q4_K_M.gguf"), data = " --data " + std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt";
+    for (const std::string& cmd : {"info " + g, "tokenize " + g + " 'Hello world'", "run " + g + " --prompt 'Hello' --dump " + dir + "/d.safetensors",
+                                  "eval " + g + " --prompt 'Hello world, hello'", "scan " + g + data + " --max-seqs 8 --json " + dir + "/scan.json",
+                                  "ablate " + g + data + " --max-seqs 4 --layer 2 --dims 215 --mode zero", "inject " + g + data + " --max-seqs 4 --layer 2 --from 0 --to 20",
+                                  "superweight " + g + " --prompt 'Summer is warm.'", "swap " + g + data + " --max-seqs 4 --softmax softmax1",
+                                  "compare " + g + " " + test::model("tiny-llama") + data + " --max-seqs 4",
+                                  "stream " + g + data + " --tokens 200 --window 32", "generate " + g + " --prompt 'The' -n 5", "bench " + g + " -p 16 -n 4 -r 1",
+                                  "report " + g + data + " --max-seqs 8 --out " + dir + "/report"}) {
+        const auto r = run(cmd);
+        INFO(cmd << "\n" << r.out);
+        CHECK(r.status == 0);
+    }
+    // The Q4_K_M model still carries tiny-llama's massive activation: dim 215 of <s> from layer 2.
+    const auto scan = io::read_json_file(dir + "/scan.json");
+    bool found = false;
+    for (const auto& m : scan["massive_activations"]) found |= m["dim"] == 215 && m["first_layer"] == 2;
+    CHECK(found);
+    check_says(run("info " + dir + "/missing.gguf"), {"missing.gguf", "cannot open"});
+}

@@ -6,7 +6,7 @@
 int main(int argc, char** argv) {
     const auto a = example::args(argc, argv);
     const massact::Transformer model(a.model);
-    const auto tok = massact::text::Tokenizer::from_file(a.model + "/tokenizer.json");
+    const auto tok = massact::text::load_tokenizer(a.model);
     std::vector<std::string> labels;
     const massact::TokenBatch ids = example::prompt(tok, labels);
     const auto site = example::massive_site(model, tok);

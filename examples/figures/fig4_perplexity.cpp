@@ -5,7 +5,7 @@
 int main(int argc, char** argv) {
     const auto a = example::args(argc, argv);
     const massact::Transformer model(a.model);
-    const auto tok = massact::text::Tokenizer::from_file(a.model + "/tokenizer.json");
+    const auto tok = massact::text::load_tokenizer(a.model);
     const massact::TokenBatch ids = example::windows(tok);
     const auto site = example::massive_site(model, tok);
     if (site.dims.empty()) {

@@ -9,7 +9,7 @@ int main(int argc, char** argv) {
     const std::string dir_b = argc > 2 ? argv[2] : models + "/tiny-llama-kvbias";
     const std::string out = argc > 3 ? argv[3] : ".";
     const massact::Transformer a(dir_a), b(dir_b);
-    const auto tok = massact::text::Tokenizer::from_file(dir_a + "/tokenizer.json");  // the pair shares it
+    const auto tok = massact::text::load_tokenizer(dir_a);  // the pair shares it
     const massact::TokenBatch ids = example::windows(tok);
 
     const auto pair = massact::analysis::compare_models(a, ids, b, ids);

@@ -62,7 +62,7 @@ inline TokenSelection parse_tokens(const std::string& spec, const std::string& m
         s.kind = TokenSelection::Kind::All;
     } else if (spec == "delimiter" || spec == "first-delimiter") {
         s.kind = TokenSelection::Kind::FirstDelimiter;
-        s.delimiters = massact::analysis::delimiter_ids(massact::text::Tokenizer::from_file(model_dir + "/tokenizer.json"));
+        s.delimiters = massact::analysis::delimiter_ids(massact::text::load_tokenizer(model_dir));
     } else if (spec.rfind("above=", 0) == 0) {
         s.kind = TokenSelection::Kind::Above;
         try {

@@ -33,7 +33,7 @@ inline std::string read_text_file(const std::string& path, const std::string& fl
 }
 
 inline TokenBatch tokenize_text(const std::string& model_dir, const std::string& text, const std::string& flag) {
-    const auto tok = massact::text::Tokenizer::from_file(model_dir + "/tokenizer.json");
+    const auto tok = massact::text::load_tokenizer(model_dir);
     const auto ids = tok.encode(text, true);
     if (ids.empty()) throw Error(flag + ": the text encodes to no tokens");
     TokenBatch b(1, static_cast<Index>(ids.size()));
@@ -193,7 +193,7 @@ inline TokenBatch load_data(DataInput& in, const std::string& model_dir) {
                               !in.tokens.text_file.empty();
     if (!in.data.empty() && tokens_given) throw Error("give only one of --data, --ids, --ids-file, --prompt and --text-file");
     if (!in.data.empty()) {
-        const auto tok = massact::text::Tokenizer::from_file(model_dir + "/tokenizer.json");
+        const auto tok = massact::text::load_tokenizer(model_dir);
         return massact::analysis::text_windows(tok, read_text_file(in.data, "--data"), in.seq_len, in.max_seqs);
     }
     if (!tokens_given) throw Error("no input: give --data, --ids, --ids-file, --prompt or --text-file");
@@ -209,7 +209,7 @@ inline void add_token_options(CLI::App* cmd, TokenInput& in) {
     cmd->add_option("--ids", in.ids, "Token ids of one sequence, comma separated (e.g. 1,2,3)");
     cmd->add_option("--ids-file", in.ids_file,
                     "FILE[:TENSOR]: safetensors tensor (I64/I32, [T] or [N,T]), JSON array of ids, or text, one sequence per line");
-    cmd->add_option("--prompt", in.prompt, "Text, tokenized with the model's tokenizer.json (special tokens added)");
+    cmd->add_option("--prompt", in.prompt, "Text, tokenized with the model's tokenizer (special tokens added)");
     cmd->add_option("--text-file", in.text_file, "A text file, tokenized as one sequence");
 }
 

@@ -48,6 +48,7 @@
 #include "massact/text/added.hpp"
 #include "massact/text/bpe.hpp"
 #include "massact/text/decode.hpp"
+#include "massact/text/gguf_vocab.hpp"
 #include "massact/text/normalize.hpp"
 #include "massact/text/pretokenize.hpp"
 #include "massact/text/regex.hpp"

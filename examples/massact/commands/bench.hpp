@@ -93,7 +93,7 @@ inline int run_bench(BenchArgs& a) {
 
 inline void add_bench(CLI::App& app, BenchArgs& a, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("bench", "Prefill and decode speed in tokens/s (best of the repeats, after a warm-up)");
-    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     cmd->add_option("-p,--prefill", a.prefill, "Tokens in one prefill forward (0: skip)")->capture_default_str();
     cmd->add_option("-n,--decode", a.decode, "Tokens decoded one at a time through the KV cache (0: skip)")->capture_default_str();
     cmd->add_option("-d,--depth", a.depth, "Tokens in the KV cache before decoding (default: -p)");

@@ -75,9 +75,8 @@ inline massact::Hooks nonfinite_hooks(bool allow) { return allow ? massact::Hook
 
 /// The delimiter token ids ('.' and newline) of a model's own tokenizer.json; empty without one.
 inline std::set<massact::text::TokenId> model_delimiters(const std::string& model_dir) {
-    const std::string file = model_dir + "/tokenizer.json";
-    if (!massact::io::file_exists(file)) return {};
-    return massact::analysis::delimiter_ids(massact::text::Tokenizer::from_file(file));
+    if (!massact::text::has_tokenizer(model_dir)) return {};
+    return massact::analysis::delimiter_ids(massact::text::load_tokenizer(model_dir));
 }
 
 }  // namespace massact_tool

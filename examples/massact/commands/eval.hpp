@@ -44,7 +44,7 @@ inline int run_eval(EvalArgs& a) {
 
 inline void add_eval(CLI::App& app, EvalArgs& a, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("eval", "Perplexity of each sequence (all T-1 shifted targets) and overall");
-    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_token_options(cmd, a.input);
     cmd->add_option("--json", a.json, "Write {ppl, nll, seq_nll, tokens, ...} to this file");
     add_batch_option(cmd, a.batch);

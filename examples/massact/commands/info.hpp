@@ -33,7 +33,13 @@ inline int run_info(const InfoArgs& a) {
     std::printf("%-20s%d\n", "hidden size", c.hidden_size);
     std::printf("%-20s%d\n", "vocabulary", c.vocab_size);
     for (const auto& kv : massact::describe_blocks(c)) std::printf("%-20s%s\n", kv.first.c_str(), kv.second.c_str());
-    std::printf("files          %zu safetensors shard(s)\n", ck.num_shards());
+    if (massact::io::is_gguf_path(a.model)) {
+        const massact::io::GgufFile g(a.model);
+        std::printf("files          GGUF version %u, architecture %s, %zu tensors, quantized tensors dequantized per use\n", g.version(),
+                    g.get_string("general.architecture").c_str(), g.tensors().size());
+    } else {
+        std::printf("files          %zu safetensors shard(s)\n", ck.num_shards());
+    }
     std::printf("dtypes        ");
     for (const auto& kv : by_dtype) std::printf(" %s: %lld", kv.first.c_str(), static_cast<long long>(kv.second));
     std::printf("\nparameters     %lld (%.2f M)\n", static_cast<long long>(params), params / 1e6);
@@ -42,7 +48,7 @@ inline int run_info(const InfoArgs& a) {
 
 inline void add_info(CLI::App& app, InfoArgs& a, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("info", "Architecture, sizes, dtypes and parameter count of a model");
-    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     cmd->callback([&] { action = [&] { return run_info(a); }; });
 }
 

@@ -199,7 +199,7 @@ inline int run_superweight(SuperWeightArgs& a) {
 inline void add_intervention_commands(CLI::App& app, AblateArgs& ab, InjectArgs& in, SuperWeightArgs& sw,
                                       std::function<int()>& action) {
     auto* c = app.add_subcommand("ablate", "Zero, set to mean, scale or add activations; measure perplexity and attention shift");
-    c->add_option("model", ab.model, "Hugging Face model directory")->capture_default_str();
+    c->add_option("model", ab.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_data_options(c, ab.data);
     c->add_option("--layer", ab.layer, "Block whose output (hook_resid_post) is edited")->required();
     c->add_option("--dims", ab.dims, "Comma-separated hidden dims, or all")->required();
@@ -212,7 +212,7 @@ inline void add_intervention_commands(CLI::App& app, AblateArgs& ab, InjectArgs&
     c->callback([&] { action = [&] { return run_ablate(ab); }; });
 
     auto* i = app.add_subcommand("inject", "Copy a token's massive activation into another token; measure attention it gains");
-    i->add_option("model", in.model, "Hugging Face model directory")->capture_default_str();
+    i->add_option("model", in.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_data_options(i, in.data);
     i->add_option("--layer", in.layer, "Block whose output is edited")->required();
     i->add_option("--from", in.from, "Source position")->capture_default_str();
@@ -223,7 +223,7 @@ inline void add_intervention_commands(CLI::App& app, AblateArgs& ab, InjectArgs&
     i->callback([&] { action = [&] { return run_inject(in); }; });
 
     auto* s = app.add_subcommand("superweight", "Find down_proj super weights (Yu et al. 2024) and the effect of zeroing them");
-    s->add_option("model", sw.model, "Hugging Face model directory")->capture_default_str();
+    s->add_option("model", sw.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_data_options(s, sw.data);
     s->add_option("--threshold", sw.threshold, "Spike threshold on the down_proj input and output")->capture_default_str();
     s->add_option("--json", sw.json, "Write the findings to this file");

@@ -65,8 +65,8 @@ struct Data {
 /// The figure prompt: the model's tokenizer on `text`, or the first tokens of the data without one.
 inline void figure_prompt(const ReportArgs& a, const TokenBatch& ids, Data& D) {
     std::vector<std::int64_t> v;
-    if (massact::io::file_exists(a.model + "/tokenizer.json")) {
-        const auto tok = massact::text::Tokenizer::from_file(a.model + "/tokenizer.json");
+    if (massact::text::has_tokenizer(a.model)) {
+        const auto tok = massact::text::load_tokenizer(a.model);
         v = tok.encode(a.prompt, true);
         for (auto id : v) D.labels.push_back(tok.label(id));
     } else {
@@ -122,8 +122,8 @@ inline void interventions(const massact::Transformer& m, const TokenBatch& ids, 
 /// dense and through a cache of kStreamCache tokens without and with 4 sink tokens.
 inline void streaming(const ReportArgs& a, const massact::Transformer& m, const TokenBatch& ids, Data& D) {
     std::vector<std::int64_t> stream;
-    if (!a.data.data.empty() && massact::io::file_exists(a.model + "/tokenizer.json"))
-        stream = massact::text::Tokenizer::from_file(a.model + "/tokenizer.json").encode(read_text_file(a.data.data, "--data"), true);
+    if (!a.data.data.empty() && massact::text::has_tokenizer(a.model))
+        stream = massact::text::load_tokenizer(a.model).encode(read_text_file(a.data.data, "--data"), true);
     else
         stream.assign(ids.data(), ids.data() + ids.size());
     Index n = std::min<Index>(kStreamTokens, static_cast<Index>(stream.size()));
@@ -370,7 +370,7 @@ inline int run_report(ReportArgs& a) {
 
 inline void add_report(CLI::App& app, ReportArgs& a, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("report", "Scan, interventions and figures of the bundled (or any) model in one command");
-    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_data_options(cmd, a.data);
     cmd->add_option("--out", a.out, "Output folder")->capture_default_str();
     cmd->add_option("--figure-prompt", a.prompt, "Short prompt for the 3D and attention figures")->capture_default_str();

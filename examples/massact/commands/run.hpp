@@ -50,7 +50,7 @@ inline int run_run(RunArgs& a) {
 
 inline void add_run(CLI::App& app, RunArgs& a, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("run", "Run a forward pass and dump hook-site tensors to safetensors");
-    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_token_options(cmd, a.input);
     cmd->add_option("--dump", a.dump, "Output .safetensors file")->required();
     cmd->add_option("--hooks", a.hooks, "Comma-separated globs of hook sites to dump")->capture_default_str();

@@ -143,7 +143,7 @@ inline int run_scan(ScanArgs& a) {
 
 inline void add_scan(CLI::App& app, ScanArgs& a, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("scan", "Outlier statistics per layer, massive activations and attention sinks");
-    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_data_options(cmd, a.data);
     add_detector_options(cmd, a.detector);
     cmd->add_option("--json", a.json, "Write the statistics (keys of tiny-*.stats.json and more) to this file");

@@ -148,7 +148,7 @@ inline int run_stream(StreamArgs& a) {
 
 inline void add_stream(CLI::App& app, StreamArgs& a, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("stream", "Per-token loss of a long stream under a KV-cache policy (StreamingLLM)");
-    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     cmd->add_option("--data", a.data, "Text file: BOS + the whole text encoded as one stream");
     cmd->add_option("--ids-file", a.ids_file, "FILE[:TENSOR]: token ids as given (the first sequence)");
     cmd->add_option("--tokens", a.tokens, "Use the first N tokens of the stream (0: all)")->capture_default_str();
@@ -192,8 +192,7 @@ inline int run_generate(GenerateArgs& a) {
     o.stop = m.config().eos_token_ids;
     if (a.window > 0) o.cache = massact::CachePolicy::streaming(a.sinks, a.window);
     const std::vector<std::int64_t> prompt(b.data(), b.data() + b.cols());
-    const std::string tok_file = a.model + "/tokenizer.json";
-    if (!massact::io::file_exists(tok_file)) {  // ids only
+    if (!massact::text::has_tokenizer(a.model)) {  // ids only
         massact::analysis::generate(m, prompt, o, [](std::int64_t t) {
             std::printf("%lld ", static_cast<long long>(t));
             std::fflush(stdout);
@@ -202,7 +201,7 @@ inline int run_generate(GenerateArgs& a) {
         std::printf("\n");
         return 0;
     }
-    const auto tok = massact::text::Tokenizer::from_file(tok_file);
+    const auto tok = massact::text::load_tokenizer(a.model);
     std::vector<std::int64_t> out;
     std::string shown;
     // Print what the decoded text gained; a partial UTF-8 character waits for the token that completes it.
@@ -226,7 +225,7 @@ inline int run_generate(GenerateArgs& a) {
 
 inline void add_generate(CLI::App& app, GenerateArgs& a, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("generate", "Continue a prompt, one token at a time through a KV cache, streamed");
-    cmd->add_option("model", a.model, "Hugging Face model directory")->capture_default_str();
+    cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_token_options(cmd, a.input);
     cmd->add_option("-n,--max-tokens", a.n, "Tokens to generate (fewer if the model's EOS comes first)")->capture_default_str();
     cmd->add_option("--temperature", a.temperature, "0: greedy; > 0: sample from softmax(logits / T)")->capture_default_str();

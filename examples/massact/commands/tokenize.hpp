@@ -24,7 +24,7 @@ struct TokenizeArgs {
 
 inline int run_tokenize(const TokenizeArgs& a) {
     if (a.has_text == !a.text_file.empty()) throw Error("give the TEXT argument or --text-file (one of them)");
-    const auto tok = massact::text::Tokenizer::from_file(a.model + "/tokenizer.json");
+    const auto tok = massact::text::load_tokenizer(a.model);
     const std::string text = a.text_file.empty() ? a.text : read_text_file(a.text_file, "--text-file");
     const auto ids = tok.encode(text, !a.no_special);
     if (a.json) {
@@ -42,8 +42,8 @@ inline int run_tokenize(const TokenizeArgs& a) {
 }
 
 inline void add_tokenize(CLI::App& app, TokenizeArgs& a, std::function<int()>& action) {
-    auto* cmd = app.add_subcommand("tokenize", "Encode text with a model's tokenizer.json: ids and tokens");
-    cmd->add_option("model", a.model, "Hugging Face model directory")->required();
+    auto* cmd = app.add_subcommand("tokenize", "Encode text with a model's tokenizer (tokenizer.json or the GGUF vocabulary): ids and tokens");
+    cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->required();
     auto* text = cmd->add_option("text", a.text, "Text to encode (may be empty; put it after -- if it starts with -)");
     cmd->add_option("--text-file", a.text_file, "Encode this file instead");
     cmd->add_flag("--no-special", a.no_special, "Do not add special tokens (e.g. BOS)");

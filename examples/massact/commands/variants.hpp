@@ -135,7 +135,7 @@ inline void add_variant_commands(CLI::App& app, CompareArgs& c, SwapArgs& s, std
     cmd->callback([&] { action = [&] { return run_compare(c); }; });
 
     auto* sw = app.add_subcommand("swap", "Swap the attention softmax at inference time and measure the effect");
-    sw->add_option("model", s.model, "Hugging Face model directory")->capture_default_str();
+    sw->add_option("model", s.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_data_options(sw, s.data);
     sw->add_option("--softmax", s.softmax, "softmax1 | clipped[:zeta,gamma] | sink=X")->required();
     sw->add_option("--json", s.json, "Write the measurements to this file");

@@ -28,6 +28,9 @@
 
 namespace massact::io {
 
+/// Whether a model path names a GGUF file (by its extension).
+inline bool is_gguf_path(const std::string& path) { return path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0; }
+
 /// One tensor of a GGUF file as stored: ne[0] is the fastest dimension (a [out, in] matrix has ne {in, out}).
 struct GgufTensor {
     std::string name;

@@ -22,10 +22,6 @@
 
 namespace massact {
 
-inline bool is_gguf_path(const std::string& path) {
-    return path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;
-}
-
 namespace detail {
 
 /// One architecture: llama.cpp's name, the Hugging Face model_type, and whether Q/K rows are permuted.
@@ -62,10 +58,11 @@ struct GgufModel {
     std::map<std::string, io::TensorView> tensors;
 };
 
-inline GgufModel open_gguf(const std::string& path) {
+inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
     GgufModel m;
-    m.file = std::make_shared<const io::GgufFile>(path);
+    m.file = std::move(file);
     const io::GgufFile& f = *m.file;
+    const std::string& path = f.path();
     const std::string arch = f.get_string("general.architecture");
     const detail::GgufArch* a = detail::gguf_arch(arch);
     if (!a) throw Error(path + ": metadata \"general.architecture\": \"" + arch + "\" is not one massact maps (llama, qwen2, qwen3)");
@@ -129,6 +126,8 @@ inline GgufModel open_gguf(const std::string& path) {
     return m;
 }
 
+inline GgufModel open_gguf(const std::string& path) { return open_gguf(std::make_shared<const io::GgufFile>(path)); }
+
 /// The config and checkpoint of a model path: a Hugging Face directory or a .gguf file.
 struct ModelFiles {
     ModelConfig config;
@@ -136,7 +135,7 @@ struct ModelFiles {
 };
 
 inline ModelFiles open_model_files(const std::string& path) {
-    if (!is_gguf_path(path)) return {load_config(path), std::make_unique<io::Checkpoint>(path)};
+    if (!io::is_gguf_path(path)) return {load_config(path), std::make_unique<io::Checkpoint>(path)};
     GgufModel g = open_gguf(path);
     ModelFiles m{parse_config(g.config, path + " (metadata)"), nullptr};
     m.checkpoint = std::make_unique<io::Checkpoint>(path, std::move(g.tensors), g.file);

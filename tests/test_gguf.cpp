@@ -1,0 +1,307 @@
+// GGUF files: the reader's checks, ggml's block formats, llama.cpp-quantized tiny-llama against the
+// float64 references, and the vocabulary as a tokenizer.
+#include "common.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <fstream>
+
+using namespace massact;
+
+namespace {
+
+std::string gguf(const std::string& name) { return test::data("gguf/" + name); }
+
+std::vector<unsigned char> read_bytes(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::vector<unsigned char>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// ---- a double-precision reference of each block format, element by element, from the layouts ----
+
+double f16(const unsigned char* p) { return static_cast<double>(f16_to_float(static_cast<std::uint16_t>(p[0] | p[1] << 8))); }
+
+/// Element e of one block.
+double reference(io::ggml::Type t, const unsigned char* b, int e) {
+    using io::ggml::Type;
+    switch (t) {
+        case Type::Q8_0: return f16(b) * static_cast<std::int8_t>(b[2 + e]);
+        case Type::Q4_0:
+        case Type::Q4_1: {
+            const unsigned char* qs = b + (t == Type::Q4_0 ? 2 : 4);
+            const int q = e < 16 ? qs[e] & 15 : qs[e - 16] >> 4;
+            return t == Type::Q4_0 ? f16(b) * (q - 8) : f16(b) * q + f16(b + 2);
+        }
+        case Type::Q5_0:
+        case Type::Q5_1: {
+            const unsigned char* qh = b + (t == Type::Q5_0 ? 2 : 4);
+            const unsigned char* qs = qh + 4;
+            const int high = (qh[e / 8] >> (e % 8)) & 1;  // bit e of the little-endian u32
+            const int q = (e < 16 ? qs[e] & 15 : qs[e - 16] >> 4) + 16 * high;
+            return t == Type::Q5_0 ? f16(b) * (q - 16) : f16(b) * q + f16(b + 2);
+        }
+        case Type::Q2_K:
+        case Type::Q3_K: {
+            const unsigned char* qs = b + (t == Type::Q2_K ? 16 : 32);
+            const int q2 = (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+            if (t == Type::Q2_K) {
+                const int sc = b[e / 16];
+                return f16(b + 80) * (sc & 15) * q2 - f16(b + 82) * (sc >> 4);
+            }
+            const int j = e / 16;
+            const unsigned char* s = b + 96;
+            const int scale = ((j < 8 ? s[j] & 15 : s[j - 8] >> 4) | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+            const int hbit = (b[e % 32] >> (e / 32)) & 1;
+            return f16(b + 108) * scale * (q2 - (hbit ? 0 : 4));
+        }
+        case Type::Q4_K:
+        case Type::Q5_K: {
+            const int k = e / 32;
+            const unsigned char* sc = b + 4;
+            const int s = k < 4 ? sc[k] & 63 : (sc[k + 4] & 15) | ((sc[k - 4] >> 6) << 4);
+            const int m = k < 4 ? sc[k + 4] & 63 : (sc[k + 4] >> 4) | ((sc[k] >> 6) << 4);
+            const unsigned char* qs = b + (t == Type::Q4_K ? 16 : 48);
+            const unsigned char byte = qs[32 * (e / 64) + e % 32];
+            int q = k % 2 ? byte >> 4 : byte & 15;
+            if (t == Type::Q5_K) q += 16 * ((b[16 + e % 32] >> k) & 1);
+            return f16(b) * s * q - f16(b + 2) * m;
+        }
+        case Type::Q6_K: {
+            const int h = e / 128, s = (e % 128) / 32, l = e % 32;
+            const unsigned char lo = b[64 * h + l + 32 * (s % 2)];
+            const int q = ((s < 2 ? lo & 15 : lo >> 4) | (((b[128 + 32 * h + l] >> (2 * s)) & 3) << 4)) - 32;
+            return f16(b + 208) * static_cast<std::int8_t>(b[192 + e / 16]) * q;
+        }
+        default: FAIL("no reference"); return 0;
+    }
+}
+
+/// Where the f16 scales of a block sit (kept finite in random blocks).
+std::vector<int> scale_offsets(io::ggml::Type t) {
+    using io::ggml::Type;
+    switch (t) {
+        case Type::Q4_1: case Type::Q5_1: case Type::Q4_K: case Type::Q5_K: return {0, 2};
+        case Type::Q2_K: return {80, 82};
+        case Type::Q3_K: return {108};
+        case Type::Q6_K: return {208};
+        default: return {0};
+    }
+}
+
+// ---- a minimal GGUF writer for vocabularies and corrupt files ----
+
+struct Writer {
+    std::vector<unsigned char> b;
+    template <typename T>
+    void put(T v) {
+        const auto* p = reinterpret_cast<const unsigned char*>(&v);
+        b.insert(b.end(), p, p + sizeof(T));
+    }
+    void str(const std::string& s) {
+        put<std::uint64_t>(s.size());
+        b.insert(b.end(), s.begin(), s.end());
+    }
+    void kv_str(const std::string& k, const std::string& v) { str(k); put<std::uint32_t>(8); str(v); }
+    void kv_u32(const std::string& k, std::uint32_t v) { str(k); put<std::uint32_t>(4); put(v); }
+    void kv_bool(const std::string& k, bool v) { str(k); put<std::uint32_t>(7); put<std::uint8_t>(v); }
+    void kv_strs(const std::string& k, const std::vector<std::string>& v) {
+        str(k); put<std::uint32_t>(9); put<std::uint32_t>(8); put<std::uint64_t>(v.size());
+        for (const auto& s : v) str(s);
+    }
+    template <typename T>
+    void kv_arr(const std::string& k, std::uint32_t type, const std::vector<T>& v) {
+        str(k); put<std::uint32_t>(9); put<std::uint32_t>(type); put<std::uint64_t>(v.size());
+        for (T x : v) put(x);
+    }
+};
+
+/// A GGUF holding only a SentencePiece vocabulary.
+io::GgufFile spm_file(const std::vector<std::string>& tokens, const std::vector<float>& scores, const std::vector<std::int32_t>& types) {
+    Writer w;
+    w.b = {'G', 'G', 'U', 'F'};
+    w.put<std::uint32_t>(3);
+    w.put<std::uint64_t>(0);
+    w.put<std::uint64_t>(6);
+    w.kv_str("tokenizer.ggml.model", "llama");
+    w.kv_strs("tokenizer.ggml.tokens", tokens);
+    w.kv_arr("tokenizer.ggml.scores", 6, scores);
+    w.kv_arr("tokenizer.ggml.token_type", 5, types);
+    w.kv_u32("tokenizer.ggml.bos_token_id", 1);
+    w.kv_u32("tokenizer.ggml.unknown_token_id", 0);
+    return io::GgufFile(io::MappedFile::from_bytes("spm.gguf", w.b));
+}
+
+}  // namespace
+
+TEST_CASE("every block format dequantizes like a double-precision reader of its layout, in whole and in part") {
+    using io::ggml::Type;
+    std::mt19937 g(11);
+    for (Type t : {Type::Q8_0, Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q2_K, Type::Q3_K, Type::Q4_K, Type::Q5_K, Type::Q6_K}) {
+        const auto info = io::ggml::type_info(static_cast<std::uint32_t>(t));
+        CAPTURE(info.name);
+        const int blocks = 24;
+        std::vector<unsigned char> raw(static_cast<std::size_t>(blocks) * info.bytes);
+        for (auto& x : raw) x = static_cast<unsigned char>(g());
+        std::uniform_real_distribution<float> scale(-3.0f, 3.0f);
+        for (int k = 0; k < blocks; ++k)
+            for (int off : scale_offsets(t)) {
+                const std::uint16_t h = float_to_f16(scale(g));
+                raw[static_cast<std::size_t>(k) * info.bytes + off] = static_cast<unsigned char>(h & 0xFF);
+                raw[static_cast<std::size_t>(k) * info.bytes + off + 1] = static_cast<unsigned char>(h >> 8);
+            }
+        const std::size_t n = static_cast<std::size_t>(blocks) * info.block;
+        std::vector<float> got(n);
+        io::ggml::dequantize(t, raw.data(), 0, n, got.data());
+        double worst = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            const double want = reference(t, raw.data() + i / info.block * info.bytes, static_cast<int>(i % info.block));
+            worst = std::max(worst, std::abs(got[i] - want) / (1e-3 + std::abs(want)));
+        }
+        CHECK(worst < 1e-6);
+        // A range that starts and ends inside blocks.
+        std::vector<float> part(info.block + 7);
+        io::ggml::dequantize(t, raw.data(), info.block / 2 + 3, part.size(), part.data());
+        for (std::size_t i = 0; i < part.size(); ++i) CHECK(part[i] == got[info.block / 2 + 3 + i]);
+    }
+}
+
+TEST_CASE("llama.cpp's Q8_0 and Q4_K_M tiny-llama: perplexity and per-sequence NLL within 0.05% of the float64 references") {
+    const auto ref = io::read_json_file(gguf("reference.json"));
+    const io::SafetensorsFile st(test::data("tiny-llama.ref.safetensors"));
+    const auto& t = st.tensor("ppl.input_ids");
+    const auto v = t.to_int64();
+    TokenBatch ids(t.shape[0], t.shape[1]);
+    for (Index i = 0; i < ids.size(); ++i) ids.data()[i] = v[static_cast<std::size_t>(i)];
+    for (const char* name : {"tiny-llama-Q8_0.gguf", "tiny-llama-Q4_K_M.gguf"}) {
+        CAPTURE(name);
+        const Transformer m(gguf(name));
+        const auto r = analysis::perplexity(m, ids);
+        const auto& want = ref.at(name);
+        CHECK(std::abs(r.ppl / want["ppl"].get<double>() - 1) < 5e-4);
+        REQUIRE(r.seq_nll.size() == want["seq_nll"].size());
+        for (std::size_t i = 0; i < r.seq_nll.size(); ++i) CHECK(std::abs(r.seq_nll[i] / want["seq_nll"][i].get<double>() - 1) < 5e-4);
+    }
+}
+
+TEST_CASE("GGUF tiny-llama computes what the safetensors model computes: Q/K rows un-permuted, Q8_0 close") {
+    const Transformer st(test::model("tiny-llama")), q8(gguf("tiny-llama-Q8_0.gguf"));
+    CHECK(q8.config().num_kv_heads == 4);
+    CHECK(q8.config().eos_token_ids == std::vector<std::int64_t>{2});
+    TokenBatch ids(1, 12);
+    ids << 1, 42, 425, 320, 2986, 14, 275, 1209, 1069, 292, 3222, 285;
+    const std::vector<std::string> sites = {"blocks.0.attn.hook_q", "blocks.0.attn.hook_k", "blocks.5.hook_resid_post"};
+    const auto a = run_with_cache(st, ids, sites), b = run_with_cache(q8, ids, sites);
+    for (const auto& s : sites) {
+        CAPTURE(s);
+        double scale = 0, diff = 0;
+        const auto &x = a.at(s).data, &y = b.at(s).data;
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            scale = std::max(scale, static_cast<double>(std::abs(x[i])));
+            diff = std::max(diff, static_cast<double>(std::abs(x[i] - y[i])));
+        }
+        CHECK(diff / scale < 0.03);  // permuted rows would put other heads' features here: O(1) differences
+    }
+    // The massive activation survives Q8_0: dim 215 of <s> after block 2.
+    const auto c = run_with_cache(q8, ids, {"blocks.2.hook_resid_post"});
+    const auto& h = c.at("blocks.2.hook_resid_post").data;
+    const auto top = std::max_element(h.begin(), h.begin() + 256, [](float p, float q) { return std::abs(p) < std::abs(q); }) - h.begin();
+    CHECK(top == 215);
+}
+
+TEST_CASE("the GGUF vocabulary is the tokenizer: gpt2 byte-level BPE equals tiny-llama's tokenizer.json") {
+    const auto from_gguf = text::load_tokenizer(gguf("tiny-llama-Q4_K_M.gguf"));
+    const auto from_json = text::load_tokenizer(test::model("tiny-llama"));
+    CHECK(text::has_tokenizer(gguf("tiny-llama-Q4_K_M.gguf")));
+    std::ifstream f(std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt");
+    const std::string val((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const auto a = from_gguf.encode(val, true), b = from_json.encode(val, true);
+    CHECK(a.size() > 100000);
+    CHECK(a == b);
+    CHECK(from_gguf.decode(a, true) == from_json.decode(b, true));
+}
+
+TEST_CASE("a SentencePiece GGUF vocabulary: merges by score, byte fallback, BOS") {
+    const std::vector<std::string> tokens = {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "h", "e", "l", "o", "he", "ll", "llo", "\xE2\x96\x81he",
+                                             "el", "<0xC3>", "<0xA9>"};
+    std::vector<std::int32_t> types(tokens.size(), 1);
+    types[0] = 2;
+    types[1] = types[2] = 3;
+    types[13] = types[14] = 6;
+    std::vector<float> scores = {0, 0, 0, -100, -100, -100, -100, -100, -1, -2, -3, -4, -50, 0, 0};
+    // he (-1) first, then ll (-2), llo (-3), "▁he" (-4): "▁hello" -> ▁he llo.
+    auto tok = text::Tokenizer(text::tokenizer_json(spm_file(tokens, scores, types)));
+    CHECK(tok.encode("hello", true) == std::vector<text::TokenId>{1, 11, 10});
+    CHECK(tok.decode({1, 11, 10}, true) == "hello");
+    // With "el" scored above "he", it merges first and leaves no pair for ll: ▁ h el l o.
+    scores[12] = -0.5f;
+    tok = text::Tokenizer(text::tokenizer_json(spm_file(tokens, scores, types)));
+    CHECK(tok.encode("hello", false) == std::vector<text::TokenId>{3, 4, 12, 6, 7});
+    // Characters outside the vocabulary fall back to their UTF-8 bytes.
+    CHECK(tok.encode("\xC3\xA9", false) == std::vector<text::TokenId>{3, 13, 14});
+    CHECK(tok.decode({3, 13, 14}, false) == "\xC3\xA9");  // the decoder strips the first space
+}
+
+TEST_CASE("30 corrupt GGUF files are refused with a message naming what is wrong") {
+    const auto good = read_bytes(gguf("tiny-llama-Q8_0.gguf"));
+    REQUIRE(good.size() > 100000);
+    const io::GgufFile ok(io::MappedFile::from_bytes("ok.gguf", good));
+    // Byte positions of the header fields and of the first tensor info, found by parsing.
+    std::size_t info0 = 0;  // where tensor 0's name starts
+    {
+        const std::string first = ok.tensors()[0].name;
+        const auto it = std::search(good.begin(), good.end(), first.begin(), first.end());
+        REQUIRE(it != good.end());
+        info0 = static_cast<std::size_t>(it - good.begin()) - 8;
+    }
+    const std::size_t dims_at = info0 + 8 + ok.tensors()[0].name.size();  // u32 n_dims
+    const std::size_t type_at = dims_at + 4 + 8 * ok.tensors()[0].ne.size(), offset_at = type_at + 4;
+    auto patch = [&](std::size_t at, auto value) {
+        auto b = good;
+        std::memcpy(b.data() + at, &value, sizeof(value));
+        return b;
+    };
+    std::vector<std::pair<std::vector<unsigned char>, std::string>> cases;
+    for (std::size_t cut : {std::size_t(0), std::size_t(3), std::size_t(7), std::size_t(15), std::size_t(23), std::size_t(40),
+                            std::size_t(200), std::size_t(5000), std::size_t(60000), info0 + 3, dims_at + 2, offset_at + 4, good.size() / 2, good.size() - 1})
+        cases.emplace_back(std::vector<unsigned char>(good.begin(), good.begin() + static_cast<long>(cut)),
+                           cut < 4 ? "not a GGUF file" : cut >= good.size() / 2 ? "past its end" : cut >= info0 ? "cannot fit in the file" : "");
+    cases.emplace_back(patch(0, std::uint32_t(0x46554746)), "not a GGUF file");
+    cases.emplace_back(patch(4, std::uint32_t(1)), "GGUF version 1");
+    cases.emplace_back(patch(4, std::uint32_t(99)), "GGUF version 99");
+    cases.emplace_back(patch(8, std::uint64_t(1) << 40), "tensor count");
+    cases.emplace_back(patch(16, std::uint64_t(1) << 40), "metadata count");
+    cases.emplace_back(patch(8, std::uint64_t(76)), "");  // one tensor too many: the data is read as tensor infos
+    cases.emplace_back(patch(24, std::uint64_t(1) << 50), "runs past the end");           // first key's length
+    cases.emplace_back(patch(24 + 8 + 20, std::uint32_t(13)), "unknown value type 13");    // general.architecture's type
+    cases.emplace_back(patch(dims_at, std::uint32_t(0)), "0 dimensions");
+    cases.emplace_back(patch(dims_at, std::uint32_t(7)), "7 dimensions");
+    cases.emplace_back(patch(type_at, std::uint32_t(5)), "unknown ggml type 5");
+    cases.emplace_back(patch(type_at, std::uint32_t(9)), "overlaps");  // Q8_1: 36-byte blocks where 34-byte ones were
+    cases.emplace_back(patch(offset_at, std::uint64_t(3)), "not a multiple of the alignment");
+    cases.emplace_back(patch(offset_at, std::uint64_t(1) << 40), "run past its end");
+    cases.emplace_back(patch(offset_at, std::uint64_t(ok.tensors()[1].offset)), "overlaps");
+    cases.emplace_back(patch(dims_at + 4, std::uint64_t(0)), "not a plausible size");
+    REQUIRE(cases.size() >= 30);
+    int refused = 0;
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+        CAPTURE(i);
+        CAPTURE(cases[i].second);
+        std::string msg;
+        try {
+            // What parses must still bind as a model (shapes, types) or be refused there.
+            auto f = std::make_shared<const io::GgufFile>(io::MappedFile::from_bytes("corrupt.gguf", cases[i].first));
+            GgufModel g = open_gguf(f);
+            const ModelConfig c = parse_config(g.config, "corrupt.gguf");
+            const io::Checkpoint ck("corrupt.gguf", std::move(g.tensors), f);
+            bind_weights(ck, c);
+        } catch (const Error& e) {
+            msg = e.what();
+        }
+        CHECK(!msg.empty());
+        CHECK(msg.find("corrupt.gguf") != std::string::npos);
+        if (!cases[i].second.empty()) CHECK(msg.find(cases[i].second) != std::string::npos);
+        refused += !msg.empty();
+    }
+    CHECK(refused == static_cast<int>(cases.size()));
+}
