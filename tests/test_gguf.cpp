@@ -282,6 +282,7 @@ TEST_CASE("30 corrupt GGUF files are refused with a message naming what is wrong
     cases.emplace_back(patch(offset_at, std::uint64_t(1) << 40), "run past its end");
     cases.emplace_back(patch(offset_at, std::uint64_t(ok.tensors()[1].offset)), "overlaps");
     cases.emplace_back(patch(dims_at + 4, std::uint64_t(0)), "not a plausible size");
+    cases.emplace_back(patch(info0 + 8, std::uint8_t(0x9F)), "not valid UTF-8");  // a continuation byte opening a name
     REQUIRE(cases.size() >= 30);
     int refused = 0;
     for (std::size_t i = 0; i < cases.size(); ++i) {

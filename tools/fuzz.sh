@@ -9,7 +9,7 @@ seconds=${1:-30}
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DMASSACT_FUZZ=ON -DMASSACT_BUILD_TESTS=OFF \
       -DMASSACT_BUILD_BENCH=OFF -DMASSACT_BUILD_EXAMPLES=OFF -DMASSACT_OPENMP=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
 cmake --build build-fuzz -j2 > /dev/null
-for t in fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_encode; do
+for t in fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_encode fuzz_gguf; do
   mkdir -p "fuzz/corpus/$t"
   log="build-fuzz/$t.log"
   (cd build-fuzz && "./fuzz/$t" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \

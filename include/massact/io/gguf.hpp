@@ -9,7 +9,8 @@
 //
 // Refused, with the file and the field: a bad magic or version; counts, lengths or offsets past the
 // end of the file; a value or tensor type ggml does not define; a duplicate key or tensor name; a
-// misaligned offset; a row length that is not a whole number of blocks; overlapping tensors.
+// misaligned offset; a row length that is not a whole number of blocks; overlapping tensors; a string
+// that is not UTF-8.
 #pragma once
 
 #include "massact/core/error.hpp"
@@ -30,6 +31,26 @@ namespace massact::io {
 
 /// Whether a model path names a GGUF file (by its extension).
 inline bool is_gguf_path(const std::string& path) { return path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0; }
+
+/// Whether bytes are well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+inline bool valid_utf8(const std::string& s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const std::size_t n = s.size();
+    for (std::size_t i = 0; i < n;) {
+        const unsigned c = p[i];
+        std::size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (len == 0 || i + len > n) return false;
+        std::uint32_t cp = len == 1 ? c : c & (0x7Fu >> len);
+        for (std::size_t k = 1; k < len; ++k) {
+            if ((p[i + k] & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (p[i + k] & 0x3F);
+        }
+        static constexpr std::uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        i += len;
+    }
+    return true;
+}
 
 /// One tensor of a GGUF file as stored: ne[0] is the fastest dimension (a [out, in] matrix has ne {in, out}).
 struct GgufTensor {
@@ -137,6 +158,7 @@ private:
             const auto n = read<std::uint64_t>(what + " length");
             need(n, what + " (" + std::to_string(n) + " bytes)");
             std::string s(reinterpret_cast<const char*>(f.map_.data() + pos), static_cast<std::size_t>(n));
+            if (!valid_utf8(s)) f.fail(what + " at byte " + std::to_string(pos) + " is not valid UTF-8");
             pos += static_cast<std::size_t>(n);
             return s;
         }

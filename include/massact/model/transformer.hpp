@@ -179,6 +179,9 @@ class Transformer {
 public:
     /// Load a Hugging Face model directory (config.json + model.safetensors or sharded index) or a GGUF file.
     explicit Transformer(const std::string& path, const LoadOptions& opt = {}) : Transformer(path, open_model_files(path), opt) {}
+    /// A model from a config and tensors already opened (e.g. a GGUF file held in memory); `name` is its path.
+    Transformer(const std::string& name, ModelFiles files, const LoadOptions& opt)
+        : dir_(name), config_(std::move(files.config)), ckpt_(std::move(files.checkpoint)), weights_(bind_weights(*ckpt_, config_, opt)) {}
 
     const std::string& dir() const { return dir_; }
     const ModelConfig& config() const { return config_; }
@@ -269,9 +272,6 @@ public:
     }
 
 private:
-    Transformer(const std::string& path, ModelFiles files, const LoadOptions& opt)
-        : dir_(path), config_(std::move(files.config)), ckpt_(std::move(files.checkpoint)), weights_(bind_weights(*ckpt_, config_, opt)) {}
-
     /// The state of one forward.
     struct Pass {
         Pass(const TokenBatch& i, Workspace& ws, detail::HookCalls h, const RunOptions& o)
