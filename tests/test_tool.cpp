@@ -605,3 +605,25 @@ TEST_CASE("every command takes MODEL.gguf where it takes a model directory") {
     CHECK(found);
     check_says(run("info " + dir + "/missing.gguf"), {"missing.gguf", "cannot open"});
 }
+
+TEST_CASE("massact quant: one row per experiment with the JSON fields, a figure, and models it cannot study") {
+    const std::string dir = test::temp_dir("quant");
+    const std::string data = " --data " + std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt --max-seqs 4 --seq-len 128";
+    auto r = run("quant" + data + " --json " + dir + "/q.json --figure " + dir + "/q.png");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    check_says(r, {"float perplexity", "massive dims: 215", "SmoothQuant", "PrefixQuant", "LLM.int8"});
+    const auto j = io::read_json_file(dir + "/q.json");
+    CHECK(j["ppl_float"].get<double>() > 1);
+    REQUIRE(j["rows"].size() >= 8);
+    for (const auto& row : j["rows"]) {
+        for (const char* k : {"weights", "activations", "granularity", "protect", "ppl", "kl_mean", "max_abs_error_per_layer"}) CHECK(row.contains(k));
+        CHECK(row["max_abs_error_per_layer"].size() == 8);
+    }
+    CHECK(io::file_exists(dir + "/q.png"));
+    const auto bad = run("quant " + test::data("families/gpt_neox") + " --ids-file " + test::data("families/gpt_neox") +
+                         "/ref.safetensors:input_ids --json " + dir + "/bad.json");
+    CHECK(bad.status == 1);
+    check_says(bad, {"quant:", "sequential pre-norm"});
+    CHECK(!io::file_exists(dir + "/bad.json"));
+}

@@ -13,6 +13,7 @@
 //   massact swap MODEL_DIR --softmax softmax1|clipped[:zeta,gamma]|sink=X (data)
 //   massact stream MODEL_DIR (--data FILE | --ids-file F[:T]) [--tokens N] [--policy dense|cache|recompute] [--sinks S]
 //                  [--window W] [--compare] [--json OUT] [--figure OUT.png]
+//   massact quant MODEL_DIR (data) [--json OUT] [--figure OUT.png]
 //   massact bench MODEL_DIR [-p 256] [-n 0] [-d DEPTH] [-r 3] [-t THREADS] [--json]
 //   massact generate MODEL_DIR (--prompt TEXT | --ids 1,2,3) [-n 64] [--temperature 0] [--seed S] [--sinks S --window W]
 // Inputs: --ids, --ids-file FILE[:TENSOR], --prompt TEXT, --text-file FILE.
@@ -23,6 +24,7 @@
 #include "commands/info.hpp"
 #include "commands/report.hpp"
 #include "commands/intervene.hpp"
+#include "commands/quant.hpp"
 #include "commands/run.hpp"
 #include "commands/scan.hpp"
 #include "commands/stream.hpp"
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
     massact_tool::StreamArgs stream;
     massact_tool::GenerateArgs generate;
     massact_tool::BenchArgs bench;
+    massact_tool::QuantArgs quant;
     massact_tool::add_info(app, info, action);
     massact_tool::add_run(app, run, action);
     massact_tool::add_eval(app, eval, action);
@@ -64,6 +67,7 @@ int main(int argc, char** argv) {
     massact_tool::add_stream(app, stream, action);
     massact_tool::add_generate(app, generate, action);
     massact_tool::add_bench(app, bench, action);
+    massact_tool::add_quant(app, quant, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -14,6 +14,7 @@
 #include "massact/analysis/finite.hpp"
 #include "massact/analysis/intervention.hpp"
 #include "massact/analysis/perplexity.hpp"
+#include "massact/analysis/quantization.hpp"
 #include "massact/analysis/scan.hpp"
 #include "massact/analysis/streaming.hpp"
 #include "massact/core/eigen.hpp"

@@ -96,6 +96,9 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
         throw Error(path + ": partial rotary (" + key("rope.dimension_count") + ") is not supported for " + arch);
 
     const std::int64_t H = c["num_attention_heads"], KV = c["num_key_value_heads"];
+    if (H < 1 || KV < 1 || H > (1 << 16) || KV > H)
+        throw Error(path + ": metadata \"" + key("attention.head_count") + "\" / \"" + key("attention.head_count_kv") + "\": " +
+                    std::to_string(H) + " / " + std::to_string(KV) + " heads (expected 1 <= KV <= H)");
     for (const io::GgufTensor& t : f.tensors()) {
         std::string hf;
         if (t.name == "token_embd.weight") hf = "model.embed_tokens.weight";

@@ -188,6 +188,47 @@ public:
     const ModelWeights& weights() const { return weights_; }
     const io::Checkpoint& checkpoint() const { return *ckpt_; }
 
+    /// One linear map of a block, as with_weights hands it out.
+    struct LinearRef {
+        int layer;
+        std::string role;  // q, k, v, qkv, o, gate, up, gate_up, down, router, or expert.E.gate / .up / .gate_up / .down
+        const WeightMatrix& weight;
+    };
+
+    /// A copy of this model (sharing the checkpoint) whose block linears are replaced where `edit` says
+    /// so: edit(ref, w) receives the float32 weight as an [out, in] matrix and returns true to use the
+    /// (changed) matrix in the copy. The embedding and the LM head stay. Fake quantization is built on it.
+    template <typename Edit>
+    Transformer with_weights(Edit&& edit) const {
+        Transformer t(*this);
+        std::vector<float> scratch;
+        for (int l = 0; l < config_.num_layers; ++l) {
+            LayerWeights& L = t.weights_.layers[static_cast<std::size_t>(l)];
+            auto visit = [&](WeightMatrix& m, const std::string& role) {
+                if (!m.bound()) return;
+                RowMatrixF w(m.out(), m.in());
+                const float* src = m.data(scratch);
+                if (m.stored_in_out()) w = ConstRowMap<float>(src, m.in(), m.out()).transpose();
+                else w = ConstRowMap<float>(src, m.out(), m.in());
+                if (!edit(LinearRef{l, role, m}, w)) return;
+                std::vector<float> data(static_cast<std::size_t>(w.size()));
+                if (m.stored_in_out()) RowMap<float>(data.data(), m.in(), m.out()) = w.transpose();
+                else RowMap<float>(data.data(), m.out(), m.in()) = w;
+                m.replace(std::move(data));
+            };
+            for (auto [m, role] : {std::pair<WeightMatrix*, const char*>{&L.q, "q"}, {&L.k, "k"}, {&L.v, "v"}, {&L.qkv, "qkv"}, {&L.o, "o"},
+                                   {&L.gate, "gate"}, {&L.up, "up"}, {&L.gate_up, "gate_up"}, {&L.down, "down"}, {&L.router, "router"}})
+                visit(*m, role);
+            for (std::size_t e = 0; e < L.experts.size(); ++e) {
+                ExpertWeights& X = L.experts[e];
+                const std::string p = "expert." + std::to_string(e) + ".";
+                for (auto [m, role] : {std::pair<WeightMatrix*, const char*>{&X.gate, "gate"}, {&X.up, "up"}, {&X.gate_up, "gate_up"}, {&X.down, "down"}})
+                    visit(*m, p + role);
+            }
+        }
+        return t;
+    }
+
     /// Every hook site name, in execution order (with the sink-pattern site when a run adds a slot).
     std::vector<std::string> hook_sites(const RunOptions& o = {}) const { return hook_site_names(config_, has_sink_slot(o)); }
 
@@ -719,7 +760,7 @@ private:
 
     std::string dir_;
     ModelConfig config_;
-    std::unique_ptr<io::Checkpoint> ckpt_;
+    std::shared_ptr<const io::Checkpoint> ckpt_;  // shared by the copies with_weights makes
     ModelWeights weights_;
 };
 

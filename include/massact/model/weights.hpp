@@ -43,13 +43,20 @@ public:
 
     /// Whether the float32 data can be used directly from the mapping (aligned F32).
     bool zero_copy() const {
-        return src_->dtype == io::DType::F32 && src_->rope_heads == 0 && reinterpret_cast<std::uintptr_t>(src_->data) % alignof(float) == 0;
+        return !replaced_ && src_->dtype == io::DType::F32 && src_->rope_heads == 0 && reinterpret_cast<std::uintptr_t>(src_->data) % alignof(float) == 0;
     }
     /// Use `other`'s float32 copy when both read the same tensor (a tied LM head and the embedding).
     void share_resident(const WeightMatrix& other) {
         if (other.src_ == src_ && other.resident_) resident_ = other.resident_;
     }
     bool resident() const { return resident_ != nullptr; }
+    /// Use `data` (float32, in the stored layout) instead of the checkpoint's values.
+    void replace(std::vector<float> data) {
+        if (data.size() != static_cast<std::size_t>(out_ * in_))
+            throw Error("weight " + src_->name + ": replacement of " + std::to_string(data.size()) + " values for " + std::to_string(out_ * in_));
+        resident_ = std::make_shared<const std::vector<float>>(std::move(data));
+        replaced_ = true;
+    }
     void make_resident() {
         if (!zero_copy() && !resident_) {
             auto buf = std::make_shared<std::vector<float>>(static_cast<std::size_t>(out_ * in_));
@@ -106,6 +113,7 @@ private:
     Index out_ = 0, in_ = 0;
     bool in_out_ = false;
     std::shared_ptr<const std::vector<float>> resident_;  // float32 copy; shared by views of one tensor (tied embeddings)
+    bool replaced_ = false;                               // resident_ holds edited values (with_weights)
 };
 
 /// A norm's effective parameters: scale s [n] (w, 1 + w, or ones) and shift b [n] (bias or zeros).

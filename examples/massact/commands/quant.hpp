@@ -1,0 +1,118 @@
+// massact quant MODEL (--data FILE | --ids-file ...) [--json OUT] [--figure OUT.png]: fake-quantization
+// experiments on the float model, with and without the protections the outlier literature proposes.
+#pragma once
+
+#include "common.hpp"
+
+#include "../../plot/gnuplot.hpp"
+#include "../input.hpp"
+#include "../progress.hpp"
+#include "scan.hpp"
+
+#include <massact/massact.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <fstream>
+
+namespace massact_tool {
+
+struct QuantArgs {
+    std::string model = MASSACT_DEFAULT_MODEL;
+    DataInput data;
+    DetectorArgs detector;
+    Index batch = 8;
+    std::string json, figure;
+};
+
+inline nlohmann::json quant_json(const massact::analysis::QuantStudy& s) {
+    nlohmann::json j = {{"ppl_float", s.ppl_float}, {"massive_dims", s.context.massive_dims}, {"rows", nlohmann::json::array()}};
+    j["super_weights"] = nlohmann::json::array();
+    for (const auto& w : s.context.super_weights) j["super_weights"].push_back({{"layer", w.layer}, {"row", w.row}, {"col", w.col}});
+    for (const auto& r : s.rows)
+        j["rows"].push_back({{"weights", massact::analysis::format_name(r.experiment.weights.format)},
+                             {"activations", massact::analysis::format_name(r.experiment.activations)},
+                             {"granularity", r.experiment.granularity()},
+                             {"protect", r.experiment.protect()},
+                             {"ppl", r.ppl},
+                             {"kl_mean", r.kl_mean},
+                             {"max_abs_error_per_layer", r.max_abs_error_per_layer}});
+    return j;
+}
+
+inline bool quant_figure(const massact_plot::Figure& f, const massact::analysis::QuantStudy& s, const std::string& model) {
+    ::mkdir((f.dir + "/data").c_str(), 0755);
+    std::ofstream d(f.dat());
+    for (std::size_t i = 0; i < s.rows.size(); ++i) {
+        const auto& e = s.rows[i].experiment;
+        std::string label = std::string(massact::analysis::format_name(e.weights.format)) +
+                            (e.activations != massact::analysis::QuantFormat::Float ? "/a8 " : " ") + e.granularity() +
+                            (e.protect() == "none" ? "" : " + " + e.protect());
+        d << i << ' ' << s.rows[i].ppl << ' ' << massact_plot::quote(label) << '\n';
+    }
+    d.close();
+    return f.render("set title " + massact_plot::quote(model + ": perplexity after fake quantization (float: " + fmt(s.ppl_float, 3) + ")") +
+                        "\nset style fill solid 0.8\nset boxwidth 0.7\nset grid x\nunset key\nset logscale x\nset xlabel 'perplexity'\n"
+                        "set ytics nomirror\nset yrange [-1:" + std::to_string(s.rows.size()) + "]\nset xrange [" + fmt(s.ppl_float * 0.9, 3) + ":" +
+                        fmt(1.15 * std::max_element(s.rows.begin(), s.rows.end(), [](const auto& x, const auto& y) { return x.ppl < y.ppl; })->ppl, 3) + "]\n"
+                        "set arrow from " + fmt(s.ppl_float, 6) + ", graph 0 to " + fmt(s.ppl_float, 6) + ", graph 1 nohead lc rgb 'red' lw 2\n"
+                        "plot " + massact_plot::quote(f.dat()) + " using 2:1:(" + fmt(s.ppl_float * 0.9, 3) +
+                        "):2:($1-0.35):($1+0.35):ytic(3) with boxxyerrorbars lc rgb '#3182bd'\n",
+                    1400, 900, 10);
+}
+
+inline int run_quant(QuantArgs& a) {
+    const massact::Transformer m(a.model);
+    massact::analysis::check_quant_model(m.config());
+    if (a.data.max_seqs == 0) a.data.max_seqs = 16;
+    const TokenBatch ids = load_data(a.data, a.model);
+    m.validate(ids);
+    massact::analysis::QuantContext ctx;
+    {
+        Progress bar("scan");
+        auto opt = scan_options(a.detector, a.model);
+        opt.batch = a.batch;
+        opt.progress = [&](Index d, Index t) { bar(d, t); };
+        const auto scan = massact::analysis::scan(m, ids, opt);
+        for (const auto& x : scan.massive) ctx.massive_dims.push_back(x.dim);
+        ctx.super_weights = massact::analysis::find_super_weights(m, ids.topRows(1));
+    }
+    Progress bar("quant");
+    const auto s = massact::analysis::quant_study(m, ids, massact::analysis::default_experiments(), ctx, a.batch,
+                                                  [&](Index d, Index t) { bar(d, t); });
+    bar.done();
+    std::printf("%lld sequences x %lld tokens; float perplexity %.4f; massive dims:", static_cast<long long>(ids.rows()),
+                static_cast<long long>(ids.cols()), s.ppl_float);
+    for (Index d : s.context.massive_dims) std::printf(" %lld", static_cast<long long>(d));
+    std::printf("; super weights: %zu\n\n%-7s %-6s %-26s %-40s %10s %10s %12s\n", s.context.super_weights.size(), "weights", "acts",
+                "granularity", "protection", "ppl", "KL", "max err");
+    for (const auto& r : s.rows)
+        std::printf("%-7s %-6s %-26s %-40s %10.4f %10.5f %12.4f\n", massact::analysis::format_name(r.experiment.weights.format),
+                    massact::analysis::format_name(r.experiment.activations), r.experiment.granularity().c_str(), r.experiment.protect().c_str(),
+                    r.ppl, r.kl_mean, *std::max_element(r.max_abs_error_per_layer.begin(), r.max_abs_error_per_layer.end()));
+    if (!a.figure.empty()) {
+        const auto f = massact_plot::figure_at(a.figure);
+        if (!massact_plot::gnuplot_available())
+            std::printf("figure skipped: gnuplot not found (sudo apt-get install gnuplot-nox)\n");
+        else if (quant_figure(f, s, m.config().model_type))
+            std::printf("wrote %s\n", f.png().c_str());
+        else
+            throw Error("--figure: gnuplot failed to write " + a.figure);
+    }
+    if (!a.json.empty()) massact::io::write_text_file_atomic(a.json, quant_json(s).dump(1) + "\n");
+    return 0;
+}
+
+inline void add_quant(CLI::App& app, QuantArgs& a, std::function<int()>& action) {
+    auto* cmd = app.add_subcommand("quant", "Fake quantization (RTN int8/int4/NF4, W8A8) with and without outlier protections");
+    cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
+    add_data_options(cmd, a.data);
+    add_detector_options(cmd, a.detector);
+    add_batch_option(cmd, a.batch);
+    cmd->add_option("--json", a.json, "Write {ppl_float, rows: [{weights, activations, granularity, protect, ppl, kl_mean, max_abs_error_per_layer}]}");
+    cmd->add_option("--figure", a.figure, "Write the perplexity of every experiment (PNG, gnuplot)");
+    cmd->callback([&] { action = [&] { return run_quant(a); }; });
+}
+
+}  // namespace massact_tool

@@ -1,0 +1,405 @@
+// massact/analysis/quantization.hpp - fake quantization of a float model, and what outliers do to it
+// (LLM.int8(), SmoothQuant, Yu et al.'s super weight, PrefixQuant).
+//
+// Weights (every linear map of every block; embedding and LM head stay float), on the [out, in] matrix,
+// in groups: the whole tensor, one output channel (row), or blocks of B consecutive inputs of a row.
+//   int8 / int4, symmetric round-to-nearest: m = max |w| over the group, Q = 127 or 7;
+//     w' = (m / Q) * clamp(round(w * Q / m), -Q, Q), round half away from zero (w * Q / m is computed in
+//     that order, so an exact tie of half-precision weights rounds as a tie); m = 0 leaves the group at 0.
+//   NF4 (QLoRA): s = max |w| over the group; w' = s * the NF4 level nearest to w / s (16 levels, the
+//     quantiles of a standard normal scaled to [-1, 1]).
+// Activations (W8A8): the inputs of the linear maps (ln1 output -> q, k, v; hook_z -> o; ln2 output ->
+// gate, up; hook_post -> down), quantized in place by hooks with the same int8 rule, one scale per
+// forward per tensor (max over the whole activation) or per token (max over its row).
+// Protections, each an option of one experiment:
+//   massive dims    the residual dims the detector reports stay float: the weight columns reading them and
+//                   rows writing them, and those activation columns; all are left out of the scales.
+//   outliers > 6    LLM.int8()'s decomposition: activation columns with any |x| > 6 in this forward stay float.
+//   super weight    the super weights (find_super_weights) get their float values back after quantization.
+//   first token     PrefixQuant: the first token's activations stay float and out of the per-tensor scale.
+//   SmoothQuant     per input channel j of the linears sharing an input: s_j = max|X_j|^a / max|W_:,j|^(1-a)
+//                   (a = 0.5, max |X_j| calibrated on the data); X_j / s_j and W_:,j * s_j, then quantized.
+#pragma once
+
+#include "massact/analysis/intervention.hpp"
+#include "massact/analysis/perplexity.hpp"
+#include "massact/core/eigen.hpp"
+#include "massact/core/error.hpp"
+#include "massact/model/hooks.hpp"
+#include "massact/model/transformer.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace massact::analysis {
+
+enum class QuantFormat { Float, Int8, Int4, NF4 };
+enum class Granularity { PerTensor, PerChannel, Block, PerToken };
+
+inline const char* format_name(QuantFormat f) {
+    switch (f) {
+        case QuantFormat::Float: return "float";
+        case QuantFormat::Int8: return "int8";
+        case QuantFormat::Int4: return "int4";
+        case QuantFormat::NF4: return "nf4";
+    }
+    return "?";
+}
+
+/// The 16 NF4 levels (Dettmers et al. 2023, QLoRA).
+inline const std::array<float, 16>& nf4_levels() {
+    static const std::array<float, 16> v = {-1.0f, -0.6961928f, -0.5250731f, -0.3949175f, -0.2844414f, -0.1847734f, -0.0910500f, 0.0f,
+                                           0.0795803f, 0.1609302f, 0.2461123f, 0.3379152f, 0.4407098f, 0.5626170f, 0.7229568f, 1.0f};
+    return v;
+}
+
+/// Symmetric RTN of x in a group whose largest magnitude is m, to the integers [-Q, Q].
+inline float rtn(float x, float m, int Q) {
+    if (m == 0.0f) return 0.0f;
+    const float q = std::round(x * static_cast<float>(Q) / m);
+    return m / static_cast<float>(Q) * std::min(static_cast<float>(Q), std::max(static_cast<float>(-Q), q));
+}
+
+inline float nf4(float x, float s) {
+    if (s == 0.0f) return 0.0f;
+    const auto& lv = nf4_levels();
+    const float y = x / s;
+    const auto it = std::lower_bound(lv.begin(), lv.end(), y);
+    if (it == lv.begin()) return s * lv.front();
+    if (it == lv.end()) return s * lv.back();
+    return s * (y - *(it - 1) <= *it - y ? *(it - 1) : *it);
+}
+
+struct WeightQuant {
+    QuantFormat format = QuantFormat::Int8;
+    Granularity granularity = Granularity::PerChannel;
+    Index block = 64;  // Granularity::Block
+};
+
+/// Fake-quantize w [out, in] in place; keep_row[r] / keep_col[c] (optional) stay float and out of the scales.
+inline void fake_quantize(Eigen::Ref<RowMatrixF> w, const WeightQuant& q, const std::vector<bool>& keep_row = {},
+                          const std::vector<bool>& keep_col = {}) {
+    if (q.format == QuantFormat::Float) return;
+    const int Q = q.format == QuantFormat::Int8 ? 127 : 7;
+    auto kept = [&](Index r, Index c) {
+        return (!keep_row.empty() && keep_row[static_cast<std::size_t>(r)]) || (!keep_col.empty() && keep_col[static_cast<std::size_t>(c)]);
+    };
+    auto quantize = [&](Index r0, Index r1, Index c0, Index c1) {  // one group
+        float s = 0.0f;
+        for (Index r = r0; r < r1; ++r)
+            for (Index c = c0; c < c1; ++c)
+                if (!kept(r, c)) s = std::max(s, std::abs(w(r, c)));
+        for (Index r = r0; r < r1; ++r)
+            for (Index c = c0; c < c1; ++c)
+                if (!kept(r, c)) w(r, c) = q.format == QuantFormat::NF4 ? nf4(w(r, c), s) : rtn(w(r, c), s, Q);
+    };
+    switch (q.granularity) {
+        case Granularity::PerTensor: quantize(0, w.rows(), 0, w.cols()); break;
+        case Granularity::PerChannel:
+        case Granularity::PerToken:
+            for (Index r = 0; r < w.rows(); ++r) quantize(r, r + 1, 0, w.cols());
+            break;
+        case Granularity::Block:
+            if (q.block < 1) throw Error("fake_quantize: block size must be positive");
+            for (Index r = 0; r < w.rows(); ++r)
+                for (Index c = 0; c < w.cols(); c += q.block) quantize(r, r + 1, c, std::min(w.cols(), c + q.block));
+            break;
+    }
+}
+
+/// One experiment: how weights and activations are quantized, and what is protected.
+struct QuantExperiment {
+    WeightQuant weights;
+    QuantFormat activations = QuantFormat::Float;          // Float or Int8
+    Granularity act_granularity = Granularity::PerTensor;  // PerTensor or PerToken
+    bool keep_massive_dims = false, outlier_threshold = false, restore_super_weight = false, keep_first_token = false;
+    bool smooth_quant = false;
+    double smooth_alpha = 0.5, threshold = 6.0;
+
+    std::string granularity() const {
+        auto g = [&](Granularity x, Index b) {
+            switch (x) {
+                case Granularity::PerTensor: return std::string("per-tensor");
+                case Granularity::PerChannel: return std::string("per-channel");
+                case Granularity::Block: return "block-" + std::to_string(b);
+                case Granularity::PerToken: return std::string("per-token");
+            }
+            return std::string("?");
+        };
+        std::string s = weights.format == QuantFormat::Float ? "" : "W " + g(weights.granularity, weights.block);
+        if (activations != QuantFormat::Float) s += (s.empty() ? "" : ", ") + std::string("A ") + g(act_granularity, 0);
+        return s;
+    }
+    std::string protect() const {
+        std::string s;
+        auto add = [&](bool on, const char* what) {
+            if (on) s += (s.empty() ? "" : ", ") + std::string(what);
+        };
+        add(keep_massive_dims, "massive dims in float");
+        add(outlier_threshold, "|x| > 6 in float (LLM.int8)");
+        add(restore_super_weight, "super weight restored");
+        add(keep_first_token, "first token in float (PrefixQuant)");
+        add(smooth_quant, "SmoothQuant a=0.5");
+        return s.empty() ? "none" : s;
+    }
+};
+
+/// What a quantization study needs from the float model once: massive dims, super weights, and (for
+/// SmoothQuant) max |X_j| per linear input site and layer.
+struct QuantContext {
+    std::vector<Index> massive_dims;
+    std::vector<SuperWeight> super_weights;
+    std::map<std::string, std::vector<float>> act_absmax;  // linear-input site -> max |X_j| [width]
+    std::map<std::string, std::vector<float>> smooth;      // linear-input site -> SmoothQuant's s_j [width]
+};
+
+/// The linear-input sites of a block and the roles of the linears that read them.
+inline const std::vector<std::pair<std::string, std::vector<std::string>>>& linear_inputs() {
+    static const std::vector<std::pair<std::string, std::vector<std::string>>> v = {
+        {"ln1.hook_normalized", {"q", "k", "v"}}, {"attn.hook_z", {"o"}}, {"ln2.hook_normalized", {"gate", "up"}}, {"mlp.hook_post", {"down"}}};
+    return v;
+}
+
+/// Quantization studies need a sequential pre-norm block with separate projections (llama, mistral, qwen, gemma, ...).
+inline void check_quant_model(const ModelConfig& c) {
+    if (c.parallel || !c.pre_attn_norm || !c.pre_mlp_norm || c.moe() || !c.names.block.qkv.empty() || !c.names.block.gate_up.empty() ||
+        c.mlp != MlpKind::Gated)
+        throw Error("quant: this " + c.model_type +
+                    " model's blocks are not sequential pre-norm blocks with separate q, k, v and gated MLP projections, which the "
+                    "quantization study needs (llama, mistral, qwen2/3, gemma, olmo2, ...)");
+}
+
+/// max |x| per column of every linear-input site over the data (SmoothQuant's calibration).
+inline std::map<std::string, std::vector<float>> activation_absmax(const Transformer& m, const TokenBatch& ids, Index batch) {
+    std::map<std::string, std::vector<float>> out;
+    Hooks h;
+    for (const auto& [site, roles] : linear_inputs())
+        h.add_if_present("blocks.*." + site, [&out](Activation& a) {
+            const Index rows = a.shape[0] * a.shape[1], w = a.numel() / rows;  // hook_z: [N, T, H, hd] is [N*T, H*hd]
+            auto& mx = out[std::string(a.name)];
+            mx.resize(static_cast<std::size_t>(w), 0.0f);
+            for (Index r = 0; r < rows; ++r)
+                for (Index c = 0; c < w; ++c) mx[static_cast<std::size_t>(c)] = std::max(mx[static_cast<std::size_t>(c)], std::abs(a.data[r * w + c]));
+        });
+    RunOptions o;
+    o.logits = false;
+    Workspace ws;
+    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) m.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    return out;
+}
+
+/// SmoothQuant's factors from ctx.act_absmax: for input channel j of the linears reading a site,
+/// s_j = max|X_j|^alpha / max|W_:,j|^(1 - alpha) over those linears (1 where either is 0).
+inline void prepare_smoothing(const Transformer& m, QuantContext& ctx, double alpha) {
+    for (int l = 0; l < m.config().num_layers; ++l) {
+        const LayerWeights& L = m.weights().layers[static_cast<std::size_t>(l)];
+        const std::map<std::string, const WeightMatrix*> by_role = {{"q", &L.q}, {"k", &L.k}, {"v", &L.v}, {"o", &L.o}, {"gate", &L.gate}, {"up", &L.up}, {"down", &L.down}};
+        for (const auto& [site, roles] : linear_inputs()) {
+            const std::string name = "blocks." + std::to_string(l) + "." + site;
+            const auto it = ctx.act_absmax.find(name);
+            if (it == ctx.act_absmax.end()) throw Error("quant: SmoothQuant has no calibration for " + name);
+            const auto& x = it->second;
+            std::vector<float> wmax(x.size(), 0.0f);
+            std::vector<float> scratch;
+            for (const auto& role : roles) {
+                const WeightMatrix& W = *by_role.at(role);
+                const float* w = W.data(scratch);
+                for (Index r = 0; r < W.out(); ++r)
+                    for (Index c = 0; c < W.in(); ++c)
+                        wmax[static_cast<std::size_t>(c)] = std::max(wmax[static_cast<std::size_t>(c)], std::abs(W.stored_in_out() ? w[c * W.out() + r] : w[r * W.in() + c]));
+            }
+            auto& sc = ctx.smooth[name];
+            sc.assign(x.size(), 1.0f);
+            for (std::size_t j = 0; j < x.size(); ++j)
+                if (x[j] > 0.0f && wmax[j] > 0.0f) sc[j] = static_cast<float>(std::pow(x[j], alpha) / std::pow(wmax[j], 1.0 - alpha));
+        }
+    }
+}
+
+/// The model with the experiment's weights (quantized, smoothed, protected).
+inline Transformer quantized_model(const Transformer& m, const QuantExperiment& e, const QuantContext& ctx) {
+    const Index d = m.config().hidden_size;
+    std::vector<bool> massive(static_cast<std::size_t>(d), false);
+    if (e.keep_massive_dims)
+        for (Index k : ctx.massive_dims) massive[static_cast<std::size_t>(k)] = true;
+    return m.with_weights([&](const Transformer::LinearRef& ref, RowMatrixF& w) {
+        if (ref.role == "router") return false;
+        const std::string prefix = "blocks." + std::to_string(ref.layer) + ".";
+        if (e.smooth_quant)
+            for (const auto& [site, roles] : linear_inputs())
+                if (std::find(roles.begin(), roles.end(), ref.role) != roles.end()) {
+                    const auto it = ctx.smooth.find(prefix + site);
+                    if (it == ctx.smooth.end()) throw Error("quant: no SmoothQuant factors for " + prefix + site + " (prepare_smoothing)");
+                    w.array().rowwise() *= Eigen::Map<const Eigen::RowVectorXf>(it->second.data(), w.cols()).array();
+                }
+        const bool reads_resid = ref.role == "q" || ref.role == "k" || ref.role == "v" || ref.role == "gate" || ref.role == "up";
+        const bool writes_resid = ref.role == "o" || ref.role == "down";
+        const std::vector<bool> none;
+        const RowMatrixF before = w;
+        fake_quantize(w, e.weights, writes_resid && e.keep_massive_dims ? massive : none, reads_resid && e.keep_massive_dims ? massive : none);
+        if (e.restore_super_weight && ref.role == "down")
+            for (const auto& s : ctx.super_weights)
+                if (s.layer == ref.layer) w(s.row, s.col) = before(s.row, s.col);
+        return true;
+    });
+}
+
+/// Hooks that fake-quantize the linear inputs as the experiment says (none for weight-only experiments).
+inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, const QuantContext& ctx) {
+    Hooks h;
+    if (e.activations == QuantFormat::Float) return h;
+    const Index d = c.hidden_size;
+    std::vector<bool> massive(static_cast<std::size_t>(d), false);
+    for (Index k : ctx.massive_dims) massive[static_cast<std::size_t>(k)] = true;
+    for (const auto& [site, roles] : linear_inputs())
+        h.add_if_present("blocks.*." + site, [e, massive, d, &ctx](Activation& a) {
+            const Index N = a.shape[0], T = a.shape[1], w = a.numel() / (N * T);  // hook_z: [N, T, H, hd] is [N*T, H*hd]
+            const std::string name(a.name);
+            std::vector<bool> keep(static_cast<std::size_t>(w), false);
+            if (e.keep_massive_dims && w == d) keep = massive;
+            if (e.outlier_threshold)  // on the activation as the model computed it (before any smoothing)
+                for (Index i = 0; i < a.numel(); ++i)
+                    if (std::abs(a.data[i]) > e.threshold) keep[static_cast<std::size_t>(i % w)] = true;
+            RowMap<float> x(a.data, N * T, w);
+            if (e.smooth_quant) {
+                const auto it = ctx.smooth.find(name);
+                if (it == ctx.smooth.end()) throw Error("quant: no SmoothQuant factors for " + name + " (prepare_smoothing)");
+                x.array().rowwise() /= Eigen::Map<const Eigen::RowVectorXf>(it->second.data(), w).array();
+            }
+            auto skip_row = [&](Index r) { return e.keep_first_token && r % T == 0; };
+            auto quant_rows = [&](Index r0, Index r1, float scale) {
+                for (Index r = r0; r < r1; ++r)
+                    if (!skip_row(r))
+                        for (Index c = 0; c < w; ++c)
+                            if (!keep[static_cast<std::size_t>(c)]) x(r, c) = rtn(x(r, c), scale, 127);
+            };
+            auto absmax = [&](Index r0, Index r1) {
+                float m = 0.0f;
+                for (Index r = r0; r < r1; ++r)
+                    if (!skip_row(r))
+                        for (Index c = 0; c < w; ++c)
+                            if (!keep[static_cast<std::size_t>(c)]) m = std::max(m, std::abs(x(r, c)));
+                return m;
+            };
+            if (e.act_granularity == Granularity::PerToken)
+                for (Index r = 0; r < N * T; ++r) quant_rows(r, r + 1, absmax(r, r + 1));
+            else
+                quant_rows(0, N * T, absmax(0, N * T));
+        });
+    return h;
+}
+
+struct QuantRow {
+    QuantExperiment experiment;
+    double ppl = 0.0, kl_mean = 0.0;            // perplexity; mean over tokens of KL(float || quantized), nats
+    std::vector<double> max_abs_error_per_layer;  // max |h_quantized - h_float| of each block's output
+};
+
+struct QuantStudy {
+    double ppl_float = 0.0;
+    std::vector<QuantRow> rows;
+    QuantContext context;
+};
+
+/// The standard table: weight-only RTN int8 / int4 / NF4 at each granularity, W8A8 per tensor and per
+/// token, and each protection next to the experiment it protects.
+inline std::vector<QuantExperiment> default_experiments() {
+    std::vector<QuantExperiment> v;
+    auto w = [&](QuantFormat f, Granularity g, Index block = 64) {
+        QuantExperiment e;
+        e.weights = {f, g, block};
+        return e;
+    };
+    v.push_back(w(QuantFormat::Int8, Granularity::PerTensor));
+    v.push_back(w(QuantFormat::Int8, Granularity::PerChannel));
+    v.push_back(w(QuantFormat::Int4, Granularity::PerTensor));
+    v.push_back(v.back());
+    v.back().keep_massive_dims = true;
+    v.push_back(w(QuantFormat::Int4, Granularity::PerChannel));
+    v.push_back(v.back());
+    v.back().restore_super_weight = true;
+    v.push_back(v.back());
+    v.back().restore_super_weight = false;
+    v.back().keep_massive_dims = true;
+    for (Index b : {32, 64, 128}) v.push_back(w(QuantFormat::Int4, Granularity::Block, b));
+    v.push_back(w(QuantFormat::NF4, Granularity::Block, 64));
+    QuantExperiment a8 = w(QuantFormat::Int8, Granularity::PerChannel);
+    a8.activations = QuantFormat::Int8;
+    v.push_back(a8);
+    v.push_back(a8);
+    v.back().keep_massive_dims = true;
+    v.push_back(a8);
+    v.back().outlier_threshold = true;
+    v.push_back(a8);
+    v.back().keep_first_token = true;
+    v.push_back(a8);
+    v.back().smooth_quant = true;
+    v.push_back(a8);
+    v.back().act_granularity = Granularity::PerToken;
+    return v;
+}
+
+/// Run each experiment over `ids` (batch rows per forward) against the float model.
+inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const std::vector<QuantExperiment>& experiments,
+                              QuantContext ctx, Index batch = 8, const std::function<void(Index, Index)>& progress = {}) {
+    check_quant_model(m.config());
+    const Index N = ids.rows(), T = ids.cols(), V = m.config().vocab_size, L = m.config().num_layers;
+    if (T < 2) throw Error("quant: sequences need at least 2 tokens, got " + std::to_string(T));
+    if (std::any_of(experiments.begin(), experiments.end(), [](const QuantExperiment& e) { return e.smooth_quant; })) {
+        if (ctx.act_absmax.empty()) ctx.act_absmax = activation_absmax(m, ids, batch);
+        prepare_smoothing(m, ctx, experiments.front().smooth_alpha);
+    }
+    QuantStudy study;
+    double float_nll = 0.0;
+    Workspace wf, wq;
+    for (std::size_t k = 0; k < experiments.size(); ++k) {
+        const QuantExperiment& e = experiments[k];
+        const Transformer q = e.weights.format == QuantFormat::Float && !e.smooth_quant ? m : quantized_model(m, e, ctx);
+        QuantRow row;
+        row.experiment = e;
+        row.max_abs_error_per_layer.assign(static_cast<std::size_t>(L), 0.0);
+        double nll = 0.0, kl = 0.0;
+        std::vector<std::vector<float>> resid(static_cast<std::size_t>(L));
+        Hooks keep, compare = activation_hooks(m.config(), e, ctx);
+        keep.add("blocks.*.hook_resid_post", [&](Activation& a) { resid[static_cast<std::size_t>(a.layer)].assign(a.data, a.data + a.numel()); });
+        compare.add("blocks.*.hook_resid_post", [&](Activation& a) {
+            const auto& f = resid[static_cast<std::size_t>(a.layer)];
+            double& mx = row.max_abs_error_per_layer[static_cast<std::size_t>(a.layer)];
+            for (Index i = 0; i < a.numel(); ++i) mx = std::max(mx, static_cast<double>(std::abs(a.data[i] - f[static_cast<std::size_t>(i)])));
+        });
+        std::vector<double> lf, lq;
+        for (Index b0 = 0; b0 < N; b0 += batch) {
+            const TokenBatch chunk = ids.middleRows(b0, std::min(batch, N - b0));
+            const RowMatrixF& flog = m.run(chunk, wf, keep);
+            const RowMatrixF& qlog = q.run(chunk, wq, compare);
+            for (Index r = 0; r < chunk.rows(); ++r)
+                for (Index t = 0; t + 1 < T; ++t) {
+                    const Index i = r * T + t;
+                    log_softmax(flog.row(i).data(), V, lf);
+                    log_softmax(qlog.row(i).data(), V, lq);
+                    const auto target = static_cast<std::size_t>(chunk(r, t + 1));
+                    nll -= lq[target];
+                    if (k == 0) float_nll -= lf[target];
+                    double div = 0.0;
+                    for (Index j = 0; j < V; ++j) div += std::exp(lf[static_cast<std::size_t>(j)]) * (lf[static_cast<std::size_t>(j)] - lq[static_cast<std::size_t>(j)]);
+                    kl += div;
+                }
+            if (progress) progress(static_cast<Index>(k) * N + b0 + chunk.rows(), static_cast<Index>(experiments.size()) * N);
+        }
+        const double targets = static_cast<double>(N * (T - 1));
+        row.ppl = std::exp(nll / targets);
+        row.kl_mean = kl / targets;
+        if (k == 0) study.ppl_float = std::exp(float_nll / targets);
+        study.rows.push_back(std::move(row));
+    }
+    study.context = std::move(ctx);
+    return study;
+}
+
+}  // namespace massact::analysis

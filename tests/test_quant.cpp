@@ -1,0 +1,180 @@
+// Fake quantization: the formulas against naive loops, a row of the study recomputed from a checkpoint
+// quantized in double precision, and the protections doing what they say.
+#include "common.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+using namespace massact;
+using namespace massact::analysis;
+
+namespace {
+
+TokenBatch val_windows(Index n, Index T) {
+    const auto tok = text::load_tokenizer(test::model("tiny-llama"));
+    std::ifstream f(std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt");
+    const std::string val((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    return text_windows(tok, val, T, n);
+}
+
+double naive_round(double x) { return x < 0 ? -std::floor(-x + 0.5) : std::floor(x + 0.5); }
+
+}  // namespace
+
+TEST_CASE("fake_quantize: RTN int4 per block and NF4 equal naive double loops; kept rows and columns stay and leave the scale") {
+    std::mt19937 g(3);
+    const RowMatrixF w0 = test::random_matrix(6, 96, g);
+    RowMatrixF w = w0;
+    fake_quantize(w, {QuantFormat::Int4, Granularity::Block, 32});
+    for (Index r = 0; r < 6; ++r)
+        for (Index b = 0; b < 96; b += 32) {
+            double mx = 0;
+            for (Index c = b; c < b + 32; ++c) mx = std::max(mx, std::abs(double(w0(r, c))));
+            for (Index c = b; c < b + 32; ++c) {
+                const double want = mx / 7 * std::clamp(naive_round(w0(r, c) * 7 / mx), -7.0, 7.0);
+                CHECK(w(r, c) == doctest::Approx(want).epsilon(1e-5));
+            }
+        }
+    w = w0;
+    fake_quantize(w, {QuantFormat::NF4, Granularity::PerChannel, 0});
+    const auto& lv = nf4_levels();
+    for (Index r = 0; r < 6; ++r) {
+        const double s = w0.row(r).cwiseAbs().maxCoeff();
+        for (Index c = 0; c < 96; ++c) {
+            double best = 1e9, want = 0;
+            for (float l : lv)
+                if (std::abs(w0(r, c) / s - l) < best) best = std::abs(w0(r, c) / s - l), want = s * l;
+            CHECK(w(r, c) == doctest::Approx(want).epsilon(1e-5));
+        }
+    }
+    // Per tensor with column 5 kept: column 5 unchanged, and a huge value there does not set the scale.
+    w = w0;
+    w(2, 5) = 1000.0f;
+    std::vector<bool> keep(96, false);
+    keep[5] = true;
+    RowMatrixF kept = w;
+    fake_quantize(kept, {QuantFormat::Int8, Granularity::PerTensor, 0}, {}, keep);
+    CHECK(kept(2, 5) == 1000.0f);
+    CHECK(kept.col(5) == w.col(5));
+    double mx = 0;
+    for (Index r = 0; r < 6; ++r)
+        for (Index c = 0; c < 96; ++c)
+            if (c != 5) mx = std::max(mx, std::abs(double(w(r, c))));
+    CHECK(std::abs(kept(0, 0) - w(0, 0)) <= mx / 127 / 2 * 1.0001);
+}
+
+TEST_CASE("the int8 per-channel row of the study equals a checkpoint quantized by a naive double-precision loop") {
+    const Transformer m(test::model("tiny-llama"));
+    const TokenBatch ids = val_windows(4, 128);
+    QuantExperiment e;
+    e.weights = {QuantFormat::Int8, Granularity::PerChannel, 0};
+    const auto study = quant_study(m, ids, {e}, {}, 4);
+    REQUIRE(study.rows.size() == 1);
+    // The same model written out: every block linear rounded per output row in double, stored as F32.
+    const std::string dir = test::temp_dir("int8");
+    const io::Checkpoint& ck = m.checkpoint();
+    io::SafetensorsWriter out;
+    std::vector<std::vector<float>> keep_alive;
+    for (const auto& name : ck.names()) {
+        const auto& t = ck.tensor(name);
+        std::vector<double> v = t.to_double();
+        const bool linear = t.shape.size() == 2 && name.find("model.layers.") == 0;
+        if (linear) {
+            const Index rows = t.shape[0], cols = t.shape[1];
+            for (Index r = 0; r < rows; ++r) {
+                double mx = 0;
+                for (Index c = 0; c < cols; ++c) mx = std::max(mx, std::abs(v[static_cast<std::size_t>(r * cols + c)]));
+                for (Index c = 0; c < cols; ++c) {
+                    double& x = v[static_cast<std::size_t>(r * cols + c)];
+                    x = mx == 0 ? 0 : mx / 127 * std::clamp(naive_round(x * 127 / mx), -127.0, 127.0);
+                }
+            }
+        }
+        keep_alive.emplace_back(v.begin(), v.end());
+        out.add_f32(name, t.shape, keep_alive.back().data());
+    }
+    out.write(dir + "/model.safetensors");
+    std::filesystem::copy_file(test::model("tiny-llama") + "/config.json", dir + "/config.json");
+    const Transformer q(dir);
+    const auto r = perplexity(q, ids, {}, {}, 4);
+    CHECK(study.rows[0].ppl == doctest::Approx(r.ppl).epsilon(2e-5));
+    CHECK(study.rows[0].ppl != doctest::Approx(study.ppl_float).epsilon(1e-7));  // it did quantize
+    CHECK(study.ppl_float == doctest::Approx(perplexity(m, ids, {}, {}, 4).ppl).epsilon(1e-9));
+    CHECK(study.rows[0].kl_mean > 0);
+}
+
+TEST_CASE("protections: massive dims and the super weight stay float; first-token and per-token activation rules") {
+    const Transformer m(test::model("tiny-llama"));
+    QuantContext ctx;
+    ctx.massive_dims = {215};
+    ctx.super_weights = find_super_weights(m, val_windows(1, 64));
+    REQUIRE(!ctx.super_weights.empty());
+    const SuperWeight sw = ctx.super_weights[0];
+    QuantExperiment e;
+    e.weights = {QuantFormat::Int4, Granularity::PerTensor, 0};
+    e.keep_massive_dims = true;
+    e.restore_super_weight = true;
+    const Transformer q = quantized_model(m, e, ctx);
+    const LayerWeights &a = m.weights().layers[2], &b = q.weights().layers[2];
+    for (Index r = 0; r < a.q.out(); r += 17) CHECK(b.q.at(r, 215) == a.q.at(r, 215));    // reads dim 215
+    for (Index c = 0; c < a.down.in(); c += 13) CHECK(b.down.at(215, c) == a.down.at(215, c));  // writes dim 215
+    CHECK(b.q.at(3, 7) != a.q.at(3, 7));
+    CHECK(b.down.at(sw.row, sw.col) == a.down.at(sw.row, sw.col));
+    // W8A8 per token with the first token kept: on a fixed activation, what the hook leaves.
+    QuantExperiment act;
+    act.weights.format = QuantFormat::Float;
+    act.activations = QuantFormat::Int8;
+    act.act_granularity = Granularity::PerToken;
+    act.keep_first_token = true;
+    const Hooks h = activation_hooks(m.config(), act, ctx);
+    std::vector<float> x(2 * 3 * 256);
+    std::mt19937 g(5);
+    std::normal_distribution<float> n(0, 1);
+    for (auto& v : x) v = n(g);
+    x[1 * 256 + 9] = 80.0f;  // an outlier in token 1 of sequence 0
+    std::vector<float> y = x;
+    TokenBatch ids(2, 3);
+    ids.setZero();
+    Activation act0{"blocks.0.ln1.hook_normalized", 0, y.data(), {2, 3, 256}, &ids};
+    for (const HookFn* fn : h.matching("blocks.0.ln1.hook_normalized")) (*fn)(act0);
+    for (Index row = 0; row < 6; ++row) {
+        double mx = 0;
+        for (Index c = 0; c < 256; ++c) mx = std::max(mx, std::abs(double(x[static_cast<std::size_t>(row * 256 + c)])));
+        for (Index c = 0; c < 256; ++c) {
+            const auto i = static_cast<std::size_t>(row * 256 + c);
+            const double want = row % 3 == 0 ? x[i] : mx / 127 * naive_round(x[i] * 127 / mx);
+            CHECK(y[i] == doctest::Approx(want).epsilon(1e-5).scale(1e-6));
+        }
+    }
+}
+
+TEST_CASE("quant study on tiny-llama: the outlier protections recover what per-tensor quantization loses") {
+    const Transformer m(test::model("tiny-llama"));
+    const TokenBatch ids = val_windows(4, 256);
+    QuantContext ctx;
+    ctx.massive_dims = {215, 243, 177, 86, 170};
+    const auto exps = default_experiments();
+    REQUIRE(exps.size() >= 8);
+    const auto s = quant_study(m, ids, exps, ctx, 4);
+    auto ppl = [&](auto pred) {
+        for (const auto& r : s.rows)
+            if (pred(r.experiment)) return r.ppl;
+        FAIL("no such row");
+        return 0.0;
+    };
+    const double int4_tensor = ppl([](const QuantExperiment& e) { return e.weights.format == QuantFormat::Int4 && e.weights.granularity == Granularity::PerTensor && !e.keep_massive_dims; });
+    const double int4_kept = ppl([](const QuantExperiment& e) { return e.weights.format == QuantFormat::Int4 && e.weights.granularity == Granularity::PerTensor && e.keep_massive_dims; });
+    const double a8 = ppl([](const QuantExperiment& e) { return e.activations == QuantFormat::Int8 && e.act_granularity == Granularity::PerTensor && e.protect() == "none"; });
+    const double a8_int8 = ppl([](const QuantExperiment& e) { return e.activations == QuantFormat::Int8 && e.outlier_threshold; });
+    const double a8_first = ppl([](const QuantExperiment& e) { return e.activations == QuantFormat::Int8 && e.keep_first_token; });
+    const double a8_smooth = ppl([](const QuantExperiment& e) { return e.activations == QuantFormat::Int8 && e.smooth_quant; });
+    CHECK(int4_kept < int4_tensor);
+    CHECK(a8_int8 < a8);
+    CHECK(a8_first < a8);
+    CHECK(a8_smooth < a8);
+    for (const auto& r : s.rows) {
+        CHECK(r.ppl >= s.ppl_float * 0.98);
+        CHECK(r.max_abs_error_per_layer.size() == 8);
+    }
+    test::expect_error([&] { quant_study(Transformer(test::data("families/gpt_neox")), TokenBatch::Zero(1, 4), exps, {}); }, {"quant:", "sequential pre-norm"});
+}
