@@ -77,6 +77,10 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
     c["num_attention_heads"] = f.get_int(key("attention.head_count"));
     c["num_key_value_heads"] = f.has(key("attention.head_count_kv")) ? f.get_int(key("attention.head_count_kv")) : c["num_attention_heads"].get<std::int64_t>();
     if (f.has(key("attention.key_length"))) c["head_dim"] = f.get_int(key("attention.key_length"));
+    const std::int64_t H = c["num_attention_heads"], KV = c["num_key_value_heads"];
+    if (H < 1 || KV < 1 || H > (1 << 16) || KV > H)
+        throw Error(path + ": metadata \"" + key("attention.head_count") + "\" / \"" + key("attention.head_count_kv") + "\": " +
+                    std::to_string(H) + " / " + std::to_string(KV) + " heads (expected 1 <= KV <= H)");
     c["max_position_embeddings"] = f.has(key("context_length")) ? f.get_int(key("context_length")) : 2048;
     c["rms_norm_eps"] = f.get_float(key("attention.layer_norm_rms_epsilon"));
     c["rope_theta"] = f.has(key("rope.freq_base")) ? f.get_float(key("rope.freq_base")) : 10000.0;
@@ -95,10 +99,6 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
                                                                                                 : c["hidden_size"].get<std::int64_t>() / c["num_attention_heads"].get<std::int64_t>())))
         throw Error(path + ": partial rotary (" + key("rope.dimension_count") + ") is not supported for " + arch);
 
-    const std::int64_t H = c["num_attention_heads"], KV = c["num_key_value_heads"];
-    if (H < 1 || KV < 1 || H > (1 << 16) || KV > H)
-        throw Error(path + ": metadata \"" + key("attention.head_count") + "\" / \"" + key("attention.head_count_kv") + "\": " +
-                    std::to_string(H) + " / " + std::to_string(KV) + " heads (expected 1 <= KV <= H)");
     for (const io::GgufTensor& t : f.tensors()) {
         std::string hf;
         if (t.name == "token_embd.weight") hf = "model.embed_tokens.weight";

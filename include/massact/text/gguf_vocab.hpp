@@ -76,7 +76,11 @@ inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
         return id;
     };
     const std::int64_t bos = token_id("tokenizer.ggml.bos_token_id"), eos = token_id("tokenizer.ggml.eos_token_id");
-    auto flag = [&](const char* key, bool dflt) { return f.has(key) ? f.at(key).get<bool>() : dflt; };
+    auto flag = [&](const char* key, bool dflt) {
+        if (!f.has(key)) return dflt;
+        if (!f.at(key).is_boolean()) throw Error(f.path() + ": metadata \"" + key + "\": expected true or false");
+        return f.at(key).get<bool>();
+    };
     std::vector<std::pair<std::string, std::int64_t>> before, after;
     if (flag("tokenizer.ggml.add_bos_token", model == "llama") && bos >= 0) before.emplace_back(tokens[static_cast<std::size_t>(bos)], bos);
     if (flag("tokenizer.ggml.add_eos_token", false) && eos >= 0) after.emplace_back(tokens[static_cast<std::size_t>(eos)], eos);
@@ -111,6 +115,8 @@ inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
         if (scores.size() != n) throw Error(f.path() + ": metadata \"tokenizer.ggml.scores\" has " + std::to_string(scores.size()) + " entries for " + std::to_string(n) + " tokens");
         // transformers' SentencePieceExtractor: for each token (in id order) its splits into two tokens,
         // ordered by the ids of the parts; then all of them stably by the merged token's score, highest first.
+        for (std::size_t i = 0; i < n; ++i)
+            if (!scores[i].is_number()) throw Error(f.path() + ": metadata \"tokenizer.ggml.scores\"[" + std::to_string(i) + "] is not a number");
         std::unordered_map<std::string, std::size_t> id;
         for (std::size_t i = 0; i < n; ++i) id.emplace(tokens[i].get<std::string>(), i);
         struct Merge { double score; std::size_t l, r; };
