@@ -437,7 +437,7 @@ TEST_CASE("a checkpoint with an Inf weight: eval, scan and run name the first no
     CHECK(run("eval " + src + ids).status == 0);  // the clean checkpoint passes the check
 }
 
-TEST_CASE("240 mutated config.json, tokenizer.json and safetensors files: every run exits 0 or 1 with a message") {
+TEST_CASE("320 mutated config.json, tokenizer.json, safetensors and GGUF files: every run exits 0 or 1 with a message") {
     // Mutations: flipped bytes, truncation, a duplicated span, a huge or negative number spliced in.
     std::mt19937 g(2026);
     auto mutate = [&](std::string s) {
@@ -464,14 +464,19 @@ TEST_CASE("240 mutated config.json, tokenizer.json and safetensors files: every 
     const std::string src = test::data("families/gemma");
     const std::string config = slurp(src + "/config.json"), weights = slurp(src + "/model.safetensors");
     const std::string tokenizer = slurp(test::model("tiny-llama") + "/tokenizer.json");
+    const std::string gguf = slurp(std::string(MASSACT_SOURCE_DIR) + "/fuzz/corpus/fuzz_gguf/model_mixed.gguf");  // a 1-layer llama, Q4_0 / Q5_1
+    REQUIRE(gguf.size() > 1000);
     int exits0 = 0, exits1 = 0;
-    for (int i = 0; i < 240; ++i) {
+    for (int i = 0; i < 320; ++i) {
         const std::string dir = test::temp_dir("mut");
-        const int which = i % 3;  // 0: config, 1: weights, 2: tokenizer
+        const int which = i % 4;  // 0: config, 1: weights, 2: tokenizer, 3: a GGUF file
         std::ofstream(dir + "/config.json", std::ios::binary) << (which == 0 ? mutate(config) : config);
         std::ofstream(dir + "/model.safetensors", std::ios::binary) << (which == 1 ? mutate(weights) : weights);
         std::ofstream(dir + "/tokenizer.json", std::ios::binary) << (which == 2 ? mutate(tokenizer) : tokenizer);
-        const std::string cmd = which == 2 ? "tokenize " + dir + " 'Summer is warm. Winter is cold.'" : "eval " + dir + " --ids 1,2,3,4";
+        std::ofstream(dir + "/m.gguf", std::ios::binary) << mutate(gguf);
+        const std::string cmd = which == 2   ? "tokenize " + dir + " 'Summer is warm. Winter is cold.'"
+                                : which == 3 ? (i % 8 == 3 ? "tokenize " + dir + "/m.gguf 'ab a'" : "eval " + dir + "/m.gguf --ids 1,2,3,4")
+                                             : "eval " + dir + " --ids 1,2,3,4";
         const auto r = run(cmd, 60);
         CAPTURE(i);
         CAPTURE(r.out);
@@ -481,7 +486,7 @@ TEST_CASE("240 mutated config.json, tokenizer.json and safetensors files: every 
         std::system(("rm -rf " + dir).c_str());
     }
     MESSAGE("mutated inputs: " << exits0 << " accepted, " << exits1 << " refused with a message");
-    CHECK(exits1 > 100);  // most mutations are caught
+    CHECK(exits1 > 130);  // most mutations are caught
 }
 
 TEST_CASE("massact stream: the JSON a policy gives, --compare's five runs and figure, and bad settings") {
