@@ -609,6 +609,19 @@ TEST_CASE("every command takes MODEL.gguf where it takes a model directory") {
     for (const auto& m : scan["massive_activations"]) found |= m["dim"] == 215 && m["first_layer"] == 2;
     CHECK(found);
     check_says(run("info " + dir + "/missing.gguf"), {"missing.gguf", "cannot open"});
+    // massact eval on llama.cpp's files: the float64 references within 0.05%.
+    const auto ref = io::read_json_file(test::data("gguf/reference.json"));
+    for (const char* name : {"tiny-llama-Q8_0.gguf", "tiny-llama-Q4_K_M.gguf"}) {
+        const auto r = run("eval " + test::data(std::string("gguf/") + name) + " --ids-file " + test::data("tiny-llama.ref.safetensors") +
+                           ":ppl.input_ids --json " + dir + "/e.json");
+        INFO(name << "\n" << r.out);
+        REQUIRE(r.status == 0);
+        const auto e = io::read_json_file(dir + "/e.json");
+        CHECK(std::abs(e["ppl"].get<double>() / ref[name]["ppl"].get<double>() - 1) < 5e-4);
+        REQUIRE(e["seq_nll"].size() == ref[name]["seq_nll"].size());
+        for (std::size_t i = 0; i < e["seq_nll"].size(); ++i)
+            CHECK(std::abs(e["seq_nll"][i].get<double>() / ref[name]["seq_nll"][i].get<double>() - 1) < 5e-4);
+    }
 }
 
 TEST_CASE("massact quant: one row per experiment with the JSON fields, a figure, and models it cannot study") {
