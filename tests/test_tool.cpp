@@ -532,17 +532,17 @@ TEST_CASE("massact stream: the JSON a policy gives, --compare's five runs and fi
     for (std::size_t i = 0; i < 299; ++i) CHECK(c["runs"][3]["nll"][i] == j["nll"][i]);
     CHECK(io::file_exists(dir + "/c.png"));
 
-    for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
+    for (const auto& bad : std::vector<std::pair<std::string, std::string>>{
              {ids + " --policy nope", "expected dense, cache or recompute"},
              {ids + " --policy recompute --sinks 4", "recompute policy keeps no sink tokens"},
              {ids + " --policy cache --window 0", "--window: must be at least 1"},
              {ids + " --tokens 1", "--tokens: 1: expected at least 2"},
              {"", "give one of --data and --ids-file"},
              {ids + " --data x.txt", "give one of --data and --ids-file"}}) {
-        const auto e = run("stream" + args + " --json " + dir + "/bad.json");
-        INFO(args << "\n" << e.out);
+        const auto e = run("stream" + bad.first + " --json " + dir + "/bad.json");
+        INFO(bad.first << "\n" << e.out);
         CHECK(e.status == 1);
-        CHECK(e.out.find(says) != std::string::npos);
+        CHECK(e.out.find(bad.second) != std::string::npos);
         CHECK(!io::file_exists(dir + "/bad.json"));
     }
 }
