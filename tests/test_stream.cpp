@@ -147,6 +147,9 @@ TEST_CASE("a KV cache refuses what it cannot do, and a failed step leaves it as 
     TokenBatch bad(1, 1);
     bad << 99999;
     test::expect_error([&] { m.run(bad, cache, ws); }, {"token id 99999"});
+    RunOptions early;
+    early.last_layer = 1;
+    test::expect_error([&] { m.run(random_ids(1, 1, 100, 1), cache, ws, {}, early); }, {"last_layer", "KV cache"});
     CHECK(cache.size() == 2);
     CHECK(cache.seen() == 2);
     const Transformer gpt2(test::model("tiny-gpt2"));

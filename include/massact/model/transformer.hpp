@@ -295,6 +295,8 @@ public:
                         std::to_string(cache.num_layers()) + " layers and keys of width " + std::to_string(cache.kv_width()) +
                         ", not " + std::to_string(ids.rows()) + " sequences of this one");
         if (ids.rows() == 0 || ids.cols() == 0) throw Error("forward: empty token batch");
+        if (options.last_layer >= 0)
+            throw Error("forward: last_layer cannot be used with a KV cache (the later layers would miss the new tokens)");
         const Index past = cache.begin_step(ids.cols());
         try {
             validate(ids, cache.position(cache.size() - 1));
@@ -749,8 +751,10 @@ private:
             kernels::RopeTable t;
             t.cos.resize(grown, static_cast<Index>(m.inv_freq.size()));
             t.sin.resize(grown, t.cos.cols());
-            t.cos.topRows(have) = m.table.cos;
-            t.sin.topRows(have) = m.table.sin;
+            if (have > 0) {
+                t.cos.topRows(have) = m.table.cos;
+                t.sin.topRows(have) = m.table.sin;
+            }
             t.cos.bottomRows(grown - have) = more.cos;
             t.sin.bottomRows(grown - have) = more.sin;
             m.table = std::move(t);
