@@ -77,6 +77,19 @@ inline Figure figure_at(const std::string& path) {
     return {slash == std::string::npos ? "." : path.substr(0, slash), name};
 }
 
+/// A command's --figure PATH: draw(figure) with gnuplot, print where it went (or that gnuplot is missing);
+/// a gnuplot failure is an error naming the path.
+template <typename Draw>
+void write_figure(const std::string& path, Draw&& draw) {
+    const Figure f = figure_at(path);
+    if (!gnuplot_available())
+        std::printf("figure skipped: gnuplot not found (sudo apt-get install gnuplot-nox)\n");
+    else if (draw(f))
+        std::printf("wrote %s\n", f.png().c_str());
+    else
+        throw massact::Error("--figure: gnuplot failed to write " + path);
+}
+
 /// x-tic labels "(\"label\" i, ...)" for token positions.
 inline std::string token_tics(const std::vector<std::string>& labels) {
     std::string s = "(";

@@ -92,13 +92,7 @@ inline int run_quant(QuantArgs& a) {
                     massact::analysis::format_name(r.experiment.activations), r.experiment.granularity().c_str(), r.experiment.protect().c_str(),
                     r.ppl, r.kl_mean, *std::max_element(r.max_abs_error_per_layer.begin(), r.max_abs_error_per_layer.end()));
     if (!a.figure.empty()) {
-        const auto f = massact_plot::figure_at(a.figure);
-        if (!massact_plot::gnuplot_available())
-            std::printf("figure skipped: gnuplot not found (sudo apt-get install gnuplot-nox)\n");
-        else if (quant_figure(f, s, m.config().model_type))
-            std::printf("wrote %s\n", f.png().c_str());
-        else
-            throw Error("--figure: gnuplot failed to write " + a.figure);
+        massact_plot::write_figure(a.figure, [&](const massact_plot::Figure& f) { return quant_figure(f, s, m.config().model_type); });
     }
     if (!a.json.empty()) massact::io::write_text_file_atomic(a.json, quant_json(s).dump(1) + "\n");
     return 0;

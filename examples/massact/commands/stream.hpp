@@ -125,13 +125,9 @@ inline int run_stream(StreamArgs& a) {
     if (!a.figure.empty()) {
         std::vector<massact_plot::StreamCurve> curves;
         for (const auto& r : results) curves.push_back({run_label(r.options), r.nll, r.sink_attention});
-        const auto f = massact_plot::figure_at(a.figure);
-        if (!massact_plot::gnuplot_available())
-            std::printf("figure skipped: gnuplot not found (sudo apt-get install gnuplot-nox)\n");
-        else if (massact_plot::stream_curves(f, curves, std::max<Index>(16, static_cast<Index>(n) / 48), "streaming: " + m.config().model_type))
-            std::printf("wrote %s\n", f.png().c_str());
-        else
-            throw Error("--figure: gnuplot failed to write " + a.figure);
+        massact_plot::write_figure(a.figure, [&](const massact_plot::Figure& f) {
+            return massact_plot::stream_curves(f, curves, std::max<Index>(16, static_cast<Index>(n) / 48), "streaming: " + m.config().model_type);
+        });
     }
     if (!a.json.empty()) {
         nlohmann::json j;

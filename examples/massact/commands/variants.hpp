@@ -56,13 +56,7 @@ inline int run_compare(CompareArgs& a) {
                     l["attention_on_bias_slot_b"].get<double>());
     std::printf("\nA: %s\nB: %s\n", p.a.detector_note.c_str(), p.b.detector_note.c_str());
     if (!a.figure.empty()) {
-        const massact_plot::Figure f = massact_plot::figure_at(a.figure);
-        if (!massact_plot::gnuplot_available())
-            std::printf("figure skipped: gnuplot not found (sudo apt-get install gnuplot-nox)\n");
-        else if (massact_plot::model_pair(f, p, na, nb))
-            std::printf("wrote %s\n", f.png().c_str());
-        else
-            throw Error("--figure: gnuplot failed to write " + a.figure);
+        massact_plot::write_figure(a.figure, [&](const massact_plot::Figure& f) { return massact_plot::model_pair(f, p, na, nb); });
     }
     if (!a.json.empty()) massact::io::write_text_file_atomic(a.json, j.dump(1) + "\n");
     return 0;

@@ -347,17 +347,15 @@ struct CompareOptions {
 inline Comparison compare(const Transformer& model, const TokenBatch& ids, const Hooks& intervention,
                           const CompareOptions& opt = {}) {
     const ModelConfig& c = model.config();
-    const Index T = ids.cols(), V = c.vocab_size;
+    const Index T = ids.cols();
     if (T < 2) throw Error("compare: sequences need at least 2 tokens");
     Comparison r;
     r.tokens = opt.tokens;
     detail::AttentionProbe po, pi;
     po.init(c, opt.tokens);
     pi.init(c, opt.tokens);
-    double nll_o = 0, nll_i = 0, kl_sum = 0;
-    r.kl_per_position.assign(static_cast<std::size_t>(T - 1), 0.0);
+    PairLoss loss;
     Workspace wo, wi;
-    std::vector<double> lo, li;
     for (Index b0 = 0; b0 < ids.rows(); b0 += opt.batch) {
         const Index nb = std::min(opt.batch, ids.rows() - b0);
         const TokenBatch chunk = ids.middleRows(b0, nb);
@@ -373,26 +371,14 @@ inline Comparison compare(const Transformer& model, const TokenBatch& ids, const
         run.logits = run_i.logits = true;
         const RowMatrixF& a = model.run(chunk, wo, ho, run);
         const RowMatrixF& b = model.run(chunk, wi, hi, run_i);
-        for (Index s = 0; s < nb; ++s)
-            for (Index t = 0; t + 1 < T; ++t) {
-                const Index row = s * T + t;
-                log_softmax(a.row(row).data(), V, lo);
-                log_softmax(b.row(row).data(), V, li);
-                const auto target = static_cast<std::size_t>(chunk(s, t + 1));
-                nll_o -= lo[target];
-                nll_i -= li[target];
-                double kl = 0;
-                for (Index j = 0; j < V; ++j) kl += std::exp(lo[static_cast<std::size_t>(j)]) * (lo[static_cast<std::size_t>(j)] - li[static_cast<std::size_t>(j)]);
-                kl = std::max(0.0, kl);
-                r.kl_per_position[static_cast<std::size_t>(t)] += kl;
-                kl_sum += kl;
-            }
+        loss.add(a, b, chunk);
         if (opt.progress) opt.progress(b0 + nb, ids.rows());
     }
     const double targets = double(ids.rows() * (T - 1));
-    r.ppl_original = std::exp(nll_o / targets);
-    r.ppl_intervened = std::exp(nll_i / targets);
-    r.kl_mean = kl_sum / targets;
+    r.ppl_original = std::exp(loss.nll_a / targets);
+    r.ppl_intervened = std::exp(loss.nll_b / targets);
+    r.kl_mean = loss.kl / targets;
+    r.kl_per_position = loss.kl_per_position;
     for (auto& k : r.kl_per_position) k /= double(ids.rows());
     r.attn_original = po.attention();
     r.attn_intervened = pi.attention();

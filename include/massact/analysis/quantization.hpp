@@ -241,11 +241,12 @@ inline Transformer quantized_model(const Transformer& m, const QuantExperiment& 
         const bool reads_resid = ref.role == "q" || ref.role == "k" || ref.role == "v" || ref.role == "gate" || ref.role == "up";
         const bool writes_resid = ref.role == "o" || ref.role == "down";
         const std::vector<bool> none;
-        const RowMatrixF before = w;
-        fake_quantize(w, e.weights, writes_resid && e.keep_massive_dims ? massive : none, reads_resid && e.keep_massive_dims ? massive : none);
+        std::vector<std::pair<const SuperWeight*, float>> restore;  // the super weights' values before quantization
         if (e.restore_super_weight && ref.role == "down")
             for (const auto& s : ctx.super_weights)
-                if (s.layer == ref.layer) w(s.row, s.col) = before(s.row, s.col);
+                if (s.layer == ref.layer) restore.emplace_back(&s, w(s.row, s.col));
+        fake_quantize(w, e.weights, writes_resid && e.keep_massive_dims ? massive : none, reads_resid && e.keep_massive_dims ? massive : none);
+        for (const auto& [s, value] : restore) w(s->row, s->col) = value;
         return true;
     });
 }
@@ -349,14 +350,16 @@ inline std::vector<QuantExperiment> default_experiments() {
 inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const std::vector<QuantExperiment>& experiments,
                               QuantContext ctx, Index batch = 8, const std::function<void(Index, Index)>& progress = {}) {
     check_quant_model(m.config());
-    const Index N = ids.rows(), T = ids.cols(), V = m.config().vocab_size, L = m.config().num_layers;
+    const Index N = ids.rows(), T = ids.cols(), L = m.config().num_layers;
     if (T < 2) throw Error("quant: sequences need at least 2 tokens, got " + std::to_string(T));
-    if (std::any_of(experiments.begin(), experiments.end(), [](const QuantExperiment& e) { return e.smooth_quant; })) {
+    const auto smooth = std::find_if(experiments.begin(), experiments.end(), [](const QuantExperiment& e) { return e.smooth_quant; });
+    if (smooth != experiments.end()) {
+        if (std::any_of(smooth, experiments.end(), [&](const QuantExperiment& e) { return e.smooth_quant && e.smooth_alpha != smooth->smooth_alpha; }))
+            throw Error("quant: the SmoothQuant experiments of one study share one alpha");
         if (ctx.act_absmax.empty()) ctx.act_absmax = activation_absmax(m, ids, batch);
-        prepare_smoothing(m, ctx, experiments.front().smooth_alpha);
+        prepare_smoothing(m, ctx, smooth->smooth_alpha);
     }
     QuantStudy study;
-    double float_nll = 0.0;
     Workspace wf, wq;
     for (std::size_t k = 0; k < experiments.size(); ++k) {
         const QuantExperiment& e = experiments[k];
@@ -364,7 +367,7 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
         QuantRow row;
         row.experiment = e;
         row.max_abs_error_per_layer.assign(static_cast<std::size_t>(L), 0.0);
-        double nll = 0.0, kl = 0.0;
+        PairLoss loss;
         std::vector<std::vector<float>> resid(static_cast<std::size_t>(L));
         Hooks keep, compare = activation_hooks(m.config(), e, ctx);
         keep.add("blocks.*.hook_resid_post", [&](Activation& a) { resid[static_cast<std::size_t>(a.layer)].assign(a.data, a.data + a.numel()); });
@@ -373,29 +376,18 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
             double& mx = row.max_abs_error_per_layer[static_cast<std::size_t>(a.layer)];
             for (Index i = 0; i < a.numel(); ++i) mx = std::max(mx, static_cast<double>(std::abs(a.data[i] - f[static_cast<std::size_t>(i)])));
         });
-        std::vector<double> lf, lq;
         for (Index b0 = 0; b0 < N; b0 += batch) {
+            // The float forward again for every experiment: keeping its logits and hidden states for the
+            // whole data instead would cost N*T*(V + L*d) floats.
             const TokenBatch chunk = ids.middleRows(b0, std::min(batch, N - b0));
             const RowMatrixF& flog = m.run(chunk, wf, keep);
-            const RowMatrixF& qlog = q.run(chunk, wq, compare);
-            for (Index r = 0; r < chunk.rows(); ++r)
-                for (Index t = 0; t + 1 < T; ++t) {
-                    const Index i = r * T + t;
-                    log_softmax(flog.row(i).data(), V, lf);
-                    log_softmax(qlog.row(i).data(), V, lq);
-                    const auto target = static_cast<std::size_t>(chunk(r, t + 1));
-                    nll -= lq[target];
-                    if (k == 0) float_nll -= lf[target];
-                    double div = 0.0;
-                    for (Index j = 0; j < V; ++j) div += std::exp(lf[static_cast<std::size_t>(j)]) * (lf[static_cast<std::size_t>(j)] - lq[static_cast<std::size_t>(j)]);
-                    kl += div;
-                }
+            loss.add(flog, q.run(chunk, wq, compare), chunk);
             if (progress) progress(static_cast<Index>(k) * N + b0 + chunk.rows(), static_cast<Index>(experiments.size()) * N);
         }
         const double targets = static_cast<double>(N * (T - 1));
-        row.ppl = std::exp(nll / targets);
-        row.kl_mean = kl / targets;
-        if (k == 0) study.ppl_float = std::exp(float_nll / targets);
+        row.ppl = std::exp(loss.nll_b / targets);
+        row.kl_mean = loss.kl / targets;
+        if (k == 0) study.ppl_float = std::exp(loss.nll_a / targets);
         study.rows.push_back(std::move(row));
     }
     study.context = std::move(ctx);
