@@ -125,7 +125,7 @@ TEST_CASE("hook_q is the projection before RoPE, hook_rot_q after; a pattern mat
     REQUIRE(q.shape == std::vector<Index>{1, 6, 8, 32});
     // hook_q = ln1 W_q^T exactly (no rotation), and rotating it gives hook_rot_q.
     const auto& n = cache.at("blocks.1.ln1.hook_normalized");
-    std::vector<float> scratch;
+    LinearScratch scratch;
     RowMatrixF proj(6, 256);
     m.weights().layers[1].q.apply(ConstRowMap<float>(n.data.data(), 6, 256), proj, scratch);
     CHECK(test::max_abs_diff(proj, ConstRowMap<float>(q.data.data(), 6, 256)) < 1e-5);
@@ -210,7 +210,7 @@ TEST_CASE("MoE: routing weights are softmax top-k renormalised, and editing them
                                        {}, reroute);
     const auto& n = routed.at("blocks.0.ln2.hook_normalized").data;
     const auto& X = m.weights().layers[0].experts[3];
-    std::vector<float> scratch;
+    LinearScratch scratch;
     RowMatrixF g(4, 128), u(4, 128), out(4, 64);
     const ConstRowMap<float> nm(n.data(), 4, 64);
     X.gate.apply(nm, g, scratch);

@@ -304,3 +304,57 @@ TEST_CASE("rank-3 TensorMap entry points give the same attention as the matrix f
     for (std::size_t i = 0; i < pattern.size(); ++i) pe = std::max(pe, std::abs(pattern[i] - ref.pattern[i]));
     CHECK(pe < 1e-6);
 }
+
+#if defined(MASSACT_HAS_XSIMD)
+TEST_CASE("gemm_bt: register-blocked C = A B^T matches a double loop, f32 and bf16, every edge") {
+    const std::string path = kernels::native_bf16_dot() ? "AVX512-BF16 dot products" : "rounded operands, float32 FMA";
+    MESSAGE("bf16 products: " << path);
+    // Shapes cross every blocking edge: M around the register tiles (12 and 8 rows) and the few-row path, N
+    // around the 32-column tile and the 128-column thread block, K around the 256 slice and odd.
+    const std::vector<std::array<Index, 3>> shapes = {{1, 5, 3},     {3, 70, 300},   {7, 33, 17},   {8, 32, 256},
+                                                      {9, 129, 257}, {37, 300, 131}, {64, 256, 512}, {13, 1, 1}};
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (const auto& s : shapes) {
+        const Index M = s[0], N = s[1], K = s[2];
+        CAPTURE(M);
+        CAPTURE(N);
+        CAPTURE(K);
+        // A inside a wider buffer (row stride lda > K), C likewise: strided operands as in the forward.
+        const Index lda = K + 3, ldc = N + 5;
+        std::vector<float> A(static_cast<std::size_t>(M * lda)), B(static_cast<std::size_t>(N * K));
+        for (auto& a : A) a = u(rng);
+        for (auto& b : B) b = u(rng);
+        auto fill = [&](Index n0, Index rows, Index k0, Index cols, float* dst) {
+            for (Index i = 0; i < rows; ++i)
+                for (Index j = 0; j < cols; ++j) dst[i * cols + j] = B[static_cast<std::size_t>((n0 + i) * K + k0 + j)];
+        };
+        kernels::GemmScratch scratch;
+        for (const auto precision : {kernels::Precision::F32, kernels::Precision::BF16}) {
+            const bool bf = precision == kernels::Precision::BF16;
+            auto op = [&](float x) { return bf ? static_cast<double>(bf16_to_float(float_to_bf16(x))) : static_cast<double>(x); };
+            std::vector<float> C(static_cast<std::size_t>(M * ldc), 42.0f);
+            kernels::gemm_bt(A.data(), lda, M, N, K, fill, C.data(), ldc, precision, scratch);
+            double worst = 0, worst_unrounded = 0;
+            for (Index i = 0; i < M; ++i)
+                for (Index j = 0; j < N; ++j) {
+                    double ref = 0, mag = 0, exact = 0;
+                    for (Index k = 0; k < K; ++k) {
+                        const float a = A[static_cast<std::size_t>(i * lda + k)], b = B[static_cast<std::size_t>(j * K + k)];
+                        ref += op(a) * op(b);
+                        exact += double(a) * double(b);
+                        mag += std::fabs(double(a) * double(b));
+                    }
+                    const double c = C[static_cast<std::size_t>(i * ldc + j)];
+                    worst = std::max(worst, std::fabs(c - ref) / mag);
+                    worst_unrounded = std::max(worst_unrounded, std::fabs(c - exact) / mag);
+                }
+            // float32 sums of (possibly bf16-rounded) operands; bf16 rounding itself is 2^-8 relative per operand
+            CHECK(worst < 2e-6);
+            CHECK(worst_unrounded < (bf ? 1.0 / 128 : 2e-6));
+            // the padding of C (columns N..ldc) is untouched
+            for (Index i = 0; i < M; ++i)
+                for (Index j = N; j < ldc; ++j) REQUIRE(C[static_cast<std::size_t>(i * ldc + j)] == 42.0f);
+        }
+    }
+}
+#endif

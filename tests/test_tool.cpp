@@ -585,7 +585,7 @@ TEST_CASE("massact bench: prefill and decode tokens/s as JSON; bad settings") {
     CHECK(j["precision"] == "f32");
     CHECK(j["tokens"] == 32);
     check_says(run("bench -p 0 -n 0"), {"nothing to measure"});
-    check_says(run("bench --precision int3"), {"--precision", "only f32"});
+    check_says(run("bench --precision int3"), {"--precision", "\"int3\"", "f32", "bf16"});
     check_says(run("bench " + test::model("tiny-gpt2") + " -p 8 -n 8 -d 2000"), {"learned positions"});
 }
 

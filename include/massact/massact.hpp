@@ -28,6 +28,7 @@
 #include "massact/io/safetensors.hpp"
 #include "massact/kernels/activation.hpp"
 #include "massact/kernels/attention.hpp"
+#include "massact/kernels/gemm.hpp"
 #include "massact/kernels/norm.hpp"
 #include "massact/kernels/rope.hpp"
 #include "massact/kernels/simd.hpp"

@@ -1,6 +1,7 @@
-// massact bench MODEL_DIR [-p 256] [-n 0] [-d DEPTH] [-r 3] [-t THREADS] [--json]: prefill and decode speed,
-// like llama-bench. Timing excludes loading and includes everything a forward does (embedding to logits);
-// each figure is the best of the repeats, after one warm-up run.
+// massact bench MODEL_DIR [-p 256] [-n 0] [-d DEPTH] [-r 3] [-t THREADS] [--precision f32|bf16] [--json]:
+// prefill and decode speed, like llama-bench. Timing excludes loading and includes everything a forward does
+// (embedding to logits); each figure is the best of the repeats, after one warm-up run. One more, profiled
+// prefill gives the split of its time per stage (products, attention, norms, activations, the rest).
 #pragma once
 
 #include "common.hpp"
@@ -44,8 +45,11 @@ double best_seconds(int repeats, Before&& before, F&& f) {
 }
 
 inline int run_bench(BenchArgs& a) {
-    if (a.precision != "f32")
-        throw Error("--precision: \"" + a.precision + "\": only f32 (float32 activations, the exact path) is available");
+    massact::RunOptions opts;
+    if (a.precision == "bf16")
+        opts.precision = massact::kernels::Precision::BF16;
+    else if (a.precision != "f32")
+        throw Error("--precision: \"" + a.precision + "\": expected f32 (the exact path) or bf16 (bfloat16 products)");
     if (a.prefill < 0 || a.decode < 0) throw Error("-p and -n must not be negative");
     if (a.prefill == 0 && a.decode == 0) throw Error("nothing to measure: give -p or -n a positive value");
     if (a.threads < 0) throw Error("-t: must not be negative, got " + std::to_string(a.threads));
@@ -62,24 +66,40 @@ inline int run_bench(BenchArgs& a) {
         for (Index t = 0; t < ids.cols(); ++t) ids(0, t) = ((t + seed) * 7919 + 1) % V;
         return ids;
     };
-    nlohmann::json j = {{"model", a.model}, {"threads", threads}, {"precision", a.precision}, {"tokens", a.prefill}, {"repeats", a.repeats}};
+    nlohmann::json j = {{"model", a.model},   {"threads", threads},    {"precision", a.precision},
+                        {"tokens", a.prefill}, {"repeats", a.repeats}, {"native_bf16_dot", massact::kernels::native_bf16_dot()}};
     massact::Workspace ws;
     if (a.prefill > 0) {
         const TokenBatch ids = random_ids(a.prefill, 0);
         m.validate(ids);
-        const double s = best_seconds(a.repeats, [] {}, [&] { m.run(ids, ws); });
+        const double s = best_seconds(a.repeats, [] {}, [&] { m.run(ids, ws, {}, opts); });
         j["prefill_tokens_per_s"] = static_cast<double>(a.prefill) / s;
         std::printf("prefill %6lld tokens            %10.1f tokens/s  (%d threads, %s)\n", static_cast<long long>(a.prefill),
                     static_cast<double>(a.prefill) / s, threads, a.precision.c_str());
+        massact::StageTimes st;
+        massact::RunOptions profiled = opts;
+        profiled.profile = &st;
+        m.run(ids, ws, {}, profiled);
+        const std::pair<const char*, double> stages[] = {{"matmul", st.matmul},         {"attention", st.attention},
+                                                         {"norm", st.norm},             {"activation", st.activation},
+                                                         {"other", st.other()}};
+        nlohmann::json split = nlohmann::json::object();
+        std::printf("  time per stage:");
+        for (const auto& [name, sec] : stages) {
+            split[name] = {{"seconds", sec}, {"fraction", sec / st.total}};
+            std::printf(" %s %.1f%%", name, 100.0 * sec / st.total);
+        }
+        std::printf("\n");
+        j["prefill_stages"] = split;
     }
     if (a.decode > 0) {
         m.validate(random_ids(1, 0), depth + a.decode - 1);
         massact::KVCache filled(m.config());
-        if (depth > 0) m.run(random_ids(depth, 1), filled, ws);
+        if (depth > 0) m.run(random_ids(depth, 1), filled, ws, {}, opts);
         massact::KVCache cache = filled;
         const TokenBatch next = random_ids(a.decode, 2);
         const double s = best_seconds(a.repeats, [&] { cache = filled; }, [&] {
-            for (Index t = 0; t < a.decode; ++t) m.run(next.middleCols(t, 1), cache, ws);
+            for (Index t = 0; t < a.decode; ++t) m.run(next.middleCols(t, 1), cache, ws, {}, opts);
         });
         j["decode_tokens_per_s"] = static_cast<double>(a.decode) / s;
         j["decode_tokens"] = a.decode;
@@ -99,7 +119,9 @@ inline void add_bench(CLI::App& app, BenchArgs& a, std::function<int()>& action)
     cmd->add_option("-d,--depth", a.depth, "Tokens in the KV cache before decoding (default: -p)");
     cmd->add_option("-r,--repeats", a.repeats, "Timed repeats (the best is reported)")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("-t,--threads", a.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
-    cmd->add_option("--precision", a.precision, "f32: float32 activations (the exact path)")->capture_default_str();
+    cmd->add_option("--precision", a.precision,
+                    "f32: float32 products (the exact path); bf16: activations and weights rounded to bfloat16, float32 sums")
+        ->capture_default_str();
     cmd->add_flag("--json", a.json, "Print the results as JSON after the table");
     cmd->callback([&] { action = [&] { return run_bench(a); }; });
 }

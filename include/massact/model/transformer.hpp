@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -51,11 +52,42 @@ inline bool has_sink_slot(const ModelConfig& c, const AttentionOverride& o) {
     return c.sink != SinkKind::None || o.kind == AttentionOverride::Kind::Softmax1 || o.kind == AttentionOverride::Kind::SinkLogit;
 }
 
+/// Seconds a forward spent per stage (RunOptions::profile adds to it): products with weight matrices,
+/// attention (scores to z, RoPE and the KV cache included), norms, MLP activations, and the rest
+/// (embedding, residual adds, hook calls); total is the whole run.
+struct StageTimes {
+    double matmul = 0, attention = 0, norm = 0, activation = 0, total = 0;
+    double other() const { return total - matmul - attention - norm - activation; }
+};
+
+namespace detail {
+/// Adds the seconds of its lifetime to *sink (nothing when sink is null).
+class StageTimer {
+public:
+    explicit StageTimer(double* sink) : sink_(sink) {
+        if (sink_) t0_ = std::chrono::steady_clock::now();
+    }
+    ~StageTimer() {
+        if (sink_) *sink_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    }
+    StageTimer(const StageTimer&) = delete;
+    StageTimer& operator=(const StageTimer&) = delete;
+
+private:
+    double* sink_;
+    std::chrono::steady_clock::time_point t0_{};
+};
+}  // namespace detail
+
 struct RunOptions {
     bool logits = true;           // compute logits (false: stop after ln_final)
     int last_layer = -1;          // >= 0: stop after this block (no final norm, no logits)
     AttentionOverride attention;  // default: the model's own softmax
     Index attention_tile = 64;    // query rows per streaming attention tile
+    /// Products of activations and weights: F32, the exact path; BF16 rounds both operands to bfloat16 and
+    /// sums in float32 (llama.cpp's and PyTorch's bf16 matmuls), faster where the CPU has BF16 dot products.
+    kernels::Precision precision = kernels::Precision::F32;
+    StageTimes* profile = nullptr;  // if set, the run adds its time per stage
 };
 
 /// Buffers of a forward pass, named for what they hold (R = N*T rows). Reusing one Workspace across
@@ -77,7 +109,7 @@ struct Workspace {
     RowMatrixF expert_in, expert_h, expert_u, expert_out;  // rows routed to one expert
     RowMatrixF pos;          // [R, d] learned position embeddings
     std::vector<float> scores, sink, kvp;  // [N, H, T, K] and [N, H, T] when attention hooks are set (K keys)
-    std::vector<float> weights;            // one matrix converted from F16/BF16 at a time
+    LinearScratch weights;                 // the products' precision and packed weight blocks
 };
 
 namespace detail {
@@ -318,7 +350,9 @@ private:
     /// The state of one forward.
     struct Pass {
         Pass(const TokenBatch& i, Workspace& ws, detail::HookCalls h, const RunOptions& o)
-            : ids(i), w(ws), hooks(std::move(h)), options(o), N(i.rows()), T(i.cols()) {}
+            : ids(i), w(ws), hooks(std::move(h)), options(o), N(i.rows()), T(i.cols()) {
+            w.weights.precision = o.precision;
+        }
         const TokenBatch& ids;
         Workspace& w;
         detail::HookCalls hooks;
@@ -333,9 +367,12 @@ private:
         std::vector<float> alibi;                    // [H] ALiBi slopes, if the model has them
         Index R() const { return N * T; }
         Index keys() const { return past + T; }
+        /// Where a stage's seconds go (null when the run is not profiled).
+        double* stage(double StageTimes::*field) const { return options.profile ? &(options.profile->*field) : nullptr; }
     };
 
     const RowMatrixF& forward_pass(Pass& p, const Hooks& hooks) const {
+        detail::StageTimer timer(p.stage(&StageTimes::total));
         const ModelConfig& c = config_;
         check_hooks(hooks, p.options);
         const AttentionOverride& o = p.options.attention;
@@ -381,7 +418,7 @@ private:
         p.hooks.block(l, BlockSite::ResidPre, w.x.data(), resid);
         const RowMatrixF* attn_in = &w.x;
         if (c.pre_attn_norm) {
-            norm(L.ln_attn, w.attn_in, w.x);
+            norm(p, L.ln_attn, w.attn_in, w.x);
             p.hooks.block(l, BlockSite::Ln1, w.attn_in.data(), resid);
             attn_in = &w.attn_in;
         }
@@ -393,7 +430,7 @@ private:
             mlp_in = &w.x;
         }
         if (c.pre_mlp_norm) {
-            norm(L.ln_mlp, w.mlp_in, w.x);
+            norm(p, L.ln_mlp, w.mlp_in, w.x);
             p.hooks.block(l, BlockSite::Ln2, w.mlp_in.data(), resid);
             mlp_in = &w.mlp_in;
         }
@@ -415,15 +452,15 @@ private:
         RowMatrixF &q = w.q, &k = w.k, &v = w.v;
         if (L.qkv.bound()) {  // fused, in the family's layout
             w.qkv.resize(R, (H + 2 * KV) * hd);
-            L.qkv.apply(n, w.qkv, w.weights, &L.qkv_b);
+            linear(p, L.qkv, n, w.qkv, &L.qkv_b);
             split_qkv(w.qkv, q, k, v);
         } else {
             q.resize(R, H * hd);
             k.resize(R, KV * hd);
             v.resize(R, KV * hd);
-            L.q.apply(n, q, w.weights, &L.q_b);
-            L.k.apply(n, k, w.weights, &L.k_b);
-            L.v.apply(n, v, w.weights, &L.v_b);
+            linear(p, L.q, n, q, &L.q_b);
+            linear(p, L.k, n, k, &L.k_b);
+            linear(p, L.v, n, v, &L.v_b);
         }
         if (c.clip_qkv > 0) {
             const auto clip = static_cast<float>(c.clip_qkv);
@@ -433,6 +470,7 @@ private:
         p.hooks.block(l, BlockSite::K, k.data(), {N, T, KV, hd});
         p.hooks.block(l, BlockSite::V, v.data(), {N, T, KV, hd});
         if (c.qk_norm != QKNorm::None) {  // per head: rows of [R*H, hd]; whole: rows of [R, H*hd]
+            detail::StageTimer timer(p.stage(&StageTimes::norm));
             const bool whole = c.qk_norm == QKNorm::Whole;
             detail::apply_norm(c.qk_norm_spec, L.q_norm, q.data(), q.data(), whole ? R : R * H, whole ? H * hd : hd);
             detail::apply_norm(c.qk_norm_spec, L.k_norm, k.data(), k.data(), whole ? R : R * KV, whole ? KV * hd : hd);
@@ -440,21 +478,27 @@ private:
         if (c.has_rope()) {
             const kernels::RopeTable& rope = rope_of(p, l);
             if (p.cache) store_rows(p, p.cache->layer(l).k_raw, k);
-            for (Index r = 0; r < R; ++r) {
-                rotate(rope, q.row(r).data(), H, p.pos[static_cast<std::size_t>(r % T)]);
-                rotate(rope, k.row(r).data(), KV, p.pos[static_cast<std::size_t>(r % T)]);
+            {
+                detail::StageTimer timer(p.stage(&StageTimes::attention));
+                for (Index r = 0; r < R; ++r) {
+                    rotate(rope, q.row(r).data(), H, p.pos[static_cast<std::size_t>(r % T)]);
+                    rotate(rope, k.row(r).data(), KV, p.pos[static_cast<std::size_t>(r % T)]);
+                }
             }
             p.hooks.block(l, BlockSite::RotQ, q.data(), {N, T, H, hd});
             p.hooks.block(l, BlockSite::RotK, k.data(), {N, T, KV, hd});
         }
-        if (p.cache) cache_keys_values(p, l);
         w.z.resize(R, H * hd);
-        attend(p, l, L);
+        {
+            detail::StageTimer timer(p.stage(&StageTimes::attention));
+            if (p.cache) cache_keys_values(p, l);
+            attend(p, l, L);
+        }
         p.hooks.block(l, BlockSite::Z, w.z.data(), {N, T, H, hd});
         w.attn_out.resize(R, c.hidden_size);
-        L.o.apply(w.z, w.attn_out, w.weights, &L.o_b);
+        linear(p, L.o, w.z, w.attn_out, &L.o_b);
         if (c.post_attn_norm) {
-            norm(L.ln_attn_post, w.attn_out, w.attn_out);
+            norm(p, L.ln_attn_post, w.attn_out, w.attn_out);
             p.hooks.block(l, BlockSite::Ln1Post, w.attn_out.data(), {N, T, c.hidden_size});
         }
         p.hooks.block(l, BlockSite::AttnOut, w.attn_out.data(), {N, T, c.hidden_size});
@@ -599,25 +643,27 @@ private:
         if (c.mlp == MlpKind::Gated) {
             if (L.gate_up.bound()) {  // fused [gate; up]
                 u.resize(R, 2 * I);
-                L.gate_up.apply(n, u, w.weights, &L.gate_up_b);
+                linear(p, L.gate_up, n, u, &L.gate_up_b);
                 h = u.leftCols(I);
                 u = u.rightCols(I).eval();
             } else {
                 u.resize(R, I);
-                L.gate.apply(n, h, w.weights, &L.gate_b);
-                L.up.apply(n, u, w.weights, &L.up_b);
+                linear(p, L.gate, n, h, &L.gate_b);
+                linear(p, L.up, n, u, &L.up_b);
             }
             p.hooks.block(l, BlockSite::MlpPre, h.data(), shape);
             p.hooks.block(l, BlockSite::MlpPreLinear, u.data(), shape);
+            detail::StageTimer timer(p.stage(&StageTimes::activation));
             detail::gated(c.act, h.data(), u.data(), R * I);
         } else {
-            L.up.apply(n, h, w.weights, &L.up_b);
+            linear(p, L.up, n, h, &L.up_b);
             p.hooks.block(l, BlockSite::MlpPre, h.data(), shape);
+            detail::StageTimer timer(p.stage(&StageTimes::activation));
             detail::activate(c.act, h.data(), h.data(), R * I);
         }
         p.hooks.block(l, BlockSite::MlpPost, h.data(), shape);
         w.mlp_out.resize(R, c.hidden_size);
-        L.down.apply(h, w.mlp_out, w.weights, &L.down_b);
+        linear(p, L.down, h, w.mlp_out, &L.down_b);
         p.hooks.block(l, BlockSite::MlpDown, w.mlp_out.data(), {p.N, p.T, c.hidden_size});
         mlp_post(p, l, L);
     }
@@ -630,7 +676,7 @@ private:
         Workspace& w = p.w;
         const Index R = p.R(), E = c.num_experts, I = c.intermediate_size, d = c.hidden_size;
         w.router.resize(R, E);
-        L.router.apply(n, w.router, w.weights, &L.router_b);
+        linear(p, L.router, n, w.router, &L.router_b);
         p.hooks.block(l, BlockSite::MlpRouter, w.router.data(), {p.N, p.T, E});
         RowMatrixF& rw = w.expert_w;
         rw.setZero(R, E);
@@ -669,16 +715,16 @@ private:
             w.expert_h.resize(m, I);
             if (X.gate_up.bound()) {  // interleaved [gate, up] columns, gpt-oss's clamped SwiGLU
                 w.expert_u.resize(m, 2 * I);
-                X.gate_up.apply(w.expert_in, w.expert_u, w.weights, &X.gate_up_b);
+                linear(p, X.gate_up, w.expert_in, w.expert_u, &X.gate_up_b);
                 detail::clamped_swiglu(w.expert_u.data(), w.expert_h.data(), m * I, c.swiglu_limit, c.swiglu_alpha);
             } else {
                 w.expert_u.resize(m, I);
-                X.gate.apply(w.expert_in, w.expert_h, w.weights);
-                X.up.apply(w.expert_in, w.expert_u, w.weights);
+                linear(p, X.gate, w.expert_in, w.expert_h);
+                linear(p, X.up, w.expert_in, w.expert_u);
                 detail::gated(c.act, w.expert_h.data(), w.expert_u.data(), m * I);
             }
             w.expert_out.resize(m, d);
-            X.down.apply(w.expert_h, w.expert_out, w.weights, &X.down_b);
+            linear(p, X.down, w.expert_h, w.expert_out, &X.down_b);
             for (Index i = 0; i < m; ++i) {
                 const Index r = rows[static_cast<std::size_t>(i)];
                 w.mlp_out.row(r) += w.expert_out.row(i) * rw(r, e);
@@ -691,7 +737,7 @@ private:
         const ModelConfig& c = config_;
         const std::vector<Index> resid = {p.N, p.T, c.hidden_size};
         if (c.post_mlp_norm) {
-            norm(L.ln_mlp_post, p.w.mlp_out, p.w.mlp_out);
+            norm(p, L.ln_mlp_post, p.w.mlp_out, p.w.mlp_out);
             p.hooks.block(l, BlockSite::Ln2Post, p.w.mlp_out.data(), resid);
         }
         p.hooks.block(l, BlockSite::MlpOut, p.w.mlp_out.data(), resid);
@@ -702,7 +748,7 @@ private:
         const ModelConfig& c = config_;
         Workspace& w = p.w;
         RowMatrixF& n = w.attn_in;
-        norm(weights_.final_norm, n, w.x);
+        norm(p, weights_.final_norm, n, w.x);
         p.hooks.ln_final(n.data(), {p.N, p.T, c.hidden_size});
         RowMatrixF& logits = w.logits;
         if (!p.options.logits && !p.hooks.wants_logits()) {
@@ -710,14 +756,22 @@ private:
             return;
         }
         logits.resize(p.R(), c.vocab_size);
-        weights_.lm_head.apply(n, logits, w.weights, &weights_.lm_head_b);
+        linear(p, weights_.lm_head, n, logits, &weights_.lm_head_b);
         if (c.final_softcap > 0) detail::softcap(logits.data(), logits.size(), c.final_softcap);
         p.hooks.logits(logits.data(), {p.N, p.T, c.vocab_size});
     }
 
     bool has_sink_slot(const RunOptions& o) const { return massact::has_sink_slot(config_, o.attention); }
 
-    void norm(const NormWeights& nw, RowMatrixF& out, const RowMatrixF& x) const {
+    /// y = x W^T (+ bias), timed as a product.
+    static void linear(Pass& p, const WeightMatrix& W, const Eigen::Ref<const RowMatrixF>& x, Eigen::Ref<RowMatrixF> y,
+                       const std::vector<float>* bias = nullptr) {
+        detail::StageTimer timer(p.stage(&StageTimes::matmul));
+        W.apply(x, y, p.w.weights, bias);
+    }
+
+    void norm(Pass& p, const NormWeights& nw, RowMatrixF& out, const RowMatrixF& x) const {
+        detail::StageTimer timer(p.stage(&StageTimes::norm));
         out.resize(x.rows(), x.cols());
         detail::apply_norm(config_.norm, nw, out.data(), x.data(), x.rows(), x.cols());
     }

@@ -10,6 +10,7 @@
 #include "massact/core/eigen.hpp"
 #include "massact/core/error.hpp"
 #include "massact/io/checkpoint.hpp"
+#include "massact/kernels/gemm.hpp"
 #include "massact/model/config.hpp"
 
 #include <algorithm>
@@ -25,6 +26,13 @@ struct LoadOptions {
     /// Convert half-precision matrices to a resident float32 copy when their float32 size is at most
     /// this many bytes in total; larger models convert each matrix per use.
     std::size_t resident_f32_budget = std::size_t(2) << 30;
+};
+
+/// What WeightMatrix::apply needs besides its operands: the product's precision and reusable buffers.
+struct LinearScratch {
+    kernels::Precision precision = kernels::Precision::F32;
+    kernels::GemmScratch gemm;  // packed blocks of the register-blocked product
+    std::vector<float> f32;     // a whole matrix in float32 (the Eigen path without xsimd)
 };
 
 /// A [out, in] linear map y = x W^T (nn.Linear, stored [out, in]) or y = x W (GPT-2 Conv1D, stored [in, out]).
@@ -96,14 +104,49 @@ public:
         else
             src_->to_float(out, static_cast<std::size_t>(r * cols), static_cast<std::size_t>(cols));
     }
-    /// y [rows, out] = x [rows, in] W^T (+ bias [out] if given).
-    void apply(const Eigen::Ref<const RowMatrixF>& x, Eigen::Ref<RowMatrixF> y, std::vector<float>& scratch,
+    /// dst[i * cols + j] = W[n0 + i, k0 + j] in float32 for i < rows, j < cols (a block of the [out, in] map).
+    void block(Index n0, Index rows, Index k0, Index cols, float* dst) const {
+        const float* f = resident_ ? resident_->data() : zero_copy() ? reinterpret_cast<const float*>(src_->data) : nullptr;
+        if (!in_out_) {
+            for (Index i = 0; i < rows; ++i) {
+                const Index first = (n0 + i) * in_ + k0;
+                if (f)
+                    std::copy(f + first, f + first + cols, dst + i * cols);
+                else
+                    src_->to_float(dst + i * cols, static_cast<std::size_t>(first), static_cast<std::size_t>(cols));
+            }
+            return;
+        }
+        std::vector<float> line(f ? 0 : static_cast<std::size_t>(rows));
+        for (Index j = 0; j < cols; ++j) {  // stored [in, out]: a row of storage is a column of the block
+            const Index first = (k0 + j) * out_ + n0;
+            const float* r = f ? f + first : line.data();
+            if (!f) src_->to_float(line.data(), static_cast<std::size_t>(first), static_cast<std::size_t>(rows));
+            for (Index i = 0; i < rows; ++i) dst[i * cols + j] = r[i];
+        }
+    }
+
+    /// y [rows, out] = x [rows, in] W^T (+ bias [out] if given), in s.precision. With xsimd: a register-blocked
+    /// product that reads W block by block in its stored dtype; otherwise Eigen on a float32 copy.
+    void apply(const Eigen::Ref<const RowMatrixF>& x, Eigen::Ref<RowMatrixF> y, LinearScratch& s,
                const std::vector<float>* bias = nullptr) const {
-        const float* w = data(scratch);
-        if (in_out_) {
-            y.noalias() = x * ConstRowMap<float>(w, in_, out_);
-        } else {
-            y.noalias() = x * ConstRowMap<float>(w, out_, in_).transpose();
+#if defined(MASSACT_HAS_XSIMD)
+        // A few rows on float32 weights already in memory (decoding a resident model): Eigen's GEMV reads
+        // them in place. Everything else goes through the blocked product, which converts as it packs.
+        const bool in_place = s.precision == kernels::Precision::F32 && x.rows() < 4 && (resident_ || zero_copy());
+        if (!in_place) {
+            kernels::gemm_bt(
+                x.data(), x.outerStride(), x.rows(), out_, in_,
+                [this](Index n0, Index rows, Index k0, Index cols, float* dst) { block(n0, rows, k0, cols, dst); },
+                y.data(), y.outerStride(), s.precision, s.gemm);
+        } else
+#endif
+        {
+            const float* w = data(s.f32);
+            if (in_out_)
+                y.noalias() = x * ConstRowMap<float>(w, in_, out_);
+            else
+                y.noalias() = x * ConstRowMap<float>(w, out_, in_).transpose();
         }
         if (bias && !bias->empty()) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias->data(), out_);
     }
