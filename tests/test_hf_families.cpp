@@ -69,7 +69,95 @@ void check_families(const std::vector<std::string>& names) {
     }
 }
 
+/// A vision family on its reference pixels: hidden states, attention, last_hidden_state, pooler_output.
+void check_vision(const std::string& name) {
+    CAPTURE(name);
+    const std::string dir = test::data("families/" + name);
+    const Transformer m(dir);
+    const io::SafetensorsFile ref(dir + "/ref.safetensors");
+    const auto& pv = ref.tensor("pixel_values");
+    PixelBatch px;
+    px.n = pv.shape[0];
+    px.channels = pv.shape[1];
+    px.height = pv.shape[2];
+    px.width = pv.shape[3];
+    px.data = pv.to_float();
+    std::map<std::string, std::vector<float>> got;
+    Hooks h;
+    for (const char* g : {"blocks.0.hook_resid_pre", "*hook_resid_post", "*hook_pattern", "ln_final.hook_normalized"})
+        h.add(g, [&](Activation& a) { got[std::string(a.name)] = std::vector<float>(a.data, a.data + a.numel()); });
+    Workspace w;
+    const RowMatrixF& last = m.run_pixels(px, w, h);
+    const int L = m.config().num_layers;
+    double hidden = 0, attention = 0;
+    for (int i = 0; i <= L; ++i) {  // entry i >= 1: block i-1's output (before the final norm)
+        const auto want = ref.tensor("hidden_states." + std::to_string(i)).to_float();
+        const std::string site = i == 0 ? "blocks.0.hook_resid_pre" : "blocks." + std::to_string(i - 1) + ".hook_resid_post";
+        hidden = std::max(hidden, max_diff(got.at(site), want) / max_abs(want));
+    }
+    for (int l = 0; l < L; ++l)
+        attention = std::max(attention, max_diff(got.at("blocks." + std::to_string(l) + ".attn.hook_pattern"),
+                                                 ref.tensor("attentions." + std::to_string(l)).to_float()));
+    const auto want_last = ref.tensor("last_hidden_state").to_float(), want_pool = ref.tensor("pooler_output").to_float();
+    const std::vector<float> last_v(last.data(), last.data() + last.size()), pool_v(w.pooled.data(), w.pooled.data() + w.pooled.size());
+    const double last_d = max_diff(last_v, want_last) / max_abs(want_last), pool_d = max_diff(pool_v, want_pool) / max_abs(want_pool);
+    MESSAGE(name << ": hidden " << hidden << ", attention " << attention << ", last_hidden_state " << last_d << ", pooler " << pool_d);
+    CHECK(hidden < 2e-4);
+    CHECK(attention < 2e-5);
+    CHECK(last_d < 2e-4);
+    CHECK(pool_d < 2e-4);
+    // last_hidden_state is ln_final's output (ViT, DINOv2) or the last block's (CLIP: its post-norm is for the pooled row)
+    const std::string same = m.config().vision.last_is_normalized ? "ln_final.hook_normalized"
+                                                                   : "blocks." + std::to_string(L - 1) + ".hook_resid_post";
+    CHECK(max_diff(got.at(same), last_v) == 0);
+    // the token count: CLS, registers, patches
+    const Index grid = (px.height / m.config().vision.patch_size) * (px.width / m.config().vision.patch_size);
+    CHECK(last.rows() == px.n * (1 + m.config().vision.registers + grid));
+}
+
 }  // namespace
+
+TEST_CASE("vision transformers match Hugging Face: ViT, DINOv2, DINOv2 with registers, CLIP's vision tower") {
+    for (const char* name : {"vit", "dinov2", "dinov2_reg", "clip_vision"}) check_vision(name);
+}
+
+TEST_CASE("vision models: token ids are refused, pixels checked; no logits site; bidirectional attention") {
+    const Transformer m(test::data("families/dinov2_reg"));
+    CHECK(m.config().vision.registers == 4);
+    const auto sites = m.hook_sites();
+    CHECK(std::find(sites.begin(), sites.end(), "logits") == sites.end());
+    CHECK(std::find(sites.begin(), sites.end(), "ln_final.hook_normalized") != sites.end());
+    TokenBatch ids(1, 3);
+    ids << 0, 1, 2;
+    test::expect_error([&] { m.forward(ids); }, {"dinov2_with_registers", "images"});
+    PixelBatch px;
+    px.n = 1;
+    px.channels = 1;
+    px.height = px.width = 32;
+    px.data.assign(32 * 32, 0.0f);
+    Workspace w;
+    test::expect_error([&] { m.run_pixels(px, w); }, {"1 channels", "expects 3"});
+    px.channels = 3;
+    px.height = px.width = 4;
+    px.data.assign(3 * 16, 0.0f);
+    test::expect_error([&] { m.run_pixels(px, w); }, {"4x4", "smaller than one 8x8 patch"});
+    // a 48 x 40 image: a 6 x 5 patch grid, the 4 x 4 position table resized; the pattern has no causal zeros
+    px.height = 48;
+    px.width = 40;
+    std::mt19937 g(3);
+    std::normal_distribution<float> nd;
+    px.data.resize(3 * 48 * 40);
+    for (auto& x : px.data) x = nd(g);
+    std::vector<float> pattern;
+    Hooks h;
+    h.add("blocks.0.attn.hook_pattern", [&](Activation& a) { pattern.assign(a.data, a.data + a.numel()); });
+    const RowMatrixF& last = m.run_pixels(px, w, h);
+    const Index T = 1 + 4 + 30;
+    CHECK(last.rows() == T);
+    REQUIRE(pattern.size() == static_cast<std::size_t>(4 * T * T));
+    CHECK(*std::min_element(pattern.begin(), pattern.end()) > 0.0f);  // every query sees every key
+    CHECK(last.allFinite());
+}
 
 TEST_CASE("families I match Hugging Face: hidden states, attention, logits") {
     check_families({"gemma", "gemma2", "gemma3", "qwen3", "phi3", "olmo", "olmo2", "mixtral", "starcoder2", "stablelm", "llama_yarn"});

@@ -37,7 +37,8 @@ inline void require_finite(const Activation& a) {
 /// Hooks that throw at the first non-finite value of the residual stream or the logits.
 inline Hooks finite_check_hooks() {
     Hooks h;
-    for (const char* site : {"hook_embed", "*hook_resid_post", "logits"}) h.add(site, detail::require_finite);
+    for (const char* site : {"hook_embed", "*hook_resid_post"}) h.add(site, detail::require_finite);
+    h.add_if_present("logits", detail::require_finite);  // (vision models have none)
     return h;
 }
 

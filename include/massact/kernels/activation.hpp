@@ -3,6 +3,7 @@
 //   silu(x) = x / (1 + exp(-x))                                  (torch.nn.functional.silu)
 //   gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (HF "gelu_new")
 //   gelu_erf(x)  = 0.5 x (1 + erf(x / sqrt(2)))                  (HF "gelu")
+//   quick_gelu(x) = x / (1 + exp(-1.702 x))                       (HF "quick_gelu", CLIP)
 #pragma once
 
 #include "massact/core/eigen.hpp"
@@ -19,6 +20,15 @@ void silu(T* out, const T* x, Index n) {
         simd::map(out, x, static_cast<std::size_t>(n), [](auto v) { return v / (1.0f + simd::exp(-v)); });
     } else {
         for (Index i = 0; i < n; ++i) out[i] = x[i] / (T(1) + std::exp(-x[i]));
+    }
+}
+
+template <typename T>
+void quick_gelu(T* out, const T* x, Index n) {
+    if constexpr (std::is_same_v<T, float>) {
+        simd::map(out, x, static_cast<std::size_t>(n), [](auto v) { return v / (1.0f + simd::exp(-1.702f * v)); });
+    } else {
+        for (Index i = 0; i < n; ++i) out[i] = x[i] / (T(1) + std::exp(T(-1.702) * x[i]));
     }
 }
 

@@ -41,6 +41,7 @@ struct AttentionSpec {
     float scale = 1.0f;                  // usually 1/sqrt(head_dim)
     float softcap = 0.0f;                // > 0: s = softcap * tanh(s / softcap) (Gemma 2 logit soft-capping)
     Index window = 0;                    // sliding window W (0 = full causal)
+    bool causal = true;                  // false: every query sees every key (vision encoders; no window)
     const float* alibi = nullptr;        // [heads] ALiBi slopes: s += slope_h * (j - i) after soft-capping
     const float* sink_logits = nullptr;  // [heads] extra logit per head (gpt-oss sinks; zeros = softmax1)
     const float* k_bias = nullptr;       // [kv_heads, head_dim] explicit bias key (no RoPE)
@@ -70,13 +71,15 @@ struct AttentionInput {
 namespace detail {
 
 inline Index first_visible(const AttentionSpec& s, Index i) { return s.window > 0 ? std::max<Index>(0, i - s.window + 1) : 0; }
+/// One past the last key query index i sees (of `keys` keys).
+inline Index end_visible(const AttentionSpec& s, Index i, Index keys) { return s.causal ? i + 1 : keys; }
 
 /// S[r, j] for query rows i0 + r < i1 (key index past + i0 + r) and keys j < ncols (S has row stride ld):
 /// scaled dot products where visible, -inf elsewhere.
 inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index h, Index i0, Index i1, float* S, Index ld,
                         Index ncols) {
-    const Index g = h / s.group(), hd = s.head_dim, rows = i1 - i0, a0 = in.past + i0, a1 = in.past + i1;
-    const Index k0 = first_visible(s, a0);
+    const Index g = h / s.group(), hd = s.head_dim, rows = i1 - i0, a0 = in.past + i0;
+    const Index a1 = end_visible(s, in.past + i1 - 1, in.keys()), k0 = first_visible(s, a0);
     ConstStridedRowMap<float> Q(in.q + i0 * in.q_stride + h * hd, rows, hd, Eigen::OuterStride<>(in.q_stride));
     ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, a1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
     StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
@@ -90,7 +93,7 @@ inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index 
         const Index i = a0 + r;
         float* row = S + r * ld;
         std::fill(row, row + first_visible(s, i), ninf);
-        std::fill(row + i + 1, row + ncols, ninf);
+        std::fill(row + std::min(end_visible(s, i, in.keys()), ncols), row + ncols, ninf);
     }
 }
 
@@ -113,13 +116,13 @@ inline void probs_tile(const AttentionSpec& s, const AttentionInput& in, Index h
             kv_slot = ne;
             extra[ne++] = s.softcap > 0.0f ? s.softcap * std::tanh(dot * s.scale / s.softcap) : dot * s.scale;
         }
-        const Index a = in.past + i, lo = first_visible(s, a);
+        const Index a = in.past + i, lo = first_visible(s, a), hi = end_visible(s, a, in.keys());
         std::fill(row, row + lo, 0.0f);
-        float total = softmax_row<float>(row + lo, a + 1 - lo, extra, ne);
-        std::fill(row + a + 1, row + ncols, 0.0f);
+        float total = softmax_row<float>(row + lo, hi - lo, extra, ne);
+        std::fill(row + hi, row + ncols, 0.0f);
         if (s.clipped) {
             auto clip = [&](float p) { return std::min(1.0f, std::max(0.0f, (s.gamma - s.zeta) * p + s.zeta)); };
-            for (Index j = lo; j <= a; ++j) row[j] = clip(row[j]);
+            for (Index j = lo; j < hi; ++j) row[j] = clip(row[j]);
             total = 0.0f;
             for (Index e = 0; e < ne; ++e) total += (extra[e] = clip(extra[e]));
         }
@@ -146,7 +149,7 @@ inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index
 
 }  // namespace detail
 
-/// Streaming causal attention of one sequence into z [T, heads*hd] (row stride z_stride).
+/// Streaming attention (causal unless the spec says otherwise) of one sequence into z [T, heads*hd] (row stride z_stride).
 /// No [T, T] buffer: queries go in tiles of `tile` rows; each thread holds tile * (past + T) floats.
 /// sink_prob (optional, [heads, T]) receives the extra slots' probability.
 inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, float* z, Index z_stride,
@@ -163,7 +166,7 @@ inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, f
 #endif
         for (Index h = 0; h < H; ++h) {
             for (Index i0 = 0; i0 < T; i0 += tile) {
-                const Index i1 = std::min(T, i0 + tile), n = in.past + i1;
+                const Index i1 = std::min(T, i0 + tile), n = detail::end_visible(s, in.past + i1 - 1, in.keys());
                 detail::scores_tile(s, in, h, i0, i1, S.data(), n, n);
                 detail::probs_tile(s, in, h, i0, i1, S.data(), n, n, extra.data(), kv.data());
                 detail::combine_tile(s, in, h, i0, i1, S.data(), n, n, kv.data(), z, z_stride);

@@ -33,10 +33,10 @@ struct ActivationCache {
 
 /// Run `model` on `ids` and copy every site matching one of `globs` (each glob must match a site of the
 /// model). The copy is taken when the forward reaches the site, before any later hook in `extra` edits it.
-inline ActivationCache run_with_cache(const Transformer& model, const TokenBatch& ids, const std::vector<std::string>& globs,
-                                      const RunOptions& options = {}, const Hooks& extra = {}) {
+namespace detail {
+/// Hooks that copy every site matching the globs into `cache` (the first pattern to match wins), plus `extra`.
+inline Hooks caching_hooks(ActivationCache& cache, const std::vector<std::string>& globs, const Hooks& extra) {
     if (globs.empty()) throw Error("run_with_cache: no hook pattern given");
-    ActivationCache cache;
     Hooks hooks;
     for (const auto& g : globs)
         hooks.add(g, [&cache](Activation& a) {
@@ -46,7 +46,25 @@ inline ActivationCache run_with_cache(const Transformer& model, const TokenBatch
             cache.sites[name] = {a.shape, std::vector<float>(a.data, a.data + a.numel())};
         });
     hooks.extend(extra);
+    return hooks;
+}
+}  // namespace detail
+
+inline ActivationCache run_with_cache(const Transformer& model, const TokenBatch& ids, const std::vector<std::string>& globs,
+                                      const RunOptions& options = {}, const Hooks& extra = {}) {
+    ActivationCache cache;
+    const Hooks hooks = detail::caching_hooks(cache, globs, extra);
     cache.logits = model.forward(ids, hooks, options);
+    return cache;
+}
+
+/// The same for a vision model over images; `logits` stays empty (the sites hold the features).
+inline ActivationCache run_with_cache(const Transformer& model, const PixelBatch& pixels, const std::vector<std::string>& globs,
+                                      const RunOptions& options = {}, const Hooks& extra = {}) {
+    ActivationCache cache;
+    const Hooks hooks = detail::caching_hooks(cache, globs, extra);
+    Workspace w;
+    model.run_pixels(pixels, w, hooks, options);
     return cache;
 }
 

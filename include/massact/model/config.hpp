@@ -16,7 +16,7 @@
 namespace massact {
 
 enum class NormKind { RMSNorm, LayerNorm };
-enum class ActivationFn { SiLU, GeluTanh, GeluErf, Relu };
+enum class ActivationFn { SiLU, GeluTanh, GeluErf, Relu, QuickGelu };
 enum class RopeScaling { None, Linear, Llama3, Yarn, LongRope, Dynamic };
 /// An extra attention slot every query sees (Sun et al. 2024 Sec. 6; gpt-oss).
 enum class SinkKind { None, KVBias, Logit };
@@ -27,7 +27,8 @@ enum class QKNorm { None, PerHead, Whole };
 enum class MlpKind { Gated, Plain };
 /// Rope: rotary q/k; Learned: a position table added to the embedding (GPT-2, OPT); Alibi: a per-head
 /// linear bias slope_h * (j - i) on the scores (BLOOM, MPT), no position in the residual stream.
-enum class PositionKind { Rope, Learned, Alibi };
+/// Patches: a vision transformer's table over [CLS, patch grid], added in the patch embedding.
+enum class PositionKind { Rope, Learned, Alibi, Patches };
 /// Rotary pairs: (j, j + rotary_dim/2) (rotate-half: Llama, GPT-NeoX) or (2j, 2j + 1) (GPT-J).
 enum class RopePairs { Half, Interleaved };
 /// The output rows of a fused QKV projection: [q; k; v] (GPT-2, Phi-3, MPT, Falcon multi-query); per head
@@ -154,7 +155,28 @@ struct BlockNames {
     std::string expert;                                      // MoE expert prefix with "{e}"; gate/up/down below it
     std::string expert_gate, expert_up, expert_down;
     std::string experts_gate_up, experts_down;               // all experts in one tensor each, [E, in, out] (gpt-oss)
+    std::string ls_attn, ls_mlp;                             // layer scales [d] on the attention / MLP output (DINOv2)
     bool conv1d = false;                                     // GPT-2 Conv1D: stored [in, out]
+};
+
+/// A vision transformer's input side (ViT, DINOv2, DINOv2 with registers, CLIP's vision tower): the image is
+/// cut into patch x patch squares, each projected to d (a convolution with stride = kernel = patch);
+/// the sequence is [CLS, register 1..R, patch 1..P] with position embeddings added to CLS and the
+/// patches (row-major over the patch grid) before the registers are inserted (no positions on those).
+struct VisionSpec {
+    int image_size = 0;  // the size the position table was trained for (square)
+    int patch_size = 0;  // > 0: the model reads pixels, not token ids
+    int channels = 3;
+    int registers = 0;   // register tokens (DINOv2 with registers)
+    /// The pooled feature: the CLS row of ln_final (DINOv2, CLIP), or tanh(dense(that)) (ViT's pooler).
+    bool pooler_dense = false;
+    /// Whether last_hidden_state is ln_final's output (ViT, DINOv2) or the last block's (CLIP, whose
+    /// post_layernorm transformers applies to the pooled token only; massact applies it to every row).
+    bool last_is_normalized = true;
+    bool patch_bias = true;  // the patch projection has a bias (not CLIP's)
+
+    /// Tokens of an image of h x w pixels (whole patches; a remainder is cut off, as the convolution does).
+    std::int64_t tokens(std::int64_t h, std::int64_t w) const { return 1 + registers + (h / patch_size) * (w / patch_size); }
 };
 
 struct ModelNames {
@@ -165,6 +187,8 @@ struct ModelNames {
     std::string layer = "layers.{l}.";
     std::string final_norm = "norm";
     std::string lm_head = "lm_head";                 // full name (outside the body prefix)
+    // vision (embed is the patch projection there): full tensor names below the body prefix
+    std::string cls_token, register_tokens, pos_table, pooler;  // pooler: "<name>.weight/.bias"
     BlockNames block;
 };
 
@@ -217,11 +241,14 @@ struct ModelConfig {
     double embed_scale = 1.0;     // embedding multiplied by this (Gemma: sqrt(d))
     double final_softcap = 0.0;   // > 0: logits = cap * tanh(logits / cap)
     bool tie_embeddings = false;  // logits use the token embedding matrix
+    bool causal = true;           // false: bidirectional attention (vision encoders)
+    VisionSpec vision;            // patch_size > 0: a vision transformer (no vocabulary, no logits)
     ModelNames names;
 
     std::int64_t q_dim() const { return std::int64_t(num_heads) * head_dim; }
     std::int64_t kv_dim() const { return std::int64_t(num_kv_heads) * head_dim; }
     bool moe() const { return num_experts > 0; }
+    bool is_vision() const { return vision.patch_size > 0; }
     bool has_rope() const { return positions == PositionKind::Rope; }
     /// ALiBi slope of every head: n' = the power of two >= H, slopes 2^(-max_bias k / n'), k = 1..n';
     /// for H < n' the even k first, then the odd ones (MPT's gen_slopes; BLOOM's values in the same order).

@@ -26,6 +26,7 @@ inline const char* activation_name(ActivationFn f) {
         case ActivationFn::GeluTanh: return "GELU (tanh)";
         case ActivationFn::GeluErf: return "GELU (erf)";
         case ActivationFn::Relu: return "ReLU";
+        case ActivationFn::QuickGelu: return "quick GELU";
     }
     return "?";
 }
@@ -90,6 +91,15 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     if (c.positions == PositionKind::Learned)
         add("positions", fmt("learned, %d", c.max_positions) + (c.pos_offset ? fmt(" (rows offset by %d)", c.pos_offset) : std::string()));
     if (c.positions == PositionKind::Alibi) add("positions", fmt("ALiBi, slopes 2^(-%g k / n)", c.alibi_max_bias));
+    if (c.is_vision()) {
+        const auto& v = c.vision;
+        const int g = v.image_size / v.patch_size;
+        add("input", fmt("%d x %d pixels, %d channels, %d x %d patches of %d x %d", v.image_size, v.image_size, v.channels, g, g,
+                         v.patch_size, v.patch_size));
+        add("tokens", fmt("CLS, %d registers, %d patches; bidirectional attention", v.registers, g * g));
+        add("positions", fmt("learned table over CLS and the patch grid (bicubic for other grids)"));
+        add("pooled", v.pooler_dense ? "tanh(dense(ln_final CLS))" : "ln_final CLS");
+    }
     for (std::size_t i = 0; i < c.rope.size(); ++i)
         add(c.rope.size() == 1 ? "positions" : (i == 0 ? "positions (full)" : "positions (sliding)"), describe_rope(c.rope[i], c.head_dim));
     if (c.has_rope() && c.rope_pairs == RopePairs::Interleaved) add("rotary pairs", "interleaved (2j, 2j + 1)");
@@ -105,12 +115,12 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     for (int l = 0; l < c.num_layers; ++l) groups[{c.layers[static_cast<std::size_t>(l)].window, c.layers[static_cast<std::size_t>(l)].rope}].push_back(l);
     if (groups.size() == 1) {
         const int w = c.layers.front().window;
-        add("layers", fmt("%d, all alike", c.num_layers) + (w ? fmt(" (sliding window %d)", w) : std::string(" (full causal attention)")));
+        add("layers", fmt("%d, all alike", c.num_layers) + (w ? fmt(" (sliding window %d)", w) : std::string(c.causal ? " (full causal attention)" : " (bidirectional attention)")));
     } else {
         for (const auto& g : groups) {
             std::string ls;
             for (int l : g.second) ls += (ls.empty() ? "" : ",") + std::to_string(l);
-            add("layers " + ls, g.first.first ? fmt("sliding window %d", g.first.first) : std::string("full causal attention"));
+            add("layers " + ls, g.first.first ? fmt("sliding window %d", g.first.first) : std::string(c.causal ? "full causal attention" : "bidirectional attention"));
         }
     }
     return out;

@@ -81,7 +81,8 @@ inline ActivationFn parse_activation(const ConfigReader& r, const std::string& k
     if (a == "gelu_new" || a == "gelu_pytorch_tanh" || a == "gelu_fast" || a == "gelu_tanh") return ActivationFn::GeluTanh;
     if (a == "gelu") return ActivationFn::GeluErf;
     if (a == "relu") return ActivationFn::Relu;
-    r.fail(key, "unsupported value \"" + a + "\" (expected silu, gelu, gelu_new, gelu_pytorch_tanh or relu)");
+    if (a == "quick_gelu") return ActivationFn::QuickGelu;
+    r.fail(key, "unsupported value \"" + a + "\" (expected silu, gelu, gelu_new, gelu_pytorch_tanh, quick_gelu or relu)");
 }
 
 /// int(head_dim * factor), as transformers computes the rotary dims; the factor must be in (0, 1].
@@ -748,6 +749,113 @@ struct FamilyEntry {
     WindowRule windows;
 };
 
+// ---- vision transformers: patches in, bidirectional attention, no vocabulary ----
+
+/// What ViT, DINOv2 and CLIP's vision tower share: pre-LN LayerNorm blocks with biased q/k/v/o, a plain
+/// MLP, bidirectional attention, [CLS, patches] with a learned position table.
+inline void vision_common(const ConfigReader& r, ModelConfig& c, int mlp_width, const char* act) {
+    c.hidden_size = r.get_size("hidden_size", kMaxWidth);
+    c.num_layers = r.get_size("num_hidden_layers", kMaxLayers);
+    c.num_heads = c.num_kv_heads = r.get_size("num_attention_heads", kMaxHeads);
+    if (c.hidden_size % c.num_heads != 0)
+        r.fail("num_attention_heads", std::to_string(c.num_heads) + " does not divide hidden_size " + std::to_string(c.hidden_size));
+    c.head_dim = c.hidden_size / c.num_heads;
+    c.intermediate_size = mlp_width;
+    c.vocab_size = 0;
+    c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_eps", 1e-12), true, true, false};
+    c.act = parse_activation(r, "hidden_act", act);
+    c.qkv_bias = r.get_bool("qkv_bias", true);
+    c.o_bias = true;
+    plain_mlp(c, "", "", true);
+    c.positions = PositionKind::Patches;
+    c.causal = false;
+    c.layers.assign(static_cast<std::size_t>(c.num_layers), LayerSpec{});
+    auto& v = c.vision;
+    v.image_size = r.get_size("image_size", kMaxWidth);
+    v.patch_size = r.get_size("patch_size", kMaxWidth);
+    v.channels = r.get_size("num_channels", 3, 64);
+    if (v.patch_size > v.image_size) r.fail("patch_size", "larger than image_size " + std::to_string(v.image_size));
+    c.max_positions = (v.image_size / v.patch_size) * (v.image_size / v.patch_size) + 1;
+}
+
+/// The tensor names ViT and DINOv2 share: embeddings, encoder.layer.{l}.attention.*, the final layernorm.
+inline void vit_names(ModelNames& n) {
+    n.embed = "embeddings.patch_embeddings.projection";
+    n.cls_token = "embeddings.cls_token";
+    n.pos_table = "embeddings.position_embeddings";
+    n.layer = "encoder.layer.{l}.";
+    n.final_norm = "layernorm";
+    n.block.q = "attention.attention.query";
+    n.block.k = "attention.attention.key";
+    n.block.v = "attention.attention.value";
+    n.block.o = "attention.output.dense";
+}
+
+/// ViT (ViTModel, and the "vit." body of ViTForImageClassification): final LayerNorm, tanh pooler.
+inline void family_vit(const ConfigReader& r, ModelConfig& c) {
+    vision_common(r, c, r.get_size("intermediate_size", kMaxWidth), "gelu");
+    c.vision.pooler_dense = true;
+    auto& n = c.names;
+    n.prefixes = {"", "vit."};
+    vit_names(n);
+    n.pooler = "pooler.dense";
+    auto& b = n.block;
+    b.ln_attn = "layernorm_before";
+    b.ln_mlp = "layernorm_after";
+    b.up = "intermediate.dense";
+    b.down = "output.dense";
+}
+
+/// DINOv2: layer scale on both branches, MLP width hidden_size * mlp_ratio; the pooled feature is the
+/// normalised CLS row. With registers: num_register_tokens after CLS.
+inline void family_dinov2(const ConfigReader& r, ModelConfig& c) {
+    const int d = r.get_size("hidden_size", kMaxWidth);
+    const double ratio = r.get_num("mlp_ratio", 4.0);
+    if (!(ratio > 0) || ratio > 64) r.fail("mlp_ratio", "expected a number in (0, 64], found " + std::to_string(ratio));
+    if (r.get_bool("use_swiglu_ffn", false)) r.fail("use_swiglu_ffn", "unsupported value true (the SwiGLU MLP of DINOv2-giant)");
+    vision_common(r, c, static_cast<int>(d * ratio), "gelu");
+    c.norm.eps = r.get_num("layer_norm_eps", 1e-6);
+    c.vision.registers = r.get_int("num_register_tokens", 0) * (c.model_type == "dinov2_with_registers" ? 1 : 0);
+    auto& n = c.names;
+    n.prefixes = {"", "dinov2.", "dinov2_with_registers."};
+    vit_names(n);
+    if (c.vision.registers > 0) n.register_tokens = "embeddings.register_tokens";
+    auto& b = n.block;
+    b.ln_attn = "norm1";
+    b.ls_attn = "layer_scale1.lambda1";
+    b.ln_mlp = "norm2";
+    b.up = "mlp.fc1";
+    b.down = "mlp.fc2";
+    b.ls_mlp = "layer_scale2.lambda1";
+}
+
+/// CLIP's vision tower: pre_layrnorm after the embedding, quick_gelu, no patch bias; post_layernorm
+/// (ln_final here) acts on the pooled CLS row in transformers, so last_hidden_state is the last block's.
+inline void family_clip_vision(const ConfigReader& r, ModelConfig& c) {
+    vision_common(r, c, r.get_size("intermediate_size", kMaxWidth), "quick_gelu");
+    c.norm.eps = r.get_num("layer_norm_eps", 1e-5);
+    c.vision.patch_bias = false;
+    c.vision.last_is_normalized = false;
+    c.embed_norm = true;
+    auto& n = c.names;
+    n.prefixes = {"", "vision_model."};
+    n.embed = "embeddings.patch_embedding";
+    n.embed_norm = "pre_layrnorm";
+    n.cls_token = "embeddings.class_embedding";
+    n.pos_table = "embeddings.position_embedding.weight";
+    n.layer = "encoder.layers.{l}.";
+    n.final_norm = "post_layernorm";
+    auto& b = n.block;
+    b.ln_attn = "layer_norm1";
+    b.q = "self_attn.q_proj";
+    b.k = "self_attn.k_proj";
+    b.v = "self_attn.v_proj";
+    b.o = "self_attn.out_proj";
+    b.ln_mlp = "layer_norm2";
+    b.up = "mlp.fc1";
+    b.down = "mlp.fc2";
+}
+
 /// The mapping table: model_type -> the function that fills the block description.
 inline const std::vector<FamilyEntry>& family_table() {
     static const std::vector<FamilyEntry> table = {
@@ -774,17 +882,23 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"bloom", family_bloom, WindowRule::None},
         {"mpt", family_mpt, WindowRule::None},
         {"gpt_oss", family_gpt_oss, WindowRule::Family},
+        {"vit", family_vit, WindowRule::None},
+        {"dinov2", family_dinov2, WindowRule::None},
+        {"dinov2_with_registers", family_dinov2, WindowRule::None},
+        {"clip_vision_model", family_clip_vision, WindowRule::None},
     };
     return table;
 }
 
 }  // namespace detail
 
-/// The model_type values massact reads (plus "gemma3": a multimodal config whose text_config is gemma3_text).
+/// The model_type values massact reads (plus "gemma3": a multimodal config whose text_config is gemma3_text,
+/// and "clip", whose vision_config is read as clip_vision_model).
 inline std::vector<std::string> supported_model_types() {
     std::vector<std::string> out;
     for (const auto& e : detail::family_table()) out.push_back(e.model_type);
     out.push_back("gemma3");
+    out.push_back("clip");
     return out;
 }
 
@@ -803,6 +917,15 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
         if (!t.contains("model_type")) t["model_type"] = "gemma3_text";
         ModelConfig c = parse_config(t, file + " (text_config)");
         c.names.prefixes = {"model.language_model.", "language_model.model."};
+        return c;
+    }
+    if (type == "clip") {  // text and vision towers: massact reads the vision one
+        if (!r.present("vision_config") || !j["vision_config"].is_object())
+            r.fail("vision_config", "missing (a clip config holds the vision tower there)");
+        nlohmann::json v = j["vision_config"];
+        v["model_type"] = "clip_vision_model";
+        ModelConfig c = parse_config(v, file + " (vision_config)");
+        c.names.prefixes = {"vision_model."};
         return c;
     }
     ModelConfig c;

@@ -94,7 +94,7 @@ inline std::vector<std::string> hook_site_names(const ModelConfig& c, bool sink_
         for (const auto& s : block_site_table())
             if (s.exists(c, sink_slot)) out.push_back(block_site_name(l, s.id));
     out.push_back("ln_final.hook_normalized");
-    out.push_back("logits");
+    if (!c.is_vision()) out.push_back("logits");  // (a vision model has no vocabulary)
     return out;
 }
 
@@ -107,7 +107,7 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
     if (name == "hook_embed" || name == "ln_final.hook_normalized" ||
         (name == "hook_pos_embed" && c.positions == PositionKind::Learned))
         return {N, T, d};
-    if (name == "logits") return {N, T, c.vocab_size};
+    if (name == "logits" && !c.is_vision()) return {N, T, c.vocab_size};
     if (name.rfind("blocks.", 0) == 0) {
         const std::size_t dot = name.find('.', 7);
         char* end = nullptr;

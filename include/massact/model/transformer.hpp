@@ -14,6 +14,7 @@
 #include "massact/kernels/activation.hpp"
 #include "massact/kernels/attention.hpp"
 #include "massact/kernels/norm.hpp"
+#include "massact/kernels/resample.hpp"
 #include "massact/kernels/rope.hpp"
 #include "massact/model/config.hpp"
 #include "massact/model/families.hpp"
@@ -92,6 +93,13 @@ struct RunOptions {
 
 /// Buffers of a forward pass, named for what they hold (R = N*T rows). Reusing one Workspace across
 /// forwards (one thread at a time) avoids re-allocating activations and the weight-conversion buffer.
+/// N images [N, C, H, W] (row-major, float32, already resized and normalised as the model expects).
+struct PixelBatch {
+    std::vector<float> data;
+    Index n = 0, channels = 0, height = 0, width = 0;
+    const float* image(Index i) const { return data.data() + i * channels * height * width; }
+};
+
 struct Workspace {
     RowMatrixF logits;       // [R, V], the result of Transformer::run
     RowMatrixF x;            // [R, d] residual stream
@@ -108,6 +116,9 @@ struct Workspace {
     RowMatrixF expert_w;
     RowMatrixF expert_in, expert_h, expert_u, expert_out;  // rows routed to one expert
     RowMatrixF pos;          // [R, d] learned position embeddings
+    RowMatrixF patches;      // vision: [N*P, C*p*p] image patches, flattened (channel, row, column)
+    RowMatrixF hidden;       // vision: last_hidden_state [R, d], the result of Transformer::run_pixels
+    RowMatrixF pooled;       // vision: pooler_output [N, d]
     std::vector<float> scores, sink, kvp;  // [N, H, T, K] and [N, H, T] when attention hooks are set (K keys)
     LinearScratch weights;                 // the products' precision and packed weight blocks
 };
@@ -137,6 +148,7 @@ inline void activate(ActivationFn f, float* out, const float* x, Index n) {
         case ActivationFn::GeluTanh: kernels::gelu_tanh<float>(out, x, n); break;
         case ActivationFn::GeluErf: kernels::gelu_erf<float>(out, x, n); break;
         case ActivationFn::Relu: kernels::relu<float>(out, x, n); break;
+        case ActivationFn::QuickGelu: kernels::quick_gelu<float>(out, x, n); break;
     }
 }
 
@@ -282,6 +294,8 @@ public:
     /// Check ids against the vocabulary and the position limit (positions up to last_position); throws
     /// massact::Error.
     void validate(const TokenBatch& ids, Index last_position = -1) const {
+        if (config_.is_vision())
+            throw Error("forward: this " + config_.model_type + " model reads images (pixels), not token ids");
         if (ids.rows() == 0 || ids.cols() == 0) throw Error("forward: empty token batch");
         if (last_position < 0) last_position = ids.cols() - 1;
         if (config_.positions == PositionKind::Learned && last_position >= config_.max_positions)
@@ -311,6 +325,45 @@ public:
         for (const RopeSpec& r : config_.rope) p.rope_own.push_back(rope_table(r, p.T));
         for (const auto& t : p.rope_own) p.rope.push_back(&t);
         return forward_pass(p, hooks);
+    }
+
+    /// Check images against a vision model: channels, at least one patch each way; throws massact::Error.
+    void validate(const PixelBatch& px) const {
+        const VisionSpec& v = config_.vision;
+        if (!config_.is_vision())
+            throw Error("forward: this " + config_.model_type + " model reads token ids, not pixels");
+        if (px.n <= 0) throw Error("forward: empty image batch");
+        if (px.channels != v.channels)
+            throw Error("forward: images have " + std::to_string(px.channels) + " channels, the model expects " + std::to_string(v.channels));
+        if (px.height < v.patch_size || px.width < v.patch_size)
+            throw Error("forward: images of " + std::to_string(px.height) + "x" + std::to_string(px.width) +
+                        " pixels are smaller than one " + std::to_string(v.patch_size) + "x" + std::to_string(v.patch_size) + " patch");
+        if (static_cast<Index>(px.data.size()) != px.n * px.channels * px.height * px.width)
+            throw Error("forward: image buffer holds " + std::to_string(px.data.size()) + " values for [" + std::to_string(px.n) +
+                        ", " + std::to_string(px.channels) + ", " + std::to_string(px.height) + ", " + std::to_string(px.width) + "]");
+    }
+
+    /// The token kinds of a vision model's sequence for h x w images: 0 = CLS, 1 + k = register k,
+    /// 1 + R + i = patch i (row-major over the patch grid). They stand in for token ids in hooks and scans.
+    TokenBatch vision_tokens(Index n, Index h, Index w) const {
+        TokenBatch ids(n, config_.vision.tokens(h, w));
+        for (Index i = 0; i < n; ++i)
+            for (Index t = 0; t < ids.cols(); ++t) ids(i, t) = t;
+        return ids;
+    }
+
+    /// A vision model's forward over images: returns last_hidden_state [N*T, d] (w.hidden: ln_final's
+    /// output, or for CLIP the last block's); w.pooled gets pooler_output [N, d]. Hooks see [N, T, ...]
+    /// with T = 1 + registers + patches.
+    const RowMatrixF& run_pixels(const PixelBatch& px, Workspace& w, const Hooks& hooks = {}, const RunOptions& options = {}) const {
+        validate(px);
+        const TokenBatch ids = vision_tokens(px.n, px.height, px.width);
+        Pass p(ids, w, detail::HookCalls(hooks, config_, has_sink_slot(options), ids), options);
+        p.pixels = &px;
+        p.pos.resize(static_cast<std::size_t>(p.T));
+        std::iota(p.pos.begin(), p.pos.end(), Index(0));
+        forward_pass(p, hooks);
+        return w.hidden;
     }
 
     /// Incremental forward: the N sequences of `cache` (N = cache.batch()) continue with T new tokens each.
@@ -365,6 +418,7 @@ private:
         std::vector<kernels::RopeTable> rope_own;    // (the tables of a forward without cache)
         std::vector<float> override_logits;          // [H] the run's extra slot logit (softmax1: 0), if any
         std::vector<float> alibi;                    // [H] ALiBi slopes, if the model has them
+        const PixelBatch* pixels = nullptr;          // vision: the images (ids then hold token kinds)
         Index R() const { return N * T; }
         Index keys() const { return past + T; }
         /// Where a stage's seconds go (null when the run is not profiled).
@@ -391,9 +445,10 @@ private:
         return p.w.logits;
     }
 
-    /// x [R, d] = embed[ids] * embed_scale (+ learned positions).
+    /// x [R, d] = embed[ids] * embed_scale (+ learned positions); for images, embed_patches.
     void embed(Pass& p) const {
         const ModelConfig& c = config_;
+        if (c.is_vision()) return embed_patches(p);
         RowMatrixF& x = p.w.x;
         x.resize(p.R(), c.hidden_size);
         for (Index r = 0; r < p.R(); ++r) weights_.embed.row(p.ids.data()[r], x.row(r).data());
@@ -407,6 +462,61 @@ private:
             x += pos;
         }
         if (c.embed_norm) detail::apply_norm(c.norm, weights_.embed_norm, x.data(), x.data(), x.rows(), x.cols());
+    }
+
+    /// Vision: x [N*T, d] = [CLS + pos_0, registers, patch_i W^T + b + pos_(1+i)] per image (the position table
+    /// resized bicubically to another patch grid), then the embedding norm if the model has one (CLIP).
+    void embed_patches(Pass& p) const {
+        const ModelConfig& c = config_;
+        const VisionSpec& v = c.vision;
+        const PixelBatch& px = *p.pixels;
+        const Index N = p.N, T = p.T, d = c.hidden_size, P = v.patch_size, C = v.channels, R = v.registers;
+        const Index gh = px.height / P, gw = px.width / P, np = gh * gw;
+        RowMatrixF& patches = p.w.patches;
+        patches.resize(N * np, C * P * P);
+        for (Index n = 0; n < N; ++n)
+            for (Index gy = 0; gy < gh; ++gy)
+                for (Index gx = 0; gx < gw; ++gx) {
+                    float* row = patches.row(n * np + gy * gw + gx).data();
+                    for (Index ch = 0; ch < C; ++ch)
+                        for (Index i = 0; i < P; ++i) {
+                            const float* src = px.image(n) + (ch * px.height + gy * P + i) * px.width + gx * P;
+                            std::copy(src, src + P, row + (ch * P + i) * P);
+                        }
+                }
+        RowMatrixF& proj = p.w.attn_out;
+        proj.resize(N * np, d);
+        linear(p, weights_.embed, patches, proj, &weights_.patch_b);
+        const std::vector<float> pos = patch_positions(gh, gw);
+        RowMatrixF& x = p.w.x;
+        x.resize(N * T, d);
+        auto add = [&](Index row, const float* a, const float* b) {
+            for (Index j = 0; j < d; ++j) x(row, j) = a[j] + (b ? b[j] : 0.0f);
+        };
+        for (Index n = 0; n < N; ++n) {
+            add(n * T, weights_.cls.data(), pos.data());
+            for (Index k = 0; k < R; ++k) add(n * T + 1 + k, weights_.registers.data() + k * d, nullptr);
+            for (Index i = 0; i < np; ++i) add(n * T + 1 + R + i, proj.row(n * np + i).data(), pos.data() + (1 + i) * d);
+        }
+        p.hooks.embed(x.data(), {N, T, d});
+        if (c.embed_norm) detail::apply_norm(c.norm, weights_.embed_norm, x.data(), x.data(), x.rows(), x.cols());
+    }
+
+    /// The position table [1 + gh*gw, d] for a grid of gh x gw patches: the model's own, or its patch part
+    /// resized bicubically from the trained (square) grid, as transformers' interpolate_pos_encoding does.
+    std::vector<float> patch_positions(Index gh, Index gw) const {
+        const Index d = config_.hidden_size, g0 = config_.vision.image_size / config_.vision.patch_size;
+        const std::vector<float>& table = weights_.pos_table;
+        if (gh == g0 && gw == g0) return table;
+        std::vector<float> planar(static_cast<std::size_t>(d * g0 * g0));  // [d, g0, g0]
+        for (Index i = 0; i < g0 * g0; ++i)
+            for (Index j = 0; j < d; ++j) planar[static_cast<std::size_t>(j * g0 * g0 + i)] = table[static_cast<std::size_t>((1 + i) * d + j)];
+        const std::vector<float> r = kernels::resize_bicubic_torch(planar.data(), d, g0, g0, gh, gw);
+        std::vector<float> out(static_cast<std::size_t>((1 + gh * gw) * d));
+        std::copy(table.begin(), table.begin() + d, out.begin());
+        for (Index i = 0; i < gh * gw; ++i)
+            for (Index j = 0; j < d; ++j) out[static_cast<std::size_t>((1 + i) * d + j)] = r[static_cast<std::size_t>(j * gh * gw + i)];
+        return out;
     }
 
     /// One block: attention and MLP around the residual stream x [R, d], sequential or parallel.
@@ -501,6 +611,7 @@ private:
             norm(p, L.ln_attn_post, w.attn_out, w.attn_out);
             p.hooks.block(l, BlockSite::Ln1Post, w.attn_out.data(), {N, T, c.hidden_size});
         }
+        if (!L.ls_attn.empty()) scale_columns(w.attn_out, L.ls_attn);
         p.hooks.block(l, BlockSite::AttnOut, w.attn_out.data(), {N, T, c.hidden_size});
     }
 
@@ -580,6 +691,7 @@ private:
         spec.scale = static_cast<float>(c.attn_scale);
         spec.softcap = static_cast<float>(c.attn_softcap);
         spec.window = c.window(l);
+        spec.causal = c.causal;
         if (!p.alibi.empty()) spec.alibi = p.alibi.data();
         if (!L.sinks.empty()) spec.sink_logits = L.sinks.data();
         if (!L.k_bias_slot.empty()) {
@@ -740,6 +852,7 @@ private:
             norm(p, L.ln_mlp_post, p.w.mlp_out, p.w.mlp_out);
             p.hooks.block(l, BlockSite::Ln2Post, p.w.mlp_out.data(), resid);
         }
+        if (!L.ls_mlp.empty()) scale_columns(p.w.mlp_out, L.ls_mlp);
         p.hooks.block(l, BlockSite::MlpOut, p.w.mlp_out.data(), resid);
     }
 
@@ -750,6 +863,18 @@ private:
         RowMatrixF& n = w.attn_in;
         norm(p, weights_.final_norm, n, w.x);
         p.hooks.ln_final(n.data(), {p.N, p.T, c.hidden_size});
+        if (c.is_vision()) {  // last_hidden_state and pooler_output; no vocabulary
+            w.hidden = c.vision.last_is_normalized ? n : w.x;
+            w.pooled.resize(p.N, c.hidden_size);
+            for (Index b = 0; b < p.N; ++b) w.pooled.row(b) = n.row(b * p.T);
+            if (weights_.pooler.bound()) {
+                RowMatrixF cls = w.pooled;
+                linear(p, weights_.pooler, cls, w.pooled, &weights_.pooler_b);
+                w.pooled = w.pooled.array().tanh().matrix();
+            }
+            w.logits.resize(0, 0);
+            return;
+        }
         RowMatrixF& logits = w.logits;
         if (!p.options.logits && !p.hooks.wants_logits()) {
             logits.resize(0, 0);
@@ -762,6 +887,11 @@ private:
     }
 
     bool has_sink_slot(const RunOptions& o) const { return massact::has_sink_slot(config_, o.attention); }
+
+    /// x[:, j] *= s[j] (a layer scale).
+    static void scale_columns(RowMatrixF& x, const std::vector<float>& s) {
+        x.array().rowwise() *= Eigen::Map<const Eigen::RowVectorXf>(s.data(), static_cast<Index>(s.size())).array();
+    }
 
     /// y = x W^T (+ bias), timed as a product.
     static void linear(Pass& p, const WeightMatrix& W, const Eigen::Ref<const RowMatrixF>& x, Eigen::Ref<RowMatrixF> y,

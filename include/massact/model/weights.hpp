@@ -189,6 +189,7 @@ struct LayerWeights {
     std::vector<ExpertWeights> experts;    // [E]
     std::vector<float> k_bias_slot, v_bias_slot;  // [KV, hd] explicit attention bias (attention_sink kv_bias)
     std::vector<float> sinks;                      // [H] learned sink logits (attention_sink logit)
+    std::vector<float> ls_attn, ls_mlp;            // [d] layer scales (DINOv2)
 };
 
 struct ModelWeights {
@@ -199,6 +200,13 @@ struct ModelWeights {
     NormWeights final_norm;  // [d]
     WeightMatrix lm_head;    // [V, d] (the embedding when tied)
     std::vector<float> lm_head_b;  // [V] (Phi-2, GPT-J)
+    // vision: embed is the patch projection [d, C*p*p] (a patch flattened channel, row, column)
+    std::vector<float> patch_b;    // [d]
+    std::vector<float> cls;        // [d]
+    std::vector<float> registers;  // [R, d]
+    std::vector<float> pos_table;  // [1 + grid^2, d]: CLS, then the patch grid row by row
+    WeightMatrix pooler;           // [d, d] (ViT), with pooler_b
+    std::vector<float> pooler_b;
 };
 
 namespace detail {
@@ -226,6 +234,16 @@ public:
     }
     bool has(const std::string& name) const { return ck_.has(prefix_ + name); }
     std::vector<float> vec(const std::string& name, std::int64_t n) const { return get(name, {n}).to_float(); }
+    /// A tensor of n values whatever its shape ([1, 1, d] and [d] tokens, [1, P, d] and [P, d] tables).
+    std::vector<float> values(const std::string& name, std::int64_t n) const {
+        const std::string full = prefix_ + name;
+        if (!ck_.has(full)) throw Error(ck_.dir() + ": missing tensor \"" + full + "\"");
+        const auto& t = ck_.tensor(full);
+        if (t.numel() != n)
+            throw Error(t.where() + ": wrong shape " + io::shape_string(t.shape) + ", expected " + std::to_string(n) +
+                        " values from config.json");
+        return get(name, t.shape).to_float();
+    }
     std::vector<float> mat(const std::string& name, std::int64_t r, std::int64_t c) const { return get(name, {r, c}).to_float(); }
     /// A linear map [out, in]: nn.Linear stores [out, in], GPT-2's Conv1D [in, out].
     WeightMatrix linear(const std::string& name, Index out, Index in, bool conv1d = false) const {
@@ -347,6 +365,8 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
         L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
         L.down_b = bias(c.mlp_bias, n.down, d);
     }
+    if (!n.ls_attn.empty()) L.ls_attn = b.vec(p + n.ls_attn, d);
+    if (!n.ls_mlp.empty()) L.ls_mlp = b.vec(p + n.ls_mlp, d);
     if (c.sink == SinkKind::KVBias) {
         L.k_bias_slot = b.mat(p + "self_attn.k_bias", KV, hd);
         L.v_bias_slot = b.mat(p + "self_attn.v_bias", KV, hd);
@@ -358,8 +378,9 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
 
 /// Keep float32 copies of every half-precision matrix when all of them fit the budget.
 inline void make_resident(ModelWeights& w, const LoadOptions& opt) {
-    std::vector<WeightMatrix*> all = {&w.embed, &w.lm_head};
-    if (w.pos_embed.bound()) all.push_back(&w.pos_embed);
+    std::vector<WeightMatrix*> all = {&w.embed};
+    for (WeightMatrix* m : {&w.lm_head, &w.pos_embed, &w.pooler})
+        if (m->bound()) all.push_back(m);
     for (auto& L : w.layers) {
         for (WeightMatrix* m : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.gate_up, &L.down, &L.router})
             if (m->bound()) all.push_back(m);
@@ -393,7 +414,21 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
             break;
         }
     const detail::Binder b(ck, prefix);
-    w.embed = WeightMatrix(&b.get(names.embed + ".weight", {V, d}), d, V, true);  // rows are tokens
+    if (c.is_vision()) {
+        const VisionSpec& v = c.vision;
+        const Index C = v.channels, P = v.patch_size;
+        w.embed = WeightMatrix(&b.get(names.embed + ".weight", {d, C, P, P}), d, C * P * P, false);
+        if (v.patch_bias) w.patch_b = b.vec(names.embed + ".bias", d);
+        w.cls = b.values(names.cls_token, d);
+        if (v.registers > 0) w.registers = b.values(names.register_tokens, Index(v.registers) * d);
+        w.pos_table = b.values(names.pos_table, Index(c.max_positions) * d);
+        if (!names.pooler.empty() && b.has(names.pooler + ".weight")) {
+            w.pooler = b.linear(names.pooler + ".weight", d, d);
+            w.pooler_b = b.vec(names.pooler + ".bias", d);
+        }
+    } else {
+        w.embed = WeightMatrix(&b.get(names.embed + ".weight", {V, d}), d, V, true);  // rows are tokens
+    }
     if (c.positions == PositionKind::Learned) {
         const Index rows = Index(c.max_positions) + c.pos_offset;
         w.pos_embed = WeightMatrix(&b.get(names.pos_embed + ".weight", {rows, d}), d, rows, true);
@@ -402,6 +437,10 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
     for (int l = 0; l < c.num_layers; ++l)
         w.layers.push_back(detail::bind_layer(b, c, detail::replace_all(names.layer, "{l}", std::to_string(l))));
     w.final_norm = b.norm(names.final_norm, c.norm, d);
+    if (c.is_vision()) {
+        detail::make_resident(w, opt);
+        return w;
+    }
     if (ck.has(names.lm_head + ".weight") && !c.tie_embeddings) {
         w.lm_head = detail::Binder(ck, "").linear(names.lm_head + ".weight", V, d);
     } else {

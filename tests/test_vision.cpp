@@ -1,0 +1,183 @@
+// Vision models through the tool: --pixels dumps, --images preprocessing against a hand computation of
+// PIL's resampling, the crop and the normalisation, and the error messages.
+#include "common.hpp"
+
+#include <stb/stb_image_write.h>
+
+#include <fstream>
+#include <sstream>
+
+using namespace massact;
+
+namespace {
+
+int tool(const std::string& args, std::string* out = nullptr) {
+    const std::string dir = test::temp_dir("vision-tool");
+    const int rc = std::system((std::string(MASSACT_TOOL) + " " + args + " > " + dir + "/out.txt 2>&1").c_str());
+    std::ifstream f(dir + "/out.txt");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    if (out) *out = ss.str();
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// ---- the reference, written from PIL's description (Image.resize on an 8-bit RGB image) --------------------
+double filter(double x, bool bicubic) {
+    x = std::fabs(x);
+    if (!bicubic) return x < 1 ? 1 - x : 0;
+    const double a = -0.5;  // PIL's bicubic
+    if (x < 1) return (a + 2) * x * x * x - (a + 3) * x * x + 1;
+    if (x < 2) return a * x * x * x - 5 * a * x * x + 8 * a * x - 4 * a;
+    return 0;
+}
+
+/// One axis: weights normalised (support widened when shrinking), then PIL's 8-bit arithmetic: each weight
+/// in 22-bit fixed point, the sum started at 2^21, shifted back and clamped to 0..255.
+std::vector<double> resample_line(const std::vector<double>& in, int out_n, bool bicubic) {
+    const int n = static_cast<int>(in.size());
+    const double scale = double(n) / out_n, widen = std::max(1.0, scale), support = (bicubic ? 2 : 1) * widen;
+    std::vector<double> out(static_cast<std::size_t>(out_n));
+    for (int o = 0; o < out_n; ++o) {
+        const double center = (o + 0.5) * scale;
+        const int lo = std::max(0, int(center - support + 0.5)), hi = std::min(n, int(center + support + 0.5));
+        double sum = 0;
+        for (int i = lo; i < hi; ++i) sum += filter((i + 0.5 - center) / widen, bicubic);
+        long long acc = 1LL << 21;
+        for (int i = lo; i < hi; ++i) {
+            const double w = filter((i + 0.5 - center) / widen, bicubic) / sum;
+            acc += static_cast<long long>(in[static_cast<std::size_t>(i)]) * static_cast<int>(w * (1 << 22) + (w < 0 ? -0.5 : 0.5));
+        }
+        out[static_cast<std::size_t>(o)] = acc < 0 ? 0.0 : std::min(255.0, static_cast<double>(acc >> 22));
+    }
+    return out;
+}
+
+/// [3][h][w] planes resized to nh x nw: rows first, then columns (PIL's order).
+std::vector<std::vector<std::vector<double>>> resize(const std::vector<std::vector<std::vector<double>>>& img, int nh, int nw, bool bicubic) {
+    std::vector<std::vector<std::vector<double>>> out(3);
+    for (int c = 0; c < 3; ++c) {
+        std::vector<std::vector<double>> rows;
+        for (const auto& row : img[static_cast<std::size_t>(c)]) rows.push_back(resample_line(row, nw, bicubic));
+        out[static_cast<std::size_t>(c)].assign(static_cast<std::size_t>(nh), std::vector<double>(static_cast<std::size_t>(nw)));
+        for (int x = 0; x < nw; ++x) {
+            std::vector<double> col;
+            for (const auto& r : rows) col.push_back(r[static_cast<std::size_t>(x)]);
+            const auto rc = resample_line(col, nh, bicubic);
+            for (int y = 0; y < nh; ++y) out[static_cast<std::size_t>(c)][static_cast<std::size_t>(y)][static_cast<std::size_t>(x)] = rc[static_cast<std::size_t>(y)];
+        }
+    }
+    return out;
+}
+
+struct Processor {
+    nlohmann::json json;
+    int nh, nw;             // size after resizing
+    int ch, cw;             // after cropping (= nh, nw without a crop)
+    bool bicubic;
+    double mean[3], std[3];
+};
+
+}  // namespace
+
+TEST_CASE("massact run --pixels on each vision family dumps what the library computes, near the reference") {
+    for (const char* name : {"vit", "dinov2", "dinov2_reg", "clip_vision"}) {
+        CAPTURE(name);
+        const std::string dir = test::data(std::string("families/") + name), out = test::temp_dir("vision") + "/d.safetensors";
+        std::string msg;
+        REQUIRE(tool("run " + dir + " --pixels " + dir + "/ref.safetensors:pixel_values --dump " + out +
+                         " --hooks '*hook_resid_post,*hook_pattern,ln_final.hook_normalized'",
+                     &msg) == 0);
+        const io::SafetensorsFile d(out), ref(dir + "/ref.safetensors");
+        CHECK(d.tensor("pixel_values").to_float() == ref.tensor("pixel_values").to_float());
+        const Transformer m(dir);
+        const int L = m.config().num_layers;
+        const auto got = d.tensor("blocks." + std::to_string(L - 1) + ".hook_resid_post");
+        const auto want = ref.tensor("hidden_states." + std::to_string(L)).to_float();
+        const auto g = got.to_float();
+        REQUIRE(g.size() == want.size());
+        double diff = 0, mag = 0;
+        for (std::size_t i = 0; i < g.size(); ++i) {
+            diff = std::max(diff, std::fabs(double(g[i]) - want[i]));
+            mag = std::max(mag, std::fabs(double(want[i])));
+        }
+        CHECK(diff < 2e-4 * mag);
+        CHECK(got.shape == std::vector<std::int64_t>{2, 1 + m.config().vision.registers + 16, 64});
+        CHECK(d.tensor("blocks.0.attn.hook_pattern").shape == std::vector<std::int64_t>{2, 4, got.shape[1], got.shape[1]});
+    }
+}
+
+TEST_CASE("massact run --images: a PNG resized, cropped and normalised as preprocessor_config.json says") {
+    // A 29 x 37 RGB image with random bytes, saved as PNG.
+    const int W = 37, H = 29;
+    std::mt19937 g(7);
+    std::vector<unsigned char> rgb(static_cast<std::size_t>(W * H * 3));
+    for (auto& b : rgb) b = static_cast<unsigned char>(g() & 255);
+    const std::string tmp = test::temp_dir("images"), png = tmp + "/a.png";
+    REQUIRE(stbi_write_png(png.c_str(), W, H, 3, rgb.data(), W * 3) != 0);
+    std::vector<std::vector<std::vector<double>>> img(3, std::vector<std::vector<double>>(H, std::vector<double>(W)));
+    for (int y = 0; y < H; ++y)
+        for (int x = 0; x < W; ++x)
+            for (int c = 0; c < 3; ++c) img[static_cast<std::size_t>(c)][static_cast<std::size_t>(y)][static_cast<std::size_t>(x)] = rgb[static_cast<std::size_t>((y * W + x) * 3 + c)];
+
+    const std::vector<std::pair<std::string, Processor>> cases = {
+        // ViTImageProcessor: exact size, bilinear, mean/std 0.5
+        {"vit", {{{"do_resize", true}, {"size", {{"height", 32}, {"width", 32}}}, {"resample", 2}, {"do_rescale", true},
+                  {"rescale_factor", 1.0 / 255}, {"do_normalize", true}, {"image_mean", {0.5, 0.5, 0.5}}, {"image_std", {0.5, 0.5, 0.5}}},
+                 32, 32, 32, 32, false, {0.5, 0.5, 0.5}, {0.5, 0.5, 0.5}}},
+        // CLIPImageProcessor: shortest edge 40 (so 29 x 37 -> 40 x 51), bicubic, center crop 32, CLIP's mean/std
+        {"clip_vision", {{{"do_resize", true}, {"size", {{"shortest_edge", 40}}}, {"resample", 3}, {"do_center_crop", true},
+                          {"crop_size", {{"height", 32}, {"width", 32}}}, {"do_rescale", true}, {"rescale_factor", 1.0 / 255},
+                          {"do_normalize", true}, {"image_mean", {0.48145466, 0.4578275, 0.40821073}},
+                          {"image_std", {0.26862954, 0.26130258, 0.27577711}}},
+                         40, 51, 32, 32, true, {0.48145466, 0.4578275, 0.40821073}, {0.26862954, 0.26130258, 0.27577711}}},
+    };
+    for (const auto& [family, p] : cases) {
+        CAPTURE(family);
+        // the fixture's checkpoint with this preprocessor_config.json beside it
+        const std::string model = test::temp_dir("images-" + family);
+        for (const char* f : {"config.json", "model.safetensors"})
+            std::filesystem::copy_file(test::data("families/" + family + "/" + f), model + "/" + f,
+                                       std::filesystem::copy_options::overwrite_existing);
+        std::ofstream(model + "/preprocessor_config.json") << p.json.dump(1);
+        const std::string out = tmp + "/" + family + ".safetensors";
+        std::string msg;
+        REQUIRE(tool("run " + model + " --images " + png + " --dump " + out + " --hooks ln_final.hook_normalized", &msg) == 0);
+        const io::SafetensorsFile dumped(out);  // (views point into the mapped file: keep it open)
+        const auto& px = dumped.tensor("pixel_values");
+        REQUIRE(px.shape == std::vector<std::int64_t>{1, 3, p.ch, p.cw});
+        const auto got = px.to_float();
+        const auto resized = resize(img, p.nh, p.nw, p.bicubic);
+        const int top = (p.nh - p.ch) / 2, left = (p.nw - p.cw) / 2;
+        double worst = 0;
+        for (int c = 0; c < 3; ++c)
+            for (int y = 0; y < p.ch; ++y)
+                for (int x = 0; x < p.cw; ++x) {
+                    const double v = resized[static_cast<std::size_t>(c)][static_cast<std::size_t>(top + y)][static_cast<std::size_t>(left + x)];
+                    const double want = (v / 255.0 - p.mean[c]) / p.std[c];
+                    worst = std::max(worst, std::fabs(want - got[static_cast<std::size_t>((c * p.ch + y) * p.cw + x)]));
+                }
+        CHECK(worst < 1e-5);
+        // the same pixels through --pixels give the same features
+        const std::string out2 = tmp + "/" + family + "-px.safetensors";
+        REQUIRE(tool("run " + model + " --pixels " + out + ":pixel_values --dump " + out2 + " --hooks ln_final.hook_normalized") == 0);
+        CHECK(io::SafetensorsFile(out2).tensor("ln_final.hook_normalized").to_float() ==
+              io::SafetensorsFile(out).tensor("ln_final.hook_normalized").to_float());
+    }
+}
+
+TEST_CASE("vision input errors name the file and what was expected") {
+    const std::string vit = test::data("families/vit"), tmp = test::temp_dir("vision-errors");
+    std::string msg;
+    CHECK(tool("run " + vit + " --ids 1,2 --dump " + tmp + "/x.safetensors", &msg) == 1);
+    CHECK(msg.find("reads images") != std::string::npos);
+    std::ofstream(tmp + "/bad.png") << "not a png";
+    CHECK(tool("run " + vit + " --images " + tmp + "/bad.png --dump " + tmp + "/x.safetensors", &msg) == 1);
+    CHECK(msg.find("bad.png: cannot decode") != std::string::npos);
+    CHECK(tool("run " + vit + " --pixels " + vit + "/ref.safetensors:nope --dump " + tmp + "/x.safetensors", &msg) == 1);
+    CHECK(msg.find("no tensor \"nope\"") != std::string::npos);
+    CHECK(tool("run " + vit + " --pixels " + vit + "/ref.safetensors:attentions.0 --dump " + tmp + "/x.safetensors", &msg) == 1);
+    CHECK(msg.find("channels") != std::string::npos);  // [2, 4, 17, 17] read as 4-channel images
+    CHECK(tool("run " + test::model("tiny-llama") + " --pixels " + vit + "/ref.safetensors --dump " + tmp + "/x.safetensors", &msg) == 1);
+    CHECK(msg.find("reads text") != std::string::npos);
+    CHECK(!std::filesystem::exists(tmp + "/x.safetensors"));
+}
