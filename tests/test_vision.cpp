@@ -181,3 +181,97 @@ TEST_CASE("vision input errors name the file and what was expected") {
     CHECK(msg.find("reads text") != std::string::npos);
     CHECK(!std::filesystem::exists(tmp + "/x.safetensors"));
 }
+
+namespace {
+PixelBatch fixture_pixels(const std::string& name) {
+    return analysis::load_pixels(test::data("families/" + name + "/ref.safetensors"));
+}
+}  // namespace
+
+TEST_CASE("scan over images: CLS, register and patch carriers; attention on the registers; no perplexity") {
+    const Transformer m(test::data("families/dinov2_reg"));
+    const PixelBatch px = fixture_pixels("dinov2_reg");
+    const Index T = 21, d = 64, H = 4;
+    analysis::ScanOptions opt;
+    opt.batch = 1;  // two forwards: the accumulation across batches is part of the test
+    // plant a massive activation: dim 5 of register 2 (position 3) at every block output, 400 (|x| ~ 1 elsewhere)
+    opt.hooks.add("*hook_resid_post", [&](Activation& a) {
+        for (Index b = 0; b < a.shape[0]; ++b) a.data[(b * T + 3) * d + 5] = 400.0f;
+    });
+    std::vector<double> on_regs(static_cast<std::size_t>(3 * H), 0.0);  // the naive mean, from the patterns
+    opt.hooks.add("*attn.hook_pattern", [&](Activation& a) {
+        for (Index b = 0; b < a.shape[0]; ++b)
+            for (Index h = 0; h < H; ++h)
+                for (Index q = 0; q < T; ++q)
+                    for (Index k = 1; k <= 4; ++k)
+                        on_regs[static_cast<std::size_t>(a.layer * H + h)] += a.data[((b * H + h) * T + q) * T + k] / double(T) / 2.0;
+    });
+    const auto r = analysis::scan_pixels(m, px, opt);
+    CHECK(r.sequences == 2);
+    CHECK(r.seq_len == T);
+    REQUIRE(r.massive.size() == 1);
+    CHECK(r.massive[0].dim == 5);
+    CHECK(r.massive[0].first_layer == 0);
+    CHECK(r.massive[0].positions == std::vector<std::string>{"register:2"});
+    CHECK(r.massive[0].mean == doctest::Approx(400.0));
+    REQUIRE(r.attention_on_registers.size() == 3);
+    for (int l = 0; l < 3; ++l)
+        for (Index h = 0; h < H; ++h)
+            CHECK(r.attention_on_registers[static_cast<std::size_t>(l)][static_cast<std::size_t>(h)] ==
+                  doctest::Approx(on_regs[static_cast<std::size_t>(l * H + h)]).epsilon(1e-9));
+    const auto j = r.to_json();
+    CHECK(!j.contains("val_ppl"));
+    CHECK(j["first_token"] == "cls");
+    CHECK(j["massive_activations"][0]["carriers"][0]["position"] == "register:2");
+    // the tool's JSON holds the same statistics (without the planted value: nothing massive there)
+    const std::string out = test::temp_dir("vision-scan") + "/s.json";
+    REQUIRE(tool("scan " + test::data("families/dinov2_reg") + " --pixels " + test::data("families/dinov2_reg/ref.safetensors") +
+                 " --json " + out) == 0);
+    std::ifstream f(out);
+    const auto tj = nlohmann::json::parse(f);
+    CHECK(tj["val_sequences"] == 2);
+    CHECK(tj["attention_on_registers_per_layer_head"].size() == 3);
+    CHECK(tj["massive_activations"].empty());
+}
+
+TEST_CASE("Fix-Reg-Mean: registers set to their mean or to zero, measured on the pooled and CLS features") {
+    const Transformer m(test::data("families/dinov2_reg"));
+    const PixelBatch px = fixture_pixels("dinov2_reg");
+    analysis::VisionAblation va;
+    va.tokens = analysis::vision_token_positions(m.config(), "registers", 21);
+    CHECK(va.tokens == std::vector<Index>{1, 2, 3, 4});
+    const auto rows = analysis::vision_ablation(m, px, va, {"zero", "mean"});
+    REQUIRE(rows.size() == 3);
+    CHECK(rows[0].mode == "none");
+    // the zero row, recomputed by hand: every block output's register rows zeroed, pooled = CLS of ln_final
+    Workspace w0, w1;
+    m.run_pixels(px, w0);
+    Hooks zero;
+    zero.add("*hook_resid_post", [](Activation& a) {
+        for (Index b = 0; b < 2; ++b)
+            for (Index t = 1; t <= 4; ++t)
+                for (Index j = 0; j < 64; ++j) a.data[(b * 21 + t) * 64 + j] = 0.0f;
+    });
+    m.run_pixels(px, w1, zero);
+    double cos = 0;
+    for (Index b = 0; b < 2; ++b) {
+        const Eigen::VectorXd a = w0.pooled.row(b).cast<double>(), c = w1.pooled.row(b).cast<double>();
+        cos += a.dot(c) / (a.norm() * c.norm()) / 2;
+    }
+    CHECK(rows[1].mode == "zero");
+    CHECK(rows[1].pooled_cosine == doctest::Approx(cos).epsilon(1e-9));
+    CHECK(rows[1].pooled_cosine < 0.999);  // zeroing the registers changes the features
+    CHECK(rows[2].pooled_cosine > rows[1].pooled_cosine);  // their mean changes them less
+    // one image: its mean is itself, so the mean ablation changes nothing
+    PixelBatch one = px;
+    one.n = 1;
+    one.data.resize(one.data.size() / 2);
+    const auto single = analysis::vision_ablation(m, one, va, {"mean"});
+    CHECK(single[1].pooled_cosine == doctest::Approx(1.0).epsilon(1e-6));
+    test::expect_error([&] { analysis::vision_token_positions(Transformer(test::data("families/vit")).config(), "registers", 17); },
+                       {"no register tokens"});
+    test::expect_error([&] { analysis::vision_token_positions(m.config(), "register=4", 21); }, {"register=4", "0 <= K < 4"});
+    std::string msg;
+    CHECK(tool("ablate " + test::data("families/dinov2_reg") + " --pixels " + test::data("families/dinov2_reg/ref.safetensors"), &msg) == 0);
+    CHECK(msg.find("mean ") != std::string::npos);
+}

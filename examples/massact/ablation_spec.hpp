@@ -1,6 +1,7 @@
 // Parsing the intervention flags shared by ablate and scan (--layer, --dims, --tokens, --mode).
 #pragma once
 
+#include "images.hpp"
 #include "input.hpp"
 
 #include <massact/massact.hpp>
@@ -106,6 +107,7 @@ struct AblateArgs {
     DataInput data;
     int layer = -1;
     std::string dims, tokens = "first", mode = "zero", site, json;
+    PixelInput pixels;  // vision models: images instead of text
     Index batch = 8;
     bool no_decomposition = false;
 };

@@ -18,6 +18,7 @@
 #include "massact/analysis/quantization.hpp"
 #include "massact/analysis/scan.hpp"
 #include "massact/analysis/streaming.hpp"
+#include "massact/analysis/vision.hpp"
 #include "massact/core/eigen.hpp"
 #include "massact/core/error.hpp"
 #include "massact/core/half.hpp"

@@ -61,8 +61,37 @@ inline void print_comparison(const massact::analysis::Comparison& c) {
     }
 }
 
+/// A vision model: zero / mean on CLS or register tokens (every layer unless --layer), measured on the
+/// pooled and CLS features (analysis/vision.hpp).
+inline int run_ablate_pixels(AblateArgs& a, const massact::Transformer& m) {
+    const massact::PixelBatch px = load_pixels_input(a.pixels, a.model, m);
+    m.validate(px);
+    const auto& c = m.config();
+    massact::analysis::VisionAblation va;
+    const std::string which = a.tokens == "first" ? (c.vision.registers > 0 ? "registers" : "cls") : a.tokens;
+    va.tokens = massact::analysis::vision_token_positions(c, which, c.vision.tokens(px.height, px.width));
+    if (!a.dims.empty() && a.dims != "all") va.dims = check_dims(a.dims, c.hidden_size, false);
+    if (a.layer >= 0) va.layers = {check_layer(a.layer, m)};
+    const std::vector<std::string> modes = a.mode == "zero" ? std::vector<std::string>{"zero", "mean"} : split_commas(a.mode);
+    const auto rows = massact::analysis::vision_ablation(m, px, va, modes);
+    std::printf("%ld images; %s, dims %s, %s: set to zero and to their mean over the images\n\n", static_cast<long>(px.n),
+                which.c_str(), a.dims.empty() ? "all" : a.dims.c_str(), a.layer >= 0 ? ("layer " + std::to_string(a.layer)).c_str() : "every layer");
+    std::printf("%-6s %14s %14s %14s %12s %12s\n", "mode", "pooled cos", "pooled |.|", "worst cos", "CLS cos", "CLS |.|");
+    nlohmann::json j = {{"images", px.n}, {"tokens", which}, {"positions", va.tokens}, {"layer", a.layer}, {"rows", nlohmann::json::array()}};
+    for (const auto& r : rows) {
+        std::printf("%-6s %14.6f %14.4f %14.6f %12.6f %12.4f\n", r.mode.c_str(), r.pooled_cosine, r.pooled_norm_ratio, r.pooled_cosine_min,
+                    r.cls_cosine, r.cls_norm_ratio);
+        j["rows"].push_back({{"mode", r.mode}, {"pooled_cosine", r.pooled_cosine}, {"pooled_norm_ratio", r.pooled_norm_ratio},
+                             {"pooled_cosine_min", r.pooled_cosine_min}, {"cls_cosine", r.cls_cosine}, {"cls_norm_ratio", r.cls_norm_ratio}});
+    }
+    if (!a.json.empty()) massact::io::write_text_file_atomic(a.json, j.dump(1) + "\n");
+    return 0;
+}
+
 inline int run_ablate(AblateArgs& a) {
     const massact::Transformer m(a.model);
+    if (m.config().is_vision() || a.pixels.given()) return run_ablate_pixels(a, m);
+    if (a.layer < 0 || a.dims.empty()) throw Error("ablate: --layer and --dims are required for a language model");
     const TokenBatch ids = load_data(a.data, a.model);
     m.validate(ids);
     const Intervention iv = build_ablation(a, m, ids);
@@ -201,10 +230,13 @@ inline void add_intervention_commands(CLI::App& app, AblateArgs& ab, InjectArgs&
     auto* c = app.add_subcommand("ablate", "Zero, set to mean, scale or add activations; measure perplexity and attention shift");
     c->add_option("model", ab.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_data_options(c, ab.data);
-    c->add_option("--layer", ab.layer, "Block whose output (hook_resid_post) is edited")->required();
-    c->add_option("--dims", ab.dims, "Comma-separated hidden dims, or all")->required();
-    c->add_option("--tokens", ab.tokens, "first | delimiter | all | above=X | comma-separated positions")->capture_default_str();
-    c->add_option("--mode", ab.mode, "zero | mean | value=X | scale=S | add=X")->capture_default_str();
+    add_pixel_options(c, ab.pixels);
+    c->add_option("--layer", ab.layer, "Block whose output (hook_resid_post) is edited (vision: default every block)");
+    c->add_option("--dims", ab.dims, "Comma-separated hidden dims, or all (vision: default all)");
+    c->add_option("--tokens", ab.tokens,
+                  "first | delimiter | all | above=X | comma-separated positions; vision: cls | registers | register=K | patches")
+        ->capture_default_str();
+    c->add_option("--mode", ab.mode, "zero | mean | value=X | scale=S | add=X (vision: zero,mean by default)")->capture_default_str();
     c->add_option("--site", ab.site, "Another hook site shaped [N, T, ...] instead of blocks.L.hook_resid_post");
     c->add_option("--json", ab.json, "Write the measurements to this file");
     add_batch_option(c, ab.batch);

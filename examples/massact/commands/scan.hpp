@@ -1,10 +1,12 @@
-// massact scan MODEL_DIR (--data FILE | --ids-file F[:T] | --prompt TEXT) [--seq-len 256] [--max-seqs N] [--json OUT]
+// massact scan MODEL_DIR (--data FILE | --ids-file F[:T] | --prompt TEXT | --pixels F[:T] | --images DIR)
+//              [--seq-len 256] [--max-seqs N] [--json OUT]
 // Per-layer outlier statistics, the massive-activation detector and attention-sink metrics.
 #pragma once
 
 #include "common.hpp"
 
 #include "../ablation_spec.hpp"
+#include "../images.hpp"
 #include "../input.hpp"
 #include "../progress.hpp"
 
@@ -74,7 +76,11 @@ inline std::string dims_string(const std::map<Index, Index>& dims, std::size_t m
 }
 
 inline void print_scan(const massact::analysis::ScanResult& r) {
-    std::printf("%ld sequences x %ld tokens, perplexity %.4f\n\n", static_cast<long>(r.sequences), static_cast<long>(r.seq_len), r.val_ppl);
+    if (r.vision)
+        std::printf("%ld images x %ld tokens (CLS, registers, patches); attn@0 is attention on CLS\n\n", static_cast<long>(r.sequences),
+                    static_cast<long>(r.seq_len));
+    else
+        std::printf("%ld sequences x %ld tokens, perplexity %.4f\n\n", static_cast<long>(r.sequences), static_cast<long>(r.seq_len), r.val_ppl);
     std::printf("layer     top1     top2     top3   median   ratio  top-1 dims (dim:seqs)   pos0  attn@0\n");
     for (std::size_t l = 0; l < r.layers.size(); ++l) {
         const auto& s = r.layers[l];
@@ -95,6 +101,13 @@ inline void print_scan(const massact::analysis::ScanResult& r) {
     std::printf("\nAttention sinks (Gu et al., T=%ld, alpha > %.2f): %.1f%% of heads (%zu of %zu)\n", static_cast<long>(r.sink_T),
                 r.sink_epsilon, 100 * r.sink_rate, r.sink_heads.size(),
                 r.gu_alpha.size() * (r.gu_alpha.empty() ? 0 : r.gu_alpha[0].size()));
+    for (std::size_t l = 0; l < r.attention_on_registers.size(); ++l) {
+        double att = 0;
+        for (double x : r.attention_on_registers[l]) att += x;
+        std::printf("%s%.3f%s", l == 0 ? "  attention on the registers per layer (mean over heads): " : " ",
+                    att / double(std::max<std::size_t>(1, r.attention_on_registers[l].size())),
+                    l + 1 == r.attention_on_registers.size() ? "\n" : "");
+    }
     std::string heads;
     for (const auto& h : r.sink_heads) {
         char b[64];
@@ -108,6 +121,7 @@ inline void print_scan(const massact::analysis::ScanResult& r) {
 struct ScanArgs {
     std::string model = MASSACT_DEFAULT_MODEL;
     DataInput data;
+    PixelInput pixels;
     DetectorArgs detector;
     AblateArgs ablate;  // --ablate-*: scan an ablated model
     std::string softmax;
@@ -116,8 +130,30 @@ struct ScanArgs {
     bool allow_nonfinite = false;
 };
 
+/// A vision model: the scan over images (carriers cls, register:k, patch).
+inline int run_scan_pixels(ScanArgs& a, const massact::Transformer& m) {
+    if (a.ablate.layer >= 0 || !a.ablate.dims.empty()) throw Error("--ablate-*: not available for vision models (use massact ablate)");
+    massact::PixelBatch px = load_pixels_input(a.pixels, a.model, m);
+    if (a.data.max_seqs > 0 && a.data.max_seqs < px.n) {
+        px.n = a.data.max_seqs;
+        px.data.resize(static_cast<std::size_t>(px.n * px.channels * px.height * px.width));
+    }
+    auto opt = scan_options(a.detector, a.model);
+    opt.batch = a.batch;
+    opt.hooks.extend(nonfinite_hooks(a.allow_nonfinite));
+    opt.run.attention = parse_softmax(a.softmax);
+    Progress bar("scan");
+    opt.progress = [&](Index done, Index total) { bar(done, total); };
+    const auto r = massact::analysis::scan_pixels(m, px, opt);
+    bar.done();
+    print_scan(r);
+    if (!a.json.empty()) massact::io::write_text_file_atomic(a.json, r.to_json().dump(1) + "\n");
+    return 0;
+}
+
 inline int run_scan(ScanArgs& a) {
     const massact::Transformer m(a.model);
+    if (m.config().is_vision() || a.pixels.given()) return run_scan_pixels(a, m);
     const TokenBatch ids = load_data(a.data, a.model);
     m.validate(ids);
     auto opt = scan_options(a.detector, a.model);
@@ -145,6 +181,7 @@ inline void add_scan(CLI::App& app, ScanArgs& a, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("scan", "Outlier statistics per layer, massive activations and attention sinks");
     cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_data_options(cmd, a.data);
+    add_pixel_options(cmd, a.pixels);
     add_detector_options(cmd, a.detector);
     cmd->add_option("--json", a.json, "Write the statistics (keys of tiny-*.stats.json and more) to this file");
     add_batch_option(cmd, a.batch);

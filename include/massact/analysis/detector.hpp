@@ -36,15 +36,32 @@ struct DetectorCriteria {
     static DetectorCriteria sun2024() { return {"sun2024", 100.0, 1000.0, 0.5, 2}; }
 };
 
-enum class Carrier { FirstToken, FirstDelimiter, Token };
+/// Who carries a hit: in text the first token, the first delimiter or else a token id; in a vision
+/// transformer's sequence the CLS token, register k, or any patch (one carrier for all patches).
+enum class Carrier { FirstToken, FirstDelimiter, Token, Cls, Register, Patch };
 
 inline std::string carrier_name(Carrier c, std::int64_t token) {
     switch (c) {
         case Carrier::FirstToken: return "first_token";
         case Carrier::FirstDelimiter: return "first_delimiter";
         case Carrier::Token: return "token:" + std::to_string(token);
+        case Carrier::Cls: return "cls";
+        case Carrier::Register: return "register:" + std::to_string(token);
+        case Carrier::Patch: return "patch";
     }
     return "?";
+}
+
+/// The carrier of position t: vision sequences (registers >= 0) are [CLS, registers, patches].
+inline std::pair<Carrier, std::int64_t> carrier_of(Index t, const std::int64_t* tokens, Index delimiter, Index registers) {
+    if (registers >= 0) {
+        if (t == 0) return {Carrier::Cls, -1};
+        if (t <= registers) return {Carrier::Register, t - 1};
+        return {Carrier::Patch, -1};
+    }
+    if (t == 0) return {Carrier::FirstToken, -1};
+    if (t == delimiter) return {Carrier::FirstDelimiter, -1};
+    return {Carrier::Token, tokens[t]};
 }
 
 /// Statistics of one (layer, dim, carrier) over the sequences where it hits (stable, mergeable).
@@ -73,17 +90,17 @@ using HitKey = std::tuple<Index, int, std::int64_t>;  // (dim, carrier, token id
 struct DetectorAccumulator {
     std::map<HitKey, HitStats> hits;
 
-    /// One sequence's hidden state x [T, d] (its median |x| given), token ids [T], first delimiter position.
+    /// One sequence's hidden state x [T, d] (its median |x| given), token ids [T], first delimiter position;
+    /// registers >= 0: a vision sequence with that many register tokens (carriers CLS, register k, patch).
     void add(const Eigen::Ref<const RowMatrixF>& x, double median, const std::int64_t* tokens, Index delimiter,
-             const DetectorCriteria& cr) {
+             const DetectorCriteria& cr, Index registers = -1) {
         const Index T = x.rows(), d = x.cols();
         const double thr = std::max(cr.min_abs, cr.min_ratio * median);
         std::map<HitKey, double> best;
         for (Index t = 0; t < T; ++t) {
             const float* row = x.data() + t * x.outerStride();
             if (simd::reduce_max_abs(row, static_cast<std::size_t>(d)) <= thr) continue;
-            const Carrier car = t == 0 ? Carrier::FirstToken : t == delimiter ? Carrier::FirstDelimiter : Carrier::Token;
-            const std::int64_t tok = car == Carrier::Token ? tokens[t] : -1;
+            const auto [car, tok] = carrier_of(t, tokens, delimiter, registers);
             for (Index j = 0; j < d; ++j) {
                 if (std::fabs(row[j]) <= thr || (cr.min_abs > 0 && std::fabs(row[j]) <= cr.min_abs)) continue;
                 const HitKey key{j, static_cast<int>(car), tok};

@@ -51,6 +51,7 @@ struct ScanAccumulator {
     double nll_sum = 0;
     double targets = 0;
     Index row_offset = 0;  // global sequence index of the next sequence (for the top-k rows)
+    Index registers = -1;  // vision: register tokens per image (-1: text)
 
     bool empty() const { return resid.empty(); }
     void reset(Index layers, Index heads, Index d, Index T) {
@@ -95,43 +96,61 @@ inline std::vector<Index> first_delimiters(const TokenBatch& ids, const std::set
 
 }  // namespace detail
 
+namespace detail {
+
+/// The scan's hooks for one forward of the sequences `chunk` (token ids, or a vision model's token kinds;
+/// registers >= 0 for vision) whose first has global index row0, after opt.hooks.
+inline Hooks scan_hooks(ScanAccumulator& acc, const TokenBatch& chunk, const std::vector<Index>& delim, Index registers, Index row0,
+                        const ScanOptions& opt, Index heads, std::vector<float>& scratch) {
+    const Index nb = chunk.rows(), T = chunk.cols(), H = heads;
+    Hooks hooks;
+    hooks.extend(opt.hooks);
+    hooks.add("*hook_resid_post", [&acc, &chunk, &delim, &opt, &scratch, nb, T, registers, row0](Activation& a) {
+        const auto l = static_cast<std::size_t>(a.layer);
+        for (Index b = 0; b < nb; ++b) {
+            const auto x = a.sequence(b);  // [T, d]
+            const double med = stats::abs_median(x, scratch);
+            acc.resid[l].add(x, med, (row0 + b) * T);
+            acc.hits[l].add(x, med, chunk.row(b).data(), delim[static_cast<std::size_t>(b)], opt.criteria, registers);
+        }
+    });
+    hooks.add("*attn.hook_pattern", [&acc, &delim, &opt, nb, T, H, registers](Activation& a) {  // [N, H, T, T]
+        for (Index b = 0; b < nb; ++b) {
+            auto& s = acc.sinks[static_cast<std::size_t>(a.layer)];
+            s.add_pattern(a.data + b * H * T * T, H, T, delim[static_cast<std::size_t>(b)], opt.sink_T);
+            if (registers > 0) s.add_registers(a.data + b * H * T * T, H, T, registers);
+        }
+    });
+    hooks.add_if_present("*attn.hook_sink_pattern", [&acc, nb, T, H](Activation& a) {  // [N, H, T]
+        for (Index b = 0; b < nb; ++b) acc.sinks[static_cast<std::size_t>(a.layer)].add_slot(a.data + b * H * T, H, T);
+    });
+    return hooks;
+}
+
+inline void start(ScanAccumulator& acc, const ModelConfig& c, Index T, const ScanOptions& opt) {
+    if (T < 2) throw Error("scan: sequences need at least 2 tokens, got " + std::to_string(T));
+    if (opt.batch < 1) throw Error("scan: batch must be at least 1, got " + std::to_string(opt.batch));
+    if (acc.empty())
+        acc.reset(c.num_layers, c.num_heads, c.hidden_size, T);
+    else if (acc.seq_len != T)
+        throw Error("scan: sequence length " + std::to_string(T) + " differs from the accumulated " + std::to_string(acc.seq_len));
+}
+
+}  // namespace detail
+
 /// Accumulate a scan of `ids` (rows = sequences) into `acc`. Sequence indices in `acc` continue
 /// from acc.row_offset + first_row (so that partial scans of disjoint row ranges merge cleanly).
 inline void scan_into(ScanAccumulator& acc, const Transformer& model, const TokenBatch& ids, const ScanOptions& opt,
                       Index first_row = 0) {
-    const ModelConfig& c = model.config();
-    const Index H = c.num_heads, T = ids.cols();
-    if (T < 2) throw Error("scan: sequences need at least 2 tokens, got " + std::to_string(T));
-    if (opt.batch < 1) throw Error("scan: batch must be at least 1, got " + std::to_string(opt.batch));
-    if (acc.empty())
-        acc.reset(c.num_layers, H, c.hidden_size, T);
-    else if (acc.seq_len != T)
-        throw Error("scan: sequence length " + std::to_string(T) + " differs from the accumulated " + std::to_string(acc.seq_len));
+    const Index T = ids.cols();
+    detail::start(acc, model.config(), T, opt);
     std::vector<float> scratch;
     Workspace ws;
     for (Index b0 = 0; b0 < ids.rows(); b0 += opt.batch) {
         const Index nb = std::min(opt.batch, ids.rows() - b0);
         const TokenBatch chunk = ids.middleRows(b0, nb);
         const std::vector<Index> delim = detail::first_delimiters(chunk, opt.delimiters);
-        Hooks hooks;
-        hooks.extend(opt.hooks);
-        hooks.add("*hook_resid_post", [&](Activation& a) {
-            const auto l = static_cast<std::size_t>(a.layer);
-            for (Index b = 0; b < nb; ++b) {
-                const auto x = a.sequence(b);  // [T, d]
-                const double med = stats::abs_median(x, scratch);
-                acc.resid[l].add(x, med, (acc.row_offset + first_row + b0 + b) * T);
-                acc.hits[l].add(x, med, chunk.row(b).data(), delim[static_cast<std::size_t>(b)], opt.criteria);
-            }
-        });
-        hooks.add("*attn.hook_pattern", [&](Activation& a) {  // [N, H, T, T]
-            for (Index b = 0; b < nb; ++b)
-                acc.sinks[static_cast<std::size_t>(a.layer)].add_pattern(a.data + b * H * T * T, H, T,
-                                                                          delim[static_cast<std::size_t>(b)], opt.sink_T);
-        });
-        hooks.add_if_present("*attn.hook_sink_pattern", [&](Activation& a) {  // [N, H, T]
-            for (Index b = 0; b < nb; ++b) acc.sinks[static_cast<std::size_t>(a.layer)].add_slot(a.data + b * H * T, H, T);
-        });
+        const Hooks hooks = detail::scan_hooks(acc, chunk, delim, -1, acc.row_offset + first_row + b0, opt, model.config().num_heads, scratch);
         RunOptions run = opt.run;
         run.logits = true;
         const RowMatrixF& logits = model.run(chunk, ws, hooks, run);
@@ -141,6 +160,32 @@ inline void scan_into(ScanAccumulator& acc, const Transformer& model, const Toke
         if (opt.progress) opt.progress(b0 + nb, ids.rows());
     }
     acc.row_offset += ids.rows();
+}
+
+/// The same over images for a vision model: each image is a sequence [CLS, registers, patches]; carriers
+/// are cls, register:k and patch; attention on the first token is attention on CLS; no perplexity.
+inline void scan_pixels_into(ScanAccumulator& acc, const Transformer& model, const PixelBatch& px, const ScanOptions& opt,
+                             Index first_row = 0) {
+    const ModelConfig& c = model.config();
+    model.validate(px);
+    const Index T = c.vision.tokens(px.height, px.width), per = px.channels * px.height * px.width;
+    detail::start(acc, c, T, opt);
+    acc.registers = c.vision.registers;
+    std::vector<float> scratch;
+    Workspace ws;
+    for (Index b0 = 0; b0 < px.n; b0 += opt.batch) {
+        const Index nb = std::min(opt.batch, px.n - b0);
+        PixelBatch chunk = px;
+        chunk.n = nb;
+        chunk.data.assign(px.data.begin() + b0 * per, px.data.begin() + (b0 + nb) * per);
+        const TokenBatch kinds = model.vision_tokens(nb, px.height, px.width);
+        const std::vector<Index> delim(static_cast<std::size_t>(nb), -1);
+        const Hooks hooks = detail::scan_hooks(acc, kinds, delim, c.vision.registers, acc.row_offset + first_row + b0, opt, c.num_heads, scratch);
+        model.run_pixels(chunk, ws, hooks, opt.run);
+        acc.sequences += double(nb);
+        if (opt.progress) opt.progress(b0 + nb, px.n);
+    }
+    acc.row_offset += px.n;
 }
 
 // ---- results --------------------------------------------------------------------------
@@ -158,6 +203,8 @@ struct ScanResult {
     std::vector<std::vector<double>> attention_on_first_token;      // [L][H]
     std::vector<std::vector<double>> attention_on_first_delimiter;  // [L][H] (sequences that have one)
     std::vector<std::vector<double>> attention_on_bias_slot;        // [L][H] (models with a sink slot)
+    std::vector<std::vector<double>> attention_on_registers;        // [L][H] (vision models with registers)
+    bool vision = false;                                             // images: no perplexity; first token = CLS
     std::vector<std::vector<double>> gu_alpha;                      // [L][H]
     std::vector<SinkHead> sink_heads;
     double sink_rate = 0;
@@ -174,8 +221,10 @@ struct ScanResult {
         j["model"] = model_type;
         j["val_sequences"] = sequences;
         j["seq_len"] = seq_len;
-        j["val_nll"] = val_nll;
-        j["val_ppl"] = val_ppl;
+        if (!vision) {
+            j["val_nll"] = val_nll;
+            j["val_ppl"] = val_ppl;
+        }
         j["layers"] = nlohmann::json::array();
         for (const auto& l : layers) {
             nlohmann::json dims = nlohmann::json::object();
@@ -188,6 +237,8 @@ struct ScanResult {
         j["attention_on_first_token_per_layer_head"] = attention_on_first_token;
         j["attention_on_first_delimiter_per_layer_head"] = attention_on_first_delimiter;
         if (!attention_on_bias_slot.empty()) j["attention_on_bias_slot_per_layer_head"] = attention_on_bias_slot;
+        if (!attention_on_registers.empty()) j["attention_on_registers_per_layer_head"] = attention_on_registers;
+        if (vision) j["first_token"] = "cls";
         j["sink_alpha_per_layer_head"] = gu_alpha;
         j["sink_rate"] = sink_rate;
         j["sink_T"] = sink_T;
@@ -253,6 +304,7 @@ inline std::string detector_note(const ScanAccumulator& acc, const DetectorCrite
 inline ScanResult finalize(const ScanAccumulator& acc, const ModelConfig& c, const ScanOptions& opt) {
     ScanResult r;
     r.model_type = c.model_type;
+    r.vision = c.is_vision();
     r.sequences = static_cast<Index>(acc.sequences);
     r.seq_len = acc.seq_len;
     r.val_nll = acc.targets > 0 ? acc.nll_sum / acc.targets : 0.0;
@@ -272,6 +324,7 @@ inline ScanResult finalize(const ScanAccumulator& acc, const ModelConfig& c, con
         r.attention_on_first_delimiter.push_back(s.mean_delim());
         r.gu_alpha.push_back(s.mean_alpha());
         if (slot) r.attention_on_bias_slot.push_back(s.mean_slot());
+        if (acc.registers > 0) r.attention_on_registers.push_back(s.mean_registers());
         for (std::size_t h = 0; h < r.gu_alpha.back().size(); ++h, ++pairs)
             if (r.gu_alpha.back()[h] > opt.sink_epsilon) r.sink_heads.push_back({layer, static_cast<int>(h), r.gu_alpha.back()[h]});
     }
@@ -308,6 +361,13 @@ inline int most_outlying_layer(const ScanResult& r) {
     for (const auto& l : r.layers)
         if (l.ratio() > ratio) ratio = l.ratio(), best = l.layer;
     return best;
+}
+
+/// Scan images in one call (vision models).
+inline ScanResult scan_pixels(const Transformer& model, const PixelBatch& px, const ScanOptions& opt = {}) {
+    ScanAccumulator acc;
+    scan_pixels_into(acc, model, px, opt);
+    return finalize(acc, model.config(), opt);
 }
 
 /// Scan `ids` in one call.

@@ -15,11 +15,11 @@
 namespace massact::analysis {
 
 struct SinkAccumulator {
-    std::vector<double> first, alpha, delim, slot;  // [H] sums over sequences
+    std::vector<double> first, alpha, delim, slot, regs;  // [H] sums over sequences
     double sequences = 0, delim_sequences = 0;
 
     void reset(Index heads) {
-        for (auto* v : {&first, &alpha, &delim, &slot}) v->assign(static_cast<std::size_t>(heads), 0.0);
+        for (auto* v : {&first, &alpha, &delim, &slot, &regs}) v->assign(static_cast<std::size_t>(heads), 0.0);
         sequences = delim_sequences = 0;
     }
 
@@ -44,6 +44,17 @@ struct SinkAccumulator {
         delim_sequences += has_delim ? 1 : 0;
     }
 
+    /// Vision: one sequence's attention on its register tokens (keys 1..R), summed over them and averaged
+    /// over every query.
+    void add_registers(const float* pattern, Index heads, Index T, Index registers) {
+        for (Index h = 0; h < heads; ++h) {
+            double s = 0;
+            for (Index q = 0; q < T; ++q)
+                for (Index k = 1; k <= registers; ++k) s += pattern[(h * T + q) * T + k];
+            regs[static_cast<std::size_t>(h)] += s / double(T);
+        }
+    }
+
     /// One sequence's extra-slot probabilities [H, T].
     void add_slot(const float* probs, Index heads, Index T) {
         for (Index h = 0; h < heads; ++h) {
@@ -62,6 +73,7 @@ struct SinkAccumulator {
         add(alpha, o.alpha);
         add(delim, o.delim);
         add(slot, o.slot);
+        add(regs, o.regs);
         sequences += o.sequences;
         delim_sequences += o.delim_sequences;
     }
@@ -71,6 +83,7 @@ struct SinkAccumulator {
     std::vector<double> mean_alpha() const { return scaled(alpha, sequences); }
     std::vector<double> mean_delim() const { return scaled(delim, delim_sequences); }
     std::vector<double> mean_slot() const { return scaled(slot, sequences); }
+    std::vector<double> mean_registers() const { return scaled(regs, sequences); }
 
 private:
     static std::vector<double> scaled(const std::vector<double>& v, double n) {
