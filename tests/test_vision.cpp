@@ -275,3 +275,39 @@ TEST_CASE("Fix-Reg-Mean: registers set to their mean or to zero, measured on the
     CHECK(tool("ablate " + test::data("families/dinov2_reg") + " --pixels " + test::data("families/dinov2_reg/ref.safetensors"), &msg) == 0);
     CHECK(msg.find("mean ") != std::string::npos);
 }
+
+TEST_CASE("massact report on a vision model: scan, register ablations, token norms of the last block") {
+    const std::string dir = test::data("families/dinov2_reg"), out = test::temp_dir("vision-report");
+    std::string msg;
+    REQUIRE(tool("report " + dir + " --pixels " + dir + "/ref.safetensors --out " + out, &msg) == 0);
+    std::ifstream f(out + "/report.json");
+    const auto j = nlohmann::json::parse(f);
+    CHECK(j["images"] == 2);
+    CHECK(j["ablation"].size() == 3);
+    CHECK(j["scan"]["attention_on_registers_per_layer_head"].size() == 3);
+    REQUIRE(j["token_norms_last_block"].size() == 2);
+    // the norms, recomputed from the last block's output
+    const Transformer m(dir);
+    std::vector<float> last;
+    Hooks h;
+    h.add("blocks.2.hook_resid_post", [&](Activation& a) { last.assign(a.data, a.data + a.numel()); });
+    Workspace w;
+    m.run_pixels(analysis::load_pixels(dir + "/ref.safetensors"), w, h);
+    auto norm = [&](Index b, Index t) {
+        double s = 0;
+        for (Index k = 0; k < 64; ++k) s += double(last[static_cast<std::size_t>((b * 21 + t) * 64 + k)]) * last[static_cast<std::size_t>((b * 21 + t) * 64 + k)];
+        return std::sqrt(s);
+    };
+    for (Index b = 0; b < 2; ++b) {
+        const auto& e = j["token_norms_last_block"][static_cast<std::size_t>(b)];
+        CHECK(e["cls"].get<double>() == doctest::Approx(norm(b, 0)).epsilon(1e-5));
+        CHECK(e["registers"][3].get<double>() == doctest::Approx(norm(b, 4)).epsilon(1e-5));
+        double patches = 0;
+        for (Index t = 5; t < 21; ++t) patches += norm(b, t) / 16;
+        CHECK(e["patch_mean"].get<double>() == doctest::Approx(patches).epsilon(1e-5));
+    }
+    std::ifstream md(out + "/report.md");
+    std::stringstream ss;
+    ss << md.rdbuf();
+    CHECK(ss.str().find("Fix-Reg-Mean") != std::string::npos);
+}

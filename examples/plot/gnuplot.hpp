@@ -166,6 +166,30 @@ inline bool attention_maps(const Figure& f, const std::vector<massact::RowMatrix
     return f.render(script, 400 * cols, 400 * rows + 60, 9);
 }
 
+/// Darcet et al.'s high-norm map: per image, the norm of every patch token's hidden state over the patch
+/// grid (row-major [gh, gw] in `norms`), titled with the CLS and register norms.
+inline bool token_norm_maps(const Figure& f, const std::vector<massact::RowMatrixF>& norms, const std::vector<std::string>& titles,
+                            const std::string& heading) {
+    ::mkdir((f.dir + "/data").c_str(), 0755);
+    const int n = static_cast<int>(norms.size()), cols = n > 4 ? 4 : n, rows = (n + 3) / 4;
+    std::string script = "set termoption noenhanced\nset multiplot layout " + std::to_string(rows) + "," + std::to_string(cols) +
+                         " title " + quote(heading) + "\n";
+    script += "set palette defined (0 '#fff5eb', 0.5 '#fd8d3c', 1 '#7f2704')\nset yrange [] reverse\nset size ratio -1\n"
+              "unset xtics\nunset ytics\n";
+    for (int i = 0; i < n; ++i) {
+        const std::string dat = f.dir + "/data/" + f.name + "_" + std::to_string(i) + ".dat";
+        std::ofstream d(dat);
+        const auto& M = norms[static_cast<std::size_t>(i)];
+        for (Index r = 0; r < M.rows(); ++r) {
+            for (Index c = 0; c < M.cols(); ++c) d << (c ? " " : "") << M(r, c);
+            d << '\n';
+        }
+        script += "set title " + quote(titles[static_cast<std::size_t>(i)]) + " font ',9'\nplot " + quote(dat) + " matrix with image notitle\n";
+    }
+    script += "unset multiplot\n";
+    return f.render(script, 360 * cols, 360 * rows + 60, 9);
+}
+
 /// Bars: perplexity original / zero / mean (Sun et al., Table 3).
 inline bool perplexity_bars(const Figure& f, double original, double zero, double mean, const std::string& what) {
     ::mkdir((f.dir + "/data").c_str(), 0755);

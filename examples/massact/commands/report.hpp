@@ -6,6 +6,7 @@
 #include "common.hpp"
 
 #include "../../plot/gnuplot.hpp"
+#include "../images.hpp"
 #include "../input.hpp"
 #include "../progress.hpp"
 #include "intervene.hpp"
@@ -27,6 +28,7 @@ namespace massact_tool {
 struct ReportArgs {
     std::string model = MASSACT_DEFAULT_MODEL;
     DataInput data;
+    PixelInput pixels;  // vision models
     std::string out = "massact-report";
     std::string prompt = "Summer is warm. Winter is cold.";
     DetectorArgs detector;
@@ -345,8 +347,78 @@ inline std::string markdown(const ReportArgs& a, const massact::ModelConfig& c, 
 
 }  // namespace report
 
+/// A vision model's report: the scan over the images (carriers cls, register:k, patch), zero and mean
+/// ablations of its registers (or CLS), and the per-token norm maps of the last block (figure 8).
+inline int run_report_vision(ReportArgs& a, const massact::Transformer& m) {
+    const massact::PixelBatch px = load_pixels_input(a.pixels, a.model, m);
+    const auto& c = m.config();
+    auto opt = scan_options(a.detector, a.model);
+    opt.batch = a.batch;
+    const auto scan = massact::analysis::scan_pixels(m, px, opt);
+    const Index T = c.vision.tokens(px.height, px.width), R = c.vision.registers, P = c.vision.patch_size;
+    const Index gh = px.height / P, gw = px.width / P, d = c.hidden_size;
+    massact::analysis::VisionAblation va;
+    const std::string which = R > 0 ? "registers" : "cls";
+    va.tokens = massact::analysis::vision_token_positions(c, which, T);
+    const auto abl = massact::analysis::vision_ablation(m, px, va, {"zero", "mean"});
+    // per-token norms of the last block's output
+    std::vector<float> last;
+    massact::Hooks h;
+    h.add("blocks." + std::to_string(c.num_layers - 1) + ".hook_resid_post", [&](massact::Activation& x) { last.assign(x.data, x.data + x.numel()); });
+    massact::Workspace w;
+    m.run_pixels(px, w, h);
+    auto norm = [&](Index b, Index t) { return Eigen::Map<const Eigen::VectorXf>(last.data() + (b * T + t) * d, d).norm(); };
+    std::vector<massact::RowMatrixF> maps;
+    std::vector<std::string> titles;
+    nlohmann::json norms = nlohmann::json::array();
+    for (Index b = 0; b < std::min<Index>(px.n, 8); ++b) {
+        massact::RowMatrixF M(gh, gw);
+        double patch_mean = 0;
+        for (Index i = 0; i < gh * gw; ++i) patch_mean += (M(i / gw, i % gw) = norm(b, 1 + R + i)) / double(gh * gw);
+        std::string t = "image " + std::to_string(b) + ": CLS " + std::to_string(static_cast<int>(std::lround(norm(b, 0))));
+        std::vector<double> regs;
+        for (Index k = 0; k < R; ++k) regs.push_back(norm(b, 1 + k));
+        if (R > 0) t += ", registers up to " + std::to_string(static_cast<int>(std::lround(*std::max_element(regs.begin(), regs.end()))));
+        t += ", patches " + std::to_string(static_cast<int>(std::lround(patch_mean)));
+        maps.push_back(M);
+        titles.push_back(t);
+        norms.push_back({{"image", b}, {"cls", norm(b, 0)}, {"registers", regs}, {"patch_mean", patch_mean}});
+    }
+    ::mkdir(a.out.c_str(), 0755);
+    struct stat st {};
+    if (::stat(a.out.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw Error("--out: cannot create folder " + a.out);
+    const massact_plot::Figure fig{a.out, "fig8_token_norms"};
+    const bool drawn = massact_plot::gnuplot_available() &&
+                       massact_plot::token_norm_maps(fig, maps, titles, a.model + ": |x| per patch token, last block (Darcet et al.)");
+    nlohmann::json J = {{"model", a.model}, {"model_type", c.model_type}, {"images", px.n}, {"scan", scan.to_json()},
+                        {"token_norms_last_block", norms}, {"figures", drawn ? nlohmann::json::array({fig.png()}) : nlohmann::json::array()}};
+    std::ostringstream md;
+    md << "# massact report: " << a.model << " (" << c.model_type << ")\n\n" << px.n << " images of " << px.height << "x" << px.width
+       << " pixels, " << T << " tokens each (CLS, " << R << " registers, " << gh * gw << " patches).\n\n## Massive activations\n\n"
+       << scan.detector_note << "\n\n";
+    for (const auto& mv : scan.massive) {
+        md << "- dim " << mv.dim << " from layer " << mv.first_layer << " on";
+        for (const auto& p : mv.positions) md << " " << p;
+        md << ", mean " << mv.mean << "\n";
+    }
+    md << "\n## Ablating the " << which << " (every layer; Sun et al.'s Fix-Reg-Mean)\n\n| mode | pooled cosine | pooled norm ratio | CLS cosine |\n|---|---:|---:|---:|\n";
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& r : abl) {
+        md << "| " << r.mode << " | " << r.pooled_cosine << " | " << r.pooled_norm_ratio << " | " << r.cls_cosine << " |\n";
+        rows.push_back({{"mode", r.mode}, {"pooled_cosine", r.pooled_cosine}, {"pooled_norm_ratio", r.pooled_norm_ratio}, {"cls_cosine", r.cls_cosine}});
+    }
+    J["ablation"] = rows;
+    md << "\n## Token norms (last block)\n\n" << (drawn ? "![token norms](fig8_token_norms.png)\n" : "(figure skipped: gnuplot not found)\n");
+    massact::io::write_text_file_atomic(a.out + "/report.json", J.dump(1) + "\n");
+    massact::io::write_text_file_atomic(a.out + "/report.md", md.str());
+    print_scan(scan);
+    std::printf("\nwrote %s/report.md, %s/report.json%s\n", a.out.c_str(), a.out.c_str(), drawn ? " and fig8_token_norms.png" : "");
+    return 0;
+}
+
 inline int run_report(ReportArgs& a) {
     const massact::Transformer m(a.model);
+    if (m.config().is_vision() || a.pixels.given()) return run_report_vision(a, m);
     ::mkdir(a.out.c_str(), 0755);
     struct stat st {};
     if (::stat(a.out.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) throw Error("--out: cannot create folder " + a.out);
@@ -372,6 +444,7 @@ inline void add_report(CLI::App& app, ReportArgs& a, std::function<int()>& actio
     auto* cmd = app.add_subcommand("report", "Scan, interventions and figures of the bundled (or any) model in one command");
     cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_data_options(cmd, a.data);
+    add_pixel_options(cmd, a.pixels);
     cmd->add_option("--out", a.out, "Output folder")->capture_default_str();
     cmd->add_option("--figure-prompt", a.prompt, "Short prompt for the 3D and attention figures")->capture_default_str();
     add_detector_options(cmd, a.detector);
