@@ -190,3 +190,32 @@ TEST_CASE("the variant pair and sink-logit model: scan reproduces their statisti
         CHECK(worst < 1e-4);
     }
 }
+
+TEST_CASE("a scan accumulator survives bytes, and two partial scans merge into the whole") {
+    const Transformer m(test::model("tiny-llama"));
+    TokenBatch ids(4, 24);
+    for (Index i = 0; i < ids.size(); ++i) ids.data()[i] = 1 + (i * 7919) % 4000;
+    analysis::ScanOptions opt;
+    opt.batch = 2;
+    analysis::ScanAccumulator whole, a, b;
+    analysis::scan_into(whole, m, ids, opt);
+    analysis::scan_into(a, m, ids.topRows(2), opt, 0);
+    analysis::scan_into(b, m, ids.bottomRows(2), opt, 2);
+    const auto ba = a.save(), bb = b.save();
+    analysis::ScanAccumulator merged = analysis::ScanAccumulator::load(ba.data(), ba.size(), "a");
+    merged.merge(analysis::ScanAccumulator::load(bb.data(), bb.size(), "b"));
+    const auto j1 = analysis::finalize(whole, m.config(), opt).to_json(), j2 = analysis::finalize(merged, m.config(), opt).to_json();
+    CHECK(j1["val_sequences"] == j2["val_sequences"]);
+    CHECK(j1["massive_activations"].size() == j2["massive_activations"].size());
+    CHECK(j1["val_nll"].get<double>() == doctest::Approx(j2["val_nll"].get<double>()).epsilon(1e-12));
+    for (std::size_t l = 0; l < j1["layers"].size(); ++l) {
+        CHECK(j1["layers"][l]["top1_mean"].get<double>() == doctest::Approx(j2["layers"][l]["top1_mean"].get<double>()).epsilon(1e-12));
+        CHECK(j1["layers"][l]["top1_dims"] == j2["layers"][l]["top1_dims"]);
+    }
+    // a loaded accumulator saves to the same bytes; truncated or foreign bytes are refused
+    const auto again = analysis::ScanAccumulator::load(ba.data(), ba.size(), "a").save();
+    CHECK(again == ba);
+    test::expect_error([&] { analysis::ScanAccumulator::load(ba.data(), ba.size() - 5, "part"); }, {"part", "truncated"});
+    std::vector<unsigned char> junk(ba.size(), 7);
+    test::expect_error([&] { analysis::ScanAccumulator::load(junk.data(), junk.size(), "junk"); }, {"junk", "not a massact scan"});
+}

@@ -30,6 +30,7 @@
 #include "commands/stream.hpp"
 #include "commands/tokenize.hpp"
 #include "commands/variants.hpp"
+#include "mpi.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -38,6 +39,7 @@
 #include <functional>
 
 int main(int argc, char** argv) {
+    const massact_tool::MpiSession mpi(&argc, &argv);  // one rank of 1 unless started by mpirun / srun
     CLI::App app{"massact: massive activations and attention sinks in transformer language models"};
     app.require_subcommand(1);
     std::function<int()> action;
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
     massact_tool::EvalArgs eval;
     massact_tool::TokenizeArgs tokenize;
     massact_tool::ScanArgs scan;
+    scan.ranks = mpi.ranks();
     massact_tool::AblateArgs ablate;
     massact_tool::InjectArgs inject;
     massact_tool::SuperWeightArgs superweight;
@@ -77,6 +80,7 @@ int main(int argc, char** argv) {
     try {
         return action ? action() : 0;
     } catch (const std::exception& e) {
+        if (mpi.ranks().size > 1) mpi.abort(e.what());  // one failing rank ends the job
         std::fprintf(stderr, "massact: error: %s\n", e.what());
         return 1;
     }

@@ -8,6 +8,7 @@
 #include "../ablation_spec.hpp"
 #include "../images.hpp"
 #include "../input.hpp"
+#include "../mpi.hpp"
 #include "../progress.hpp"
 
 #include <massact/massact.hpp>
@@ -128,6 +129,7 @@ struct ScanArgs {
     std::string json;
     Index batch = 8;
     bool allow_nonfinite = false;
+    Ranks ranks;  // under mpirun: each rank scans its share of the windows, rank 0 merges and writes
 };
 
 /// A vision model: the scan over images (carriers cls, register:k, patch).
@@ -155,12 +157,12 @@ inline int run_scan(ScanArgs& a) {
     const massact::Transformer m(a.model);
     if (m.config().is_vision() || a.pixels.given()) return run_scan_pixels(a, m);
     const TokenBatch ids = load_data(a.data, a.model);
-    m.validate(ids);
+    if (a.ranks.size == 1) m.validate(ids);  // (under MPI each rank's forward checks its own share)
     auto opt = scan_options(a.detector, a.model);
     opt.batch = a.batch;
     opt.hooks.extend(nonfinite_hooks(a.allow_nonfinite));
     Progress bar("scan");
-    opt.progress = [&](Index done, Index total) { bar(done, total); };
+    if (a.ranks.root()) opt.progress = [&](Index done, Index total) { bar(done, total); };
     if (a.ablate.layer >= 0 || !a.ablate.dims.empty()) {
         a.ablate.model = a.model;
         a.ablate.batch = a.batch;
@@ -170,8 +172,19 @@ inline int run_scan(ScanArgs& a) {
                     a.ablate.dims.c_str(), a.ablate.mode.c_str());
     }
     opt.run.attention = parse_softmax(a.softmax);
-    const auto r = massact::analysis::scan(m, ids, opt);
+    // this rank's contiguous share of the windows; rank 0 merges the partial scans in rank order
+    massact::analysis::ScanAccumulator mine;
+    const auto [first, last] = a.ranks.share(ids.rows());
+    if (last > first) massact::analysis::scan_into(mine, m, ids.middleRows(first, last - first), opt, first);
+    const auto parts = gather_bytes(a.ranks, mine.save());
+    if (!a.ranks.root()) return 0;
+    massact::analysis::ScanAccumulator all;
+    for (std::size_t i = 0; i < parts.size(); ++i)
+        all.merge(massact::analysis::ScanAccumulator::load(parts[i].data(), parts[i].size(), "partial scan of rank " + std::to_string(i)));
+    const auto r = massact::analysis::finalize(all, m.config(), opt);
     bar.done();
+    if (a.ranks.size > 1)
+        std::printf("%d processes, %ld windows each (about)\n", a.ranks.size, static_cast<long>(ids.rows() / a.ranks.size));
     print_scan(r);
     if (!a.json.empty()) massact::io::write_text_file_atomic(a.json, r.to_json().dump(1) + "\n");
     return 0;

@@ -82,6 +82,16 @@ struct HitStats {
     double mean() const { return value.mean; }
     double stddev() const { return value.stddev(); }
     double mean_ratio() const { return value.n > 0 ? sum_ratio / value.n : 0.0; }
+    void save(ByteWriter& w) const {
+        value.save(w);
+        w.put(sum_ratio);
+        w.put(max_abs);
+    }
+    void load(ByteReader& r) {
+        value.load(r);
+        sum_ratio = r.get<double>();
+        max_abs = r.get<double>();
+    }
 };
 
 using HitKey = std::tuple<Index, int, std::int64_t>;  // (dim, carrier, token id or -1)
@@ -109,6 +119,25 @@ struct DetectorAccumulator {
             }
         }
         for (const auto& kv : best) hits[kv.first].add(kv.second, median > 0 ? std::fabs(kv.second) / median : 0.0);
+    }
+
+    void save(ByteWriter& w) const {
+        w.put(static_cast<std::uint64_t>(hits.size()));
+        for (const auto& kv : hits) {
+            w.put(std::get<0>(kv.first));
+            w.put(std::get<1>(kv.first));
+            w.put(std::get<2>(kv.first));
+            kv.second.save(w);
+        }
+    }
+    void load(ByteReader& r) {
+        hits.clear();
+        for (auto n = r.get<std::uint64_t>(); n > 0; --n) {
+            const auto dim = r.get<Index>();
+            const auto car = r.get<int>();
+            const auto tok = r.get<std::int64_t>();
+            hits[HitKey{dim, car, tok}].load(r);
+        }
     }
 
     void merge(const DetectorAccumulator& o) {

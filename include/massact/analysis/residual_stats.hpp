@@ -61,6 +61,29 @@ struct ResidualAccumulator {
         top.add(x, row0, median);
     }
 
+    void save(ByteWriter& w) const {
+        for (double v : top_sum) w.put(v);
+        for (double v : {median_sum, pos0, sequences}) w.put(v);
+        w.put(static_cast<std::uint64_t>(top1_dims.size()));
+        for (const auto& kv : top1_dims) {
+            w.put(kv.first);
+            w.put(kv.second);
+        }
+        dims.save(w);
+        top.save(w);
+    }
+    void load(ByteReader& r) {
+        for (double& v : top_sum) v = r.get<double>();
+        for (double* v : {&median_sum, &pos0, &sequences}) *v = r.get<double>();
+        top1_dims.clear();
+        for (auto n = r.get<std::uint64_t>(); n > 0; --n) {
+            const auto k = r.get<Index>();
+            top1_dims[k] = r.get<Index>();
+        }
+        dims.load(r);
+        top.load(r);
+    }
+
     void merge(const ResidualAccumulator& o) {
         for (int i = 0; i < 3; ++i) top_sum[i] += o.top_sum[i];
         median_sum += o.median_sum;

@@ -62,6 +62,44 @@ struct ScanAccumulator {
         hits.assign(static_cast<std::size_t>(layers), DetectorAccumulator());
         seq_len = T;
     }
+    /// The accumulator as bytes (partial scans of other processes: load them and merge).
+    std::vector<unsigned char> save() const {
+        ByteWriter w;
+        w.put(std::uint32_t(0x5343414e));  // "SCAN"
+        w.put(static_cast<std::uint64_t>(resid.size()));
+        for (std::size_t l = 0; l < resid.size(); ++l) {
+            resid[l].save(w);
+            sinks[l].save(w);
+            hits[l].save(w);
+        }
+        for (double v : {sequences, nll_sum, targets}) w.put(v);
+        w.put(seq_len);
+        w.put(row_offset);
+        w.put(registers);
+        return w.take();
+    }
+    static ScanAccumulator load(const unsigned char* data, std::size_t size, const std::string& what) {
+        ByteReader r(data, size, what);
+        if (r.get<std::uint32_t>() != 0x5343414e) throw Error(what + ": not a massact scan accumulator");
+        ScanAccumulator a;
+        const auto L = r.get<std::uint64_t>();
+        if (L > 1u << 16) throw Error(what + ": " + std::to_string(L) + " layers");
+        a.resid.resize(static_cast<std::size_t>(L));
+        a.sinks.resize(static_cast<std::size_t>(L));
+        a.hits.resize(static_cast<std::size_t>(L));
+        for (std::size_t l = 0; l < L; ++l) {
+            a.resid[l].load(r);
+            a.sinks[l].load(r);
+            a.hits[l].load(r);
+        }
+        for (double* v : {&a.sequences, &a.nll_sum, &a.targets}) *v = r.get<double>();
+        a.seq_len = r.get<Index>();
+        a.row_offset = r.get<Index>();
+        a.registers = r.get<Index>();
+        if (!r.done()) throw Error(what + ": trailing bytes after the scan accumulator");
+        return a;
+    }
+
     void merge(const ScanAccumulator& o) {
         if (empty()) {
             *this = o;

@@ -7,6 +7,7 @@
 // Mergeable: sums over sequences.
 #pragma once
 
+#include "massact/core/bytes.hpp"
 #include "massact/core/eigen.hpp"
 
 #include <algorithm>
@@ -62,6 +63,17 @@ struct SinkAccumulator {
             for (Index q = 1; q < T; ++q) s += probs[h * T + q];
             slot[static_cast<std::size_t>(h)] += s / double(T - 1);
         }
+    }
+
+    void save(ByteWriter& w) const {
+        for (const auto* v : {&first, &alpha, &delim, &slot, &regs}) w.put_vector(*v);
+        w.put(sequences);
+        w.put(delim_sequences);
+    }
+    void load(ByteReader& r) {
+        for (auto* v : {&first, &alpha, &delim, &slot, &regs}) *v = r.get_vector<double>();
+        sequences = r.get<double>();
+        delim_sequences = r.get<double>();
     }
 
     void merge(const SinkAccumulator& o) {

@@ -97,7 +97,7 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
         add("input", fmt("%d x %d pixels, %d channels, %d x %d patches of %d x %d", v.image_size, v.image_size, v.channels, g, g,
                          v.patch_size, v.patch_size));
         add("tokens", fmt("CLS, %d registers, %d patches; bidirectional attention", v.registers, g * g));
-        add("positions", fmt("learned table over CLS and the patch grid (bicubic for other grids)"));
+        add("positions", "learned table over CLS and the patch grid (bicubic for other grids)");
         add("pooled", v.pooler_dense ? "tanh(dense(ln_final CLS))" : "ln_final CLS");
     }
     for (std::size_t i = 0; i < c.rope.size(); ++i)

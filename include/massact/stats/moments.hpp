@@ -6,7 +6,9 @@
 // fourth central moments, so merging two partial accumulators gives the one-pass result.
 #pragma once
 
+#include "massact/core/bytes.hpp"
 #include "massact/core/eigen.hpp"
+#include "massact/core/error.hpp"
 #include "massact/kernels/simd.hpp"
 
 #include <algorithm>
@@ -45,6 +47,12 @@ struct Moments {
     }
     double variance() const { return n > 0 ? m2 / n : 0.0; }  // population
     double stddev() const { return std::sqrt(variance()); }
+    void save(ByteWriter& w) const {
+        for (double v : {n, mean, m2, m3, m4}) w.put(v);
+    }
+    void load(ByteReader& r) {
+        for (double* v : {&n, &mean, &m2, &m3, &m4}) *v = r.get<double>();
+    }
 };
 
 class ColumnMoments {
@@ -61,6 +69,19 @@ public:
         max_abs_.assign(c, 0.0f);
     }
     Index cols() const { return static_cast<Index>(mean_.size()); }
+    void save(ByteWriter& w) const {
+        w.put(n_);
+        for (const auto* v : {&mean_, &m2_, &m3_, &m4_}) w.put_vector(*v);
+        w.put_vector(max_abs_);
+    }
+    void load(ByteReader& r) {
+        n_ = r.get<double>();
+        for (auto* v : {&mean_, &m2_, &m3_, &m4_}) *v = r.get_vector<double>();
+        max_abs_ = r.get_vector<float>();
+        for (const auto* v : {&m2_, &m3_, &m4_})
+            if (v->size() != mean_.size()) throw Error(r.what() + ": column moments of unequal widths");
+        if (max_abs_.size() != mean_.size()) throw Error(r.what() + ": column moments of unequal widths");
+    }
     double count() const { return n_; }
     double mean(Index j) const { return mean_[static_cast<std::size_t>(j)]; }
     /// Population variance (divide by n).

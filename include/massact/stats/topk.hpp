@@ -4,6 +4,7 @@
 // (ties are broken by row, then column, so the result does not depend on the order).
 #pragma once
 
+#include "massact/core/bytes.hpp"
 #include "massact/core/eigen.hpp"
 #include "massact/core/error.hpp"
 #include "massact/kernels/simd.hpp"
@@ -44,6 +45,15 @@ public:
     }
     void merge(const TopK& o) {
         for (const auto& t : o.e_) push(t.value, t.row, t.col, t.aux);
+    }
+    void save(ByteWriter& w) const {
+        w.put(static_cast<std::uint64_t>(k_));
+        w.put_vector(e_);
+    }
+    void load(ByteReader& r) {
+        k_ = static_cast<std::size_t>(r.get<std::uint64_t>());
+        e_ = r.get_vector<TopEntry>();
+        if (k_ == 0 || e_.size() > k_) throw Error(r.what() + ": a top-k list of " + std::to_string(e_.size()) + " entries for k = " + std::to_string(k_));
     }
     /// Scan a row-major matrix; its row r is reported as row0 + r, every entry carrying `aux`. Rows whose
     /// max |x| cannot enter are skipped after one vectorised pass.
