@@ -79,3 +79,11 @@ TEST_CASE("a failing rank ends mpirun with its message") {
     CHECK(out.find("outside the vocabulary") != std::string::npos);
     CHECK(!std::filesystem::exists(dir + "/s.json"));
 }
+
+TEST_CASE("under mpirun, commands that do not split their work are refused, not run twice") {
+    std::string out;
+    const int rc = shell(mpirun(2) + MASSACT_TOOL + " eval " + test::model("tiny-llama") + " --ids 1,2,3", out);
+    INFO(out);
+    CHECK(rc != 0);
+    CHECK(out.find("only scan runs on several processes") != std::string::npos);
+}

@@ -131,7 +131,9 @@ TEST_CASE("massact run --images: a PNG resized, cropped and normalised as prepro
                           {"image_std", {0.26862954, 0.26130258, 0.27577711}}},
                          40, 51, 32, 32, true, {0.48145466, 0.4578275, 0.40821073}, {0.26862954, 0.26130258, 0.27577711}}},
     };
-    for (const auto& [family, p] : cases) {
+    for (const auto& entry : cases) {  // (no structured binding: clang's C++17 cannot capture one in CAPTURE)
+        const std::string& family = entry.first;
+        const Processor& p = entry.second;
         CAPTURE(family);
         // the fixture's checkpoint with this preprocessor_config.json beside it
         const std::string model = test::temp_dir("images-" + family);

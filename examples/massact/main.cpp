@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
         return app.exit(e) == 0 ? 0 : 1;
     }
     try {
+        if (mpi.ranks().size > 1 && !app.got_subcommand("scan"))  // (only scan splits its windows across ranks)
+            throw massact::Error("under mpirun only scan runs on several processes; run " + app.get_subcommands().front()->get_name() +
+                                 " as one process (its threads: OMP_NUM_THREADS)");
         return action ? action() : 0;
     } catch (const std::exception& e) {
         if (mpi.ranks().size > 1) mpi.abort(e.what());  // one failing rank ends the job

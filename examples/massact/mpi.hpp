@@ -6,6 +6,7 @@
 #include <massact/massact.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -25,10 +26,20 @@ struct Ranks {
     }
 };
 
+/// Whether a launcher started this process as an MPI rank (Open MPI's mpirun, or srun / PMI(x)). A plain
+/// `massact ...` does not initialise MPI at all (a singleton init would start Open MPI's daemon every time).
+inline bool launched_by_mpi() {
+    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
+        if (std::getenv(v)) return true;
+    return false;
+}
+
 class MpiSession {
 public:
     MpiSession(int* argc, char*** argv) {
 #if defined(MASSACT_HAVE_MPI)
+        active_ = launched_by_mpi();
+        if (!active_) return;
         MPI_Init(argc, argv);
         MPI_Comm_rank(MPI_COMM_WORLD, &ranks_.rank);
         MPI_Comm_size(MPI_COMM_WORLD, &ranks_.size);
@@ -39,7 +50,7 @@ public:
     }
     ~MpiSession() {
 #if defined(MASSACT_HAVE_MPI)
-        MPI_Finalize();
+        if (active_) MPI_Finalize();
 #endif
     }
     MpiSession(const MpiSession&) = delete;
@@ -51,13 +62,14 @@ public:
         std::fprintf(stderr, "massact: error: rank %d of %d: %s\n", ranks_.rank, ranks_.size, msg.c_str());
         std::fflush(stderr);
 #if defined(MASSACT_HAVE_MPI)
-        MPI_Abort(MPI_COMM_WORLD, 1);
+        if (active_) MPI_Abort(MPI_COMM_WORLD, 1);
 #endif
         std::exit(1);
     }
 
 private:
     Ranks ranks_;
+    [[maybe_unused]] bool active_ = false;  // MPI_Init was called (a launcher started this rank)
 };
 
 /// Every rank's bytes, at rank 0 in rank order (other ranks get an empty list).
