@@ -108,6 +108,14 @@ public:
     void block(Index n0, Index rows, Index k0, Index cols, float* dst) const {
         const float* f = resident_ ? resident_->data() : zero_copy() ? reinterpret_cast<const float*>(src_->data) : nullptr;
         if (!in_out_) {
+            if (k0 == 0 && cols == in_) {  // whole rows are one contiguous range: one conversion, not one per row
+                const auto first = static_cast<std::size_t>(n0 * in_), n = static_cast<std::size_t>(rows * in_);
+                if (f)
+                    std::copy(f + first, f + first + n, dst);
+                else
+                    src_->to_float(dst, first, n);
+                return;
+            }
             for (Index i = 0; i < rows; ++i) {
                 const Index first = (n0 + i) * in_ + k0;
                 if (f)
