@@ -3,6 +3,7 @@
 
 #include "images.hpp"
 #include "input.hpp"
+#include "paths.hpp"
 
 #include <massact/massact.hpp>
 
@@ -103,7 +104,7 @@ inline void parse_mode(const std::string& spec, Intervention& iv) {
 }
 
 struct AblateArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     DataInput data;
     int layer = -1;
     std::string dims, tokens = "first", mode = "zero", site, json;

@@ -1,6 +1,8 @@
 // massact - command-line tool over the massact library.
 //
-//   massact info MODEL_DIR
+//   massact info MODEL_DIR [--paths]
+//   massact completion [bash] | massact manpage   (shell completion, man page: both installed)
+//   massact --version
 //   massact run  MODEL_DIR (--ids 1,2,3 | --ids-file FILE[:TENSOR]) --dump OUT.safetensors [--hooks GLOB,...]
 //   massact eval MODEL_DIR --ids-file FILE[:TENSOR] [--json OUT]
 //   massact tokenize MODEL_DIR [--no-special] [--json] TEXT
@@ -20,6 +22,7 @@
 //
 // Errors print "massact: error: ..." and exit with status 1; no output file is left behind.
 #include "commands/bench.hpp"
+#include "commands/docs.hpp"
 #include "commands/eval.hpp"
 #include "commands/info.hpp"
 #include "commands/report.hpp"
@@ -42,6 +45,10 @@ int main(int argc, char** argv) {
     const massact_tool::MpiSession mpi(&argc, &argv);  // one rank of 1 unless started by mpirun / srun
     CLI::App app{"massact: massive activations and attention sinks in transformer language models"};
     app.require_subcommand(1);
+    app.set_version_flag("--version", [] {
+        const auto& d = massact_tool::data_dir();
+        return std::string("massact ") + massact::version() + "\ndata: " + (d.path.empty() ? d.how : d.path + ", " + d.how);
+    });
     std::function<int()> action;
     massact_tool::InfoArgs info;
     massact_tool::RunArgs run;
@@ -71,6 +78,8 @@ int main(int argc, char** argv) {
     massact_tool::add_generate(app, generate, action);
     massact_tool::add_bench(app, bench, action);
     massact_tool::add_quant(app, quant, action);
+    massact_tool::DocsArgs docs;
+    massact_tool::add_docs(app, docs, action);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -6,7 +6,8 @@
 //   model/     config.json, weights, hook sites, the reference transformer
 //   text/      tokenizer.json: BPE, normalizers (utf8proc), regex splits (PCRE2), added tokens, decoders
 //   stats/     outlier statistics on matrices: top-k |x|, quantiles, mergeable per-dim moments
-//   analysis/  what researchers measure with the model: perplexity, scans, massive activations, sinks
+//   analysis/  what researchers measure with the model: perplexity, scans, massive activations, sinks;
+//              probe.hpp: the scan fed by any inference engine's buffers
 #pragma once
 
 #include "massact/analysis/compare_models.hpp"
@@ -14,14 +15,18 @@
 #include "massact/analysis/finite.hpp"
 #include "massact/analysis/images.hpp"
 #include "massact/analysis/intervention.hpp"
+#include "massact/analysis/logprob.hpp"
 #include "massact/analysis/perplexity.hpp"
+#include "massact/analysis/probe.hpp"
 #include "massact/analysis/quantization.hpp"
 #include "massact/analysis/scan.hpp"
+#include "massact/analysis/scan_state.hpp"
 #include "massact/analysis/streaming.hpp"
 #include "massact/analysis/vision.hpp"
 #include "massact/core/eigen.hpp"
 #include "massact/core/error.hpp"
 #include "massact/core/half.hpp"
+#include "massact/core/version.hpp"
 #include "massact/io/checkpoint.hpp"
 #include "massact/io/ggml_blocks.hpp"
 #include "massact/io/gguf.hpp"

@@ -11,6 +11,12 @@ cmake --install "$work/lib" >> "$work/log" 2>&1
 cmake -S "$src/tests/consumer" -B "$work/installed" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >> "$work/log" 2>&1
 cmake --build "$work/installed" >> "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
 "$work/installed/consumer" "$model"
+grep -q "found massact $(sed -n 's/^#define MASSACT_VERSION_STRING "\(.*\)"/\1/p' "$src/include/massact/core/version.hpp")" "$work/log" ||
+  { echo "consumer: find_package did not report the headers' version"; exit 1; }
+# a version the package does not provide is refused (SameMinorVersion: 0.2.x satisfies 0.2 only)
+if cmake -S "$src/tests/consumer" -B "$work/too-new" -DCMAKE_PREFIX_PATH="$work/prefix" -DMASSACT_WANT=0.3 >> "$work/log" 2>&1; then
+  echo "consumer: find_package(massact 0.3) succeeded against massact $(grep -o 'found massact [0-9.]*' "$work/log" | head -1)"; exit 1
+fi
 cmake -S "$src/tests/consumer" -B "$work/subdir" -DMASSACT_SOURCE="$src" -DCMAKE_BUILD_TYPE=Release >> "$work/log" 2>&1
 cmake --build "$work/subdir" >> "$work/log" 2>&1 || { cat "$work/log"; exit 1; }
 "$work/subdir/consumer" "$model"

@@ -20,7 +20,7 @@
 namespace massact_tool {
 
 struct BenchArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     Index prefill = 256;  // -p: tokens of the prefill forward (0: none)
     Index decode = 0;     // -n: tokens decoded one at a time (0: none)
     Index depth = -1;     // -d: tokens in the KV cache before decoding (< 0: -p)

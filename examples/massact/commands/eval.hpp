@@ -14,7 +14,7 @@
 namespace massact_tool {
 
 struct EvalArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     TokenInput input;
     std::string json;
     Index batch = 8;

@@ -13,10 +13,24 @@
 namespace massact_tool {
 
 struct InfoArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
+    bool paths = false;
 };
 
+/// Where this massact is and what it found (massact info --paths).
+inline int print_paths() {
+    const DataDir& d = data_dir();
+    std::printf("%-20s%s\n", "version", massact::version());
+    std::printf("%-20s%s\n", "executable", executable_dir().c_str());
+    std::printf("%-20s%s\n", "data", d.path.empty() ? "(none)" : d.path.c_str());
+    std::printf("%-20s%s\n", "found", d.path.empty() ? d.how.c_str() : d.how.c_str());
+    std::printf("%-20s%s\n", "default model", default_model().c_str());
+    std::printf("%-20s%s\n", "default data", default_data().c_str());
+    return d.path.empty() ? 1 : 0;
+}
+
 inline int run_info(const InfoArgs& a) {
+    if (a.paths) return print_paths();
     const massact::Transformer m(a.model);
     const auto& c = m.config();
     const auto& ck = m.checkpoint();
@@ -49,6 +63,7 @@ inline int run_info(const InfoArgs& a) {
 inline void add_info(CLI::App& app, InfoArgs& a, std::function<int()>& action) {
     auto* cmd = app.add_subcommand("info", "Architecture, sizes, dtypes and parameter count of a model");
     cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
+    cmd->add_flag("--paths", a.paths, "Print where massact found its bundled models and data, and exit (status 1 when nowhere)");
     cmd->callback([&] { action = [&] { return run_info(a); }; });
 }
 

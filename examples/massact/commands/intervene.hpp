@@ -130,7 +130,7 @@ inline int run_ablate(AblateArgs& a) {
 }
 
 struct InjectArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     DataInput data;
     int layer = -1;
     Index from = 0, to = -1;
@@ -166,7 +166,7 @@ inline int run_inject(InjectArgs& a) {
 }
 
 struct SuperWeightArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     DataInput data;
     float threshold = 50.0f;
     std::string json;

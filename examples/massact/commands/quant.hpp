@@ -19,7 +19,7 @@
 namespace massact_tool {
 
 struct QuantArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     DataInput data;
     DetectorArgs detector;
     Index batch = 8;

@@ -26,7 +26,7 @@
 namespace massact_tool {
 
 struct ReportArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     DataInput data;
     PixelInput pixels;  // vision models
     std::string out = "massact-report";
@@ -147,7 +147,7 @@ inline Data compute(ReportArgs& a, const massact::Transformer& m) {
     D.name = a.model.substr(a.model.find_last_of('/') + 1);
     if (a.data.data.empty() && a.data.tokens.ids.empty() && a.data.tokens.ids_file.empty() && a.data.tokens.prompt.empty() &&
         a.data.tokens.text_file.empty())
-        a.data.data = MASSACT_DEFAULT_DATA;
+        a.data.data = default_data();
     if (a.data.max_seqs == 0) a.data.max_seqs = kDefaultWindows;
     const TokenBatch ids = load_data(a.data, a.model);
     m.validate(ids);

@@ -19,7 +19,7 @@
 namespace massact_tool {
 
 struct RunArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     TokenInput input;
     PixelInput pixels;
     std::string dump;

@@ -120,7 +120,7 @@ inline void print_scan(const massact::analysis::ScanResult& r) {
 
 
 struct ScanArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     DataInput data;
     PixelInput pixels;
     DetectorArgs detector;

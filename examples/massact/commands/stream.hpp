@@ -20,7 +20,7 @@
 namespace massact_tool {
 
 struct StreamArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     std::string data, ids_file;
     Index tokens = 2048;
     std::string policy = "cache";
@@ -165,7 +165,7 @@ inline void add_stream(CLI::App& app, StreamArgs& a, std::function<int()>& actio
 }
 
 struct GenerateArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     TokenInput input;
     Index n = 64;
     double temperature = 0.0;

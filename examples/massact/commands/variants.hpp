@@ -63,7 +63,7 @@ inline int run_compare(CompareArgs& a) {
 }
 
 struct SwapArgs {
-    std::string model = MASSACT_DEFAULT_MODEL;
+    std::string model = default_model();
     DataInput data;
     std::string softmax, json;
     Index batch = 8;

@@ -43,14 +43,16 @@ inline std::vector<std::string> split_documents(const std::string& text) {
     return docs;
 }
 
-/// Windows of seq_len tokens from a text, by the protocol above.
-inline TokenBatch text_windows(const text::Tokenizer& tok, const std::string& text, Index seq_len, Index max_seqs = 0) {
-    const auto& prefix = tok.special_prefix();
+/// Windows of seq_len tokens from a text, by the protocol above, for any tokenizer: `encode(document)` gives
+/// a document's ids without special tokens, `prefix` the special tokens that start every window.
+template <typename Encode>
+TokenBatch text_windows(const std::vector<text::TokenId>& prefix, Encode&& encode, const std::string& text, Index seq_len,
+                        Index max_seqs = 0) {
     const Index body = seq_len - static_cast<Index>(prefix.size());
     if (body < 1) throw Error("--seq-len " + std::to_string(seq_len) + " leaves no room after the special prefix");
     std::vector<text::TokenId> stream;
     for (const auto& d : split_documents(text)) {
-        const auto ids = tok.encode(d, false);
+        const std::vector<text::TokenId> ids = encode(d);
         stream.insert(stream.end(), ids.begin(), ids.end());
     }
     Index n = static_cast<Index>(stream.size()) / body;
@@ -67,24 +69,38 @@ inline TokenBatch text_windows(const text::Tokenizer& tok, const std::string& te
     return b;
 }
 
+/// The same with massact's tokenizer.
+inline TokenBatch text_windows(const text::Tokenizer& tok, const std::string& text, Index seq_len, Index max_seqs = 0) {
+    return text_windows(tok.special_prefix(), [&tok](const std::string& d) { return tok.encode(d, false); }, text, seq_len, max_seqs);
+}
+
 /// Tokens counted as delimiters for "first delimiter" (Sun et al.: '.' and '\n'): those whose text,
-/// spaces trimmed, is "." or only newlines.
-inline std::set<text::TokenId> delimiter_ids(const text::Tokenizer& tok) {
+/// spaces trimmed, is "." or only newlines. Any vocabulary: `special(id)` true for special tokens, `piece(id)`
+/// the decoded text of one token (throwing massact::Error when it has none).
+template <typename Special, typename Piece>
+std::set<text::TokenId> delimiter_ids(std::size_t vocab_size, Special&& special, Piece&& piece) {
     std::set<text::TokenId> out;
-    for (std::size_t id = 0; id < tok.vocab_size(); ++id) {
-        if (tok.is_special(static_cast<text::TokenId>(id))) continue;
+    for (std::size_t i = 0; i < vocab_size; ++i) {
+        const auto id = static_cast<text::TokenId>(i);
+        if (special(id)) continue;
         std::string s;
         try {
-            s = tok.decode({static_cast<text::TokenId>(id)});
+            s = piece(id);
         } catch (const Error&) {
             continue;
         }
         const auto b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
         if (b == std::string::npos) continue;
         s = s.substr(b, e - b + 1);
-        if (s == "." || s.find_first_not_of('\n') == std::string::npos) out.insert(static_cast<text::TokenId>(id));
+        if (s == "." || s.find_first_not_of('\n') == std::string::npos) out.insert(id);
     }
     return out;
+}
+
+/// The same with massact's tokenizer.
+inline std::set<text::TokenId> delimiter_ids(const text::Tokenizer& tok) {
+    return delimiter_ids(
+        tok.vocab_size(), [&tok](text::TokenId id) { return tok.is_special(id); }, [&tok](text::TokenId id) { return tok.decode({id}); });
 }
 
 }  // namespace massact::analysis
