@@ -23,7 +23,7 @@ std::vector<unsigned char> read_bytes(const std::string& path) {
 double f16(const unsigned char* p) { return static_cast<double>(f16_to_float(static_cast<std::uint16_t>(p[0] | p[1] << 8))); }
 
 /// Element e of one block.
-double reference(io::ggml::Type t, const unsigned char* b, int e) {
+double reference_value(io::ggml::Type t, const unsigned char* b, int e) {
     using io::ggml::Type;
     switch (t) {
         case Type::Q8_0: return f16(b) * static_cast<std::int8_t>(b[2 + e]);
@@ -155,7 +155,7 @@ TEST_CASE("every block format dequantizes like a double-precision reader of its 
         io::ggml::dequantize(t, raw.data(), 0, n, got.data());
         double worst = 0;
         for (std::size_t i = 0; i < n; ++i) {
-            const double want = reference(t, raw.data() + i / info.block * info.bytes, static_cast<int>(i % info.block));
+            const double want = reference_value(t, raw.data() + i / info.block * info.bytes, static_cast<int>(i % info.block));
             worst = std::max(worst, std::abs(got[i] - want) / (1e-3 + std::abs(want)));
         }
         CHECK(worst < 1e-6);

@@ -18,7 +18,7 @@ nlohmann::json run_json(const std::string& command, const std::string& out) {
 
 /// Both JSONs: the same top-1 dim per layer, top-1 and median means within `tol`, the same massive dims
 /// and carriers; returns the largest relative difference of the top-1 means.
-double compare(const nlohmann::json& a, const nlohmann::json& b, double tol) {
+double compare_scans(const nlohmann::json& a, const nlohmann::json& b, double tol) {
     REQUIRE(a["layers"].size() == b["layers"].size());
     REQUIRE(a["val_sequences"] == b["val_sequences"]);
     REQUIRE(a["seq_len"] == b["seq_len"]);
@@ -55,7 +55,7 @@ TEST_CASE("llama_cpp_scan and massact scan agree on tiny-llama Q8_0: top-1 dims,
         const auto theirs = run_json(std::string(MASSACT_LLAMA_CPP_SCAN) + " " + gguf + " --prompt " + prompt + " --ubatch " + ub +
                                          " --json " + dir + "/llama.json",
                                      dir + "/llama.json");
-        const double worst = compare(theirs, ours, 0.05);
+        const double worst = compare_scans(theirs, ours, 0.05);
         MESSAGE("prompt, n_ubatch " << ub << ": top-1 means within " << 100 * worst << "% (largest relative difference)");
         REQUIRE(!ours["massive_activations"].empty());
         CHECK(ours["massive_activations"][0]["dim"] == 215);
@@ -75,7 +75,7 @@ TEST_CASE("llama_cpp_scan and massact scan agree on tiny-llama Q8_0: top-1 dims,
     const auto theirs = run_json(std::string(MASSACT_LLAMA_CPP_SCAN) + " " + gguf + " --data " + data + " --seq-len 96 --max-seqs 6 --json " +
                                      dir + "/l2.json",
                                  dir + "/l2.json");
-    const double worst = compare(theirs, ours, 0.05);
+    const double worst = compare_scans(theirs, ours, 0.05);
     MESSAGE("6 windows of val.txt: top-1 means within " << 100 * worst << "%, perplexity " << theirs["val_ppl"].get<double>() << " (llama.cpp) vs "
                                                         << ours["val_ppl"].get<double>() << " (massact)");
     // bad input: a clear message, exit 1, no JSON

@@ -20,7 +20,7 @@ struct Captured {
     }
 };
 
-void check_model(const std::string& name, bool gpt2, std::vector<std::string> prompts = {"p0", "p2", "p4", "p6"}) {
+void check_against_hf(const std::string& name, bool gpt2, std::vector<std::string> prompts = {"p0", "p2", "p4", "p6"}) {
     const Transformer m(test::model(name));
     const io::SafetensorsFile ref(test::data(name + ".ref.safetensors"));
     const auto& c = m.config();
@@ -121,12 +121,12 @@ void check_perplexity(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("tiny-llama matches Hugging Face: hidden states, patterns, log-probs, argmax") { check_model("tiny-llama", false); }
-TEST_CASE("tiny-gpt2 matches Hugging Face: hidden states, patterns, log-probs, argmax") { check_model("tiny-gpt2", true); }
+TEST_CASE("tiny-llama matches Hugging Face: hidden states, patterns, log-probs, argmax") { check_against_hf("tiny-llama", false); }
+TEST_CASE("tiny-gpt2 matches Hugging Face: hidden states, patterns, log-probs, argmax") { check_against_hf("tiny-gpt2", true); }
 TEST_CASE("tiny-llama perplexity on ppl.input_ids") { check_perplexity("tiny-llama"); }
 TEST_CASE("attention-sink variant pair and sink logits match their references") {
     for (const char* m : {"tiny-llama-baseline", "tiny-llama-kvbias", "tiny-llama-sinklogit"}) {
-        check_model(m, false, {"p0", "p2"});  // the variant references hold p0 and p2
+        check_against_hf(m, false, {"p0", "p2"});  // the variant references hold p0 and p2
         check_perplexity(m);
     }
 }

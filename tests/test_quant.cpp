@@ -10,7 +10,7 @@ using namespace massact::analysis;
 
 namespace {
 
-TokenBatch val_windows(Index n, Index T) {
+TokenBatch quant_windows(Index n, Index T) {
     const auto tok = text::load_tokenizer(test::model("tiny-llama"));
     std::ifstream f(std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt");
     const std::string val((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
@@ -65,7 +65,7 @@ TEST_CASE("fake_quantize: RTN int4 per block and NF4 equal naive double loops; k
 
 TEST_CASE("the int8 per-channel row of the study equals a checkpoint quantized by a naive double-precision loop") {
     const Transformer m(test::model("tiny-llama"));
-    const TokenBatch ids = val_windows(4, 128);
+    const TokenBatch ids = quant_windows(4, 128);
     QuantExperiment e;
     e.weights = {QuantFormat::Int8, Granularity::PerChannel, 0};
     const auto study = quant_study(m, ids, {e}, {}, 4);
@@ -107,7 +107,7 @@ TEST_CASE("protections: massive dims and the super weight stay float; first-toke
     const Transformer m(test::model("tiny-llama"));
     QuantContext ctx;
     ctx.massive_dims = {215};
-    ctx.super_weights = find_super_weights(m, val_windows(1, 64));
+    ctx.super_weights = find_super_weights(m, quant_windows(1, 64));
     REQUIRE(!ctx.super_weights.empty());
     const SuperWeight sw = ctx.super_weights[0];
     QuantExperiment e;
@@ -150,7 +150,7 @@ TEST_CASE("protections: massive dims and the super weight stay float; first-toke
 
 TEST_CASE("quant study on tiny-llama: the outlier protections recover what per-tensor quantization loses") {
     const Transformer m(test::model("tiny-llama"));
-    const TokenBatch ids = val_windows(4, 256);
+    const TokenBatch ids = quant_windows(4, 256);
     QuantContext ctx;
     ctx.massive_dims = {215, 243, 177, 86, 170};
     const auto exps = default_experiments();

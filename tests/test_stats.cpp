@@ -7,11 +7,11 @@
 using namespace massact;
 
 namespace {
-std::mt19937 rng(99);
+std::mt19937 stats_rng(99);
 }
 
 TEST_CASE("top-k |x| with positions matches a full sort, ties broken by position, and merges exactly") {
-    RowMatrixF x = test::random_matrix(37, 53, rng, 2.0f);
+    RowMatrixF x = test::random_matrix(37, 53, stats_rng, 2.0f);
     x(5, 7) = 9.0f;
     x(20, 3) = -9.0f;  // tie in |x| with (5, 7): the earlier row wins
     x(30, 50) = 8.5f;
@@ -49,7 +49,7 @@ TEST_CASE("top-k |x| with positions matches a full sort, ties broken by position
 TEST_CASE("per-dimension mean, variance, kurtosis and max |x| match double loops; merging equals one pass") {
     for (Index rows : {1, 7, 300, 1000}) {
         CAPTURE(rows);
-        RowMatrixF x = test::random_matrix(rows, 19, rng);
+        RowMatrixF x = test::random_matrix(rows, 19, stats_rng);
         for (Index r = 0; r < rows; ++r) x(r, 3) = 100.0f + 0.01f * x(r, 3);  // large offset: centring matters
         if (rows > 10) x(rows / 2, 5) = 40.0f;                                  // heavy tail in dim 5
         stats::ColumnMoments m(19);
@@ -87,7 +87,7 @@ TEST_CASE("per-dimension mean, variance, kurtosis and max |x| match double loops
 }
 
 TEST_CASE("ColumnMoments: partials over whole blocks (as a scan adds each sequence) merge to one pass, to double rounding") {
-    const RowMatrixF x = test::random_matrix(7 * 256, 23, rng, 3.0f);
+    const RowMatrixF x = test::random_matrix(7 * 256, 23, stats_rng, 3.0f);
     stats::ColumnMoments one(23), a(23), b(23), c(23);
     for (Index s = 0; s < 7; ++s) one.add(x.middleRows(s * 256, 256));
     for (Index s = 0; s < 3; ++s) a.add(x.middleRows(s * 256, 256));
@@ -106,7 +106,7 @@ TEST_CASE("ColumnMoments: partials over whole blocks (as a scan adds each sequen
 TEST_CASE("exact quantiles and median of |x| (linear interpolation), and row norms") {
     std::vector<float> scratch;
     for (Index n : {1, 2, 9, 10, 1001}) {
-        const RowMatrixF x = test::random_matrix(1, n, rng);
+        const RowMatrixF x = test::random_matrix(1, n, stats_rng);
         std::vector<double> v;
         for (Index i = 0; i < n; ++i) v.push_back(std::fabs(x(0, i)));
         std::sort(v.begin(), v.end());
@@ -121,7 +121,7 @@ TEST_CASE("exact quantiles and median of |x| (linear interpolation), and row nor
         const double median = n % 2 ? v[static_cast<std::size_t>(n / 2)] : 0.5 * (v[static_cast<std::size_t>(n / 2 - 1)] + v[static_cast<std::size_t>(n / 2)]);
         CHECK(stats::abs_median(x, scratch) == doctest::Approx(median).epsilon(1e-12));
     }
-    const RowMatrixF y = test::random_matrix(6, 33, rng);
+    const RowMatrixF y = test::random_matrix(6, 33, stats_rng);
     const auto norms = stats::row_norms(y);
     for (Index r = 0; r < 6; ++r) {
         double s = 0;

@@ -4,7 +4,7 @@
 using namespace massact;
 
 namespace {
-TokenBatch ppl_ids(const std::string& name, Index rows) {
+TokenBatch variant_ppl_ids(const std::string& name, Index rows) {
     const io::SafetensorsFile ref(test::data(name + ".ref.safetensors"));
     const auto& t = ref.tensor("ppl.input_ids");
     const auto v = t.to_int64();
@@ -16,7 +16,7 @@ TokenBatch ppl_ids(const std::string& name, Index rows) {
 
 TEST_CASE("the explicit attention bias replaces the massive activation (compare JSON)") {
     const Transformer a(test::model("tiny-llama-baseline")), b(test::model("tiny-llama-kvbias"));
-    const TokenBatch ids = ppl_ids("tiny-llama-kvbias", 96);
+    const TokenBatch ids = variant_ppl_ids("tiny-llama-kvbias", 96);
     const auto j = analysis::compare_models(a, ids, b, ids).to_json();
     const auto& l1 = j["layers"][1];
     CHECK(l1["top1_pos0_fraction_a"].get<double>() == 1.0);  // the top-1 is the first token's activation
@@ -45,7 +45,7 @@ TEST_CASE("the explicit attention bias replaces the massive activation (compare 
 
 TEST_CASE("softmax1 swap: every attention row gives the extra slot mass, so no row of tokens sums to 1") {
     const Transformer m(test::model("tiny-llama"));
-    const TokenBatch ids = ppl_ids("tiny-llama", 2).leftCols(64);
+    const TokenBatch ids = variant_ppl_ids("tiny-llama", 2).leftCols(64);
     RunOptions opt;
     opt.attention.kind = AttentionOverride::Kind::Softmax1;
     std::vector<float> slot;

@@ -11,7 +11,7 @@ if ! cmp -s "$work/massact.hpp" "$src/single_include/massact/massact.hpp"; then
   echo "single_include/massact/massact.hpp is stale: run tools/amalgamate.sh and commit it" >&2
   exit 1
 fi
-${CXX:-c++} -std=c++17 -O1 -Wall -Wextra -Werror -I"$src/single_include" -isystem /usr/include/eigen3 \
+${CXX:-c++} -std=c++17 -O0 -Wall -Wextra -Werror -I"$src/single_include" -isystem /usr/include/eigen3 \
   "$src/tests/single_include/main.cpp" -o "$work/single" -lpcre2-8 -lutf8proc
 "$work/single" "$src/examples/models/tiny-llama"
 echo "single header: equal to a fresh amalgamation, compiled alone, ran"

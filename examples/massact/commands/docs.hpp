@@ -84,7 +84,7 @@ inline std::string option_line(const CLI::Option* o) {
     for (const auto& sn : o->get_snames()) s += (s.empty() ? "" : ", ") + std::string("\\fB\\-") + roff(sn) + "\\fR";
     for (const auto& ln : o->get_lnames()) s += (s.empty() ? "" : ", ") + std::string("\\fB\\-\\-") + roff(ln) + "\\fR";
     if (o->get_positional()) s = "\\fI" + roff(o->get_name()) + "\\fR";
-    else if (o->get_type_size() > 0) s += " \\fI" + roff(o->get_type_size() > 1 ? "VALUES" : "VALUE") + "\\fR";
+    else if (o->get_expected_max() > 0) s += " \\fI" + roff(o->get_items_expected_max() > 1 ? "VALUES" : "VALUE") + "\\fR";
     return s;
 }
 
