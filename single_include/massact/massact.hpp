@@ -7387,7 +7387,6 @@ inline void scan_into(ScanAccumulator& acc, const Transformer& model, const Toke
     const Index T = ids.cols();
     detail::start(acc, model.config(), T, opt);
     std::vector<float> scratch;
-    std::vector<double> lp(static_cast<std::size_t>(T - 1));
     Workspace ws;
     for (Index b0 = 0; b0 < ids.rows(); b0 += opt.batch) {
         const Index nb = std::min(opt.batch, ids.rows() - b0);
@@ -7397,11 +7396,8 @@ inline void scan_into(ScanAccumulator& acc, const Transformer& model, const Toke
         const Hooks hooks = detail::scan_hooks(acc, chunk, delim, acc.row_offset + first_row + b0, opt, model.config().num_heads, scratch);
         RunOptions run = opt.run;
         run.logits = true;
-        const RowMatrixF& logits = model.run(chunk, ws, hooks, run);
-        for (Index b = 0; b < nb; ++b) {
-            for (Index t = 0; t + 1 < T; ++t) lp[static_cast<std::size_t>(t)] = log_prob(logits.row(b * T + t).data(), logits.cols(), chunk(b, t + 1));
-            acc.add_sequence(lp.data(), T - 1);
-        }
+        const RowMatrixD lp = token_logprobs(model.run(chunk, ws, hooks, run), chunk);  // [nb, T-1]
+        for (Index b = 0; b < nb; ++b) acc.add_sequence(lp.row(b).data(), T - 1);
         if (opt.progress) opt.progress(b0 + nb, ids.rows());
     }
     acc.row_offset += ids.rows();

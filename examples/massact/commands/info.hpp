@@ -23,7 +23,7 @@ inline int print_paths() {
     std::printf("%-20s%s\n", "version", massact::version());
     std::printf("%-20s%s\n", "executable", executable_dir().c_str());
     std::printf("%-20s%s\n", "data", d.path.empty() ? "(none)" : d.path.c_str());
-    std::printf("%-20s%s\n", "found", d.path.empty() ? d.how.c_str() : d.how.c_str());
+    std::printf("%-20s%s\n", "found", d.how.c_str());
     std::printf("%-20s%s\n", "default model", default_model().c_str());
     std::printf("%-20s%s\n", "default data", default_data().c_str());
     return d.path.empty() ? 1 : 0;
