@@ -6,8 +6,11 @@ model.safetensors, as bench/make_checkpoint writes) as a llama.cpp GGUF file wit
 The weights are the same values: F32 holds the BF16 values exactly, BF16 copies them. Q and K are permuted
 to llama.cpp's interleaved rotary layout as convert_hf_to_gguf.py does. The random checkpoint has no
 tokenizer, so the file gets a SentencePiece-style vocabulary of the model's size (byte tokens and
-placeholders): llama-bench needs one to load the model and never looks at its strings."""
+placeholders): llama-bench needs one to load the model and never looks at its strings. A llama3-scaled
+model gets llama.cpp's rope_freqs.weight (the scaling as per-pair frequency factors), as convert_hf_to_gguf.py
+writes it; tools/make_llama3_gguf.py uses that for the Llama 3 GGUF test file."""
 import json
+import math
 import struct
 import sys
 
@@ -38,12 +41,32 @@ def permute(w, heads):  # HF rotate-half rows -> llama.cpp interleaved pairs (co
     return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def main():
-    if len(sys.argv) != 4 or sys.argv[3] not in ("f32", "bf16"):
-        sys.exit("usage: to_gguf.py MODEL_DIR OUT.gguf f32|bf16")
-    src, out, kind = sys.argv[1:]
+def llama3_factors(cfg, head_dim):
+    """rope_freqs.weight of a llama3-scaled model: the factor llama.cpp divides each rotary pair's angle by (1 for
+    the fast pairs, `factor` for the slow ones, a blend between), from the scaling's definition."""
+    s = cfg.get("rope_scaling") or cfg.get("rope_parameters") or {}
+    if s.get("rope_type", s.get("type")) != "llama3":
+        return None
+    theta = s.get("rope_theta", cfg.get("rope_theta", 10000.0))
+    old, lo, hi = s.get("original_max_position_embeddings", 8192), s.get("low_freq_factor", 1.0), s.get("high_freq_factor", 4.0)
+    factor = s.get("factor", 8.0)
+    out = []
+    for j in range(head_dim // 2):
+        wavelen = 2 * math.pi * theta ** (2.0 * j / head_dim)
+        if wavelen < old / hi:
+            out.append(1.0)
+        elif wavelen > old / lo:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - lo) / (hi - lo)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def convert(src, out, kind):
     cfg = json.load(open(f"{src}/config.json"))
     H, KV = cfg["num_attention_heads"], cfg.get("num_key_value_heads", cfg["num_attention_heads"])
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // H
     w = gguf.GGUFWriter(out, "llama")
     w.add_name("massact random " + src.rstrip("/").split("/")[-1])
     w.add_context_length(cfg.get("max_position_embeddings", 4096))
@@ -52,7 +75,9 @@ def main():
     w.add_feed_forward_length(cfg["intermediate_size"])
     w.add_head_count(H)
     w.add_head_count_kv(KV)
-    w.add_rope_dimension_count(cfg["hidden_size"] // H)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_rope_dimension_count(head_dim)
     w.add_rope_freq_base(cfg.get("rope_theta", 10000.0))
     w.add_layer_norm_rms_eps(cfg.get("rms_norm_eps", 1e-5))
     w.add_file_type(gguf.LlamaFileType.ALL_F32 if kind == "f32" else gguf.LlamaFileType.MOSTLY_BF16)
@@ -68,6 +93,9 @@ def main():
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     w.add_unk_token_id(0)
+    factors = llama3_factors(cfg, head_dim)
+    if factors is not None:  # llama.cpp keeps llama3 scaling only as these factors
+        w.add_tensor("rope_freqs.weight", factors)
     tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg["num_hidden_layers"])
     for name, t in read_safetensors(f"{src}/model.safetensors"):
         if name.endswith("q_proj.weight"):
@@ -86,6 +114,12 @@ def main():
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[3] not in ("f32", "bf16"):
+        sys.exit("usage: to_gguf.py MODEL_DIR OUT.gguf f32|bf16")
+    convert(*sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -209,6 +209,33 @@ TEST_CASE("GGUF tiny-llama computes what the safetensors model computes: Q/K row
     CHECK(top == 215);
 }
 
+TEST_CASE("Llama 3 GGUF: rope_freqs.weight (llama.cpp's llama3 factors) gives the Hugging Face llama3-scaled model's logits") {
+    // tools/make_llama3_gguf.py: one set of random weights as a Hugging Face checkpoint with llama3 RoPE scaling and
+    // as a GGUF written with gguf-py in llama.cpp's layout (permuted Q/K rows, the scaling only as rope_freqs.weight).
+    const Transformer st(gguf("llama3")), gg(gguf("tiny-llama3-F32.gguf"));
+    REQUIRE(gg.config().rope.size() == 1);
+    const auto& ff = gg.config().rope[0].freq_factors;
+    REQUIRE(ff.size() == 8);
+    CHECK(ff.front() == 1.0);
+    CHECK(ff.back() == 8.0);
+    TokenBatch ids(1, 48);
+    for (Index t = 0; t < 48; ++t) ids(0, t) = (7 * t + 3) % 128;
+    RowMatrixF want = st.forward(ids), got = gg.forward(ids);
+    const double scale = want.cwiseAbs().maxCoeff();
+    CHECK(test::max_abs_diff(got, want) / scale < 2e-4);
+    // Without the factors (the file as it used to be read) the logits are far off: the test can fail.
+    ModelConfig plain = gg.config();
+    plain.rope[0].freq_factors.clear();
+    const auto a = st.config().rope[0].inv_freq(48), b = gg.config().rope[0].inv_freq(48), c = plain.rope[0].inv_freq(48);
+    double same = 0, off = 0;
+    for (std::size_t j = 0; j < a.size(); ++j) {
+        same = std::max(same, std::abs(double(b[j]) / a[j] - 1));
+        off = std::max(off, std::abs(double(c[j]) / a[j] - 1));
+    }
+    CHECK(same < 1e-6);
+    CHECK(off > 1.0);  // (7 of the 8 frequencies are slowed by up to 8x)
+}
+
 TEST_CASE("the GGUF vocabulary is the tokenizer: gpt2 byte-level BPE equals tiny-llama's tokenizer.json") {
     const auto from_gguf = text::load_tokenizer(gguf("tiny-llama-Q4_K_M.gguf"));
     const auto from_json = text::load_tokenizer(test::model("tiny-llama"));

@@ -141,7 +141,7 @@ TEST_CASE("a KV cache refuses what it cannot do, and a failed step leaves it as 
     test::expect_error([&] { KVCache(m.config(), 0); }, {"batch size 0"});
     KVCache cache(m.config(), 1, CachePolicy::streaming(1, 3));
     Workspace ws;
-    test::expect_error([&] { m.run(random_ids(2, 1, 100, 1), cache, ws); }, {"KV cache was made for 1 sequences"});
+    test::expect_error([&] { m.run(random_ids(2, 1, 100, 1), cache, ws); }, {"KV cache does not fit", "holds 1 sequences, not 2"});
     m.run(random_ids(1, 2, 100, 1), cache, ws);
     test::expect_error([&] { m.run(random_ids(1, 4, 100, 1), cache, ws); }, {"4 tokens", "window of 3"});
     TokenBatch bad(1, 1);

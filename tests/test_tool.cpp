@@ -5,6 +5,8 @@
 #include <limits>
 #include <cstring>
 #include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace massact;
 
@@ -284,6 +286,90 @@ TEST_CASE("massact report writes report.md, report.json and six PNG figures with
     r = run("stream --data " + std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt --tokens 1024 --sinks 4 --window 60 --json " + dir + "/s.json");
     REQUIRE(r.status == 0);
     CHECK(io::read_json_file(dir + "/s.json")["ppl"] == st[2]["ppl"]);
+}
+
+namespace {
+
+/// `s` as one word for sh: in single quotes, each ' written as '\''.
+std::string shell_word(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
+/// Render a figure's gnuplot script again as SVG (text, so what gnuplot drew can be read back) into `svg`.
+bool script_as_svg(const std::string& gp, const std::string& svg) {
+    std::ifstream in(gp);
+    std::string line, rest;
+    std::getline(in, line);  // set terminal pngcairo ...
+    std::getline(in, line);  // set output ...
+    for (std::stringstream ss; std::getline(in, line);) rest += line + "\n";
+    const std::string script = svg + ".gp";
+    std::ofstream(script) << "set terminal svg noenhanced size 1200,800\nset output \"" << svg << "\"\n" << rest;
+    return std::system(("gnuplot " + shell_word(script) + " > /dev/null 2>&1").c_str()) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("strings from model files and paths reach gnuplot only as text: nothing runs, labels are drawn literally") {
+    // A token, a model folder name and --out carrying every metacharacter gnuplot (or a shell) could act on:
+    // backquotes (command substitution), $( ), system(), quotes, ';', '@' macros and, in the paths, a newline.
+    const std::string work = test::temp_dir("inject");
+    const std::string evil_token = "`touch ran1`$(touch ran2)';\"; system(\"touch ran3\") @m", evil_name =
+        "m`touch ran4`$(touch ran5)\"'; system('touch ran6') @n";
+    const std::string model = work + "/" + evil_name, out = work + "/o`touch ran7`$(touch ran8)\";' system(\"touch ran9\")\n@o";
+    REQUIRE(::mkdir(model.c_str(), 0755) == 0);
+    const std::string src = test::model("tiny-llama");
+    for (const char* f : {"config.json", "model.safetensors"}) REQUIRE(::symlink((src + "/" + f).c_str(), (model + "/" + f).c_str()) == 0);
+    auto tok = io::read_json_file(src + "/tokenizer.json");
+    for (auto& t : tok["added_tokens"])
+        if (t["content"] == "<s>") t["content"] = evil_token;  // id 1, the BOS every window starts with
+    io::write_text_file_atomic(model + "/tokenizer.json", tok.dump());
+    const std::string cmd = "cd " + shell_word(work) + " && " + MASSACT_TOOL + " report " + shell_word(model) +
+                            " --max-seqs 4 --seq-len 64 --out " + shell_word(out) + " > log.txt 2>&1";
+    const int rc = std::system(cmd.c_str());
+    std::ifstream log(work + "/log.txt");
+    std::stringstream ls;
+    ls << log.rdbuf();
+    INFO(ls.str());
+    REQUIRE(rc == 0);
+    for (int k = 1; k <= 9; ++k) {
+        CAPTURE(k);
+        CHECK(!io::file_exists(work + "/ran" + std::to_string(k)));  // nothing ran
+    }
+    REQUIRE(io::file_exists(out + "/fig3_attention.png"));
+    REQUIRE(io::file_exists(out + "/fig2_layer_magnitudes.png"));
+    // The scripts hold no character gnuplot acts on outside its own syntax...
+    for (const char* fig : {"fig1_magnitudes_3d", "fig2_layer_magnitudes", "fig3_attention"}) {
+        std::ifstream g(out + "/data/" + fig + ".gp");
+        std::stringstream gs;
+        gs << g.rdbuf();
+        CAPTURE(fig);
+        CHECK(gs.str().find('`') == std::string::npos);
+        CHECK(gs.str().find('@') == std::string::npos);
+        const bool dollar_free = gs.str().find('$') == std::string::npos || std::string(fig) == "fig1_magnitudes_3d";  // ($3: columns)
+        CHECK(dollar_free);
+        CHECK(gs.str().find("system(") == std::string::npos);  // (the letters stay, inside a literal; the call cannot)
+    }
+    // ... and what gnuplot draws is the token and the folder name, character for character.
+    REQUIRE(script_as_svg(out + "/data/fig3_attention.gp", work + "/fig3.svg"));
+    REQUIRE(script_as_svg(out + "/data/fig2_layer_magnitudes.gp", work + "/fig2.svg"));
+    std::ifstream s3(work + "/fig3.svg"), s2(work + "/fig2.svg");
+    std::stringstream t3, t2;
+    t3 << s3.rdbuf();
+    t2 << s2.rdbuf();
+    CHECK(t3.str().find(evil_token) != std::string::npos);
+    CHECK(t2.str().find(evil_name + ": largest and median") != std::string::npos);
+    for (int k = 1; k <= 9; ++k) CHECK(!io::file_exists(work + "/ran" + std::to_string(k)));  // (not when rendering again either)
+}
+
+TEST_CASE("a figure path that starts with '-' is a file, not a gnuplot option") {
+    const std::string work = test::temp_dir("dash");
+    const std::string cmd = "cd " + shell_word(work) + " && " + MASSACT_TOOL + " compare " + test::model("tiny-llama") + " " +
+                            test::model("tiny-gpt2") + " --ids 1,2,3,4,5,6 --figure '-esystem(\"touch ran\")' > log.txt 2>&1";
+    CHECK(std::system(cmd.c_str()) == 0);
+    CHECK(!io::file_exists(work + "/ran"));
+    CHECK(io::file_exists(work + "/-esystem(\"touch ran\").png"));
 }
 
 TEST_CASE("massact report without gnuplot still writes report.md and report.json and names the skipped figures") {

@@ -54,21 +54,36 @@ inline std::vector<std::string> image_files(const std::string& arg) {
     return files;
 }
 
-inline massact::analysis::Image8 decode_image(const std::string& path) {
+/// Decode a PNG or JPEG file's bytes (`name` in messages): the size its header claims is checked against
+/// analysis::kMaxImagePixels before stb_image allocates anything.
+inline massact::analysis::Image8 decode_image_bytes(const unsigned char* bytes, std::size_t size, const std::string& name) {
 #if defined(MASSACT_HAVE_STB)
+    if (size > static_cast<std::size_t>(1) << 30 || size == 0)
+        throw massact::Error("--images: " + name + ": " + std::to_string(size) + " bytes (expected 1 byte to 1 GiB)");
+    const int len = static_cast<int>(size);
     int w = 0, h = 0, n = 0;
-    unsigned char* px = stbi_load(path.c_str(), &w, &h, &n, 3);
-    if (!px) throw massact::Error("--images: " + path + ": cannot decode (" + std::string(stbi_failure_reason()) + "; PNG or JPEG expected)");
+    if (!stbi_info_from_memory(bytes, len, &w, &h, &n))
+        throw massact::Error("--images: " + name + ": cannot decode (" + std::string(stbi_failure_reason()) + "; PNG or JPEG expected)");
+    massact::analysis::check_image_size(h, w, "--images: " + name + ": the header claims");
+    unsigned char* px = stbi_load_from_memory(bytes, len, &w, &h, &n, 3);
+    if (!px) throw massact::Error("--images: " + name + ": cannot decode (" + std::string(stbi_failure_reason()) + "; PNG or JPEG expected)");
     massact::analysis::Image8 im;
     im.width = w;
     im.height = h;
-    im.name = path;
+    im.name = name;
     im.rgb.assign(px, px + static_cast<std::size_t>(w) * static_cast<std::size_t>(h) * 3);
     stbi_image_free(px);
     return im;
 #else
-    throw massact::Error("--images: " + path + ": this massact was built without stb_image (apt-get install libstb-dev and rebuild), use --pixels");
+    (void)bytes;
+    (void)size;
+    throw massact::Error("--images: " + name + ": this massact was built without stb_image (apt-get install libstb-dev and rebuild), use --pixels");
 #endif
+}
+
+inline massact::analysis::Image8 decode_image(const std::string& path) {
+    const massact::io::MappedFile f(path);  // (errors name the file)
+    return decode_image_bytes(f.data(), f.size(), path);
 }
 
 /// The pixel batch of --pixels or --images for a vision model in `model_dir`.

@@ -43,15 +43,34 @@ inline bool run_gnuplot(const std::string& arg, const std::string& log) {
 
 inline bool gnuplot_available() { return run_gnuplot("--version", "/dev/null"); }
 
-/// A string as a gnuplot double-quoted literal.
+/// Any string (a token, a model name, a path: untrusted) as a gnuplot double-quoted literal that gnuplot reads as
+/// plain text. Every byte but letters and spaces is written as an octal escape (`\140` for a backquote),
+/// which gnuplot's string syntax decodes only after the line has been read: the script's text then holds no
+/// backquote (command substitution), `@` (macros), quote, `;`, `$` or newline that gnuplot could act on, and
+/// the string value is drawn as it is (figures use `noenhanced` text). A NUL byte, which would end the string,
+/// is drawn as `\0`.
 inline std::string quote(const std::string& s) {
     std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        if (c == '\n') { out += "\\n"; continue; }
-        out += c;
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == ' ') {  // (digits too are escaped: gnuplot
+                                                                               // reads "\0552" as one 4-digit escape)
+            out += ch;
+        } else if (c == 0) {
+            out += "\\\\0";
+        } else {
+            char esc[5];
+            std::snprintf(esc, sizeof esc, "\\%03o", c);
+            out += esc;
+        }
     }
     return out + "\"";
+}
+
+/// A path as gnuplot's command-line argument: a relative path that starts with '-' would be read as an option
+/// (`-e COMMAND`), so relative paths get a leading "./".
+inline std::string path_argument(const std::string& path) {
+    return path.empty() || path[0] == '/' ? path : "./" + path;
 }
 
 struct Figure {
@@ -62,10 +81,10 @@ struct Figure {
     /// Write the script (after the terminal and output lines) and run gnuplot: the one way figures are drawn.
     bool render(const std::string& script, int width = 1200, int height = 800, int font = 11) const {
         ::mkdir((dir + "/data").c_str(), 0755);
-        std::ofstream(gp()) << "set terminal pngcairo size " << width << "," << height << " font \"DejaVu Sans," << font
+        std::ofstream(gp()) << "set terminal pngcairo noenhanced size " << width << "," << height << " font \"DejaVu Sans," << font
                             << "\"\nset output " << quote(png()) << "\n"
                             << script;
-        return run_gnuplot(gp(), gp() + ".log");
+        return run_gnuplot(path_argument(gp()), gp() + ".log");
     }
 };
 

@@ -171,6 +171,11 @@ public:
     explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+/// Refuse a count below `min` (a batch size, a tile): "WHAT must be at least MIN, got VALUE".
+inline void require_at_least(long long value, long long min, const std::string& what) {
+    if (value < min) throw Error(what + " must be at least " + std::to_string(min) + ", got " + std::to_string(value));
+}
+
 }  // namespace massact
 
 // ---- massact/io/checkpoint.hpp -----------------------------------------------------------------
@@ -185,49 +190,98 @@ public:
 // ---- massact/io/atomic_file.hpp ----------------------------------------------------------------
 // massact/io/atomic_file.hpp - a file that appears whole or not at all.
 //
-// Data goes to PATH.tmp.<pid> in the same folder; commit() renames it into place. Until then, or when
-// anything fails, PATH is untouched and the temporary file is removed (also by the destructor).
+// Data goes to a new temporary file in the same folder, PATH.tmp.<random>, created with O_CREAT | O_EXCL (so a
+// file or symbolic link already at that name, planted or left over, is never opened or followed: another
+// name is drawn); commit() writes out the buffer, fsyncs the file, renames it into place and fsyncs the
+// folder. Until then, or when anything fails, PATH is untouched and the temporary file is removed (also by the
+// destructor). The file gets the usual permissions (0666 less the umask).
 
 
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
+#include <random>
 #include <string>
+
+#include <fcntl.h>
 #include <unistd.h>
 
 namespace massact::io {
 
 class AtomicFile {
 public:
-    explicit AtomicFile(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp." + std::to_string(::getpid())) {
-        out_.open(tmp_, std::ios::binary | std::ios::trunc);
-        if (!out_) throw Error(path_ + ": cannot write (temporary file " + tmp_ + ")");
+    explicit AtomicFile(std::string path) : path_(std::move(path)) {
+        std::random_device rd;
+        char suffix[32];
+        for (int attempt = 0; attempt < 64 && fd_ < 0; ++attempt) {
+            std::snprintf(suffix, sizeof suffix, ".tmp.%08x%08x", rd(), rd());
+            tmp_ = path_ + suffix;
+            fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+            if (fd_ < 0 && errno != EEXIST) break;
+        }
+        if (fd_ < 0) throw Error(path_ + ": cannot write (temporary file " + tmp_ + ": " + std::strerror(errno) + ")");
     }
     AtomicFile(const AtomicFile&) = delete;
     AtomicFile& operator=(const AtomicFile&) = delete;
     ~AtomicFile() {
-        if (!done_) {
-            out_.close();
-            std::remove(tmp_.c_str());
-        }
+        if (fd_ >= 0) ::close(fd_);
+        if (!done_) ::unlink(tmp_.c_str());
     }
 
     const std::string& path() const { return path_; }
-    std::ofstream& stream() { return out_; }
-    void write(const void* data, std::size_t n) { out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(n)); }
+    /// The temporary file's name (tests: it is new, in PATH's folder).
+    const std::string& temporary_path() const { return tmp_; }
 
-    /// Flush, close and rename into place; throws (and removes the temporary file) on any failure.
+    void write(const void* data, std::size_t n) {
+        const char* p = static_cast<const char*>(data);
+        if (buffer_.size() + n > kBuffer) flush();
+        if (n >= kBuffer) return write_all(p, n);
+        buffer_.append(p, n);
+    }
+
+    /// Write out, fsync, close and rename into place (then fsync the folder); throws, and removes the
+    /// temporary file, on any failure.
     void commit() {
-        out_.flush();
-        const bool ok = static_cast<bool>(out_);
-        out_.close();
-        if (!ok || !out_) throw Error(path_ + ": write failed (disk full or file system error?)");
-        if (std::rename(tmp_.c_str(), path_.c_str()) != 0) throw Error(path_ + ": cannot rename temporary file into place");
+        flush();
+        if (::fsync(fd_) != 0) fail("cannot sync the temporary file to disk");
+        const int fd = fd_;
+        fd_ = -1;
+        if (::close(fd) != 0) fail("write failed (disk full or file system error?)");
+        if (std::rename(tmp_.c_str(), path_.c_str()) != 0) fail("cannot rename the temporary file into place");
         done_ = true;
+        const auto slash = path_.find_last_of('/');
+        const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+        const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {  // (the rename itself durable; a folder that cannot be opened keeps the file all the same)
+            ::fsync(dfd);
+            ::close(dfd);
+        }
     }
 
 private:
+    static constexpr std::size_t kBuffer = std::size_t(1) << 20;
+
+    [[noreturn]] void fail(const std::string& what) {
+        const std::string reason = std::strerror(errno);
+        throw Error(path_ + ": " + what + " (" + reason + ")");
+    }
+    void flush() {
+        write_all(buffer_.data(), buffer_.size());
+        buffer_.clear();
+    }
+    void write_all(const char* p, std::size_t n) {
+        while (n > 0) {
+            const ssize_t k = ::write(fd_, p, n);
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) fail("write failed (disk full or file system error?)");
+            p += k;
+            n -= static_cast<std::size_t>(k);
+        }
+    }
+
     std::string path_, tmp_;
-    std::ofstream out_;
+    std::string buffer_;
+    int fd_ = -1;
     bool done_ = false;
 };
 
@@ -2194,6 +2248,7 @@ struct RopeSpec {
     double beta_fast = 32.0, beta_slow = 1.0, mscale = 0.0, mscale_all_dim = 0.0;  // yarn
     bool truncate = true;                                  // yarn
     std::vector<double> short_factor, long_factor;         // longrope, [rotary_dim / 2]
+    std::vector<double> freq_factors;  // llama.cpp's rope_freqs tensor (GGUF), [rotary_dim / 2]: inverse frequency j / factor j
 
     /// Inverse frequencies (length rotary_dim/2) for a forward over positions [0, seq_len), computed in
     /// float32 as transformers' modeling_rope_utils does (dynamic and longrope depend on seq_len).
@@ -2252,6 +2307,8 @@ struct RopeSpec {
                     break;
                 }
             }
+            if (!freq_factors.empty())  // (as llama.cpp divides each rotation angle by its factor)
+                f = static_cast<float>(static_cast<double>(f) / freq_factors[static_cast<std::size_t>(j)]);
             inv[static_cast<std::size_t>(j)] = f;
         }
         return inv;
@@ -2428,7 +2485,7 @@ namespace detail {
 
 // Upper bounds on sizes read from config.json (far above any real model).
 constexpr int kMaxLayers = 4096, kMaxHeads = 16384, kMaxHeadDim = 16384, kMaxWidth = 1 << 20, kMaxVocab = 1 << 24,
-              kMaxExperts = 4096;
+              kMaxExperts = 4096, kMaxPatches = 1 << 22;
 
 class ConfigReader {
 public:
@@ -2553,6 +2610,8 @@ inline void read_rope_object(const ConfigReader& r, const nlohmann::json& o, con
         s.scaling = RopeScaling::LongRope;
         if (omax > 0) s.original_max_positions = omax;
         if (s.original_max_positions <= 0) s.original_max_positions = s.max_positions;
+        if (!(s.original_max_positions > 0))  // (its scale and the short/long switch divide by it)
+            r.fail("max_position_embeddings", "missing (rope_type " + type + " needs it or original_max_position_embeddings)");
         s.attention_factor = num("attention_factor", -1.0);
         s.short_factor = factors("short_factor");
         s.long_factor = factors("long_factor");
@@ -2674,7 +2733,9 @@ inline void llama_block(const ConfigReader& r, ModelConfig& c) {
 /// Sliding layers as Qwen2/Qwen3 define them without layer_types: use_sliding_window and layers >= max_window_layers.
 inline std::vector<bool> qwen_sliding(const ConfigReader& r, const ModelConfig& c) {
     const bool use = r.get_bool("use_sliding_window", false);
-    const int from = r.present("max_window_layers") ? static_cast<int>(r.get_num("max_window_layers", 0)) : 0;
+    const double m = r.present("max_window_layers") ? r.get_num("max_window_layers", 0) : 0;
+    if (!(m >= 0 && m <= kMaxLayers)) r.fail("max_window_layers", "expected a layer count in [0, " + std::to_string(kMaxLayers) + "]");
+    const int from = static_cast<int>(m);
     return read_sliding_layers(r, c.num_layers, [&](int l) { return use && l >= from; });
 }
 
@@ -3179,7 +3240,11 @@ inline void vision_common(const ConfigReader& r, ModelConfig& c, int mlp_width, 
     v.patch_size = r.get_size("patch_size", kMaxWidth);
     v.channels = r.get_size("num_channels", 3, 64);
     if (v.patch_size > v.image_size) r.fail("patch_size", "larger than image_size " + std::to_string(v.image_size));
-    c.max_positions = (v.image_size / v.patch_size) * (v.image_size / v.patch_size) + 1;
+    const std::int64_t grid = v.image_size / v.patch_size;
+    if (grid * grid > kMaxPatches)
+        r.fail("image_size", std::to_string(v.image_size) + " / patch_size " + std::to_string(v.patch_size) + " gives " +
+                                 std::to_string(grid * grid) + " patches (at most " + std::to_string(kMaxPatches) + ")");
+    c.max_positions = static_cast<int>(grid * grid + 1);
 }
 
 /// The tensor names ViT and DINOv2 share: embeddings, encoder.layer.{l}.attention.*, the final layernorm.
@@ -3661,6 +3726,7 @@ private:
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <map>
 #include <memory>
 #include <string>
@@ -3702,7 +3768,26 @@ struct GgufModel {
     std::shared_ptr<const io::GgufFile> file;
     nlohmann::json config;
     std::map<std::string, io::TensorView> tensors;
+    std::vector<double> rope_freqs;  // llama.cpp's rope_freqs.weight (Llama 3's frequency factors), when present
 };
+
+/// The config of a GGUF model: its metadata through the family table, and llama.cpp's RoPE frequency factors
+/// (rope_freqs.weight: one factor per rotary pair, which llama.cpp divides every angle by) on each RoPE spec.
+inline ModelConfig gguf_config(const GgufModel& g) {
+    const std::string& path = g.file->path();
+    ModelConfig c = parse_config(g.config, path + " (metadata)");
+    if (g.rope_freqs.empty()) return c;
+    if (c.rope.empty()) throw Error(path + ": tensor \"rope_freqs.weight\": the model has no RoPE");
+    for (RopeSpec& s : c.rope) {
+        if (static_cast<int>(g.rope_freqs.size()) != s.rotary_dim / 2)
+            throw Error(path + ": tensor \"rope_freqs.weight\": " + std::to_string(g.rope_freqs.size()) + " factors, expected " +
+                        std::to_string(s.rotary_dim / 2) + " (one per rotary pair)");
+        if (s.scaling != RopeScaling::None)
+            throw Error(path + ": tensor \"rope_freqs.weight\" together with a RoPE scaling type: only one of them is supported");
+        s.freq_factors = g.rope_freqs;
+    }
+    return c;
+}
 
 inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
     GgufModel m;
@@ -3758,7 +3843,18 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
             for (const auto& [g, h] : detail::gguf_block_names())
                 if (part == g) hf = "model.layers." + layer + "." + h + kind;
         }
-        if (hf.empty()) continue;  // e.g. rope_freqs.weight (llama.cpp's precomputed llama3 factors)
+        if (t.name == "rope_freqs.weight") {  // llama.cpp's precomputed llama3 factors
+            const io::TensorView v = f.view(t);
+            if (v.shape.size() != 1 || v.shape[0] < 1 || v.shape[0] > (1 << 16))
+                throw Error(v.where() + ": shape " + io::shape_string(v.shape) + " (expected one factor per rotary pair)");
+            for (const float x : v.to_float()) {
+                if (!(std::isfinite(x) && x > 0))
+                    throw Error(v.where() + ": factor " + std::to_string(x) + " (expected finite positive factors)");
+                m.rope_freqs.push_back(x);
+            }
+            continue;
+        }
+        if (hf.empty()) continue;
         io::TensorView v = f.view(t);
         if (a->permuted_qk && hf.compare(hf.size() - 7, 7, ".weight") == 0 && (t.name.find(".attn_q.") != std::string::npos || t.name.find(".attn_k.") != std::string::npos)) {
             v.rope_heads = t.name.find(".attn_q.") != std::string::npos ? H : KV;
@@ -3786,7 +3882,7 @@ struct ModelFiles {
 inline ModelFiles open_model_files(const std::string& path) {
     if (!io::is_gguf_path(path)) return {load_config(path), std::make_unique<io::Checkpoint>(path)};
     GgufModel g = open_gguf(path);
-    ModelFiles m{parse_config(g.config, path + " (metadata)"), nullptr};
+    ModelFiles m{gguf_config(g), nullptr};
     m.checkpoint = std::make_unique<io::Checkpoint>(path, std::move(g.tensors), g.file);
     return m;
 }
@@ -3968,7 +4064,8 @@ public:
     };
 
     KVCache(const ModelConfig& c, Index batch = 1, CachePolicy policy = {})
-        : policy_(policy), batch_(batch), width_(c.num_kv_heads * c.head_dim), rope_(c.has_rope()),
+        : policy_(policy), batch_(batch), width_(c.num_kv_heads * c.head_dim), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim),
+          rope_(c.has_rope()),
           layers_(static_cast<std::size_t>(c.num_layers)), rope_memo_(c.rope.size()) {
         if (batch < 1) throw Error("KV cache: batch size " + std::to_string(batch) + " must be at least 1");
         if (policy.sinks < 0 || policy.window < 0)
@@ -3992,6 +4089,22 @@ public:
     }
     int num_layers() const { return static_cast<int>(layers_.size()); }
     Index kv_width() const { return width_; }
+
+    /// Empty when this cache can continue `batch` sequences of a model with config `c` (the same layer count, key
+    /// and value heads, head width, RoPE and RoPE specs as the model it was made for); else what differs.
+    std::string mismatch(const ModelConfig& c, Index batch) const {
+        auto differs = [](const char* what, Index mine, Index theirs) {
+            return std::string(what) + " " + std::to_string(mine) + " (the model has " + std::to_string(theirs) + ")";
+        };
+        if (batch != batch_) return "it holds " + std::to_string(batch_) + " sequences, not " + std::to_string(batch);
+        if (c.num_layers != num_layers()) return differs("it was made for layers:", num_layers(), c.num_layers);
+        if (c.num_kv_heads != kv_heads_) return differs("it was made for key/value heads:", kv_heads_, c.num_kv_heads);
+        if (c.head_dim != head_dim_) return differs("it was made for head width:", head_dim_, c.head_dim);
+        if (c.has_rope() != rope_) return std::string("it was made for a model ") + (rope_ ? "with" : "without") + " RoPE";
+        if (c.rope.size() != rope_memo_.size())
+            return differs("it was made for RoPE specs:", static_cast<Index>(rope_memo_.size()), static_cast<Index>(c.rope.size()));
+        return {};
+    }
 
     void clear() {
         size_ = seen_ = 0;
@@ -4068,6 +4181,7 @@ private:
 
     CachePolicy policy_;
     Index batch_, width_;
+    Index kv_heads_, head_dim_;  // the model it was made for (mismatch)
     bool rope_;
     Index size_ = 0, seen_ = 0, rows_ = 0;
     std::vector<Index> held_;
@@ -4441,13 +4555,17 @@ struct GemmScratch {
 
 namespace gemm_detail {
 
-inline int max_threads() {
+/// The team a parallel region started here gets at most: omp_get_max_threads() where one more level of
+/// parallelism may become active (inside another region only when nesting is enabled), else 1. Regions below
+/// pass it as num_threads, so the per-thread scratch (sized by it) covers every thread id of the team.
+inline int team_size() {
 #if defined(_OPENMP)
-    return omp_in_parallel() ? 1 : omp_get_max_threads();
+    return omp_get_active_level() < omp_get_max_active_levels() ? std::max(1, omp_get_max_threads()) : 1;
 #else
     return 1;
 #endif
 }
+/// This thread's index in the innermost region (0 outside any).
 inline int thread_id() {
 #if defined(_OPENMP)
     return omp_get_thread_num();
@@ -4477,7 +4595,8 @@ void gemm_bt_rows(const float* A, Index lda, Index M, Index N, Index K, Fill& fi
                   GemmScratch& scratch) {
     const Index rows_per_block = std::max<Index>(1, std::min<Index>(64, (Index(1) << 15) / K));
     const Index blocks = (N + rows_per_block - 1) / rows_per_block;
-    scratch.threads.resize(static_cast<std::size_t>(std::max(1, max_threads())));
+    const int team = team_size();
+    scratch.threads.resize(static_cast<std::size_t>(team));
     const float* a = A;
     std::vector<float> rounded;
     if (round) {
@@ -4488,7 +4607,7 @@ void gemm_bt_rows(const float* A, Index lda, Index M, Index N, Index K, Fill& fi
         lda = K;
     }
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic) if (blocks > 1 && N * K > (1 << 16))
+#pragma omp parallel for num_threads(team) schedule(dynamic) if (blocks > 1 && N * K > (1 << 16))
 #endif
     for (Index blk = 0; blk < blocks; ++blk) {
         auto& block = scratch.threads[static_cast<std::size_t>(thread_id())].block;
@@ -4523,7 +4642,8 @@ void gemm_bt(const float* A, Index lda, Index M, Index N, Index K, Fill&& fill, 
         return;
     }
     if (M < MR) return gemm_bt_rows(A, lda, M, N, K, fill, C, ldc, precision == Precision::BF16, scratch);
-    scratch.threads.resize(static_cast<std::size_t>(std::max(1, max_threads())));
+    const int team = team_size();
+    scratch.threads.resize(static_cast<std::size_t>(team));
 #if defined(MASSACT_HAS_AVX512BF16)
     const bool native = precision == Precision::BF16;
 #else
@@ -4549,7 +4669,7 @@ void gemm_bt(const float* A, Index lda, Index M, Index N, Index K, Fill&& fill, 
         apack = p;
     }
 #if defined(_OPENMP)
-#pragma omp parallel if (blocks > 1 && M * N * K > (1 << 18))
+#pragma omp parallel num_threads(team) if (blocks > 1 && M * N * K > (1 << 18))
 #endif
     {
         auto& buffers = scratch.threads[static_cast<std::size_t>(thread_id())];
@@ -5405,9 +5525,12 @@ public:
 
     /// A vision model's forward over images: returns last_hidden_state [N*T, d] (w.hidden: ln_final's
     /// output, or for CLIP the last block's); w.pooled gets pooler_output [N, d]. Hooks see [N, T, ...]
-    /// with T = 1 + registers + patches.
+    /// with T = 1 + registers + patches. With options.last_layer the forward stops after that block and both
+    /// outputs are empty (as the logits of run), never an earlier image's.
     const RowMatrixF& run_pixels(const PixelBatch& px, Workspace& w, const Hooks& hooks = {}, const RunOptions& options = {}) const {
         validate(px);
+        w.hidden.resize(0, 0);
+        w.pooled.resize(0, 0);
         const TokenBatch ids = vision_tokens(px.n, px.height, px.width);
         Pass p(ids, w, detail::HookCalls(hooks, config_, has_sink_slot(options), ids), options);
         p.pixels = &px;
@@ -5426,10 +5549,8 @@ public:
     const RowMatrixF& run(const TokenBatch& ids, KVCache& cache, Workspace& w, const Hooks& hooks = {},
                           const RunOptions& options = {}) const {
         const ModelConfig& c = config_;
-        if (cache.batch() != ids.rows() || cache.num_layers() != c.num_layers || cache.kv_width() != c.num_kv_heads * c.head_dim)
-            throw Error("forward: the KV cache was made for " + std::to_string(cache.batch()) + " sequences of a model with " +
-                        std::to_string(cache.num_layers()) + " layers and keys of width " + std::to_string(cache.kv_width()) +
-                        ", not " + std::to_string(ids.rows()) + " sequences of this one");
+        if (const std::string why = cache.mismatch(c, ids.rows()); !why.empty())
+            throw Error("forward: the KV cache does not fit this model and batch: " + why);
         if (ids.rows() == 0 || ids.cols() == 0) throw Error("forward: empty token batch");
         if (options.last_layer >= 0)
             throw Error("forward: last_layer cannot be used with a KV cache (the later layers would miss the new tokens)");
@@ -5480,6 +5601,7 @@ private:
         detail::StageTimer timer(p.stage(&StageTimes::total));
         const ModelConfig& c = config_;
         check_hooks(hooks, p.options);
+        require_at_least(p.options.attention_tile, 1, "forward: attention_tile");
         const AttentionOverride& o = p.options.attention;
         if (c.positions == PositionKind::Alibi) p.alibi = c.alibi_slopes();
         if (o.kind == AttentionOverride::Kind::Softmax1 || o.kind == AttentionOverride::Kind::SinkLogit)
@@ -6066,6 +6188,7 @@ inline PerplexityResult perplexity(const Transformer& model, const TokenBatch& i
     PerplexityResult r;
     const Index N = ids.rows(), T = ids.cols();
     if (T < 2) throw Error("perplexity: sequences need at least 2 tokens, got " + std::to_string(T));
+    require_at_least(batch, 1, "perplexity: batch");
     double total = 0.0;
     RunOptions opt = options;
     opt.logits = true;
@@ -8562,6 +8685,7 @@ public:
 
     Tokenizer(const nlohmann::json& j, std::string source = "tokenizer.json") : src_(std::move(source)) {
         if (!j.is_object()) fail("", "expected a JSON object");
+        id_limit_ = id_limit(j);
         load_model(j);
         load_added(j);
         if (j.contains("normalizer") && !j["normalizer"].is_null()) add_normalizer(j["normalizer"], "normalizer");
@@ -8674,7 +8798,7 @@ private:
                 fail("model.vocab[\"" + it.key() + "\"]", "expected a non-negative integer id");
             const auto id = it.value().get<TokenId>();
             bpe_.add_token(it.key(), id);
-            set_token(id, it.key(), false);
+            set_token(id, it.key(), false, "model.vocab[\"" + it.key() + "\"]");
         }
         bpe_.byte_fallback = opt<bool>(m, "byte_fallback", false);
         bpe_.ignore_merges = opt<bool>(m, "ignore_merges", false);
@@ -8735,7 +8859,7 @@ private:
             a.single_word = opt<bool>(e, "single_word", false);
             a.normalized = opt<bool>(e, "normalized", !a.special);
             if (a.content.empty()) fail(path + ".content", "empty");
-            set_token(a.id, a.content, a.special);
+            set_token(a.id, a.content, a.special, path + ".id");
             (a.normalized ? norm_added_ : raw_added_).add(std::move(a));
         }
     }
@@ -8871,7 +8995,7 @@ private:
         const std::string type = str(p, "type", path);
         if (type == "ByteLevel") return;  // adds nothing
         if (type == "Sequence") {
-            const auto& list = field(p, "processors", path);
+            const auto& list = array(p, "processors", path);
             for (std::size_t i = 0; i < list.size(); ++i) add_post(list[i], path + ".processors[" + std::to_string(i) + "]");
             return;
         }
@@ -8944,8 +9068,13 @@ private:
         } else if (type == "Strip") {
             s.kind = K::Strip;
             s.content = str(d, "content", path);
+            std::uint32_t cp = 0;  // (Hugging Face's Strip strips one character)
+            if (s.content.empty() || decode_utf8(s.content, 0, cp) != s.content.size())
+                fail(path + ".content", "expected one character, found \"" + s.content + "\"");
             s.start = opt<int>(d, "start", 0);
             s.stop = opt<int>(d, "stop", 0);
+            if (s.start < 0) fail(path + ".start", "expected a non-negative count, found " + std::to_string(s.start));
+            if (s.stop < 0) fail(path + ".stop", "expected a non-negative count, found " + std::to_string(s.stop));
         } else {
             fail(path + ".type", "unsupported decoder \"" + type +
                                      "\" (massact implements ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence)");
@@ -8953,8 +9082,20 @@ private:
         decoders_.push_back(s);
     }
 
-    void set_token(TokenId id, const std::string& tok, bool special) {
-        if (id > (1 << 26)) fail("", "token id " + std::to_string(id) + " is implausibly large");
+    /// The largest token id a file may use: ids index a table, so an id may not exceed twice the number of tokens
+    /// the file declares (plus 1024 for reserved gaps): a small file cannot make the table large.
+    static std::size_t id_limit(const nlohmann::json& j) {
+        std::size_t n = 0;
+        if (j.contains("model") && j["model"].is_object() && j["model"].contains("vocab") && j["model"]["vocab"].is_object())
+            n += j["model"]["vocab"].size();
+        if (j.contains("added_tokens") && j["added_tokens"].is_array()) n += j["added_tokens"].size();
+        return 2 * n + 1024;
+    }
+
+    void set_token(TokenId id, const std::string& tok, bool special, const std::string& path) {
+        if (static_cast<std::size_t>(id) >= id_limit_)
+            fail(path, "token id " + std::to_string(id) + " is out of range: the file declares " + std::to_string((id_limit_ - 1024) / 2) +
+                           " tokens, so ids must be below " + std::to_string(id_limit_));
         if (static_cast<std::size_t>(id) >= id_to_token_.size()) {
             id_to_token_.resize(static_cast<std::size_t>(id) + 1);
             special_.resize(static_cast<std::size_t>(id) + 1, false);
@@ -8980,6 +9121,7 @@ private:
     }
 
     std::string src_;
+    std::size_t id_limit_ = 0;  // ids at or above it are refused (id_limit)
     Bpe bpe_;
     std::vector<std::string> id_to_token_;
     std::vector<bool> special_;
@@ -9148,6 +9290,17 @@ inline Hooks finite_check_hooks() {
 
 namespace massact::analysis {
 
+/// The largest image massact decodes or makes by resizing: 2^26 pixels (8192 x 8192; 768 MB as float32 RGB), at
+/// most 2^15 on a side. Image files and preprocessor configs are untrusted: a small file may claim any size.
+constexpr Index kMaxImagePixels = Index(1) << 26, kMaxImageSide = Index(1) << 15;
+
+/// Refuse an image size above the caps: "WHAT: H x W pixels ...".
+inline void check_image_size(Index height, Index width, const std::string& what) {
+    if (height < 1 || width < 1 || height > kMaxImageSide || width > kMaxImageSide || height * width > kMaxImagePixels)
+        throw Error(what + ": " + std::to_string(height) + " x " + std::to_string(width) + " pixels (at most " +
+                    std::to_string(kMaxImageSide) + " on a side and " + std::to_string(kMaxImagePixels) + " in all)");
+}
+
 /// A decoded 8-bit RGB image, rows of width * 3 bytes.
 struct Image8 {
     Index width = 0, height = 0;
@@ -9273,6 +9426,7 @@ inline PixelBatch preprocess_images(const std::vector<Image8>& images, const Ima
                 nh = h <= w ? s : l;
                 nw = h <= w ? l : s;
             }
+            check_image_size(nh, nw, "image " + im.name + ": resizing (preprocessor_config.json \"size\") gives");
             chw = kernels::resize_pil(chw.data(), 3, h, w, nh, nw, p.bicubic);
             h = nh;
             w = nw;
@@ -9505,6 +9659,7 @@ inline Hooks make_hooks(const Transformer& model, const std::vector<Intervention
 /// the values for Mode::Mean (Sun et al.'s "set to mean").
 inline std::vector<float> dataset_mean(const Transformer& model, const TokenBatch& ids, const Intervention& iv,
                                        Index batch = 8) {
+    require_at_least(batch, 1, "dataset_mean: batch");
     std::vector<double> sum;
     double count = 0;
     Hooks h;
@@ -9512,6 +9667,9 @@ inline std::vector<float> dataset_mean(const Transformer& model, const TokenBatc
         const Index N = a.shape[0], T = a.shape[1], W = a.numel() / (N * T);
         const Index n = iv.dims.empty() ? W : static_cast<Index>(iv.dims.size());
         if (sum.empty()) sum.assign(static_cast<std::size_t>(n), 0.0);
+        for (const Index j : iv.dims)
+            if (j < 0 || j >= W)
+                throw Error("dataset_mean: dim " + std::to_string(j) + " out of range [0, " + std::to_string(W) + ") at " + iv.site);
         for (Index b = 0; b < N; ++b)
             for (Index t : iv.tokens.positions(*a.tokens, b)) {
                 const float* x = a.data + (b * T + t) * W;
@@ -9570,6 +9728,7 @@ namespace detail {
 /// Attention-on-token and decomposition accumulators for one run of a batch.
 struct AttentionProbe {
     std::vector<Index> tokens;
+    bool decompose = true;  // also the decomposition of attention outputs (reads every layer's hook_v)
     Index L = 0, H = 0, KV = 0, hd = 0;
     std::vector<std::vector<std::vector<double>>> attn;  // [token][layer][head] sums over sequences
     std::vector<double> seqs_per_token;
@@ -9578,8 +9737,9 @@ struct AttentionProbe {
     std::vector<double> sink_norm, rest_norm, count;
     std::vector<float> v;                                 // current layer's v [N, T, KV, hd]
 
-    void init(const ModelConfig& c, std::vector<Index> toks) {
+    void init(const ModelConfig& c, std::vector<Index> toks, bool with_decomposition) {
         tokens = std::move(toks);
+        decompose = with_decomposition;
         L = c.num_layers;
         H = c.num_heads;
         KV = c.num_kv_heads;
@@ -9591,7 +9751,7 @@ struct AttentionProbe {
         rest_norm = count = sink_norm;
     }
     void add_hooks(Hooks& h) {
-        h.add("*attn.hook_v", [this](Activation& a) { v.assign(a.data, a.data + a.numel()); });
+        if (decompose) h.add("*attn.hook_v", [this](Activation& a) { v.assign(a.data, a.data + a.numel()); });
         h.add("*attn.hook_pattern", [this](Activation& a) { on_pattern(a); });
     }
     void on_pattern(const Activation& a) {
@@ -9682,11 +9842,12 @@ inline Comparison compare(const Transformer& model, const TokenBatch& ids, const
     const ModelConfig& c = model.config();
     const Index T = ids.cols();
     if (T < 2) throw Error("compare: sequences need at least 2 tokens");
+    require_at_least(opt.batch, 1, "compare: batch");
     Comparison r;
     r.tokens = opt.tokens;
     detail::AttentionProbe po, pi;
-    po.init(c, opt.tokens);
-    pi.init(c, opt.tokens);
+    po.init(c, opt.tokens, opt.decomposition);
+    pi.init(c, opt.tokens, opt.decomposition);
     PairLoss loss;
     Workspace wo, wi;
     for (Index b0 = 0; b0 < ids.rows(); b0 += opt.batch) {
@@ -9746,6 +9907,7 @@ inline InjectionResult inject(const Transformer& model, const TokenBatch& ids, i
                               std::vector<Index> dims, Index batch = 8) {
     const ModelConfig& c = model.config();
     const Index T = ids.cols(), L = c.num_layers;
+    require_at_least(batch, 1, "inject: batch");
     if (layer < 0 || layer >= L) throw Error("inject: layer " + std::to_string(layer) + " out of range [0, " + std::to_string(L) + ")");
     if (from < 0 || from >= T || to < 0 || to + 1 >= T)
         throw Error("inject: positions must satisfy 0 <= from < T and 0 <= to < T - 1 (T = " + std::to_string(T) + ")");
@@ -10227,6 +10389,7 @@ private:
 
 
 #include <algorithm>
+#include <cstdio>
 #include <array>
 #include <cmath>
 #include <functional>
@@ -10336,14 +10499,19 @@ struct QuantExperiment {
     }
     std::string protect() const {
         std::string s;
-        auto add = [&](bool on, const char* what) {
+        auto number = [](double x) {  // shortest form: 6, 0.5, 0.85
+            char b[32];
+            std::snprintf(b, sizeof b, "%g", x);
+            return std::string(b);
+        };
+        auto add = [&](bool on, const std::string& what) {
             if (on) s += (s.empty() ? "" : ", ") + std::string(what);
         };
         add(keep_massive_dims, "massive dims in float");
-        add(outlier_threshold, "|x| > 6 in float (LLM.int8)");
+        add(outlier_threshold, "|x| > " + number(threshold) + " in float (LLM.int8)");
         add(restore_super_weight, "super weight restored");
         add(keep_first_token, "first token in float (PrefixQuant)");
-        add(smooth_quant, "SmoothQuant a=0.5");
+        add(smooth_quant, "SmoothQuant a=" + number(smooth_alpha));
         return s.empty() ? "none" : s;
     }
 };
@@ -10375,6 +10543,7 @@ inline void check_quant_model(const ModelConfig& c) {
 
 /// max |x| per column of every linear-input site over the data (SmoothQuant's calibration).
 inline std::map<std::string, std::vector<float>> activation_absmax(const Transformer& m, const TokenBatch& ids, Index batch) {
+    require_at_least(batch, 1, "activation_absmax: batch");
     std::map<std::string, std::vector<float>> out;
     Hooks h;
     for (const auto& [site, roles] : linear_inputs())
@@ -10449,19 +10618,22 @@ inline Transformer quantized_model(const Transformer& m, const QuantExperiment& 
     });
 }
 
-/// Hooks that fake-quantize the linear inputs as the experiment says (none for weight-only experiments).
+/// Hooks that fake-quantize the linear inputs as the experiment says, after dividing them by SmoothQuant's s_j
+/// where its weights were multiplied by s_j (so a weight-only SmoothQuant experiment divides without quantizing).
+/// None for weight-only experiments without SmoothQuant.
 inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, const QuantContext& ctx) {
     Hooks h;
-    if (e.activations == QuantFormat::Float) return h;
+    const bool quantize = e.activations != QuantFormat::Float;
+    if (!quantize && !e.smooth_quant) return h;
     const Index d = c.hidden_size;
     std::vector<bool> massive(static_cast<std::size_t>(d), false);
     for (Index k : ctx.massive_dims) massive[static_cast<std::size_t>(k)] = true;
     for (const auto& [site, roles] : linear_inputs())
-        h.add_if_present("blocks.*." + site, [e, massive, d, &ctx](Activation& a) {
+        h.add_if_present("blocks.*." + site, [e, massive, d, quantize, &ctx, resid = roles.front() != "o" && roles.front() != "down"](Activation& a) {
             const Index N = a.shape[0], T = a.shape[1], w = a.numel() / (N * T);  // hook_z: [N, T, H, hd] is [N*T, H*hd]
             const std::string name(a.name);
             std::vector<bool> keep(static_cast<std::size_t>(w), false);
-            if (e.keep_massive_dims && w == d) keep = massive;
+            if (e.keep_massive_dims && resid && w == d) keep = massive;  // (the residual stream's dims: ln1 / ln2 outputs only)
             if (e.outlier_threshold)  // on the activation as the model computed it (before any smoothing)
                 for (Index i = 0; i < a.numel(); ++i)
                     if (std::abs(a.data[i]) > e.threshold) keep[static_cast<std::size_t>(i % w)] = true;
@@ -10471,6 +10643,7 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
                 if (it == ctx.smooth.end()) throw Error("quant: no SmoothQuant factors for " + name + " (prepare_smoothing)");
                 x.array().rowwise() /= Eigen::Map<const Eigen::RowVectorXf>(it->second.data(), w).array();
             }
+            if (!quantize) return;
             auto skip_row = [&](Index r) { return e.keep_first_token && r % T == 0; };
             auto quant_rows = [&](Index r0, Index r1, float scale) {
                 for (Index r = r0; r < r1; ++r)
@@ -10550,6 +10723,7 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
     check_quant_model(m.config());
     const Index N = ids.rows(), T = ids.cols(), L = m.config().num_layers;
     if (T < 2) throw Error("quant: sequences need at least 2 tokens, got " + std::to_string(T));
+    require_at_least(batch, 1, "quant: batch");
     const auto smooth = std::find_if(experiments.begin(), experiments.end(), [](const QuantExperiment& e) { return e.smooth_quant; });
     if (smooth != experiments.end()) {
         if (std::any_of(smooth, experiments.end(), [&](const QuantExperiment& e) { return e.smooth_quant && e.smooth_alpha != smooth->smooth_alpha; }))
@@ -10733,6 +10907,7 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
     const Index V = model.config().vocab_size;
     Workspace ws;
     if (o.policy == StreamPolicy::Recompute) {
+        require_at_least(o.batch, 1, "stream: batch");
         // Predictions 1 .. W come from one forward over x_0 .. x_{W-1}; prediction t > W from x_{t-W} .. x_{t-1}.
         const Index W = std::min(o.window, N - 1);
         const RowMatrixF& first = model.run(detail::row_of(ids, 0, W), ws);

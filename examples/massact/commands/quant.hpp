@@ -44,21 +44,23 @@ inline nlohmann::json quant_json(const massact::analysis::QuantStudy& s) {
 inline bool quant_figure(const massact_plot::Figure& f, const massact::analysis::QuantStudy& s, const std::string& model) {
     ::mkdir((f.dir + "/data").c_str(), 0755);
     std::ofstream d(f.dat());
+    std::vector<std::string> labels;  // (as y tics in the script, quoted: never in the data file, where gnuplot reads quotes itself)
     for (std::size_t i = 0; i < s.rows.size(); ++i) {
         const auto& e = s.rows[i].experiment;
         std::string label = std::string(massact::analysis::format_name(e.weights.format)) +
                             (e.activations != massact::analysis::QuantFormat::Float ? "/a8 " : " ") + e.granularity() +
                             (e.protect() == "none" ? "" : " + " + e.protect());
-        d << i << ' ' << s.rows[i].ppl << ' ' << massact_plot::quote(label) << '\n';
+        d << i << ' ' << s.rows[i].ppl << '\n';
+        labels.push_back(label);
     }
     d.close();
     return f.render("set title " + massact_plot::quote(model + ": perplexity after fake quantization (float: " + fmt(s.ppl_float, 3) + ")") +
                         "\nset style fill solid 0.8\nset boxwidth 0.7\nset grid x\nunset key\nset logscale x\nset xlabel 'perplexity'\n"
-                        "set ytics nomirror\nset yrange [-1:" + std::to_string(s.rows.size()) + "]\nset xrange [" + fmt(s.ppl_float * 0.9, 3) + ":" +
+                        "set ytics nomirror " + massact_plot::token_tics(labels) + "\nset yrange [-1:" + std::to_string(s.rows.size()) + "]\nset xrange [" + fmt(s.ppl_float * 0.9, 3) + ":" +
                         fmt(1.15 * std::max_element(s.rows.begin(), s.rows.end(), [](const auto& x, const auto& y) { return x.ppl < y.ppl; })->ppl, 3) + "]\n"
                         "set arrow from " + fmt(s.ppl_float, 6) + ", graph 0 to " + fmt(s.ppl_float, 6) + ", graph 1 nohead lc rgb 'red' lw 2\n"
                         "plot " + massact_plot::quote(f.dat()) + " using 2:1:(" + fmt(s.ppl_float * 0.9, 3) +
-                        "):2:($1-0.35):($1+0.35):ytic(3) with boxxyerrorbars lc rgb '#3182bd'\n",
+                        "):2:($1-0.35):($1+0.35) with boxxyerrorbars lc rgb '#3182bd'\n",
                     1400, 900, 10);
 }
 

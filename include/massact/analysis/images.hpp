@@ -25,6 +25,17 @@
 
 namespace massact::analysis {
 
+/// The largest image massact decodes or makes by resizing: 2^26 pixels (8192 x 8192; 768 MB as float32 RGB), at
+/// most 2^15 on a side. Image files and preprocessor configs are untrusted: a small file may claim any size.
+constexpr Index kMaxImagePixels = Index(1) << 26, kMaxImageSide = Index(1) << 15;
+
+/// Refuse an image size above the caps: "WHAT: H x W pixels ...".
+inline void check_image_size(Index height, Index width, const std::string& what) {
+    if (height < 1 || width < 1 || height > kMaxImageSide || width > kMaxImageSide || height * width > kMaxImagePixels)
+        throw Error(what + ": " + std::to_string(height) + " x " + std::to_string(width) + " pixels (at most " +
+                    std::to_string(kMaxImageSide) + " on a side and " + std::to_string(kMaxImagePixels) + " in all)");
+}
+
 /// A decoded 8-bit RGB image, rows of width * 3 bytes.
 struct Image8 {
     Index width = 0, height = 0;
@@ -150,6 +161,7 @@ inline PixelBatch preprocess_images(const std::vector<Image8>& images, const Ima
                 nh = h <= w ? s : l;
                 nw = h <= w ? l : s;
             }
+            check_image_size(nh, nw, "image " + im.name + ": resizing (preprocessor_config.json \"size\") gives");
             chw = kernels::resize_pil(chw.data(), 3, h, w, nh, nw, p.bicubic);
             h = nh;
             w = nw;

@@ -172,6 +172,7 @@ inline Hooks make_hooks(const Transformer& model, const std::vector<Intervention
 /// the values for Mode::Mean (Sun et al.'s "set to mean").
 inline std::vector<float> dataset_mean(const Transformer& model, const TokenBatch& ids, const Intervention& iv,
                                        Index batch = 8) {
+    require_at_least(batch, 1, "dataset_mean: batch");
     std::vector<double> sum;
     double count = 0;
     Hooks h;
@@ -179,6 +180,9 @@ inline std::vector<float> dataset_mean(const Transformer& model, const TokenBatc
         const Index N = a.shape[0], T = a.shape[1], W = a.numel() / (N * T);
         const Index n = iv.dims.empty() ? W : static_cast<Index>(iv.dims.size());
         if (sum.empty()) sum.assign(static_cast<std::size_t>(n), 0.0);
+        for (const Index j : iv.dims)
+            if (j < 0 || j >= W)
+                throw Error("dataset_mean: dim " + std::to_string(j) + " out of range [0, " + std::to_string(W) + ") at " + iv.site);
         for (Index b = 0; b < N; ++b)
             for (Index t : iv.tokens.positions(*a.tokens, b)) {
                 const float* x = a.data + (b * T + t) * W;
@@ -237,6 +241,7 @@ namespace detail {
 /// Attention-on-token and decomposition accumulators for one run of a batch.
 struct AttentionProbe {
     std::vector<Index> tokens;
+    bool decompose = true;  // also the decomposition of attention outputs (reads every layer's hook_v)
     Index L = 0, H = 0, KV = 0, hd = 0;
     std::vector<std::vector<std::vector<double>>> attn;  // [token][layer][head] sums over sequences
     std::vector<double> seqs_per_token;
@@ -245,8 +250,9 @@ struct AttentionProbe {
     std::vector<double> sink_norm, rest_norm, count;
     std::vector<float> v;                                 // current layer's v [N, T, KV, hd]
 
-    void init(const ModelConfig& c, std::vector<Index> toks) {
+    void init(const ModelConfig& c, std::vector<Index> toks, bool with_decomposition) {
         tokens = std::move(toks);
+        decompose = with_decomposition;
         L = c.num_layers;
         H = c.num_heads;
         KV = c.num_kv_heads;
@@ -258,7 +264,7 @@ struct AttentionProbe {
         rest_norm = count = sink_norm;
     }
     void add_hooks(Hooks& h) {
-        h.add("*attn.hook_v", [this](Activation& a) { v.assign(a.data, a.data + a.numel()); });
+        if (decompose) h.add("*attn.hook_v", [this](Activation& a) { v.assign(a.data, a.data + a.numel()); });
         h.add("*attn.hook_pattern", [this](Activation& a) { on_pattern(a); });
     }
     void on_pattern(const Activation& a) {
@@ -349,11 +355,12 @@ inline Comparison compare(const Transformer& model, const TokenBatch& ids, const
     const ModelConfig& c = model.config();
     const Index T = ids.cols();
     if (T < 2) throw Error("compare: sequences need at least 2 tokens");
+    require_at_least(opt.batch, 1, "compare: batch");
     Comparison r;
     r.tokens = opt.tokens;
     detail::AttentionProbe po, pi;
-    po.init(c, opt.tokens);
-    pi.init(c, opt.tokens);
+    po.init(c, opt.tokens, opt.decomposition);
+    pi.init(c, opt.tokens, opt.decomposition);
     PairLoss loss;
     Workspace wo, wi;
     for (Index b0 = 0; b0 < ids.rows(); b0 += opt.batch) {
@@ -413,6 +420,7 @@ inline InjectionResult inject(const Transformer& model, const TokenBatch& ids, i
                               std::vector<Index> dims, Index batch = 8) {
     const ModelConfig& c = model.config();
     const Index T = ids.cols(), L = c.num_layers;
+    require_at_least(batch, 1, "inject: batch");
     if (layer < 0 || layer >= L) throw Error("inject: layer " + std::to_string(layer) + " out of range [0, " + std::to_string(L) + ")");
     if (from < 0 || from >= T || to < 0 || to + 1 >= T)
         throw Error("inject: positions must satisfy 0 <= from < T and 0 <= to < T - 1 (T = " + std::to_string(T) + ")");

@@ -70,6 +70,7 @@ inline PerplexityResult perplexity(const Transformer& model, const TokenBatch& i
     PerplexityResult r;
     const Index N = ids.rows(), T = ids.cols();
     if (T < 2) throw Error("perplexity: sequences need at least 2 tokens, got " + std::to_string(T));
+    require_at_least(batch, 1, "perplexity: batch");
     double total = 0.0;
     RunOptions opt = options;
     opt.logits = true;

@@ -29,6 +29,7 @@
 #include "massact/model/transformer.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <array>
 #include <cmath>
 #include <functional>
@@ -138,14 +139,19 @@ struct QuantExperiment {
     }
     std::string protect() const {
         std::string s;
-        auto add = [&](bool on, const char* what) {
+        auto number = [](double x) {  // shortest form: 6, 0.5, 0.85
+            char b[32];
+            std::snprintf(b, sizeof b, "%g", x);
+            return std::string(b);
+        };
+        auto add = [&](bool on, const std::string& what) {
             if (on) s += (s.empty() ? "" : ", ") + std::string(what);
         };
         add(keep_massive_dims, "massive dims in float");
-        add(outlier_threshold, "|x| > 6 in float (LLM.int8)");
+        add(outlier_threshold, "|x| > " + number(threshold) + " in float (LLM.int8)");
         add(restore_super_weight, "super weight restored");
         add(keep_first_token, "first token in float (PrefixQuant)");
-        add(smooth_quant, "SmoothQuant a=0.5");
+        add(smooth_quant, "SmoothQuant a=" + number(smooth_alpha));
         return s.empty() ? "none" : s;
     }
 };
@@ -177,6 +183,7 @@ inline void check_quant_model(const ModelConfig& c) {
 
 /// max |x| per column of every linear-input site over the data (SmoothQuant's calibration).
 inline std::map<std::string, std::vector<float>> activation_absmax(const Transformer& m, const TokenBatch& ids, Index batch) {
+    require_at_least(batch, 1, "activation_absmax: batch");
     std::map<std::string, std::vector<float>> out;
     Hooks h;
     for (const auto& [site, roles] : linear_inputs())
@@ -251,19 +258,22 @@ inline Transformer quantized_model(const Transformer& m, const QuantExperiment& 
     });
 }
 
-/// Hooks that fake-quantize the linear inputs as the experiment says (none for weight-only experiments).
+/// Hooks that fake-quantize the linear inputs as the experiment says, after dividing them by SmoothQuant's s_j
+/// where its weights were multiplied by s_j (so a weight-only SmoothQuant experiment divides without quantizing).
+/// None for weight-only experiments without SmoothQuant.
 inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, const QuantContext& ctx) {
     Hooks h;
-    if (e.activations == QuantFormat::Float) return h;
+    const bool quantize = e.activations != QuantFormat::Float;
+    if (!quantize && !e.smooth_quant) return h;
     const Index d = c.hidden_size;
     std::vector<bool> massive(static_cast<std::size_t>(d), false);
     for (Index k : ctx.massive_dims) massive[static_cast<std::size_t>(k)] = true;
     for (const auto& [site, roles] : linear_inputs())
-        h.add_if_present("blocks.*." + site, [e, massive, d, &ctx](Activation& a) {
+        h.add_if_present("blocks.*." + site, [e, massive, d, quantize, &ctx, resid = roles.front() != "o" && roles.front() != "down"](Activation& a) {
             const Index N = a.shape[0], T = a.shape[1], w = a.numel() / (N * T);  // hook_z: [N, T, H, hd] is [N*T, H*hd]
             const std::string name(a.name);
             std::vector<bool> keep(static_cast<std::size_t>(w), false);
-            if (e.keep_massive_dims && w == d) keep = massive;
+            if (e.keep_massive_dims && resid && w == d) keep = massive;  // (the residual stream's dims: ln1 / ln2 outputs only)
             if (e.outlier_threshold)  // on the activation as the model computed it (before any smoothing)
                 for (Index i = 0; i < a.numel(); ++i)
                     if (std::abs(a.data[i]) > e.threshold) keep[static_cast<std::size_t>(i % w)] = true;
@@ -273,6 +283,7 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
                 if (it == ctx.smooth.end()) throw Error("quant: no SmoothQuant factors for " + name + " (prepare_smoothing)");
                 x.array().rowwise() /= Eigen::Map<const Eigen::RowVectorXf>(it->second.data(), w).array();
             }
+            if (!quantize) return;
             auto skip_row = [&](Index r) { return e.keep_first_token && r % T == 0; };
             auto quant_rows = [&](Index r0, Index r1, float scale) {
                 for (Index r = r0; r < r1; ++r)
@@ -352,6 +363,7 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
     check_quant_model(m.config());
     const Index N = ids.rows(), T = ids.cols(), L = m.config().num_layers;
     if (T < 2) throw Error("quant: sequences need at least 2 tokens, got " + std::to_string(T));
+    require_at_least(batch, 1, "quant: batch");
     const auto smooth = std::find_if(experiments.begin(), experiments.end(), [](const QuantExperiment& e) { return e.smooth_quant; });
     if (smooth != experiments.end()) {
         if (std::any_of(smooth, experiments.end(), [&](const QuantExperiment& e) { return e.smooth_quant && e.smooth_alpha != smooth->smooth_alpha; }))

@@ -143,6 +143,7 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
     const Index V = model.config().vocab_size;
     Workspace ws;
     if (o.policy == StreamPolicy::Recompute) {
+        require_at_least(o.batch, 1, "stream: batch");
         // Predictions 1 .. W come from one forward over x_0 .. x_{W-1}; prediction t > W from x_{t-W} .. x_{t-1}.
         const Index W = std::min(o.window, N - 1);
         const RowMatrixF& first = model.run(detail::row_of(ids, 0, W), ws);

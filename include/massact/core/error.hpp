@@ -15,4 +15,9 @@ public:
     explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+/// Refuse a count below `min` (a batch size, a tile): "WHAT must be at least MIN, got VALUE".
+inline void require_at_least(long long value, long long min, const std::string& what) {
+    if (value < min) throw Error(what + " must be at least " + std::to_string(min) + ", got " + std::to_string(value));
+}
+
 }  // namespace massact

@@ -224,13 +224,17 @@ struct GemmScratch {
 
 namespace gemm_detail {
 
-inline int max_threads() {
+/// The team a parallel region started here gets at most: omp_get_max_threads() where one more level of
+/// parallelism may become active (inside another region only when nesting is enabled), else 1. Regions below
+/// pass it as num_threads, so the per-thread scratch (sized by it) covers every thread id of the team.
+inline int team_size() {
 #if defined(_OPENMP)
-    return omp_in_parallel() ? 1 : omp_get_max_threads();
+    return omp_get_active_level() < omp_get_max_active_levels() ? std::max(1, omp_get_max_threads()) : 1;
 #else
     return 1;
 #endif
 }
+/// This thread's index in the innermost region (0 outside any).
 inline int thread_id() {
 #if defined(_OPENMP)
     return omp_get_thread_num();
@@ -260,7 +264,8 @@ void gemm_bt_rows(const float* A, Index lda, Index M, Index N, Index K, Fill& fi
                   GemmScratch& scratch) {
     const Index rows_per_block = std::max<Index>(1, std::min<Index>(64, (Index(1) << 15) / K));
     const Index blocks = (N + rows_per_block - 1) / rows_per_block;
-    scratch.threads.resize(static_cast<std::size_t>(std::max(1, max_threads())));
+    const int team = team_size();
+    scratch.threads.resize(static_cast<std::size_t>(team));
     const float* a = A;
     std::vector<float> rounded;
     if (round) {
@@ -271,7 +276,7 @@ void gemm_bt_rows(const float* A, Index lda, Index M, Index N, Index K, Fill& fi
         lda = K;
     }
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(dynamic) if (blocks > 1 && N * K > (1 << 16))
+#pragma omp parallel for num_threads(team) schedule(dynamic) if (blocks > 1 && N * K > (1 << 16))
 #endif
     for (Index blk = 0; blk < blocks; ++blk) {
         auto& block = scratch.threads[static_cast<std::size_t>(thread_id())].block;
@@ -306,7 +311,8 @@ void gemm_bt(const float* A, Index lda, Index M, Index N, Index K, Fill&& fill, 
         return;
     }
     if (M < MR) return gemm_bt_rows(A, lda, M, N, K, fill, C, ldc, precision == Precision::BF16, scratch);
-    scratch.threads.resize(static_cast<std::size_t>(std::max(1, max_threads())));
+    const int team = team_size();
+    scratch.threads.resize(static_cast<std::size_t>(team));
 #if defined(MASSACT_HAS_AVX512BF16)
     const bool native = precision == Precision::BF16;
 #else
@@ -332,7 +338,7 @@ void gemm_bt(const float* A, Index lda, Index M, Index N, Index K, Fill&& fill, 
         apack = p;
     }
 #if defined(_OPENMP)
-#pragma omp parallel if (blocks > 1 && M * N * K > (1 << 18))
+#pragma omp parallel num_threads(team) if (blocks > 1 && M * N * K > (1 << 18))
 #endif
     {
         auto& buffers = scratch.threads[static_cast<std::size_t>(thread_id())];

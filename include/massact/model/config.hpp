@@ -59,6 +59,7 @@ struct RopeSpec {
     double beta_fast = 32.0, beta_slow = 1.0, mscale = 0.0, mscale_all_dim = 0.0;  // yarn
     bool truncate = true;                                  // yarn
     std::vector<double> short_factor, long_factor;         // longrope, [rotary_dim / 2]
+    std::vector<double> freq_factors;  // llama.cpp's rope_freqs tensor (GGUF), [rotary_dim / 2]: inverse frequency j / factor j
 
     /// Inverse frequencies (length rotary_dim/2) for a forward over positions [0, seq_len), computed in
     /// float32 as transformers' modeling_rope_utils does (dynamic and longrope depend on seq_len).
@@ -117,6 +118,8 @@ struct RopeSpec {
                     break;
                 }
             }
+            if (!freq_factors.empty())  // (as llama.cpp divides each rotation angle by its factor)
+                f = static_cast<float>(static_cast<double>(f) / freq_factors[static_cast<std::size_t>(j)]);
             inv[static_cast<std::size_t>(j)] = f;
         }
         return inv;

@@ -24,7 +24,7 @@ namespace detail {
 
 // Upper bounds on sizes read from config.json (far above any real model).
 constexpr int kMaxLayers = 4096, kMaxHeads = 16384, kMaxHeadDim = 16384, kMaxWidth = 1 << 20, kMaxVocab = 1 << 24,
-              kMaxExperts = 4096;
+              kMaxExperts = 4096, kMaxPatches = 1 << 22;
 
 class ConfigReader {
 public:
@@ -149,6 +149,8 @@ inline void read_rope_object(const ConfigReader& r, const nlohmann::json& o, con
         s.scaling = RopeScaling::LongRope;
         if (omax > 0) s.original_max_positions = omax;
         if (s.original_max_positions <= 0) s.original_max_positions = s.max_positions;
+        if (!(s.original_max_positions > 0))  // (its scale and the short/long switch divide by it)
+            r.fail("max_position_embeddings", "missing (rope_type " + type + " needs it or original_max_position_embeddings)");
         s.attention_factor = num("attention_factor", -1.0);
         s.short_factor = factors("short_factor");
         s.long_factor = factors("long_factor");
@@ -270,7 +272,9 @@ inline void llama_block(const ConfigReader& r, ModelConfig& c) {
 /// Sliding layers as Qwen2/Qwen3 define them without layer_types: use_sliding_window and layers >= max_window_layers.
 inline std::vector<bool> qwen_sliding(const ConfigReader& r, const ModelConfig& c) {
     const bool use = r.get_bool("use_sliding_window", false);
-    const int from = r.present("max_window_layers") ? static_cast<int>(r.get_num("max_window_layers", 0)) : 0;
+    const double m = r.present("max_window_layers") ? r.get_num("max_window_layers", 0) : 0;
+    if (!(m >= 0 && m <= kMaxLayers)) r.fail("max_window_layers", "expected a layer count in [0, " + std::to_string(kMaxLayers) + "]");
+    const int from = static_cast<int>(m);
     return read_sliding_layers(r, c.num_layers, [&](int l) { return use && l >= from; });
 }
 
@@ -775,7 +779,11 @@ inline void vision_common(const ConfigReader& r, ModelConfig& c, int mlp_width, 
     v.patch_size = r.get_size("patch_size", kMaxWidth);
     v.channels = r.get_size("num_channels", 3, 64);
     if (v.patch_size > v.image_size) r.fail("patch_size", "larger than image_size " + std::to_string(v.image_size));
-    c.max_positions = (v.image_size / v.patch_size) * (v.image_size / v.patch_size) + 1;
+    const std::int64_t grid = v.image_size / v.patch_size;
+    if (grid * grid > kMaxPatches)
+        r.fail("image_size", std::to_string(v.image_size) + " / patch_size " + std::to_string(v.patch_size) + " gives " +
+                                 std::to_string(grid * grid) + " patches (at most " + std::to_string(kMaxPatches) + ")");
+    c.max_positions = static_cast<int>(grid * grid + 1);
 }
 
 /// The tensor names ViT and DINOv2 share: embeddings, encoder.layer.{l}.attention.*, the final layernorm.

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <map>
 #include <memory>
 #include <string>
@@ -56,7 +57,26 @@ struct GgufModel {
     std::shared_ptr<const io::GgufFile> file;
     nlohmann::json config;
     std::map<std::string, io::TensorView> tensors;
+    std::vector<double> rope_freqs;  // llama.cpp's rope_freqs.weight (Llama 3's frequency factors), when present
 };
+
+/// The config of a GGUF model: its metadata through the family table, and llama.cpp's RoPE frequency factors
+/// (rope_freqs.weight: one factor per rotary pair, which llama.cpp divides every angle by) on each RoPE spec.
+inline ModelConfig gguf_config(const GgufModel& g) {
+    const std::string& path = g.file->path();
+    ModelConfig c = parse_config(g.config, path + " (metadata)");
+    if (g.rope_freqs.empty()) return c;
+    if (c.rope.empty()) throw Error(path + ": tensor \"rope_freqs.weight\": the model has no RoPE");
+    for (RopeSpec& s : c.rope) {
+        if (static_cast<int>(g.rope_freqs.size()) != s.rotary_dim / 2)
+            throw Error(path + ": tensor \"rope_freqs.weight\": " + std::to_string(g.rope_freqs.size()) + " factors, expected " +
+                        std::to_string(s.rotary_dim / 2) + " (one per rotary pair)");
+        if (s.scaling != RopeScaling::None)
+            throw Error(path + ": tensor \"rope_freqs.weight\" together with a RoPE scaling type: only one of them is supported");
+        s.freq_factors = g.rope_freqs;
+    }
+    return c;
+}
 
 inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
     GgufModel m;
@@ -112,7 +132,18 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
             for (const auto& [g, h] : detail::gguf_block_names())
                 if (part == g) hf = "model.layers." + layer + "." + h + kind;
         }
-        if (hf.empty()) continue;  // e.g. rope_freqs.weight (llama.cpp's precomputed llama3 factors)
+        if (t.name == "rope_freqs.weight") {  // llama.cpp's precomputed llama3 factors
+            const io::TensorView v = f.view(t);
+            if (v.shape.size() != 1 || v.shape[0] < 1 || v.shape[0] > (1 << 16))
+                throw Error(v.where() + ": shape " + io::shape_string(v.shape) + " (expected one factor per rotary pair)");
+            for (const float x : v.to_float()) {
+                if (!(std::isfinite(x) && x > 0))
+                    throw Error(v.where() + ": factor " + std::to_string(x) + " (expected finite positive factors)");
+                m.rope_freqs.push_back(x);
+            }
+            continue;
+        }
+        if (hf.empty()) continue;
         io::TensorView v = f.view(t);
         if (a->permuted_qk && hf.compare(hf.size() - 7, 7, ".weight") == 0 && (t.name.find(".attn_q.") != std::string::npos || t.name.find(".attn_k.") != std::string::npos)) {
             v.rope_heads = t.name.find(".attn_q.") != std::string::npos ? H : KV;
@@ -140,7 +171,7 @@ struct ModelFiles {
 inline ModelFiles open_model_files(const std::string& path) {
     if (!io::is_gguf_path(path)) return {load_config(path), std::make_unique<io::Checkpoint>(path)};
     GgufModel g = open_gguf(path);
-    ModelFiles m{parse_config(g.config, path + " (metadata)"), nullptr};
+    ModelFiles m{gguf_config(g), nullptr};
     m.checkpoint = std::make_unique<io::Checkpoint>(path, std::move(g.tensors), g.file);
     return m;
 }

@@ -59,7 +59,8 @@ public:
     };
 
     KVCache(const ModelConfig& c, Index batch = 1, CachePolicy policy = {})
-        : policy_(policy), batch_(batch), width_(c.num_kv_heads * c.head_dim), rope_(c.has_rope()),
+        : policy_(policy), batch_(batch), width_(c.num_kv_heads * c.head_dim), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim),
+          rope_(c.has_rope()),
           layers_(static_cast<std::size_t>(c.num_layers)), rope_memo_(c.rope.size()) {
         if (batch < 1) throw Error("KV cache: batch size " + std::to_string(batch) + " must be at least 1");
         if (policy.sinks < 0 || policy.window < 0)
@@ -83,6 +84,22 @@ public:
     }
     int num_layers() const { return static_cast<int>(layers_.size()); }
     Index kv_width() const { return width_; }
+
+    /// Empty when this cache can continue `batch` sequences of a model with config `c` (the same layer count, key
+    /// and value heads, head width, RoPE and RoPE specs as the model it was made for); else what differs.
+    std::string mismatch(const ModelConfig& c, Index batch) const {
+        auto differs = [](const char* what, Index mine, Index theirs) {
+            return std::string(what) + " " + std::to_string(mine) + " (the model has " + std::to_string(theirs) + ")";
+        };
+        if (batch != batch_) return "it holds " + std::to_string(batch_) + " sequences, not " + std::to_string(batch);
+        if (c.num_layers != num_layers()) return differs("it was made for layers:", num_layers(), c.num_layers);
+        if (c.num_kv_heads != kv_heads_) return differs("it was made for key/value heads:", kv_heads_, c.num_kv_heads);
+        if (c.head_dim != head_dim_) return differs("it was made for head width:", head_dim_, c.head_dim);
+        if (c.has_rope() != rope_) return std::string("it was made for a model ") + (rope_ ? "with" : "without") + " RoPE";
+        if (c.rope.size() != rope_memo_.size())
+            return differs("it was made for RoPE specs:", static_cast<Index>(rope_memo_.size()), static_cast<Index>(c.rope.size()));
+        return {};
+    }
 
     void clear() {
         size_ = seen_ = 0;
@@ -159,6 +176,7 @@ private:
 
     CachePolicy policy_;
     Index batch_, width_;
+    Index kv_heads_, head_dim_;  // the model it was made for (mismatch)
     bool rope_;
     Index size_ = 0, seen_ = 0, rows_ = 0;
     std::vector<Index> held_;

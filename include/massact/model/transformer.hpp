@@ -354,9 +354,12 @@ public:
 
     /// A vision model's forward over images: returns last_hidden_state [N*T, d] (w.hidden: ln_final's
     /// output, or for CLIP the last block's); w.pooled gets pooler_output [N, d]. Hooks see [N, T, ...]
-    /// with T = 1 + registers + patches.
+    /// with T = 1 + registers + patches. With options.last_layer the forward stops after that block and both
+    /// outputs are empty (as the logits of run), never an earlier image's.
     const RowMatrixF& run_pixels(const PixelBatch& px, Workspace& w, const Hooks& hooks = {}, const RunOptions& options = {}) const {
         validate(px);
+        w.hidden.resize(0, 0);
+        w.pooled.resize(0, 0);
         const TokenBatch ids = vision_tokens(px.n, px.height, px.width);
         Pass p(ids, w, detail::HookCalls(hooks, config_, has_sink_slot(options), ids), options);
         p.pixels = &px;
@@ -375,10 +378,8 @@ public:
     const RowMatrixF& run(const TokenBatch& ids, KVCache& cache, Workspace& w, const Hooks& hooks = {},
                           const RunOptions& options = {}) const {
         const ModelConfig& c = config_;
-        if (cache.batch() != ids.rows() || cache.num_layers() != c.num_layers || cache.kv_width() != c.num_kv_heads * c.head_dim)
-            throw Error("forward: the KV cache was made for " + std::to_string(cache.batch()) + " sequences of a model with " +
-                        std::to_string(cache.num_layers()) + " layers and keys of width " + std::to_string(cache.kv_width()) +
-                        ", not " + std::to_string(ids.rows()) + " sequences of this one");
+        if (const std::string why = cache.mismatch(c, ids.rows()); !why.empty())
+            throw Error("forward: the KV cache does not fit this model and batch: " + why);
         if (ids.rows() == 0 || ids.cols() == 0) throw Error("forward: empty token batch");
         if (options.last_layer >= 0)
             throw Error("forward: last_layer cannot be used with a KV cache (the later layers would miss the new tokens)");
@@ -429,6 +430,7 @@ private:
         detail::StageTimer timer(p.stage(&StageTimes::total));
         const ModelConfig& c = config_;
         check_hooks(hooks, p.options);
+        require_at_least(p.options.attention_tile, 1, "forward: attention_tile");
         const AttentionOverride& o = p.options.attention;
         if (c.positions == PositionKind::Alibi) p.alibi = c.alibi_slopes();
         if (o.kind == AttentionOverride::Kind::Softmax1 || o.kind == AttentionOverride::Kind::SinkLogit)

@@ -44,6 +44,7 @@ public:
 
     Tokenizer(const nlohmann::json& j, std::string source = "tokenizer.json") : src_(std::move(source)) {
         if (!j.is_object()) fail("", "expected a JSON object");
+        id_limit_ = id_limit(j);
         load_model(j);
         load_added(j);
         if (j.contains("normalizer") && !j["normalizer"].is_null()) add_normalizer(j["normalizer"], "normalizer");
@@ -156,7 +157,7 @@ private:
                 fail("model.vocab[\"" + it.key() + "\"]", "expected a non-negative integer id");
             const auto id = it.value().get<TokenId>();
             bpe_.add_token(it.key(), id);
-            set_token(id, it.key(), false);
+            set_token(id, it.key(), false, "model.vocab[\"" + it.key() + "\"]");
         }
         bpe_.byte_fallback = opt<bool>(m, "byte_fallback", false);
         bpe_.ignore_merges = opt<bool>(m, "ignore_merges", false);
@@ -217,7 +218,7 @@ private:
             a.single_word = opt<bool>(e, "single_word", false);
             a.normalized = opt<bool>(e, "normalized", !a.special);
             if (a.content.empty()) fail(path + ".content", "empty");
-            set_token(a.id, a.content, a.special);
+            set_token(a.id, a.content, a.special, path + ".id");
             (a.normalized ? norm_added_ : raw_added_).add(std::move(a));
         }
     }
@@ -353,7 +354,7 @@ private:
         const std::string type = str(p, "type", path);
         if (type == "ByteLevel") return;  // adds nothing
         if (type == "Sequence") {
-            const auto& list = field(p, "processors", path);
+            const auto& list = array(p, "processors", path);
             for (std::size_t i = 0; i < list.size(); ++i) add_post(list[i], path + ".processors[" + std::to_string(i) + "]");
             return;
         }
@@ -426,8 +427,13 @@ private:
         } else if (type == "Strip") {
             s.kind = K::Strip;
             s.content = str(d, "content", path);
+            std::uint32_t cp = 0;  // (Hugging Face's Strip strips one character)
+            if (s.content.empty() || decode_utf8(s.content, 0, cp) != s.content.size())
+                fail(path + ".content", "expected one character, found \"" + s.content + "\"");
             s.start = opt<int>(d, "start", 0);
             s.stop = opt<int>(d, "stop", 0);
+            if (s.start < 0) fail(path + ".start", "expected a non-negative count, found " + std::to_string(s.start));
+            if (s.stop < 0) fail(path + ".stop", "expected a non-negative count, found " + std::to_string(s.stop));
         } else {
             fail(path + ".type", "unsupported decoder \"" + type +
                                      "\" (massact implements ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence)");
@@ -435,8 +441,20 @@ private:
         decoders_.push_back(s);
     }
 
-    void set_token(TokenId id, const std::string& tok, bool special) {
-        if (id > (1 << 26)) fail("", "token id " + std::to_string(id) + " is implausibly large");
+    /// The largest token id a file may use: ids index a table, so an id may not exceed twice the number of tokens
+    /// the file declares (plus 1024 for reserved gaps): a small file cannot make the table large.
+    static std::size_t id_limit(const nlohmann::json& j) {
+        std::size_t n = 0;
+        if (j.contains("model") && j["model"].is_object() && j["model"].contains("vocab") && j["model"]["vocab"].is_object())
+            n += j["model"]["vocab"].size();
+        if (j.contains("added_tokens") && j["added_tokens"].is_array()) n += j["added_tokens"].size();
+        return 2 * n + 1024;
+    }
+
+    void set_token(TokenId id, const std::string& tok, bool special, const std::string& path) {
+        if (static_cast<std::size_t>(id) >= id_limit_)
+            fail(path, "token id " + std::to_string(id) + " is out of range: the file declares " + std::to_string((id_limit_ - 1024) / 2) +
+                           " tokens, so ids must be below " + std::to_string(id_limit_));
         if (static_cast<std::size_t>(id) >= id_to_token_.size()) {
             id_to_token_.resize(static_cast<std::size_t>(id) + 1);
             special_.resize(static_cast<std::size_t>(id) + 1, false);
@@ -462,6 +480,7 @@ private:
     }
 
     std::string src_;
+    std::size_t id_limit_ = 0;  // ids at or above it are refused (id_limit)
     Bpe bpe_;
     std::vector<std::string> id_to_token_;
     std::vector<bool> special_;
