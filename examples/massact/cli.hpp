@@ -25,8 +25,9 @@
 namespace massact_tool {
 
 /// Parse argv and run the command; returns the exit status (0, or 1 after printing the error). `mpi` (optional)
-/// is the MPI session of an mpirun launch: a failing rank aborts the job through it.
-inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSession* mpi = nullptr) {
+/// is the MPI session of an mpirun launch: a failing rank aborts the job through it. With `parse_only` the
+/// command line is parsed and checked but the command does not run (the command-line fuzz target).
+inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSession* mpi = nullptr, bool parse_only = false) {
     CLI::App app{"massact: massive activations and attention sinks in transformer language models"};
     app.require_subcommand(1);
     app.set_version_flag("--version", [] {
@@ -74,7 +75,7 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
         if (ranks.size > 1 && !app.got_subcommand("scan"))  // (only scan splits its windows across ranks)
             throw massact::Error("under mpirun only scan runs on several processes; run " + app.get_subcommands().front()->get_name() +
                                  " as one process (its threads: OMP_NUM_THREADS)");
-        return action ? action() : 0;
+        return action && !parse_only ? action() : 0;
     } catch (const std::exception& e) {
         if (mpi && ranks.size > 1) mpi->abort(e.what());  // one failing rank ends the job
         std::fprintf(stderr, "massact: error: %s\n", e.what());
