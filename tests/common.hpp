@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace test {
 
@@ -43,7 +44,7 @@ double max_abs_diff(const A& a, const B& b) {
 
 /// Expect `f` to throw massact::Error whose message contains every one of `parts`.
 template <typename F>
-void expect_error(F&& f, std::initializer_list<std::string> parts) {
+void expect_error(F&& f, const std::vector<std::string>& parts) {
     std::string msg;
     try {
         f();

@@ -523,7 +523,7 @@ TEST_CASE("a checkpoint with an Inf weight: eval, scan and run name the first no
     CHECK(run("eval " + src + ids).status == 0);  // the clean checkpoint passes the check
 }
 
-TEST_CASE("320 mutated config.json, tokenizer.json, safetensors and GGUF files: every run exits 0 or 1 with a message") {
+TEST_CASE("320 mutated config.json, tokenizer.json, safetensors and GGUF files: every run exits 0 or 1 with a message naming the file") {
     // Mutations: flipped bytes, truncation, a duplicated span, a huge or negative number spliced in.
     std::mt19937 g(2026);
     auto mutate = [&](std::string s) {
@@ -567,7 +567,10 @@ TEST_CASE("320 mutated config.json, tokenizer.json, safetensors and GGUF files: 
         CAPTURE(i);
         CAPTURE(r.out);
         CHECK((r.status == 0 || r.status == 1));  // 124: hang, 128+: signal
-        if (r.status == 1) CHECK(r.out.find("error") != std::string::npos);
+        if (r.status == 1) {  // the message names the broken file (a NaN the weights produce: the model directory)
+            CHECK(r.out.find("error") != std::string::npos);
+            CHECK(r.out.find(which == 2 ? dir + "/tokenizer.json" : which == 3 ? dir + "/m.gguf" : dir) != std::string::npos);
+        }
         (r.status == 0 ? exits0 : exits1) += 1;
         std::system(("rm -rf " + dir).c_str());
     }

@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -284,4 +285,123 @@ TEST_CASE("atomic writes: a symbolic link planted at the old temporary name is n
     CHECK(::access(tmp.c_str(), F_OK) != 0);
     CHECK(slurp(out) == "{\"ok\": 1}\n");
     test::expect_error([&] { io::write_text_file_atomic(dir + "/no/such/folder/x.json", "x"); }, {"no/such/folder/x.json", "cannot write"});
+}
+
+namespace {
+
+/// A GGUF v3 file built field by field (little-endian), for files that claim sizes they do not have.
+struct GgufBytes {
+    std::vector<unsigned char> b;
+    template <typename T>
+    GgufBytes& put(T v) {
+        const auto* p = reinterpret_cast<const unsigned char*>(&v);
+        b.insert(b.end(), p, p + sizeof(T));
+        return *this;
+    }
+    GgufBytes& str(const std::string& s, std::uint64_t claimed = ~std::uint64_t(0)) {
+        put<std::uint64_t>(claimed == ~std::uint64_t(0) ? s.size() : claimed);
+        b.insert(b.end(), s.begin(), s.end());
+        return *this;
+    }
+    GgufBytes(std::uint64_t tensors, std::uint64_t kvs) {
+        b = {'G', 'G', 'U', 'F'};
+        put<std::uint32_t>(3).put(tensors).put(kvs);
+    }
+    GgufBytes& kv_string(const std::string& k, const std::string& v) { return str(k).put<std::uint32_t>(8).str(v); }
+    GgufBytes& kv_u32(const std::string& k, std::uint32_t v) { return str(k).put<std::uint32_t>(4).put(v); }
+    GgufBytes& kv_u64(const std::string& k, std::uint64_t v) { return str(k).put<std::uint32_t>(10).put(v); }
+    GgufBytes& kv_f32(const std::string& k, float v) { return str(k).put<std::uint32_t>(6).put(v); }
+    GgufBytes& kv_strings(const std::string& k, const std::vector<std::string>& v) {
+        str(k).put<std::uint32_t>(9).put<std::uint32_t>(8).put<std::uint64_t>(v.size());
+        for (const auto& s : v) str(s);
+        return *this;
+    }
+    GgufBytes& pad() {
+        while (b.size() % 32) b.push_back(0);
+        return *this;
+    }
+};
+
+long peak_rss_kib() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_maxrss;
+}
+
+}  // namespace
+
+TEST_CASE("tiny files that claim huge sizes are refused before anything that size is allocated, naming the field") {
+    const long rss_before = peak_rss_kib();
+    std::vector<std::pair<std::vector<unsigned char>, std::vector<std::string>>> gguf;
+    // counts of tensors and metadata, a key's length, a string value's length, an array's element count
+    gguf.push_back({GgufBytes(std::uint64_t(1) << 40, 0).b, {"tensor count", "cannot fit"}});
+    gguf.push_back({GgufBytes(0, std::uint64_t(1) << 40).b, {"metadata count", "cannot fit"}});
+    gguf.push_back({GgufBytes(0, 1).str("general.architecture", std::uint64_t(1) << 50).b, {"runs past the end"}});
+    gguf.push_back({GgufBytes(0, 1).str("general.name").put<std::uint32_t>(8).put<std::uint64_t>(std::uint64_t(1) << 40).b,
+                    {"general.name", "runs past the end"}});
+    gguf.push_back({GgufBytes(0, 1).str("tokenizer.ggml.tokens").put<std::uint32_t>(9).put<std::uint32_t>(8).put<std::uint64_t>(std::uint64_t(1) << 40).b,
+                    {"tokenizer.ggml.tokens", "elements cannot fit"}});
+    // a tensor of 2^60 elements in a file of 100 bytes
+    {
+        GgufBytes g(1, 0);
+        g.str("token_embd.weight").put<std::uint32_t>(3).put<std::uint64_t>(1 << 20).put<std::uint64_t>(1 << 20).put<std::uint64_t>(1 << 20);
+        g.put<std::uint32_t>(0).put<std::uint64_t>(0).pad();
+        gguf.push_back({g.b, {"token_embd.weight", "not a plausible size"}});
+    }
+    for (std::size_t i = 0; i < gguf.size(); ++i) {
+        CAPTURE(i);
+        CHECK(gguf[i].first.size() < 200);
+        std::vector<std::string> parts = gguf[i].second;
+        parts.insert(parts.begin(), "claims.gguf");
+        test::expect_error([&] { io::GgufFile f(io::MappedFile::from_bytes("claims.gguf", gguf[i].first)); }, parts);
+    }
+
+    // A model whose metadata claims 2^31 layers or a 2^40-wide residual: refused by the config check.
+    const auto llama = [](std::uint64_t width, std::uint64_t layers) {
+        GgufBytes g(1, 7);
+        g.kv_string("general.architecture", "llama").kv_u64("llama.embedding_length", width).kv_u64("llama.feed_forward_length", 64);
+        g.kv_u64("llama.block_count", layers).kv_u32("llama.attention.head_count", 4).kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+        g.kv_u64("llama.vocab_size", 2);
+        g.str("token_embd.weight").put<std::uint32_t>(2).put<std::uint64_t>(2).put<std::uint64_t>(2).put<std::uint32_t>(0).put<std::uint64_t>(0);
+        g.pad().b.resize(g.b.size() + 16);  // a 2 x 2 float32 embedding
+        return g.b;
+    };
+    for (const auto& c : {std::make_pair(llama(std::uint64_t(1) << 40, 2), std::string("hidden_size")),
+                          std::make_pair(llama(64, std::uint64_t(1) << 31), std::string("num_hidden_layers"))}) {
+        CAPTURE(c.second);
+        test::expect_error(
+            [&] {
+                const auto f = std::make_shared<const io::GgufFile>(io::MappedFile::from_bytes("claims.gguf", c.first));
+                (void)gguf_config(open_gguf(f));
+            },
+            {"claims.gguf", c.second});
+    }
+    // A vocabulary of three tokens whose BOS id is 2^40.
+    {
+        GgufBytes g(0, 3);
+        g.kv_string("tokenizer.ggml.model", "gpt2").kv_strings("tokenizer.ggml.tokens", {"a", "b", "ab"});
+        g.kv_u64("tokenizer.ggml.bos_token_id", std::uint64_t(1) << 40);
+        const io::GgufFile f(io::MappedFile::from_bytes("claims.gguf", g.pad().b));
+        test::expect_error([&] { (void)text::tokenizer_json(f); }, {"claims.gguf", "tokenizer.ggml.bos_token_id", "not a token id"});
+    }
+
+    // safetensors: a header length of 2^62, a tensor of 2^62 elements over 8 bytes of data
+    const auto st = [](std::uint64_t header_len, const std::string& header, std::size_t data) {
+        if (header_len == 0) header_len = header.size();
+        std::vector<unsigned char> b(8);
+        std::memcpy(b.data(), &header_len, 8);
+        b.insert(b.end(), header.begin(), header.end());
+        b.resize(b.size() + data);
+        return b;
+    };
+    test::expect_error([&] { io::SafetensorsFile f(io::MappedFile::from_bytes("claims.safetensors", st(std::uint64_t(1) << 62, "{}", 0))); },
+                       {"claims.safetensors", "header"});
+    test::expect_error(
+        [&] {
+            io::SafetensorsFile f(io::MappedFile::from_bytes(
+                "claims.safetensors", st(0, R"({"a":{"dtype":"F32","shape":[2147483648,2147483648],"data_offsets":[0,8]}})", 8)));
+        },
+        {"claims.safetensors", "tensor \"a\""});
+    // (none of this took memory: the peak resident size grew by less than 64 MiB)
+    CHECK(peak_rss_kib() - rss_before < 64 * 1024);
 }

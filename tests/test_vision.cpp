@@ -167,6 +167,48 @@ TEST_CASE("massact run --images: a PNG resized, cropped and normalised as prepro
     }
 }
 
+TEST_CASE("massact run --images: a JPEG (TurboJPEG) gives the pixels of its PNG within JPEG's loss; broken JPEGs are refused") {
+    // A smooth 40 x 40 image (JPEG at quality 100 keeps it within a few grey levels), as PNG and as JPEG.
+    const int W = 40, H = 40;
+    std::vector<unsigned char> rgb(static_cast<std::size_t>(W * H * 3));
+    for (int y = 0; y < H; ++y)
+        for (int x = 0; x < W; ++x)
+            for (int c = 0; c < 3; ++c)
+                rgb[static_cast<std::size_t>((y * W + x) * 3 + c)] = static_cast<unsigned char>(40 + 4 * x + c * 20 + 2 * y);
+    const std::string tmp = test::temp_dir("images-jpeg"), png = tmp + "/a.png", jpg = tmp + "/a.jpg";
+    REQUIRE(stbi_write_png(png.c_str(), W, H, 3, rgb.data(), W * 3) != 0);
+    REQUIRE(stbi_write_jpg(jpg.c_str(), W, H, 3, rgb.data(), 100) != 0);
+    const std::string vit = test::data("families/vit");
+    std::string msg;
+    REQUIRE(tool("run " + vit + " --images " + png + " --dump " + tmp + "/png.safetensors --hooks ln_final.hook_normalized", &msg) == 0);
+    REQUIRE(tool("run " + vit + " --images " + jpg + " --dump " + tmp + "/jpg.safetensors --hooks ln_final.hook_normalized", &msg) == 0);
+    const auto a = io::SafetensorsFile(tmp + "/png.safetensors").tensor("pixel_values").to_float();
+    const auto b = io::SafetensorsFile(tmp + "/jpg.safetensors").tensor("pixel_values").to_float();
+    REQUIRE(a.size() == b.size());
+    double worst = 0, mean = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        worst = std::max(worst, std::fabs(double(a[i]) - b[i]));
+        mean += std::fabs(double(a[i]) - b[i]) / static_cast<double>(a.size());
+    }
+    CHECK(worst < 8.0 / 127.5);  // (pixels normalised as (v / 255 - 0.5) / 0.5: 8 grey levels)
+    CHECK(mean < 2.0 / 127.5);
+    CHECK(worst > 0);  // (it went through the lossy decoder, not the PNG one)
+
+    // Truncated, corrupt, and the file that crashes Debian's stb_image JPEG decoder: errors naming the file.
+    std::ifstream in(jpg, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(tmp + "/cut.jpg", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    std::string corrupt = bytes;
+    for (std::size_t i = bytes.size() / 3; i < bytes.size() / 3 + 64; ++i) corrupt[i] = static_cast<char>(0xff);
+    std::ofstream(tmp + "/corrupt.jpg", std::ios::binary) << corrupt;
+    for (const std::string& f : {tmp + "/cut.jpg", tmp + "/corrupt.jpg", std::string(MASSACT_SOURCE_DIR) + "/fuzz/findings/stb_jpeg_segv.jpg"}) {
+        CAPTURE(f);
+        CHECK(tool("run " + vit + " --images " + f + " --dump " + tmp + "/x.safetensors", &msg) == 1);
+        CHECK(msg.find(f + ": not a valid JPEG") != std::string::npos);
+        CHECK(!std::filesystem::exists(tmp + "/x.safetensors"));
+    }
+}
+
 TEST_CASE("vision input errors name the file and what was expected") {
     const std::string vit = test::data("families/vit"), tmp = test::temp_dir("vision-errors");
     std::string msg;
@@ -174,7 +216,7 @@ TEST_CASE("vision input errors name the file and what was expected") {
     CHECK(msg.find("reads images") != std::string::npos);
     std::ofstream(tmp + "/bad.png") << "not a png";
     CHECK(tool("run " + vit + " --images " + tmp + "/bad.png --dump " + tmp + "/x.safetensors", &msg) == 1);
-    CHECK(msg.find("bad.png: cannot decode") != std::string::npos);
+    CHECK(msg.find("bad.png: neither PNG nor JPEG") != std::string::npos);
     CHECK(tool("run " + vit + " --pixels " + vit + "/ref.safetensors:nope --dump " + tmp + "/x.safetensors", &msg) == 1);
     CHECK(msg.find("no tensor \"nope\"") != std::string::npos);
     CHECK(tool("run " + vit + " --pixels " + vit + "/ref.safetensors:attentions.0 --dump " + tmp + "/x.safetensors", &msg) == 1);

@@ -8,15 +8,28 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DMASSACT_FUZZ=ON -DMASSACT_BUILD_TESTS=OFF \
       -DMASSACT_BUILD_BENCH=OFF -DMASSACT_BUILD_EXAMPLES=OFF -DMASSACT_OPENMP=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
-# (fuzz_image and fuzz_cli are built and run by hand: FUZZ_TARGETS="fuzz_image fuzz_cli" tools/fuzz.sh 600.
-# fuzz_image finds a crash inside Debian's libstb JPEG decoder: fuzz/findings/stb_jpeg_segv.jpg.)
-targets=${FUZZ_TARGETS:-fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_encode fuzz_gguf fuzz_gguf_vocab fuzz_preprocessor}
+# Two targets at a time (each is one process on one core).
+targets=${FUZZ_TARGETS:-fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_encode fuzz_gguf fuzz_gguf_vocab fuzz_preprocessor fuzz_image fuzz_cli}
 cmake --build build-fuzz -j2 --target $targets > /dev/null
-for t in $targets; do
+one() {
+  local t=$1 log="build-fuzz/$1.log"
   mkdir -p "fuzz/corpus/$t"
-  log="build-fuzz/$t.log"
-  (cd build-fuzz && "./fuzz/$t" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
-      -print_final_stats=1 -artifact_prefix="$PWD/" "$PWD/../fuzz/corpus/$t" > "$t.log" 2>&1) || { tail -40 "$log"; echo "$t: CRASH"; exit 1; }
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
-  echo "$t: $runs executions in $seconds s, no crash"
+  if ! (cd build-fuzz && "./fuzz/$t" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+      -print_final_stats=1 -artifact_prefix="$PWD/" "$PWD/../fuzz/corpus/$t" > "$t.log" 2>&1); then
+    tail -40 "$log"
+    echo "$t: CRASH"
+    return 1
+  fi
+  echo "$t: $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$') executions in $seconds s, no crash"
+}
+set -- $targets
+status=0
+while [ $# -gt 0 ]; do
+  one "$1" & a=$!
+  b=""
+  if [ $# -gt 1 ]; then one "$2" & b=$!; fi
+  wait $a || status=1
+  if [ -n "$b" ]; then wait $b || status=1; fi
+  shift $(( $# > 1 ? 2 : 1 ))
+  [ $status = 0 ] || exit 1
 done

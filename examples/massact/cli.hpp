@@ -26,8 +26,10 @@ namespace massact_tool {
 
 /// Parse argv and run the command; returns the exit status (0, or 1 after printing the error). `mpi` (optional)
 /// is the MPI session of an mpirun launch: a failing rank aborts the job through it. With `parse_only` the
-/// command line is parsed and checked but the command does not run (the command-line fuzz target).
-inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSession* mpi = nullptr, bool parse_only = false) {
+/// command line is parsed and checked but the command does not run (the command-line fuzz target). `error`
+/// (optional) receives the message of a failure (the Python module raises it).
+inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSession* mpi = nullptr, bool parse_only = false,
+                   std::string* error = nullptr) {
     CLI::App app{"massact: massive activations and attention sinks in transformer language models"};
     app.require_subcommand(1);
     app.set_version_flag("--version", [] {
@@ -69,7 +71,9 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         // --help prints and exits 0; every command-line error prints CLI11's message and exits 1.
-        return app.exit(e) == 0 ? 0 : 1;
+        const int status = app.exit(e) == 0 ? 0 : 1;
+        if (status && error) *error = e.what();
+        return status;
     }
     try {
         if (ranks.size > 1 && !app.got_subcommand("scan"))  // (only scan splits its windows across ranks)
@@ -79,6 +83,7 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
     } catch (const std::exception& e) {
         if (mpi && ranks.size > 1) mpi->abort(e.what());  // one failing rank ends the job
         std::fprintf(stderr, "massact: error: %s\n", e.what());
+        if (error) *error = e.what();
         return 1;
     }
 }

@@ -1,6 +1,8 @@
 // Image input for the massact tool: --pixels FILE[:TENSOR] (a float tensor [N, 3, H, W], already
-// normalised) or --images DIR|FILE,... (PNG/JPEG decoded by stb_image, preprocessed as the model's
-// preprocessor_config.json says: analysis/images.hpp).
+// normalised) or --images DIR|FILE,... (PNG decoded by stb_image, JPEG by libjpeg-turbo's TurboJPEG API,
+// preprocessed as the model's preprocessor_config.json says: analysis/images.hpp). Only these two formats are
+// tried (by their signatures): stb_image's other decoders are never reached by untrusted bytes, and its JPEG
+// decoder (Debian's libstb 2.27) crashes on inputs the fuzzer finds (fuzz/findings/stb_jpeg_segv.jpg).
 #pragma once
 
 #include <massact/massact.hpp>
@@ -9,12 +11,16 @@
 
 #include <algorithm>
 #include <dirent.h>
+#include <initializer_list>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
 
 #if defined(MASSACT_HAVE_STB)
 #include <stb/stb_image.h>
+#endif
+#if defined(MASSACT_HAVE_TURBOJPEG)
+#include <turbojpeg.h>
 #endif
 
 namespace massact_tool {
@@ -54,19 +60,21 @@ inline std::vector<std::string> image_files(const std::string& arg) {
     return files;
 }
 
-/// Decode a PNG or JPEG file's bytes (`name` in messages): the size its header claims is checked against
-/// analysis::kMaxImagePixels before stb_image allocates anything.
-inline massact::analysis::Image8 decode_image_bytes(const unsigned char* bytes, std::size_t size, const std::string& name) {
+namespace detail {
+
+inline bool starts_with_bytes(const unsigned char* bytes, std::size_t size, std::initializer_list<unsigned char> sig) {
+    return size >= sig.size() && std::equal(sig.begin(), sig.end(), bytes);
+}
+
+inline massact::analysis::Image8 decode_png(const unsigned char* bytes, std::size_t size, const std::string& name) {
 #if defined(MASSACT_HAVE_STB)
-    if (size > static_cast<std::size_t>(1) << 30 || size == 0)
-        throw massact::Error("--images: " + name + ": " + std::to_string(size) + " bytes (expected 1 byte to 1 GiB)");
     const int len = static_cast<int>(size);
     int w = 0, h = 0, n = 0;
     if (!stbi_info_from_memory(bytes, len, &w, &h, &n))
-        throw massact::Error("--images: " + name + ": cannot decode (" + std::string(stbi_failure_reason()) + "; PNG or JPEG expected)");
-    massact::analysis::check_image_size(h, w, "--images: " + name + ": the header claims");
+        throw massact::Error("--images: " + name + ": not a valid PNG (" + std::string(stbi_failure_reason()) + ")");
+    massact::analysis::check_image_size(h, w, "--images: " + name + ": the PNG header claims");
     unsigned char* px = stbi_load_from_memory(bytes, len, &w, &h, &n, 3);
-    if (!px) throw massact::Error("--images: " + name + ": cannot decode (" + std::string(stbi_failure_reason()) + "; PNG or JPEG expected)");
+    if (!px) throw massact::Error("--images: " + name + ": not a valid PNG (" + std::string(stbi_failure_reason()) + ")");
     massact::analysis::Image8 im;
     im.width = w;
     im.height = h;
@@ -79,6 +87,53 @@ inline massact::analysis::Image8 decode_image_bytes(const unsigned char* bytes, 
     (void)size;
     throw massact::Error("--images: " + name + ": this massact was built without stb_image (apt-get install libstb-dev and rebuild), use --pixels");
 #endif
+}
+
+inline massact::analysis::Image8 decode_jpeg(const unsigned char* bytes, std::size_t size, const std::string& name) {
+#if defined(MASSACT_HAVE_TURBOJPEG)
+    struct Handle {
+        tjhandle h = tjInitDecompress();
+        ~Handle() {
+            if (h) tjDestroy(h);
+        }
+    } tj;
+    if (!tj.h) throw massact::Error("--images: " + name + ": cannot start the JPEG decoder");
+    const auto failed = [&](const char* what) {
+        return massact::Error("--images: " + name + ": not a valid JPEG (" + what + ": " + tjGetErrorStr2(tj.h) + ")");
+    };
+    int w = 0, h = 0, subsampling = 0, colorspace = 0;
+    if (tjDecompressHeader3(tj.h, bytes, static_cast<unsigned long>(size), &w, &h, &subsampling, &colorspace) != 0)
+        throw failed("header");
+    massact::analysis::check_image_size(h, w, "--images: " + name + ": the JPEG header claims");
+    massact::analysis::Image8 im;
+    im.width = w;
+    im.height = h;
+    im.name = name;
+    im.rgb.resize(static_cast<std::size_t>(w) * static_cast<std::size_t>(h) * 3);
+    // (TJFLAG_LIMITSCANS: a progressive file with more than 500 scans is refused, not decoded for minutes;
+    // TJFLAG_STOPONWARNING: a corrupt file is an error, not a partly grey image.)
+    if (tjDecompress2(tj.h, bytes, static_cast<unsigned long>(size), im.rgb.data(), w, 0, h, TJPF_RGB,
+                      TJFLAG_LIMITSCANS | TJFLAG_STOPONWARNING) != 0)
+        throw failed("data");
+    return im;
+#else
+    (void)bytes;
+    (void)size;
+    throw massact::Error("--images: " + name +
+                         ": this massact was built without libjpeg-turbo (apt-get install libturbojpeg0-dev and rebuild): use PNG or --pixels");
+#endif
+}
+
+}  // namespace detail
+
+/// Decode a PNG or JPEG file's bytes (`name` in messages), told apart by their signatures; the size the header
+/// claims is checked against analysis::kMaxImagePixels before the decoder allocates anything.
+inline massact::analysis::Image8 decode_image_bytes(const unsigned char* bytes, std::size_t size, const std::string& name) {
+    if (size > static_cast<std::size_t>(1) << 30 || size == 0)
+        throw massact::Error("--images: " + name + ": " + std::to_string(size) + " bytes (expected 1 byte to 1 GiB)");
+    if (detail::starts_with_bytes(bytes, size, {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'})) return detail::decode_png(bytes, size, name);
+    if (detail::starts_with_bytes(bytes, size, {0xff, 0xd8, 0xff})) return detail::decode_jpeg(bytes, size, name);
+    throw massact::Error("--images: " + name + ": neither PNG nor JPEG (the first bytes are no PNG or JPEG signature)");
 }
 
 inline massact::analysis::Image8 decode_image(const std::string& path) {

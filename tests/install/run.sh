@@ -62,5 +62,12 @@ got=$(bash -c "source '$comp'; COMP_WORDS=(massact sc); COMP_CWORD=1; _massact; 
 [[ $got == scan ]] || fail "completion of 'massact sc': '$got'"
 got=$(bash -c "source '$comp'; COMP_WORDS=(massact scan --js); COMP_CWORD=2; _massact; echo \${COMPREPLY[*]}")
 [[ $got == --json ]] || fail "completion of 'massact scan --js': '$got'"
+# the Python package, where the build has it: importable from the prefix's dist-packages, away from the trees
+if [[ -n $(ls "$build"/python/massact/_massact*.so 2>/dev/null) ]]; then
+  site=$(ls -d "$p"/lib/python3*/dist-packages)
+  [[ -f $site/massact/__init__.py && -n $(ls "$site"/massact/_massact*.so) ]] || fail "the Python package is not installed in $site"
+  where=$(cd "$work/run" && env -u PYTHONPATH PYTHONPATH="$site" /usr/bin/python3 -c "import massact; m = massact.load('$p/share/massact/models/tiny-llama'); print(massact.__file__, m.cfg['n_layers'])")
+  [[ $where == "$site/massact/__init__.py 8" ]] || fail "import massact from the prefix: '$where'"
+fi
 [[ -n ${3:-} ]] || rm -rf "$work"
 echo "install: the relocated prefix works from $work/run; no source path in the tool; man page and completion installed"

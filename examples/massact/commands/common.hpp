@@ -71,7 +71,9 @@ inline void add_softmax_option(CLI::App* cmd, std::string& spec) {
 inline void add_nonfinite_option(CLI::App* cmd, bool& allow) {
     cmd->add_flag("--allow-nonfinite", allow, "Continue when activations hold NaN or Inf (default: stop at the first)");
 }
-inline massact::Hooks nonfinite_hooks(bool allow) { return allow ? massact::Hooks{} : massact::analysis::finite_check_hooks(); }
+inline massact::Hooks nonfinite_hooks(bool allow, const std::string& model) {
+    return allow ? massact::Hooks{} : massact::analysis::finite_check_hooks(model);
+}
 
 /// The delimiter token ids ('.' and newline) of a model's own tokenizer.json; empty without one.
 inline std::set<massact::text::TokenId> model_delimiters(const std::string& model_dir) {

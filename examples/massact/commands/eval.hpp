@@ -29,7 +29,7 @@ inline int run_eval(EvalArgs& a) {
     m.validate(ids);
     massact::RunOptions run;
     run.attention = parse_softmax(a.softmax);
-    const auto r = massact::analysis::perplexity(m, ids, nonfinite_hooks(a.allow_nonfinite), run, a.batch);
+    const auto r = massact::analysis::perplexity(m, ids, nonfinite_hooks(a.allow_nonfinite, a.model), run, a.batch);
     std::printf("sequences %lld x %lld tokens, %lld targets scored\n", static_cast<long long>(ids.rows()),
                 static_cast<long long>(ids.cols()), static_cast<long long>(r.tokens));
     std::printf("mean NLL  %.6f\nperplexity %.6f\n", r.nll, r.ppl);

@@ -35,7 +35,7 @@ inline int run_run_pixels(RunArgs& a, const massact::Transformer& m, const std::
     for (const auto& g : globs)
         if (g != "logits") kept.push_back(g);  // (the default list names logits; a vision model has none)
     if (kept.empty()) throw Error("--hooks: a vision model has no logits; name other sites");
-    const massact::ActivationCache cache = massact::run_with_cache(m, px, kept, {}, nonfinite_hooks(a.allow_nonfinite));
+    const massact::ActivationCache cache = massact::run_with_cache(m, px, kept, {}, nonfinite_hooks(a.allow_nonfinite, a.model));
     massact::io::SafetensorsWriter w;
     w.add_f32("pixel_values", {px.n, px.channels, px.height, px.width}, px.data.data());
     for (const auto& name : cache.order) {
@@ -61,7 +61,7 @@ inline int run_run(RunArgs& a) {
     if (globs.empty()) throw Error("--hooks: no pattern given");
     massact::RunOptions opt;
     opt.logits = false;  // the logits site is a hook: computed only when asked for
-    const massact::ActivationCache cache = massact::run_with_cache(m, ids, globs, opt, nonfinite_hooks(a.allow_nonfinite));
+    const massact::ActivationCache cache = massact::run_with_cache(m, ids, globs, opt, nonfinite_hooks(a.allow_nonfinite, a.model));
 
     massact::io::SafetensorsWriter w;
     std::vector<std::int64_t> id_shape = a.input.single ? std::vector<std::int64_t>{ids.cols()}

@@ -142,7 +142,7 @@ inline int run_scan_pixels(ScanArgs& a, const massact::Transformer& m) {
     }
     auto opt = scan_options(a.detector, a.model);
     opt.batch = a.batch;
-    opt.hooks.extend(nonfinite_hooks(a.allow_nonfinite));
+    opt.hooks.extend(nonfinite_hooks(a.allow_nonfinite, a.model));
     opt.run.attention = parse_softmax(a.softmax);
     Progress bar("scan");
     opt.progress = [&](Index done, Index total) { bar(done, total); };
@@ -160,7 +160,7 @@ inline int run_scan(ScanArgs& a) {
     if (a.ranks.size == 1) m.validate(ids);  // (under MPI each rank's forward checks its own share)
     auto opt = scan_options(a.detector, a.model);
     opt.batch = a.batch;
-    opt.hooks.extend(nonfinite_hooks(a.allow_nonfinite));
+    opt.hooks.extend(nonfinite_hooks(a.allow_nonfinite, a.model));
     Progress bar("scan");
     if (a.ranks.root()) opt.progress = [&](Index done, Index total) { bar(done, total); };
     if (a.ablate.layer >= 0 || !a.ablate.dims.empty()) {

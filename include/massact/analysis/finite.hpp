@@ -18,7 +18,7 @@ namespace massact::analysis {
 
 namespace detail {
 
-inline void require_finite(const Activation& a) {
+inline void require_finite(const Activation& a, const std::string& model) {
     const auto n = static_cast<std::size_t>(a.numel());
     const float probe = simd::reduce_sum(a.data, n, [](auto v) { return v * 0.0f; });
     if (probe == 0.0f) return;  // every value finite
@@ -28,17 +28,20 @@ inline void require_finite(const Activation& a) {
         const Index row = static_cast<Index>(i) / cols;
         throw Error("non-finite value (" + std::string(std::isnan(a.data[i]) ? "NaN" : "Inf") + ") at " + a.name +
                     ": sequence " + std::to_string(row / T) + ", position " + std::to_string(row % T) + ", dim " +
-                    std::to_string(static_cast<Index>(i) % cols) + " (the first one the forward produced)");
+                    std::to_string(static_cast<Index>(i) % cols) + " (the first one the forward produced" +
+                    (model.empty() ? std::string(")") : " by " + model + ": a corrupt or overflowing checkpoint?)"));
     }
 }
 
 }  // namespace detail
 
-/// Hooks that throw at the first non-finite value of the residual stream or the logits.
-inline Hooks finite_check_hooks() {
+/// Hooks that throw at the first non-finite value of the residual stream or the logits; `model` (its path,
+/// optional) is named in the message.
+inline Hooks finite_check_hooks(const std::string& model = {}) {
     Hooks h;
-    for (const char* site : {"hook_embed", "*hook_resid_post"}) h.add(site, detail::require_finite);
-    h.add_if_present("logits", detail::require_finite);  // (vision models have none)
+    const auto check = [model](Activation& a) { detail::require_finite(a, model); };
+    for (const char* site : {"hook_embed", "*hook_resid_post"}) h.add(site, check);
+    h.add_if_present("logits", check);  // (vision models have none)
     return h;
 }
 

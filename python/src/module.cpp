@@ -1,0 +1,428 @@
+// massact._massact: the compiled core of `import massact` (pybind11). A consumer of the header-only library
+// like the tool: models, tokenizers, forwards with Python hooks on live buffers (zero-copy numpy views),
+// KV caches, generation, and the tool's commands (run_cli: one code path with `massact`).
+// The pure-Python package around it (python/massact/) gives TransformerLens's names.
+//
+// Threads and the GIL: every forward runs with the GIL released; a Python hook takes it back for its call
+// only. An exception raised in a hook is kept, the forward is stopped by a C++ exception, and the Python
+// exception is raised again unchanged once the forward has unwound.
+#include <massact/massact.hpp>
+
+#include "../../examples/massact/cli.hpp"
+
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <csignal>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace py = pybind11;
+using massact::Index;
+
+namespace {
+
+/// numpy array owning `v` (moved to the heap; freed with the array): no copy.
+template <typename T>
+py::array_t<T> owned_array(std::vector<T>&& v, const std::vector<Index>& shape) {
+    auto* heap = new std::vector<T>(std::move(v));
+    py::capsule free_when_done(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+    return py::array_t<T>(dims, heap->data(), free_when_done);
+}
+
+py::array_t<float> owned_matrix(massact::RowMatrixF&& m, const std::vector<Index>& shape) {
+    auto* heap = new massact::RowMatrixF(std::move(m));
+    py::capsule free_when_done(heap, [](void* p) { delete static_cast<massact::RowMatrixF*>(p); });
+    std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+    return py::array_t<float>(dims, heap->data(), free_when_done);
+}
+
+/// Token ids from numpy: int64 (or another integer type) [N, T] or [T]; floats, other ranks and empty
+/// batches are refused with a message.
+massact::TokenBatch token_batch(const py::array& a, const char* what) {
+    if (a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
+        throw massact::Error(std::string(what) + ": token ids must be integers, got dtype " + std::string(py::str(a.dtype())));
+    if (a.ndim() != 1 && a.ndim() != 2)
+        throw massact::Error(std::string(what) + ": token ids must be [T] or [N, T], got " + std::to_string(a.ndim()) + " dimensions");
+    const auto ids = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    if (!ids) throw massact::Error(std::string(what) + ": cannot read the token ids as int64");
+    const Index N = ids.ndim() == 2 ? static_cast<Index>(ids.shape(0)) : 1;
+    const Index T = static_cast<Index>(ids.ndim() == 2 ? ids.shape(1) : ids.shape(0));
+    if (N == 0 || T == 0) throw massact::Error(std::string(what) + ": empty token batch");
+    massact::TokenBatch b(N, T);
+    std::copy(ids.data(), ids.data() + N * T, b.data());
+    return b;
+}
+
+/// A Python exception raised inside a hook, carried across the C++ forward.
+struct HookError {
+    std::optional<py::error_already_set> error;  // (touched with the GIL held only)
+};
+struct HookAborted : std::exception {
+    const char* what() const noexcept override { return "a Python hook raised"; }
+};
+
+/// One Python hook: fn(activation, hook) with a writable float32 view of the live buffer. A returned array
+/// (not None) of the same shape replaces the activation.
+massact::HookFn python_hook(py::object fn, py::object hook_point_type, std::shared_ptr<HookError> err) {
+    auto holder = std::make_shared<py::object>(std::move(fn));
+    auto point_type = std::make_shared<py::object>(std::move(hook_point_type));
+    return [holder, point_type, err](massact::Activation& a) {
+        py::gil_scoped_acquire gil;
+        try {
+            std::vector<py::ssize_t> shape(a.shape.begin(), a.shape.end());
+            // a view without an owner (no copy): valid during this call only
+            py::array_t<float> view(shape, a.data, py::none());
+            py::object point = (*point_type)(a.name, a.layer);
+            py::object r = (*holder)(view, point);
+            if (!r.is_none()) {
+                auto arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(r);
+                if (!arr) throw massact::Error("hook at " + a.name + ": returned " + std::string(py::str(py::type::of(r))) + ", expected None or an array");
+                std::vector<Index> got(arr.shape(), arr.shape() + arr.ndim());
+                if (got != a.shape)
+                    throw massact::Error("hook at " + a.name + ": returned shape " + massact::io::shape_string(got) + ", expected " +
+                                         massact::io::shape_string(a.shape));
+                if (arr.data() != a.data) std::copy(arr.data(), arr.data() + a.numel(), a.data);
+            }
+            // (the view must not outlive the call: a hook that kept it holds a dangling pointer; TL documents the same)
+        } catch (py::error_already_set& e) {
+            err->error = std::move(e);
+            throw HookAborted();
+        }
+    };
+}
+
+/// The result of a forward: logits [N, T, V] (or none) and the cached sites.
+struct ForwardResult {
+    std::optional<py::array_t<float>> logits;
+    py::dict cache;
+};
+
+class Model;
+
+/// A KV cache for one model and batch (sinks + window: StreamingLLM eviction).
+class Cache {
+public:
+    Cache(const massact::ModelConfig& c, Index batch, massact::CachePolicy p) : cache(c, batch, p) {}
+    massact::KVCache cache;
+    massact::Workspace ws;
+};
+
+class Model {
+public:
+    Model(const std::string& path, const std::string& precision, int threads) : threads_(threads) {
+        if (precision == "f32") precision_ = massact::kernels::Precision::F32;
+        else if (precision == "bf16") precision_ = massact::kernels::Precision::BF16;
+        else throw massact::Error("load: precision \"" + precision + "\" (expected \"f32\" or \"bf16\")");
+        if (threads < 0) throw massact::Error("load: threads " + std::to_string(threads) + " (expected None or at least 1)");
+        py::gil_scoped_release nogil;
+        model_ = std::make_shared<massact::Transformer>(path);
+        if (massact::text::has_tokenizer(path)) tokenizer_ = std::make_shared<massact::text::Tokenizer>(massact::text::load_tokenizer(path));
+    }
+
+    const massact::Transformer& transformer() const { return *model_; }
+    const std::string& path() const { return model_->dir(); }
+
+    py::dict cfg() const {
+        const massact::ModelConfig& c = model_->config();
+        py::dict d;
+        d["model_type"] = c.model_type;
+        d["n_layers"] = c.num_layers;
+        d["d_model"] = c.hidden_size;
+        d["n_heads"] = c.num_heads;
+        d["n_key_value_heads"] = c.num_kv_heads;
+        d["d_head"] = c.head_dim;
+        d["d_mlp"] = c.intermediate_size;
+        d["d_vocab"] = c.vocab_size;
+        d["n_ctx"] = c.max_positions;
+        d["is_vision"] = c.is_vision();
+        d["precision"] = precision_ == massact::kernels::Precision::BF16 ? "bf16" : "f32";
+        py::dict blocks;
+        for (const auto& kv : massact::describe_blocks(c)) blocks[py::str(kv.first)] = kv.second;
+        d["blocks"] = blocks;
+        return d;
+    }
+
+    std::vector<std::string> hook_names() const { return model_->hook_sites(); }
+
+    std::vector<Index> hook_shape(const std::string& site, Index N, Index T) const { return model_->hook_shape(site, N, T); }
+
+    /// The model's tokenizer, shared (not copied) with the Python object.
+    std::shared_ptr<massact::text::Tokenizer> tokenizer_ptr() const {
+        if (!tokenizer_) throw massact::Error(path() + ": this model has no tokenizer (no tokenizer.json, no GGUF vocabulary)");
+        return tokenizer_;
+    }
+    bool has_tokenizer() const { return tokenizer_ != nullptr; }
+
+    /// A forward on token ids (or pixels), with Python hooks [(pattern, fn)] and the sites to cache.
+    ForwardResult forward(const py::object& input, bool is_pixels, const std::vector<std::pair<std::string, py::object>>& hooks,
+                          const std::vector<std::string>& cache_sites, bool want_logits, Cache* kv, py::object hook_point_type,
+                          int last_layer) {
+        massact::TokenBatch ids;
+        massact::PixelBatch px;
+        if (is_pixels) px = pixel_batch(input);
+        else ids = token_batch(py::array::ensure(input), "forward");
+        if (!is_pixels && input.cast<py::array>().ndim() == 1 && kv && kv->cache.batch() != 1)
+            throw massact::Error("forward: a [T] input is one sequence, but the KV cache holds " + std::to_string(kv->cache.batch()));
+        auto err = std::make_shared<HookError>();
+        massact::Hooks h;
+        // cached sites first (what the forward computed), Python hooks after in their order
+        struct Stored {
+            std::vector<float> data;
+            std::vector<Index> shape;
+        };
+        auto stored = std::make_shared<std::vector<std::pair<std::string, Stored>>>();
+        for (const auto& site : cache_sites)
+            h.add(site, [stored](massact::Activation& a) {
+                stored->push_back({a.name, {std::vector<float>(a.data, a.data + a.numel()), a.shape}});
+            });
+        for (const auto& [pattern, fn] : hooks) h.add(pattern, python_hook(fn, hook_point_type, err));
+        massact::RunOptions o;
+        o.precision = precision_;
+        o.logits = want_logits && last_layer < 0;
+        o.last_layer = last_layer;
+        massact::RowMatrixF logits;
+        Index N = 0, T = 0;
+        try {
+            py::gil_scoped_release nogil;
+            ThreadScope threads(threads_);
+            model_->check_hooks(h, o);
+            if (is_pixels) {
+                massact::Workspace ws;
+                model_->run_pixels(px, ws, h, o);
+                logits = std::move(ws.hidden);  // (a vision model's output: last_hidden_state [N, T, d])
+                N = px.n;
+                T = logits.rows() / std::max<Index>(N, 1);
+            } else if (kv) {
+                logits = model_->run(ids, kv->cache, kv->ws, h, o);
+                N = ids.rows();
+                T = ids.cols();
+            } else {
+                massact::Workspace ws;
+                model_->run(ids, ws, h, o);
+                logits = std::move(ws.logits);
+                N = ids.rows();
+                T = ids.cols();
+            }
+        } catch (const HookAborted&) {
+            if (err->error) throw std::move(*err->error);
+            throw;
+        }
+        ForwardResult r;
+        if ((o.logits || is_pixels) && logits.size() > 0) {
+            const Index V = logits.cols();
+            r.logits = owned_matrix(std::move(logits), {N, T, V});
+        }
+        for (auto& [name, s] : *stored) {
+            if (r.cache.contains(name)) continue;  // (a site matched by two patterns is stored once)
+            r.cache[py::str(name)] = owned_array(std::move(s.data), s.shape);
+        }
+        return r;
+    }
+
+    std::vector<std::int64_t> generate(const std::vector<std::int64_t>& prompt, Index max_new_tokens, double temperature,
+                                       std::uint64_t seed, Index sinks, Index window, const std::vector<std::int64_t>& stop) {
+        if (max_new_tokens < 0) throw massact::Error("generate: max_new_tokens " + std::to_string(max_new_tokens) + " (expected at least 0)");
+        if (!(temperature >= 0)) throw massact::Error("generate: temperature must be at least 0");
+        massact::analysis::GenerateOptions o;
+        o.max_tokens = max_new_tokens;
+        o.temperature = temperature;
+        o.seed = seed;
+        o.stop = stop;
+        if (window > 0) o.cache = massact::CachePolicy::streaming(sinks, window);
+        else if (sinks > 0) throw massact::Error("generate: sinks need a window");
+        if (max_new_tokens == 0) return {};
+        py::gil_scoped_release nogil;
+        ThreadScope threads(threads_);
+        model_->validate(massact::analysis::detail::row_of(prompt, 0, static_cast<Index>(prompt.size())));
+        return massact::analysis::generate(*model_, prompt, o);
+    }
+
+    std::shared_ptr<Cache> make_cache(Index batch, Index sinks, Index window) const {
+        massact::CachePolicy p;
+        if (window > 0) p = massact::CachePolicy::streaming(sinks, window);
+        else if (sinks > 0) throw massact::Error("make_cache: " + std::to_string(sinks) + " sink tokens need a window (window >= 1)");
+        return std::make_shared<Cache>(model_->config(), batch, p);
+    }
+
+private:
+    /// OpenMP threads for one call (threads 0: the default), restored afterwards.
+    struct ThreadScope {
+        explicit ThreadScope(int n) {
+#if defined(_OPENMP)
+            if (n > 0) {
+                saved = omp_get_max_threads();
+                omp_set_num_threads(n);
+            }
+#else
+            (void)n;
+#endif
+        }
+        ~ThreadScope() {
+#if defined(_OPENMP)
+            if (saved > 0) omp_set_num_threads(saved);
+#endif
+        }
+        int saved = 0;
+    };
+
+    massact::PixelBatch pixel_batch(const py::object& input) const {
+        const py::array a = py::array::ensure(input);
+        if (!a) throw massact::Error("forward: pixel_values must be an array");
+        if (a.dtype().kind() != 'f') throw massact::Error("forward: pixel_values must be floats, got dtype " + std::string(py::str(a.dtype())));
+        if (a.ndim() != 4 && a.ndim() != 3)
+            throw massact::Error("forward: pixel_values must be [N, C, H, W] or [C, H, W], got " + std::to_string(a.ndim()) + " dimensions");
+        const auto f = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+        massact::PixelBatch px;
+        const int o = a.ndim() == 4 ? 1 : 0;
+        px.n = o ? static_cast<Index>(f.shape(0)) : 1;
+        px.channels = static_cast<Index>(f.shape(o));
+        px.height = static_cast<Index>(f.shape(o + 1));
+        px.width = static_cast<Index>(f.shape(o + 2));
+        px.data.assign(f.data(), f.data() + f.size());
+        for (std::size_t i = 0; i < px.data.size(); ++i)
+            if (!std::isfinite(px.data[i])) throw massact::Error("forward: pixel_values value " + std::to_string(i) + " is not finite");
+        return px;
+    }
+
+    std::shared_ptr<massact::Transformer> model_;
+    std::shared_ptr<massact::text::Tokenizer> tokenizer_;
+    massact::kernels::Precision precision_ = massact::kernels::Precision::F32;
+    int threads_ = 0;
+};
+
+/// The tool, in process: run_cli(argv); its stdout and stderr are the process's. A failure raises
+/// massact.Error with the tool's message (massact: error: ... is also printed on stderr).
+int tool(const std::vector<std::string>& args) {
+    std::vector<std::string> a = args;
+    a.insert(a.begin(), "massact");
+    std::vector<char*> argv;
+    for (auto& s : a) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    std::string error;
+    int status = 0;
+    {
+        py::gil_scoped_release nogil;
+        status = massact_tool::run_cli(static_cast<int>(a.size()), argv.data(), {}, nullptr, false, &error);
+    }
+    if (status != 0) throw massact::Error(error.empty() ? "massact " + args.at(0) + " failed" : error);
+    return status;
+}
+
+/// The benchmark's baseline (bench/python_overhead.py): the best of `repeats` C++ forwards of `tokens`, each as
+/// Transformer::forward (a fresh workspace, as a Python call has; mode "forward"), massact::run_with_cache of every
+/// site ("cache"), or the forward with a no-op C++ hook on every site ("noop": attention patterns materialised, as
+/// with any pattern hook); no Python runs between them. Seconds.
+double bench_cpp_forward(const Model& mdl, const py::array& tokens, int repeats, const std::string& mode) {
+    const massact::TokenBatch ids = token_batch(tokens, "bench");
+    if (mode != "forward" && mode != "cache" && mode != "noop") throw massact::Error("bench: mode forward, cache or noop");
+    massact::Hooks noop;
+    noop.add("*", [](massact::Activation&) {});
+    py::gil_scoped_release nogil;
+    double best = 1e300;
+    for (int r = 0; r < repeats; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        if (mode == "cache") (void)massact::run_with_cache(mdl.transformer(), ids, {"*"});
+        else if (mode == "noop") (void)mdl.transformer().forward(ids, noop);
+        else (void)mdl.transformer().forward(ids);
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+}
+
+/// Every tensor of a safetensors file (a tool --dump, a reference) as numpy: integers as int64, the rest float32.
+py::dict read_safetensors(const std::string& path) {
+    py::dict out;
+    const massact::io::SafetensorsFile f(path);
+    for (const std::string& name : f.names()) {
+        const massact::io::TensorView& t = f.tensor(name);
+        const std::vector<Index> shape(t.shape.begin(), t.shape.end());
+        const bool integer = t.dtype == massact::io::DType::I64 || t.dtype == massact::io::DType::I32;
+        if (integer) out[py::str(name)] = owned_array(t.to_int64(), shape);
+        else out[py::str(name)] = owned_array(t.to_float(), shape);
+    }
+    return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_massact, m) {
+    m.doc() = "massact's compiled core (use the massact package)";
+    m.attr("__version__") = massact::version();
+    static py::exception<massact::Error> error(m, "Error", PyExc_ValueError);
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const massact::Error& e) {
+            PyErr_SetString(error.ptr(), e.what());
+        } catch (const std::bad_alloc&) {
+            PyErr_SetString(PyExc_MemoryError, "massact: out of memory");
+        }
+    });
+
+    py::class_<Cache, std::shared_ptr<Cache>>(m, "KVCache")
+        .def_property_readonly("batch", [](const Cache& c) { return c.cache.batch(); })
+        .def_property_readonly("size", [](const Cache& c) { return c.cache.size(); }, "tokens held now")
+        .def_property_readonly("seen", [](const Cache& c) { return c.cache.seen(); }, "tokens appended in all")
+        .def_property_readonly("sinks", [](const Cache& c) { return c.cache.policy().sinks; })
+        .def_property_readonly("window", [](const Cache& c) { return c.cache.policy().window; })
+        .def("clear", [](Cache& c) { c.cache.clear(); });
+
+    py::class_<massact::text::Tokenizer, std::shared_ptr<massact::text::Tokenizer>>(m, "Tokenizer")
+        .def("encode", [](const massact::text::Tokenizer& t, const std::string& s, bool add_special_tokens) {
+                 py::gil_scoped_release nogil;
+                 return t.encode(s, add_special_tokens);
+             }, py::arg("text"), py::arg("add_special_tokens") = true)
+        .def("decode", [](const massact::text::Tokenizer& t, const std::vector<std::int64_t>& ids, bool skip_special_tokens) {
+                 for (std::size_t i = 0; i < ids.size(); ++i)
+                     if (ids[i] < 0 || ids[i] >= static_cast<std::int64_t>(t.vocab_size()))
+                         throw massact::Error("decode: token id " + std::to_string(ids[i]) + " at " + std::to_string(i) +
+                                              " is outside the vocabulary [0, " + std::to_string(t.vocab_size()) + ")");
+                 return py::bytes(t.decode(ids, skip_special_tokens));
+             }, py::arg("ids"), py::arg("skip_special_tokens") = false)
+        .def("id_to_token", [](const massact::text::Tokenizer& t, std::int64_t id) {
+                 if (id < 0 || id >= static_cast<std::int64_t>(t.vocab_size()))
+                     throw massact::Error("id_to_token: " + std::to_string(id) + " is outside the vocabulary");
+                 return py::bytes(t.id_to_token(id));
+             })
+        .def("token_to_id", [](const massact::text::Tokenizer& t, const std::string& s) { return t.token_to_id(s); })
+        .def("label", [](const massact::text::Tokenizer& t, std::int64_t id) { return t.label(id); })
+        .def("is_special", &massact::text::Tokenizer::is_special)
+        .def_property_readonly("vocab_size", &massact::text::Tokenizer::vocab_size)
+        .def_property_readonly("special_prefix", &massact::text::Tokenizer::special_prefix);
+
+    py::class_<Model, std::shared_ptr<Model>>(m, "Model")
+        .def(py::init<const std::string&, const std::string&, int>(), py::arg("path"), py::arg("precision") = "f32", py::arg("threads") = 0)
+        .def_property_readonly("path", &Model::path)
+        .def_property_readonly("cfg", &Model::cfg)
+        .def_property_readonly("hook_names", &Model::hook_names)
+        .def("hook_shape", &Model::hook_shape)
+        .def_property_readonly("has_tokenizer", &Model::has_tokenizer)
+        .def_property_readonly("tokenizer", &Model::tokenizer_ptr)
+        .def("forward", [](Model& mdl, const py::object& input, bool is_pixels, const std::vector<std::pair<std::string, py::object>>& hooks,
+                           const std::vector<std::string>& cache_sites, bool want_logits, std::shared_ptr<Cache> kv, py::object point_type,
+                           int last_layer) {
+                 ForwardResult r = mdl.forward(input, is_pixels, hooks, cache_sites, want_logits, kv.get(), point_type, last_layer);
+                 return py::make_tuple(r.logits ? py::object(*r.logits) : py::object(py::none()), r.cache);
+             },
+             py::arg("input"), py::arg("is_pixels") = false, py::arg("hooks") = std::vector<std::pair<std::string, py::object>>{},
+             py::arg("cache_sites") = std::vector<std::string>{}, py::arg("logits") = true, py::arg("kv") = nullptr,
+             py::arg("hook_point_type") = py::none(), py::arg("last_layer") = -1)
+        .def("generate", &Model::generate, py::arg("prompt"), py::arg("max_new_tokens"), py::arg("temperature"), py::arg("seed"),
+             py::arg("sinks"), py::arg("window"), py::arg("stop"))
+        .def("make_cache", &Model::make_cache, py::arg("batch") = 1, py::arg("sinks") = 0, py::arg("window") = 0);
+
+    m.def("_bench_cpp_forward", &bench_cpp_forward, py::arg("model"), py::arg("tokens"), py::arg("repeats"), py::arg("mode"));
+    m.def("read_safetensors", &read_safetensors, py::arg("path"), "Every tensor of a safetensors file as numpy (int64 or float32)");
+    m.def("tool", &tool, py::arg("args"), "Run a massact tool command line in this process (argv without the program name)");
+}

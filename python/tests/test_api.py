@@ -1,0 +1,163 @@
+"""The TransformerLens-style interface: hooks on live buffers, the ablation of the massive activation, the tool's
+analyses as functions (the same JSON as the tool), KV caches, generation, tokens."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import massact
+from conftest import SOURCE, data, model_dir
+
+DIMS = [86, 170, 177, 215, 243]
+
+
+def ppl(model, ids, hooks=(), batch=8):
+    total, count = 0.0, 0
+    for i in range(0, len(ids), batch):
+        chunk = ids[i:i + batch]
+        logits = model.run_with_hooks(chunk, fwd_hooks=hooks)
+        nll = model.loss(logits, chunk, per_token=True)
+        total += float(nll.sum())
+        count += nll.size
+    return float(np.exp(total / count))
+
+
+def test_zeroing_the_massive_activation_gives_the_cpp_perplexity_and_the_ablate_json(tiny_llama, ref):
+    ids = ref["ppl.input_ids"]
+    stats = json.load(open(data("tiny-llama.stats.json")))["intervention"]
+    seen = []
+
+    def zero(act, hook):
+        seen.append((hook.name, hook.layer, act.shape, act.flags.writeable, act.flags.owndata))
+        act[:, 0, DIMS] = 0.0
+
+    got = ppl(tiny_llama, ids, [("blocks.2.hook_resid_post", zero)])
+    assert abs(got / 16.058 - 1) < 1e-3
+    assert abs(got / stats["ppl_zero"] - 1) < 1e-3
+    assert seen[0][:2] == ("blocks.2.hook_resid_post", 2)
+    assert seen[0][2] == (8, 256, 256) and seen[0][3] and not seen[0][4]  # a writable view, not a copy
+    j = massact.ablate(tiny_llama, data=ids, layer=2, dims=DIMS, tokens=0, mode="zero", no_decomposition=True)
+    assert abs(j["ppl_intervened"] / got - 1) < 1e-5
+    assert abs(j["ppl_original"] / stats["ppl_original"] - 1) < 5e-4
+
+    # returning a replacement equals editing in place
+    def replace(act, hook):
+        out = act.copy()
+        out[:, 0, DIMS] = 0.0
+        return out
+
+    sub = ids[:8]
+    a = tiny_llama.run_with_hooks(sub, fwd_hooks=[("blocks.2.hook_resid_post", zero)])
+    b = tiny_llama.run_with_hooks(sub, fwd_hooks=[("blocks.2.hook_resid_post", replace)])
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, tiny_llama(sub))
+
+
+def test_scan_returns_what_the_tool_writes(tiny_llama, tmp_path):
+    val = os.path.join(SOURCE, "examples", "data", "val.txt")
+    got = massact.scan(tiny_llama, data=val, max_seqs=8, seq_len=64)
+    out = tmp_path / "scan.json"
+    tool = os.path.join(os.environ.get("MASSACT_BUILD_DIR", os.path.join(SOURCE, "build")), "bin", "massact")
+    subprocess.run([tool, "scan", model_dir("tiny-llama"), "--data", val, "--max-seqs", "8", "--seq-len", "64", "--json", str(out)],
+                   check=True, stdout=subprocess.DEVNULL)
+    assert got == json.load(open(out))
+    assert got["massive_activations"]
+    # the same scan on texts and on token arrays
+    texts = open(val).read().split("\n\n")[:4]
+    assert massact.scan(tiny_llama, data=texts, seq_len=32, max_seqs=4)["layers"]
+    ids = tiny_llama.to_tokens(["Summer is warm.", "Winter is cold."])
+    assert massact.perplexity(tiny_llama, data=ids)["ppl"] > 1
+
+
+def test_hooks_see_every_site_in_order_and_names_filter_selects(tiny_llama):
+    ids = tiny_llama.to_tokens("The cat sat on the mat.")
+    order = []
+    tiny_llama.run_with_hooks(ids, fwd_hooks=[("*", lambda a, h: order.append(h.name))])
+    assert order == tiny_llama.hook_names
+    _, c = tiny_llama.run_with_cache(ids, names_filter="blocks.1.*")
+    assert set(c) == {n for n in tiny_llama.hook_names if n.startswith("blocks.1.")}
+    _, c = tiny_llama.run_with_cache(ids, names_filter=["hook_embed", ("resid_post", 3)])
+    assert sorted(c) == ["blocks.3.hook_resid_post", "hook_embed"]
+    assert c["resid_post", 3].flags.owndata or c["resid_post", 3].base is not None
+    _, c = tiny_llama.run_with_cache(ids, names_filter=lambda n: n.endswith("hook_pattern"))
+    assert len(c) == 8 and c["pattern", 0].shape == (1, 8, ids.shape[1], ids.shape[1])
+    assert c["blocks.0.attn.hook_pattern"] is c["pattern", 0]
+    logits, c = tiny_llama.run_with_cache(ids)
+    assert len(c) == len(tiny_llama.hook_names)
+    assert np.array_equal(c["logits"], logits)
+    assert c["q", 0].shape == (1, ids.shape[1], 8, 32)
+    assert np.abs(c["resid_post", 2][0, 0]).argmax() == 215  # the massive activation
+    # cached arrays are owned: a later forward does not change them
+    keep = c["resid_post", 2].copy()
+    tiny_llama(ids[:, :3])
+    assert np.array_equal(keep, c["resid_post", 2])
+
+
+def test_the_kv_cache_appends_exactly_and_generate_continues(tiny_llama):
+    ids = tiny_llama.to_tokens("Summer is warm. Winter is cold. The cat sat")
+    full = tiny_llama(ids)
+    kv = tiny_llama.make_cache()
+    a = tiny_llama(ids[:, :5], past_kv_cache=kv)
+    b = tiny_llama(ids[:, 5:], past_kv_cache=kv)
+    assert kv.size == ids.shape[1]
+    np.testing.assert_allclose(np.concatenate([a, b], axis=1), full, atol=2e-4 * np.abs(full).max())
+    text = tiny_llama.generate("Summer is", max_new_tokens=6)
+    assert text.startswith("<s>Summer is") and len(tiny_llama.to_tokens(text, prepend_bos=False)[0]) > 3
+    toks = tiny_llama.generate(tiny_llama.to_tokens("Summer is"), max_new_tokens=6)
+    assert toks.shape == (1, tiny_llama.to_tokens("Summer is").shape[1] + 6)
+    # greedy: each new token is the argmax of the full forward on what came before
+    logits = tiny_llama(toks[:, :-1])
+    assert np.array_equal(logits[0, -6:].argmax(-1), toks[0, -6:])
+    # the same with StreamingLLM's cache (4 sinks + 8 recent) runs and differs only once the window is full
+    s = tiny_llama.generate(toks[0, :4], max_new_tokens=4, sinks=4, window=8)
+    assert np.array_equal(s[0, :8], toks[0, :8]) or s.shape == (1, 8)
+
+
+def test_tokens_and_strings(tiny_llama):
+    t = tiny_llama.to_tokens("Summer is warm.")
+    assert t.dtype == np.int64 and t.ndim == 2 and t[0, 0] == 1
+    assert tiny_llama.to_tokens("Summer is warm.", prepend_bos=False)[0, 0] != 1
+    assert tiny_llama.to_string(t[0]) == "<s>Summer is warm."
+    assert tiny_llama.to_string(t) == ["<s>Summer is warm."]
+    s = tiny_llama.to_str_tokens("Summer is warm.")
+    assert s[0] == "<s>" and "".join(s[1:]) == "Summer is warm."
+    two = tiny_llama.to_tokens(["a", "Summer is warm."])
+    assert two.shape[0] == 2
+    tok = tiny_llama.tokenizer
+    assert tok.encode("Summer", False) == list(tiny_llama.to_tokens("Summer", prepend_bos=False)[0])
+    assert tok.vocab_size == 4096
+
+
+def test_gguf_and_vision_models_load_with_their_cfg():
+    g = massact.load(data("gguf", "tiny-llama-Q8_0.gguf"))
+    assert g.cfg["model_type"] == "llama" and g.cfg["n_layers"] == 8
+    assert g.to_tokens("Summer")[0, 0] == 1  # the GGUF vocabulary is the tokenizer
+    v = massact.load(data("families", "vit"))
+    assert v.cfg["is_vision"] and "logits" not in v.hook_names
+    px = massact.read_safetensors(data("families", "vit", "ref.safetensors"))["pixel_values"]
+    out = v(pixel_values=px)
+    assert out.shape[0] == px.shape[0] and out.shape[2] == v.cfg["d_model"]
+
+
+def test_a_hook_that_raises_stops_the_forward_and_the_exception_is_unchanged(tiny_llama):
+    class Mine(Exception):
+        pass
+
+    calls = []
+
+    def boom(act, hook):
+        calls.append(hook.name)
+        raise Mine("from the hook")
+
+    with pytest.raises(Mine, match="from the hook"):
+        tiny_llama.run_with_hooks(tiny_llama.to_tokens("x"), fwd_hooks=[("blocks.*.hook_resid_post", boom)])
+    assert calls == ["blocks.0.hook_resid_post"]
+    # the model is still usable, and a cache's tokens are taken out again
+    kv = tiny_llama.make_cache()
+    with pytest.raises(Mine):
+        tiny_llama.run_with_hooks(np.array([1, 5, 6]), fwd_hooks=[("hook_embed", boom)], past_kv_cache=kv)
+    assert kv.size == 0
+    assert tiny_llama(np.array([1, 5, 6])).shape == (1, 3, 4096)

@@ -1,0 +1,91 @@
+"""run_with_cache against Hugging Face: every family of tests/data/families and the bundled models, with the C++
+suites' tolerances (hidden states 2e-4 of max |h|, attention 2e-5, logits 2e-4 of max |logit|); GGUF files against
+their float64 references."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import massact
+from conftest import data, model_dir
+
+FAMILIES = sorted(os.listdir(data("families")))
+
+
+def rel(got, want):
+    return float(np.abs(got.astype(np.float64) - want).max() / np.abs(want).max())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_matches_hugging_face(family):
+    path = data("families", family)
+    m = massact.load(path)
+    ref = massact.read_safetensors(os.path.join(path, "ref.safetensors"))
+    L = m.cfg["n_layers"]
+    names = ["blocks.0.hook_resid_pre", "*hook_resid_post", "*attn.hook_pattern", "ln_final.hook_normalized"]
+    if m.cfg["is_vision"]:
+        out, cache = m.run_with_cache(pixel_values=ref["pixel_values"], names_filter=names)
+        assert rel(out, ref["last_hidden_state"]) < 2e-4
+    else:
+        out, cache = m.run_with_cache(ref["input_ids"], names_filter=names)
+        assert out.shape == ref["logits"].shape
+        assert rel(out, ref["logits"]) < 2e-4
+    for i in range(L + 1):
+        site = ("blocks.0.hook_resid_pre" if i == 0 else
+                "ln_final.hook_normalized" if i == L and not m.cfg["is_vision"] else f"blocks.{i - 1}.hook_resid_post")
+        assert cache[site].shape == ref[f"hidden_states.{i}"].shape, site
+        assert rel(cache[site], ref[f"hidden_states.{i}"]) < 2e-4, site
+    for l in range(L):
+        got, want = cache["pattern", l], ref[f"attentions.{l}"]
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() < 2e-5, l
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_bundled_models_match_their_references(name):
+    m = massact.load(model_dir(name))
+    ref = massact.read_safetensors(data(f"{name}.ref.safetensors"))
+    checked = 0
+    for p in ("p0", "p2", "p4", "p6"):
+        ids = ref[f"{p}.input_ids"]
+        logits, cache = m.run_with_cache(ids, names_filter=lambda n: n.endswith(("hook_resid_pre", "hook_resid_post", "hook_pattern",
+                                                                                "ln_final.hook_normalized")))
+        assert logits.shape == (1, ids.shape[0], m.cfg["d_vocab"])
+        hs = ref[f"{p}.hidden_states"]
+        L = m.cfg["n_layers"]
+        for i in range(L + 1):
+            site = "blocks.0.hook_resid_pre" if i == 0 else "ln_final.hook_normalized" if i == L else f"blocks.{i - 1}.hook_resid_post"
+            assert rel(cache[site][0], hs[i]) < 2e-4, (p, site)
+        for l in range(L):
+            assert np.abs(cache["pattern", l][0] - ref[f"{p}.attentions"][l]).max() < 2e-5
+        if f"{p}.logits" in ref:
+            assert rel(logits[0], ref[f"{p}.logits"]) < 2e-4
+        # log-probabilities of the next tokens (the loss per token)
+        lp = -m.loss(logits, ids[None, :], per_token=True)[0]
+        assert np.abs(lp - ref[f"{p}.token_logprob"]).max() < 2e-4 * max(1.0, np.abs(ref[f"{p}.token_logprob"]).max())
+        assert (logits[0].argmax(-1) == ref[f"{p}.argmax"]).mean() > 0.99
+        checked += 1
+    assert checked == 4
+
+
+def test_gguf_files_match_their_float64_references(ref):
+    want = json.load(open(data("gguf", "reference.json")))
+    ids = ref["ppl.input_ids"][:16]
+    for name in ("tiny-llama-Q8_0.gguf", "tiny-llama-Q4_K_M.gguf"):
+        m = massact.load(data("gguf", name))
+        nll = np.concatenate([m.loss(m(ids[i:i + 8]), ids[i:i + 8], per_token=True).mean(axis=1) for i in range(0, 16, 8)])
+        np.testing.assert_allclose(nll, want[name]["seq_nll"][:16], rtol=5e-4)
+    # Llama 3's rope_freqs.weight: the GGUF file gives the Hugging Face llama3-scaled model's logits
+    hf, gg = massact.load(data("gguf", "llama3")), massact.load(data("gguf", "tiny-llama3-F32.gguf"))
+    ids = (7 * np.arange(48) + 3) % 128
+    a, b = hf(ids), gg(ids)
+    assert rel(b, a) < 2e-4
+
+
+def test_bf16_is_close_to_f32(ref):
+    ids = ref["p0.input_ids"]
+    a = massact.load(model_dir("tiny-llama"))(ids)
+    b = massact.load(model_dir("tiny-llama"), precision="bf16")(ids)
+    r = rel(b, a)
+    assert 0 < r < 0.05
