@@ -268,3 +268,35 @@ TEST_CASE("bf16 products stay within bfloat16 tolerance of the exact path; the p
     CHECK(st.activation > 0);
     CHECK(st.other() >= -1e-6 * st.total);  // the stages are disjoint parts of the run
 }
+
+TEST_CASE("the C++ API's comforts: the model's tokenizer, make_batch, logits as [N, T, V], last_layer without logits") {
+    const Transformer m(test::model("tiny-llama"));
+    REQUIRE(m.has_tokenizer());
+    const auto a = m.tokenizer().encode("Summer is warm.");
+    const auto b = m.tokenizer().encode("Winter is cold and dark.");
+    CHECK(a.front() == 1);
+    CHECK(&m.tokenizer() == &m.tokenizer());  // read once
+    const Transformer copy = m.with_weights([](const Transformer::LinearRef&, RowMatrixF&) { return false; });
+    CHECK(&copy.tokenizer() == &m.tokenizer());  // shared by copies
+    test::expect_error([&] { make_batch({a, b}); }, {"make_batch", "sequence 0 has", "the longest", "pad"});
+    const TokenBatch ids = make_batch({a, b}, 0);
+    REQUIRE(ids.rows() == 2);
+    CHECK(ids.cols() == static_cast<Index>(std::max(a.size(), b.size())));
+    const RowMatrixF logits = m.forward(ids);
+    const LogitsView v(logits, 2, ids.cols());
+    CHECK(v.vocab() == 4096);
+    CHECK(v(1, 2, 7) == logits(ids.cols() + 2, 7));
+    CHECK(v.at(1, 0)(5) == logits(ids.cols(), 5));
+    // right padding changes none of the shorter sequence's positions (causal attention)
+    const RowMatrixF alone = m.forward(make_batch(a));
+    CHECK(test::max_abs_diff(RowMatrixF(logits.topRows(static_cast<Index>(a.size()))), alone) < 1e-4);
+    test::expect_error([&] { LogitsView(logits, 3, 2); }, {"rows are not 3 x 2"});
+    RunOptions early;
+    early.last_layer = 2;
+    test::expect_error([&] { m.forward(ids, {}, early); }, {"last_layer 2", "logits = false"});
+    early.logits = false;
+    CHECK(m.forward(ids, {}, early).size() == 0);
+    const Transformer vit(test::data("families/vit"));
+    CHECK(!vit.has_tokenizer());
+    test::expect_error([&] { vit.tokenizer(); }, {"families/vit", "no tokenizer"});
+}

@@ -2,20 +2,27 @@
 # Build the libFuzzer targets with clang and run each for SECONDS (default 30) on its corpus in
 # fuzz/corpus/<target> (seeded from the bundled files; new interesting inputs are added there).
 # Prints executions and time per target; exits non-zero on the first crash (the input is kept in
-# build-fuzz/crash-*).
+# <build folder>/crash-*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
-cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DMASSACT_FUZZ=ON -DMASSACT_BUILD_TESTS=OFF \
-      -DMASSACT_BUILD_BENCH=OFF -DMASSACT_BUILD_EXAMPLES=OFF -DMASSACT_OPENMP=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo > /dev/null
+# FUZZ_BUILD_DIR: a clang tree already configured with -DMASSACT_FUZZ=ON (CI's sanitizer tree builds the targets
+# beside the test suites); otherwise build-fuzz, configured here.
+dir=${FUZZ_BUILD_DIR:-build-fuzz}
+if [ -z "${FUZZ_BUILD_DIR:-}" ]; then
+  cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DMASSACT_FUZZ=ON -DMASSACT_BUILD_TESTS=OFF \
+        -DMASSACT_BUILD_BENCH=OFF -DMASSACT_BUILD_EXAMPLES=OFF -DMASSACT_OPENMP=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -gline-tables-only -DNDEBUG" > /dev/null
+fi
+dir=$(cd "$dir" && pwd)
 # Two targets at a time (each is one process on one core).
 targets=${FUZZ_TARGETS:-fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_encode fuzz_gguf fuzz_gguf_vocab fuzz_preprocessor fuzz_image fuzz_cli}
-cmake --build build-fuzz -j2 --target $targets > /dev/null
+cmake --build "$dir" -j2 --target $targets > /dev/null
 one() {
-  local t=$1 log="build-fuzz/$1.log"
-  mkdir -p "fuzz/corpus/$t"
-  if ! (cd build-fuzz && "./fuzz/$t" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
-      -print_final_stats=1 -artifact_prefix="$PWD/" "$PWD/../fuzz/corpus/$t" > "$t.log" 2>&1); then
+  local t=$1 log="$dir/$1.log" corpus=$PWD/fuzz/corpus/$1
+  mkdir -p "$corpus"
+  if ! (cd "$dir" && "./fuzz/$t" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+      -print_final_stats=1 -artifact_prefix="$dir/" "$corpus" > "$t.log" 2>&1); then
     tail -40 "$log"
     echo "$t: CRASH"
     return 1

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -244,7 +245,7 @@ public:
         if (max_new_tokens == 0) return {};
         py::gil_scoped_release nogil;
         ThreadScope threads(threads_);
-        model_->validate(massact::analysis::detail::row_of(prompt, 0, static_cast<Index>(prompt.size())));
+        model_->validate(massact::make_batch(prompt));
         return massact::analysis::generate(*model_, prompt, o);
     }
 
@@ -301,20 +302,34 @@ private:
     int threads_ = 0;
 };
 
-/// The tool, in process: run_cli(argv); its stdout and stderr are the process's. A failure raises
-/// massact.Error with the tool's message (massact: error: ... is also printed on stderr).
+/// The tool, in process: run_cli(argv) on a worker thread while this thread (the GIL released) checks for
+/// Ctrl-C every 50 ms; a KeyboardInterrupt asks the command to stop at its next progress update and is raised
+/// once it has. A failure raises massact.Error with the tool's message (massact: error: ... is also printed).
 int tool(const std::vector<std::string>& args) {
     std::vector<std::string> a = args;
     a.insert(a.begin(), "massact");
-    std::vector<char*> argv;
-    for (auto& s : a) argv.push_back(s.data());
-    argv.push_back(nullptr);
     std::string error;
     int status = 0;
+    bool interrupted = false;
     {
         py::gil_scoped_release nogil;
-        status = massact_tool::run_cli(static_cast<int>(a.size()), argv.data(), {}, nullptr, false, &error);
+        auto done = std::async(std::launch::async, [&] {
+            std::vector<char*> argv;
+            for (auto& s : a) argv.push_back(s.data());
+            argv.push_back(nullptr);
+            return massact_tool::run_cli(static_cast<int>(a.size()), argv.data(), {}, nullptr, false, &error);
+        });
+        while (done.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+            py::gil_scoped_acquire gil;
+            if (!interrupted && PyErr_CheckSignals() != 0) {
+                interrupted = true;  // (the KeyboardInterrupt stays set: raised below)
+                massact_tool::interrupt_requested().store(true);
+            }
+        }
+        status = done.get();
+        massact_tool::interrupt_requested().store(false);
     }
+    if (interrupted) throw py::error_already_set();
     if (status != 0) throw massact::Error(error.empty() ? "massact " + args.at(0) + " failed" : error);
     return status;
 }

@@ -161,3 +161,20 @@ def test_a_hook_that_raises_stops_the_forward_and_the_exception_is_unchanged(tin
         tiny_llama.run_with_hooks(np.array([1, 5, 6]), fwd_hooks=[("hook_embed", boom)], past_kv_cache=kv)
     assert kv.size == 0
     assert tiny_llama(np.array([1, 5, 6])).shape == (1, 3, 4096)
+
+
+def test_ctrl_c_stops_a_long_analysis_with_keyboard_interrupt(tiny_llama, capfd):
+    import signal
+    import threading
+
+    val = os.path.join(SOURCE, "examples", "data", "val.txt")
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            massact.scan(tiny_llama, data=val, seq_len=64, max_seqs=2000, batch=1)
+    finally:
+        timer.cancel()
+    # the command itself stopped early (at a progress update), not after finishing
+    assert "massact: error: interrupted" in capfd.readouterr().err
+    assert massact.perplexity(tiny_llama, data=np.array([[1, 5, 6, 7]]))["ppl"] > 1  # and the next call runs

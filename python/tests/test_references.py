@@ -42,12 +42,14 @@ def test_family_matches_hugging_face(family):
         assert np.abs(got - want).max() < 2e-5, l
 
 
-@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-llama-baseline", "tiny-llama-kvbias", "tiny-llama-sinklogit"])
 def test_bundled_models_match_their_references(name):
     m = massact.load(model_dir(name))
     ref = massact.read_safetensors(data(f"{name}.ref.safetensors"))
+    prompts = sorted({k.split(".")[0] for k in ref if k.endswith(".input_ids") and not k.startswith("ppl")})
+    assert len(prompts) >= 2
     checked = 0
-    for p in ("p0", "p2", "p4", "p6"):
+    for p in prompts:
         ids = ref[f"{p}.input_ids"]
         logits, cache = m.run_with_cache(ids, names_filter=lambda n: n.endswith(("hook_resid_pre", "hook_resid_post", "hook_pattern",
                                                                                 "ln_final.hook_normalized")))
@@ -66,7 +68,7 @@ def test_bundled_models_match_their_references(name):
         assert np.abs(lp - ref[f"{p}.token_logprob"]).max() < 2e-4 * max(1.0, np.abs(ref[f"{p}.token_logprob"]).max())
         assert (logits[0].argmax(-1) == ref[f"{p}.argmax"]).mean() > 0.99
         checked += 1
-    assert checked == 4
+    assert checked == len(prompts)
 
 
 def test_gguf_files_match_their_float64_references(ref):

@@ -3899,6 +3899,9 @@ inline ModelFiles open_model_files(const std::string& path) {
 //   ln_final.hook_normalized, logits; the table of sites per model is model/sites.hpp.
 // Hooks are registered by exact name or by a glob ('*' and '?').
 // A site without hooks costs one pointer test: no copy, no allocation.
+// Memory: attention is streamed in tiles (O(T) per head) unless a hook is set on attn.hook_attn_scores,
+// attn.hook_pattern or attn.hook_sink_pattern; then the forward materialises them, N*H*T*K floats per layer
+// (K keys: T, or the cached tokens and the new ones). A glob such as "*" includes those sites.
 
 
 #include <functional>
@@ -5195,6 +5198,1663 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
 
 }  // namespace massact
 
+// ---- massact/text/gguf_vocab.hpp ---------------------------------------------------------------
+// massact/text/gguf_vocab.hpp - the tokenizer a GGUF file carries (tokenizer.ggml.*), as the
+// tokenizer.json Hugging Face would write for it, so one loader (text/tokenizer.hpp) runs both.
+//
+//   gpt2   byte-level BPE: tokens, merges ("a b"); tokenizer.ggml.pre names the pre-tokenizer regex.
+//   llama  SentencePiece BPE: tokens, scores, token types; merges derived as transformers'
+//          SentencePieceExtractor does (every split of a token into two tokens, ordered by the merged
+//          token's score), byte fallback, "▁" for spaces (prepended when add_space_prefix).
+// Token types: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte. Control and unknown
+// tokens become special added tokens, user-defined ones plain added tokens.
+
+
+// ---- massact/text/tokenizer.hpp ----------------------------------------------------------------
+// massact/text/tokenizer.hpp - Hugging Face tokenizer.json: the BPE model with every normalizer,
+// pre-tokenizer, post-processor and decoder the families' tokenizers use.
+//
+// encode(text), as Hugging Face `tokenizers`:
+//   1. added tokens with normalized=false are found in the raw text (added.hpp);
+//   2. each remaining piece is normalised (normalize.hpp), and added tokens with normalized=true
+//      are found in the normalised text;
+//   3. each remaining piece goes through the pre-tokenizers (pretokenize.hpp) and the model (bpe.hpp);
+//   4. with add_special_tokens, the post-processor's tokens (BOS, ...) go around the ids.
+// decode(ids) runs the decoder chain (decode.hpp). Anything massact does not implement (WordPiece,
+// Unigram, a Precompiled normalizer, ...) is refused with an error naming the JSON field, never
+// encoded silently wrong.
+//
+// Invalid UTF-8 in the input does not crash: byte-level tokenizers encode the raw bytes (decode
+// returns them unchanged); SentencePiece-style ones use <0xHH> byte-fallback tokens (or unk),
+// and their decoder turns invalid byte sequences into U+FFFD.
+
+
+// ---- massact/text/added.hpp --------------------------------------------------------------------
+// massact/text/added.hpp - added tokens (special tokens, chat markers, reserved tokens) found in
+// a text before the model sees it, as Hugging Face's AddedVocabulary.
+//
+// Matching is leftmost-longest and non-overlapping over all tokens of a set (a byte trie, so
+// thousands of added tokens cost one step per byte of text). `single_word` rejects a match inside
+// a word; `lstrip`/`rstrip` widen an accepted match over the White_Space before/after it.
+// Tokens with `normalized: false` are matched in the raw text, the others in the normalised text.
+
+
+// ---- massact/text/regex.hpp --------------------------------------------------------------------
+// massact/text/regex.hpp - the regular expressions of tokenizer.json (Split patterns, Replace
+// normalizers and decoders) through PCRE2 with Unicode properties and JIT.
+//
+// Patterns are compiled as UTF-8 with Unicode semantics for \s, \w, \d and case folding (PCRE2_UCP),
+// like the Oniguruma engine Hugging Face `tokenizers` uses. Subjects may hold invalid UTF-8
+// (PCRE2_MATCH_INVALID_UTF): an invalid byte never matches, so it stays in the gaps between matches.
+// A Regex is immutable after construction and safe to use from several threads (match data is
+// allocated per call).
+
+
+#ifndef PCRE2_CODE_UNIT_WIDTH
+#define PCRE2_CODE_UNIT_WIDTH 8
+#endif
+#include <pcre2.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace massact::text {
+
+/// A half-open byte range [begin, end) of a subject.
+struct Span {
+    std::size_t begin, end;
+};
+
+class Regex {
+public:
+    enum class Syntax { Pattern, Literal };
+
+    /// Compile `pattern` (a regular expression, or with Syntax::Literal a plain string matched
+    /// byte for byte, as tokenizers' `{"String": ...}` patterns). Errors name the pattern and the offset PCRE2 complains about.
+    explicit Regex(std::string_view pattern, Syntax syntax = Syntax::Pattern) : pattern_(pattern) {
+        literal_ = syntax == Syntax::Literal && !pattern.empty();
+        if (literal_) return;
+        const std::uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
+        int code = 0;
+        PCRE2_SIZE offset = 0;
+        pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &code,
+                                       &offset, nullptr);
+        if (!re)
+            throw Error("regular expression \"" + pattern_ + "\": " + message(code) + " at offset " +
+                        std::to_string(offset));
+        code_ = std::shared_ptr<pcre2_code>(re, CodeFree{});
+        pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  // the interpreter runs where JIT is unavailable
+    }
+
+    const std::string& pattern() const { return pattern_; }
+
+    /// Every non-overlapping match, leftmost first (an empty match advances by one character).
+    std::vector<Span> find_all(std::string_view subject) const {
+        if (literal_) return find_literal(subject);
+        std::unique_ptr<pcre2_match_data, MatchDataFree> md(pcre2_match_data_create_from_pattern(code_.get(), nullptr));
+        std::vector<Span> out;
+        std::size_t start = 0;
+        while (start <= subject.size()) {
+            const int rc = pcre2_match(code_.get(), reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(), start, 0,
+                                       md.get(), nullptr);
+            if (rc == PCRE2_ERROR_NOMATCH) break;
+            if (rc < 0) throw Error("regular expression \"" + pattern_ + "\": " + message(rc));
+            const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
+            out.push_back({ov[0], ov[1]});
+            if (ov[1] > ov[0]) {
+                start = ov[1];
+            } else {  // empty match: step over one character
+                start = ov[1] + 1;
+                while (start < subject.size() && (static_cast<unsigned char>(subject[start]) & 0xC0) == 0x80) ++start;
+            }
+        }
+        return out;
+    }
+
+    /// `subject` with every match replaced by `content`.
+    std::string replace_all(std::string_view subject, std::string_view content) const {
+        std::string out;
+        std::size_t prev = 0;
+        for (const Span& m : find_all(subject)) {
+            out.append(subject.substr(prev, m.begin - prev)).append(content);
+            prev = m.end;
+        }
+        out.append(subject.substr(prev));
+        return out;
+    }
+
+private:
+    struct CodeFree {
+        void operator()(pcre2_code* c) const { pcre2_code_free(c); }
+    };
+    struct MatchDataFree {
+        void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
+    };
+    std::vector<Span> find_literal(std::string_view subject) const {
+        std::vector<Span> out;
+        for (std::size_t at = subject.find(pattern_); at != std::string_view::npos; at = subject.find(pattern_, at + pattern_.size()))
+            out.push_back({at, at + pattern_.size()});
+        return out;
+    }
+    static std::string message(int code) {
+        PCRE2_UCHAR buf[256];
+        const int n = pcre2_get_error_message(code, buf, sizeof buf);
+        return n < 0 ? "PCRE2 error " + std::to_string(code) : std::string(reinterpret_cast<const char*>(buf), static_cast<std::size_t>(n));
+    }
+
+    std::string pattern_;
+    bool literal_ = false;
+    std::shared_ptr<pcre2_code> code_;
+};
+
+}  // namespace massact::text
+
+// ---- massact/text/unicode.hpp ------------------------------------------------------------------
+// massact/text/unicode.hpp - UTF-8 decoding/encoding (lossless on invalid bytes) and the
+// character classes of the pre-tokenizers, from utf8proc's Unicode tables.
+
+#include <utf8proc.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace massact::text {
+
+/// Bytes that are not valid UTF-8 decode one at a time to kInvalidByte + byte (outside Unicode),
+/// so that a scanner never stops on bad input and byte-level encodings stay lossless.
+inline constexpr std::uint32_t kInvalidByte = 0x110000;
+
+/// Decode the code point at s[i]; returns its length in bytes (1..4).
+inline std::size_t decode_utf8(std::string_view s, std::size_t i, std::uint32_t& cp) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    auto cont = [&](std::size_t k) {
+        return i + k < s.size() && (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    };
+    auto bad = [&] { cp = kInvalidByte + b0; return std::size_t{1}; };
+    if (b0 < 0x80) { cp = b0; return 1; }
+    if (b0 >= 0xC2 && b0 <= 0xDF) {
+        if (!cont(1)) return bad();
+        cp = ((b0 & 0x1Fu) << 6) | (static_cast<unsigned char>(s[i + 1]) & 0x3Fu);
+        return 2;
+    }
+    if (b0 >= 0xE0 && b0 <= 0xEF) {
+        if (!cont(1) || !cont(2)) return bad();
+        cp = ((b0 & 0x0Fu) << 12) | ((static_cast<unsigned char>(s[i + 1]) & 0x3Fu) << 6) |
+             (static_cast<unsigned char>(s[i + 2]) & 0x3Fu);
+        if (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)) return bad();  // overlong or surrogate
+        return 3;
+    }
+    if (b0 >= 0xF0 && b0 <= 0xF4) {
+        if (!cont(1) || !cont(2) || !cont(3)) return bad();
+        cp = ((b0 & 0x07u) << 18) | ((static_cast<unsigned char>(s[i + 1]) & 0x3Fu) << 12) |
+             ((static_cast<unsigned char>(s[i + 2]) & 0x3Fu) << 6) | (static_cast<unsigned char>(s[i + 3]) & 0x3Fu);
+        if (cp < 0x10000 || cp > 0x10FFFF) return bad();
+        return 4;
+    }
+    return bad();
+}
+
+inline void append_utf8(std::string& out, std::uint32_t cp) {
+    if (cp < 0x80) {
+        out.push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+        out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+        out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+        out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+}
+
+/// The general category of a code point (kInvalidByte + b for invalid bytes: unassigned).
+inline utf8proc_category_t category(std::uint32_t cp) {
+    return cp < kInvalidByte ? utf8proc_category(static_cast<utf8proc_int32_t>(cp)) : UTF8PROC_CATEGORY_CN;
+}
+/// \p{L}
+inline bool is_letter(std::uint32_t cp) {
+    if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
+    const auto c = category(cp);
+    return c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO;
+}
+/// \p{N} (Rust's char::is_numeric)
+inline bool is_number(std::uint32_t cp) {
+    if (cp < 0x80) return cp >= '0' && cp <= '9';
+    const auto c = category(cp);
+    return c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO;
+}
+/// \p{P} or ASCII punctuation (Hugging Face's is_punc: Rust's is_ascii_punctuation || is_punctuation)
+inline bool is_punctuation(std::uint32_t cp) {
+    if (cp < 0x80) return (cp >= '!' && cp <= '/') || (cp >= ':' && cp <= '@') || (cp >= '[' && cp <= '`') || (cp >= '{' && cp <= '~');
+    const auto c = category(cp);
+    return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
+}
+/// \s: the Unicode White_Space property (Rust's char::is_whitespace).
+inline bool is_space(std::uint32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+
+/// Bytes of White_Space at the start of `s`.
+inline std::size_t leading_spaces(std::string_view s) {
+    std::size_t i = 0;
+    for (std::uint32_t cp; i < s.size();) {
+        const std::size_t len = decode_utf8(s, i, cp);
+        if (!is_space(cp)) break;
+        i += len;
+    }
+    return i;
+}
+
+/// The code point that ends `s` (which must not be empty) and where it starts.
+inline std::size_t last_code_point(std::string_view s, std::uint32_t& cp) {
+    std::size_t k = s.size() - 1;
+    while (k > 0 && s.size() - k < 4 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
+    if (decode_utf8(s, k, cp) != s.size() - k) {  // not a whole character: the last byte alone
+        k = s.size() - 1;
+        decode_utf8(s, k, cp);
+        if ((static_cast<unsigned char>(s[k]) & 0x80) != 0) cp = kInvalidByte + static_cast<unsigned char>(s[k]);
+    }
+    return k;
+}
+
+/// Bytes of White_Space at the end of `s`.
+inline std::size_t trailing_spaces(std::string_view s) {
+    std::size_t e = s.size();
+    for (std::uint32_t cp; e > 0;) {
+        const std::size_t k = last_code_point(s.substr(0, e), cp);
+        if (!is_space(cp)) break;
+        e = k;
+    }
+    return s.size() - e;
+}
+
+}  // namespace massact::text
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace massact::text {
+
+using TokenId = std::int64_t;
+
+struct AddedToken {
+    std::string content;
+    TokenId id = 0;
+    bool special = false, lstrip = false, rstrip = false, single_word = false, normalized = false;
+};
+
+/// A span of text, or (token >= 0) an added token found there (index into the set's tokens).
+struct Segment {
+    Span span;
+    int token = -1;
+};
+
+class AddedTokenSet {
+public:
+    void add(AddedToken t) {
+        int node = 0;
+        for (unsigned char c : t.content) {
+            int next = child(node, c);
+            if (next < 0) {
+                next = static_cast<int>(nodes_.size());
+                nodes_[static_cast<std::size_t>(node)].edges.emplace_back(c, next);
+                nodes_.emplace_back();
+            }
+            node = next;
+        }
+        first_byte_[static_cast<unsigned char>(t.content[0])] = true;
+        nodes_[static_cast<std::size_t>(node)].token = static_cast<int>(tokens_.size());
+        tokens_.push_back(std::move(t));
+    }
+    bool empty() const { return tokens_.empty(); }
+    const AddedToken& token(int i) const { return tokens_[static_cast<std::size_t>(i)]; }
+    const std::vector<AddedToken>& tokens() const { return tokens_; }
+
+    /// `s` cut into text segments and added-token segments (in order, covering `s`; text
+    /// segments may be empty only when `s` is).
+    std::vector<Segment> split(std::string_view s) const {
+        std::vector<Segment> hits;
+        std::size_t covered = 0;  // end of the last accepted match
+        for (std::size_t pos = 0; pos < s.size();) {
+            std::size_t begin = 0, end = 0;
+            const int t = find(s, pos, begin, end);
+            if (t < 0) break;
+            pos = end;
+            const AddedToken& a = token(t);
+            if (a.single_word && (ends_with_word(s.substr(0, begin)) || starts_with_word(s.substr(end)))) continue;
+            if (a.lstrip) begin = std::max(covered, begin - trailing_spaces(s.substr(0, begin)));
+            if (a.rstrip) end += leading_spaces(s.substr(end));
+            hits.push_back({{begin, end}, t});
+            covered = pos = end;
+        }
+        std::vector<Segment> out;
+        std::size_t prev = 0;
+        for (const auto& h : hits) {
+            if (h.span.begin > prev) out.push_back({{prev, h.span.begin}, -1});
+            out.push_back(h);
+            prev = h.span.end;
+        }
+        if (prev < s.size() || out.empty()) out.push_back({{prev, s.size()}, -1});
+        return out;
+    }
+
+private:
+    struct Node {
+        std::vector<std::pair<unsigned char, int>> edges;
+        int token = -1;
+    };
+    int child(int node, unsigned char c) const {
+        for (const auto& [b, next] : nodes_[static_cast<std::size_t>(node)].edges)
+            if (b == c) return next;
+        return -1;
+    }
+    /// The leftmost position >= pos where a token starts, and the longest token there.
+    int find(std::string_view s, std::size_t pos, std::size_t& begin, std::size_t& end) const {
+        for (std::size_t i = pos; i < s.size(); ++i) {
+            if (!first_byte_[static_cast<unsigned char>(s[i])]) continue;
+            int node = 0, best = -1;
+            for (std::size_t k = i; k < s.size() && (node = child(node, static_cast<unsigned char>(s[k]))) >= 0; ++k) {
+                if (nodes_[static_cast<std::size_t>(node)].token >= 0) {
+                    best = nodes_[static_cast<std::size_t>(node)].token;
+                    end = k + 1;
+                }
+            }
+            if (best >= 0) {
+                begin = i;
+                return best;
+            }
+        }
+        return -1;
+    }
+    static bool word(std::uint32_t cp) { return is_letter(cp) || is_number(cp); }
+    static bool starts_with_word(std::string_view s) {
+        std::uint32_t cp;
+        return !s.empty() && (decode_utf8(s, 0, cp), word(cp));
+    }
+    static bool ends_with_word(std::string_view s) {
+        std::uint32_t cp;
+        return !s.empty() && (last_code_point(s, cp), word(cp));
+    }
+
+    std::vector<Node> nodes_{1};
+    std::array<bool, 256> first_byte_{};
+    std::vector<AddedToken> tokens_;
+};
+
+}  // namespace massact::text
+
+// ---- massact/text/bpe.hpp ----------------------------------------------------------------------
+// massact/text/bpe.hpp - the BPE model of tokenizer.json: a pre-token is cut into characters (or
+// byte-fallback tokens, or unk), then the adjacent pair of lowest merge rank is merged until no
+// merge applies (leftmost on ties), as Hugging Face's Word::merge_all.
+//
+// Long pre-tokens (SentencePiece-style tokenizers without a pre-tokenizer hand the whole text to
+// the model as one word) are first cut where no merge can ever join: between two characters u, c
+// that are vocabulary tokens when no token of the vocabulary contains "uc". Every symbol is a
+// vocabulary token covering consecutive characters, so none can span such a cut, and merges on
+// either side never compete: the pieces' results, concatenated, are exactly the word's. Pieces
+// are cached per call.
+
+
+#include <algorithm>
+#include <cstdint>
+#include <queue>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace massact::text {
+
+class Bpe {
+public:
+    TokenId unk = -1;           // the unknown token, or -1: unknown characters are dropped
+    bool byte_fallback = false;  // <0xHH> tokens for characters outside the vocabulary
+    bool fuse_unk = false;       // consecutive unknowns become one
+    bool ignore_merges = false;  // a pre-token that is in the vocabulary is one token
+
+    using Cache = std::unordered_map<std::string, std::vector<TokenId>>;
+
+    void add_token(const std::string& token, TokenId id) {
+        vocab_[token] = id;
+        std::uint32_t prev = kInvalidByte;  // the adjacent character pairs inside the token
+        std::size_t chars = 0;
+        for (std::size_t i = 0; i < token.size(); ++chars) {
+            std::uint32_t cp;
+            i += decode_utf8(token, i, cp);
+            if (prev < kInvalidByte && cp < kInvalidByte) inner_pairs_.insert(pair_key(prev, cp));
+            prev = cp;
+        }
+        if (chars == 1 && prev < kInvalidByte) char_ids_[prev] = id;
+    }
+    const TokenId* find(const std::string& token) const {
+        auto it = vocab_.find(token);
+        return it == vocab_.end() ? nullptr : &it->second;
+    }
+    void add_merge(TokenId a, TokenId b, TokenId merged) { merges_.insert(key(a, b), merged); }
+
+    /// Append the ids of pre-token `w` to `out`; `cache` holds the pieces seen in this call.
+    void tokenize(const std::string& w, Cache& cache, std::vector<TokenId>& out) const {
+        if (ignore_merges)
+            if (const TokenId* id = find(w)) return out.push_back(*id);
+        std::size_t begin = 0;
+        std::uint32_t prev = kInvalidByte;
+        for (std::size_t i = w.size() < kCutFrom ? w.size() : 0; i < w.size();) {
+            std::uint32_t cp;
+            const std::size_t len = decode_utf8(w, i, cp);
+            const bool known = char_ids_.count(cp) != 0;
+            if (known && prev < kInvalidByte && !inner_pairs_.count(pair_key(prev, cp))) {
+                append_piece(w.substr(begin, i - begin), cache, out);
+                begin = i;
+            }
+            prev = known ? cp : kInvalidByte;
+            i += len;
+        }
+        append_piece(w.substr(begin), cache, out);
+    }
+
+    /// The ids of one piece: characters merged by rank.
+    std::vector<TokenId> merge(const std::string& w) const {
+        std::vector<Sym> sym = symbols(w);
+        const int n = static_cast<int>(sym.size());
+        struct Cand {
+            std::int32_t rank;
+            int pos;
+            TokenId left, right, merged;
+        };
+        auto worse = [](const Cand& a, const Cand& b) { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; };
+        std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
+        auto at = [&](int i) -> Sym& { return sym[static_cast<std::size_t>(i)]; };
+        auto push = [&](int pos) {
+            if (pos < 0 || at(pos).next < 0) return;
+            if (const MergeTable::Entry* m = merges_.find(key(at(pos).id, at(at(pos).next).id)))
+                heap.push({m->rank, pos, at(pos).id, at(at(pos).next).id, m->merged});
+        };
+        for (int i = 0; i + 1 < n; ++i) push(i);
+        while (!heap.empty()) {
+            const Cand c = heap.top();
+            heap.pop();
+            Sym& a = at(c.pos);
+            if (!a.alive || a.id != c.left || a.next < 0 || at(a.next).id != c.right) continue;  // stale
+            Sym& b = at(a.next);
+            a.id = c.merged;
+            b.alive = false;
+            a.next = b.next;
+            if (b.next >= 0) at(b.next).prev = c.pos;
+            push(a.prev);
+            push(c.pos);
+        }
+        std::vector<TokenId> out;
+        for (const auto& s : sym)
+            if (s.alive) out.push_back(s.id);
+        return out;
+    }
+
+private:
+    static constexpr std::size_t kCutFrom = 32;  // shorter words are merged whole
+
+    void append_piece(const std::string& piece, Cache& cache, std::vector<TokenId>& out) const {
+        auto it = cache.find(piece);
+        if (it == cache.end()) it = cache.emplace(piece, merge(piece)).first;
+        out.insert(out.end(), it->second.begin(), it->second.end());
+    }
+    static std::uint64_t pair_key(std::uint32_t a, std::uint32_t b) { return (static_cast<std::uint64_t>(a) << 32) | b; }
+
+    /// Merges by (left, right) id pair: an open-addressing table (one probe sequence in one array,
+    /// where a node-based map costs a cache miss per lookup). Rank = order of insertion; a repeated
+    /// pair keeps its first rank.
+    class MergeTable {
+    public:
+        struct Entry {
+            std::uint64_t key = kEmpty;
+            std::int32_t rank = 0;
+            TokenId merged = 0;
+        };
+        void insert(std::uint64_t k, TokenId merged) {
+            if ((size_ + 1) * 2 > slots_.size()) grow();
+            Entry& e = slot(k);
+            if (e.key != kEmpty) return;
+            e = {k, static_cast<std::int32_t>(size_++), merged};
+        }
+        const Entry* find(std::uint64_t k) const {
+            if (slots_.empty()) return nullptr;
+            const Entry& e = const_cast<MergeTable*>(this)->slot(k);
+            return e.key == k ? &e : nullptr;
+        }
+
+    private:
+        static constexpr std::uint64_t kEmpty = ~std::uint64_t{0};
+        Entry& slot(std::uint64_t k) {
+            const std::size_t mask = slots_.size() - 1;
+            for (std::size_t i = (k * 0x9E3779B97F4A7C15ull) >> 20 & mask;; i = (i + 1) & mask)
+                if (slots_[i].key == k || slots_[i].key == kEmpty) return slots_[i];
+        }
+        void grow() {
+            std::vector<Entry> old(std::max<std::size_t>(64, slots_.size() * 2));
+            old.swap(slots_);
+            for (const Entry& e : old)
+                if (e.key != kEmpty) slot(e.key) = e;
+        }
+        std::vector<Entry> slots_;
+        std::size_t size_ = 0;
+    };
+    struct Sym {
+        TokenId id;
+        int prev, next;
+        bool alive;
+    };
+    static std::uint64_t key(TokenId a, TokenId b) { return (static_cast<std::uint64_t>(a) << 32) | static_cast<std::uint64_t>(b); }
+
+    /// The initial symbols: one per character, linked as a list.
+    std::vector<Sym> symbols(const std::string& w) const {
+        std::vector<Sym> sym;
+        sym.reserve(w.size());
+        bool last_unk = false;
+        for (std::size_t i = 0; i < w.size();) {
+            std::uint32_t cp;
+            const std::size_t len = decode_utf8(w, i, cp);
+            const std::string_view ch = std::string_view(w).substr(i, len);
+            i += len;
+            if (auto id = char_ids_.find(cp); id != char_ids_.end()) {
+                sym.push_back({id->second, 0, 0, true});
+                last_unk = false;
+            } else if (std::vector<TokenId> bytes = byte_tokens(ch); !bytes.empty()) {
+                for (TokenId b : bytes) sym.push_back({b, 0, 0, true});
+                last_unk = false;
+            } else if (unk >= 0) {
+                if (!(fuse_unk && last_unk)) sym.push_back({unk, 0, 0, true});
+                last_unk = true;
+            }  // no unk token: Hugging Face drops the character
+        }
+        const int n = static_cast<int>(sym.size());
+        for (int i = 0; i < n; ++i) {
+            sym[static_cast<std::size_t>(i)].prev = i - 1;
+            sym[static_cast<std::size_t>(i)].next = i + 1 < n ? i + 1 : -1;
+        }
+        return sym;
+    }
+    /// The <0xHH> tokens of a character's bytes, or nothing (no byte fallback, or a byte missing).
+    std::vector<TokenId> byte_tokens(std::string_view ch) const {
+        std::vector<TokenId> bytes;
+        if (!byte_fallback) return bytes;
+        for (unsigned char b : ch) {
+            static constexpr char hex[] = "0123456789ABCDEF";
+            const TokenId* id = find(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
+            if (!id) return {};
+            bytes.push_back(*id);
+        }
+        return bytes;
+    }
+
+    std::unordered_map<std::string, TokenId> vocab_;
+    MergeTable merges_;
+    std::unordered_map<std::uint32_t, TokenId> char_ids_;  // the tokens that are one character
+    std::unordered_set<std::uint64_t> inner_pairs_;        // code-point pairs adjacent inside some token
+};
+
+}  // namespace massact::text
+
+// ---- massact/text/decode.hpp -------------------------------------------------------------------
+// massact/text/decode.hpp - GPT-2's byte <-> character map and the decoders of tokenizer.json,
+// each a step from token strings to token strings (ByteLevel, Metaspace, Replace, ByteFallback,
+// Fuse, Strip), as Hugging Face's decode_chain.
+
+
+#include <array>
+#include <cctype>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace massact::text {
+
+/// GPT-2's bytes_to_unicode: printable latin-1 bytes map to themselves, the other 68 to U+0100 + n.
+constexpr std::array<std::uint32_t, 256> bytes_to_unicode() {
+    std::array<std::uint32_t, 256> t{};
+    std::uint32_t extra = 0;
+    for (std::uint32_t b = 0; b < 256; ++b) {
+        const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        t[b] = printable ? b : 0x100 + extra++;
+    }
+    return t;
+}
+
+/// The inverse map: characters below U+0200 to bytes, -1 elsewhere.
+constexpr std::array<int, 0x200> unicode_to_bytes() {
+    std::array<int, 0x200> u{};
+    for (auto& x : u) x = -1;
+    const auto m = bytes_to_unicode();
+    for (int b = 0; b < 256; ++b) u[m[static_cast<std::size_t>(b)]] = b;
+    return u;
+}
+
+/// Bytes as byte-level characters.
+inline std::string byte_level_encode(std::string_view bytes) {
+    static constexpr auto map = bytes_to_unicode();
+    std::string s;
+    s.reserve(bytes.size() * 2);
+    for (unsigned char b : bytes) append_utf8(s, map[b]);
+    return s;
+}
+
+struct DecoderStep {
+    enum class Kind { ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip };
+    Kind kind = Kind::Fuse;
+    std::string replacement;               // Metaspace
+    bool prepend = true;                   // Metaspace: drop the space added at the start
+    std::shared_ptr<const Regex> pattern;  // Replace
+    std::string content;                   // Replace: the replacement; Strip: what is stripped
+    int start = 0, stop = 0;               // Strip: at most this many at each end
+
+    std::vector<std::string> apply(std::vector<std::string> toks) const {
+        switch (kind) {
+            case Kind::ByteLevel: return {byte_level_decode(toks)};
+            case Kind::Metaspace: {
+                const Regex marker(replacement, Regex::Syntax::Literal);
+                for (std::size_t i = 0; i < toks.size(); ++i) {
+                    toks[i] = marker.replace_all(toks[i], " ");
+                    if (i == 0 && prepend && !toks[i].empty() && toks[i][0] == ' ') toks[i].erase(0, 1);
+                }
+                return toks;
+            }
+            case Kind::Replace:
+                for (auto& t : toks) t = pattern->replace_all(t, content);
+                return toks;
+            case Kind::ByteFallback: return byte_fallback(std::move(toks));
+            case Kind::Fuse: {
+                std::string all;
+                for (const auto& t : toks) all += t;
+                return {all};
+            }
+            case Kind::Strip:
+                for (auto& t : toks) {
+                    for (int k = 0; k < start && t.compare(0, content.size(), content) == 0; ++k) t.erase(0, content.size());
+                    for (int k = 0; k < stop && t.size() >= content.size() &&
+                                    t.compare(t.size() - content.size(), content.size(), content) == 0;
+                         ++k)
+                        t.erase(t.size() - content.size());
+                }
+                return toks;
+        }
+        return toks;
+    }
+
+private:
+    /// Byte-level characters back to bytes; other characters are kept as they are.
+    static std::string byte_level_decode(const std::vector<std::string>& toks) {
+        static constexpr auto unmap = unicode_to_bytes();
+        std::string bytes;
+        for (const auto& t : toks)
+            for (std::size_t i = 0; i < t.size();) {
+                std::uint32_t cp;
+                const std::size_t len = decode_utf8(t, i, cp);
+                const int b = cp < 0x200 ? unmap[cp] : -1;
+                if (b >= 0) bytes.push_back(static_cast<char>(b));
+                else bytes.append(t, i, len);
+                i += len;
+            }
+        return bytes;
+    }
+    /// Runs of <0xHH> tokens become their bytes when those are valid UTF-8, else one U+FFFD each.
+    static std::vector<std::string> byte_fallback(std::vector<std::string> toks) {
+        std::vector<std::string> out;
+        std::string pending;
+        std::size_t count = 0;
+        auto flush = [&] {
+            if (count == 0) return;
+            bool valid = true;
+            for (std::size_t i = 0; i < pending.size();) {
+                std::uint32_t cp;
+                i += decode_utf8(pending, i, cp);
+                valid = valid && cp < kInvalidByte;
+            }
+            if (valid) out.push_back(pending);
+            else
+                for (std::size_t i = 0; i < count; ++i) out.push_back("\xEF\xBF\xBD");
+            pending.clear();
+            count = 0;
+        };
+        auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+        for (auto& t : toks) {
+            if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' && hex(t[3]) && hex(t[4])) {
+                pending.push_back(static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
+                ++count;
+            } else {
+                flush();
+                out.push_back(std::move(t));
+            }
+        }
+        flush();
+        return out;
+    }
+};
+
+}  // namespace massact::text
+
+// ---- massact/text/normalize.hpp ----------------------------------------------------------------
+// massact/text/normalize.hpp - the normalizers of tokenizer.json as a list of steps applied in
+// order: Unicode forms (utf8proc), Lowercase, Strip, Replace (string or regex), Prepend.
+//
+// Invalid UTF-8 (which Hugging Face cannot even receive: its input is a Rust &str) passes through
+// unchanged: the valid runs around an invalid byte are normalised on their own.
+
+
+#include <utf8proc.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace massact::text {
+
+enum class UnicodeForm { NFC, NFD, NFKC, NFKD };
+
+namespace detail {
+
+/// Apply `f` to each maximal run of valid UTF-8 in `s`; invalid bytes are copied as they are.
+template <typename F>
+std::string map_valid_runs(std::string_view s, F&& f) {
+    std::string out;
+    out.reserve(s.size());
+    std::size_t run = 0, i = 0;
+    while (i < s.size()) {
+        std::uint32_t cp;
+        const std::size_t len = decode_utf8(s, i, cp);
+        if (cp >= kInvalidByte) {
+            out += f(s.substr(run, i - run));
+            out.push_back(s[i]);
+            run = i + 1;
+        }
+        i += len;
+    }
+    out += f(s.substr(run));
+    return out;
+}
+
+inline std::string utf8proc_apply(std::string_view s, int options) {
+    if (s.empty()) return {};
+    utf8proc_uint8_t* dst = nullptr;
+    const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
+                                &dst, static_cast<utf8proc_option_t>(options));
+    if (n < 0) throw Error(std::string("Unicode normalisation: ") + utf8proc_errmsg(n));
+    std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> owned(dst, &std::free);
+    return std::string(reinterpret_cast<const char*>(dst), static_cast<std::size_t>(n));
+}
+
+}  // namespace detail
+
+/// `s` in Unicode normalisation form `form`.
+inline std::string unicode_normalize(std::string_view s, UnicodeForm form) {
+    int options = UTF8PROC_STABLE;
+    switch (form) {
+        case UnicodeForm::NFC: options |= UTF8PROC_COMPOSE; break;
+        case UnicodeForm::NFD: options |= UTF8PROC_DECOMPOSE; break;
+        case UnicodeForm::NFKC: options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
+        case UnicodeForm::NFKD: options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
+    }
+    return detail::map_valid_runs(s, [&](std::string_view run) { return detail::utf8proc_apply(run, options); });
+}
+
+/// Simple (one code point to one code point) Unicode lowercase, as Rust's char::to_lowercase for
+/// all but a handful of characters (U+0130 lowercases to i + U+0307 there).
+inline std::string unicode_lowercase(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size();) {
+        std::uint32_t cp;
+        const std::size_t len = decode_utf8(s, i, cp);
+        if (cp >= kInvalidByte) out.push_back(s[i]);
+        else if (cp == 0x130) out += "i\xCC\x87";
+        else append_utf8(out, static_cast<std::uint32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(cp))));
+        i += len;
+    }
+    return out;
+}
+
+/// `s` without leading (left) and/or trailing (right) White_Space characters.
+inline std::string_view strip_spaces(std::string_view s, bool left, bool right) {
+    if (left) s.remove_prefix(leading_spaces(s));
+    if (right) s.remove_suffix(trailing_spaces(s));
+    return s;
+}
+
+/// One normalizer of tokenizer.json.
+struct NormalizerStep {
+    enum class Kind { Unicode, Lowercase, Strip, Replace, Prepend };
+    Kind kind = Kind::Unicode;
+    UnicodeForm form = UnicodeForm::NFC;  // Unicode
+    bool left = true, right = true;      // Strip
+    std::shared_ptr<const Regex> pattern;  // Replace
+    std::string content;                   // Replace: the replacement; Prepend: the prefix
+
+    std::string apply(std::string s) const {
+        switch (kind) {
+            case Kind::Unicode: return unicode_normalize(s, form);
+            case Kind::Lowercase: return unicode_lowercase(s);
+            case Kind::Strip: return std::string(strip_spaces(s, left, right));
+            case Kind::Replace: return pattern->replace_all(s, content);
+            case Kind::Prepend: return s.empty() ? s : content + s;
+        }
+        return s;
+    }
+};
+
+/// A Sequence of normalizers (an empty one changes nothing).
+inline std::string normalize(std::string s, const std::vector<NormalizerStep>& steps) {
+    for (const auto& step : steps) s = step.apply(std::move(s));
+    return s;
+}
+
+}  // namespace massact::text
+
+// ---- massact/text/pretokenize.hpp --------------------------------------------------------------
+// massact/text/pretokenize.hpp - the pre-tokenizers of tokenizer.json: each step cuts every
+// piece of the previous step into smaller pieces, as Hugging Face's PreTokenizedString::split.
+//
+// A split finds matches (a regex, a literal string, or single characters of a class), marks the
+// pieces between them as non-matches, and joins or drops pieces by its `behavior`:
+//   Removed             matches dropped          "a-b" on "-" -> "a", "b"
+//   Isolated            every piece on its own   -> "a", "-", "b"
+//   MergedWithPrevious  a match joins the piece before it   -> "a-", "b"
+//   MergedWithNext      a match joins the piece after it    -> "a", "-b"
+//   Contiguous          consecutive pieces of the same kind join
+// `invert` swaps matches and non-matches first. Empty pieces never reach the model.
+
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace massact::text {
+
+enum class SplitBehavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous };
+
+/// GPT-2's pattern, used by the ByteLevel pre-tokenizer with use_regex.
+inline constexpr std::string_view kGPT2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+/// A piece of a split: its byte range and whether it is a match.
+struct Piece {
+    Span span;
+    bool match;
+};
+
+/// The pieces of `s` around `matches` (sorted, non-overlapping), as Hugging Face's find_matches.
+inline std::vector<Piece> pieces_around(std::string_view s, const std::vector<Span>& matches) {
+    std::vector<Piece> out;
+    std::size_t prev = 0;
+    for (const Span& m : matches) {
+        if (m.begin > prev) out.push_back({{prev, m.begin}, false});
+        out.push_back({m, true});
+        prev = m.end;
+    }
+    if (prev < s.size()) out.push_back({{prev, s.size()}, false});
+    return out;
+}
+
+/// Every single character of `s` for which pred(code point) holds, as matches.
+template <typename Pred>
+std::vector<Span> char_matches(std::string_view s, Pred&& pred) {
+    std::vector<Span> out;
+    for (std::size_t i = 0; i < s.size();) {
+        std::uint32_t cp;
+        const std::size_t len = decode_utf8(s, i, cp);
+        if (pred(cp)) out.push_back({i, i + len});
+        i += len;
+    }
+    return out;
+}
+
+/// The byte ranges `behavior` keeps of the pieces (non-empty, in order).
+inline std::vector<Span> apply_behavior(std::vector<Piece> pieces, SplitBehavior behavior, bool invert) {
+    if (invert)
+        for (auto& p : pieces) p.match = !p.match;
+    std::vector<Span> out;
+    switch (behavior) {
+        case SplitBehavior::Removed:
+            for (const auto& p : pieces)
+                if (!p.match) out.push_back(p.span);
+            break;
+        case SplitBehavior::Isolated:
+            for (const auto& p : pieces) out.push_back(p.span);
+            break;
+        case SplitBehavior::MergedWithPrevious: {
+            bool prev_match = false;
+            for (const auto& p : pieces) {
+                if (p.match && !prev_match && !out.empty()) out.back().end = p.span.end;
+                else out.push_back(p.span);
+                prev_match = p.match;
+            }
+            break;
+        }
+        case SplitBehavior::MergedWithNext: {
+            bool next_match = false;  // walk from the end: a match joins the piece after it
+            for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {
+                if (it->match && !next_match && !out.empty()) out.back().begin = it->span.begin;
+                else out.push_back(it->span);
+                next_match = it->match;
+            }
+            std::reverse(out.begin(), out.end());
+            break;
+        }
+        case SplitBehavior::Contiguous: {
+            std::optional<bool> prev;
+            for (const auto& p : pieces) {
+                if (prev == p.match) out.back().end = p.span.end;
+                else out.push_back(p.span);
+                prev = p.match;
+            }
+            break;
+        }
+    }
+    std::vector<Span> kept;
+    for (const Span& sp : out)
+        if (sp.end > sp.begin) kept.push_back(sp);
+    return kept;
+}
+
+/// One pre-tokenizer of tokenizer.json.
+struct PreTokenizerStep {
+    enum class Kind { Split, Digits, Punctuation, Whitespace, WhitespaceSplit, Bert, Metaspace, ByteLevel };
+    enum class Prepend { Never, First, Always };
+    Kind kind = Kind::Split;
+    std::shared_ptr<const Regex> pattern;  // Split; ByteLevel with use_regex; Whitespace
+    SplitBehavior behavior = SplitBehavior::Isolated;
+    bool invert = false;
+    bool individual_digits = false;        // Digits
+    bool add_prefix_space = false;         // ByteLevel
+    std::string replacement;               // Metaspace
+    Prepend prepend = Prepend::Always;     // Metaspace
+    bool split = true;                     // Metaspace
+
+    /// The pieces of `w`. `at_start`: `w` begins at offset 0 of the original text (Metaspace "first").
+    std::vector<std::string> apply(std::string w, bool at_start) const {
+        switch (kind) {
+            case Kind::Split: return cut(w, pattern->find_all(w), behavior, invert);
+            case Kind::Digits:
+                return cut(w, char_matches(w, is_number), individual_digits ? SplitBehavior::Isolated : SplitBehavior::Contiguous, false);
+            case Kind::Punctuation: return cut(w, char_matches(w, is_punctuation), behavior, false);
+            case Kind::Whitespace: return cut(w, pattern->find_all(w), SplitBehavior::Removed, true);
+            case Kind::WhitespaceSplit: return cut(w, char_matches(w, is_space), SplitBehavior::Removed, false);
+            case Kind::Bert: {
+                std::vector<std::string> out;
+                for (auto& word : cut(w, char_matches(w, is_space), SplitBehavior::Removed, false))
+                    for (auto& p : cut(word, char_matches(word, is_punctuation), SplitBehavior::Isolated, false)) out.push_back(std::move(p));
+                return out;
+            }
+            case Kind::Metaspace: return metaspace(w, at_start);
+            case Kind::ByteLevel:
+                if (add_prefix_space && (w.empty() || w[0] != ' ')) w.insert(w.begin(), ' ');
+                if (!pattern) return {std::move(w)};
+                return cut(w, pattern->find_all(w), SplitBehavior::Isolated, false);
+        }
+        return {std::move(w)};
+    }
+
+private:
+    static std::vector<std::string> cut(std::string_view w, const std::vector<Span>& matches, SplitBehavior b, bool inv) {
+        std::vector<std::string> out;
+        for (const Span& sp : apply_behavior(pieces_around(w, matches), b, inv)) out.emplace_back(w.substr(sp.begin, sp.end - sp.begin));
+        return out;
+    }
+    std::vector<std::string> metaspace(const std::string& w, bool at_start) const {
+        const Regex marker(replacement, Regex::Syntax::Literal);
+        std::string r = Regex(" ", Regex::Syntax::Literal).replace_all(w, replacement);
+        const bool starts = r.compare(0, replacement.size(), replacement) == 0;
+        if (!starts && (prepend == Prepend::Always || (prepend == Prepend::First && at_start))) r = replacement + r;
+        if (!split) return {std::move(r)};
+        return cut(r, marker.find_all(r), SplitBehavior::MergedWithNext, false);
+    }
+};
+
+}  // namespace massact::text
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace massact::text {
+
+class Tokenizer {
+public:
+    /// Load a tokenizer.json file (errors name the file and the JSON field path).
+    static Tokenizer from_file(const std::string& path) { return Tokenizer(io::read_json_file(path), path); }
+
+    Tokenizer(const nlohmann::json& j, std::string source = "tokenizer.json") : src_(std::move(source)) {
+        if (!j.is_object()) fail("", "expected a JSON object");
+        id_limit_ = id_limit(j);
+        load_model(j);
+        load_added(j);
+        if (j.contains("normalizer") && !j["normalizer"].is_null()) add_normalizer(j["normalizer"], "normalizer");
+        if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) add_pre(j["pre_tokenizer"], "pre_tokenizer");
+        if (j.contains("post_processor") && !j["post_processor"].is_null()) add_post(j["post_processor"], "post_processor");
+        if (j.contains("decoder") && !j["decoder"].is_null()) add_decoder(j["decoder"], "decoder");
+    }
+
+    /// Token ids of `text`; with add_special_tokens the post-processor's tokens (e.g. BOS) are added.
+    std::vector<TokenId> encode(std::string_view text, bool add_special_tokens = true) const {
+        std::vector<TokenId> out;
+        if (add_special_tokens) out = prefix_;
+        Cache cache;  // per call: thread-safe
+        for (const Segment& raw : raw_added_.split(text)) {
+            if (raw.token >= 0) {
+                out.push_back(raw_added_.token(raw.token).id);
+                continue;
+            }
+            const std::string norm = normalize(std::string(text.substr(raw.span.begin, raw.span.end - raw.span.begin)), norm_);
+            for (const Segment& seg : norm_added_.split(norm)) {
+                if (seg.token >= 0) out.push_back(norm_added_.token(seg.token).id);
+                else encode_words(norm.substr(seg.span.begin, seg.span.end - seg.span.begin), raw.span.begin == 0 && seg.span.begin == 0, cache, out);
+            }
+        }
+        if (add_special_tokens) out.insert(out.end(), suffix_.begin(), suffix_.end());
+        return out;
+    }
+
+    /// Text of `ids` through the decoder chain. skip_special drops special tokens.
+    std::string decode(const std::vector<TokenId>& ids, bool skip_special = false) const {
+        std::vector<std::string> toks;
+        for (TokenId id : ids) {
+            if (id < 0 || id >= static_cast<TokenId>(id_to_token_.size()))
+                throw Error("decode: token id " + std::to_string(id) + " outside the vocabulary [0, " +
+                            std::to_string(id_to_token_.size()) + ")");
+            if (skip_special && special_[static_cast<std::size_t>(id)]) continue;
+            toks.push_back(id_to_token_[static_cast<std::size_t>(id)]);
+        }
+        for (const auto& d : decoders_) toks = d.apply(std::move(toks));
+        std::string out;
+        for (const auto& t : toks) out += t;
+        return out;
+    }
+
+    /// The vocabulary string of a token (added tokens: their content).
+    const std::string& id_to_token(TokenId id) const {
+        if (id < 0 || id >= static_cast<TokenId>(id_to_token_.size()))
+            throw Error("token id " + std::to_string(id) + " outside the vocabulary");
+        return id_to_token_[static_cast<std::size_t>(id)];
+    }
+    std::optional<TokenId> token_to_id(const std::string& tok) const {
+        if (const TokenId* id = bpe_.find(tok)) return *id;
+        for (const auto* set : {&raw_added_, &norm_added_})
+            for (const auto& a : set->tokens())
+                if (a.content == tok) return a.id;
+        return std::nullopt;
+    }
+    /// A readable label for plots: byte-level tokens mapped back to text, control characters escaped.
+    std::string label(TokenId id) const {
+        std::string s = decode({id});
+        std::string out;
+        for (unsigned char c : s) {
+            if (c == '\n') out += "\\n";
+            else if (c == '\t') out += "\\t";
+            else if (c < 0x20) out += "<" + std::to_string(c) + ">";
+            else out.push_back(static_cast<char>(c));
+        }
+        return out;
+    }
+    std::size_t vocab_size() const { return id_to_token_.size(); }
+    bool is_special(TokenId id) const { return id >= 0 && id < static_cast<TokenId>(special_.size()) && special_[static_cast<std::size_t>(id)]; }
+    /// Ids the post-processor adds before the text with add_special_tokens (e.g. BOS).
+    const std::vector<TokenId>& special_prefix() const { return prefix_; }
+
+private:
+    using Cache = Bpe::Cache;
+
+    [[noreturn]] void fail(const std::string& path, const std::string& msg) const {
+        throw Error(src_ + ": " + (path.empty() ? "" : path + ": ") + msg);
+    }
+    const nlohmann::json& field(const nlohmann::json& o, const std::string& key, const std::string& path) const {
+        if (!o.is_object() || !o.contains(key)) fail(path.empty() ? key : path + "." + key, "missing field");
+        return o[key];
+    }
+    std::string str(const nlohmann::json& o, const std::string& key, const std::string& path) const {
+        const auto& v = field(o, key, path);
+        if (!v.is_string()) fail(path + "." + key, "expected a string, found " + v.dump());
+        return v.get<std::string>();
+    }
+    template <typename T>
+    T opt(const nlohmann::json& o, const std::string& key, T dflt) const {
+        if (!o.contains(key) || o[key].is_null()) return dflt;
+        try {
+            return o[key].get<T>();
+        } catch (const nlohmann::json::exception&) {
+            fail(key, "unexpected value " + o[key].dump());
+        }
+    }
+
+    // ---- loading --------------------------------------------------------------------
+    void load_model(const nlohmann::json& j) {
+        const auto& m = field(j, "model", "");
+        if (!m.is_object()) fail("model", "expected an object");
+        const std::string type = m.contains("type") ? str(m, "type", "model") : "BPE";
+        if (type != "BPE") fail("model.type", "unsupported model type \"" + type + "\" (massact implements BPE)");
+        const auto& vocab = field(m, "vocab", "model");
+        if (!vocab.is_object()) fail("model.vocab", "expected an object of token -> id");
+        for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+            if (!it.value().is_number_integer() || it.value().get<long long>() < 0)
+                fail("model.vocab[\"" + it.key() + "\"]", "expected a non-negative integer id");
+            const auto id = it.value().get<TokenId>();
+            bpe_.add_token(it.key(), id);
+            set_token(id, it.key(), false, "model.vocab[\"" + it.key() + "\"]");
+        }
+        bpe_.byte_fallback = opt<bool>(m, "byte_fallback", false);
+        bpe_.ignore_merges = opt<bool>(m, "ignore_merges", false);
+        bpe_.fuse_unk = opt<bool>(m, "fuse_unk", false);
+        const double dropout = m.contains("dropout") && m["dropout"].is_number() ? m["dropout"].get<double>() : 0.0;
+        if (dropout != 0.0) fail("model.dropout", "BPE dropout " + std::to_string(dropout) + " is not supported for inference");
+        for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
+            if (m.contains(k) && !m[k].is_null() && !(m[k].is_string() && m[k].get<std::string>().empty()))
+                fail(std::string("model.") + k, "unsupported value " + m[k].dump());
+        if (m.contains("unk_token") && !m["unk_token"].is_null()) {
+            const std::string unk = str(m, "unk_token", "model");
+            const TokenId* id = bpe_.find(unk);
+            if (!id) fail("model.unk_token", "\"" + unk + "\" is not in model.vocab");
+            bpe_.unk = *id;
+        }
+        const auto& merges = field(m, "merges", "model");
+        if (!merges.is_array()) fail("model.merges", "expected an array");
+        for (std::size_t r = 0; r < merges.size(); ++r) {
+            const auto& e = merges[r];
+            const std::string path = "model.merges[" + std::to_string(r) + "]";
+            std::string a, b;
+            if (e.is_string()) {
+                const std::string s = e.get<std::string>();
+                const auto sp = s.find(' ');
+                if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
+                    fail(path, "expected \"a b\" (two tokens separated by one space), found " + e.dump());
+                a = s.substr(0, sp);
+                b = s.substr(sp + 1);
+            } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
+                a = e[0].get<std::string>();
+                b = e[1].get<std::string>();
+            } else {
+                fail(path, "expected \"a b\" or [\"a\", \"b\"], found " + e.dump());
+            }
+            const TokenId *ia = bpe_.find(a), *ib = bpe_.find(b), *iab = bpe_.find(a + b);
+            if (!ia) fail(path, "merge of unknown token \"" + a + "\"");
+            if (!ib) fail(path, "merge of unknown token \"" + b + "\"");
+            if (!iab) fail(path, "merge result \"" + a + b + "\" is not in model.vocab");
+            bpe_.add_merge(*ia, *ib, *iab);
+        }
+    }
+
+    void load_added(const nlohmann::json& j) {
+        if (!j.contains("added_tokens") || j["added_tokens"].is_null()) return;
+        const auto& arr = j["added_tokens"];
+        if (!arr.is_array()) fail("added_tokens", "expected an array");
+        for (std::size_t i = 0; i < arr.size(); ++i) {
+            const std::string path = "added_tokens[" + std::to_string(i) + "]";
+            const auto& e = arr[i];
+            if (!e.contains("id") || !e["id"].is_number_integer() || e["id"].get<long long>() < 0)
+                fail(path + ".id", "missing or not a non-negative integer");
+            AddedToken a;
+            a.content = str(e, "content", path);
+            a.id = e["id"].get<TokenId>();
+            a.special = opt<bool>(e, "special", false);
+            a.lstrip = opt<bool>(e, "lstrip", false);
+            a.rstrip = opt<bool>(e, "rstrip", false);
+            a.single_word = opt<bool>(e, "single_word", false);
+            a.normalized = opt<bool>(e, "normalized", !a.special);
+            if (a.content.empty()) fail(path + ".content", "empty");
+            set_token(a.id, a.content, a.special, path + ".id");
+            (a.normalized ? norm_added_ : raw_added_).add(std::move(a));
+        }
+    }
+
+    void add_normalizer(const nlohmann::json& n, const std::string& path) {
+        const std::string type = str(n, "type", path);
+        using K = NormalizerStep::Kind;
+        auto step = [](K kind) {
+            NormalizerStep s;
+            s.kind = kind;
+            return s;
+        };
+        const std::map<std::string, UnicodeForm> forms{
+            {"NFC", UnicodeForm::NFC}, {"NFD", UnicodeForm::NFD}, {"NFKC", UnicodeForm::NFKC}, {"NFKD", UnicodeForm::NFKD}};
+        if (type == "Sequence") {
+            const auto& list = array(n, "normalizers", path);
+            for (std::size_t i = 0; i < list.size(); ++i) add_normalizer(list[i], path + ".normalizers[" + std::to_string(i) + "]");
+        } else if (auto f = forms.find(type); f != forms.end()) {
+            NormalizerStep s = step(K::Unicode);
+            s.form = f->second;
+            norm_.push_back(s);
+        } else if (type == "Lowercase") {
+            norm_.push_back(step(K::Lowercase));
+        } else if (type == "Strip") {
+            NormalizerStep s = step(K::Strip);
+            s.left = opt<bool>(n, "strip_left", true);
+            s.right = opt<bool>(n, "strip_right", true);
+            norm_.push_back(s);
+        } else if (type == "Replace") {
+            NormalizerStep s = step(K::Replace);
+            s.pattern = pattern(n, path);
+            s.content = str(n, "content", path);
+            norm_.push_back(s);
+        } else if (type == "Prepend") {
+            NormalizerStep s = step(K::Prepend);
+            s.content = str(n, "prepend", path);
+            norm_.push_back(s);
+        } else {
+            fail(path + ".type", "unsupported normalizer \"" + type +
+                                     "\" (massact implements NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend, Sequence)");
+        }
+    }
+
+    void add_pre(const nlohmann::json& p, const std::string& path) {
+        const std::string type = str(p, "type", path);
+        using K = PreTokenizerStep::Kind;
+        PreTokenizerStep s;
+        if (type == "Sequence") {
+            const auto& list = array(p, "pretokenizers", path);
+            for (std::size_t i = 0; i < list.size(); ++i) add_pre(list[i], path + ".pretokenizers[" + std::to_string(i) + "]");
+            return;
+        } else if (type == "ByteLevel") {
+            s.kind = K::ByteLevel;
+            s.add_prefix_space = opt<bool>(p, "add_prefix_space", false);
+            if (opt<bool>(p, "use_regex", true)) s.pattern = std::make_shared<const Regex>(kGPT2Pattern);
+        } else if (type == "Metaspace") {
+            s.kind = K::Metaspace;
+            s.replacement = p.contains("replacement") ? str(p, "replacement", path) : "\xE2\x96\x81";
+            s.split = opt<bool>(p, "split", true);
+            const std::string scheme = p.contains("prepend_scheme") ? str(p, "prepend_scheme", path)
+                                       : (opt<bool>(p, "add_prefix_space", true) ? "always" : "never");
+            if (scheme == "always") s.prepend = PreTokenizerStep::Prepend::Always;
+            else if (scheme == "first") s.prepend = PreTokenizerStep::Prepend::First;
+            else if (scheme == "never") s.prepend = PreTokenizerStep::Prepend::Never;
+            else fail(path + ".prepend_scheme", "unsupported value \"" + scheme + "\" (expected first, always, never)");
+        } else if (type == "Split") {
+            s.kind = K::Split;
+            s.pattern = pattern(p, path);
+            s.behavior = behavior(p, path);
+            s.invert = opt<bool>(p, "invert", false);
+        } else if (type == "Digits") {
+            s.kind = K::Digits;
+            s.individual_digits = opt<bool>(p, "individual_digits", false);
+        } else if (type == "Punctuation") {
+            s.kind = K::Punctuation;
+            s.behavior = behavior(p, path);
+        } else if (type == "Whitespace") {
+            s.kind = K::Whitespace;
+            s.pattern = std::make_shared<const Regex>(R"(\w+|[^\w\s]+)");
+        } else if (type == "WhitespaceSplit") {
+            s.kind = K::WhitespaceSplit;
+        } else if (type == "BertPreTokenizer") {
+            s.kind = K::Bert;
+        } else {
+            fail(path + ".type", "unsupported pre-tokenizer \"" + type +
+                                     "\" (massact implements Split, Digits, Punctuation, Whitespace, WhitespaceSplit, "
+                                     "BertPreTokenizer, Metaspace, ByteLevel, Sequence)");
+        }
+        pre_.push_back(s);
+    }
+
+    /// A {"String": s} or {"Regex": r} pattern.
+    std::shared_ptr<const Regex> pattern(const nlohmann::json& o, const std::string& path) const {
+        const auto& p = field(o, "pattern", path);
+        if (p.contains("String")) {
+            const std::string s = str(p, "String", path + ".pattern");
+            if (s.empty()) fail(path + ".pattern.String", "empty");
+            return std::make_shared<const Regex>(s, Regex::Syntax::Literal);
+        }
+        if (p.contains("Regex")) {
+            const std::string re = str(p, "Regex", path + ".pattern");
+            try {
+                return std::make_shared<const Regex>(re);
+            } catch (const Error& e) {
+                fail(path + ".pattern", e.what());
+            }
+        }
+        fail(path + ".pattern", "expected {\"String\": ...} or {\"Regex\": ...}, found " + p.dump());
+    }
+    SplitBehavior behavior(const nlohmann::json& o, const std::string& path) const {
+        const std::map<std::string, SplitBehavior> names{{"Removed", SplitBehavior::Removed},
+                                                                {"Isolated", SplitBehavior::Isolated},
+                                                                {"MergedWithPrevious", SplitBehavior::MergedWithPrevious},
+                                                                {"MergedWithNext", SplitBehavior::MergedWithNext},
+                                                                {"Contiguous", SplitBehavior::Contiguous}};
+        const std::string b = o.contains("behavior") ? str(o, "behavior", path) : "Isolated";
+        auto it = names.find(b);
+        if (it == names.end())
+            fail(path + ".behavior", "unsupported value \"" + b + "\" (expected Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous)");
+        return it->second;
+    }
+    const nlohmann::json& array(const nlohmann::json& o, const std::string& key, const std::string& path) const {
+        const auto& v = field(o, key, path);
+        if (!v.is_array()) fail(path + "." + key, "expected an array, found " + v.dump());
+        return v;
+    }
+
+    void load_post_processor(const nlohmann::json& j) {
+        if (!j.contains("post_processor") || j["post_processor"].is_null()) return;
+        add_post(j["post_processor"], "post_processor");
+    }
+    void add_post(const nlohmann::json& p, const std::string& path) {
+        const std::string type = str(p, "type", path);
+        if (type == "ByteLevel") return;  // adds nothing
+        if (type == "Sequence") {
+            const auto& list = array(p, "processors", path);
+            for (std::size_t i = 0; i < list.size(); ++i) add_post(list[i], path + ".processors[" + std::to_string(i) + "]");
+            return;
+        }
+        if (type == "RobertaProcessing" || type == "BertProcessing") {  // cls, the text, sep
+            prefix_.push_back(pair_id(field(p, "cls", path), path + ".cls"));
+            suffix_.push_back(pair_id(field(p, "sep", path), path + ".sep"));
+            return;
+        }
+        if (type != "TemplateProcessing")
+            fail(path + ".type", "unsupported post-processor \"" + type +
+                                     "\" (massact implements TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel, Sequence)");
+        const auto& single = field(p, "single", path);
+        if (!single.is_array()) fail(path + ".single", "expected an array");
+        bool seen_seq = false;
+        for (std::size_t i = 0; i < single.size(); ++i) {
+            const auto& e = single[i];
+            const std::string ep = path + ".single[" + std::to_string(i) + "]";
+            if (e.contains("Sequence")) {
+                seen_seq = true;
+            } else if (e.contains("SpecialToken")) {
+                const std::string name = str(e["SpecialToken"], "id", ep + ".SpecialToken");
+                TokenId id = -1;
+                if (p.contains("special_tokens") && p["special_tokens"].contains(name)) {
+                    const auto& ids = field(p["special_tokens"][name], "ids", path + ".special_tokens." + name);
+                    if (!ids.is_array() || ids.size() != 1 || !ids[0].is_number_integer())
+                        fail(path + ".special_tokens." + name + ".ids", "expected one integer id, found " + ids.dump());
+                    id = ids[0].get<TokenId>();
+                } else if (auto t = token_to_id(name)) {
+                    id = *t;
+                } else {
+                    fail(ep, "special token \"" + name + "\" is not defined");
+                }
+                (seen_seq ? suffix_ : prefix_).push_back(id);
+            } else {
+                fail(ep, "expected SpecialToken or Sequence, found " + e.dump());
+            }
+        }
+    }
+
+    TokenId pair_id(const nlohmann::json& e, const std::string& path) const {  // ["<s>", 0]
+        if (!e.is_array() || e.size() != 2 || !e[0].is_string() || !e[1].is_number_integer())
+            fail(path, "expected [token, id], found " + e.dump());
+        return e[1].get<TokenId>();
+    }
+
+    void add_decoder(const nlohmann::json& d, const std::string& path) {
+        const std::string type = str(d, "type", path);
+        using K = DecoderStep::Kind;
+        DecoderStep s;
+        if (type == "Sequence") {
+            const auto& list = array(d, "decoders", path);
+            for (std::size_t i = 0; i < list.size(); ++i) add_decoder(list[i], path + ".decoders[" + std::to_string(i) + "]");
+            return;
+        } else if (type == "ByteLevel") {
+            s.kind = K::ByteLevel;
+        } else if (type == "Metaspace") {
+            s.kind = K::Metaspace;
+            s.replacement = d.contains("replacement") ? str(d, "replacement", path) : "\xE2\x96\x81";
+            const std::string scheme = d.contains("prepend_scheme") ? str(d, "prepend_scheme", path)
+                                       : (opt<bool>(d, "add_prefix_space", true) ? "always" : "never");
+            s.prepend = scheme != "never";
+        } else if (type == "Replace") {
+            s.kind = K::Replace;
+            s.pattern = pattern(d, path);
+            s.content = str(d, "content", path);
+        } else if (type == "ByteFallback") {
+            s.kind = K::ByteFallback;
+        } else if (type == "Fuse") {
+            s.kind = K::Fuse;
+        } else if (type == "Strip") {
+            s.kind = K::Strip;
+            s.content = str(d, "content", path);
+            std::uint32_t cp = 0;  // (Hugging Face's Strip strips one character)
+            if (s.content.empty() || decode_utf8(s.content, 0, cp) != s.content.size())
+                fail(path + ".content", "expected one character, found \"" + s.content + "\"");
+            s.start = opt<int>(d, "start", 0);
+            s.stop = opt<int>(d, "stop", 0);
+            if (s.start < 0) fail(path + ".start", "expected a non-negative count, found " + std::to_string(s.start));
+            if (s.stop < 0) fail(path + ".stop", "expected a non-negative count, found " + std::to_string(s.stop));
+        } else {
+            fail(path + ".type", "unsupported decoder \"" + type +
+                                     "\" (massact implements ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence)");
+        }
+        decoders_.push_back(s);
+    }
+
+    /// The largest token id a file may use: ids index a table, so an id may not exceed twice the number of tokens
+    /// the file declares (plus 1024 for reserved gaps): a small file cannot make the table large.
+    static std::size_t id_limit(const nlohmann::json& j) {
+        std::size_t n = 0;
+        if (j.contains("model") && j["model"].is_object() && j["model"].contains("vocab") && j["model"]["vocab"].is_object())
+            n += j["model"]["vocab"].size();
+        if (j.contains("added_tokens") && j["added_tokens"].is_array()) n += j["added_tokens"].size();
+        return 2 * n + 1024;
+    }
+
+    void set_token(TokenId id, const std::string& tok, bool special, const std::string& path) {
+        if (static_cast<std::size_t>(id) >= id_limit_)
+            fail(path, "token id " + std::to_string(id) + " is out of range: the file declares " + std::to_string((id_limit_ - 1024) / 2) +
+                           " tokens, so ids must be below " + std::to_string(id_limit_));
+        if (static_cast<std::size_t>(id) >= id_to_token_.size()) {
+            id_to_token_.resize(static_cast<std::size_t>(id) + 1);
+            special_.resize(static_cast<std::size_t>(id) + 1, false);
+        }
+        id_to_token_[static_cast<std::size_t>(id)] = tok;
+        special_[static_cast<std::size_t>(id)] = special_[static_cast<std::size_t>(id)] || special;
+    }
+
+    // ---- encoding -------------------------------------------------------------------
+    /// Pre-tokenize a normalised piece and append the model's ids of each word.
+    void encode_words(std::string piece, bool at_start, Cache& cache, std::vector<TokenId>& out) const {
+        if (piece.empty()) return;
+        std::vector<std::string> words{std::move(piece)};
+        for (const auto& p : pre_) {
+            std::vector<std::string> next;
+            for (std::size_t i = 0; i < words.size(); ++i)
+                for (auto& w : p.apply(std::move(words[i]), at_start && i == 0))
+                    next.push_back(p.kind == PreTokenizerStep::Kind::ByteLevel ? byte_level_encode(w) : std::move(w));
+            words.swap(next);
+        }
+        for (const auto& w : words)
+            if (!w.empty()) bpe_.tokenize(w, cache, out);
+    }
+
+    std::string src_;
+    std::size_t id_limit_ = 0;  // ids at or above it are refused (id_limit)
+    Bpe bpe_;
+    std::vector<std::string> id_to_token_;
+    std::vector<bool> special_;
+    AddedTokenSet raw_added_, norm_added_;
+    std::vector<NormalizerStep> norm_;
+    std::vector<PreTokenizerStep> pre_;
+    std::vector<DecoderStep> decoders_;
+    std::vector<TokenId> prefix_, suffix_;
+};
+
+}  // namespace massact::text
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace massact::text {
+
+namespace detail {
+
+/// The pre-tokenizer regex of llama.cpp's pre-tokenizer names (the ones massact maps).
+inline const char* gguf_pre_regex(const std::string& pre) {
+    if (pre == "llama-bpe" || pre == "llama3" || pre == "dbrx" || pre == "smaug-bpe")
+        return "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    if (pre == "qwen2" || pre == "deepseek-r1-qwen")
+        return "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    return nullptr;
+}
+
+inline nlohmann::json special_template(const std::vector<std::pair<std::string, std::int64_t>>& before,
+                                       const std::vector<std::pair<std::string, std::int64_t>>& after) {
+    nlohmann::json single = nlohmann::json::array(), special = nlohmann::json::object();
+    auto add = [&](const std::pair<std::string, std::int64_t>& t) {
+        single.push_back({{"SpecialToken", {{"id", t.first}, {"type_id", 0}}}});
+        special[t.first] = {{"id", t.first}, {"ids", {t.second}}, {"tokens", {t.first}}};
+    };
+    for (const auto& t : before) add(t);
+    single.push_back({{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
+    for (const auto& t : after) add(t);
+    return {{"type", "TemplateProcessing"}, {"single", single}, {"pair", single}, {"special_tokens", special}};
+}
+
+}  // namespace detail
+
+/// tokenizer.json (as JSON) for the vocabulary in a GGUF file's metadata.
+inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
+    const std::string model = f.get_string("tokenizer.ggml.model");
+    const auto& tokens = f.get_array("tokenizer.ggml.tokens");
+    const auto n = tokens.size();
+    std::vector<int> types(n, 1);
+    if (f.has("tokenizer.ggml.token_type")) {
+        const auto& t = f.get_array("tokenizer.ggml.token_type");
+        if (t.size() != n) throw Error(f.path() + ": metadata \"tokenizer.ggml.token_type\" has " + std::to_string(t.size()) + " entries for " + std::to_string(n) + " tokens");
+        for (std::size_t i = 0; i < n; ++i) types[i] = t[i].is_number_integer() ? t[i].get<int>() : 1;
+    }
+    nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!tokens[i].is_string()) throw Error(f.path() + ": metadata \"tokenizer.ggml.tokens\"[" + std::to_string(i) + "] is not a string");
+        const std::string& s = tokens[i].get_ref<const std::string&>();
+        if (!vocab.contains(s)) vocab[s] = i;
+        if (types[i] == 2 || types[i] == 3 || types[i] == 4)
+            added.push_back({{"id", i}, {"content", s}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                             {"normalized", false}, {"special", types[i] != 4}});
+    }
+    auto token_id = [&](const char* key) -> std::int64_t {
+        if (!f.has(key)) return -1;
+        const std::int64_t id = f.get_int(key);
+        if (id < 0 || static_cast<std::size_t>(id) >= n) throw Error(f.path() + ": metadata \"" + key + "\": " + std::to_string(id) + " is not a token id");
+        return id;
+    };
+    const std::int64_t bos = token_id("tokenizer.ggml.bos_token_id"), eos = token_id("tokenizer.ggml.eos_token_id");
+    auto flag = [&](const char* key, bool dflt) {
+        if (!f.has(key)) return dflt;
+        if (!f.at(key).is_boolean()) throw Error(f.path() + ": metadata \"" + key + "\": expected true or false");
+        return f.at(key).get<bool>();
+    };
+    std::vector<std::pair<std::string, std::int64_t>> before, after;
+    if (flag("tokenizer.ggml.add_bos_token", model == "llama") && bos >= 0) before.emplace_back(tokens[static_cast<std::size_t>(bos)], bos);
+    if (flag("tokenizer.ggml.add_eos_token", false) && eos >= 0) after.emplace_back(tokens[static_cast<std::size_t>(eos)], eos);
+
+    nlohmann::json j = {{"version", "1.0"}, {"added_tokens", added}, {"normalizer", nullptr}, {"pre_tokenizer", nullptr}};
+    j["post_processor"] = detail::special_template(before, after);
+    nlohmann::json bpe = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+                          {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
+                          {"vocab", std::move(vocab)}};
+    if (model == "gpt2") {
+        nlohmann::json merges = nlohmann::json::array();
+        if (f.has("tokenizer.ggml.merges"))
+            for (const auto& m : f.get_array("tokenizer.ggml.merges")) merges.push_back(m);
+        bpe["merges"] = std::move(merges);
+        const std::string pre = f.has("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : "default";
+        const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
+        if (pre == "default" || pre == "gpt-2" || pre == "gpt2") {
+            j["pre_tokenizer"] = byte_level;
+        } else if (const char* rx = detail::gguf_pre_regex(pre)) {
+            nlohmann::json bl = byte_level;
+            bl["use_regex"] = false;
+            j["pre_tokenizer"] = {{"type", "Sequence"},
+                                  {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Regex", rx}}}, {"behavior", "Isolated"}, {"invert", false}}, bl}}};
+            if (pre == "llama-bpe" || pre == "llama3") bpe["ignore_merges"] = true;
+        } else {
+            throw Error(f.path() + ": metadata \"tokenizer.ggml.pre\": pre-tokenizer \"" + pre +
+                        "\" is not one massact maps (default, gpt-2, llama-bpe, llama3, dbrx, smaug-bpe, qwen2, deepseek-r1-qwen)");
+        }
+        j["decoder"] = byte_level;
+    } else if (model == "llama") {
+        const auto& scores = f.get_array("tokenizer.ggml.scores");
+        if (scores.size() != n) throw Error(f.path() + ": metadata \"tokenizer.ggml.scores\" has " + std::to_string(scores.size()) + " entries for " + std::to_string(n) + " tokens");
+        // transformers' SentencePieceExtractor: for each token (in id order) its splits into two tokens,
+        // ordered by the ids of the parts; then all of them stably by the merged token's score, highest first.
+        for (std::size_t i = 0; i < n; ++i)
+            if (!scores[i].is_number()) throw Error(f.path() + ": metadata \"tokenizer.ggml.scores\"[" + std::to_string(i) + "] is not a number");
+        std::unordered_map<std::string, std::size_t> id;
+        for (std::size_t i = 0; i < n; ++i) id.emplace(tokens[i].get<std::string>(), i);
+        struct Merge { double score; std::size_t l, r; };
+        std::vector<Merge> merges;
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::string& s = tokens[i].get_ref<const std::string&>();
+            std::vector<Merge> local;
+            for (std::size_t k = 1; k < s.size(); ++k) {
+                const auto a = id.find(s.substr(0, k)), b = id.find(s.substr(k));
+                if (a != id.end() && b != id.end()) local.push_back({scores[i].get<double>(), a->second, b->second});
+            }
+            std::sort(local.begin(), local.end(), [](const Merge& x, const Merge& y) { return x.l != y.l ? x.l < y.l : x.r < y.r; });
+            merges.insert(merges.end(), local.begin(), local.end());
+        }
+        std::stable_sort(merges.begin(), merges.end(), [](const Merge& x, const Merge& y) { return x.score > y.score; });
+        nlohmann::json m = nlohmann::json::array();
+        for (const auto& x : merges) m.push_back({tokens[x.l], tokens[x.r]});
+        bpe["merges"] = std::move(m);
+        bpe["byte_fallback"] = true;
+        bpe["fuse_unk"] = true;
+        const std::int64_t unk = token_id("tokenizer.ggml.unknown_token_id");
+        if (unk >= 0) bpe["unk_token"] = tokens[static_cast<std::size_t>(unk)];
+        nlohmann::json norm = nlohmann::json::array();
+        if (flag("tokenizer.ggml.add_space_prefix", true)) norm.push_back({{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}});
+        norm.push_back({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}});
+        j["normalizer"] = {{"type", "Sequence"}, {"normalizers", norm}};
+        j["decoder"] = {{"type", "Sequence"},
+                        {"decoders",
+                         {{{"type", "Replace"}, {"pattern", {{"String", "\xE2\x96\x81"}}}, {"content", " "}},
+                          {{"type", "ByteFallback"}},
+                          {{"type", "Fuse"}},
+                          {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
+    } else {
+        throw Error(f.path() + ": metadata \"tokenizer.ggml.model\": \"" + model + "\" is not one massact reads (gpt2, llama)");
+    }
+    j["model"] = std::move(bpe);
+    return j;
+}
+
+/// Whether a model path (a directory with tokenizer.json, or a GGUF file with a vocabulary) has a tokenizer.
+inline bool has_tokenizer(const std::string& path) {
+    if (!io::is_gguf_path(path)) return io::file_exists(path + "/tokenizer.json");
+    return io::GgufFile(path).has("tokenizer.ggml.model");
+}
+
+/// The tokenizer of a model path: DIR/tokenizer.json, or the vocabulary of a GGUF file.
+inline Tokenizer load_tokenizer(const std::string& path) {
+    if (!io::is_gguf_path(path)) return Tokenizer::from_file(path + "/tokenizer.json");
+    const io::GgufFile f(path);
+    return Tokenizer(tokenizer_json(f), path + " (tokenizer.ggml)");
+}
+
+}  // namespace massact::text
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -5202,7 +6862,9 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -5210,6 +6872,37 @@ namespace massact {
 
 /// Token ids of N sequences of equal length T: [N, T].
 using TokenBatch = RowMatrix<std::int64_t>;
+
+/// Token vectors as a batch [N, T]: sequences of unequal length are an error, unless `pad` (>= 0) fills the
+/// shorter ones on the right (causal attention: tokens after a sequence change none of its positions).
+inline TokenBatch make_batch(const std::vector<std::vector<std::int64_t>>& seqs, std::int64_t pad = -1) {
+    if (seqs.empty()) throw Error("make_batch: no sequences");
+    std::size_t T = 0;
+    for (const auto& s : seqs) T = std::max(T, s.size());
+    if (T == 0) throw Error("make_batch: every sequence is empty");
+    TokenBatch b(static_cast<Index>(seqs.size()), static_cast<Index>(T));
+    for (std::size_t i = 0; i < seqs.size(); ++i) {
+        if (seqs[i].size() != T && pad < 0)
+            throw Error("make_batch: sequence " + std::to_string(i) + " has " + std::to_string(seqs[i].size()) + " tokens, the longest " +
+                        std::to_string(T) + " (give a pad id, or sequences of one length)");
+        for (std::size_t t = 0; t < T; ++t) b(static_cast<Index>(i), static_cast<Index>(t)) = t < seqs[i].size() ? seqs[i][t] : pad;
+    }
+    return b;
+}
+/// One sequence as a batch [1, T].
+inline TokenBatch make_batch(const std::vector<std::int64_t>& ids) { return make_batch(std::vector<std::vector<std::int64_t>>{ids}); }
+
+/// Logits [N*T, V] (what a forward returns) read as [N, T, V]: at(n, t) is sequence n's row at position t.
+struct LogitsView {
+    const RowMatrixF& rows;
+    Index N, T;
+    LogitsView(const RowMatrixF& logits, Index n, Index t) : rows(logits), N(n), T(t) {
+        if (n * t != logits.rows()) throw Error("logits: " + std::to_string(logits.rows()) + " rows are not " + std::to_string(n) + " x " + std::to_string(t));
+    }
+    Index vocab() const { return rows.cols(); }
+    Eigen::Map<const Eigen::RowVectorXf> at(Index n, Index t) const { return {rows.row(n * T + t).data(), rows.cols()}; }
+    float operator()(Index n, Index t, Index v) const { return rows(n * T + t, v); }
+};
 
 /// Inference-time changes to the attention softmax of every layer (the sink literature's variants).
 struct AttentionOverride {
@@ -5253,7 +6946,7 @@ private:
 
 struct RunOptions {
     bool logits = true;           // compute logits (false: stop after ln_final)
-    int last_layer = -1;          // >= 0: stop after this block (no final norm, no logits)
+    int last_layer = -1;          // >= 0: stop after this block (no final norm, no logits: set logits = false too)
     AttentionOverride attention;  // default: the model's own softmax
     Index attention_tile = 64;    // query rows per streaming attention tile
     /// Products of activations and weights: F32, the exact path; BF16 rounds both operands to bfloat16 and
@@ -5403,6 +7096,17 @@ public:
     const ModelWeights& weights() const { return weights_; }
     const io::Checkpoint& checkpoint() const { return *ckpt_; }
 
+    /// The model's tokenizer (DIR/tokenizer.json, or the GGUF file's vocabulary), read on first use and shared
+    /// by copies; a model without one throws massact::Error naming its path.
+    const text::Tokenizer& tokenizer() const {
+        std::call_once(tokenizer_->once, [&] {
+            if (text::has_tokenizer(dir_)) tokenizer_->tokenizer.emplace(text::load_tokenizer(dir_));
+        });
+        if (!tokenizer_->tokenizer) throw Error(dir_ + ": no tokenizer (no tokenizer.json beside config.json, no GGUF vocabulary)");
+        return *tokenizer_->tokenizer;
+    }
+    bool has_tokenizer() const { return text::has_tokenizer(dir_); }
+
     /// One linear map of a block, as with_weights hands it out.
     struct LinearRef {
         int layer;
@@ -5490,6 +7194,9 @@ public:
     /// Returns a reference to w.logits.
     const RowMatrixF& run(const TokenBatch& ids, Workspace& w, const Hooks& hooks = {}, const RunOptions& options = {}) const {
         validate(ids);
+        if (options.last_layer >= 0 && options.logits)
+            throw Error("forward: last_layer " + std::to_string(options.last_layer) +
+                        " stops before the logits: set RunOptions::logits = false (read the hidden states with a hook)");
         Pass p(ids, w, detail::HookCalls(hooks, config_, has_sink_slot(options), ids), options);
         p.pos.resize(static_cast<std::size_t>(p.T));
         std::iota(p.pos.begin(), p.pos.end(), Index(0));
@@ -6123,6 +7830,11 @@ private:
     ModelConfig config_;
     std::shared_ptr<const io::Checkpoint> ckpt_;  // shared by the copies with_weights makes
     ModelWeights weights_;
+    struct TokenizerSlot {
+        std::once_flag once;
+        std::optional<text::Tokenizer> tokenizer;
+    };
+    std::shared_ptr<TokenizerSlot> tokenizer_ = std::make_shared<TokenizerSlot>();  // (read on first use)
 };
 
 }  // namespace massact
@@ -7646,1494 +9358,6 @@ inline ModelPair compare_models(const Transformer& a, const TokenBatch& ids_a, c
 //   4. at most max_seqs windows are kept (0 = all).
 
 
-// ---- massact/text/tokenizer.hpp ----------------------------------------------------------------
-// massact/text/tokenizer.hpp - Hugging Face tokenizer.json: the BPE model with every normalizer,
-// pre-tokenizer, post-processor and decoder the families' tokenizers use.
-//
-// encode(text), as Hugging Face `tokenizers`:
-//   1. added tokens with normalized=false are found in the raw text (added.hpp);
-//   2. each remaining piece is normalised (normalize.hpp), and added tokens with normalized=true
-//      are found in the normalised text;
-//   3. each remaining piece goes through the pre-tokenizers (pretokenize.hpp) and the model (bpe.hpp);
-//   4. with add_special_tokens, the post-processor's tokens (BOS, ...) go around the ids.
-// decode(ids) runs the decoder chain (decode.hpp). Anything massact does not implement (WordPiece,
-// Unigram, a Precompiled normalizer, ...) is refused with an error naming the JSON field, never
-// encoded silently wrong.
-//
-// Invalid UTF-8 in the input does not crash: byte-level tokenizers encode the raw bytes (decode
-// returns them unchanged); SentencePiece-style ones use <0xHH> byte-fallback tokens (or unk),
-// and their decoder turns invalid byte sequences into U+FFFD.
-
-
-// ---- massact/text/added.hpp --------------------------------------------------------------------
-// massact/text/added.hpp - added tokens (special tokens, chat markers, reserved tokens) found in
-// a text before the model sees it, as Hugging Face's AddedVocabulary.
-//
-// Matching is leftmost-longest and non-overlapping over all tokens of a set (a byte trie, so
-// thousands of added tokens cost one step per byte of text). `single_word` rejects a match inside
-// a word; `lstrip`/`rstrip` widen an accepted match over the White_Space before/after it.
-// Tokens with `normalized: false` are matched in the raw text, the others in the normalised text.
-
-
-// ---- massact/text/regex.hpp --------------------------------------------------------------------
-// massact/text/regex.hpp - the regular expressions of tokenizer.json (Split patterns, Replace
-// normalizers and decoders) through PCRE2 with Unicode properties and JIT.
-//
-// Patterns are compiled as UTF-8 with Unicode semantics for \s, \w, \d and case folding (PCRE2_UCP),
-// like the Oniguruma engine Hugging Face `tokenizers` uses. Subjects may hold invalid UTF-8
-// (PCRE2_MATCH_INVALID_UTF): an invalid byte never matches, so it stays in the gaps between matches.
-// A Regex is immutable after construction and safe to use from several threads (match data is
-// allocated per call).
-
-
-#ifndef PCRE2_CODE_UNIT_WIDTH
-#define PCRE2_CODE_UNIT_WIDTH 8
-#endif
-#include <pcre2.h>
-
-#include <memory>
-#include <string>
-#include <string_view>
-#include <utility>
-#include <vector>
-
-namespace massact::text {
-
-/// A half-open byte range [begin, end) of a subject.
-struct Span {
-    std::size_t begin, end;
-};
-
-class Regex {
-public:
-    enum class Syntax { Pattern, Literal };
-
-    /// Compile `pattern` (a regular expression, or with Syntax::Literal a plain string matched
-    /// byte for byte, as tokenizers' `{"String": ...}` patterns). Errors name the pattern and the offset PCRE2 complains about.
-    explicit Regex(std::string_view pattern, Syntax syntax = Syntax::Pattern) : pattern_(pattern) {
-        literal_ = syntax == Syntax::Literal && !pattern.empty();
-        if (literal_) return;
-        const std::uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
-        int code = 0;
-        PCRE2_SIZE offset = 0;
-        pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), options, &code,
-                                       &offset, nullptr);
-        if (!re)
-            throw Error("regular expression \"" + pattern_ + "\": " + message(code) + " at offset " +
-                        std::to_string(offset));
-        code_ = std::shared_ptr<pcre2_code>(re, CodeFree{});
-        pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);  // the interpreter runs where JIT is unavailable
-    }
-
-    const std::string& pattern() const { return pattern_; }
-
-    /// Every non-overlapping match, leftmost first (an empty match advances by one character).
-    std::vector<Span> find_all(std::string_view subject) const {
-        if (literal_) return find_literal(subject);
-        std::unique_ptr<pcre2_match_data, MatchDataFree> md(pcre2_match_data_create_from_pattern(code_.get(), nullptr));
-        std::vector<Span> out;
-        std::size_t start = 0;
-        while (start <= subject.size()) {
-            const int rc = pcre2_match(code_.get(), reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(), start, 0,
-                                       md.get(), nullptr);
-            if (rc == PCRE2_ERROR_NOMATCH) break;
-            if (rc < 0) throw Error("regular expression \"" + pattern_ + "\": " + message(rc));
-            const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
-            out.push_back({ov[0], ov[1]});
-            if (ov[1] > ov[0]) {
-                start = ov[1];
-            } else {  // empty match: step over one character
-                start = ov[1] + 1;
-                while (start < subject.size() && (static_cast<unsigned char>(subject[start]) & 0xC0) == 0x80) ++start;
-            }
-        }
-        return out;
-    }
-
-    /// `subject` with every match replaced by `content`.
-    std::string replace_all(std::string_view subject, std::string_view content) const {
-        std::string out;
-        std::size_t prev = 0;
-        for (const Span& m : find_all(subject)) {
-            out.append(subject.substr(prev, m.begin - prev)).append(content);
-            prev = m.end;
-        }
-        out.append(subject.substr(prev));
-        return out;
-    }
-
-private:
-    struct CodeFree {
-        void operator()(pcre2_code* c) const { pcre2_code_free(c); }
-    };
-    struct MatchDataFree {
-        void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
-    };
-    std::vector<Span> find_literal(std::string_view subject) const {
-        std::vector<Span> out;
-        for (std::size_t at = subject.find(pattern_); at != std::string_view::npos; at = subject.find(pattern_, at + pattern_.size()))
-            out.push_back({at, at + pattern_.size()});
-        return out;
-    }
-    static std::string message(int code) {
-        PCRE2_UCHAR buf[256];
-        const int n = pcre2_get_error_message(code, buf, sizeof buf);
-        return n < 0 ? "PCRE2 error " + std::to_string(code) : std::string(reinterpret_cast<const char*>(buf), static_cast<std::size_t>(n));
-    }
-
-    std::string pattern_;
-    bool literal_ = false;
-    std::shared_ptr<pcre2_code> code_;
-};
-
-}  // namespace massact::text
-
-// ---- massact/text/unicode.hpp ------------------------------------------------------------------
-// massact/text/unicode.hpp - UTF-8 decoding/encoding (lossless on invalid bytes) and the
-// character classes of the pre-tokenizers, from utf8proc's Unicode tables.
-
-#include <utf8proc.h>
-
-#include <cstdint>
-#include <string>
-#include <string_view>
-
-namespace massact::text {
-
-/// Bytes that are not valid UTF-8 decode one at a time to kInvalidByte + byte (outside Unicode),
-/// so that a scanner never stops on bad input and byte-level encodings stay lossless.
-inline constexpr std::uint32_t kInvalidByte = 0x110000;
-
-/// Decode the code point at s[i]; returns its length in bytes (1..4).
-inline std::size_t decode_utf8(std::string_view s, std::size_t i, std::uint32_t& cp) {
-    const auto b0 = static_cast<unsigned char>(s[i]);
-    auto cont = [&](std::size_t k) {
-        return i + k < s.size() && (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    };
-    auto bad = [&] { cp = kInvalidByte + b0; return std::size_t{1}; };
-    if (b0 < 0x80) { cp = b0; return 1; }
-    if (b0 >= 0xC2 && b0 <= 0xDF) {
-        if (!cont(1)) return bad();
-        cp = ((b0 & 0x1Fu) << 6) | (static_cast<unsigned char>(s[i + 1]) & 0x3Fu);
-        return 2;
-    }
-    if (b0 >= 0xE0 && b0 <= 0xEF) {
-        if (!cont(1) || !cont(2)) return bad();
-        cp = ((b0 & 0x0Fu) << 12) | ((static_cast<unsigned char>(s[i + 1]) & 0x3Fu) << 6) |
-             (static_cast<unsigned char>(s[i + 2]) & 0x3Fu);
-        if (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)) return bad();  // overlong or surrogate
-        return 3;
-    }
-    if (b0 >= 0xF0 && b0 <= 0xF4) {
-        if (!cont(1) || !cont(2) || !cont(3)) return bad();
-        cp = ((b0 & 0x07u) << 18) | ((static_cast<unsigned char>(s[i + 1]) & 0x3Fu) << 12) |
-             ((static_cast<unsigned char>(s[i + 2]) & 0x3Fu) << 6) | (static_cast<unsigned char>(s[i + 3]) & 0x3Fu);
-        if (cp < 0x10000 || cp > 0x10FFFF) return bad();
-        return 4;
-    }
-    return bad();
-}
-
-inline void append_utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-        out.push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-        out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-        out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-        out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-        out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
-}
-
-/// The general category of a code point (kInvalidByte + b for invalid bytes: unassigned).
-inline utf8proc_category_t category(std::uint32_t cp) {
-    return cp < kInvalidByte ? utf8proc_category(static_cast<utf8proc_int32_t>(cp)) : UTF8PROC_CATEGORY_CN;
-}
-/// \p{L}
-inline bool is_letter(std::uint32_t cp) {
-    if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
-    const auto c = category(cp);
-    return c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO;
-}
-/// \p{N} (Rust's char::is_numeric)
-inline bool is_number(std::uint32_t cp) {
-    if (cp < 0x80) return cp >= '0' && cp <= '9';
-    const auto c = category(cp);
-    return c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO;
-}
-/// \p{P} or ASCII punctuation (Hugging Face's is_punc: Rust's is_ascii_punctuation || is_punctuation)
-inline bool is_punctuation(std::uint32_t cp) {
-    if (cp < 0x80) return (cp >= '!' && cp <= '/') || (cp >= ':' && cp <= '@') || (cp >= '[' && cp <= '`') || (cp >= '{' && cp <= '~');
-    const auto c = category(cp);
-    return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
-}
-/// \s: the Unicode White_Space property (Rust's char::is_whitespace).
-inline bool is_space(std::uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-           cp == 0x3000;
-}
-
-/// Bytes of White_Space at the start of `s`.
-inline std::size_t leading_spaces(std::string_view s) {
-    std::size_t i = 0;
-    for (std::uint32_t cp; i < s.size();) {
-        const std::size_t len = decode_utf8(s, i, cp);
-        if (!is_space(cp)) break;
-        i += len;
-    }
-    return i;
-}
-
-/// The code point that ends `s` (which must not be empty) and where it starts.
-inline std::size_t last_code_point(std::string_view s, std::uint32_t& cp) {
-    std::size_t k = s.size() - 1;
-    while (k > 0 && s.size() - k < 4 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
-    if (decode_utf8(s, k, cp) != s.size() - k) {  // not a whole character: the last byte alone
-        k = s.size() - 1;
-        decode_utf8(s, k, cp);
-        if ((static_cast<unsigned char>(s[k]) & 0x80) != 0) cp = kInvalidByte + static_cast<unsigned char>(s[k]);
-    }
-    return k;
-}
-
-/// Bytes of White_Space at the end of `s`.
-inline std::size_t trailing_spaces(std::string_view s) {
-    std::size_t e = s.size();
-    for (std::uint32_t cp; e > 0;) {
-        const std::size_t k = last_code_point(s.substr(0, e), cp);
-        if (!is_space(cp)) break;
-        e = k;
-    }
-    return s.size() - e;
-}
-
-}  // namespace massact::text
-
-#include <array>
-#include <cstdint>
-#include <string>
-#include <string_view>
-#include <utility>
-#include <vector>
-
-namespace massact::text {
-
-using TokenId = std::int64_t;
-
-struct AddedToken {
-    std::string content;
-    TokenId id = 0;
-    bool special = false, lstrip = false, rstrip = false, single_word = false, normalized = false;
-};
-
-/// A span of text, or (token >= 0) an added token found there (index into the set's tokens).
-struct Segment {
-    Span span;
-    int token = -1;
-};
-
-class AddedTokenSet {
-public:
-    void add(AddedToken t) {
-        int node = 0;
-        for (unsigned char c : t.content) {
-            int next = child(node, c);
-            if (next < 0) {
-                next = static_cast<int>(nodes_.size());
-                nodes_[static_cast<std::size_t>(node)].edges.emplace_back(c, next);
-                nodes_.emplace_back();
-            }
-            node = next;
-        }
-        first_byte_[static_cast<unsigned char>(t.content[0])] = true;
-        nodes_[static_cast<std::size_t>(node)].token = static_cast<int>(tokens_.size());
-        tokens_.push_back(std::move(t));
-    }
-    bool empty() const { return tokens_.empty(); }
-    const AddedToken& token(int i) const { return tokens_[static_cast<std::size_t>(i)]; }
-    const std::vector<AddedToken>& tokens() const { return tokens_; }
-
-    /// `s` cut into text segments and added-token segments (in order, covering `s`; text
-    /// segments may be empty only when `s` is).
-    std::vector<Segment> split(std::string_view s) const {
-        std::vector<Segment> hits;
-        std::size_t covered = 0;  // end of the last accepted match
-        for (std::size_t pos = 0; pos < s.size();) {
-            std::size_t begin = 0, end = 0;
-            const int t = find(s, pos, begin, end);
-            if (t < 0) break;
-            pos = end;
-            const AddedToken& a = token(t);
-            if (a.single_word && (ends_with_word(s.substr(0, begin)) || starts_with_word(s.substr(end)))) continue;
-            if (a.lstrip) begin = std::max(covered, begin - trailing_spaces(s.substr(0, begin)));
-            if (a.rstrip) end += leading_spaces(s.substr(end));
-            hits.push_back({{begin, end}, t});
-            covered = pos = end;
-        }
-        std::vector<Segment> out;
-        std::size_t prev = 0;
-        for (const auto& h : hits) {
-            if (h.span.begin > prev) out.push_back({{prev, h.span.begin}, -1});
-            out.push_back(h);
-            prev = h.span.end;
-        }
-        if (prev < s.size() || out.empty()) out.push_back({{prev, s.size()}, -1});
-        return out;
-    }
-
-private:
-    struct Node {
-        std::vector<std::pair<unsigned char, int>> edges;
-        int token = -1;
-    };
-    int child(int node, unsigned char c) const {
-        for (const auto& [b, next] : nodes_[static_cast<std::size_t>(node)].edges)
-            if (b == c) return next;
-        return -1;
-    }
-    /// The leftmost position >= pos where a token starts, and the longest token there.
-    int find(std::string_view s, std::size_t pos, std::size_t& begin, std::size_t& end) const {
-        for (std::size_t i = pos; i < s.size(); ++i) {
-            if (!first_byte_[static_cast<unsigned char>(s[i])]) continue;
-            int node = 0, best = -1;
-            for (std::size_t k = i; k < s.size() && (node = child(node, static_cast<unsigned char>(s[k]))) >= 0; ++k) {
-                if (nodes_[static_cast<std::size_t>(node)].token >= 0) {
-                    best = nodes_[static_cast<std::size_t>(node)].token;
-                    end = k + 1;
-                }
-            }
-            if (best >= 0) {
-                begin = i;
-                return best;
-            }
-        }
-        return -1;
-    }
-    static bool word(std::uint32_t cp) { return is_letter(cp) || is_number(cp); }
-    static bool starts_with_word(std::string_view s) {
-        std::uint32_t cp;
-        return !s.empty() && (decode_utf8(s, 0, cp), word(cp));
-    }
-    static bool ends_with_word(std::string_view s) {
-        std::uint32_t cp;
-        return !s.empty() && (last_code_point(s, cp), word(cp));
-    }
-
-    std::vector<Node> nodes_{1};
-    std::array<bool, 256> first_byte_{};
-    std::vector<AddedToken> tokens_;
-};
-
-}  // namespace massact::text
-
-// ---- massact/text/bpe.hpp ----------------------------------------------------------------------
-// massact/text/bpe.hpp - the BPE model of tokenizer.json: a pre-token is cut into characters (or
-// byte-fallback tokens, or unk), then the adjacent pair of lowest merge rank is merged until no
-// merge applies (leftmost on ties), as Hugging Face's Word::merge_all.
-//
-// Long pre-tokens (SentencePiece-style tokenizers without a pre-tokenizer hand the whole text to
-// the model as one word) are first cut where no merge can ever join: between two characters u, c
-// that are vocabulary tokens when no token of the vocabulary contains "uc". Every symbol is a
-// vocabulary token covering consecutive characters, so none can span such a cut, and merges on
-// either side never compete: the pieces' results, concatenated, are exactly the word's. Pieces
-// are cached per call.
-
-
-#include <algorithm>
-#include <cstdint>
-#include <queue>
-#include <string>
-#include <string_view>
-#include <unordered_map>
-#include <unordered_set>
-#include <vector>
-
-namespace massact::text {
-
-class Bpe {
-public:
-    TokenId unk = -1;           // the unknown token, or -1: unknown characters are dropped
-    bool byte_fallback = false;  // <0xHH> tokens for characters outside the vocabulary
-    bool fuse_unk = false;       // consecutive unknowns become one
-    bool ignore_merges = false;  // a pre-token that is in the vocabulary is one token
-
-    using Cache = std::unordered_map<std::string, std::vector<TokenId>>;
-
-    void add_token(const std::string& token, TokenId id) {
-        vocab_[token] = id;
-        std::uint32_t prev = kInvalidByte;  // the adjacent character pairs inside the token
-        std::size_t chars = 0;
-        for (std::size_t i = 0; i < token.size(); ++chars) {
-            std::uint32_t cp;
-            i += decode_utf8(token, i, cp);
-            if (prev < kInvalidByte && cp < kInvalidByte) inner_pairs_.insert(pair_key(prev, cp));
-            prev = cp;
-        }
-        if (chars == 1 && prev < kInvalidByte) char_ids_[prev] = id;
-    }
-    const TokenId* find(const std::string& token) const {
-        auto it = vocab_.find(token);
-        return it == vocab_.end() ? nullptr : &it->second;
-    }
-    void add_merge(TokenId a, TokenId b, TokenId merged) { merges_.insert(key(a, b), merged); }
-
-    /// Append the ids of pre-token `w` to `out`; `cache` holds the pieces seen in this call.
-    void tokenize(const std::string& w, Cache& cache, std::vector<TokenId>& out) const {
-        if (ignore_merges)
-            if (const TokenId* id = find(w)) return out.push_back(*id);
-        std::size_t begin = 0;
-        std::uint32_t prev = kInvalidByte;
-        for (std::size_t i = w.size() < kCutFrom ? w.size() : 0; i < w.size();) {
-            std::uint32_t cp;
-            const std::size_t len = decode_utf8(w, i, cp);
-            const bool known = char_ids_.count(cp) != 0;
-            if (known && prev < kInvalidByte && !inner_pairs_.count(pair_key(prev, cp))) {
-                append_piece(w.substr(begin, i - begin), cache, out);
-                begin = i;
-            }
-            prev = known ? cp : kInvalidByte;
-            i += len;
-        }
-        append_piece(w.substr(begin), cache, out);
-    }
-
-    /// The ids of one piece: characters merged by rank.
-    std::vector<TokenId> merge(const std::string& w) const {
-        std::vector<Sym> sym = symbols(w);
-        const int n = static_cast<int>(sym.size());
-        struct Cand {
-            std::int32_t rank;
-            int pos;
-            TokenId left, right, merged;
-        };
-        auto worse = [](const Cand& a, const Cand& b) { return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos; };
-        std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
-        auto at = [&](int i) -> Sym& { return sym[static_cast<std::size_t>(i)]; };
-        auto push = [&](int pos) {
-            if (pos < 0 || at(pos).next < 0) return;
-            if (const MergeTable::Entry* m = merges_.find(key(at(pos).id, at(at(pos).next).id)))
-                heap.push({m->rank, pos, at(pos).id, at(at(pos).next).id, m->merged});
-        };
-        for (int i = 0; i + 1 < n; ++i) push(i);
-        while (!heap.empty()) {
-            const Cand c = heap.top();
-            heap.pop();
-            Sym& a = at(c.pos);
-            if (!a.alive || a.id != c.left || a.next < 0 || at(a.next).id != c.right) continue;  // stale
-            Sym& b = at(a.next);
-            a.id = c.merged;
-            b.alive = false;
-            a.next = b.next;
-            if (b.next >= 0) at(b.next).prev = c.pos;
-            push(a.prev);
-            push(c.pos);
-        }
-        std::vector<TokenId> out;
-        for (const auto& s : sym)
-            if (s.alive) out.push_back(s.id);
-        return out;
-    }
-
-private:
-    static constexpr std::size_t kCutFrom = 32;  // shorter words are merged whole
-
-    void append_piece(const std::string& piece, Cache& cache, std::vector<TokenId>& out) const {
-        auto it = cache.find(piece);
-        if (it == cache.end()) it = cache.emplace(piece, merge(piece)).first;
-        out.insert(out.end(), it->second.begin(), it->second.end());
-    }
-    static std::uint64_t pair_key(std::uint32_t a, std::uint32_t b) { return (static_cast<std::uint64_t>(a) << 32) | b; }
-
-    /// Merges by (left, right) id pair: an open-addressing table (one probe sequence in one array,
-    /// where a node-based map costs a cache miss per lookup). Rank = order of insertion; a repeated
-    /// pair keeps its first rank.
-    class MergeTable {
-    public:
-        struct Entry {
-            std::uint64_t key = kEmpty;
-            std::int32_t rank = 0;
-            TokenId merged = 0;
-        };
-        void insert(std::uint64_t k, TokenId merged) {
-            if ((size_ + 1) * 2 > slots_.size()) grow();
-            Entry& e = slot(k);
-            if (e.key != kEmpty) return;
-            e = {k, static_cast<std::int32_t>(size_++), merged};
-        }
-        const Entry* find(std::uint64_t k) const {
-            if (slots_.empty()) return nullptr;
-            const Entry& e = const_cast<MergeTable*>(this)->slot(k);
-            return e.key == k ? &e : nullptr;
-        }
-
-    private:
-        static constexpr std::uint64_t kEmpty = ~std::uint64_t{0};
-        Entry& slot(std::uint64_t k) {
-            const std::size_t mask = slots_.size() - 1;
-            for (std::size_t i = (k * 0x9E3779B97F4A7C15ull) >> 20 & mask;; i = (i + 1) & mask)
-                if (slots_[i].key == k || slots_[i].key == kEmpty) return slots_[i];
-        }
-        void grow() {
-            std::vector<Entry> old(std::max<std::size_t>(64, slots_.size() * 2));
-            old.swap(slots_);
-            for (const Entry& e : old)
-                if (e.key != kEmpty) slot(e.key) = e;
-        }
-        std::vector<Entry> slots_;
-        std::size_t size_ = 0;
-    };
-    struct Sym {
-        TokenId id;
-        int prev, next;
-        bool alive;
-    };
-    static std::uint64_t key(TokenId a, TokenId b) { return (static_cast<std::uint64_t>(a) << 32) | static_cast<std::uint64_t>(b); }
-
-    /// The initial symbols: one per character, linked as a list.
-    std::vector<Sym> symbols(const std::string& w) const {
-        std::vector<Sym> sym;
-        sym.reserve(w.size());
-        bool last_unk = false;
-        for (std::size_t i = 0; i < w.size();) {
-            std::uint32_t cp;
-            const std::size_t len = decode_utf8(w, i, cp);
-            const std::string_view ch = std::string_view(w).substr(i, len);
-            i += len;
-            if (auto id = char_ids_.find(cp); id != char_ids_.end()) {
-                sym.push_back({id->second, 0, 0, true});
-                last_unk = false;
-            } else if (std::vector<TokenId> bytes = byte_tokens(ch); !bytes.empty()) {
-                for (TokenId b : bytes) sym.push_back({b, 0, 0, true});
-                last_unk = false;
-            } else if (unk >= 0) {
-                if (!(fuse_unk && last_unk)) sym.push_back({unk, 0, 0, true});
-                last_unk = true;
-            }  // no unk token: Hugging Face drops the character
-        }
-        const int n = static_cast<int>(sym.size());
-        for (int i = 0; i < n; ++i) {
-            sym[static_cast<std::size_t>(i)].prev = i - 1;
-            sym[static_cast<std::size_t>(i)].next = i + 1 < n ? i + 1 : -1;
-        }
-        return sym;
-    }
-    /// The <0xHH> tokens of a character's bytes, or nothing (no byte fallback, or a byte missing).
-    std::vector<TokenId> byte_tokens(std::string_view ch) const {
-        std::vector<TokenId> bytes;
-        if (!byte_fallback) return bytes;
-        for (unsigned char b : ch) {
-            static constexpr char hex[] = "0123456789ABCDEF";
-            const TokenId* id = find(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
-            if (!id) return {};
-            bytes.push_back(*id);
-        }
-        return bytes;
-    }
-
-    std::unordered_map<std::string, TokenId> vocab_;
-    MergeTable merges_;
-    std::unordered_map<std::uint32_t, TokenId> char_ids_;  // the tokens that are one character
-    std::unordered_set<std::uint64_t> inner_pairs_;        // code-point pairs adjacent inside some token
-};
-
-}  // namespace massact::text
-
-// ---- massact/text/decode.hpp -------------------------------------------------------------------
-// massact/text/decode.hpp - GPT-2's byte <-> character map and the decoders of tokenizer.json,
-// each a step from token strings to token strings (ByteLevel, Metaspace, Replace, ByteFallback,
-// Fuse, Strip), as Hugging Face's decode_chain.
-
-
-#include <array>
-#include <cctype>
-#include <memory>
-#include <string>
-#include <vector>
-
-namespace massact::text {
-
-/// GPT-2's bytes_to_unicode: printable latin-1 bytes map to themselves, the other 68 to U+0100 + n.
-constexpr std::array<std::uint32_t, 256> bytes_to_unicode() {
-    std::array<std::uint32_t, 256> t{};
-    std::uint32_t extra = 0;
-    for (std::uint32_t b = 0; b < 256; ++b) {
-        const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-        t[b] = printable ? b : 0x100 + extra++;
-    }
-    return t;
-}
-
-/// The inverse map: characters below U+0200 to bytes, -1 elsewhere.
-constexpr std::array<int, 0x200> unicode_to_bytes() {
-    std::array<int, 0x200> u{};
-    for (auto& x : u) x = -1;
-    const auto m = bytes_to_unicode();
-    for (int b = 0; b < 256; ++b) u[m[static_cast<std::size_t>(b)]] = b;
-    return u;
-}
-
-/// Bytes as byte-level characters.
-inline std::string byte_level_encode(std::string_view bytes) {
-    static constexpr auto map = bytes_to_unicode();
-    std::string s;
-    s.reserve(bytes.size() * 2);
-    for (unsigned char b : bytes) append_utf8(s, map[b]);
-    return s;
-}
-
-struct DecoderStep {
-    enum class Kind { ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip };
-    Kind kind = Kind::Fuse;
-    std::string replacement;               // Metaspace
-    bool prepend = true;                   // Metaspace: drop the space added at the start
-    std::shared_ptr<const Regex> pattern;  // Replace
-    std::string content;                   // Replace: the replacement; Strip: what is stripped
-    int start = 0, stop = 0;               // Strip: at most this many at each end
-
-    std::vector<std::string> apply(std::vector<std::string> toks) const {
-        switch (kind) {
-            case Kind::ByteLevel: return {byte_level_decode(toks)};
-            case Kind::Metaspace: {
-                const Regex marker(replacement, Regex::Syntax::Literal);
-                for (std::size_t i = 0; i < toks.size(); ++i) {
-                    toks[i] = marker.replace_all(toks[i], " ");
-                    if (i == 0 && prepend && !toks[i].empty() && toks[i][0] == ' ') toks[i].erase(0, 1);
-                }
-                return toks;
-            }
-            case Kind::Replace:
-                for (auto& t : toks) t = pattern->replace_all(t, content);
-                return toks;
-            case Kind::ByteFallback: return byte_fallback(std::move(toks));
-            case Kind::Fuse: {
-                std::string all;
-                for (const auto& t : toks) all += t;
-                return {all};
-            }
-            case Kind::Strip:
-                for (auto& t : toks) {
-                    for (int k = 0; k < start && t.compare(0, content.size(), content) == 0; ++k) t.erase(0, content.size());
-                    for (int k = 0; k < stop && t.size() >= content.size() &&
-                                    t.compare(t.size() - content.size(), content.size(), content) == 0;
-                         ++k)
-                        t.erase(t.size() - content.size());
-                }
-                return toks;
-        }
-        return toks;
-    }
-
-private:
-    /// Byte-level characters back to bytes; other characters are kept as they are.
-    static std::string byte_level_decode(const std::vector<std::string>& toks) {
-        static constexpr auto unmap = unicode_to_bytes();
-        std::string bytes;
-        for (const auto& t : toks)
-            for (std::size_t i = 0; i < t.size();) {
-                std::uint32_t cp;
-                const std::size_t len = decode_utf8(t, i, cp);
-                const int b = cp < 0x200 ? unmap[cp] : -1;
-                if (b >= 0) bytes.push_back(static_cast<char>(b));
-                else bytes.append(t, i, len);
-                i += len;
-            }
-        return bytes;
-    }
-    /// Runs of <0xHH> tokens become their bytes when those are valid UTF-8, else one U+FFFD each.
-    static std::vector<std::string> byte_fallback(std::vector<std::string> toks) {
-        std::vector<std::string> out;
-        std::string pending;
-        std::size_t count = 0;
-        auto flush = [&] {
-            if (count == 0) return;
-            bool valid = true;
-            for (std::size_t i = 0; i < pending.size();) {
-                std::uint32_t cp;
-                i += decode_utf8(pending, i, cp);
-                valid = valid && cp < kInvalidByte;
-            }
-            if (valid) out.push_back(pending);
-            else
-                for (std::size_t i = 0; i < count; ++i) out.push_back("\xEF\xBF\xBD");
-            pending.clear();
-            count = 0;
-        };
-        auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
-        for (auto& t : toks) {
-            if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' && hex(t[3]) && hex(t[4])) {
-                pending.push_back(static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
-                ++count;
-            } else {
-                flush();
-                out.push_back(std::move(t));
-            }
-        }
-        flush();
-        return out;
-    }
-};
-
-}  // namespace massact::text
-
-// ---- massact/text/normalize.hpp ----------------------------------------------------------------
-// massact/text/normalize.hpp - the normalizers of tokenizer.json as a list of steps applied in
-// order: Unicode forms (utf8proc), Lowercase, Strip, Replace (string or regex), Prepend.
-//
-// Invalid UTF-8 (which Hugging Face cannot even receive: its input is a Rust &str) passes through
-// unchanged: the valid runs around an invalid byte are normalised on their own.
-
-
-#include <utf8proc.h>
-
-#include <cstdlib>
-#include <memory>
-#include <string>
-#include <string_view>
-#include <vector>
-
-namespace massact::text {
-
-enum class UnicodeForm { NFC, NFD, NFKC, NFKD };
-
-namespace detail {
-
-/// Apply `f` to each maximal run of valid UTF-8 in `s`; invalid bytes are copied as they are.
-template <typename F>
-std::string map_valid_runs(std::string_view s, F&& f) {
-    std::string out;
-    out.reserve(s.size());
-    std::size_t run = 0, i = 0;
-    while (i < s.size()) {
-        std::uint32_t cp;
-        const std::size_t len = decode_utf8(s, i, cp);
-        if (cp >= kInvalidByte) {
-            out += f(s.substr(run, i - run));
-            out.push_back(s[i]);
-            run = i + 1;
-        }
-        i += len;
-    }
-    out += f(s.substr(run));
-    return out;
-}
-
-inline std::string utf8proc_apply(std::string_view s, int options) {
-    if (s.empty()) return {};
-    utf8proc_uint8_t* dst = nullptr;
-    const auto n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), static_cast<utf8proc_ssize_t>(s.size()),
-                                &dst, static_cast<utf8proc_option_t>(options));
-    if (n < 0) throw Error(std::string("Unicode normalisation: ") + utf8proc_errmsg(n));
-    std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> owned(dst, &std::free);
-    return std::string(reinterpret_cast<const char*>(dst), static_cast<std::size_t>(n));
-}
-
-}  // namespace detail
-
-/// `s` in Unicode normalisation form `form`.
-inline std::string unicode_normalize(std::string_view s, UnicodeForm form) {
-    int options = UTF8PROC_STABLE;
-    switch (form) {
-        case UnicodeForm::NFC: options |= UTF8PROC_COMPOSE; break;
-        case UnicodeForm::NFD: options |= UTF8PROC_DECOMPOSE; break;
-        case UnicodeForm::NFKC: options |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT; break;
-        case UnicodeForm::NFKD: options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
-    }
-    return detail::map_valid_runs(s, [&](std::string_view run) { return detail::utf8proc_apply(run, options); });
-}
-
-/// Simple (one code point to one code point) Unicode lowercase, as Rust's char::to_lowercase for
-/// all but a handful of characters (U+0130 lowercases to i + U+0307 there).
-inline std::string unicode_lowercase(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    for (std::size_t i = 0; i < s.size();) {
-        std::uint32_t cp;
-        const std::size_t len = decode_utf8(s, i, cp);
-        if (cp >= kInvalidByte) out.push_back(s[i]);
-        else if (cp == 0x130) out += "i\xCC\x87";
-        else append_utf8(out, static_cast<std::uint32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(cp))));
-        i += len;
-    }
-    return out;
-}
-
-/// `s` without leading (left) and/or trailing (right) White_Space characters.
-inline std::string_view strip_spaces(std::string_view s, bool left, bool right) {
-    if (left) s.remove_prefix(leading_spaces(s));
-    if (right) s.remove_suffix(trailing_spaces(s));
-    return s;
-}
-
-/// One normalizer of tokenizer.json.
-struct NormalizerStep {
-    enum class Kind { Unicode, Lowercase, Strip, Replace, Prepend };
-    Kind kind = Kind::Unicode;
-    UnicodeForm form = UnicodeForm::NFC;  // Unicode
-    bool left = true, right = true;      // Strip
-    std::shared_ptr<const Regex> pattern;  // Replace
-    std::string content;                   // Replace: the replacement; Prepend: the prefix
-
-    std::string apply(std::string s) const {
-        switch (kind) {
-            case Kind::Unicode: return unicode_normalize(s, form);
-            case Kind::Lowercase: return unicode_lowercase(s);
-            case Kind::Strip: return std::string(strip_spaces(s, left, right));
-            case Kind::Replace: return pattern->replace_all(s, content);
-            case Kind::Prepend: return s.empty() ? s : content + s;
-        }
-        return s;
-    }
-};
-
-/// A Sequence of normalizers (an empty one changes nothing).
-inline std::string normalize(std::string s, const std::vector<NormalizerStep>& steps) {
-    for (const auto& step : steps) s = step.apply(std::move(s));
-    return s;
-}
-
-}  // namespace massact::text
-
-// ---- massact/text/pretokenize.hpp --------------------------------------------------------------
-// massact/text/pretokenize.hpp - the pre-tokenizers of tokenizer.json: each step cuts every
-// piece of the previous step into smaller pieces, as Hugging Face's PreTokenizedString::split.
-//
-// A split finds matches (a regex, a literal string, or single characters of a class), marks the
-// pieces between them as non-matches, and joins or drops pieces by its `behavior`:
-//   Removed             matches dropped          "a-b" on "-" -> "a", "b"
-//   Isolated            every piece on its own   -> "a", "-", "b"
-//   MergedWithPrevious  a match joins the piece before it   -> "a-", "b"
-//   MergedWithNext      a match joins the piece after it    -> "a", "-b"
-//   Contiguous          consecutive pieces of the same kind join
-// `invert` swaps matches and non-matches first. Empty pieces never reach the model.
-
-
-#include <algorithm>
-#include <memory>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <vector>
-
-namespace massact::text {
-
-enum class SplitBehavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous };
-
-/// GPT-2's pattern, used by the ByteLevel pre-tokenizer with use_regex.
-inline constexpr std::string_view kGPT2Pattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
-/// A piece of a split: its byte range and whether it is a match.
-struct Piece {
-    Span span;
-    bool match;
-};
-
-/// The pieces of `s` around `matches` (sorted, non-overlapping), as Hugging Face's find_matches.
-inline std::vector<Piece> pieces_around(std::string_view s, const std::vector<Span>& matches) {
-    std::vector<Piece> out;
-    std::size_t prev = 0;
-    for (const Span& m : matches) {
-        if (m.begin > prev) out.push_back({{prev, m.begin}, false});
-        out.push_back({m, true});
-        prev = m.end;
-    }
-    if (prev < s.size()) out.push_back({{prev, s.size()}, false});
-    return out;
-}
-
-/// Every single character of `s` for which pred(code point) holds, as matches.
-template <typename Pred>
-std::vector<Span> char_matches(std::string_view s, Pred&& pred) {
-    std::vector<Span> out;
-    for (std::size_t i = 0; i < s.size();) {
-        std::uint32_t cp;
-        const std::size_t len = decode_utf8(s, i, cp);
-        if (pred(cp)) out.push_back({i, i + len});
-        i += len;
-    }
-    return out;
-}
-
-/// The byte ranges `behavior` keeps of the pieces (non-empty, in order).
-inline std::vector<Span> apply_behavior(std::vector<Piece> pieces, SplitBehavior behavior, bool invert) {
-    if (invert)
-        for (auto& p : pieces) p.match = !p.match;
-    std::vector<Span> out;
-    switch (behavior) {
-        case SplitBehavior::Removed:
-            for (const auto& p : pieces)
-                if (!p.match) out.push_back(p.span);
-            break;
-        case SplitBehavior::Isolated:
-            for (const auto& p : pieces) out.push_back(p.span);
-            break;
-        case SplitBehavior::MergedWithPrevious: {
-            bool prev_match = false;
-            for (const auto& p : pieces) {
-                if (p.match && !prev_match && !out.empty()) out.back().end = p.span.end;
-                else out.push_back(p.span);
-                prev_match = p.match;
-            }
-            break;
-        }
-        case SplitBehavior::MergedWithNext: {
-            bool next_match = false;  // walk from the end: a match joins the piece after it
-            for (auto it = pieces.rbegin(); it != pieces.rend(); ++it) {
-                if (it->match && !next_match && !out.empty()) out.back().begin = it->span.begin;
-                else out.push_back(it->span);
-                next_match = it->match;
-            }
-            std::reverse(out.begin(), out.end());
-            break;
-        }
-        case SplitBehavior::Contiguous: {
-            std::optional<bool> prev;
-            for (const auto& p : pieces) {
-                if (prev == p.match) out.back().end = p.span.end;
-                else out.push_back(p.span);
-                prev = p.match;
-            }
-            break;
-        }
-    }
-    std::vector<Span> kept;
-    for (const Span& sp : out)
-        if (sp.end > sp.begin) kept.push_back(sp);
-    return kept;
-}
-
-/// One pre-tokenizer of tokenizer.json.
-struct PreTokenizerStep {
-    enum class Kind { Split, Digits, Punctuation, Whitespace, WhitespaceSplit, Bert, Metaspace, ByteLevel };
-    enum class Prepend { Never, First, Always };
-    Kind kind = Kind::Split;
-    std::shared_ptr<const Regex> pattern;  // Split; ByteLevel with use_regex; Whitespace
-    SplitBehavior behavior = SplitBehavior::Isolated;
-    bool invert = false;
-    bool individual_digits = false;        // Digits
-    bool add_prefix_space = false;         // ByteLevel
-    std::string replacement;               // Metaspace
-    Prepend prepend = Prepend::Always;     // Metaspace
-    bool split = true;                     // Metaspace
-
-    /// The pieces of `w`. `at_start`: `w` begins at offset 0 of the original text (Metaspace "first").
-    std::vector<std::string> apply(std::string w, bool at_start) const {
-        switch (kind) {
-            case Kind::Split: return cut(w, pattern->find_all(w), behavior, invert);
-            case Kind::Digits:
-                return cut(w, char_matches(w, is_number), individual_digits ? SplitBehavior::Isolated : SplitBehavior::Contiguous, false);
-            case Kind::Punctuation: return cut(w, char_matches(w, is_punctuation), behavior, false);
-            case Kind::Whitespace: return cut(w, pattern->find_all(w), SplitBehavior::Removed, true);
-            case Kind::WhitespaceSplit: return cut(w, char_matches(w, is_space), SplitBehavior::Removed, false);
-            case Kind::Bert: {
-                std::vector<std::string> out;
-                for (auto& word : cut(w, char_matches(w, is_space), SplitBehavior::Removed, false))
-                    for (auto& p : cut(word, char_matches(word, is_punctuation), SplitBehavior::Isolated, false)) out.push_back(std::move(p));
-                return out;
-            }
-            case Kind::Metaspace: return metaspace(w, at_start);
-            case Kind::ByteLevel:
-                if (add_prefix_space && (w.empty() || w[0] != ' ')) w.insert(w.begin(), ' ');
-                if (!pattern) return {std::move(w)};
-                return cut(w, pattern->find_all(w), SplitBehavior::Isolated, false);
-        }
-        return {std::move(w)};
-    }
-
-private:
-    static std::vector<std::string> cut(std::string_view w, const std::vector<Span>& matches, SplitBehavior b, bool inv) {
-        std::vector<std::string> out;
-        for (const Span& sp : apply_behavior(pieces_around(w, matches), b, inv)) out.emplace_back(w.substr(sp.begin, sp.end - sp.begin));
-        return out;
-    }
-    std::vector<std::string> metaspace(const std::string& w, bool at_start) const {
-        const Regex marker(replacement, Regex::Syntax::Literal);
-        std::string r = Regex(" ", Regex::Syntax::Literal).replace_all(w, replacement);
-        const bool starts = r.compare(0, replacement.size(), replacement) == 0;
-        if (!starts && (prepend == Prepend::Always || (prepend == Prepend::First && at_start))) r = replacement + r;
-        if (!split) return {std::move(r)};
-        return cut(r, marker.find_all(r), SplitBehavior::MergedWithNext, false);
-    }
-};
-
-}  // namespace massact::text
-
-#include <nlohmann/json.hpp>
-
-#include <map>
-#include <memory>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <unordered_map>
-#include <vector>
-
-namespace massact::text {
-
-class Tokenizer {
-public:
-    /// Load a tokenizer.json file (errors name the file and the JSON field path).
-    static Tokenizer from_file(const std::string& path) { return Tokenizer(io::read_json_file(path), path); }
-
-    Tokenizer(const nlohmann::json& j, std::string source = "tokenizer.json") : src_(std::move(source)) {
-        if (!j.is_object()) fail("", "expected a JSON object");
-        id_limit_ = id_limit(j);
-        load_model(j);
-        load_added(j);
-        if (j.contains("normalizer") && !j["normalizer"].is_null()) add_normalizer(j["normalizer"], "normalizer");
-        if (j.contains("pre_tokenizer") && !j["pre_tokenizer"].is_null()) add_pre(j["pre_tokenizer"], "pre_tokenizer");
-        if (j.contains("post_processor") && !j["post_processor"].is_null()) add_post(j["post_processor"], "post_processor");
-        if (j.contains("decoder") && !j["decoder"].is_null()) add_decoder(j["decoder"], "decoder");
-    }
-
-    /// Token ids of `text`; with add_special_tokens the post-processor's tokens (e.g. BOS) are added.
-    std::vector<TokenId> encode(std::string_view text, bool add_special_tokens = true) const {
-        std::vector<TokenId> out;
-        if (add_special_tokens) out = prefix_;
-        Cache cache;  // per call: thread-safe
-        for (const Segment& raw : raw_added_.split(text)) {
-            if (raw.token >= 0) {
-                out.push_back(raw_added_.token(raw.token).id);
-                continue;
-            }
-            const std::string norm = normalize(std::string(text.substr(raw.span.begin, raw.span.end - raw.span.begin)), norm_);
-            for (const Segment& seg : norm_added_.split(norm)) {
-                if (seg.token >= 0) out.push_back(norm_added_.token(seg.token).id);
-                else encode_words(norm.substr(seg.span.begin, seg.span.end - seg.span.begin), raw.span.begin == 0 && seg.span.begin == 0, cache, out);
-            }
-        }
-        if (add_special_tokens) out.insert(out.end(), suffix_.begin(), suffix_.end());
-        return out;
-    }
-
-    /// Text of `ids` through the decoder chain. skip_special drops special tokens.
-    std::string decode(const std::vector<TokenId>& ids, bool skip_special = false) const {
-        std::vector<std::string> toks;
-        for (TokenId id : ids) {
-            if (id < 0 || id >= static_cast<TokenId>(id_to_token_.size()))
-                throw Error("decode: token id " + std::to_string(id) + " outside the vocabulary [0, " +
-                            std::to_string(id_to_token_.size()) + ")");
-            if (skip_special && special_[static_cast<std::size_t>(id)]) continue;
-            toks.push_back(id_to_token_[static_cast<std::size_t>(id)]);
-        }
-        for (const auto& d : decoders_) toks = d.apply(std::move(toks));
-        std::string out;
-        for (const auto& t : toks) out += t;
-        return out;
-    }
-
-    /// The vocabulary string of a token (added tokens: their content).
-    const std::string& id_to_token(TokenId id) const {
-        if (id < 0 || id >= static_cast<TokenId>(id_to_token_.size()))
-            throw Error("token id " + std::to_string(id) + " outside the vocabulary");
-        return id_to_token_[static_cast<std::size_t>(id)];
-    }
-    std::optional<TokenId> token_to_id(const std::string& tok) const {
-        if (const TokenId* id = bpe_.find(tok)) return *id;
-        for (const auto* set : {&raw_added_, &norm_added_})
-            for (const auto& a : set->tokens())
-                if (a.content == tok) return a.id;
-        return std::nullopt;
-    }
-    /// A readable label for plots: byte-level tokens mapped back to text, control characters escaped.
-    std::string label(TokenId id) const {
-        std::string s = decode({id});
-        std::string out;
-        for (unsigned char c : s) {
-            if (c == '\n') out += "\\n";
-            else if (c == '\t') out += "\\t";
-            else if (c < 0x20) out += "<" + std::to_string(c) + ">";
-            else out.push_back(static_cast<char>(c));
-        }
-        return out;
-    }
-    std::size_t vocab_size() const { return id_to_token_.size(); }
-    bool is_special(TokenId id) const { return id >= 0 && id < static_cast<TokenId>(special_.size()) && special_[static_cast<std::size_t>(id)]; }
-    /// Ids the post-processor adds before the text with add_special_tokens (e.g. BOS).
-    const std::vector<TokenId>& special_prefix() const { return prefix_; }
-
-private:
-    using Cache = Bpe::Cache;
-
-    [[noreturn]] void fail(const std::string& path, const std::string& msg) const {
-        throw Error(src_ + ": " + (path.empty() ? "" : path + ": ") + msg);
-    }
-    const nlohmann::json& field(const nlohmann::json& o, const std::string& key, const std::string& path) const {
-        if (!o.is_object() || !o.contains(key)) fail(path.empty() ? key : path + "." + key, "missing field");
-        return o[key];
-    }
-    std::string str(const nlohmann::json& o, const std::string& key, const std::string& path) const {
-        const auto& v = field(o, key, path);
-        if (!v.is_string()) fail(path + "." + key, "expected a string, found " + v.dump());
-        return v.get<std::string>();
-    }
-    template <typename T>
-    T opt(const nlohmann::json& o, const std::string& key, T dflt) const {
-        if (!o.contains(key) || o[key].is_null()) return dflt;
-        try {
-            return o[key].get<T>();
-        } catch (const nlohmann::json::exception&) {
-            fail(key, "unexpected value " + o[key].dump());
-        }
-    }
-
-    // ---- loading --------------------------------------------------------------------
-    void load_model(const nlohmann::json& j) {
-        const auto& m = field(j, "model", "");
-        if (!m.is_object()) fail("model", "expected an object");
-        const std::string type = m.contains("type") ? str(m, "type", "model") : "BPE";
-        if (type != "BPE") fail("model.type", "unsupported model type \"" + type + "\" (massact implements BPE)");
-        const auto& vocab = field(m, "vocab", "model");
-        if (!vocab.is_object()) fail("model.vocab", "expected an object of token -> id");
-        for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-            if (!it.value().is_number_integer() || it.value().get<long long>() < 0)
-                fail("model.vocab[\"" + it.key() + "\"]", "expected a non-negative integer id");
-            const auto id = it.value().get<TokenId>();
-            bpe_.add_token(it.key(), id);
-            set_token(id, it.key(), false, "model.vocab[\"" + it.key() + "\"]");
-        }
-        bpe_.byte_fallback = opt<bool>(m, "byte_fallback", false);
-        bpe_.ignore_merges = opt<bool>(m, "ignore_merges", false);
-        bpe_.fuse_unk = opt<bool>(m, "fuse_unk", false);
-        const double dropout = m.contains("dropout") && m["dropout"].is_number() ? m["dropout"].get<double>() : 0.0;
-        if (dropout != 0.0) fail("model.dropout", "BPE dropout " + std::to_string(dropout) + " is not supported for inference");
-        for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
-            if (m.contains(k) && !m[k].is_null() && !(m[k].is_string() && m[k].get<std::string>().empty()))
-                fail(std::string("model.") + k, "unsupported value " + m[k].dump());
-        if (m.contains("unk_token") && !m["unk_token"].is_null()) {
-            const std::string unk = str(m, "unk_token", "model");
-            const TokenId* id = bpe_.find(unk);
-            if (!id) fail("model.unk_token", "\"" + unk + "\" is not in model.vocab");
-            bpe_.unk = *id;
-        }
-        const auto& merges = field(m, "merges", "model");
-        if (!merges.is_array()) fail("model.merges", "expected an array");
-        for (std::size_t r = 0; r < merges.size(); ++r) {
-            const auto& e = merges[r];
-            const std::string path = "model.merges[" + std::to_string(r) + "]";
-            std::string a, b;
-            if (e.is_string()) {
-                const std::string s = e.get<std::string>();
-                const auto sp = s.find(' ');
-                if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-                    fail(path, "expected \"a b\" (two tokens separated by one space), found " + e.dump());
-                a = s.substr(0, sp);
-                b = s.substr(sp + 1);
-            } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-                a = e[0].get<std::string>();
-                b = e[1].get<std::string>();
-            } else {
-                fail(path, "expected \"a b\" or [\"a\", \"b\"], found " + e.dump());
-            }
-            const TokenId *ia = bpe_.find(a), *ib = bpe_.find(b), *iab = bpe_.find(a + b);
-            if (!ia) fail(path, "merge of unknown token \"" + a + "\"");
-            if (!ib) fail(path, "merge of unknown token \"" + b + "\"");
-            if (!iab) fail(path, "merge result \"" + a + b + "\" is not in model.vocab");
-            bpe_.add_merge(*ia, *ib, *iab);
-        }
-    }
-
-    void load_added(const nlohmann::json& j) {
-        if (!j.contains("added_tokens") || j["added_tokens"].is_null()) return;
-        const auto& arr = j["added_tokens"];
-        if (!arr.is_array()) fail("added_tokens", "expected an array");
-        for (std::size_t i = 0; i < arr.size(); ++i) {
-            const std::string path = "added_tokens[" + std::to_string(i) + "]";
-            const auto& e = arr[i];
-            if (!e.contains("id") || !e["id"].is_number_integer() || e["id"].get<long long>() < 0)
-                fail(path + ".id", "missing or not a non-negative integer");
-            AddedToken a;
-            a.content = str(e, "content", path);
-            a.id = e["id"].get<TokenId>();
-            a.special = opt<bool>(e, "special", false);
-            a.lstrip = opt<bool>(e, "lstrip", false);
-            a.rstrip = opt<bool>(e, "rstrip", false);
-            a.single_word = opt<bool>(e, "single_word", false);
-            a.normalized = opt<bool>(e, "normalized", !a.special);
-            if (a.content.empty()) fail(path + ".content", "empty");
-            set_token(a.id, a.content, a.special, path + ".id");
-            (a.normalized ? norm_added_ : raw_added_).add(std::move(a));
-        }
-    }
-
-    void add_normalizer(const nlohmann::json& n, const std::string& path) {
-        const std::string type = str(n, "type", path);
-        using K = NormalizerStep::Kind;
-        auto step = [](K kind) {
-            NormalizerStep s;
-            s.kind = kind;
-            return s;
-        };
-        const std::map<std::string, UnicodeForm> forms{
-            {"NFC", UnicodeForm::NFC}, {"NFD", UnicodeForm::NFD}, {"NFKC", UnicodeForm::NFKC}, {"NFKD", UnicodeForm::NFKD}};
-        if (type == "Sequence") {
-            const auto& list = array(n, "normalizers", path);
-            for (std::size_t i = 0; i < list.size(); ++i) add_normalizer(list[i], path + ".normalizers[" + std::to_string(i) + "]");
-        } else if (auto f = forms.find(type); f != forms.end()) {
-            NormalizerStep s = step(K::Unicode);
-            s.form = f->second;
-            norm_.push_back(s);
-        } else if (type == "Lowercase") {
-            norm_.push_back(step(K::Lowercase));
-        } else if (type == "Strip") {
-            NormalizerStep s = step(K::Strip);
-            s.left = opt<bool>(n, "strip_left", true);
-            s.right = opt<bool>(n, "strip_right", true);
-            norm_.push_back(s);
-        } else if (type == "Replace") {
-            NormalizerStep s = step(K::Replace);
-            s.pattern = pattern(n, path);
-            s.content = str(n, "content", path);
-            norm_.push_back(s);
-        } else if (type == "Prepend") {
-            NormalizerStep s = step(K::Prepend);
-            s.content = str(n, "prepend", path);
-            norm_.push_back(s);
-        } else {
-            fail(path + ".type", "unsupported normalizer \"" + type +
-                                     "\" (massact implements NFC, NFD, NFKC, NFKD, Lowercase, Strip, Replace, Prepend, Sequence)");
-        }
-    }
-
-    void add_pre(const nlohmann::json& p, const std::string& path) {
-        const std::string type = str(p, "type", path);
-        using K = PreTokenizerStep::Kind;
-        PreTokenizerStep s;
-        if (type == "Sequence") {
-            const auto& list = array(p, "pretokenizers", path);
-            for (std::size_t i = 0; i < list.size(); ++i) add_pre(list[i], path + ".pretokenizers[" + std::to_string(i) + "]");
-            return;
-        } else if (type == "ByteLevel") {
-            s.kind = K::ByteLevel;
-            s.add_prefix_space = opt<bool>(p, "add_prefix_space", false);
-            if (opt<bool>(p, "use_regex", true)) s.pattern = std::make_shared<const Regex>(kGPT2Pattern);
-        } else if (type == "Metaspace") {
-            s.kind = K::Metaspace;
-            s.replacement = p.contains("replacement") ? str(p, "replacement", path) : "\xE2\x96\x81";
-            s.split = opt<bool>(p, "split", true);
-            const std::string scheme = p.contains("prepend_scheme") ? str(p, "prepend_scheme", path)
-                                       : (opt<bool>(p, "add_prefix_space", true) ? "always" : "never");
-            if (scheme == "always") s.prepend = PreTokenizerStep::Prepend::Always;
-            else if (scheme == "first") s.prepend = PreTokenizerStep::Prepend::First;
-            else if (scheme == "never") s.prepend = PreTokenizerStep::Prepend::Never;
-            else fail(path + ".prepend_scheme", "unsupported value \"" + scheme + "\" (expected first, always, never)");
-        } else if (type == "Split") {
-            s.kind = K::Split;
-            s.pattern = pattern(p, path);
-            s.behavior = behavior(p, path);
-            s.invert = opt<bool>(p, "invert", false);
-        } else if (type == "Digits") {
-            s.kind = K::Digits;
-            s.individual_digits = opt<bool>(p, "individual_digits", false);
-        } else if (type == "Punctuation") {
-            s.kind = K::Punctuation;
-            s.behavior = behavior(p, path);
-        } else if (type == "Whitespace") {
-            s.kind = K::Whitespace;
-            s.pattern = std::make_shared<const Regex>(R"(\w+|[^\w\s]+)");
-        } else if (type == "WhitespaceSplit") {
-            s.kind = K::WhitespaceSplit;
-        } else if (type == "BertPreTokenizer") {
-            s.kind = K::Bert;
-        } else {
-            fail(path + ".type", "unsupported pre-tokenizer \"" + type +
-                                     "\" (massact implements Split, Digits, Punctuation, Whitespace, WhitespaceSplit, "
-                                     "BertPreTokenizer, Metaspace, ByteLevel, Sequence)");
-        }
-        pre_.push_back(s);
-    }
-
-    /// A {"String": s} or {"Regex": r} pattern.
-    std::shared_ptr<const Regex> pattern(const nlohmann::json& o, const std::string& path) const {
-        const auto& p = field(o, "pattern", path);
-        if (p.contains("String")) {
-            const std::string s = str(p, "String", path + ".pattern");
-            if (s.empty()) fail(path + ".pattern.String", "empty");
-            return std::make_shared<const Regex>(s, Regex::Syntax::Literal);
-        }
-        if (p.contains("Regex")) {
-            const std::string re = str(p, "Regex", path + ".pattern");
-            try {
-                return std::make_shared<const Regex>(re);
-            } catch (const Error& e) {
-                fail(path + ".pattern", e.what());
-            }
-        }
-        fail(path + ".pattern", "expected {\"String\": ...} or {\"Regex\": ...}, found " + p.dump());
-    }
-    SplitBehavior behavior(const nlohmann::json& o, const std::string& path) const {
-        const std::map<std::string, SplitBehavior> names{{"Removed", SplitBehavior::Removed},
-                                                                {"Isolated", SplitBehavior::Isolated},
-                                                                {"MergedWithPrevious", SplitBehavior::MergedWithPrevious},
-                                                                {"MergedWithNext", SplitBehavior::MergedWithNext},
-                                                                {"Contiguous", SplitBehavior::Contiguous}};
-        const std::string b = o.contains("behavior") ? str(o, "behavior", path) : "Isolated";
-        auto it = names.find(b);
-        if (it == names.end())
-            fail(path + ".behavior", "unsupported value \"" + b + "\" (expected Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous)");
-        return it->second;
-    }
-    const nlohmann::json& array(const nlohmann::json& o, const std::string& key, const std::string& path) const {
-        const auto& v = field(o, key, path);
-        if (!v.is_array()) fail(path + "." + key, "expected an array, found " + v.dump());
-        return v;
-    }
-
-    void load_post_processor(const nlohmann::json& j) {
-        if (!j.contains("post_processor") || j["post_processor"].is_null()) return;
-        add_post(j["post_processor"], "post_processor");
-    }
-    void add_post(const nlohmann::json& p, const std::string& path) {
-        const std::string type = str(p, "type", path);
-        if (type == "ByteLevel") return;  // adds nothing
-        if (type == "Sequence") {
-            const auto& list = array(p, "processors", path);
-            for (std::size_t i = 0; i < list.size(); ++i) add_post(list[i], path + ".processors[" + std::to_string(i) + "]");
-            return;
-        }
-        if (type == "RobertaProcessing" || type == "BertProcessing") {  // cls, the text, sep
-            prefix_.push_back(pair_id(field(p, "cls", path), path + ".cls"));
-            suffix_.push_back(pair_id(field(p, "sep", path), path + ".sep"));
-            return;
-        }
-        if (type != "TemplateProcessing")
-            fail(path + ".type", "unsupported post-processor \"" + type +
-                                     "\" (massact implements TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel, Sequence)");
-        const auto& single = field(p, "single", path);
-        if (!single.is_array()) fail(path + ".single", "expected an array");
-        bool seen_seq = false;
-        for (std::size_t i = 0; i < single.size(); ++i) {
-            const auto& e = single[i];
-            const std::string ep = path + ".single[" + std::to_string(i) + "]";
-            if (e.contains("Sequence")) {
-                seen_seq = true;
-            } else if (e.contains("SpecialToken")) {
-                const std::string name = str(e["SpecialToken"], "id", ep + ".SpecialToken");
-                TokenId id = -1;
-                if (p.contains("special_tokens") && p["special_tokens"].contains(name)) {
-                    const auto& ids = field(p["special_tokens"][name], "ids", path + ".special_tokens." + name);
-                    if (!ids.is_array() || ids.size() != 1 || !ids[0].is_number_integer())
-                        fail(path + ".special_tokens." + name + ".ids", "expected one integer id, found " + ids.dump());
-                    id = ids[0].get<TokenId>();
-                } else if (auto t = token_to_id(name)) {
-                    id = *t;
-                } else {
-                    fail(ep, "special token \"" + name + "\" is not defined");
-                }
-                (seen_seq ? suffix_ : prefix_).push_back(id);
-            } else {
-                fail(ep, "expected SpecialToken or Sequence, found " + e.dump());
-            }
-        }
-    }
-
-    TokenId pair_id(const nlohmann::json& e, const std::string& path) const {  // ["<s>", 0]
-        if (!e.is_array() || e.size() != 2 || !e[0].is_string() || !e[1].is_number_integer())
-            fail(path, "expected [token, id], found " + e.dump());
-        return e[1].get<TokenId>();
-    }
-
-    void add_decoder(const nlohmann::json& d, const std::string& path) {
-        const std::string type = str(d, "type", path);
-        using K = DecoderStep::Kind;
-        DecoderStep s;
-        if (type == "Sequence") {
-            const auto& list = array(d, "decoders", path);
-            for (std::size_t i = 0; i < list.size(); ++i) add_decoder(list[i], path + ".decoders[" + std::to_string(i) + "]");
-            return;
-        } else if (type == "ByteLevel") {
-            s.kind = K::ByteLevel;
-        } else if (type == "Metaspace") {
-            s.kind = K::Metaspace;
-            s.replacement = d.contains("replacement") ? str(d, "replacement", path) : "\xE2\x96\x81";
-            const std::string scheme = d.contains("prepend_scheme") ? str(d, "prepend_scheme", path)
-                                       : (opt<bool>(d, "add_prefix_space", true) ? "always" : "never");
-            s.prepend = scheme != "never";
-        } else if (type == "Replace") {
-            s.kind = K::Replace;
-            s.pattern = pattern(d, path);
-            s.content = str(d, "content", path);
-        } else if (type == "ByteFallback") {
-            s.kind = K::ByteFallback;
-        } else if (type == "Fuse") {
-            s.kind = K::Fuse;
-        } else if (type == "Strip") {
-            s.kind = K::Strip;
-            s.content = str(d, "content", path);
-            std::uint32_t cp = 0;  // (Hugging Face's Strip strips one character)
-            if (s.content.empty() || decode_utf8(s.content, 0, cp) != s.content.size())
-                fail(path + ".content", "expected one character, found \"" + s.content + "\"");
-            s.start = opt<int>(d, "start", 0);
-            s.stop = opt<int>(d, "stop", 0);
-            if (s.start < 0) fail(path + ".start", "expected a non-negative count, found " + std::to_string(s.start));
-            if (s.stop < 0) fail(path + ".stop", "expected a non-negative count, found " + std::to_string(s.stop));
-        } else {
-            fail(path + ".type", "unsupported decoder \"" + type +
-                                     "\" (massact implements ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence)");
-        }
-        decoders_.push_back(s);
-    }
-
-    /// The largest token id a file may use: ids index a table, so an id may not exceed twice the number of tokens
-    /// the file declares (plus 1024 for reserved gaps): a small file cannot make the table large.
-    static std::size_t id_limit(const nlohmann::json& j) {
-        std::size_t n = 0;
-        if (j.contains("model") && j["model"].is_object() && j["model"].contains("vocab") && j["model"]["vocab"].is_object())
-            n += j["model"]["vocab"].size();
-        if (j.contains("added_tokens") && j["added_tokens"].is_array()) n += j["added_tokens"].size();
-        return 2 * n + 1024;
-    }
-
-    void set_token(TokenId id, const std::string& tok, bool special, const std::string& path) {
-        if (static_cast<std::size_t>(id) >= id_limit_)
-            fail(path, "token id " + std::to_string(id) + " is out of range: the file declares " + std::to_string((id_limit_ - 1024) / 2) +
-                           " tokens, so ids must be below " + std::to_string(id_limit_));
-        if (static_cast<std::size_t>(id) >= id_to_token_.size()) {
-            id_to_token_.resize(static_cast<std::size_t>(id) + 1);
-            special_.resize(static_cast<std::size_t>(id) + 1, false);
-        }
-        id_to_token_[static_cast<std::size_t>(id)] = tok;
-        special_[static_cast<std::size_t>(id)] = special_[static_cast<std::size_t>(id)] || special;
-    }
-
-    // ---- encoding -------------------------------------------------------------------
-    /// Pre-tokenize a normalised piece and append the model's ids of each word.
-    void encode_words(std::string piece, bool at_start, Cache& cache, std::vector<TokenId>& out) const {
-        if (piece.empty()) return;
-        std::vector<std::string> words{std::move(piece)};
-        for (const auto& p : pre_) {
-            std::vector<std::string> next;
-            for (std::size_t i = 0; i < words.size(); ++i)
-                for (auto& w : p.apply(std::move(words[i]), at_start && i == 0))
-                    next.push_back(p.kind == PreTokenizerStep::Kind::ByteLevel ? byte_level_encode(w) : std::move(w));
-            words.swap(next);
-        }
-        for (const auto& w : words)
-            if (!w.empty()) bpe_.tokenize(w, cache, out);
-    }
-
-    std::string src_;
-    std::size_t id_limit_ = 0;  // ids at or above it are refused (id_limit)
-    Bpe bpe_;
-    std::vector<std::string> id_to_token_;
-    std::vector<bool> special_;
-    AddedTokenSet raw_added_, norm_added_;
-    std::vector<NormalizerStep> norm_;
-    std::vector<PreTokenizerStep> pre_;
-    std::vector<DecoderStep> decoders_;
-    std::vector<TokenId> prefix_, suffix_;
-};
-
-}  // namespace massact::text
-
 #include <set>
 #include <sstream>
 #include <string>
@@ -10397,6 +10621,7 @@ private:
 #include <cmath>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -10631,8 +10856,10 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
     const Index d = c.hidden_size;
     std::vector<bool> massive(static_cast<std::size_t>(d), false);
     for (Index k : ctx.massive_dims) massive[static_cast<std::size_t>(k)] = true;
+    // (the hooks own what they read of ctx: a temporary context may be gone when they run)
+    const auto smooth = std::make_shared<const std::map<std::string, std::vector<float>>>(ctx.smooth);
     for (const auto& [site, roles] : linear_inputs())
-        h.add_if_present("blocks.*." + site, [e, massive, d, quantize, &ctx, resid = roles.front() != "o" && roles.front() != "down"](Activation& a) {
+        h.add_if_present("blocks.*." + site, [e, massive, d, quantize, smooth, resid = roles.front() != "o" && roles.front() != "down"](Activation& a) {
             const Index N = a.shape[0], T = a.shape[1], w = a.numel() / (N * T);  // hook_z: [N, T, H, hd] is [N*T, H*hd]
             const std::string name(a.name);
             std::vector<bool> keep(static_cast<std::size_t>(w), false);
@@ -10642,8 +10869,8 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
                     if (std::abs(a.data[i]) > e.threshold) keep[static_cast<std::size_t>(i % w)] = true;
             RowMap<float> x(a.data, N * T, w);
             if (e.smooth_quant) {
-                const auto it = ctx.smooth.find(name);
-                if (it == ctx.smooth.end()) throw Error("quant: no SmoothQuant factors for " + name + " (prepare_smoothing)");
+                const auto it = smooth->find(name);
+                if (it == smooth->end()) throw Error("quant: no SmoothQuant factors for " + name + " (prepare_smoothing)");
                 x.array().rowwise() /= Eigen::Map<const Eigen::RowVectorXf>(it->second.data(), w).array();
             }
             if (!quantize) return;
@@ -11390,172 +11617,3 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
 }
 
 }  // namespace massact
-
-// ---- massact/text/gguf_vocab.hpp ---------------------------------------------------------------
-// massact/text/gguf_vocab.hpp - the tokenizer a GGUF file carries (tokenizer.ggml.*), as the
-// tokenizer.json Hugging Face would write for it, so one loader (text/tokenizer.hpp) runs both.
-//
-//   gpt2   byte-level BPE: tokens, merges ("a b"); tokenizer.ggml.pre names the pre-tokenizer regex.
-//   llama  SentencePiece BPE: tokens, scores, token types; merges derived as transformers'
-//          SentencePieceExtractor does (every split of a token into two tokens, ordered by the merged
-//          token's score), byte fallback, "▁" for spaces (prepended when add_space_prefix).
-// Token types: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte. Control and unknown
-// tokens become special added tokens, user-defined ones plain added tokens.
-
-
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
-#include <string>
-#include <unordered_map>
-#include <vector>
-
-namespace massact::text {
-
-namespace detail {
-
-/// The pre-tokenizer regex of llama.cpp's pre-tokenizer names (the ones massact maps).
-inline const char* gguf_pre_regex(const std::string& pre) {
-    if (pre == "llama-bpe" || pre == "llama3" || pre == "dbrx" || pre == "smaug-bpe")
-        return "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-    if (pre == "qwen2" || pre == "deepseek-r1-qwen")
-        return "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-    return nullptr;
-}
-
-inline nlohmann::json special_template(const std::vector<std::pair<std::string, std::int64_t>>& before,
-                                       const std::vector<std::pair<std::string, std::int64_t>>& after) {
-    nlohmann::json single = nlohmann::json::array(), special = nlohmann::json::object();
-    auto add = [&](const std::pair<std::string, std::int64_t>& t) {
-        single.push_back({{"SpecialToken", {{"id", t.first}, {"type_id", 0}}}});
-        special[t.first] = {{"id", t.first}, {"ids", {t.second}}, {"tokens", {t.first}}};
-    };
-    for (const auto& t : before) add(t);
-    single.push_back({{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
-    for (const auto& t : after) add(t);
-    return {{"type", "TemplateProcessing"}, {"single", single}, {"pair", single}, {"special_tokens", special}};
-}
-
-}  // namespace detail
-
-/// tokenizer.json (as JSON) for the vocabulary in a GGUF file's metadata.
-inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
-    const std::string model = f.get_string("tokenizer.ggml.model");
-    const auto& tokens = f.get_array("tokenizer.ggml.tokens");
-    const auto n = tokens.size();
-    std::vector<int> types(n, 1);
-    if (f.has("tokenizer.ggml.token_type")) {
-        const auto& t = f.get_array("tokenizer.ggml.token_type");
-        if (t.size() != n) throw Error(f.path() + ": metadata \"tokenizer.ggml.token_type\" has " + std::to_string(t.size()) + " entries for " + std::to_string(n) + " tokens");
-        for (std::size_t i = 0; i < n; ++i) types[i] = t[i].is_number_integer() ? t[i].get<int>() : 1;
-    }
-    nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
-    for (std::size_t i = 0; i < n; ++i) {
-        if (!tokens[i].is_string()) throw Error(f.path() + ": metadata \"tokenizer.ggml.tokens\"[" + std::to_string(i) + "] is not a string");
-        const std::string& s = tokens[i].get_ref<const std::string&>();
-        if (!vocab.contains(s)) vocab[s] = i;
-        if (types[i] == 2 || types[i] == 3 || types[i] == 4)
-            added.push_back({{"id", i}, {"content", s}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
-                             {"normalized", false}, {"special", types[i] != 4}});
-    }
-    auto token_id = [&](const char* key) -> std::int64_t {
-        if (!f.has(key)) return -1;
-        const std::int64_t id = f.get_int(key);
-        if (id < 0 || static_cast<std::size_t>(id) >= n) throw Error(f.path() + ": metadata \"" + key + "\": " + std::to_string(id) + " is not a token id");
-        return id;
-    };
-    const std::int64_t bos = token_id("tokenizer.ggml.bos_token_id"), eos = token_id("tokenizer.ggml.eos_token_id");
-    auto flag = [&](const char* key, bool dflt) {
-        if (!f.has(key)) return dflt;
-        if (!f.at(key).is_boolean()) throw Error(f.path() + ": metadata \"" + key + "\": expected true or false");
-        return f.at(key).get<bool>();
-    };
-    std::vector<std::pair<std::string, std::int64_t>> before, after;
-    if (flag("tokenizer.ggml.add_bos_token", model == "llama") && bos >= 0) before.emplace_back(tokens[static_cast<std::size_t>(bos)], bos);
-    if (flag("tokenizer.ggml.add_eos_token", false) && eos >= 0) after.emplace_back(tokens[static_cast<std::size_t>(eos)], eos);
-
-    nlohmann::json j = {{"version", "1.0"}, {"added_tokens", added}, {"normalizer", nullptr}, {"pre_tokenizer", nullptr}};
-    j["post_processor"] = detail::special_template(before, after);
-    nlohmann::json bpe = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-                          {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-                          {"vocab", std::move(vocab)}};
-    if (model == "gpt2") {
-        nlohmann::json merges = nlohmann::json::array();
-        if (f.has("tokenizer.ggml.merges"))
-            for (const auto& m : f.get_array("tokenizer.ggml.merges")) merges.push_back(m);
-        bpe["merges"] = std::move(merges);
-        const std::string pre = f.has("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : "default";
-        const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
-        if (pre == "default" || pre == "gpt-2" || pre == "gpt2") {
-            j["pre_tokenizer"] = byte_level;
-        } else if (const char* rx = detail::gguf_pre_regex(pre)) {
-            nlohmann::json bl = byte_level;
-            bl["use_regex"] = false;
-            j["pre_tokenizer"] = {{"type", "Sequence"},
-                                  {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Regex", rx}}}, {"behavior", "Isolated"}, {"invert", false}}, bl}}};
-            if (pre == "llama-bpe" || pre == "llama3") bpe["ignore_merges"] = true;
-        } else {
-            throw Error(f.path() + ": metadata \"tokenizer.ggml.pre\": pre-tokenizer \"" + pre +
-                        "\" is not one massact maps (default, gpt-2, llama-bpe, llama3, dbrx, smaug-bpe, qwen2, deepseek-r1-qwen)");
-        }
-        j["decoder"] = byte_level;
-    } else if (model == "llama") {
-        const auto& scores = f.get_array("tokenizer.ggml.scores");
-        if (scores.size() != n) throw Error(f.path() + ": metadata \"tokenizer.ggml.scores\" has " + std::to_string(scores.size()) + " entries for " + std::to_string(n) + " tokens");
-        // transformers' SentencePieceExtractor: for each token (in id order) its splits into two tokens,
-        // ordered by the ids of the parts; then all of them stably by the merged token's score, highest first.
-        for (std::size_t i = 0; i < n; ++i)
-            if (!scores[i].is_number()) throw Error(f.path() + ": metadata \"tokenizer.ggml.scores\"[" + std::to_string(i) + "] is not a number");
-        std::unordered_map<std::string, std::size_t> id;
-        for (std::size_t i = 0; i < n; ++i) id.emplace(tokens[i].get<std::string>(), i);
-        struct Merge { double score; std::size_t l, r; };
-        std::vector<Merge> merges;
-        for (std::size_t i = 0; i < n; ++i) {
-            const std::string& s = tokens[i].get_ref<const std::string&>();
-            std::vector<Merge> local;
-            for (std::size_t k = 1; k < s.size(); ++k) {
-                const auto a = id.find(s.substr(0, k)), b = id.find(s.substr(k));
-                if (a != id.end() && b != id.end()) local.push_back({scores[i].get<double>(), a->second, b->second});
-            }
-            std::sort(local.begin(), local.end(), [](const Merge& x, const Merge& y) { return x.l != y.l ? x.l < y.l : x.r < y.r; });
-            merges.insert(merges.end(), local.begin(), local.end());
-        }
-        std::stable_sort(merges.begin(), merges.end(), [](const Merge& x, const Merge& y) { return x.score > y.score; });
-        nlohmann::json m = nlohmann::json::array();
-        for (const auto& x : merges) m.push_back({tokens[x.l], tokens[x.r]});
-        bpe["merges"] = std::move(m);
-        bpe["byte_fallback"] = true;
-        bpe["fuse_unk"] = true;
-        const std::int64_t unk = token_id("tokenizer.ggml.unknown_token_id");
-        if (unk >= 0) bpe["unk_token"] = tokens[static_cast<std::size_t>(unk)];
-        nlohmann::json norm = nlohmann::json::array();
-        if (flag("tokenizer.ggml.add_space_prefix", true)) norm.push_back({{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}});
-        norm.push_back({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}});
-        j["normalizer"] = {{"type", "Sequence"}, {"normalizers", norm}};
-        j["decoder"] = {{"type", "Sequence"},
-                        {"decoders",
-                         {{{"type", "Replace"}, {"pattern", {{"String", "\xE2\x96\x81"}}}, {"content", " "}},
-                          {{"type", "ByteFallback"}},
-                          {{"type", "Fuse"}},
-                          {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
-    } else {
-        throw Error(f.path() + ": metadata \"tokenizer.ggml.model\": \"" + model + "\" is not one massact reads (gpt2, llama)");
-    }
-    j["model"] = std::move(bpe);
-    return j;
-}
-
-/// Whether a model path (a directory with tokenizer.json, or a GGUF file with a vocabulary) has a tokenizer.
-inline bool has_tokenizer(const std::string& path) {
-    if (!io::is_gguf_path(path)) return io::file_exists(path + "/tokenizer.json");
-    return io::GgufFile(path).has("tokenizer.ggml.model");
-}
-
-/// The tokenizer of a model path: DIR/tokenizer.json, or the vocabulary of a GGUF file.
-inline Tokenizer load_tokenizer(const std::string& path) {
-    if (!io::is_gguf_path(path)) return Tokenizer::from_file(path + "/tokenizer.json");
-    const io::GgufFile f(path);
-    return Tokenizer(tokenizer_json(f), path + " (tokenizer.ggml)");
-}
-
-}  // namespace massact::text

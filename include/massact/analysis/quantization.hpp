@@ -34,6 +34,7 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -268,8 +269,10 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
     const Index d = c.hidden_size;
     std::vector<bool> massive(static_cast<std::size_t>(d), false);
     for (Index k : ctx.massive_dims) massive[static_cast<std::size_t>(k)] = true;
+    // (the hooks own what they read of ctx: a temporary context may be gone when they run)
+    const auto smooth = std::make_shared<const std::map<std::string, std::vector<float>>>(ctx.smooth);
     for (const auto& [site, roles] : linear_inputs())
-        h.add_if_present("blocks.*." + site, [e, massive, d, quantize, &ctx, resid = roles.front() != "o" && roles.front() != "down"](Activation& a) {
+        h.add_if_present("blocks.*." + site, [e, massive, d, quantize, smooth, resid = roles.front() != "o" && roles.front() != "down"](Activation& a) {
             const Index N = a.shape[0], T = a.shape[1], w = a.numel() / (N * T);  // hook_z: [N, T, H, hd] is [N*T, H*hd]
             const std::string name(a.name);
             std::vector<bool> keep(static_cast<std::size_t>(w), false);
@@ -279,8 +282,8 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
                     if (std::abs(a.data[i]) > e.threshold) keep[static_cast<std::size_t>(i % w)] = true;
             RowMap<float> x(a.data, N * T, w);
             if (e.smooth_quant) {
-                const auto it = ctx.smooth.find(name);
-                if (it == ctx.smooth.end()) throw Error("quant: no SmoothQuant factors for " + name + " (prepare_smoothing)");
+                const auto it = smooth->find(name);
+                if (it == smooth->end()) throw Error("quant: no SmoothQuant factors for " + name + " (prepare_smoothing)");
                 x.array().rowwise() /= Eigen::Map<const Eigen::RowVectorXf>(it->second.data(), w).array();
             }
             if (!quantize) return;

@@ -7,6 +7,9 @@
 //   ln_final.hook_normalized, logits; the table of sites per model is model/sites.hpp.
 // Hooks are registered by exact name or by a glob ('*' and '?').
 // A site without hooks costs one pointer test: no copy, no allocation.
+// Memory: attention is streamed in tiles (O(T) per head) unless a hook is set on attn.hook_attn_scores,
+// attn.hook_pattern or attn.hook_sink_pattern; then the forward materialises them, N*H*T*K floats per layer
+// (K keys: T, or the cached tokens and the new ones). A glob such as "*" includes those sites.
 #pragma once
 
 #include "massact/core/eigen.hpp"

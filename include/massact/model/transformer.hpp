@@ -23,6 +23,7 @@
 #include "massact/model/kv_cache.hpp"
 #include "massact/model/sites.hpp"
 #include "massact/model/weights.hpp"
+#include "massact/text/gguf_vocab.hpp"
 
 #include <algorithm>
 #include <array>
@@ -31,7 +32,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +42,37 @@ namespace massact {
 
 /// Token ids of N sequences of equal length T: [N, T].
 using TokenBatch = RowMatrix<std::int64_t>;
+
+/// Token vectors as a batch [N, T]: sequences of unequal length are an error, unless `pad` (>= 0) fills the
+/// shorter ones on the right (causal attention: tokens after a sequence change none of its positions).
+inline TokenBatch make_batch(const std::vector<std::vector<std::int64_t>>& seqs, std::int64_t pad = -1) {
+    if (seqs.empty()) throw Error("make_batch: no sequences");
+    std::size_t T = 0;
+    for (const auto& s : seqs) T = std::max(T, s.size());
+    if (T == 0) throw Error("make_batch: every sequence is empty");
+    TokenBatch b(static_cast<Index>(seqs.size()), static_cast<Index>(T));
+    for (std::size_t i = 0; i < seqs.size(); ++i) {
+        if (seqs[i].size() != T && pad < 0)
+            throw Error("make_batch: sequence " + std::to_string(i) + " has " + std::to_string(seqs[i].size()) + " tokens, the longest " +
+                        std::to_string(T) + " (give a pad id, or sequences of one length)");
+        for (std::size_t t = 0; t < T; ++t) b(static_cast<Index>(i), static_cast<Index>(t)) = t < seqs[i].size() ? seqs[i][t] : pad;
+    }
+    return b;
+}
+/// One sequence as a batch [1, T].
+inline TokenBatch make_batch(const std::vector<std::int64_t>& ids) { return make_batch(std::vector<std::vector<std::int64_t>>{ids}); }
+
+/// Logits [N*T, V] (what a forward returns) read as [N, T, V]: at(n, t) is sequence n's row at position t.
+struct LogitsView {
+    const RowMatrixF& rows;
+    Index N, T;
+    LogitsView(const RowMatrixF& logits, Index n, Index t) : rows(logits), N(n), T(t) {
+        if (n * t != logits.rows()) throw Error("logits: " + std::to_string(logits.rows()) + " rows are not " + std::to_string(n) + " x " + std::to_string(t));
+    }
+    Index vocab() const { return rows.cols(); }
+    Eigen::Map<const Eigen::RowVectorXf> at(Index n, Index t) const { return {rows.row(n * T + t).data(), rows.cols()}; }
+    float operator()(Index n, Index t, Index v) const { return rows(n * T + t, v); }
+};
 
 /// Inference-time changes to the attention softmax of every layer (the sink literature's variants).
 struct AttentionOverride {
@@ -82,7 +116,7 @@ private:
 
 struct RunOptions {
     bool logits = true;           // compute logits (false: stop after ln_final)
-    int last_layer = -1;          // >= 0: stop after this block (no final norm, no logits)
+    int last_layer = -1;          // >= 0: stop after this block (no final norm, no logits: set logits = false too)
     AttentionOverride attention;  // default: the model's own softmax
     Index attention_tile = 64;    // query rows per streaming attention tile
     /// Products of activations and weights: F32, the exact path; BF16 rounds both operands to bfloat16 and
@@ -232,6 +266,17 @@ public:
     const ModelWeights& weights() const { return weights_; }
     const io::Checkpoint& checkpoint() const { return *ckpt_; }
 
+    /// The model's tokenizer (DIR/tokenizer.json, or the GGUF file's vocabulary), read on first use and shared
+    /// by copies; a model without one throws massact::Error naming its path.
+    const text::Tokenizer& tokenizer() const {
+        std::call_once(tokenizer_->once, [&] {
+            if (text::has_tokenizer(dir_)) tokenizer_->tokenizer.emplace(text::load_tokenizer(dir_));
+        });
+        if (!tokenizer_->tokenizer) throw Error(dir_ + ": no tokenizer (no tokenizer.json beside config.json, no GGUF vocabulary)");
+        return *tokenizer_->tokenizer;
+    }
+    bool has_tokenizer() const { return text::has_tokenizer(dir_); }
+
     /// One linear map of a block, as with_weights hands it out.
     struct LinearRef {
         int layer;
@@ -319,6 +364,9 @@ public:
     /// Returns a reference to w.logits.
     const RowMatrixF& run(const TokenBatch& ids, Workspace& w, const Hooks& hooks = {}, const RunOptions& options = {}) const {
         validate(ids);
+        if (options.last_layer >= 0 && options.logits)
+            throw Error("forward: last_layer " + std::to_string(options.last_layer) +
+                        " stops before the logits: set RunOptions::logits = false (read the hidden states with a hook)");
         Pass p(ids, w, detail::HookCalls(hooks, config_, has_sink_slot(options), ids), options);
         p.pos.resize(static_cast<std::size_t>(p.T));
         std::iota(p.pos.begin(), p.pos.end(), Index(0));
@@ -952,6 +1000,11 @@ private:
     ModelConfig config_;
     std::shared_ptr<const io::Checkpoint> ckpt_;  // shared by the copies with_weights makes
     ModelWeights weights_;
+    struct TokenizerSlot {
+        std::once_flag once;
+        std::optional<text::Tokenizer> tokenizer;
+    };
+    std::shared_ptr<TokenizerSlot> tokenizer_ = std::make_shared<TokenizerSlot>();  // (read on first use)
 };
 
 }  // namespace massact
