@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The cost of Python around massact's C++ forward, measured in one run (best of REPEATS each, interleaved):
+"""The cost of Python around massact's C++ forward, measured in one run (best of REPEATS each, the Python call and its C++ peer alternating):
   model(tokens) against Transformer::forward in C++; run_with_cache (every site) against C++ run_with_cache;
   a no-op Python hook on every site against a no-op C++ hook on every site (both materialise attention).
     PYTHONPATH=build/python python3 bench/python_overhead.py [MODEL] [T] [REPEATS]
@@ -21,24 +21,26 @@ m = massact.load(path)
 ids = ((np.arange(T) * 7919 + 1) % m.cfg["d_vocab"]).astype(np.int64)[None, :]
 
 
-def best(f):
-    b = 1e300
+def pair(py, mode):
+    """Best of R for the Python call and for its C++ peer, the two alternating call by call (so that a slow
+    stretch of the machine hits both)."""
+    b_py = b_cpp = 1e300
     for _ in range(R):
         t0 = time.perf_counter()
-        f()
-        b = min(b, time.perf_counter() - t0)
-    return b
+        py()
+        b_py = min(b_py, time.perf_counter() - t0)
+        b_cpp = min(b_cpp, _massact._bench_cpp_forward(m._core, ids, 1, mode))
+    return b_py, b_cpp
 
 
 noop = lambda act, hook: None
 rows = []
 for _ in range(2):  # (a warm-up round, then the measured one)
     rows = [
-        ("model(tokens)", best(lambda: m(ids)), _massact._bench_cpp_forward(m._core, ids, R, "forward"), "C++ forward"),
-        ("run_with_cache (all sites)", best(lambda: m.run_with_cache(ids)), _massact._bench_cpp_forward(m._core, ids, R, "cache"),
-         "C++ run_with_cache"),
-        ("no-op Python hook on every site", best(lambda: m.run_with_hooks(ids, fwd_hooks=[("*", noop)])),
-         _massact._bench_cpp_forward(m._core, ids, R, "noop"), "C++ no-op hook"),
+        ("model(tokens)", *pair(lambda: m(ids), "forward"), "C++ forward"),
+        ("run_with_cache (all sites)", *pair(lambda: m.run_with_cache(ids), "cache"), "C++ run_with_cache"),
+        ("no-op Python hook on every site", *pair(lambda: m.run_with_hooks(ids, fwd_hooks=[("*", noop)]), "noop"),
+         "C++ no-op hook"),
     ]
 print(f"{m.cfg['model_type']} {path}, T = {T}, best of {R}")
 for name, py, base, peer in rows:

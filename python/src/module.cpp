@@ -15,9 +15,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <csignal>
 #include <future>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +28,9 @@
 
 #if defined(_OPENMP)
 #include <omp.h>
+#endif
+#if defined(__linux__)
+#include <sys/mman.h>
 #endif
 
 namespace py = pybind11;
@@ -46,6 +52,59 @@ py::array_t<float> owned_matrix(massact::RowMatrixF&& m, const std::vector<Index
     py::capsule free_when_done(heap, [](void* p) { delete static_cast<massact::RowMatrixF*>(p); });
     std::vector<py::ssize_t> dims(shape.begin(), shape.end());
     return py::array_t<float>(dims, heap->data(), free_when_done);
+}
+
+/// Where run_with_cache's copies go: chunks of memory the cached arrays share (a chunk is freed with the
+/// last array in it). Chunks of 2 MiB pages where the kernel offers them (madvise): fresh memory for a
+/// cache of every site is tens of MB, and touching it page by page (4 KiB) cost more than the copy itself.
+/// Filled without the GIL (from hooks); numpy arrays are made afterwards, with it.
+class CacheArena {
+public:
+    struct Chunk {
+        explicit Chunk(std::size_t bytes) : size(bytes) {
+            data = static_cast<float*>(std::aligned_alloc(kPage, bytes));
+            if (!data) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+            (void)madvise(data, bytes, MADV_HUGEPAGE);  // (a hint: without it, ordinary pages)
+#endif
+        }
+        ~Chunk() { std::free(data); }
+        Chunk(const Chunk&) = delete;
+        Chunk& operator=(const Chunk&) = delete;
+        float* data = nullptr;
+        std::size_t size = 0, used = 0;
+    };
+    struct Slot {
+        std::shared_ptr<Chunk> chunk;
+        float* data;
+    };
+
+    /// Room for n floats (64-byte aligned).
+    Slot take(std::size_t n) {
+        const std::size_t bytes = round_up(std::max<std::size_t>(n, 1) * sizeof(float), 64);
+        if (bytes > kChunk / 4) {  // (a large site gets a chunk of its own)
+            auto c = std::make_shared<Chunk>(round_up(bytes, kPage));
+            return {c, c->data};
+        }
+        if (!current_ || current_->size - current_->used < bytes) current_ = std::make_shared<Chunk>(kChunk);
+        float* p = current_->data + current_->used / sizeof(float);
+        current_->used += bytes;
+        return {current_, p};
+    }
+
+private:
+    static constexpr std::size_t kPage = std::size_t(2) << 20;
+    static constexpr std::size_t kChunk = std::size_t(16) << 20;
+    static std::size_t round_up(std::size_t v, std::size_t a) { return (v + a - 1) / a * a; }
+    std::shared_ptr<Chunk> current_;
+};
+
+/// numpy array over an arena slot (keeps its chunk alive).
+py::array_t<float> arena_array(const CacheArena::Slot& s, const std::vector<Index>& shape) {
+    auto* keep = new std::shared_ptr<CacheArena::Chunk>(s.chunk);
+    py::capsule free_when_done(keep, [](void* p) { delete static_cast<std::shared_ptr<CacheArena::Chunk>*>(p); });
+    std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+    return py::array_t<float>(dims, s.data, free_when_done);
 }
 
 /// Token ids from numpy: int64 (or another integer type) [N, T] or [T]; floats, other ranks and empty
@@ -78,13 +137,17 @@ struct HookAborted : std::exception {
 massact::HookFn python_hook(py::object fn, py::object hook_point_type, std::shared_ptr<HookError> err) {
     auto holder = std::make_shared<py::object>(std::move(fn));
     auto point_type = std::make_shared<py::object>(std::move(hook_point_type));
-    return [holder, point_type, err](massact::Activation& a) {
+    // one HookPoint per site, made on its first call (touched with the GIL held only)
+    auto points = std::make_shared<std::map<std::string, py::object, std::less<>>>();
+    return [holder, point_type, points, err](massact::Activation& a) {
         py::gil_scoped_acquire gil;
         try {
             std::vector<py::ssize_t> shape(a.shape.begin(), a.shape.end());
             // a view without an owner (no copy): valid during this call only
             py::array_t<float> view(shape, a.data, py::none());
-            py::object point = (*point_type)(a.name, a.layer);
+            auto it = points->find(a.name);
+            if (it == points->end()) it = points->emplace(std::string(a.name), (*point_type)(a.name, a.layer)).first;
+            const py::object& point = it->second;
             py::object r = (*holder)(view, point);
             if (!r.is_none()) {
                 auto arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(r);
@@ -179,13 +242,18 @@ public:
         massact::Hooks h;
         // cached sites first (what the forward computed), Python hooks after in their order
         struct Stored {
-            std::vector<float> data;
+            std::string name;
+            CacheArena::Slot slot;
             std::vector<Index> shape;
         };
-        auto stored = std::make_shared<std::vector<std::pair<std::string, Stored>>>();
+        auto stored = std::make_shared<std::vector<Stored>>();
+        auto arena = std::make_shared<CacheArena>();
         for (const auto& site : cache_sites)
-            h.add(site, [stored](massact::Activation& a) {
-                stored->push_back({a.name, {std::vector<float>(a.data, a.data + a.numel()), a.shape}});
+            h.add(site, [stored, arena](massact::Activation& a) {
+                const auto n = static_cast<std::size_t>(a.numel());
+                CacheArena::Slot slot = arena->take(n);
+                std::copy(a.data, a.data + n, slot.data);
+                stored->push_back({std::string(a.name), std::move(slot), a.shape});
             });
         for (const auto& [pattern, fn] : hooks) h.add(pattern, python_hook(fn, hook_point_type, err));
         massact::RunOptions o;
@@ -224,9 +292,9 @@ public:
             const Index V = logits.cols();
             r.logits = owned_matrix(std::move(logits), {N, T, V});
         }
-        for (auto& [name, s] : *stored) {
-            if (r.cache.contains(name)) continue;  // (a site matched by two patterns is stored once)
-            r.cache[py::str(name)] = owned_array(std::move(s.data), s.shape);
+        for (const Stored& s : *stored) {
+            if (r.cache.contains(s.name)) continue;  // (a site matched by two patterns is stored once)
+            r.cache[py::str(s.name)] = arena_array(s.slot, s.shape);
         }
         return r;
     }
