@@ -4,7 +4,7 @@
 // outside it. Any outcome but exit status 0 or 1 with a message (a crash, another exception) is a finding.
 #include "common.hpp"
 
-#include "../examples/massact/cli.hpp"
+#include "../examples/massact/cli_entry.hpp"
 
 #include <cstdlib>
 #include <set>
@@ -35,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     fuzz::expect_clean([&] {
-        const int rc = massact_tool::run_cli(static_cast<int>(args.size()), argv.data(), {}, nullptr, !run);
+        const int rc = massact_tool::cli_entry(static_cast<int>(args.size()), argv.data(), {}, nullptr, !run);
         if (rc != 0 && rc != 1) std::abort();
     });
     return 0;

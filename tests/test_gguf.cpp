@@ -166,6 +166,82 @@ TEST_CASE("every block format dequantizes like a double-precision reader of its 
     }
 }
 
+#if defined(MASSACT_HAS_XSIMD)
+TEST_CASE("gemv_stored: a few rows against every stored type equal a double loop over the format's values (rows split over threads)") {
+    using io::ggml::Type;
+    std::mt19937 g(5);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f), scale(-3.0f, 3.0f);
+    for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q8_0, Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q2_K, Type::Q3_K,
+                   Type::Q4_K, Type::Q5_K, Type::Q6_K}) {
+        const auto info = io::ggml::type_info(static_cast<std::uint32_t>(t));
+        const bool blocked = info.block > 1;
+        // K: several blocks (and for the float types a length off every vector and step boundary); N: rows that
+        // split unevenly over the threads and past a 64 KiB matrix (the parallel path)
+        for (const Index K : blocked ? std::vector<Index>{static_cast<Index>(info.block), 3 * static_cast<Index>(info.block) * (info.block == 32 ? 8 : 1)}
+                                     : std::vector<Index>{1, 19, 300, 777}) {
+            for (const Index N : {Index(5), Index(301)}) {
+                CAPTURE(info.name);
+                CAPTURE(K);
+                CAPTURE(N);
+                const std::size_t row_bytes = blocked ? static_cast<std::size_t>(K / info.block) * info.bytes : static_cast<std::size_t>(K) * info.bytes;
+                std::vector<unsigned char> raw(static_cast<std::size_t>(N) * row_bytes + 1);
+                unsigned char* data = raw.data() + (t == Type::F32 ? 1 : 0);  // (F32 rows not 4-byte aligned: the copy path)
+                std::vector<float> values(static_cast<std::size_t>(N * K));
+                if (blocked) {
+                    for (std::size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<unsigned char>(g());
+                    for (std::size_t b = 0; b < static_cast<std::size_t>(N * K) / info.block; ++b)
+                        for (int off : scale_offsets(t)) {
+                            const std::uint16_t h = float_to_f16(scale(g));
+                            data[b * info.bytes + off] = static_cast<unsigned char>(h & 0xFF);
+                            data[b * info.bytes + off + 1] = static_cast<unsigned char>(h >> 8);
+                        }
+                    for (Index i = 0; i < N * K; ++i)
+                        values[static_cast<std::size_t>(i)] = static_cast<float>(
+                            reference_value(t, data + static_cast<std::size_t>(i / info.block) * info.bytes, static_cast<int>(i % info.block)));
+                } else {
+                    for (Index i = 0; i < N * K; ++i) {
+                        float v = u(g);
+                        if (t == Type::F16) v = f16_to_float(float_to_f16(v));
+                        if (t == Type::BF16) v = bf16_to_float(float_to_bf16(v));
+                        values[static_cast<std::size_t>(i)] = v;
+                        if (t == Type::F32) std::memcpy(data + 4 * i, &v, 4);
+                        if (t == Type::F16) { const std::uint16_t h = float_to_f16(v); std::memcpy(data + 2 * i, &h, 2); }
+                        if (t == Type::BF16) { const std::uint16_t h = float_to_bf16(v); std::memcpy(data + 2 * i, &h, 2); }
+                    }
+                }
+                const kernels::StoredMatrix w{t, data, N, K, row_bytes};
+                for (const Index M : {Index(1), Index(3), Index(6)}) {
+                    const Index ldx = K + 2, ldy = N + 3;
+                    std::vector<float> X(static_cast<std::size_t>(M * ldx)), Y(static_cast<std::size_t>(M * ldy), 42.0f), Yp = Y;
+                    for (auto& x : X) x = u(g);
+                    kernels::gemv_stored(w, X.data(), ldx, M, Y.data(), ldy);
+                    // stored rows in reverse order (a file's row permutation): logical row n is stored row N-1-n
+                    kernels::gemv_stored(w, [N](Index n) { return N - 1 - n; }, X.data(), ldx, M, Yp.data(), ldy);
+                    double worst = 0, worst_p = 0;
+                    for (Index i = 0; i < M; ++i)
+                        for (Index n = 0; n < N; ++n) {
+                            double want = 0, want_p = 0, mag = 1e-30, mag_p = 1e-30;
+                            for (Index k = 0; k < K; ++k) {
+                                const double x = X[static_cast<std::size_t>(i * ldx + k)];
+                                want += x * values[static_cast<std::size_t>(n * K + k)];
+                                want_p += x * values[static_cast<std::size_t>((N - 1 - n) * K + k)];
+                                mag += std::abs(x * values[static_cast<std::size_t>(n * K + k)]);
+                                mag_p += std::abs(x * values[static_cast<std::size_t>((N - 1 - n) * K + k)]);
+                            }
+                            worst = std::max(worst, std::abs(Y[static_cast<std::size_t>(i * ldy + n)] - want) / mag);
+                            worst_p = std::max(worst_p, std::abs(Yp[static_cast<std::size_t>(i * ldy + n)] - want_p) / mag_p);
+                        }
+                    CHECK(worst < 2e-6);
+                    CHECK(worst_p < 2e-6);
+                    for (Index i = 0; i < M; ++i)  // Y's padding untouched
+                        for (Index n = N; n < ldy; ++n) REQUIRE(Y[static_cast<std::size_t>(i * ldy + n)] == 42.0f);
+                }
+            }
+        }
+    }
+}
+#endif
+
 TEST_CASE("llama.cpp's Q8_0 and Q4_K_M tiny-llama: perplexity and per-sequence NLL within 0.05% of the float64 references") {
     const auto ref = io::read_json_file(gguf("reference.json"));
     const io::SafetensorsFile st(test::data("tiny-llama.ref.safetensors"));

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <exception>
 #include <functional>
+#include <map>
 
 namespace massact_tool {
 
@@ -36,6 +37,10 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
         const auto& d = data_dir();
         return std::string("massact ") + massact::version() + "\ndata: " + (d.path.empty() ? d.how : d.path + ", " + d.how);
     });
+    ProgressMode progress = ProgressMode::Auto;
+    app.add_option("--progress", progress, "progress bars on stderr: auto (when it is a terminal), always, never")
+        ->transform(CLI::CheckedTransformer(std::map<std::string, ProgressMode>{
+            {"auto", ProgressMode::Auto}, {"always", ProgressMode::Always}, {"never", ProgressMode::Never}}));
     std::function<int()> action;
     InfoArgs info;
     RunArgs run;
@@ -75,6 +80,10 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
         if (status && error) *error = e.what();
         return status;
     }
+    struct ModeScope {  // this thread's progress mode for the command's duration
+        explicit ModeScope(ProgressMode m) { progress_mode() = m; }
+        ~ModeScope() { progress_mode() = ProgressMode::Auto; }
+    } mode_scope(progress);
     try {
         if (ranks.size > 1 && !app.got_subcommand("scan"))  // (only scan splits its windows across ranks)
             throw massact::Error("under mpirun only scan runs on several processes; run " + app.get_subcommands().front()->get_name() +

@@ -21,10 +21,10 @@
 // Inputs: --ids, --ids-file FILE[:TENSOR], --prompt TEXT, --text-file FILE.
 //
 // Errors print "massact: error: ..." and exit with status 1; no output file is left behind.
-#include "cli.hpp"
+#include "cli_entry.hpp"
 #include "mpi.hpp"
 
 int main(int argc, char** argv) {
     const massact_tool::MpiSession mpi(&argc, &argv);  // one rank of 1 unless started by mpirun / srun
-    return massact_tool::run_cli(argc, argv, mpi.ranks(), &mpi);
+    return massact_tool::cli_entry(argc, argv, mpi.ranks(), &mpi);
 }

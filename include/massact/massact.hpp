@@ -36,6 +36,7 @@
 #include "massact/kernels/activation.hpp"
 #include "massact/kernels/attention.hpp"
 #include "massact/kernels/gemm.hpp"
+#include "massact/kernels/gemv.hpp"
 #include "massact/kernels/norm.hpp"
 #include "massact/kernels/resample.hpp"
 #include "massact/kernels/rope.hpp"

@@ -1,6 +1,9 @@
 """The tool's commands as functions: massact.scan(model, data=..., seq_len=64) runs `massact scan MODEL --data ...
 --seq-len 64 --json OUT` in this process (the tool's own code path, its options as keyword arguments: seq_len ->
---seq-len, True -> a flag, a list -> comma-separated) and returns the JSON it writes as Python objects."""
+--seq-len, True -> a flag, a list -> comma-separated) and returns the JSON it writes as Python objects.
+
+Long commands draw a progress bar on stderr when it is a terminal; progress=True draws it anyway (a notebook shows
+the kernel's stderr under the cell), progress=False never."""
 
 import contextlib
 import json
@@ -84,10 +87,18 @@ def tool(*args, verbose=True):
         _massact.tool(argv)
 
 
-def _run(command, model, data=None, verbose=False, extra=(), **options):
+def _progress(progress):
+    if progress is None:
+        return []
+    if not isinstance(progress, bool):
+        raise Error(f"progress: expected None, True or False, got {progress!r}")
+    return ["--progress", "always" if progress else "never"]
+
+
+def _run(command, model, data=None, verbose=False, progress=None, extra=(), **options):
     with tempfile.TemporaryDirectory(prefix="massact-") as tmp:
         out = os.path.join(tmp, "out.json")
-        argv = [command, _model_path(model)] + list(extra) + _data(data, tmp) + ["--json", out] + _flags(options)
+        argv = _progress(progress) + [command, _model_path(model)] + list(extra) + _data(data, tmp) + ["--json", out] + _flags(options)
         with _quiet(verbose):
             _massact.tool(argv)
         with open(out, encoding="utf-8") as f:

@@ -202,8 +202,7 @@ class HookedModel:
         for entry in fwd_hooks or []:
             if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and callable(entry[1])):
                 raise Error("fwd_hooks: each entry must be (name | glob | predicate, function)")
-            for name in self._resolve(entry[0], "fwd_hooks"):
-                pairs.append((name, entry[1]))
+            pairs.append((self._resolve(entry[0], "fwd_hooks"), entry[1]))  # (one C++ entry for all its sites)
         return pairs
 
     # --- forwards ----------------------------------------------------------------------------------------

@@ -228,8 +228,8 @@ public:
     }
     bool has_tokenizer() const { return tokenizer_ != nullptr; }
 
-    /// A forward on token ids (or pixels), with Python hooks [(pattern, fn)] and the sites to cache.
-    ForwardResult forward(const py::object& input, bool is_pixels, const std::vector<std::pair<std::string, py::object>>& hooks,
+    /// A forward on token ids (or pixels), with Python hooks [([site names], fn)] and the sites to cache.
+    ForwardResult forward(const py::object& input, bool is_pixels, const std::vector<std::pair<std::vector<std::string>, py::object>>& hooks,
                           const std::vector<std::string>& cache_sites, bool want_logits, Cache* kv, py::object hook_point_type,
                           int last_layer) {
         massact::TokenBatch ids;
@@ -248,14 +248,20 @@ public:
         };
         auto stored = std::make_shared<std::vector<Stored>>();
         auto arena = std::make_shared<CacheArena>();
-        for (const auto& site : cache_sites)
-            h.add(site, [stored, arena](massact::Activation& a) {
-                const auto n = static_cast<std::size_t>(a.numel());
-                CacheArena::Slot slot = arena->take(n);
-                std::copy(a.data, a.data + n, slot.data);
-                stored->push_back({std::string(a.name), std::move(slot), a.shape});
-            });
-        for (const auto& [pattern, fn] : hooks) h.add(pattern, python_hook(fn, hook_point_type, err));
+        auto keep = [stored, arena](massact::Activation& a) {
+            const auto n = static_cast<std::size_t>(a.numel());
+            CacheArena::Slot slot = arena->take(n);
+            std::copy(a.data, a.data + n, slot.data);
+            stored->push_back({std::string(a.name), std::move(slot), a.shape});
+        };
+        // globs ("*": every site) as patterns, exact names as one entry
+        std::vector<std::string> names;
+        for (const auto& site : cache_sites) {
+            if (site.find_first_of("*?") != std::string::npos) h.add(site, keep);
+            else names.push_back(site);
+        }
+        if (!names.empty()) h.add_sites(std::move(names), keep);
+        for (const auto& [sites, fn] : hooks) h.add_sites(sites, python_hook(fn, hook_point_type, err));
         massact::RunOptions o;
         o.precision = precision_;
         o.logits = want_logits && last_layer < 0;
@@ -492,13 +498,13 @@ PYBIND11_MODULE(_massact, m) {
         .def("hook_shape", &Model::hook_shape)
         .def_property_readonly("has_tokenizer", &Model::has_tokenizer)
         .def_property_readonly("tokenizer", &Model::tokenizer_ptr)
-        .def("forward", [](Model& mdl, const py::object& input, bool is_pixels, const std::vector<std::pair<std::string, py::object>>& hooks,
+        .def("forward", [](Model& mdl, const py::object& input, bool is_pixels, const std::vector<std::pair<std::vector<std::string>, py::object>>& hooks,
                            const std::vector<std::string>& cache_sites, bool want_logits, std::shared_ptr<Cache> kv, py::object point_type,
                            int last_layer) {
                  ForwardResult r = mdl.forward(input, is_pixels, hooks, cache_sites, want_logits, kv.get(), point_type, last_layer);
                  return py::make_tuple(r.logits ? py::object(*r.logits) : py::object(py::none()), r.cache);
              },
-             py::arg("input"), py::arg("is_pixels") = false, py::arg("hooks") = std::vector<std::pair<std::string, py::object>>{},
+             py::arg("input"), py::arg("is_pixels") = false, py::arg("hooks") = std::vector<std::pair<std::vector<std::string>, py::object>>{},
              py::arg("cache_sites") = std::vector<std::string>{}, py::arg("logits") = true, py::arg("kv") = nullptr,
              py::arg("hook_point_type") = py::none(), py::arg("last_layer") = -1)
         .def("generate", &Model::generate, py::arg("prompt"), py::arg("max_new_tokens"), py::arg("temperature"), py::arg("seed"),

@@ -178,3 +178,17 @@ def test_ctrl_c_stops_a_long_analysis_with_keyboard_interrupt(tiny_llama, capfd)
     # the command itself stopped early (at a progress update), not after finishing
     assert "massact: error: interrupted" in capfd.readouterr().err
     assert massact.perplexity(tiny_llama, data=np.array([[1, 5, 6, 7]]))["ppl"] > 1  # and the next call runs
+
+
+def test_progress_bars_are_drawn_when_asked_and_never_otherwise(tiny_llama, capfd):
+    val = os.path.join(SOURCE, "examples", "data", "val.txt")
+    opts = dict(layer=2, dims=DIMS, tokens=0, mode="zero", max_seqs=4, seq_len=32)
+    massact.ablate(tiny_llama, data=val, **opts)  # stderr is not a terminal here: no bar (as in a notebook)
+    assert "ablate" not in capfd.readouterr().err
+    a = massact.ablate(tiny_llama, data=val, progress=True, **opts)
+    err = capfd.readouterr().err
+    assert "ablate" in err and "[" in err and err.endswith("\n")  # drawn, and its line ended (no terminal to erase)
+    assert a == massact.ablate(tiny_llama, data=val, progress=False, **opts)
+    assert capfd.readouterr().err == ""
+    with pytest.raises(massact.Error, match="progress"):
+        massact.ablate(tiny_llama, data=val, progress="yes", **opts)

@@ -14,6 +14,7 @@
 
 #include "massact/core/eigen.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -76,12 +77,20 @@ class Hooks {
 public:
     /// A hook on every site matching `pattern`; a pattern that matches no site of the model is an error.
     Hooks& add(std::string pattern, HookFn fn) {
-        entries_.push_back({std::move(pattern), std::move(fn), true});
+        entries_.push_back({std::move(pattern), std::move(fn), true, false, {}});
         return *this;
     }
     /// The same for sites that only some models have (e.g. attn.hook_sink_pattern): no error when absent.
     Hooks& add_if_present(std::string pattern, HookFn fn) {
-        entries_.push_back({std::move(pattern), std::move(fn), false});
+        entries_.push_back({std::move(pattern), std::move(fn), false, false, {}});
+        return *this;
+    }
+    /// One hook on each of the named sites (exact names, no globs), as one entry: a hook on every site then
+    /// costs a lookup per site, not a match per site and name. A name that is no site of the model is an error.
+    Hooks& add_sites(std::vector<std::string> names, HookFn fn) {
+        std::sort(names.begin(), names.end());
+        names.erase(std::unique(names.begin(), names.end()), names.end());
+        entries_.push_back({{}, std::move(fn), true, true, std::move(names)});
         return *this;
     }
     /// The required patterns that match none of `sites`.
@@ -89,6 +98,11 @@ public:
         std::vector<std::string> out;
         for (const auto& e : entries_) {
             if (!e.required) continue;
+            if (e.by_name) {
+                for (const auto& n : e.names)
+                    if (std::find(sites.begin(), sites.end(), n) == sites.end()) out.push_back(n);
+                continue;
+            }
             bool any = false;
             for (const auto& s : sites) any = any || glob_match(e.pattern, s);
             if (!any) out.push_back(e.pattern);
@@ -105,7 +119,8 @@ public:
     std::vector<const HookFn*> matching(std::string_view name) const {
         std::vector<const HookFn*> out;
         for (const auto& e : entries_)
-            if (glob_match(e.pattern, name)) out.push_back(&e.fn);
+            if (e.by_name ? std::binary_search(e.names.begin(), e.names.end(), name, std::less<>()) : glob_match(e.pattern, name))
+                out.push_back(&e.fn);
         return out;
     }
 
@@ -114,6 +129,8 @@ private:
         std::string pattern;
         HookFn fn;
         bool required = true;
+        bool by_name = false;            // add_sites: `names` (sorted), not `pattern`
+        std::vector<std::string> names;
     };
     std::vector<Entry> entries_;
 };

@@ -11,6 +11,7 @@
 #include "massact/core/error.hpp"
 #include "massact/io/checkpoint.hpp"
 #include "massact/kernels/gemm.hpp"
+#include "massact/kernels/gemv.hpp"
 #include "massact/model/config.hpp"
 
 #include <algorithm>
@@ -134,21 +135,56 @@ public:
         }
     }
 
-    /// y [rows, out] = x [rows, in] W^T (+ bias [out] if given), in s.precision. With xsimd: a register-blocked
-    /// product that reads W block by block in its stored dtype; otherwise Eigen on a float32 copy.
+    /// The matrix as the few-row product reads it (kernels::gemv_stored): the float32 copy if there is one,
+    /// else the stored bytes; type F64 (or another gemv cannot read) when neither applies, or when stored [in, out].
+    kernels::StoredMatrix stored() const {
+        kernels::StoredMatrix m;
+        m.type = io::ggml::Type::F64;
+        m.rows = out_;
+        m.cols = in_;
+        if (in_out_) return m;
+        if (resident_) {
+            m.type = io::ggml::Type::F32;
+            m.data = reinterpret_cast<const unsigned char*>(resident_->data());
+            m.row_bytes = static_cast<std::size_t>(in_) * sizeof(float);
+            return m;
+        }
+        const io::DType d = src_->dtype;
+        const io::ggml::Type t = d == io::DType::F32 ? io::ggml::Type::F32 : d == io::DType::F16 ? io::ggml::Type::F16
+                               : d == io::DType::BF16 ? io::ggml::Type::BF16 : io::quantized(d) ? io::ggml_type(d) : io::ggml::Type::F64;
+        const io::ggml::TypeInfo info = io::ggml::type_info(static_cast<std::uint32_t>(t));
+        if (!kernels::gemv_reads(t) || in_ % static_cast<Index>(info.block) != 0) return m;
+        m.type = t;
+        m.data = src_->data;
+        m.row_bytes = static_cast<std::size_t>(in_ / static_cast<Index>(info.block)) * info.bytes;
+        return m;
+    }
+
+    /// y [rows, out] = x [rows, in] W^T (+ bias [out] if given), in s.precision. With xsimd: a few rows (decoding)
+    /// read W in its stored form row by row (kernels::gemv_stored), more rows go through a register-blocked product
+    /// that reads W block by block in its stored dtype; without xsimd, Eigen on a float32 copy.
     void apply(const Eigen::Ref<const RowMatrixF>& x, Eigen::Ref<RowMatrixF> y, LinearScratch& s,
                const std::vector<float>* bias = nullptr) const {
 #if defined(MASSACT_HAS_XSIMD)
-        // A few rows on float32 weights already in memory (decoding a resident model): Eigen's GEMV reads
-        // them in place. Everything else goes through the blocked product, which converts as it packs.
-        const bool in_place = s.precision == kernels::Precision::F32 && x.rows() < 4 && (resident_ || zero_copy());
-        if (!in_place) {
+        const kernels::StoredMatrix m = x.rows() < kernels::gemm_detail::MR ? stored() : kernels::StoredMatrix{};
+        const bool round = s.precision == kernels::Precision::BF16;
+        const bool in_place = in_out_ && s.precision == kernels::Precision::F32 && x.rows() < 4 && (resident_ || zero_copy());
+        if (in_place) {  // (a GPT-2 Conv1D [in, out] in float32: Eigen's GEMV reads it where it is)
+            const float* w = data(s.f32);
+            y.noalias() = x * ConstRowMap<float>(w, in_, out_);
+        } else if (m.data) {
+            if (!resident_ && src_->rope_heads > 0)
+                kernels::gemv_stored(m, [this](Index n) { return static_cast<Index>(src_->stored_row(static_cast<std::size_t>(n))); },
+                                     x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), round);
+            else
+                kernels::gemv_stored(m, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), round);
+        } else {
             kernels::gemm_bt(
                 x.data(), x.outerStride(), x.rows(), out_, in_,
                 [this](Index n0, Index rows, Index k0, Index cols, float* dst) { block(n0, rows, k0, cols, dst); },
                 y.data(), y.outerStride(), s.precision, s.gemm);
-        } else
-#endif
+        }
+#else
         {
             const float* w = data(s.f32);
             if (in_out_)
@@ -156,6 +192,7 @@ public:
             else
                 y.noalias() = x * ConstRowMap<float>(w, out_, in_).transpose();
         }
+#endif
         if (bias && !bias->empty()) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias->data(), out_);
     }
 

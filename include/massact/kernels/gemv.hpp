@@ -1,0 +1,190 @@
+// massact/kernels/gemv.hpp - Y [M, N] = X [M, K] W^T for a few rows X (decoding: M = 1) and a weight matrix
+// W [N, K] read straight from its stored form: F32, F16, BF16, or one of ggml's block types (Q8_0, Q4_0,
+// Q4_1, Q5_0, Q5_1, Q2_K .. Q6_K).
+//
+// Decoding is memory-bound: every weight is read once per token, so the product must read the stored bytes
+// and nothing else. Each row of W is walked block by block (32 or 256 values); a block is decoded by the
+// format's own dequantizer (io/ggml_blocks.hpp, the reference of the format) into a buffer of at most 256
+// floats on the stack, which stays in L1, and multiplied with up to four rows of X held in vector
+// accumulators. No float32 copy of W exists, not even of one row. The rows of W are split into contiguous
+// ranges over the threads, so that every core streams its own part of the matrix.
+//
+// Exact: the decoded values are the format's (the same as dequantize-then-multiply); only the order of the
+// float32 sums differs from a row-by-row dot product. With `round_bf16` both operands are rounded to bfloat16
+// before the float32 products (Precision::BF16, as gemm_bt does).
+#pragma once
+
+#include "massact/core/eigen.hpp"
+#include "massact/core/error.hpp"
+#include "massact/core/half.hpp"
+#include "massact/io/ggml_blocks.hpp"
+#include "massact/kernels/gemm.hpp"
+#include "massact/kernels/simd.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace massact::kernels {
+
+/// A weight matrix [rows, cols] as stored: element type (F32, F16, BF16 or a block type), bytes, and the
+/// stored row that holds logical row n (`stored_row`: identity, or the inverse of a permutation the file
+/// applied, e.g. llama.cpp's RoPE row order).
+struct StoredMatrix {
+    io::ggml::Type type = io::ggml::Type::F32;
+    const unsigned char* data = nullptr;
+    Index rows = 0, cols = 0;
+    std::size_t row_bytes = 0;
+};
+
+/// Whether gemv_stored() reads `type` (the float types and every block type with a dequantizer).
+inline bool gemv_reads(io::ggml::Type type) {
+    using T = io::ggml::Type;
+    switch (type) {
+        case T::F32: case T::F16: case T::BF16: case T::Q8_0: case T::Q4_0: case T::Q4_1: case T::Q5_0: case T::Q5_1:
+        case T::Q2_K: case T::Q3_K: case T::Q4_K: case T::Q5_K: case T::Q6_K:
+            return true;
+        default:
+            return false;
+    }
+}
+
+#if defined(MASSACT_HAS_XSIMD)
+
+namespace gemv_detail {
+
+using batch = xsimd::batch<float>;
+constexpr Index W = static_cast<Index>(batch::size);
+constexpr Index FLOAT_BLOCK = 256;  // values per step for the float types (a row's tail is a shorter step)
+
+inline float round_bf16(float x) { return bf16_to_float(float_to_bf16(x)); }
+
+/// The values of the block of row `w` that starts at column k0 (n of them), as float32 at the returned
+/// pointer: the mapping itself for aligned F32, otherwise `tmp`.
+inline const float* decode(io::ggml::Type type, const unsigned char* w, Index k0, Index n, Index block, std::size_t block_bytes,
+                           float* tmp) {
+    using T = io::ggml::Type;
+    switch (type) {
+        case T::F32: {
+            const unsigned char* p = w + 4 * k0;
+            if (reinterpret_cast<std::uintptr_t>(p) % alignof(float) == 0) return reinterpret_cast<const float*>(p);
+            std::memcpy(tmp, p, static_cast<std::size_t>(4 * n));
+            return tmp;
+        }
+        case T::F16: f16_to_float(w + 2 * k0, tmp, static_cast<std::size_t>(n)); return tmp;
+        case T::BF16: bf16_to_float(w + 2 * k0, tmp, static_cast<std::size_t>(n)); return tmp;
+        default:
+            io::ggml::dequantize_block(type, w + static_cast<std::size_t>(k0 / block) * block_bytes, tmp);
+            return tmp;
+    }
+}
+
+/// acc[i] += x_i[0 .. n) * b[0 .. n) lane-wise for the MB rows x_i = X + i * ldx (n a multiple of W, or a
+/// tail summed into `tail[i]`).
+template <int MB>
+inline void accumulate(const float* X, Index ldx, const float* b, Index n, batch (&acc)[MB][2], float (&tail)[MB]) {
+    Index k = 0;
+    for (; k + 2 * W <= n; k += 2 * W) {
+        const batch b0 = batch::load_unaligned(b + k), b1 = batch::load_unaligned(b + k + W);
+        for (int i = 0; i < MB; ++i) {
+            acc[i][0] = xsimd::fma(batch::load_unaligned(X + i * ldx + k), b0, acc[i][0]);
+            acc[i][1] = xsimd::fma(batch::load_unaligned(X + i * ldx + k + W), b1, acc[i][1]);
+        }
+    }
+    for (; k + W <= n; k += W) {
+        const batch b0 = batch::load_unaligned(b + k);
+        for (int i = 0; i < MB; ++i) acc[i][0] = xsimd::fma(batch::load_unaligned(X + i * ldx + k), b0, acc[i][0]);
+    }
+    for (; k < n; ++k)
+        for (int i = 0; i < MB; ++i) tail[i] += X[i * ldx + k] * b[k];
+}
+
+/// Rows [n0, n1) of W against MB rows of X.
+template <int MB, typename StoredRow>
+void rows(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy,
+          bool round) {
+    const io::ggml::TypeInfo info = io::ggml::type_info(static_cast<std::uint32_t>(w.type));
+    const bool blocked = info.block > 1;
+    const Index block = blocked ? static_cast<Index>(info.block) : FLOAT_BLOCK, K = w.cols;
+    alignas(64) float tmp[256];
+    for (Index n = n0; n < n1; ++n) {
+        const unsigned char* row = w.data + static_cast<std::size_t>(stored_row(n)) * w.row_bytes;
+        batch acc[MB][2];
+        float tail[MB];
+        for (int i = 0; i < MB; ++i) {
+            acc[i][0] = acc[i][1] = batch(0.0f);
+            tail[i] = 0.0f;
+        }
+        for (Index k0 = 0; k0 < K; k0 += block) {
+            const Index len = std::min(block, K - k0);
+            const float* b = decode(w.type, row, k0, len, block, info.bytes, tmp);
+            if (round && w.type != io::ggml::Type::BF16) {  // (a BF16 value is its own rounding)
+                for (Index k = 0; k < len; ++k) tmp[k] = round_bf16(b[k]);
+                b = tmp;
+            }
+            accumulate<MB>(X + k0, ldx, b, len, acc, tail);
+        }
+        for (int i = 0; i < MB; ++i) Y[i * ldy + n] = simd::hsum(acc[i][0] + acc[i][1]) + tail[i];
+    }
+}
+
+}  // namespace gemv_detail
+
+/// Y [M, N] (row stride ldy) = X [M, K] (row stride ldx) W^T, W = `w` [N, K] whose logical row n is stored row
+/// stored_row(n). Rows of X are taken four at a time (each block of W is decoded once per four rows), so the
+/// kernel is meant for M up to about a dozen; larger M belongs to gemm_bt. `round_bf16`: Precision::BF16.
+template <typename StoredRow>
+void gemv_stored(const StoredMatrix& w, StoredRow&& stored_row, const float* X, Index ldx, Index M, float* Y, Index ldy,
+                 bool round_bf16 = false) {
+    using namespace gemv_detail;
+    const Index N = w.rows, K = w.cols;
+    if (M <= 0 || N <= 0) return;
+    if (!gemv_reads(w.type)) throw Error("gemv: no reader for the stored type");
+    std::vector<float> rounded;
+    if (round_bf16) {
+        rounded.resize(static_cast<std::size_t>(M * K));
+        for (Index i = 0; i < M; ++i)
+            for (Index k = 0; k < K; ++k) rounded[static_cast<std::size_t>(i * K + k)] = gemv_detail::round_bf16(X[i * ldx + k]);
+        X = rounded.data();
+        ldx = K;
+    }
+#if defined(_OPENMP)
+    const std::size_t bytes = static_cast<std::size_t>(N) * w.row_bytes;
+    const int threads = bytes < (std::size_t(1) << 16) ? 1 : gemm_detail::team_size();  // (a small matrix is not worth a team)
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+    {
+#if defined(_OPENMP)
+        const Index t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const Index t = 0, nt = 1;
+#endif
+        // contiguous ranges of rows, multiples of 8 (a thread streams its own part of the matrix)
+        const Index per = ((N + nt - 1) / nt + 7) / 8 * 8;
+        const Index n0 = std::min(N, t * per), n1 = std::min(N, n0 + per);
+        for (Index i = 0; i < M; i += 4) {
+            const float* x = X + i * ldx;
+            float* y = Y + i * ldy;
+            switch (std::min<Index>(4, M - i)) {
+                case 1: rows<1>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
+                case 2: rows<2>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
+                case 3: rows<3>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
+                default: rows<4>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
+            }
+        }
+    }
+}
+
+/// The same with the stored rows in order.
+inline void gemv_stored(const StoredMatrix& w, const float* X, Index ldx, Index M, float* Y, Index ldy, bool round_bf16 = false) {
+    gemv_stored(w, [](Index n) { return n; }, X, ldx, M, Y, ldy, round_bf16);
+}
+
+#endif  // MASSACT_HAS_XSIMD
+
+}  // namespace massact::kernels
