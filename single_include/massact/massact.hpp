@@ -4790,6 +4790,9 @@ struct GemmScratch {};  // (no blocked product without xsimd: callers use Eigen)
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace massact::kernels {
 
@@ -4825,23 +4828,108 @@ constexpr Index FLOAT_BLOCK = 256;  // values per step for the float types (a ro
 
 inline float round_bf16(float x) { return bf16_to_float(float_to_bf16(x)); }
 
-/// The values of the block of row `w` that starts at column k0 (n of them), as float32 at the returned
-/// pointer: the mapping itself for aligned F32, otherwise `tmp`.
-inline const float* decode(io::ggml::Type type, const unsigned char* w, Index k0, Index n, Index block, std::size_t block_bytes,
-                           float* tmp) {
-    using T = io::ggml::Type;
-    switch (type) {
-        case T::F32: {
-            const unsigned char* p = w + 4 * k0;
-            if (reinterpret_cast<std::uintptr_t>(p) % alignof(float) == 0) return reinterpret_cast<const float*>(p);
-            std::memcpy(tmp, p, static_cast<std::size_t>(4 * n));
-            return tmp;
+#if defined(__AVX512F__)
+/// The decoders of the types most files hold (Q8_0, Q4_0; Q4_K, Q5_K and Q6_K, the bulk of the K mixes; F16), vector by vector:
+/// the values of io/ggml_blocks.hpp's readers (Q4_K's d * sc * q - dmin * m in one rounding), written 16 at a time
+/// into `y` (256 floats at most), so that no scalar store is read back by a vector load.
+inline float half_at(const unsigned char* p) {
+    std::uint16_t h;
+    std::memcpy(&h, p, 2);
+    return _cvtsh_ss(h);  // (F16C, part of every AVX-512 CPU: one instruction, exact)
+}
+inline void decode_q8_0(const unsigned char* b, float* y) {
+    const __m512 d = _mm512_set1_ps(half_at(b));
+    for (int h = 0; h < 2; ++h) {
+        const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 + 16 * h));
+        _mm512_storeu_ps(y + 16 * h, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q))));
+    }
+}
+inline void decode_q4_0(const unsigned char* b, float* y) {
+    const __m512 d = _mm512_set1_ps(half_at(b));
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)), low4 = _mm_set1_epi8(0x0F);
+    const __m512i eight = _mm512_set1_epi32(8);
+    const __m128i q[2] = {_mm_and_si128(v, low4), _mm_and_si128(_mm_srli_epi16(v, 4), low4)};
+    for (int h = 0; h < 2; ++h)
+        _mm512_storeu_ps(y + 16 * h, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q[h]), eight))));
+}
+/// Q4_K (qh == nullptr) and Q5_K (the fifth bit of element l of sub-block k: bit k of qh[l]).
+inline void decode_q45_k(const unsigned char* b, float* y, bool five) {
+    const float d = half_at(b), dmin = half_at(b + 2);
+    const unsigned char* qs = b + (five ? 48 : 16);
+    const __m128i low4 = _mm_set1_epi8(0x0F), one = _mm_set1_epi8(1);
+    for (int g = 0; g < 4; ++g)
+        for (int h = 0; h < 2; ++h) {  // sub-block 2g + h: the low nibbles of group g's 32 bytes, then the high ones
+            const int k = 2 * g + h;
+            float sc, m;
+            io::ggml::detail::scale_min_k4(k, b + 4, sc, m);
+            const __m512 dl = _mm512_set1_ps(d * sc), ml = _mm512_set1_ps(dmin * m);
+            for (int part = 0; part < 2; ++part) {
+                const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 32 * g + 16 * part));
+                __m128i q = h ? _mm_and_si128(_mm_srli_epi16(v, 4), low4) : _mm_and_si128(v, low4);
+                if (five) {
+                    const __m128i hb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 + 16 * part));
+                    q = _mm_or_si128(q, _mm_slli_epi16(_mm_and_si128(_mm_srl_epi16(hb, _mm_cvtsi32_si128(k)), one), 4));
+                }
+                _mm512_storeu_ps(y + 64 * g + 32 * h + 16 * part, _mm512_fmsub_ps(dl, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)), ml));
+            }
         }
-        case T::F16: f16_to_float(w + 2 * k0, tmp, static_cast<std::size_t>(n)); return tmp;
-        case T::BF16: bf16_to_float(w + 2 * k0, tmp, static_cast<std::size_t>(n)); return tmp;
-        default:
-            io::ggml::dequantize_block(type, w + static_cast<std::size_t>(k0 / block) * block_bytes, tmp);
-            return tmp;
+}
+inline void decode_q6_k(const unsigned char* b, float* y) {
+    const float d = half_at(b + 208);
+    const auto* scales = reinterpret_cast<const std::int8_t*>(b + 192);
+    const __m128i low4 = _mm_set1_epi8(0x0F), two = _mm_set1_epi8(3);
+    const __m512i offset = _mm512_set1_epi32(32);
+    for (int half = 0; half < 2; ++half)
+        for (int s = 0; s < 4; ++s)
+            for (int part = 0; part < 2; ++part) {  // elements 128 half + 32 s + 16 part .. + 15
+                const unsigned char* ql = b + 64 * half + 32 * (s & 1) + 16 * part;
+                const unsigned char* qh = b + 128 + 32 * half + 16 * part;
+                const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ql));
+                const __m128i nib = s < 2 ? _mm_and_si128(lo, low4) : _mm_and_si128(_mm_srli_epi16(lo, 4), low4);
+                const __m128i top = _mm_and_si128(_mm_srl_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qh)), _mm_cvtsi32_si128(2 * s)), two);
+                const __m128i q = _mm_or_si128(nib, _mm_slli_epi16(top, 4));
+                const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q), offset));
+                const float scale = d * static_cast<float>(scales[8 * half + 2 * s + part]);
+                _mm512_storeu_ps(y + 128 * half + 32 * s + 16 * part, _mm512_mul_ps(_mm512_set1_ps(scale), f));
+            }
+}
+#endif
+
+/// The n values of a float-typed row `w` from column k0 as float32 at the returned pointer: the mapping itself for
+/// aligned F32, otherwise `tmp`.
+inline const float* decode_floats(io::ggml::Type type, const unsigned char* w, Index k0, Index n, float* tmp) {
+    using T = io::ggml::Type;
+    if (type == T::F32) {
+        const unsigned char* p = w + 4 * k0;
+        if (reinterpret_cast<std::uintptr_t>(p) % alignof(float) == 0) return reinterpret_cast<const float*>(p);
+        std::memcpy(tmp, p, static_cast<std::size_t>(4 * n));
+        return tmp;
+    }
+    if (type == T::BF16) {
+        bf16_to_float(w + 2 * k0, tmp, static_cast<std::size_t>(n));
+        return tmp;
+    }
+    Index k = 0;  // F16
+#if defined(__AVX512F__)
+    for (; k + 16 <= n; k += 16)
+        _mm512_storeu_ps(tmp + k, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2 * (k0 + k)))));
+#endif
+    f16_to_float(w + 2 * (k0 + k), tmp + k, static_cast<std::size_t>(n - k));
+    return tmp;
+}
+
+/// One block of a block type at `b` into y[0 .. block).
+inline void decode_block(io::ggml::Type type, const unsigned char* b, float* y) {
+    switch (type) {
+#if defined(__AVX512F__)
+        using T = io::ggml::Type;
+        case T::Q8_0: return decode_q8_0(b, y);
+        case T::Q4_0: return decode_q4_0(b, y);
+        case T::Q4_K: return decode_q45_k(b, y, false);
+        case T::Q5_K: return decode_q45_k(b, y, true);
+        case T::Q6_K: return decode_q6_k(b, y);
+#endif
+        default: return io::ggml::dequantize_block(type, b, y);
     }
 }
 
@@ -4878,6 +4966,7 @@ void rows(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, con
     alignas(64) float tmp[256];
     for (Index n = n0; n < n1; ++n) {
         const unsigned char* row = w.data + static_cast<std::size_t>(stored_row(n)) * w.row_bytes;
+        const unsigned char* blk = row;  // (the next block, for the block types)
         batch acc[MB][2];
         float tail[MB];
         for (int i = 0; i < MB; ++i) {
@@ -4888,9 +4977,9 @@ void rows(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, con
             const Index len = std::min(step, K - k0);
             const float* b = tmp;
             if (blocked)
-                for (Index j = 0; j < len; j += block) decode(w.type, row, k0 + j, block, block, info.bytes, tmp + j);
+                for (Index j = 0; j < len; j += block, blk += info.bytes) decode_block(w.type, blk, tmp + j);
             else
-                b = decode(w.type, row, k0, len, block, info.bytes, tmp);
+                b = decode_floats(w.type, row, k0, len, tmp);
             if (round && w.type != io::ggml::Type::BF16) {  // (a BF16 value is its own rounding)
                 for (Index k = 0; k < len; ++k) tmp[k] = round_bf16(b[k]);
                 b = tmp;
