@@ -3985,12 +3985,13 @@ public:
     }
     /// The required patterns that match none of `sites`.
     std::vector<std::string> unmatched(const std::vector<std::string>& sites) const {
-        std::vector<std::string> out;
+        std::vector<std::string> out, sorted;  // (the sites sorted once: add_sites names are looked up, not scanned)
         for (const auto& e : entries_) {
             if (!e.required) continue;
             if (e.by_name) {
+                if (sorted.empty()) sorted.assign(sites.begin(), sites.end()), std::sort(sorted.begin(), sorted.end());
                 for (const auto& n : e.names)
-                    if (std::find(sites.begin(), sites.end(), n) == sites.end()) out.push_back(n);
+                    if (!std::binary_search(sorted.begin(), sorted.end(), n)) out.push_back(n);
                 continue;
             }
             bool any = false;
@@ -4922,12 +4923,11 @@ inline const float* decode_floats(io::ggml::Type type, const unsigned char* w, I
 inline void decode_block(io::ggml::Type type, const unsigned char* b, float* y) {
     switch (type) {
 #if defined(__AVX512F__)
-        using T = io::ggml::Type;
-        case T::Q8_0: return decode_q8_0(b, y);
-        case T::Q4_0: return decode_q4_0(b, y);
-        case T::Q4_K: return decode_q45_k(b, y, false);
-        case T::Q5_K: return decode_q45_k(b, y, true);
-        case T::Q6_K: return decode_q6_k(b, y);
+        case io::ggml::Type::Q8_0: return decode_q8_0(b, y);
+        case io::ggml::Type::Q4_0: return decode_q4_0(b, y);
+        case io::ggml::Type::Q4_K: return decode_q45_k(b, y, false);
+        case io::ggml::Type::Q5_K: return decode_q45_k(b, y, true);
+        case io::ggml::Type::Q6_K: return decode_q6_k(b, y);
 #endif
         default: return io::ggml::dequantize_block(type, b, y);
     }

@@ -161,12 +161,11 @@ inline const float* decode_floats(io::ggml::Type type, const unsigned char* w, I
 inline void decode_block(io::ggml::Type type, const unsigned char* b, float* y) {
     switch (type) {
 #if defined(__AVX512F__)
-        using T = io::ggml::Type;
-        case T::Q8_0: return decode_q8_0(b, y);
-        case T::Q4_0: return decode_q4_0(b, y);
-        case T::Q4_K: return decode_q45_k(b, y, false);
-        case T::Q5_K: return decode_q45_k(b, y, true);
-        case T::Q6_K: return decode_q6_k(b, y);
+        case io::ggml::Type::Q8_0: return decode_q8_0(b, y);
+        case io::ggml::Type::Q4_0: return decode_q4_0(b, y);
+        case io::ggml::Type::Q4_K: return decode_q45_k(b, y, false);
+        case io::ggml::Type::Q5_K: return decode_q45_k(b, y, true);
+        case io::ggml::Type::Q6_K: return decode_q6_k(b, y);
 #endif
         default: return io::ggml::dequantize_block(type, b, y);
     }

@@ -95,12 +95,13 @@ public:
     }
     /// The required patterns that match none of `sites`.
     std::vector<std::string> unmatched(const std::vector<std::string>& sites) const {
-        std::vector<std::string> out;
+        std::vector<std::string> out, sorted;  // (the sites sorted once: add_sites names are looked up, not scanned)
         for (const auto& e : entries_) {
             if (!e.required) continue;
             if (e.by_name) {
+                if (sorted.empty()) sorted.assign(sites.begin(), sites.end()), std::sort(sorted.begin(), sorted.end());
                 for (const auto& n : e.names)
-                    if (std::find(sites.begin(), sites.end(), n) == sites.end()) out.push_back(n);
+                    if (!std::binary_search(sorted.begin(), sorted.end(), n)) out.push_back(n);
                 continue;
             }
             bool any = false;
