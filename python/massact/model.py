@@ -101,6 +101,7 @@ class HookedModel:
         self.cfg = core.cfg
         self.hook_names = list(core.hook_names)
         self._sites = set(self.hook_names)
+        self._globs = {}
 
     # --- description -------------------------------------------------------------------------------------
     @property
@@ -182,20 +183,31 @@ class HookedModel:
         if callable(spec):
             return [n for n in self.hook_names if spec(n)]
         specs = [spec] if isinstance(spec, str) else list(spec)
-        out = []
+        hits = []
         for s in specs:
             if isinstance(s, tuple):
                 s = get_act_name(*s)
             if not isinstance(s, str):
                 raise Error(f"{what}: {s!r} is not a hook name")
-            hit = [n for n in self.hook_names if fnmatch.fnmatchcase(n, s)] if any(c in s for c in "*?[") else (
-                [s] if s in self._sites else [])
+            hit = self._glob(s)
             if not hit:
                 raise Error(f"{what}: {s!r} matches no hook site of this {self.cfg['model_type']} model "
                             f"(model.hook_names lists {len(self.hook_names)})")
-            out += [n for n in hit if n not in out]
-        order = {n: i for i, n in enumerate(self.hook_names)}
-        return sorted(out, key=order.get)
+            hits.append(hit)
+        if len(hits) == 1:
+            return list(hits[0])
+        chosen = set().union(*hits)
+        return [n for n in self.hook_names if n in chosen]
+
+    def _glob(self, s):
+        """The sites one name or glob matches, in execution order (a glob's answer is kept: hooks on "*" are
+        resolved once per model, not once per forward)."""
+        if not any(c in s for c in "*?["):
+            return (s,) if s in self._sites else ()
+        hit = self._globs.get(s)
+        if hit is None:
+            hit = self._globs[s] = tuple(n for n in self.hook_names if fnmatch.fnmatchcase(n, s))
+        return hit
 
     def _hooks(self, fwd_hooks):
         pairs = []

@@ -134,11 +134,14 @@ struct HookAborted : std::exception {
 
 /// One Python hook: fn(activation, hook) with a writable float32 view of the live buffer. A returned array
 /// (not None) of the same shape replaces the activation.
-massact::HookFn python_hook(py::object fn, py::object hook_point_type, std::shared_ptr<HookError> err) {
+/// A model's HookPoint objects by site name, made on a site's first hook call and kept with the model (touched with
+/// the GIL held only).
+using HookPoints = std::map<std::string, py::object, std::less<>>;
+
+massact::HookFn python_hook(py::object fn, py::object hook_point_type, std::shared_ptr<HookPoints> points,
+                            std::shared_ptr<HookError> err) {
     auto holder = std::make_shared<py::object>(std::move(fn));
     auto point_type = std::make_shared<py::object>(std::move(hook_point_type));
-    // one HookPoint per site, made on its first call (touched with the GIL held only)
-    auto points = std::make_shared<std::map<std::string, py::object, std::less<>>>();
     return [holder, point_type, points, err](massact::Activation& a) {
         py::gil_scoped_acquire gil;
         try {
@@ -148,7 +151,9 @@ massact::HookFn python_hook(py::object fn, py::object hook_point_type, std::shar
             auto it = points->find(a.name);
             if (it == points->end()) it = points->emplace(std::string(a.name), (*point_type)(a.name, a.layer)).first;
             const py::object& point = it->second;
-            py::object r = (*holder)(view, point);
+            PyObject* args[2] = {view.ptr(), point.ptr()};  // (a vector call: no argument tuple per site)
+            py::object r = py::reinterpret_steal<py::object>(PyObject_Vectorcall(holder->ptr(), args, 2, nullptr));
+            if (!r) throw py::error_already_set();
             if (!r.is_none()) {
                 auto arr = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(r);
                 if (!arr) throw massact::Error("hook at " + a.name + ": returned " + std::string(py::str(py::type::of(r))) + ", expected None or an array");
@@ -261,7 +266,7 @@ public:
             else names.push_back(site);
         }
         if (!names.empty()) h.add_sites(std::move(names), keep);
-        for (const auto& [sites, fn] : hooks) h.add_sites(sites, python_hook(fn, hook_point_type, err));
+        for (const auto& [sites, fn] : hooks) h.add_sites(sites, python_hook(fn, hook_point_type, points_, err));
         massact::RunOptions o;
         o.precision = precision_;
         o.logits = want_logits && last_layer < 0;
@@ -372,6 +377,7 @@ private:
 
     std::shared_ptr<massact::Transformer> model_;
     std::shared_ptr<massact::text::Tokenizer> tokenizer_;
+    std::shared_ptr<HookPoints> points_ = std::make_shared<HookPoints>();  // (destroyed with the GIL held, as the model is)
     massact::kernels::Precision precision_ = massact::kernels::Precision::F32;
     int threads_ = 0;
 };
