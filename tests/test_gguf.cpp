@@ -242,6 +242,171 @@ TEST_CASE("gemv_stored: a few rows against every stored type equal a double loop
 }
 #endif
 
+TEST_CASE("quantize_q8: llama.cpp's activation blocks (d = amax / 127 in f16 per 32, max / -127 per 256), sums, non-finite blocks") {
+    std::mt19937 g(11);
+    std::normal_distribution<float> n(0.0f, 1.0f);
+    const Index K = 512;
+    std::vector<float> x(K);
+    for (auto& v : x) v = n(g);
+    x[3] = 90.0f;    // a massive activation in the first block
+    x[300] = -7.0f;  // the largest magnitude of the second 256 block, negative
+    for (Index k = 64; k < 96; ++k) x[static_cast<std::size_t>(k)] = 0.0f;  // an all-zero block
+    for (const Index block : {Index(32), Index(256)}) {
+        CAPTURE(block);
+        kernels::Q8Row a;
+        kernels::quantize_q8(x.data(), K, block, a);
+        REQUIRE(a.q.size() == static_cast<std::size_t>(K));
+        REQUIRE(a.d.size() == static_cast<std::size_t>(K / block));
+        const Index group = block == 32 ? 32 : 16;
+        REQUIRE(a.sums.size() == static_cast<std::size_t>(K / group));
+        for (Index b = 0; b < K / block; ++b) {
+            double amax = 0, max = 0;
+            for (Index j = 0; j < block; ++j) {
+                const double v = x[static_cast<std::size_t>(b * block + j)];
+                if (std::abs(v) > amax) amax = std::abs(v), max = v;
+            }
+            const double d = a.d[static_cast<std::size_t>(b)];
+            if (amax == 0) {
+                CHECK(d == 0.0);
+                continue;
+            }
+            // the scale: f16(amax / 127) for 32-blocks; -max / 127 (its sign opposite to the largest value's) for 256
+            if (block == 32) CHECK(d == static_cast<double>(f16_to_float(float_to_f16(static_cast<float>(amax / 127)))));
+            else CHECK(d == doctest::Approx(-max / 127).epsilon(1e-6));
+            for (Index j = 0; j < block; ++j) {
+                const std::size_t i = static_cast<std::size_t>(b * block + j);
+                CHECK(std::abs(a.q[i]) <= 127);
+                const double step = block == 32 ? amax / 127 : d;  // (a 32-block's q was computed with 127 / amax)
+                CHECK(std::abs(x[i] - step * a.q[i]) <= 0.5 * std::abs(step) * (1 + 1e-6));
+                if (std::abs(x[i]) == amax) CHECK(std::abs(a.q[i]) == 127);
+            }
+        }
+        for (Index s = 0; s < K / group; ++s) {
+            int want = 0;
+            for (Index j = 0; j < group; ++j) want += a.q[static_cast<std::size_t>(s * group + j)];
+            CHECK(a.sums[static_cast<std::size_t>(s)] == want);
+        }
+        std::vector<float> bad = x;
+        bad[static_cast<std::size_t>(block + 1)] = std::numeric_limits<float>::infinity();
+        kernels::quantize_q8(bad.data(), K, block, a);
+        CHECK(std::isnan(a.d[1]));
+        CHECK(std::isfinite(a.d[0]));
+    }
+    kernels::Q8Row a;
+    CHECK_THROWS_WITH_AS(kernels::quantize_q8(x.data(), 100, 32, a), doctest::Contains("whole blocks"), Error);
+    CHECK_THROWS_WITH_AS(kernels::quantize_q8(x.data(), 128, 64, a), doctest::Contains("block 64"), Error);
+}
+
+#if defined(MASSACT_HAS_XSIMD)
+TEST_CASE("gemv_q8: integer products of Q8_0, Q4_0, Q4_K, Q5_K, Q6_K rows with 8-bit activations equal a double loop, "
+          "and differ from the float path by no more than the activations' rounding") {
+    using io::ggml::Type;
+    std::mt19937 g(17);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f), scale(-3.0f, 3.0f);
+    for (Type t : {Type::Q8_0, Type::Q4_0, Type::Q4_K, Type::Q5_K, Type::Q6_K}) {
+        const auto info = io::ggml::type_info(static_cast<std::uint32_t>(t));
+        REQUIRE(kernels::gemv_q8_reads(t));
+        for (const Index K : {static_cast<Index>(info.block), static_cast<Index>(info.block) * (info.block == 32 ? 24 : 3)}) {
+            for (const Index N : {Index(5), Index(301)}) {
+                CAPTURE(info.name);
+                CAPTURE(K);
+                CAPTURE(N);
+                const std::size_t row_bytes = static_cast<std::size_t>(K / info.block) * info.bytes;
+                std::vector<unsigned char> data(static_cast<std::size_t>(N) * row_bytes);
+                for (auto& b : data) b = static_cast<unsigned char>(g());  // (Q8_0: every int8, -128 included)
+                for (std::size_t b = 0; b < static_cast<std::size_t>(N * K) / info.block; ++b)
+                    for (int off : scale_offsets(t)) {
+                        const std::uint16_t h = float_to_f16(scale(g));
+                        data[b * info.bytes + off] = static_cast<unsigned char>(h & 0xFF);
+                        data[b * info.bytes + off + 1] = static_cast<unsigned char>(h >> 8);
+                    }
+                std::vector<double> values(static_cast<std::size_t>(N * K));
+                for (Index i = 0; i < N * K; ++i)
+                    values[static_cast<std::size_t>(i)] =
+                        reference_value(t, data.data() + static_cast<std::size_t>(i / info.block) * info.bytes, static_cast<int>(i % info.block));
+                const kernels::StoredMatrix w{t, data.data(), N, K, row_bytes};
+                for (const Index M : {Index(1), Index(3)}) {
+                    const Index ldx = K + 5, ldy = N + 2;
+                    std::vector<float> X(static_cast<std::size_t>(M * ldx));
+                    for (auto& x : X) x = u(g);
+                    X[2] = 60.0f;  // a massive activation
+                    std::vector<float> Y(static_cast<std::size_t>(M * ldy), 42.0f), Yp = Y, Yf = Y;
+                    kernels::gemv_q8(w, X.data(), ldx, M, Y.data(), ldy);
+                    kernels::gemv_q8(w, [N](Index n) { return N - 1 - n; }, X.data(), ldx, M, Yp.data(), ldy);
+                    kernels::gemv_stored(w, X.data(), ldx, M, Yf.data(), ldy);
+                    double worst = 0, worst_p = 0;
+                    for (Index i = 0; i < M; ++i) {
+                        kernels::Q8Row a;
+                        kernels::quantize_q8(X.data() + i * ldx, K, kernels::q8_block(t), a);
+                        for (Index n = 0; n < N; ++n) {
+                            double want = 0, want_p = 0, mag = 1e-30, mag_p = 1e-30, bound = 0;
+                            for (Index k = 0; k < K; ++k) {
+                                const double xq = static_cast<double>(a.d[static_cast<std::size_t>(k / a.block)]) * a.q[static_cast<std::size_t>(k)];
+                                const double v = values[static_cast<std::size_t>(n * K + k)], vp = values[static_cast<std::size_t>((N - 1 - n) * K + k)];
+                                want += v * xq, want_p += vp * xq;
+                                mag += std::abs(v * xq), mag_p += std::abs(vp * xq);
+                                bound += std::abs(v) * std::abs(X[static_cast<std::size_t>(i * ldx + k)] - xq);
+                            }
+                            const std::size_t at = static_cast<std::size_t>(i * ldy + n);
+                            worst = std::max(worst, std::abs(Y[at] - want) / mag);
+                            worst_p = std::max(worst_p, std::abs(Yp[at] - want_p) / mag_p);
+                            // the float path's result differs by the activations' rounding at most (and float sums)
+                            CHECK(std::abs(Y[at] - Yf[at]) <= bound * (1 + 1e-4) + 1e-5 * mag);
+                        }
+                        for (Index n = N; n < ldy; ++n) REQUIRE(Y[static_cast<std::size_t>(i * ldy + n)] == 42.0f);
+                    }
+                    CHECK(worst < 2e-6);
+                    CHECK(worst_p < 2e-6);
+                }
+            }
+        }
+    }
+    // a non-finite activation gives NaN, as the float path does; a type without an integer product is refused
+    std::vector<unsigned char> q8(34, 0);
+    q8[1] = 0x3C;  // d = 1
+    std::vector<float> x(32, 1.0f);
+    x[5] = std::numeric_limits<float>::quiet_NaN();
+    float y = 0;
+    kernels::gemv_q8(kernels::StoredMatrix{Type::Q8_0, q8.data(), 1, 32, 34}, x.data(), 32, 1, &y, 1);
+    CHECK(std::isnan(y));
+    CHECK_FALSE(kernels::gemv_q8_reads(Type::Q4_1));
+    CHECK_THROWS_AS(kernels::gemv_q8(kernels::StoredMatrix{Type::Q4_1, q8.data(), 1, 32, 20}, x.data(), 32, 1, &y, 1), Error);
+}
+
+TEST_CASE("Precision::Q8 decodes llama.cpp's Q8_0 and Q4_K_M tiny-llama token by token close to the float path") {
+    const io::SafetensorsFile st(test::data("tiny-llama.ref.safetensors"));
+    const auto v = st.tensor("ppl.input_ids").to_int64();
+    const Index T = 24;
+    for (const char* name : {"tiny-llama-Q8_0.gguf", "tiny-llama-Q4_K_M.gguf"}) {
+        CAPTURE(name);
+        const Transformer m(gguf(name));
+        RunOptions q8;
+        q8.precision = kernels::Precision::Q8;
+        KVCache cf(m.config()), cq(m.config());
+        Workspace wf, wq;
+        double nll_f = 0, nll_q = 0, worst = 0;
+        for (Index t = 0; t + 1 < T; ++t) {
+            TokenBatch one(1, 1);
+            one(0, 0) = v[static_cast<std::size_t>(t)];
+            const RowMatrixF lf = m.run(one, cf, wf), lq = m.run(one, cq, wq, {}, q8);
+            REQUIRE(lq.cols() == lf.cols());
+            const auto nll = [&](const RowMatrixF& l) {
+                const double mx = l.maxCoeff();
+                double z = 0;
+                for (Index j = 0; j < l.cols(); ++j) z += std::exp(static_cast<double>(l(0, j)) - mx);
+                return mx + std::log(z) - l(0, static_cast<Index>(v[static_cast<std::size_t>(t + 1)]));
+            };
+            nll_f += nll(lf), nll_q += nll(lq);
+            worst = std::max(worst, static_cast<double>((lq - lf).cwiseAbs().maxCoeff() / lf.cwiseAbs().maxCoeff()));
+        }
+        // not equal (8-bit activations), close: llama.cpp's own error against the float path
+        CHECK(worst > 0.0);
+        CHECK(worst < 0.05);
+        CHECK(std::abs(nll_q / nll_f - 1) < 0.01);
+    }
+}
+#endif
+
 TEST_CASE("llama.cpp's Q8_0 and Q4_K_M tiny-llama: perplexity and per-sequence NLL within 0.05% of the float64 references") {
     const auto ref = io::read_json_file(gguf("reference.json"));
     const io::SafetensorsFile st(test::data("tiny-llama.ref.safetensors"));

@@ -37,6 +37,7 @@
 #include "massact/kernels/attention.hpp"
 #include "massact/kernels/gemm.hpp"
 #include "massact/kernels/gemv.hpp"
+#include "massact/kernels/gemv_q8.hpp"
 #include "massact/kernels/norm.hpp"
 #include "massact/kernels/resample.hpp"
 #include "massact/kernels/rope.hpp"

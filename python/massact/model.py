@@ -324,7 +324,8 @@ class HookedModel:
 
 def load(path, precision="f32", threads=None):
     """A Hugging Face model directory or a .gguf file, every family massact loads; precision "f32" (exact)
-    or "bf16" (bfloat16 products, float32 sums); threads: OpenMP threads per call (None: the default)."""
+    or "bf16" (bfloat16 products, float32 sums) or "q8" (a quantized GGUF decoded in integers with 8-bit
+    activations, llama.cpp's path); threads: OpenMP threads per call (None: the default)."""
     import os
 
     path = os.fspath(path)

@@ -190,9 +190,7 @@ public:
 class Model {
 public:
     Model(const std::string& path, const std::string& precision, int threads) : threads_(threads) {
-        if (precision == "f32") precision_ = massact::kernels::Precision::F32;
-        else if (precision == "bf16") precision_ = massact::kernels::Precision::BF16;
-        else throw massact::Error("load: precision \"" + precision + "\" (expected \"f32\" or \"bf16\")");
+        precision_ = massact::kernels::precision_from_name(precision, "load: precision");
         if (threads < 0) throw massact::Error("load: threads " + std::to_string(threads) + " (expected None or at least 1)");
         py::gil_scoped_release nogil;
         model_ = std::make_shared<massact::Transformer>(path);
@@ -215,7 +213,7 @@ public:
         d["d_vocab"] = c.vocab_size;
         d["n_ctx"] = c.max_positions;
         d["is_vision"] = c.is_vision();
-        d["precision"] = precision_ == massact::kernels::Precision::BF16 ? "bf16" : "f32";
+        d["precision"] = massact::kernels::precision_name(precision_);
         py::dict blocks;
         for (const auto& kv : massact::describe_blocks(c)) blocks[py::str(kv.first)] = kv.second;
         d["blocks"] = blocks;

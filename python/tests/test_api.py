@@ -142,6 +142,21 @@ def test_gguf_and_vision_models_load_with_their_cfg():
     assert out.shape[0] == px.shape[0] and out.shape[2] == v.cfg["d_model"]
 
 
+def test_q8_precision_decodes_a_quantized_gguf_close_to_the_float_path():
+    path = data("gguf", "tiny-llama-Q4_K_M.gguf")
+    f, q = massact.load(path), massact.load(path, precision="q8")
+    assert q.cfg["precision"] == "q8" and f.cfg["precision"] == "f32"
+    ids = f.to_tokens("The summer was long and the river ran low")[0]
+    kf, kq = f.make_cache(), q.make_cache()
+    worst = 0.0
+    for t in range(len(ids)):  # token by token: the few-row products where q8 multiplies in integers
+        a, b = f(ids[t:t + 1], past_kv_cache=kf), q(ids[t:t + 1], past_kv_cache=kq)
+        worst = max(worst, float(np.abs(a - b).max() / np.abs(a).max()))
+    assert 0.0 < worst < 0.05  # 8-bit activations: close, not equal
+    # prefill (many rows) takes the float path
+    assert np.array_equal(f(ids), q(ids))
+
+
 def test_a_hook_that_raises_stops_the_forward_and_the_exception_is_unchanged(tiny_llama):
     class Mine(Exception):
         pass

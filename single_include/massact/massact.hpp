@@ -4374,6 +4374,7 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
@@ -4387,7 +4388,19 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
 
 namespace massact::kernels {
 
-enum class Precision { F32, BF16 };
+/// How activations and weights are multiplied: F32, the exact path; BF16, both rounded to bfloat16, float32 sums;
+/// Q8, quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) times activations quantized to 8 bits per block in
+/// integers, llama.cpp's CPU path (kernels/gemv_q8.hpp; for a few rows: decoding), everything else as F32.
+enum class Precision { F32, BF16, Q8 };
+
+/// The precision a name selects ("f32", "bf16", "q8"), or an error naming `what` (the option or argument).
+inline Precision precision_from_name(const std::string& name, const std::string& what) {
+    if (name == "f32") return Precision::F32;
+    if (name == "bf16") return Precision::BF16;
+    if (name == "q8") return Precision::Q8;
+    throw Error(what + ": \"" + name + "\" (expected f32, bf16 or q8)");
+}
+inline const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : p == Precision::Q8 ? "q8" : "f32"; }
 
 /// Whether gemm_bt() is compiled in (it needs xsimd's vector types).
 constexpr bool gemm_available() {
@@ -4406,6 +4419,29 @@ constexpr bool native_bf16_dot() {
     return false;
 #endif
 }
+
+namespace gemm_detail {
+
+/// The team a parallel region started here gets at most: omp_get_max_threads() where one more level of
+/// parallelism may become active (inside another region only when nesting is enabled), else 1. Regions below
+/// pass it as num_threads, so the per-thread scratch (sized by it) covers every thread id of the team.
+inline int team_size() {
+#if defined(_OPENMP)
+    return omp_get_active_level() < omp_get_max_active_levels() ? std::max(1, omp_get_max_threads()) : 1;
+#else
+    return 1;
+#endif
+}
+/// This thread's index in the innermost region (0 outside any).
+inline int thread_id() {
+#if defined(_OPENMP)
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+}  // namespace gemm_detail
 
 #if defined(MASSACT_HAS_XSIMD)
 
@@ -4575,25 +4611,6 @@ struct GemmScratch {
 };
 
 namespace gemm_detail {
-
-/// The team a parallel region started here gets at most: omp_get_max_threads() where one more level of
-/// parallelism may become active (inside another region only when nesting is enabled), else 1. Regions below
-/// pass it as num_threads, so the per-thread scratch (sized by it) covers every thread id of the team.
-inline int team_size() {
-#if defined(_OPENMP)
-    return omp_get_active_level() < omp_get_max_active_levels() ? std::max(1, omp_get_max_threads()) : 1;
-#else
-    return 1;
-#endif
-}
-/// This thread's index in the innermost region (0 outside any).
-inline int thread_id() {
-#if defined(_OPENMP)
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /// sum_k a[k] b[k] in float32 lanes (two accumulators), the tail in scalar.
 inline float dot(const float* a, const float* b, Index n) {
@@ -4819,6 +4836,28 @@ inline bool gemv_reads(io::ggml::Type type) {
     }
 }
 
+/// f(n0, n1) on contiguous ranges of the w.rows rows (multiples of 8), one per thread of a team, so that every core
+/// streams its own part of the matrix; a matrix under 64 KiB is not worth a team and runs on this thread.
+template <typename F>
+void split_rows(const StoredMatrix& w, F&& f) {
+    const Index N = w.rows;
+#if defined(_OPENMP)
+    const std::size_t bytes = static_cast<std::size_t>(N) * w.row_bytes;
+    const int threads = bytes < (std::size_t(1) << 16) ? 1 : gemm_detail::team_size();
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+    {
+#if defined(_OPENMP)
+        const Index t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const Index t = 0, nt = 1;
+#endif
+        const Index per = ((N + nt - 1) / nt + 7) / 8 * 8;
+        const Index n0 = std::min(N, t * per), n1 = std::min(N, n0 + per);
+        f(n0, n1);
+    }
+}
+
 #if defined(MASSACT_HAS_XSIMD)
 
 namespace gemv_detail {
@@ -5010,20 +5049,7 @@ void gemv_stored(const StoredMatrix& w, StoredRow&& stored_row, const float* X, 
         X = rounded.data();
         ldx = K;
     }
-#if defined(_OPENMP)
-    const std::size_t bytes = static_cast<std::size_t>(N) * w.row_bytes;
-    const int threads = bytes < (std::size_t(1) << 16) ? 1 : gemm_detail::team_size();  // (a small matrix is not worth a team)
-#pragma omp parallel num_threads(threads) if (threads > 1)
-#endif
-    {
-#if defined(_OPENMP)
-        const Index t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const Index t = 0, nt = 1;
-#endif
-        // contiguous ranges of rows, multiples of 8 (a thread streams its own part of the matrix)
-        const Index per = ((N + nt - 1) / nt + 7) / 8 * 8;
-        const Index n0 = std::min(N, t * per), n1 = std::min(N, n0 + per);
+    split_rows(w, [&](Index n0, Index n1) {
         for (Index i = 0; i < M; i += 4) {
             const float* x = X + i * ldx;
             float* y = Y + i * ldy;
@@ -5034,7 +5060,7 @@ void gemv_stored(const StoredMatrix& w, StoredRow&& stored_row, const float* X, 
                 default: rows<4>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
             }
         }
-    }
+    });
 }
 
 /// The same with the stored rows in order.
@@ -5043,6 +5069,364 @@ inline void gemv_stored(const StoredMatrix& w, const float* X, Index ldx, Index 
 }
 
 #endif  // MASSACT_HAS_XSIMD
+
+}  // namespace massact::kernels
+
+// ---- massact/kernels/gemv_q8.hpp ---------------------------------------------------------------
+// massact/kernels/gemv_q8.hpp - the integer path for quantized weights (Precision::Q8): Y [M, N] = X [M, K] W^T
+// for a few rows X, with W [N, K] in Q8_0, Q4_0, Q4_K, Q5_K or Q6_K and X quantized to 8 bits per block, the
+// products summed in 32-bit integers (what llama.cpp's CPU backend does).
+//
+// The activations are quantized as llama.cpp quantizes them for these weights:
+//   32-blocks (Q8_0, Q4_0 weights): per 32 values, d = amax / 127 (stored as f16, as block_q8_0 does),
+//     q = round(x * 127 / amax) (nearest, ties to even);
+//   K-quants: per 256 values (Q8_K), d = max / -127 with max the value of largest magnitude, q = round(x / d)
+//     (at most 127), d kept in float32; the sums of q per 16 values ("bsums") carry the weights' offsets and mins.
+// A block's contribution is then d_w * d_x * (an exact integer sum), the sub-block scales applied in integers.
+// So the result differs from the float path (gemv_stored, the default and the reference) only by the rounding
+// of x to 8 bits: about 0.4% of amax per value (half a quantization step, amax / 254), the error llama.cpp has.
+//
+// The inner products, 32 bytes at a time: for the 32-blocks AVX512-VNNI (with VL) or AVX-VNNI `vpdpbusd` where the
+// compiler targets it, AVX2 `vpmaddubsw` + `vpmaddwd` otherwise (Q8_0's signed weights through 16-bit products);
+// for the K-quants `vpmaddubsw` (exact: their q are 6-bit at most) and `vpmaddwd` with the sub-block scales, which
+// applies the scales in the same instruction; a scalar loop on other CPUs. All give the same integers; only the
+// float32 sums of the block contributions differ in order.
+
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#if defined(__AVX2__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+namespace massact::kernels {
+
+/// Whether gemv_q8() multiplies `type` in integers (the other types take the float path).
+inline bool gemv_q8_reads(io::ggml::Type type) {
+    using T = io::ggml::Type;
+    return type == T::Q8_0 || type == T::Q4_0 || type == T::Q4_K || type == T::Q5_K || type == T::Q6_K;
+}
+
+/// One row of activations quantized to 8 bits per block of `block` values (32, or 256 for the K-quants).
+struct Q8Row {
+    Index block = 32;
+    std::vector<std::int8_t> q;   // [K]
+    std::vector<float> d;         // [K / block]: x ~ d * q
+    std::vector<std::int32_t> sums;  // sum of q per 32 values (block 32) or per 16 (block 256)
+};
+
+/// x [K] (K a multiple of `block`) quantized as llama.cpp quantizes activations (above). A block holding a
+/// non-finite value gets d = NaN, so that the products are NaN as the float path's are.
+inline void quantize_q8(const float* x, Index K, Index block, Q8Row& out) {
+    if (block != 32 && block != 256) throw Error("quantize_q8: block " + std::to_string(block) + " (expected 32 or 256)");
+    if (K % block != 0) throw Error("quantize_q8: " + std::to_string(K) + " values are not whole blocks of " + std::to_string(block));
+    const Index nb = K / block, group = block == 32 ? 32 : 16;
+    out.block = block;
+    out.q.assign(static_cast<std::size_t>(K), 0);
+    out.d.assign(static_cast<std::size_t>(nb), 0.0f);
+    out.sums.assign(static_cast<std::size_t>(K / group), 0);
+    for (Index b = 0; b < nb; ++b) {
+        const float* v = x + b * block;
+        std::int8_t* q = out.q.data() + b * block;
+        float amax = 0.0f, max = 0.0f;
+        bool finite = true;
+        for (Index j = 0; j < block; ++j) {
+            finite = finite && std::isfinite(v[j]);
+            if (std::fabs(v[j]) > amax) amax = std::fabs(v[j]), max = v[j];
+        }
+        float& d = out.d[static_cast<std::size_t>(b)];
+        if (!finite) {
+            d = std::numeric_limits<float>::quiet_NaN();
+            continue;
+        }
+        if (amax == 0.0f) continue;  // (d = 0, q = 0)
+        const float scale = block == 32 ? 127.0f / amax : -127.0f / max;
+        d = block == 32 ? f16_to_float(float_to_f16(amax / 127.0f)) : 1.0f / scale;
+        for (Index j = 0; j < block; ++j)
+            q[j] = static_cast<std::int8_t>(std::clamp(std::nearbyint(v[j] * scale), -127.0f, 127.0f));
+    }
+    for (Index g = 0; g < K / group; ++g) {
+        std::int32_t s = 0;
+        for (Index j = 0; j < group; ++j) s += out.q[static_cast<std::size_t>(g * group + j)];
+        out.sums[static_cast<std::size_t>(g)] = s;
+    }
+}
+
+namespace gemv_q8_detail {
+
+inline float half_at(const unsigned char* p) {
+    std::uint16_t h;
+    std::memcpy(&h, p, 2);
+#if defined(__F16C__)
+    return _cvtsh_ss(h);  // (one instruction, exact)
+#else
+    return f16_to_float(h);
+#endif
+}
+
+#if defined(__AVX2__)
+/// 8 int32 lanes, lane i the sum of u[4i .. 4i+3] * s[4i .. 4i+3] (u unsigned, at most 63 without VNNI).
+inline __m256i dot_u8s8(__m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+/// Lanes summing to sum w[j] * x[j] over 32 signed bytes (every int8 value, -128 included).
+inline __m256i dot_s8s8(__m256i w, __m256i x, std::int32_t x_sum) {
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+    // (w + 128) is unsigned: sum (w + 128) x = sum w x + 128 sum x; the excess leaves through lane 0
+    const __m256i p = dot_u8s8(_mm256_xor_si256(w, _mm256_set1_epi8(static_cast<char>(0x80))), x);
+    return _mm256_sub_epi32(p, _mm256_castsi128_si256(_mm_cvtsi32_si128(128 * x_sum)));
+#else
+    (void)x_sum;
+    const __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)), w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
+    const __m256i x0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(x)), x1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(x, 1));
+    return _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
+#endif
+}
+inline std::int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+inline float hsum_f32(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+#endif
+
+/// Ask for the weights `ahead` bytes on: a row is streamed once, and the hardware prefetcher alone left the loads
+/// waiting on memory (Q8_0 decoding 9.9 -> 11.2 tokens/s on the 1.1B shape).
+inline void prefetch(const unsigned char* p, std::size_t ahead) {
+#if defined(__SSE__) || defined(__AVX2__)
+    _mm_prefetch(reinterpret_cast<const char*>(p) + ahead, _MM_HINT_T0);
+#else
+    (void)p, (void)ahead;
+#endif
+}
+
+/// sum over the row's nb blocks of w . x, one function per weight type.
+inline float dot_q8_0(const unsigned char* w, const Q8Row& a, Index nb) {
+    const std::int8_t* xq = a.q.data();
+#if defined(__AVX2__)
+    __m256 acc = _mm256_setzero_ps();
+    for (Index b = 0; b < nb; ++b, w += 34) {
+        prefetch(w, 1024);
+        const __m256i p = dot_s8s8(load32(w + 2), load32(xq + 32 * b), a.sums[static_cast<std::size_t>(b)]);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_at(w) * a.d[static_cast<std::size_t>(b)]), acc);
+    }
+    return hsum_f32(acc);
+#else
+    float s = 0.0f;
+    for (Index b = 0; b < nb; ++b, w += 34) {
+        std::int32_t isum = 0;
+        for (int j = 0; j < 32; ++j) isum += static_cast<std::int8_t>(w[2 + j]) * xq[32 * b + j];
+        s += half_at(w) * a.d[static_cast<std::size_t>(b)] * static_cast<float>(isum);
+    }
+    return s;
+#endif
+}
+
+inline float dot_q4_0(const unsigned char* w, const Q8Row& a, Index nb) {
+    const std::int8_t* xq = a.q.data();
+#if defined(__AVX2__)
+    __m256 acc = _mm256_setzero_ps();
+    const __m128i low4 = _mm_set1_epi8(0x0F);
+    for (Index b = 0; b < nb; ++b, w += 18) {
+        prefetch(w, 1024);
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2));
+        const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), low4), _mm_and_si128(v, low4));
+        // sum (u - 8) x = sum u x - 8 sum x
+        const __m256i p = _mm256_sub_epi32(dot_u8s8(u, load32(xq + 32 * b)),
+                                           _mm256_castsi128_si256(_mm_cvtsi32_si128(8 * a.sums[static_cast<std::size_t>(b)])));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_at(w) * a.d[static_cast<std::size_t>(b)]), acc);
+    }
+    return hsum_f32(acc);
+#else
+    float s = 0.0f;
+    for (Index b = 0; b < nb; ++b, w += 18) {
+        std::int32_t isum = 0;
+        for (int j = 0; j < 16; ++j)
+            isum += ((w[2 + j] & 0xF) - 8) * xq[32 * b + j] + ((w[2 + j] >> 4) - 8) * xq[32 * b + 16 + j];
+        s += half_at(w) * a.d[static_cast<std::size_t>(b)] * static_cast<float>(isum);
+    }
+    return s;
+#endif
+}
+
+/// Q4_K / Q5_K's eight 6-bit scales and mins from their 12 bytes, four at a time: bytes 0-3 hold the low six bits
+/// of scales 0-3 and bits 4-5 of scales 4-7, bytes 4-7 the same for the mins, bytes 8-11 the low four bits of scales
+/// 4-7 (low nibbles) and of mins 4-7 (high nibbles).
+inline void scales_mins(const unsigned char* q, unsigned char (&sc)[8], unsigned char (&m)[8]) {
+    std::uint32_t word[3];
+    std::memcpy(word, q, 12);
+    const std::uint32_t six = 0x3f3f3f3fu, four = 0x0f0f0f0fu, two = 0x03030303u;
+    const std::uint32_t s_lo = word[0] & six, m_lo = word[1] & six;
+    const std::uint32_t s_hi = (word[2] & four) | (((word[0] >> 6) & two) << 4);
+    const std::uint32_t m_hi = ((word[2] >> 4) & four) | (((word[1] >> 6) & two) << 4);
+#if defined(__AVX2__)  // (x86: little-endian, byte i of a word is its lowest-but-i byte in memory)
+    std::memcpy(sc, &s_lo, 4), std::memcpy(sc + 4, &s_hi, 4), std::memcpy(m, &m_lo, 4), std::memcpy(m + 4, &m_hi, 4);
+#else
+    for (int i = 0; i < 4; ++i) {  // (byte i of a word is the value of sub-block i, on any byte order)
+        sc[i] = static_cast<unsigned char>(s_lo >> (8 * i)), sc[4 + i] = static_cast<unsigned char>(s_hi >> (8 * i));
+        m[i] = static_cast<unsigned char>(m_lo >> (8 * i)), m[4 + i] = static_cast<unsigned char>(m_hi >> (8 * i));
+    }
+#endif
+}
+
+/// Q4_K (five = false) and Q5_K: x = d * sc * q - dmin * m per sub-block of 32.
+template <bool five>
+inline float dot_q45_k(const unsigned char* w, const Q8Row& a, Index nb) {
+    const std::size_t bytes = five ? 176 : 144;
+    float s = 0.0f;
+    for (Index b = 0; b < nb; ++b, w += bytes) {
+        for (std::size_t ahead = 1024; ahead < 1024 + bytes; ahead += 64) prefetch(w, ahead);
+        const std::int8_t* xq = a.q.data() + 256 * b;
+        const std::int32_t* bs = a.sums.data() + 16 * b;
+        const unsigned char* qs = w + (five ? 48 : 16);
+        const unsigned char* qh = w + 16;
+        unsigned char sc[8], m[8];
+        scales_mins(w + 4, sc, m);
+        std::int32_t isum = 0, mins = 0;
+#if defined(__AVX2__)
+        {  // mins = sum_j m_j (the sum of x over sub-block j: two sums of 16)
+            const __m256i pairs = _mm256_permute4x64_epi64(_mm256_hadd_epi32(load32(bs), load32(bs + 8)), 0xD8);
+            std::uint64_t m8;
+            std::memcpy(&m8, m, 8);
+            mins = hsum_i32(_mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m8))), pairs));
+        }
+        // 16-bit products of pairs (exact: q <= 31, |x| <= 127), times the sub-block's scale into 32 bits
+        const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+        const __m256i hbits = five ? load32(qh) : _mm256_setzero_si256();
+        __m256i acc = _mm256_setzero_si256();
+        for (int g = 0; g < 4; ++g) {
+            const __m256i v = load32(qs + 32 * g);
+            for (int h = 0; h < 2; ++h) {
+                const int k = 2 * g + h;
+                __m256i u = _mm256_and_si256(h ? _mm256_srli_epi16(v, 4) : v, low4);
+                if constexpr (five) u = _mm256_or_si256(u, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(k)), one), 4));
+                const __m256i pairs = _mm256_maddubs_epi16(u, load32(xq + 32 * k));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(sc[k])));
+            }
+        }
+        isum = hsum_i32(acc);
+#else
+        for (int j = 0; j < 8; ++j) mins += m[j] * (bs[2 * j] + bs[2 * j + 1]);
+        for (int k = 0; k < 8; ++k) {
+            std::int32_t sub = 0;
+            for (int l = 0; l < 32; ++l) {
+                const unsigned char byte = qs[32 * (k / 2) + l];
+                int q = (k & 1) ? byte >> 4 : byte & 0xF;
+                if (five) q |= ((qh[l] >> k) & 1) << 4;
+                sub += q * xq[32 * k + l];
+            }
+            isum += sc[k] * sub;
+        }
+#endif
+        const float dx = a.d[static_cast<std::size_t>(b)];
+        s += half_at(w) * dx * static_cast<float>(isum) - half_at(w + 2) * dx * static_cast<float>(mins);
+    }
+    return s;
+}
+
+/// Q6_K: x = d * sc * (q - 32) per sub-block of 16, q 6-bit (4 bits in ql, 2 in qh).
+inline float dot_q6_k(const unsigned char* w, const Q8Row& a, Index nb) {
+    float s = 0.0f;
+    for (Index b = 0; b < nb; ++b, w += 210) {
+        for (std::size_t ahead = 1024; ahead < 1024 + 210; ahead += 64) prefetch(w, ahead);
+        const std::int8_t* xq = a.q.data() + 256 * b;
+        const std::int32_t* bs = a.sums.data() + 16 * b;
+        const auto* sc = reinterpret_cast<const std::int8_t*>(w + 192);
+        std::int32_t offset = 0;  // sum over sub-blocks of sc * sum x (the q - 32)
+        for (int j = 0; j < 16; ++j) offset += sc[j] * bs[j];
+        std::int32_t isum = 0;
+#if defined(__AVX2__)
+        // 16-bit products of pairs (exact: q <= 63, |x| <= 127), times the scales of the two 16-value sub-blocks
+        const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
+        __m256i acc = _mm256_setzero_si256();
+        for (int half = 0; half < 2; ++half) {
+            const __m256i ql[2] = {load32(w + 64 * half), load32(w + 64 * half + 32)};
+            const __m256i qh = load32(w + 128 + 32 * half);
+            for (int g = 0; g < 4; ++g) {  // values 128 half + 32 g .. + 31: sub-blocks 8 half + 2 g and + 1
+                const __m256i nib = _mm256_and_si256(g < 2 ? ql[g & 1] : _mm256_srli_epi16(ql[g & 1], 4), low4);
+                const __m256i top = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g)), three);
+                const __m256i u = _mm256_or_si256(nib, _mm256_slli_epi16(top, 4));
+                const int j = 8 * half + 2 * g;
+                const __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[j + 1]), _mm_set1_epi16(sc[j]));
+                const __m256i pairs = _mm256_maddubs_epi16(u, load32(xq + 128 * half + 32 * g));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales));
+            }
+        }
+        isum = hsum_i32(acc);
+#else
+        for (int v = 0; v < 256; ++v) {
+            const int half = v / 128, r = v % 128, g = r / 32, l = r % 32;
+            const unsigned char lo = w[64 * half + 32 * (g & 1) + l];
+            const int q = (g < 2 ? lo & 0xF : lo >> 4) | (((w[128 + 32 * half + l] >> (2 * g)) & 3) << 4);
+            isum += sc[v / 16] * q * xq[v];
+        }
+#endif
+        s += half_at(w + 208) * a.d[static_cast<std::size_t>(b)] * static_cast<float>(isum - 32 * offset);
+    }
+    return s;
+}
+
+inline float dot_row(io::ggml::Type type, const unsigned char* w, const Q8Row& a, Index nb) {
+    switch (type) {
+        case io::ggml::Type::Q8_0: return dot_q8_0(w, a, nb);
+        case io::ggml::Type::Q4_0: return dot_q4_0(w, a, nb);
+        case io::ggml::Type::Q4_K: return dot_q45_k<false>(w, a, nb);
+        case io::ggml::Type::Q5_K: return dot_q45_k<true>(w, a, nb);
+        case io::ggml::Type::Q6_K: return dot_q6_k(w, a, nb);
+        default: return std::numeric_limits<float>::quiet_NaN();  // (not reached: gemv_q8 checks the type first)
+    }
+}
+
+}  // namespace gemv_q8_detail
+
+/// The block of activations a weight type is multiplied with: 32 for Q8_0 / Q4_0, 256 for the K-quants.
+inline Index q8_block(io::ggml::Type type) {
+    return type == io::ggml::Type::Q8_0 || type == io::ggml::Type::Q4_0 ? 32 : 256;
+}
+
+/// Y [M, N] (row stride ldy) = X [M, K] W^T in integers (above), W = `w` whose logical row n is stored row
+/// stored_row(n); gemv_q8_reads(w.type) must hold. Each row of X is quantized once; the rows of W are split
+/// into contiguous ranges over the threads, and every row of W is read once for all M rows of X.
+template <typename StoredRow>
+void gemv_q8(const StoredMatrix& w, StoredRow&& stored_row, const float* X, Index ldx, Index M, float* Y, Index ldy) {
+    const Index N = w.rows, K = w.cols;
+    if (M <= 0 || N <= 0) return;
+    if (!gemv_q8_reads(w.type)) throw Error("gemv_q8: no integer product for the stored type");
+    const Index block = q8_block(w.type), nb = K / block;
+    if (K % block != 0) throw Error("gemv_q8: " + std::to_string(K) + " columns are not whole blocks of " + std::to_string(block));
+    std::vector<Q8Row> acts(static_cast<std::size_t>(M));
+    for (Index i = 0; i < M; ++i) quantize_q8(X + i * ldx, K, block, acts[static_cast<std::size_t>(i)]);
+    split_rows(w, [&](Index n0, Index n1) {
+        for (Index n = n0; n < n1; ++n) {
+            const unsigned char* row = w.data + static_cast<std::size_t>(stored_row(n)) * w.row_bytes;
+            for (Index i = 0; i < M; ++i) Y[i * ldy + n] = gemv_q8_detail::dot_row(w.type, row, acts[static_cast<std::size_t>(i)], nb);
+        }
+    });
+}
+
+/// The same with the stored rows in order.
+inline void gemv_q8(const StoredMatrix& w, const float* X, Index ldx, Index M, float* Y, Index ldy) {
+    gemv_q8(w, [](Index n) { return n; }, X, ldx, M, Y, ldy);
+}
 
 }  // namespace massact::kernels
 
@@ -5204,6 +5588,12 @@ public:
         if (in_place) {  // (a GPT-2 Conv1D [in, out] in float32: Eigen's GEMV reads it where it is)
             const float* w = data(s.f32);
             y.noalias() = x * ConstRowMap<float>(w, in_, out_);
+        } else if (m.data && s.precision == kernels::Precision::Q8 && kernels::gemv_q8_reads(m.type)) {
+            if (!resident_ && src_->rope_heads > 0)
+                kernels::gemv_q8(m, [this](Index n) { return static_cast<Index>(src_->stored_row(static_cast<std::size_t>(n))); },
+                                 x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride());
+            else
+                kernels::gemv_q8(m, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride());
         } else if (m.data) {
             if (!resident_ && src_->rope_heads > 0)
                 kernels::gemv_stored(m, [this](Index n) { return static_cast<Index>(src_->stored_row(static_cast<std::size_t>(n))); },
@@ -7284,7 +7674,9 @@ struct RunOptions {
     AttentionOverride attention;  // default: the model's own softmax
     Index attention_tile = 64;    // query rows per streaming attention tile
     /// Products of activations and weights: F32, the exact path; BF16 rounds both operands to bfloat16 and
-    /// sums in float32 (llama.cpp's and PyTorch's bf16 matmuls), faster where the CPU has BF16 dot products.
+    /// sums in float32 (llama.cpp's and PyTorch's bf16 matmuls), faster where the CPU has BF16 dot products;
+    /// Q8 multiplies a quantized GGUF's weights in integers with activations quantized per block when decoding
+    /// (llama.cpp's CPU path: kernels/gemv_q8.hpp), everything else as F32.
     kernels::Precision precision = kernels::Precision::F32;
     StageTimes* profile = nullptr;  // if set, the run adds its time per stage
 };

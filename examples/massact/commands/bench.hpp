@@ -46,10 +46,7 @@ double best_seconds(int repeats, Before&& before, F&& f) {
 
 inline int run_bench(BenchArgs& a) {
     massact::RunOptions opts;
-    if (a.precision == "bf16")
-        opts.precision = massact::kernels::Precision::BF16;
-    else if (a.precision != "f32")
-        throw Error("--precision: \"" + a.precision + "\": expected f32 (the exact path) or bf16 (bfloat16 products)");
+    opts.precision = massact::kernels::precision_from_name(a.precision, "--precision");
     if (a.prefill < 0 || a.decode < 0) throw Error("-p and -n must not be negative");
     if (a.prefill == 0 && a.decode == 0) throw Error("nothing to measure: give -p or -n a positive value");
     if (a.threads < 0) throw Error("-t: must not be negative, got " + std::to_string(a.threads));
@@ -120,7 +117,8 @@ inline void add_bench(CLI::App& app, BenchArgs& a, std::function<int()>& action)
     cmd->add_option("-r,--repeats", a.repeats, "Timed repeats (the best is reported)")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("-t,--threads", a.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
     cmd->add_option("--precision", a.precision,
-                    "f32: float32 products (the exact path); bf16: activations and weights rounded to bfloat16, float32 sums")
+                    "f32: float32 products (the exact path); bf16: activations and weights rounded to bfloat16, float32 sums; "
+                    "q8: a quantized file's weights times 8-bit activations in integers when decoding (llama.cpp's path)")
         ->capture_default_str();
     cmd->add_flag("--json", a.json, "Print the results as JSON after the table");
     cmd->callback([&] { action = [&] { return run_bench(a); }; });

@@ -16,12 +16,14 @@
 #pragma once
 
 #include "massact/core/eigen.hpp"
+#include "massact/core/error.hpp"
 #include "massact/core/half.hpp"
 #include "massact/kernels/simd.hpp"
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
@@ -35,7 +37,19 @@
 
 namespace massact::kernels {
 
-enum class Precision { F32, BF16 };
+/// How activations and weights are multiplied: F32, the exact path; BF16, both rounded to bfloat16, float32 sums;
+/// Q8, quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) times activations quantized to 8 bits per block in
+/// integers, llama.cpp's CPU path (kernels/gemv_q8.hpp; for a few rows: decoding), everything else as F32.
+enum class Precision { F32, BF16, Q8 };
+
+/// The precision a name selects ("f32", "bf16", "q8"), or an error naming `what` (the option or argument).
+inline Precision precision_from_name(const std::string& name, const std::string& what) {
+    if (name == "f32") return Precision::F32;
+    if (name == "bf16") return Precision::BF16;
+    if (name == "q8") return Precision::Q8;
+    throw Error(what + ": \"" + name + "\" (expected f32, bf16 or q8)");
+}
+inline const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : p == Precision::Q8 ? "q8" : "f32"; }
 
 /// Whether gemm_bt() is compiled in (it needs xsimd's vector types).
 constexpr bool gemm_available() {
@@ -54,6 +68,29 @@ constexpr bool native_bf16_dot() {
     return false;
 #endif
 }
+
+namespace gemm_detail {
+
+/// The team a parallel region started here gets at most: omp_get_max_threads() where one more level of
+/// parallelism may become active (inside another region only when nesting is enabled), else 1. Regions below
+/// pass it as num_threads, so the per-thread scratch (sized by it) covers every thread id of the team.
+inline int team_size() {
+#if defined(_OPENMP)
+    return omp_get_active_level() < omp_get_max_active_levels() ? std::max(1, omp_get_max_threads()) : 1;
+#else
+    return 1;
+#endif
+}
+/// This thread's index in the innermost region (0 outside any).
+inline int thread_id() {
+#if defined(_OPENMP)
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+}  // namespace gemm_detail
 
 #if defined(MASSACT_HAS_XSIMD)
 
@@ -223,25 +260,6 @@ struct GemmScratch {
 };
 
 namespace gemm_detail {
-
-/// The team a parallel region started here gets at most: omp_get_max_threads() where one more level of
-/// parallelism may become active (inside another region only when nesting is enabled), else 1. Regions below
-/// pass it as num_threads, so the per-thread scratch (sized by it) covers every thread id of the team.
-inline int team_size() {
-#if defined(_OPENMP)
-    return omp_get_active_level() < omp_get_max_active_levels() ? std::max(1, omp_get_max_threads()) : 1;
-#else
-    return 1;
-#endif
-}
-/// This thread's index in the innermost region (0 outside any).
-inline int thread_id() {
-#if defined(_OPENMP)
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /// sum_k a[k] b[k] in float32 lanes (two accumulators), the tail in scalar.
 inline float dot(const float* a, const float* b, Index n) {

@@ -57,6 +57,28 @@ inline bool gemv_reads(io::ggml::Type type) {
     }
 }
 
+/// f(n0, n1) on contiguous ranges of the w.rows rows (multiples of 8), one per thread of a team, so that every core
+/// streams its own part of the matrix; a matrix under 64 KiB is not worth a team and runs on this thread.
+template <typename F>
+void split_rows(const StoredMatrix& w, F&& f) {
+    const Index N = w.rows;
+#if defined(_OPENMP)
+    const std::size_t bytes = static_cast<std::size_t>(N) * w.row_bytes;
+    const int threads = bytes < (std::size_t(1) << 16) ? 1 : gemm_detail::team_size();
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+    {
+#if defined(_OPENMP)
+        const Index t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const Index t = 0, nt = 1;
+#endif
+        const Index per = ((N + nt - 1) / nt + 7) / 8 * 8;
+        const Index n0 = std::min(N, t * per), n1 = std::min(N, n0 + per);
+        f(n0, n1);
+    }
+}
+
 #if defined(MASSACT_HAS_XSIMD)
 
 namespace gemv_detail {
@@ -248,20 +270,7 @@ void gemv_stored(const StoredMatrix& w, StoredRow&& stored_row, const float* X, 
         X = rounded.data();
         ldx = K;
     }
-#if defined(_OPENMP)
-    const std::size_t bytes = static_cast<std::size_t>(N) * w.row_bytes;
-    const int threads = bytes < (std::size_t(1) << 16) ? 1 : gemm_detail::team_size();  // (a small matrix is not worth a team)
-#pragma omp parallel num_threads(threads) if (threads > 1)
-#endif
-    {
-#if defined(_OPENMP)
-        const Index t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const Index t = 0, nt = 1;
-#endif
-        // contiguous ranges of rows, multiples of 8 (a thread streams its own part of the matrix)
-        const Index per = ((N + nt - 1) / nt + 7) / 8 * 8;
-        const Index n0 = std::min(N, t * per), n1 = std::min(N, n0 + per);
+    split_rows(w, [&](Index n0, Index n1) {
         for (Index i = 0; i < M; i += 4) {
             const float* x = X + i * ldx;
             float* y = Y + i * ldy;
@@ -272,7 +281,7 @@ void gemv_stored(const StoredMatrix& w, StoredRow&& stored_row, const float* X, 
                 default: rows<4>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
             }
         }
-    }
+    });
 }
 
 /// The same with the stored rows in order.

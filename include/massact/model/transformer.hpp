@@ -120,7 +120,9 @@ struct RunOptions {
     AttentionOverride attention;  // default: the model's own softmax
     Index attention_tile = 64;    // query rows per streaming attention tile
     /// Products of activations and weights: F32, the exact path; BF16 rounds both operands to bfloat16 and
-    /// sums in float32 (llama.cpp's and PyTorch's bf16 matmuls), faster where the CPU has BF16 dot products.
+    /// sums in float32 (llama.cpp's and PyTorch's bf16 matmuls), faster where the CPU has BF16 dot products;
+    /// Q8 multiplies a quantized GGUF's weights in integers with activations quantized per block when decoding
+    /// (llama.cpp's CPU path: kernels/gemv_q8.hpp), everything else as F32.
     kernels::Precision precision = kernels::Precision::F32;
     StageTimes* profile = nullptr;  // if set, the run adds its time per stage
 };

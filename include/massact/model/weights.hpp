@@ -12,6 +12,7 @@
 #include "massact/io/checkpoint.hpp"
 #include "massact/kernels/gemm.hpp"
 #include "massact/kernels/gemv.hpp"
+#include "massact/kernels/gemv_q8.hpp"
 #include "massact/model/config.hpp"
 
 #include <algorithm>
@@ -172,6 +173,12 @@ public:
         if (in_place) {  // (a GPT-2 Conv1D [in, out] in float32: Eigen's GEMV reads it where it is)
             const float* w = data(s.f32);
             y.noalias() = x * ConstRowMap<float>(w, in_, out_);
+        } else if (m.data && s.precision == kernels::Precision::Q8 && kernels::gemv_q8_reads(m.type)) {
+            if (!resident_ && src_->rope_heads > 0)
+                kernels::gemv_q8(m, [this](Index n) { return static_cast<Index>(src_->stored_row(static_cast<std::size_t>(n))); },
+                                 x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride());
+            else
+                kernels::gemv_q8(m, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride());
         } else if (m.data) {
             if (!resident_ && src_->rope_heads > 0)
                 kernels::gemv_stored(m, [this](Index n) { return static_cast<Index>(src_->stored_row(static_cast<std::size_t>(n))); },
