@@ -67,7 +67,7 @@ if "$py" -c "import torch" 2>/dev/null; then have_torch=1; else
 # ---- interleaved rounds -------------------------------------------------------------------------------
 # Each format: llama.cpp's llama-bench on the GGUF file and massact bench on the same file (st-bf16: the
 # safetensors checkpoint, against llama.cpp's BF16 GGUF), massact at its float32 path and, for BF16, at
-# --precision bf16 too. Decoding starts from an empty cache (llama-bench's tg, massact bench -d 0).
+# --precision bf16 too, for Q8_0 and Q4_K_M at --precision q8 (integer decoding). Decoding starts from an empty cache (llama-bench's tg, massact bench -d 0).
 results=$work/results.jsonl
 : > "$results"
 echo "== $rounds rounds: prefill $tokens, decode $decode tokens, $threads threads ($(lscpu | sed -n 's/^Model name: *//p'))"
@@ -93,7 +93,7 @@ for round in $(seq "$rounds"); do
     case $fmt in
       st-bf16) gguf=$work/tinyllama-1.1b-bf16.gguf; file=$model; precisions="f32 bf16" ;;
       bf16) gguf=$work/tinyllama-1.1b-bf16.gguf; file=$gguf; precisions="f32 bf16" ;;
-      *) gguf=$work/tinyllama-1.1b-$fmt.gguf; file=$gguf; precisions="f32" ;;
+      *) gguf=$work/tinyllama-1.1b-$fmt.gguf; file=$gguf; precisions="f32"; case $fmt in q8_0|q4_k_m) precisions="f32 q8" ;; esac ;;
     esac
     [[ $fmt == st-bf16 ]] || "$bench_bin" -m "$gguf" -p "$tokens" -n "$decode" -t "$threads" -r 1 -o json 2>/dev/null | emit llama.cpp "$fmt" native
     for prec in $precisions; do
