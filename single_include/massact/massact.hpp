@@ -5103,6 +5103,8 @@ inline void gemv_stored(const StoredMatrix& w, const float* X, Index ldx, Index 
 
 #if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
+#elif defined(__SSE__)
+#include <xmmintrin.h>  // (_mm_prefetch)
 #endif
 
 namespace massact::kernels {

@@ -35,6 +35,8 @@
 
 #if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
+#elif defined(__SSE__)
+#include <xmmintrin.h>  // (_mm_prefetch)
 #endif
 
 namespace massact::kernels {
