@@ -6,7 +6,8 @@
 #
 #   BUILD_DIR  a Release build of massact (default: build), with bin/massact and bin/make_checkpoint
 #   env:  PEERS_DIR (default /tmp/massact-peers: llama.cpp, checkpoint, GGUF files; reused by later runs)
-#         TOKENS (256: prefill), DECODE (64: tokens decoded from an empty cache), THREADS (2),
+#         TOKENS (256: prefill), DECODE (64: tokens decoded from an empty cache), DEPTH (2048: decoding again
+#         after a cache of that many tokens; 0: not), THREADS (2),
 #         ROUNDS (3: interleaved rounds; each engine reports its best), FORMATS (default: all, e.g. "f32 q8_0"),
 #         PYTHON (/usr/bin/python3: Debian's, with python3-numpy and optionally python3-torch)
 #
@@ -21,6 +22,7 @@ build=$(cd "${1:-$src/build}" && pwd)
 work=${PEERS_DIR:-/tmp/massact-peers}
 tokens=${TOKENS:-256}
 decode=${DECODE:-64}
+depth=${DEPTH:-2048}
 formats=${FORMATS:-f32 bf16 q8_0 q4_k_m st-bf16}
 threads=${THREADS:-2}
 rounds=${ROUNDS:-3}
@@ -70,22 +72,26 @@ if "$py" -c "import torch" 2>/dev/null; then have_torch=1; else
 # --precision bf16 too, for Q8_0 and Q4_K_M at --precision q8 (integer decoding). Decoding starts from an empty cache (llama-bench's tg, massact bench -d 0).
 results=$work/results.jsonl
 : > "$results"
-echo "== $rounds rounds: prefill $tokens, decode $decode tokens, $threads threads ($(lscpu | sed -n 's/^Model name: *//p'))"
+echo "== $rounds rounds: prefill $tokens, decode $decode tokens (from 0 and $depth cached), $threads threads ($(lscpu | sed -n 's/^Model name: *//p'))"
 emit() {  # emit ENGINE FORMAT PRECISION: bench JSON on stdin -> result lines
   "$py" -c "
 import json, sys
 t = sys.stdin.read()
 engine, fmt, prec = sys.argv[1:4]
+def named(kind, depth):
+    return kind if not depth else f'{kind}@{depth}'
 if engine == 'llama.cpp':
     for r in json.loads(t):
         kind = 'decode' if r['n_gen'] > 0 else 'prefill'
-        print(json.dumps({'engine': engine, 'format': fmt, 'precision': prec, 'kind': kind, 'tokens_per_s': r['avg_ts']}))
+        print(json.dumps({'engine': engine, 'format': fmt, 'precision': prec, 'kind': named(kind, r.get('n_depth', 0)), 'tokens_per_s': r['avg_ts']}))
 else:
     r = json.loads(t[t.index('{'):])
     for kind in ('prefill', 'decode'):
         if kind + '_tokens_per_s' in r:
-            print(json.dumps({'engine': engine, 'format': fmt, 'precision': prec, 'kind': kind, 'tokens_per_s': r[kind + '_tokens_per_s'],
-                              'stages': r.get('prefill_stages') if kind == 'prefill' else None}))
+            print(json.dumps({'engine': engine, 'format': fmt, 'precision': prec,
+                              'kind': named(kind, r.get('decode_depth', 0) if kind == 'decode' else 0), 'tokens_per_s': r[kind + '_tokens_per_s'],
+                              'stages': r.get('prefill_stages') if kind == 'prefill' else None,
+                              'limit': r.get('decode_bandwidth_limit_tokens_per_s'), 'bandwidth': r.get('read_bandwidth_gbps')}))
 " "$@" >> "$results"
 }
 for round in $(seq "$rounds"); do
@@ -95,9 +101,13 @@ for round in $(seq "$rounds"); do
       bf16) gguf=$work/tinyllama-1.1b-bf16.gguf; file=$gguf; precisions="f32 bf16" ;;
       *) gguf=$work/tinyllama-1.1b-$fmt.gguf; file=$gguf; precisions="f32"; case $fmt in q8_0|q4_k_m) precisions="f32 q8" ;; esac ;;
     esac
-    [[ $fmt == st-bf16 ]] || "$bench_bin" -m "$gguf" -p "$tokens" -n "$decode" -t "$threads" -r 1 -o json 2>/dev/null | emit llama.cpp "$fmt" native
+    if [[ $fmt != st-bf16 ]]; then
+      "$bench_bin" -m "$gguf" -p "$tokens" -n "$decode" -t "$threads" -r 1 -o json 2>/dev/null | emit llama.cpp "$fmt" native
+      (( depth == 0 )) || "$bench_bin" -m "$gguf" -p 0 -n "$decode" -d "$depth" -t "$threads" -r 1 -o json 2>/dev/null | emit llama.cpp "$fmt" native
+    fi
     for prec in $precisions; do
-      "$build/bin/massact" bench "$file" -p "$tokens" -n "$decode" -d 0 -t "$threads" -r 1 --precision "$prec" --json | emit massact "$fmt" "$prec"
+      "$build/bin/massact" bench "$file" -p "$tokens" -n "$decode" -d 0 -t "$threads" -r 1 --precision "$prec" --bandwidth --json | emit massact "$fmt" "$prec"
+      (( depth == 0 )) || "$build/bin/massact" bench "$file" -p 0 -n "$decode" -d "$depth" -t "$threads" -r 1 --precision "$prec" --json | emit massact "$fmt" "$prec"
     done
     if (( have_torch )) && [[ $fmt == f32 || $fmt == st-bf16 ]]; then
       dtype=$([[ $fmt == f32 ]] && echo float32 || echo bfloat16)
@@ -120,12 +130,14 @@ peer_of = {}
 for (fmt, kind, engine, prec), r in best.items():
     if engine != "massact":
         peer_of.setdefault((fmt if fmt != "st-bf16" else "bf16", kind), {})[engine] = r["tokens_per_s"]
-print(f"\n{'format':<8} {'kind':<8} {'massact precision':<18} {'tokens/s':>9}   {'llama.cpp':>9} {'ratio':>6}   {'pytorch':>8} {'ratio':>6}")
+print(f"\n{'format':<8} {'kind':<12} {'massact precision':<18} {'tokens/s':>9}   {'llama.cpp':>9} {'ratio':>6}   {'pytorch':>8} {'ratio':>6}   {'of bandwidth limit':>18}")
 for (fmt, kind, engine, prec), r in sorted(best.items()):
     if engine != "massact":
         continue
     peers = peer_of.get((fmt if fmt != "st-bf16" else "bf16", kind), {})
     ll, pt = peers.get("llama.cpp"), best.get((fmt, kind, "pytorch", "native"), {}).get("tokens_per_s")
-    cells = [f"{ll:9.1f} {r['tokens_per_s'] / ll:5.2f}x" if ll else f"{'-':>9} {'-':>6}", f"{pt:8.1f} {r['tokens_per_s'] / pt:5.2f}x" if pt else ""]
-    print(f"{fmt:<8} {kind:<8} {prec:<18} {r['tokens_per_s']:9.1f}   " + "   ".join(cells))
+    cells = [f"{ll:9.1f} {r['tokens_per_s'] / ll:5.2f}x" if ll else f"{'-':>9} {'-':>6}", f"{pt:8.1f} {r['tokens_per_s'] / pt:5.2f}x" if pt else f"{'':>8} {'':>6}"]
+    limit = r.get("limit")
+    bw = f"{r['tokens_per_s'] / limit:5.2f} of {limit:.1f} ({r['bandwidth']:.1f} GB/s)" if limit else ""
+    print(f"{fmt:<8} {kind:<12} {prec:<18} {r['tokens_per_s']:9.1f}   " + "   ".join(cells) + "   " + bw)
 EOF2

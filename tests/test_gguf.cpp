@@ -167,6 +167,50 @@ TEST_CASE("every block format dequantizes like a double-precision reader of its 
 }
 
 #if defined(MASSACT_HAS_XSIMD)
+TEST_CASE("gemv_stored at bf16 precision: activations rounded to bfloat16 times the stored values, float sums (native dot products where the CPU has them)") {
+    using io::ggml::Type;
+    std::mt19937 g(11);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (Type t : {Type::BF16, Type::F16, Type::F32}) {
+        for (const Index K : {Index(19), Index(64), Index(300), Index(777)}) {  // (off and on the 64-value step of the dot kernel)
+            for (const Index N : {Index(5), Index(301)}) {
+                CAPTURE(static_cast<int>(t));
+                CAPTURE(K);
+                CAPTURE(N);
+                const std::size_t esize = t == Type::F32 ? 4 : 2;
+                std::vector<unsigned char> data(static_cast<std::size_t>(N * K) * esize);
+                std::vector<double> values(static_cast<std::size_t>(N * K));
+                for (Index i = 0; i < N * K; ++i) {
+                    const float v = u(g);
+                    if (t == Type::BF16) { const std::uint16_t h = float_to_bf16(v); std::memcpy(&data[2 * i], &h, 2); values[i] = bf16_to_float(h); }
+                    if (t == Type::F16) { const std::uint16_t h = float_to_f16(v); std::memcpy(&data[2 * i], &h, 2); values[i] = f16_to_float(h); }
+                    if (t == Type::F32) { std::memcpy(&data[4 * i], &v, 4); values[i] = v; }
+                }
+                const kernels::StoredMatrix w{t, data.data(), N, K, static_cast<std::size_t>(K) * esize};
+                for (const Index M : {Index(1), Index(5)}) {
+                    std::vector<float> X(static_cast<std::size_t>(M * K)), Y(static_cast<std::size_t>(M * N));
+                    for (auto& x : X) x = u(g);
+                    kernels::gemv_stored(w, X.data(), K, M, Y.data(), N, true);
+                    double worst = 0;
+                    for (Index i = 0; i < M; ++i)
+                        for (Index n = 0; n < N; ++n) {
+                            double want = 0, mag = 1e-30;
+                            for (Index k = 0; k < K; ++k) {
+                                // both operands rounded to bfloat16 (a BF16 weight is its own rounding)
+                                const double x = bf16_to_float(float_to_bf16(X[static_cast<std::size_t>(i * K + k)]));
+                                const double v = bf16_to_float(float_to_bf16(static_cast<float>(values[static_cast<std::size_t>(n * K + k)])));
+                                want += x * v;
+                                mag += std::abs(x * v);
+                            }
+                            worst = std::max(worst, std::abs(Y[static_cast<std::size_t>(i * N + n)] - want) / mag);
+                        }
+                    CHECK(worst < 2e-6);
+                }
+            }
+        }
+    }
+}
+
 TEST_CASE("gemv_stored: a few rows against every stored type equal a double loop over the format's values (rows split over threads)") {
     using io::ggml::Type;
     std::mt19937 g(5);

@@ -230,8 +230,20 @@ TEST_CASE("causal attention (GQA, windows, sink slots, clipped) matches a naive 
 
         RowMatrixF z(cs.T, H * hd);
         std::vector<float> sinkp(static_cast<std::size_t>(H * cs.T));
-        kernels::causal_attention(s, in, z.data(), z.cols(), sinkp.data(), 16);  // several tiles
+        // the probabilities of chosen keys from the streamed softmax: key 0, one inside, the last, none, past the end
+        const std::vector<Index> cols = {0, cs.T / 2, cs.T - 1, -1, cs.T};
+        std::vector<float> colp(static_cast<std::size_t>(H * cs.T) * cols.size(), -1.0f);
+        kernels::causal_attention(s, in, z.data(), z.cols(), sinkp.data(), 16,
+                                  {cols.data(), static_cast<Index>(cols.size()), colp.data()});  // several tiles
         CHECK(test::max_abs_diff(z, ref.z) < 2e-5);
+        double ce = 0;
+        for (Index r = 0; r < H * cs.T; ++r)
+            for (std::size_t c = 0; c < cols.size(); ++c) {
+                const Index j = cols[c];
+                const double want = j >= 0 && j < cs.T ? ref.pattern[static_cast<std::size_t>(r * cs.T + j)] : 0.0;
+                ce = std::max(ce, std::abs(colp[static_cast<std::size_t>(r) * cols.size() + c] - want));
+            }
+        CHECK(ce < 1e-6);
         double e = 0;
         for (std::size_t i = 0; i < sinkp.size(); ++i) e = std::max(e, std::abs(sinkp[i] - ref.extra[i]));
         CHECK(e < 1e-6);

@@ -95,6 +95,50 @@ TEST_CASE("tiny-llama: scan reproduces the reference statistics and finds the ma
     CHECK(rs.detector_note.find("dim 215") != std::string::npos);
 }
 
+TEST_CASE("the scan's sink metrics from the streamed softmax equal those of materialised patterns") {
+    // scan() reads attn.hook_pattern_columns (first token, first delimiter) and never materialises [H, T, T]; the
+    // same windows through attn.hook_pattern into SinkAccumulator::add_pattern (the probe's path) must agree.
+    for (const char* name : {"tiny-llama", "tiny-gpt2", "tiny-llama-sinklogit"}) {
+        CAPTURE(name);
+        const Transformer m(test::model(name));
+        const TokenBatch ids = ppl_ids(std::string(name) == "tiny-llama-sinklogit" ? "tiny-llama" : name).topRows(6);
+        auto opt = options(name == std::string("tiny-gpt2") ? name : "tiny-llama");
+        opt.batch = 4;  // (two forwards of 4 and 2)
+        opt.max_rows = 4 * ids.cols();
+        const auto streamed = analysis::scan(m, ids, opt);
+        const Index L = m.config().num_layers, H = m.config().num_heads, T = ids.cols();
+        std::vector<analysis::SinkAccumulator> full(static_cast<std::size_t>(L));
+        for (auto& a : full) a.reset(H);
+        Index materialised = 0;
+        Hooks h;
+        h.add("*attn.hook_pattern", [&](Activation& a) {
+            REQUIRE(a.shape == std::vector<Index>{a.shape[0], H, T, T});
+            materialised += 1;
+            for (Index b = 0; b < a.shape[0]; ++b) {
+                const Index row = b;  // (one forward of all six)
+                const Index d = analysis::first_delimiter(ids.row(row).data(), T, opt.delimiters);
+                full[static_cast<std::size_t>(a.layer)].add_pattern(a.data + b * H * T * T, H, T, d, opt.sink_T);
+            }
+        });
+        Workspace ws;
+        m.run(ids, ws, h);
+        REQUIRE(materialised == L);
+        double worst = 0;
+        Index delimited = 0;
+        for (Index l = 0; l < L; ++l)
+            for (Index hh = 0; hh < H; ++hh) {
+                const auto& f = full[static_cast<std::size_t>(l)];
+                const std::size_t i = static_cast<std::size_t>(hh), li = static_cast<std::size_t>(l);
+                worst = std::max({worst, std::abs(streamed.attention_on_first_token[li][i] - f.mean_first()[i]),
+                                  std::abs(streamed.gu_alpha[li][i] - f.mean_alpha()[i]),
+                                  std::abs(streamed.attention_on_first_delimiter[li][i] - f.mean_delim()[i])});
+                delimited += f.delim_sequences > 0;
+            }
+        CHECK(worst < 1e-5);
+        CHECK(delimited > 0);  // (the delimiter metric was compared, not two zeros)
+    }
+}
+
 TEST_CASE("tiny-gpt2: scan reproduces the reference statistics and finds no massive activation") {
     const Transformer m(test::model("tiny-gpt2"));
     const auto ids = ppl_ids("tiny-gpt2");

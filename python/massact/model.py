@@ -8,7 +8,7 @@ import numpy as np
 from . import _massact
 from ._massact import Error
 
-_ATTN = {"k", "v", "q", "z", "rot_k", "rot_q", "result", "pattern", "attn_scores", "sink_pattern"}
+_ATTN = {"k", "v", "q", "z", "rot_k", "rot_q", "result", "pattern", "attn_scores", "sink_pattern", "pattern_columns"}
 _MLP = {"pre", "post", "mid", "pre_linear"}
 _ALIASES = {"a": "attn", "m": "mlp", "b": "", "block": "", "blocks": "", "attention": "attn"}
 

@@ -1,7 +1,10 @@
-// massact bench MODEL_DIR [-p 256] [-n 0] [-d DEPTH] [-r 3] [-t THREADS] [--precision f32|bf16] [--json]:
+// massact bench MODEL_DIR [-p 256] [-n 0] [-d DEPTH] [-r 3] [-t THREADS] [--precision f32|bf16|q8] [--bandwidth] [--json]:
 // prefill and decode speed, like llama-bench. Timing excludes loading and includes everything a forward does
 // (embedding to logits); each figure is the best of the repeats, after one warm-up run. One more, profiled
 // prefill gives the split of its time per stage (products, attention, norms, activations, the rest).
+// Decoding is bounded by memory: every token reads every weight once. The JSON gives those bytes
+// (decode_weight_bytes) and, with --bandwidth, the machine's read bandwidth with the same threads (a STREAM-style
+// sum over 1 GiB) and the decode speed as a fraction of the limit it sets.
 #pragma once
 
 #include "common.hpp"
@@ -27,8 +30,52 @@ struct BenchArgs {
     int repeats = 3;
     int threads = 0;      // 0: OpenMP's default
     std::string precision = "f32";
+    bool bandwidth = false;  // --bandwidth: measure the read bandwidth too
     bool json = false;
 };
+
+/// The bytes of stored weights one decoded token reads: every block matrix (every expert of a mixture) and the LM
+/// head, as stored (quantized blocks included); the embedding contributes one row.
+inline double decode_weight_bytes(const massact::Transformer& m) {
+    double total = 0;
+    auto add = [&](const massact::WeightMatrix& w) {
+        if (w.bound() && w.source()) total += static_cast<double>(w.source()->nbytes) * double(w.out() * w.in()) /
+                                             std::max(1.0, double(w.source()->numel()));
+    };
+    for (const auto& L : m.weights().layers) {
+        for (const auto* w : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.gate_up, &L.down, &L.router}) add(*w);
+        for (const auto& X : L.experts)
+            for (const auto* w : {&X.gate, &X.up, &X.gate_up, &X.down}) add(*w);
+    }
+    add(m.weights().lm_head);
+    return total;
+}
+
+/// Read bandwidth in GB/s with the current OpenMP team: the best of 5 sums over a 1 GiB buffer (64-bit words, which
+/// vectorise without reassociating floats), each thread reading its contiguous share, as a decode step streams
+/// its share of every matrix.
+inline double read_bandwidth_gbps() {
+    const std::size_t n = (std::size_t(1) << 30) / sizeof(std::uint64_t);
+    std::vector<std::uint64_t> buf(n);
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static)
+#endif
+    for (std::size_t i = 0; i < n; ++i) buf[i] = i;  // (touched by the thread that will read it)
+    double best = 1e300;
+    std::uint64_t sink = 0;
+    for (int r = 0; r < 5; ++r) {
+        std::uint64_t s = 0;
+        const auto t0 = std::chrono::steady_clock::now();
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) reduction(+ : s)
+#endif
+        for (std::size_t i = 0; i < n; ++i) s += buf[i];
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        sink += s;
+    }
+    if (sink == 42) std::printf(" ");  // (keeps the sums)
+    return static_cast<double>(n * sizeof(std::uint64_t)) / best / 1e9;
+}
 
 /// Best (shortest) of `repeats` timings of f() after one untimed warm-up; `before()` runs untimed before each.
 template <typename Before, typename F>
@@ -103,6 +150,16 @@ inline int run_bench(BenchArgs& a) {
         j["decode_depth"] = depth;
         std::printf("decode  %6lld tokens at cache %-6lld %7.1f tokens/s  (%d threads, %s)\n", static_cast<long long>(a.decode),
                     static_cast<long long>(depth), static_cast<double>(a.decode) / s, threads, a.precision.c_str());
+        const double bytes = decode_weight_bytes(m);
+        j["decode_weight_bytes"] = bytes;
+        if (a.bandwidth) {
+            const double gbps = read_bandwidth_gbps(), limit = gbps * 1e9 / bytes;
+            j["read_bandwidth_gbps"] = gbps;
+            j["decode_bandwidth_limit_tokens_per_s"] = limit;
+            j["decode_fraction_of_limit"] = static_cast<double>(a.decode) / s / limit;
+            std::printf("  weights read per token %.2f GB, read bandwidth %.1f GB/s: limit %.1f tokens/s, decode at %.2f of it\n",
+                        bytes / 1e9, gbps, limit, static_cast<double>(a.decode) / s / limit);
+        }
     }
     if (a.json) std::printf("%s\n", j.dump(1).c_str());
     return 0;
@@ -120,6 +177,7 @@ inline void add_bench(CLI::App& app, BenchArgs& a, std::function<int()>& action)
                     "f32: float32 products (the exact path); bf16: activations and weights rounded to bfloat16, float32 sums; "
                     "q8: a quantized file's weights times 8-bit activations in integers when decoding (llama.cpp's path)")
         ->capture_default_str();
+    cmd->add_flag("--bandwidth", a.bandwidth, "Measure the read bandwidth (1 GiB, same threads) and decode's fraction of the limit it sets");
     cmd->add_flag("--json", a.json, "Print the results as JSON after the table");
     cmd->callback([&] { action = [&] { return run_bench(a); }; });
 }

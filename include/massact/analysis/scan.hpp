@@ -17,7 +17,9 @@
 namespace massact::analysis {
 
 struct ScanOptions : StatsOptions {
-    Index batch = 8;              // sequences per forward
+    Index batch = 8;              // sequences per forward,
+    Index max_rows = 16384;       // but at most this many tokens (at least one sequence): a forward's buffers are
+                                  // O(rows x width), so long windows go one at a time
     Hooks hooks;                  // extra hooks run before the scan's own (e.g. an intervention)
     RunOptions run;               // e.g. a softmax variant
     std::function<void(Index, Index)> progress;
@@ -36,13 +38,29 @@ inline Hooks scan_hooks(ScanAccumulator& acc, const TokenBatch& chunk, const std
         for (Index b = 0; b < nb; ++b)
             acc.add_hidden(a.layer, a.sequence(b), chunk.row(b).data(), delim[static_cast<std::size_t>(b)], row0 + b, opt.criteria, scratch);
     });
-    hooks.add("*attn.hook_pattern", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, T]
-        for (Index b = 0; b < nb; ++b) acc.add_pattern(a.layer, a.data + b * H * T * T, H, T, delim[static_cast<std::size_t>(b)], opt.sink_T);
+    // The sink metrics read the probabilities of the first token, the first delimiter and any registers only
+    // (attn.hook_pattern_columns, keys of sink_columns()), so attention stays streamed: O(T) memory per head.
+    hooks.add("*attn.hook_pattern_columns", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, C]
+        const Index C = a.shape[3];
+        for (Index b = 0; b < nb; ++b)
+            acc.add_columns(a.layer, a.data + b * H * T * C, H, T, C, delim[static_cast<std::size_t>(b)], opt.sink_T);
     });
     hooks.add_if_present("*attn.hook_sink_pattern", [&acc, nb, T, H](Activation& a) {  // [N, H, T]
         for (Index b = 0; b < nb; ++b) acc.add_slot(a.layer, a.data + b * H * T, H, T);
     });
     return hooks;
+}
+
+/// opt.run with the keys the sink metrics read (SinkAccumulator::sink_columns) for sequences with these delimiters.
+inline RunOptions with_sink_columns(const RunOptions& run, const std::vector<Index>& delim, Index registers) {
+    RunOptions out = run;
+    const Index C = 2 + std::max<Index>(registers, 0);
+    out.pattern_columns.resize(static_cast<Index>(delim.size()), C);
+    for (std::size_t b = 0; b < delim.size(); ++b) {
+        const auto cols = SinkAccumulator::sink_columns(delim[b], std::max<Index>(registers, 0));
+        for (Index c = 0; c < C; ++c) out.pattern_columns(static_cast<Index>(b), c) = cols[static_cast<std::size_t>(c)];
+    }
+    return out;
 }
 
 inline void start(ScanAccumulator& acc, const ModelConfig& c, Index T, const ScanOptions& opt) {
@@ -60,13 +78,14 @@ inline void scan_into(ScanAccumulator& acc, const Transformer& model, const Toke
     detail::start(acc, model.config(), T, opt);
     std::vector<float> scratch;
     Workspace ws;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += opt.batch) {
-        const Index nb = std::min(opt.batch, ids.rows() - b0);
+    const Index batch = std::max<Index>(1, std::min(opt.batch, opt.max_rows / T));
+    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) {
+        const Index nb = std::min(batch, ids.rows() - b0);
         const TokenBatch chunk = ids.middleRows(b0, nb);
         std::vector<Index> delim;
         for (Index b = 0; b < nb; ++b) delim.push_back(first_delimiter(chunk.row(b).data(), T, opt.delimiters));
         const Hooks hooks = detail::scan_hooks(acc, chunk, delim, acc.row_offset + first_row + b0, opt, model.config().num_heads, scratch);
-        RunOptions run = opt.run;
+        RunOptions run = detail::with_sink_columns(opt.run, delim, 0);
         run.logits = true;
         const RowMatrixD lp = token_logprobs(model.run(chunk, ws, hooks, run), chunk);  // [nb, T-1]
         for (Index b = 0; b < nb; ++b) acc.add_sequence(lp.row(b).data(), T - 1);
@@ -94,7 +113,7 @@ inline void scan_pixels_into(ScanAccumulator& acc, const Transformer& model, con
         const TokenBatch kinds = model.vision_tokens(nb, px.height, px.width);
         const std::vector<Index> delim(static_cast<std::size_t>(nb), -1);
         const Hooks hooks = detail::scan_hooks(acc, kinds, delim, acc.row_offset + first_row + b0, opt, c.num_heads, scratch);
-        model.run_pixels(chunk, ws, hooks, opt.run);
+        model.run_pixels(chunk, ws, hooks, detail::with_sink_columns(opt.run, delim, c.vision.registers));
         for (Index b = 0; b < nb; ++b) acc.add_sequence(nullptr, 0);
         if (opt.progress) opt.progress(b0 + nb, px.n);
     }

@@ -122,6 +122,12 @@ struct ScanAccumulator {
         s.add_pattern(pattern, heads, T, delimiter, sink_T);
         if (registers > 0) s.add_registers(pattern, heads, T, registers);
     }
+    /// The same from the probabilities of the keys SinkAccumulator::sink_columns(delimiter, registers) lists, [H, T, C].
+    void add_columns(Index layer, const float* probs, Index heads, Index T, Index C, Index delimiter, Index sink_T) {
+        auto& s = sinks[static_cast<std::size_t>(layer)];
+        s.add_columns(probs, heads, T, C, delimiter, sink_T);
+        if (registers > 0) s.add_register_columns(probs, heads, T, C, registers);
+    }
     /// The probabilities of the extra sink slot of block `layer` for one sequence, [H, T].
     void add_slot(Index layer, const float* probs, Index heads, Index T) {
         sinks[static_cast<std::size_t>(layer)].add_slot(probs, heads, T);

@@ -14,7 +14,9 @@
 //
 // Two ways to run it:
 //   - causal_attention(): streams over tiles of `tile` queries; extra memory is
-//     O(tile * T) per thread and no [T, T] matrix exists. Parallel over heads.
+//     O(tile * T) per thread and no [T, T] matrix exists. Parallel over heads. It can also report the
+//     probabilities every query gives to a few chosen keys (ColumnProbs: the first token, a delimiter), which
+//     is what the sink metrics read, so that they need no [T, T] pattern either.
 //   - attention_scores() / attention_probs() / attention_combine(): the same
 //     stages on a full [heads, T, past + T] buffer, so hooks can read or edit
 //     the scores and the pattern in between.
@@ -66,6 +68,15 @@ struct AttentionInput {
     Index past = 0;  // cached keys before the first query
 
     Index keys() const { return past + T; }
+};
+
+/// Optional output of causal_attention(): the probabilities that every query gives to `n` chosen keys, written to
+/// out [heads, T, n] for keys cols[0..n) (key indices of the input: cached keys first; an index < 0 or past the
+/// keys a query sees gives 0).
+struct ColumnProbs {
+    const Index* cols = nullptr;
+    Index n = 0;
+    float* out = nullptr;
 };
 
 namespace detail {
@@ -151,12 +162,15 @@ inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index
 
 /// Streaming attention (causal unless the spec says otherwise) of one sequence into z [T, heads*hd] (row stride z_stride).
 /// No [T, T] buffer: queries go in tiles of `tile` rows; each thread holds tile * (past + T) floats.
-/// sink_prob (optional, [heads, T]) receives the extra slots' probability.
+/// sink_prob (optional, [heads, T]) receives the extra slots' probability; `columns` (optional) the probabilities
+/// of chosen keys.
 inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, float* z, Index z_stride,
-                             float* sink_prob = nullptr, Index tile = 64) {
+                             float* sink_prob = nullptr, Index tile = 64, ColumnProbs columns = {}) {
     const Index T = in.T, H = s.heads;
+    // Threads over heads once the work pays for a team: a decoding step over a cache of 2048 keys (32 heads of 64)
+    // is 4M multiply-adds, worth both cores; a step over 100 keys is not.
 #if defined(_OPENMP)
-#pragma omp parallel if (H * T * in.keys() > (1 << 16))
+#pragma omp parallel if (H * T * in.keys() * s.head_dim > (1 << 20))
 #endif
     {
         std::vector<float> S(static_cast<std::size_t>(std::min(tile, T) * in.keys()));
@@ -169,6 +183,12 @@ inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, f
                 const Index i1 = std::min(T, i0 + tile), n = detail::end_visible(s, in.past + i1 - 1, in.keys());
                 detail::scores_tile(s, in, h, i0, i1, S.data(), n, n);
                 detail::probs_tile(s, in, h, i0, i1, S.data(), n, n, extra.data(), kv.data());
+                if (columns.out)
+                    for (Index i = i0; i < i1; ++i)
+                        for (Index c = 0; c < columns.n; ++c) {
+                            const Index j = columns.cols[c];  // (entries of S at or past n are not visible: 0)
+                            columns.out[(h * T + i) * columns.n + c] = j >= 0 && j < n ? S[static_cast<std::size_t>((i - i0) * n + j)] : 0.0f;
+                        }
                 detail::combine_tile(s, in, h, i0, i1, S.data(), n, n, kv.data(), z, z_stride);
                 if (sink_prob) std::copy(extra.begin(), extra.begin() + (i1 - i0), sink_prob + h * T + i0);
             }

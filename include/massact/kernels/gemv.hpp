@@ -213,10 +213,82 @@ inline void accumulate(const float* X, Index ldx, const float* b, Index n, batch
         for (int i = 0; i < MB; ++i) tail[i] += X[i * ldx + k] * b[k];
 }
 
+#if defined(__AVX512F__)
+/// 16 BF16 / F16 values at p as float32, in registers (BF16: the 16 bits are a float's upper half; F16: vcvtph2ps).
+inline __m512 load16(const unsigned char* p, io::ggml::Type type) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    if (type == io::ggml::Type::BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
+/// Rows [n0, n1) of a BF16 or F16 W against MB rows of X, converted in registers (no buffer: a decoded value is
+/// never stored and loaded back, which left BF16 decoding at half the read bandwidth).
+template <int MB, typename StoredRow>
+void rows_half(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy) {
+    const Index K = w.cols;
+    for (Index n = n0; n < n1; ++n) {
+        const unsigned char* row = w.data + static_cast<std::size_t>(stored_row(n)) * w.row_bytes;
+        __m512 acc[MB][2];
+        for (int i = 0; i < MB; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        Index k = 0;
+        for (; k + 32 <= K; k += 32) {
+            const __m512 b0 = load16(row + 2 * k, w.type), b1 = load16(row + 2 * (k + 16), w.type);
+            for (int i = 0; i < MB; ++i) {
+                acc[i][0] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k), b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k + 16), b1, acc[i][1]);
+            }
+        }
+        float tail[MB] = {};
+        if (k < K) {
+            float t[32];
+            if (w.type == io::ggml::Type::BF16) bf16_to_float(row + 2 * k, t, static_cast<std::size_t>(K - k));
+            else f16_to_float(row + 2 * k, t, static_cast<std::size_t>(K - k));
+            for (int i = 0; i < MB; ++i)
+                for (Index j = k; j < K; ++j) tail[i] += X[i * ldx + j] * t[j - k];
+        }
+        for (int i = 0; i < MB; ++i) Y[i * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) + tail[i];
+    }
+}
+#endif
+
+#if defined(MASSACT_HAS_AVX512BF16)
+/// Precision::BF16 on BF16 weights where the CPU has BF16 dot products: Xb [MB rows of K, row stride ldx] holds the
+/// activations already rounded to bfloat16; vdpbf16ps multiplies pairs and sums them into float32 lanes.
+template <int MB, typename StoredRow>
+void rows_bf16_dot(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const std::uint16_t* Xb, Index ldx, float* Y,
+                   Index ldy) {
+    const Index K = w.cols;
+    for (Index n = n0; n < n1; ++n) {
+        const unsigned char* row = w.data + static_cast<std::size_t>(stored_row(n)) * w.row_bytes;
+        __m512 acc[MB][2];
+        for (int i = 0; i < MB; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        Index k = 0;
+        for (; k + 64 <= K; k += 64) {
+            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(row + 2 * k), b1 = (__m512bh)_mm512_loadu_si512(row + 2 * (k + 32));
+            for (int i = 0; i < MB; ++i) {
+                acc[i][0] = _mm512_dpbf16_ps(acc[i][0], (__m512bh)_mm512_loadu_si512(Xb + i * ldx + k), b0);
+                acc[i][1] = _mm512_dpbf16_ps(acc[i][1], (__m512bh)_mm512_loadu_si512(Xb + i * ldx + k + 32), b1);
+            }
+        }
+        float tail[MB] = {};
+        for (; k < K; ++k) {
+            std::uint16_t h;
+            std::memcpy(&h, row + 2 * k, 2);
+            for (int i = 0; i < MB; ++i) tail[i] += bf16_to_float(Xb[i * ldx + k]) * bf16_to_float(h);
+        }
+        for (int i = 0; i < MB; ++i) Y[i * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) + tail[i];
+    }
+}
+#endif
+
 /// Rows [n0, n1) of W against MB rows of X.
 template <int MB, typename StoredRow>
 void rows(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy,
           bool round) {
+#if defined(__AVX512F__)
+    if (!round && (w.type == io::ggml::Type::BF16 || w.type == io::ggml::Type::F16))
+        return rows_half<MB>(w, stored_row, n0, n1, X, ldx, Y, ldy);
+#endif
     const io::ggml::TypeInfo info = io::ggml::type_info(static_cast<std::uint32_t>(w.type));
     const bool blocked = info.block > 1;
     // a step of 256 values: a K block, eight 32-blocks, or 256 floats. The whole step is decoded before any of it
@@ -262,6 +334,26 @@ void gemv_stored(const StoredMatrix& w, StoredRow&& stored_row, const float* X, 
     const Index N = w.rows, K = w.cols;
     if (M <= 0 || N <= 0) return;
     if (!gemv_reads(w.type)) throw Error("gemv: no reader for the stored type");
+#if defined(MASSACT_HAS_AVX512BF16)
+    if (round_bf16 && w.type == io::ggml::Type::BF16) {  // both operands in bfloat16: native dot products
+        std::vector<std::uint16_t> xb(static_cast<std::size_t>(M * K));
+        for (Index i = 0; i < M; ++i)
+            for (Index k = 0; k < K; ++k) xb[static_cast<std::size_t>(i * K + k)] = float_to_bf16(X[i * ldx + k]);
+        split_rows(w, [&](Index n0, Index n1) {
+            for (Index i = 0; i < M; i += 4) {
+                const std::uint16_t* x = xb.data() + i * K;
+                float* y = Y + i * ldy;
+                switch (std::min<Index>(4, M - i)) {
+                    case 1: rows_bf16_dot<1>(w, stored_row, n0, n1, x, K, y, ldy); break;
+                    case 2: rows_bf16_dot<2>(w, stored_row, n0, n1, x, K, y, ldy); break;
+                    case 3: rows_bf16_dot<3>(w, stored_row, n0, n1, x, K, y, ldy); break;
+                    default: rows_bf16_dot<4>(w, stored_row, n0, n1, x, K, y, ldy); break;
+                }
+            }
+        });
+        return;
+    }
+#endif
     std::vector<float> rounded;
     if (round_bf16) {
         rounded.resize(static_cast<std::size_t>(M * K));

@@ -19,7 +19,7 @@ namespace massact {
 
 /// Hook sites inside a block, in execution order.
 enum class BlockSite : int {
-    ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, Z, Ln1Post, AttnOut, ResidMid, Ln2,
+    ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Ln1Post, AttnOut, ResidMid, Ln2,
     MlpRouter, MlpExpertWeights, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
 };
 
@@ -30,6 +30,7 @@ enum class SiteShape {
     KVHeads,    // [N, T, KV, hd]
     Scores,     // [N, H, T, K] (K = T, or the keys of a KV cache)
     SinkProbs,  // [N, H, T]
+    Columns,    // [N, H, T, C]: the pattern at C chosen keys (RunOptions::pattern_columns; C = 1: key 0)
     Mlp,        // [N, T, I]
     Experts,    // [N, T, E]
 };
@@ -59,6 +60,8 @@ inline const std::vector<SiteInfo>& block_site_table() {
         {BlockSite::AttnScores, "attn.hook_attn_scores", SiteShape::Scores, detail::always},
         {BlockSite::Pattern, "attn.hook_pattern", SiteShape::Scores, detail::always},
         {BlockSite::SinkPattern, "attn.hook_sink_pattern", SiteShape::SinkProbs, [](C, bool sink) { return sink; }},
+        // The probabilities of a few keys (massact's own site, read-only): what sink metrics need, without [T, K].
+        {BlockSite::PatternColumns, "attn.hook_pattern_columns", SiteShape::Columns, detail::always},
         {BlockSite::Z, "attn.hook_z", SiteShape::QHeads, detail::always},
         {BlockSite::Ln1Post, "ln1_post.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.post_attn_norm; }},
         {BlockSite::AttnOut, "hook_attn_out", SiteShape::Resid, detail::always},
@@ -99,9 +102,10 @@ inline std::vector<std::string> hook_site_names(const ModelConfig& c, bool sink_
 }
 
 /// Shape of a site's tensor with N sequences of T tokens attending to `keys` keys (< 0: T; more in an
-/// incremental forward with a KV cache); throws for a name the model does not have.
+/// incremental forward with a KV cache), `columns` keys reported by attn.hook_pattern_columns; throws for a name
+/// the model does not have.
 inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::string& name, Index N, Index T, bool sink_slot,
-                                          Index keys = -1) {
+                                          Index keys = -1, Index columns = 1) {
     if (keys < 0) keys = T;
     const Index d = c.hidden_size;
     if (name == "hook_embed" || name == "ln_final.hook_normalized" ||
@@ -122,6 +126,7 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
                         case SiteShape::KVHeads: return {N, T, KV, hd};
                         case SiteShape::Scores: return {N, H, T, keys};
                         case SiteShape::SinkProbs: return {N, H, T};
+                        case SiteShape::Columns: return {N, H, T, columns};
                         case SiteShape::Mlp: return {N, T, c.intermediate_size};
                         case SiteShape::Experts: return {N, T, c.num_experts};
                     }

@@ -125,6 +125,13 @@ struct RunOptions {
     /// (llama.cpp's CPU path: kernels/gemv_q8.hpp), everything else as F32.
     kernels::Precision precision = kernels::Precision::F32;
     StageTimes* profile = nullptr;  // if set, the run adds its time per stage
+    /// The keys whose probabilities blocks.{l}.attn.hook_pattern_columns reports, [N, H, T, C]: row b holds the C key
+    /// indices of sequence b (indices into the forward's keys, cached ones first; -1 or a key a query does not see:
+    /// probability 0). Empty: key 0 of every sequence (C = 1). A hook on that site alone leaves attention streamed
+    /// (no [N, H, T, K] pattern), so attention on the first token or a delimiter costs O(T) memory at any length.
+    RowMatrix<Index> pattern_columns;
+
+    Index columns() const { return pattern_columns.size() == 0 ? 1 : pattern_columns.cols(); }
 };
 
 /// Buffers of a forward pass, named for what they hold (R = N*T rows). Reusing one Workspace across
@@ -156,6 +163,7 @@ struct Workspace {
     RowMatrixF hidden;       // vision: last_hidden_state [R, d], the result of Transformer::run_pixels
     RowMatrixF pooled;       // vision: pooler_output [N, d]
     std::vector<float> scores, sink, kvp;  // [N, H, T, K] and [N, H, T] when attention hooks are set (K keys)
+    std::vector<float> columns;            // [N, H, T, C] attn.hook_pattern_columns
     LinearScratch weights;                 // the products' precision and packed weight blocks
 };
 
@@ -326,7 +334,7 @@ public:
     /// Shape of one hook site's tensor for N sequences of T tokens (attending to `keys` keys: T, or the
     /// cached tokens and the new ones in an incremental forward).
     std::vector<Index> hook_shape(const std::string& site, Index N, Index T, const RunOptions& o = {}, Index keys = -1) const {
-        return hook_site_shape(config_, site, N, T, has_sink_slot(o), keys);
+        return hook_site_shape(config_, site, N, T, has_sink_slot(o), keys, o.columns());
     }
 
     /// Refuse hooks whose (required) pattern matches no site of this model: a typo would silently do nothing.
@@ -481,6 +489,9 @@ private:
         const ModelConfig& c = config_;
         check_hooks(hooks, p.options);
         require_at_least(p.options.attention_tile, 1, "forward: attention_tile");
+        if (p.options.pattern_columns.size() > 0 && p.options.pattern_columns.rows() != p.N)
+            throw Error("forward: pattern_columns has " + std::to_string(p.options.pattern_columns.rows()) + " rows for " +
+                        std::to_string(p.N) + " sequences (one row of key indices per sequence)");
         const AttentionOverride& o = p.options.attention;
         if (c.positions == PositionKind::Alibi) p.alibi = c.alibi_slopes();
         if (o.kind == AttentionOverride::Kind::Softmax1 || o.kind == AttentionOverride::Kind::SinkLogit)
@@ -772,10 +783,21 @@ private:
             return in;
         };
         const bool want_sink = spec.n_extra() > 0 && p.hooks.has(l, BlockSite::SinkPattern);
+        const bool want_columns = p.hooks.has(l, BlockSite::PatternColumns);
+        const Index C = p.options.columns();
+        std::vector<Index> key0(1, 0);
+        auto columns_of = [&](Index b) {  // sequence b's keys for attn.hook_pattern_columns
+            return p.options.pattern_columns.size() == 0 ? key0.data() : p.options.pattern_columns.row(b).data();
+        };
+        if (want_columns) w.columns.assign(static_cast<std::size_t>(N * H * T * C), 0.0f);
         if (!p.hooks.has(l, BlockSite::AttnScores) && !p.hooks.has(l, BlockSite::Pattern) && !want_sink) {
-            for (Index b = 0; b < N; ++b)
+            for (Index b = 0; b < N; ++b) {
+                kernels::ColumnProbs cols;
+                if (want_columns) cols = {columns_of(b), C, w.columns.data() + b * H * T * C};
                 kernels::causal_attention(spec, input(b), w.z.data() + b * T * w.z.cols(), w.z.cols(), nullptr,
-                                          p.options.attention_tile);
+                                          p.options.attention_tile, cols);
+            }
+            if (want_columns) p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
             return;
         }
         // Materialise [N, H, T, K] so hooks can read or edit scores and pattern.
@@ -790,6 +812,16 @@ private:
                                      w.kvp.data() + b * H * T);
         p.hooks.block(l, BlockSite::Pattern, w.scores.data(), {N, H, T, K});
         if (spec.n_extra() > 0) p.hooks.block(l, BlockSite::SinkPattern, w.sink.data(), {N, H, T});
+        if (want_columns) {  // (the pattern as the hooks left it: the weights applied below)
+            for (Index b = 0; b < N; ++b) {
+                const Index* cols = columns_of(b);
+                for (Index r = 0; r < H * T; ++r)
+                    for (Index j = 0; j < C; ++j)
+                        w.columns[static_cast<std::size_t>((b * H * T + r) * C + j)] =
+                            cols[j] >= 0 && cols[j] < K ? w.scores[static_cast<std::size_t>(b * per + r * K + cols[j])] : 0.0f;
+            }
+            p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
+        }
         for (Index b = 0; b < N; ++b)
             kernels::attention_combine(spec, input(b), w.scores.data() + b * per, w.kvp.data() + b * H * T,
                                        w.z.data() + b * T * w.z.cols(), w.z.cols());
