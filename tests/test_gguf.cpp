@@ -350,7 +350,9 @@ TEST_CASE("gemv_q8: integer products of Q8_0, Q4_0, Q4_K, Q5_K, Q6_K rows with 8
     for (Type t : {Type::Q8_0, Type::Q4_0, Type::Q4_K, Type::Q5_K, Type::Q6_K}) {
         const auto info = io::ggml::type_info(static_cast<std::uint32_t>(t));
         REQUIRE(kernels::gemv_q8_reads(t));
-        for (const Index K : {static_cast<Index>(info.block), static_cast<Index>(info.block) * (info.block == 32 ? 24 : 3)}) {
+        // blocks per row: 1, 7 (Q8_0's four-block step, a pair and a single block) and 24 (or 3 for the K-quants)
+        for (const Index K : {static_cast<Index>(info.block), static_cast<Index>(info.block) * 7,
+                              static_cast<Index>(info.block) * (info.block == 32 ? 24 : 3)}) {
             for (const Index N : {Index(5), Index(301)}) {
                 CAPTURE(info.name);
                 CAPTURE(K);

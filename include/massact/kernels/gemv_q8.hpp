@@ -53,6 +53,7 @@ struct Q8Row {
     std::vector<std::int8_t> q;   // [K]
     std::vector<float> d;         // [K / block]: x ~ d * q
     std::vector<std::int32_t> sums;  // sum of q per 32 values (block 32) or per 16 (block 256)
+    std::vector<std::int16_t> sums16;  // block 256: the same sums as int16 (|sum| <= 16 x 127), for vpmaddwd
 };
 
 /// x [K] (K a multiple of `block`) quantized as llama.cpp quantizes activations (above). A block holding a
@@ -90,6 +91,8 @@ inline void quantize_q8(const float* x, Index K, Index block, Q8Row& out) {
         for (Index j = 0; j < group; ++j) s += out.q[static_cast<std::size_t>(g * group + j)];
         out.sums[static_cast<std::size_t>(g)] = s;
     }
+    out.sums16.assign(out.sums.begin(), out.sums.end());  // (exact: |s| <= 2032 for the groups of 16)
+    if (block != 256) out.sums16.clear();
 }
 
 namespace gemv_q8_detail {
@@ -156,7 +159,38 @@ inline void prefetch(const unsigned char* p, std::size_t ahead) {
 /// sum over the row's nb blocks of w . x, one function per weight type.
 inline float dot_q8_0(const unsigned char* w, const Q8Row& a, Index nb) {
     const std::int8_t* xq = a.q.data();
-#if defined(__AVX2__)
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+    // Two blocks per 512-bit step, two accumulators (the float chain no longer waits on one fma per block).
+    // vpdpbusd takes unsigned x signed bytes: |w| times x with w's sign moved onto x, exact for every int8 w
+    // (|-128| = 128 as unsigned; x is never -128).
+    auto pair = [&](const unsigned char* wp, Index b, __m512 acc) {  // blocks b and b + 1 at wp, added into acc
+        const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(load32(wp + 2)), load32(wp + 36), 1);
+        const __m512i xv = _mm512_loadu_si512(xq + 32 * b);
+        const __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), sx);
+        const __m512 scale = _mm512_insertf32x8(_mm512_set1_ps(half_at(wp) * a.d[static_cast<std::size_t>(b)]),
+                                                _mm256_set1_ps(half_at(wp + 34) * a.d[static_cast<std::size_t>(b + 1)]), 1);
+        return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scale, acc);
+    };
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    Index b = 0;
+    for (; b + 4 <= nb; b += 4, w += 136) {
+        prefetch(w, 1024);
+        prefetch(w, 1024 + 64);
+        prefetch(w, 1024 + 128);
+        acc[0] = pair(w, b, acc[0]);
+        acc[1] = pair(w + 68, b + 2, acc[1]);
+    }
+    if (b + 2 <= nb) {
+        acc[0] = pair(w, b, acc[0]);
+        b += 2, w += 68;
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+    for (; b < nb; ++b, w += 34)
+        s += half_at(w) * a.d[static_cast<std::size_t>(b)] *
+             static_cast<float>(hsum_i32(dot_s8s8(load32(w + 2), load32(xq + 32 * b), a.sums[static_cast<std::size_t>(b)])));
+    return s;
+#elif defined(__AVX2__)
     __m256 acc = _mm256_setzero_ps();
     for (Index b = 0; b < nb; ++b, w += 34) {
         prefetch(w, 1024);
@@ -226,23 +260,22 @@ inline void scales_mins(const unsigned char* q, unsigned char (&sc)[8], unsigned
 template <bool five>
 inline float dot_q45_k(const unsigned char* w, const Q8Row& a, Index nb) {
     const std::size_t bytes = five ? 176 : 144;
-    float s = 0.0f;
+#if defined(__AVX2__)
+    // Every block's integer sums stay in vector lanes and go into one float accumulator (one horizontal sum a row):
+    // d dx sum_k sc_k (q . x)_k  -  dmin dx sum_j m_j (sum of x over sub-block j).
+    __m256 accf = _mm256_setzero_ps();
+    const __m128i pairs_of = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);  // m_j for both halves of sub-block j
     for (Index b = 0; b < nb; ++b, w += bytes) {
         for (std::size_t ahead = 1024; ahead < 1024 + bytes; ahead += 64) prefetch(w, ahead);
         const std::int8_t* xq = a.q.data() + 256 * b;
-        const std::int32_t* bs = a.sums.data() + 16 * b;
         const unsigned char* qs = w + (five ? 48 : 16);
         const unsigned char* qh = w + 16;
         unsigned char sc[8], m[8];
         scales_mins(w + 4, sc, m);
-        std::int32_t isum = 0, mins = 0;
-#if defined(__AVX2__)
-        {  // mins = sum_j m_j (the sum of x over sub-block j: two sums of 16)
-            const __m256i pairs = _mm256_permute4x64_epi64(_mm256_hadd_epi32(load32(bs), load32(bs + 8)), 0xD8);
-            std::uint64_t m8;
-            std::memcpy(&m8, m, 8);
-            mins = hsum_i32(_mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m8))), pairs));
-        }
+        std::uint64_t m8;
+        std::memcpy(&m8, m, 8);
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128(static_cast<long long>(m8)), pairs_of));
+        const __m256i mins = _mm256_madd_epi16(m16, load32(a.sums16.data() + 16 * b));  // 8 lanes: m_j x sum over sub-block j
         // 16-bit products of pairs (exact: q <= 31, |x| <= 127), times the sub-block's scale into 32 bits
         const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
         const __m256i hbits = five ? load32(qh) : _mm256_setzero_si256();
@@ -257,8 +290,21 @@ inline float dot_q45_k(const unsigned char* w, const Q8Row& a, Index nb) {
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(sc[k])));
             }
         }
-        isum = hsum_i32(acc);
+        const float dx = a.d[static_cast<std::size_t>(b)];
+        accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(half_at(w) * dx), accf);
+        accf = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(half_at(w + 2) * dx), accf);
+    }
+    return hsum_f32(accf);
 #else
+    float s = 0.0f;
+    for (Index b = 0; b < nb; ++b, w += bytes) {
+        const std::int8_t* xq = a.q.data() + 256 * b;
+        const std::int32_t* bs = a.sums.data() + 16 * b;
+        const unsigned char* qs = w + (five ? 48 : 16);
+        const unsigned char* qh = w + 16;
+        unsigned char sc[8], m[8];
+        scales_mins(w + 4, sc, m);
+        std::int32_t isum = 0, mins = 0;
         for (int j = 0; j < 8; ++j) mins += m[j] * (bs[2 * j] + bs[2 * j + 1]);
         for (int k = 0; k < 8; ++k) {
             std::int32_t sub = 0;
@@ -270,25 +316,25 @@ inline float dot_q45_k(const unsigned char* w, const Q8Row& a, Index nb) {
             }
             isum += sc[k] * sub;
         }
-#endif
         const float dx = a.d[static_cast<std::size_t>(b)];
         s += half_at(w) * dx * static_cast<float>(isum) - half_at(w + 2) * dx * static_cast<float>(mins);
     }
     return s;
+#endif
 }
 
 /// Q6_K: x = d * sc * (q - 32) per sub-block of 16, q 6-bit (4 bits in ql, 2 in qh).
 inline float dot_q6_k(const unsigned char* w, const Q8Row& a, Index nb) {
-    float s = 0.0f;
+#if defined(__AVX2__)
+    // As Q4_K: integer sums in lanes, one float accumulator; the offset 32 sum_j sc_j (sum of x over sub-block j)
+    // by vpmaddwd of the 16 scales with the 16 sums.
+    __m256 accf = _mm256_setzero_ps();
     for (Index b = 0; b < nb; ++b, w += 210) {
         for (std::size_t ahead = 1024; ahead < 1024 + 210; ahead += 64) prefetch(w, ahead);
         const std::int8_t* xq = a.q.data() + 256 * b;
-        const std::int32_t* bs = a.sums.data() + 16 * b;
         const auto* sc = reinterpret_cast<const std::int8_t*>(w + 192);
-        std::int32_t offset = 0;  // sum over sub-blocks of sc * sum x (the q - 32)
-        for (int j = 0; j < 16; ++j) offset += sc[j] * bs[j];
-        std::int32_t isum = 0;
-#if defined(__AVX2__)
+        const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc))),
+                                                 load32(a.sums16.data() + 16 * b));
         // 16-bit products of pairs (exact: q <= 63, |x| <= 127), times the scales of the two 16-value sub-blocks
         const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
         __m256i acc = _mm256_setzero_si256();
@@ -305,18 +351,29 @@ inline float dot_q6_k(const unsigned char* w, const Q8Row& a, Index nb) {
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales));
             }
         }
-        isum = hsum_i32(acc);
+        acc = _mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 5));
+        accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(half_at(w + 208) * a.d[static_cast<std::size_t>(b)]), accf);
+    }
+    return hsum_f32(accf);
 #else
+    float s = 0.0f;
+    for (Index b = 0; b < nb; ++b, w += 210) {
+        const std::int8_t* xq = a.q.data() + 256 * b;
+        const std::int32_t* bs = a.sums.data() + 16 * b;
+        const auto* sc = reinterpret_cast<const std::int8_t*>(w + 192);
+        std::int32_t offset = 0;  // sum over sub-blocks of sc * sum x (the q - 32)
+        for (int j = 0; j < 16; ++j) offset += sc[j] * bs[j];
+        std::int32_t isum = 0;
         for (int v = 0; v < 256; ++v) {
             const int half = v / 128, r = v % 128, g = r / 32, l = r % 32;
             const unsigned char lo = w[64 * half + 32 * (g & 1) + l];
             const int q = (g < 2 ? lo & 0xF : lo >> 4) | (((w[128 + 32 * half + l] >> (2 * g)) & 3) << 4);
             isum += sc[v / 16] * q * xq[v];
         }
-#endif
         s += half_at(w + 208) * a.d[static_cast<std::size_t>(b)] * static_cast<float>(isum - 32 * offset);
     }
     return s;
+#endif
 }
 
 inline float dot_row(io::ggml::Type type, const unsigned char* w, const Q8Row& a, Index nb) {
