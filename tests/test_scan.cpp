@@ -136,6 +136,17 @@ TEST_CASE("the scan's sink metrics from the streamed softmax equal those of mate
             }
         CHECK(worst < 1e-5);
         CHECK(delimited > 0);  // (the delimiter metric was compared, not two zeros)
+        // and the scan's own check mode (massact scan --patterns full) agrees too
+        opt.full_patterns = true;
+        const auto full_scan = analysis::scan(m, ids, opt);
+        double worst_full = 0;
+        for (std::size_t l = 0; l < full_scan.gu_alpha.size(); ++l)
+            for (std::size_t hh = 0; hh < full_scan.gu_alpha[l].size(); ++hh)
+                worst_full = std::max({worst_full, std::abs(full_scan.gu_alpha[l][hh] - streamed.gu_alpha[l][hh]),
+                                       std::abs(full_scan.attention_on_first_token[l][hh] - streamed.attention_on_first_token[l][hh]),
+                                       std::abs(full_scan.attention_on_first_delimiter[l][hh] - streamed.attention_on_first_delimiter[l][hh])});
+        CHECK(worst_full < 1e-5);
+        CHECK(full_scan.val_ppl == doctest::Approx(streamed.val_ppl).epsilon(1e-6));
     }
 }
 

@@ -1610,7 +1610,9 @@ void gelu_erf(Eigen::Ref<RowMatrix<T>> out, const Eigen::Ref<const RowMatrix<T>>
 //
 // Two ways to run it:
 //   - causal_attention(): streams over tiles of `tile` queries; extra memory is
-//     O(tile * T) per thread and no [T, T] matrix exists. Parallel over heads.
+//     O(tile * T) per thread and no [T, T] matrix exists. Parallel over heads. It can also report the
+//     probabilities every query gives to a few chosen keys (ColumnProbs: the first token, a delimiter), which
+//     is what the sink metrics read, so that they need no [T, T] pattern either.
 //   - attention_scores() / attention_probs() / attention_combine(): the same
 //     stages on a full [heads, T, past + T] buffer, so hooks can read or edit
 //     the scores and the pattern in between.
@@ -1765,6 +1767,15 @@ struct AttentionInput {
     Index keys() const { return past + T; }
 };
 
+/// Optional output of causal_attention(): the probabilities that every query gives to `n` chosen keys, written to
+/// out [heads, T, n] for keys cols[0..n) (key indices of the input: cached keys first; an index < 0 or past the
+/// keys a query sees gives 0).
+struct ColumnProbs {
+    const Index* cols = nullptr;
+    Index n = 0;
+    float* out = nullptr;
+};
+
 namespace detail {
 
 inline Index first_visible(const AttentionSpec& s, Index i) { return s.window > 0 ? std::max<Index>(0, i - s.window + 1) : 0; }
@@ -1848,12 +1859,15 @@ inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index
 
 /// Streaming attention (causal unless the spec says otherwise) of one sequence into z [T, heads*hd] (row stride z_stride).
 /// No [T, T] buffer: queries go in tiles of `tile` rows; each thread holds tile * (past + T) floats.
-/// sink_prob (optional, [heads, T]) receives the extra slots' probability.
+/// sink_prob (optional, [heads, T]) receives the extra slots' probability; `columns` (optional) the probabilities
+/// of chosen keys.
 inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, float* z, Index z_stride,
-                             float* sink_prob = nullptr, Index tile = 64) {
+                             float* sink_prob = nullptr, Index tile = 64, ColumnProbs columns = {}) {
     const Index T = in.T, H = s.heads;
+    // Threads over heads once the work pays for a team: a decoding step over a cache of 2048 keys (32 heads of 64)
+    // is 4M multiply-adds, worth both cores; a step over 100 keys is not.
 #if defined(_OPENMP)
-#pragma omp parallel if (H * T * in.keys() > (1 << 16))
+#pragma omp parallel if (H * T * in.keys() * s.head_dim > (1 << 20))
 #endif
     {
         std::vector<float> S(static_cast<std::size_t>(std::min(tile, T) * in.keys()));
@@ -1866,6 +1880,12 @@ inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, f
                 const Index i1 = std::min(T, i0 + tile), n = detail::end_visible(s, in.past + i1 - 1, in.keys());
                 detail::scores_tile(s, in, h, i0, i1, S.data(), n, n);
                 detail::probs_tile(s, in, h, i0, i1, S.data(), n, n, extra.data(), kv.data());
+                if (columns.out)
+                    for (Index i = i0; i < i1; ++i)
+                        for (Index c = 0; c < columns.n; ++c) {
+                            const Index j = columns.cols[c];  // (entries of S at or past n are not visible: 0)
+                            columns.out[(h * T + i) * columns.n + c] = j >= 0 && j < n ? S[static_cast<std::size_t>((i - i0) * n + j)] : 0.0f;
+                        }
                 detail::combine_tile(s, in, h, i0, i1, S.data(), n, n, kv.data(), z, z_stride);
                 if (sink_prob) std::copy(extra.begin(), extra.begin() + (i1 - i0), sink_prob + h * T + i0);
             }
@@ -4230,7 +4250,7 @@ namespace massact {
 
 /// Hook sites inside a block, in execution order.
 enum class BlockSite : int {
-    ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, Z, Ln1Post, AttnOut, ResidMid, Ln2,
+    ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Ln1Post, AttnOut, ResidMid, Ln2,
     MlpRouter, MlpExpertWeights, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
 };
 
@@ -4241,6 +4261,7 @@ enum class SiteShape {
     KVHeads,    // [N, T, KV, hd]
     Scores,     // [N, H, T, K] (K = T, or the keys of a KV cache)
     SinkProbs,  // [N, H, T]
+    Columns,    // [N, H, T, C]: the pattern at C chosen keys (RunOptions::pattern_columns; C = 1: key 0)
     Mlp,        // [N, T, I]
     Experts,    // [N, T, E]
 };
@@ -4270,6 +4291,8 @@ inline const std::vector<SiteInfo>& block_site_table() {
         {BlockSite::AttnScores, "attn.hook_attn_scores", SiteShape::Scores, detail::always},
         {BlockSite::Pattern, "attn.hook_pattern", SiteShape::Scores, detail::always},
         {BlockSite::SinkPattern, "attn.hook_sink_pattern", SiteShape::SinkProbs, [](C, bool sink) { return sink; }},
+        // The probabilities of a few keys (massact's own site, read-only): what sink metrics need, without [T, K].
+        {BlockSite::PatternColumns, "attn.hook_pattern_columns", SiteShape::Columns, detail::always},
         {BlockSite::Z, "attn.hook_z", SiteShape::QHeads, detail::always},
         {BlockSite::Ln1Post, "ln1_post.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.post_attn_norm; }},
         {BlockSite::AttnOut, "hook_attn_out", SiteShape::Resid, detail::always},
@@ -4310,9 +4333,10 @@ inline std::vector<std::string> hook_site_names(const ModelConfig& c, bool sink_
 }
 
 /// Shape of a site's tensor with N sequences of T tokens attending to `keys` keys (< 0: T; more in an
-/// incremental forward with a KV cache); throws for a name the model does not have.
+/// incremental forward with a KV cache), `columns` keys reported by attn.hook_pattern_columns; throws for a name
+/// the model does not have.
 inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::string& name, Index N, Index T, bool sink_slot,
-                                          Index keys = -1) {
+                                          Index keys = -1, Index columns = 1) {
     if (keys < 0) keys = T;
     const Index d = c.hidden_size;
     if (name == "hook_embed" || name == "ln_final.hook_normalized" ||
@@ -4333,6 +4357,7 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
                         case SiteShape::KVHeads: return {N, T, KV, hd};
                         case SiteShape::Scores: return {N, H, T, keys};
                         case SiteShape::SinkProbs: return {N, H, T};
+                        case SiteShape::Columns: return {N, H, T, columns};
                         case SiteShape::Mlp: return {N, T, c.intermediate_size};
                         case SiteShape::Experts: return {N, T, c.num_experts};
                     }
@@ -4836,26 +4861,23 @@ inline bool gemv_reads(io::ggml::Type type) {
     }
 }
 
-/// f(n0, n1) on contiguous ranges of the w.rows rows (multiples of 8), one per thread of a team, so that every core
-/// streams its own part of the matrix; a matrix under 64 KiB is not worth a team and runs on this thread.
+/// f(n0, n1) on contiguous ranges of the w.rows rows (multiples of 8), taken by the threads of a team as they come
+/// free: four ranges per thread, each still a long stream of memory, so that a core that falls behind (another
+/// process, a virtual CPU descheduled) leaves its last ranges to the other instead of holding the team at the
+/// barrier (fixed halves left a thread waiting 10-20% of a decode step on a 2-vCPU virtual machine). A matrix under
+/// 64 KiB is not worth a team and runs on this thread.
 template <typename F>
 void split_rows(const StoredMatrix& w, F&& f) {
     const Index N = w.rows;
 #if defined(_OPENMP)
     const std::size_t bytes = static_cast<std::size_t>(N) * w.row_bytes;
     const int threads = bytes < (std::size_t(1) << 16) ? 1 : gemm_detail::team_size();
-#pragma omp parallel num_threads(threads) if (threads > 1)
-#endif
-    {
-#if defined(_OPENMP)
-        const Index t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const Index per = ((N + 4 * threads - 1) / (4 * threads) + 7) / 8 * 8, ranges = (N + per - 1) / per;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+    for (Index r = 0; r < ranges; ++r) f(r * per, std::min(N, (r + 1) * per));
 #else
-        const Index t = 0, nt = 1;
+    f(Index(0), N);
 #endif
-        const Index per = ((N + nt - 1) / nt + 7) / 8 * 8;
-        const Index n0 = std::min(N, t * per), n1 = std::min(N, n0 + per);
-        f(n0, n1);
-    }
 }
 
 #if defined(MASSACT_HAS_XSIMD)
@@ -4992,10 +5014,82 @@ inline void accumulate(const float* X, Index ldx, const float* b, Index n, batch
         for (int i = 0; i < MB; ++i) tail[i] += X[i * ldx + k] * b[k];
 }
 
+#if defined(__AVX512F__)
+/// 16 BF16 / F16 values at p as float32, in registers (BF16: the 16 bits are a float's upper half; F16: vcvtph2ps).
+inline __m512 load16(const unsigned char* p, io::ggml::Type type) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    if (type == io::ggml::Type::BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
+
+/// Rows [n0, n1) of a BF16 or F16 W against MB rows of X, converted in registers (no buffer: a decoded value is
+/// never stored and loaded back, which left BF16 decoding at half the read bandwidth).
+template <int MB, typename StoredRow>
+void rows_half(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy) {
+    const Index K = w.cols;
+    for (Index n = n0; n < n1; ++n) {
+        const unsigned char* row = w.data + static_cast<std::size_t>(stored_row(n)) * w.row_bytes;
+        __m512 acc[MB][2];
+        for (int i = 0; i < MB; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        Index k = 0;
+        for (; k + 32 <= K; k += 32) {
+            const __m512 b0 = load16(row + 2 * k, w.type), b1 = load16(row + 2 * (k + 16), w.type);
+            for (int i = 0; i < MB; ++i) {
+                acc[i][0] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k), b0, acc[i][0]);
+                acc[i][1] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k + 16), b1, acc[i][1]);
+            }
+        }
+        float tail[MB] = {};
+        if (k < K) {
+            float t[32];
+            if (w.type == io::ggml::Type::BF16) bf16_to_float(row + 2 * k, t, static_cast<std::size_t>(K - k));
+            else f16_to_float(row + 2 * k, t, static_cast<std::size_t>(K - k));
+            for (int i = 0; i < MB; ++i)
+                for (Index j = k; j < K; ++j) tail[i] += X[i * ldx + j] * t[j - k];
+        }
+        for (int i = 0; i < MB; ++i) Y[i * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) + tail[i];
+    }
+}
+#endif
+
+#if defined(MASSACT_HAS_AVX512BF16)
+/// Precision::BF16 on BF16 weights where the CPU has BF16 dot products: Xb [MB rows of K, row stride ldx] holds the
+/// activations already rounded to bfloat16; vdpbf16ps multiplies pairs and sums them into float32 lanes.
+template <int MB, typename StoredRow>
+void rows_bf16_dot(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const std::uint16_t* Xb, Index ldx, float* Y,
+                   Index ldy) {
+    const Index K = w.cols;
+    for (Index n = n0; n < n1; ++n) {
+        const unsigned char* row = w.data + static_cast<std::size_t>(stored_row(n)) * w.row_bytes;
+        __m512 acc[MB][2];
+        for (int i = 0; i < MB; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        Index k = 0;
+        for (; k + 64 <= K; k += 64) {
+            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(row + 2 * k), b1 = (__m512bh)_mm512_loadu_si512(row + 2 * (k + 32));
+            for (int i = 0; i < MB; ++i) {
+                acc[i][0] = _mm512_dpbf16_ps(acc[i][0], (__m512bh)_mm512_loadu_si512(Xb + i * ldx + k), b0);
+                acc[i][1] = _mm512_dpbf16_ps(acc[i][1], (__m512bh)_mm512_loadu_si512(Xb + i * ldx + k + 32), b1);
+            }
+        }
+        float tail[MB] = {};
+        for (; k < K; ++k) {
+            std::uint16_t h;
+            std::memcpy(&h, row + 2 * k, 2);
+            for (int i = 0; i < MB; ++i) tail[i] += bf16_to_float(Xb[i * ldx + k]) * bf16_to_float(h);
+        }
+        for (int i = 0; i < MB; ++i) Y[i * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) + tail[i];
+    }
+}
+#endif
+
 /// Rows [n0, n1) of W against MB rows of X.
 template <int MB, typename StoredRow>
 void rows(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy,
           bool round) {
+#if defined(__AVX512F__)
+    if (!round && (w.type == io::ggml::Type::BF16 || w.type == io::ggml::Type::F16))
+        return rows_half<MB>(w, stored_row, n0, n1, X, ldx, Y, ldy);
+#endif
     const io::ggml::TypeInfo info = io::ggml::type_info(static_cast<std::uint32_t>(w.type));
     const bool blocked = info.block > 1;
     // a step of 256 values: a K block, eight 32-blocks, or 256 floats. The whole step is decoded before any of it
@@ -5041,6 +5135,26 @@ void gemv_stored(const StoredMatrix& w, StoredRow&& stored_row, const float* X, 
     const Index N = w.rows, K = w.cols;
     if (M <= 0 || N <= 0) return;
     if (!gemv_reads(w.type)) throw Error("gemv: no reader for the stored type");
+#if defined(MASSACT_HAS_AVX512BF16)
+    if (round_bf16 && w.type == io::ggml::Type::BF16) {  // both operands in bfloat16: native dot products
+        std::vector<std::uint16_t> xb(static_cast<std::size_t>(M * K));
+        for (Index i = 0; i < M; ++i)
+            for (Index k = 0; k < K; ++k) xb[static_cast<std::size_t>(i * K + k)] = float_to_bf16(X[i * ldx + k]);
+        split_rows(w, [&](Index n0, Index n1) {
+            for (Index i = 0; i < M; i += 4) {
+                const std::uint16_t* x = xb.data() + i * K;
+                float* y = Y + i * ldy;
+                switch (std::min<Index>(4, M - i)) {
+                    case 1: rows_bf16_dot<1>(w, stored_row, n0, n1, x, K, y, ldy); break;
+                    case 2: rows_bf16_dot<2>(w, stored_row, n0, n1, x, K, y, ldy); break;
+                    case 3: rows_bf16_dot<3>(w, stored_row, n0, n1, x, K, y, ldy); break;
+                    default: rows_bf16_dot<4>(w, stored_row, n0, n1, x, K, y, ldy); break;
+                }
+            }
+        });
+        return;
+    }
+#endif
     std::vector<float> rounded;
     if (round_bf16) {
         rounded.resize(static_cast<std::size_t>(M * K));
@@ -5121,6 +5235,7 @@ struct Q8Row {
     std::vector<std::int8_t> q;   // [K]
     std::vector<float> d;         // [K / block]: x ~ d * q
     std::vector<std::int32_t> sums;  // sum of q per 32 values (block 32) or per 16 (block 256)
+    std::vector<std::int16_t> sums16;  // block 256: the same sums as int16 (|sum| <= 16 x 127), for vpmaddwd
 };
 
 /// x [K] (K a multiple of `block`) quantized as llama.cpp quantizes activations (above). A block holding a
@@ -5158,6 +5273,8 @@ inline void quantize_q8(const float* x, Index K, Index block, Q8Row& out) {
         for (Index j = 0; j < group; ++j) s += out.q[static_cast<std::size_t>(g * group + j)];
         out.sums[static_cast<std::size_t>(g)] = s;
     }
+    out.sums16.assign(out.sums.begin(), out.sums.end());  // (exact: |s| <= 2032 for the groups of 16)
+    if (block != 256) out.sums16.clear();
 }
 
 namespace gemv_q8_detail {
@@ -5224,7 +5341,38 @@ inline void prefetch(const unsigned char* p, std::size_t ahead) {
 /// sum over the row's nb blocks of w . x, one function per weight type.
 inline float dot_q8_0(const unsigned char* w, const Q8Row& a, Index nb) {
     const std::int8_t* xq = a.q.data();
-#if defined(__AVX2__)
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+    // Two blocks per 512-bit step, two accumulators (the float chain no longer waits on one fma per block).
+    // vpdpbusd takes unsigned x signed bytes: |w| times x with w's sign moved onto x, exact for every int8 w
+    // (|-128| = 128 as unsigned; x is never -128).
+    auto pair = [&](const unsigned char* wp, Index b, __m512 acc) {  // blocks b and b + 1 at wp, added into acc
+        const __m512i wv = _mm512_inserti64x4(_mm512_castsi256_si512(load32(wp + 2)), load32(wp + 36), 1);
+        const __m512i xv = _mm512_loadu_si512(xq + 32 * b);
+        const __m512i sx = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
+        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), sx);
+        const __m512 scale = _mm512_insertf32x8(_mm512_set1_ps(half_at(wp) * a.d[static_cast<std::size_t>(b)]),
+                                                _mm256_set1_ps(half_at(wp + 34) * a.d[static_cast<std::size_t>(b + 1)]), 1);
+        return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scale, acc);
+    };
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    Index b = 0;
+    for (; b + 4 <= nb; b += 4, w += 136) {
+        prefetch(w, 1024);
+        prefetch(w, 1024 + 64);
+        prefetch(w, 1024 + 128);
+        acc[0] = pair(w, b, acc[0]);
+        acc[1] = pair(w + 68, b + 2, acc[1]);
+    }
+    if (b + 2 <= nb) {
+        acc[0] = pair(w, b, acc[0]);
+        b += 2, w += 68;
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+    for (; b < nb; ++b, w += 34)
+        s += half_at(w) * a.d[static_cast<std::size_t>(b)] *
+             static_cast<float>(hsum_i32(dot_s8s8(load32(w + 2), load32(xq + 32 * b), a.sums[static_cast<std::size_t>(b)])));
+    return s;
+#elif defined(__AVX2__)
     __m256 acc = _mm256_setzero_ps();
     for (Index b = 0; b < nb; ++b, w += 34) {
         prefetch(w, 1024);
@@ -5294,23 +5442,22 @@ inline void scales_mins(const unsigned char* q, unsigned char (&sc)[8], unsigned
 template <bool five>
 inline float dot_q45_k(const unsigned char* w, const Q8Row& a, Index nb) {
     const std::size_t bytes = five ? 176 : 144;
-    float s = 0.0f;
+#if defined(__AVX2__)
+    // Every block's integer sums stay in vector lanes and go into one float accumulator (one horizontal sum a row):
+    // d dx sum_k sc_k (q . x)_k  -  dmin dx sum_j m_j (sum of x over sub-block j).
+    __m256 accf = _mm256_setzero_ps();
+    const __m128i pairs_of = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);  // m_j for both halves of sub-block j
     for (Index b = 0; b < nb; ++b, w += bytes) {
         for (std::size_t ahead = 1024; ahead < 1024 + bytes; ahead += 64) prefetch(w, ahead);
         const std::int8_t* xq = a.q.data() + 256 * b;
-        const std::int32_t* bs = a.sums.data() + 16 * b;
         const unsigned char* qs = w + (five ? 48 : 16);
         const unsigned char* qh = w + 16;
         unsigned char sc[8], m[8];
         scales_mins(w + 4, sc, m);
-        std::int32_t isum = 0, mins = 0;
-#if defined(__AVX2__)
-        {  // mins = sum_j m_j (the sum of x over sub-block j: two sums of 16)
-            const __m256i pairs = _mm256_permute4x64_epi64(_mm256_hadd_epi32(load32(bs), load32(bs + 8)), 0xD8);
-            std::uint64_t m8;
-            std::memcpy(&m8, m, 8);
-            mins = hsum_i32(_mm256_mullo_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(m8))), pairs));
-        }
+        std::uint64_t m8;
+        std::memcpy(&m8, m, 8);
+        const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128(static_cast<long long>(m8)), pairs_of));
+        const __m256i mins = _mm256_madd_epi16(m16, load32(a.sums16.data() + 16 * b));  // 8 lanes: m_j x sum over sub-block j
         // 16-bit products of pairs (exact: q <= 31, |x| <= 127), times the sub-block's scale into 32 bits
         const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
         const __m256i hbits = five ? load32(qh) : _mm256_setzero_si256();
@@ -5325,8 +5472,21 @@ inline float dot_q45_k(const unsigned char* w, const Q8Row& a, Index nb) {
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(sc[k])));
             }
         }
-        isum = hsum_i32(acc);
+        const float dx = a.d[static_cast<std::size_t>(b)];
+        accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(half_at(w) * dx), accf);
+        accf = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_set1_ps(half_at(w + 2) * dx), accf);
+    }
+    return hsum_f32(accf);
 #else
+    float s = 0.0f;
+    for (Index b = 0; b < nb; ++b, w += bytes) {
+        const std::int8_t* xq = a.q.data() + 256 * b;
+        const std::int32_t* bs = a.sums.data() + 16 * b;
+        const unsigned char* qs = w + (five ? 48 : 16);
+        const unsigned char* qh = w + 16;
+        unsigned char sc[8], m[8];
+        scales_mins(w + 4, sc, m);
+        std::int32_t isum = 0, mins = 0;
         for (int j = 0; j < 8; ++j) mins += m[j] * (bs[2 * j] + bs[2 * j + 1]);
         for (int k = 0; k < 8; ++k) {
             std::int32_t sub = 0;
@@ -5338,25 +5498,25 @@ inline float dot_q45_k(const unsigned char* w, const Q8Row& a, Index nb) {
             }
             isum += sc[k] * sub;
         }
-#endif
         const float dx = a.d[static_cast<std::size_t>(b)];
         s += half_at(w) * dx * static_cast<float>(isum) - half_at(w + 2) * dx * static_cast<float>(mins);
     }
     return s;
+#endif
 }
 
 /// Q6_K: x = d * sc * (q - 32) per sub-block of 16, q 6-bit (4 bits in ql, 2 in qh).
 inline float dot_q6_k(const unsigned char* w, const Q8Row& a, Index nb) {
-    float s = 0.0f;
+#if defined(__AVX2__)
+    // As Q4_K: integer sums in lanes, one float accumulator; the offset 32 sum_j sc_j (sum of x over sub-block j)
+    // by vpmaddwd of the 16 scales with the 16 sums.
+    __m256 accf = _mm256_setzero_ps();
     for (Index b = 0; b < nb; ++b, w += 210) {
         for (std::size_t ahead = 1024; ahead < 1024 + 210; ahead += 64) prefetch(w, ahead);
         const std::int8_t* xq = a.q.data() + 256 * b;
-        const std::int32_t* bs = a.sums.data() + 16 * b;
         const auto* sc = reinterpret_cast<const std::int8_t*>(w + 192);
-        std::int32_t offset = 0;  // sum over sub-blocks of sc * sum x (the q - 32)
-        for (int j = 0; j < 16; ++j) offset += sc[j] * bs[j];
-        std::int32_t isum = 0;
-#if defined(__AVX2__)
+        const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc))),
+                                                 load32(a.sums16.data() + 16 * b));
         // 16-bit products of pairs (exact: q <= 63, |x| <= 127), times the scales of the two 16-value sub-blocks
         const __m256i low4 = _mm256_set1_epi8(0x0F), three = _mm256_set1_epi8(3);
         __m256i acc = _mm256_setzero_si256();
@@ -5373,18 +5533,29 @@ inline float dot_q6_k(const unsigned char* w, const Q8Row& a, Index nb) {
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales));
             }
         }
-        isum = hsum_i32(acc);
+        acc = _mm256_sub_epi32(acc, _mm256_slli_epi32(offset, 5));
+        accf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(half_at(w + 208) * a.d[static_cast<std::size_t>(b)]), accf);
+    }
+    return hsum_f32(accf);
 #else
+    float s = 0.0f;
+    for (Index b = 0; b < nb; ++b, w += 210) {
+        const std::int8_t* xq = a.q.data() + 256 * b;
+        const std::int32_t* bs = a.sums.data() + 16 * b;
+        const auto* sc = reinterpret_cast<const std::int8_t*>(w + 192);
+        std::int32_t offset = 0;  // sum over sub-blocks of sc * sum x (the q - 32)
+        for (int j = 0; j < 16; ++j) offset += sc[j] * bs[j];
+        std::int32_t isum = 0;
         for (int v = 0; v < 256; ++v) {
             const int half = v / 128, r = v % 128, g = r / 32, l = r % 32;
             const unsigned char lo = w[64 * half + 32 * (g & 1) + l];
             const int q = (g < 2 ? lo & 0xF : lo >> 4) | (((w[128 + 32 * half + l] >> (2 * g)) & 3) << 4);
             isum += sc[v / 16] * q * xq[v];
         }
-#endif
         s += half_at(w + 208) * a.d[static_cast<std::size_t>(b)] * static_cast<float>(isum - 32 * offset);
     }
     return s;
+#endif
 }
 
 inline float dot_row(io::ggml::Type type, const unsigned char* w, const Q8Row& a, Index nb) {
@@ -7681,6 +7852,13 @@ struct RunOptions {
     /// (llama.cpp's CPU path: kernels/gemv_q8.hpp), everything else as F32.
     kernels::Precision precision = kernels::Precision::F32;
     StageTimes* profile = nullptr;  // if set, the run adds its time per stage
+    /// The keys whose probabilities blocks.{l}.attn.hook_pattern_columns reports, [N, H, T, C]: row b holds the C key
+    /// indices of sequence b (indices into the forward's keys, cached ones first; -1 or a key a query does not see:
+    /// probability 0). Empty: key 0 of every sequence (C = 1). A hook on that site alone leaves attention streamed
+    /// (no [N, H, T, K] pattern), so attention on the first token or a delimiter costs O(T) memory at any length.
+    RowMatrix<Index> pattern_columns;
+
+    Index columns() const { return pattern_columns.size() == 0 ? 1 : pattern_columns.cols(); }
 };
 
 /// Buffers of a forward pass, named for what they hold (R = N*T rows). Reusing one Workspace across
@@ -7712,6 +7890,7 @@ struct Workspace {
     RowMatrixF hidden;       // vision: last_hidden_state [R, d], the result of Transformer::run_pixels
     RowMatrixF pooled;       // vision: pooler_output [N, d]
     std::vector<float> scores, sink, kvp;  // [N, H, T, K] and [N, H, T] when attention hooks are set (K keys)
+    std::vector<float> columns;            // [N, H, T, C] attn.hook_pattern_columns
     LinearScratch weights;                 // the products' precision and packed weight blocks
 };
 
@@ -7882,7 +8061,7 @@ public:
     /// Shape of one hook site's tensor for N sequences of T tokens (attending to `keys` keys: T, or the
     /// cached tokens and the new ones in an incremental forward).
     std::vector<Index> hook_shape(const std::string& site, Index N, Index T, const RunOptions& o = {}, Index keys = -1) const {
-        return hook_site_shape(config_, site, N, T, has_sink_slot(o), keys);
+        return hook_site_shape(config_, site, N, T, has_sink_slot(o), keys, o.columns());
     }
 
     /// Refuse hooks whose (required) pattern matches no site of this model: a typo would silently do nothing.
@@ -8037,6 +8216,9 @@ private:
         const ModelConfig& c = config_;
         check_hooks(hooks, p.options);
         require_at_least(p.options.attention_tile, 1, "forward: attention_tile");
+        if (p.options.pattern_columns.size() > 0 && p.options.pattern_columns.rows() != p.N)
+            throw Error("forward: pattern_columns has " + std::to_string(p.options.pattern_columns.rows()) + " rows for " +
+                        std::to_string(p.N) + " sequences (one row of key indices per sequence)");
         const AttentionOverride& o = p.options.attention;
         if (c.positions == PositionKind::Alibi) p.alibi = c.alibi_slopes();
         if (o.kind == AttentionOverride::Kind::Softmax1 || o.kind == AttentionOverride::Kind::SinkLogit)
@@ -8328,10 +8510,21 @@ private:
             return in;
         };
         const bool want_sink = spec.n_extra() > 0 && p.hooks.has(l, BlockSite::SinkPattern);
+        const bool want_columns = p.hooks.has(l, BlockSite::PatternColumns);
+        const Index C = p.options.columns();
+        std::vector<Index> key0(1, 0);
+        auto columns_of = [&](Index b) {  // sequence b's keys for attn.hook_pattern_columns
+            return p.options.pattern_columns.size() == 0 ? key0.data() : p.options.pattern_columns.row(b).data();
+        };
+        if (want_columns) w.columns.assign(static_cast<std::size_t>(N * H * T * C), 0.0f);
         if (!p.hooks.has(l, BlockSite::AttnScores) && !p.hooks.has(l, BlockSite::Pattern) && !want_sink) {
-            for (Index b = 0; b < N; ++b)
+            for (Index b = 0; b < N; ++b) {
+                kernels::ColumnProbs cols;
+                if (want_columns) cols = {columns_of(b), C, w.columns.data() + b * H * T * C};
                 kernels::causal_attention(spec, input(b), w.z.data() + b * T * w.z.cols(), w.z.cols(), nullptr,
-                                          p.options.attention_tile);
+                                          p.options.attention_tile, cols);
+            }
+            if (want_columns) p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
             return;
         }
         // Materialise [N, H, T, K] so hooks can read or edit scores and pattern.
@@ -8346,6 +8539,16 @@ private:
                                      w.kvp.data() + b * H * T);
         p.hooks.block(l, BlockSite::Pattern, w.scores.data(), {N, H, T, K});
         if (spec.n_extra() > 0) p.hooks.block(l, BlockSite::SinkPattern, w.sink.data(), {N, H, T});
+        if (want_columns) {  // (the pattern as the hooks left it: the weights applied below)
+            for (Index b = 0; b < N; ++b) {
+                const Index* cols = columns_of(b);
+                for (Index r = 0; r < H * T; ++r)
+                    for (Index j = 0; j < C; ++j)
+                        w.columns[static_cast<std::size_t>((b * H * T + r) * C + j)] =
+                            cols[j] >= 0 && cols[j] < K ? w.scores[static_cast<std::size_t>(b * per + r * K + cols[j])] : 0.0f;
+            }
+            p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
+        }
         for (Index b = 0; b < N; ++b)
             kernels::attention_combine(spec, input(b), w.scores.data() + b * per, w.kvp.data() + b * H * T,
                                        w.z.data() + b * T * w.z.cols(), w.z.cols());
@@ -9484,34 +9687,32 @@ struct SinkAccumulator {
 
     /// One sequence's pattern [H, T, T]; `delimiter` = its first delimiter position (-1: none); t_sink = Gu's T.
     void add_pattern(const float* pattern, Index heads, Index T, Index delimiter, Index t_sink) {
-        const Index Tg = std::min(t_sink, T);
-        const bool has_delim = delimiter > 0 && delimiter + 1 < T;
-        for (Index h = 0; h < heads; ++h) {
-            const float* P = pattern + h * T * T;
-            double s = 0, g = 0;
-            for (Index q = 1; q < T; ++q) s += P[q * T];
-            for (Index q = 0; q < Tg; ++q) g += P[q * T];
-            first[static_cast<std::size_t>(h)] += s / double(T - 1);
-            alpha[static_cast<std::size_t>(h)] += g / double(Tg);
-            if (has_delim) {
-                double sd = 0;
-                for (Index q = delimiter + 1; q < T; ++q) sd += P[q * T + delimiter];
-                delim[static_cast<std::size_t>(h)] += sd / double(T - 1 - delimiter);
-            }
-        }
-        sequences += 1;
-        delim_sequences += has_delim ? 1 : 0;
+        add_keys([&](Index h, Index q, Index key) { return pattern[(h * T + q) * T + (key == 0 ? 0 : delimiter)]; }, heads, T,
+                 delimiter, t_sink);
+    }
+
+    /// The same from the probabilities of chosen keys only, [H, T, C] (attn.hook_pattern_columns with the keys of
+    /// sink_columns(): column 0 key 0, column 1 the delimiter): no [T, T] pattern is needed.
+    void add_columns(const float* probs, Index heads, Index T, Index C, Index delimiter, Index t_sink) {
+        add_keys([&](Index h, Index q, Index key) { return probs[(h * T + q) * C + key]; }, heads, T, delimiter, t_sink);
+    }
+
+    /// The keys add_columns() and add_register_columns() read, for a sequence whose first delimiter is `delimiter`
+    /// (-1: none) and `registers` register tokens (keys 1..R, vision): [0, delimiter, 1, .., R].
+    static std::vector<Index> sink_columns(Index delimiter, Index registers) {
+        std::vector<Index> cols = {0, delimiter};
+        for (Index k = 1; k <= registers; ++k) cols.push_back(k);
+        return cols;
     }
 
     /// Vision: one sequence's attention on its register tokens (keys 1..R), summed over them and averaged
     /// over every query.
     void add_registers(const float* pattern, Index heads, Index T, Index registers) {
-        for (Index h = 0; h < heads; ++h) {
-            double s = 0;
-            for (Index q = 0; q < T; ++q)
-                for (Index k = 1; k <= registers; ++k) s += pattern[(h * T + q) * T + k];
-            regs[static_cast<std::size_t>(h)] += s / double(T);
-        }
+        add_register_keys([&](Index h, Index q, Index k) { return pattern[(h * T + q) * T + k]; }, heads, T, registers);
+    }
+    /// The same from add_columns()'s [H, T, C] (registers in columns 2 .. R + 1).
+    void add_register_columns(const float* probs, Index heads, Index T, Index C, Index registers) {
+        add_register_keys([&](Index h, Index q, Index k) { return probs[(h * T + q) * C + 1 + k]; }, heads, T, registers);
     }
 
     /// One sequence's extra-slot probabilities [H, T].
@@ -9556,6 +9757,37 @@ struct SinkAccumulator {
     std::vector<double> mean_registers() const { return scaled(regs, sequences); }
 
 private:
+    /// at(h, q, key): the probability query q of head h gives the first token (key = 0) or the first delimiter (key = 1).
+    template <typename At>
+    void add_keys(At at, Index heads, Index T, Index delimiter, Index t_sink) {
+        const Index Tg = std::min(t_sink, T);
+        const bool has_delim = delimiter > 0 && delimiter + 1 < T;
+        for (Index h = 0; h < heads; ++h) {
+            double s = 0, g = 0;
+            for (Index q = 1; q < T; ++q) s += at(h, q, 0);
+            for (Index q = 0; q < Tg; ++q) g += at(h, q, 0);
+            first[static_cast<std::size_t>(h)] += s / double(T - 1);
+            alpha[static_cast<std::size_t>(h)] += g / double(Tg);
+            if (has_delim) {
+                double sd = 0;
+                for (Index q = delimiter + 1; q < T; ++q) sd += at(h, q, 1);
+                delim[static_cast<std::size_t>(h)] += sd / double(T - 1 - delimiter);
+            }
+        }
+        sequences += 1;
+        delim_sequences += has_delim ? 1 : 0;
+    }
+    /// at(h, q, k): the probability query q of head h gives register k (1..R).
+    template <typename At>
+    void add_register_keys(At at, Index heads, Index T, Index registers) {
+        for (Index h = 0; h < heads; ++h) {
+            double s = 0;
+            for (Index q = 0; q < T; ++q)
+                for (Index k = 1; k <= registers; ++k) s += at(h, q, k);
+            regs[static_cast<std::size_t>(h)] += s / double(T);
+        }
+    }
+
     static std::vector<double> scaled(const std::vector<double>& v, double n) {
         std::vector<double> out(v.size(), 0.0);
         if (n > 0)
@@ -9669,6 +9901,12 @@ struct ScanAccumulator {
         auto& s = sinks[static_cast<std::size_t>(layer)];
         s.add_pattern(pattern, heads, T, delimiter, sink_T);
         if (registers > 0) s.add_registers(pattern, heads, T, registers);
+    }
+    /// The same from the probabilities of the keys SinkAccumulator::sink_columns(delimiter, registers) lists, [H, T, C].
+    void add_columns(Index layer, const float* probs, Index heads, Index T, Index C, Index delimiter, Index sink_T) {
+        auto& s = sinks[static_cast<std::size_t>(layer)];
+        s.add_columns(probs, heads, T, C, delimiter, sink_T);
+        if (registers > 0) s.add_register_columns(probs, heads, T, C, registers);
     }
     /// The probabilities of the extra sink slot of block `layer` for one sequence, [H, T].
     void add_slot(Index layer, const float* probs, Index heads, Index T) {
@@ -9908,9 +10146,13 @@ inline int most_outlying_layer(const ScanResult& r) {
 namespace massact::analysis {
 
 struct ScanOptions : StatsOptions {
-    Index batch = 8;              // sequences per forward
+    Index batch = 8;              // sequences per forward,
+    Index max_rows = 16384;       // but at most this many tokens (at least one sequence): a forward's buffers are
+                                  // O(rows x width), so long windows go one at a time
     Hooks hooks;                  // extra hooks run before the scan's own (e.g. an intervention)
     RunOptions run;               // e.g. a softmax variant
+    bool full_patterns = false;   // read the sink metrics from materialised [N, H, T, T] patterns (attn.hook_pattern),
+                                  // as an engine's probe does, instead of the streamed columns: a check, O(T^2) memory
     std::function<void(Index, Index)> progress;
 };
 
@@ -9927,13 +10169,35 @@ inline Hooks scan_hooks(ScanAccumulator& acc, const TokenBatch& chunk, const std
         for (Index b = 0; b < nb; ++b)
             acc.add_hidden(a.layer, a.sequence(b), chunk.row(b).data(), delim[static_cast<std::size_t>(b)], row0 + b, opt.criteria, scratch);
     });
-    hooks.add("*attn.hook_pattern", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, T]
-        for (Index b = 0; b < nb; ++b) acc.add_pattern(a.layer, a.data + b * H * T * T, H, T, delim[static_cast<std::size_t>(b)], opt.sink_T);
-    });
+    // The sink metrics read the probabilities of the first token, the first delimiter and any registers only
+    // (attn.hook_pattern_columns, keys of sink_columns()), so attention stays streamed: O(T) memory per head.
+    if (opt.full_patterns)
+        hooks.add("*attn.hook_pattern", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, T]
+            for (Index b = 0; b < nb; ++b)
+                acc.add_pattern(a.layer, a.data + b * H * T * T, H, T, delim[static_cast<std::size_t>(b)], opt.sink_T);
+        });
+    else
+        hooks.add("*attn.hook_pattern_columns", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, C]
+            const Index C = a.shape[3];
+            for (Index b = 0; b < nb; ++b)
+                acc.add_columns(a.layer, a.data + b * H * T * C, H, T, C, delim[static_cast<std::size_t>(b)], opt.sink_T);
+        });
     hooks.add_if_present("*attn.hook_sink_pattern", [&acc, nb, T, H](Activation& a) {  // [N, H, T]
         for (Index b = 0; b < nb; ++b) acc.add_slot(a.layer, a.data + b * H * T, H, T);
     });
     return hooks;
+}
+
+/// opt.run with the keys the sink metrics read (SinkAccumulator::sink_columns) for sequences with these delimiters.
+inline RunOptions with_sink_columns(const RunOptions& run, const std::vector<Index>& delim, Index registers) {
+    RunOptions out = run;
+    const Index C = 2 + std::max<Index>(registers, 0);
+    out.pattern_columns.resize(static_cast<Index>(delim.size()), C);
+    for (std::size_t b = 0; b < delim.size(); ++b) {
+        const auto cols = SinkAccumulator::sink_columns(delim[b], std::max<Index>(registers, 0));
+        for (Index c = 0; c < C; ++c) out.pattern_columns(static_cast<Index>(b), c) = cols[static_cast<std::size_t>(c)];
+    }
+    return out;
 }
 
 inline void start(ScanAccumulator& acc, const ModelConfig& c, Index T, const ScanOptions& opt) {
@@ -9951,13 +10215,14 @@ inline void scan_into(ScanAccumulator& acc, const Transformer& model, const Toke
     detail::start(acc, model.config(), T, opt);
     std::vector<float> scratch;
     Workspace ws;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += opt.batch) {
-        const Index nb = std::min(opt.batch, ids.rows() - b0);
+    const Index batch = std::max<Index>(1, std::min(opt.batch, opt.max_rows / T));
+    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) {
+        const Index nb = std::min(batch, ids.rows() - b0);
         const TokenBatch chunk = ids.middleRows(b0, nb);
         std::vector<Index> delim;
         for (Index b = 0; b < nb; ++b) delim.push_back(first_delimiter(chunk.row(b).data(), T, opt.delimiters));
         const Hooks hooks = detail::scan_hooks(acc, chunk, delim, acc.row_offset + first_row + b0, opt, model.config().num_heads, scratch);
-        RunOptions run = opt.run;
+        RunOptions run = detail::with_sink_columns(opt.run, delim, 0);
         run.logits = true;
         const RowMatrixD lp = token_logprobs(model.run(chunk, ws, hooks, run), chunk);  // [nb, T-1]
         for (Index b = 0; b < nb; ++b) acc.add_sequence(lp.row(b).data(), T - 1);
@@ -9985,7 +10250,7 @@ inline void scan_pixels_into(ScanAccumulator& acc, const Transformer& model, con
         const TokenBatch kinds = model.vision_tokens(nb, px.height, px.width);
         const std::vector<Index> delim(static_cast<std::size_t>(nb), -1);
         const Hooks hooks = detail::scan_hooks(acc, kinds, delim, acc.row_offset + first_row + b0, opt, c.num_heads, scratch);
-        model.run_pixels(chunk, ws, hooks, opt.run);
+        model.run_pixels(chunk, ws, hooks, detail::with_sink_columns(opt.run, delim, c.vision.registers));
         for (Index b = 0; b < nb; ++b) acc.add_sequence(nullptr, 0);
         if (opt.progress) opt.progress(b0 + nb, px.n);
     }

@@ -1,5 +1,5 @@
 // massact scan MODEL_DIR (--data FILE | --ids-file F[:T] | --prompt TEXT | --pixels F[:T] | --images DIR)
-//              [--seq-len 256] [--max-seqs N] [--json OUT]
+//              [--seq-len 256] [--max-seqs N] [--patterns columns|full] [--json OUT]
 // Per-layer outlier statistics, the massive-activation detector and attention-sink metrics.
 #pragma once
 
@@ -128,6 +128,7 @@ struct ScanArgs {
     std::string softmax;
     std::string json;
     Index batch = 8;
+    std::string patterns = "columns";  // --patterns columns | full
     bool allow_nonfinite = false;
     Ranks ranks;  // under mpirun: each rank scans its share of the windows, rank 0 merges and writes
 };
@@ -142,6 +143,7 @@ inline int run_scan_pixels(ScanArgs& a, const massact::Transformer& m) {
     }
     auto opt = scan_options(a.detector, a.model);
     opt.batch = a.batch;
+    opt.full_patterns = a.patterns == "full";
     opt.hooks.extend(nonfinite_hooks(a.allow_nonfinite, a.model));
     opt.run.attention = parse_softmax(a.softmax);
     Progress bar("scan");
@@ -160,6 +162,7 @@ inline int run_scan(ScanArgs& a) {
     if (a.ranks.size == 1) m.validate(ids);  // (under MPI each rank's forward checks its own share)
     auto opt = scan_options(a.detector, a.model);
     opt.batch = a.batch;
+    opt.full_patterns = a.patterns == "full";
     opt.hooks.extend(nonfinite_hooks(a.allow_nonfinite, a.model));
     Progress bar("scan");
     if (a.ranks.root()) opt.progress = [&](Index done, Index total) { bar(done, total); };
@@ -198,6 +201,11 @@ inline void add_scan(CLI::App& app, ScanArgs& a, std::function<int()>& action) {
     add_detector_options(cmd, a.detector);
     cmd->add_option("--json", a.json, "Write the statistics (keys of tiny-*.stats.json and more) to this file");
     add_batch_option(cmd, a.batch);
+    cmd->add_option("--patterns", a.patterns,
+                    "columns: sink metrics from the streamed softmax at the keys they read (O(T) memory, any --seq-len); "
+                    "full: from materialised [H, T, T] patterns (O(T^2), a check of the former)")
+        ->check(CLI::IsMember({"columns", "full"}))
+        ->capture_default_str();
     add_softmax_option(cmd, a.softmax);
     add_nonfinite_option(cmd, a.allow_nonfinite);
     cmd->add_option("--ablate-layer", a.ablate.layer, "Scan with an ablation at this block's output (see ablate)");

@@ -22,6 +22,8 @@ struct ScanOptions : StatsOptions {
                                   // O(rows x width), so long windows go one at a time
     Hooks hooks;                  // extra hooks run before the scan's own (e.g. an intervention)
     RunOptions run;               // e.g. a softmax variant
+    bool full_patterns = false;   // read the sink metrics from materialised [N, H, T, T] patterns (attn.hook_pattern),
+                                  // as an engine's probe does, instead of the streamed columns: a check, O(T^2) memory
     std::function<void(Index, Index)> progress;
 };
 
@@ -40,11 +42,17 @@ inline Hooks scan_hooks(ScanAccumulator& acc, const TokenBatch& chunk, const std
     });
     // The sink metrics read the probabilities of the first token, the first delimiter and any registers only
     // (attn.hook_pattern_columns, keys of sink_columns()), so attention stays streamed: O(T) memory per head.
-    hooks.add("*attn.hook_pattern_columns", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, C]
-        const Index C = a.shape[3];
-        for (Index b = 0; b < nb; ++b)
-            acc.add_columns(a.layer, a.data + b * H * T * C, H, T, C, delim[static_cast<std::size_t>(b)], opt.sink_T);
-    });
+    if (opt.full_patterns)
+        hooks.add("*attn.hook_pattern", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, T]
+            for (Index b = 0; b < nb; ++b)
+                acc.add_pattern(a.layer, a.data + b * H * T * T, H, T, delim[static_cast<std::size_t>(b)], opt.sink_T);
+        });
+    else
+        hooks.add("*attn.hook_pattern_columns", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, C]
+            const Index C = a.shape[3];
+            for (Index b = 0; b < nb; ++b)
+                acc.add_columns(a.layer, a.data + b * H * T * C, H, T, C, delim[static_cast<std::size_t>(b)], opt.sink_T);
+        });
     hooks.add_if_present("*attn.hook_sink_pattern", [&acc, nb, T, H](Activation& a) {  // [N, H, T]
         for (Index b = 0; b < nb; ++b) acc.add_slot(a.layer, a.data + b * H * T, H, T);
     });
