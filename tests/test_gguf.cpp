@@ -453,6 +453,34 @@ TEST_CASE("Precision::Q8 decodes llama.cpp's Q8_0 and Q4_K_M tiny-llama token by
 }
 #endif
 
+TEST_CASE("Precision::Auto keeps the weights' own precision: q8 for quantized GGUF, bf16 for BF16 weights, else f32") {
+    using kernels::Precision;
+    const Transformer q8(gguf("tiny-llama-Q8_0.gguf")), q4(gguf("tiny-llama-Q4_K_M.gguf")), f32(gguf("tiny-llama3-F32.gguf"));
+    const Transformer bf16(test::model("tiny-llama"));  // (BF16 safetensors)
+    CHECK(q8.precision_for(Precision::Auto) == Precision::Q8);
+    CHECK(q4.precision_for(Precision::Auto) == Precision::Q8);
+    CHECK(f32.precision_for(Precision::Auto) == Precision::F32);
+    CHECK(bf16.precision_for(Precision::Auto) == Precision::BF16);
+    for (Precision p : {Precision::F32, Precision::BF16, Precision::Q8}) CHECK(q8.precision_for(p) == p);  // (asked: given)
+    // a decoding step at auto is that precision's step, bit for bit
+    for (const Transformer* m : {&q8, &bf16}) {
+        TokenBatch ids(1, 5);
+        ids << 1, 450, 1801, 338, 4094;  // (a vocabulary of 4096)
+        RunOptions autop, explicit_p;
+        autop.precision = Precision::Auto;
+        explicit_p.precision = m->precision_for(Precision::Auto);
+        KVCache ca(m->config()), ce(m->config());
+        Workspace wa, we;
+        for (Index t = 0; t < ids.cols(); ++t) {
+            const TokenBatch one = ids.middleCols(t, 1);
+            const RowMatrixF a = m->run(one, ca, wa, {}, autop), e = m->run(one, ce, we, {}, explicit_p);
+            CHECK(a == e);
+        }
+    }
+    CHECK(kernels::precision_from_name("auto", "x") == Precision::Auto);
+    CHECK_THROWS_WITH_AS(kernels::precision_from_name("fp8", "--precision"), "--precision: \"fp8\" (expected f32, bf16, q8 or auto)", Error);
+}
+
 TEST_CASE("llama.cpp's Q8_0 and Q4_K_M tiny-llama: perplexity and per-sequence NLL within 0.05% of the float64 references") {
     const auto ref = io::read_json_file(gguf("reference.json"));
     const io::SafetensorsFile st(test::data("tiny-llama.ref.safetensors"));

@@ -95,7 +95,16 @@ def _progress(progress):
     return ["--progress", "always" if progress else "never"]
 
 
+# The commands that take --precision: a model loaded with precision="q8" (or "bf16", "auto") runs them at it
+# unless the call says otherwise.
+_PRECISION_COMMANDS = {"scan", "stream", "eval"}
+
+
 def _run(command, model, data=None, verbose=False, progress=None, extra=(), **options):
+    from .model import HookedModel
+
+    if command in _PRECISION_COMMANDS and isinstance(model, HookedModel) and "precision" not in options:
+        options["precision"] = model.cfg.get("precision", "f32")
     with tempfile.TemporaryDirectory(prefix="massact-") as tmp:
         out = os.path.join(tmp, "out.json")
         argv = _progress(progress) + [command, _model_path(model)] + list(extra) + _data(data, tmp) + ["--json", out] + _flags(options)

@@ -325,7 +325,9 @@ class HookedModel:
 def load(path, precision="f32", threads=None):
     """A Hugging Face model directory or a .gguf file, every family massact loads; precision "f32" (exact)
     or "bf16" (bfloat16 products, float32 sums) or "q8" (a quantized GGUF decoded in integers with 8-bit
-    activations, llama.cpp's path); threads: OpenMP threads per call (None: the default)."""
+    activations, llama.cpp's path) or "auto" (the fastest that keeps the weights' own precision: q8 for a
+    quantized GGUF, bf16 for BF16 weights, else f32; cfg["precision"] says which); scan, stream and perplexity
+    run at it too. threads: OpenMP threads per call (None: the default)."""
     import os
 
     path = os.fspath(path)

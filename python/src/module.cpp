@@ -194,6 +194,7 @@ public:
         if (threads < 0) throw massact::Error("load: threads " + std::to_string(threads) + " (expected None or at least 1)");
         py::gil_scoped_release nogil;
         model_ = std::make_shared<massact::Transformer>(path);
+        precision_ = model_->precision_for(precision_);  // ("auto" resolved once: cfg["precision"] says which)
         if (massact::text::has_tokenizer(path)) tokenizer_ = std::make_shared<massact::text::Tokenizer>(massact::text::load_tokenizer(path));
     }
 
@@ -317,6 +318,7 @@ public:
         o.temperature = temperature;
         o.seed = seed;
         o.stop = stop;
+        o.run.precision = precision_;
         if (window > 0) o.cache = massact::CachePolicy::streaming(sinks, window);
         else if (sinks > 0) throw massact::Error("generate: sinks need a window");
         if (max_new_tokens == 0) return {};

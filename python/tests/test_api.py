@@ -157,6 +157,20 @@ def test_q8_precision_decodes_a_quantized_gguf_close_to_the_float_path():
     assert np.array_equal(f(ids), q(ids))
 
 
+def test_auto_precision_keeps_the_weights_own_precision_and_the_analyses_run_at_it():
+    q = massact.load(data("gguf", "tiny-llama-Q8_0.gguf"), precision="auto")
+    assert q.cfg["precision"] == "q8"  # a quantized GGUF: llama.cpp's integer path
+    assert massact.load(data("gguf", "tiny-llama3-F32.gguf"), precision="auto").cfg["precision"] == "f32"
+    assert massact.load(model_dir("tiny-llama"), precision="auto").cfg["precision"] == "bf16"  # BF16 safetensors
+    with pytest.raises(massact.Error, match="expected f32, bf16, q8 or auto"):
+        massact.load(model_dir("tiny-llama"), precision="fp8")
+    # stream decodes token by token, so the q8 model's loss differs from the float path's (a little)
+    text = ["The summer was long and the river ran low. " * 4]
+    a = massact.stream(q, text, tokens=40, window=32, sinks=4)
+    b = massact.stream(q, text, tokens=40, window=32, sinks=4, precision="f32")
+    assert a["ppl"] != b["ppl"] and abs(a["ppl"] / b["ppl"] - 1) < 0.02
+
+
 def test_a_hook_that_raises_stops_the_forward_and_the_exception_is_unchanged(tiny_llama):
     class Mine(Exception):
         pass

@@ -4416,16 +4416,21 @@ namespace massact::kernels {
 /// How activations and weights are multiplied: F32, the exact path; BF16, both rounded to bfloat16, float32 sums;
 /// Q8, quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) times activations quantized to 8 bits per block in
 /// integers, llama.cpp's CPU path (kernels/gemv_q8.hpp; for a few rows: decoding), everything else as F32.
-enum class Precision { F32, BF16, Q8 };
+/// Auto: the fastest of these that keeps the weights' own precision, chosen by the model (Transformer::precision_for:
+/// Q8 for quantized GGUF files, BF16 for BF16 weights, F32 otherwise); kernels never see it.
+enum class Precision { F32, BF16, Q8, Auto };
 
-/// The precision a name selects ("f32", "bf16", "q8"), or an error naming `what` (the option or argument).
+/// The precision a name selects ("f32", "bf16", "q8", "auto"), or an error naming `what` (the option or argument).
 inline Precision precision_from_name(const std::string& name, const std::string& what) {
     if (name == "f32") return Precision::F32;
     if (name == "bf16") return Precision::BF16;
     if (name == "q8") return Precision::Q8;
-    throw Error(what + ": \"" + name + "\" (expected f32, bf16 or q8)");
+    if (name == "auto") return Precision::Auto;
+    throw Error(what + ": \"" + name + "\" (expected f32, bf16, q8 or auto)");
 }
-inline const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : p == Precision::Q8 ? "q8" : "f32"; }
+inline const char* precision_name(Precision p) {
+    return p == Precision::BF16 ? "bf16" : p == Precision::Q8 ? "q8" : p == Precision::Auto ? "auto" : "f32";
+}
 
 /// Whether gemm_bt() is compiled in (it needs xsimd's vector types).
 constexpr bool gemm_available() {
@@ -5082,6 +5087,62 @@ void rows_bf16_dot(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Inde
 }
 #endif
 
+#if defined(__AVX512F__)
+/// Rows [n0, n1) of a Q4_K or Q6_K W (the bulk of the K mixes) against MB rows of X, each 16 values decoded in
+/// registers to the values decode_q45_k / decode_q6_k give (the format's, one rounding) and multiplied straight
+/// away: no buffer, two accumulator chains per row.
+template <int MB, typename StoredRow>
+void rows_k(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy) {
+    const bool six = w.type == io::ggml::Type::Q6_K;
+    const Index nb = w.cols / 256;
+    const std::size_t bb = six ? 210 : 144;  // (bytes of a block)
+    const __m128i low4 = _mm_set1_epi8(0x0F), three = _mm_set1_epi8(3);
+    const __m512i offset = _mm512_set1_epi32(32);
+    for (Index n = n0; n < n1; ++n) {
+        const unsigned char* blk = w.data + static_cast<std::size_t>(stored_row(n)) * w.row_bytes;
+        __m512 acc[MB][2];
+        for (int i = 0; i < MB; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        auto madd = [&](__m512 v, const float* x, int part) {  // acc[i][part] += v * x_i
+            for (int i = 0; i < MB; ++i) acc[i][part] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * ldx), acc[i][part]);
+        };
+        for (Index b = 0; b < nb; ++b, blk += bb) {
+            const float* x = X + 256 * b;
+            if (!six) {  // Q4_K: d * sc * q - dmin * m per sub-block of 32
+                const float d = half_at(blk), dmin = half_at(blk + 2);
+                const unsigned char* qs = blk + 16;
+                for (int g = 0; g < 4; ++g)
+                    for (int h = 0; h < 2; ++h) {
+                        const int k = 2 * g + h;
+                        float sc, m;
+                        io::ggml::detail::scale_min_k4(k, blk + 4, sc, m);
+                        const __m512 dl = _mm512_set1_ps(d * sc), ml = _mm512_set1_ps(dmin * m);
+                        for (int part = 0; part < 2; ++part) {
+                            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 32 * g + 16 * part));
+                            const __m128i q = h ? _mm_and_si128(_mm_srli_epi16(v, 4), low4) : _mm_and_si128(v, low4);
+                            madd(_mm512_fmsub_ps(dl, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)), ml), x + 64 * g + 32 * h + 16 * part, part);
+                        }
+                    }
+            } else {  // Q6_K: d * sc * (q - 32) per sub-block of 16
+                const float d = half_at(blk + 208);
+                const auto* scales = reinterpret_cast<const std::int8_t*>(blk + 192);
+                for (int half = 0; half < 2; ++half)
+                    for (int s = 0; s < 4; ++s)
+                        for (int part = 0; part < 2; ++part) {
+                            const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 64 * half + 32 * (s & 1) + 16 * part));
+                            const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 128 + 32 * half + 16 * part));
+                            const __m128i nib = s < 2 ? _mm_and_si128(lo, low4) : _mm_and_si128(_mm_srli_epi16(lo, 4), low4);
+                            const __m128i top = _mm_and_si128(_mm_srl_epi16(hi, _mm_cvtsi32_si128(2 * s)), three);
+                            const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_or_si128(nib, _mm_slli_epi16(top, 4))), offset));
+                            const float scale = d * static_cast<float>(scales[8 * half + 2 * s + part]);
+                            madd(_mm512_mul_ps(_mm512_set1_ps(scale), f), x + 128 * half + 32 * s + 16 * part, part);
+                        }
+            }
+        }
+        for (int i = 0; i < MB; ++i) Y[i * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+    }
+}
+#endif
+
 /// Rows [n0, n1) of W against MB rows of X.
 template <int MB, typename StoredRow>
 void rows(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy,
@@ -5089,6 +5150,8 @@ void rows(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, con
 #if defined(__AVX512F__)
     if (!round && (w.type == io::ggml::Type::BF16 || w.type == io::ggml::Type::F16))
         return rows_half<MB>(w, stored_row, n0, n1, X, ldx, Y, ldy);
+    if (!round && (w.type == io::ggml::Type::Q4_K || w.type == io::ggml::Type::Q6_K))
+        return rows_k<MB>(w, stored_row, n0, n1, X, ldx, Y, ldy);
 #endif
     const io::ggml::TypeInfo info = io::ggml::type_info(static_cast<std::uint32_t>(w.type));
     const bool blocked = info.block > 1;
@@ -8055,6 +8118,24 @@ public:
         return t;
     }
 
+    /// The precision a run asking for `p` gets: p itself, or for Precision::Auto the fastest path that keeps the
+    /// weights' own precision: Q8 when a block matrix is stored in a type the integer path reads (a quantized GGUF:
+    /// llama.cpp's arithmetic), BF16 when every block matrix is BF16 (rounding them to bfloat16 changes nothing; the
+    /// activations are rounded too, as PyTorch's and llama.cpp's bf16 products do), F32 otherwise.
+    kernels::Precision precision_for(kernels::Precision p) const {
+        if (p != kernels::Precision::Auto) return p;
+        bool all_bf16 = true, any = false;
+        for (const auto& L : weights_.layers)
+            for (const WeightMatrix* m : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.gate_up, &L.down}) {
+                if (!m->bound() || !m->source()) continue;
+                const io::DType d = m->source()->dtype;  // (the file's type, whatever copy a small model keeps)
+                any = true;
+                if (io::quantized(d) && kernels::gemv_q8_reads(io::ggml_type(d))) return kernels::Precision::Q8;
+                all_bf16 = all_bf16 && d == io::DType::BF16;
+            }
+        return any && all_bf16 ? kernels::Precision::BF16 : kernels::Precision::F32;
+    }
+
     /// Every hook site name, in execution order (with the sink-pattern site when a run adds a slot).
     std::vector<std::string> hook_sites(const RunOptions& o = {}) const { return hook_site_names(config_, has_sink_slot(o)); }
 
@@ -8216,6 +8297,7 @@ private:
         const ModelConfig& c = config_;
         check_hooks(hooks, p.options);
         require_at_least(p.options.attention_tile, 1, "forward: attention_tile");
+        p.w.weights.precision = precision_for(p.options.precision);
         if (p.options.pattern_columns.size() > 0 && p.options.pattern_columns.rows() != p.N)
             throw Error("forward: pattern_columns has " + std::to_string(p.options.pattern_columns.rows()) + " rows for " +
                         std::to_string(p.N) + " sequences (one row of key indices per sequence)");
@@ -12043,6 +12125,7 @@ struct StreamOptions {
     Index chunk = 256;  // Dense: tokens per incremental forward
     Index batch = 16;   // Recompute: windows per forward
     bool sink_attention = true;  // record the attention on the cache's first tokens (Dense, Cache)
+    RunOptions run;              // e.g. precision (Precision::Q8: a quantized GGUF decoded as llama.cpp does)
     std::function<void(Index, Index)> progress;  // (tokens done, total)
 };
 
@@ -12057,25 +12140,32 @@ struct StreamResult {
 
 namespace detail {
 
-/// Mean over layers and heads of the attention each new query pays to the first `first` keys, from the
-/// pattern hooks of an incremental forward ([N = 1, H, T, K]); out[t] for query t.
+/// Mean over layers and heads of the attention each new query pays to the first `first` keys, from the streamed
+/// softmax (attn.hook_pattern_columns at keys 0 .. first-1 of an incremental forward, [N = 1, H, T, first]: no
+/// [H, T, K] pattern is materialised); out[t] for query t.
 class SinkAttention {
 public:
     SinkAttention(const ModelConfig& c, Index first) : layers_(c.num_layers), first_(first) {}
     Hooks hooks() {
         Hooks h;
-        h.add("blocks.*.attn.hook_pattern", [this](Activation& a) {
-            const Index H = a.shape[1], T = a.shape[2], K = a.shape[3];
+        h.add("blocks.*.attn.hook_pattern_columns", [this](Activation& a) {
+            const Index H = a.shape[1], T = a.shape[2], C = a.shape[3];
             sum_.resize(static_cast<std::size_t>(T), 0.0);
             for (Index hh = 0; hh < H; ++hh)
                 for (Index t = 0; t < T; ++t) {
-                    const float* row = a.data + (hh * T + t) * K;
+                    const float* row = a.data + (hh * T + t) * C;
                     double s = 0.0;
-                    for (Index j = 0; j < std::min(first_, K); ++j) s += row[j];
+                    for (Index j = 0; j < C; ++j) s += row[j];  // (keys past the held ones read 0)
                     sum_[static_cast<std::size_t>(t)] += s / static_cast<double>(H * layers_);
                 }
         });
         return h;
+    }
+    /// `run` asking the forward for the probabilities of keys 0 .. first-1.
+    RunOptions columns(RunOptions run) const {
+        run.pattern_columns.resize(1, first_);
+        for (Index j = 0; j < first_; ++j) run.pattern_columns(0, j) = j;
+        return run;
     }
     /// The values of the last forward's queries, appended to out; resets.
     void take(std::vector<double>& out) {
@@ -12133,7 +12223,7 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
         require_at_least(o.batch, 1, "stream: batch");
         // Predictions 1 .. W come from one forward over x_0 .. x_{W-1}; prediction t > W from x_{t-W} .. x_{t-1}.
         const Index W = std::min(o.window, N - 1);
-        const RowMatrixF& first = model.run(detail::row_of(ids, 0, W), ws);
+        const RowMatrixF& first = model.run(detail::row_of(ids, 0, W), ws, {}, o.run);
         for (Index t = 0; t < W; ++t) r.nll.push_back(-log_prob(first.row(t).data(), V, ids[static_cast<std::size_t>(t + 1)]));
         if (o.progress) o.progress(W, N - 1);
         for (Index t0 = W + 1; t0 < N; t0 += o.batch) {  // targets t0 .. t0 + nb - 1
@@ -12141,7 +12231,7 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
             TokenBatch windows(nb, W);
             for (Index b = 0; b < nb; ++b)
                 for (Index i = 0; i < W; ++i) windows(b, i) = ids[static_cast<std::size_t>(t0 + b - W + i)];
-            const RowMatrixF& logits = model.run(windows, ws);
+            const RowMatrixF& logits = model.run(windows, ws, {}, o.run);
             for (Index b = 0; b < nb; ++b)
                 r.nll.push_back(-log_prob(logits.row(b * W + W - 1).data(), V, ids[static_cast<std::size_t>(t0 + b)]));
             if (o.progress) o.progress(t0 + nb - 1, N - 1);
@@ -12157,7 +12247,7 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
                 r.nll.push_back(-log_prob(logits.row(i).data(), V, ids[static_cast<std::size_t>(t0 + i + 1)]));
             if (o.sink_attention) sinks.take(r.sink_attention);
             if (o.progress) o.progress(t0 + logits.rows(), N - 1);
-        }, hooks);
+        }, hooks, o.sink_attention ? sinks.columns(o.run) : o.run);
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     double sum = 0.0;
@@ -12172,6 +12262,7 @@ struct GenerateOptions {
     std::uint64_t seed = 0;
     CachePolicy cache;  // default: dense
     std::vector<std::int64_t> stop;  // token ids that end the generation (e.g. EOS; it is returned too)
+    RunOptions run;                  // e.g. precision
 };
 
 /// Sample the next token from one logits row: argmax at temperature 0, else softmax(logits / temperature).
@@ -12200,7 +12291,7 @@ inline std::vector<std::int64_t> generate(const Transformer& model, const std::v
     std::vector<float> last(static_cast<std::size_t>(V));
     feed(model, cache, ws, prompt, 512, [&](Index, const RowMatrixF& logits) {
         std::copy(logits.row(logits.rows() - 1).data(), logits.row(logits.rows() - 1).data() + V, last.begin());
-    });
+    }, {}, o.run);
     std::vector<std::int64_t> out;
     while (static_cast<Index>(out.size()) < o.max_tokens) {
         const std::int64_t next = sample_token(last.data(), V, o.temperature, rng);
@@ -12208,7 +12299,7 @@ inline std::vector<std::int64_t> generate(const Transformer& model, const std::v
         const bool more = on_token ? on_token(next) : true;
         if (!more || std::find(o.stop.begin(), o.stop.end(), next) != o.stop.end()) break;
         if (static_cast<Index>(out.size()) == o.max_tokens) break;
-        const RowMatrixF& logits = model.run(detail::row_of(out, static_cast<Index>(out.size()) - 1, 1), cache, ws);
+        const RowMatrixF& logits = model.run(detail::row_of(out, static_cast<Index>(out.size()) - 1, 1), cache, ws, {}, o.run);
         std::copy(logits.data(), logits.data() + V, last.begin());
     }
     return out;

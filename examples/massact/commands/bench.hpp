@@ -110,7 +110,7 @@ inline int run_bench(BenchArgs& a) {
         for (Index t = 0; t < ids.cols(); ++t) ids(0, t) = ((t + seed) * 7919 + 1) % V;
         return ids;
     };
-    nlohmann::json j = {{"model", a.model},   {"threads", threads},    {"precision", a.precision},
+    nlohmann::json j = {{"model", a.model},   {"threads", threads},    {"precision", massact::kernels::precision_name(m.precision_for(opts.precision))},
                         {"tokens", a.prefill}, {"repeats", a.repeats}, {"native_bf16_dot", massact::kernels::native_bf16_dot()}};
     massact::Workspace ws;
     if (a.prefill > 0) {
@@ -173,10 +173,7 @@ inline void add_bench(CLI::App& app, BenchArgs& a, std::function<int()>& action)
     cmd->add_option("-d,--depth", a.depth, "Tokens in the KV cache before decoding (default: -p)");
     cmd->add_option("-r,--repeats", a.repeats, "Timed repeats (the best is reported)")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("-t,--threads", a.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
-    cmd->add_option("--precision", a.precision,
-                    "f32: float32 products (the exact path); bf16: activations and weights rounded to bfloat16, float32 sums; "
-                    "q8: a quantized file's weights times 8-bit activations in integers when decoding (llama.cpp's path)")
-        ->capture_default_str();
+    add_precision_option(cmd, a.precision);
     cmd->add_flag("--bandwidth", a.bandwidth, "Measure the read bandwidth (1 GiB, same threads) and decode's fraction of the limit it sets");
     cmd->add_flag("--json", a.json, "Print the results as JSON after the table");
     cmd->callback([&] { action = [&] { return run_bench(a); }; });

@@ -66,6 +66,16 @@ inline void add_softmax_option(CLI::App* cmd, std::string& spec) {
     cmd->add_option("--softmax", spec, "Attention softmax: standard, softmax1, clipped[:zeta,gamma], sink=X");
 }
 
+/// --precision f32 | bf16 | q8 | auto: how activations meet weights (RunOptions::precision).
+inline void add_precision_option(CLI::App* cmd, std::string& precision) {
+    cmd->add_option("--precision", precision,
+                    "f32: float32 products (the exact path, the reference); bf16: activations and weights rounded to bfloat16, "
+                    "float32 sums; q8: a quantized file's weights times 8-bit activations in integers when decoding "
+                    "(llama.cpp's path); auto: the fastest that keeps the weights' own precision (q8 for quantized GGUF, "
+                    "bf16 for BF16 weights, else f32)")
+        ->capture_default_str();
+}
+
 /// --allow-nonfinite: keep going when activations hold NaN or Inf (by default the first one stops the
 /// command with its site, layer, sequence and position).
 inline void add_nonfinite_option(CLI::App* cmd, bool& allow) {

@@ -19,6 +19,7 @@ struct EvalArgs {
     std::string json;
     Index batch = 8;
     std::string softmax;
+    std::string precision = "f32";
     bool allow_nonfinite = false;
 };
 
@@ -29,6 +30,7 @@ inline int run_eval(EvalArgs& a) {
     m.validate(ids);
     massact::RunOptions run;
     run.attention = parse_softmax(a.softmax);
+    run.precision = massact::kernels::precision_from_name(a.precision, "--precision");
     const auto r = massact::analysis::perplexity(m, ids, nonfinite_hooks(a.allow_nonfinite, a.model), run, a.batch);
     std::printf("sequences %lld x %lld tokens, %lld targets scored\n", static_cast<long long>(ids.rows()),
                 static_cast<long long>(ids.cols()), static_cast<long long>(r.tokens));
@@ -49,6 +51,7 @@ inline void add_eval(CLI::App& app, EvalArgs& a, std::function<int()>& action) {
     cmd->add_option("--json", a.json, "Write {ppl, nll, seq_nll, tokens, ...} to this file");
     add_batch_option(cmd, a.batch);
     add_softmax_option(cmd, a.softmax);
+    add_precision_option(cmd, a.precision);
     add_nonfinite_option(cmd, a.allow_nonfinite);
     cmd->callback([&] { action = [&] { return run_eval(a); }; });
 }

@@ -129,6 +129,7 @@ struct ScanArgs {
     std::string json;
     Index batch = 8;
     std::string patterns = "columns";  // --patterns columns | full
+    std::string precision = "f32";
     bool allow_nonfinite = false;
     Ranks ranks;  // under mpirun: each rank scans its share of the windows, rank 0 merges and writes
 };
@@ -163,6 +164,7 @@ inline int run_scan(ScanArgs& a) {
     auto opt = scan_options(a.detector, a.model);
     opt.batch = a.batch;
     opt.full_patterns = a.patterns == "full";
+    opt.run.precision = massact::kernels::precision_from_name(a.precision, "--precision");
     opt.hooks.extend(nonfinite_hooks(a.allow_nonfinite, a.model));
     Progress bar("scan");
     if (a.ranks.root()) opt.progress = [&](Index done, Index total) { bar(done, total); };
@@ -174,7 +176,7 @@ inline int run_scan(ScanArgs& a) {
         std::printf("scanning with %s, %s, dims %s set by %s\n", iv.site.c_str(), iv.tokens.describe().c_str(),
                     a.ablate.dims.c_str(), a.ablate.mode.c_str());
     }
-    opt.run.attention = parse_softmax(a.softmax);
+    opt.run.attention = parse_softmax(a.softmax);  // (opt.run.precision is set above)
     // this rank's contiguous share of the windows; rank 0 merges the partial scans in rank order
     massact::analysis::ScanAccumulator mine;
     const auto [first, last] = a.ranks.share(ids.rows());
@@ -206,6 +208,7 @@ inline void add_scan(CLI::App& app, ScanArgs& a, std::function<int()>& action) {
                     "full: from materialised [H, T, T] patterns (O(T^2), a check of the former)")
         ->check(CLI::IsMember({"columns", "full"}))
         ->capture_default_str();
+    add_precision_option(cmd, a.precision);
     add_softmax_option(cmd, a.softmax);
     add_nonfinite_option(cmd, a.allow_nonfinite);
     cmd->add_option("--ablate-layer", a.ablate.layer, "Scan with an ablation at this block's output (see ablate)");

@@ -27,6 +27,7 @@ struct StreamArgs {
     Index sinks = 4, window = 60;
     bool sinks_given = false, compare = false;
     std::string json, figure;
+    std::string precision = "f32";
 };
 
 /// The stream: BOS + the text of --data encoded as one text, or the first sequence of --ids-file as given;
@@ -112,6 +113,7 @@ inline int run_stream(StreamArgs& a) {
     }
     std::vector<StreamResult> results;
     for (auto& o : runs) {
+        o.run.precision = massact::kernels::precision_from_name(a.precision, "--precision");
         Progress bar(run_label(o));
         o.progress = [&bar](Index done, Index total) { bar(done, total); };
         results.push_back(stream_nll(m, ids, o));
@@ -161,6 +163,7 @@ inline void add_stream(CLI::App& app, StreamArgs& a, std::function<int()>& actio
                   "Run dense, window 0+W, sinks 1+(W-1) and 4+(W-4), recompute W (W = --window, the cache size)");
     cmd->add_option("--json", a.json, "Write {ppl, nll, policy, sinks, window, tokens, tokens_per_s} (--compare: {runs})");
     cmd->add_option("--figure", a.figure, "Write log-perplexity vs position and attention on the sinks (PNG, gnuplot)");
+    add_precision_option(cmd, a.precision);
     cmd->callback([&] { action = [&] { return run_stream(a); }; });
 }
 
@@ -171,6 +174,7 @@ struct GenerateArgs {
     double temperature = 0.0;
     std::uint64_t seed = 0;
     Index sinks = 0, window = 0;
+    std::string precision = "f32";
 };
 
 inline int run_generate(GenerateArgs& a) {
@@ -186,6 +190,7 @@ inline int run_generate(GenerateArgs& a) {
     o.temperature = a.temperature;
     o.seed = a.seed;
     o.stop = m.config().eos_token_ids;
+    o.run.precision = massact::kernels::precision_from_name(a.precision, "--precision");
     if (a.window > 0) o.cache = massact::CachePolicy::streaming(a.sinks, a.window);
     const std::vector<std::int64_t> prompt(b.data(), b.data() + b.cols());
     if (!massact::text::has_tokenizer(a.model)) {  // ids only
@@ -228,6 +233,7 @@ inline void add_generate(CLI::App& app, GenerateArgs& a, std::function<int()>& a
     cmd->add_option("--seed", a.seed, "Seed of the sampler")->capture_default_str();
     cmd->add_option("--sinks", a.sinks, "Keep the first S tokens in the cache (with --window)")->capture_default_str();
     cmd->add_option("--window", a.window, "Keep the W most recent tokens (0: keep everything)")->capture_default_str();
+    add_precision_option(cmd, a.precision);
     cmd->callback([&] { action = [&] { return run_generate(a); }; });
 }
 

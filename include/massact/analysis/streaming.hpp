@@ -56,6 +56,7 @@ struct StreamOptions {
     Index chunk = 256;  // Dense: tokens per incremental forward
     Index batch = 16;   // Recompute: windows per forward
     bool sink_attention = true;  // record the attention on the cache's first tokens (Dense, Cache)
+    RunOptions run;              // e.g. precision (Precision::Q8: a quantized GGUF decoded as llama.cpp does)
     std::function<void(Index, Index)> progress;  // (tokens done, total)
 };
 
@@ -70,25 +71,32 @@ struct StreamResult {
 
 namespace detail {
 
-/// Mean over layers and heads of the attention each new query pays to the first `first` keys, from the
-/// pattern hooks of an incremental forward ([N = 1, H, T, K]); out[t] for query t.
+/// Mean over layers and heads of the attention each new query pays to the first `first` keys, from the streamed
+/// softmax (attn.hook_pattern_columns at keys 0 .. first-1 of an incremental forward, [N = 1, H, T, first]: no
+/// [H, T, K] pattern is materialised); out[t] for query t.
 class SinkAttention {
 public:
     SinkAttention(const ModelConfig& c, Index first) : layers_(c.num_layers), first_(first) {}
     Hooks hooks() {
         Hooks h;
-        h.add("blocks.*.attn.hook_pattern", [this](Activation& a) {
-            const Index H = a.shape[1], T = a.shape[2], K = a.shape[3];
+        h.add("blocks.*.attn.hook_pattern_columns", [this](Activation& a) {
+            const Index H = a.shape[1], T = a.shape[2], C = a.shape[3];
             sum_.resize(static_cast<std::size_t>(T), 0.0);
             for (Index hh = 0; hh < H; ++hh)
                 for (Index t = 0; t < T; ++t) {
-                    const float* row = a.data + (hh * T + t) * K;
+                    const float* row = a.data + (hh * T + t) * C;
                     double s = 0.0;
-                    for (Index j = 0; j < std::min(first_, K); ++j) s += row[j];
+                    for (Index j = 0; j < C; ++j) s += row[j];  // (keys past the held ones read 0)
                     sum_[static_cast<std::size_t>(t)] += s / static_cast<double>(H * layers_);
                 }
         });
         return h;
+    }
+    /// `run` asking the forward for the probabilities of keys 0 .. first-1.
+    RunOptions columns(RunOptions run) const {
+        run.pattern_columns.resize(1, first_);
+        for (Index j = 0; j < first_; ++j) run.pattern_columns(0, j) = j;
+        return run;
     }
     /// The values of the last forward's queries, appended to out; resets.
     void take(std::vector<double>& out) {
@@ -146,7 +154,7 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
         require_at_least(o.batch, 1, "stream: batch");
         // Predictions 1 .. W come from one forward over x_0 .. x_{W-1}; prediction t > W from x_{t-W} .. x_{t-1}.
         const Index W = std::min(o.window, N - 1);
-        const RowMatrixF& first = model.run(detail::row_of(ids, 0, W), ws);
+        const RowMatrixF& first = model.run(detail::row_of(ids, 0, W), ws, {}, o.run);
         for (Index t = 0; t < W; ++t) r.nll.push_back(-log_prob(first.row(t).data(), V, ids[static_cast<std::size_t>(t + 1)]));
         if (o.progress) o.progress(W, N - 1);
         for (Index t0 = W + 1; t0 < N; t0 += o.batch) {  // targets t0 .. t0 + nb - 1
@@ -154,7 +162,7 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
             TokenBatch windows(nb, W);
             for (Index b = 0; b < nb; ++b)
                 for (Index i = 0; i < W; ++i) windows(b, i) = ids[static_cast<std::size_t>(t0 + b - W + i)];
-            const RowMatrixF& logits = model.run(windows, ws);
+            const RowMatrixF& logits = model.run(windows, ws, {}, o.run);
             for (Index b = 0; b < nb; ++b)
                 r.nll.push_back(-log_prob(logits.row(b * W + W - 1).data(), V, ids[static_cast<std::size_t>(t0 + b)]));
             if (o.progress) o.progress(t0 + nb - 1, N - 1);
@@ -170,7 +178,7 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
                 r.nll.push_back(-log_prob(logits.row(i).data(), V, ids[static_cast<std::size_t>(t0 + i + 1)]));
             if (o.sink_attention) sinks.take(r.sink_attention);
             if (o.progress) o.progress(t0 + logits.rows(), N - 1);
-        }, hooks);
+        }, hooks, o.sink_attention ? sinks.columns(o.run) : o.run);
     }
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     double sum = 0.0;
@@ -185,6 +193,7 @@ struct GenerateOptions {
     std::uint64_t seed = 0;
     CachePolicy cache;  // default: dense
     std::vector<std::int64_t> stop;  // token ids that end the generation (e.g. EOS; it is returned too)
+    RunOptions run;                  // e.g. precision
 };
 
 /// Sample the next token from one logits row: argmax at temperature 0, else softmax(logits / temperature).
@@ -213,7 +222,7 @@ inline std::vector<std::int64_t> generate(const Transformer& model, const std::v
     std::vector<float> last(static_cast<std::size_t>(V));
     feed(model, cache, ws, prompt, 512, [&](Index, const RowMatrixF& logits) {
         std::copy(logits.row(logits.rows() - 1).data(), logits.row(logits.rows() - 1).data() + V, last.begin());
-    });
+    }, {}, o.run);
     std::vector<std::int64_t> out;
     while (static_cast<Index>(out.size()) < o.max_tokens) {
         const std::int64_t next = sample_token(last.data(), V, o.temperature, rng);
@@ -221,7 +230,7 @@ inline std::vector<std::int64_t> generate(const Transformer& model, const std::v
         const bool more = on_token ? on_token(next) : true;
         if (!more || std::find(o.stop.begin(), o.stop.end(), next) != o.stop.end()) break;
         if (static_cast<Index>(out.size()) == o.max_tokens) break;
-        const RowMatrixF& logits = model.run(detail::row_of(out, static_cast<Index>(out.size()) - 1, 1), cache, ws);
+        const RowMatrixF& logits = model.run(detail::row_of(out, static_cast<Index>(out.size()) - 1, 1), cache, ws, {}, o.run);
         std::copy(logits.data(), logits.data() + V, last.begin());
     }
     return out;

@@ -40,16 +40,21 @@ namespace massact::kernels {
 /// How activations and weights are multiplied: F32, the exact path; BF16, both rounded to bfloat16, float32 sums;
 /// Q8, quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) times activations quantized to 8 bits per block in
 /// integers, llama.cpp's CPU path (kernels/gemv_q8.hpp; for a few rows: decoding), everything else as F32.
-enum class Precision { F32, BF16, Q8 };
+/// Auto: the fastest of these that keeps the weights' own precision, chosen by the model (Transformer::precision_for:
+/// Q8 for quantized GGUF files, BF16 for BF16 weights, F32 otherwise); kernels never see it.
+enum class Precision { F32, BF16, Q8, Auto };
 
-/// The precision a name selects ("f32", "bf16", "q8"), or an error naming `what` (the option or argument).
+/// The precision a name selects ("f32", "bf16", "q8", "auto"), or an error naming `what` (the option or argument).
 inline Precision precision_from_name(const std::string& name, const std::string& what) {
     if (name == "f32") return Precision::F32;
     if (name == "bf16") return Precision::BF16;
     if (name == "q8") return Precision::Q8;
-    throw Error(what + ": \"" + name + "\" (expected f32, bf16 or q8)");
+    if (name == "auto") return Precision::Auto;
+    throw Error(what + ": \"" + name + "\" (expected f32, bf16, q8 or auto)");
 }
-inline const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : p == Precision::Q8 ? "q8" : "f32"; }
+inline const char* precision_name(Precision p) {
+    return p == Precision::BF16 ? "bf16" : p == Precision::Q8 ? "q8" : p == Precision::Auto ? "auto" : "f32";
+}
 
 /// Whether gemm_bt() is compiled in (it needs xsimd's vector types).
 constexpr bool gemm_available() {

@@ -328,6 +328,24 @@ public:
         return t;
     }
 
+    /// The precision a run asking for `p` gets: p itself, or for Precision::Auto the fastest path that keeps the
+    /// weights' own precision: Q8 when a block matrix is stored in a type the integer path reads (a quantized GGUF:
+    /// llama.cpp's arithmetic), BF16 when every block matrix is BF16 (rounding them to bfloat16 changes nothing; the
+    /// activations are rounded too, as PyTorch's and llama.cpp's bf16 products do), F32 otherwise.
+    kernels::Precision precision_for(kernels::Precision p) const {
+        if (p != kernels::Precision::Auto) return p;
+        bool all_bf16 = true, any = false;
+        for (const auto& L : weights_.layers)
+            for (const WeightMatrix* m : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.gate_up, &L.down}) {
+                if (!m->bound() || !m->source()) continue;
+                const io::DType d = m->source()->dtype;  // (the file's type, whatever copy a small model keeps)
+                any = true;
+                if (io::quantized(d) && kernels::gemv_q8_reads(io::ggml_type(d))) return kernels::Precision::Q8;
+                all_bf16 = all_bf16 && d == io::DType::BF16;
+            }
+        return any && all_bf16 ? kernels::Precision::BF16 : kernels::Precision::F32;
+    }
+
     /// Every hook site name, in execution order (with the sink-pattern site when a run adds a slot).
     std::vector<std::string> hook_sites(const RunOptions& o = {}) const { return hook_site_names(config_, has_sink_slot(o)); }
 
@@ -489,6 +507,7 @@ private:
         const ModelConfig& c = config_;
         check_hooks(hooks, p.options);
         require_at_least(p.options.attention_tile, 1, "forward: attention_tile");
+        p.w.weights.precision = precision_for(p.options.precision);
         if (p.options.pattern_columns.size() > 0 && p.options.pattern_columns.rows() != p.N)
             throw Error("forward: pattern_columns has " + std::to_string(p.options.pattern_columns.rows()) + " rows for " +
                         std::to_string(p.N) + " sequences (one row of key indices per sequence)");
