@@ -137,7 +137,7 @@ for (fmt, kind, engine, prec), r in sorted(best.items()):
     peers = peer_of.get((fmt if fmt != "st-bf16" else "bf16", kind), {})
     ll, pt = peers.get("llama.cpp"), best.get((fmt, kind, "pytorch", "native"), {}).get("tokens_per_s")
     cells = [f"{ll:9.1f} {r['tokens_per_s'] / ll:5.2f}x" if ll else f"{'-':>9} {'-':>6}", f"{pt:8.1f} {r['tokens_per_s'] / pt:5.2f}x" if pt else f"{'':>8} {'':>6}"]
-    limit = r.get("limit")
+    limit = r.get("limit") if kind == "decode" else None  # (the weights read per token over the read bandwidth)
     bw = f"{r['tokens_per_s'] / limit:5.2f} of {limit:.1f} ({r['bandwidth']:.1f} GB/s)" if limit else ""
     print(f"{fmt:<8} {kind:<12} {prec:<18} {r['tokens_per_s']:9.1f}   " + "   ".join(cells) + "   " + bw)
 EOF2

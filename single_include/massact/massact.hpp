@@ -1782,6 +1782,25 @@ inline Index first_visible(const AttentionSpec& s, Index i) { return s.window > 
 /// One past the last key query index i sees (of `keys` keys).
 inline Index end_visible(const AttentionSpec& s, Index i, Index keys) { return s.causal ? i + 1 : keys; }
 
+/// Soft-capping, ALiBi and the mask on the scaled dot products St [rows, a1 - k0] at columns k0.. of S (row stride ld,
+/// ncols columns): row r belongs to head head(r) and to the query of key index query(r); -inf where not visible.
+template <typename HeadOf, typename QueryOf>
+inline void finish_scores(const AttentionSpec& s, const AttentionInput& in, HeadOf head, QueryOf query, Index rows, Index k0, Index a1,
+                          float* S, Index ld, Index ncols) {
+    StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
+    if (s.softcap > 0.0f) St = (St.array() / s.softcap).tanh() * s.softcap;
+    if (s.alibi)
+        for (Index r = 0; r < rows; ++r)
+            for (Index j = k0; j < a1; ++j) St(r, j - k0) += s.alibi[head(r)] * static_cast<float>(j - query(r));
+    constexpr float ninf = -std::numeric_limits<float>::infinity();
+    for (Index r = 0; r < rows; ++r) {
+        const Index i = query(r);
+        float* row = S + r * ld;
+        std::fill(row, row + first_visible(s, i), ninf);
+        std::fill(row + std::min(end_visible(s, i, in.keys()), ncols), row + ncols, ninf);
+    }
+}
+
 /// S[r, j] for query rows i0 + r < i1 (key index past + i0 + r) and keys j < ncols (S has row stride ld):
 /// scaled dot products where visible, -inf elsewhere.
 inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index h, Index i0, Index i1, float* S, Index ld,
@@ -1792,17 +1811,19 @@ inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index 
     ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, a1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
     StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
     St.noalias() = s.scale * (Q * K.transpose());
-    if (s.softcap > 0.0f) St = (St.array() / s.softcap).tanh() * s.softcap;
-    if (s.alibi)
-        for (Index r = 0; r < rows; ++r)
-            for (Index j = k0; j < a1; ++j) St(r, j - k0) += s.alibi[h] * static_cast<float>(j - (a0 + r));
-    constexpr float ninf = -std::numeric_limits<float>::infinity();
-    for (Index r = 0; r < rows; ++r) {
-        const Index i = a0 + r;
-        float* row = S + r * ld;
-        std::fill(row, row + first_visible(s, i), ninf);
-        std::fill(row + std::min(end_visible(s, i, in.keys()), ncols), row + ncols, ninf);
-    }
+    finish_scores(s, in, [h](Index) { return h; }, [a0](Index r) { return a0 + r; }, rows, k0, a1, S, ld, ncols);
+}
+
+/// Decoding (one query row i): S[r, j] for the heads h0 + r of one key/value group, r < group(), in one product, so
+/// that the group's keys are read once for all of its heads rather than once per head.
+inline void scores_group(const AttentionSpec& s, const AttentionInput& in, Index h0, Index i, float* S, Index ld, Index ncols) {
+    const Index g = h0 / s.group(), hd = s.head_dim, rows = s.group(), a = in.past + i;
+    const Index a1 = end_visible(s, a, in.keys()), k0 = first_visible(s, a);
+    ConstStridedRowMap<float> Q(in.q + i * in.q_stride + h0 * hd, rows, hd, Eigen::OuterStride<>(hd));
+    ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, a1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
+    StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
+    St.noalias() = s.scale * (Q * K.transpose());
+    finish_scores(s, in, [h0](Index r) { return h0 + r; }, [a](Index) { return a; }, rows, k0, a1, S, ld, ncols);
 }
 
 /// Softmax (variant) of query rows i0..i1 of a scores tile, in place; masked entries become 0.
@@ -1864,10 +1885,45 @@ inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index
 inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, float* z, Index z_stride,
                              float* sink_prob = nullptr, Index tile = 64, ColumnProbs columns = {}) {
     const Index T = in.T, H = s.heads;
-    // Threads over heads once the work pays for a team: a decoding step over a cache of 2048 keys (32 heads of 64)
-    // is 4M multiply-adds, worth both cores; a step over 100 keys is not.
+    auto write_columns = [&](Index h, Index i, const float* row, Index n) {  // row: query i's probabilities over n keys
+        for (Index c = 0; c < columns.n; ++c) {
+            const Index j = columns.cols[c];  // (entries at or past n are not visible: 0)
+            columns.out[(h * T + i) * columns.n + c] = j >= 0 && j < n ? row[j] : 0.0f;
+        }
+    };
+    // Threads over heads (key/value groups when decoding) once the work pays for a team: a decoding step over a cache
+    // of 2048 keys (32 heads of 64) is 4M multiply-adds, worth both cores; a step over 100 keys is not.
+    const bool team = H * T * in.keys() * s.head_dim > (1 << 20);
+    if (T == 1) {  // decoding: the heads of a key/value group share one product with its keys and one with its values
+        const Index G = s.group(), n = detail::end_visible(s, in.past, in.keys()), k0 = detail::first_visible(s, in.past);
 #if defined(_OPENMP)
-#pragma omp parallel if (H * T * in.keys() * s.head_dim > (1 << 20))
+#pragma omp parallel if (team)
+#endif
+        {
+            std::vector<float> S(static_cast<std::size_t>(G * n)), extra(static_cast<std::size_t>(G)), kv(static_cast<std::size_t>(G));
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic)
+#endif
+            for (Index g = 0; g < s.kv_heads; ++g) {
+                const Index h0 = g * G;
+                detail::scores_group(s, in, h0, 0, S.data(), n, n);
+                for (Index r = 0; r < G; ++r) {
+                    detail::probs_tile(s, in, h0 + r, 0, 1, S.data() + r * n, n, n, extra.data() + r, kv.data() + r);
+                    if (columns.out) write_columns(h0 + r, 0, S.data() + r * n, n);
+                    if (sink_prob) sink_prob[h0 + r] = extra[static_cast<std::size_t>(r)];
+                }
+                ConstStridedRowMap<float> P(S.data() + k0, G, n - k0, Eigen::OuterStride<>(n));
+                ConstStridedRowMap<float> V(in.v + k0 * in.v_stride + g * s.head_dim, n - k0, s.head_dim, Eigen::OuterStride<>(in.v_stride));
+                RowMap<float> Z(z + h0 * s.head_dim, G, s.head_dim);  // (the group's heads are adjacent in z's row)
+                Z.noalias() = P * V;
+                if (s.v_bias)
+                    for (Index r = 0; r < G; ++r) Z.row(r) += kv[static_cast<std::size_t>(r)] * ConstRowMap<float>(s.v_bias + g * s.head_dim, 1, s.head_dim);
+            }
+        }
+        return;
+    }
+#if defined(_OPENMP)
+#pragma omp parallel if (team)
 #endif
     {
         std::vector<float> S(static_cast<std::size_t>(std::min(tile, T) * in.keys()));
@@ -1881,11 +1937,7 @@ inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, f
                 detail::scores_tile(s, in, h, i0, i1, S.data(), n, n);
                 detail::probs_tile(s, in, h, i0, i1, S.data(), n, n, extra.data(), kv.data());
                 if (columns.out)
-                    for (Index i = i0; i < i1; ++i)
-                        for (Index c = 0; c < columns.n; ++c) {
-                            const Index j = columns.cols[c];  // (entries of S at or past n are not visible: 0)
-                            columns.out[(h * T + i) * columns.n + c] = j >= 0 && j < n ? S[static_cast<std::size_t>((i - i0) * n + j)] : 0.0f;
-                        }
+                    for (Index i = i0; i < i1; ++i) write_columns(h, i, S.data() + (i - i0) * n, n);
                 detail::combine_tile(s, in, h, i0, i1, S.data(), n, n, kv.data(), z, z_stride);
                 if (sink_prob) std::copy(extra.begin(), extra.begin() + (i1 - i0), sink_prob + h * T + i0);
             }
@@ -4919,8 +4971,10 @@ inline void decode_q4_0(const unsigned char* b, float* y) {
     for (int h = 0; h < 2; ++h)
         _mm512_storeu_ps(y + 16 * h, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q[h]), eight))));
 }
-/// Q4_K (qh == nullptr) and Q5_K (the fifth bit of element l of sub-block k: bit k of qh[l]).
-inline void decode_q45_k(const unsigned char* b, float* y, bool five) {
+/// The values of a Q4_K / Q5_K block (Q5_K: the fifth bit of element l of sub-block k is bit k of qh[l]), 16 at a time:
+/// f(offset in the block, the 16 values, part 0 or 1 of its sub-block), each d * sc * q - dmin * m in one rounding.
+template <typename F>
+inline void for_each_q45_k(const unsigned char* b, bool five, F&& f) {
     const float d = half_at(b), dmin = half_at(b + 2);
     const unsigned char* qs = b + (five ? 48 : 16);
     const __m128i low4 = _mm_set1_epi8(0x0F), one = _mm_set1_epi8(1);
@@ -4937,11 +4991,13 @@ inline void decode_q45_k(const unsigned char* b, float* y, bool five) {
                     const __m128i hb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 + 16 * part));
                     q = _mm_or_si128(q, _mm_slli_epi16(_mm_and_si128(_mm_srl_epi16(hb, _mm_cvtsi32_si128(k)), one), 4));
                 }
-                _mm512_storeu_ps(y + 64 * g + 32 * h + 16 * part, _mm512_fmsub_ps(dl, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)), ml));
+                f(64 * g + 32 * h + 16 * part, _mm512_fmsub_ps(dl, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)), ml), part);
             }
         }
 }
-inline void decode_q6_k(const unsigned char* b, float* y) {
+/// The values of a Q6_K block, 16 at a time (as for_each_q45_k): d * sc * (q - 32) per sub-block of 16.
+template <typename F>
+inline void for_each_q6_k(const unsigned char* b, F&& f) {
     const float d = half_at(b + 208);
     const auto* scales = reinterpret_cast<const std::int8_t*>(b + 192);
     const __m128i low4 = _mm_set1_epi8(0x0F), two = _mm_set1_epi8(3);
@@ -4955,10 +5011,16 @@ inline void decode_q6_k(const unsigned char* b, float* y) {
                 const __m128i nib = s < 2 ? _mm_and_si128(lo, low4) : _mm_and_si128(_mm_srli_epi16(lo, 4), low4);
                 const __m128i top = _mm_and_si128(_mm_srl_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qh)), _mm_cvtsi32_si128(2 * s)), two);
                 const __m128i q = _mm_or_si128(nib, _mm_slli_epi16(top, 4));
-                const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q), offset));
+                const __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(q), offset));
                 const float scale = d * static_cast<float>(scales[8 * half + 2 * s + part]);
-                _mm512_storeu_ps(y + 128 * half + 32 * s + 16 * part, _mm512_mul_ps(_mm512_set1_ps(scale), f));
+                f(128 * half + 32 * s + 16 * part, _mm512_mul_ps(_mm512_set1_ps(scale), v), part);
             }
+}
+inline void decode_q45_k(const unsigned char* b, float* y, bool five) {
+    for_each_q45_k(b, five, [y](int at, __m512 v, int) { _mm512_storeu_ps(y + at, v); });
+}
+inline void decode_q6_k(const unsigned char* b, float* y) {
+    for_each_q6_k(b, [y](int at, __m512 v, int) { _mm512_storeu_ps(y + at, v); });
 }
 #endif
 
@@ -5088,55 +5150,25 @@ void rows_bf16_dot(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Inde
 #endif
 
 #if defined(__AVX512F__)
-/// Rows [n0, n1) of a Q4_K or Q6_K W (the bulk of the K mixes) against MB rows of X, each 16 values decoded in
-/// registers to the values decode_q45_k / decode_q6_k give (the format's, one rounding) and multiplied straight
-/// away: no buffer, two accumulator chains per row.
+/// Rows [n0, n1) of a Q4_K, Q5_K or Q6_K W (the bulk of the K mixes) against MB rows of X, each 16 values decoded in
+/// registers (the values decode_block gives) and multiplied straight away: no buffer, two accumulator chains a row
+/// (Q4_K_M decoding 16-18 -> 24 tokens/s on the 1.1B shape here).
 template <int MB, typename StoredRow>
 void rows_k(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy) {
-    const bool six = w.type == io::ggml::Type::Q6_K;
+    const io::ggml::Type t = w.type;
+    const std::size_t bytes = io::ggml::type_info(static_cast<std::uint32_t>(t)).bytes;
     const Index nb = w.cols / 256;
-    const std::size_t bb = six ? 210 : 144;  // (bytes of a block)
-    const __m128i low4 = _mm_set1_epi8(0x0F), three = _mm_set1_epi8(3);
-    const __m512i offset = _mm512_set1_epi32(32);
     for (Index n = n0; n < n1; ++n) {
         const unsigned char* blk = w.data + static_cast<std::size_t>(stored_row(n)) * w.row_bytes;
         __m512 acc[MB][2];
         for (int i = 0; i < MB; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-        auto madd = [&](__m512 v, const float* x, int part) {  // acc[i][part] += v * x_i
-            for (int i = 0; i < MB; ++i) acc[i][part] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * ldx), acc[i][part]);
-        };
-        for (Index b = 0; b < nb; ++b, blk += bb) {
+        for (Index b = 0; b < nb; ++b, blk += bytes) {
             const float* x = X + 256 * b;
-            if (!six) {  // Q4_K: d * sc * q - dmin * m per sub-block of 32
-                const float d = half_at(blk), dmin = half_at(blk + 2);
-                const unsigned char* qs = blk + 16;
-                for (int g = 0; g < 4; ++g)
-                    for (int h = 0; h < 2; ++h) {
-                        const int k = 2 * g + h;
-                        float sc, m;
-                        io::ggml::detail::scale_min_k4(k, blk + 4, sc, m);
-                        const __m512 dl = _mm512_set1_ps(d * sc), ml = _mm512_set1_ps(dmin * m);
-                        for (int part = 0; part < 2; ++part) {
-                            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 32 * g + 16 * part));
-                            const __m128i q = h ? _mm_and_si128(_mm_srli_epi16(v, 4), low4) : _mm_and_si128(v, low4);
-                            madd(_mm512_fmsub_ps(dl, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)), ml), x + 64 * g + 32 * h + 16 * part, part);
-                        }
-                    }
-            } else {  // Q6_K: d * sc * (q - 32) per sub-block of 16
-                const float d = half_at(blk + 208);
-                const auto* scales = reinterpret_cast<const std::int8_t*>(blk + 192);
-                for (int half = 0; half < 2; ++half)
-                    for (int s = 0; s < 4; ++s)
-                        for (int part = 0; part < 2; ++part) {
-                            const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 64 * half + 32 * (s & 1) + 16 * part));
-                            const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 128 + 32 * half + 16 * part));
-                            const __m128i nib = s < 2 ? _mm_and_si128(lo, low4) : _mm_and_si128(_mm_srli_epi16(lo, 4), low4);
-                            const __m128i top = _mm_and_si128(_mm_srl_epi16(hi, _mm_cvtsi32_si128(2 * s)), three);
-                            const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_or_si128(nib, _mm_slli_epi16(top, 4))), offset));
-                            const float scale = d * static_cast<float>(scales[8 * half + 2 * s + part]);
-                            madd(_mm512_mul_ps(_mm512_set1_ps(scale), f), x + 128 * half + 32 * s + 16 * part, part);
-                        }
-            }
+            auto madd = [&](int at, __m512 v, int part) {  // acc[i][part] += v * x_i
+                for (int i = 0; i < MB; ++i) acc[i][part] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + i * ldx + at), acc[i][part]);
+            };
+            if (t == io::ggml::Type::Q6_K) for_each_q6_k(blk, madd);
+            else for_each_q45_k(blk, t == io::ggml::Type::Q5_K, madd);
         }
         for (int i = 0; i < MB; ++i) Y[i * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
     }
@@ -5150,7 +5182,7 @@ void rows(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, con
 #if defined(__AVX512F__)
     if (!round && (w.type == io::ggml::Type::BF16 || w.type == io::ggml::Type::F16))
         return rows_half<MB>(w, stored_row, n0, n1, X, ldx, Y, ldy);
-    if (!round && (w.type == io::ggml::Type::Q4_K || w.type == io::ggml::Type::Q6_K))
+    if (!round && (w.type == io::ggml::Type::Q4_K || w.type == io::ggml::Type::Q5_K || w.type == io::ggml::Type::Q6_K))
         return rows_k<MB>(w, stored_row, n0, n1, X, ldx, Y, ldy);
 #endif
     const io::ggml::TypeInfo info = io::ggml::type_info(static_cast<std::uint32_t>(w.type));

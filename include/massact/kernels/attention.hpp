@@ -85,6 +85,25 @@ inline Index first_visible(const AttentionSpec& s, Index i) { return s.window > 
 /// One past the last key query index i sees (of `keys` keys).
 inline Index end_visible(const AttentionSpec& s, Index i, Index keys) { return s.causal ? i + 1 : keys; }
 
+/// Soft-capping, ALiBi and the mask on the scaled dot products St [rows, a1 - k0] at columns k0.. of S (row stride ld,
+/// ncols columns): row r belongs to head head(r) and to the query of key index query(r); -inf where not visible.
+template <typename HeadOf, typename QueryOf>
+inline void finish_scores(const AttentionSpec& s, const AttentionInput& in, HeadOf head, QueryOf query, Index rows, Index k0, Index a1,
+                          float* S, Index ld, Index ncols) {
+    StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
+    if (s.softcap > 0.0f) St = (St.array() / s.softcap).tanh() * s.softcap;
+    if (s.alibi)
+        for (Index r = 0; r < rows; ++r)
+            for (Index j = k0; j < a1; ++j) St(r, j - k0) += s.alibi[head(r)] * static_cast<float>(j - query(r));
+    constexpr float ninf = -std::numeric_limits<float>::infinity();
+    for (Index r = 0; r < rows; ++r) {
+        const Index i = query(r);
+        float* row = S + r * ld;
+        std::fill(row, row + first_visible(s, i), ninf);
+        std::fill(row + std::min(end_visible(s, i, in.keys()), ncols), row + ncols, ninf);
+    }
+}
+
 /// S[r, j] for query rows i0 + r < i1 (key index past + i0 + r) and keys j < ncols (S has row stride ld):
 /// scaled dot products where visible, -inf elsewhere.
 inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index h, Index i0, Index i1, float* S, Index ld,
@@ -95,17 +114,19 @@ inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index 
     ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, a1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
     StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
     St.noalias() = s.scale * (Q * K.transpose());
-    if (s.softcap > 0.0f) St = (St.array() / s.softcap).tanh() * s.softcap;
-    if (s.alibi)
-        for (Index r = 0; r < rows; ++r)
-            for (Index j = k0; j < a1; ++j) St(r, j - k0) += s.alibi[h] * static_cast<float>(j - (a0 + r));
-    constexpr float ninf = -std::numeric_limits<float>::infinity();
-    for (Index r = 0; r < rows; ++r) {
-        const Index i = a0 + r;
-        float* row = S + r * ld;
-        std::fill(row, row + first_visible(s, i), ninf);
-        std::fill(row + std::min(end_visible(s, i, in.keys()), ncols), row + ncols, ninf);
-    }
+    finish_scores(s, in, [h](Index) { return h; }, [a0](Index r) { return a0 + r; }, rows, k0, a1, S, ld, ncols);
+}
+
+/// Decoding (one query row i): S[r, j] for the heads h0 + r of one key/value group, r < group(), in one product, so
+/// that the group's keys are read once for all of its heads rather than once per head.
+inline void scores_group(const AttentionSpec& s, const AttentionInput& in, Index h0, Index i, float* S, Index ld, Index ncols) {
+    const Index g = h0 / s.group(), hd = s.head_dim, rows = s.group(), a = in.past + i;
+    const Index a1 = end_visible(s, a, in.keys()), k0 = first_visible(s, a);
+    ConstStridedRowMap<float> Q(in.q + i * in.q_stride + h0 * hd, rows, hd, Eigen::OuterStride<>(hd));
+    ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, a1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
+    StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
+    St.noalias() = s.scale * (Q * K.transpose());
+    finish_scores(s, in, [h0](Index r) { return h0 + r; }, [a](Index) { return a; }, rows, k0, a1, S, ld, ncols);
 }
 
 /// Softmax (variant) of query rows i0..i1 of a scores tile, in place; masked entries become 0.
@@ -167,10 +188,45 @@ inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index
 inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, float* z, Index z_stride,
                              float* sink_prob = nullptr, Index tile = 64, ColumnProbs columns = {}) {
     const Index T = in.T, H = s.heads;
-    // Threads over heads once the work pays for a team: a decoding step over a cache of 2048 keys (32 heads of 64)
-    // is 4M multiply-adds, worth both cores; a step over 100 keys is not.
+    auto write_columns = [&](Index h, Index i, const float* row, Index n) {  // row: query i's probabilities over n keys
+        for (Index c = 0; c < columns.n; ++c) {
+            const Index j = columns.cols[c];  // (entries at or past n are not visible: 0)
+            columns.out[(h * T + i) * columns.n + c] = j >= 0 && j < n ? row[j] : 0.0f;
+        }
+    };
+    // Threads over heads (key/value groups when decoding) once the work pays for a team: a decoding step over a cache
+    // of 2048 keys (32 heads of 64) is 4M multiply-adds, worth both cores; a step over 100 keys is not.
+    const bool team = H * T * in.keys() * s.head_dim > (1 << 20);
+    if (T == 1) {  // decoding: the heads of a key/value group share one product with its keys and one with its values
+        const Index G = s.group(), n = detail::end_visible(s, in.past, in.keys()), k0 = detail::first_visible(s, in.past);
 #if defined(_OPENMP)
-#pragma omp parallel if (H * T * in.keys() * s.head_dim > (1 << 20))
+#pragma omp parallel if (team)
+#endif
+        {
+            std::vector<float> S(static_cast<std::size_t>(G * n)), extra(static_cast<std::size_t>(G)), kv(static_cast<std::size_t>(G));
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic)
+#endif
+            for (Index g = 0; g < s.kv_heads; ++g) {
+                const Index h0 = g * G;
+                detail::scores_group(s, in, h0, 0, S.data(), n, n);
+                for (Index r = 0; r < G; ++r) {
+                    detail::probs_tile(s, in, h0 + r, 0, 1, S.data() + r * n, n, n, extra.data() + r, kv.data() + r);
+                    if (columns.out) write_columns(h0 + r, 0, S.data() + r * n, n);
+                    if (sink_prob) sink_prob[h0 + r] = extra[static_cast<std::size_t>(r)];
+                }
+                ConstStridedRowMap<float> P(S.data() + k0, G, n - k0, Eigen::OuterStride<>(n));
+                ConstStridedRowMap<float> V(in.v + k0 * in.v_stride + g * s.head_dim, n - k0, s.head_dim, Eigen::OuterStride<>(in.v_stride));
+                RowMap<float> Z(z + h0 * s.head_dim, G, s.head_dim);  // (the group's heads are adjacent in z's row)
+                Z.noalias() = P * V;
+                if (s.v_bias)
+                    for (Index r = 0; r < G; ++r) Z.row(r) += kv[static_cast<std::size_t>(r)] * ConstRowMap<float>(s.v_bias + g * s.head_dim, 1, s.head_dim);
+            }
+        }
+        return;
+    }
+#if defined(_OPENMP)
+#pragma omp parallel if (team)
 #endif
     {
         std::vector<float> S(static_cast<std::size_t>(std::min(tile, T) * in.keys()));
@@ -184,11 +240,7 @@ inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, f
                 detail::scores_tile(s, in, h, i0, i1, S.data(), n, n);
                 detail::probs_tile(s, in, h, i0, i1, S.data(), n, n, extra.data(), kv.data());
                 if (columns.out)
-                    for (Index i = i0; i < i1; ++i)
-                        for (Index c = 0; c < columns.n; ++c) {
-                            const Index j = columns.cols[c];  // (entries of S at or past n are not visible: 0)
-                            columns.out[(h * T + i) * columns.n + c] = j >= 0 && j < n ? S[static_cast<std::size_t>((i - i0) * n + j)] : 0.0f;
-                        }
+                    for (Index i = i0; i < i1; ++i) write_columns(h, i, S.data() + (i - i0) * n, n);
                 detail::combine_tile(s, in, h, i0, i1, S.data(), n, n, kv.data(), z, z_stride);
                 if (sink_prob) std::copy(extra.begin(), extra.begin() + (i1 - i0), sink_prob + h * T + i0);
             }
