@@ -5082,38 +5082,66 @@ inline void accumulate(const float* X, Index ldx, const float* b, Index n, batch
 }
 
 #if defined(__AVX512F__)
-/// 16 BF16 / F16 values at p as float32, in registers (BF16: the 16 bits are a float's upper half; F16: vcvtph2ps).
-inline __m512 load16(const unsigned char* p, io::ggml::Type type) {
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    if (type == io::ggml::Type::BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    return _mm512_cvtph_ps(h);
+/// 32 F32 / BF16 / F16 values at p (64-byte aligned) as two float32 vectors, in registers (BF16: the 16 bits are a
+/// float's upper half; F16: vcvtph2ps).
+inline void load32_aligned(const unsigned char* p, io::ggml::Type type, __m512& lo, __m512& hi) {
+    if (type == io::ggml::Type::F32) {
+        lo = _mm512_load_ps(reinterpret_cast<const float*>(p));
+        hi = _mm512_load_ps(reinterpret_cast<const float*>(p) + 16);
+        return;
+    }
+    const __m512i v = _mm512_load_si512(p);
+    const __m256i a = _mm512_castsi512_si256(v), b = _mm512_extracti64x4_epi64(v, 1);
+    if (type == io::ggml::Type::BF16) {
+        lo = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(a), 16));
+        hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(b), 16));
+    } else {
+        lo = _mm512_cvtph_ps(a);
+        hi = _mm512_cvtph_ps(b);
+    }
 }
 
-/// Rows [n0, n1) of a BF16 or F16 W against MB rows of X, converted in registers (no buffer: a decoded value is
-/// never stored and loaded back, which left BF16 decoding at half the read bandwidth).
+/// The values [k0, k1) of a float-typed row that start it before its first 64-byte boundary, or end it: the first
+/// `peel` values (so that every load of the main loop is aligned: a file's tensors often are not, and a 64-byte
+/// load across two cache lines costs two) and the tail.
+inline Index peel_to_line(const unsigned char* row, std::size_t bytes_per_value, Index K) {
+    const std::size_t mis = reinterpret_cast<std::uintptr_t>(row) % 64;
+    if (mis % bytes_per_value != 0) return K;  // (not even value-aligned: every value the scalar way)
+    return std::min<Index>(K, static_cast<Index>((64 - mis) % 64 / bytes_per_value));
+}
+
+/// Rows [n0, n1) of an F32, BF16 or F16 W against MB rows of X, converted in registers (no buffer: a decoded value is
+/// never stored and loaded back, which left BF16 decoding at half the read bandwidth), the weight loads aligned.
 template <int MB, typename StoredRow>
-void rows_half(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy) {
+void rows_float(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy) {
     const Index K = w.cols;
+    const std::size_t es = w.type == io::ggml::Type::F32 ? 4 : 2;
     for (Index n = n0; n < n1; ++n) {
         const unsigned char* row = w.data + static_cast<std::size_t>(stored_row(n)) * w.row_bytes;
         __m512 acc[MB][2];
         for (int i = 0; i < MB; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-        Index k = 0;
+        float tail[MB] = {};
+        auto scalar = [&](Index k0, Index k1) {  // values [k0, k1) one by one
+            float t[64];
+            for (Index k = k0; k < k1; k += 64) {
+                const Index len = std::min<Index>(64, k1 - k);
+                const float* v = decode_floats(w.type, row, k, len, t);
+                for (int i = 0; i < MB; ++i)
+                    for (Index j = 0; j < len; ++j) tail[i] += X[i * ldx + k + j] * v[j];
+            }
+        };
+        const Index peel = peel_to_line(row, es, K);
+        scalar(0, peel);
+        Index k = peel;
         for (; k + 32 <= K; k += 32) {
-            const __m512 b0 = load16(row + 2 * k, w.type), b1 = load16(row + 2 * (k + 16), w.type);
+            __m512 b0, b1;
+            load32_aligned(row + es * static_cast<std::size_t>(k), w.type, b0, b1);
             for (int i = 0; i < MB; ++i) {
                 acc[i][0] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k), b0, acc[i][0]);
                 acc[i][1] = _mm512_fmadd_ps(_mm512_loadu_ps(X + i * ldx + k + 16), b1, acc[i][1]);
             }
         }
-        float tail[MB] = {};
-        if (k < K) {
-            float t[32];
-            if (w.type == io::ggml::Type::BF16) bf16_to_float(row + 2 * k, t, static_cast<std::size_t>(K - k));
-            else f16_to_float(row + 2 * k, t, static_cast<std::size_t>(K - k));
-            for (int i = 0; i < MB; ++i)
-                for (Index j = k; j < K; ++j) tail[i] += X[i * ldx + j] * t[j - k];
-        }
+        scalar(k, K);
         for (int i = 0; i < MB; ++i) Y[i * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) + tail[i];
     }
 }
@@ -5121,7 +5149,8 @@ void rows_half(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1
 
 #if defined(MASSACT_HAS_AVX512BF16)
 /// Precision::BF16 on BF16 weights where the CPU has BF16 dot products: Xb [MB rows of K, row stride ldx] holds the
-/// activations already rounded to bfloat16; vdpbf16ps multiplies pairs and sums them into float32 lanes.
+/// activations already rounded to bfloat16; vdpbf16ps multiplies pairs and sums them into float32 lanes (the weight
+/// loads aligned as in rows_float).
 template <int MB, typename StoredRow>
 void rows_bf16_dot(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const std::uint16_t* Xb, Index ldx, float* Y,
                    Index ldy) {
@@ -5130,20 +5159,25 @@ void rows_bf16_dot(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Inde
         const unsigned char* row = w.data + static_cast<std::size_t>(stored_row(n)) * w.row_bytes;
         __m512 acc[MB][2];
         for (int i = 0; i < MB; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-        Index k = 0;
+        float tail[MB] = {};
+        auto scalar = [&](Index k0, Index k1) {
+            for (Index k = k0; k < k1; ++k) {
+                std::uint16_t h;
+                std::memcpy(&h, row + 2 * k, 2);
+                for (int i = 0; i < MB; ++i) tail[i] += bf16_to_float(Xb[i * ldx + k]) * bf16_to_float(h);
+            }
+        };
+        const Index peel = peel_to_line(row, 2, K);
+        scalar(0, peel);
+        Index k = peel;
         for (; k + 64 <= K; k += 64) {
-            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(row + 2 * k), b1 = (__m512bh)_mm512_loadu_si512(row + 2 * (k + 32));
+            const __m512bh b0 = (__m512bh)_mm512_load_si512(row + 2 * k), b1 = (__m512bh)_mm512_load_si512(row + 2 * (k + 32));
             for (int i = 0; i < MB; ++i) {
                 acc[i][0] = _mm512_dpbf16_ps(acc[i][0], (__m512bh)_mm512_loadu_si512(Xb + i * ldx + k), b0);
                 acc[i][1] = _mm512_dpbf16_ps(acc[i][1], (__m512bh)_mm512_loadu_si512(Xb + i * ldx + k + 32), b1);
             }
         }
-        float tail[MB] = {};
-        for (; k < K; ++k) {
-            std::uint16_t h;
-            std::memcpy(&h, row + 2 * k, 2);
-            for (int i = 0; i < MB; ++i) tail[i] += bf16_to_float(Xb[i * ldx + k]) * bf16_to_float(h);
-        }
+        scalar(k, K);
         for (int i = 0; i < MB; ++i) Y[i * ldy + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1])) + tail[i];
     }
 }
@@ -5180,8 +5214,8 @@ template <int MB, typename StoredRow>
 void rows(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy,
           bool round) {
 #if defined(__AVX512F__)
-    if (!round && (w.type == io::ggml::Type::BF16 || w.type == io::ggml::Type::F16))
-        return rows_half<MB>(w, stored_row, n0, n1, X, ldx, Y, ldy);
+    if (!round && (w.type == io::ggml::Type::F32 || w.type == io::ggml::Type::BF16 || w.type == io::ggml::Type::F16))
+        return rows_float<MB>(w, stored_row, n0, n1, X, ldx, Y, ldy);
     if (!round && (w.type == io::ggml::Type::Q4_K || w.type == io::ggml::Type::Q5_K || w.type == io::ggml::Type::Q6_K))
         return rows_k<MB>(w, stored_row, n0, n1, X, ldx, Y, ldy);
 #endif
