@@ -196,7 +196,7 @@ inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, f
     };
     // Threads over heads (key/value groups when decoding) once the work pays for a team: a decoding step over a cache
     // of 2048 keys (32 heads of 64) is 4M multiply-adds, worth both cores; a step over 100 keys is not.
-    const bool team = H * T * in.keys() * s.head_dim > (1 << 20);
+    [[maybe_unused]] const bool team = H * T * in.keys() * s.head_dim > (1 << 20);
     if (T == 1) {  // decoding: the heads of a key/value group share one product with its keys and one with its values
         const Index G = s.group(), n = detail::end_visible(s, in.past, in.keys()), k0 = detail::first_visible(s, in.past);
 #if defined(_OPENMP)

@@ -64,12 +64,12 @@ public:
     void replace(std::vector<float> data) {
         if (data.size() != static_cast<std::size_t>(out_ * in_))
             throw Error("weight " + src_->name + ": replacement of " + std::to_string(data.size()) + " values for " + std::to_string(out_ * in_));
-        resident_ = std::make_shared<const std::vector<float>>(std::move(data));
+        resident_ = std::make_shared<const Floats>(data.begin(), data.end());
         replaced_ = true;
     }
     void make_resident() {
         if (!zero_copy() && !resident_) {
-            auto buf = std::make_shared<std::vector<float>>(static_cast<std::size_t>(out_ * in_));
+            auto buf = std::make_shared<Floats>(static_cast<std::size_t>(out_ * in_));
             src_->to_float(buf->data());
             resident_ = std::move(buf);
         }
@@ -207,7 +207,11 @@ private:
     const io::TensorView* src_ = nullptr;
     Index out_ = 0, in_ = 0;
     bool in_out_ = false;
-    std::shared_ptr<const std::vector<float>> resident_;  // float32 copy; shared by views of one tensor (tied embeddings)
+    // Float32 copies are aligned as Eigen aligns (64 bytes with AVX-512): where a row starts within a cache line decides
+    // how the few-row kernels split it (kernels::gemv_detail::peel_to_line), and so the order of its sums, which must
+    // not change from one run or process to the next.
+    using Floats = std::vector<float, Eigen::aligned_allocator<float>>;
+    std::shared_ptr<const Floats> resident_;  // float32 copy; shared by views of one tensor (tied embeddings)
     bool replaced_ = false;                               // resident_ holds edited values (with_weights)
 };
 
