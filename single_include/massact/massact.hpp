@@ -4885,6 +4885,7 @@ struct GemmScratch {};  // (no blocked product without xsimd: callers use Eigen)
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(_OPENMP)
@@ -5209,6 +5210,17 @@ void rows_k(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, c
 }
 #endif
 
+/// f(std::integral_constant<int, MB>, i) for the rows i .. i + MB - 1 of M rows, four at a time (MB = 4, the last 1-4).
+template <typename F>
+void by_fours(Index M, F&& f) {
+    for (Index i = 0; i < M; i += 4) switch (std::min<Index>(4, M - i)) {
+            case 1: f(std::integral_constant<int, 1>{}, i); break;
+            case 2: f(std::integral_constant<int, 2>{}, i); break;
+            case 3: f(std::integral_constant<int, 3>{}, i); break;
+            default: f(std::integral_constant<int, 4>{}, i); break;
+        }
+}
+
 /// Rows [n0, n1) of W against MB rows of X.
 template <int MB, typename StoredRow>
 void rows(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy,
@@ -5270,16 +5282,9 @@ void gemv_stored(const StoredMatrix& w, StoredRow&& stored_row, const float* X, 
         for (Index i = 0; i < M; ++i)
             for (Index k = 0; k < K; ++k) xb[static_cast<std::size_t>(i * K + k)] = float_to_bf16(X[i * ldx + k]);
         split_rows(w, [&](Index n0, Index n1) {
-            for (Index i = 0; i < M; i += 4) {
-                const std::uint16_t* x = xb.data() + i * K;
-                float* y = Y + i * ldy;
-                switch (std::min<Index>(4, M - i)) {
-                    case 1: rows_bf16_dot<1>(w, stored_row, n0, n1, x, K, y, ldy); break;
-                    case 2: rows_bf16_dot<2>(w, stored_row, n0, n1, x, K, y, ldy); break;
-                    case 3: rows_bf16_dot<3>(w, stored_row, n0, n1, x, K, y, ldy); break;
-                    default: rows_bf16_dot<4>(w, stored_row, n0, n1, x, K, y, ldy); break;
-                }
-            }
+            by_fours(M, [&](auto mb, Index i) {
+                rows_bf16_dot<decltype(mb)::value>(w, stored_row, n0, n1, xb.data() + i * K, K, Y + i * ldy, ldy);
+            });
         });
         return;
     }
@@ -5293,16 +5298,9 @@ void gemv_stored(const StoredMatrix& w, StoredRow&& stored_row, const float* X, 
         ldx = K;
     }
     split_rows(w, [&](Index n0, Index n1) {
-        for (Index i = 0; i < M; i += 4) {
-            const float* x = X + i * ldx;
-            float* y = Y + i * ldy;
-            switch (std::min<Index>(4, M - i)) {
-                case 1: rows<1>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
-                case 2: rows<2>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
-                case 3: rows<3>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
-                default: rows<4>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
-            }
-        }
+        by_fours(M, [&](auto mb, Index i) {
+            rows<decltype(mb)::value>(w, stored_row, n0, n1, X + i * ldx, ldx, Y + i * ldy, ldy, round_bf16);
+        });
     });
 }
 
@@ -5402,8 +5400,8 @@ inline void quantize_q8(const float* x, Index K, Index block, Q8Row& out) {
         for (Index j = 0; j < group; ++j) s += out.q[static_cast<std::size_t>(g * group + j)];
         out.sums[static_cast<std::size_t>(g)] = s;
     }
-    out.sums16.assign(out.sums.begin(), out.sums.end());  // (exact: |s| <= 2032 for the groups of 16)
-    if (block != 256) out.sums16.clear();
+    if (block == 256) out.sums16.assign(out.sums.begin(), out.sums.end());  // (exact: |s| <= 2032 for the groups of 16)
+    else out.sums16.clear();
 }
 
 namespace gemv_q8_detail {
@@ -8664,9 +8662,9 @@ private:
         const bool want_sink = spec.n_extra() > 0 && p.hooks.has(l, BlockSite::SinkPattern);
         const bool want_columns = p.hooks.has(l, BlockSite::PatternColumns);
         const Index C = p.options.columns();
-        std::vector<Index> key0(1, 0);
+        static constexpr Index key0 = 0;
         auto columns_of = [&](Index b) {  // sequence b's keys for attn.hook_pattern_columns
-            return p.options.pattern_columns.size() == 0 ? key0.data() : p.options.pattern_columns.row(b).data();
+            return p.options.pattern_columns.size() == 0 ? &key0 : p.options.pattern_columns.row(b).data();
         };
         if (want_columns) w.columns.assign(static_cast<std::size_t>(N * H * T * C), 0.0f);
         if (!p.hooks.has(l, BlockSite::AttnScores) && !p.hooks.has(l, BlockSite::Pattern) && !want_sink) {

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #if defined(_OPENMP)
@@ -348,6 +349,17 @@ void rows_k(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, c
 }
 #endif
 
+/// f(std::integral_constant<int, MB>, i) for the rows i .. i + MB - 1 of M rows, four at a time (MB = 4, the last 1-4).
+template <typename F>
+void by_fours(Index M, F&& f) {
+    for (Index i = 0; i < M; i += 4) switch (std::min<Index>(4, M - i)) {
+            case 1: f(std::integral_constant<int, 1>{}, i); break;
+            case 2: f(std::integral_constant<int, 2>{}, i); break;
+            case 3: f(std::integral_constant<int, 3>{}, i); break;
+            default: f(std::integral_constant<int, 4>{}, i); break;
+        }
+}
+
 /// Rows [n0, n1) of W against MB rows of X.
 template <int MB, typename StoredRow>
 void rows(const StoredMatrix& w, StoredRow&& stored_row, Index n0, Index n1, const float* X, Index ldx, float* Y, Index ldy,
@@ -409,16 +421,9 @@ void gemv_stored(const StoredMatrix& w, StoredRow&& stored_row, const float* X, 
         for (Index i = 0; i < M; ++i)
             for (Index k = 0; k < K; ++k) xb[static_cast<std::size_t>(i * K + k)] = float_to_bf16(X[i * ldx + k]);
         split_rows(w, [&](Index n0, Index n1) {
-            for (Index i = 0; i < M; i += 4) {
-                const std::uint16_t* x = xb.data() + i * K;
-                float* y = Y + i * ldy;
-                switch (std::min<Index>(4, M - i)) {
-                    case 1: rows_bf16_dot<1>(w, stored_row, n0, n1, x, K, y, ldy); break;
-                    case 2: rows_bf16_dot<2>(w, stored_row, n0, n1, x, K, y, ldy); break;
-                    case 3: rows_bf16_dot<3>(w, stored_row, n0, n1, x, K, y, ldy); break;
-                    default: rows_bf16_dot<4>(w, stored_row, n0, n1, x, K, y, ldy); break;
-                }
-            }
+            by_fours(M, [&](auto mb, Index i) {
+                rows_bf16_dot<decltype(mb)::value>(w, stored_row, n0, n1, xb.data() + i * K, K, Y + i * ldy, ldy);
+            });
         });
         return;
     }
@@ -432,16 +437,9 @@ void gemv_stored(const StoredMatrix& w, StoredRow&& stored_row, const float* X, 
         ldx = K;
     }
     split_rows(w, [&](Index n0, Index n1) {
-        for (Index i = 0; i < M; i += 4) {
-            const float* x = X + i * ldx;
-            float* y = Y + i * ldy;
-            switch (std::min<Index>(4, M - i)) {
-                case 1: rows<1>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
-                case 2: rows<2>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
-                case 3: rows<3>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
-                default: rows<4>(w, stored_row, n0, n1, x, ldx, y, ldy, round_bf16); break;
-            }
-        }
+        by_fours(M, [&](auto mb, Index i) {
+            rows<decltype(mb)::value>(w, stored_row, n0, n1, X + i * ldx, ldx, Y + i * ldy, ldy, round_bf16);
+        });
     });
 }
 

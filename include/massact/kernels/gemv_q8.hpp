@@ -91,8 +91,8 @@ inline void quantize_q8(const float* x, Index K, Index block, Q8Row& out) {
         for (Index j = 0; j < group; ++j) s += out.q[static_cast<std::size_t>(g * group + j)];
         out.sums[static_cast<std::size_t>(g)] = s;
     }
-    out.sums16.assign(out.sums.begin(), out.sums.end());  // (exact: |s| <= 2032 for the groups of 16)
-    if (block != 256) out.sums16.clear();
+    if (block == 256) out.sums16.assign(out.sums.begin(), out.sums.end());  // (exact: |s| <= 2032 for the groups of 16)
+    else out.sums16.clear();
 }
 
 namespace gemv_q8_detail {

@@ -804,9 +804,9 @@ private:
         const bool want_sink = spec.n_extra() > 0 && p.hooks.has(l, BlockSite::SinkPattern);
         const bool want_columns = p.hooks.has(l, BlockSite::PatternColumns);
         const Index C = p.options.columns();
-        std::vector<Index> key0(1, 0);
+        static constexpr Index key0 = 0;
         auto columns_of = [&](Index b) {  // sequence b's keys for attn.hook_pattern_columns
-            return p.options.pattern_columns.size() == 0 ? key0.data() : p.options.pattern_columns.row(b).data();
+            return p.options.pattern_columns.size() == 0 ? &key0 : p.options.pattern_columns.row(b).data();
         };
         if (want_columns) w.columns.assign(static_cast<std::size_t>(N * H * T * C), 0.0f);
         if (!p.hooks.has(l, BlockSite::AttnScores) && !p.hooks.has(l, BlockSite::Pattern) && !want_sink) {
