@@ -268,6 +268,63 @@ TEST_CASE("causal attention (GQA, windows, sink slots, clipped) matches a naive 
     }
 }
 
+TEST_CASE("attention over keys and values held in f16 / bf16 equals the double loop on the rounded values") {
+    // A KV cache in 16 bits: past cached keys then T new ones, over the 256-key chunks the keys are widened in.
+    const Index H = 4, KV = 2, hd = 16;
+    struct Case { Index past, T, window; kernels::KVFormat f; };
+    for (Case cs : {Case{300, 1, 0, kernels::KVFormat::F16}, Case{511, 1, 0, kernels::KVFormat::BF16},
+                    Case{250, 20, 0, kernels::KVFormat::BF16}, Case{600, 3, 100, kernels::KVFormat::F16},
+                    Case{0, 40, 0, kernels::KVFormat::F16}}) {
+        CAPTURE(cs.past);
+        CAPTURE(cs.T);
+        const Index n = cs.past + cs.T;
+        AttentionSpec s;
+        s.heads = H;
+        s.kv_heads = KV;
+        s.head_dim = hd;
+        s.scale = 1.0f / std::sqrt(float(hd));
+        s.window = cs.window;
+        const RowMatrixF q = test::random_matrix(n, H * hd, rng, 2.0f);
+        RowMatrixF k = test::random_matrix(n, KV * hd, rng, 2.0f), v = test::random_matrix(n, KV * hd, rng);
+        std::vector<std::uint16_t> k16(static_cast<std::size_t>(k.size())), v16(k16.size());
+        const bool bf = cs.f == kernels::KVFormat::BF16;
+        for (Index i = 0; i < k.size(); ++i) {  // the 16-bit values, and the floats they stand for
+            k16[static_cast<std::size_t>(i)] = bf ? float_to_bf16(k.data()[i]) : float_to_f16(k.data()[i]);
+            v16[static_cast<std::size_t>(i)] = bf ? float_to_bf16(v.data()[i]) : float_to_f16(v.data()[i]);
+            k.data()[i] = bf ? bf16_to_float(k16[static_cast<std::size_t>(i)]) : f16_to_float(k16[static_cast<std::size_t>(i)]);
+            v.data()[i] = bf ? bf16_to_float(v16[static_cast<std::size_t>(i)]) : f16_to_float(v16[static_cast<std::size_t>(i)]);
+        }
+        const RefAttention ref = ref_attention(q, k, v, s);  // all n queries; the last T are the new ones
+        kernels::AttentionInput in;
+        in.q = q.data() + cs.past * q.cols();
+        in.q_stride = q.cols();
+        in.k_stride = in.v_stride = k.cols();
+        in.T = cs.T;
+        in.past = cs.past;
+        in.kv_format = cs.f;
+        in.k16 = k16.data();
+        in.v16 = v16.data();
+        RowMatrixF z(cs.T, H * hd);
+        kernels::causal_attention(s, in, z.data(), z.cols(), nullptr, 8);
+        CHECK(test::max_abs_diff(z, ref.z.bottomRows(cs.T)) < 2e-5);
+        std::vector<float> pat(static_cast<std::size_t>(H * cs.T * n));
+        kernels::attention_scores(s, in, pat.data());
+        kernels::attention_probs(s, in, pat.data(), nullptr, nullptr);
+        double pe = 0;
+        for (Index h = 0; h < H; ++h)
+            for (Index i = 0; i < cs.T; ++i)
+                for (Index j = 0; j < n; ++j)
+                    pe = std::max(pe, std::abs(pat[static_cast<std::size_t>((h * cs.T + i) * n + j)] -
+                                               ref.pattern[static_cast<std::size_t>((h * n + cs.past + i) * n + j)]));
+        CHECK(pe < 1e-6);
+        RowMatrixF z2(cs.T, H * hd);
+        kernels::attention_combine(s, in, pat.data(), nullptr, z2.data(), z2.cols());
+        CHECK(test::max_abs_diff(z2, ref.z.bottomRows(cs.T)) < 2e-5);
+    }
+    CHECK(kernels::kv_format_from_name("bf16", "--kv-cache") == kernels::KVFormat::BF16);
+    test::expect_error([] { kernels::kv_format_from_name("q8", "--kv-cache"); }, {"--kv-cache", "\"q8\"", "f32, f16 or bf16"});
+}
+
 TEST_CASE("half and bfloat16 conversions are exact and round to nearest even") {
     for (std::uint32_t h = 0; h < 65536; ++h) {
         const auto u = static_cast<std::uint16_t>(h);

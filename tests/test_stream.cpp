@@ -31,7 +31,8 @@ TokenBatch random_ids(Index N, Index T, Index V, unsigned seed) {
 }
 
 /// Logits of `ids` fed through a cache in steps of the given sizes (cycled).
-RowMatrixF decode(const Transformer& m, const TokenBatch& ids, const std::vector<Index>& steps, CachePolicy pol = {}) {
+RowMatrixF decode(const Transformer& m, const TokenBatch& ids, const std::vector<Index>& steps, CachePolicy pol = {},
+                  const Hooks& hooks = {}) {
     const Index N = ids.rows(), T = ids.cols();
     KVCache cache(m.config(), N, pol);
     Workspace ws;
@@ -40,7 +41,7 @@ RowMatrixF decode(const Transformer& m, const TokenBatch& ids, const std::vector
     for (Index t = 0; t < T;) {
         const Index n = std::min(steps[k++ % steps.size()], T - t);
         const TokenBatch part = ids.middleCols(t, n);
-        const RowMatrixF& logits = m.run(part, cache, ws);
+        const RowMatrixF& logits = m.run(part, cache, ws, hooks);
         for (Index b = 0; b < N; ++b) out.middleRows(b * T + t, n) = logits.middleRows(b * n, n);
         t += n;
     }
@@ -67,6 +68,43 @@ TEST_CASE("decoding token by token, or in chunks, through a KV cache equals the 
         CHECK(test::max_abs_diff(decode(m, ids, {4, 1, 3}), full) / scale < 2e-5);
         // Positions = index in the cache change nothing while nothing is evicted.
         CHECK(test::max_abs_diff(decode(m, ids, {2}, {0, 0, CachePolicy::Positions::CacheIndex}), full) / scale < 2e-5);
+    }
+}
+
+TEST_CASE("a KV cache in f16 / bf16 equals a float cache fed keys and values rounded to 16 bits") {
+    for (const char* name : {"tiny-llama", "tiny-gpt2"}) {
+        INFO(name);
+        const Transformer m(test::model(name));
+        const TokenBatch ids = random_ids(2, 13, m.config().vocab_size, 11);
+        for (kernels::KVFormat f : {kernels::KVFormat::F16, kernels::KVFormat::BF16}) {
+            INFO(kernels::kv_format_name(f));
+            // The keys attention reads (after RoPE where the model has it) and the values, rounded as the cache holds them.
+            auto round16 = [f](Activation& a) {
+                for (Index i = 0; i < a.numel(); ++i)
+                    a.data[i] = f == kernels::KVFormat::BF16 ? bf16_to_float(float_to_bf16(a.data[i])) : f16_to_float(float_to_f16(a.data[i]));
+            };
+            Hooks hooks;
+            hooks.add(m.config().has_rope() ? "blocks.*.attn.hook_rot_k" : "blocks.*.attn.hook_k", round16);
+            hooks.add("blocks.*.attn.hook_v", round16);
+            const RowMatrixF full = m.forward(ids);
+            const double scale = std::max(1.0, static_cast<double>(full.cwiseAbs().maxCoeff()));
+            CachePolicy pol;
+            pol.storage = f;
+            for (const std::vector<Index>& steps : {std::vector<Index>{1}, std::vector<Index>{5, 1, 2}}) {
+                // The same path with the same rounding: equal up to float summation order.
+                const RowMatrixF cached16 = decode(m, ids, steps, pol), fed = decode(m, ids, steps, {}, hooks);
+                CHECK(test::max_abs_diff(cached16, fed) / scale < 1e-6);
+                // Against the exact forward: one rounding of every key and value (2^-11 relative in f16, 2^-8 in bf16).
+                const double err = test::max_abs_diff(cached16, full) / scale;
+                CHECK(err > 0.0);
+                CHECK(err < (f == kernels::KVFormat::F16 ? 2e-3 : 1.5e-2));
+            }
+            Workspace ws;
+            KVCache c16(m.config(), 2, pol), c32(m.config(), 2);
+            m.run(ids, c16, ws);
+            m.run(ids, c32, ws);
+            CHECK(2 * c16.bytes() == c32.bytes());
+        }
     }
 }
 

@@ -116,6 +116,24 @@ def test_the_kv_cache_appends_exactly_and_generate_continues(tiny_llama):
     assert np.array_equal(s[0, :8], toks[0, :8]) or s.shape == (1, 8)
 
 
+def test_a_16_bit_kv_cache_halves_the_memory_and_stays_close(tiny_llama):
+    ids = tiny_llama.to_tokens("Summer is warm. Winter is cold. The cat sat")
+    full = tiny_llama(ids)
+    sizes = {}
+    for dtype, tol in (("f32", 2e-4), ("f16", 2e-3), ("bf16", 1.5e-2)):
+        kv = tiny_llama.make_cache(dtype=dtype)
+        assert kv.dtype == dtype
+        out = np.concatenate([tiny_llama(ids[:, :4], past_kv_cache=kv), tiny_llama(ids[:, 4:], past_kv_cache=kv)], axis=1)
+        err = np.abs(out - full).max() / np.abs(full).max()
+        assert err < tol, (dtype, err)
+        if dtype != "f32":
+            assert err > 0  # the keys and values really are rounded
+        sizes[dtype] = kv.nbytes
+    assert sizes["f16"] == sizes["bf16"] == sizes["f32"] // 2
+    toks = tiny_llama.generate(ids, max_new_tokens=3, kv_cache="f16")
+    assert toks.shape == (1, ids.shape[1] + 3)
+
+
 def test_tokens_and_strings(tiny_llama):
     t = tiny_llama.to_tokens("Summer is warm.")
     assert t.dtype == np.int64 and t.ndim == 2 and t[0, 0] == 1

@@ -56,6 +56,8 @@ CASES = [
     ("NaN pixels", lambda m, t: massact.load(data("families", "vit"))(pixel_values=np.full((1, 3, 32, 32), np.nan, np.float32)), massact.Error, "not finite"),
     ("KV cache of another batch", lambda m, t: m(np.ones((2, 3), np.int64), past_kv_cache=m.make_cache(batch=1)), massact.Error, "KV cache"),
     ("sinks without window", lambda m, t: m.make_cache(sinks=4), massact.Error, "window"),
+    ("unknown KV cache dtype", lambda m, t: m.make_cache(dtype="q4"), massact.Error, "f32, f16 or bf16"),
+    ("unknown generate kv_cache", lambda m, t: m.generate("a", max_new_tokens=1, kv_cache="int8"), massact.Error, "kv_cache"),
     ("negative max_new_tokens", lambda m, t: m.generate("a", max_new_tokens=-1), massact.Error, "max_new_tokens"),
     ("generate on a batch", lambda m, t: m.generate(np.ones((2, 3), np.int64)), massact.Error, "one sequence"),
     ("decode out of vocab", lambda m, t: m.to_string(np.array([5, 70000])), massact.Error, "outside the vocabulary"),

@@ -1616,6 +1616,9 @@ void gelu_erf(Eigen::Ref<RowMatrix<T>> out, const Eigen::Ref<const RowMatrix<T>>
 //   - attention_scores() / attention_probs() / attention_combine(): the same
 //     stages on a full [heads, T, past + T] buffer, so hooks can read or edit
 //     the scores and the pattern in between.
+//
+// Keys and values may be held in 16 bits (a KV cache in f16 or bf16): they are widened to float a chunk of keys
+// at a time in the thread's scratch, so a long cache is read at half the bytes and the products stay float32.
 
 
 // ---- massact/kernels/softmax.hpp ---------------------------------------------------------------
@@ -1725,6 +1728,7 @@ void clipped_softmax_rows(Eigen::Ref<RowMatrix<T>> x, T zeta, T gamma) {
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #if defined(_OPENMP)
@@ -1752,6 +1756,18 @@ struct AttentionSpec {
     Index n_extra() const { return (sink_logits ? 1 : 0) + (k_bias ? 1 : 0); }
 };
 
+/// How keys and values are held: float32, or IEEE half / bfloat16 (a KV cache at half the memory).
+enum class KVFormat { F32, F16, BF16 };
+
+inline const char* kv_format_name(KVFormat f) { return f == KVFormat::F16 ? "f16" : f == KVFormat::BF16 ? "bf16" : "f32"; }
+
+/// "f32", "f16" or "bf16"; `what` names the option or field in the error.
+inline KVFormat kv_format_from_name(const std::string& name, const std::string& what) {
+    for (KVFormat f : {KVFormat::F32, KVFormat::F16, KVFormat::BF16})
+        if (name == kv_format_name(f)) return f;
+    throw Error(what + ": \"" + name + "\" is not a KV cache precision (expected f32, f16 or bf16)");
+}
+
 /// One sequence: q [T, heads*hd], k and v [past + T, kv_heads*hd], output z [T, heads*hd]; row strides
 /// given. Query row r is key row past + r (past > 0: keys from a KV cache come first).
 struct AttentionInput {
@@ -1763,6 +1779,9 @@ struct AttentionInput {
     Index v_stride = 0;
     Index T = 0;     // queries
     Index past = 0;  // cached keys before the first query
+    KVFormat kv_format = KVFormat::F32;  // F16 / BF16: the keys and values are k16 and v16 (k and v unused)
+    const std::uint16_t* k16 = nullptr;
+    const std::uint16_t* v16 = nullptr;
 
     Index keys() const { return past + T; }
 };
@@ -1777,6 +1796,58 @@ struct ColumnProbs {
 };
 
 namespace detail {
+
+/// Keys widened from 16 bits at a time: 256 rows of one head (64 KB at head_dim 64) stay in the core's cache.
+constexpr Index kv_chunk = 256;
+
+/// Rows j0..j1 of key/value head g (values when `values`) as float: a view of float storage, else the 16-bit rows
+/// widened into buf.
+inline ConstStridedRowMap<float> kv_rows(const AttentionInput& in, bool values, Index g, Index hd, Index j0, Index j1,
+                                         std::vector<float>& buf) {
+    const Index stride = values ? in.v_stride : in.k_stride, n = j1 - j0;
+    if (in.kv_format == KVFormat::F32)
+        return {(values ? in.v : in.k) + j0 * stride + g * hd, n, hd, Eigen::OuterStride<>(stride)};
+    const std::uint16_t* src = (values ? in.v16 : in.k16) + j0 * stride + g * hd;
+    buf.resize(static_cast<std::size_t>(n * hd));
+    for (Index j = 0; j < n; ++j) {
+        const auto m = static_cast<std::size_t>(hd);
+        if (in.kv_format == KVFormat::BF16) bf16_to_float(src + j * stride, buf.data() + j * hd, m);
+        else f16_to_float(src + j * stride, buf.data() + j * hd, m);
+    }
+    return {buf.data(), n, hd, Eigen::OuterStride<>(hd)};
+}
+
+/// The keys (or values) k0..k1 of head g in chunks: whole when float, kv_chunk rows at a time when widened.
+template <typename Fn>
+inline void for_kv_chunks(const AttentionInput& in, bool values, Index g, Index hd, Index k0, Index k1, Fn fn) {
+    const Index step = in.kv_format == KVFormat::F32 ? std::max<Index>(1, k1 - k0) : kv_chunk;
+    std::vector<float> buf;
+    for (Index j0 = k0; j0 < k1; j0 += step) {
+        const Index j1 = std::min(k1, j0 + step);
+        fn(j0, j1, kv_rows(in, values, g, hd, j0, j1, buf));
+    }
+}
+
+/// St [rows, k1 - k0] = scale * Q K^T over keys k0..k1 of head g.
+inline void dot_keys(const AttentionSpec& s, const AttentionInput& in, const ConstStridedRowMap<float>& Q, Index g, Index k0,
+                     Index k1, StridedRowMap<float>& St) {
+    for_kv_chunks(in, false, g, s.head_dim, k0, k1, [&](Index j0, Index j1, const ConstStridedRowMap<float>& K) {
+        St.middleCols(j0 - k0, j1 - j0).noalias() = s.scale * (Q * K.transpose());
+    });
+}
+
+/// Z [rows, hd] = P V over values k0..k1 of head g (P's columns are those values).
+inline void apply_values(const AttentionInput& in, const ConstStridedRowMap<float>& P, Index g, Index hd, Index k0, Index k1,
+                         StridedRowMap<float>& Z) {
+    if (k1 <= k0) {
+        Z.setZero();
+        return;
+    }
+    for_kv_chunks(in, true, g, hd, k0, k1, [&](Index j0, Index j1, const ConstStridedRowMap<float>& V) {
+        if (j0 == k0) Z.noalias() = P.middleCols(0, j1 - j0) * V;
+        else Z.noalias() += P.middleCols(j0 - k0, j1 - j0) * V;
+    });
+}
 
 inline Index first_visible(const AttentionSpec& s, Index i) { return s.window > 0 ? std::max<Index>(0, i - s.window + 1) : 0; }
 /// One past the last key query index i sees (of `keys` keys).
@@ -1808,9 +1879,8 @@ inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index 
     const Index g = h / s.group(), hd = s.head_dim, rows = i1 - i0, a0 = in.past + i0;
     const Index a1 = end_visible(s, in.past + i1 - 1, in.keys()), k0 = first_visible(s, a0);
     ConstStridedRowMap<float> Q(in.q + i0 * in.q_stride + h * hd, rows, hd, Eigen::OuterStride<>(in.q_stride));
-    ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, a1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
     StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
-    St.noalias() = s.scale * (Q * K.transpose());
+    dot_keys(s, in, Q, g, k0, a1, St);
     finish_scores(s, in, [h](Index) { return h; }, [a0](Index r) { return a0 + r; }, rows, k0, a1, S, ld, ncols);
 }
 
@@ -1820,9 +1890,8 @@ inline void scores_group(const AttentionSpec& s, const AttentionInput& in, Index
     const Index g = h0 / s.group(), hd = s.head_dim, rows = s.group(), a = in.past + i;
     const Index a1 = end_visible(s, a, in.keys()), k0 = first_visible(s, a);
     ConstStridedRowMap<float> Q(in.q + i * in.q_stride + h0 * hd, rows, hd, Eigen::OuterStride<>(hd));
-    ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, a1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
     StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
-    St.noalias() = s.scale * (Q * K.transpose());
+    dot_keys(s, in, Q, g, k0, a1, St);
     finish_scores(s, in, [h0](Index r) { return h0 + r; }, [a](Index) { return a; }, rows, k0, a1, S, ld, ncols);
 }
 
@@ -1866,9 +1935,8 @@ inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index
     const Index g = h / s.group(), hd = s.head_dim, rows = i1 - i0;
     const Index k0 = first_visible(s, in.past + i0);  // no row of the tile sees a key before its first row's window
     ConstStridedRowMap<float> Pt(P + k0, rows, ncols - k0, Eigen::OuterStride<>(ld));
-    ConstStridedRowMap<float> V(in.v + k0 * in.v_stride + g * hd, ncols - k0, hd, Eigen::OuterStride<>(in.v_stride));
     StridedRowMap<float> Z(z + i0 * z_stride + h * hd, rows, hd, Eigen::OuterStride<>(z_stride));
-    Z.noalias() = Pt * V;
+    apply_values(in, Pt, g, hd, k0, ncols, Z);
     if (s.v_bias && kv_prob) {
         const float* vb = s.v_bias + g * hd;
         for (Index r = 0; r < rows; ++r)
@@ -1913,9 +1981,8 @@ inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, f
                     if (sink_prob) sink_prob[h0 + r] = extra[static_cast<std::size_t>(r)];
                 }
                 ConstStridedRowMap<float> P(S.data() + k0, G, n - k0, Eigen::OuterStride<>(n));
-                ConstStridedRowMap<float> V(in.v + k0 * in.v_stride + g * s.head_dim, n - k0, s.head_dim, Eigen::OuterStride<>(in.v_stride));
-                RowMap<float> Z(z + h0 * s.head_dim, G, s.head_dim);  // (the group's heads are adjacent in z's row)
-                Z.noalias() = P * V;
+                StridedRowMap<float> Z(z + h0 * s.head_dim, G, s.head_dim, Eigen::OuterStride<>(s.head_dim));  // (the group's heads are adjacent in z's row)
+                detail::apply_values(in, P, g, s.head_dim, k0, n, Z);
                 if (s.v_bias)
                     for (Index r = 0; r < G; ++r) Z.row(r) += kv[static_cast<std::size_t>(r)] * ConstRowMap<float>(s.v_bias + g * s.head_dim, 1, s.head_dim);
             }
@@ -4110,6 +4177,9 @@ private:
 // Positions::CacheIndex (StreamingLLM) a held token's position is its index in the cache, so the window's
 // tokens move down by one at every step and their keys are rotated again from the stored ones.
 //
+// Keys and values are held in float32, or in f16 / bf16 (CachePolicy::storage: half the memory and half the bytes
+// that attention reads per decoded token, as llama.cpp's default f16 cache; each value rounded to nearest once).
+//
 // The policy `keep S first, W most recent` (Xiao et al. 2024): before a step of T new tokens, when
 // size + T > S + W, the tokens between the first S and the last W - T are dropped. window = 0 keeps
 // everything (a dense cache).
@@ -4121,7 +4191,7 @@ private:
 
 namespace massact {
 
-/// Which tokens a KV cache keeps, and which positions they get.
+/// Which tokens a KV cache keeps, which positions they get, and in what precision their keys and values are held.
 struct CachePolicy {
     enum class Positions {
         Absolute,    // a token's position is its index in the stream (what the model saw in training)
@@ -4130,6 +4200,7 @@ struct CachePolicy {
     Index sinks = 0;   // the first S tokens are never evicted
     Index window = 0;  // and the W most recent are kept (0: nothing is evicted)
     Positions positions = Positions::Absolute;
+    kernels::KVFormat storage = kernels::KVFormat::F32;  // keys and values in float32, f16 or bf16
 
     /// No eviction, absolute positions: exactly the full forward.
     static CachePolicy dense() { return {}; }
@@ -4140,13 +4211,81 @@ struct CachePolicy {
     Index capacity() const { return sinks + window; }
 };
 
+/// Rows of keys or values in float32 or 16 bits: rows are written from float and read by attention as stored.
+class KVRows {
+public:
+    explicit KVRows(kernels::KVFormat f = kernels::KVFormat::F32) : format_(f) {}
+
+    kernels::KVFormat format() const { return format_; }
+    Index rows() const { return rows_; }
+    Index cols() const { return cols_; }
+    bool empty() const { return rows_ == 0; }
+    /// Float storage (format f32) and 16-bit storage (f16, bf16), row-major [rows, cols].
+    const float* f32() const { return f32_.data(); }
+    const std::uint16_t* half() const { return half_.data(); }
+
+    /// rows x cols, keeping the first `keep` rows of each of `blocks` blocks of old_rows / blocks rows.
+    void regrow(Index blocks, Index rows_per_block, Index keep, Index cols) {
+        const Index old_per = blocks > 0 && rows_ > 0 ? rows_ / blocks : 0;
+        KVRows bigger(format_);
+        bigger.rows_ = blocks * rows_per_block;
+        bigger.cols_ = cols;
+        const auto n = static_cast<std::size_t>(bigger.rows_ * cols);
+        if (format_ == kernels::KVFormat::F32) bigger.f32_.assign(n, 0.0f);
+        else bigger.half_.assign(n, 0);
+        for (Index b = 0; b < blocks && old_per > 0; ++b)
+            for (Index j = 0; j < keep; ++j) bigger.copy_row_from(*this, b * rows_per_block + j, b * old_per + j);
+        *this = std::move(bigger);
+    }
+
+    /// Row r = x (cols values), rounded to nearest when held in 16 bits.
+    void store(Index r, const float* x) {
+        const auto at = static_cast<std::size_t>(r * cols_);
+        switch (format_) {
+            case kernels::KVFormat::F32: std::copy(x, x + cols_, f32_.begin() + static_cast<std::ptrdiff_t>(at)); break;
+            case kernels::KVFormat::F16:
+                for (Index c = 0; c < cols_; ++c) half_[at + static_cast<std::size_t>(c)] = float_to_f16(x[c]);
+                break;
+            case kernels::KVFormat::BF16:
+                for (Index c = 0; c < cols_; ++c) half_[at + static_cast<std::size_t>(c)] = float_to_bf16(x[c]);
+                break;
+        }
+    }
+
+    /// The value at row r, column c, as float.
+    float operator()(Index r, Index c) const {
+        const auto i = static_cast<std::size_t>(r * cols_ + c);
+        switch (format_) {
+            case kernels::KVFormat::F16: return f16_to_float(half_[i]);
+            case kernels::KVFormat::BF16: return bf16_to_float(half_[i]);
+            default: return f32_[i];
+        }
+    }
+
+    /// Row `to` = row `from` (both of this tensor).
+    void move_row(Index to, Index from) { copy_row_from(*this, to, from); }
+
+private:
+    void copy_row_from(const KVRows& o, Index to, Index from) {
+        const auto n = static_cast<std::ptrdiff_t>(cols_), src = static_cast<std::ptrdiff_t>(from * o.cols_),
+                   dst = static_cast<std::ptrdiff_t>(to * cols_);
+        if (format_ == kernels::KVFormat::F32) std::copy_n(o.f32_.begin() + src, n, f32_.begin() + dst);
+        else std::copy_n(o.half_.begin() + src, n, half_.begin() + dst);
+    }
+
+    kernels::KVFormat format_;
+    Index rows_ = 0, cols_ = 0;
+    std::vector<float> f32_;
+    std::vector<std::uint16_t> half_;
+};
+
 class KVCache {
 public:
     /// One layer's tensors: row row(b, j) belongs to sequence b, held token j.
     struct Layer {
-        RowMatrixF k;              // [batch * rows, KV*hd] keys as attention reads them (rotated with RoPE)
-        RowMatrixF k_raw;          // the keys before RoPE (models with RoPE only)
-        RowMatrixF v;              // values
+        KVRows k;                  // [batch * rows, KV*hd] keys as attention reads them (rotated with RoPE)
+        RowMatrixF k_raw;          // the keys before RoPE, float32 (RoPE models whose positions move: CacheIndex)
+        KVRows v;                  // values
         std::vector<Index> k_pos;  // per held token: the position its key in k was rotated for (-1: none)
     };
 
@@ -4159,7 +4298,8 @@ public:
     KVCache(const ModelConfig& c, Index batch = 1, CachePolicy policy = {})
         : policy_(policy), batch_(batch), width_(c.num_kv_heads * c.head_dim), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim),
           rope_(c.has_rope()),
-          layers_(static_cast<std::size_t>(c.num_layers)), rope_memo_(c.rope.size()) {
+          layers_(static_cast<std::size_t>(c.num_layers), Layer{KVRows(policy.storage), {}, KVRows(policy.storage), {}}),
+          rope_memo_(c.rope.size()) {
         if (batch < 1) throw Error("KV cache: batch size " + std::to_string(batch) + " must be at least 1");
         if (policy.sinks < 0 || policy.window < 0)
             throw Error("KV cache: sinks (" + std::to_string(policy.sinks) + ") and window (" +
@@ -4182,6 +4322,16 @@ public:
     }
     int num_layers() const { return static_cast<int>(layers_.size()); }
     Index kv_width() const { return width_; }
+    /// Whether the keys before RoPE are kept (they are needed only when held tokens change position).
+    bool keeps_raw_keys() const { return rope_ && policy_.positions == CachePolicy::Positions::CacheIndex; }
+    /// Bytes held by keys and values (all layers, the capacity allocated so far).
+    std::size_t bytes() const {
+        std::size_t n = 0;
+        for (const auto& L : layers_)
+            n += static_cast<std::size_t>((L.k.rows() + L.v.rows()) * width_) * (policy_.storage == kernels::KVFormat::F32 ? 4 : 2) +
+                 static_cast<std::size_t>(L.k_raw.size()) * 4;
+        return n;
+    }
 
     /// Empty when this cache can continue `batch` sequences of a model with config `c` (the same layer count, key
     /// and value heads, head width, RoPE and RoPE specs as the model it was made for); else what differs.
@@ -4246,11 +4396,12 @@ private:
         n = std::min(n, size_ - from);
         const Index keep = size_ - from - n;  // tokens moved from [from + n, size) to [from, from + keep)
         for (auto& L : layers_) {
-            for (RowMatrixF* m : {&L.k, &L.k_raw, &L.v}) {
-                if (m->size() == 0) continue;
+            for (KVRows* m : {&L.k, &L.v})
                 for (Index b = 0; b < batch_; ++b)
-                    for (Index j = 0; j < keep; ++j) m->row(row(b, from + j)) = m->row(row(b, from + n + j));
-            }
+                    for (Index j = 0; j < keep; ++j) m->move_row(row(b, from + j), row(b, from + n + j));
+            if (L.k_raw.size() > 0)
+                for (Index b = 0; b < batch_; ++b)
+                    for (Index j = 0; j < keep; ++j) L.k_raw.row(row(b, from + j)) = L.k_raw.row(row(b, from + n + j));
             L.k_pos.erase(L.k_pos.begin() + from, L.k_pos.begin() + from + n);
         }
         held_.erase(held_.begin() + from, held_.begin() + from + n);
@@ -4261,14 +4412,15 @@ private:
     void reserve(Index rows) {
         if (rows <= rows_) return;
         const Index grown = policy_.evicts() ? policy_.capacity() : std::max(rows, 2 * rows_);
-        for (auto& L : layers_)
-            for (RowMatrixF* m : {&L.k, &L.k_raw, &L.v}) {
-                if (m == &L.k_raw && !rope_) continue;
-                RowMatrixF bigger(batch_ * grown, width_);
-                for (Index b = 0; b < batch_; ++b)
-                    if (size_ > 0) bigger.middleRows(b * grown, size_) = m->middleRows(b * rows_, size_);
-                m->swap(bigger);
-            }
+        for (auto& L : layers_) {
+            L.k.regrow(batch_, grown, size_, width_);
+            L.v.regrow(batch_, grown, size_, width_);
+            if (!keeps_raw_keys()) continue;
+            RowMatrixF bigger(batch_ * grown, width_);
+            for (Index b = 0; b < batch_; ++b)
+                if (size_ > 0) bigger.middleRows(b * grown, size_) = L.k_raw.middleRows(b * rows_, size_);
+            L.k_raw.swap(bigger);
+        }
         rows_ = grown;
     }
 
@@ -8527,7 +8679,7 @@ private:
         }
         if (c.has_rope()) {
             const kernels::RopeTable& rope = rope_of(p, l);
-            if (p.cache) store_rows(p, p.cache->layer(l).k_raw, k);
+            if (p.cache && p.cache->keeps_raw_keys()) store_rows(p, p.cache->layer(l).k_raw, k);
             {
                 detail::StageTimer timer(p.stage(&StageTimes::attention));
                 for (Index r = 0; r < R; ++r) {
@@ -8593,6 +8745,10 @@ private:
     static void store_rows(const Pass& p, RowMatrixF& m, const RowMatrixF& x) {
         for (Index b = 0; b < p.N; ++b) m.middleRows(p.cache->row(b, p.past), p.T) = x.middleRows(b * p.T, p.T);
     }
+    static void store_rows(const Pass& p, KVRows& m, const RowMatrixF& x) {
+        for (Index b = 0; b < p.N; ++b)
+            for (Index t = 0; t < p.T; ++t) m.store(p.cache->row(b, p.past + t), x.row(b * p.T + t).data());
+    }
 
     /// Append the new keys (rotated) and values to the cache; rotate the held keys whose position changed
     /// (after an eviction with positions = index in the cache) again from the keys before RoPE.
@@ -8601,8 +8757,9 @@ private:
         KVCache::Layer& C = cache.layer(l);
         store_rows(p, C.k, p.w.k);
         store_rows(p, C.v, p.w.v);
-        if (!config_.has_rope()) return;
+        if (!cache.keeps_raw_keys()) return;  // (held tokens keep their positions)
         const kernels::RopeTable& rope = rope_of(p, l);
+        std::vector<float> key(static_cast<std::size_t>(C.k_raw.cols()));
         for (Index j = 0; j < p.keys(); ++j) {
             Index& at = C.k_pos[static_cast<std::size_t>(j)];
             const Index want = cache.position(j);
@@ -8611,8 +8768,9 @@ private:
             } else if (at != want) {
                 for (Index b = 0; b < p.N; ++b) {
                     const Index r = cache.row(b, j);
-                    C.k.row(r) = C.k_raw.row(r);
-                    rotate(rope, C.k.row(r).data(), config_.num_kv_heads, want);
+                    std::copy_n(C.k_raw.row(r).data(), key.size(), key.begin());
+                    rotate(rope, key.data(), config_.num_kv_heads, want);
+                    C.k.store(r, key.data());
                 }
                 at = want;
             }
@@ -8650,13 +8808,24 @@ private:
             in.q_stride = w.q.cols();
             in.T = T;
             in.past = p.past;
-            const RowMatrixF& k = p.cache ? p.cache->layer(l).k : w.k;
-            const RowMatrixF& v = p.cache ? p.cache->layer(l).v : w.v;
-            const Index first = p.cache ? p.cache->row(b, 0) : b * T;
-            in.k = k.data() + first * k.cols();
-            in.k_stride = k.cols();
-            in.v = v.data() + first * v.cols();
-            in.v_stride = v.cols();
+            if (!p.cache) {
+                in.k_stride = w.k.cols();
+                in.v_stride = w.v.cols();
+                in.k = w.k.data() + b * T * w.k.cols();
+                in.v = w.v.data() + b * T * w.v.cols();
+                return in;
+            }
+            const KVCache::Layer& C = p.cache->layer(l);
+            const Index first = p.cache->row(b, 0) * C.k.cols();
+            in.k_stride = in.v_stride = C.k.cols();
+            in.kv_format = C.k.format();
+            if (in.kv_format == kernels::KVFormat::F32) {
+                in.k = C.k.f32() + first;
+                in.v = C.v.f32() + first;
+            } else {
+                in.k16 = C.k.half() + first;
+                in.v16 = C.v.half() + first;
+            }
             return in;
         };
         const bool want_sink = spec.n_extra() > 0 && p.hooks.has(l, BlockSite::SinkPattern);
@@ -12193,6 +12362,7 @@ struct StreamOptions {
     Index chunk = 256;  // Dense: tokens per incremental forward
     Index batch = 16;   // Recompute: windows per forward
     bool sink_attention = true;  // record the attention on the cache's first tokens (Dense, Cache)
+    kernels::KVFormat cache_storage = kernels::KVFormat::F32;  // Dense, Cache: keys and values in f32, f16 or bf16
     RunOptions run;              // e.g. precision (Precision::Q8: a quantized GGUF decoded as llama.cpp does)
     std::function<void(Index, Index)> progress;  // (tokens done, total)
 };
@@ -12305,7 +12475,8 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
             if (o.progress) o.progress(t0 + nb - 1, N - 1);
         }
     } else {
-        const CachePolicy pol = o.policy == StreamPolicy::Dense ? CachePolicy::dense() : CachePolicy::streaming(o.sinks, o.window);
+        CachePolicy pol = o.policy == StreamPolicy::Dense ? CachePolicy::dense() : CachePolicy::streaming(o.sinks, o.window);
+        pol.storage = o.cache_storage;
         KVCache cache(model.config(), 1, pol);
         detail::SinkAttention sinks(model.config(), std::max<Index>(o.sinks, 1));
         const Hooks hooks = o.sink_attention ? sinks.hooks() : Hooks{};

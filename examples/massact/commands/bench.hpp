@@ -30,6 +30,7 @@ struct BenchArgs {
     int repeats = 3;
     int threads = 0;      // 0: OpenMP's default
     std::string precision = "f32";
+    std::string kv_cache = "f32";
     bool bandwidth = false;  // --bandwidth: measure the read bandwidth too
     bool json = false;
 };
@@ -138,7 +139,9 @@ inline int run_bench(BenchArgs& a) {
     }
     if (a.decode > 0) {
         m.validate(random_ids(1, 0), depth + a.decode - 1);
-        massact::KVCache filled(m.config());
+        massact::CachePolicy dense;
+        dense.storage = massact::kernels::kv_format_from_name(a.kv_cache, "--kv-cache");
+        massact::KVCache filled(m.config(), 1, dense);
         if (depth > 0) m.run(random_ids(depth, 1), filled, ws, {}, opts);
         massact::KVCache cache = filled;
         const TokenBatch next = random_ids(a.decode, 2);
@@ -147,9 +150,11 @@ inline int run_bench(BenchArgs& a) {
         });
         j["decode_tokens_per_s"] = static_cast<double>(a.decode) / s;
         j["decode_tokens"] = a.decode;
+        j["kv_cache"] = a.kv_cache;
         j["decode_depth"] = depth;
-        std::printf("decode  %6lld tokens at cache %-6lld %7.1f tokens/s  (%d threads, %s)\n", static_cast<long long>(a.decode),
-                    static_cast<long long>(depth), static_cast<double>(a.decode) / s, threads, a.precision.c_str());
+        std::printf("decode  %6lld tokens at cache %-6lld %7.1f tokens/s  (%d threads, %s, KV cache %s)\n",
+                    static_cast<long long>(a.decode), static_cast<long long>(depth), static_cast<double>(a.decode) / s, threads,
+                    a.precision.c_str(), a.kv_cache.c_str());
         const double bytes = decode_weight_bytes(m);
         j["decode_weight_bytes"] = bytes;
         if (a.bandwidth) {
@@ -174,6 +179,7 @@ inline void add_bench(CLI::App& app, BenchArgs& a, std::function<int()>& action)
     cmd->add_option("-r,--repeats", a.repeats, "Timed repeats (the best is reported)")->check(CLI::PositiveNumber)->capture_default_str();
     cmd->add_option("-t,--threads", a.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
     add_precision_option(cmd, a.precision);
+    add_kv_cache_option(cmd, a.kv_cache);
     cmd->add_flag("--bandwidth", a.bandwidth, "Measure the read bandwidth (1 GiB, same threads) and decode's fraction of the limit it sets");
     cmd->add_flag("--json", a.json, "Print the results as JSON after the table");
     cmd->callback([&] { action = [&] { return run_bench(a); }; });

@@ -76,6 +76,14 @@ inline void add_precision_option(CLI::App* cmd, std::string& precision) {
         ->capture_default_str();
 }
 
+/// --kv-cache f32|f16|bf16: the precision of the keys and values a KV cache holds.
+inline void add_kv_cache_option(CLI::App* cmd, std::string& storage) {
+    cmd->add_option("--kv-cache", storage,
+                    "Precision of the KV cache's keys and values: f32 (exact), f16 (llama.cpp's default) or bf16; 16 bits halve "
+                    "its memory and the bytes attention reads per token")
+        ->capture_default_str();
+}
+
 /// --allow-nonfinite: keep going when activations hold NaN or Inf (by default the first one stops the
 /// command with its site, layer, sequence and position).
 inline void add_nonfinite_option(CLI::App* cmd, bool& allow) {

@@ -28,6 +28,7 @@ struct StreamArgs {
     bool sinks_given = false, compare = false;
     std::string json, figure;
     std::string precision = "f32";
+    std::string kv_cache = "f32";
 };
 
 /// The stream: BOS + the text of --data encoded as one text, or the first sequence of --ids-file as given;
@@ -114,6 +115,7 @@ inline int run_stream(StreamArgs& a) {
     std::vector<StreamResult> results;
     for (auto& o : runs) {
         o.run.precision = massact::kernels::precision_from_name(a.precision, "--precision");
+        o.cache_storage = massact::kernels::kv_format_from_name(a.kv_cache, "--kv-cache");
         Progress bar(run_label(o));
         o.progress = [&bar](Index done, Index total) { bar(done, total); };
         results.push_back(stream_nll(m, ids, o));
@@ -164,6 +166,7 @@ inline void add_stream(CLI::App& app, StreamArgs& a, std::function<int()>& actio
     cmd->add_option("--json", a.json, "Write {ppl, nll, policy, sinks, window, tokens, tokens_per_s} (--compare: {runs})");
     cmd->add_option("--figure", a.figure, "Write log-perplexity vs position and attention on the sinks (PNG, gnuplot)");
     add_precision_option(cmd, a.precision);
+    add_kv_cache_option(cmd, a.kv_cache);
     cmd->callback([&] { action = [&] { return run_stream(a); }; });
 }
 
@@ -175,6 +178,7 @@ struct GenerateArgs {
     std::uint64_t seed = 0;
     Index sinks = 0, window = 0;
     std::string precision = "f32";
+    std::string kv_cache = "f32";
 };
 
 inline int run_generate(GenerateArgs& a) {
@@ -192,6 +196,7 @@ inline int run_generate(GenerateArgs& a) {
     o.stop = m.config().eos_token_ids;
     o.run.precision = massact::kernels::precision_from_name(a.precision, "--precision");
     if (a.window > 0) o.cache = massact::CachePolicy::streaming(a.sinks, a.window);
+    o.cache.storage = massact::kernels::kv_format_from_name(a.kv_cache, "--kv-cache");
     const std::vector<std::int64_t> prompt(b.data(), b.data() + b.cols());
     if (!massact::text::has_tokenizer(a.model)) {  // ids only
         massact::analysis::generate(m, prompt, o, [](std::int64_t t) {
@@ -234,6 +239,7 @@ inline void add_generate(CLI::App& app, GenerateArgs& a, std::function<int()>& a
     cmd->add_option("--sinks", a.sinks, "Keep the first S tokens in the cache (with --window)")->capture_default_str();
     cmd->add_option("--window", a.window, "Keep the W most recent tokens (0: keep everything)")->capture_default_str();
     add_precision_option(cmd, a.precision);
+    add_kv_cache_option(cmd, a.kv_cache);
     cmd->callback([&] { action = [&] { return run_generate(a); }; });
 }
 

@@ -56,6 +56,7 @@ struct StreamOptions {
     Index chunk = 256;  // Dense: tokens per incremental forward
     Index batch = 16;   // Recompute: windows per forward
     bool sink_attention = true;  // record the attention on the cache's first tokens (Dense, Cache)
+    kernels::KVFormat cache_storage = kernels::KVFormat::F32;  // Dense, Cache: keys and values in f32, f16 or bf16
     RunOptions run;              // e.g. precision (Precision::Q8: a quantized GGUF decoded as llama.cpp does)
     std::function<void(Index, Index)> progress;  // (tokens done, total)
 };
@@ -168,7 +169,8 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
             if (o.progress) o.progress(t0 + nb - 1, N - 1);
         }
     } else {
-        const CachePolicy pol = o.policy == StreamPolicy::Dense ? CachePolicy::dense() : CachePolicy::streaming(o.sinks, o.window);
+        CachePolicy pol = o.policy == StreamPolicy::Dense ? CachePolicy::dense() : CachePolicy::streaming(o.sinks, o.window);
+        pol.storage = o.cache_storage;
         KVCache cache(model.config(), 1, pol);
         detail::SinkAttention sinks(model.config(), std::max<Index>(o.sinks, 1));
         const Hooks hooks = o.sink_attention ? sinks.hooks() : Hooks{};

@@ -20,14 +20,20 @@
 //   - attention_scores() / attention_probs() / attention_combine(): the same
 //     stages on a full [heads, T, past + T] buffer, so hooks can read or edit
 //     the scores and the pattern in between.
+//
+// Keys and values may be held in 16 bits (a KV cache in f16 or bf16): they are widened to float a chunk of keys
+// at a time in the thread's scratch, so a long cache is read at half the bytes and the products stay float32.
 #pragma once
 
 #include "massact/core/eigen.hpp"
+#include "massact/core/error.hpp"
+#include "massact/core/half.hpp"
 #include "massact/kernels/softmax.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #if defined(_OPENMP)
@@ -55,6 +61,18 @@ struct AttentionSpec {
     Index n_extra() const { return (sink_logits ? 1 : 0) + (k_bias ? 1 : 0); }
 };
 
+/// How keys and values are held: float32, or IEEE half / bfloat16 (a KV cache at half the memory).
+enum class KVFormat { F32, F16, BF16 };
+
+inline const char* kv_format_name(KVFormat f) { return f == KVFormat::F16 ? "f16" : f == KVFormat::BF16 ? "bf16" : "f32"; }
+
+/// "f32", "f16" or "bf16"; `what` names the option or field in the error.
+inline KVFormat kv_format_from_name(const std::string& name, const std::string& what) {
+    for (KVFormat f : {KVFormat::F32, KVFormat::F16, KVFormat::BF16})
+        if (name == kv_format_name(f)) return f;
+    throw Error(what + ": \"" + name + "\" is not a KV cache precision (expected f32, f16 or bf16)");
+}
+
 /// One sequence: q [T, heads*hd], k and v [past + T, kv_heads*hd], output z [T, heads*hd]; row strides
 /// given. Query row r is key row past + r (past > 0: keys from a KV cache come first).
 struct AttentionInput {
@@ -66,6 +84,9 @@ struct AttentionInput {
     Index v_stride = 0;
     Index T = 0;     // queries
     Index past = 0;  // cached keys before the first query
+    KVFormat kv_format = KVFormat::F32;  // F16 / BF16: the keys and values are k16 and v16 (k and v unused)
+    const std::uint16_t* k16 = nullptr;
+    const std::uint16_t* v16 = nullptr;
 
     Index keys() const { return past + T; }
 };
@@ -80,6 +101,58 @@ struct ColumnProbs {
 };
 
 namespace detail {
+
+/// Keys widened from 16 bits at a time: 256 rows of one head (64 KB at head_dim 64) stay in the core's cache.
+constexpr Index kv_chunk = 256;
+
+/// Rows j0..j1 of key/value head g (values when `values`) as float: a view of float storage, else the 16-bit rows
+/// widened into buf.
+inline ConstStridedRowMap<float> kv_rows(const AttentionInput& in, bool values, Index g, Index hd, Index j0, Index j1,
+                                         std::vector<float>& buf) {
+    const Index stride = values ? in.v_stride : in.k_stride, n = j1 - j0;
+    if (in.kv_format == KVFormat::F32)
+        return {(values ? in.v : in.k) + j0 * stride + g * hd, n, hd, Eigen::OuterStride<>(stride)};
+    const std::uint16_t* src = (values ? in.v16 : in.k16) + j0 * stride + g * hd;
+    buf.resize(static_cast<std::size_t>(n * hd));
+    for (Index j = 0; j < n; ++j) {
+        const auto m = static_cast<std::size_t>(hd);
+        if (in.kv_format == KVFormat::BF16) bf16_to_float(src + j * stride, buf.data() + j * hd, m);
+        else f16_to_float(src + j * stride, buf.data() + j * hd, m);
+    }
+    return {buf.data(), n, hd, Eigen::OuterStride<>(hd)};
+}
+
+/// The keys (or values) k0..k1 of head g in chunks: whole when float, kv_chunk rows at a time when widened.
+template <typename Fn>
+inline void for_kv_chunks(const AttentionInput& in, bool values, Index g, Index hd, Index k0, Index k1, Fn fn) {
+    const Index step = in.kv_format == KVFormat::F32 ? std::max<Index>(1, k1 - k0) : kv_chunk;
+    std::vector<float> buf;
+    for (Index j0 = k0; j0 < k1; j0 += step) {
+        const Index j1 = std::min(k1, j0 + step);
+        fn(j0, j1, kv_rows(in, values, g, hd, j0, j1, buf));
+    }
+}
+
+/// St [rows, k1 - k0] = scale * Q K^T over keys k0..k1 of head g.
+inline void dot_keys(const AttentionSpec& s, const AttentionInput& in, const ConstStridedRowMap<float>& Q, Index g, Index k0,
+                     Index k1, StridedRowMap<float>& St) {
+    for_kv_chunks(in, false, g, s.head_dim, k0, k1, [&](Index j0, Index j1, const ConstStridedRowMap<float>& K) {
+        St.middleCols(j0 - k0, j1 - j0).noalias() = s.scale * (Q * K.transpose());
+    });
+}
+
+/// Z [rows, hd] = P V over values k0..k1 of head g (P's columns are those values).
+inline void apply_values(const AttentionInput& in, const ConstStridedRowMap<float>& P, Index g, Index hd, Index k0, Index k1,
+                         StridedRowMap<float>& Z) {
+    if (k1 <= k0) {
+        Z.setZero();
+        return;
+    }
+    for_kv_chunks(in, true, g, hd, k0, k1, [&](Index j0, Index j1, const ConstStridedRowMap<float>& V) {
+        if (j0 == k0) Z.noalias() = P.middleCols(0, j1 - j0) * V;
+        else Z.noalias() += P.middleCols(j0 - k0, j1 - j0) * V;
+    });
+}
 
 inline Index first_visible(const AttentionSpec& s, Index i) { return s.window > 0 ? std::max<Index>(0, i - s.window + 1) : 0; }
 /// One past the last key query index i sees (of `keys` keys).
@@ -111,9 +184,8 @@ inline void scores_tile(const AttentionSpec& s, const AttentionInput& in, Index 
     const Index g = h / s.group(), hd = s.head_dim, rows = i1 - i0, a0 = in.past + i0;
     const Index a1 = end_visible(s, in.past + i1 - 1, in.keys()), k0 = first_visible(s, a0);
     ConstStridedRowMap<float> Q(in.q + i0 * in.q_stride + h * hd, rows, hd, Eigen::OuterStride<>(in.q_stride));
-    ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, a1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
     StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
-    St.noalias() = s.scale * (Q * K.transpose());
+    dot_keys(s, in, Q, g, k0, a1, St);
     finish_scores(s, in, [h](Index) { return h; }, [a0](Index r) { return a0 + r; }, rows, k0, a1, S, ld, ncols);
 }
 
@@ -123,9 +195,8 @@ inline void scores_group(const AttentionSpec& s, const AttentionInput& in, Index
     const Index g = h0 / s.group(), hd = s.head_dim, rows = s.group(), a = in.past + i;
     const Index a1 = end_visible(s, a, in.keys()), k0 = first_visible(s, a);
     ConstStridedRowMap<float> Q(in.q + i * in.q_stride + h0 * hd, rows, hd, Eigen::OuterStride<>(hd));
-    ConstStridedRowMap<float> K(in.k + k0 * in.k_stride + g * hd, a1 - k0, hd, Eigen::OuterStride<>(in.k_stride));
     StridedRowMap<float> St(S + k0, rows, a1 - k0, Eigen::OuterStride<>(ld));
-    St.noalias() = s.scale * (Q * K.transpose());
+    dot_keys(s, in, Q, g, k0, a1, St);
     finish_scores(s, in, [h0](Index r) { return h0 + r; }, [a](Index) { return a; }, rows, k0, a1, S, ld, ncols);
 }
 
@@ -169,9 +240,8 @@ inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index
     const Index g = h / s.group(), hd = s.head_dim, rows = i1 - i0;
     const Index k0 = first_visible(s, in.past + i0);  // no row of the tile sees a key before its first row's window
     ConstStridedRowMap<float> Pt(P + k0, rows, ncols - k0, Eigen::OuterStride<>(ld));
-    ConstStridedRowMap<float> V(in.v + k0 * in.v_stride + g * hd, ncols - k0, hd, Eigen::OuterStride<>(in.v_stride));
     StridedRowMap<float> Z(z + i0 * z_stride + h * hd, rows, hd, Eigen::OuterStride<>(z_stride));
-    Z.noalias() = Pt * V;
+    apply_values(in, Pt, g, hd, k0, ncols, Z);
     if (s.v_bias && kv_prob) {
         const float* vb = s.v_bias + g * hd;
         for (Index r = 0; r < rows; ++r)
@@ -216,9 +286,8 @@ inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, f
                     if (sink_prob) sink_prob[h0 + r] = extra[static_cast<std::size_t>(r)];
                 }
                 ConstStridedRowMap<float> P(S.data() + k0, G, n - k0, Eigen::OuterStride<>(n));
-                ConstStridedRowMap<float> V(in.v + k0 * in.v_stride + g * s.head_dim, n - k0, s.head_dim, Eigen::OuterStride<>(in.v_stride));
-                RowMap<float> Z(z + h0 * s.head_dim, G, s.head_dim);  // (the group's heads are adjacent in z's row)
-                Z.noalias() = P * V;
+                StridedRowMap<float> Z(z + h0 * s.head_dim, G, s.head_dim, Eigen::OuterStride<>(s.head_dim));  // (the group's heads are adjacent in z's row)
+                detail::apply_values(in, P, g, s.head_dim, k0, n, Z);
                 if (s.v_bias)
                     for (Index r = 0; r < G; ++r) Z.row(r) += kv[static_cast<std::size_t>(r)] * ConstRowMap<float>(s.v_bias + g * s.head_dim, 1, s.head_dim);
             }

@@ -7,6 +7,9 @@
 // Positions::CacheIndex (StreamingLLM) a held token's position is its index in the cache, so the window's
 // tokens move down by one at every step and their keys are rotated again from the stored ones.
 //
+// Keys and values are held in float32, or in f16 / bf16 (CachePolicy::storage: half the memory and half the bytes
+// that attention reads per decoded token, as llama.cpp's default f16 cache; each value rounded to nearest once).
+//
 // The policy `keep S first, W most recent` (Xiao et al. 2024): before a step of T new tokens, when
 // size + T > S + W, the tokens between the first S and the last W - T are dropped. window = 0 keeps
 // everything (a dense cache).
@@ -14,6 +17,8 @@
 
 #include "massact/core/eigen.hpp"
 #include "massact/core/error.hpp"
+#include "massact/core/half.hpp"
+#include "massact/kernels/attention.hpp"
 #include "massact/kernels/rope.hpp"
 #include "massact/model/config.hpp"
 
@@ -23,7 +28,7 @@
 
 namespace massact {
 
-/// Which tokens a KV cache keeps, and which positions they get.
+/// Which tokens a KV cache keeps, which positions they get, and in what precision their keys and values are held.
 struct CachePolicy {
     enum class Positions {
         Absolute,    // a token's position is its index in the stream (what the model saw in training)
@@ -32,6 +37,7 @@ struct CachePolicy {
     Index sinks = 0;   // the first S tokens are never evicted
     Index window = 0;  // and the W most recent are kept (0: nothing is evicted)
     Positions positions = Positions::Absolute;
+    kernels::KVFormat storage = kernels::KVFormat::F32;  // keys and values in float32, f16 or bf16
 
     /// No eviction, absolute positions: exactly the full forward.
     static CachePolicy dense() { return {}; }
@@ -42,13 +48,81 @@ struct CachePolicy {
     Index capacity() const { return sinks + window; }
 };
 
+/// Rows of keys or values in float32 or 16 bits: rows are written from float and read by attention as stored.
+class KVRows {
+public:
+    explicit KVRows(kernels::KVFormat f = kernels::KVFormat::F32) : format_(f) {}
+
+    kernels::KVFormat format() const { return format_; }
+    Index rows() const { return rows_; }
+    Index cols() const { return cols_; }
+    bool empty() const { return rows_ == 0; }
+    /// Float storage (format f32) and 16-bit storage (f16, bf16), row-major [rows, cols].
+    const float* f32() const { return f32_.data(); }
+    const std::uint16_t* half() const { return half_.data(); }
+
+    /// rows x cols, keeping the first `keep` rows of each of `blocks` blocks of old_rows / blocks rows.
+    void regrow(Index blocks, Index rows_per_block, Index keep, Index cols) {
+        const Index old_per = blocks > 0 && rows_ > 0 ? rows_ / blocks : 0;
+        KVRows bigger(format_);
+        bigger.rows_ = blocks * rows_per_block;
+        bigger.cols_ = cols;
+        const auto n = static_cast<std::size_t>(bigger.rows_ * cols);
+        if (format_ == kernels::KVFormat::F32) bigger.f32_.assign(n, 0.0f);
+        else bigger.half_.assign(n, 0);
+        for (Index b = 0; b < blocks && old_per > 0; ++b)
+            for (Index j = 0; j < keep; ++j) bigger.copy_row_from(*this, b * rows_per_block + j, b * old_per + j);
+        *this = std::move(bigger);
+    }
+
+    /// Row r = x (cols values), rounded to nearest when held in 16 bits.
+    void store(Index r, const float* x) {
+        const auto at = static_cast<std::size_t>(r * cols_);
+        switch (format_) {
+            case kernels::KVFormat::F32: std::copy(x, x + cols_, f32_.begin() + static_cast<std::ptrdiff_t>(at)); break;
+            case kernels::KVFormat::F16:
+                for (Index c = 0; c < cols_; ++c) half_[at + static_cast<std::size_t>(c)] = float_to_f16(x[c]);
+                break;
+            case kernels::KVFormat::BF16:
+                for (Index c = 0; c < cols_; ++c) half_[at + static_cast<std::size_t>(c)] = float_to_bf16(x[c]);
+                break;
+        }
+    }
+
+    /// The value at row r, column c, as float.
+    float operator()(Index r, Index c) const {
+        const auto i = static_cast<std::size_t>(r * cols_ + c);
+        switch (format_) {
+            case kernels::KVFormat::F16: return f16_to_float(half_[i]);
+            case kernels::KVFormat::BF16: return bf16_to_float(half_[i]);
+            default: return f32_[i];
+        }
+    }
+
+    /// Row `to` = row `from` (both of this tensor).
+    void move_row(Index to, Index from) { copy_row_from(*this, to, from); }
+
+private:
+    void copy_row_from(const KVRows& o, Index to, Index from) {
+        const auto n = static_cast<std::ptrdiff_t>(cols_), src = static_cast<std::ptrdiff_t>(from * o.cols_),
+                   dst = static_cast<std::ptrdiff_t>(to * cols_);
+        if (format_ == kernels::KVFormat::F32) std::copy_n(o.f32_.begin() + src, n, f32_.begin() + dst);
+        else std::copy_n(o.half_.begin() + src, n, half_.begin() + dst);
+    }
+
+    kernels::KVFormat format_;
+    Index rows_ = 0, cols_ = 0;
+    std::vector<float> f32_;
+    std::vector<std::uint16_t> half_;
+};
+
 class KVCache {
 public:
     /// One layer's tensors: row row(b, j) belongs to sequence b, held token j.
     struct Layer {
-        RowMatrixF k;              // [batch * rows, KV*hd] keys as attention reads them (rotated with RoPE)
-        RowMatrixF k_raw;          // the keys before RoPE (models with RoPE only)
-        RowMatrixF v;              // values
+        KVRows k;                  // [batch * rows, KV*hd] keys as attention reads them (rotated with RoPE)
+        RowMatrixF k_raw;          // the keys before RoPE, float32 (RoPE models whose positions move: CacheIndex)
+        KVRows v;                  // values
         std::vector<Index> k_pos;  // per held token: the position its key in k was rotated for (-1: none)
     };
 
@@ -61,7 +135,8 @@ public:
     KVCache(const ModelConfig& c, Index batch = 1, CachePolicy policy = {})
         : policy_(policy), batch_(batch), width_(c.num_kv_heads * c.head_dim), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim),
           rope_(c.has_rope()),
-          layers_(static_cast<std::size_t>(c.num_layers)), rope_memo_(c.rope.size()) {
+          layers_(static_cast<std::size_t>(c.num_layers), Layer{KVRows(policy.storage), {}, KVRows(policy.storage), {}}),
+          rope_memo_(c.rope.size()) {
         if (batch < 1) throw Error("KV cache: batch size " + std::to_string(batch) + " must be at least 1");
         if (policy.sinks < 0 || policy.window < 0)
             throw Error("KV cache: sinks (" + std::to_string(policy.sinks) + ") and window (" +
@@ -84,6 +159,16 @@ public:
     }
     int num_layers() const { return static_cast<int>(layers_.size()); }
     Index kv_width() const { return width_; }
+    /// Whether the keys before RoPE are kept (they are needed only when held tokens change position).
+    bool keeps_raw_keys() const { return rope_ && policy_.positions == CachePolicy::Positions::CacheIndex; }
+    /// Bytes held by keys and values (all layers, the capacity allocated so far).
+    std::size_t bytes() const {
+        std::size_t n = 0;
+        for (const auto& L : layers_)
+            n += static_cast<std::size_t>((L.k.rows() + L.v.rows()) * width_) * (policy_.storage == kernels::KVFormat::F32 ? 4 : 2) +
+                 static_cast<std::size_t>(L.k_raw.size()) * 4;
+        return n;
+    }
 
     /// Empty when this cache can continue `batch` sequences of a model with config `c` (the same layer count, key
     /// and value heads, head width, RoPE and RoPE specs as the model it was made for); else what differs.
@@ -148,11 +233,12 @@ private:
         n = std::min(n, size_ - from);
         const Index keep = size_ - from - n;  // tokens moved from [from + n, size) to [from, from + keep)
         for (auto& L : layers_) {
-            for (RowMatrixF* m : {&L.k, &L.k_raw, &L.v}) {
-                if (m->size() == 0) continue;
+            for (KVRows* m : {&L.k, &L.v})
                 for (Index b = 0; b < batch_; ++b)
-                    for (Index j = 0; j < keep; ++j) m->row(row(b, from + j)) = m->row(row(b, from + n + j));
-            }
+                    for (Index j = 0; j < keep; ++j) m->move_row(row(b, from + j), row(b, from + n + j));
+            if (L.k_raw.size() > 0)
+                for (Index b = 0; b < batch_; ++b)
+                    for (Index j = 0; j < keep; ++j) L.k_raw.row(row(b, from + j)) = L.k_raw.row(row(b, from + n + j));
             L.k_pos.erase(L.k_pos.begin() + from, L.k_pos.begin() + from + n);
         }
         held_.erase(held_.begin() + from, held_.begin() + from + n);
@@ -163,14 +249,15 @@ private:
     void reserve(Index rows) {
         if (rows <= rows_) return;
         const Index grown = policy_.evicts() ? policy_.capacity() : std::max(rows, 2 * rows_);
-        for (auto& L : layers_)
-            for (RowMatrixF* m : {&L.k, &L.k_raw, &L.v}) {
-                if (m == &L.k_raw && !rope_) continue;
-                RowMatrixF bigger(batch_ * grown, width_);
-                for (Index b = 0; b < batch_; ++b)
-                    if (size_ > 0) bigger.middleRows(b * grown, size_) = m->middleRows(b * rows_, size_);
-                m->swap(bigger);
-            }
+        for (auto& L : layers_) {
+            L.k.regrow(batch_, grown, size_, width_);
+            L.v.regrow(batch_, grown, size_, width_);
+            if (!keeps_raw_keys()) continue;
+            RowMatrixF bigger(batch_ * grown, width_);
+            for (Index b = 0; b < batch_; ++b)
+                if (size_ > 0) bigger.middleRows(b * grown, size_) = L.k_raw.middleRows(b * rows_, size_);
+            L.k_raw.swap(bigger);
+        }
         rows_ = grown;
     }
 

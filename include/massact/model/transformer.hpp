@@ -669,7 +669,7 @@ private:
         }
         if (c.has_rope()) {
             const kernels::RopeTable& rope = rope_of(p, l);
-            if (p.cache) store_rows(p, p.cache->layer(l).k_raw, k);
+            if (p.cache && p.cache->keeps_raw_keys()) store_rows(p, p.cache->layer(l).k_raw, k);
             {
                 detail::StageTimer timer(p.stage(&StageTimes::attention));
                 for (Index r = 0; r < R; ++r) {
@@ -735,6 +735,10 @@ private:
     static void store_rows(const Pass& p, RowMatrixF& m, const RowMatrixF& x) {
         for (Index b = 0; b < p.N; ++b) m.middleRows(p.cache->row(b, p.past), p.T) = x.middleRows(b * p.T, p.T);
     }
+    static void store_rows(const Pass& p, KVRows& m, const RowMatrixF& x) {
+        for (Index b = 0; b < p.N; ++b)
+            for (Index t = 0; t < p.T; ++t) m.store(p.cache->row(b, p.past + t), x.row(b * p.T + t).data());
+    }
 
     /// Append the new keys (rotated) and values to the cache; rotate the held keys whose position changed
     /// (after an eviction with positions = index in the cache) again from the keys before RoPE.
@@ -743,8 +747,9 @@ private:
         KVCache::Layer& C = cache.layer(l);
         store_rows(p, C.k, p.w.k);
         store_rows(p, C.v, p.w.v);
-        if (!config_.has_rope()) return;
+        if (!cache.keeps_raw_keys()) return;  // (held tokens keep their positions)
         const kernels::RopeTable& rope = rope_of(p, l);
+        std::vector<float> key(static_cast<std::size_t>(C.k_raw.cols()));
         for (Index j = 0; j < p.keys(); ++j) {
             Index& at = C.k_pos[static_cast<std::size_t>(j)];
             const Index want = cache.position(j);
@@ -753,8 +758,9 @@ private:
             } else if (at != want) {
                 for (Index b = 0; b < p.N; ++b) {
                     const Index r = cache.row(b, j);
-                    C.k.row(r) = C.k_raw.row(r);
-                    rotate(rope, C.k.row(r).data(), config_.num_kv_heads, want);
+                    std::copy_n(C.k_raw.row(r).data(), key.size(), key.begin());
+                    rotate(rope, key.data(), config_.num_kv_heads, want);
+                    C.k.store(r, key.data());
                 }
                 at = want;
             }
@@ -792,13 +798,24 @@ private:
             in.q_stride = w.q.cols();
             in.T = T;
             in.past = p.past;
-            const RowMatrixF& k = p.cache ? p.cache->layer(l).k : w.k;
-            const RowMatrixF& v = p.cache ? p.cache->layer(l).v : w.v;
-            const Index first = p.cache ? p.cache->row(b, 0) : b * T;
-            in.k = k.data() + first * k.cols();
-            in.k_stride = k.cols();
-            in.v = v.data() + first * v.cols();
-            in.v_stride = v.cols();
+            if (!p.cache) {
+                in.k_stride = w.k.cols();
+                in.v_stride = w.v.cols();
+                in.k = w.k.data() + b * T * w.k.cols();
+                in.v = w.v.data() + b * T * w.v.cols();
+                return in;
+            }
+            const KVCache::Layer& C = p.cache->layer(l);
+            const Index first = p.cache->row(b, 0) * C.k.cols();
+            in.k_stride = in.v_stride = C.k.cols();
+            in.kv_format = C.k.format();
+            if (in.kv_format == kernels::KVFormat::F32) {
+                in.k = C.k.f32() + first;
+                in.v = C.v.f32() + first;
+            } else {
+                in.k16 = C.k.half() + first;
+                in.v16 = C.v.half() + first;
+            }
             return in;
         };
         const bool want_sink = spec.n_extra() > 0 && p.hooks.has(l, BlockSite::SinkPattern);
