@@ -118,3 +118,53 @@ TEST_CASE("gpt2: n_inner null, gelu variants, attention sinks, and refused optio
     j.erase("model_type");
     test::expect_error([&] { parse_config(j); }, {"model_type", "missing"});
 }
+
+TEST_CASE("a key that changes the arithmetic and that massact does not implement is refused with its name") {
+    auto j = llama_base();
+    j["attention_softmax"] = "softmax";  // the value that changes nothing
+    CHECK_NOTHROW(parse_config(j));
+    j["attention_softmax"] = "softpick";
+    test::expect_error([&] { parse_config(j, "m/config.json"); }, {"m/config.json", "attention_softmax", "\"softpick\""});
+    j = llama_base();
+    j["attention_sigmoid_bias"] = -6.2;
+    test::expect_error([&] { parse_config(j); }, {"attention_sigmoid_bias"});
+    j = llama_base();
+    j["attn_output_gate"] = true;
+    test::expect_error([&] { parse_config(j); }, {"attn_output_gate", "gated attention"});
+}
+
+TEST_CASE("families III: NoPE layers, multipliers, shared experts and windows as their configs say") {
+    auto j = llama_base();
+    j["model_type"] = "smollm3";
+    j["num_hidden_layers"] = 8;
+    j["no_rope_layer_interval"] = 4;  // default no_rope_layers: every 4th layer without RoPE
+    auto c = parse_config(j);
+    std::vector<bool> nope;
+    for (const auto& l : c.layers) nope.push_back(l.nope);
+    CHECK(nope == std::vector<bool>{false, false, false, true, false, false, false, true});
+    j["no_rope_layers"] = {1, 0, 1};  // wrong length
+    test::expect_error([&] { parse_config(j); }, {"no_rope_layers", "8 flags"});
+    j = llama_base();
+    j["model_type"] = "cohere2";
+    j["num_hidden_layers"] = 6;
+    j["sliding_window"] = 16;
+    j["sliding_window_pattern"] = 3;
+    c = parse_config(j);
+    CHECK(windows(c) == std::vector<int>{16, 16, 0, 16, 16, 0});
+    CHECK((!c.layers[0].nope && c.layers[2].nope && c.parallel));
+    j = llama_base();
+    j["model_type"] = "granite";
+    j["logits_scaling"] = 0;
+    test::expect_error([&] { parse_config(j); }, {"logits_scaling", "positive"});
+    j = llama_base();
+    j["model_type"] = "qwen2_moe";
+    j["num_experts"] = 4;
+    j["num_experts_per_tok"] = 2;
+    j["moe_intermediate_size"] = 16;
+    j["shared_expert_intermediate_size"] = 24;
+    j["sliding_window"] = 0;  // (0: no window, as Qwen2-MoE's configs write it)
+    c = parse_config(j);
+    CHECK((c.moe() && c.shared_expert_size == 24 && c.shared_expert_gated && c.intermediate_size == 16));
+    j["decoder_sparse_step"] = 2;
+    test::expect_error([&] { parse_config(j); }, {"decoder_sparse_step"});
+}

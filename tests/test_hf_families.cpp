@@ -4,6 +4,7 @@
 // reference's max |h|, attention 2e-5, logits 2e-4 of max |logit|.
 #include "common.hpp"
 
+#include <filesystem>
 #include <map>
 
 using namespace massact;
@@ -58,14 +59,33 @@ Diff compare_family(const std::string& name) {
     return d;
 }
 
+/// Tolerances: hidden states and logits relative to the reference's max, attention absolute.
+struct Tolerance {
+    double hidden = 2e-4, attention = 2e-5, logits = 2e-4;
+};
+
+/// The family's tolerance: the defaults, or its tolerance.json where its reference is noisier (families III).
+Tolerance tolerance_of(const std::string& name) {
+    Tolerance t;
+    const std::string file = test::data("families/" + name + "/tolerance.json");
+    if (!std::filesystem::exists(file)) return t;
+    const auto j = io::read_json_file(file);
+    t.hidden = j.at("hidden").get<double>();
+    t.attention = j.at("attention").get<double>();
+    t.logits = j.at("logits").get<double>();
+    REQUIRE(!j.at("why").get<std::string>().empty());
+    return t;
+}
+
 void check_families(const std::vector<std::string>& names) {
     for (const std::string& name : names) {
         CAPTURE(name);
+        const Tolerance tol = tolerance_of(name);
         const Diff d = compare_family(name);
         MESSAGE(name << ": hidden " << d.hidden << ", attention " << d.attention << ", logits " << d.logits);
-        CHECK(d.hidden < 2e-4);
-        CHECK(d.attention < 2e-5);
-        CHECK(d.logits < 2e-4);
+        CHECK(d.hidden < tol.hidden);
+        CHECK(d.attention < tol.attention);
+        CHECK(d.logits < tol.logits);
     }
 }
 
@@ -165,6 +185,18 @@ TEST_CASE("families I match Hugging Face: hidden states, attention, logits") {
 
 TEST_CASE("families II match Hugging Face: parallel blocks, fused QKV layouts, offsets, ALiBi") {
     check_families({"gpt_neox", "gpt_neox_seq", "gptj", "phi", "opt", "falcon", "falcon_new", "bloom", "mpt", "gpt_oss"});
+}
+
+TEST_CASE("families III match Hugging Face: NoPE layers, multipliers, sandwich and post norms, per-head q/k norms") {
+    // These references (../shared/families, transformers 5.17, BF16 weights) carry a noise of up to 1e-3 that no
+    // float32 forward of the stored weights reproduces: an independent float64 NumPy forward of layer 0 agrees with
+    // massact to 1e-7 and differs from the reference by the same amount (tests/data/README.md): those families carry a
+    // tolerance.json (2.5e-3 hidden and logits, 2e-3 attention). smollm3 and vaultgemma meet the defaults.
+    check_families({"smollm3", "vaultgemma", "seed_oss", "granite", "glm4", "olmo3", "exaone4", "nemotron", "cohere", "cohere2"});
+}
+
+TEST_CASE("families III match Hugging Face: shared experts, fused [E, out, in] experts, xIELU, BitNet's sub-norms") {
+    check_families({"qwen2_moe", "olmoe", "granitemoe", "apertus", "bitnet"});
 }
 
 TEST_CASE("each family has the hook sites its block description says, with their shapes") {

@@ -434,12 +434,14 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
     // MoE families have one down_proj per expert: superweight refuses them with a message (exit 1).
     for (const std::string family : {"gpt_neox", "gpt_neox_seq", "gptj", "phi", "opt", "falcon", "falcon_new", "bloom", "mpt",
                                      "gpt_oss", "gemma", "gemma2", "gemma3", "qwen3", "phi3", "olmo", "olmo2", "mixtral",
-                                     "starcoder2", "stablelm", "llama_yarn"}) {
+                                     "starcoder2", "stablelm", "llama_yarn", "seed_oss", "smollm3", "granite", "glm4", "olmo3",
+                                     "exaone4", "vaultgemma", "nemotron", "cohere", "cohere2", "qwen2_moe", "olmoe", "granitemoe",
+                                     "apertus", "bitnet"}) {
         CAPTURE(family);
         const std::string dir = test::temp_dir("every");
         const std::string model = test::data("families/" + family);
         const std::string ids = " --ids-file " + model + "/ref.safetensors:input_ids";
-        const bool moe = family == "gpt_oss" || family == "mixtral";
+        const bool moe = load_config(model).moe();
         for (const std::string& cmd : {"scan " + model + ids + " --json " + dir + "/scan.json",
                                       "ablate " + model + ids + " --layer 1 --dims 0,1 --mode zero --json " + dir + "/ablate.json",
                                       "inject " + model + ids + " --layer 1 --from 0 --to 5",
@@ -466,6 +468,9 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
     // info says what is special: ALiBi and the fused layout (BLOOM), interleaved rotary and the LM head bias (GPT-J)
     check_says(run("info " + test::data("families/bloom")), {"ALiBi", "fused qkv per head", "embedding norm"});
     check_says(run("info " + test::data("families/gptj")), {"interleaved (2j, 2j + 1)", "with bias"});
+    check_says(run("info " + test::data("families/smollm3")), {"layers 1,3", "no RoPE (NoPE)", "layers 0,2"});
+    check_says(run("info " + test::data("families/granite")), {"residual scale", "multiplied by 0.5", "logits multiplied by 0.25"});
+    check_says(run("info " + test::data("families/nemotron")), {"squared ReLU", "LayerNorm (scale 1 + w)"});
 }
 
 TEST_CASE("--batch must be positive in every command that takes it; --site widths; no shell in figure paths") {

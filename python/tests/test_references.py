@@ -13,6 +13,17 @@ from conftest import data, model_dir
 FAMILIES = sorted(os.listdir(data("families")))
 
 
+def tolerances(path):
+    """hidden, attention, logits: the suites' defaults, or the family's tolerance.json (references of families III carry
+    a noise no float32 forward of their stored weights reproduces: tests/data/README.md)."""
+    f = os.path.join(path, "tolerance.json")
+    if not os.path.exists(f):
+        return 2e-4, 2e-5, 2e-4
+    t = json.load(open(f))
+    assert t["why"]
+    return t["hidden"], t["attention"], t["logits"]
+
+
 def rel(got, want):
     return float(np.abs(got.astype(np.float64) - want).max() / np.abs(want).max())
 
@@ -22,24 +33,25 @@ def test_family_matches_hugging_face(family):
     path = data("families", family)
     m = massact.load(path)
     ref = massact.read_safetensors(os.path.join(path, "ref.safetensors"))
+    tol_hidden, tol_attention, tol_logits = tolerances(path)
     L = m.cfg["n_layers"]
     names = ["blocks.0.hook_resid_pre", "*hook_resid_post", "*attn.hook_pattern", "ln_final.hook_normalized"]
     if m.cfg["is_vision"]:
         out, cache = m.run_with_cache(pixel_values=ref["pixel_values"], names_filter=names)
-        assert rel(out, ref["last_hidden_state"]) < 2e-4
+        assert rel(out, ref["last_hidden_state"]) < tol_hidden
     else:
         out, cache = m.run_with_cache(ref["input_ids"], names_filter=names)
         assert out.shape == ref["logits"].shape
-        assert rel(out, ref["logits"]) < 2e-4
+        assert rel(out, ref["logits"]) < tol_logits
     for i in range(L + 1):
         site = ("blocks.0.hook_resid_pre" if i == 0 else
                 "ln_final.hook_normalized" if i == L and not m.cfg["is_vision"] else f"blocks.{i - 1}.hook_resid_post")
         assert cache[site].shape == ref[f"hidden_states.{i}"].shape, site
-        assert rel(cache[site], ref[f"hidden_states.{i}"]) < 2e-4, site
+        assert rel(cache[site], ref[f"hidden_states.{i}"]) < tol_hidden, site
     for l in range(L):
         got, want = cache["pattern", l], ref[f"attentions.{l}"]
         assert got.shape == want.shape
-        assert np.abs(got - want).max() < 2e-5, l
+        assert np.abs(got - want).max() < tol_attention, l
 
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-llama-baseline", "tiny-llama-kvbias", "tiny-llama-sinklogit"])

@@ -2344,7 +2344,12 @@ void rope(Eigen::Ref<RowMatrix<T>> x, Index heads, const RopeTable& table, RopeL
 namespace massact {
 
 enum class NormKind { RMSNorm, LayerNorm };
-enum class ActivationFn { SiLU, GeluTanh, GeluErf, Relu, QuickGelu };
+/// Relu2: relu(x)^2 (Nemotron, BitNet); XIELU: Apertus's xIELU with four learned scalars per layer
+/// (x > 0: a_p x^2 + b x; else a_n (expm1(min(x, eps)) - x) + b x; a_p = softplus(alpha_p), a_n = b + softplus(alpha_n)).
+enum class ActivationFn { SiLU, GeluTanh, GeluErf, Relu, QuickGelu, Relu2, XIELU };
+/// A fused gate/up projection's output columns: [gate; up] halves (Phi-3, GLM-4, GraniteMoE's experts) or interleaved
+/// gate, up, gate, up ... (gpt-oss, whose experts use the clamped SwiGLU).
+enum class GateUpLayout { Halves, Interleaved };
 enum class RopeScaling { None, Linear, Llama3, Yarn, LongRope, Dynamic };
 /// An extra attention slot every query sees (Sun et al. 2024 Sec. 6; gpt-oss).
 enum class SinkKind { None, KVBias, Logit };
@@ -2471,8 +2476,9 @@ struct RopeSpec {
 
 /// Per-layer differences: the sliding window and which rotary embedding the layer uses.
 struct LayerSpec {
-    int window = 0;  // W > 0: key j visible to query i iff i - W < j <= i; 0: full causal
-    int rope = 0;    // index into ModelConfig::rope
+    int window = 0;     // W > 0: key j visible to query i iff i - W < j <= i; 0: full causal
+    int rope = 0;       // index into ModelConfig::rope
+    bool nope = false;  // no rotary embedding in this layer of a RoPE model (SmolLM3, Cohere 2, EXAONE 4 global layers)
 };
 
 /// Hugging Face tensor names of one block, relative to the layer prefix. Empty: the part does not exist
@@ -2486,6 +2492,10 @@ struct BlockNames {
     std::string expert;                                      // MoE expert prefix with "{e}"; gate/up/down below it
     std::string expert_gate, expert_up, expert_down;
     std::string experts_gate_up, experts_down;               // all experts in one tensor each, [E, in, out] (gpt-oss)
+                                                             // or [E, out, in] (experts_out_in: GraniteMoE)
+    std::string shared_expert, shared_expert_gate;           // a shared expert's prefix (gate/up/down below it), its [1, d] gate
+    std::string attn_sub_norm, mlp_sub_norm;                 // norms before o_proj and before down_proj (BitNet)
+    std::string act_params;                                  // the activation's learned scalars (xIELU: "<name>.alpha_p", ...)
     std::string ls_attn, ls_mlp;                             // layer scales [d] on the attention / MLP output (DINOv2)
     bool conv1d = false;                                     // GPT-2 Conv1D: stored [in, out]
 };
@@ -2544,6 +2554,7 @@ struct ModelConfig {
     bool parallel = false;        // x + attn(n1) + mlp(n2 or n1): attention and MLP read the block input
     QKNorm qk_norm = QKNorm::None;
     NormSpec qk_norm_spec;        // the q/k norms' own kind (StableLM: LayerNorm without bias)
+    bool qk_norm_rows = false;    // per-head q/k norm weights stored as one [heads, hd] tensor (Cohere)
     double attn_scale = 0.0;      // scores = q.k * attn_scale (1/sqrt(hd), query_pre_attn_scalar^-1/2, or 1)
     double attn_softcap = 0.0;    // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
     double clip_qkv = 0.0;        // > 0: q, k, v clamped to [-clip, clip] (OLMo)
@@ -2558,6 +2569,12 @@ struct ModelConfig {
     double swiglu_limit = 0.0;    // > 0: gpt-oss's clamped SwiGLU on interleaved [gate, up] columns:
                                   //   g = min(gate, limit), u = clamp(up, +-limit), (u + 1) g sigmoid(alpha g)
     double swiglu_alpha = 1.702;
+    GateUpLayout gate_up_layout = GateUpLayout::Halves;
+    bool experts_out_in = false;  // the [E, ...] expert tensors hold one [out, in] matrix per expert (nn.Linear layout)
+    int shared_expert_size = 0;   // > 0: a shared expert of this width added to every token's routed output (Qwen2-MoE)
+    bool shared_expert_gated = false;  // ... multiplied by sigmoid(shared_expert_gate x)
+    bool attn_sub_norm = false;   // a norm of width H*hd on the attention output before o_proj (BitNet)
+    bool mlp_sub_norm = false;    // a norm of width I on the MLP hidden before down_proj (BitNet)
     SinkKind sink = SinkKind::None;
 
     // --- around the blocks ---
@@ -2571,6 +2588,8 @@ struct ModelConfig {
     std::vector<LayerSpec> layers;
     double embed_scale = 1.0;     // embedding multiplied by this (Gemma: sqrt(d))
     double final_softcap = 0.0;   // > 0: logits = cap * tanh(logits / cap)
+    double logit_scale = 1.0;     // logits multiplied by this before any soft-cap (Cohere; Granite: 1 / logits_scaling)
+    double residual_scale = 1.0;  // attention and MLP outputs multiplied by this before the residual add (Granite)
     bool tie_embeddings = false;  // logits use the token embedding matrix
     bool causal = true;           // false: bidirectional attention (vision encoders)
     VisionSpec vision;            // patch_size > 0: a vision transformer (no vocabulary, no logits)
@@ -2682,7 +2701,9 @@ inline ActivationFn parse_activation(const ConfigReader& r, const std::string& k
     if (a == "gelu") return ActivationFn::GeluErf;
     if (a == "relu") return ActivationFn::Relu;
     if (a == "quick_gelu") return ActivationFn::QuickGelu;
-    r.fail(key, "unsupported value \"" + a + "\" (expected silu, gelu, gelu_new, gelu_pytorch_tanh, quick_gelu or relu)");
+    if (a == "relu2") return ActivationFn::Relu2;
+    if (a == "xielu") return ActivationFn::XIELU;  // (its parameters: the family names them, see apertus)
+    r.fail(key, "unsupported value \"" + a + "\" (expected silu, gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu, relu2 or xielu)");
 }
 
 /// int(head_dim * factor), as transformers computes the rotary dims; the factor must be in (0, 1].
@@ -2878,7 +2899,11 @@ inline std::vector<bool> qwen_sliding(const ConfigReader& r, const ModelConfig& 
     return read_sliding_layers(r, c.num_layers, [&](int l) { return use && l >= from; });
 }
 
-inline int window_size(const ConfigReader& r) { return r.present("sliding_window") ? r.get_int("sliding_window") : 0; }
+/// sliding_window: absent, null or 0 mean none.
+inline int window_size(const ConfigReader& r) {
+    if (r.present("sliding_window") && r.json()["sliding_window"] == 0) return 0;
+    return r.present("sliding_window") ? r.get_int("sliding_window") : 0;
+}
 
 /// Mistral's rule: sliding_window on every layer (or on the sliding ones of layer_types).
 inline void uniform_windows(const ConfigReader& r, ModelConfig& c) {
@@ -3335,6 +3360,7 @@ inline void family_gpt_oss(const ConfigReader& r, ModelConfig& c) {
     c.router_bias = true;
     c.mlp_bias = true;
     c.swiglu_limit = r.get_num("swiglu_limit", 7.0);
+    c.gate_up_layout = GateUpLayout::Interleaved;
     c.names.block.experts_gate_up = "mlp.experts.gate_up_proj";
     c.names.block.experts_down = "mlp.experts.down_proj";
     const auto sliding = read_sliding_layers(r, c.num_layers, [](int l) { return l % 2 == 0; });
@@ -3464,6 +3490,246 @@ inline void family_clip_vision(const ConfigReader& r, ModelConfig& c) {
     b.down = "mlp.fc2";
 }
 
+// ---- families III: the 2025-26 decoders ----------------------------------------------------------
+
+/// A list of L flags (0 / 1 or true / false) under `key`, or dflt(l) when the key is absent.
+inline std::vector<bool> read_layer_flags(const ConfigReader& r, const std::string& key, int L, const std::function<bool(int)>& dflt) {
+    std::vector<bool> out(static_cast<std::size_t>(L));
+    if (!r.present(key)) {
+        for (int l = 0; l < L; ++l) out[static_cast<std::size_t>(l)] = dflt(l);
+        return out;
+    }
+    const auto& v = r.json()[key];
+    if (!v.is_array() || static_cast<int>(v.size()) != L) r.fail(key, "expected a list of " + std::to_string(L) + " flags (0 or 1)");
+    for (int l = 0; l < L; ++l) {
+        const auto& x = v[static_cast<std::size_t>(l)];
+        if (x.is_boolean()) out[static_cast<std::size_t>(l)] = x.get<bool>();
+        else if (x.is_number_integer() && (x.get<long long>() == 0 || x.get<long long>() == 1)) out[static_cast<std::size_t>(l)] = x.get<long long>() == 1;
+        else r.fail(key, "entry " + std::to_string(l) + " is " + x.dump() + " (expected 0 or 1)");
+    }
+    return out;
+}
+
+/// Sliding layers from layer_types, else every layer but each `pattern`-th (config key `pattern_key`, default dflt).
+inline std::vector<bool> patterned_sliding(const ConfigReader& r, const ModelConfig& c, const char* pattern_key, int dflt) {
+    const int pattern = r.get_int(pattern_key, dflt);
+    return read_sliding_layers(r, c.num_layers, [&](int l) { return (l + 1) % pattern != 0; });
+}
+
+/// Seed-OSS: the Llama block with biases on q, k, v (attention_bias) and on o (attention_out_bias).
+inline void family_seed_oss(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.qkv_bias = r.get_bool("attention_bias", true);
+    c.o_bias = r.get_bool("attention_out_bias", false);
+    c.mlp_bias = r.get_bool("mlp_bias", false);
+}
+
+/// SmolLM3: Llama with NoPE layers: no_rope_layers[l] = 0 (default: every no_rope_layer_interval-th layer) rotates
+/// nothing; sliding windows only where use_sliding_window and only on NoPE layers unless layer_types says.
+inline void family_smollm3(const ConfigReader& r, ModelConfig& c) {
+    family_llama(r, c);
+    const int every = r.get_int("no_rope_layer_interval", 4);
+    const auto rope = read_layer_flags(r, "no_rope_layers", c.num_layers, [&](int l) { return (l + 1) % every != 0; });
+    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].nope = !rope[static_cast<std::size_t>(l)];
+    const bool use = r.get_bool("use_sliding_window", false) && window_size(r) > 0;
+    const auto sliding = read_sliding_layers(r, c.num_layers, [&](int l) { return use && !rope[static_cast<std::size_t>(l)]; });
+    set_windows(c, use ? sliding : std::vector<bool>(static_cast<std::size_t>(c.num_layers), false), use ? window_size(r) : 0);
+}
+
+/// Granite: Llama with multipliers on the embedding, the attention scores (instead of 1/sqrt(hd)), the attention and
+/// MLP outputs before the residual add, and the logits (divided by logits_scaling).
+inline void family_granite(const ConfigReader& r, ModelConfig& c) {
+    family_llama(r, c);
+    c.embed_scale = r.get_num("embedding_multiplier", 1.0);
+    c.attn_scale = r.get_num("attention_multiplier", 1.0);
+    c.residual_scale = r.get_num("residual_multiplier", 1.0);
+    const double logits_scaling = r.get_num("logits_scaling", 1.0);
+    if (!(logits_scaling > 0)) r.fail("logits_scaling", "expected a positive number");
+    c.logit_scale = 1.0 / logits_scaling;
+}
+
+/// GLM-4: sandwich norms (post_self_attn_layernorm after attention, post_mlp_layernorm after the MLP), fused
+/// gate_up_proj, biased q/k/v, RoPE on interleaved pairs of the first partial_rotary_factor of each head.
+inline void family_glm4(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.qkv_bias = r.get_bool("attention_bias", true);
+    c.post_attn_norm = c.post_mlp_norm = true;
+    c.rope_pairs = RopePairs::Interleaved;
+    auto& n = c.names.block;
+    n.ln_attn_post = "post_self_attn_layernorm";
+    n.ln_mlp = "post_attention_layernorm";
+    n.ln_mlp_post = "post_mlp_layernorm";
+    n.gate = n.up = "";
+    n.gate_up = "mlp.gate_up_proj";
+}
+
+/// OLMo 3: OLMo 2's block with sliding-window layers (default: all but every 4th) and a RoPE per layer type.
+inline void family_olmo3(const ConfigReader& r, ModelConfig& c) {
+    family_olmo2(r, c);
+    const auto sliding = read_sliding_layers(r, c.num_layers, [](int l) { return (l + 1) % 4 != 0; });
+    set_windows(c, sliding, window_size(r));
+    read_rope(r, c, sliding);
+}
+
+/// EXAONE 4: post-norms only (as OLMo 2), per-head q/k RMSNorm; with a sliding window, the sliding layers use RoPE and
+/// the global layers none (NoPE).
+inline void family_exaone4(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.pre_attn_norm = c.pre_mlp_norm = false;
+    c.post_attn_norm = c.post_mlp_norm = true;
+    c.qk_norm = QKNorm::PerHead;
+    c.qk_norm_spec = c.norm;
+    auto& n = c.names.block;
+    n.ln_attn = n.ln_mlp = "";
+    n.ln_attn_post = "post_attention_layernorm";
+    n.ln_mlp_post = "post_feedforward_layernorm";
+    n.q_norm = "self_attn.q_norm";
+    n.k_norm = "self_attn.k_norm";
+    if (window_size(r) > 0) {
+        if (r.present("sliding_window_pattern") && !r.json()["sliding_window_pattern"].is_number_integer() && !r.present("layer_types"))
+            r.fail("sliding_window_pattern", "expected an integer (or layer_types), found " + r.json()["sliding_window_pattern"].dump());
+        const auto sliding = patterned_sliding(r, c, "sliding_window_pattern", 4);
+        set_windows(c, sliding, window_size(r));
+        for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].nope = !sliding[static_cast<std::size_t>(l)];
+    }
+}
+
+/// VaultGemma: Gemma 2's block without the post-norms (input_layernorm and pre_feedforward_layernorm only).
+inline void family_vaultgemma(const ConfigReader& r, ModelConfig& c) {
+    gemma2_common(r, c, 2);
+    c.post_attn_norm = c.post_mlp_norm = false;
+    c.names.block.ln_attn_post = c.names.block.ln_mlp_post = "";
+}
+
+/// Nemotron: LayerNorm with scale 1 + w and a bias, squared-ReLU MLP (up, down), partial rotary (rotate-half).
+inline void family_nemotron(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm = {NormKind::LayerNorm, r.get_num("norm_eps", 1e-5), true, true, true};
+    c.act = parse_activation(r, "hidden_act", "relu2");
+    c.mlp = MlpKind::Plain;
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.mlp_bias = r.get_bool("mlp_bias", false);
+    c.names.block.gate = "";
+}
+
+/// Cohere (Command R): a parallel block x + attn(ln x) + mlp(ln x) with one LayerNorm without bias, RoPE on interleaved
+/// pairs, optional per-head q/k LayerNorms ([heads, hd] weights), logits multiplied by logit_scale, tied head.
+inline void family_cohere(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_eps", 1e-5), true, false, false};
+    c.parallel = true;
+    c.pre_mlp_norm = false;
+    c.names.block.ln_mlp = "";
+    c.rope_pairs = RopePairs::Interleaved;
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.logit_scale = r.get_num("logit_scale", 0.0625);
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
+    if (r.get_bool("use_qk_norm", false)) {
+        c.qk_norm = QKNorm::PerHead;
+        c.qk_norm_spec = c.norm;
+        c.qk_norm_rows = true;
+        c.names.block.q_norm = "self_attn.q_norm";
+        c.names.block.k_norm = "self_attn.k_norm";
+    }
+}
+
+/// Cohere 2 (Command R7B, A): Cohere's block with sliding layers (default: all but every sliding_window_pattern-th)
+/// that use RoPE and global layers that use none.
+inline void family_cohere2(const ConfigReader& r, ModelConfig& c) {
+    family_cohere(r, c);
+    const auto sliding = patterned_sliding(r, c, "sliding_window_pattern", 4);
+    set_windows(c, sliding, window_size(r));
+    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].nope = !sliding[static_cast<std::size_t>(l)];
+}
+
+/// Qwen2-MoE: qwen2's attention (q/k/v biases), routed experts mlp.experts.{e} (softmax top-k, renormalised when
+/// norm_topk_prob) plus a shared expert behind a sigmoid gate on every token.
+inline void family_qwen2_moe(const ConfigReader& r, ModelConfig& c) {
+    family_qwen2(r, c);
+    c.qkv_bias = r.get_bool("qkv_bias", true);
+    c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
+    set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
+    c.norm_topk = r.get_bool("norm_topk_prob", false);
+    if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
+        r.fail("mlp_only_layers", "unsupported value " + r.json()["mlp_only_layers"].dump() + " (expected [])");
+    if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
+    c.shared_expert_size = r.get_size("shared_expert_intermediate_size", 0, kMaxWidth);
+    c.shared_expert_gated = c.shared_expert_size > 0;
+    c.names.block.shared_expert = "mlp.shared_expert.";
+    c.names.block.shared_expert_gate = "mlp.shared_expert_gate";
+}
+
+/// OLMoE: OLMo 2's q/k RMSNorm over the whole projection on a pre-norm Llama block, optional clip_qkv, and experts
+/// mlp.experts.{e} with softmax top-k routing (renormalised when norm_topk_prob).
+inline void family_olmoe(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.clip_qkv = r.get_num("clip_qkv", 0.0);
+    if (r.present("clip_qkv") && c.clip_qkv <= 0) r.fail("clip_qkv", "expected a positive number or null");
+    c.qk_norm = QKNorm::Whole;
+    c.qk_norm_spec = c.norm;
+    c.names.block.q_norm = "self_attn.q_norm";
+    c.names.block.k_norm = "self_attn.k_norm";
+    set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
+    c.norm_topk = r.get_bool("norm_topk_prob", false);
+}
+
+/// GraniteMoE: Granite's multipliers, experts as two [E, out, in] tensors (block_sparse_moe.input_linear [gate; up]
+/// and output_linear), router block_sparse_moe.router.layer; softmax over the top-k logits (= renormalised top-k).
+inline void family_granitemoe(const ConfigReader& r, ModelConfig& c) {
+    family_granite(r, c);
+    set_moe(r, c, "num_local_experts", "block_sparse_moe.router.layer", "", "", "", "");
+    c.norm_topk = true;
+    c.experts_out_in = true;
+    c.names.block.experts_gate_up = "block_sparse_moe.input_linear";
+    c.names.block.experts_down = "block_sparse_moe.output_linear";
+}
+
+/// Apertus: per-head q/k RMSNorm, a plain MLP (up, down) with xIELU (four learned scalars per layer,
+/// mlp.act_fn.alpha_p / alpha_n / beta / eps), norms named attention_layernorm and feedforward_layernorm.
+inline void family_apertus(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.mlp_bias = r.get_bool("mlp_bias", false);
+    c.act = parse_activation(r, "hidden_act", "xielu");
+    c.mlp = MlpKind::Plain;
+    c.qk_norm = QKNorm::PerHead;
+    c.qk_norm_spec = c.norm;
+    auto& n = c.names.block;
+    n.ln_attn = "attention_layernorm";
+    n.ln_mlp = "feedforward_layernorm";
+    n.q_norm = "self_attn.q_norm";
+    n.k_norm = "self_attn.k_norm";
+    n.gate = "";
+    n.act_params = "mlp.act_fn";
+}
+
+/// BitNet (b1.58, as transformers runs it unquantized): Llama with an RMSNorm on the attention output before o_proj
+/// (self_attn.attn_sub_norm) and on the gated hidden before down_proj (mlp.ffn_sub_norm), squared-ReLU gate.
+inline void family_bitnet(const ConfigReader& r, ModelConfig& c) {
+    family_llama(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.act = parse_activation(r, "hidden_act", "relu2");
+    c.attn_sub_norm = c.mlp_sub_norm = true;
+    c.names.block.attn_sub_norm = "self_attn.attn_sub_norm";
+    c.names.block.mlp_sub_norm = "mlp.ffn_sub_norm";
+    if (r.present("quantization_config"))
+        r.fail("quantization_config", "packed ternary weights are not read (massact runs BitNet checkpoints stored in float)");
+}
+
+/// Keys that change the arithmetic where a checkpoint sets them and that no family here implements: refused with their
+/// name unless at the value that changes nothing (an ignored key would silently compute another model).
+inline void refuse_unimplemented(const ConfigReader& r) {
+    const std::string softmax = r.get_str("attention_softmax", "softmax");
+    if (softmax != "softmax") r.fail("attention_softmax", "unsupported value \"" + softmax + "\" (massact implements softmax)");
+    if (r.present("attention_sigmoid_bias")) r.fail("attention_sigmoid_bias", "is set, but massact implements softmax attention only");
+    if (r.get_bool("attn_output_gate", false)) r.fail("attn_output_gate", "unsupported value true (gated attention is not implemented)");
+}
+
 /// The mapping table: model_type -> the function that fills the block description.
 inline const std::vector<FamilyEntry>& family_table() {
     static const std::vector<FamilyEntry> table = {
@@ -3494,6 +3760,21 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"dinov2", family_dinov2, WindowRule::None},
         {"dinov2_with_registers", family_dinov2, WindowRule::None},
         {"clip_vision_model", family_clip_vision, WindowRule::None},
+        {"seed_oss", family_seed_oss, WindowRule::None},
+        {"smollm3", family_smollm3, WindowRule::Family},
+        {"granite", family_granite, WindowRule::None},
+        {"glm4", family_glm4, WindowRule::None},
+        {"olmo3", family_olmo3, WindowRule::Family},
+        {"exaone4", family_exaone4, WindowRule::Family},
+        {"vaultgemma", family_vaultgemma, WindowRule::Family},
+        {"nemotron", family_nemotron, WindowRule::None},
+        {"cohere", family_cohere, WindowRule::None},
+        {"cohere2", family_cohere2, WindowRule::Family},
+        {"qwen2_moe", family_qwen2_moe, WindowRule::Family},
+        {"olmoe", family_olmoe, WindowRule::None},
+        {"granitemoe", family_granitemoe, WindowRule::None},
+        {"apertus", family_apertus, WindowRule::None},
+        {"bitnet", family_bitnet, WindowRule::None},
     };
     return table;
 }
@@ -3543,6 +3824,7 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
         if (type == e.model_type) entry = &e;
     if (!entry) r.fail("model_type", "unsupported value \"" + type + "\" (expected one of " + list + ")");
     entry->map(r, c);
+    detail::refuse_unimplemented(r);
     if (entry->windows == detail::WindowRule::Uniform) detail::uniform_windows(r, c);
     if (c.has_rope() && c.rope.empty()) detail::read_rope(r, c);
     if (c.attn_scale == 0.0) c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
@@ -6110,6 +6392,10 @@ struct LayerWeights {
     std::vector<float> router_b;           // [E]
     std::vector<std::shared_ptr<const io::TensorView>> slices;  // views of one expert inside [E, ...] tensors
     std::vector<ExpertWeights> experts;    // [E]
+    ExpertWeights shared;                  // the shared expert (gate, up, down), when the model has one
+    WeightMatrix shared_gate;              // [1, d]: its sigmoid gate
+    NormWeights attn_sub_norm, mlp_sub_norm;  // BitNet's norms before o_proj [H*hd] and before down_proj [I]
+    std::vector<float> act_params;         // xIELU: softplus(alpha_p), beta + softplus(alpha_n), beta, eps
     std::vector<float> k_bias_slot, v_bias_slot;  // [KV, hd] explicit attention bias (attention_sink kv_bias)
     std::vector<float> sinks;                      // [H] learned sink logits (attention_sink logit)
     std::vector<float> ls_attn, ls_mlp;            // [d] layer scales (DINOv2)
@@ -6131,6 +6417,23 @@ struct ModelWeights {
     WeightMatrix pooler;           // [d, d] (ViT), with pooler_b
     std::vector<float> pooler_b;
 };
+
+/// Every linear map of a block, with its role: q, k, v, qkv, o, gate, up, gate_up, down, router, expert.E.gate / .up /
+/// .gate_up / .down, shared.gate / .up / .down, shared_gate. Unbound ones are skipped. (LayerWeights& or const&.)
+template <typename Layer, typename Fn>
+inline void for_each_linear(Layer& L, Fn fn) {
+    auto visit = [&](auto& m, const std::string& role) {
+        if (m.bound()) fn(m, role);
+    };
+    visit(L.q, "q"), visit(L.k, "k"), visit(L.v, "v"), visit(L.qkv, "qkv"), visit(L.o, "o");
+    visit(L.gate, "gate"), visit(L.up, "up"), visit(L.gate_up, "gate_up"), visit(L.down, "down"), visit(L.router, "router");
+    auto expert = [&](auto& X, const std::string& p) {
+        visit(X.gate, p + "gate"), visit(X.up, p + "up"), visit(X.gate_up, p + "gate_up"), visit(X.down, p + "down");
+    };
+    for (std::size_t e = 0; e < L.experts.size(); ++e) expert(L.experts[e], "expert." + std::to_string(e) + ".");
+    expert(L.shared, "shared.");
+    visit(L.shared_gate, "shared_gate");
+}
 
 namespace detail {
 
@@ -6156,6 +6459,7 @@ public:
         return t;
     }
     bool has(const std::string& name) const { return ck_.has(prefix_ + name); }
+    const std::string& dir() const { return ck_.dir(); }
     std::vector<float> vec(const std::string& name, std::int64_t n) const { return get(name, {n}).to_float(); }
     /// A tensor of n values whatever its shape ([1, 1, d] and [d] tokens, [1, P, d] and [P, d] tables).
     std::vector<float> values(const std::string& name, std::int64_t n) const {
@@ -6174,7 +6478,8 @@ public:
     }
     /// A norm of width n from "<name>.weight" / "<name>.bias" as the spec says; "{h}" in the name: one
     /// tensor of width n / heads per head.
-    NormWeights norm(const std::string& name, const NormSpec& s, Index n, Index heads = 1) const {
+    /// rows: one [heads, n / heads] tensor, a row per head (Cohere's q/k norms).
+    NormWeights norm(const std::string& name, const NormSpec& s, Index n, Index heads = 1, bool rows = false) const {
         NormWeights w;
         w.scale.assign(static_cast<std::size_t>(n), 1.0f);
         w.shift.assign(static_cast<std::size_t>(n), 0.0f);
@@ -6182,13 +6487,16 @@ public:
         const bool each = name.find("{h}") != std::string::npos;  // one tensor per head; else one shared by all
         std::vector<float> scale, shift;
         for (Index h = 0; h < heads; ++h) {
-            if (each || h == 0) {
+            if (rows && h == 0) {
+                if (s.weight) scale = mat(name + ".weight", heads, per);
+                if (s.bias) shift = mat(name + ".bias", heads, per);
+            } else if (!rows && (each || h == 0)) {
                 const std::string nm = each ? replace_all(name, "{h}", std::to_string(h)) : name;
                 if (s.weight) scale = vec(nm + ".weight", per);
                 if (s.bias) shift = vec(nm + ".bias", per);
             }
             for (Index i = 0; i < per; ++i) {
-                const auto k = static_cast<std::size_t>(h * per + i), j = static_cast<std::size_t>(i);
+                const auto k = static_cast<std::size_t>(h * per + i), j = static_cast<std::size_t>(rows ? h * per + i : i);
                 if (s.weight) w.scale[k] = s.one_plus ? 1.0f + scale[j] : scale[j];
                 if (s.bias) w.shift[k] = shift[j];
             }
@@ -6211,7 +6519,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
     const BlockNames& n = c.names.block;
     LayerWeights L;
     auto norm = [&](bool present, const std::string& name, Index width = 0, Index heads = 1, const NormSpec* spec = nullptr) {
-        return present ? b.norm(p + name, spec ? *spec : c.norm, width ? width : d, heads) : NormWeights{};
+        return present ? b.norm(p + name, spec ? *spec : c.norm, width ? width : d, heads, heads > 1 && c.qk_norm_rows) : NormWeights{};
     };
     auto bias = [&](bool present, const std::string& name, Index len) {
         return present ? b.vec(p + name + ".bias", len) : std::vector<float>{};
@@ -6242,26 +6550,30 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
         L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
         L.router_b = bias(c.router_bias, n.router, c.num_experts);
     }
-    if (c.moe() && !n.experts_gate_up.empty()) {  // [E, in, out] tensors: one [in, out] slice per expert
+    if (c.moe() && !n.experts_gate_up.empty()) {  // [E, in, out] (or [E, out, in]) tensors: one matrix per expert
         const Index E = c.num_experts;
-        const io::TensorView& gu = b.get(p + n.experts_gate_up, {E, d, 2 * I});
-        const io::TensorView& dn = b.get(p + n.experts_down, {E, I, d});
-        const auto gu_b = b.mat(p + n.experts_gate_up + "_bias", E, 2 * I), dn_b = b.mat(p + n.experts_down + "_bias", E, d);
+        const bool oi = c.experts_out_in;
+        const io::TensorView& gu = oi ? b.get(p + n.experts_gate_up + ".weight", {E, 2 * I, d}) : b.get(p + n.experts_gate_up, {E, d, 2 * I});
+        const io::TensorView& dn = oi ? b.get(p + n.experts_down + ".weight", {E, d, I}) : b.get(p + n.experts_down, {E, I, d});
+        std::vector<float> gu_b, dn_b;
+        if (c.mlp_bias) gu_b = b.mat(p + n.experts_gate_up + "_bias", E, 2 * I), dn_b = b.mat(p + n.experts_down + "_bias", E, d);
         for (Index e = 0; e < E; ++e) {
             auto slice = [&](const io::TensorView& t, Index in, Index out) {
                 auto v = std::make_shared<io::TensorView>(t);
                 v->name = t.name + "[" + std::to_string(e) + "]";
-                v->shape = {in, out};
+                v->shape = oi ? std::vector<std::int64_t>{out, in} : std::vector<std::int64_t>{in, out};
                 v->nbytes = t.nbytes / static_cast<std::size_t>(E);
                 v->data = t.data + static_cast<std::size_t>(e) * v->nbytes;
                 L.slices.push_back(v);
-                return WeightMatrix(v.get(), out, in, true);
+                return WeightMatrix(v.get(), out, in, !oi);
             };
             ExpertWeights X;
             X.gate_up = slice(gu, d, 2 * I);
             X.down = slice(dn, I, d);
-            X.gate_up_b.assign(gu_b.begin() + e * 2 * I, gu_b.begin() + (e + 1) * 2 * I);
-            X.down_b.assign(dn_b.begin() + e * d, dn_b.begin() + (e + 1) * d);
+            if (c.mlp_bias) {
+                X.gate_up_b.assign(gu_b.begin() + e * 2 * I, gu_b.begin() + (e + 1) * 2 * I);
+                X.down_b.assign(dn_b.begin() + e * d, dn_b.begin() + (e + 1) * d);
+            }
             L.experts.push_back(std::move(X));
         }
     } else if (c.moe()) {
@@ -6288,6 +6600,24 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
         L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
         L.down_b = bias(c.mlp_bias, n.down, d);
     }
+    if (c.shared_expert_size > 0) {
+        const Index S = c.shared_expert_size;
+        const std::string sp = p + n.shared_expert;
+        L.shared.gate = b.linear(sp + "gate_proj.weight", S, d);
+        L.shared.up = b.linear(sp + "up_proj.weight", S, d);
+        L.shared.down = b.linear(sp + "down_proj.weight", d, S);
+        if (c.shared_expert_gated) L.shared_gate = b.linear(p + n.shared_expert_gate + ".weight", 1, d);
+    }
+    if (c.attn_sub_norm) L.attn_sub_norm = norm(true, n.attn_sub_norm, H * hd);
+    if (c.mlp_sub_norm) L.mlp_sub_norm = norm(true, n.mlp_sub_norm, I);
+    if (c.act == ActivationFn::XIELU && n.act_params.empty())
+        throw Error(b.dir() + ": the xIELU activation's parameters have no tensor names in this family");
+    if (c.act == ActivationFn::XIELU) {  // the activation's raw parameters, mapped as xIELU uses them
+        auto softplus = [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); };
+        const double ap = b.values(p + n.act_params + ".alpha_p", 1)[0], an = b.values(p + n.act_params + ".alpha_n", 1)[0];
+        const float beta = b.values(p + n.act_params + ".beta", 1)[0], eps = b.values(p + n.act_params + ".eps", 1)[0];
+        L.act_params = {static_cast<float>(softplus(ap)), static_cast<float>(beta + softplus(an)), beta, eps};
+    }
     if (!n.ls_attn.empty()) L.ls_attn = b.vec(p + n.ls_attn, d);
     if (!n.ls_mlp.empty()) L.ls_mlp = b.vec(p + n.ls_mlp, d);
     if (c.sink == SinkKind::KVBias) {
@@ -6304,13 +6634,7 @@ inline void make_resident(ModelWeights& w, const LoadOptions& opt) {
     std::vector<WeightMatrix*> all = {&w.embed};
     for (WeightMatrix* m : {&w.lm_head, &w.pos_embed, &w.pooler})
         if (m->bound()) all.push_back(m);
-    for (auto& L : w.layers) {
-        for (WeightMatrix* m : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.gate_up, &L.down, &L.router})
-            if (m->bound()) all.push_back(m);
-        for (auto& e : L.experts)
-            for (WeightMatrix* m : {&e.gate, &e.up, &e.gate_up, &e.down})
-                if (m->bound()) all.push_back(m);
-    }
+    for (auto& L : w.layers) for_each_linear(L, [&](WeightMatrix& m, const std::string&) { all.push_back(&m); });
     std::size_t total = 0;
     for (auto* m : all) {
         if (io::quantized(m->source()->dtype)) return;  // quantized models stay quantized: dequantized per use
@@ -8196,22 +8520,38 @@ inline void apply_norm(const NormSpec& s, const NormWeights& w, float* out, cons
     }
 }
 
-inline void activate(ActivationFn f, float* out, const float* x, Index n) {
+/// xIELU with params = {a_p, a_n, beta, eps} (ActivationFn::XIELU).
+inline void xielu(float* out, const float* x, Index n, const float* params) {
+    if (!params) throw Error("forward: xIELU needs its per-layer parameters");
+    const float ap = params[0], an = params[1], beta = params[2], eps = params[3];
+    for (Index i = 0; i < n; ++i) {
+        const float v = x[i];
+        out[i] = v > 0.0f ? ap * v * v + beta * v : (std::expm1(std::min(v, eps)) - v) * an + beta * v;
+    }
+}
+
+/// out = act(x); `params`: the layer's learned activation parameters where the function has them (xIELU).
+inline void activate(ActivationFn f, float* out, const float* x, Index n, const float* params = nullptr) {
     switch (f) {
+        case ActivationFn::XIELU: xielu(out, x, n, params); break;
         case ActivationFn::SiLU: kernels::silu<float>(out, x, n); break;
         case ActivationFn::GeluTanh: kernels::gelu_tanh<float>(out, x, n); break;
         case ActivationFn::GeluErf: kernels::gelu_erf<float>(out, x, n); break;
         case ActivationFn::Relu: kernels::relu<float>(out, x, n); break;
         case ActivationFn::QuickGelu: kernels::quick_gelu<float>(out, x, n); break;
+        case ActivationFn::Relu2:
+            kernels::relu<float>(out, x, n);
+            for (Index i = 0; i < n; ++i) out[i] *= out[i];
+            break;
     }
 }
 
 /// gate = act(gate) * up, in place.
-inline void gated(ActivationFn f, float* gate, const float* up, Index n) {
+inline void gated(ActivationFn f, float* gate, const float* up, Index n, const float* params = nullptr) {
     if (f == ActivationFn::SiLU) {
         kernels::swiglu<float>(gate, gate, up, n);
     } else {
-        activate(f, gate, gate, n);
+        activate(f, gate, gate, n, params);
         for (Index i = 0; i < n; ++i) gate[i] *= up[i];
     }
 }
@@ -8300,7 +8640,7 @@ public:
     /// One linear map of a block, as with_weights hands it out.
     struct LinearRef {
         int layer;
-        std::string role;  // q, k, v, qkv, o, gate, up, gate_up, down, router, or expert.E.gate / .up / .gate_up / .down
+        std::string role;  // as for_each_linear names them (weights.hpp): q, k, v, ..., expert.E.gate, shared.up, shared_gate
         const WeightMatrix& weight;
     };
 
@@ -8313,8 +8653,7 @@ public:
         std::vector<float> scratch;
         for (int l = 0; l < config_.num_layers; ++l) {
             LayerWeights& L = t.weights_.layers[static_cast<std::size_t>(l)];
-            auto visit = [&](WeightMatrix& m, const std::string& role) {
-                if (!m.bound()) return;
+            for_each_linear(L, [&](WeightMatrix& m, const std::string& role) {
                 RowMatrixF w(m.out(), m.in());
                 const float* src = m.data(scratch);
                 if (m.stored_in_out()) w = ConstRowMap<float>(src, m.in(), m.out()).transpose();
@@ -8324,16 +8663,7 @@ public:
                 if (m.stored_in_out()) RowMap<float>(data.data(), m.in(), m.out()) = w.transpose();
                 else RowMap<float>(data.data(), m.out(), m.in()) = w;
                 m.replace(std::move(data));
-            };
-            for (auto [m, role] : {std::pair<WeightMatrix*, const char*>{&L.q, "q"}, {&L.k, "k"}, {&L.v, "v"}, {&L.qkv, "qkv"}, {&L.o, "o"},
-                                   {&L.gate, "gate"}, {&L.up, "up"}, {&L.gate_up, "gate_up"}, {&L.down, "down"}, {&L.router, "router"}})
-                visit(*m, role);
-            for (std::size_t e = 0; e < L.experts.size(); ++e) {
-                ExpertWeights& X = L.experts[e];
-                const std::string p = "expert." + std::to_string(e) + ".";
-                for (auto [m, role] : {std::pair<WeightMatrix*, const char*>{&X.gate, "gate"}, {&X.up, "up"}, {&X.gate_up, "gate_up"}, {&X.down, "down"}})
-                    visit(*m, p + role);
-            }
+            });
         }
         return t;
     }
@@ -8677,10 +9007,10 @@ private:
             detail::apply_norm(c.qk_norm_spec, L.q_norm, q.data(), q.data(), whole ? R : R * H, whole ? H * hd : hd);
             detail::apply_norm(c.qk_norm_spec, L.k_norm, k.data(), k.data(), whole ? R : R * KV, whole ? KV * hd : hd);
         }
-        if (c.has_rope()) {
+        if (c.has_rope()) {  // (a NoPE layer's rot sites hold q and k as they are)
             const kernels::RopeTable& rope = rope_of(p, l);
             if (p.cache && p.cache->keeps_raw_keys()) store_rows(p, p.cache->layer(l).k_raw, k);
-            {
+            if (!c.layers[static_cast<std::size_t>(l)].nope) {
                 detail::StageTimer timer(p.stage(&StageTimes::attention));
                 for (Index r = 0; r < R; ++r) {
                     rotate(rope, q.row(r).data(), H, p.pos[static_cast<std::size_t>(r % T)]);
@@ -8697,6 +9027,7 @@ private:
             attend(p, l, L);
         }
         p.hooks.block(l, BlockSite::Z, w.z.data(), {N, T, H, hd});
+        if (c.attn_sub_norm) norm(p, L.attn_sub_norm, w.z, w.z);
         w.attn_out.resize(R, c.hidden_size);
         linear(p, L.o, w.z, w.attn_out, &L.o_b);
         if (c.post_attn_norm) {
@@ -8704,6 +9035,7 @@ private:
             p.hooks.block(l, BlockSite::Ln1Post, w.attn_out.data(), {N, T, c.hidden_size});
         }
         if (!L.ls_attn.empty()) scale_columns(w.attn_out, L.ls_attn);
+        if (c.residual_scale != 1.0) w.attn_out *= static_cast<float>(c.residual_scale);
         p.hooks.block(l, BlockSite::AttnOut, w.attn_out.data(), {N, T, c.hidden_size});
     }
 
@@ -8757,7 +9089,7 @@ private:
         KVCache::Layer& C = cache.layer(l);
         store_rows(p, C.k, p.w.k);
         store_rows(p, C.v, p.w.v);
-        if (!cache.keeps_raw_keys()) return;  // (held tokens keep their positions)
+        if (!cache.keeps_raw_keys() || config_.layers[static_cast<std::size_t>(l)].nope) return;  // (keys keep their rotation)
         const kernels::RopeTable& rope = rope_of(p, l);
         std::vector<float> key(static_cast<std::size_t>(C.k_raw.cols()));
         for (Index j = 0; j < p.keys(); ++j) {
@@ -8896,14 +9228,15 @@ private:
             p.hooks.block(l, BlockSite::MlpPre, h.data(), shape);
             p.hooks.block(l, BlockSite::MlpPreLinear, u.data(), shape);
             detail::StageTimer timer(p.stage(&StageTimes::activation));
-            detail::gated(c.act, h.data(), u.data(), R * I);
+            detail::gated(c.act, h.data(), u.data(), R * I, L.act_params.data());
         } else {
             linear(p, L.up, n, h, &L.up_b);
             p.hooks.block(l, BlockSite::MlpPre, h.data(), shape);
             detail::StageTimer timer(p.stage(&StageTimes::activation));
-            detail::activate(c.act, h.data(), h.data(), R * I);
+            detail::activate(c.act, h.data(), h.data(), R * I, L.act_params.data());
         }
         p.hooks.block(l, BlockSite::MlpPost, h.data(), shape);
+        if (c.mlp_sub_norm) norm(p, L.mlp_sub_norm, h, h);
         w.mlp_out.resize(R, c.hidden_size);
         linear(p, L.down, h, w.mlp_out, &L.down_b);
         p.hooks.block(l, BlockSite::MlpDown, w.mlp_out.data(), {p.N, p.T, c.hidden_size});
@@ -8954,25 +9287,50 @@ private:
             const auto m = static_cast<Index>(rows.size());
             w.expert_in.resize(m, d);
             for (Index i = 0; i < m; ++i) w.expert_in.row(i) = n.row(rows[static_cast<std::size_t>(i)]);
-            w.expert_h.resize(m, I);
-            if (X.gate_up.bound()) {  // interleaved [gate, up] columns, gpt-oss's clamped SwiGLU
-                w.expert_u.resize(m, 2 * I);
-                linear(p, X.gate_up, w.expert_in, w.expert_u, &X.gate_up_b);
-                detail::clamped_swiglu(w.expert_u.data(), w.expert_h.data(), m * I, c.swiglu_limit, c.swiglu_alpha);
-            } else {
-                w.expert_u.resize(m, I);
-                linear(p, X.gate, w.expert_in, w.expert_h);
-                linear(p, X.up, w.expert_in, w.expert_u);
-                detail::gated(c.act, w.expert_h.data(), w.expert_u.data(), m * I);
-            }
-            w.expert_out.resize(m, d);
-            linear(p, X.down, w.expert_h, w.expert_out, &X.down_b);
+            expert_mlp(p, X, I, w.expert_in);
             for (Index i = 0; i < m; ++i) {
                 const Index r = rows[static_cast<std::size_t>(i)];
                 w.mlp_out.row(r) += w.expert_out.row(i) * rw(r, e);
             }
         }
+        if (c.shared_expert_size > 0) {  // every token: + shared(n) (times sigmoid(shared_gate n))
+            expert_mlp(p, L.shared, c.shared_expert_size, n);
+            if (c.shared_expert_gated) {
+                RowMatrixF& g = w.expert_u;
+                g.resize(R, 1);
+                linear(p, L.shared_gate, n, g);
+                for (Index r = 0; r < R; ++r) w.expert_out.row(r) *= 1.0f / (1.0f + std::exp(-g(r, 0)));
+            }
+            w.mlp_out += w.expert_out;
+        }
         mlp_post(p, l, L);
+    }
+
+    /// expert_out [m, d] = down(act(gate x) * up x) of one expert of width I (routed or shared): separate gate and up, or
+    /// a fused gate_up in the config's layout (halves [gate; up], or gpt-oss's interleaved columns and clamped SwiGLU).
+    void expert_mlp(Pass& p, const ExpertWeights& X, Index I, const RowMatrixF& x) const {
+        const ModelConfig& c = config_;
+        Workspace& w = p.w;
+        const Index m = x.rows();
+        w.expert_h.resize(m, I);
+        if (X.gate_up.bound()) {
+            w.expert_u.resize(m, 2 * I);
+            linear(p, X.gate_up, x, w.expert_u, &X.gate_up_b);
+            if (c.gate_up_layout == GateUpLayout::Interleaved) {
+                detail::clamped_swiglu(w.expert_u.data(), w.expert_h.data(), m * I, c.swiglu_limit, c.swiglu_alpha);
+            } else {
+                w.expert_h = w.expert_u.leftCols(I);
+                w.expert_u = w.expert_u.rightCols(I).eval();
+                detail::gated(c.act, w.expert_h.data(), w.expert_u.data(), m * I);
+            }
+        } else {
+            w.expert_u.resize(m, I);
+            linear(p, X.gate, x, w.expert_h);
+            linear(p, X.up, x, w.expert_u);
+            detail::gated(c.act, w.expert_h.data(), w.expert_u.data(), m * I);
+        }
+        w.expert_out.resize(m, c.hidden_size);
+        linear(p, X.down, w.expert_h, w.expert_out, &X.down_b);
     }
 
     void mlp_post(Pass& p, int l, const LayerWeights& L) const {
@@ -8983,6 +9341,7 @@ private:
             p.hooks.block(l, BlockSite::Ln2Post, p.w.mlp_out.data(), resid);
         }
         if (!L.ls_mlp.empty()) scale_columns(p.w.mlp_out, L.ls_mlp);
+        if (c.residual_scale != 1.0) p.w.mlp_out *= static_cast<float>(c.residual_scale);
         p.hooks.block(l, BlockSite::MlpOut, p.w.mlp_out.data(), resid);
     }
 
@@ -9012,6 +9371,7 @@ private:
         }
         logits.resize(p.R(), c.vocab_size);
         linear(p, weights_.lm_head, n, logits, &weights_.lm_head_b);
+        if (c.logit_scale != 1.0) logits *= static_cast<float>(c.logit_scale);
         if (c.final_softcap > 0) detail::softcap(logits.data(), logits.size(), c.final_softcap);
         p.hooks.logits(logits.data(), {p.N, p.T, c.vocab_size});
     }
@@ -12136,7 +12496,7 @@ inline Transformer quantized_model(const Transformer& m, const QuantExperiment& 
     if (e.keep_massive_dims)
         for (Index k : ctx.massive_dims) massive[static_cast<std::size_t>(k)] = true;
     return m.with_weights([&](const Transformer::LinearRef& ref, RowMatrixF& w) {
-        if (ref.role == "router") return false;
+        if (ref.role == "router" || ref.role == "shared_gate") return false;  // (routing stays in float)
         const std::string prefix = "blocks." + std::to_string(ref.layer) + ".";
         if (e.smooth_quant)
             for (const auto& [site, roles] : linear_inputs())
@@ -12819,6 +13179,7 @@ inline ActivationCache run_with_cache(const Transformer& model, const PixelBatch
 #include <cstdio>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace massact {
@@ -12840,6 +13201,8 @@ inline const char* activation_name(ActivationFn f) {
         case ActivationFn::GeluErf: return "GELU (erf)";
         case ActivationFn::Relu: return "ReLU";
         case ActivationFn::QuickGelu: return "quick GELU";
+        case ActivationFn::Relu2: return "squared ReLU";
+        case ActivationFn::XIELU: return "xIELU";
     }
     return "?";
 }
@@ -12887,6 +13250,7 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
                : c.qkv_layout == QkvLayout::PerHead ? ", fused qkv per head [q_h; k_h; v_h]"
                                                     : ", fused qkv per KV group [q..; k; v]";
     att += fmt("; biases qkv %s, output %s", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no");
+    if (c.attn_sub_norm) att += "; a norm before o_proj";
     add("attention", att);
     if (c.qk_norm != QKNorm::None)
         add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection"));
@@ -12900,6 +13264,9 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     if (c.moe())
         mlp += fmt("; mixture of %d experts, top %d%s%s", c.num_experts, c.experts_per_token, c.norm_topk ? " (renormalised)" : "",
                    c.router_bias ? ", router bias" : "");
+    if (c.shared_expert_size > 0)
+        mlp += fmt("; a shared expert of width %d%s", c.shared_expert_size, c.shared_expert_gated ? " behind a sigmoid gate" : "");
+    if (c.mlp_sub_norm) mlp += "; a norm before down_proj";
     add("MLP", mlp);
     if (c.positions == PositionKind::Learned)
         add("positions", fmt("learned, %d", c.max_positions) + (c.pos_offset ? fmt(" (rows offset by %d)", c.pos_offset) : std::string()));
@@ -12919,21 +13286,30 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     if (c.embed_norm) add("embedding norm", describe_norm(c.norm));
     if (c.lm_head_bias) add("LM head", "with bias");
     if (c.embed_scale != 1.0) add("embedding", fmt("scaled by %.6g", c.embed_scale));
+    if (c.logit_scale != 1.0) add("logit scale", fmt("logits multiplied by %.6g", c.logit_scale));
     if (c.final_softcap > 0) add("logits", fmt("soft-capped at %g", c.final_softcap));
+    if (c.residual_scale != 1.0) add("residual scale", fmt("attention and MLP outputs multiplied by %.6g", c.residual_scale));
     add("tied embedding", c.tie_embeddings ? "yes" : "no");
     const char* sink = c.sink == SinkKind::KVBias ? "explicit key/value bias" : c.sink == SinkKind::Logit ? "learned sink logit" : "none";
     add("attention sink", sink);
-    // Layers: group equal (window, rope) runs.
-    std::map<std::pair<int, int>, std::vector<int>> groups;
-    for (int l = 0; l < c.num_layers; ++l) groups[{c.layers[static_cast<std::size_t>(l)].window, c.layers[static_cast<std::size_t>(l)].rope}].push_back(l);
+    // Layers: group equal (window, rope, NoPE) runs.
+    auto kind = [&](const LayerSpec& s) {
+        std::string k = s.window ? fmt("sliding window %d", s.window) : std::string(c.causal ? "full causal attention" : "bidirectional attention");
+        if (c.has_rope() && s.nope) k += ", no RoPE (NoPE)";
+        return k;
+    };
+    std::map<std::tuple<int, int, bool>, std::vector<int>> groups;
+    for (int l = 0; l < c.num_layers; ++l) {
+        const LayerSpec& s = c.layers[static_cast<std::size_t>(l)];
+        groups[{s.window, s.rope, s.nope}].push_back(l);
+    }
     if (groups.size() == 1) {
-        const int w = c.layers.front().window;
-        add("layers", fmt("%d, all alike", c.num_layers) + (w ? fmt(" (sliding window %d)", w) : std::string(c.causal ? " (full causal attention)" : " (bidirectional attention)")));
+        add("layers", fmt("%d, all alike (", c.num_layers) + kind(c.layers.front()) + ")");
     } else {
         for (const auto& g : groups) {
             std::string ls;
             for (int l : g.second) ls += (ls.empty() ? "" : ",") + std::to_string(l);
-            add("layers " + ls, g.first.first ? fmt("sliding window %d", g.first.first) : std::string(c.causal ? "full causal attention" : "bidirectional attention"));
+            add("layers " + ls, kind(c.layers[static_cast<std::size_t>(g.second.front())]));
         }
     }
     return out;

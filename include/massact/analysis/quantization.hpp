@@ -237,7 +237,7 @@ inline Transformer quantized_model(const Transformer& m, const QuantExperiment& 
     if (e.keep_massive_dims)
         for (Index k : ctx.massive_dims) massive[static_cast<std::size_t>(k)] = true;
     return m.with_weights([&](const Transformer::LinearRef& ref, RowMatrixF& w) {
-        if (ref.role == "router") return false;
+        if (ref.role == "router" || ref.role == "shared_gate") return false;  // (routing stays in float)
         const std::string prefix = "blocks." + std::to_string(ref.layer) + ".";
         if (e.smooth_quant)
             for (const auto& [site, roles] : linear_inputs())

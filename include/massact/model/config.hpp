@@ -16,7 +16,12 @@
 namespace massact {
 
 enum class NormKind { RMSNorm, LayerNorm };
-enum class ActivationFn { SiLU, GeluTanh, GeluErf, Relu, QuickGelu };
+/// Relu2: relu(x)^2 (Nemotron, BitNet); XIELU: Apertus's xIELU with four learned scalars per layer
+/// (x > 0: a_p x^2 + b x; else a_n (expm1(min(x, eps)) - x) + b x; a_p = softplus(alpha_p), a_n = b + softplus(alpha_n)).
+enum class ActivationFn { SiLU, GeluTanh, GeluErf, Relu, QuickGelu, Relu2, XIELU };
+/// A fused gate/up projection's output columns: [gate; up] halves (Phi-3, GLM-4, GraniteMoE's experts) or interleaved
+/// gate, up, gate, up ... (gpt-oss, whose experts use the clamped SwiGLU).
+enum class GateUpLayout { Halves, Interleaved };
 enum class RopeScaling { None, Linear, Llama3, Yarn, LongRope, Dynamic };
 /// An extra attention slot every query sees (Sun et al. 2024 Sec. 6; gpt-oss).
 enum class SinkKind { None, KVBias, Logit };
@@ -143,8 +148,9 @@ struct RopeSpec {
 
 /// Per-layer differences: the sliding window and which rotary embedding the layer uses.
 struct LayerSpec {
-    int window = 0;  // W > 0: key j visible to query i iff i - W < j <= i; 0: full causal
-    int rope = 0;    // index into ModelConfig::rope
+    int window = 0;     // W > 0: key j visible to query i iff i - W < j <= i; 0: full causal
+    int rope = 0;       // index into ModelConfig::rope
+    bool nope = false;  // no rotary embedding in this layer of a RoPE model (SmolLM3, Cohere 2, EXAONE 4 global layers)
 };
 
 /// Hugging Face tensor names of one block, relative to the layer prefix. Empty: the part does not exist
@@ -158,6 +164,10 @@ struct BlockNames {
     std::string expert;                                      // MoE expert prefix with "{e}"; gate/up/down below it
     std::string expert_gate, expert_up, expert_down;
     std::string experts_gate_up, experts_down;               // all experts in one tensor each, [E, in, out] (gpt-oss)
+                                                             // or [E, out, in] (experts_out_in: GraniteMoE)
+    std::string shared_expert, shared_expert_gate;           // a shared expert's prefix (gate/up/down below it), its [1, d] gate
+    std::string attn_sub_norm, mlp_sub_norm;                 // norms before o_proj and before down_proj (BitNet)
+    std::string act_params;                                  // the activation's learned scalars (xIELU: "<name>.alpha_p", ...)
     std::string ls_attn, ls_mlp;                             // layer scales [d] on the attention / MLP output (DINOv2)
     bool conv1d = false;                                     // GPT-2 Conv1D: stored [in, out]
 };
@@ -216,6 +226,7 @@ struct ModelConfig {
     bool parallel = false;        // x + attn(n1) + mlp(n2 or n1): attention and MLP read the block input
     QKNorm qk_norm = QKNorm::None;
     NormSpec qk_norm_spec;        // the q/k norms' own kind (StableLM: LayerNorm without bias)
+    bool qk_norm_rows = false;    // per-head q/k norm weights stored as one [heads, hd] tensor (Cohere)
     double attn_scale = 0.0;      // scores = q.k * attn_scale (1/sqrt(hd), query_pre_attn_scalar^-1/2, or 1)
     double attn_softcap = 0.0;    // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
     double clip_qkv = 0.0;        // > 0: q, k, v clamped to [-clip, clip] (OLMo)
@@ -230,6 +241,12 @@ struct ModelConfig {
     double swiglu_limit = 0.0;    // > 0: gpt-oss's clamped SwiGLU on interleaved [gate, up] columns:
                                   //   g = min(gate, limit), u = clamp(up, +-limit), (u + 1) g sigmoid(alpha g)
     double swiglu_alpha = 1.702;
+    GateUpLayout gate_up_layout = GateUpLayout::Halves;
+    bool experts_out_in = false;  // the [E, ...] expert tensors hold one [out, in] matrix per expert (nn.Linear layout)
+    int shared_expert_size = 0;   // > 0: a shared expert of this width added to every token's routed output (Qwen2-MoE)
+    bool shared_expert_gated = false;  // ... multiplied by sigmoid(shared_expert_gate x)
+    bool attn_sub_norm = false;   // a norm of width H*hd on the attention output before o_proj (BitNet)
+    bool mlp_sub_norm = false;    // a norm of width I on the MLP hidden before down_proj (BitNet)
     SinkKind sink = SinkKind::None;
 
     // --- around the blocks ---
@@ -243,6 +260,8 @@ struct ModelConfig {
     std::vector<LayerSpec> layers;
     double embed_scale = 1.0;     // embedding multiplied by this (Gemma: sqrt(d))
     double final_softcap = 0.0;   // > 0: logits = cap * tanh(logits / cap)
+    double logit_scale = 1.0;     // logits multiplied by this before any soft-cap (Cohere; Granite: 1 / logits_scaling)
+    double residual_scale = 1.0;  // attention and MLP outputs multiplied by this before the residual add (Granite)
     bool tie_embeddings = false;  // logits use the token embedding matrix
     bool causal = true;           // false: bidirectional attention (vision encoders)
     VisionSpec vision;            // patch_size > 0: a vision transformer (no vocabulary, no logits)

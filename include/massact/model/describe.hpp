@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace massact {
@@ -27,6 +28,8 @@ inline const char* activation_name(ActivationFn f) {
         case ActivationFn::GeluErf: return "GELU (erf)";
         case ActivationFn::Relu: return "ReLU";
         case ActivationFn::QuickGelu: return "quick GELU";
+        case ActivationFn::Relu2: return "squared ReLU";
+        case ActivationFn::XIELU: return "xIELU";
     }
     return "?";
 }
@@ -74,6 +77,7 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
                : c.qkv_layout == QkvLayout::PerHead ? ", fused qkv per head [q_h; k_h; v_h]"
                                                     : ", fused qkv per KV group [q..; k; v]";
     att += fmt("; biases qkv %s, output %s", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no");
+    if (c.attn_sub_norm) att += "; a norm before o_proj";
     add("attention", att);
     if (c.qk_norm != QKNorm::None)
         add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection"));
@@ -87,6 +91,9 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     if (c.moe())
         mlp += fmt("; mixture of %d experts, top %d%s%s", c.num_experts, c.experts_per_token, c.norm_topk ? " (renormalised)" : "",
                    c.router_bias ? ", router bias" : "");
+    if (c.shared_expert_size > 0)
+        mlp += fmt("; a shared expert of width %d%s", c.shared_expert_size, c.shared_expert_gated ? " behind a sigmoid gate" : "");
+    if (c.mlp_sub_norm) mlp += "; a norm before down_proj";
     add("MLP", mlp);
     if (c.positions == PositionKind::Learned)
         add("positions", fmt("learned, %d", c.max_positions) + (c.pos_offset ? fmt(" (rows offset by %d)", c.pos_offset) : std::string()));
@@ -106,21 +113,30 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     if (c.embed_norm) add("embedding norm", describe_norm(c.norm));
     if (c.lm_head_bias) add("LM head", "with bias");
     if (c.embed_scale != 1.0) add("embedding", fmt("scaled by %.6g", c.embed_scale));
+    if (c.logit_scale != 1.0) add("logit scale", fmt("logits multiplied by %.6g", c.logit_scale));
     if (c.final_softcap > 0) add("logits", fmt("soft-capped at %g", c.final_softcap));
+    if (c.residual_scale != 1.0) add("residual scale", fmt("attention and MLP outputs multiplied by %.6g", c.residual_scale));
     add("tied embedding", c.tie_embeddings ? "yes" : "no");
     const char* sink = c.sink == SinkKind::KVBias ? "explicit key/value bias" : c.sink == SinkKind::Logit ? "learned sink logit" : "none";
     add("attention sink", sink);
-    // Layers: group equal (window, rope) runs.
-    std::map<std::pair<int, int>, std::vector<int>> groups;
-    for (int l = 0; l < c.num_layers; ++l) groups[{c.layers[static_cast<std::size_t>(l)].window, c.layers[static_cast<std::size_t>(l)].rope}].push_back(l);
+    // Layers: group equal (window, rope, NoPE) runs.
+    auto kind = [&](const LayerSpec& s) {
+        std::string k = s.window ? fmt("sliding window %d", s.window) : std::string(c.causal ? "full causal attention" : "bidirectional attention");
+        if (c.has_rope() && s.nope) k += ", no RoPE (NoPE)";
+        return k;
+    };
+    std::map<std::tuple<int, int, bool>, std::vector<int>> groups;
+    for (int l = 0; l < c.num_layers; ++l) {
+        const LayerSpec& s = c.layers[static_cast<std::size_t>(l)];
+        groups[{s.window, s.rope, s.nope}].push_back(l);
+    }
     if (groups.size() == 1) {
-        const int w = c.layers.front().window;
-        add("layers", fmt("%d, all alike", c.num_layers) + (w ? fmt(" (sliding window %d)", w) : std::string(c.causal ? " (full causal attention)" : " (bidirectional attention)")));
+        add("layers", fmt("%d, all alike (", c.num_layers) + kind(c.layers.front()) + ")");
     } else {
         for (const auto& g : groups) {
             std::string ls;
             for (int l : g.second) ls += (ls.empty() ? "" : ",") + std::to_string(l);
-            add("layers " + ls, g.first.first ? fmt("sliding window %d", g.first.first) : std::string(c.causal ? "full causal attention" : "bidirectional attention"));
+            add("layers " + ls, kind(c.layers[static_cast<std::size_t>(g.second.front())]));
         }
     }
     return out;

@@ -82,7 +82,9 @@ inline ActivationFn parse_activation(const ConfigReader& r, const std::string& k
     if (a == "gelu") return ActivationFn::GeluErf;
     if (a == "relu") return ActivationFn::Relu;
     if (a == "quick_gelu") return ActivationFn::QuickGelu;
-    r.fail(key, "unsupported value \"" + a + "\" (expected silu, gelu, gelu_new, gelu_pytorch_tanh, quick_gelu or relu)");
+    if (a == "relu2") return ActivationFn::Relu2;
+    if (a == "xielu") return ActivationFn::XIELU;  // (its parameters: the family names them, see apertus)
+    r.fail(key, "unsupported value \"" + a + "\" (expected silu, gelu, gelu_new, gelu_pytorch_tanh, quick_gelu, relu, relu2 or xielu)");
 }
 
 /// int(head_dim * factor), as transformers computes the rotary dims; the factor must be in (0, 1].
@@ -278,7 +280,11 @@ inline std::vector<bool> qwen_sliding(const ConfigReader& r, const ModelConfig& 
     return read_sliding_layers(r, c.num_layers, [&](int l) { return use && l >= from; });
 }
 
-inline int window_size(const ConfigReader& r) { return r.present("sliding_window") ? r.get_int("sliding_window") : 0; }
+/// sliding_window: absent, null or 0 mean none.
+inline int window_size(const ConfigReader& r) {
+    if (r.present("sliding_window") && r.json()["sliding_window"] == 0) return 0;
+    return r.present("sliding_window") ? r.get_int("sliding_window") : 0;
+}
 
 /// Mistral's rule: sliding_window on every layer (or on the sliding ones of layer_types).
 inline void uniform_windows(const ConfigReader& r, ModelConfig& c) {
@@ -735,6 +741,7 @@ inline void family_gpt_oss(const ConfigReader& r, ModelConfig& c) {
     c.router_bias = true;
     c.mlp_bias = true;
     c.swiglu_limit = r.get_num("swiglu_limit", 7.0);
+    c.gate_up_layout = GateUpLayout::Interleaved;
     c.names.block.experts_gate_up = "mlp.experts.gate_up_proj";
     c.names.block.experts_down = "mlp.experts.down_proj";
     const auto sliding = read_sliding_layers(r, c.num_layers, [](int l) { return l % 2 == 0; });
@@ -864,6 +871,246 @@ inline void family_clip_vision(const ConfigReader& r, ModelConfig& c) {
     b.down = "mlp.fc2";
 }
 
+// ---- families III: the 2025-26 decoders ----------------------------------------------------------
+
+/// A list of L flags (0 / 1 or true / false) under `key`, or dflt(l) when the key is absent.
+inline std::vector<bool> read_layer_flags(const ConfigReader& r, const std::string& key, int L, const std::function<bool(int)>& dflt) {
+    std::vector<bool> out(static_cast<std::size_t>(L));
+    if (!r.present(key)) {
+        for (int l = 0; l < L; ++l) out[static_cast<std::size_t>(l)] = dflt(l);
+        return out;
+    }
+    const auto& v = r.json()[key];
+    if (!v.is_array() || static_cast<int>(v.size()) != L) r.fail(key, "expected a list of " + std::to_string(L) + " flags (0 or 1)");
+    for (int l = 0; l < L; ++l) {
+        const auto& x = v[static_cast<std::size_t>(l)];
+        if (x.is_boolean()) out[static_cast<std::size_t>(l)] = x.get<bool>();
+        else if (x.is_number_integer() && (x.get<long long>() == 0 || x.get<long long>() == 1)) out[static_cast<std::size_t>(l)] = x.get<long long>() == 1;
+        else r.fail(key, "entry " + std::to_string(l) + " is " + x.dump() + " (expected 0 or 1)");
+    }
+    return out;
+}
+
+/// Sliding layers from layer_types, else every layer but each `pattern`-th (config key `pattern_key`, default dflt).
+inline std::vector<bool> patterned_sliding(const ConfigReader& r, const ModelConfig& c, const char* pattern_key, int dflt) {
+    const int pattern = r.get_int(pattern_key, dflt);
+    return read_sliding_layers(r, c.num_layers, [&](int l) { return (l + 1) % pattern != 0; });
+}
+
+/// Seed-OSS: the Llama block with biases on q, k, v (attention_bias) and on o (attention_out_bias).
+inline void family_seed_oss(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.qkv_bias = r.get_bool("attention_bias", true);
+    c.o_bias = r.get_bool("attention_out_bias", false);
+    c.mlp_bias = r.get_bool("mlp_bias", false);
+}
+
+/// SmolLM3: Llama with NoPE layers: no_rope_layers[l] = 0 (default: every no_rope_layer_interval-th layer) rotates
+/// nothing; sliding windows only where use_sliding_window and only on NoPE layers unless layer_types says.
+inline void family_smollm3(const ConfigReader& r, ModelConfig& c) {
+    family_llama(r, c);
+    const int every = r.get_int("no_rope_layer_interval", 4);
+    const auto rope = read_layer_flags(r, "no_rope_layers", c.num_layers, [&](int l) { return (l + 1) % every != 0; });
+    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].nope = !rope[static_cast<std::size_t>(l)];
+    const bool use = r.get_bool("use_sliding_window", false) && window_size(r) > 0;
+    const auto sliding = read_sliding_layers(r, c.num_layers, [&](int l) { return use && !rope[static_cast<std::size_t>(l)]; });
+    set_windows(c, use ? sliding : std::vector<bool>(static_cast<std::size_t>(c.num_layers), false), use ? window_size(r) : 0);
+}
+
+/// Granite: Llama with multipliers on the embedding, the attention scores (instead of 1/sqrt(hd)), the attention and
+/// MLP outputs before the residual add, and the logits (divided by logits_scaling).
+inline void family_granite(const ConfigReader& r, ModelConfig& c) {
+    family_llama(r, c);
+    c.embed_scale = r.get_num("embedding_multiplier", 1.0);
+    c.attn_scale = r.get_num("attention_multiplier", 1.0);
+    c.residual_scale = r.get_num("residual_multiplier", 1.0);
+    const double logits_scaling = r.get_num("logits_scaling", 1.0);
+    if (!(logits_scaling > 0)) r.fail("logits_scaling", "expected a positive number");
+    c.logit_scale = 1.0 / logits_scaling;
+}
+
+/// GLM-4: sandwich norms (post_self_attn_layernorm after attention, post_mlp_layernorm after the MLP), fused
+/// gate_up_proj, biased q/k/v, RoPE on interleaved pairs of the first partial_rotary_factor of each head.
+inline void family_glm4(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.qkv_bias = r.get_bool("attention_bias", true);
+    c.post_attn_norm = c.post_mlp_norm = true;
+    c.rope_pairs = RopePairs::Interleaved;
+    auto& n = c.names.block;
+    n.ln_attn_post = "post_self_attn_layernorm";
+    n.ln_mlp = "post_attention_layernorm";
+    n.ln_mlp_post = "post_mlp_layernorm";
+    n.gate = n.up = "";
+    n.gate_up = "mlp.gate_up_proj";
+}
+
+/// OLMo 3: OLMo 2's block with sliding-window layers (default: all but every 4th) and a RoPE per layer type.
+inline void family_olmo3(const ConfigReader& r, ModelConfig& c) {
+    family_olmo2(r, c);
+    const auto sliding = read_sliding_layers(r, c.num_layers, [](int l) { return (l + 1) % 4 != 0; });
+    set_windows(c, sliding, window_size(r));
+    read_rope(r, c, sliding);
+}
+
+/// EXAONE 4: post-norms only (as OLMo 2), per-head q/k RMSNorm; with a sliding window, the sliding layers use RoPE and
+/// the global layers none (NoPE).
+inline void family_exaone4(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.pre_attn_norm = c.pre_mlp_norm = false;
+    c.post_attn_norm = c.post_mlp_norm = true;
+    c.qk_norm = QKNorm::PerHead;
+    c.qk_norm_spec = c.norm;
+    auto& n = c.names.block;
+    n.ln_attn = n.ln_mlp = "";
+    n.ln_attn_post = "post_attention_layernorm";
+    n.ln_mlp_post = "post_feedforward_layernorm";
+    n.q_norm = "self_attn.q_norm";
+    n.k_norm = "self_attn.k_norm";
+    if (window_size(r) > 0) {
+        if (r.present("sliding_window_pattern") && !r.json()["sliding_window_pattern"].is_number_integer() && !r.present("layer_types"))
+            r.fail("sliding_window_pattern", "expected an integer (or layer_types), found " + r.json()["sliding_window_pattern"].dump());
+        const auto sliding = patterned_sliding(r, c, "sliding_window_pattern", 4);
+        set_windows(c, sliding, window_size(r));
+        for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].nope = !sliding[static_cast<std::size_t>(l)];
+    }
+}
+
+/// VaultGemma: Gemma 2's block without the post-norms (input_layernorm and pre_feedforward_layernorm only).
+inline void family_vaultgemma(const ConfigReader& r, ModelConfig& c) {
+    gemma2_common(r, c, 2);
+    c.post_attn_norm = c.post_mlp_norm = false;
+    c.names.block.ln_attn_post = c.names.block.ln_mlp_post = "";
+}
+
+/// Nemotron: LayerNorm with scale 1 + w and a bias, squared-ReLU MLP (up, down), partial rotary (rotate-half).
+inline void family_nemotron(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm = {NormKind::LayerNorm, r.get_num("norm_eps", 1e-5), true, true, true};
+    c.act = parse_activation(r, "hidden_act", "relu2");
+    c.mlp = MlpKind::Plain;
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.mlp_bias = r.get_bool("mlp_bias", false);
+    c.names.block.gate = "";
+}
+
+/// Cohere (Command R): a parallel block x + attn(ln x) + mlp(ln x) with one LayerNorm without bias, RoPE on interleaved
+/// pairs, optional per-head q/k LayerNorms ([heads, hd] weights), logits multiplied by logit_scale, tied head.
+inline void family_cohere(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_eps", 1e-5), true, false, false};
+    c.parallel = true;
+    c.pre_mlp_norm = false;
+    c.names.block.ln_mlp = "";
+    c.rope_pairs = RopePairs::Interleaved;
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.logit_scale = r.get_num("logit_scale", 0.0625);
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
+    if (r.get_bool("use_qk_norm", false)) {
+        c.qk_norm = QKNorm::PerHead;
+        c.qk_norm_spec = c.norm;
+        c.qk_norm_rows = true;
+        c.names.block.q_norm = "self_attn.q_norm";
+        c.names.block.k_norm = "self_attn.k_norm";
+    }
+}
+
+/// Cohere 2 (Command R7B, A): Cohere's block with sliding layers (default: all but every sliding_window_pattern-th)
+/// that use RoPE and global layers that use none.
+inline void family_cohere2(const ConfigReader& r, ModelConfig& c) {
+    family_cohere(r, c);
+    const auto sliding = patterned_sliding(r, c, "sliding_window_pattern", 4);
+    set_windows(c, sliding, window_size(r));
+    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].nope = !sliding[static_cast<std::size_t>(l)];
+}
+
+/// Qwen2-MoE: qwen2's attention (q/k/v biases), routed experts mlp.experts.{e} (softmax top-k, renormalised when
+/// norm_topk_prob) plus a shared expert behind a sigmoid gate on every token.
+inline void family_qwen2_moe(const ConfigReader& r, ModelConfig& c) {
+    family_qwen2(r, c);
+    c.qkv_bias = r.get_bool("qkv_bias", true);
+    c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
+    set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
+    c.norm_topk = r.get_bool("norm_topk_prob", false);
+    if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
+        r.fail("mlp_only_layers", "unsupported value " + r.json()["mlp_only_layers"].dump() + " (expected [])");
+    if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
+    c.shared_expert_size = r.get_size("shared_expert_intermediate_size", 0, kMaxWidth);
+    c.shared_expert_gated = c.shared_expert_size > 0;
+    c.names.block.shared_expert = "mlp.shared_expert.";
+    c.names.block.shared_expert_gate = "mlp.shared_expert_gate";
+}
+
+/// OLMoE: OLMo 2's q/k RMSNorm over the whole projection on a pre-norm Llama block, optional clip_qkv, and experts
+/// mlp.experts.{e} with softmax top-k routing (renormalised when norm_topk_prob).
+inline void family_olmoe(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.clip_qkv = r.get_num("clip_qkv", 0.0);
+    if (r.present("clip_qkv") && c.clip_qkv <= 0) r.fail("clip_qkv", "expected a positive number or null");
+    c.qk_norm = QKNorm::Whole;
+    c.qk_norm_spec = c.norm;
+    c.names.block.q_norm = "self_attn.q_norm";
+    c.names.block.k_norm = "self_attn.k_norm";
+    set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
+    c.norm_topk = r.get_bool("norm_topk_prob", false);
+}
+
+/// GraniteMoE: Granite's multipliers, experts as two [E, out, in] tensors (block_sparse_moe.input_linear [gate; up]
+/// and output_linear), router block_sparse_moe.router.layer; softmax over the top-k logits (= renormalised top-k).
+inline void family_granitemoe(const ConfigReader& r, ModelConfig& c) {
+    family_granite(r, c);
+    set_moe(r, c, "num_local_experts", "block_sparse_moe.router.layer", "", "", "", "");
+    c.norm_topk = true;
+    c.experts_out_in = true;
+    c.names.block.experts_gate_up = "block_sparse_moe.input_linear";
+    c.names.block.experts_down = "block_sparse_moe.output_linear";
+}
+
+/// Apertus: per-head q/k RMSNorm, a plain MLP (up, down) with xIELU (four learned scalars per layer,
+/// mlp.act_fn.alpha_p / alpha_n / beta / eps), norms named attention_layernorm and feedforward_layernorm.
+inline void family_apertus(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.mlp_bias = r.get_bool("mlp_bias", false);
+    c.act = parse_activation(r, "hidden_act", "xielu");
+    c.mlp = MlpKind::Plain;
+    c.qk_norm = QKNorm::PerHead;
+    c.qk_norm_spec = c.norm;
+    auto& n = c.names.block;
+    n.ln_attn = "attention_layernorm";
+    n.ln_mlp = "feedforward_layernorm";
+    n.q_norm = "self_attn.q_norm";
+    n.k_norm = "self_attn.k_norm";
+    n.gate = "";
+    n.act_params = "mlp.act_fn";
+}
+
+/// BitNet (b1.58, as transformers runs it unquantized): Llama with an RMSNorm on the attention output before o_proj
+/// (self_attn.attn_sub_norm) and on the gated hidden before down_proj (mlp.ffn_sub_norm), squared-ReLU gate.
+inline void family_bitnet(const ConfigReader& r, ModelConfig& c) {
+    family_llama(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.act = parse_activation(r, "hidden_act", "relu2");
+    c.attn_sub_norm = c.mlp_sub_norm = true;
+    c.names.block.attn_sub_norm = "self_attn.attn_sub_norm";
+    c.names.block.mlp_sub_norm = "mlp.ffn_sub_norm";
+    if (r.present("quantization_config"))
+        r.fail("quantization_config", "packed ternary weights are not read (massact runs BitNet checkpoints stored in float)");
+}
+
+/// Keys that change the arithmetic where a checkpoint sets them and that no family here implements: refused with their
+/// name unless at the value that changes nothing (an ignored key would silently compute another model).
+inline void refuse_unimplemented(const ConfigReader& r) {
+    const std::string softmax = r.get_str("attention_softmax", "softmax");
+    if (softmax != "softmax") r.fail("attention_softmax", "unsupported value \"" + softmax + "\" (massact implements softmax)");
+    if (r.present("attention_sigmoid_bias")) r.fail("attention_sigmoid_bias", "is set, but massact implements softmax attention only");
+    if (r.get_bool("attn_output_gate", false)) r.fail("attn_output_gate", "unsupported value true (gated attention is not implemented)");
+}
+
 /// The mapping table: model_type -> the function that fills the block description.
 inline const std::vector<FamilyEntry>& family_table() {
     static const std::vector<FamilyEntry> table = {
@@ -894,6 +1141,21 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"dinov2", family_dinov2, WindowRule::None},
         {"dinov2_with_registers", family_dinov2, WindowRule::None},
         {"clip_vision_model", family_clip_vision, WindowRule::None},
+        {"seed_oss", family_seed_oss, WindowRule::None},
+        {"smollm3", family_smollm3, WindowRule::Family},
+        {"granite", family_granite, WindowRule::None},
+        {"glm4", family_glm4, WindowRule::None},
+        {"olmo3", family_olmo3, WindowRule::Family},
+        {"exaone4", family_exaone4, WindowRule::Family},
+        {"vaultgemma", family_vaultgemma, WindowRule::Family},
+        {"nemotron", family_nemotron, WindowRule::None},
+        {"cohere", family_cohere, WindowRule::None},
+        {"cohere2", family_cohere2, WindowRule::Family},
+        {"qwen2_moe", family_qwen2_moe, WindowRule::Family},
+        {"olmoe", family_olmoe, WindowRule::None},
+        {"granitemoe", family_granitemoe, WindowRule::None},
+        {"apertus", family_apertus, WindowRule::None},
+        {"bitnet", family_bitnet, WindowRule::None},
     };
     return table;
 }
@@ -943,6 +1205,7 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
         if (type == e.model_type) entry = &e;
     if (!entry) r.fail("model_type", "unsupported value \"" + type + "\" (expected one of " + list + ")");
     entry->map(r, c);
+    detail::refuse_unimplemented(r);
     if (entry->windows == detail::WindowRule::Uniform) detail::uniform_windows(r, c);
     if (c.has_rope() && c.rope.empty()) detail::read_rope(r, c);
     if (c.attn_scale == 0.0) c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));

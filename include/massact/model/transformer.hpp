@@ -186,22 +186,38 @@ inline void apply_norm(const NormSpec& s, const NormWeights& w, float* out, cons
     }
 }
 
-inline void activate(ActivationFn f, float* out, const float* x, Index n) {
+/// xIELU with params = {a_p, a_n, beta, eps} (ActivationFn::XIELU).
+inline void xielu(float* out, const float* x, Index n, const float* params) {
+    if (!params) throw Error("forward: xIELU needs its per-layer parameters");
+    const float ap = params[0], an = params[1], beta = params[2], eps = params[3];
+    for (Index i = 0; i < n; ++i) {
+        const float v = x[i];
+        out[i] = v > 0.0f ? ap * v * v + beta * v : (std::expm1(std::min(v, eps)) - v) * an + beta * v;
+    }
+}
+
+/// out = act(x); `params`: the layer's learned activation parameters where the function has them (xIELU).
+inline void activate(ActivationFn f, float* out, const float* x, Index n, const float* params = nullptr) {
     switch (f) {
+        case ActivationFn::XIELU: xielu(out, x, n, params); break;
         case ActivationFn::SiLU: kernels::silu<float>(out, x, n); break;
         case ActivationFn::GeluTanh: kernels::gelu_tanh<float>(out, x, n); break;
         case ActivationFn::GeluErf: kernels::gelu_erf<float>(out, x, n); break;
         case ActivationFn::Relu: kernels::relu<float>(out, x, n); break;
         case ActivationFn::QuickGelu: kernels::quick_gelu<float>(out, x, n); break;
+        case ActivationFn::Relu2:
+            kernels::relu<float>(out, x, n);
+            for (Index i = 0; i < n; ++i) out[i] *= out[i];
+            break;
     }
 }
 
 /// gate = act(gate) * up, in place.
-inline void gated(ActivationFn f, float* gate, const float* up, Index n) {
+inline void gated(ActivationFn f, float* gate, const float* up, Index n, const float* params = nullptr) {
     if (f == ActivationFn::SiLU) {
         kernels::swiglu<float>(gate, gate, up, n);
     } else {
-        activate(f, gate, gate, n);
+        activate(f, gate, gate, n, params);
         for (Index i = 0; i < n; ++i) gate[i] *= up[i];
     }
 }
@@ -290,7 +306,7 @@ public:
     /// One linear map of a block, as with_weights hands it out.
     struct LinearRef {
         int layer;
-        std::string role;  // q, k, v, qkv, o, gate, up, gate_up, down, router, or expert.E.gate / .up / .gate_up / .down
+        std::string role;  // as for_each_linear names them (weights.hpp): q, k, v, ..., expert.E.gate, shared.up, shared_gate
         const WeightMatrix& weight;
     };
 
@@ -303,8 +319,7 @@ public:
         std::vector<float> scratch;
         for (int l = 0; l < config_.num_layers; ++l) {
             LayerWeights& L = t.weights_.layers[static_cast<std::size_t>(l)];
-            auto visit = [&](WeightMatrix& m, const std::string& role) {
-                if (!m.bound()) return;
+            for_each_linear(L, [&](WeightMatrix& m, const std::string& role) {
                 RowMatrixF w(m.out(), m.in());
                 const float* src = m.data(scratch);
                 if (m.stored_in_out()) w = ConstRowMap<float>(src, m.in(), m.out()).transpose();
@@ -314,16 +329,7 @@ public:
                 if (m.stored_in_out()) RowMap<float>(data.data(), m.in(), m.out()) = w.transpose();
                 else RowMap<float>(data.data(), m.out(), m.in()) = w;
                 m.replace(std::move(data));
-            };
-            for (auto [m, role] : {std::pair<WeightMatrix*, const char*>{&L.q, "q"}, {&L.k, "k"}, {&L.v, "v"}, {&L.qkv, "qkv"}, {&L.o, "o"},
-                                   {&L.gate, "gate"}, {&L.up, "up"}, {&L.gate_up, "gate_up"}, {&L.down, "down"}, {&L.router, "router"}})
-                visit(*m, role);
-            for (std::size_t e = 0; e < L.experts.size(); ++e) {
-                ExpertWeights& X = L.experts[e];
-                const std::string p = "expert." + std::to_string(e) + ".";
-                for (auto [m, role] : {std::pair<WeightMatrix*, const char*>{&X.gate, "gate"}, {&X.up, "up"}, {&X.gate_up, "gate_up"}, {&X.down, "down"}})
-                    visit(*m, p + role);
-            }
+            });
         }
         return t;
     }
@@ -667,10 +673,10 @@ private:
             detail::apply_norm(c.qk_norm_spec, L.q_norm, q.data(), q.data(), whole ? R : R * H, whole ? H * hd : hd);
             detail::apply_norm(c.qk_norm_spec, L.k_norm, k.data(), k.data(), whole ? R : R * KV, whole ? KV * hd : hd);
         }
-        if (c.has_rope()) {
+        if (c.has_rope()) {  // (a NoPE layer's rot sites hold q and k as they are)
             const kernels::RopeTable& rope = rope_of(p, l);
             if (p.cache && p.cache->keeps_raw_keys()) store_rows(p, p.cache->layer(l).k_raw, k);
-            {
+            if (!c.layers[static_cast<std::size_t>(l)].nope) {
                 detail::StageTimer timer(p.stage(&StageTimes::attention));
                 for (Index r = 0; r < R; ++r) {
                     rotate(rope, q.row(r).data(), H, p.pos[static_cast<std::size_t>(r % T)]);
@@ -687,6 +693,7 @@ private:
             attend(p, l, L);
         }
         p.hooks.block(l, BlockSite::Z, w.z.data(), {N, T, H, hd});
+        if (c.attn_sub_norm) norm(p, L.attn_sub_norm, w.z, w.z);
         w.attn_out.resize(R, c.hidden_size);
         linear(p, L.o, w.z, w.attn_out, &L.o_b);
         if (c.post_attn_norm) {
@@ -694,6 +701,7 @@ private:
             p.hooks.block(l, BlockSite::Ln1Post, w.attn_out.data(), {N, T, c.hidden_size});
         }
         if (!L.ls_attn.empty()) scale_columns(w.attn_out, L.ls_attn);
+        if (c.residual_scale != 1.0) w.attn_out *= static_cast<float>(c.residual_scale);
         p.hooks.block(l, BlockSite::AttnOut, w.attn_out.data(), {N, T, c.hidden_size});
     }
 
@@ -747,7 +755,7 @@ private:
         KVCache::Layer& C = cache.layer(l);
         store_rows(p, C.k, p.w.k);
         store_rows(p, C.v, p.w.v);
-        if (!cache.keeps_raw_keys()) return;  // (held tokens keep their positions)
+        if (!cache.keeps_raw_keys() || config_.layers[static_cast<std::size_t>(l)].nope) return;  // (keys keep their rotation)
         const kernels::RopeTable& rope = rope_of(p, l);
         std::vector<float> key(static_cast<std::size_t>(C.k_raw.cols()));
         for (Index j = 0; j < p.keys(); ++j) {
@@ -886,14 +894,15 @@ private:
             p.hooks.block(l, BlockSite::MlpPre, h.data(), shape);
             p.hooks.block(l, BlockSite::MlpPreLinear, u.data(), shape);
             detail::StageTimer timer(p.stage(&StageTimes::activation));
-            detail::gated(c.act, h.data(), u.data(), R * I);
+            detail::gated(c.act, h.data(), u.data(), R * I, L.act_params.data());
         } else {
             linear(p, L.up, n, h, &L.up_b);
             p.hooks.block(l, BlockSite::MlpPre, h.data(), shape);
             detail::StageTimer timer(p.stage(&StageTimes::activation));
-            detail::activate(c.act, h.data(), h.data(), R * I);
+            detail::activate(c.act, h.data(), h.data(), R * I, L.act_params.data());
         }
         p.hooks.block(l, BlockSite::MlpPost, h.data(), shape);
+        if (c.mlp_sub_norm) norm(p, L.mlp_sub_norm, h, h);
         w.mlp_out.resize(R, c.hidden_size);
         linear(p, L.down, h, w.mlp_out, &L.down_b);
         p.hooks.block(l, BlockSite::MlpDown, w.mlp_out.data(), {p.N, p.T, c.hidden_size});
@@ -944,25 +953,50 @@ private:
             const auto m = static_cast<Index>(rows.size());
             w.expert_in.resize(m, d);
             for (Index i = 0; i < m; ++i) w.expert_in.row(i) = n.row(rows[static_cast<std::size_t>(i)]);
-            w.expert_h.resize(m, I);
-            if (X.gate_up.bound()) {  // interleaved [gate, up] columns, gpt-oss's clamped SwiGLU
-                w.expert_u.resize(m, 2 * I);
-                linear(p, X.gate_up, w.expert_in, w.expert_u, &X.gate_up_b);
-                detail::clamped_swiglu(w.expert_u.data(), w.expert_h.data(), m * I, c.swiglu_limit, c.swiglu_alpha);
-            } else {
-                w.expert_u.resize(m, I);
-                linear(p, X.gate, w.expert_in, w.expert_h);
-                linear(p, X.up, w.expert_in, w.expert_u);
-                detail::gated(c.act, w.expert_h.data(), w.expert_u.data(), m * I);
-            }
-            w.expert_out.resize(m, d);
-            linear(p, X.down, w.expert_h, w.expert_out, &X.down_b);
+            expert_mlp(p, X, I, w.expert_in);
             for (Index i = 0; i < m; ++i) {
                 const Index r = rows[static_cast<std::size_t>(i)];
                 w.mlp_out.row(r) += w.expert_out.row(i) * rw(r, e);
             }
         }
+        if (c.shared_expert_size > 0) {  // every token: + shared(n) (times sigmoid(shared_gate n))
+            expert_mlp(p, L.shared, c.shared_expert_size, n);
+            if (c.shared_expert_gated) {
+                RowMatrixF& g = w.expert_u;
+                g.resize(R, 1);
+                linear(p, L.shared_gate, n, g);
+                for (Index r = 0; r < R; ++r) w.expert_out.row(r) *= 1.0f / (1.0f + std::exp(-g(r, 0)));
+            }
+            w.mlp_out += w.expert_out;
+        }
         mlp_post(p, l, L);
+    }
+
+    /// expert_out [m, d] = down(act(gate x) * up x) of one expert of width I (routed or shared): separate gate and up, or
+    /// a fused gate_up in the config's layout (halves [gate; up], or gpt-oss's interleaved columns and clamped SwiGLU).
+    void expert_mlp(Pass& p, const ExpertWeights& X, Index I, const RowMatrixF& x) const {
+        const ModelConfig& c = config_;
+        Workspace& w = p.w;
+        const Index m = x.rows();
+        w.expert_h.resize(m, I);
+        if (X.gate_up.bound()) {
+            w.expert_u.resize(m, 2 * I);
+            linear(p, X.gate_up, x, w.expert_u, &X.gate_up_b);
+            if (c.gate_up_layout == GateUpLayout::Interleaved) {
+                detail::clamped_swiglu(w.expert_u.data(), w.expert_h.data(), m * I, c.swiglu_limit, c.swiglu_alpha);
+            } else {
+                w.expert_h = w.expert_u.leftCols(I);
+                w.expert_u = w.expert_u.rightCols(I).eval();
+                detail::gated(c.act, w.expert_h.data(), w.expert_u.data(), m * I);
+            }
+        } else {
+            w.expert_u.resize(m, I);
+            linear(p, X.gate, x, w.expert_h);
+            linear(p, X.up, x, w.expert_u);
+            detail::gated(c.act, w.expert_h.data(), w.expert_u.data(), m * I);
+        }
+        w.expert_out.resize(m, c.hidden_size);
+        linear(p, X.down, w.expert_h, w.expert_out, &X.down_b);
     }
 
     void mlp_post(Pass& p, int l, const LayerWeights& L) const {
@@ -973,6 +1007,7 @@ private:
             p.hooks.block(l, BlockSite::Ln2Post, p.w.mlp_out.data(), resid);
         }
         if (!L.ls_mlp.empty()) scale_columns(p.w.mlp_out, L.ls_mlp);
+        if (c.residual_scale != 1.0) p.w.mlp_out *= static_cast<float>(c.residual_scale);
         p.hooks.block(l, BlockSite::MlpOut, p.w.mlp_out.data(), resid);
     }
 
@@ -1002,6 +1037,7 @@ private:
         }
         logits.resize(p.R(), c.vocab_size);
         linear(p, weights_.lm_head, n, logits, &weights_.lm_head_b);
+        if (c.logit_scale != 1.0) logits *= static_cast<float>(c.logit_scale);
         if (c.final_softcap > 0) detail::softcap(logits.data(), logits.size(), c.final_softcap);
         p.hooks.logits(logits.data(), {p.N, p.T, c.vocab_size});
     }

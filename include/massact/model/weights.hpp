@@ -243,6 +243,10 @@ struct LayerWeights {
     std::vector<float> router_b;           // [E]
     std::vector<std::shared_ptr<const io::TensorView>> slices;  // views of one expert inside [E, ...] tensors
     std::vector<ExpertWeights> experts;    // [E]
+    ExpertWeights shared;                  // the shared expert (gate, up, down), when the model has one
+    WeightMatrix shared_gate;              // [1, d]: its sigmoid gate
+    NormWeights attn_sub_norm, mlp_sub_norm;  // BitNet's norms before o_proj [H*hd] and before down_proj [I]
+    std::vector<float> act_params;         // xIELU: softplus(alpha_p), beta + softplus(alpha_n), beta, eps
     std::vector<float> k_bias_slot, v_bias_slot;  // [KV, hd] explicit attention bias (attention_sink kv_bias)
     std::vector<float> sinks;                      // [H] learned sink logits (attention_sink logit)
     std::vector<float> ls_attn, ls_mlp;            // [d] layer scales (DINOv2)
@@ -264,6 +268,23 @@ struct ModelWeights {
     WeightMatrix pooler;           // [d, d] (ViT), with pooler_b
     std::vector<float> pooler_b;
 };
+
+/// Every linear map of a block, with its role: q, k, v, qkv, o, gate, up, gate_up, down, router, expert.E.gate / .up /
+/// .gate_up / .down, shared.gate / .up / .down, shared_gate. Unbound ones are skipped. (LayerWeights& or const&.)
+template <typename Layer, typename Fn>
+inline void for_each_linear(Layer& L, Fn fn) {
+    auto visit = [&](auto& m, const std::string& role) {
+        if (m.bound()) fn(m, role);
+    };
+    visit(L.q, "q"), visit(L.k, "k"), visit(L.v, "v"), visit(L.qkv, "qkv"), visit(L.o, "o");
+    visit(L.gate, "gate"), visit(L.up, "up"), visit(L.gate_up, "gate_up"), visit(L.down, "down"), visit(L.router, "router");
+    auto expert = [&](auto& X, const std::string& p) {
+        visit(X.gate, p + "gate"), visit(X.up, p + "up"), visit(X.gate_up, p + "gate_up"), visit(X.down, p + "down");
+    };
+    for (std::size_t e = 0; e < L.experts.size(); ++e) expert(L.experts[e], "expert." + std::to_string(e) + ".");
+    expert(L.shared, "shared.");
+    visit(L.shared_gate, "shared_gate");
+}
 
 namespace detail {
 
@@ -289,6 +310,7 @@ public:
         return t;
     }
     bool has(const std::string& name) const { return ck_.has(prefix_ + name); }
+    const std::string& dir() const { return ck_.dir(); }
     std::vector<float> vec(const std::string& name, std::int64_t n) const { return get(name, {n}).to_float(); }
     /// A tensor of n values whatever its shape ([1, 1, d] and [d] tokens, [1, P, d] and [P, d] tables).
     std::vector<float> values(const std::string& name, std::int64_t n) const {
@@ -307,7 +329,8 @@ public:
     }
     /// A norm of width n from "<name>.weight" / "<name>.bias" as the spec says; "{h}" in the name: one
     /// tensor of width n / heads per head.
-    NormWeights norm(const std::string& name, const NormSpec& s, Index n, Index heads = 1) const {
+    /// rows: one [heads, n / heads] tensor, a row per head (Cohere's q/k norms).
+    NormWeights norm(const std::string& name, const NormSpec& s, Index n, Index heads = 1, bool rows = false) const {
         NormWeights w;
         w.scale.assign(static_cast<std::size_t>(n), 1.0f);
         w.shift.assign(static_cast<std::size_t>(n), 0.0f);
@@ -315,13 +338,16 @@ public:
         const bool each = name.find("{h}") != std::string::npos;  // one tensor per head; else one shared by all
         std::vector<float> scale, shift;
         for (Index h = 0; h < heads; ++h) {
-            if (each || h == 0) {
+            if (rows && h == 0) {
+                if (s.weight) scale = mat(name + ".weight", heads, per);
+                if (s.bias) shift = mat(name + ".bias", heads, per);
+            } else if (!rows && (each || h == 0)) {
                 const std::string nm = each ? replace_all(name, "{h}", std::to_string(h)) : name;
                 if (s.weight) scale = vec(nm + ".weight", per);
                 if (s.bias) shift = vec(nm + ".bias", per);
             }
             for (Index i = 0; i < per; ++i) {
-                const auto k = static_cast<std::size_t>(h * per + i), j = static_cast<std::size_t>(i);
+                const auto k = static_cast<std::size_t>(h * per + i), j = static_cast<std::size_t>(rows ? h * per + i : i);
                 if (s.weight) w.scale[k] = s.one_plus ? 1.0f + scale[j] : scale[j];
                 if (s.bias) w.shift[k] = shift[j];
             }
@@ -344,7 +370,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
     const BlockNames& n = c.names.block;
     LayerWeights L;
     auto norm = [&](bool present, const std::string& name, Index width = 0, Index heads = 1, const NormSpec* spec = nullptr) {
-        return present ? b.norm(p + name, spec ? *spec : c.norm, width ? width : d, heads) : NormWeights{};
+        return present ? b.norm(p + name, spec ? *spec : c.norm, width ? width : d, heads, heads > 1 && c.qk_norm_rows) : NormWeights{};
     };
     auto bias = [&](bool present, const std::string& name, Index len) {
         return present ? b.vec(p + name + ".bias", len) : std::vector<float>{};
@@ -375,26 +401,30 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
         L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
         L.router_b = bias(c.router_bias, n.router, c.num_experts);
     }
-    if (c.moe() && !n.experts_gate_up.empty()) {  // [E, in, out] tensors: one [in, out] slice per expert
+    if (c.moe() && !n.experts_gate_up.empty()) {  // [E, in, out] (or [E, out, in]) tensors: one matrix per expert
         const Index E = c.num_experts;
-        const io::TensorView& gu = b.get(p + n.experts_gate_up, {E, d, 2 * I});
-        const io::TensorView& dn = b.get(p + n.experts_down, {E, I, d});
-        const auto gu_b = b.mat(p + n.experts_gate_up + "_bias", E, 2 * I), dn_b = b.mat(p + n.experts_down + "_bias", E, d);
+        const bool oi = c.experts_out_in;
+        const io::TensorView& gu = oi ? b.get(p + n.experts_gate_up + ".weight", {E, 2 * I, d}) : b.get(p + n.experts_gate_up, {E, d, 2 * I});
+        const io::TensorView& dn = oi ? b.get(p + n.experts_down + ".weight", {E, d, I}) : b.get(p + n.experts_down, {E, I, d});
+        std::vector<float> gu_b, dn_b;
+        if (c.mlp_bias) gu_b = b.mat(p + n.experts_gate_up + "_bias", E, 2 * I), dn_b = b.mat(p + n.experts_down + "_bias", E, d);
         for (Index e = 0; e < E; ++e) {
             auto slice = [&](const io::TensorView& t, Index in, Index out) {
                 auto v = std::make_shared<io::TensorView>(t);
                 v->name = t.name + "[" + std::to_string(e) + "]";
-                v->shape = {in, out};
+                v->shape = oi ? std::vector<std::int64_t>{out, in} : std::vector<std::int64_t>{in, out};
                 v->nbytes = t.nbytes / static_cast<std::size_t>(E);
                 v->data = t.data + static_cast<std::size_t>(e) * v->nbytes;
                 L.slices.push_back(v);
-                return WeightMatrix(v.get(), out, in, true);
+                return WeightMatrix(v.get(), out, in, !oi);
             };
             ExpertWeights X;
             X.gate_up = slice(gu, d, 2 * I);
             X.down = slice(dn, I, d);
-            X.gate_up_b.assign(gu_b.begin() + e * 2 * I, gu_b.begin() + (e + 1) * 2 * I);
-            X.down_b.assign(dn_b.begin() + e * d, dn_b.begin() + (e + 1) * d);
+            if (c.mlp_bias) {
+                X.gate_up_b.assign(gu_b.begin() + e * 2 * I, gu_b.begin() + (e + 1) * 2 * I);
+                X.down_b.assign(dn_b.begin() + e * d, dn_b.begin() + (e + 1) * d);
+            }
             L.experts.push_back(std::move(X));
         }
     } else if (c.moe()) {
@@ -421,6 +451,24 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
         L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
         L.down_b = bias(c.mlp_bias, n.down, d);
     }
+    if (c.shared_expert_size > 0) {
+        const Index S = c.shared_expert_size;
+        const std::string sp = p + n.shared_expert;
+        L.shared.gate = b.linear(sp + "gate_proj.weight", S, d);
+        L.shared.up = b.linear(sp + "up_proj.weight", S, d);
+        L.shared.down = b.linear(sp + "down_proj.weight", d, S);
+        if (c.shared_expert_gated) L.shared_gate = b.linear(p + n.shared_expert_gate + ".weight", 1, d);
+    }
+    if (c.attn_sub_norm) L.attn_sub_norm = norm(true, n.attn_sub_norm, H * hd);
+    if (c.mlp_sub_norm) L.mlp_sub_norm = norm(true, n.mlp_sub_norm, I);
+    if (c.act == ActivationFn::XIELU && n.act_params.empty())
+        throw Error(b.dir() + ": the xIELU activation's parameters have no tensor names in this family");
+    if (c.act == ActivationFn::XIELU) {  // the activation's raw parameters, mapped as xIELU uses them
+        auto softplus = [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); };
+        const double ap = b.values(p + n.act_params + ".alpha_p", 1)[0], an = b.values(p + n.act_params + ".alpha_n", 1)[0];
+        const float beta = b.values(p + n.act_params + ".beta", 1)[0], eps = b.values(p + n.act_params + ".eps", 1)[0];
+        L.act_params = {static_cast<float>(softplus(ap)), static_cast<float>(beta + softplus(an)), beta, eps};
+    }
     if (!n.ls_attn.empty()) L.ls_attn = b.vec(p + n.ls_attn, d);
     if (!n.ls_mlp.empty()) L.ls_mlp = b.vec(p + n.ls_mlp, d);
     if (c.sink == SinkKind::KVBias) {
@@ -437,13 +485,7 @@ inline void make_resident(ModelWeights& w, const LoadOptions& opt) {
     std::vector<WeightMatrix*> all = {&w.embed};
     for (WeightMatrix* m : {&w.lm_head, &w.pos_embed, &w.pooler})
         if (m->bound()) all.push_back(m);
-    for (auto& L : w.layers) {
-        for (WeightMatrix* m : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.gate_up, &L.down, &L.router})
-            if (m->bound()) all.push_back(m);
-        for (auto& e : L.experts)
-            for (WeightMatrix* m : {&e.gate, &e.up, &e.gate_up, &e.down})
-                if (m->bound()) all.push_back(m);
-    }
+    for (auto& L : w.layers) for_each_linear(L, [&](WeightMatrix& m, const std::string&) { all.push_back(&m); });
     std::size_t total = 0;
     for (auto* m : all) {
         if (io::quantized(m->source()->dtype)) return;  // quantized models stay quantized: dequantized per use
