@@ -168,3 +168,17 @@ TEST_CASE("families III: NoPE layers, multipliers, shared experts and windows as
     j["decoder_sparse_step"] = 2;
     test::expect_error([&] { parse_config(j); }, {"decoder_sparse_step"});
 }
+
+TEST_CASE("qwen3_next: gated full-attention layers load; Gated DeltaNet layers are refused with the field's name") {
+    auto j = llama_base();
+    j["model_type"] = "qwen3_next";
+    j["layer_types"] = {"full_attention", "full_attention"};
+    j["mlp_only_layers"] = {0, 1};
+    auto c = parse_config(j);
+    CHECK((c.attn_output_gate && c.norm.one_plus && c.qk_norm == QKNorm::PerHead && !c.moe()));
+    j["layer_types"] = {"linear_attention", "full_attention"};
+    test::expect_error([&] { parse_config(j); }, {"layer_types", "linear_attention", "not implemented"});
+    j["layer_types"] = {"full_attention", "full_attention"};
+    j["mlp_only_layers"] = {0};
+    test::expect_error([&] { parse_config(j); }, {"mlp_only_layers", "mixes dense and MoE"});
+}

@@ -195,8 +195,8 @@ TEST_CASE("families III match Hugging Face: NoPE layers, multipliers, sandwich a
     check_families({"smollm3", "vaultgemma", "seed_oss", "granite", "glm4", "olmo3", "exaone4", "nemotron", "cohere", "cohere2"});
 }
 
-TEST_CASE("families III match Hugging Face: shared experts, fused [E, out, in] experts, xIELU, BitNet's sub-norms") {
-    check_families({"qwen2_moe", "olmoe", "granitemoe", "apertus", "bitnet"});
+TEST_CASE("families III match Hugging Face: shared experts, fused [E, out, in] experts, xIELU, BitNet's sub-norms, gated attention") {
+    check_families({"qwen2_moe", "olmoe", "granitemoe", "apertus", "bitnet", "qwen3_next_gated_dense"});
 }
 
 TEST_CASE("each family has the hook sites its block description says, with their shapes") {

@@ -132,6 +132,69 @@ TEST_CASE("attention-sink variant pair and sink logits match their references") 
 }
 TEST_CASE("tiny-gpt2 perplexity on ppl.input_ids") { check_perplexity("tiny-gpt2"); }
 
+TEST_CASE("gated attention: the trained Qwen3-Next models (gate on, gate held off) match transformers, perplexity too") {
+    for (const std::string name : {"tiny-qwen3next-gated", "tiny-qwen3next-gateoff"}) {
+        CAPTURE(name);
+        const Transformer m(test::model(name));
+        const io::SafetensorsFile ref(test::data(name + ".ref.safetensors"));
+        const Index L = m.config().num_layers, d = m.config().hidden_size, H = m.config().num_heads, hd = m.config().head_dim;
+        const auto ids_v = ref.tensor("p0.input_ids").to_int64();
+        const Index T = static_cast<Index>(ids_v.size());
+        TokenBatch ids(1, T);
+        std::copy(ids_v.begin(), ids_v.end(), ids.data());
+        Captured cap;
+        std::vector<float> gates;
+        Hooks hooks = cap.hooks();
+        hooks.add("blocks.3.attn.hook_gate", [&](Activation& a) { gates.assign(a.data, a.data + a.numel()); });
+        const RowMatrixF logits = m.forward(ids, hooks);
+        const auto hs = ref.tensor("p0.hidden_states").to_float(), att = ref.tensor("p0.attentions").to_float();
+        double hmax = 0, hdiff = 0, adiff = 0;
+        for (Index e = 0; e <= L; ++e) {
+            const auto& mine = cap.t.at(e == 0 ? "hook_embed" : e < L ? "blocks." + std::to_string(e - 1) + ".hook_resid_post" : "ln_final.hook_normalized");
+            for (Index i = 0; i < T * d; ++i) {
+                hmax = std::max(hmax, std::abs(double(hs[static_cast<std::size_t>(e * T * d + i)])));
+                hdiff = std::max(hdiff, std::abs(double(hs[static_cast<std::size_t>(e * T * d + i)]) - mine[static_cast<std::size_t>(i)]));
+            }
+        }
+        for (Index l = 0; l < L; ++l) {
+            const auto& mine = cap.t.at("blocks." + std::to_string(l) + ".attn.hook_pattern");
+            for (Index i = 0; i < H * T * T; ++i)
+                adiff = std::max(adiff, std::abs(double(att[static_cast<std::size_t>(l * H * T * T + i)]) - mine[static_cast<std::size_t>(i)]));
+        }
+        const auto rl = ref.tensor("p0.logits").to_float();
+        double lmax = 0, ldiff = 0;
+        for (Index i = 0; i < logits.size(); ++i) {
+            lmax = std::max(lmax, std::abs(double(rl[static_cast<std::size_t>(i)])));
+            ldiff = std::max(ldiff, std::abs(double(rl[static_cast<std::size_t>(i)]) - logits.data()[i]));
+        }
+        MESSAGE(name << ": hidden " << hdiff / hmax << ", attention " << adiff << ", logits " << ldiff / lmax);
+        CHECK(hdiff / hmax < 2e-4);
+        CHECK(adiff < 2e-5);
+        CHECK(ldiff / lmax < 2e-4);
+        // hook_gate holds sigmoid(g): exactly 0.5 where the gate's rows of q_proj are held at 0, not so where trained.
+        REQUIRE(static_cast<Index>(gates.size()) == T * H * hd);
+        const auto [lo, hi] = std::minmax_element(gates.begin(), gates.end());
+        if (name == "tiny-qwen3next-gateoff") CHECK((*lo == 0.5f && *hi == 0.5f));
+        else CHECK(*hi - *lo > 0.5f);
+        // Perplexity of ppl.input_ids within 1e-4 (relative) of exp(mean(ppl.seq_nll)).
+        const auto& t = ref.tensor("ppl.input_ids");
+        const auto v = t.to_int64();
+        TokenBatch batch(t.shape[0], t.shape[1]);
+        std::copy(v.begin(), v.end(), batch.data());
+        const auto seq = ref.tensor("ppl.seq_nll").to_double();
+        double mean = 0;
+        for (double x : seq) mean += x / static_cast<double>(seq.size());
+        const auto r = analysis::perplexity(m, batch);
+        CHECK(std::abs(r.ppl / std::exp(mean) - 1) < 1e-4);
+    }
+    // Ablating the gate through its hook: the trained model with every gate set to 0.5 is no longer itself.
+    const Transformer g(test::model("tiny-qwen3next-gated"));
+    const TokenBatch ids = make_batch(std::vector<std::vector<std::int64_t>>{{1, 200, 31, 7, 900, 44}});
+    Hooks half;
+    half.add("blocks.*.attn.hook_gate", [](Activation& a) { std::fill(a.data, a.data + a.numel(), 0.5f); });
+    CHECK(test::max_abs_diff(g.forward(ids), g.forward(ids, half)) > 1e-2);
+}
+
 TEST_CASE("batched forward equals one sequence at a time, and hooks can overwrite activations") {
     const Transformer m(test::model("tiny-llama"));
     const io::SafetensorsFile ref(test::data("tiny-llama.ref.safetensors"));

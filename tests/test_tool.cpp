@@ -436,7 +436,7 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
                                      "gpt_oss", "gemma", "gemma2", "gemma3", "qwen3", "phi3", "olmo", "olmo2", "mixtral",
                                      "starcoder2", "stablelm", "llama_yarn", "seed_oss", "smollm3", "granite", "glm4", "olmo3",
                                      "exaone4", "vaultgemma", "nemotron", "cohere", "cohere2", "qwen2_moe", "olmoe", "granitemoe",
-                                     "apertus", "bitnet"}) {
+                                     "apertus", "bitnet", "qwen3_next_gated_dense"}) {
         CAPTURE(family);
         const std::string dir = test::temp_dir("every");
         const std::string model = test::data("families/" + family);
@@ -471,6 +471,8 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
     check_says(run("info " + test::data("families/smollm3")), {"layers 1,3", "no RoPE (NoPE)", "layers 0,2"});
     check_says(run("info " + test::data("families/granite")), {"residual scale", "multiplied by 0.5", "logits multiplied by 0.25"});
     check_says(run("info " + test::data("families/nemotron")), {"squared ReLU", "LayerNorm (scale 1 + w)"});
+    check_says(run("info " + test::data("families/qwen3_next_gated_dense")), {"gated by sigmoid(g)"});
+    check_says(run("info " + test::data("families/qwen2_moe")), {"shared expert of width 48 behind a sigmoid gate"});
 }
 
 TEST_CASE("--batch must be positive in every command that takes it; --site widths; no shell in figure paths") {

@@ -2574,6 +2574,8 @@ struct ModelConfig {
     int shared_expert_size = 0;   // > 0: a shared expert of this width added to every token's routed output (Qwen2-MoE)
     bool shared_expert_gated = false;  // ... multiplied by sigmoid(shared_expert_gate x)
     bool attn_sub_norm = false;   // a norm of width H*hd on the attention output before o_proj (BitNet)
+    bool attn_output_gate = false;  // gated attention (Qiu et al. 2025; Qwen3-Next): q_proj gives [q_h; g_h] per head and
+                                    // the attention output is multiplied by sigmoid(g) before o_proj
     bool mlp_sub_norm = false;    // a norm of width I on the MLP hidden before down_proj (BitNet)
     SinkKind sink = SinkKind::None;
 
@@ -2631,6 +2633,7 @@ struct ModelConfig {
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -3723,11 +3726,61 @@ inline void family_bitnet(const ConfigReader& r, ModelConfig& c) {
 
 /// Keys that change the arithmetic where a checkpoint sets them and that no family here implements: refused with their
 /// name unless at the value that changes nothing (an ignored key would silently compute another model).
-inline void refuse_unimplemented(const ConfigReader& r) {
+inline void refuse_unimplemented(const ConfigReader& r, const ModelConfig& c) {
     const std::string softmax = r.get_str("attention_softmax", "softmax");
     if (softmax != "softmax") r.fail("attention_softmax", "unsupported value \"" + softmax + "\" (massact implements softmax)");
     if (r.present("attention_sigmoid_bias")) r.fail("attention_sigmoid_bias", "is set, but massact implements softmax attention only");
-    if (r.get_bool("attn_output_gate", false)) r.fail("attn_output_gate", "unsupported value true (gated attention is not implemented)");
+    if (r.get_bool("attn_output_gate", false) && !c.attn_output_gate)
+        r.fail("attn_output_gate", "unsupported value true for " + c.model_type + " (gated attention is read for qwen3_next)");
+}
+
+/// Qwen3-Next with full-attention layers: gated attention (q_proj gives [q_h; g_h] per head; output x sigmoid(g)),
+/// zero-centred RMSNorms (scale 1 + w, q/k norms per head too), partial rotary; a dense MLP where mlp_only_layers
+/// lists every layer, else Qwen2-MoE's experts with a gated shared expert on every layer. Gated DeltaNet
+/// (linear_attention) layers are refused: not implemented yet.
+inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.one_plus = true;
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.qk_norm = QKNorm::PerHead;
+    c.qk_norm_spec = c.norm;
+    c.names.block.q_norm = "self_attn.q_norm";
+    c.names.block.k_norm = "self_attn.k_norm";
+    c.attn_output_gate = true;
+    if (r.present("layer_types")) {
+        const auto& lt = r.json()["layer_types"];
+        if (!lt.is_array() || static_cast<int>(lt.size()) != c.num_layers)
+            r.fail("layer_types", "expected a list of " + std::to_string(c.num_layers) + " strings");
+        for (const auto& t : lt)
+            if (t != "full_attention")
+                r.fail("layer_types", "has " + t.dump() + " (Gated DeltaNet linear attention is not implemented yet; full_attention layers only)");
+    } else {
+        r.fail("layer_types", "missing (qwen3_next interleaves linear_attention layers by default, which massact does not implement yet)");
+    }
+    std::vector<bool> dense(static_cast<std::size_t>(c.num_layers), false);
+    if (r.present("mlp_only_layers")) {
+        const auto& m = r.json()["mlp_only_layers"];
+        if (!m.is_array()) r.fail("mlp_only_layers", "expected a list of layer indices");
+        for (const auto& x : m) {
+            if (!x.is_number_integer() || x.get<long long>() < 0 || x.get<long long>() >= c.num_layers)
+                r.fail("mlp_only_layers", "entry " + x.dump() + " is not a layer index");
+            dense[static_cast<std::size_t>(x.get<long long>())] = true;
+        }
+    }
+    const bool all_dense = std::all_of(dense.begin(), dense.end(), [](bool b) { return b; });
+    const bool none_dense = std::none_of(dense.begin(), dense.end(), [](bool b) { return b; });
+    if (!all_dense && !none_dense)
+        r.fail("mlp_only_layers", "mixes dense and MoE layers (massact supports all dense or all MoE)");
+    if (none_dense) {
+        if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
+        c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
+        set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
+        c.norm_topk = r.get_bool("norm_topk_prob", true);
+        c.shared_expert_size = r.get_size("shared_expert_intermediate_size", 0, kMaxWidth);
+        c.shared_expert_gated = c.shared_expert_size > 0;
+        c.names.block.shared_expert = "mlp.shared_expert.";
+        c.names.block.shared_expert_gate = "mlp.shared_expert_gate";
+    }
 }
 
 /// The mapping table: model_type -> the function that fills the block description.
@@ -3775,6 +3828,7 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"granitemoe", family_granitemoe, WindowRule::None},
         {"apertus", family_apertus, WindowRule::None},
         {"bitnet", family_bitnet, WindowRule::None},
+        {"qwen3_next", family_qwen3_next, WindowRule::None},
     };
     return table;
 }
@@ -3824,7 +3878,7 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
         if (type == e.model_type) entry = &e;
     if (!entry) r.fail("model_type", "unsupported value \"" + type + "\" (expected one of " + list + ")");
     entry->map(r, c);
-    detail::refuse_unimplemented(r);
+    detail::refuse_unimplemented(r, c);
     if (entry->windows == detail::WindowRule::Uniform) detail::uniform_windows(r, c);
     if (c.has_rope() && c.rope.empty()) detail::read_rope(r, c);
     if (c.attn_scale == 0.0) c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
@@ -4736,7 +4790,7 @@ namespace massact {
 
 /// Hook sites inside a block, in execution order.
 enum class BlockSite : int {
-    ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Ln1Post, AttnOut, ResidMid, Ln2,
+    ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Gate, Ln1Post, AttnOut, ResidMid, Ln2,
     MlpRouter, MlpExpertWeights, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
 };
 
@@ -4780,6 +4834,8 @@ inline const std::vector<SiteInfo>& block_site_table() {
         // The probabilities of a few keys (massact's own site, read-only): what sink metrics need, without [T, K].
         {BlockSite::PatternColumns, "attn.hook_pattern_columns", SiteShape::Columns, detail::always},
         {BlockSite::Z, "attn.hook_z", SiteShape::QHeads, detail::always},
+        // Gated attention: sigmoid(g), multiplied into z (hook_z holds z before it) on the way to o_proj.
+        {BlockSite::Gate, "attn.hook_gate", SiteShape::QHeads, [](C c, bool) { return c.attn_output_gate; }},
         {BlockSite::Ln1Post, "ln1_post.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.post_attn_norm; }},
         {BlockSite::AttnOut, "hook_attn_out", SiteShape::Resid, detail::always},
         {BlockSite::ResidMid, "hook_resid_mid", SiteShape::Resid, [](C c, bool) { return !c.parallel; }},
@@ -6532,7 +6588,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
         L.qkv = b.linear(p + n.qkv + ".weight", (H + 2 * KV) * hd, d, n.conv1d);
         L.qkv_b = bias(c.qkv_bias, n.qkv, (H + 2 * KV) * hd);
     } else {
-        L.q = b.linear(p + n.q + ".weight", H * hd, d);
+        L.q = b.linear(p + n.q + ".weight", (c.attn_output_gate ? 2 : 1) * H * hd, d);  // (gated: [q_h; g_h] per head)
         L.k = b.linear(p + n.k + ".weight", KV * hd, d);
         L.v = b.linear(p + n.v + ".weight", KV * hd, d);
         L.q_b = bias(c.qkv_bias, n.q, H * hd);
@@ -8485,6 +8541,7 @@ struct Workspace {
     RowMatrixF qkv;          // [R, (H + 2 KV) hd] fused projection
     RowMatrixF q, k, v;      // [R, H*hd], [R, KV*hd], [R, KV*hd]
     RowMatrixF z;            // [R, H*hd] attention output per head
+    RowMatrixF gate;         // [R, H*hd] gated attention: the gate logits, then sigmoid
     RowMatrixF attn_out;     // [R, d] o(z), after the post-attention norm
     RowMatrixF mlp_hidden;   // [R, I] hook_pre, then hook_post (in place)
     RowMatrixF mlp_linear;   // [R, I] the gated MLP's up projection (hook_pre_linear); [R, 2I] fused gate_up
@@ -8987,12 +9044,22 @@ private:
             linear(p, L.qkv, n, w.qkv, &L.qkv_b);
             split_qkv(w.qkv, q, k, v);
         } else {
-            q.resize(R, H * hd);
+            q.resize(R, (c.attn_output_gate ? 2 : 1) * H * hd);
             k.resize(R, KV * hd);
             v.resize(R, KV * hd);
             linear(p, L.q, n, q, &L.q_b);
             linear(p, L.k, n, k, &L.k_b);
             linear(p, L.v, n, v, &L.v_b);
+            if (c.attn_output_gate) {  // rows [q_0; g_0; q_1; g_1; ...] by head
+                w.gate.resize(R, H * hd);
+                for (Index r = 0; r < R; ++r)
+                    for (Index h = 0; h < H; ++h) {
+                        const float* src = q.row(r).data() + 2 * h * hd;
+                        std::copy(src + hd, src + 2 * hd, w.gate.row(r).data() + h * hd);
+                        std::copy(src, src + hd, q.row(r).data() + h * hd);  // (compacts in place: h * hd <= 2 h hd)
+                    }
+                q.conservativeResize(R, H * hd);
+            }
         }
         if (c.clip_qkv > 0) {
             const auto clip = static_cast<float>(c.clip_qkv);
@@ -9027,6 +9094,11 @@ private:
             attend(p, l, L);
         }
         p.hooks.block(l, BlockSite::Z, w.z.data(), {N, T, H, hd});
+        if (c.attn_output_gate) {
+            w.gate = (1.0f + (-w.gate.array()).exp()).inverse().matrix();
+            p.hooks.block(l, BlockSite::Gate, w.gate.data(), {N, T, H, hd});
+            w.z.array() *= w.gate.array();
+        }
         if (c.attn_sub_norm) norm(p, L.attn_sub_norm, w.z, w.z);
         w.attn_out.resize(R, c.hidden_size);
         linear(p, L.o, w.z, w.attn_out, &L.o_b);
@@ -13251,6 +13323,7 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
                                                     : ", fused qkv per KV group [q..; k; v]";
     att += fmt("; biases qkv %s, output %s", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no");
     if (c.attn_sub_norm) att += "; a norm before o_proj";
+    if (c.attn_output_gate) att += "; output gated by sigmoid(g) per head and dim (g from q_proj)";
     add("attention", att);
     if (c.qk_norm != QKNorm::None)
         add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection"));

@@ -246,6 +246,8 @@ struct ModelConfig {
     int shared_expert_size = 0;   // > 0: a shared expert of this width added to every token's routed output (Qwen2-MoE)
     bool shared_expert_gated = false;  // ... multiplied by sigmoid(shared_expert_gate x)
     bool attn_sub_norm = false;   // a norm of width H*hd on the attention output before o_proj (BitNet)
+    bool attn_output_gate = false;  // gated attention (Qiu et al. 2025; Qwen3-Next): q_proj gives [q_h; g_h] per head and
+                                    // the attention output is multiplied by sigmoid(g) before o_proj
     bool mlp_sub_norm = false;    // a norm of width I on the MLP hidden before down_proj (BitNet)
     SinkKind sink = SinkKind::None;
 

@@ -78,6 +78,7 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
                                                     : ", fused qkv per KV group [q..; k; v]";
     att += fmt("; biases qkv %s, output %s", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no");
     if (c.attn_sub_norm) att += "; a norm before o_proj";
+    if (c.attn_output_gate) att += "; output gated by sigmoid(g) per head and dim (g from q_proj)";
     add("attention", att);
     if (c.qk_norm != QKNorm::None)
         add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection"));

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -1104,11 +1105,61 @@ inline void family_bitnet(const ConfigReader& r, ModelConfig& c) {
 
 /// Keys that change the arithmetic where a checkpoint sets them and that no family here implements: refused with their
 /// name unless at the value that changes nothing (an ignored key would silently compute another model).
-inline void refuse_unimplemented(const ConfigReader& r) {
+inline void refuse_unimplemented(const ConfigReader& r, const ModelConfig& c) {
     const std::string softmax = r.get_str("attention_softmax", "softmax");
     if (softmax != "softmax") r.fail("attention_softmax", "unsupported value \"" + softmax + "\" (massact implements softmax)");
     if (r.present("attention_sigmoid_bias")) r.fail("attention_sigmoid_bias", "is set, but massact implements softmax attention only");
-    if (r.get_bool("attn_output_gate", false)) r.fail("attn_output_gate", "unsupported value true (gated attention is not implemented)");
+    if (r.get_bool("attn_output_gate", false) && !c.attn_output_gate)
+        r.fail("attn_output_gate", "unsupported value true for " + c.model_type + " (gated attention is read for qwen3_next)");
+}
+
+/// Qwen3-Next with full-attention layers: gated attention (q_proj gives [q_h; g_h] per head; output x sigmoid(g)),
+/// zero-centred RMSNorms (scale 1 + w, q/k norms per head too), partial rotary; a dense MLP where mlp_only_layers
+/// lists every layer, else Qwen2-MoE's experts with a gated shared expert on every layer. Gated DeltaNet
+/// (linear_attention) layers are refused: not implemented yet.
+inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.one_plus = true;
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.qk_norm = QKNorm::PerHead;
+    c.qk_norm_spec = c.norm;
+    c.names.block.q_norm = "self_attn.q_norm";
+    c.names.block.k_norm = "self_attn.k_norm";
+    c.attn_output_gate = true;
+    if (r.present("layer_types")) {
+        const auto& lt = r.json()["layer_types"];
+        if (!lt.is_array() || static_cast<int>(lt.size()) != c.num_layers)
+            r.fail("layer_types", "expected a list of " + std::to_string(c.num_layers) + " strings");
+        for (const auto& t : lt)
+            if (t != "full_attention")
+                r.fail("layer_types", "has " + t.dump() + " (Gated DeltaNet linear attention is not implemented yet; full_attention layers only)");
+    } else {
+        r.fail("layer_types", "missing (qwen3_next interleaves linear_attention layers by default, which massact does not implement yet)");
+    }
+    std::vector<bool> dense(static_cast<std::size_t>(c.num_layers), false);
+    if (r.present("mlp_only_layers")) {
+        const auto& m = r.json()["mlp_only_layers"];
+        if (!m.is_array()) r.fail("mlp_only_layers", "expected a list of layer indices");
+        for (const auto& x : m) {
+            if (!x.is_number_integer() || x.get<long long>() < 0 || x.get<long long>() >= c.num_layers)
+                r.fail("mlp_only_layers", "entry " + x.dump() + " is not a layer index");
+            dense[static_cast<std::size_t>(x.get<long long>())] = true;
+        }
+    }
+    const bool all_dense = std::all_of(dense.begin(), dense.end(), [](bool b) { return b; });
+    const bool none_dense = std::none_of(dense.begin(), dense.end(), [](bool b) { return b; });
+    if (!all_dense && !none_dense)
+        r.fail("mlp_only_layers", "mixes dense and MoE layers (massact supports all dense or all MoE)");
+    if (none_dense) {
+        if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
+        c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
+        set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
+        c.norm_topk = r.get_bool("norm_topk_prob", true);
+        c.shared_expert_size = r.get_size("shared_expert_intermediate_size", 0, kMaxWidth);
+        c.shared_expert_gated = c.shared_expert_size > 0;
+        c.names.block.shared_expert = "mlp.shared_expert.";
+        c.names.block.shared_expert_gate = "mlp.shared_expert_gate";
+    }
 }
 
 /// The mapping table: model_type -> the function that fills the block description.
@@ -1156,6 +1207,7 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"granitemoe", family_granitemoe, WindowRule::None},
         {"apertus", family_apertus, WindowRule::None},
         {"bitnet", family_bitnet, WindowRule::None},
+        {"qwen3_next", family_qwen3_next, WindowRule::None},
     };
     return table;
 }
@@ -1205,7 +1257,7 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
         if (type == e.model_type) entry = &e;
     if (!entry) r.fail("model_type", "unsupported value \"" + type + "\" (expected one of " + list + ")");
     entry->map(r, c);
-    detail::refuse_unimplemented(r);
+    detail::refuse_unimplemented(r, c);
     if (entry->windows == detail::WindowRule::Uniform) detail::uniform_windows(r, c);
     if (c.has_rope() && c.rope.empty()) detail::read_rope(r, c);
     if (c.attn_scale == 0.0) c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));

@@ -19,7 +19,7 @@ namespace massact {
 
 /// Hook sites inside a block, in execution order.
 enum class BlockSite : int {
-    ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Ln1Post, AttnOut, ResidMid, Ln2,
+    ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Gate, Ln1Post, AttnOut, ResidMid, Ln2,
     MlpRouter, MlpExpertWeights, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
 };
 
@@ -63,6 +63,8 @@ inline const std::vector<SiteInfo>& block_site_table() {
         // The probabilities of a few keys (massact's own site, read-only): what sink metrics need, without [T, K].
         {BlockSite::PatternColumns, "attn.hook_pattern_columns", SiteShape::Columns, detail::always},
         {BlockSite::Z, "attn.hook_z", SiteShape::QHeads, detail::always},
+        // Gated attention: sigmoid(g), multiplied into z (hook_z holds z before it) on the way to o_proj.
+        {BlockSite::Gate, "attn.hook_gate", SiteShape::QHeads, [](C c, bool) { return c.attn_output_gate; }},
         {BlockSite::Ln1Post, "ln1_post.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.post_attn_norm; }},
         {BlockSite::AttnOut, "hook_attn_out", SiteShape::Resid, detail::always},
         {BlockSite::ResidMid, "hook_resid_mid", SiteShape::Resid, [](C c, bool) { return !c.parallel; }},

@@ -151,6 +151,7 @@ struct Workspace {
     RowMatrixF qkv;          // [R, (H + 2 KV) hd] fused projection
     RowMatrixF q, k, v;      // [R, H*hd], [R, KV*hd], [R, KV*hd]
     RowMatrixF z;            // [R, H*hd] attention output per head
+    RowMatrixF gate;         // [R, H*hd] gated attention: the gate logits, then sigmoid
     RowMatrixF attn_out;     // [R, d] o(z), after the post-attention norm
     RowMatrixF mlp_hidden;   // [R, I] hook_pre, then hook_post (in place)
     RowMatrixF mlp_linear;   // [R, I] the gated MLP's up projection (hook_pre_linear); [R, 2I] fused gate_up
@@ -653,12 +654,22 @@ private:
             linear(p, L.qkv, n, w.qkv, &L.qkv_b);
             split_qkv(w.qkv, q, k, v);
         } else {
-            q.resize(R, H * hd);
+            q.resize(R, (c.attn_output_gate ? 2 : 1) * H * hd);
             k.resize(R, KV * hd);
             v.resize(R, KV * hd);
             linear(p, L.q, n, q, &L.q_b);
             linear(p, L.k, n, k, &L.k_b);
             linear(p, L.v, n, v, &L.v_b);
+            if (c.attn_output_gate) {  // rows [q_0; g_0; q_1; g_1; ...] by head
+                w.gate.resize(R, H * hd);
+                for (Index r = 0; r < R; ++r)
+                    for (Index h = 0; h < H; ++h) {
+                        const float* src = q.row(r).data() + 2 * h * hd;
+                        std::copy(src + hd, src + 2 * hd, w.gate.row(r).data() + h * hd);
+                        std::copy(src, src + hd, q.row(r).data() + h * hd);  // (compacts in place: h * hd <= 2 h hd)
+                    }
+                q.conservativeResize(R, H * hd);
+            }
         }
         if (c.clip_qkv > 0) {
             const auto clip = static_cast<float>(c.clip_qkv);
@@ -693,6 +704,11 @@ private:
             attend(p, l, L);
         }
         p.hooks.block(l, BlockSite::Z, w.z.data(), {N, T, H, hd});
+        if (c.attn_output_gate) {
+            w.gate = (1.0f + (-w.gate.array()).exp()).inverse().matrix();
+            p.hooks.block(l, BlockSite::Gate, w.gate.data(), {N, T, H, hd});
+            w.z.array() *= w.gate.array();
+        }
         if (c.attn_sub_norm) norm(p, L.attn_sub_norm, w.z, w.z);
         w.attn_out.resize(R, c.hidden_size);
         linear(p, L.o, w.z, w.attn_out, &L.o_b);

@@ -383,7 +383,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
         L.qkv = b.linear(p + n.qkv + ".weight", (H + 2 * KV) * hd, d, n.conv1d);
         L.qkv_b = bias(c.qkv_bias, n.qkv, (H + 2 * KV) * hd);
     } else {
-        L.q = b.linear(p + n.q + ".weight", H * hd, d);
+        L.q = b.linear(p + n.q + ".weight", (c.attn_output_gate ? 2 : 1) * H * hd, d);  // (gated: [q_h; g_h] per head)
         L.k = b.linear(p + n.k + ".weight", KV * hd, d);
         L.v = b.linear(p + n.v + ".weight", KV * hd, d);
         L.q_b = bias(c.qkv_bias, n.q, H * hd);
