@@ -956,19 +956,8 @@ inline void family_olmo3(const ConfigReader& r, ModelConfig& c) {
 /// EXAONE 4: post-norms only (as OLMo 2), per-head q/k RMSNorm; with a sliding window, the sliding layers use RoPE and
 /// the global layers none (NoPE).
 inline void family_exaone4(const ConfigReader& r, ModelConfig& c) {
-    llama_block(r, c);
-    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
-    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
-    c.pre_attn_norm = c.pre_mlp_norm = false;
-    c.post_attn_norm = c.post_mlp_norm = true;
+    family_olmo2(r, c);
     c.qk_norm = QKNorm::PerHead;
-    c.qk_norm_spec = c.norm;
-    auto& n = c.names.block;
-    n.ln_attn = n.ln_mlp = "";
-    n.ln_attn_post = "post_attention_layernorm";
-    n.ln_mlp_post = "post_feedforward_layernorm";
-    n.q_norm = "self_attn.q_norm";
-    n.k_norm = "self_attn.k_norm";
     if (window_size(r) > 0) {
         if (r.present("sliding_window_pattern") && !r.json()["sliding_window_pattern"].is_number_integer() && !r.present("layer_types"))
             r.fail("sliding_window_pattern", "expected an integer (or layer_types), found " + r.json()["sliding_window_pattern"].dump());
@@ -1028,19 +1017,25 @@ inline void family_cohere2(const ConfigReader& r, ModelConfig& c) {
 
 /// Qwen2-MoE: qwen2's attention (q/k/v biases), routed experts mlp.experts.{e} (softmax top-k, renormalised when
 /// norm_topk_prob) plus a shared expert behind a sigmoid gate on every token.
-inline void family_qwen2_moe(const ConfigReader& r, ModelConfig& c) {
-    family_qwen2(r, c);
-    c.qkv_bias = r.get_bool("qkv_bias", true);
+/// Qwen2-MoE's and Qwen3-Next's MLP on every layer: experts mlp.experts.{e} of moe_intermediate_size behind router
+/// mlp.gate (softmax top-k, renormalised when norm_topk_prob), and a shared expert times sigmoid(mlp.shared_expert_gate x).
+inline void qwen_moe_with_shared_expert(const ConfigReader& r, ModelConfig& c, bool norm_topk_default) {
+    if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
     c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
     set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
-    c.norm_topk = r.get_bool("norm_topk_prob", false);
-    if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
-        r.fail("mlp_only_layers", "unsupported value " + r.json()["mlp_only_layers"].dump() + " (expected [])");
-    if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
+    c.norm_topk = r.get_bool("norm_topk_prob", norm_topk_default);
     c.shared_expert_size = r.get_size("shared_expert_intermediate_size", 0, kMaxWidth);
     c.shared_expert_gated = c.shared_expert_size > 0;
     c.names.block.shared_expert = "mlp.shared_expert.";
     c.names.block.shared_expert_gate = "mlp.shared_expert_gate";
+}
+
+inline void family_qwen2_moe(const ConfigReader& r, ModelConfig& c) {
+    family_qwen2(r, c);
+    c.qkv_bias = r.get_bool("qkv_bias", true);
+    if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
+        r.fail("mlp_only_layers", "unsupported value " + r.json()["mlp_only_layers"].dump() + " (expected [])");
+    qwen_moe_with_shared_expert(r, c, false);
 }
 
 /// OLMoE: OLMo 2's q/k RMSNorm over the whole projection on a pre-norm Llama block, optional clip_qkv, and experts
@@ -1150,16 +1145,7 @@ inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
     const bool none_dense = std::none_of(dense.begin(), dense.end(), [](bool b) { return b; });
     if (!all_dense && !none_dense)
         r.fail("mlp_only_layers", "mixes dense and MoE layers (massact supports all dense or all MoE)");
-    if (none_dense) {
-        if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
-        c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
-        set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
-        c.norm_topk = r.get_bool("norm_topk_prob", true);
-        c.shared_expert_size = r.get_size("shared_expert_intermediate_size", 0, kMaxWidth);
-        c.shared_expert_gated = c.shared_expert_size > 0;
-        c.names.block.shared_expert = "mlp.shared_expert.";
-        c.names.block.shared_expert_gate = "mlp.shared_expert_gate";
-    }
+    if (none_dense) qwen_moe_with_shared_expert(r, c, true);
 }
 
 /// The mapping table: model_type -> the function that fills the block description.
