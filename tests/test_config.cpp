@@ -119,15 +119,25 @@ TEST_CASE("gpt2: n_inner null, gelu variants, attention sinks, and refused optio
     test::expect_error([&] { parse_config(j); }, {"model_type", "missing"});
 }
 
-TEST_CASE("a key that changes the arithmetic and that massact does not implement is refused with its name") {
+TEST_CASE("attention_softmax and attention_sigmoid_bias are read; what massact does not implement is refused with its name") {
     auto j = llama_base();
     j["attention_softmax"] = "softmax";  // the value that changes nothing
     CHECK_NOTHROW(parse_config(j));
+    j["attention_softmax"] = "softmax_plus";
+    test::expect_error([&] { parse_config(j, "m/config.json"); }, {"m/config.json", "attention_softmax", "\"softmax_plus\"", "softpick"});
     j["attention_softmax"] = "softpick";
-    test::expect_error([&] { parse_config(j, "m/config.json"); }, {"m/config.json", "attention_softmax", "\"softpick\""});
+    CHECK(parse_config(j).attention_fn == kernels::AttentionFn::Softpick);
+    j["attention_sink"] = {{"type", "logit"}};  // a sink slot is a softmax variant
+    test::expect_error([&] { parse_config(j); }, {"attention_softmax", "sink slot"});
     j = llama_base();
-    j["attention_sigmoid_bias"] = -6.2;
-    test::expect_error([&] { parse_config(j); }, {"attention_sigmoid_bias"});
+    j["attention_sigmoid_bias"] = -6.2;  // without sigmoid attention it means nothing: refused, not ignored
+    test::expect_error([&] { parse_config(j); }, {"attention_sigmoid_bias", "sigmoid"});
+    j["attention_softmax"] = "sigmoid";
+    const auto sig = parse_config(j);
+    CHECK(sig.attention_fn == kernels::AttentionFn::Sigmoid);
+    CHECK(sig.attention_sigmoid_bias == -6.2);
+    j["attention_sigmoid_bias"] = "low";
+    test::expect_error([&] { parse_config(j); }, {"attention_sigmoid_bias", "expected a number"});
     j = llama_base();
     j["attn_output_gate"] = true;
     test::expect_error([&] { parse_config(j); }, {"attn_output_gate", "gated attention"});

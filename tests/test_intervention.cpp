@@ -2,6 +2,8 @@
 // ablation perplexities, the attention shift on p0, injection factors, and the super weight.
 #include "common.hpp"
 
+#include <set>
+
 using namespace massact;
 using namespace massact::analysis;
 
@@ -149,4 +151,103 @@ TEST_CASE("bad intervention specifications are refused") {
     iv.tokens = TokenSelection::at({});
     test::expect_error([&] { iv.validate(f.model); }, {"empty token selection"});
     test::expect_error([&] { inject(f.model, tensor_ids(f.ref, "p0.input_ids"), 8, 0, 3, {}); }, {"layer 8 out of range"});
+}
+
+TEST_CASE("massive values in Q and K: the profile equals double loops; frequencies, shares and the picked dims as defined") {
+    const Transformer m(test::model("tiny-llama"));
+    const io::SafetensorsFile ref(test::data("tiny-llama.ref.safetensors"));
+    const auto v = ref.tensor("ppl.input_ids").to_int64();
+    TokenBatch ids(3, 40);
+    for (Index b = 0; b < 3; ++b)
+        for (Index t = 0; t < 40; ++t) ids(b, t) = v[static_cast<std::size_t>(b * 256 + t)];
+    const auto p = analysis::qk_profile(m, ids, 2);  // (two forwards: the sums span batches)
+    REQUIRE(p.layers.size() == 8);
+    CHECK(p.tokens == 120);
+    // mean |x| and mean x of layer 3's q (before RoPE) and rot_k (after), straight from the hooks in double
+    std::vector<float> q, rk;
+    Hooks h;
+    h.add("blocks.3.attn.hook_q", [&](Activation& a) { q.assign(a.data, a.data + a.numel()); });
+    h.add("blocks.3.attn.hook_rot_k", [&](Activation& a) { rk.assign(a.data, a.data + a.numel()); });
+    m.forward(ids, h);
+    const Index H = 8, KV = 4, hd = 32;
+    double eq = 0, em = 0, ek = 0;
+    for (Index i = 0; i < H * hd; ++i) {
+        double sa = 0, s = 0;
+        for (Index r = 0; r < 120; ++r) {
+            sa += std::abs(double(q[static_cast<std::size_t>(r * H * hd + i)]));
+            s += q[static_cast<std::size_t>(r * H * hd + i)];
+        }
+        eq = std::max(eq, std::abs(sa / 120 - p.layers[3].q.mean_abs[static_cast<std::size_t>(i)]));
+        em = std::max(em, std::abs(s / 120 - p.layers[3].q.mean[static_cast<std::size_t>(i)]));
+    }
+    for (Index i = 0; i < KV * hd; ++i) {
+        double sa = 0;
+        for (Index r = 0; r < 120; ++r) sa += std::abs(double(rk[static_cast<std::size_t>(r * KV * hd + i)]));
+        ek = std::max(ek, std::abs(sa / 120 - p.layers[3].rot_k.mean_abs[static_cast<std::size_t>(i)]));
+    }
+    CHECK(eq < 1e-9);
+    CHECK(em < 1e-9);
+    CHECK(ek < 1e-9);
+    // RoPE pairs (d, d + 16) share inverse frequency 10000^(-2j/32), j = d mod 16
+    for (Index d : {0, 5, 16, 21, 31})
+        CHECK(p.layers[0].frequency[static_cast<std::size_t>(d)] == doctest::Approx(std::pow(10000.0, -2.0 * double(d % 16) / 32)).epsilon(1e-6));
+    // The low-frequency share: 1 when all of |x| sits in the slower half, 0.5 when spread evenly
+    analysis::QKSiteProfile s;
+    s.heads = 1;
+    s.head_dim = 32;
+    s.mean_abs.assign(32, 1.0);
+    CHECK(analysis::detail::low_frequency_share(s, p.layers[0].frequency) == doctest::Approx(0.5));
+    s.mean_abs.assign(32, 0.0);
+    s.mean_abs[9] = s.mean_abs[31] = 7.0;  // j = 9 and 15: slower than the median frequency
+    CHECK(analysis::detail::low_frequency_share(s, p.layers[0].frequency) == doctest::Approx(1.0));
+    s.mean_abs[9] = 0.0;
+    s.mean_abs[2] = 7.0;  // j = 2: a fast pair
+    CHECK(analysis::detail::low_frequency_share(s, p.layers[0].frequency) == doctest::Approx(0.5));
+    // The top pick takes each head's largest mean |q|, the random pick m distinct dims per head, seeded; mean values
+    analysis::QKIntervention spec;
+    spec.m = 3;
+    spec.on_k = false;
+    const auto top = analysis::qk_interventions(m.config(), p, spec);
+    REQUIRE(top.size() == 8);
+    CHECK(top[3].site == "blocks.3.attn.hook_q");
+    REQUIRE(top[3].dims.size() == static_cast<std::size_t>(H * 3));
+    for (Index hh = 0; hh < H; ++hh) {
+        std::vector<double> mags;
+        for (Index d = 0; d < hd; ++d) mags.push_back(p.layers[3].q.abs_at(hh, d));
+        std::sort(mags.rbegin(), mags.rend());
+        for (Index k = 0; k < 3; ++k) {
+            const Index flat = top[3].dims[static_cast<std::size_t>(hh * 3 + k)];
+            CHECK(flat / hd == hh);
+            CHECK(p.layers[3].q.abs_at(hh, flat % hd) >= mags[2]);
+            CHECK(top[3].values[static_cast<std::size_t>(hh * 3 + k)] == static_cast<float>(p.layers[3].q.mean[static_cast<std::size_t>(flat)]));
+        }
+    }
+    spec.pick = analysis::QKIntervention::Pick::Random;
+    spec.seed = 11;
+    const auto r1 = analysis::qk_interventions(m.config(), p, spec), r2 = analysis::qk_interventions(m.config(), p, spec);
+    spec.seed = 12;
+    const auto r3 = analysis::qk_interventions(m.config(), p, spec);
+    CHECK(r1[0].dims == r2[0].dims);
+    CHECK(r1[0].dims != r3[0].dims);
+    for (const auto& iv : r1) {
+        std::set<Index> distinct(iv.dims.begin(), iv.dims.end());
+        CHECK(distinct.size() == iv.dims.size());
+    }
+    spec.m = 0;
+    test::expect_error([&] { analysis::qk_interventions(m.config(), p, spec); }, {"qk: m 0 dims per head"});
+    // The measured runs: the original perplexity is the model's; zeroing every dim of q makes attention uniform
+    analysis::QKIntervention all;
+    all.m = hd;
+    all.zero = true;
+    all.on_k = false;
+    const auto res = analysis::qk_massive_values(m, ids, all, 1, 4);
+    CHECK(res.ppl_original == doctest::Approx(analysis::perplexity(m, ids).ppl).epsilon(1e-9));
+    std::vector<float> pat;
+    Hooks zq = analysis::make_hooks(m, analysis::qk_interventions(m.config(), res.profile, all));
+    zq.add("blocks.0.attn.hook_pattern", [&](Activation& a) { pat.assign(a.data, a.data + a.numel()); });
+    m.forward(TokenBatch(ids.topRows(1)), zq);
+    CHECK(pat[static_cast<std::size_t>(5 * 40 + 2)] == doctest::Approx(1.0 / 6));  // head 0, query 5: six keys, equal weights
+    CHECK(res.top.kl > 0.1);
+    CHECK(res.random.size() == 1);
+    CHECK(res.random[0].ppl == doctest::Approx(res.top.ppl));  // m = head_dim: every dim, whichever order
 }

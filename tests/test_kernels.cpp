@@ -49,6 +49,18 @@ RefAttention ref_attention(const RowMatrixF& q, const RowMatrixF& k, const RowMa
                 kvlogit *= s.scale;
                 extra.push_back(kvlogit);
             }
+            if (s.fn != kernels::AttentionFn::Softmax) {  // softpick / sigmoid straight from their definitions
+                double den = 1e-6;
+                for (double x : logit) den += std::abs(std::exp(x) - 1.0);
+                for (std::size_t a = 0; a < key.size(); ++a) {
+                    const double x = logit[a];
+                    const double p = s.fn == kernels::AttentionFn::Sigmoid ? 1.0 / (1.0 + std::exp(-(x + s.sigmoid_bias)))
+                                                                           : std::max(0.0, std::exp(x) - 1.0) / den;
+                    r.pattern[static_cast<std::size_t>((h * T + i) * T + key[a])] = p;
+                    for (Index e = 0; e < hd; ++e) r.z(i, h * hd + e) += p * v(key[a], g * hd + e);
+                }
+                continue;
+            }
             double m = -1e300;
             for (double x : logit) m = std::max(m, x);
             for (double x : extra) m = std::max(m, x);
@@ -203,16 +215,21 @@ TEST_CASE("softmax variants: standard, softmax1, extra slots, clipped") {
     CHECK(row[1] == doctest::Approx(std::exp(2.0) / den));
 }
 
-TEST_CASE("causal attention (GQA, windows, sink slots, clipped) matches a naive double loop, streaming and materialised") {
+TEST_CASE("causal attention (GQA, windows, sink slots, clipped, softpick, sigmoid) matches a naive double loop, streaming and materialised") {
     const Index H = 6, KV = 2, hd = 9;
     std::vector<float> sinks = {0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.5f};
     RowMatrixF kb = test::random_matrix(KV, hd, rng), vb = test::random_matrix(KV, hd, rng);
-    struct Case { Index T, window; bool sink, kv, clip; };
+    using kernels::AttentionFn;
+    struct Case { Index T, window; bool sink, kv, clip; AttentionFn fn = AttentionFn::Softmax; };
     for (Case cs : {Case{13, 0, false, false, false}, Case{70, 0, false, false, false}, Case{131, 5, false, false, false},
                     Case{67, 0, true, false, false}, Case{67, 0, false, true, false}, Case{45, 0, true, true, false},
-                    Case{41, 7, false, false, true}, Case{1, 0, true, false, false}}) {
+                    Case{41, 7, false, false, true}, Case{1, 0, true, false, false},
+                    Case{70, 0, false, false, false, AttentionFn::Softpick}, Case{37, 6, false, false, false, AttentionFn::Softpick},
+                    Case{1, 0, false, false, false, AttentionFn::Softpick}, Case{70, 0, false, false, false, AttentionFn::Sigmoid},
+                    Case{29, 4, false, false, false, AttentionFn::Sigmoid}}) {
         CAPTURE(cs.T);
         CAPTURE(cs.window);
+        CAPTURE(kernels::attention_fn_name(cs.fn));
         AttentionSpec s;
         s.heads = H;
         s.kv_heads = KV;
@@ -222,6 +239,8 @@ TEST_CASE("causal attention (GQA, windows, sink slots, clipped) matches a naive 
         if (cs.sink) s.sink_logits = sinks.data();
         if (cs.kv) { s.k_bias = kb.data(); s.v_bias = vb.data(); }
         if (cs.clip) { s.clipped = true; s.zeta = -0.05f; s.gamma = 1.05f; }
+        s.fn = cs.fn;
+        s.sigmoid_bias = -std::log(float(cs.T));
         const RowMatrixF q = test::random_matrix(cs.T, H * hd, rng, 2.0f);
         const RowMatrixF k = test::random_matrix(cs.T, KV * hd, rng, 2.0f);
         const RowMatrixF v = test::random_matrix(cs.T, KV * hd, rng);
@@ -265,7 +284,40 @@ TEST_CASE("causal attention (GQA, windows, sink slots, clipped) matches a naive 
                     CHECK(row + sp[static_cast<std::size_t>(h * cs.T + i)] == doctest::Approx(1.0).epsilon(1e-5));
                 }
         }
+        if (cs.fn == AttentionFn::Softpick) {  // rows sum to at most 1
+            double most = 0;
+            for (Index r = 0; r < H * cs.T; ++r) {
+                double row = 0;
+                for (Index j = 0; j < cs.T; ++j) row += pat[static_cast<std::size_t>(r * cs.T + j)];
+                most = std::max(most, row);
+            }
+            CHECK(most <= 1.0 + 1e-6);
+        }
     }
+    // What the kernels do not combine is refused, not computed as something else.
+    AttentionSpec bad;
+    bad.heads = bad.kv_heads = 1;
+    bad.head_dim = 2;
+    bad.fn = AttentionFn::Softpick;
+    bad.sink_logits = sinks.data();
+    CHECK_THROWS_WITH_AS(kernels::check_spec(bad), doctest::Contains("softpick weights take no extra slots"), Error);
+}
+
+TEST_CASE("softpick is exact where scores are large and where every score is at most 0") {
+    // Scores of 100 would overflow e^x in float: the shift by m = max(0, max x) keeps the result exact.
+    std::vector<float> x = {100.0f, 99.0f, -3.0f, -std::numeric_limits<float>::infinity(), 0.0f};
+    kernels::softpick_row<float>(x.data(), static_cast<Index>(x.size()));
+    const double den = 1.0 + std::exp(-1.0) + 1e-6;  // |e^{x - 100} - e^{-100}| summed (masked: no part), + eps
+    CHECK(x[0] == doctest::Approx(1.0 / den).epsilon(1e-6));
+    CHECK(x[1] == doctest::Approx(std::exp(-1.0) / den).epsilon(1e-6));
+    CHECK(x[2] == 0.0f);
+    CHECK(x[3] == 0.0f);
+    CHECK(x[4] == 0.0f);
+    std::vector<float> neg = {-1.0f, -0.5f, 0.0f};
+    CHECK(kernels::softpick_row<float>(neg.data(), 3) == 0.0f);  // no score above 0: no attention at all
+    std::vector<float> sig = {0.0f, 2.0f, -std::numeric_limits<float>::infinity()};
+    CHECK(kernels::sigmoid_row<float>(sig.data(), 3, -2.0f) == doctest::Approx(1.0 / (1.0 + std::exp(2.0)) + 0.5));
+    CHECK(sig[2] == 0.0f);
 }
 
 TEST_CASE("attention over keys and values held in f16 / bf16 equals the double loop on the rounded values") {
@@ -316,7 +368,7 @@ TEST_CASE("attention over keys and values held in f16 / bf16 equals the double l
                 for (Index j = 0; j < n; ++j)
                     pe = std::max(pe, std::abs(pat[static_cast<std::size_t>((h * cs.T + i) * n + j)] -
                                                ref.pattern[static_cast<std::size_t>((h * n + cs.past + i) * n + j)]));
-        CHECK(pe < 1e-6);
+        CHECK(pe < 2e-6);  // (float scores of 32-term dot products: a probability near 1 moves by ~1e-6 of it)
         RowMatrixF z2(cs.T, H * hd);
         kernels::attention_combine(s, in, pat.data(), nullptr, z2.data(), z2.cols());
         CHECK(test::max_abs_diff(z2, ref.z.bottomRows(cs.T)) < 2e-5);

@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <map>
+#include <numeric>
 
 using namespace massact;
 
@@ -132,60 +133,132 @@ TEST_CASE("attention-sink variant pair and sink logits match their references") 
 }
 TEST_CASE("tiny-gpt2 perplexity on ppl.input_ids") { check_perplexity("tiny-gpt2"); }
 
+/// A model trained to compare attention functions (../shared/models, tests/data/<name>.ref.safetensors) against
+/// transformers: hidden states, the weights actually applied, logits, perplexity of ppl.input_ids. Returns the
+/// captured activations of p0 (and hook_gate of layer 3 where the model has one).
+Captured check_trained_reference(const std::string& name, std::vector<float>* gates = nullptr) {
+    CAPTURE(name);
+    const Transformer m(test::model(name));
+    const io::SafetensorsFile ref(test::data(name + ".ref.safetensors"));
+    const Index L = m.config().num_layers, d = m.config().hidden_size, H = m.config().num_heads;
+    const auto ids_v = ref.tensor("p0.input_ids").to_int64();
+    const Index T = static_cast<Index>(ids_v.size());
+    TokenBatch ids(1, T);
+    std::copy(ids_v.begin(), ids_v.end(), ids.data());
+    Captured cap;
+    Hooks hooks = cap.hooks();
+    if (gates) hooks.add("blocks.3.attn.hook_gate", [&](Activation& a) { gates->assign(a.data, a.data + a.numel()); });
+    const RowMatrixF logits = m.forward(ids, hooks);
+    const auto hs = ref.tensor("p0.hidden_states").to_float(), att = ref.tensor("p0.attentions").to_float();
+    double hmax = 0, hdiff = 0, adiff = 0;
+    for (Index e = 0; e <= L; ++e) {
+        const auto& mine = cap.t.at(e == 0 ? "hook_embed" : e < L ? "blocks." + std::to_string(e - 1) + ".hook_resid_post" : "ln_final.hook_normalized");
+        for (Index i = 0; i < T * d; ++i) {
+            hmax = std::max(hmax, std::abs(double(hs[static_cast<std::size_t>(e * T * d + i)])));
+            hdiff = std::max(hdiff, std::abs(double(hs[static_cast<std::size_t>(e * T * d + i)]) - mine[static_cast<std::size_t>(i)]));
+        }
+    }
+    for (Index l = 0; l < L; ++l) {
+        const auto& mine = cap.t.at("blocks." + std::to_string(l) + ".attn.hook_pattern");
+        for (Index i = 0; i < H * T * T; ++i)
+            adiff = std::max(adiff, std::abs(double(att[static_cast<std::size_t>(l * H * T * T + i)]) - mine[static_cast<std::size_t>(i)]));
+    }
+    const auto rl = ref.tensor("p0.logits").to_float();
+    double lmax = 0, ldiff = 0;
+    for (Index i = 0; i < logits.size(); ++i) {
+        lmax = std::max(lmax, std::abs(double(rl[static_cast<std::size_t>(i)])));
+        ldiff = std::max(ldiff, std::abs(double(rl[static_cast<std::size_t>(i)]) - logits.data()[i]));
+    }
+    // Perplexity of ppl.input_ids within 1e-4 (relative) of exp(mean(ppl.seq_nll)).
+    const auto& t = ref.tensor("ppl.input_ids");
+    const auto v = t.to_int64();
+    TokenBatch batch(t.shape[0], t.shape[1]);
+    std::copy(v.begin(), v.end(), batch.data());
+    const auto seq = ref.tensor("ppl.seq_nll").to_double();
+    double mean = 0;
+    for (double x : seq) mean += x / static_cast<double>(seq.size());
+    const auto r = analysis::perplexity(m, batch);
+    MESSAGE(name << ": hidden " << hdiff / hmax << ", attention " << adiff << ", logits " << ldiff / lmax << ", perplexity "
+                 << r.ppl << " vs " << std::exp(mean));
+    CHECK(hdiff / hmax < 2e-4);
+    CHECK(adiff < 2e-5);
+    CHECK(ldiff / lmax < 2e-4);
+    CHECK(std::abs(r.ppl / std::exp(mean) - 1) < 1e-4);
+    return cap;
+}
+
+TEST_CASE("softpick and sigmoid attention: the trained models and their softmax baseline match transformers") {
+    check_trained_reference("tiny-llama-softmax");
+    // Softpick rows sum to at most 1 and some queries attend to nothing; sigmoid rows are not normalised at all.
+    const Captured sp = check_trained_reference("tiny-llama-softpick");
+    const Captured sg = check_trained_reference("tiny-llama-sigmoid");
+    const Index T = 11;
+    auto row_sums = [&](const Captured& c) {
+        std::vector<double> sums;
+        for (const auto& [site, p] : c.t)
+            if (site.find("hook_pattern") != std::string::npos)
+                for (std::size_t r = 0; r < p.size() / T; ++r) sums.push_back(std::accumulate(p.begin() + r * T, p.begin() + (r + 1) * T, 0.0));
+        return sums;
+    };
+    const auto a = row_sums(sp), b = row_sums(sg);
+    REQUIRE(a.size() == 8 * 8 * T);
+    CHECK(*std::max_element(a.begin(), a.end()) <= 1.0 + 1e-5);
+    CHECK(*std::min_element(a.begin(), a.end()) < 0.5);
+    CHECK(std::abs(*std::max_element(b.begin(), b.end()) - *std::min_element(b.begin(), b.end())) > 0.1);
+
+    // The same functions as inference-time swaps: the softmax model run with softpick equals a double loop over its
+    // own scores; the softpick model run with "softmax" is a different model.
+    const Transformer m(test::model("tiny-llama-softmax"));
+    const TokenBatch ids = make_batch(std::vector<std::vector<std::int64_t>>{{1, 200, 31, 7, 900, 44, 12}});
+    for (auto kind : {AttentionOverride::Kind::Softpick, AttentionOverride::Kind::Sigmoid}) {
+        RunOptions o;
+        o.attention.kind = kind;
+        o.attention.sigmoid_bias = -2.0f;
+        std::vector<float> scores, pattern;
+        Hooks h;
+        h.add("blocks.2.attn.hook_attn_scores", [&](Activation& x) { scores.assign(x.data, x.data + x.numel()); });
+        h.add("blocks.2.attn.hook_pattern", [&](Activation& x) { pattern.assign(x.data, x.data + x.numel()); });
+        m.forward(ids, h, o);
+        const Index n = ids.cols();
+        REQUIRE(scores.size() == static_cast<std::size_t>(8 * n * n));
+        double err = 0;
+        for (Index r = 0; r < 8 * n; ++r) {
+            const Index i = r % n;
+            double den = 1e-6;
+            for (Index j = 0; j <= i; ++j) den += std::abs(std::exp(double(scores[static_cast<std::size_t>(r * n + j)])) - 1.0);
+            for (Index j = 0; j < n; ++j) {
+                const double x = scores[static_cast<std::size_t>(r * n + j)];
+                const double want = j > i ? 0.0 : kind == AttentionOverride::Kind::Sigmoid ? 1.0 / (1.0 + std::exp(-(x - 2.0)))
+                                                                                          : std::max(0.0, std::exp(x) - 1.0) / den;
+                err = std::max(err, std::abs(pattern[static_cast<std::size_t>(r * n + j)] - want));
+            }
+        }
+        CHECK(err < 1e-6);
+    }
+    const Transformer p(test::model("tiny-llama-softpick"));
+    RunOptions plain;
+    plain.attention.kind = AttentionOverride::Kind::Softmax;
+    CHECK(test::max_abs_diff(p.forward(ids), p.forward(ids, {}, plain)) > 0.1);
+    RunOptions same;
+    same.attention.kind = AttentionOverride::Kind::Softpick;
+    CHECK(test::max_abs_diff(p.forward(ids), p.forward(ids, {}, same)) == 0.0);
+    // A softpick swap on a model whose sink slot is a softmax variant is refused by name.
+    const Transformer sl(test::model("tiny-llama-sinklogit"));
+    test::expect_error([&] { sl.forward(ids, {}, same); }, {"softpick attention on a model with an attention sink slot"});
+}
+
 TEST_CASE("gated attention: the trained Qwen3-Next models (gate on, gate held off) match transformers, perplexity too") {
     for (const std::string name : {"tiny-qwen3next-gated", "tiny-qwen3next-gateoff"}) {
         CAPTURE(name);
-        const Transformer m(test::model(name));
-        const io::SafetensorsFile ref(test::data(name + ".ref.safetensors"));
-        const Index L = m.config().num_layers, d = m.config().hidden_size, H = m.config().num_heads, hd = m.config().head_dim;
-        const auto ids_v = ref.tensor("p0.input_ids").to_int64();
-        const Index T = static_cast<Index>(ids_v.size());
-        TokenBatch ids(1, T);
-        std::copy(ids_v.begin(), ids_v.end(), ids.data());
-        Captured cap;
         std::vector<float> gates;
-        Hooks hooks = cap.hooks();
-        hooks.add("blocks.3.attn.hook_gate", [&](Activation& a) { gates.assign(a.data, a.data + a.numel()); });
-        const RowMatrixF logits = m.forward(ids, hooks);
-        const auto hs = ref.tensor("p0.hidden_states").to_float(), att = ref.tensor("p0.attentions").to_float();
-        double hmax = 0, hdiff = 0, adiff = 0;
-        for (Index e = 0; e <= L; ++e) {
-            const auto& mine = cap.t.at(e == 0 ? "hook_embed" : e < L ? "blocks." + std::to_string(e - 1) + ".hook_resid_post" : "ln_final.hook_normalized");
-            for (Index i = 0; i < T * d; ++i) {
-                hmax = std::max(hmax, std::abs(double(hs[static_cast<std::size_t>(e * T * d + i)])));
-                hdiff = std::max(hdiff, std::abs(double(hs[static_cast<std::size_t>(e * T * d + i)]) - mine[static_cast<std::size_t>(i)]));
-            }
-        }
-        for (Index l = 0; l < L; ++l) {
-            const auto& mine = cap.t.at("blocks." + std::to_string(l) + ".attn.hook_pattern");
-            for (Index i = 0; i < H * T * T; ++i)
-                adiff = std::max(adiff, std::abs(double(att[static_cast<std::size_t>(l * H * T * T + i)]) - mine[static_cast<std::size_t>(i)]));
-        }
-        const auto rl = ref.tensor("p0.logits").to_float();
-        double lmax = 0, ldiff = 0;
-        for (Index i = 0; i < logits.size(); ++i) {
-            lmax = std::max(lmax, std::abs(double(rl[static_cast<std::size_t>(i)])));
-            ldiff = std::max(ldiff, std::abs(double(rl[static_cast<std::size_t>(i)]) - logits.data()[i]));
-        }
-        MESSAGE(name << ": hidden " << hdiff / hmax << ", attention " << adiff << ", logits " << ldiff / lmax);
-        CHECK(hdiff / hmax < 2e-4);
-        CHECK(adiff < 2e-5);
-        CHECK(ldiff / lmax < 2e-4);
+        check_trained_reference(name, &gates);
+        const Transformer m(test::model(name));
+        const Index T = 11, H = m.config().num_heads, hd = m.config().head_dim;
         // hook_gate holds sigmoid(g): exactly 0.5 where the gate's rows of q_proj are held at 0, not so where trained.
         REQUIRE(static_cast<Index>(gates.size()) == T * H * hd);
         const auto [lo, hi] = std::minmax_element(gates.begin(), gates.end());
         if (name == "tiny-qwen3next-gateoff") CHECK((*lo == 0.5f && *hi == 0.5f));
         else CHECK(*hi - *lo > 0.5f);
-        // Perplexity of ppl.input_ids within 1e-4 (relative) of exp(mean(ppl.seq_nll)).
-        const auto& t = ref.tensor("ppl.input_ids");
-        const auto v = t.to_int64();
-        TokenBatch batch(t.shape[0], t.shape[1]);
-        std::copy(v.begin(), v.end(), batch.data());
-        const auto seq = ref.tensor("ppl.seq_nll").to_double();
-        double mean = 0;
-        for (double x : seq) mean += x / static_cast<double>(seq.size());
-        const auto r = analysis::perplexity(m, batch);
-        CHECK(std::abs(r.ppl / std::exp(mean) - 1) < 1e-4);
     }
     // Ablating the gate through its hook: the trained model with every gate set to 0.5 is no longer itself.
     const Transformer g(test::model("tiny-qwen3next-gated"));

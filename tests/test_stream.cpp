@@ -18,7 +18,8 @@ std::vector<std::string> language_models() {
         if (type != "vit" && type != "dinov2" && type != "dinov2_with_registers" && type != "clip_vision_model")
             dirs.push_back(e.path().string());
     }
-    for (const char* m : {"tiny-llama", "tiny-gpt2", "tiny-llama-kvbias", "tiny-llama-sinklogit", "tiny-qwen3next-gated"})
+    for (const char* m : {"tiny-llama", "tiny-gpt2", "tiny-llama-kvbias", "tiny-llama-sinklogit", "tiny-qwen3next-gated",
+                          "tiny-llama-softpick", "tiny-llama-sigmoid"})
         dirs.push_back(test::model(m));
     std::sort(dirs.begin(), dirs.end());
     return dirs;

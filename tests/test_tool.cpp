@@ -752,3 +752,48 @@ TEST_CASE("massact quant: one row per experiment with the JSON fields, a figure,
     check_says(bad, {"quant:", "sequential pre-norm"});
     CHECK(!io::file_exists(dir + "/bad.json"));
 }
+
+TEST_CASE("massact compare over several models, softpick and sigmoid swaps, and the random-token sink rate") {
+    const std::string dir = test::temp_dir("sinkfree");
+    const std::string a = test::model("tiny-llama-softmax"), b = test::model("tiny-llama-softpick"), c = test::model("tiny-llama-sigmoid");
+    const std::string data = " --ids-file " + test::data("tiny-llama-softmax.ref.safetensors") + ":ppl.input_ids --max-seqs 4";
+    auto r = run("compare " + a + " " + b + " " + c + data + " --sink-random-tokens 3 --random-seed 5 --json " + dir + "/c.json --figure " +
+                 dir + "/c.png");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    check_says(r, {"3 models, 4 sequences x 256 tokens", "3 random-token sequences", "tiny-llama-softpick", "sink rate per layer"});
+    const auto j = io::read_json_file(dir + "/c.json");
+    REQUIRE(j["models"].size() == 3);
+    for (const auto& m : j["models"]) {
+        CHECK(m["layers"].size() == 8);
+        CHECK(m.contains("sink_rate_random_tokens"));
+        CHECK(m["val_ppl"].get<double>() > 1.0);
+    }
+    CHECK(io::file_exists(dir + "/c.png"));
+    // the same scan as `massact scan` of each model on the same data
+    r = run("scan " + b + data + " --json " + dir + "/s.json");
+    REQUIRE(r.status == 0);
+    const auto s = io::read_json_file(dir + "/s.json");
+    CHECK(s["val_ppl"].get<double>() == j["models"][1]["val_ppl"].get<double>());
+    CHECK(s["sink_rate"].get<double>() == j["models"][1]["sink_rate"].get<double>());
+    // --random-tokens as the data of any command that takes --data: seeded
+    for (const char* seed : {"3", "3", "4"}) {
+        r = run("scan " + a + " --random-tokens 2 --seq-len 32 --random-seed " + seed + " --json " + dir + "/e" + seed + ".json");
+        REQUIRE(r.status == 0);
+    }
+    r = run("scan " + a + " --random-tokens 2 --seq-len 32 --random-seed 3 --json " + dir + "/e3b.json");
+    REQUIRE(r.status == 0);
+    const auto e1 = io::read_json_file(dir + "/e3.json"), e2 = io::read_json_file(dir + "/e3b.json"), e3 = io::read_json_file(dir + "/e4.json");
+    CHECK(e1["val_ppl"] == e2["val_ppl"]);
+    CHECK(e1["val_ppl"] != e3["val_ppl"]);
+    CHECK(e1["val_sequences"] == 2);
+    CHECK(e1["val_ppl"].get<double>() > 100.0);  // random tokens are hard to predict
+    check_says(run("scan " + a + " --random-tokens 2 --data x.txt"), {"give only one of --data, --random-tokens"});
+    check_says(run("scan " + a + " --random-tokens -2"), {"--random-tokens"});
+    // the swaps on the command line, and a sigmoid bias that is not a number
+    r = run("scan " + a + data + " --softmax softpick --json " + dir + "/sp.json");
+    REQUIRE(r.status == 0);
+    CHECK(io::read_json_file(dir + "/sp.json")["val_ppl"].get<double>() > j["models"][0]["val_ppl"].get<double>());
+    check_says(run("scan " + a + data + " --softmax sigmoid:big"), {"--softmax", "\"big\" is not a number"});
+    check_says(run("compare " + a + data), {"models: At least 2 required"});
+}

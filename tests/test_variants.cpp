@@ -1,6 +1,9 @@
 // Attention-sink variants: the kv-bias pair compared (Sun et al. Sec. 6) and inference-time softmax swaps.
 #include "common.hpp"
 
+#include <algorithm>
+#include <memory>
+
 using namespace massact;
 
 namespace {
@@ -99,4 +102,113 @@ TEST_CASE("softmax1 swap: every attention row gives the extra slot mass, so no r
     none.attention.kind = AttentionOverride::Kind::SinkLogit;
     none.attention.sink_logit = -1e4f;
     CHECK(analysis::perplexity(m, ids, {}, none).ppl == doctest::Approx(p0.ppl).epsilon(1e-6));
+}
+
+TEST_CASE("the sink-free comparison of the five trained models equals statistics computed from the transformers references") {
+    // Per model and layer: top-1 and median |x| of the residual stream, attention on the first token, the sink rate
+    // (alpha > 0.3 over queries 0..T-1) and perplexity, each computed here by plain loops from the reference's hidden
+    // states, attention weights and logits of prompt p0 (transformers, float32), then compared with compare_many's JSON.
+    const std::vector<std::string> names = {"tiny-llama-softmax", "tiny-llama-softpick", "tiny-llama-sigmoid", "tiny-qwen3next-gated",
+                                            "tiny-qwen3next-gateoff"};
+    std::vector<std::unique_ptr<Transformer>> owned;
+    std::vector<const Transformer*> models;
+    std::vector<TokenBatch> ids;
+    std::vector<io::SafetensorsFile> refs;
+    for (const auto& n : names) {
+        owned.push_back(std::make_unique<Transformer>(test::model(n)));
+        models.push_back(owned.back().get());
+        refs.emplace_back(test::data(n + ".ref.safetensors"));
+        const auto v = refs.back().tensor("p0.input_ids").to_int64();
+        TokenBatch b(1, static_cast<Index>(v.size()));
+        std::copy(v.begin(), v.end(), b.data());
+        ids.push_back(b);
+    }
+    analysis::ScanOptions opt;
+    opt.sink_T = 64;  // more than the 11 tokens: alpha is the mean over every query
+    Index calls = 0, last = 0, total = 0;
+    const auto set = analysis::compare_many(models, ids, std::vector<analysis::ScanOptions>(names.size(), opt), {},
+                                            [&](Index d, Index t) { ++calls; last = d; total = t; });
+    CHECK(calls >= 5);
+    CHECK((last == 5 && total == 5));
+    const auto j = set.to_json();
+    REQUIRE(j["models"].size() == names.size());
+    CHECK(!j.contains("model_a"));  // the pair keys only for two models
+    std::vector<double> rates;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        CAPTURE(names[i]);
+        const auto& m = j["models"][i];
+        const auto& ref = refs[i];
+        const auto hs = ref.tensor("p0.hidden_states").to_float(), att = ref.tensor("p0.attentions").to_float();
+        const Index T = ids[i].cols(), d = 256, L = 8, H = 8;
+        double sinks = 0;
+        for (Index l = 0; l + 1 < L; ++l) {  // (the reference's last entry is after the final norm)
+            std::vector<double> mag;
+            for (Index k = 0; k < T * d; ++k) mag.push_back(std::abs(double(hs[static_cast<std::size_t>((l + 1) * T * d + k)])));
+            std::sort(mag.begin(), mag.end());
+            const double top1 = mag.back(), median = 0.5 * (mag[mag.size() / 2 - 1] + mag[mag.size() / 2]);
+            const auto& row = m["layers"][static_cast<std::size_t>(l)];
+            CHECK(row["top1"].get<double>() == doctest::Approx(top1).epsilon(1e-3));
+            CHECK(row["median"].get<double>() == doctest::Approx(median).epsilon(2e-3));
+        }
+        for (Index l = 0; l < L; ++l) {
+            double first = 0, rate = 0;
+            for (Index h = 0; h < H; ++h) {
+                double s = 0, alpha = 0;
+                for (Index q = 0; q < T; ++q) {
+                    const double a = att[static_cast<std::size_t>(((l * H + h) * T + q) * T)];
+                    alpha += a / double(T);
+                    if (q > 0) s += a / double(T - 1);
+                }
+                first += s / double(H);
+                rate += (alpha > 0.3) / double(H);
+            }
+            sinks += rate / double(L);
+            const auto& row = m["layers"][static_cast<std::size_t>(l)];
+            CHECK(row["attention_on_first_token"].get<double>() == doctest::Approx(first).epsilon(1e-4));
+            CHECK(row["sink_rate"].get<double>() == doctest::Approx(rate));
+        }
+        CHECK(m["sink_rate"].get<double>() == doctest::Approx(sinks));
+        rates.push_back(sinks);
+        // perplexity of p0 from the reference logits
+        const auto lg = ref.tensor("p0.logits").to_float();
+        const Index V = 4096;
+        double nll = 0;
+        for (Index t = 0; t + 1 < T; ++t) {
+            double mx = -1e300, z = 0;
+            for (Index v = 0; v < V; ++v) mx = std::max(mx, double(lg[static_cast<std::size_t>(t * V + v)]));
+            for (Index v = 0; v < V; ++v) z += std::exp(double(lg[static_cast<std::size_t>(t * V + v)]) - mx);
+            nll += (mx + std::log(z) - lg[static_cast<std::size_t>(t * V + ids[i](0, t + 1))]) / double(T - 1);
+        }
+        CHECK(m["val_ppl"].get<double>() == doctest::Approx(std::exp(nll)).epsilon(1e-4));
+    }
+    MESSAGE("sink rates on p0: softmax " << rates[0] << ", softpick " << rates[1] << ", sigmoid " << rates[2] << ", gated "
+                                         << rates[3] << ", gate off " << rates[4]);
+    // Fewer than two models, or mismatched inputs, are refused.
+    test::expect_error([&] { analysis::compare_many({models[0]}, {ids[0]}, {opt}); }, {"expected at least 2"});
+    test::expect_error([&] { analysis::compare_many(models, {ids[0]}, {opt}); }, {"one token batch and one set of options per model"});
+}
+
+TEST_CASE("random tokens (Gu et al.'s protocol): seeded, uniform over the ordinary vocabulary, BOS first") {
+    const auto tok = text::load_tokenizer(test::model("tiny-llama"));
+    const TokenBatch a = analysis::random_tokens(tok, 64, 129, 7), b = analysis::random_tokens(tok, 64, 129, 7);
+    const TokenBatch c = analysis::random_tokens(tok, 64, 129, 8);
+    CHECK(a == b);
+    CHECK(a != c);
+    REQUIRE(tok.special_prefix() == std::vector<text::TokenId>{1});
+    std::vector<int> counts(tok.vocab_size(), 0);
+    for (Index r = 0; r < a.rows(); ++r) {
+        CHECK(a(r, 0) == 1);
+        for (Index t = 1; t < a.cols(); ++t) {
+            REQUIRE((a(r, t) >= 0 && a(r, t) < static_cast<Index>(tok.vocab_size())));
+            CHECK(!tok.is_special(static_cast<text::TokenId>(a(r, t))));
+            ++counts[static_cast<std::size_t>(a(r, t))];
+        }
+    }
+    // 8192 draws over ~4090 ids: a uniform draw touches about 1 - e^-2 = 86% of them
+    const double touched = double(std::count_if(counts.begin(), counts.end(), [](int n) { return n > 0; })) / double(counts.size());
+    CHECK((touched > 0.8 && touched < 0.9));
+    // A vocabulary with only excluded ids, or no room after the prefix, is refused.
+    test::expect_error([] { analysis::random_tokens(2, 4, 3, 0, {}, {0, 1, 2}); }, {"no ordinary token"});
+    test::expect_error([] { analysis::random_tokens(2, 1, 10, 0, {1}); }, {"leaves no room"});
+    CHECK(analysis::random_tokens(1, 5, 2, 0, {}, {0}) == TokenBatch::Constant(1, 5, 1));
 }

@@ -8,6 +8,7 @@
 #include "commands/info.hpp"
 #include "commands/report.hpp"
 #include "commands/intervene.hpp"
+#include "commands/qk.hpp"
 #include "commands/quant.hpp"
 #include "commands/run.hpp"
 #include "commands/scan.hpp"
@@ -58,6 +59,7 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
     GenerateArgs generate;
     BenchArgs bench;
     QuantArgs quant;
+    QKArgs qk;
     add_info(app, info, action);
     add_run(app, run, action);
     add_eval(app, eval, action);
@@ -70,6 +72,7 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
     add_generate(app, generate, action);
     add_bench(app, bench, action);
     add_quant(app, quant, action);
+    add_qk(app, qk, action);
     DocsArgs docs;
     add_docs(app, docs, action);
     try {

@@ -183,6 +183,8 @@ struct DataInput {
     std::string data;     // --data FILE: text, documents separated by lines holding only 0x1E
     Index seq_len = 256;  // --seq-len: window length for --data; truncates longer --ids-file rows
     Index max_seqs = 0;   // --max-seqs: at most this many sequences (0 = all)
+    Index random_tokens = 0;       // --random-tokens N: N sequences of --seq-len uniformly random tokens (Gu et al.)
+    std::uint64_t random_seed = 0;  // --random-seed
     bool seq_len_given = false;
 };
 
@@ -191,12 +193,21 @@ inline TokenBatch load_data(DataInput& in, const std::string& model_dir) {
     if (in.seq_len < 2) throw Error("--seq-len: must be at least 2");
     const bool tokens_given = !in.tokens.ids.empty() || !in.tokens.ids_file.empty() || !in.tokens.prompt.empty() ||
                               !in.tokens.text_file.empty();
-    if (!in.data.empty() && tokens_given) throw Error("give only one of --data, --ids, --ids-file, --prompt and --text-file");
+    if (int(!in.data.empty()) + int(in.random_tokens > 0) + int(tokens_given) > 1)
+        throw Error("give only one of --data, --random-tokens, --ids, --ids-file, --prompt and --text-file");
+    if (in.random_tokens < 0) throw Error("--random-tokens: must be positive");
+    if (in.random_tokens > 0) {
+        if (!massact::text::has_tokenizer(model_dir))
+            throw Error("--random-tokens: " + model_dir + " has no tokenizer (tokenizer.json or a GGUF vocabulary) to draw tokens from");
+        const auto tok = massact::text::load_tokenizer(model_dir);
+        const Index n = in.max_seqs > 0 ? std::min(in.max_seqs, in.random_tokens) : in.random_tokens;
+        return massact::analysis::random_tokens(tok, n, in.seq_len, in.random_seed);
+    }
     if (!in.data.empty()) {
         const auto tok = massact::text::load_tokenizer(model_dir);
         return massact::analysis::text_windows(tok, read_text_file(in.data, "--data"), in.seq_len, in.max_seqs);
     }
-    if (!tokens_given) throw Error("no input: give --data, --ids, --ids-file, --prompt or --text-file");
+    if (!tokens_given) throw Error("no input: give --data, --random-tokens, --ids, --ids-file, --prompt or --text-file");
     TokenBatch b = load_tokens(in.tokens, model_dir);
     if (in.seq_len_given && in.seq_len < b.cols()) b = TokenBatch(b.leftCols(in.seq_len));
     if (in.max_seqs > 0 && in.max_seqs < b.rows()) b = TokenBatch(b.topRows(in.max_seqs));
@@ -220,6 +231,10 @@ inline void add_data_options(CLI::App* cmd, DataInput& in) {
         ->capture_default_str()
         ->each([&](const std::string&) { in.seq_len_given = true; });
     cmd->add_option("--max-seqs", in.max_seqs, "Use at most this many sequences (0 = all)")->capture_default_str();
+    cmd->add_option("--random-tokens", in.random_tokens,
+                    "N sequences of --seq-len tokens drawn uniformly from the vocabulary (special tokens left out, BOS first where "
+                    "the tokenizer adds one): Gu et al.'s protocol for the sink rate");
+    cmd->add_option("--random-seed", in.random_seed, "Seed of --random-tokens")->capture_default_str();
 }
 
 }  // namespace massact_tool

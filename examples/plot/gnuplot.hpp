@@ -266,6 +266,81 @@ inline bool model_pair(const Figure& f, const massact::analysis::ModelPair& p, c
 }
 
 
+/// Several models (the sink-free comparison), one curve each: the largest |x| over the median per layer (log), the
+/// attention on the first token, and the share of heads that are sinks (Gu et al.'s alpha > epsilon).
+inline bool model_set(const Figure& f, const massact::analysis::ModelSet& set, const std::vector<std::string>& titles) {
+    ::mkdir((f.dir + "/data").c_str(), 0755);
+    const auto j = set.to_json();
+    std::ofstream d(f.dat());
+    std::size_t L = 0;
+    for (const auto& m : j["models"]) L = std::max(L, m["layers"].size());
+    for (std::size_t l = 0; l < L; ++l) {
+        d << l;
+        for (const auto& m : j["models"]) {
+            const auto& layers = m["layers"];
+            if (l >= layers.size()) {
+                d << " ? ? ?";
+                continue;
+            }
+            const auto& r = layers[l];
+            d << ' ' << r["ratio"].get<double>() << ' ' << r.value("attention_on_first_token", 0.0) << ' ' << r.value("sink_rate", 0.0);
+        }
+        d << '\n';
+    }
+    d.close();
+    const std::string q = quote(f.dat());
+    auto curves = [&](int offset) {
+        std::string s = "plot ";
+        for (std::size_t i = 0; i < titles.size(); ++i)
+            s += (i ? ", " : "") + q + " u 1:" + std::to_string(2 + 3 * i + offset) + " w lp lw 2 pt " + std::to_string(5 + 2 * (i % 4)) +
+                 " t " + quote(titles[i]);
+        return s + "\n";
+    };
+    std::string s = "set multiplot layout 1,3\nset grid\nset xtics 1\nset xlabel 'layer'\nset key top left\n";
+    s += "set title 'largest |x| / median |x| of the residual stream'\nset logscale y\nset ylabel 'ratio'\n" + curves(0);
+    s += "unset logscale y\nset yrange [0:*]\nset title 'attention on the first token (mean over heads)'\nset ylabel 'attention'\n" + curves(1);
+    s += "set yrange [0:1]\nset title 'sink rate: heads with alpha > epsilon (Gu et al.)'\nset ylabel 'share of heads'\n" + curves(2);
+    s += "unset multiplot\n";
+    return f.render(s, 1800, 560);
+}
+
+/// Jin et al.'s picture: the mean |q| (left) and |k| (right) of each dim before RoPE, averaged over heads, against the dim's
+/// rotary inverse frequency (log scale: slow rotation on the left), one curve per layer. Dims that do not rotate are left out.
+inline bool qk_profile(const Figure& f, const massact::analysis::QKProfile& p) {
+    ::mkdir((f.dir + "/data").c_str(), 0755);
+    if (p.layers.empty()) return false;
+    const auto& freq = p.layers[0].frequency;
+    std::vector<Index> dims;
+    for (Index d = 0; d < static_cast<Index>(freq.size()); ++d)
+        if (freq[static_cast<std::size_t>(d)] > 0) dims.push_back(d);
+    std::sort(dims.begin(), dims.end(), [&](Index a, Index b) { return freq[static_cast<std::size_t>(a)] < freq[static_cast<std::size_t>(b)]; });
+    std::ofstream d(f.dat());
+    auto head_mean = [](const massact::analysis::QKSiteProfile& s, Index dim) {
+        double m = 0;
+        for (Index h = 0; h < s.heads; ++h) m += s.abs_at(h, dim) / double(s.heads);
+        return m;
+    };
+    for (Index dim : dims) {
+        d << freq[static_cast<std::size_t>(dim)];
+        for (const auto& L : p.layers) d << ' ' << (L.q.mean_abs.empty() ? 0.0 : head_mean(L.q, dim)) << ' ' << (L.k.mean_abs.empty() ? 0.0 : head_mean(L.k, dim));
+        d << '\n';
+    }
+    d.close();
+    const std::string q = quote(f.dat());
+    auto curves = [&](int offset) {
+        std::string s = "plot ";
+        for (std::size_t l = 0; l < p.layers.size(); ++l)
+            s += (l ? ", " : "") + q + " u 1:" + std::to_string(2 + 2 * l + offset) + " w p pt 7 ps 0.8 t " + quote("layer " + std::to_string(l));
+        return s + "\n";
+    };
+    std::string s = "set multiplot layout 1,2\nset grid\nset logscale x\nset xlabel 'rotary inverse frequency of the dim (left: slow)'\n"
+                    "set key outside right\n";
+    s += "set title 'mean |q| per dim before RoPE (mean over heads)'\nset ylabel '|q|'\n" + curves(0);
+    s += "set title 'mean |k| per dim before RoPE (mean over heads)'\nset ylabel '|k|'\n" + curves(1);
+    s += "unset multiplot\n";
+    return !dims.empty() && f.render(s, 1600, 600);
+}
+
 /// One stream run: its per-token NLL and, for cache runs, the attention on the cache's first tokens.
 struct StreamCurve {
     std::string title;

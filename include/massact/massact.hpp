@@ -18,6 +18,7 @@
 #include "massact/analysis/logprob.hpp"
 #include "massact/analysis/perplexity.hpp"
 #include "massact/analysis/probe.hpp"
+#include "massact/analysis/qk_values.hpp"
 #include "massact/analysis/quantization.hpp"
 #include "massact/analysis/scan.hpp"
 #include "massact/analysis/scan_state.hpp"

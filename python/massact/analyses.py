@@ -96,8 +96,9 @@ def _progress(progress):
 
 
 # The commands that take --precision: a model loaded with precision="q8" (or "bf16", "auto") runs them at it
-# unless the call says otherwise.
+# unless the call says otherwise; likewise --softmax for a model loaded with softmax="softpick" (or another).
 _PRECISION_COMMANDS = {"scan", "stream", "eval"}
+_SOFTMAX_COMMANDS = {"scan", "eval"}
 
 
 def _run(command, model, data=None, verbose=False, progress=None, extra=(), **options):
@@ -105,6 +106,9 @@ def _run(command, model, data=None, verbose=False, progress=None, extra=(), **op
 
     if command in _PRECISION_COMMANDS and isinstance(model, HookedModel) and "precision" not in options:
         options["precision"] = model.cfg.get("precision", "f32")
+    if command in _SOFTMAX_COMMANDS and isinstance(model, HookedModel) and "softmax" not in options:
+        if model.cfg.get("softmax", "standard") != "standard":
+            options["softmax"] = model.cfg["softmax"]
     with tempfile.TemporaryDirectory(prefix="massact-") as tmp:
         out = os.path.join(tmp, "out.json")
         argv = _progress(progress) + [command, _model_path(model)] + list(extra) + _data(data, tmp) + ["--json", out] + _flags(options)
@@ -134,9 +138,12 @@ def superweight(model, data=None, **options):
     return _run("superweight", model, data, **options)
 
 
-def compare(model_a, model_b, data=None, **options):
-    """massact compare: two models side by side (per-layer statistics, attention-sink metrics)."""
-    return _run("compare", model_a, data, extra=[_model_path(model_b, "model_b")], **options)
+def compare(model_a, model_b, *more, data=None, **options):
+    """massact compare: two or more models side by side on the same data: per model perplexity, massive activations
+    and sink rate, per layer top-1 / median, attention on the first token and sink rate (JSON "models"; with two
+    models also the pair keys "layers", "model_a", ...). sink_random_tokens=N adds Gu et al.'s random-token sink rate."""
+    extra = [_model_path(m, "model") for m in (model_b,) + more]
+    return _run("compare", model_a, data, extra=extra, **options)
 
 
 def swap(model, data=None, **options):

@@ -324,15 +324,17 @@ class HookedModel:
         return out
 
 
-def load(path, precision="f32", threads=None):
+def load(path, precision="f32", threads=None, softmax="standard"):
     """A Hugging Face model directory or a .gguf file, every family massact loads; precision "f32" (exact)
     or "bf16" (bfloat16 products, float32 sums) or "q8" (a quantized GGUF decoded in integers with 8-bit
     activations, llama.cpp's path) or "auto" (the fastest that keeps the weights' own precision: q8 for a
     quantized GGUF, bf16 for BF16 weights, else f32; cfg["precision"] says which); scan, stream and perplexity
-    run at it too. threads: OpenMP threads per call (None: the default)."""
+    run at it too. threads: OpenMP threads per call (None: the default). softmax: the attention function of every
+    forward ("standard": the model's own; "softmax", "softmax1", "clipped[:zeta,gamma]", "sink=X", "softpick",
+    "sigmoid[:B]"); cfg["attention_fn"] says which function runs."""
     import os
 
     path = os.fspath(path)
     if threads is not None and int(threads) < 1:
         raise Error(f"load: threads {threads} (expected None or at least 1)")
-    return HookedModel(_massact.Model(path, precision, int(threads or 0)))
+    return HookedModel(_massact.Model(path, precision, int(threads or 0), str(softmax)))

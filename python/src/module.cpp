@@ -189,8 +189,10 @@ public:
 
 class Model {
 public:
-    Model(const std::string& path, const std::string& precision, int threads) : threads_(threads) {
+    Model(const std::string& path, const std::string& precision, int threads, const std::string& softmax) : threads_(threads) {
         precision_ = massact::kernels::precision_from_name(precision, "load: precision");
+        attention_ = massact::parse_attention_override(softmax, "load: softmax");
+        softmax_ = softmax.empty() ? "standard" : softmax;
         if (threads < 0) throw massact::Error("load: threads " + std::to_string(threads) + " (expected None or at least 1)");
         py::gil_scoped_release nogil;
         model_ = std::make_shared<massact::Transformer>(path);
@@ -215,6 +217,8 @@ public:
         d["n_ctx"] = c.max_positions;
         d["is_vision"] = c.is_vision();
         d["precision"] = massact::kernels::precision_name(precision_);
+        d["softmax"] = softmax_;
+        d["attention_fn"] = massact::kernels::attention_fn_name(massact::attention_fn(c, attention_));
         py::dict blocks;
         for (const auto& kv : massact::describe_blocks(c)) blocks[py::str(kv.first)] = kv.second;
         d["blocks"] = blocks;
@@ -268,6 +272,7 @@ public:
         for (const auto& [sites, fn] : hooks) h.add_sites(sites, python_hook(fn, hook_point_type, points_, err));
         massact::RunOptions o;
         o.precision = precision_;
+        o.attention = attention_;
         o.logits = want_logits && last_layer < 0;
         o.last_layer = last_layer;
         massact::RowMatrixF logits;
@@ -320,6 +325,7 @@ public:
         o.seed = seed;
         o.stop = stop;
         o.run.precision = precision_;
+        o.run.attention = attention_;
         if (window > 0) o.cache = massact::CachePolicy::streaming(sinks, window);
         else if (sinks > 0) throw massact::Error("generate: sinks need a window");
         o.cache.storage = massact::kernels::kv_format_from_name(kv_cache, "generate: kv_cache");
@@ -382,6 +388,8 @@ private:
     std::shared_ptr<massact::text::Tokenizer> tokenizer_;
     std::shared_ptr<HookPoints> points_ = std::make_shared<HookPoints>();  // (destroyed with the GIL held, as the model is)
     massact::kernels::Precision precision_ = massact::kernels::Precision::F32;
+    massact::AttentionOverride attention_;  // load(softmax=): every forward of this model runs with it
+    std::string softmax_;
     int threads_ = 0;
 };
 
@@ -503,7 +511,8 @@ PYBIND11_MODULE(_massact, m) {
         .def_property_readonly("special_prefix", &massact::text::Tokenizer::special_prefix);
 
     py::class_<Model, std::shared_ptr<Model>>(m, "Model")
-        .def(py::init<const std::string&, const std::string&, int>(), py::arg("path"), py::arg("precision") = "f32", py::arg("threads") = 0)
+        .def(py::init<const std::string&, const std::string&, int, const std::string&>(), py::arg("path"), py::arg("precision") = "f32",
+             py::arg("threads") = 0, py::arg("softmax") = "standard")
         .def_property_readonly("path", &Model::path)
         .def_property_readonly("cfg", &Model::cfg)
         .def_property_readonly("hook_names", &Model::hook_names)

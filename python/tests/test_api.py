@@ -189,6 +189,32 @@ def test_auto_precision_keeps_the_weights_own_precision_and_the_analyses_run_at_
     assert a["ppl"] != b["ppl"] and abs(a["ppl"] / b["ppl"] - 1) < 0.02
 
 
+def test_softmax_swaps_the_attention_function_of_every_forward_and_of_the_analyses():
+    ids = np.array([[1, 200, 31, 7, 900, 44, 12]])
+    own = massact.load(model_dir("tiny-llama-softpick"))
+    assert own.cfg["attention_fn"] == "softpick" and own.cfg["softmax"] == "standard"
+    plain = massact.load(model_dir("tiny-llama-softpick"), softmax="softmax")
+    assert plain.cfg["attention_fn"] == "softmax"
+    _, a = own.run_with_cache(ids, names_filter="blocks.3.attn.hook_pattern")
+    _, b = plain.run_with_cache(ids, names_filter="blocks.3.attn.hook_pattern")
+    rows_a, rows_b = a["pattern", 3].sum(-1), b["pattern", 3].sum(-1)
+    assert np.allclose(rows_b, 1.0, atol=1e-5) and rows_a.min() < 0.9  # softmax rows sum to 1, softpick rows need not
+    sig = massact.load(model_dir("tiny-llama-softmax"), softmax="sigmoid:-3")
+    _, c = sig.run_with_cache(ids, names_filter=["blocks.0.attn.hook_attn_scores", "blocks.0.attn.hook_pattern"])
+    s, p = c["blocks.0.attn.hook_attn_scores"], c["pattern", 0]
+    mask = np.isfinite(s)
+    assert np.abs(p[mask] - 1 / (1 + np.exp(-(s[mask].astype(np.float64) - 3)))).max() < 1e-6 and (p[~mask] == 0).all()
+    # the analyses of a loaded model run with its function unless told otherwise
+    e1 = massact.perplexity(plain, ids)
+    e2 = massact.perplexity(model_dir("tiny-llama-softpick"), ids, softmax="softmax")
+    e3 = massact.perplexity(model_dir("tiny-llama-softpick"), ids)
+    assert e1["ppl"] == e2["ppl"] != e3["ppl"]
+    with pytest.raises(massact.Error, match="load: softmax: unknown variant"):
+        massact.load(model_dir("tiny-llama"), softmax="softmin")
+    with pytest.raises(massact.Error, match="is not a number"):
+        massact.load(model_dir("tiny-llama"), softmax="sigmoid:low")
+
+
 def test_a_hook_that_raises_stops_the_forward_and_the_exception_is_unchanged(tiny_llama):
     class Mine(Exception):
         pass

@@ -83,6 +83,27 @@ def test_bundled_models_match_their_references(name):
     assert checked == len(prompts)
 
 
+@pytest.mark.parametrize("name", ["tiny-llama-softmax", "tiny-llama-softpick", "tiny-llama-sigmoid", "tiny-qwen3next-gated",
+                                  "tiny-qwen3next-gateoff"])
+def test_models_trained_for_attention_functions_match_their_references(name):
+    """softpick / sigmoid / gated attention declared by the config: the weights applied, logits and perplexity."""
+    m = massact.load(model_dir(name))
+    ref = massact.read_safetensors(data(f"{name}.ref.safetensors"))
+    ids = ref["p0.input_ids"]
+    logits, cache = m.run_with_cache(ids, names_filter=lambda n: n.endswith(("hook_resid_post", "hook_pattern")))
+    L = m.cfg["n_layers"]
+    for i in range(1, L):
+        assert rel(cache[f"blocks.{i - 1}.hook_resid_post"][0], ref["p0.hidden_states"][i]) < 2e-4
+    pattern = np.stack([cache["pattern", l][0] for l in range(L)])
+    assert np.abs(pattern - ref["p0.attentions"]).max() < 2e-5
+    assert rel(logits[0], ref["p0.logits"]) < 2e-4
+    if name == "tiny-llama-softpick":  # rows need not sum to 1, and hook_pattern shows it
+        assert pattern.sum(-1).min() < 0.5
+    batch = ref["ppl.input_ids"][:8]
+    nll = m.loss(m(batch), batch, per_token=True).mean(-1)
+    assert np.abs(np.exp(nll.mean()) / np.exp(ref["ppl.seq_nll"][:8].mean()) - 1) < 1e-4
+
+
 def test_gguf_files_match_their_float64_references(ref):
     want = json.load(open(data("gguf", "reference.json")))
     ids = ref["ppl.input_ids"][:16]

@@ -20,8 +20,9 @@
 
 
 // ---- massact/analysis/compare_models.hpp -------------------------------------------------------
-// massact/analysis/compare_models.hpp - two models side by side on the same data (Sun et al. Sec. 6:
-// with an explicit attention bias, the model no longer needs a massive activation for its sink).
+// massact/analysis/compare_models.hpp - models side by side on the same data: two (Sun et al. Sec. 6: with an
+// explicit attention bias, the model no longer needs a massive activation for its sink) or more (the sink-free
+// comparison: softmax, softpick, sigmoid and gated attention trained alike).
 
 
 // ---- massact/analysis/scan.hpp -----------------------------------------------------------------
@@ -1606,6 +1607,8 @@ void gelu_erf(Eigen::Ref<RowMatrix<T>> out, const Eigen::Ref<const RowMatrix<T>>
 //   an explicit key/value bias (Sun et al. 2024 Sec. 6): s_b = q_i . k_bias[g] * scale,
 //   p = softmax over visible keys and extra slots (optionally clipped),
 //   z_i = sum_j p_ij v_j + p_b v_bias[g].
+// Instead of the softmax, the weights may be softpick or sigmoid(s + b) over the visible keys (AttentionFn; rows
+// then need not sum to 1, and there are no extra slots).
 // Matches Hugging Face eager attention (docs/formats.md).
 //
 // Two ways to run it:
@@ -1631,7 +1634,12 @@ void gelu_erf(Eigen::Ref<RowMatrix<T>> out, const Eigen::Ref<const RowMatrix<T>>
 //     - learned sink logit per head (gpt-oss),
 //     - explicit key/value bias (Sun et al. 2024 Sec. 6): s = q . k_bias / sqrt(d).
 //   clipped (Bondarenko et al. 2023): p' = clip((gamma - zeta) p + zeta, 0, 1).
-// Entries equal to -inf (masked) get probability exactly 0.
+// and two functions that are not normalised to 1 (the sink-free attention of 2025):
+//   softpick (Zuhri et al. 2025): p_j = relu(e^{x_j} - 1) / (sum_k |e^{x_k} - 1| + eps), eps = 1e-6,
+//     computed with numerator and denominator (eps included) scaled by e^{-m}, m = max(0, max_k x_k), so that nothing
+//     overflows and the value is the formula's (rows may sum to less than 1, a row of scores <= 0 to 0),
+//   sigmoid (Ramapuram et al. 2025; Gu et al. 2025): p_j = sigmoid(x_j + b), each entry on its own.
+// Entries equal to -inf (masked) get probability exactly 0 and take no part in any sum.
 
 
 #include <cmath>
@@ -1700,6 +1708,44 @@ void clipped_softmax_row(T* x, Index n, T zeta, T gamma) {
     }
 }
 
+/// Softpick (Zuhri et al. 2025) of x[0..n) in place. Returns the row's sum (at most 1).
+template <typename T>
+T softpick_row(T* x, Index n, T eps = T(1e-6)) {
+    T m = 0;  // max(0, max x): e^{x - m} <= 1 and e^{-m} <= 1, nothing overflows
+    for (Index i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+    // e^{x - m} - e^{-m} = e^{-m} (e^x - 1): expm1 keeps the scores near 0 exact where the difference would cancel;
+    // past m = 80 e^{-m} is below float's resolution of e^{x - m} and the difference is taken directly.
+    const bool small = m < T(80);
+    const T shift = std::exp(-m);
+    T den = eps * shift;
+    for (Index i = 0; i < n; ++i) {
+        if (x[i] == -std::numeric_limits<T>::infinity()) {  // masked: no part in the sum
+            x[i] = 0;
+            continue;
+        }
+        x[i] = small ? shift * std::expm1(x[i]) : std::exp(x[i] - m) - shift;
+        den += std::abs(x[i]);
+    }
+    T sum = 0;
+    const T inv = T(1) / den;
+    for (Index i = 0; i < n; ++i) {
+        x[i] = x[i] > T(0) ? x[i] * inv : T(0);
+        sum += x[i];
+    }
+    return sum;
+}
+
+/// Sigmoid attention of x[0..n) in place: p = 1 / (1 + e^{-(x + bias)}); masked entries 0. Returns the row's sum.
+template <typename T>
+T sigmoid_row(T* x, Index n, T bias) {
+    T sum = 0;
+    for (Index i = 0; i < n; ++i) {
+        x[i] = x[i] == -std::numeric_limits<T>::infinity() ? T(0) : T(1) / (T(1) + std::exp(-(x[i] + bias)));
+        sum += x[i];
+    }
+    return sum;
+}
+
 /// Row-wise wrappers on Eigen matrices (rows in parallel for large inputs).
 template <typename T>
 void softmax_rows(Eigen::Ref<RowMatrix<T>> x) {
@@ -1737,6 +1783,13 @@ void clipped_softmax_rows(Eigen::Ref<RowMatrix<T>> x, T zeta, T gamma) {
 
 namespace massact::kernels {
 
+/// The function that turns a row of scores into the weights applied to the values (kernels/softmax.hpp).
+enum class AttentionFn { Softmax, Softpick, Sigmoid };
+
+inline const char* attention_fn_name(AttentionFn f) {
+    return f == AttentionFn::Softpick ? "softpick" : f == AttentionFn::Sigmoid ? "sigmoid" : "softmax";
+}
+
 struct AttentionSpec {
     Index heads = 0;
     Index kv_heads = 0;
@@ -1751,6 +1804,8 @@ struct AttentionSpec {
     const float* v_bias = nullptr;       // [kv_heads, head_dim] its value
     bool clipped = false;                // clipped softmax (Bondarenko et al. 2023)
     float zeta = 0.0f, gamma = 1.0f;
+    AttentionFn fn = AttentionFn::Softmax;  // Softpick / Sigmoid: no extra slots, no clipping
+    float sigmoid_bias = 0.0f;              // Sigmoid: p = sigmoid(s + sigmoid_bias)
 
     Index group() const { return heads / kv_heads; }
     Index n_extra() const { return (sink_logits ? 1 : 0) + (k_bias ? 1 : 0); }
@@ -1794,6 +1849,13 @@ struct ColumnProbs {
     Index n = 0;
     float* out = nullptr;
 };
+
+/// Throws when the spec combines what the kernels do not: extra slots or clipping with softpick or sigmoid weights.
+inline void check_spec(const AttentionSpec& s) {
+    if (s.fn != AttentionFn::Softmax && (s.n_extra() > 0 || s.clipped))
+        throw Error(std::string("attention: ") + attention_fn_name(s.fn) +
+                    " weights take no extra slots (sink logit, key/value bias) and no clipping; those are softmax variants");
+}
 
 namespace detail {
 
@@ -1916,7 +1978,10 @@ inline void probs_tile(const AttentionSpec& s, const AttentionInput& in, Index h
         }
         const Index a = in.past + i, lo = first_visible(s, a), hi = end_visible(s, a, in.keys());
         std::fill(row, row + lo, 0.0f);
-        float total = softmax_row<float>(row + lo, hi - lo, extra, ne);
+        float total = 0.0f;
+        if (s.fn == AttentionFn::Softpick) softpick_row<float>(row + lo, hi - lo);
+        else if (s.fn == AttentionFn::Sigmoid) sigmoid_row<float>(row + lo, hi - lo, s.sigmoid_bias);
+        else total = softmax_row<float>(row + lo, hi - lo, extra, ne);
         std::fill(row + hi, row + ncols, 0.0f);
         if (s.clipped) {
             auto clip = [&](float p) { return std::min(1.0f, std::max(0.0f, (s.gamma - s.zeta) * p + s.zeta)); };
@@ -1952,6 +2017,7 @@ inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index
 /// of chosen keys.
 inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, float* z, Index z_stride,
                              float* sink_prob = nullptr, Index tile = 64, ColumnProbs columns = {}) {
+    check_spec(s);
     const Index T = in.T, H = s.heads;
     auto write_columns = [&](Index h, Index i, const float* row, Index n) {  // row: query i's probabilities over n keys
         for (Index c = 0; c < columns.n; ++c) {
@@ -2025,6 +2091,7 @@ inline void attention_scores(const AttentionSpec& s, const AttentionInput& in, f
 /// receive the extra slots' total probability and the key/value bias slot's alone.
 inline void attention_probs(const AttentionSpec& s, const AttentionInput& in, float* pattern, float* sink_prob,
                             float* kv_prob) {
+    check_spec(s);
     const Index T = in.T, K = in.keys();
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) if (s.heads * T * K > (1 << 16))
@@ -2578,6 +2645,8 @@ struct ModelConfig {
                                     // the attention output is multiplied by sigmoid(g) before o_proj
     bool mlp_sub_norm = false;    // a norm of width I on the MLP hidden before down_proj (BitNet)
     SinkKind sink = SinkKind::None;
+    kernels::AttentionFn attention_fn = kernels::AttentionFn::Softmax;  // config "attention_softmax": softmax, softpick
+    double attention_sigmoid_bias = 0.0;  // "sigmoid": p = sigmoid(s + bias) ("attention_sigmoid_bias", e.g. -ln n)
 
     // --- around the blocks ---
     PositionKind positions = PositionKind::Rope;
@@ -3719,12 +3788,26 @@ inline void family_bitnet(const ConfigReader& r, ModelConfig& c) {
         r.fail("quantization_config", "packed ternary weights are not read (massact runs BitNet checkpoints stored in float)");
 }
 
+/// "attention_softmax" (softmax, softpick, sigmoid) and "attention_sigmoid_bias": the function that turns scores into the
+/// weights applied to the values (Zuhri et al. 2025; Gu et al. 2025), for any family. softpick and sigmoid take no sink slot.
+inline void read_attention_fn(const ConfigReader& r, ModelConfig& c) {
+    const std::string fn = r.get_str("attention_softmax", "softmax");
+    if (fn == "softpick") c.attention_fn = kernels::AttentionFn::Softpick;
+    else if (fn == "sigmoid") c.attention_fn = kernels::AttentionFn::Sigmoid;
+    else if (fn != "softmax") r.fail("attention_softmax", "unsupported value \"" + fn + "\" (expected softmax, softpick or sigmoid)");
+    if (r.present("attention_sigmoid_bias")) {
+        if (c.attention_fn != kernels::AttentionFn::Sigmoid)
+            r.fail("attention_sigmoid_bias", "is set, but attention_softmax is \"" + fn + "\" (the bias belongs to sigmoid attention)");
+        c.attention_sigmoid_bias = r.get_num("attention_sigmoid_bias", 0.0);
+        if (!std::isfinite(c.attention_sigmoid_bias)) r.fail("attention_sigmoid_bias", "is not a finite number");
+    }
+    if (c.attention_fn != kernels::AttentionFn::Softmax && c.sink != SinkKind::None)
+        r.fail("attention_softmax", "\"" + fn + "\" with an attention sink slot (attention_sink or learned sinks): the slot is a softmax variant");
+}
+
 /// Keys that change the arithmetic where a checkpoint sets them and that no family here implements: refused with their
 /// name unless at the value that changes nothing (an ignored key would silently compute another model).
 inline void refuse_unimplemented(const ConfigReader& r, const ModelConfig& c) {
-    const std::string softmax = r.get_str("attention_softmax", "softmax");
-    if (softmax != "softmax") r.fail("attention_softmax", "unsupported value \"" + softmax + "\" (massact implements softmax)");
-    if (r.present("attention_sigmoid_bias")) r.fail("attention_sigmoid_bias", "is set, but massact implements softmax attention only");
     if (r.get_bool("attn_output_gate", false) && !c.attn_output_gate)
         r.fail("attn_output_gate", "unsupported value true for " + c.model_type + " (gated attention is read for qwen3_next)");
 }
@@ -3877,6 +3960,7 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
         else r.fail("attention_sink.type", "unsupported value " + (s.is_object() && s.contains("type") ? s["type"].dump() : s.dump()) +
                                                " (expected kv_bias or logit)");
     }
+    detail::read_attention_fn(r, c);
     if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
         const auto& e = j["eos_token_id"];
         for (const auto& id : e.is_array() ? e : nlohmann::json::array({e})) {
@@ -8450,13 +8534,66 @@ struct LogitsView {
     float operator()(Index n, Index t, Index v) const { return rows(n * T + t, v); }
 };
 
-/// Inference-time changes to the attention softmax of every layer (the sink literature's variants).
+/// Inference-time changes to the attention function of every layer (the sink literature's variants). Any kind but None
+/// replaces the model's own function (a softpick model run with Softmax1 computes softmax1); the model's sink slot stays.
 struct AttentionOverride {
-    enum class Kind { None, Softmax1, Clipped, SinkLogit };
+    enum class Kind { None, Softmax, Softmax1, Clipped, SinkLogit, Softpick, Sigmoid };
     Kind kind = Kind::None;
     float zeta = -0.03f, gamma = 1.03f;  // Clipped
     float sink_logit = 0.0f;             // SinkLogit: one extra logit of this value in every head
+    float sigmoid_bias = 0.0f;           // Sigmoid: p = sigmoid(s + sigmoid_bias)
 };
+
+/// An override from its name, as the tool's --softmax and Python's load(softmax=) spell it: "standard" (or "": the
+/// model's own function), "softmax", "softmax1", "clipped[:ZETA,GAMMA]", "sink=X", "softpick", "sigmoid[:B]".
+/// `what` names the option in errors.
+inline AttentionOverride parse_attention_override(const std::string& spec, const std::string& what) {
+    AttentionOverride o;
+    using K = AttentionOverride::Kind;
+    auto number = [&](const std::string& v) {
+        std::size_t pos = 0;
+        float f = 0.0f;
+        try {
+            f = std::stof(v, &pos);
+        } catch (const std::exception&) {
+            pos = 0;
+        }
+        if (v.empty() || pos != v.size() || !std::isfinite(f)) throw Error(what + ": \"" + spec + "\": \"" + v + "\" is not a number");
+        return f;
+    };
+    auto after = [&](const std::string& prefix) { return spec.rfind(prefix, 0) == 0 ? spec.substr(prefix.size()) : std::string(); };
+    if (spec.empty() || spec == "standard") return o;
+    if (spec == "softmax") o.kind = K::Softmax;
+    else if (spec == "softmax1") o.kind = K::Softmax1;
+    else if (spec == "softpick") o.kind = K::Softpick;
+    else if (spec == "sigmoid" || spec.rfind("sigmoid:", 0) == 0) {
+        o.kind = K::Sigmoid;
+        if (spec != "sigmoid") o.sigmoid_bias = number(after("sigmoid:"));
+    } else if (spec == "clipped" || spec.rfind("clipped:", 0) == 0) {
+        o.kind = K::Clipped;
+        if (spec != "clipped") {
+            const std::string rest = after("clipped:");
+            const auto comma = rest.find(',');
+            if (comma == std::string::npos) throw Error(what + ": \"" + spec + "\": expected clipped:ZETA,GAMMA");
+            o.zeta = number(rest.substr(0, comma));
+            o.gamma = number(rest.substr(comma + 1));
+        }
+    } else if (spec.rfind("sink=", 0) == 0) {
+        o.kind = K::SinkLogit;
+        o.sink_logit = number(after("sink="));
+    } else {
+        throw Error(what + ": unknown variant \"" + spec + "\" (standard, softmax, softmax1, clipped[:zeta,gamma], sink=X, softpick, sigmoid[:B])");
+    }
+    return o;
+}
+
+/// The attention function a run computes: the override's, else the model's.
+inline kernels::AttentionFn attention_fn(const ModelConfig& c, const AttentionOverride& o) {
+    using K = AttentionOverride::Kind;
+    if (o.kind == K::Softpick) return kernels::AttentionFn::Softpick;
+    if (o.kind == K::Sigmoid) return kernels::AttentionFn::Sigmoid;
+    return o.kind == K::None ? c.attention_fn : kernels::AttentionFn::Softmax;
+}
 
 /// Whether attention has an extra slot: the model's own sink, or a run's softmax1 / sink-logit override.
 inline bool has_sink_slot(const ModelConfig& c, const AttentionOverride& o) {
@@ -8896,6 +9033,10 @@ private:
                         std::to_string(p.N) + " sequences (one row of key indices per sequence)");
         const AttentionOverride& o = p.options.attention;
         if (c.positions == PositionKind::Alibi) p.alibi = c.alibi_slopes();
+        if (attention_fn(c, o) != kernels::AttentionFn::Softmax && c.sink != SinkKind::None)
+            throw Error(std::string("forward: ") + kernels::attention_fn_name(attention_fn(c, o)) +
+                        " attention on a model with an attention sink slot (" + c.model_type +
+                        "): the slot is a softmax variant; use softmax1 or sink=X instead");
         if (o.kind == AttentionOverride::Kind::Softmax1 || o.kind == AttentionOverride::Kind::SinkLogit)
             p.override_logits.assign(static_cast<std::size_t>(c.num_heads), o.kind == AttentionOverride::Kind::Softmax1 ? 0.0f : o.sink_logit);
         embed(p);
@@ -9187,6 +9328,9 @@ private:
             spec.v_bias = L.v_bias_slot.data();
         }
         if (!p.override_logits.empty()) spec.sink_logits = p.override_logits.data();  // softmax1 / sink=X
+        spec.fn = attention_fn(c, p.options.attention);
+        spec.sigmoid_bias = static_cast<float>(p.options.attention.kind == AttentionOverride::Kind::Sigmoid ? p.options.attention.sigmoid_bias
+                                                                                                           : c.attention_sigmoid_bias);
         if (p.options.attention.kind == AttentionOverride::Kind::Clipped) {
             spec.clipped = true;
             spec.zeta = p.options.attention.zeta;
@@ -11017,6 +11161,9 @@ inline ScanResult scan(const Transformer& model, const TokenBatch& ids, const Sc
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -11074,6 +11221,97 @@ inline ModelPair compare_models(const Transformer& a, const TokenBatch& ids_a, c
     return compare_models(a, ids_a, b, ids_b, opt, opt);
 }
 
+/// Several models on the same data. Per model: perplexity, the massive activations (dims, carriers), Gu et al.'s
+/// sink rate over the data and, where scanned, over random tokens; per model and layer: the largest |x|, its ratio to
+/// the median, where it sits, attention on the first token (mean over heads) and the share of heads that are sinks.
+struct ModelSet {
+    std::vector<std::string> names;
+    std::vector<ScanResult> scans;         // on the data
+    std::vector<ScanResult> random_scans;  // on random tokens (Gu et al.'s protocol); empty when not run
+
+    /// Layer l's share of heads whose alpha passes the scan's epsilon.
+    static double layer_sink_rate(const ScanResult& r, std::size_t l) {
+        if (l >= r.gu_alpha.size() || r.gu_alpha[l].empty()) return 0.0;
+        double n = 0;
+        for (double a : r.gu_alpha[l]) n += a > r.sink_epsilon;
+        return n / double(r.gu_alpha[l].size());
+    }
+
+    nlohmann::json model_json(std::size_t i) const {
+        const ScanResult& r = scans[i];
+        nlohmann::json layers = nlohmann::json::array();
+        for (std::size_t l = 0; l < r.layers.size(); ++l) {
+            const auto& s = r.layers[l];
+            nlohmann::json row = {{"layer", l}, {"top1", s.top1_mean}, {"median", s.median_mean}, {"ratio", s.ratio()},
+                                  {"top1_dim", s.dominant_dim()}, {"top1_pos0_fraction", s.top1_pos0_fraction}};
+            if (r.attention) {
+                row["attention_on_first_token"] = ModelPair::head_mean(r.attention_on_first_token[l]);
+                row["sink_rate"] = layer_sink_rate(r, l);
+                if (l < r.attention_on_bias_slot.size()) row["attention_on_bias_slot"] = ModelPair::head_mean(r.attention_on_bias_slot[l]);
+            }
+            if (!random_scans.empty()) row["sink_rate_random_tokens"] = layer_sink_rate(random_scans[i], l);
+            layers.push_back(row);
+        }
+        std::set<Index> dims;
+        std::set<std::string> carriers;
+        for (const auto& m : r.massive) {
+            dims.insert(m.dim);
+            carriers.insert(m.positions.begin(), m.positions.end());
+        }
+        double top = 0, ratio = 0;
+        for (const auto& s : r.layers) {
+            top = std::max(top, s.top1_mean);
+            ratio = std::max(ratio, s.ratio());
+        }
+        nlohmann::json j = {{"name", names[i]}, {"model_type", r.model_type}, {"max_top1", top}, {"max_ratio", ratio},
+                            {"massive_dims", dims}, {"carriers", carriers}, {"layers", layers}};
+        if (r.perplexity) j["val_ppl"] = r.val_ppl;
+        if (r.attention) {
+            j["sink_rate"] = r.sink_rate;
+            j["sink_epsilon"] = r.sink_epsilon;
+            j["sink_T"] = r.sink_T;
+        }
+        if (!random_scans.empty()) j["sink_rate_random_tokens"] = random_scans[i].sink_rate;
+        return j;
+    }
+
+    nlohmann::json to_json() const {
+        nlohmann::json models = nlohmann::json::array();
+        for (std::size_t i = 0; i < scans.size(); ++i) models.push_back(model_json(i));
+        nlohmann::json j = {{"models", models}};
+        if (scans.size() == 2) {  // the two-model keys (model_a, layers with _a / _b) as before
+            j.update(ModelPair{names[0], names[1], scans[0], scans[1]}.to_json());
+        }
+        return j;
+    }
+};
+
+/// Scan every model, each on its own token ids and with its own options; random (optional, one batch per model) adds
+/// the same scan on random tokens. progress (optional) sees the sequences done of all the scans together.
+inline ModelSet compare_many(const std::vector<const Transformer*>& models, const std::vector<TokenBatch>& ids,
+                             std::vector<ScanOptions> opts, const std::vector<TokenBatch>& random = {},
+                             const std::function<void(Index, Index)>& progress = {}) {
+    if (models.size() < 2) throw Error("compare: " + std::to_string(models.size()) + " model given (expected at least 2)");
+    if (ids.size() != models.size() || opts.size() != models.size() || (!random.empty() && random.size() != models.size()))
+        throw Error("compare: one token batch and one set of options per model");
+    Index done = 0, total = 0;
+    for (std::size_t i = 0; i < ids.size(); ++i) total += ids[i].rows() + (random.empty() ? 0 : random[i].rows());
+    ModelSet set;
+    auto run = [&](std::size_t i, const TokenBatch& b) {
+        ScanOptions o = opts[i];
+        if (progress) o.progress = [&](Index d, Index) { progress(done + d, total); };
+        ScanResult r = scan(*models[i], b, o);
+        done += b.rows();
+        return r;
+    };
+    for (std::size_t i = 0; i < models.size(); ++i) {
+        set.names.push_back(models[i]->dir());
+        set.scans.push_back(run(i, ids[i]));
+        if (!random.empty()) set.random_scans.push_back(run(i, random[i]));
+    }
+    return set;
+}
+
 }  // namespace massact::analysis
 
 // ---- massact/analysis/data.hpp -----------------------------------------------------------------
@@ -11088,6 +11326,9 @@ inline ModelPair compare_models(const Transformer& a, const TokenBatch& ids_a, c
 //   4. at most max_seqs windows are kept (0 = all).
 
 
+#include <cstdint>
+#include <limits>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -11147,6 +11388,43 @@ TokenBatch text_windows(const std::vector<text::TokenId>& prefix, Encode&& encod
 /// The same with massact's tokenizer.
 inline TokenBatch text_windows(const text::Tokenizer& tok, const std::string& text, Index seq_len, Index max_seqs = 0) {
     return text_windows(tok.special_prefix(), [&tok](const std::string& d) { return tok.encode(d, false); }, text, seq_len, max_seqs);
+}
+
+/// Gu et al.'s (2025) input for the sink rate: n sequences of seq_len token ids drawn uniformly from [0, vocab) less
+/// `excluded` (special tokens), each starting with `prefix` (the BOS a tokenizer adds; empty for none). The same seed gives
+/// the same ids everywhere: a 64-bit Mersenne twister, each draw by rejection (no modulo bias, no library-defined
+/// distribution).
+inline TokenBatch random_tokens(Index n, Index seq_len, Index vocab, std::uint64_t seed, const std::vector<text::TokenId>& prefix = {},
+                                const std::set<text::TokenId>& excluded = {}) {
+    if (n < 1) throw Error("--random-tokens: " + std::to_string(n) + " sequences (expected at least 1)");
+    const auto np = static_cast<Index>(prefix.size());
+    if (seq_len <= np) throw Error("--seq-len " + std::to_string(seq_len) + " leaves no room after the special prefix");
+    std::vector<text::TokenId> pool;
+    for (Index id = 0; id < vocab; ++id)
+        if (!excluded.count(id)) pool.push_back(id);
+    if (pool.empty()) throw Error("--random-tokens: a vocabulary of " + std::to_string(vocab) + " ids has no ordinary token to draw");
+    if (n > (Index(1) << 40) / seq_len) throw Error("--random-tokens: " + std::to_string(n) + " x " + std::to_string(seq_len) + " tokens is too many");
+    std::mt19937_64 rng(seed);
+    const std::uint64_t m = pool.size(), limit = std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % m;
+    TokenBatch b(n, seq_len);
+    for (Index r = 0; r < n; ++r) {
+        for (Index c = 0; c < np; ++c) b(r, c) = prefix[static_cast<std::size_t>(c)];
+        for (Index c = np; c < seq_len; ++c) {
+            std::uint64_t x = rng();
+            while (x >= limit) x = rng();
+            b(r, c) = pool[static_cast<std::size_t>(x % m)];
+        }
+    }
+    return b;
+}
+
+/// The same over a tokenizer's vocabulary: its special tokens left out, its special prefix (BOS) first.
+inline TokenBatch random_tokens(const text::Tokenizer& tok, Index n, Index seq_len, std::uint64_t seed) {
+    std::set<text::TokenId> specials;
+    const auto V = static_cast<text::TokenId>(tok.vocab_size());
+    for (text::TokenId id = 0; id < V; ++id)
+        if (tok.is_special(id)) specials.insert(id);
+    return random_tokens(n, seq_len, V, seed, tok.special_prefix(), specials);
 }
 
 /// Tokens counted as delimiters for "first delimiter" (Sun et al.: '.' and '\n'): those whose text,
@@ -12321,6 +12599,257 @@ private:
 
 }  // namespace massact::probe
 
+// ---- massact/analysis/qk_values.hpp ------------------------------------------------------------
+// massact/analysis/qk_values.hpp - massive values in Q and K (Jin et al., ICML 2025): per layer and head, the mean |q|
+// and |k| of every dimension of a head, before and after RoPE, beside the dimension's rotary frequency; how much of it
+// sits in the low-frequency dims; and what replacing the largest dims by their mean (or zero) does, against the same
+// for as many random dims.
+//
+//   profile: for each site (attn.hook_q, hook_k, hook_rot_q, hook_rot_k) and layer, [heads, head_dim] sums of |x| and x
+//     over every token of the data, divided by the token count;
+//   frequency of dim d (RoPE pairs (j, j + r/2), or (2j, 2j + 1) when interleaved): inv_freq[j] of the layer's RoPE;
+//     dims past the rotary width, and NoPE layers, have none (they take no part in the share below);
+//   low-frequency share of a layer: sum over heads of the mean |x| of the rotary dims whose frequency is in the lower half
+//     (the half that rotates slowest), over the same sum for every rotary dim: 0.5 when |x| is spread evenly, towards 1
+//     when the large values sit where RoPE rotates slowly (Jin et al.'s observation);
+//   intervention: in every layer and head, the top-m dims of the head's mean |q| (and, separately, |k|) before RoPE are
+//     set to their mean over the data (or 0), against m dims drawn at random per head (seeded, several draws).
+
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace massact::analysis {
+
+/// Per-dimension means of one site of one layer: [heads, head_dim] row-major.
+struct QKSiteProfile {
+    Index heads = 0, head_dim = 0;
+    std::vector<double> mean_abs, mean;
+
+    double abs_at(Index h, Index d) const { return mean_abs[static_cast<std::size_t>(h * head_dim + d)]; }
+    /// The m dims of head h with the largest mean |x|, largest first.
+    std::vector<Index> top_dims(Index h, Index m) const {
+        std::vector<Index> d(static_cast<std::size_t>(head_dim));
+        std::iota(d.begin(), d.end(), Index(0));
+        m = std::min(m, head_dim);
+        std::partial_sort(d.begin(), d.begin() + m, d.end(), [&](Index a, Index b) { return abs_at(h, a) > abs_at(h, b); });
+        d.resize(static_cast<std::size_t>(m));
+        return d;
+    }
+};
+
+struct QKLayerProfile {
+    QKSiteProfile q, k, rot_q, rot_k;  // rot_*: after RoPE (empty without RoPE)
+    std::vector<double> frequency;     // [head_dim] inverse frequency of each dim; 0 where the dim does not rotate
+    double low_share_q = 0, low_share_k = 0;  // of the mean |x| before RoPE, in the lower half of the frequencies
+};
+
+struct QKProfile {
+    std::vector<QKLayerProfile> layers;
+    Index tokens = 0;
+};
+
+namespace detail {
+
+/// Inverse frequency of each dim of a head in layer l (0: not rotated).
+inline std::vector<double> dim_frequencies(const ModelConfig& c, int l, Index T) {
+    std::vector<double> f(static_cast<std::size_t>(c.head_dim), 0.0);
+    if (!c.has_rope() || c.layers[static_cast<std::size_t>(l)].nope) return f;
+    const RopeSpec& r = c.layer_rope(l);
+    const auto inv = r.inv_freq(static_cast<double>(T));
+    const Index half = r.rotary_dim / 2;
+    for (Index d = 0; d < std::min<Index>(r.rotary_dim, c.head_dim); ++d) {
+        const Index j = c.rope_pairs == RopePairs::Half ? d % half : d / 2;
+        f[static_cast<std::size_t>(d)] = inv[static_cast<std::size_t>(j)];
+    }
+    return f;
+}
+
+/// Share of sum_h mean|x| over the rotary dims that falls in the dims of the lower half of frequencies.
+inline double low_frequency_share(const QKSiteProfile& s, const std::vector<double>& freq) {
+    std::vector<double> rotary;
+    for (double f : freq)
+        if (f > 0) rotary.push_back(f);
+    if (rotary.empty() || s.mean_abs.empty()) return 0.0;
+    std::sort(rotary.begin(), rotary.end());
+    const double cut = rotary[(rotary.size() - 1) / 2];  // the half of the rotary dims that rotate slowest (pairs tie)
+    double low = 0, all = 0;
+    for (Index h = 0; h < s.heads; ++h)
+        for (Index d = 0; d < s.head_dim; ++d) {
+            const double f = freq[static_cast<std::size_t>(d)];
+            if (f <= 0) continue;
+            all += s.abs_at(h, d);
+            if (f <= cut) low += s.abs_at(h, d);
+        }
+    return all > 0 ? low / all : 0.0;
+}
+
+}  // namespace detail
+
+/// The profile of q and k (before and after RoPE) of every layer over `ids`.
+inline QKProfile qk_profile(const Transformer& model, const TokenBatch& ids, Index batch = 8, const RunOptions& run = {}) {
+    const ModelConfig& c = model.config();
+    require_at_least(batch, 1, "qk_profile: batch");
+    if (c.is_vision()) throw Error("qk_profile: " + c.model_type + " is a vision model; the Q/K profile reads token sequences");
+    QKProfile p;
+    p.layers.resize(static_cast<std::size_t>(c.num_layers));
+    const bool rope = c.has_rope();
+    auto site_of = [&](QKLayerProfile& L, const std::string& name) -> QKSiteProfile& {
+        if (name.find("hook_rot_q") != std::string::npos) return L.rot_q;
+        if (name.find("hook_rot_k") != std::string::npos) return L.rot_k;
+        return name.find("hook_q") != std::string::npos ? L.q : L.k;
+    };
+    Hooks h;
+    auto add = [&](Activation& a) {
+        QKSiteProfile& s = site_of(p.layers[static_cast<std::size_t>(a.layer)], a.name);
+        const Index heads = a.shape[2], hd = a.shape[3], rows = a.shape[0] * a.shape[1];
+        if (s.mean_abs.empty()) {
+            s.heads = heads;
+            s.head_dim = hd;
+            s.mean_abs.assign(static_cast<std::size_t>(heads * hd), 0.0);
+            s.mean.assign(s.mean_abs.size(), 0.0);
+        }
+        for (Index r = 0; r < rows; ++r)
+            for (Index i = 0; i < heads * hd; ++i) {
+                const double x = a.data[r * heads * hd + i];
+                s.mean_abs[static_cast<std::size_t>(i)] += std::abs(x);
+                s.mean[static_cast<std::size_t>(i)] += x;
+            }
+    };
+    for (const char* site : {"blocks.*.attn.hook_q", "blocks.*.attn.hook_k"}) h.add(site, add);
+    if (rope)
+        for (const char* site : {"blocks.*.attn.hook_rot_q", "blocks.*.attn.hook_rot_k"}) h.add(site, add);
+    RunOptions o = run;
+    o.logits = false;
+    Workspace ws;
+    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) model.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    p.tokens = ids.rows() * ids.cols();
+    for (int l = 0; l < c.num_layers; ++l) {
+        QKLayerProfile& L = p.layers[static_cast<std::size_t>(l)];
+        for (QKSiteProfile* s : {&L.q, &L.k, &L.rot_q, &L.rot_k})
+            for (std::size_t i = 0; i < s->mean_abs.size(); ++i) {
+                s->mean_abs[i] /= double(p.tokens);
+                s->mean[i] /= double(p.tokens);
+            }
+        L.frequency = detail::dim_frequencies(c, l, ids.cols());
+        L.low_share_q = detail::low_frequency_share(L.q, L.frequency);
+        L.low_share_k = detail::low_frequency_share(L.k, L.frequency);
+    }
+    return p;
+}
+
+/// Which dims of q and k an intervention replaces, and with what.
+struct QKIntervention {
+    enum class Pick { Top, Random };
+    Pick pick = Pick::Top;
+    Index m = 2;                      // dims per head
+    bool zero = false;                // false: each dim's mean over the data; true: 0
+    bool on_q = true, on_k = true;
+    std::uint64_t seed = 0;           // Random: the draw
+};
+
+/// The interventions (one per layer and site, at hook_q / hook_k: before RoPE) that `spec` describes for `profile`.
+inline std::vector<Intervention> qk_interventions(const ModelConfig& c, const QKProfile& profile, const QKIntervention& spec) {
+    if (spec.m < 1 || spec.m > c.head_dim)
+        throw Error("qk: m " + std::to_string(spec.m) + " dims per head (expected 1.." + std::to_string(c.head_dim) + ")");
+    std::mt19937_64 rng(spec.seed);
+    std::vector<Intervention> out;
+    for (int l = 0; l < c.num_layers; ++l) {
+        const QKLayerProfile& L = profile.layers[static_cast<std::size_t>(l)];
+        for (bool q : {true, false}) {
+            if ((q && !spec.on_q) || (!q && !spec.on_k)) continue;
+            const QKSiteProfile& s = q ? L.q : L.k;
+            Intervention iv;
+            iv.site = "blocks." + std::to_string(l) + (q ? ".attn.hook_q" : ".attn.hook_k");
+            iv.tokens.kind = TokenSelection::Kind::All;
+            iv.mode = spec.zero ? Intervention::Mode::Zero : Intervention::Mode::Mean;
+            for (Index h = 0; h < s.heads; ++h) {
+                std::vector<Index> dims;
+                if (spec.pick == QKIntervention::Pick::Top) {
+                    dims = s.top_dims(h, spec.m);
+                } else {
+                    std::vector<Index> all(static_cast<std::size_t>(s.head_dim));
+                    std::iota(all.begin(), all.end(), Index(0));
+                    for (Index i = 0; i < spec.m; ++i) {  // a partial Fisher-Yates shuffle: m distinct dims
+                        const auto j = static_cast<std::size_t>(i) + static_cast<std::size_t>(rng() % static_cast<std::uint64_t>(s.head_dim - i));
+                        std::swap(all[static_cast<std::size_t>(i)], all[j]);
+                    }
+                    dims.assign(all.begin(), all.begin() + spec.m);
+                }
+                std::sort(dims.begin(), dims.end());
+                for (Index d : dims) {
+                    iv.dims.push_back(h * s.head_dim + d);
+                    if (!spec.zero) iv.values.push_back(static_cast<float>(s.mean[static_cast<std::size_t>(h * s.head_dim + d)]));
+                }
+            }
+            out.push_back(std::move(iv));
+        }
+    }
+    return out;
+}
+
+/// The measured effect of one choice of dims: perplexity and mean next-token KL against the unchanged model.
+struct QKTrial {
+    std::string pick;  // "top" or "random"
+    std::uint64_t seed = 0;
+    double ppl = 0, kl = 0;
+};
+
+struct QKResult {
+    QKProfile profile;
+    QKIntervention spec;
+    double ppl_original = 0;
+    QKTrial top;
+    std::vector<QKTrial> random;  // one per draw
+    double random_ppl_mean() const {
+        double s = 0;
+        for (const auto& t : random) s += t.ppl / double(random.size());
+        return s;
+    }
+    double random_kl_mean() const {
+        double s = 0;
+        for (const auto& t : random) s += t.kl / double(random.size());
+        return s;
+    }
+};
+
+/// Profile q and k over `ids`, then replace the top-m dims of every head (before RoPE) by their mean or 0, and the same
+/// for `draws` random choices of m dims; each run against the unchanged model.
+inline QKResult qk_massive_values(const Transformer& model, const TokenBatch& ids, const QKIntervention& spec, Index draws = 3,
+                                  Index batch = 8, const RunOptions& run = {}) {
+    require_at_least(draws, 0, "qk: random draws");
+    QKResult r;
+    r.spec = spec;
+    r.profile = qk_profile(model, ids, batch, run);
+    CompareOptions opt;
+    opt.batch = batch;
+    opt.decomposition = false;
+    opt.tokens.clear();
+    opt.run = run;
+    auto trial = [&](QKIntervention s, const char* pick) {
+        const Comparison cmp = compare(model, ids, make_hooks(model, qk_interventions(model.config(), r.profile, s)), opt);
+        r.ppl_original = cmp.ppl_original;
+        return QKTrial{pick, s.seed, cmp.ppl_intervened, cmp.kl_mean};
+    };
+    QKIntervention top = spec;
+    top.pick = QKIntervention::Pick::Top;
+    r.top = trial(top, "top");
+    for (Index i = 0; i < draws; ++i) {
+        QKIntervention rnd = spec;
+        rnd.pick = QKIntervention::Pick::Random;
+        rnd.seed = spec.seed + static_cast<std::uint64_t>(i);
+        r.random.push_back(trial(rnd, "random"));
+    }
+    return r;
+}
+
+}  // namespace massact::analysis
+
 // ---- massact/analysis/quantization.hpp ---------------------------------------------------------
 // massact/analysis/quantization.hpp - fake quantization of a float model, and what outliers do to it
 // (LLM.int8(), SmoothQuant, Yu et al.'s super weight, PrefixQuant).
@@ -13301,6 +13830,8 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     add("norms", describe_norm(c.norm) + "; " + places + "final");
     std::string att = fmt("%d query heads, %d key/value heads, head_dim %d, scale %.6g", c.num_heads, c.num_kv_heads,
                           c.head_dim, c.attn_scale);
+    if (c.attention_fn == kernels::AttentionFn::Softpick) att += ", softpick weights (rows need not sum to 1)";
+    if (c.attention_fn == kernels::AttentionFn::Sigmoid) att += fmt(", sigmoid weights sigmoid(s + b) with b = %.6g, unnormalised", c.attention_sigmoid_bias);
     if (c.attn_softcap > 0) att += fmt(", logit soft-cap %g", c.attn_softcap);
     if (c.clip_qkv > 0) att += fmt(", q/k/v clipped to +-%g", c.clip_qkv);
     if (c.names.block.qkv.size())

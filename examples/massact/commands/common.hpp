@@ -38,32 +38,13 @@ inline void add_batch_option(CLI::App* cmd, Index& batch) {
     cmd->add_option("--batch", batch, "Sequences per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
 }
 
-/// --softmax standard | softmax1 | clipped[:zeta,gamma] | sink=X as an attention override.
-inline massact::AttentionOverride parse_softmax(const std::string& spec) {
-    massact::AttentionOverride o;
-    auto number = [&](const std::string& v) { return parse_number(v, "--softmax", spec); };
-    if (spec.empty() || spec == "standard") return o;
-    if (spec == "softmax1") {
-        o.kind = massact::AttentionOverride::Kind::Softmax1;
-    } else if (spec == "clipped" || spec.rfind("clipped:", 0) == 0) {
-        o.kind = massact::AttentionOverride::Kind::Clipped;
-        if (spec.size() > 8) {
-            const auto comma = spec.find(',', 8);
-            if (comma == std::string::npos) throw Error("--softmax: \"" + spec + "\": expected clipped:ZETA,GAMMA");
-            o.zeta = number(spec.substr(8, comma - 8));
-            o.gamma = number(spec.substr(comma + 1));
-        }
-    } else if (spec.rfind("sink=", 0) == 0) {
-        o.kind = massact::AttentionOverride::Kind::SinkLogit;
-        o.sink_logit = number(spec.substr(5));
-    } else {
-        throw Error("--softmax: unknown variant \"" + spec + "\" (standard, softmax1, clipped[:zeta,gamma], sink=X)");
-    }
-    return o;
-}
+/// --softmax: an attention override (massact::parse_attention_override spells the variants).
+inline massact::AttentionOverride parse_softmax(const std::string& spec) { return massact::parse_attention_override(spec, "--softmax"); }
 
 inline void add_softmax_option(CLI::App* cmd, std::string& spec) {
-    cmd->add_option("--softmax", spec, "Attention softmax: standard, softmax1, clipped[:zeta,gamma], sink=X");
+    cmd->add_option("--softmax", spec,
+                    "Attention function: standard (the model's own), softmax, softmax1, clipped[:zeta,gamma], sink=X (an extra logit), "
+                    "softpick (Zuhri et al. 2025) or sigmoid[:B] (sigmoid(s + B), unnormalised; B defaults to 0)");
 }
 
 /// --precision f32 | bf16 | q8 | auto: how activations meet weights (RunOptions::precision).

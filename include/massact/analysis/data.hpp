@@ -13,6 +13,9 @@
 #include "massact/model/transformer.hpp"
 #include "massact/text/tokenizer.hpp"
 
+#include <cstdint>
+#include <limits>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -72,6 +75,43 @@ TokenBatch text_windows(const std::vector<text::TokenId>& prefix, Encode&& encod
 /// The same with massact's tokenizer.
 inline TokenBatch text_windows(const text::Tokenizer& tok, const std::string& text, Index seq_len, Index max_seqs = 0) {
     return text_windows(tok.special_prefix(), [&tok](const std::string& d) { return tok.encode(d, false); }, text, seq_len, max_seqs);
+}
+
+/// Gu et al.'s (2025) input for the sink rate: n sequences of seq_len token ids drawn uniformly from [0, vocab) less
+/// `excluded` (special tokens), each starting with `prefix` (the BOS a tokenizer adds; empty for none). The same seed gives
+/// the same ids everywhere: a 64-bit Mersenne twister, each draw by rejection (no modulo bias, no library-defined
+/// distribution).
+inline TokenBatch random_tokens(Index n, Index seq_len, Index vocab, std::uint64_t seed, const std::vector<text::TokenId>& prefix = {},
+                                const std::set<text::TokenId>& excluded = {}) {
+    if (n < 1) throw Error("--random-tokens: " + std::to_string(n) + " sequences (expected at least 1)");
+    const auto np = static_cast<Index>(prefix.size());
+    if (seq_len <= np) throw Error("--seq-len " + std::to_string(seq_len) + " leaves no room after the special prefix");
+    std::vector<text::TokenId> pool;
+    for (Index id = 0; id < vocab; ++id)
+        if (!excluded.count(id)) pool.push_back(id);
+    if (pool.empty()) throw Error("--random-tokens: a vocabulary of " + std::to_string(vocab) + " ids has no ordinary token to draw");
+    if (n > (Index(1) << 40) / seq_len) throw Error("--random-tokens: " + std::to_string(n) + " x " + std::to_string(seq_len) + " tokens is too many");
+    std::mt19937_64 rng(seed);
+    const std::uint64_t m = pool.size(), limit = std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % m;
+    TokenBatch b(n, seq_len);
+    for (Index r = 0; r < n; ++r) {
+        for (Index c = 0; c < np; ++c) b(r, c) = prefix[static_cast<std::size_t>(c)];
+        for (Index c = np; c < seq_len; ++c) {
+            std::uint64_t x = rng();
+            while (x >= limit) x = rng();
+            b(r, c) = pool[static_cast<std::size_t>(x % m)];
+        }
+    }
+    return b;
+}
+
+/// The same over a tokenizer's vocabulary: its special tokens left out, its special prefix (BOS) first.
+inline TokenBatch random_tokens(const text::Tokenizer& tok, Index n, Index seq_len, std::uint64_t seed) {
+    std::set<text::TokenId> specials;
+    const auto V = static_cast<text::TokenId>(tok.vocab_size());
+    for (text::TokenId id = 0; id < V; ++id)
+        if (tok.is_special(id)) specials.insert(id);
+    return random_tokens(n, seq_len, V, seed, tok.special_prefix(), specials);
 }
 
 /// Tokens counted as delimiters for "first delimiter" (Sun et al.: '.' and '\n'): those whose text,

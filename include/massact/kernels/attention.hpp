@@ -10,6 +10,8 @@
 //   an explicit key/value bias (Sun et al. 2024 Sec. 6): s_b = q_i . k_bias[g] * scale,
 //   p = softmax over visible keys and extra slots (optionally clipped),
 //   z_i = sum_j p_ij v_j + p_b v_bias[g].
+// Instead of the softmax, the weights may be softpick or sigmoid(s + b) over the visible keys (AttentionFn; rows
+// then need not sum to 1, and there are no extra slots).
 // Matches Hugging Face eager attention (docs/formats.md).
 //
 // Two ways to run it:
@@ -42,6 +44,13 @@
 
 namespace massact::kernels {
 
+/// The function that turns a row of scores into the weights applied to the values (kernels/softmax.hpp).
+enum class AttentionFn { Softmax, Softpick, Sigmoid };
+
+inline const char* attention_fn_name(AttentionFn f) {
+    return f == AttentionFn::Softpick ? "softpick" : f == AttentionFn::Sigmoid ? "sigmoid" : "softmax";
+}
+
 struct AttentionSpec {
     Index heads = 0;
     Index kv_heads = 0;
@@ -56,6 +65,8 @@ struct AttentionSpec {
     const float* v_bias = nullptr;       // [kv_heads, head_dim] its value
     bool clipped = false;                // clipped softmax (Bondarenko et al. 2023)
     float zeta = 0.0f, gamma = 1.0f;
+    AttentionFn fn = AttentionFn::Softmax;  // Softpick / Sigmoid: no extra slots, no clipping
+    float sigmoid_bias = 0.0f;              // Sigmoid: p = sigmoid(s + sigmoid_bias)
 
     Index group() const { return heads / kv_heads; }
     Index n_extra() const { return (sink_logits ? 1 : 0) + (k_bias ? 1 : 0); }
@@ -99,6 +110,13 @@ struct ColumnProbs {
     Index n = 0;
     float* out = nullptr;
 };
+
+/// Throws when the spec combines what the kernels do not: extra slots or clipping with softpick or sigmoid weights.
+inline void check_spec(const AttentionSpec& s) {
+    if (s.fn != AttentionFn::Softmax && (s.n_extra() > 0 || s.clipped))
+        throw Error(std::string("attention: ") + attention_fn_name(s.fn) +
+                    " weights take no extra slots (sink logit, key/value bias) and no clipping; those are softmax variants");
+}
 
 namespace detail {
 
@@ -221,7 +239,10 @@ inline void probs_tile(const AttentionSpec& s, const AttentionInput& in, Index h
         }
         const Index a = in.past + i, lo = first_visible(s, a), hi = end_visible(s, a, in.keys());
         std::fill(row, row + lo, 0.0f);
-        float total = softmax_row<float>(row + lo, hi - lo, extra, ne);
+        float total = 0.0f;
+        if (s.fn == AttentionFn::Softpick) softpick_row<float>(row + lo, hi - lo);
+        else if (s.fn == AttentionFn::Sigmoid) sigmoid_row<float>(row + lo, hi - lo, s.sigmoid_bias);
+        else total = softmax_row<float>(row + lo, hi - lo, extra, ne);
         std::fill(row + hi, row + ncols, 0.0f);
         if (s.clipped) {
             auto clip = [&](float p) { return std::min(1.0f, std::max(0.0f, (s.gamma - s.zeta) * p + s.zeta)); };
@@ -257,6 +278,7 @@ inline void combine_tile(const AttentionSpec& s, const AttentionInput& in, Index
 /// of chosen keys.
 inline void causal_attention(const AttentionSpec& s, const AttentionInput& in, float* z, Index z_stride,
                              float* sink_prob = nullptr, Index tile = 64, ColumnProbs columns = {}) {
+    check_spec(s);
     const Index T = in.T, H = s.heads;
     auto write_columns = [&](Index h, Index i, const float* row, Index n) {  // row: query i's probabilities over n keys
         for (Index c = 0; c < columns.n; ++c) {
@@ -330,6 +352,7 @@ inline void attention_scores(const AttentionSpec& s, const AttentionInput& in, f
 /// receive the extra slots' total probability and the key/value bias slot's alone.
 inline void attention_probs(const AttentionSpec& s, const AttentionInput& in, float* pattern, float* sink_prob,
                             float* kv_prob) {
+    check_spec(s);
     const Index T = in.T, K = in.keys();
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) if (s.heads * T * K > (1 << 16))

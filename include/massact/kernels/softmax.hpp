@@ -7,7 +7,12 @@
 //     - learned sink logit per head (gpt-oss),
 //     - explicit key/value bias (Sun et al. 2024 Sec. 6): s = q . k_bias / sqrt(d).
 //   clipped (Bondarenko et al. 2023): p' = clip((gamma - zeta) p + zeta, 0, 1).
-// Entries equal to -inf (masked) get probability exactly 0.
+// and two functions that are not normalised to 1 (the sink-free attention of 2025):
+//   softpick (Zuhri et al. 2025): p_j = relu(e^{x_j} - 1) / (sum_k |e^{x_k} - 1| + eps), eps = 1e-6,
+//     computed with numerator and denominator (eps included) scaled by e^{-m}, m = max(0, max_k x_k), so that nothing
+//     overflows and the value is the formula's (rows may sum to less than 1, a row of scores <= 0 to 0),
+//   sigmoid (Ramapuram et al. 2025; Gu et al. 2025): p_j = sigmoid(x_j + b), each entry on its own.
+// Entries equal to -inf (masked) get probability exactly 0 and take no part in any sum.
 #pragma once
 
 #include "massact/core/eigen.hpp"
@@ -77,6 +82,44 @@ void clipped_softmax_row(T* x, Index n, T zeta, T gamma) {
         const T v = (gamma - zeta) * x[i] + zeta;
         x[i] = v < T(0) ? T(0) : (v > T(1) ? T(1) : v);
     }
+}
+
+/// Softpick (Zuhri et al. 2025) of x[0..n) in place. Returns the row's sum (at most 1).
+template <typename T>
+T softpick_row(T* x, Index n, T eps = T(1e-6)) {
+    T m = 0;  // max(0, max x): e^{x - m} <= 1 and e^{-m} <= 1, nothing overflows
+    for (Index i = 0; i < n; ++i) m = x[i] > m ? x[i] : m;
+    // e^{x - m} - e^{-m} = e^{-m} (e^x - 1): expm1 keeps the scores near 0 exact where the difference would cancel;
+    // past m = 80 e^{-m} is below float's resolution of e^{x - m} and the difference is taken directly.
+    const bool small = m < T(80);
+    const T shift = std::exp(-m);
+    T den = eps * shift;
+    for (Index i = 0; i < n; ++i) {
+        if (x[i] == -std::numeric_limits<T>::infinity()) {  // masked: no part in the sum
+            x[i] = 0;
+            continue;
+        }
+        x[i] = small ? shift * std::expm1(x[i]) : std::exp(x[i] - m) - shift;
+        den += std::abs(x[i]);
+    }
+    T sum = 0;
+    const T inv = T(1) / den;
+    for (Index i = 0; i < n; ++i) {
+        x[i] = x[i] > T(0) ? x[i] * inv : T(0);
+        sum += x[i];
+    }
+    return sum;
+}
+
+/// Sigmoid attention of x[0..n) in place: p = 1 / (1 + e^{-(x + bias)}); masked entries 0. Returns the row's sum.
+template <typename T>
+T sigmoid_row(T* x, Index n, T bias) {
+    T sum = 0;
+    for (Index i = 0; i < n; ++i) {
+        x[i] = x[i] == -std::numeric_limits<T>::infinity() ? T(0) : T(1) / (T(1) + std::exp(-(x[i] + bias)));
+        sum += x[i];
+    }
+    return sum;
 }
 
 /// Row-wise wrappers on Eigen matrices (rows in parallel for large inputs).

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "massact/core/error.hpp"
+#include "massact/kernels/attention.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -250,6 +251,8 @@ struct ModelConfig {
                                     // the attention output is multiplied by sigmoid(g) before o_proj
     bool mlp_sub_norm = false;    // a norm of width I on the MLP hidden before down_proj (BitNet)
     SinkKind sink = SinkKind::None;
+    kernels::AttentionFn attention_fn = kernels::AttentionFn::Softmax;  // config "attention_softmax": softmax, softpick
+    double attention_sigmoid_bias = 0.0;  // "sigmoid": p = sigmoid(s + bias) ("attention_sigmoid_bias", e.g. -ln n)
 
     // --- around the blocks ---
     PositionKind positions = PositionKind::Rope;

@@ -70,6 +70,8 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     add("norms", describe_norm(c.norm) + "; " + places + "final");
     std::string att = fmt("%d query heads, %d key/value heads, head_dim %d, scale %.6g", c.num_heads, c.num_kv_heads,
                           c.head_dim, c.attn_scale);
+    if (c.attention_fn == kernels::AttentionFn::Softpick) att += ", softpick weights (rows need not sum to 1)";
+    if (c.attention_fn == kernels::AttentionFn::Sigmoid) att += fmt(", sigmoid weights sigmoid(s + b) with b = %.6g, unnormalised", c.attention_sigmoid_bias);
     if (c.attn_softcap > 0) att += fmt(", logit soft-cap %g", c.attn_softcap);
     if (c.clip_qkv > 0) att += fmt(", q/k/v clipped to +-%g", c.clip_qkv);
     if (c.names.block.qkv.size())

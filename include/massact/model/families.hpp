@@ -1098,12 +1098,26 @@ inline void family_bitnet(const ConfigReader& r, ModelConfig& c) {
         r.fail("quantization_config", "packed ternary weights are not read (massact runs BitNet checkpoints stored in float)");
 }
 
+/// "attention_softmax" (softmax, softpick, sigmoid) and "attention_sigmoid_bias": the function that turns scores into the
+/// weights applied to the values (Zuhri et al. 2025; Gu et al. 2025), for any family. softpick and sigmoid take no sink slot.
+inline void read_attention_fn(const ConfigReader& r, ModelConfig& c) {
+    const std::string fn = r.get_str("attention_softmax", "softmax");
+    if (fn == "softpick") c.attention_fn = kernels::AttentionFn::Softpick;
+    else if (fn == "sigmoid") c.attention_fn = kernels::AttentionFn::Sigmoid;
+    else if (fn != "softmax") r.fail("attention_softmax", "unsupported value \"" + fn + "\" (expected softmax, softpick or sigmoid)");
+    if (r.present("attention_sigmoid_bias")) {
+        if (c.attention_fn != kernels::AttentionFn::Sigmoid)
+            r.fail("attention_sigmoid_bias", "is set, but attention_softmax is \"" + fn + "\" (the bias belongs to sigmoid attention)");
+        c.attention_sigmoid_bias = r.get_num("attention_sigmoid_bias", 0.0);
+        if (!std::isfinite(c.attention_sigmoid_bias)) r.fail("attention_sigmoid_bias", "is not a finite number");
+    }
+    if (c.attention_fn != kernels::AttentionFn::Softmax && c.sink != SinkKind::None)
+        r.fail("attention_softmax", "\"" + fn + "\" with an attention sink slot (attention_sink or learned sinks): the slot is a softmax variant");
+}
+
 /// Keys that change the arithmetic where a checkpoint sets them and that no family here implements: refused with their
 /// name unless at the value that changes nothing (an ignored key would silently compute another model).
 inline void refuse_unimplemented(const ConfigReader& r, const ModelConfig& c) {
-    const std::string softmax = r.get_str("attention_softmax", "softmax");
-    if (softmax != "softmax") r.fail("attention_softmax", "unsupported value \"" + softmax + "\" (massact implements softmax)");
-    if (r.present("attention_sigmoid_bias")) r.fail("attention_sigmoid_bias", "is set, but massact implements softmax attention only");
     if (r.get_bool("attn_output_gate", false) && !c.attn_output_gate)
         r.fail("attn_output_gate", "unsupported value true for " + c.model_type + " (gated attention is read for qwen3_next)");
 }
@@ -1256,6 +1270,7 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
         else r.fail("attention_sink.type", "unsupported value " + (s.is_object() && s.contains("type") ? s["type"].dump() : s.dump()) +
                                                " (expected kv_bias or logit)");
     }
+    detail::read_attention_fn(r, c);
     if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
         const auto& e = j["eos_token_id"];
         for (const auto& id : e.is_array() ? e : nlohmann::json::array({e})) {

@@ -74,13 +74,66 @@ struct LogitsView {
     float operator()(Index n, Index t, Index v) const { return rows(n * T + t, v); }
 };
 
-/// Inference-time changes to the attention softmax of every layer (the sink literature's variants).
+/// Inference-time changes to the attention function of every layer (the sink literature's variants). Any kind but None
+/// replaces the model's own function (a softpick model run with Softmax1 computes softmax1); the model's sink slot stays.
 struct AttentionOverride {
-    enum class Kind { None, Softmax1, Clipped, SinkLogit };
+    enum class Kind { None, Softmax, Softmax1, Clipped, SinkLogit, Softpick, Sigmoid };
     Kind kind = Kind::None;
     float zeta = -0.03f, gamma = 1.03f;  // Clipped
     float sink_logit = 0.0f;             // SinkLogit: one extra logit of this value in every head
+    float sigmoid_bias = 0.0f;           // Sigmoid: p = sigmoid(s + sigmoid_bias)
 };
+
+/// An override from its name, as the tool's --softmax and Python's load(softmax=) spell it: "standard" (or "": the
+/// model's own function), "softmax", "softmax1", "clipped[:ZETA,GAMMA]", "sink=X", "softpick", "sigmoid[:B]".
+/// `what` names the option in errors.
+inline AttentionOverride parse_attention_override(const std::string& spec, const std::string& what) {
+    AttentionOverride o;
+    using K = AttentionOverride::Kind;
+    auto number = [&](const std::string& v) {
+        std::size_t pos = 0;
+        float f = 0.0f;
+        try {
+            f = std::stof(v, &pos);
+        } catch (const std::exception&) {
+            pos = 0;
+        }
+        if (v.empty() || pos != v.size() || !std::isfinite(f)) throw Error(what + ": \"" + spec + "\": \"" + v + "\" is not a number");
+        return f;
+    };
+    auto after = [&](const std::string& prefix) { return spec.rfind(prefix, 0) == 0 ? spec.substr(prefix.size()) : std::string(); };
+    if (spec.empty() || spec == "standard") return o;
+    if (spec == "softmax") o.kind = K::Softmax;
+    else if (spec == "softmax1") o.kind = K::Softmax1;
+    else if (spec == "softpick") o.kind = K::Softpick;
+    else if (spec == "sigmoid" || spec.rfind("sigmoid:", 0) == 0) {
+        o.kind = K::Sigmoid;
+        if (spec != "sigmoid") o.sigmoid_bias = number(after("sigmoid:"));
+    } else if (spec == "clipped" || spec.rfind("clipped:", 0) == 0) {
+        o.kind = K::Clipped;
+        if (spec != "clipped") {
+            const std::string rest = after("clipped:");
+            const auto comma = rest.find(',');
+            if (comma == std::string::npos) throw Error(what + ": \"" + spec + "\": expected clipped:ZETA,GAMMA");
+            o.zeta = number(rest.substr(0, comma));
+            o.gamma = number(rest.substr(comma + 1));
+        }
+    } else if (spec.rfind("sink=", 0) == 0) {
+        o.kind = K::SinkLogit;
+        o.sink_logit = number(after("sink="));
+    } else {
+        throw Error(what + ": unknown variant \"" + spec + "\" (standard, softmax, softmax1, clipped[:zeta,gamma], sink=X, softpick, sigmoid[:B])");
+    }
+    return o;
+}
+
+/// The attention function a run computes: the override's, else the model's.
+inline kernels::AttentionFn attention_fn(const ModelConfig& c, const AttentionOverride& o) {
+    using K = AttentionOverride::Kind;
+    if (o.kind == K::Softpick) return kernels::AttentionFn::Softpick;
+    if (o.kind == K::Sigmoid) return kernels::AttentionFn::Sigmoid;
+    return o.kind == K::None ? c.attention_fn : kernels::AttentionFn::Softmax;
+}
 
 /// Whether attention has an extra slot: the model's own sink, or a run's softmax1 / sink-logit override.
 inline bool has_sink_slot(const ModelConfig& c, const AttentionOverride& o) {
@@ -520,6 +573,10 @@ private:
                         std::to_string(p.N) + " sequences (one row of key indices per sequence)");
         const AttentionOverride& o = p.options.attention;
         if (c.positions == PositionKind::Alibi) p.alibi = c.alibi_slopes();
+        if (attention_fn(c, o) != kernels::AttentionFn::Softmax && c.sink != SinkKind::None)
+            throw Error(std::string("forward: ") + kernels::attention_fn_name(attention_fn(c, o)) +
+                        " attention on a model with an attention sink slot (" + c.model_type +
+                        "): the slot is a softmax variant; use softmax1 or sink=X instead");
         if (o.kind == AttentionOverride::Kind::Softmax1 || o.kind == AttentionOverride::Kind::SinkLogit)
             p.override_logits.assign(static_cast<std::size_t>(c.num_heads), o.kind == AttentionOverride::Kind::Softmax1 ? 0.0f : o.sink_logit);
         embed(p);
@@ -811,6 +868,9 @@ private:
             spec.v_bias = L.v_bias_slot.data();
         }
         if (!p.override_logits.empty()) spec.sink_logits = p.override_logits.data();  // softmax1 / sink=X
+        spec.fn = attention_fn(c, p.options.attention);
+        spec.sigmoid_bias = static_cast<float>(p.options.attention.kind == AttentionOverride::Kind::Sigmoid ? p.options.attention.sigmoid_bias
+                                                                                                           : c.attention_sigmoid_bias);
         if (p.options.attention.kind == AttentionOverride::Kind::Clipped) {
             spec.clipped = true;
             spec.zeta = p.options.attention.zeta;
