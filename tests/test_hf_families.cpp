@@ -210,7 +210,7 @@ TEST_CASE("each family has the hook sites its block description says, with their
          {"hook_pos_embed", "blocks.0.mlp.hook_router"}},
         {"olmo2", {"blocks.0.ln1_post.hook_normalized", "blocks.0.ln2_post.hook_normalized"},
          {"blocks.0.ln1.hook_normalized", "blocks.0.ln2.hook_normalized"}},
-        {"mixtral", {"blocks.1.mlp.hook_router", "blocks.1.mlp.hook_expert_weights"},
+        {"mixtral", {"blocks.1.mlp.hook_router", "blocks.1.mlp.hook_expert_weights", "blocks.1.mlp.hook_expert_out"},
          {"blocks.1.mlp.hook_pre", "blocks.1.mlp.hook_post", "blocks.1.mlp.hook_down"}},
         {"starcoder2", {"blocks.2.mlp.hook_pre", "blocks.2.mlp.hook_post"}, {"blocks.2.mlp.hook_pre_linear"}},
     };

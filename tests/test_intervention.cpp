@@ -251,3 +251,88 @@ TEST_CASE("massive values in Q and K: the profile equals double loops; frequenci
     CHECK(res.random.size() == 1);
     CHECK(res.random[0].ppl == doctest::Approx(res.top.ppl));  // m = head_dim: every dim, whichever order
 }
+
+TEST_CASE("super experts: the finder names exactly the expert planted to write a massive activation, and routing around it removes it") {
+    // Mixtral with random weights (tests/data/families/mixtral: 3 layers, 4 experts, top-2, d = 64) has no massive
+    // activation. Plant one: in layer 1, expert 2's router row and one hidden unit point along the MLP input of the first
+    // token (position 0 sees only itself, so that input is the same in every sequence that starts with BOS), and its
+    // down_proj writes that unit into dim 17. Every other weight stays as it was.
+    const std::string src = test::data("families/mixtral");
+    const Transformer orig(src);
+    const TokenBatch ids = analysis::random_tokens(12, 24, 512, 5, {1});
+    std::vector<float> u;
+    Hooks cap;
+    cap.add("blocks.1.ln2.hook_normalized", [&](Activation& a) { u.assign(a.data, a.data + a.shape[2]); });
+    orig.forward(TokenBatch(ids.topRows(1)), cap);
+    REQUIRE(u.size() == 64);
+    double uu = 0;
+    for (float x : u) uu += double(x) * x;
+    const int L = 1, E = 2, D = 17;
+    const std::string dir = test::temp_dir("planted-moe");
+    REQUIRE(std::system(("cp " + src + "/config.json " + dir + "/").c_str()) == 0);
+    const io::SafetensorsFile f(src + "/model.safetensors");
+    io::SafetensorsWriter w;
+    std::vector<std::vector<float>> keep;
+    const std::string p = "model.layers." + std::to_string(L) + ".block_sparse_moe.";
+    for (const auto& name : f.names()) {
+        keep.push_back(f.tensor(name).to_float());
+        auto& t = keep.back();
+        if (name == p + "gate.weight")  // router [4, 64]: expert E's logit 12 for the first token
+            for (Index j = 0; j < 64; ++j) t[static_cast<std::size_t>(E * 64 + j)] = static_cast<float>(12.0 * u[static_cast<std::size_t>(j)] / uu);
+        if (name == p + "experts." + std::to_string(E) + ".w1.weight" || name == p + "experts." + std::to_string(E) + ".w3.weight")
+            for (Index j = 0; j < 64; ++j) t[static_cast<std::size_t>(j)] = static_cast<float>(4.0 * u[static_cast<std::size_t>(j)] / uu);  // unit 0
+        if (name == p + "experts." + std::to_string(E) + ".w2.weight") t[static_cast<std::size_t>(D * 128 + 0)] = 8.0f;  // [64, 128]
+        w.add_f32(name, f.tensor(name).shape, t.data());
+    }
+    w.write(dir + "/model.safetensors");
+    const Transformer planted(dir);
+
+    analysis::SuperExpertOptions opt;
+    const auto none = analysis::find_super_experts(orig, ids, opt);
+    CHECK(none.massive.empty());
+    CHECK(none.found.empty());
+    CHECK(none.note.find("no massive activation") != std::string::npos);
+
+    const auto r = analysis::find_super_experts(planted, ids, opt);
+    INFO(r.note);
+    REQUIRE(r.massive.size() >= 1);
+    CHECK(r.massive[0].dim == D);
+    REQUIRE(r.found.size() == 1);
+    MESSAGE("planted super expert: layer " << r.found[0].layer << " expert " << r.found[0].expert << " dim " << r.found[0].dim
+                                           << ", contribution " << r.found[0].contribution << " of " << r.found[0].massive
+                                           << "; routed around: " << r.found[0].before << " -> " << r.found[0].after
+                                           << "; perplexity " << r.ppl_original << " -> " << r.ppl_pruned << ", attention on token 0 "
+                                           << r.attention_first_original << " -> " << r.attention_first_pruned);
+    CHECK(r.found[0].layer == L);
+    CHECK(r.found[0].expert == E);
+    CHECK(r.found[0].dim == D);
+    CHECK(r.found[0].after < 0.2 * r.found[0].before);
+    CHECK(r.found[0].contribution > 0.5 * r.found[0].massive);
+    CHECK(r.ppl_pruned != r.ppl_original);
+    // The expert outputs the finder reads (mlp.hook_expert_out, [N, T, k, d]) are the experts' own: slot s of a token is its
+    // s-th routed expert in index order, down(act(gate x) * up x) before the routing weight; their weighted sum is hook_mlp_out.
+    std::vector<float> wts, outs, mlp;
+    Hooks h;
+    h.add("blocks.1.mlp.hook_expert_weights", [&](Activation& a) { wts.assign(a.data, a.data + a.numel()); });
+    h.add("blocks.1.mlp.hook_expert_out", [&](Activation& a) {
+        CHECK(a.shape == std::vector<Index>{2, 24, 2, 64});
+        outs.assign(a.data, a.data + a.numel());
+    });
+    h.add("blocks.1.hook_mlp_out", [&](Activation& a) { mlp.assign(a.data, a.data + a.numel()); });
+    planted.forward(TokenBatch(ids.topRows(2)), h);
+    double err = 0;
+    for (Index row = 0; row < 48; ++row) {
+        std::vector<double> sum(64, 0.0);
+        Index slot = 0;
+        for (Index e = 0; e < 4; ++e) {
+            const float we = wts[static_cast<std::size_t>(row * 4 + e)];
+            if (we == 0.0f) continue;
+            for (Index j = 0; j < 64; ++j) sum[static_cast<std::size_t>(j)] += we * outs[static_cast<std::size_t>((row * 2 + slot) * 64 + j)];
+            ++slot;
+        }
+        CHECK(slot == 2);
+        for (Index j = 0; j < 64; ++j) err = std::max(err, std::abs(sum[static_cast<std::size_t>(j)] - mlp[static_cast<std::size_t>(row * 64 + j)]));
+    }
+    CHECK(err < 1e-4);
+    test::expect_error([&] { analysis::find_super_experts(Transformer(test::model("tiny-llama")), ids); }, {"no mixture-of-experts layers"});
+}

@@ -797,3 +797,14 @@ TEST_CASE("massact compare over several models, softpick and sigmoid swaps, and 
     check_says(run("scan " + a + data + " --softmax sigmoid:big"), {"--softmax", "\"big\" is not a number"});
     check_says(run("compare " + a + data), {"models: At least 2 required"});
 }
+
+TEST_CASE("massact superexpert: a model without a massive activation says so; a dense model is refused") {
+    const std::string dir = test::temp_dir("superexpert");
+    auto r = run("superexpert " + test::data("families/mixtral") + " --ids 1,5,9,200,31,7,44,12 --json " + dir + "/s.json");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    check_says(r, {"0 massive activation(s)", "no massive activation to trace"});
+    const auto j = io::read_json_file(dir + "/s.json");
+    CHECK(j["super_experts"].empty());
+    check_says(run("superexpert " + test::model("tiny-llama") + " --ids 1,2,3"), {"no mixture-of-experts layers"});
+}

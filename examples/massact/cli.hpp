@@ -12,6 +12,7 @@
 #include "commands/quant.hpp"
 #include "commands/run.hpp"
 #include "commands/scan.hpp"
+#include "commands/superexpert.hpp"
 #include "commands/stream.hpp"
 #include "commands/tokenize.hpp"
 #include "commands/variants.hpp"
@@ -60,6 +61,7 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
     BenchArgs bench;
     QuantArgs quant;
     QKArgs qk;
+    SuperExpertArgs superexpert;
     add_info(app, info, action);
     add_run(app, run, action);
     add_eval(app, eval, action);
@@ -73,6 +75,7 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
     add_bench(app, bench, action);
     add_quant(app, quant, action);
     add_qk(app, qk, action);
+    add_superexpert(app, superexpert, action);
     DocsArgs docs;
     add_docs(app, docs, action);
     try {

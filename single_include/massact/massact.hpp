@@ -4861,7 +4861,7 @@ namespace massact {
 /// Hook sites inside a block, in execution order.
 enum class BlockSite : int {
     ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Gate, Ln1Post, AttnOut, ResidMid, Ln2,
-    MlpRouter, MlpExpertWeights, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
+    MlpRouter, MlpExpertWeights, MlpExpertOut, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
 };
 
 /// What the last axes of a site hold ([N, T, ...] unless said otherwise).
@@ -4874,6 +4874,7 @@ enum class SiteShape {
     Columns,    // [N, H, T, C]: the pattern at C chosen keys (RunOptions::pattern_columns; C = 1: key 0)
     Mlp,        // [N, T, I]
     Experts,    // [N, T, E]
+    ExpertSlots,  // [N, T, k, d]: one row per routed expert of a token (k = experts per token)
 };
 
 struct SiteInfo {
@@ -4912,6 +4913,9 @@ inline const std::vector<SiteInfo>& block_site_table() {
         {BlockSite::Ln2, "ln2.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.pre_mlp_norm; }},
         {BlockSite::MlpRouter, "mlp.hook_router", SiteShape::Experts, [](C c, bool) { return c.moe(); }},
         {BlockSite::MlpExpertWeights, "mlp.hook_expert_weights", SiteShape::Experts, [](C c, bool) { return c.moe(); }},
+        // Each routed expert's output down_e(act(gate_e x) * up_e x) before its routing weight, slot s = the token's s-th
+        // routed expert in index order (massact's own site, read-only; filled only when hooked).
+        {BlockSite::MlpExpertOut, "mlp.hook_expert_out", SiteShape::ExpertSlots, [](C c, bool) { return c.moe(); }},
         {BlockSite::MlpPre, "mlp.hook_pre", SiteShape::Mlp, [](C c, bool) { return !c.moe(); }},
         {BlockSite::MlpPreLinear, "mlp.hook_pre_linear", SiteShape::Mlp,
          [](C c, bool) { return !c.moe() && c.mlp == MlpKind::Gated; }},
@@ -4972,6 +4976,7 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
                         case SiteShape::Columns: return {N, H, T, columns};
                         case SiteShape::Mlp: return {N, T, c.intermediate_size};
                         case SiteShape::Experts: return {N, T, c.num_experts};
+                        case SiteShape::ExpertSlots: return {N, T, c.experts_per_token, d};
                     }
                 }
     }
@@ -8672,6 +8677,7 @@ struct Workspace {
     RowMatrixF router;       // [R, E] router logits; expert_w: routing weights
     RowMatrixF expert_w;
     RowMatrixF expert_in, expert_h, expert_u, expert_out;  // rows routed to one expert
+    RowMatrixF expert_slots;  // [R * k, d] each routed expert's output (only when mlp.hook_expert_out is hooked)
     RowMatrixF pos;          // [R, d] learned position embeddings
     RowMatrixF patches;      // vision: [N*P, C*p*p] image patches, flattened (channel, row, column)
     RowMatrixF hidden;       // vision: last_hidden_state [R, d], the result of Transformer::run_pixels
@@ -9479,6 +9485,13 @@ private:
         }
         p.hooks.block(l, BlockSite::MlpExpertWeights, rw.data(), {p.N, p.T, E});
         w.mlp_out.setZero(R, d);
+        const bool slots = p.hooks.has(l, BlockSite::MlpExpertOut);
+        const Index k = c.experts_per_token;
+        std::vector<Index> filled;
+        if (slots) {
+            w.expert_slots.setZero(R * k, d);
+            filled.assign(static_cast<std::size_t>(R), 0);
+        }
         std::vector<Index> rows;
         for (Index e = 0; e < E; ++e) {
             rows.clear();
@@ -9493,8 +9506,10 @@ private:
             for (Index i = 0; i < m; ++i) {
                 const Index r = rows[static_cast<std::size_t>(i)];
                 w.mlp_out.row(r) += w.expert_out.row(i) * rw(r, e);
+                if (slots) w.expert_slots.row(r * k + filled[static_cast<std::size_t>(r)]++) = w.expert_out.row(i);
             }
         }
+        if (slots) p.hooks.block(l, BlockSite::MlpExpertOut, w.expert_slots.data(), {p.N, p.T, k, d});
         if (c.shared_expert_size > 0) {  // every token: + shared(n) (times sigmoid(shared_gate n))
             expert_mlp(p, L.shared, c.shared_expert_size, n);
             if (c.shared_expert_gated) {
@@ -11817,6 +11832,8 @@ struct Intervention {
             throw Error("intervention: unknown hook site \"" + site + "\"");
         if (site.find("pattern") != std::string::npos || site.find("attn_scores") != std::string::npos || site == "logits")
             throw Error("intervention: site \"" + site + "\" is not shaped [N, T, ...]; use it through a hook");
+        if (site.find("hook_expert_out") != std::string::npos)
+            throw Error("intervention: site \"" + site + "\" is read-only (edit mlp.hook_expert_weights or mlp.hook_router to reroute)");
         const auto shape = model.hook_shape(site, 1, 1);
         Index width = 1;  // features per token: every axis after [N, T]
         for (std::size_t i = 2; i < shape.size(); ++i) width *= shape[i];
@@ -13253,6 +13270,230 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
     }
     study.context = std::move(ctx);
     return study;
+}
+
+}  // namespace massact::analysis
+
+// ---- massact/analysis/super_experts.hpp --------------------------------------------------------
+// massact/analysis/super_experts.hpp - super experts (Su et al. 2025): the few experts of a mixture-of-experts model
+// whose down_proj writes the massive activations, and what routing around them does.
+//
+//   1. a scan finds the massive activations (dims, carriers: the first token, the first delimiter, a token id);
+//   2. at every MoE layer l, for the carrier tokens of each massive dim D, every routed expert's contribution to the
+//      residual stream at D is its routing weight times its output (mlp.hook_expert_weights, mlp.hook_expert_out):
+//      mean over the carrier tokens of |w_e out_e[D]|, against the massive value |x[D]| after that layer;
+//   3. an expert that writes at least `min_share` of that value is a candidate; it is a super expert when routing around
+//      it (its router logit set to -inf in layer l, so the token's top-k come from the others, renormalised) leaves at
+//      most `destroyed` of the massive value at the last layer the activation lives in;
+//   4. all super experts routed around together: perplexity and the attention on the first token, before and after.
+// Every expert's largest |output| at the carrier tokens (over all dims, where routed) is reported too.
+
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace massact::analysis {
+
+struct SuperExpertOptions {
+    ScanOptions scan;           // finds the massive activations (its criteria, delimiters, batch)
+    double min_share = 0.5;     // a candidate writes at least this share of the massive value at its layer's output
+    double destroyed = 0.5;     // a super expert: routing around it leaves at most this share of the massive value
+};
+
+/// One expert of one layer at the carrier tokens of the massive activations.
+struct ExpertAtCarriers {
+    int layer = 0;
+    Index expert = 0;
+    Index routed = 0;        // carrier tokens (over sequences and massive dims) routed to it
+    double max_output = 0;   // largest |out_e| over every dim at those tokens (before the routing weight)
+    double contribution = 0; // largest over massive dims D of the mean |w_e out_e[D]| at the carriers of D
+    Index dim = -1;          // that D
+    double massive = 0;      // mean |x[D]| after the layer at the same tokens
+};
+
+struct SuperExpert {
+    int layer = 0;
+    Index expert = 0, dim = 0;
+    double contribution = 0, massive = 0;     // as above
+    int check_layer = 0;                      // the last layer the massive activation lives in
+    double before = 0, after = 0;             // mean |x[D]| at the carriers after check_layer, as is and routed around
+};
+
+struct SuperExpertResult {
+    std::vector<MassiveActivation> massive;
+    std::vector<ExpertAtCarriers> experts;  // every (layer, expert) routed at a carrier, by contribution
+    std::vector<SuperExpert> found;
+    double ppl_original = 0, ppl_pruned = 0;
+    double attention_first_original = 0, attention_first_pruned = 0;  // mean over layers and heads
+    std::string note;
+};
+
+namespace detail {
+
+/// Positions of sequence b that carry massive activation m (its carrier names: first_token, first_delimiter, token:<id>).
+inline std::vector<Index> carrier_positions(const MassiveActivation& m, const TokenBatch& ids, Index b, const std::set<std::int64_t>& delims) {
+    const Index T = ids.cols();
+    std::vector<std::int64_t> row(static_cast<std::size_t>(T));
+    for (Index t = 0; t < T; ++t) row[static_cast<std::size_t>(t)] = ids(b, t);
+    const Index delim = first_delimiter(row.data(), T, delims);
+    std::vector<Index> out;
+    for (Index t = 0; t < T; ++t) {
+        const auto [kind, token] = carrier_of(t, row.data(), delim, -1);
+        if (std::find(m.positions.begin(), m.positions.end(), carrier_name(kind, token)) != m.positions.end()) out.push_back(t);
+    }
+    return out;
+}
+
+/// Hooks that route every token around the given experts of layer l (router logit -inf: top-k from the others).
+inline Hooks route_around(const std::map<int, std::vector<Index>>& pruned) {
+    Hooks h;
+    for (const auto& [layer, experts] : pruned) {
+        const auto list = experts;
+        h.add(block_site_name(layer, BlockSite::MlpRouter), [list](Activation& a) {
+            const Index E = a.shape.back(), rows = a.numel() / E;
+            for (Index r = 0; r < rows; ++r)
+                for (Index e : list) a.data[r * E + e] = -std::numeric_limits<float>::infinity();
+        });
+    }
+    return h;
+}
+
+}  // namespace detail
+
+/// Mean |x[D]| at the carrier tokens of m after block `layer`, with `extra` hooks.
+inline double massive_value(const Transformer& model, const TokenBatch& ids, const MassiveActivation& m, int layer, const Hooks& extra,
+                            const std::set<std::int64_t>& delims, Index batch) {
+    double sum = 0, n = 0;
+    Hooks h = extra;
+    Index b0 = 0;
+    h.add(block_site_name(layer, BlockSite::ResidPost), [&](Activation& a) {
+        const Index T = a.shape[1], d = a.shape[2];
+        for (Index b = 0; b < a.shape[0]; ++b)
+            for (Index t : detail::carrier_positions(m, ids, b0 + b, delims)) {
+                sum += std::abs(double(a.data[(b * T + t) * d + m.dim]));
+                n += 1;
+            }
+    });
+    RunOptions o;
+    o.logits = false;
+    o.last_layer = layer;
+    Workspace ws;
+    for (b0 = 0; b0 < ids.rows(); b0 += batch) model.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    return n > 0 ? sum / n : 0.0;
+}
+
+inline SuperExpertResult find_super_experts(const Transformer& model, const TokenBatch& ids, const SuperExpertOptions& opt = {}) {
+    const ModelConfig& c = model.config();
+    if (!c.moe()) throw Error("super experts: " + c.model_type + " has no mixture-of-experts layers");
+    const Index batch = std::max<Index>(1, opt.scan.batch), k = c.experts_per_token;
+    SuperExpertResult r;
+    const ScanResult s = scan(model, ids, opt.scan);
+    r.massive = s.massive;
+    if (r.massive.empty()) {
+        r.note = "no massive activation to trace: " + s.detector_note;
+        return r;
+    }
+    // Per (layer, expert): contributions at the carriers of every massive dim.
+    struct Acc {
+        std::map<Index, double> contrib, massive, count;  // by dim
+        double max_output = 0;
+        Index routed = 0;
+    };
+    std::map<std::pair<int, Index>, Acc> acc;
+    Hooks h;
+    Index b0 = 0;
+    std::vector<std::vector<float>> weights(static_cast<std::size_t>(c.num_layers)), outputs(weights.size());
+    for (int l = 0; l < c.num_layers; ++l) {
+        h.add(block_site_name(l, BlockSite::MlpExpertWeights), [&, l](Activation& a) { weights[static_cast<std::size_t>(l)].assign(a.data, a.data + a.numel()); });
+        h.add(block_site_name(l, BlockSite::MlpExpertOut), [&, l](Activation& a) { outputs[static_cast<std::size_t>(l)].assign(a.data, a.data + a.numel()); });
+        h.add(block_site_name(l, BlockSite::ResidPost), [&, l](Activation& a) {
+            const Index N = a.shape[0], T = a.shape[1], d = a.shape[2], E = c.num_experts;
+            const auto& W = weights[static_cast<std::size_t>(l)];
+            const auto& O = outputs[static_cast<std::size_t>(l)];
+            for (const auto& m : r.massive)
+                for (Index b = 0; b < N; ++b)
+                    for (Index t : detail::carrier_positions(m, ids, b0 + b, opt.scan.delimiters)) {
+                        const Index row = b * T + t;
+                        Index slot = 0;
+                        for (Index e = 0; e < E; ++e) {
+                            const float w = W[static_cast<std::size_t>(row * E + e)];
+                            if (w == 0.0f) continue;
+                            const float* out = O.data() + (row * k + slot++) * d;
+                            Acc& x = acc[{l, e}];
+                            x.routed += 1;
+                            for (Index j = 0; j < d; ++j) x.max_output = std::max(x.max_output, std::abs(double(out[j])));
+                            x.contrib[m.dim] += std::abs(double(w) * out[m.dim]);
+                            x.massive[m.dim] += std::abs(double(a.data[row * d + m.dim]));
+                            x.count[m.dim] += 1;
+                        }
+                    }
+        });
+    }
+    RunOptions o;
+    o.logits = false;
+    Workspace ws;
+    for (b0 = 0; b0 < ids.rows(); b0 += batch) model.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+
+    for (const auto& [key, x] : acc) {
+        ExpertAtCarriers e;
+        e.layer = key.first;
+        e.expert = key.second;
+        e.routed = x.routed;
+        e.max_output = x.max_output;
+        for (const auto& [dim, sum] : x.contrib) {
+            const double n = x.count.at(dim), mean = sum / n;
+            if (mean > e.contribution) {
+                e.contribution = mean;
+                e.dim = dim;
+                e.massive = x.massive.at(dim) / n;
+            }
+        }
+        r.experts.push_back(e);
+    }
+    std::sort(r.experts.begin(), r.experts.end(), [](const auto& a, const auto& b) { return a.contribution > b.contribution; });
+    // Candidates, each verified by routing around it.
+    std::map<int, std::vector<Index>> pruned;
+    for (const auto& e : r.experts) {
+        if (e.dim < 0 || e.contribution < opt.min_share * e.massive) continue;
+        const auto m = std::find_if(r.massive.begin(), r.massive.end(), [&](const MassiveActivation& x) { return x.dim == e.dim; });
+        const int check = m->layers.empty() ? e.layer : std::max(e.layer, m->layers.back());
+        SuperExpert se{e.layer, e.expert, e.dim, e.contribution, e.massive, check, 0, 0};
+        se.before = massive_value(model, ids, *m, check, {}, opt.scan.delimiters, batch);
+        se.after = massive_value(model, ids, *m, check, detail::route_around({{e.layer, {e.expert}}}), opt.scan.delimiters, batch);
+        if (se.before > 0 && se.after <= opt.destroyed * se.before) {
+            r.found.push_back(se);
+            pruned[e.layer].push_back(e.expert);
+        }
+    }
+    if (r.found.empty()) {
+        r.note = "no expert writes the massive activation alone (none passes both the share and the removal test)";
+        return r;
+    }
+    CompareOptions co;
+    co.batch = batch;
+    co.decomposition = false;
+    co.tokens = {0};
+    co.run = opt.scan.run;
+    const Comparison cmp = compare(model, ids, detail::route_around(pruned), co);
+    r.ppl_original = cmp.ppl_original;
+    r.ppl_pruned = cmp.ppl_intervened;
+    auto mean_all = [](const std::vector<std::vector<std::vector<double>>>& a) {
+        double s = 0, n = 0;
+        for (const auto& layer : a.at(0))
+            for (double v : layer) {
+                s += v;
+                n += 1;
+            }
+        return n > 0 ? s / n : 0.0;
+    };
+    r.attention_first_original = mean_all(cmp.attn_original);
+    r.attention_first_pruned = mean_all(cmp.attn_intervened);
+    r.note = std::to_string(r.found.size()) + " super expert(s)";
+    return r;
 }
 
 }  // namespace massact::analysis

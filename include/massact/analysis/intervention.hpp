@@ -95,6 +95,8 @@ struct Intervention {
             throw Error("intervention: unknown hook site \"" + site + "\"");
         if (site.find("pattern") != std::string::npos || site.find("attn_scores") != std::string::npos || site == "logits")
             throw Error("intervention: site \"" + site + "\" is not shaped [N, T, ...]; use it through a hook");
+        if (site.find("hook_expert_out") != std::string::npos)
+            throw Error("intervention: site \"" + site + "\" is read-only (edit mlp.hook_expert_weights or mlp.hook_router to reroute)");
         const auto shape = model.hook_shape(site, 1, 1);
         Index width = 1;  // features per token: every axis after [N, T]
         for (std::size_t i = 2; i < shape.size(); ++i) width *= shape[i];

@@ -20,7 +20,7 @@ namespace massact {
 /// Hook sites inside a block, in execution order.
 enum class BlockSite : int {
     ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Gate, Ln1Post, AttnOut, ResidMid, Ln2,
-    MlpRouter, MlpExpertWeights, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
+    MlpRouter, MlpExpertWeights, MlpExpertOut, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
 };
 
 /// What the last axes of a site hold ([N, T, ...] unless said otherwise).
@@ -33,6 +33,7 @@ enum class SiteShape {
     Columns,    // [N, H, T, C]: the pattern at C chosen keys (RunOptions::pattern_columns; C = 1: key 0)
     Mlp,        // [N, T, I]
     Experts,    // [N, T, E]
+    ExpertSlots,  // [N, T, k, d]: one row per routed expert of a token (k = experts per token)
 };
 
 struct SiteInfo {
@@ -71,6 +72,9 @@ inline const std::vector<SiteInfo>& block_site_table() {
         {BlockSite::Ln2, "ln2.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.pre_mlp_norm; }},
         {BlockSite::MlpRouter, "mlp.hook_router", SiteShape::Experts, [](C c, bool) { return c.moe(); }},
         {BlockSite::MlpExpertWeights, "mlp.hook_expert_weights", SiteShape::Experts, [](C c, bool) { return c.moe(); }},
+        // Each routed expert's output down_e(act(gate_e x) * up_e x) before its routing weight, slot s = the token's s-th
+        // routed expert in index order (massact's own site, read-only; filled only when hooked).
+        {BlockSite::MlpExpertOut, "mlp.hook_expert_out", SiteShape::ExpertSlots, [](C c, bool) { return c.moe(); }},
         {BlockSite::MlpPre, "mlp.hook_pre", SiteShape::Mlp, [](C c, bool) { return !c.moe(); }},
         {BlockSite::MlpPreLinear, "mlp.hook_pre_linear", SiteShape::Mlp,
          [](C c, bool) { return !c.moe() && c.mlp == MlpKind::Gated; }},
@@ -131,6 +135,7 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
                         case SiteShape::Columns: return {N, H, T, columns};
                         case SiteShape::Mlp: return {N, T, c.intermediate_size};
                         case SiteShape::Experts: return {N, T, c.num_experts};
+                        case SiteShape::ExpertSlots: return {N, T, c.experts_per_token, d};
                     }
                 }
     }

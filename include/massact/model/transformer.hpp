@@ -212,6 +212,7 @@ struct Workspace {
     RowMatrixF router;       // [R, E] router logits; expert_w: routing weights
     RowMatrixF expert_w;
     RowMatrixF expert_in, expert_h, expert_u, expert_out;  // rows routed to one expert
+    RowMatrixF expert_slots;  // [R * k, d] each routed expert's output (only when mlp.hook_expert_out is hooked)
     RowMatrixF pos;          // [R, d] learned position embeddings
     RowMatrixF patches;      // vision: [N*P, C*p*p] image patches, flattened (channel, row, column)
     RowMatrixF hidden;       // vision: last_hidden_state [R, d], the result of Transformer::run_pixels
@@ -1019,6 +1020,13 @@ private:
         }
         p.hooks.block(l, BlockSite::MlpExpertWeights, rw.data(), {p.N, p.T, E});
         w.mlp_out.setZero(R, d);
+        const bool slots = p.hooks.has(l, BlockSite::MlpExpertOut);
+        const Index k = c.experts_per_token;
+        std::vector<Index> filled;
+        if (slots) {
+            w.expert_slots.setZero(R * k, d);
+            filled.assign(static_cast<std::size_t>(R), 0);
+        }
         std::vector<Index> rows;
         for (Index e = 0; e < E; ++e) {
             rows.clear();
@@ -1033,8 +1041,10 @@ private:
             for (Index i = 0; i < m; ++i) {
                 const Index r = rows[static_cast<std::size_t>(i)];
                 w.mlp_out.row(r) += w.expert_out.row(i) * rw(r, e);
+                if (slots) w.expert_slots.row(r * k + filled[static_cast<std::size_t>(r)]++) = w.expert_out.row(i);
             }
         }
+        if (slots) p.hooks.block(l, BlockSite::MlpExpertOut, w.expert_slots.data(), {p.N, p.T, k, d});
         if (c.shared_expert_size > 0) {  // every token: + shared(n) (times sigmoid(shared_gate n))
             expert_mlp(p, L.shared, c.shared_expert_size, n);
             if (c.shared_expert_gated) {
