@@ -11,6 +11,7 @@ namespace massact_tool {
 
 using massact::analysis::Intervention;
 using massact::analysis::TokenSelection;
+using massact::parse_number;  // a whole-string finite float, or an error naming the flag and its value
 
 inline std::vector<Index> parse_index_list(const std::string& s, const std::string& flag) {
     std::vector<Index> out;
@@ -80,17 +81,6 @@ inline TokenSelection parse_tokens(const std::string& spec, const std::string& m
                 throw Error("--tokens: position " + std::to_string(i) + " out of range [0, " + std::to_string(T) + ")");
     }
     return s;
-}
-
-/// A whole-string float, or an error naming the flag and the value it came from.
-inline float parse_number(const std::string& v, const std::string& flag, const std::string& spec) {
-    try {
-        std::size_t pos = 0;
-        const float f = std::stof(v, &pos);
-        if (pos == v.size()) return f;
-    } catch (const std::exception&) {
-    }
-    throw Error(flag + ": \"" + spec + "\": \"" + v + "\" is not a number");
 }
 
 inline void parse_mode(const std::string& spec, Intervention& iv) {

@@ -162,6 +162,7 @@ inline void log_softmax(const float* logits, Index V, std::vector<double>& out) 
 // never from inside the numeric kernels. Messages say what is wrong, where
 // (file, tensor, field) and what was expected.
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -175,6 +176,19 @@ public:
 /// Refuse a count below `min` (a batch size, a tile): "WHAT must be at least MIN, got VALUE".
 inline void require_at_least(long long value, long long min, const std::string& what) {
     if (value < min) throw Error(what + " must be at least " + std::to_string(min) + ", got " + std::to_string(value));
+}
+
+/// A whole-string finite float (an option's value `v`, taken from `spec`), or "WHAT: "SPEC": "V" is not a number".
+inline float parse_number(const std::string& v, const std::string& what, const std::string& spec) {
+    std::size_t pos = 0;
+    float f = 0.0f;
+    try {
+        f = std::stof(v, &pos);
+    } catch (const std::exception&) {
+        pos = 0;
+    }
+    if (v.empty() || pos != v.size() || !std::isfinite(f)) throw Error(what + ": \"" + spec + "\": \"" + v + "\" is not a number");
+    return f;
 }
 
 }  // namespace massact
@@ -8555,17 +8569,7 @@ struct AttentionOverride {
 inline AttentionOverride parse_attention_override(const std::string& spec, const std::string& what) {
     AttentionOverride o;
     using K = AttentionOverride::Kind;
-    auto number = [&](const std::string& v) {
-        std::size_t pos = 0;
-        float f = 0.0f;
-        try {
-            f = std::stof(v, &pos);
-        } catch (const std::exception&) {
-            pos = 0;
-        }
-        if (v.empty() || pos != v.size() || !std::isfinite(f)) throw Error(what + ": \"" + spec + "\": \"" + v + "\" is not a number");
-        return f;
-    };
+    auto number = [&](const std::string& v) { return parse_number(v, what, spec); };
     auto after = [&](const std::string& prefix) { return spec.rfind(prefix, 0) == 0 ? spec.substr(prefix.size()) : std::string(); };
     if (spec.empty() || spec == "standard") return o;
     if (spec == "softmax") o.kind = K::Softmax;
@@ -11304,7 +11308,7 @@ struct ModelSet {
 /// Scan every model, each on its own token ids and with its own options; random (optional, one batch per model) adds
 /// the same scan on random tokens. progress (optional) sees the sequences done of all the scans together.
 inline ModelSet compare_many(const std::vector<const Transformer*>& models, const std::vector<TokenBatch>& ids,
-                             std::vector<ScanOptions> opts, const std::vector<TokenBatch>& random = {},
+                             const std::vector<ScanOptions>& opts, const std::vector<TokenBatch>& random = {},
                              const std::function<void(Index, Index)>& progress = {}) {
     if (models.size() < 2) throw Error("compare: " + std::to_string(models.size()) + " model given (expected at least 2)");
     if (ids.size() != models.size() || opts.size() != models.size() || (!random.empty() && random.size() != models.size()))
@@ -11418,7 +11422,10 @@ inline TokenBatch random_tokens(Index n, Index seq_len, Index vocab, std::uint64
     for (Index id = 0; id < vocab; ++id)
         if (!excluded.count(id)) pool.push_back(id);
     if (pool.empty()) throw Error("--random-tokens: a vocabulary of " + std::to_string(vocab) + " ids has no ordinary token to draw");
-    if (n > (Index(1) << 40) / seq_len) throw Error("--random-tokens: " + std::to_string(n) + " x " + std::to_string(seq_len) + " tokens is too many");
+    constexpr Index max_tokens = Index(1) << 26;  // 64M ids (512 MB): far more than a scan runs, far less than a user asks by mistake
+    if (n > max_tokens / seq_len)
+        throw Error("--random-tokens: " + std::to_string(n) + " x " + std::to_string(seq_len) + " tokens is more than " +
+                    std::to_string(max_tokens));
     std::mt19937_64 rng(seed);
     const std::uint64_t m = pool.size(), limit = std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % m;
     TokenBatch b(n, seq_len);
@@ -13364,17 +13371,20 @@ inline Hooks route_around(const std::map<int, std::vector<Index>>& pruned) {
 
 }  // namespace detail
 
-/// Mean |x[D]| at the carrier tokens of m after block `layer`, with `extra` hooks.
-inline double massive_value(const Transformer& model, const TokenBatch& ids, const MassiveActivation& m, int layer, const Hooks& extra,
-                            const std::set<std::int64_t>& delims, Index batch) {
+/// positions[b]: the carrier tokens of sequence b (detail::carrier_positions), for every sequence of `ids`.
+using CarrierPositions = std::vector<std::vector<Index>>;
+
+/// Mean |x[D]| at the carrier tokens of massive dim `dim` (positions) after block `layer`, with `extra` hooks.
+inline double massive_value(const Transformer& model, const TokenBatch& ids, Index dim, const CarrierPositions& positions, int layer,
+                            const Hooks& extra, Index batch) {
     double sum = 0, n = 0;
     Hooks h = extra;
     Index b0 = 0;
     h.add(block_site_name(layer, BlockSite::ResidPost), [&](Activation& a) {
         const Index T = a.shape[1], d = a.shape[2];
         for (Index b = 0; b < a.shape[0]; ++b)
-            for (Index t : detail::carrier_positions(m, ids, b0 + b, delims)) {
-                sum += std::abs(double(a.data[(b * T + t) * d + m.dim]));
+            for (Index t : positions[static_cast<std::size_t>(b0 + b)]) {
+                sum += std::abs(double(a.data[(b * T + t) * d + dim]));
                 n += 1;
             }
     });
@@ -13397,6 +13407,12 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
         r.note = "no massive activation to trace: " + s.detector_note;
         return r;
     }
+    // The carrier tokens of every massive activation in every sequence, found once.
+    std::vector<CarrierPositions> carriers;
+    for (const auto& m : r.massive) {
+        carriers.emplace_back();
+        for (Index b = 0; b < ids.rows(); ++b) carriers.back().push_back(detail::carrier_positions(m, ids, b, opt.scan.delimiters));
+    }
     // Per (layer, expert): contributions at the carriers of every massive dim.
     struct Acc {
         std::map<Index, double> contrib, massive, count;  // by dim
@@ -13414,9 +13430,10 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
             const Index N = a.shape[0], T = a.shape[1], d = a.shape[2], E = c.num_experts;
             const auto& W = weights[static_cast<std::size_t>(l)];
             const auto& O = outputs[static_cast<std::size_t>(l)];
-            for (const auto& m : r.massive)
+            for (std::size_t i = 0; i < r.massive.size(); ++i)
                 for (Index b = 0; b < N; ++b)
-                    for (Index t : detail::carrier_positions(m, ids, b0 + b, opt.scan.delimiters)) {
+                    for (Index t : carriers[i][static_cast<std::size_t>(b0 + b)]) {
+                        const MassiveActivation& m = r.massive[i];
                         const Index row = b * T + t;
                         Index slot = 0;
                         for (Index e = 0; e < E; ++e) {
@@ -13457,13 +13474,18 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
     std::sort(r.experts.begin(), r.experts.end(), [](const auto& a, const auto& b) { return a.contribution > b.contribution; });
     // Candidates, each verified by routing around it.
     std::map<int, std::vector<Index>> pruned;
+    std::map<std::pair<std::size_t, int>, double> unchanged;
     for (const auto& e : r.experts) {
         if (e.dim < 0 || e.contribution < opt.min_share * e.massive) continue;
-        const auto m = std::find_if(r.massive.begin(), r.massive.end(), [&](const MassiveActivation& x) { return x.dim == e.dim; });
-        const int check = m->layers.empty() ? e.layer : std::max(e.layer, m->layers.back());
+        const auto i = static_cast<std::size_t>(
+            std::find_if(r.massive.begin(), r.massive.end(), [&](const MassiveActivation& x) { return x.dim == e.dim; }) - r.massive.begin());
+        const MassiveActivation& m = r.massive[i];
+        const int check = m.layers.empty() ? e.layer : std::max(e.layer, m.layers.back());
         SuperExpert se{e.layer, e.expert, e.dim, e.contribution, e.massive, check, 0, 0};
-        se.before = massive_value(model, ids, *m, check, {}, opt.scan.delimiters, batch);
-        se.after = massive_value(model, ids, *m, check, detail::route_around({{e.layer, {e.expert}}}), opt.scan.delimiters, batch);
+        const auto key = std::make_pair(i, check);  // (the unchanged value, once per massive dim and layer)
+        if (!unchanged.count(key)) unchanged[key] = massive_value(model, ids, m.dim, carriers[i], check, {}, batch);
+        se.before = unchanged[key];
+        se.after = massive_value(model, ids, m.dim, carriers[i], check, detail::route_around({{e.layer, {e.expert}}}), batch);
         if (se.before > 0 && se.after <= opt.destroyed * se.before) {
             r.found.push_back(se);
             pruned[e.layer].push_back(e.expert);

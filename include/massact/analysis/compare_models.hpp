@@ -135,7 +135,7 @@ struct ModelSet {
 /// Scan every model, each on its own token ids and with its own options; random (optional, one batch per model) adds
 /// the same scan on random tokens. progress (optional) sees the sequences done of all the scans together.
 inline ModelSet compare_many(const std::vector<const Transformer*>& models, const std::vector<TokenBatch>& ids,
-                             std::vector<ScanOptions> opts, const std::vector<TokenBatch>& random = {},
+                             const std::vector<ScanOptions>& opts, const std::vector<TokenBatch>& random = {},
                              const std::function<void(Index, Index)>& progress = {}) {
     if (models.size() < 2) throw Error("compare: " + std::to_string(models.size()) + " model given (expected at least 2)");
     if (ids.size() != models.size() || opts.size() != models.size() || (!random.empty() && random.size() != models.size()))

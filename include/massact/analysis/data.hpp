@@ -90,7 +90,10 @@ inline TokenBatch random_tokens(Index n, Index seq_len, Index vocab, std::uint64
     for (Index id = 0; id < vocab; ++id)
         if (!excluded.count(id)) pool.push_back(id);
     if (pool.empty()) throw Error("--random-tokens: a vocabulary of " + std::to_string(vocab) + " ids has no ordinary token to draw");
-    if (n > (Index(1) << 40) / seq_len) throw Error("--random-tokens: " + std::to_string(n) + " x " + std::to_string(seq_len) + " tokens is too many");
+    constexpr Index max_tokens = Index(1) << 26;  // 64M ids (512 MB): far more than a scan runs, far less than a user asks by mistake
+    if (n > max_tokens / seq_len)
+        throw Error("--random-tokens: " + std::to_string(n) + " x " + std::to_string(seq_len) + " tokens is more than " +
+                    std::to_string(max_tokens));
     std::mt19937_64 rng(seed);
     const std::uint64_t m = pool.size(), limit = std::numeric_limits<std::uint64_t>::max() - std::numeric_limits<std::uint64_t>::max() % m;
     TokenBatch b(n, seq_len);

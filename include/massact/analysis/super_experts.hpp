@@ -92,17 +92,20 @@ inline Hooks route_around(const std::map<int, std::vector<Index>>& pruned) {
 
 }  // namespace detail
 
-/// Mean |x[D]| at the carrier tokens of m after block `layer`, with `extra` hooks.
-inline double massive_value(const Transformer& model, const TokenBatch& ids, const MassiveActivation& m, int layer, const Hooks& extra,
-                            const std::set<std::int64_t>& delims, Index batch) {
+/// positions[b]: the carrier tokens of sequence b (detail::carrier_positions), for every sequence of `ids`.
+using CarrierPositions = std::vector<std::vector<Index>>;
+
+/// Mean |x[D]| at the carrier tokens of massive dim `dim` (positions) after block `layer`, with `extra` hooks.
+inline double massive_value(const Transformer& model, const TokenBatch& ids, Index dim, const CarrierPositions& positions, int layer,
+                            const Hooks& extra, Index batch) {
     double sum = 0, n = 0;
     Hooks h = extra;
     Index b0 = 0;
     h.add(block_site_name(layer, BlockSite::ResidPost), [&](Activation& a) {
         const Index T = a.shape[1], d = a.shape[2];
         for (Index b = 0; b < a.shape[0]; ++b)
-            for (Index t : detail::carrier_positions(m, ids, b0 + b, delims)) {
-                sum += std::abs(double(a.data[(b * T + t) * d + m.dim]));
+            for (Index t : positions[static_cast<std::size_t>(b0 + b)]) {
+                sum += std::abs(double(a.data[(b * T + t) * d + dim]));
                 n += 1;
             }
     });
@@ -125,6 +128,12 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
         r.note = "no massive activation to trace: " + s.detector_note;
         return r;
     }
+    // The carrier tokens of every massive activation in every sequence, found once.
+    std::vector<CarrierPositions> carriers;
+    for (const auto& m : r.massive) {
+        carriers.emplace_back();
+        for (Index b = 0; b < ids.rows(); ++b) carriers.back().push_back(detail::carrier_positions(m, ids, b, opt.scan.delimiters));
+    }
     // Per (layer, expert): contributions at the carriers of every massive dim.
     struct Acc {
         std::map<Index, double> contrib, massive, count;  // by dim
@@ -142,9 +151,10 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
             const Index N = a.shape[0], T = a.shape[1], d = a.shape[2], E = c.num_experts;
             const auto& W = weights[static_cast<std::size_t>(l)];
             const auto& O = outputs[static_cast<std::size_t>(l)];
-            for (const auto& m : r.massive)
+            for (std::size_t i = 0; i < r.massive.size(); ++i)
                 for (Index b = 0; b < N; ++b)
-                    for (Index t : detail::carrier_positions(m, ids, b0 + b, opt.scan.delimiters)) {
+                    for (Index t : carriers[i][static_cast<std::size_t>(b0 + b)]) {
+                        const MassiveActivation& m = r.massive[i];
                         const Index row = b * T + t;
                         Index slot = 0;
                         for (Index e = 0; e < E; ++e) {
@@ -185,13 +195,18 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
     std::sort(r.experts.begin(), r.experts.end(), [](const auto& a, const auto& b) { return a.contribution > b.contribution; });
     // Candidates, each verified by routing around it.
     std::map<int, std::vector<Index>> pruned;
+    std::map<std::pair<std::size_t, int>, double> unchanged;
     for (const auto& e : r.experts) {
         if (e.dim < 0 || e.contribution < opt.min_share * e.massive) continue;
-        const auto m = std::find_if(r.massive.begin(), r.massive.end(), [&](const MassiveActivation& x) { return x.dim == e.dim; });
-        const int check = m->layers.empty() ? e.layer : std::max(e.layer, m->layers.back());
+        const auto i = static_cast<std::size_t>(
+            std::find_if(r.massive.begin(), r.massive.end(), [&](const MassiveActivation& x) { return x.dim == e.dim; }) - r.massive.begin());
+        const MassiveActivation& m = r.massive[i];
+        const int check = m.layers.empty() ? e.layer : std::max(e.layer, m.layers.back());
         SuperExpert se{e.layer, e.expert, e.dim, e.contribution, e.massive, check, 0, 0};
-        se.before = massive_value(model, ids, *m, check, {}, opt.scan.delimiters, batch);
-        se.after = massive_value(model, ids, *m, check, detail::route_around({{e.layer, {e.expert}}}), opt.scan.delimiters, batch);
+        const auto key = std::make_pair(i, check);  // (the unchanged value, once per massive dim and layer)
+        if (!unchanged.count(key)) unchanged[key] = massive_value(model, ids, m.dim, carriers[i], check, {}, batch);
+        se.before = unchanged[key];
+        se.after = massive_value(model, ids, m.dim, carriers[i], check, detail::route_around({{e.layer, {e.expert}}}), batch);
         if (se.before > 0 && se.after <= opt.destroyed * se.before) {
             r.found.push_back(se);
             pruned[e.layer].push_back(e.expert);

@@ -90,17 +90,7 @@ struct AttentionOverride {
 inline AttentionOverride parse_attention_override(const std::string& spec, const std::string& what) {
     AttentionOverride o;
     using K = AttentionOverride::Kind;
-    auto number = [&](const std::string& v) {
-        std::size_t pos = 0;
-        float f = 0.0f;
-        try {
-            f = std::stof(v, &pos);
-        } catch (const std::exception&) {
-            pos = 0;
-        }
-        if (v.empty() || pos != v.size() || !std::isfinite(f)) throw Error(what + ": \"" + spec + "\": \"" + v + "\" is not a number");
-        return f;
-    };
+    auto number = [&](const std::string& v) { return parse_number(v, what, spec); };
     auto after = [&](const std::string& prefix) { return spec.rfind(prefix, 0) == 0 ? spec.substr(prefix.size()) : std::string(); };
     if (spec.empty() || spec == "standard") return o;
     if (spec == "softmax") o.kind = K::Softmax;
