@@ -212,3 +212,89 @@ TEST_CASE("random tokens (Gu et al.'s protocol): seeded, uniform over the ordina
     test::expect_error([] { analysis::random_tokens(2, 1, 10, 0, {1}); }, {"leaves no room"});
     CHECK(analysis::random_tokens(1, 5, 2, 0, {}, {0}) == TokenBatch::Constant(1, 5, 1));
 }
+
+TEST_CASE("the sink with and without BOS (Barbero et al.): both scans on the same content, perplexity on the shared targets") {
+    // tiny-llama-softmax, trained with "<s>" first in every window: with BOS it has massive activations and sink heads on
+    // it; without, the first content token takes neither (the sink is BOS's, not the first position's). The statistics are
+    // recomputed here from plain forwards: attention on position 0 from the patterns, the shared-target NLL from the logits.
+    const Transformer m(test::model("tiny-llama-softmax"));
+    const TokenBatch ids = variant_ppl_ids("tiny-llama-softmax", 4);
+    REQUIRE((ids.col(0).array() == 1).all());
+    analysis::ScanOptions opt;  // Gu et al.'s alpha over the first sink_T = 64 queries
+    const auto r = analysis::bos_sink(m, ids, 1, opt);
+    CHECK(r.data_had_bos);
+    const Index n = ids.cols() - 1, N = ids.rows(), V = 4096, H = 8, L = 8;
+    CHECK(r.targets == N * (n - 1));
+    const TokenBatch content = ids.rightCols(n);
+    for (int with = 0; with < 2; ++with) {
+        const TokenBatch x = with ? ids : content;
+        const Index T = x.cols();
+        std::vector<double> first(static_cast<std::size_t>(L), 0.0), rate(static_cast<std::size_t>(L), 0.0);
+        Hooks h;
+        h.add("*attn.hook_pattern", [&](Activation& a) {
+            for (Index hh = 0; hh < H; ++hh) {
+                double alpha = 0;
+                for (Index b = 0; b < N; ++b)
+                    for (Index q = 0; q < T; ++q) {
+                        const double p = a.data[((b * H + hh) * T + q) * T];
+                        if (q < 64) alpha += p / double(N * 64);
+                        if (q > 0) first[static_cast<std::size_t>(a.layer)] += p / double(N * (T - 1) * H);
+                    }
+                rate[static_cast<std::size_t>(a.layer)] += (alpha > 0.3) / double(H);
+            }
+        });
+        const RowMatrixF logits = m.forward(x, h);
+        double nll = 0;
+        for (Index b = 0; b < N; ++b)
+            for (Index t = T - n; t + 1 < T; ++t) {  // the predictions of c_2..c_n
+                const float* row = logits.row(b * T + t).data();
+                double mx = -1e300, z = 0;
+                for (Index v = 0; v < V; ++v) mx = std::max(mx, double(row[v]));
+                for (Index v = 0; v < V; ++v) z += std::exp(double(row[v]) - mx);
+                nll += mx + std::log(z) - row[x(b, t + 1)];
+            }
+        CHECK((with ? r.nll_with : r.nll_without) == doctest::Approx(nll / double(r.targets)).epsilon(1e-6));
+        const auto& s = r.set.scans[static_cast<std::size_t>(1 - with)];
+        CHECK(s.seq_len == T);
+        for (Index l = 0; l < L; ++l) {
+            double got = 0;
+            for (double v : s.attention_on_first_token[static_cast<std::size_t>(l)]) got += v / double(H);
+            CHECK(got == doctest::Approx(first[static_cast<std::size_t>(l)]).epsilon(1e-5));
+            CHECK(analysis::ModelSet::layer_sink_rate(s, static_cast<std::size_t>(l)) == doctest::Approx(rate[static_cast<std::size_t>(l)]));
+        }
+    }
+    const auto& with = r.set.scans[0];
+    const auto& without = r.set.scans[1];
+    MESSAGE("tiny-llama-softmax: sink rate with BOS " << with.sink_rate << ", without " << without.sink_rate << "; massive dims "
+                                                      << with.massive.size() << " vs " << without.massive.size() << "; shared perplexity "
+                                                      << r.ppl_with() << " vs " << r.ppl_without());
+    CHECK(!with.massive.empty());
+    CHECK(without.massive.empty());
+    CHECK(with.sink_rate > without.sink_rate + 0.2);
+    const auto j = r.to_json();
+    CHECK(j["models"][0]["name"] == "with BOS");
+    CHECK(j["ppl_shared_without_bos"].get<double>() == doctest::Approx(r.ppl_without()));
+    // Windows without BOS get it prepended: the same two scans.
+    const auto p = analysis::bos_sink(m, content, 1, opt);
+    CHECK(!p.data_had_bos);
+    CHECK(p.nll_with == doctest::Approx(r.nll_with).epsilon(1e-9));
+    CHECK(p.nll_without == doctest::Approx(r.nll_without).epsilon(1e-9));
+    CHECK(p.set.scans[0].sink_rate == r.set.scans[0].sink_rate);
+    // Mixed windows, a BOS outside the vocabulary, too few tokens, a vision model: refused with what was expected.
+    TokenBatch mixed = ids;
+    mixed(1, 0) = 5;
+    test::expect_error([&] { analysis::bos_sink(m, mixed, 1, opt); }, {"some windows start with BOS"});
+    test::expect_error([&] { analysis::bos_sink(m, ids, 4096, opt); }, {"4096", "outside the vocabulary"});
+    test::expect_error([&] { analysis::bos_sink(m, TokenBatch(ids.leftCols(2)), 1, opt); }, {"at least 2"});
+    test::expect_error([&] { analysis::bos_sink(Transformer(test::data("families/vit")), ids, 1, opt); }, {"vision model"});
+    // The tool: BOS from the tokenizer's prefix, the same numbers in its JSON.
+    const std::string out = test::temp_dir("bos-tool") + "/bos.json";
+    const std::string cmd = std::string(MASSACT_TOOL) + " bos " + test::model("tiny-llama-softmax") + " --ids-file " +
+                            test::data("tiny-llama-softmax.ref.safetensors") + ":ppl.input_ids --max-seqs 4 --json " + out +
+                            " > /dev/null";
+    REQUIRE(std::system(cmd.c_str()) == 0);
+    const auto tj = io::read_json_file(out);
+    CHECK(tj["bos_token_id"] == 1);
+    CHECK(tj["ppl_shared_with_bos"].get<double>() == doctest::Approx(r.ppl_with()).epsilon(1e-9));
+    CHECK(tj["models"][1]["sink_rate"].get<double>() == doctest::Approx(without.sink_rate));
+}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "commands/bench.hpp"
+#include "commands/bos.hpp"
 #include "commands/docs.hpp"
 #include "commands/eval.hpp"
 #include "commands/info.hpp"
@@ -62,6 +63,7 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
     QuantArgs quant;
     QKArgs qk;
     SuperExpertArgs superexpert;
+    BosArgs bos;
     add_info(app, info, action);
     add_run(app, run, action);
     add_eval(app, eval, action);
@@ -76,6 +78,7 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
     add_quant(app, quant, action);
     add_qk(app, qk, action);
     add_superexpert(app, superexpert, action);
+    add_bos(app, bos, action);
     DocsArgs docs;
     add_docs(app, docs, action);
     try {

@@ -31,6 +31,50 @@ struct CompareArgs {
     Index random_sequences = 0;  // --sink-random-tokens N: Gu et al.'s sink rate on N random sequences too
 };
 
+/// The table of a model set: per model perplexity, top-1, sink rate, massive dims and carriers; per layer the ratio,
+/// attention on the first token and the sink rate; each scan's detector note.
+inline void print_model_set(const massact::analysis::ModelSet& set, const std::vector<std::string>& names) {
+    const auto j = set.to_json();
+    const bool random = !set.random_scans.empty();
+    std::size_t w = 12;
+    for (const auto& n : names) w = std::max(w, n.size() + 1);
+    const int W = static_cast<int>(w);
+    std::printf("\n%-*s %10s %10s %9s %15s  %-18s %s\n", W, "model", "perplexity", "max top-1", "max ratio", "sink rate",
+                "massive dims", "carriers");
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        const auto& m = j["models"][i];
+        auto list = [](const nlohmann::json& v) {
+            std::string s;
+            for (const auto& x : v) s += (s.empty() ? "" : ",") + (x.is_string() ? x.get<std::string>() : x.dump());
+            return s.empty() ? std::string("none") : s;
+        };
+        std::string rate = m.contains("sink_rate") ? fmt(100 * m["sink_rate"].get<double>(), 1) + "%" : "-";
+        if (m.contains("sink_rate_random_tokens")) rate += " / " + fmt(100 * m["sink_rate_random_tokens"].get<double>(), 1) + "%";
+        std::printf("%-*s %10s %10.2f %9.1f %15s  %-18s %s\n", W, names[i].c_str(), m.contains("val_ppl") ? fmt(m["val_ppl"].get<double>(), 4).c_str() : "-",
+                    m["max_top1"].get<double>(), m["max_ratio"].get<double>(), rate.c_str(), list(m["massive_dims"]).c_str(),
+                    list(m["carriers"]).c_str());
+    }
+    if (random) std::printf("(sink rate: over the data / over random tokens)\n");
+    auto per_layer = [&](const char* title, const char* key, int prec) {
+        std::printf("\n%s\nlayer", title);
+        for (const auto& n : names) std::printf(" %*s", W, n.c_str());
+        std::printf("\n");
+        for (std::size_t l = 0; l < j["models"][0]["layers"].size(); ++l) {
+            std::printf("%5zu", l);
+            for (const auto& m : j["models"]) {
+                const auto& ls = m["layers"];
+                std::printf(" %*s", W, l < ls.size() && ls[l].contains(key) ? fmt(ls[l][key].get<double>(), prec).c_str() : "-");
+            }
+            std::printf("\n");
+        }
+    };
+    per_layer("largest |x| / median |x| per layer (mean over sequences)", "ratio", 1);
+    per_layer("attention on the first token (mean over heads, queries 1..T-1)", "attention_on_first_token", 3);
+    per_layer("sink rate per layer (share of heads with alpha > epsilon)", "sink_rate", 3);
+    std::printf("\n");
+    for (std::size_t i = 0; i < names.size(); ++i) std::printf("%s: %s\n", names[i].c_str(), set.scans[i].detector_note.c_str());
+}
+
 inline int run_compare(CompareArgs& a) {
     if (a.models.size() < 2) throw Error("compare: give at least two models");
     std::vector<std::unique_ptr<massact::Transformer>> owned;
@@ -66,45 +110,10 @@ inline int run_compare(CompareArgs& a) {
         while (s.size() > 1 && s.back() == '/') s.pop_back();
         names.push_back(s.substr(s.find_last_of('/') + 1));
     }
-    std::size_t w = 12;
-    for (const auto& n : names) w = std::max(w, n.size() + 1);
-    const int W = static_cast<int>(w);
     std::printf("%zu models, %ld sequences x %ld tokens", a.models.size(), static_cast<long>(ids[0].rows()), static_cast<long>(ids[0].cols()));
     if (!random.empty()) std::printf(" (and %ld random-token sequences for the sink rate)", static_cast<long>(random[0].rows()));
-    std::printf("\n\n%-*s %10s %10s %9s %15s  %-18s %s\n", W, "model", "perplexity", "max top-1", "max ratio", "sink rate",
-                "massive dims", "carriers");
-    for (std::size_t i = 0; i < names.size(); ++i) {
-        const auto& m = j["models"][i];
-        auto list = [](const nlohmann::json& v) {
-            std::string s;
-            for (const auto& x : v) s += (s.empty() ? "" : ",") + (x.is_string() ? x.get<std::string>() : x.dump());
-            return s.empty() ? std::string("none") : s;
-        };
-        std::string rate = m.contains("sink_rate") ? fmt(100 * m["sink_rate"].get<double>(), 1) + "%" : "-";
-        if (m.contains("sink_rate_random_tokens")) rate += " / " + fmt(100 * m["sink_rate_random_tokens"].get<double>(), 1) + "%";
-        std::printf("%-*s %10s %10.2f %9.1f %15s  %-18s %s\n", W, names[i].c_str(), m.contains("val_ppl") ? fmt(m["val_ppl"].get<double>(), 4).c_str() : "-",
-                    m["max_top1"].get<double>(), m["max_ratio"].get<double>(), rate.c_str(), list(m["massive_dims"]).c_str(),
-                    list(m["carriers"]).c_str());
-    }
-    if (!random.empty()) std::printf("(sink rate: over the data / over random tokens)\n");
-    auto per_layer = [&](const char* title, const char* key, int prec) {
-        std::printf("\n%s\nlayer", title);
-        for (const auto& n : names) std::printf(" %*s", W, n.c_str());
-        std::printf("\n");
-        for (std::size_t l = 0; l < j["models"][0]["layers"].size(); ++l) {
-            std::printf("%5zu", l);
-            for (const auto& m : j["models"]) {
-                const auto& ls = m["layers"];
-                std::printf(" %*s", W, l < ls.size() && ls[l].contains(key) ? fmt(ls[l][key].get<double>(), prec).c_str() : "-");
-            }
-            std::printf("\n");
-        }
-    };
-    per_layer("largest |x| / median |x| per layer (mean over sequences)", "ratio", 1);
-    per_layer("attention on the first token (mean over heads, queries 1..T-1)", "attention_on_first_token", 3);
-    per_layer("sink rate per layer (share of heads with alpha > epsilon)", "sink_rate", 3);
     std::printf("\n");
-    for (std::size_t i = 0; i < names.size(); ++i) std::printf("%s: %s\n", names[i].c_str(), set.scans[i].detector_note.c_str());
+    print_model_set(set, names);
     if (!a.figure.empty())
         massact_plot::write_figure(a.figure, [&](const massact_plot::Figure& f) { return massact_plot::model_set(f, set, names); });
     if (!a.json.empty()) massact::io::write_text_file_atomic(a.json, j.dump(1) + "\n");
