@@ -430,7 +430,7 @@ TEST_CASE("massact run and info on the families: default sites of gemma2 and mix
     CHECK(bad.out.find("matches no hook site") != std::string::npos);
 }
 
-TEST_CASE("every command runs on every language family: scan, ablate, inject, superweight, compare, swap, report") {
+TEST_CASE("every command runs on every language family: scan, ablate, inject, superweight, compare, swap, report, bos") {
     // MoE families have one down_proj per expert: superweight refuses them with a message (exit 1).
     for (const std::string family : {"gpt_neox", "gpt_neox_seq", "gptj", "phi", "opt", "falcon", "falcon_new", "bloom", "mpt",
                                      "gpt_oss", "gemma", "gemma2", "gemma3", "qwen3", "phi3", "olmo", "olmo2", "mixtral",
@@ -449,7 +449,7 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
                                       "report " + model + ids + " --out " + dir + "/report",
                                       "stream " + model + ids + " --policy cache --sinks 1 --window 3 --json " + dir + "/stream.json",
                                       "generate " + model + " --ids 1,2,3 -n 4 --sinks 1 --window 3",
-                                      "bench " + model + " -p 8 -n 4 -r 1"}) {
+                                      "bench " + model + " -p 8 -n 4 -r 1", "bos " + model + " --ids 5,9,20,31,7 --bos 1"}) {
             const auto r = run(cmd);
             INFO(cmd << "\n" << r.out);
             CHECK(r.status == 0);

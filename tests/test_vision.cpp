@@ -355,3 +355,215 @@ TEST_CASE("massact report on a vision model: scan, register ablations, token nor
     ss << md.rdbuf();
     CHECK(ss.str().find("Fix-Reg-Mean") != std::string::npos);
 }
+
+TEST_CASE("test-time registers: appended zero tokens act as registers; the planted register neuron is found and moved") {
+    const std::string src = test::data("families/dinov2");
+    const Transformer orig(src);
+    const Index d = 64, I = 128, T0 = 17, np = 16;
+    // Images: noise, and in image i one patch (position spot[i]) holding the same pattern (drawn once from the noise).
+    const std::vector<Index> spot = {5, 10, 3, 14, 0, 9};
+    PixelBatch px;
+    px.n = static_cast<Index>(spot.size());
+    px.channels = 3;
+    px.height = px.width = 32;
+    px.data.resize(static_cast<std::size_t>(px.n * 3 * 32 * 32));
+    std::mt19937 rng(11);
+    std::normal_distribution<float> noise(0.0f, 0.5f);
+    for (auto& v : px.data) v = noise(rng);
+    std::vector<float> pattern(3 * 8 * 8);
+    for (auto& v : pattern) v = noise(rng);
+    for (Index i = 0; i < px.n; ++i)
+        for (Index ch = 0; ch < 3; ++ch)
+            for (Index y = 0; y < 8; ++y)
+                for (Index x = 0; x < 8; ++x)
+                    px.data[static_cast<std::size_t>(((i * 3 + ch) * 32 + (spot[static_cast<std::size_t>(i)] / 4) * 8 + y) * 32 +
+                                                     (spot[static_cast<std::size_t>(i)] % 4) * 8 + x)] = pattern[static_cast<std::size_t>((ch * 8 + y) * 8 + x)];
+
+    // 1. RunOptions::extra_tokens: zero tokens after the patches. A DINOv2 with registers whose register tokens are zero
+    // holds the same tokens in another order, and its attention sees no positions on them: the same outputs, permuted.
+    {
+        const std::string dir = test::temp_dir("zero-registers");
+        auto cfg = io::read_json_file(test::data("families/dinov2_reg/config.json"));
+        io::write_text_file_atomic(dir + "/config.json", cfg.dump());
+        const io::SafetensorsFile f(src + "/model.safetensors");
+        io::SafetensorsWriter w;
+        std::vector<std::vector<float>> keep;
+        for (const auto& name : f.names()) {
+            keep.push_back(f.tensor(name).to_float());
+            w.add_f32(name, f.tensor(name).shape, keep.back().data());
+        }
+        const std::vector<float> zeros(4 * 64, 0.0f);
+        w.add_f32("embeddings.register_tokens", {1, 4, 64}, zeros.data());
+        w.write(dir + "/model.safetensors");
+        const Transformer reg(dir);
+        Workspace a, b;
+        RunOptions extra;
+        extra.extra_tokens = 4;
+        orig.run_pixels(px, a, {}, extra);
+        reg.run_pixels(px, b);
+        REQUIRE(a.hidden.rows() == px.n * 21);
+        double worst = 0;
+        for (Index i = 0; i < px.n; ++i)
+            for (Index t = 0; t < 21; ++t) {
+                const Index u = t == 0 ? 0 : t <= 16 ? t + 4 : t - 16;  // [CLS, patches, extra] -> [CLS, registers, patches]
+                worst = std::max(worst, double((a.hidden.row(i * 21 + t) - b.hidden.row(i * 21 + u)).cwiseAbs().maxCoeff()));
+            }
+        CHECK(worst < 1e-4);
+        CHECK((a.pooled - b.pooled).cwiseAbs().maxCoeff() < 1e-4);
+        Workspace t;
+        test::expect_error([&] { Transformer(test::model("tiny-llama")).forward(TokenBatch::Constant(1, 3, 1), {}, extra); }, {"vision models only"});
+        extra.extra_tokens = -1;
+        test::expect_error([&] { orig.run_pixels(px, t, {}, extra); }, {"extra_tokens -1"});
+    }
+
+    // 2. No high-norm patches in the random-weight model: nothing is moved, and the note says why.
+    const auto none = analysis::test_time_registers(orig, px);
+    INFO(none.note);
+    CHECK(none.layer == -1);
+    CHECK(none.neurons.empty());
+    CHECK(none.note.find("no high-norm patches") != std::string::npos);
+
+    // 3. Plant a register neuron: in block 1, MLP unit 37 reads the direction of the patterned patches' MLP input (their
+    // projection on it is ~1.0, the other patches' at most ~0.6, so 16 x - 12 keeps it off there) and writes 12 into dim
+    // 17 of the residual stream: those patches become high-norm from block 1 on.
+    const int L = 1;
+    const Index J = 37, D = 17;
+    std::vector<double> u(static_cast<std::size_t>(d), 0.0);
+    Hooks cap;
+    cap.add("blocks.1.ln2.hook_normalized", [&](Activation& a) {
+        for (Index i = 0; i < a.shape[0]; ++i)
+            for (Index j = 0; j < d; ++j) u[static_cast<std::size_t>(j)] += a.data[(i * T0 + 1 + spot[static_cast<std::size_t>(i)]) * d + j] / double(px.n);
+    });
+    Workspace w0;
+    orig.run_pixels(px, w0, cap);
+    double uu = 0;
+    for (double x : u) uu += x * x;
+    const std::string dir = test::temp_dir("planted-register-neuron");
+    REQUIRE(std::system(("cp " + src + "/config.json " + dir + "/").c_str()) == 0);
+    {
+        const io::SafetensorsFile f(src + "/model.safetensors");
+        io::SafetensorsWriter w;
+        std::vector<std::vector<float>> keep;
+        const std::string p = "encoder.layer." + std::to_string(L) + ".mlp.";
+        for (const auto& name : f.names()) {
+            keep.push_back(f.tensor(name).to_float());
+            auto& t = keep.back();
+            if (name == p + "fc1.weight")
+                for (Index j = 0; j < d; ++j) t[static_cast<std::size_t>(J * d + j)] = static_cast<float>(16.0 * u[static_cast<std::size_t>(j)] / uu);
+            if (name == p + "fc1.bias") t[static_cast<std::size_t>(J)] = -12.0f;
+            if (name == p + "fc2.weight") {
+                for (Index o = 0; o < d; ++o) t[static_cast<std::size_t>(o * I + J)] = 0.0f;
+                t[static_cast<std::size_t>(D * I + J)] = 12.0f;
+            }
+            w.add_f32(name, f.tensor(name).shape, t.data());
+        }
+        w.write(dir + "/model.safetensors");
+    }
+    const Transformer planted(dir);
+    // the plant works as meant: unit 37 fires on the patterned patches only (checked here, not assumed)
+    double on = 1e30, off = -1e30;
+    Hooks act;
+    act.add("blocks.1.mlp.hook_post", [&](Activation& a) {
+        for (Index i = 0; i < a.shape[0]; ++i)
+            for (Index p = 0; p < np; ++p) {
+                const double v = a.data[(i * T0 + 1 + p) * I + J];
+                if (p == spot[static_cast<std::size_t>(i)]) on = std::min(on, v);
+                else off = std::max(off, v);
+            }
+    });
+    Workspace w1;
+    planted.run_pixels(px, w1, act);
+    REQUIRE(on > 1.0);
+    REQUIRE(off < 0.2);
+
+    analysis::TestTimeRegisterOptions opt;
+    opt.batch = 4;  // two batches: the sums across batches are part of the test
+    const auto r = analysis::test_time_registers(planted, px, opt);
+    INFO(r.note);
+    MESSAGE("planted register neuron: " << r.note << "; top candidate block " << r.neurons[0].layer << " unit " << r.neurons[0].neuron
+                                        << " (" << r.neurons[0].at_outliers << " on the outliers, " << r.neurons[0].elsewhere
+                                        << " elsewhere; next " << r.ranked[1].concentration() << "); patch max/median " << r.before.max_ratio()
+                                        << " -> " << r.after.max_ratio() << ", last block " << r.before_last.max_ratio() << " -> "
+                                        << r.after_last.max_ratio() << "; pooled cosine " << r.pooled_cosine);
+    CHECK(r.layer == L);
+    CHECK(r.outliers == px.n);  // exactly the patterned patches
+    for (Index i = 0; i < px.n; ++i) {
+        Index arg = 0;
+        r.before.patches.row(i).maxCoeff(&arg);
+        CHECK(arg == spot[static_cast<std::size_t>(i)]);
+    }
+    REQUIRE(r.neurons.size() == 10);
+    CHECK(r.neurons[0].layer == L);
+    CHECK(r.neurons[0].neuron == J);
+    CHECK(r.neurons[0].concentration() > 3 * r.ranked[1].concentration());
+    // moved: no high-norm patch is left, the test-time register carries the norm instead
+    CHECK(r.outliers_after == 0);
+    CHECK(r.after.max_ratio() < 0.5 * r.before.max_ratio());
+    for (Index i = 0; i < px.n; ++i) CHECK(r.after.extra[static_cast<std::size_t>(i)] > r.after.patches.row(i).maxCoeff());
+    // the same run written out by hand: unit 37's largest activation over the image's tokens on the extra token, zero
+    // elsewhere (only the top-1 neuron, to keep the check readable), then the patch norms at block 1
+    analysis::TestTimeRegisterOptions one = opt;
+    one.top_k = 1;
+    const auto r1 = analysis::test_time_registers(planted, px, one);
+    Hooks naive;
+    std::vector<double> norms(static_cast<std::size_t>(px.n * 18), 0.0);
+    naive.add("blocks.1.mlp.hook_post", [&](Activation& a) {
+        for (Index i = 0; i < a.shape[0]; ++i) {
+            float mx = -1e30f;
+            for (Index t = 0; t < T0; ++t) mx = std::max(mx, a.data[(i * 18 + t) * I + J]);
+            for (Index t = 0; t < T0; ++t) a.data[(i * 18 + t) * I + J] = 0.0f;
+            a.data[(i * 18 + T0) * I + J] = mx;
+        }
+    });
+    naive.add("blocks.1.hook_resid_post", [&](Activation& a) {
+        for (Index k = 0; k < a.shape[0] * 18; ++k) {
+            double s = 0;
+            for (Index j = 0; j < d; ++j) s += double(a.data[k * d + j]) * a.data[k * d + j];
+            norms[static_cast<std::size_t>(k)] = std::sqrt(s);
+        }
+    });
+    RunOptions ro;
+    ro.extra_tokens = 1;
+    Workspace w2;
+    planted.run_pixels(px, w2, naive, ro);
+    for (Index i = 0; i < px.n; ++i) {
+        for (Index p = 0; p < np; ++p) CHECK(r1.after.patches(i, p) == doctest::Approx(norms[static_cast<std::size_t>(i * 18 + 1 + p)]).epsilon(1e-9));
+        CHECK(r1.after.extra[static_cast<std::size_t>(i)] == doctest::Approx(norms[static_cast<std::size_t>(i * 18 + T0)]).epsilon(1e-9));
+    }
+    CHECK(r1.pooled_cosine < 1.0);
+    const auto j = r.to_json();
+    CHECK(j["register_neurons"][0]["neuron"] == J);
+    CHECK(j["before"]["images"][0]["patches"].size() == 4);
+    // refusals
+    test::expect_error([&] { analysis::test_time_registers(Transformer(test::model("tiny-llama")), px); }, {"not a vision model"});
+    analysis::TestTimeRegisterOptions bad;
+    bad.outlier_ratio = 1.0;
+    test::expect_error([&] { analysis::test_time_registers(planted, px, bad); }, {"outlier ratio", "> 1"});
+    bad = {};
+    bad.layer = 3;
+    test::expect_error([&] { analysis::test_time_registers(planted, px, bad); }, {"layer 3", "[0, 3)"});
+    // the tool: the same neuron, the maps in its JSON
+    const std::string out = test::temp_dir("ttr-tool");
+    std::string msg;
+    // (pixels from a safetensors file: the planted images written out)
+    {
+        io::SafetensorsWriter w;
+        w.add_f32("pixel_values", {px.n, 3, 32, 32}, px.data.data());
+        w.write(out + "/px.safetensors");
+    }
+    REQUIRE(tool("registers " + dir + " --pixels " + out + "/px.safetensors --json " + out + "/r.json --figure " + out + "/r.png", &msg) == 0);
+    INFO(msg);
+    const auto tj = io::read_json_file(out + "/r.json");
+    CHECK(tj["register_neurons"][0]["layer"] == L);
+    CHECK(tj["register_neurons"][0]["neuron"] == J);
+    CHECK(tj["outliers_after"] == 0);
+    CHECK(msg.find("block 1 unit 37") != std::string::npos);
+    // every vision family runs it (with trained registers too); a language model is refused
+    for (const std::string family : {"vit", "dinov2_reg", "clip_vision"}) {
+        const std::string fdir = test::data("families/" + family);
+        CHECK(tool("registers " + fdir + " --pixels " + fdir + "/ref.safetensors --outlier-ratio 1.01 --neurons 2", &msg) == 0);
+        CHECK(msg.find("register neurons moved") != std::string::npos);
+    }
+    CHECK(tool("registers " + test::model("tiny-llama") + " --pixels " + out + "/px.safetensors", &msg) == 1);
+    CHECK(msg.find("reads text") != std::string::npos);
+}

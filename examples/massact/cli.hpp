@@ -11,6 +11,7 @@
 #include "commands/intervene.hpp"
 #include "commands/qk.hpp"
 #include "commands/quant.hpp"
+#include "commands/registers.hpp"
 #include "commands/run.hpp"
 #include "commands/scan.hpp"
 #include "commands/superexpert.hpp"
@@ -64,6 +65,7 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
     QKArgs qk;
     SuperExpertArgs superexpert;
     BosArgs bos;
+    RegistersArgs registers;
     add_info(app, info, action);
     add_run(app, run, action);
     add_eval(app, eval, action);
@@ -79,6 +81,7 @@ inline int run_cli(int argc, char** argv, const Ranks& ranks = {}, const MpiSess
     add_qk(app, qk, action);
     add_superexpert(app, superexpert, action);
     add_bos(app, bos, action);
+    add_registers(app, registers, action);
     DocsArgs docs;
     add_docs(app, docs, action);
     try {

@@ -24,6 +24,7 @@
 #include "massact/analysis/scan.hpp"
 #include "massact/analysis/scan_state.hpp"
 #include "massact/analysis/super_experts.hpp"
+#include "massact/analysis/test_time_registers.hpp"
 #include "massact/analysis/streaming.hpp"
 #include "massact/analysis/vision.hpp"
 #include "massact/core/eigen.hpp"

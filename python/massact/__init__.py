@@ -10,12 +10,14 @@ to_tokens, ...); the work is done by massact's C++ library (the compiled _massac
 lists every function.
 """
 
-from ._massact import Error, KVCache, Tokenizer, __version__, read_safetensors  # noqa: F401
+from ._massact import Error, KVCache, Tokenizer, __version__, read_safetensors, write_safetensors  # noqa: F401
 from ._massact import Model as _Model
 from .model import HookedModel, HookPoint, ActivationCache, load  # noqa: F401
-from .analyses import scan, ablate, inject, superweight, compare, swap, stream, quant, perplexity, tool  # noqa: F401
+from .analyses import (scan, ablate, inject, superweight, compare, swap, stream, quant, perplexity, qk, superexpert, bos,  # noqa: F401
+                       registers, tool)
 
 __all__ = [
-    "Error", "KVCache", "read_safetensors", "Tokenizer", "HookedModel", "HookPoint", "ActivationCache", "load",
-    "scan", "ablate", "inject", "superweight", "compare", "swap", "stream", "quant", "perplexity", "tool",
+    "Error", "KVCache", "read_safetensors", "write_safetensors", "Tokenizer", "HookedModel", "HookPoint", "ActivationCache", "load",
+    "scan", "ablate", "inject", "superweight", "compare", "swap", "stream", "quant", "perplexity", "qk", "superexpert", "bos",
+    "registers", "tool",
 ]

@@ -98,7 +98,7 @@ def _progress(progress):
 # The commands that take --precision: a model loaded with precision="q8" (or "bf16", "auto") runs them at it
 # unless the call says otherwise; likewise --softmax for a model loaded with softmax="softpick" (or another).
 _PRECISION_COMMANDS = {"scan", "stream", "eval"}
-_SOFTMAX_COMMANDS = {"scan", "eval"}
+_SOFTMAX_COMMANDS = {"scan", "eval", "bos", "qk"}
 
 
 def _run(command, model, data=None, verbose=False, progress=None, extra=(), **options):
@@ -164,3 +164,36 @@ def quant(model, data=None, **options):
 def perplexity(model, data=None, **options):
     """massact eval: perplexity of each sequence and overall ({ppl, nll, seq_nll, tokens, ...})."""
     return _run("eval", model, data, **options)
+
+
+def qk(model, data=None, **options):
+    """massact qk: massive values in Q and K (Jin et al. 2025) per layer, head and dim against RoPE's frequencies, and
+    the top-m against random-m intervention."""
+    return _run("qk", model, data, **options)
+
+
+def superexpert(model, data=None, **options):
+    """massact superexpert: the experts of a mixture-of-experts model that write its massive activations (Su et al.)."""
+    return _run("superexpert", model, data, **options)
+
+
+def bos(model, data=None, **options):
+    """massact bos: the sink with and without the BOS token on the same content (Barbero et al. 2025): both scans
+    ("models": "with BOS", "without BOS") and the perplexity on the targets both score."""
+    return _run("bos", model, data, **options)
+
+
+def registers(model, pixels=None, **options):
+    """massact registers: test-time registers (Jiang et al. 2025) for a vision model without trained registers.
+    pixels: float32 [N, 3, H, W] (an array, or a safetensors path as FILE[:TENSOR]); or images=DIR|FILES."""
+    with tempfile.TemporaryDirectory(prefix="massact-") as tmp:
+        if pixels is not None and not isinstance(pixels, (str, os.PathLike)):
+            a = np.asarray(pixels, dtype=np.float32)
+            if a.ndim != 4:
+                raise Error(f"pixels: expected float [N, 3, H, W], got shape {list(a.shape)}")
+            path = os.path.join(tmp, "pixels.safetensors")
+            _massact.write_safetensors(path, {"pixel_values": a})
+            pixels = path
+        if pixels is not None:
+            options["pixels"] = os.fspath(pixels)
+        return _run("registers", model, None, **options)

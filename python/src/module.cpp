@@ -460,6 +460,29 @@ py::dict read_safetensors(const std::string& path) {
     return out;
 }
 
+/// Float arrays as F32, integer arrays as I64 (converted, C order), written atomically.
+void write_safetensors(const std::string& path, const py::dict& tensors) {
+    massact::io::SafetensorsWriter w;
+    for (const auto& kv : tensors) {
+        const std::string name = py::str(kv.first);
+        const py::array a = py::array::ensure(kv.second);
+        if (!a) throw massact::Error("write_safetensors: tensor \"" + name + "\" is not an array");
+        const char kind = a.dtype().kind();
+        std::vector<std::int64_t> shape(a.shape(), a.shape() + a.ndim());
+        if (kind == 'f') {
+            const auto f = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(a);
+            w.add_f32(name, shape, f.data());
+        } else if (kind == 'i' || kind == 'u' || kind == 'b') {
+            const auto i = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+            w.add_i64(name, shape, i.data());
+        } else {
+            throw massact::Error("write_safetensors: tensor \"" + name + "\" has dtype kind '" + std::string(1, kind) +
+                                 "' (expected float or integer)");
+        }
+    }
+    w.write(path);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_massact, m) {
@@ -535,5 +558,7 @@ PYBIND11_MODULE(_massact, m) {
 
     m.def("_bench_cpp_forward", &bench_cpp_forward, py::arg("model"), py::arg("tokens"), py::arg("repeats"), py::arg("mode"));
     m.def("read_safetensors", &read_safetensors, py::arg("path"), "Every tensor of a safetensors file as numpy (int64 or float32)");
+    m.def("write_safetensors", &write_safetensors, py::arg("path"), py::arg("tensors"),
+          "Write {name: array} to a safetensors file (float arrays as F32, integer arrays as I64)");
     m.def("tool", &tool, py::arg("args"), "Run a massact tool command line in this process (argv without the program name)");
 }

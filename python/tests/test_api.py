@@ -265,3 +265,32 @@ def test_progress_bars_are_drawn_when_asked_and_never_otherwise(tiny_llama, capf
     assert capfd.readouterr().err == ""
     with pytest.raises(massact.Error, match="progress"):
         massact.ablate(tiny_llama, data=val, progress="yes", **opts)
+
+
+def test_the_sink_with_and_without_bos_and_test_time_registers_from_python():
+    m = massact.load(model_dir("tiny-llama-softmax"))
+    ids = massact.read_safetensors(data("tiny-llama-softmax.ref.safetensors"))["ppl.input_ids"][:2]
+    j = massact.bos(m, data=ids)
+    assert j["data_had_bos"] and j["bos_token_id"] == 1
+    assert [s["name"] for s in j["models"]] == ["with BOS", "without BOS"]
+    # the shared targets (content tokens after the first), from Python forwards
+    with_bos = m.loss(m(ids), ids, per_token=True)[:, 1:]
+    content = ids[:, 1:]
+    without = m.loss(m(content), content, per_token=True)
+    assert with_bos.shape == without.shape
+    assert abs(j["ppl_shared_with_bos"] / np.exp(with_bos.mean()) - 1) < 1e-5
+    assert abs(j["ppl_shared_without_bos"] / np.exp(without.mean()) - 1) < 1e-5
+
+    # test-time registers: pixels as an array; the random-weight DINOv2 has no high-norm patch at the default ratio
+    path = data("families", "dinov2")
+    px = massact.read_safetensors(data("families", "dinov2", "ref.safetensors"))["pixel_values"]
+    r = massact.registers(path, pixels=px)
+    assert r["layer"] == -1 and "no high-norm patches" in r["note"]
+    # at ratio 1.01 every block qualifies: the first is the detection layer; its patch-norm maps are the cache's norms
+    r = massact.registers(path, pixels=px, outlier_ratio=1.01, neurons=3)
+    assert r["layer"] == 0 and len(r["register_neurons"]) == 3
+    _, cache = massact.load(path).run_with_cache(pixel_values=px)
+    norms = np.linalg.norm(cache["resid_post", 0][:, 1:, :].astype(np.float64), axis=-1).reshape(len(px), 4, 4)
+    assert np.allclose(np.array([im["patches"] for im in r["before"]["images"]]), norms, rtol=1e-6)
+    with pytest.raises(massact.Error, match="pixels: expected float"):
+        massact.registers(path, pixels=px[0])

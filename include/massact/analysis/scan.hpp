@@ -108,6 +108,8 @@ inline void scan_pixels_into(ScanAccumulator& acc, const Transformer& model, con
                              Index first_row = 0) {
     const ModelConfig& c = model.config();
     model.validate(px);
+    if (opt.run.extra_tokens != 0)
+        throw Error("scan: test-time registers (extra_tokens) are not scanned; run analysis::test_time_registers");
     const Index T = c.vision.tokens(px.height, px.width), per = px.channels * px.height * px.width;
     detail::start(acc, c, T, opt);
     acc.registers = c.vision.registers;

@@ -157,6 +157,9 @@ private:
 };
 }  // namespace detail
 
+/// The most test-time registers a forward appends (RunOptions::extra_tokens).
+constexpr Index kMaxExtraTokens = 1024;
+
 struct RunOptions {
     bool logits = true;           // compute logits (false: stop after ln_final)
     int last_layer = -1;          // >= 0: stop after this block (no final norm, no logits: set logits = false too)
@@ -173,6 +176,10 @@ struct RunOptions {
     /// probability 0). Empty: key 0 of every sequence (C = 1). A hook on that site alone leaves attention streamed
     /// (no [N, H, T, K] pattern), so attention on the first token or a delimiter costs O(T) memory at any length.
     RowMatrix<Index> pattern_columns;
+    /// Vision only: test-time registers (Jiang et al. 2025), this many tokens appended after the patches, zero vectors
+    /// before the first block (no position embedding); hooks see them at positions T0..T0+E-1 (T0 = CLS, registers and
+    /// patches). The pooled output still reads CLS.
+    Index extra_tokens = 0;
 
     Index columns() const { return pattern_columns.size() == 0 ? 1 : pattern_columns.cols(); }
 };
@@ -443,6 +450,7 @@ public:
     /// Returns a reference to w.logits.
     const RowMatrixF& run(const TokenBatch& ids, Workspace& w, const Hooks& hooks = {}, const RunOptions& options = {}) const {
         validate(ids);
+        if (options.extra_tokens != 0) throw Error("forward: extra_tokens (test-time registers) apply to vision models only");
         if (options.last_layer >= 0 && options.logits)
             throw Error("forward: last_layer " + std::to_string(options.last_layer) +
                         " stops before the logits: set RunOptions::logits = false (read the hidden states with a hook)");
@@ -472,8 +480,9 @@ public:
 
     /// The token kinds of a vision model's sequence for h x w images: 0 = CLS, 1 + k = register k,
     /// 1 + R + i = patch i (row-major over the patch grid). They stand in for token ids in hooks and scans.
-    TokenBatch vision_tokens(Index n, Index h, Index w) const {
-        TokenBatch ids(n, config_.vision.tokens(h, w));
+    /// `extra` test-time registers follow the patches (RunOptions::extra_tokens).
+    TokenBatch vision_tokens(Index n, Index h, Index w, Index extra = 0) const {
+        TokenBatch ids(n, config_.vision.tokens(h, w) + extra);
         for (Index i = 0; i < n; ++i)
             for (Index t = 0; t < ids.cols(); ++t) ids(i, t) = t;
         return ids;
@@ -485,9 +494,11 @@ public:
     /// outputs are empty (as the logits of run), never an earlier image's.
     const RowMatrixF& run_pixels(const PixelBatch& px, Workspace& w, const Hooks& hooks = {}, const RunOptions& options = {}) const {
         validate(px);
+        if (options.extra_tokens < 0 || options.extra_tokens > kMaxExtraTokens)
+            throw Error("forward: extra_tokens " + std::to_string(options.extra_tokens) + " (expected 0.." + std::to_string(kMaxExtraTokens) + ")");
         w.hidden.resize(0, 0);
         w.pooled.resize(0, 0);
-        const TokenBatch ids = vision_tokens(px.n, px.height, px.width);
+        const TokenBatch ids = vision_tokens(px.n, px.height, px.width, options.extra_tokens);
         Pass p(ids, w, detail::HookCalls(hooks, config_, has_sink_slot(options), ids), options);
         p.pixels = &px;
         p.pos.resize(static_cast<std::size_t>(p.T));
@@ -510,6 +521,7 @@ public:
         if (ids.rows() == 0 || ids.cols() == 0) throw Error("forward: empty token batch");
         if (options.last_layer >= 0)
             throw Error("forward: last_layer cannot be used with a KV cache (the later layers would miss the new tokens)");
+        if (options.extra_tokens != 0) throw Error("forward: extra_tokens (test-time registers) apply to vision models only");
         const Index past = cache.begin_step(ids.cols());
         try {
             validate(ids, cache.position(cache.size() - 1));
@@ -634,6 +646,7 @@ private:
             add(n * T, weights_.cls.data(), pos.data());
             for (Index k = 0; k < R; ++k) add(n * T + 1 + k, weights_.registers.data() + k * d, nullptr);
             for (Index i = 0; i < np; ++i) add(n * T + 1 + R + i, proj.row(n * np + i).data(), pos.data() + (1 + i) * d);
+            for (Index t = 1 + R + np; t < T; ++t) x.row(n * T + t).setZero();  // test-time registers
         }
         p.hooks.embed(x.data(), {N, T, d});
         if (c.embed_norm) detail::apply_norm(c.norm, weights_.embed_norm, x.data(), x.data(), x.rows(), x.cols());

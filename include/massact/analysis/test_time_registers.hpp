@@ -1,0 +1,339 @@
+// massact/analysis/test_time_registers.hpp - test-time registers (Jiang et al. 2025, "Vision Transformers Don't Need
+// Trained Registers") for a vision model trained without register tokens.
+//
+//   1. high-norm patches: the norm of every patch token's residual stream after each block (blocks.l.hook_resid_post);
+//      a patch is an outlier at block l when its norm is at least outlier_ratio times the median patch norm of its
+//      image. The detection layer (default) is the first block where the largest patch norm over the median, averaged
+//      over the images, reaches outlier_ratio: the outliers appear there, so the neurons that make them sit at or before it;
+//   2. register neurons: for every MLP neuron (mlp.hook_post) of the blocks up to the detection layer, its mean
+//      activation on the outlier patches minus its mean activation on the other patches, over all images; the top_k
+//      by that concentration;
+//   3. the test-time register: `registers` extra tokens appended after the patches, zero vectors before the first
+//      block (RunOptions::extra_tokens); in each register neuron's block its activation on every extra token is set to
+//      its largest activation over the image's own tokens, and its activation on the image's tokens to zero;
+//   4. measured: the patch-norm maps at the detection layer and after the last block, before and after, the extra
+//      tokens' norm, the outliers left, and the change of the pooled and CLS features (cosine against the original).
+#pragma once
+
+#include "massact/analysis/vision.hpp"
+#include "massact/core/error.hpp"
+#include "massact/model/transformer.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace massact::analysis {
+
+struct TestTimeRegisterOptions {
+    int layer = -1;              // the detection layer; -1: the first block whose patch-norm ratio reaches outlier_ratio
+    double outlier_ratio = 4.0;  // an outlier patch: norm >= this times its image's median patch norm
+    Index top_k = 10;            // register neurons moved
+    Index registers = 1;         // test-time registers appended
+    Index batch = 8;             // images per forward
+};
+
+struct RegisterNeuron {
+    int layer = 0;
+    Index neuron = 0;
+    double at_outliers = 0, elsewhere = 0;  // mean activation (mlp.hook_post) on the outlier patches / the other patches
+    double concentration() const { return at_outliers - elsewhere; }
+};
+
+/// Token norms of one run at one block: per image the patch norms over the patch grid, CLS's and the extra tokens'.
+struct TokenNorms {
+    int layer = 0;
+    Index grid_h = 0, grid_w = 0;
+    RowMatrixD patches;        // [N, gh * gw]
+    std::vector<double> cls;   // [N]
+    std::vector<double> extra; // [N] mean norm of the test-time registers (empty without them)
+
+    double median(Index image) const {
+        std::vector<double> v(patches.row(image).data(), patches.row(image).data() + patches.cols());
+        std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+        return v[v.size() / 2];
+    }
+    /// Mean over images of the largest patch norm over the median.
+    double max_ratio() const {
+        double s = 0;
+        for (Index i = 0; i < patches.rows(); ++i) s += patches.row(i).maxCoeff() / std::max(median(i), 1e-30) / double(patches.rows());
+        return s;
+    }
+    /// Patches with norm >= ratio times their image's median, over all images.
+    Index outliers(double ratio) const {
+        Index n = 0;
+        for (Index i = 0; i < patches.rows(); ++i) {
+            const double m = median(i);
+            for (Index p = 0; p < patches.cols(); ++p) n += patches(i, p) >= ratio * m;
+        }
+        return n;
+    }
+    nlohmann::json to_json() const {
+        nlohmann::json maps = nlohmann::json::array();
+        for (Index i = 0; i < patches.rows(); ++i) {
+            nlohmann::json grid = nlohmann::json::array();
+            for (Index r = 0; r < grid_h; ++r) grid.push_back(std::vector<double>(patches.row(i).data() + r * grid_w, patches.row(i).data() + (r + 1) * grid_w));
+            nlohmann::json m = {{"cls", cls[static_cast<std::size_t>(i)]}, {"patch_median", median(i)}, {"patch_max", patches.row(i).maxCoeff()},
+                                {"patches", grid}};
+            if (!extra.empty()) m["test_time_registers"] = extra[static_cast<std::size_t>(i)];
+            maps.push_back(m);
+        }
+        return {{"layer", layer}, {"max_over_median", max_ratio()}, {"images", maps}};
+    }
+};
+
+struct TestTimeRegisters {
+    int layer = -1;                       // detection layer (-1: no high-norm patches found)
+    double outlier_ratio = 0;
+    Index outliers = 0, patches = 0;      // outlier patches at the detection layer, patches in all
+    std::vector<RegisterNeuron> ranked;   // the candidates by concentration (at most 4 top_k, at least 20)
+    std::vector<RegisterNeuron> neurons;  // the top_k moved
+    Index registers = 0;
+    TokenNorms before, after;             // at the detection layer
+    TokenNorms before_last, after_last;   // after the last block
+    Index outliers_after = 0;
+    double pooled_cosine = 1, cls_cosine = 1;  // means over images, against the original run
+    std::vector<double> max_ratio_per_layer;   // the original's patch-norm ratio per block
+    std::string note;
+
+    nlohmann::json to_json() const {
+        auto list = [](const std::vector<RegisterNeuron>& v) {
+            nlohmann::json a = nlohmann::json::array();
+            for (const auto& n : v)
+                a.push_back({{"layer", n.layer}, {"neuron", n.neuron}, {"at_outliers", n.at_outliers}, {"elsewhere", n.elsewhere},
+                             {"concentration", n.concentration()}});
+            return a;
+        };
+        nlohmann::json j = {{"layer", layer}, {"outlier_ratio", outlier_ratio}, {"outliers", outliers}, {"patches", patches},
+                            {"max_over_median_per_layer", max_ratio_per_layer}, {"candidates", list(ranked)},
+                            {"register_neurons", list(neurons)}, {"note", note}};
+        if (layer < 0) return j;
+        j["test_time_registers"] = registers;
+        j["outliers_after"] = outliers_after;
+        j["pooled_cosine"] = pooled_cosine;
+        j["cls_cosine"] = cls_cosine;
+        j["before"] = before.to_json();
+        j["after"] = after.to_json();
+        j["before_last_block"] = before_last.to_json();
+        j["after_last_block"] = after_last.to_json();
+        return j;
+    }
+};
+
+/// The intervention of step 3 for images of `image_tokens` tokens followed by `extra` test-time registers: in each
+/// neuron's block, its activation on the extra tokens becomes its largest over the image's tokens, and zero there.
+inline Hooks test_time_register_hooks(const std::vector<RegisterNeuron>& neurons, Index image_tokens, Index extra) {
+    if (extra < 1) throw Error("test-time registers: at least one extra token is needed to move the neurons into");
+    std::map<int, std::vector<Index>> by_layer;
+    for (const auto& n : neurons) by_layer[n.layer].push_back(n.neuron);
+    Hooks h;
+    for (const auto& kv : by_layer) {
+        h.add("blocks." + std::to_string(kv.first) + ".mlp.hook_post", [units = kv.second, image_tokens, extra](Activation& a) {
+            const Index N = a.shape[0], T = a.shape[1], I = a.shape[2];
+            if (T != image_tokens + extra)
+                throw Error("test-time registers: the forward has " + std::to_string(T) + " tokens, expected " +
+                            std::to_string(image_tokens) + " + " + std::to_string(extra) + " (RunOptions::extra_tokens)");
+            for (Index b = 0; b < N; ++b)
+                for (Index j : units) {
+                    if (j < 0 || j >= I) throw Error("test-time registers: neuron " + std::to_string(j) + " outside the MLP's " + std::to_string(I));
+                    float* col = a.data + b * T * I + j;
+                    float mx = col[0];
+                    for (Index t = 0; t < image_tokens; ++t) mx = std::max(mx, col[t * I]);
+                    for (Index t = 0; t < image_tokens; ++t) col[t * I] = 0.0f;
+                    for (Index t = image_tokens; t < T; ++t) col[t * I] = mx;
+                }
+        });
+    }
+    return h;
+}
+
+namespace detail {
+
+/// Runs `px` `batch` images at a time with `hooks_for(first image)` and `options`; `done(w, first, count)` after each.
+template <typename MakeHooks, typename Done>
+void run_image_batches(const Transformer& m, const PixelBatch& px, Index batch, const RunOptions& options, MakeHooks&& hooks_for,
+                       Done&& done) {
+    const Index per = px.channels * px.height * px.width;
+    Workspace w;
+    for (Index b0 = 0; b0 < px.n; b0 += batch) {
+        PixelBatch chunk = px;
+        chunk.n = std::min(batch, px.n - b0);
+        chunk.data.assign(px.data.begin() + b0 * per, px.data.begin() + (b0 + chunk.n) * per);
+        const Hooks h = hooks_for(b0);
+        m.run_pixels(chunk, w, h, options);
+        done(w, b0, chunk.n);
+    }
+}
+
+/// Hooks filling per-layer token norms (layers[l], sized N x patches) of the images from b0 on.
+inline Hooks norm_hooks(std::vector<TokenNorms>& layers, Index b0, Index first_patch, Index patches) {
+    Hooks h;
+    h.add("*hook_resid_post", [&layers, b0, first_patch, patches](Activation& a) {
+        TokenNorms& t = layers[static_cast<std::size_t>(a.layer)];
+        const Index N = a.shape[0], T = a.shape[1], d = a.shape[2];
+        auto norm = [&](Index b, Index tok) {
+            double s = 0;
+            for (Index j = 0; j < d; ++j) s += double(a.data[(b * T + tok) * d + j]) * a.data[(b * T + tok) * d + j];
+            return std::sqrt(s);
+        };
+        for (Index b = 0; b < N; ++b) {
+            for (Index p = 0; p < patches; ++p) t.patches(b0 + b, p) = norm(b, first_patch + p);
+            t.cls[static_cast<std::size_t>(b0 + b)] = norm(b, 0);
+            if (!t.extra.empty()) {
+                double e = 0;
+                for (Index tok = first_patch + patches; tok < T; ++tok) e += norm(b, tok) / double(T - first_patch - patches);
+                t.extra[static_cast<std::size_t>(b0 + b)] = e;
+            }
+        }
+    });
+    return h;
+}
+
+inline std::string num(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+    return buf;
+}
+
+}  // namespace detail
+
+/// Steps 1-4 over the images `px` (at least one).
+inline TestTimeRegisters test_time_registers(const Transformer& m, const PixelBatch& px, const TestTimeRegisterOptions& opt = {}) {
+    const ModelConfig& c = m.config();
+    if (!c.is_vision()) throw Error("test-time registers: " + c.model_type + " is not a vision model");
+    m.validate(px);
+    require_at_least(opt.batch, 1, "test-time registers: batch");
+    require_at_least(opt.top_k, 1, "test-time registers: top_k");
+    require_at_least(opt.registers, 1, "test-time registers: registers");
+    if (opt.registers > kMaxExtraTokens)
+        throw Error("test-time registers: " + std::to_string(opt.registers) + " registers (at most " + std::to_string(kMaxExtraTokens) + ")");
+    if (!(opt.outlier_ratio > 1.0) || !std::isfinite(opt.outlier_ratio))
+        throw Error("test-time registers: outlier ratio " + detail::num(opt.outlier_ratio) + " (expected a number > 1)");
+    if (opt.layer < -1 || opt.layer >= c.num_layers)
+        throw Error("test-time registers: layer " + std::to_string(opt.layer) + " outside [0, " + std::to_string(c.num_layers) + ")");
+    if (c.moe()) throw Error("test-time registers: " + c.model_type + " has experts, not one MLP whose neurons could be moved");
+    const Index N = px.n, P = c.vision.patch_size, gh = px.height / P, gw = px.width / P, np = gh * gw, first = 1 + c.vision.registers;
+    const Index T0 = c.vision.tokens(px.height, px.width), d = c.hidden_size, I = c.intermediate_size;
+    const int L = c.num_layers;
+    auto fresh = [&](int l, bool extra) {
+        TokenNorms t;
+        t.layer = l;
+        t.grid_h = gh;
+        t.grid_w = gw;
+        t.patches = RowMatrixD::Zero(N, np);
+        t.cls.assign(static_cast<std::size_t>(N), 0.0);
+        if (extra) t.extra.assign(static_cast<std::size_t>(N), 0.0);
+        return t;
+    };
+    TestTimeRegisters r;
+    r.outlier_ratio = opt.outlier_ratio;
+    r.registers = opt.registers;
+    r.patches = N * np;
+    // 1. the original run: token norms after every block, the pooled and CLS features
+    std::vector<TokenNorms> orig;
+    for (int l = 0; l < L; ++l) orig.push_back(fresh(l, false));
+    RowMatrixF pooled0(N, d), cls0(N, d);
+    detail::run_image_batches(
+        m, px, opt.batch, {}, [&](Index b0) { return detail::norm_hooks(orig, b0, first, np); },
+        [&](const Workspace& w, Index b0, Index n) {
+            for (Index b = 0; b < n; ++b) {
+                pooled0.row(b0 + b) = w.pooled.row(b);
+                cls0.row(b0 + b) = w.hidden.row(b * T0);
+            }
+        });
+    for (const auto& t : orig) r.max_ratio_per_layer.push_back(t.max_ratio());
+    r.layer = opt.layer;
+    if (r.layer < 0)
+        for (int l = 0; l < L && r.layer < 0; ++l)
+            if (r.max_ratio_per_layer[static_cast<std::size_t>(l)] >= opt.outlier_ratio) r.layer = l;
+    if (r.layer < 0) {
+        r.note = "no high-norm patches: no block's largest patch norm reaches " + detail::num(opt.outlier_ratio) +
+                 "x its image's median (the largest ratio is " +
+                 detail::num(*std::max_element(r.max_ratio_per_layer.begin(), r.max_ratio_per_layer.end())) + "); nothing to move";
+        return r;
+    }
+    const TokenNorms& at = orig[static_cast<std::size_t>(r.layer)];
+    std::vector<char> outlier(static_cast<std::size_t>(N * np), 0);
+    for (Index i = 0; i < N; ++i) {
+        const double med = at.median(i);
+        for (Index p = 0; p < np; ++p) outlier[static_cast<std::size_t>(i * np + p)] = at.patches(i, p) >= opt.outlier_ratio * med;
+    }
+    r.outliers = static_cast<Index>(std::count(outlier.begin(), outlier.end(), char(1)));
+    r.before = at;
+    r.before_last = orig.back();
+    if (r.outliers == 0 || r.outliers == N * np) {
+        r.note = "layer " + std::to_string(r.layer) + ": " + (r.outliers ? "every patch" : "no patch") + " passes " +
+                 detail::num(opt.outlier_ratio) + "x the median norm; nothing to contrast";
+        r.layer = -1;
+        return r;
+    }
+    // 2. every neuron of blocks 0..layer: mean activation on the outliers and on the other patches
+    const std::size_t cells = static_cast<std::size_t>((r.layer + 1) * I);
+    std::vector<double> on(cells, 0.0), off(cells, 0.0);
+    detail::run_image_batches(
+        m, px, opt.batch, {},
+        [&](Index b0) {
+            Hooks h;
+            h.add("*mlp.hook_post", [&, b0](Activation& a) {
+                if (a.layer > r.layer) return;
+                const Index n = a.shape[0], T = a.shape[1];
+                for (Index b = 0; b < n; ++b)
+                    for (Index p = 0; p < np; ++p) {
+                        auto& acc = outlier[static_cast<std::size_t>((b0 + b) * np + p)] ? on : off;
+                        const float* row = a.data + (b * T + first + p) * I;
+                        double* dst = acc.data() + static_cast<std::size_t>(a.layer) * static_cast<std::size_t>(I);
+                        for (Index j = 0; j < I; ++j) dst[j] += row[j];
+                    }
+            });
+            return h;
+        },
+        [](const Workspace&, Index, Index) {});
+    const double n_on = double(r.outliers), n_off = double(N * np - r.outliers);
+    std::vector<RegisterNeuron> all;
+    for (int l = 0; l <= r.layer; ++l)
+        for (Index j = 0; j < I; ++j) {
+            const std::size_t k = static_cast<std::size_t>(l) * static_cast<std::size_t>(I) + static_cast<std::size_t>(j);
+            all.push_back({l, j, on[k] / n_on, off[k] / n_off});
+        }
+    std::stable_sort(all.begin(), all.end(), [](const RegisterNeuron& a, const RegisterNeuron& b) { return a.concentration() > b.concentration(); });
+    const Index total = static_cast<Index>(all.size()), k = std::min(opt.top_k, total);
+    r.ranked.assign(all.begin(), all.begin() + std::min(total, std::max<Index>(20, 4 * k)));
+    r.neurons.assign(all.begin(), all.begin() + k);
+    // 3-4. the run with the test-time registers
+    RunOptions with;
+    with.extra_tokens = opt.registers;
+    std::vector<TokenNorms> moved;
+    for (int l = 0; l < L; ++l) moved.push_back(fresh(l, true));
+    const Hooks shift = test_time_register_hooks(r.neurons, T0, opt.registers);
+    r.pooled_cosine = r.cls_cosine = 0;
+    detail::run_image_batches(
+        m, px, opt.batch, with,
+        [&](Index b0) {
+            Hooks h = shift;
+            h.extend(detail::norm_hooks(moved, b0, first, np));
+            return h;
+        },
+        [&](const Workspace& w, Index b0, Index n) {
+            const Index T = T0 + opt.registers;
+            double ratio = 0;
+            for (Index b = 0; b < n; ++b) {
+                r.pooled_cosine += detail::cosine(pooled0.row(b0 + b).data(), w.pooled.row(b).data(), d, ratio) / double(N);
+                r.cls_cosine += detail::cosine(cls0.row(b0 + b).data(), w.hidden.row(b * T).data(), d, ratio) / double(N);
+            }
+        });
+    r.after = moved[static_cast<std::size_t>(r.layer)];
+    r.after_last = moved.back();
+    r.outliers_after = r.after.outliers(opt.outlier_ratio);
+    r.note = std::to_string(r.outliers) + " of " + std::to_string(r.patches) + " patches are high-norm at block " + std::to_string(r.layer) +
+             " (>= " + detail::num(opt.outlier_ratio) + "x the median); " + std::to_string(r.neurons.size()) +
+             " register neurons moved into " + std::to_string(opt.registers) + " test-time register(s): " + std::to_string(r.outliers_after) +
+             " high-norm patches left";
+    return r;
+}
+
+}  // namespace massact::analysis
