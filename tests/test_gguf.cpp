@@ -73,7 +73,41 @@ double reference_value(io::ggml::Type t, const unsigned char* b, int e) {
             const int q = ((s < 2 ? lo & 15 : lo >> 4) | (((b[128 + 32 * h + l] >> (2 * s)) & 3) << 4)) - 32;
             return f16(b + 208) * static_cast<std::int8_t>(b[192 + e / 16]) * q;
         }
+        case Type::IQ4_NL:
+        case Type::IQ4_XS: {
+            static constexpr int kv[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+            if (t == Type::IQ4_NL) return f16(b) * kv[e < 16 ? b[2 + e] & 15 : b[2 + e - 16] >> 4];
+            const int ib = e / 32, j = e % 32;
+            const int high = ((b[2] | b[3] << 8) >> (2 * ib)) & 3, low = (b[4 + ib / 2] >> (4 * (ib % 2))) & 15;
+            const unsigned char byte = b[8 + 16 * ib + j % 16];
+            return f16(b) * ((low | high << 4) - 32) * kv[j < 16 ? byte & 15 : byte >> 4];
+        }
+        case Type::MXFP4: {  // e2m1 from its bits (sign, 2-bit exponent, 1-bit mantissa), times 2^(E - 127)
+            const int q = e < 16 ? b[1 + e] & 15 : b[1 + e - 16] >> 4;
+            const int ex = (q >> 1) & 3, man = q & 1;
+            const double mag = ex == 0 ? 0.5 * man : (1.0 + 0.5 * man) * std::ldexp(1.0, ex - 1);
+            return (q & 8 ? -mag : mag) * std::ldexp(1.0, int(b[0]) - 127);
+        }
+        case Type::TQ1_0: {  // a byte is ceil(N 256 / 243) for the base-3 number N of its trits, most significant first
+            int byte = 0, k = 0;
+            if (e < 160) byte = b[e % 32], k = e / 32;
+            else if (e < 240) byte = b[32 + (e - 160) % 16], k = (e - 160) / 16;
+            else byte = b[48 + (e - 240) % 4], k = (e - 240) / 4;
+            const int n = byte * 243 / 256;
+            int p = 1;
+            for (int i = k; i < 4; ++i) p *= 3;
+            return f16(b + 52) * ((n / p) % 3 - 1);
+        }
+        case Type::TQ2_0: return f16(b + 64) * (((b[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3) - 1);
         default: FAIL("no reference"); return 0;
+    }
+}
+
+/// Random TQ1_0 bytes are not all encodings of five trits (243 of 256 are): make each one the encoding of random trits.
+void canonical_trits(unsigned char* b, std::mt19937& g) {
+    for (int i = 0; i < 52; ++i) {
+        const int n = i < 48 ? int(g() % 243) : int(g() % 81) * 3;  // qh holds four trits (the fifth digit 0)
+        b[i] = static_cast<unsigned char>((n * 256 + 242) / 243);
     }
 }
 
@@ -85,6 +119,9 @@ std::vector<int> scale_offsets(io::ggml::Type t) {
         case Type::Q2_K: return {80, 82};
         case Type::Q3_K: return {108};
         case Type::Q6_K: return {208};
+        case Type::TQ1_0: return {52};
+        case Type::TQ2_0: return {64};
+        case Type::MXFP4: return {};
         default: return {0};
     }
 }
@@ -137,13 +174,19 @@ io::GgufFile spm_file(const std::vector<std::string>& tokens, const std::vector<
 TEST_CASE("every block format dequantizes like a double-precision reader of its layout, in whole and in part") {
     using io::ggml::Type;
     std::mt19937 g(11);
-    for (Type t : {Type::Q8_0, Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q2_K, Type::Q3_K, Type::Q4_K, Type::Q5_K, Type::Q6_K}) {
+    for (Type t : {Type::Q8_0, Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q2_K, Type::Q3_K, Type::Q4_K, Type::Q5_K, Type::Q6_K,
+                   Type::IQ4_NL, Type::IQ4_XS, Type::MXFP4, Type::TQ1_0, Type::TQ2_0}) {
         const auto info = io::ggml::type_info(static_cast<std::uint32_t>(t));
         CAPTURE(info.name);
         const int blocks = 24;
         std::vector<unsigned char> raw(static_cast<std::size_t>(blocks) * info.bytes);
         for (auto& x : raw) x = static_cast<unsigned char>(g());
         std::uniform_real_distribution<float> scale(-3.0f, 3.0f);
+        for (int k = 0; k < blocks; ++k) {
+            unsigned char* blk = raw.data() + static_cast<std::size_t>(k) * info.bytes;
+            if (t == Type::TQ1_0) canonical_trits(blk, g);
+            if (t == Type::MXFP4) blk[0] = static_cast<unsigned char>(110 + g() % 30);  // 2^-17 .. 2^12: no overflow
+        }
         for (int k = 0; k < blocks; ++k)
             for (int off : scale_offsets(t)) {
                 const std::uint16_t h = float_to_f16(scale(g));
@@ -163,6 +206,57 @@ TEST_CASE("every block format dequantizes like a double-precision reader of its 
         std::vector<float> part(info.block + 7);
         io::ggml::dequantize(t, raw.data(), info.block / 2 + 3, part.size(), part.data());
         for (std::size_t i = 0; i < part.size(); ++i) CHECK(part[i] == got[info.block / 2 + 3 + i]);
+    }
+}
+
+TEST_CASE("every block type equals llama.cpp's gguf-py dequantization: bit for bit for IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0") {
+    // tests/data/gguf/blocks.safetensors: 24 random blocks of each type and what gguf-py makes of them
+    // (tools/make_block_refs.py; bytes uniform but the scales, TQ1_0's bytes not made canonical).
+    const io::SafetensorsFile f(test::data("gguf/blocks.safetensors"));
+    int types = 0;
+    for (std::uint32_t id = 0; id < 64; ++id) {
+        const auto info = io::ggml::type_info(id);
+        if (!info.readable || info.block < 2 || !f.has(std::string(info.name) + ".blocks")) continue;
+        CAPTURE(info.name);
+        ++types;
+        const auto& blocks = f.tensor(std::string(info.name) + ".blocks");
+        const std::vector<float> want = f.tensor(std::string(info.name) + ".values").to_float();
+        REQUIRE(blocks.nbytes % info.bytes == 0);
+        REQUIRE(want.size() == blocks.nbytes / info.bytes * info.block);
+        std::vector<float> got(want.size());
+        io::ggml::dequantize(static_cast<io::ggml::Type>(id), blocks.data, 0, got.size(), got.data());
+        const std::string name = info.name;
+        const bool added = name == "IQ4_NL" || name == "IQ4_XS" || name == "MXFP4" || name == "TQ1_0" || name == "TQ2_0";
+        std::size_t same = 0;
+        double worst = 0;
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            same += std::memcmp(&got[i], &want[i], 4) == 0;
+            worst = std::max(worst, std::abs(double(got[i]) - want[i]) / (1e-3 + std::abs(double(want[i]))));
+        }
+        MESSAGE(name << ": " << same << " of " << got.size() << " values bit for bit, largest relative difference " << worst);
+        if (added) CHECK(same == got.size());
+        CHECK(worst < 1e-6);
+    }
+    CHECK(types == 15);
+}
+
+TEST_CASE("an IQ4_NL / MXFP4 / Q8_0 GGUF by llama-quantize computes what its gguf-py-dequantized F32 copy computes") {
+    // tests/data/gguf/tiny-llama3-IQ4_NL-MXFP4.gguf: the Llama 3 test model quantized by llama-quantize (IQ4_NL, attn_v and
+    // ffn_down MXFP4, the embedding Q8_0); its .dequantized.gguf: every tensor dequantized by gguf-py, metadata copied.
+    const Transformer q(test::data("gguf/tiny-llama3-IQ4_NL-MXFP4.gguf")), f(test::data("gguf/tiny-llama3-IQ4_NL-MXFP4.dequantized.gguf"));
+    const Transformer orig(test::data("gguf/tiny-llama3-F32.gguf"));
+    TokenBatch ids(2, 9);
+    ids << 1, 5, 9, 200, 31, 7, 44, 12, 3, 1, 77, 2, 19, 150, 8, 64, 90, 11;
+    for (int decode = 0; decode < 2; ++decode) {
+        RunOptions o;
+        const RowMatrixF a = q.forward(decode ? TokenBatch(ids.topRows(1).leftCols(1)) : ids, {}, o);
+        const RowMatrixF b = f.forward(decode ? TokenBatch(ids.topRows(1).leftCols(1)) : ids, {}, o);
+        const RowMatrixF c = orig.forward(decode ? TokenBatch(ids.topRows(1).leftCols(1)) : ids, {}, o);
+        const double scale = b.cwiseAbs().maxCoeff(), diff = (a - b).cwiseAbs().maxCoeff(), quant = (c - b).cwiseAbs().maxCoeff();
+        MESSAGE(std::string(decode ? "one token" : "two sequences") << ": quantized vs its gguf-py dequantization " << diff / scale
+                                                          << " of max |logit|; vs the float model " << quant / scale);
+        CHECK(diff <= 1e-5 * scale);
+        CHECK(quant > 1e-3 * scale);  // (the quantization is there: the float model differs)
     }
 }
 
@@ -216,7 +310,7 @@ TEST_CASE("gemv_stored: a few rows against every stored type equal a double loop
     std::mt19937 g(5);
     std::uniform_real_distribution<float> u(-1.0f, 1.0f), scale(-3.0f, 3.0f);
     for (Type t : {Type::F32, Type::F16, Type::BF16, Type::Q8_0, Type::Q4_0, Type::Q4_1, Type::Q5_0, Type::Q5_1, Type::Q2_K, Type::Q3_K,
-                   Type::Q4_K, Type::Q5_K, Type::Q6_K}) {
+                   Type::Q4_K, Type::Q5_K, Type::Q6_K, Type::IQ4_NL, Type::IQ4_XS, Type::MXFP4, Type::TQ1_0, Type::TQ2_0}) {
         const auto info = io::ggml::type_info(static_cast<std::uint32_t>(t));
         const bool blocked = info.block > 1;
         // K: several blocks (and for the float types a length off every vector and step boundary); N: rows that
@@ -236,12 +330,15 @@ TEST_CASE("gemv_stored: a few rows against every stored type equal a double loop
                 std::vector<float> values(static_cast<std::size_t>(N * K));
                 if (blocked) {
                     for (std::size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<unsigned char>(g());
-                    for (std::size_t b = 0; b < static_cast<std::size_t>(N * K) / info.block; ++b)
+                    for (std::size_t b = 0; b < static_cast<std::size_t>(N * K) / info.block; ++b) {
+                        if (t == Type::TQ1_0) canonical_trits(data + b * info.bytes, g);
+                        if (t == Type::MXFP4) data[b * info.bytes] = static_cast<unsigned char>(120 + g() % 10);
                         for (int off : scale_offsets(t)) {
                             const std::uint16_t h = float_to_f16(scale(g));
                             data[b * info.bytes + off] = static_cast<unsigned char>(h & 0xFF);
                             data[b * info.bytes + off + 1] = static_cast<unsigned char>(h >> 8);
                         }
+                    }
                     for (Index i = 0; i < N * K; ++i)
                         values[static_cast<std::size_t>(i)] = static_cast<float>(
                             reference_value(t, data + static_cast<std::size_t>(i / info.block) * info.bytes, static_cast<int>(i % info.block)));

@@ -39,6 +39,10 @@ def block(typ, rng):
         return f16(rng.uniform(-1, 1)) + bytes(rng.randrange(256) for _ in range(16))
     if typ == 7:  # Q5_1
         return f16(rng.uniform(-1, 1)) + f16(rng.uniform(-1, 1)) + bytes(rng.randrange(256) for _ in range(20))
+    if typ == 20:  # IQ4_NL
+        return f16(rng.uniform(-1, 1)) + bytes(rng.randrange(256) for _ in range(16))
+    if typ == 39:  # MXFP4: E8M0 exponent, 16 bytes of e2m1 pairs
+        return bytes([rng.randrange(120, 130)]) + bytes(rng.randrange(256) for _ in range(16))
     raise ValueError(typ)
 
 def matrix(typ, rows, cols, rng):
@@ -68,7 +72,7 @@ def main(out):
             kv('llama.feed_forward_length', 4, struct.pack('<I', ff)), kv('llama.block_count', 4, struct.pack('<I', 1)),
             kv('llama.attention.head_count', 4, struct.pack('<I', heads)), kv('llama.attention.head_count_kv', 4, struct.pack('<I', 2)),
             kv('llama.attention.layer_norm_rms_epsilon', 6, struct.pack('<f', 1e-5)), kv('llama.context_length', 4, struct.pack('<I', 64))]
-    for name, types in [('model_q8.gguf', (8, 8)), ('model_mixed.gguf', (2, 7)), ('model_half.gguf', (1, 30))]:
+    for name, types in [('model_q8.gguf', (8, 8)), ('model_mixed.gguf', (2, 7)), ('model_half.gguf', (1, 30)), ('model_iq4.gguf', (20, 39))]:
         a, b = types
         t = [('token_embd.weight', [d, V], 0, matrix(0, V, d, rng)), ('output_norm.weight', [d], 0, matrix(0, 1, d, rng)),
              ('blk.0.attn_norm.weight', [d], 0, matrix(0, 1, d, rng)), ('blk.0.ffn_norm.weight', [d], 0, matrix(0, 1, d, rng)),

@@ -509,10 +509,18 @@ inline void f16_to_float(const void* src, float* dst, std::size_t n) {
 //   Q4_K  (144 bytes: f16 d, f16 dmin, u8 scales[12], u8 qs[128])  8 x 32: x = d * s * q - dmin * m, 6-bit s, m
 //   Q5_K  (176 bytes: f16 d, f16 dmin, scales[12], u8 qh[32], qs[128]) the same with a fifth bit from qh
 //   Q6_K  (210 bytes: u8 ql[128], u8 qh[64], int8 scales[16], f16 d) 16 x 16: x = d * s * (q - 32), 6-bit q
+// Non-linear and ternary types: a 4-bit index into a table of 16 values, or a trit:
+//   IQ4_NL (B 32,  18 bytes: f16 d, u8 qs[16])             x = d * kv[q], q as in Q4_0, kv the 16 IQ4 values below
+//   IQ4_XS (B 256, 136 bytes: f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128])  8 x 32: x = (d * (s - 32)) * kv[q],
+//          6-bit s (low 4 bits from scales_l, high 2 from scales_h), q as in Q4_0 within each 32
+//   MXFP4  (B 32,  17 bytes: u8 e, u8 qs[16])              x = e2m1[q] * 2^(e - 127) (OCP microscaling: e is E8M0)
+//   TQ1_0  (B 256, 54 bytes: u8 qs[48], u8 qh[4], f16 d)   x = d * (t - 1), trits t packed five per byte (four in qh)
+//   TQ2_0  (B 256, 66 bytes: u8 qs[64], f16 d)             x = d * (q - 1), 2-bit q
 // Where the bits of each q and scale sit is spelled out in the dequantizers below.
 
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -556,19 +564,19 @@ inline TypeInfo type_info(std::uint32_t id) {
         case Type::IQ2_XS: return {"IQ2_XS", 256, 74, false};
         case Type::IQ3_XXS: return {"IQ3_XXS", 256, 98, false};
         case Type::IQ1_S: return {"IQ1_S", 256, 50, false};
-        case Type::IQ4_NL: return {"IQ4_NL", 32, 18, false};
+        case Type::IQ4_NL: return {"IQ4_NL", 32, 18, true};
         case Type::IQ3_S: return {"IQ3_S", 256, 110, false};
         case Type::IQ2_S: return {"IQ2_S", 256, 82, false};
-        case Type::IQ4_XS: return {"IQ4_XS", 256, 136, false};
+        case Type::IQ4_XS: return {"IQ4_XS", 256, 136, true};
         case Type::I8: return {"I8", 1, 1, false};
         case Type::I16: return {"I16", 1, 2, false};
         case Type::I32: return {"I32", 1, 4, false};
         case Type::I64: return {"I64", 1, 8, false};
         case Type::F64: return {"F64", 1, 8, false};
         case Type::IQ1_M: return {"IQ1_M", 256, 56, false};
-        case Type::TQ1_0: return {"TQ1_0", 256, 54, false};
-        case Type::TQ2_0: return {"TQ2_0", 256, 66, false};
-        case Type::MXFP4: return {"MXFP4", 32, 17, false};
+        case Type::TQ1_0: return {"TQ1_0", 256, 54, true};
+        case Type::TQ2_0: return {"TQ2_0", 256, 66, true};
+        case Type::MXFP4: return {"MXFP4", 32, 17, true};
     }
     return {"", 0, 0, false};
 }
@@ -580,6 +588,11 @@ inline float f16(const unsigned char* p) {
     std::memcpy(&h, p, 2);
     return massact::f16_to_float(h);
 }
+
+/// The 16 values of IQ4_NL and IQ4_XS (a non-uniform 4-bit grid, denser near zero; ggml's kvalues_iq4nl).
+constexpr std::int8_t kIQ4Values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+/// MXFP4's e2m1 values doubled (so they are integers; the block exponent is halved to match).
+constexpr std::int8_t kE2M1Doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 /// Q4_K / Q5_K: the 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes: j < 4 in the low
 /// six bits of bytes j and j + 4; j >= 4 in the nibbles of byte j + 4 with their top two bits in the
@@ -715,6 +728,69 @@ inline void q6_k(const unsigned char* b, float* y) {
             }
 }
 
+/// IQ4_NL: element j < 16 from the low nibble of qs[j], j >= 16 from the high nibble of qs[j - 16].
+inline void iq4_nl(const unsigned char* b, float* y) {
+    const float d = f16(b);
+    for (int j = 0; j < 16; ++j) {
+        y[j] = d * float(kIQ4Values[b[2 + j] & 15]);
+        y[j + 16] = d * float(kIQ4Values[b[2 + j] >> 4]);
+    }
+}
+
+/// IQ4_XS: sub-block i (32 elements) has scale ((scales_l[i / 2] >> 4 (i % 2)) & 15 | ((scales_h >> 2 i) & 3) << 4) - 32
+/// and its 16 bytes of qs at 16 i, nibbles as IQ4_NL's.
+inline void iq4_xs(const unsigned char* b, float* y) {
+    const float d = f16(b);
+    const unsigned scales_h = unsigned(b[2]) | unsigned(b[3]) << 8;
+    const unsigned char* scales_l = b + 4;
+    const unsigned char* qs = b + 8;
+    for (int i = 0; i < 8; ++i) {
+        const int s = int(((scales_l[i / 2] >> (4 * (i % 2))) & 15) | ((scales_h >> (2 * i)) & 3) << 4) - 32;
+        const float dl = d * float(s);
+        for (int j = 0; j < 16; ++j) {
+            y[32 * i + j] = dl * float(kIQ4Values[qs[16 * i + j] & 15]);
+            y[32 * i + j + 16] = dl * float(kIQ4Values[qs[16 * i + j] >> 4]);
+        }
+    }
+}
+
+/// MXFP4: the doubled e2m1 value of each nibble (as IQ4_NL's) times 2^(e - 128), which is exact in float32 for
+/// every e (e < 2 gives a subnormal).
+inline void mxfp4(const unsigned char* b, float* y) {
+    const float d = std::ldexp(1.0f, int(b[0]) - 128);
+    for (int j = 0; j < 16; ++j) {
+        y[j] = d * float(kE2M1Doubled[b[1 + j] & 15]);
+        y[j + 16] = d * float(kE2M1Doubled[b[1 + j] >> 4]);
+    }
+}
+
+/// TQ1_0: a byte holds five trits as ceil(t * 256 / 243) of the base-3 number t = t0 t1 t2 t3 t4 (t0 most
+/// significant); trit k is ((byte * 3^k mod 256) * 3) >> 8. Elements 0..159: trit k of qs[l] (l < 32) is element
+/// 32 k + l; 160..239: trit k of qs[32 + l] (l < 16) is element 160 + 16 k + l; 240..255: trit k (k < 4) of qh[l]
+/// is element 240 + 4 k + l.
+inline void tq1_0(const unsigned char* b, float* y) {
+    const float d = f16(b + 52);
+    auto trit = [](unsigned char byte, int k) {
+        static constexpr unsigned pow3[5] = {1, 3, 9, 27, 81};
+        const unsigned shifted = (unsigned(byte) * pow3[k]) & 255u;
+        return int((shifted * 3u) >> 8) - 1;
+    };
+    for (int k = 0; k < 5; ++k)
+        for (int l = 0; l < 32; ++l) y[32 * k + l] = d * float(trit(b[l], k));
+    for (int k = 0; k < 5; ++k)
+        for (int l = 0; l < 16; ++l) y[160 + 16 * k + l] = d * float(trit(b[32 + l], k));
+    for (int k = 0; k < 4; ++k)
+        for (int l = 0; l < 4; ++l) y[240 + 4 * k + l] = d * float(trit(b[48 + l], k));
+}
+
+/// TQ2_0: two halves of 128; in half h, bits 2s..2s+1 of qs[32 h + l] are element 128 h + 32 s + l.
+inline void tq2_0(const unsigned char* b, float* y) {
+    const float d = f16(b + 64);
+    for (int h = 0; h < 2; ++h)
+        for (int s = 0; s < 4; ++s)
+            for (int l = 0; l < 32; ++l) y[128 * h + 32 * s + l] = d * float(int((b[32 * h + l] >> (2 * s)) & 3) - 1);
+}
+
 }  // namespace detail
 
 /// Dequantize one block of a blocked type into y[0 .. block).
@@ -730,6 +806,11 @@ inline void dequantize_block(Type t, const unsigned char* b, float* y) {
         case Type::Q4_K: return detail::q45_k(b, y, false);
         case Type::Q5_K: return detail::q45_k(b, y, true);
         case Type::Q6_K: return detail::q6_k(b, y);
+        case Type::IQ4_NL: return detail::iq4_nl(b, y);
+        case Type::IQ4_XS: return detail::iq4_xs(b, y);
+        case Type::MXFP4: return detail::mxfp4(b, y);
+        case Type::TQ1_0: return detail::tq1_0(b, y);
+        case Type::TQ2_0: return detail::tq2_0(b, y);
         default: throw Error(std::string("ggml: no block dequantizer for type ") + type_info(static_cast<std::uint32_t>(t)).name);
     }
 }
@@ -869,7 +950,7 @@ namespace massact::io {
 
 /// Element types: safetensors' dtypes, and the block quantizations of GGUF files (io/ggml_blocks.hpp).
 enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, U16, U32, U64, BOOL, F8_E4M3, F8_E5M2,
-                   Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K };
+                   Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0 };
 
 /// The ggml type of a quantized dtype (F32 for the others).
 inline ggml::Type ggml_type(DType t) {
@@ -884,6 +965,11 @@ inline ggml::Type ggml_type(DType t) {
         case DType::Q4_K: return ggml::Type::Q4_K;
         case DType::Q5_K: return ggml::Type::Q5_K;
         case DType::Q6_K: return ggml::Type::Q6_K;
+        case DType::IQ4_NL: return ggml::Type::IQ4_NL;
+        case DType::IQ4_XS: return ggml::Type::IQ4_XS;
+        case DType::MXFP4: return ggml::Type::MXFP4;
+        case DType::TQ1_0: return ggml::Type::TQ1_0;
+        case DType::TQ2_0: return ggml::Type::TQ2_0;
         default: return ggml::Type::F32;
     }
 }
@@ -4132,9 +4218,15 @@ public:
             case ggml::Type::Q4_K: v.dtype = DType::Q4_K; break;
             case ggml::Type::Q5_K: v.dtype = DType::Q5_K; break;
             case ggml::Type::Q6_K: v.dtype = DType::Q6_K; break;
+            case ggml::Type::IQ4_NL: v.dtype = DType::IQ4_NL; break;
+            case ggml::Type::IQ4_XS: v.dtype = DType::IQ4_XS; break;
+            case ggml::Type::MXFP4: v.dtype = DType::MXFP4; break;
+            case ggml::Type::TQ1_0: v.dtype = DType::TQ1_0; break;
+            case ggml::Type::TQ2_0: v.dtype = DType::TQ2_0; break;
             default:
                 fail("tensor \"" + t.name + "\": type " + info.name +
-                     " is not one massact reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)");
+                     " is not one massact reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, "
+                     "IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0)");
         }
         return v;
     }
@@ -5500,13 +5592,9 @@ struct StoredMatrix {
 /// Whether gemv_stored() reads `type` (the float types and every block type with a dequantizer).
 inline bool gemv_reads(io::ggml::Type type) {
     using T = io::ggml::Type;
-    switch (type) {
-        case T::F32: case T::F16: case T::BF16: case T::Q8_0: case T::Q4_0: case T::Q4_1: case T::Q5_0: case T::Q5_1:
-        case T::Q2_K: case T::Q3_K: case T::Q4_K: case T::Q5_K: case T::Q6_K:
-            return true;
-        default:
-            return false;
-    }
+    if (type == T::F32 || type == T::F16 || type == T::BF16) return true;
+    const io::ggml::TypeInfo info = io::ggml::type_info(static_cast<std::uint32_t>(type));
+    return info.block > 1 && info.readable;
 }
 
 /// f(n0, n1) on contiguous ranges of the w.rows rows (multiples of 8), taken by the threads of a team as they come

@@ -121,9 +121,15 @@ public:
             case ggml::Type::Q4_K: v.dtype = DType::Q4_K; break;
             case ggml::Type::Q5_K: v.dtype = DType::Q5_K; break;
             case ggml::Type::Q6_K: v.dtype = DType::Q6_K; break;
+            case ggml::Type::IQ4_NL: v.dtype = DType::IQ4_NL; break;
+            case ggml::Type::IQ4_XS: v.dtype = DType::IQ4_XS; break;
+            case ggml::Type::MXFP4: v.dtype = DType::MXFP4; break;
+            case ggml::Type::TQ1_0: v.dtype = DType::TQ1_0; break;
+            case ggml::Type::TQ2_0: v.dtype = DType::TQ2_0; break;
             default:
                 fail("tensor \"" + t.name + "\": type " + info.name +
-                     " is not one massact reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)");
+                     " is not one massact reads (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, "
+                     "IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0)");
         }
         return v;
     }

@@ -29,7 +29,7 @@ namespace massact::io {
 
 /// Element types: safetensors' dtypes, and the block quantizations of GGUF files (io/ggml_blocks.hpp).
 enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, U16, U32, U64, BOOL, F8_E4M3, F8_E5M2,
-                   Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K };
+                   Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4, TQ1_0, TQ2_0 };
 
 /// The ggml type of a quantized dtype (F32 for the others).
 inline ggml::Type ggml_type(DType t) {
@@ -44,6 +44,11 @@ inline ggml::Type ggml_type(DType t) {
         case DType::Q4_K: return ggml::Type::Q4_K;
         case DType::Q5_K: return ggml::Type::Q5_K;
         case DType::Q6_K: return ggml::Type::Q6_K;
+        case DType::IQ4_NL: return ggml::Type::IQ4_NL;
+        case DType::IQ4_XS: return ggml::Type::IQ4_XS;
+        case DType::MXFP4: return ggml::Type::MXFP4;
+        case DType::TQ1_0: return ggml::Type::TQ1_0;
+        case DType::TQ2_0: return ggml::Type::TQ2_0;
         default: return ggml::Type::F32;
     }
 }

@@ -49,13 +49,9 @@ struct StoredMatrix {
 /// Whether gemv_stored() reads `type` (the float types and every block type with a dequantizer).
 inline bool gemv_reads(io::ggml::Type type) {
     using T = io::ggml::Type;
-    switch (type) {
-        case T::F32: case T::F16: case T::BF16: case T::Q8_0: case T::Q4_0: case T::Q4_1: case T::Q5_0: case T::Q5_1:
-        case T::Q2_K: case T::Q3_K: case T::Q4_K: case T::Q5_K: case T::Q6_K:
-            return true;
-        default:
-            return false;
-    }
+    if (type == T::F32 || type == T::F16 || type == T::BF16) return true;
+    const io::ggml::TypeInfo info = io::ggml::type_info(static_cast<std::uint32_t>(type));
+    return info.block > 1 && info.readable;
 }
 
 /// f(n0, n1) on contiguous ranges of the w.rows rows (multiples of 8), taken by the threads of a team as they come
