@@ -2,6 +2,8 @@
 // quantized in double precision, and the protections doing what they say.
 #include "common.hpp"
 
+#include <set>
+
 #include <filesystem>
 #include <fstream>
 
@@ -47,6 +49,37 @@ TEST_CASE("fake_quantize: RTN int4 per block and NF4 equal naive double loops; k
             CHECK(w(r, c) == doctest::Approx(want).epsilon(1e-5));
         }
     }
+    // int2 (asymmetric, four levels from the group's min to its max) per block of 32, and ternary (BitNet b1.58's
+    // absmean) per tensor, from their definitions in double precision
+    w = w0;
+    fake_quantize(w, {QuantFormat::Int2, Granularity::Block, 32});
+    for (Index r = 0; r < 6; ++r)
+        for (Index b = 0; b < 96; b += 32) {
+            double lo = 1e30, hi = -1e30;
+            for (Index c = b; c < b + 32; ++c) lo = std::min(lo, double(w0(r, c))), hi = std::max(hi, double(w0(r, c)));
+            std::set<double> levels;
+            for (Index c = b; c < b + 32; ++c) {
+                const double step = (hi - lo) / 3, want = lo + step * std::clamp(naive_round((w0(r, c) - lo) / step), 0.0, 3.0);
+                CHECK(w(r, c) == doctest::Approx(want).epsilon(1e-5));
+                levels.insert(std::round(w(r, c) * 1e5));
+            }
+            CHECK(levels.size() <= 4);
+        }
+    std::vector<bool> keep_col(96, false);
+    keep_col[7] = true;
+    RowMatrixF big = w0;
+    big(3, 7) = 500.0f;  // kept: neither quantized nor in the mean
+    w = big;
+    fake_quantize(w, {QuantFormat::Ternary, Granularity::PerTensor, 0}, {}, keep_col);
+    double mean = 0;
+    for (Index r = 0; r < 6; ++r)
+        for (Index c = 0; c < 96; ++c)
+            if (c != 7) mean += std::abs(double(big(r, c))) / (6.0 * 95.0);
+    for (Index r = 0; r < 6; ++r)
+        for (Index c = 0; c < 96; ++c) {
+            const double want = c == 7 ? big(r, c) : mean * std::clamp(naive_round(big(r, c) / (mean + 1e-5)), -1.0, 1.0);
+            CHECK(w(r, c) == doctest::Approx(want).epsilon(1e-5));
+        }
     // Per tensor with column 5 kept: column 5 unchanged, and a huge value there does not set the scale.
     w = w0;
     w(2, 5) = 1000.0f;

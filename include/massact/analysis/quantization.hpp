@@ -8,6 +8,9 @@
 //     that order, so an exact tie of half-precision weights rounds as a tie); m = 0 leaves the group at 0.
 //   NF4 (QLoRA): s = max |w| over the group; w' = s * the NF4 level nearest to w / s (16 levels, the
 //     quantiles of a standard normal scaled to [-1, 1]).
+//   int2, asymmetric round-to-nearest: lo, hi = min, max of w over the group, sc = (hi - lo) / 3;
+//     w' = lo + sc * clamp(round((w - lo) / sc), 0, 3) (four levels from lo to hi; hi = lo leaves the group).
+//   ternary (BitNet b1.58, absmean): g = mean |w| over the group; w' = g * clamp(round(w / (g + 1e-5)), -1, 1).
 // Activations (W8A8): the inputs of the linear maps (ln1 output -> q, k, v; hook_z -> o; ln2 output ->
 // gate, up; hook_post -> down), quantized in place by hooks with the same int8 rule, one scale per
 // forward per tensor (max over the whole activation) or per token (max over its row).
@@ -33,6 +36,7 @@
 #include <array>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -41,7 +45,7 @@
 
 namespace massact::analysis {
 
-enum class QuantFormat { Float, Int8, Int4, NF4 };
+enum class QuantFormat { Float, Int8, Int4, NF4, Int2, Ternary };
 enum class Granularity { PerTensor, PerChannel, Block, PerToken };
 
 inline const char* format_name(QuantFormat f) {
@@ -50,6 +54,8 @@ inline const char* format_name(QuantFormat f) {
         case QuantFormat::Int8: return "int8";
         case QuantFormat::Int4: return "int4";
         case QuantFormat::NF4: return "nf4";
+        case QuantFormat::Int2: return "int2";
+        case QuantFormat::Ternary: return "ternary";
     }
     return "?";
 }
@@ -93,13 +99,31 @@ inline void fake_quantize(Eigen::Ref<RowMatrixF> w, const WeightQuant& q, const 
         return (!keep_row.empty() && keep_row[static_cast<std::size_t>(r)]) || (!keep_col.empty() && keep_col[static_cast<std::size_t>(c)]);
     };
     auto quantize = [&](Index r0, Index r1, Index c0, Index c1) {  // one group
-        float s = 0.0f;
+        float s = 0.0f, lo = std::numeric_limits<float>::infinity(), hi = -lo;
+        double sum = 0;
+        Index n = 0;
         for (Index r = r0; r < r1; ++r)
             for (Index c = c0; c < c1; ++c)
-                if (!kept(r, c)) s = std::max(s, std::abs(w(r, c)));
+                if (!kept(r, c)) {
+                    s = std::max(s, std::abs(w(r, c)));
+                    lo = std::min(lo, w(r, c));
+                    hi = std::max(hi, w(r, c));
+                    sum += std::abs(double(w(r, c)));
+                    ++n;
+                }
+        if (n == 0) return;
+        const float mean = static_cast<float>(sum / double(n)), step = (hi - lo) / 3.0f;
+        auto one = [&](float x) {
+            switch (q.format) {
+                case QuantFormat::NF4: return nf4(x, s);
+                case QuantFormat::Int2: return step > 0.0f ? lo + step * std::min(3.0f, std::max(0.0f, std::round((x - lo) / step))) : x;
+                case QuantFormat::Ternary: return mean * std::min(1.0f, std::max(-1.0f, std::round(x / (mean + 1e-5f))));
+                default: return rtn(x, s, Q);
+            }
+        };
         for (Index r = r0; r < r1; ++r)
             for (Index c = c0; c < c1; ++c)
-                if (!kept(r, c)) w(r, c) = q.format == QuantFormat::NF4 ? nf4(w(r, c), s) : rtn(w(r, c), s, Q);
+                if (!kept(r, c)) w(r, c) = one(w(r, c));
     };
     switch (q.granularity) {
         case Granularity::PerTensor: quantize(0, w.rows(), 0, w.cols()); break;
@@ -331,19 +355,23 @@ inline std::vector<QuantExperiment> default_experiments() {
         e.weights = {f, g, block};
         return e;
     };
+    // e, then e with each protection `which` names (m: massive dims in float, s: super weight restored), in that order
+    auto protected_too = [&](const QuantExperiment& e, const std::string& which) {
+        v.push_back(e);
+        for (char p : which) {
+            v.push_back(e);
+            v.back().keep_massive_dims = p == 'm';
+            v.back().restore_super_weight = p == 's';
+        }
+    };
     v.push_back(w(QuantFormat::Int8, Granularity::PerTensor));
     v.push_back(w(QuantFormat::Int8, Granularity::PerChannel));
-    v.push_back(w(QuantFormat::Int4, Granularity::PerTensor));
-    v.push_back(v.back());
-    v.back().keep_massive_dims = true;
-    v.push_back(w(QuantFormat::Int4, Granularity::PerChannel));
-    v.push_back(v.back());
-    v.back().restore_super_weight = true;
-    v.push_back(v.back());
-    v.back().restore_super_weight = false;
-    v.back().keep_massive_dims = true;
+    protected_too(w(QuantFormat::Int4, Granularity::PerTensor), "m");
+    protected_too(w(QuantFormat::Int4, Granularity::PerChannel), "sm");
     for (Index b : {32, 64, 128}) v.push_back(w(QuantFormat::Int4, Granularity::Block, b));
     v.push_back(w(QuantFormat::NF4, Granularity::Block, 64));
+    protected_too(w(QuantFormat::Int2, Granularity::Block, 64), "m");
+    protected_too(w(QuantFormat::Ternary, Granularity::PerTensor), "ms");
     QuantExperiment a8 = w(QuantFormat::Int8, Granularity::PerChannel);
     a8.activations = QuantFormat::Int8;
     v.push_back(a8);
