@@ -134,6 +134,38 @@ TEST_CASE("the int8 per-channel row of the study equals a checkpoint quantized b
     CHECK(study.rows[0].ppl != doctest::Approx(study.ppl_float).epsilon(1e-7));  // it did quantize
     CHECK(study.ppl_float == doctest::Approx(perplexity(m, ids, {}, {}, 4).ppl).epsilon(1e-9));
     CHECK(study.rows[0].kl_mean > 0);
+    // Attribution, recomputed from both models' forwards: the NLL increase per predicting position (mean over the
+    // sequences) and the mean |h_q - h_f| per block output on the first token and on the others.
+    const Index N = ids.rows(), T = ids.cols(), d = 256;
+    std::vector<std::vector<float>> hf(8), hq(8);
+    Hooks cf, cq;
+    cf.add("blocks.*.hook_resid_post", [&](Activation& a) { hf[static_cast<std::size_t>(a.layer)].assign(a.data, a.data + a.numel()); });
+    cq.add("blocks.*.hook_resid_post", [&](Activation& a) { hq[static_cast<std::size_t>(a.layer)].assign(a.data, a.data + a.numel()); });
+    const RowMatrixF lf = m.forward(ids, cf), lq = q.forward(ids, cq);
+    const RowMatrixD pf = token_logprobs(lf, ids), pq = token_logprobs(lq, ids);
+    const auto& row = study.rows[0];
+    REQUIRE(row.nll_increase_per_position.size() == static_cast<std::size_t>(T - 1));
+    REQUIRE(row.kl_per_position.size() == static_cast<std::size_t>(T - 1));
+    double kl_sum = 0;
+    for (Index t = 0; t + 1 < T; ++t) {
+        double inc = 0;
+        for (Index b = 0; b < N; ++b) inc += (pf(b, t) - pq(b, t)) / double(N);
+        // (the study rounds in float, the checkpoint above in double: NLLs of ~2.7 agree to ~1e-5, the increases are ~1e-3)
+        CHECK(std::abs(row.nll_increase_per_position[static_cast<std::size_t>(t)] - inc) < 2e-5);
+        kl_sum += row.kl_per_position[static_cast<std::size_t>(t)];
+    }
+    CHECK(kl_sum / double(T - 1) == doctest::Approx(row.kl_mean).epsilon(1e-9));
+    for (std::size_t l = 0; l < 8; ++l) {
+        double first = 0, other = 0;
+        for (Index b = 0; b < N; ++b)
+            for (Index t = 0; t < T; ++t)
+                for (Index j = 0; j < d; ++j) {
+                    const std::size_t i = static_cast<std::size_t>((b * T + t) * d + j);
+                    (t == 0 ? first : other) += std::abs(double(hq[l][i]) - hf[l][i]) / double(t == 0 ? N * d : N * (T - 1) * d);
+                }
+        CHECK(row.error_first_token_per_layer[l] == doctest::Approx(first).epsilon(1e-3));
+        CHECK(row.error_other_tokens_per_layer[l] == doctest::Approx(other).epsilon(1e-3));
+    }
 }
 
 TEST_CASE("protections: massive dims and the super weight stay float; first-token and per-token activation rules") {

@@ -9802,12 +9802,13 @@ inline RowMatrixD token_logprobs(const RowMatrixF& logits, const TokenBatch& ids
 /// KL(a || b) of their next-token distributions (clamped at 0 against rounding), also per position.
 struct PairLoss {
     double nll_a = 0.0, nll_b = 0.0, kl = 0.0;
-    std::vector<double> kl_per_position;  // [T-1], summed over sequences
+    std::vector<double> kl_per_position;                       // [T-1], summed over sequences
+    std::vector<double> nll_a_per_position, nll_b_per_position;  // [T-1], summed over sequences
 
     /// Add the T-1 targets of every row of `ids` [n, T], given both runs' logits [n*T, V].
     void add(const RowMatrixF& a, const RowMatrixF& b, const TokenBatch& ids) {
         const Index T = ids.cols(), V = a.cols();
-        kl_per_position.resize(static_cast<std::size_t>(std::max<Index>(T - 1, 0)), 0.0);
+        for (auto* v : {&kl_per_position, &nll_a_per_position, &nll_b_per_position}) v->resize(static_cast<std::size_t>(std::max<Index>(T - 1, 0)), 0.0);
         for (Index s = 0; s < ids.rows(); ++s)
             for (Index t = 0; t + 1 < T; ++t) {
                 const Index row = s * T + t;
@@ -9816,6 +9817,8 @@ struct PairLoss {
                 const auto target = static_cast<std::size_t>(ids(s, t + 1));
                 nll_a -= la_[target];
                 nll_b -= lb_[target];
+                nll_a_per_position[static_cast<std::size_t>(t)] -= la_[target];
+                nll_b_per_position[static_cast<std::size_t>(t)] -= lb_[target];
                 double d = 0.0;
                 for (std::size_t j = 0; j < la_.size(); ++j) d += std::exp(la_[j]) * (la_[j] - lb_[j]);
                 d = std::max(0.0, d);
@@ -13410,6 +13413,11 @@ struct QuantRow {
     QuantExperiment experiment;
     double ppl = 0.0, kl_mean = 0.0;            // perplexity; mean over tokens of KL(float || quantized), nats
     std::vector<double> max_abs_error_per_layer;  // max |h_quantized - h_float| of each block's output
+    // Attribution: where the damage sits. Per predicting position t (0..T-2, mean over sequences): the NLL increase of
+    // the next token and KL(float || quantized). Per block output: the mean |h_quantized - h_float| over the dims of the
+    // first token (the carrier of the massive activations in most models) and of the other tokens.
+    std::vector<double> nll_increase_per_position, kl_per_position;
+    std::vector<double> error_first_token_per_layer, error_other_tokens_per_layer;
 };
 
 struct QuantStudy {
@@ -13482,14 +13490,22 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
         QuantRow row;
         row.experiment = e;
         row.max_abs_error_per_layer.assign(static_cast<std::size_t>(L), 0.0);
+        row.error_first_token_per_layer.assign(static_cast<std::size_t>(L), 0.0);
+        row.error_other_tokens_per_layer.assign(static_cast<std::size_t>(L), 0.0);
         PairLoss loss;
         std::vector<std::vector<float>> resid(static_cast<std::size_t>(L));
         Hooks keep, compare = activation_hooks(m.config(), e, ctx);
         keep.add("blocks.*.hook_resid_post", [&](Activation& a) { resid[static_cast<std::size_t>(a.layer)].assign(a.data, a.data + a.numel()); });
         compare.add("blocks.*.hook_resid_post", [&](Activation& a) {
             const auto& f = resid[static_cast<std::size_t>(a.layer)];
-            double& mx = row.max_abs_error_per_layer[static_cast<std::size_t>(a.layer)];
-            for (Index i = 0; i < a.numel(); ++i) mx = std::max(mx, static_cast<double>(std::abs(a.data[i] - f[static_cast<std::size_t>(i)])));
+            const std::size_t l = static_cast<std::size_t>(a.layer);
+            const Index t = a.shape[1], d = a.shape[2];
+            for (Index i = 0; i < a.numel(); ++i) {
+                const double e = std::abs(a.data[i] - f[static_cast<std::size_t>(i)]);
+                row.max_abs_error_per_layer[l] = std::max(row.max_abs_error_per_layer[l], e);
+                if ((i / d) % t == 0) row.error_first_token_per_layer[l] += e / double(N * d);
+                else row.error_other_tokens_per_layer[l] += e / double(N * (t - 1) * d);
+            }
         });
         for (Index b0 = 0; b0 < N; b0 += batch) {
             // The float forward again for every experiment: keeping its logits and hidden states for the
@@ -13502,6 +13518,11 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
         const double targets = static_cast<double>(N * (T - 1));
         row.ppl = std::exp(loss.nll_b / targets);
         row.kl_mean = loss.kl / targets;
+        for (Index t = 0; t + 1 < T; ++t) {
+            const std::size_t i = static_cast<std::size_t>(t);
+            row.nll_increase_per_position.push_back((loss.nll_b_per_position[i] - loss.nll_a_per_position[i]) / double(N));
+            row.kl_per_position.push_back(loss.kl_per_position[i] / double(N));
+        }
         if (k == 0) study.ppl_float = std::exp(loss.nll_a / targets);
         study.rows.push_back(std::move(row));
     }

@@ -37,7 +37,11 @@ inline nlohmann::json quant_json(const massact::analysis::QuantStudy& s) {
                              {"protect", r.experiment.protect()},
                              {"ppl", r.ppl},
                              {"kl_mean", r.kl_mean},
-                             {"max_abs_error_per_layer", r.max_abs_error_per_layer}});
+                             {"max_abs_error_per_layer", r.max_abs_error_per_layer},
+                             {"nll_increase_per_position", r.nll_increase_per_position},
+                             {"kl_per_position", r.kl_per_position},
+                             {"error_first_token_per_layer", r.error_first_token_per_layer},
+                             {"error_other_tokens_per_layer", r.error_other_tokens_per_layer}});
     return j;
 }
 

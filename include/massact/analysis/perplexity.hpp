@@ -29,12 +29,13 @@ inline RowMatrixD token_logprobs(const RowMatrixF& logits, const TokenBatch& ids
 /// KL(a || b) of their next-token distributions (clamped at 0 against rounding), also per position.
 struct PairLoss {
     double nll_a = 0.0, nll_b = 0.0, kl = 0.0;
-    std::vector<double> kl_per_position;  // [T-1], summed over sequences
+    std::vector<double> kl_per_position;                       // [T-1], summed over sequences
+    std::vector<double> nll_a_per_position, nll_b_per_position;  // [T-1], summed over sequences
 
     /// Add the T-1 targets of every row of `ids` [n, T], given both runs' logits [n*T, V].
     void add(const RowMatrixF& a, const RowMatrixF& b, const TokenBatch& ids) {
         const Index T = ids.cols(), V = a.cols();
-        kl_per_position.resize(static_cast<std::size_t>(std::max<Index>(T - 1, 0)), 0.0);
+        for (auto* v : {&kl_per_position, &nll_a_per_position, &nll_b_per_position}) v->resize(static_cast<std::size_t>(std::max<Index>(T - 1, 0)), 0.0);
         for (Index s = 0; s < ids.rows(); ++s)
             for (Index t = 0; t + 1 < T; ++t) {
                 const Index row = s * T + t;
@@ -43,6 +44,8 @@ struct PairLoss {
                 const auto target = static_cast<std::size_t>(ids(s, t + 1));
                 nll_a -= la_[target];
                 nll_b -= lb_[target];
+                nll_a_per_position[static_cast<std::size_t>(t)] -= la_[target];
+                nll_b_per_position[static_cast<std::size_t>(t)] -= lb_[target];
                 double d = 0.0;
                 for (std::size_t j = 0; j < la_.size(); ++j) d += std::exp(la_[j]) * (la_[j] - lb_[j]);
                 d = std::max(0.0, d);
