@@ -728,14 +728,17 @@ inline void q6_k(const unsigned char* b, float* y) {
             }
 }
 
-/// IQ4_NL: element j < 16 from the low nibble of qs[j], j >= 16 from the high nibble of qs[j - 16].
-inline void iq4_nl(const unsigned char* b, float* y) {
-    const float d = f16(b);
+/// 32 values from 16 bytes of 4-bit indices into `table`: y[j] = d * table[low nibble of qs[j]], y[j + 16] = d *
+/// table[high nibble of qs[j]] (IQ4_NL, each 32 of IQ4_XS, MXFP4).
+inline void table_nibbles(const unsigned char* qs, float d, const std::int8_t* table, float* y) {
     for (int j = 0; j < 16; ++j) {
-        y[j] = d * float(kIQ4Values[b[2 + j] & 15]);
-        y[j + 16] = d * float(kIQ4Values[b[2 + j] >> 4]);
+        y[j] = d * float(table[qs[j] & 15]);
+        y[j + 16] = d * float(table[qs[j] >> 4]);
     }
 }
+
+/// IQ4_NL: element j < 16 from the low nibble of qs[j], j >= 16 from the high nibble of qs[j - 16].
+inline void iq4_nl(const unsigned char* b, float* y) { table_nibbles(b + 2, f16(b), kIQ4Values, y); }
 
 /// IQ4_XS: sub-block i (32 elements) has scale ((scales_l[i / 2] >> 4 (i % 2)) & 15 | ((scales_h >> 2 i) & 3) << 4) - 32
 /// and its 16 bytes of qs at 16 i, nibbles as IQ4_NL's.
@@ -746,23 +749,13 @@ inline void iq4_xs(const unsigned char* b, float* y) {
     const unsigned char* qs = b + 8;
     for (int i = 0; i < 8; ++i) {
         const int s = int(((scales_l[i / 2] >> (4 * (i % 2))) & 15) | ((scales_h >> (2 * i)) & 3) << 4) - 32;
-        const float dl = d * float(s);
-        for (int j = 0; j < 16; ++j) {
-            y[32 * i + j] = dl * float(kIQ4Values[qs[16 * i + j] & 15]);
-            y[32 * i + j + 16] = dl * float(kIQ4Values[qs[16 * i + j] >> 4]);
-        }
+        table_nibbles(qs + 16 * i, d * float(s), kIQ4Values, y + 32 * i);
     }
 }
 
 /// MXFP4: the doubled e2m1 value of each nibble (as IQ4_NL's) times 2^(e - 128), which is exact in float32 for
 /// every e (e < 2 gives a subnormal).
-inline void mxfp4(const unsigned char* b, float* y) {
-    const float d = std::ldexp(1.0f, int(b[0]) - 128);
-    for (int j = 0; j < 16; ++j) {
-        y[j] = d * float(kE2M1Doubled[b[1 + j] & 15]);
-        y[j + 16] = d * float(kE2M1Doubled[b[1 + j] >> 4]);
-    }
-}
+inline void mxfp4(const unsigned char* b, float* y) { table_nibbles(b + 1, std::ldexp(1.0f, int(b[0]) - 128), kE2M1Doubled, y); }
 
 /// TQ1_0: a byte holds five trits as ceil(t * 256 / 243) of the base-3 number t = t0 t1 t2 t3 t4 (t0 most
 /// significant); trit k is ((byte * 3^k mod 256) * 3) >> 8. Elements 0..159: trit k of qs[l] (l < 32) is element
@@ -8769,6 +8762,12 @@ struct PixelBatch {
     std::vector<float> data;
     Index n = 0, channels = 0, height = 0, width = 0;
     const float* image(Index i) const { return data.data() + i * channels * height * width; }
+    /// Images [first, first + count) as a batch of their own (a copy of only their pixels).
+    PixelBatch slice(Index first, Index count) const {
+        PixelBatch b{{}, count, channels, height, width};
+        b.data.assign(image(first), image(first) + count * channels * height * width);
+        return b;
+    }
 };
 
 struct Workspace {
@@ -11254,16 +11253,14 @@ inline void scan_pixels_into(ScanAccumulator& acc, const Transformer& model, con
     model.validate(px);
     if (opt.run.extra_tokens != 0)
         throw Error("scan: test-time registers (extra_tokens) are not scanned; run analysis::test_time_registers");
-    const Index T = c.vision.tokens(px.height, px.width), per = px.channels * px.height * px.width;
+    const Index T = c.vision.tokens(px.height, px.width);
     detail::start(acc, c, T, opt);
     acc.registers = c.vision.registers;
     std::vector<float> scratch;
     Workspace ws;
     for (Index b0 = 0; b0 < px.n; b0 += opt.batch) {
         const Index nb = std::min(opt.batch, px.n - b0);
-        PixelBatch chunk = px;
-        chunk.n = nb;
-        chunk.data.assign(px.data.begin() + b0 * per, px.data.begin() + (b0 + nb) * per);
+        const PixelBatch chunk = px.slice(b0, nb);
         const TokenBatch kinds = model.vision_tokens(nb, px.height, px.width);
         const std::vector<Index> delim(static_cast<std::size_t>(nb), -1);
         const Hooks hooks = detail::scan_hooks(acc, kinds, delim, acc.row_offset + first_row + b0, opt, c.num_heads, scratch);
@@ -11480,27 +11477,8 @@ struct BosSink {
     }
 };
 
-namespace detail {
-
-/// Sum of -log p of every row's next tokens predicted at positions >= from (the targets in columns from + 1..T-1).
-inline double nll_from(const Transformer& m, const TokenBatch& ids, Index from, Index batch, const Hooks& hooks,
-                       const RunOptions& run) {
-    RunOptions opt = run;
-    opt.logits = true;
-    Workspace ws;
-    double total = 0;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) {
-        const TokenBatch chunk = ids.middleRows(b0, std::min(batch, ids.rows() - b0));
-        const RowMatrixD lp = token_logprobs(m.run(chunk, ws, hooks, opt), chunk);
-        total -= lp.rightCols(lp.cols() - from).sum();
-    }
-    return total;
-}
-
-}  // namespace detail
-
 /// Scan `ids` with and without `bos` as its first token (see above); opt (its hooks and run options too) applies
-/// to both scans and to the NLL.
+/// to both scans and to the forward of BOS alone.
 inline BosSink bos_sink(const Transformer& m, const TokenBatch& ids, std::int64_t bos, const ScanOptions& opt = {}) {
     const ModelConfig& c = m.config();
     if (c.is_vision()) throw Error("bos: " + c.model_type + " is a vision model (its first token is CLS, not BOS)");
@@ -11530,9 +11508,16 @@ inline BosSink bos_sink(const Transformer& m, const TokenBatch& ids, std::int64_
     r.set.names = {"with BOS", "without BOS"};
     r.set.scans.push_back(scan(m, with, opt));
     r.set.scans.push_back(scan(m, without, opt));
+    // The scan without BOS scored exactly the shared targets; the one with BOS also scored c_1 after BOS alone, which
+    // one forward of the token BOS gives for every window (position 0 sees only itself).
     r.targets = without.rows() * (without.cols() - 1);
-    r.nll_with = detail::nll_from(m, with, 1, opt.batch, opt.hooks, opt.run) / double(r.targets);
-    r.nll_without = detail::nll_from(m, without, 0, opt.batch, opt.hooks, opt.run) / double(r.targets);
+    r.nll_without = r.set.scans[1].val_nll;
+    RunOptions run = opt.run;
+    run.logits = true;
+    const RowMatrixF first = m.forward(TokenBatch::Constant(1, 1, bos), opt.hooks, run);
+    double c1 = 0;
+    for (Index b = 0; b < with.rows(); ++b) c1 -= log_prob(first.row(0).data(), first.cols(), with(b, 1));
+    r.nll_with = (r.set.scans[0].val_nll * double(with.rows() * (with.cols() - 1)) - c1) / double(r.targets);
     return r;
 }
 
@@ -14065,12 +14050,9 @@ namespace detail {
 template <typename MakeHooks, typename Done>
 void run_image_batches(const Transformer& m, const PixelBatch& px, Index batch, const RunOptions& options, MakeHooks&& hooks_for,
                        Done&& done) {
-    const Index per = px.channels * px.height * px.width;
     Workspace w;
     for (Index b0 = 0; b0 < px.n; b0 += batch) {
-        PixelBatch chunk = px;
-        chunk.n = std::min(batch, px.n - b0);
-        chunk.data.assign(px.data.begin() + b0 * per, px.data.begin() + (b0 + chunk.n) * per);
+        const PixelBatch chunk = px.slice(b0, std::min(batch, px.n - b0));
         const Hooks h = hooks_for(b0);
         m.run_pixels(chunk, w, h, options);
         done(w, b0, chunk.n);
@@ -14182,12 +14164,14 @@ inline TestTimeRegisters test_time_registers(const Transformer& m, const PixelBa
     // 2. every neuron of blocks 0..layer: mean activation on the outliers and on the other patches
     const std::size_t cells = static_cast<std::size_t>((r.layer + 1) * I);
     std::vector<double> on(cells, 0.0), off(cells, 0.0);
+    RunOptions upto;  // (the blocks after the detection layer cannot make its outliers: not run)
+    upto.last_layer = r.layer;
+    upto.logits = false;
     detail::run_image_batches(
-        m, px, opt.batch, {},
+        m, px, opt.batch, upto,
         [&](Index b0) {
             Hooks h;
             h.add("*mlp.hook_post", [&, b0](Activation& a) {
-                if (a.layer > r.layer) return;
                 const Index n = a.shape[0], T = a.shape[1];
                 for (Index b = 0; b < n; ++b)
                     for (Index p = 0; p < np; ++p) {

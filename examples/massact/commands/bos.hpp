@@ -27,17 +27,15 @@ struct BosArgs {
 
 /// The BOS token: --bos, else the tokenizer's one-token special prefix, else the model's bos_token_id (config.json
 /// or the GGUF metadata).
-inline std::int64_t find_bos(const BosArgs& a, const massact::ModelConfig& c) {
+inline std::int64_t find_bos(const BosArgs& a, const massact::Transformer& m) {
+    const massact::ModelConfig& c = m.config();
     auto check = [&](std::int64_t id, const std::string& from) {
         if (id < 0 || id >= c.vocab_size)
             throw Error(from + ": BOS token id " + std::to_string(id) + " outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
         return id;
     };
     if (a.bos >= 0) return check(a.bos, "--bos");
-    if (massact::text::has_tokenizer(a.model)) {
-        const std::vector<massact::text::TokenId> prefix = massact::text::load_tokenizer(a.model).special_prefix();
-        if (prefix.size() == 1) return prefix[0];
-    }
+    if (m.has_tokenizer() && m.tokenizer().special_prefix().size() == 1) return m.tokenizer().special_prefix()[0];
     if (massact::io::is_gguf_path(a.model)) {
         const massact::io::GgufFile f(a.model);
         if (f.has("tokenizer.ggml.bos_token_id")) return check(f.get_int("tokenizer.ggml.bos_token_id"), a.model + ": tokenizer.ggml.bos_token_id");
@@ -52,13 +50,12 @@ inline std::int64_t find_bos(const BosArgs& a, const massact::ModelConfig& c) {
 
 inline int run_bos(BosArgs& a) {
     const massact::Transformer m(a.model);
-    if (m.config().is_vision()) throw Error("bos: " + a.model + " is a vision model (its first token is CLS, not BOS)");
     const TokenBatch ids = load_data(a.data, a.model);
     m.validate(ids);
     auto opt = scan_options(a.detector, a.model);
     opt.batch = a.batch;
     opt.run.attention = parse_softmax(a.softmax);
-    const auto r = massact::analysis::bos_sink(m, ids, find_bos(a, m.config()), opt);
+    const auto r = massact::analysis::bos_sink(m, ids, find_bos(a, m), opt);
     std::printf("%ld sequences of %ld content tokens; BOS = %lld (%s)\n", static_cast<long>(ids.rows()),
                 static_cast<long>(r.set.scans[1].seq_len), static_cast<long long>(r.bos),
                 r.data_had_bos ? "the data starts with it; removed for the second scan" : "not in the data; prepended for the first scan");

@@ -9,7 +9,7 @@
 #pragma once
 
 #include "massact/analysis/compare_models.hpp"
-#include "massact/analysis/perplexity.hpp"
+#include "massact/analysis/logprob.hpp"
 #include "massact/core/error.hpp"
 #include "massact/model/transformer.hpp"
 
@@ -43,27 +43,8 @@ struct BosSink {
     }
 };
 
-namespace detail {
-
-/// Sum of -log p of every row's next tokens predicted at positions >= from (the targets in columns from + 1..T-1).
-inline double nll_from(const Transformer& m, const TokenBatch& ids, Index from, Index batch, const Hooks& hooks,
-                       const RunOptions& run) {
-    RunOptions opt = run;
-    opt.logits = true;
-    Workspace ws;
-    double total = 0;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) {
-        const TokenBatch chunk = ids.middleRows(b0, std::min(batch, ids.rows() - b0));
-        const RowMatrixD lp = token_logprobs(m.run(chunk, ws, hooks, opt), chunk);
-        total -= lp.rightCols(lp.cols() - from).sum();
-    }
-    return total;
-}
-
-}  // namespace detail
-
 /// Scan `ids` with and without `bos` as its first token (see above); opt (its hooks and run options too) applies
-/// to both scans and to the NLL.
+/// to both scans and to the forward of BOS alone.
 inline BosSink bos_sink(const Transformer& m, const TokenBatch& ids, std::int64_t bos, const ScanOptions& opt = {}) {
     const ModelConfig& c = m.config();
     if (c.is_vision()) throw Error("bos: " + c.model_type + " is a vision model (its first token is CLS, not BOS)");
@@ -93,9 +74,16 @@ inline BosSink bos_sink(const Transformer& m, const TokenBatch& ids, std::int64_
     r.set.names = {"with BOS", "without BOS"};
     r.set.scans.push_back(scan(m, with, opt));
     r.set.scans.push_back(scan(m, without, opt));
+    // The scan without BOS scored exactly the shared targets; the one with BOS also scored c_1 after BOS alone, which
+    // one forward of the token BOS gives for every window (position 0 sees only itself).
     r.targets = without.rows() * (without.cols() - 1);
-    r.nll_with = detail::nll_from(m, with, 1, opt.batch, opt.hooks, opt.run) / double(r.targets);
-    r.nll_without = detail::nll_from(m, without, 0, opt.batch, opt.hooks, opt.run) / double(r.targets);
+    r.nll_without = r.set.scans[1].val_nll;
+    RunOptions run = opt.run;
+    run.logits = true;
+    const RowMatrixF first = m.forward(TokenBatch::Constant(1, 1, bos), opt.hooks, run);
+    double c1 = 0;
+    for (Index b = 0; b < with.rows(); ++b) c1 -= log_prob(first.row(0).data(), first.cols(), with(b, 1));
+    r.nll_with = (r.set.scans[0].val_nll * double(with.rows() * (with.cols() - 1)) - c1) / double(r.targets);
     return r;
 }
 

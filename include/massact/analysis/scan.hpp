@@ -110,16 +110,14 @@ inline void scan_pixels_into(ScanAccumulator& acc, const Transformer& model, con
     model.validate(px);
     if (opt.run.extra_tokens != 0)
         throw Error("scan: test-time registers (extra_tokens) are not scanned; run analysis::test_time_registers");
-    const Index T = c.vision.tokens(px.height, px.width), per = px.channels * px.height * px.width;
+    const Index T = c.vision.tokens(px.height, px.width);
     detail::start(acc, c, T, opt);
     acc.registers = c.vision.registers;
     std::vector<float> scratch;
     Workspace ws;
     for (Index b0 = 0; b0 < px.n; b0 += opt.batch) {
         const Index nb = std::min(opt.batch, px.n - b0);
-        PixelBatch chunk = px;
-        chunk.n = nb;
-        chunk.data.assign(px.data.begin() + b0 * per, px.data.begin() + (b0 + nb) * per);
+        const PixelBatch chunk = px.slice(b0, nb);
         const TokenBatch kinds = model.vision_tokens(nb, px.height, px.width);
         const std::vector<Index> delim(static_cast<std::size_t>(nb), -1);
         const Hooks hooks = detail::scan_hooks(acc, kinds, delim, acc.row_offset + first_row + b0, opt, c.num_heads, scratch);

@@ -158,12 +158,9 @@ namespace detail {
 template <typename MakeHooks, typename Done>
 void run_image_batches(const Transformer& m, const PixelBatch& px, Index batch, const RunOptions& options, MakeHooks&& hooks_for,
                        Done&& done) {
-    const Index per = px.channels * px.height * px.width;
     Workspace w;
     for (Index b0 = 0; b0 < px.n; b0 += batch) {
-        PixelBatch chunk = px;
-        chunk.n = std::min(batch, px.n - b0);
-        chunk.data.assign(px.data.begin() + b0 * per, px.data.begin() + (b0 + chunk.n) * per);
+        const PixelBatch chunk = px.slice(b0, std::min(batch, px.n - b0));
         const Hooks h = hooks_for(b0);
         m.run_pixels(chunk, w, h, options);
         done(w, b0, chunk.n);
@@ -275,12 +272,14 @@ inline TestTimeRegisters test_time_registers(const Transformer& m, const PixelBa
     // 2. every neuron of blocks 0..layer: mean activation on the outliers and on the other patches
     const std::size_t cells = static_cast<std::size_t>((r.layer + 1) * I);
     std::vector<double> on(cells, 0.0), off(cells, 0.0);
+    RunOptions upto;  // (the blocks after the detection layer cannot make its outliers: not run)
+    upto.last_layer = r.layer;
+    upto.logits = false;
     detail::run_image_batches(
-        m, px, opt.batch, {},
+        m, px, opt.batch, upto,
         [&](Index b0) {
             Hooks h;
             h.add("*mlp.hook_post", [&, b0](Activation& a) {
-                if (a.layer > r.layer) return;
                 const Index n = a.shape[0], T = a.shape[1];
                 for (Index b = 0; b < n; ++b)
                     for (Index p = 0; p < np; ++p) {

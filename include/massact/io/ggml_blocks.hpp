@@ -237,14 +237,17 @@ inline void q6_k(const unsigned char* b, float* y) {
             }
 }
 
-/// IQ4_NL: element j < 16 from the low nibble of qs[j], j >= 16 from the high nibble of qs[j - 16].
-inline void iq4_nl(const unsigned char* b, float* y) {
-    const float d = f16(b);
+/// 32 values from 16 bytes of 4-bit indices into `table`: y[j] = d * table[low nibble of qs[j]], y[j + 16] = d *
+/// table[high nibble of qs[j]] (IQ4_NL, each 32 of IQ4_XS, MXFP4).
+inline void table_nibbles(const unsigned char* qs, float d, const std::int8_t* table, float* y) {
     for (int j = 0; j < 16; ++j) {
-        y[j] = d * float(kIQ4Values[b[2 + j] & 15]);
-        y[j + 16] = d * float(kIQ4Values[b[2 + j] >> 4]);
+        y[j] = d * float(table[qs[j] & 15]);
+        y[j + 16] = d * float(table[qs[j] >> 4]);
     }
 }
+
+/// IQ4_NL: element j < 16 from the low nibble of qs[j], j >= 16 from the high nibble of qs[j - 16].
+inline void iq4_nl(const unsigned char* b, float* y) { table_nibbles(b + 2, f16(b), kIQ4Values, y); }
 
 /// IQ4_XS: sub-block i (32 elements) has scale ((scales_l[i / 2] >> 4 (i % 2)) & 15 | ((scales_h >> 2 i) & 3) << 4) - 32
 /// and its 16 bytes of qs at 16 i, nibbles as IQ4_NL's.
@@ -255,23 +258,13 @@ inline void iq4_xs(const unsigned char* b, float* y) {
     const unsigned char* qs = b + 8;
     for (int i = 0; i < 8; ++i) {
         const int s = int(((scales_l[i / 2] >> (4 * (i % 2))) & 15) | ((scales_h >> (2 * i)) & 3) << 4) - 32;
-        const float dl = d * float(s);
-        for (int j = 0; j < 16; ++j) {
-            y[32 * i + j] = dl * float(kIQ4Values[qs[16 * i + j] & 15]);
-            y[32 * i + j + 16] = dl * float(kIQ4Values[qs[16 * i + j] >> 4]);
-        }
+        table_nibbles(qs + 16 * i, d * float(s), kIQ4Values, y + 32 * i);
     }
 }
 
 /// MXFP4: the doubled e2m1 value of each nibble (as IQ4_NL's) times 2^(e - 128), which is exact in float32 for
 /// every e (e < 2 gives a subnormal).
-inline void mxfp4(const unsigned char* b, float* y) {
-    const float d = std::ldexp(1.0f, int(b[0]) - 128);
-    for (int j = 0; j < 16; ++j) {
-        y[j] = d * float(kE2M1Doubled[b[1 + j] & 15]);
-        y[j + 16] = d * float(kE2M1Doubled[b[1 + j] >> 4]);
-    }
-}
+inline void mxfp4(const unsigned char* b, float* y) { table_nibbles(b + 1, std::ldexp(1.0f, int(b[0]) - 128), kE2M1Doubled, y); }
 
 /// TQ1_0: a byte holds five trits as ceil(t * 256 / 243) of the base-3 number t = t0 t1 t2 t3 t4 (t0 most
 /// significant); trit k is ((byte * 3^k mod 256) * 3) >> 8. Elements 0..159: trit k of qs[l] (l < 32) is element

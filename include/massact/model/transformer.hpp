@@ -191,6 +191,12 @@ struct PixelBatch {
     std::vector<float> data;
     Index n = 0, channels = 0, height = 0, width = 0;
     const float* image(Index i) const { return data.data() + i * channels * height * width; }
+    /// Images [first, first + count) as a batch of their own (a copy of only their pixels).
+    PixelBatch slice(Index first, Index count) const {
+        PixelBatch b{{}, count, channels, height, width};
+        b.data.assign(image(first), image(first) + count * channels * height * width);
+        return b;
+    }
 };
 
 struct Workspace {
