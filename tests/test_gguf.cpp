@@ -443,7 +443,7 @@ TEST_CASE("quantize_q8: llama.cpp's activation blocks (d = amax / 127 in f16 per
 
 #if defined(MASSACT_HAS_XSIMD)
 TEST_CASE("gemv_q8: integer products of Q8_0, Q4_0, Q4_K, Q5_K, Q6_K rows with 8-bit activations equal a double loop, "
-          "and differ from the float path by no more than the activations' rounding") {
+          "differ from the float path by no more than the activations' rounding, and tiles of rows equal rows alone") {
     using io::ggml::Type;
     std::mt19937 g(17);
     std::uniform_real_distribution<float> u(-1.0f, 1.0f), scale(-3.0f, 3.0f);
@@ -471,7 +471,7 @@ TEST_CASE("gemv_q8: integer products of Q8_0, Q4_0, Q4_K, Q5_K, Q6_K rows with 8
                     values[static_cast<std::size_t>(i)] =
                         reference_value(t, data.data() + static_cast<std::size_t>(i / info.block) * info.bytes, static_cast<int>(i % info.block));
                 const kernels::StoredMatrix w{t, data.data(), N, K, row_bytes};
-                for (const Index M : {Index(1), Index(3)}) {
+                for (const Index M : {Index(1), Index(3), Index(9)}) {  // (9: two tiles of four rows and one row)
                     const Index ldx = K + 5, ldy = N + 2;
                     std::vector<float> X(static_cast<std::size_t>(M * ldx));
                     for (auto& x : X) x = u(g);
@@ -503,6 +503,12 @@ TEST_CASE("gemv_q8: integer products of Q8_0, Q4_0, Q4_K, Q5_K, Q6_K rows with 8
                     }
                     CHECK(worst < 2e-6);
                     CHECK(worst_p < 2e-6);
+                    // a row's products do not depend on the rows beside it: each row alone gives the same bits
+                    for (Index i = 0; i < M; ++i) {
+                        std::vector<float> alone(static_cast<std::size_t>(N));
+                        kernels::gemv_q8(w, X.data() + i * ldx, ldx, 1, alone.data(), N);
+                        for (Index n = 0; n < N; ++n) REQUIRE(alone[static_cast<std::size_t>(n)] == Y[static_cast<std::size_t>(i * ldy + n)]);
+                    }
                 }
             }
         }
