@@ -199,6 +199,11 @@ TEST_CASE("families III match Hugging Face: shared experts, fused [E, out, in] e
     check_families({"qwen2_moe", "olmoe", "granitemoe", "apertus", "bitnet", "qwen3_next_gated_dense"});
 }
 
+TEST_CASE("families III match Hugging Face: multi-head latent attention, dense first layers, DeepSeek's routers; Llama 4's "
+          "chunked attention, NoPE temperature, L2 q/k norm after RoPE, interleaved MoE weighting the experts' input") {
+    check_families({"deepseek_v2", "deepseek_v3", "llama4_text"});
+}
+
 TEST_CASE("each family has the hook sites its block description says, with their shapes") {
     struct Expect {
         std::string family;
@@ -213,6 +218,9 @@ TEST_CASE("each family has the hook sites its block description says, with their
         {"mixtral", {"blocks.1.mlp.hook_router", "blocks.1.mlp.hook_expert_weights", "blocks.1.mlp.hook_expert_out"},
          {"blocks.1.mlp.hook_pre", "blocks.1.mlp.hook_post", "blocks.1.mlp.hook_down"}},
         {"starcoder2", {"blocks.2.mlp.hook_pre", "blocks.2.mlp.hook_post"}, {"blocks.2.mlp.hook_pre_linear"}},
+        // MLA's latent; a dense first layer (mlp.hook_pre of width intermediate_size) before the expert layers
+        {"deepseek_v3", {"blocks.0.attn.hook_latent", "blocks.0.mlp.hook_pre", "blocks.1.mlp.hook_router", "blocks.3.attn.hook_latent"},
+         {"blocks.0.mlp.hook_router", "blocks.1.mlp.hook_pre"}},
     };
     for (const auto& e : cases) {
         CAPTURE(e.family);
@@ -230,7 +238,11 @@ TEST_CASE("each family has the hook sites its block description says, with their
         CHECK(seen.size() == sites.size());
         for (const auto& s : sites) CHECK(seen.at(s) == m.hook_shape(s, 2, 5));
     }
-    const Transformer mix(test::data("families/mixtral"));
+    const Transformer ds(test::data("families/deepseek_v3"));
+    CHECK(ds.hook_shape("blocks.0.attn.hook_latent", 2, 5) == std::vector<Index>{2, 5, 16});
+    CHECK(ds.hook_shape("blocks.0.mlp.hook_pre", 2, 5) == std::vector<Index>{2, 5, 128});
+    CHECK(ds.hook_shape("blocks.0.attn.hook_z", 2, 5) == std::vector<Index>{2, 5, 4, 24});
+        const Transformer mix(test::data("families/mixtral"));
     CHECK(mix.hook_shape("blocks.0.mlp.hook_router", 2, 5) == std::vector<Index>{2, 5, 4});
     test::expect_error([&] { mix.hook_shape("blocks.0.mlp.hook_post", 1, 1); }, {"blocks.0.mlp.hook_post", "does not exist"});
 }
@@ -362,4 +374,20 @@ TEST_CASE("ALiBi slopes: BLOOM's construction for head counts that are not power
         REQUIRE(got.size() == want.size());
         for (std::size_t h = 0; h < got.size(); ++h) CHECK(got[h] == doctest::Approx(want[h]).epsilon(1e-6));
     }
+}
+
+TEST_CASE("group-limited routing: groups scored by their best value or their two best, the others' values set to 0") {
+    // groups {0.9, 0.1, 0.2}, {0.45, 0.6, 0.05}, {-0.3, 0.95, 0.0}
+    const std::vector<float> v = {0.9f, 0.1f, 0.2f, 0.45f, 0.6f, 0.05f, -0.3f, 0.95f, 0.0f};
+    std::vector<float> by_max = v;  // best values 0.9, 0.6, 0.95: keep groups 2 and 0
+    massact::detail::keep_best_groups(by_max, 3, 2, GroupScore::Max);
+    CHECK(by_max == std::vector<float>{0.9f, 0.1f, 0.2f, 0, 0, 0, -0.3f, 0.95f, 0.0f});
+    std::vector<float> by_two = v;  // two best 1.1, 1.05, 0.95: keep group 0 only (group 2 has the best single value)
+    massact::detail::keep_best_groups(by_two, 3, 1, GroupScore::TopTwoSum);
+    CHECK(by_two == std::vector<float>{0.9f, 0.1f, 0.2f, 0, 0, 0, 0, 0, 0});
+    // the top-k then sees the zeros as transformers does: a kept negative value loses to a masked 0
+    std::vector<float> neg = {-0.5f, -0.2f, 0.1f, -0.3f};
+    massact::detail::keep_best_groups(neg, 2, 1, GroupScore::Max);  // group 1's best 0.1 > -0.2
+    CHECK(neg == std::vector<float>{0, 0, 0.1f, -0.3f});
+    CHECK(massact::detail::top_indices(neg, 2) == std::vector<Index>{2, 0});  // (0.1, then the first of the zeros)
 }

@@ -36,6 +36,7 @@ RefAttention ref_attention(const RowMatrixF& q, const RowMatrixF& k, const RowMa
             std::vector<Index> key;
             for (Index j = 0; j <= i; ++j) {
                 if (s.window > 0 && j <= i - s.window) continue;
+                if (s.chunk > 0 && j < i / s.chunk * s.chunk) continue;  // (chunked: only the query's own chunk)
                 double dot = 0;
                 for (Index e = 0; e < hd; ++e) dot += double(q(i, h * hd + e)) * k(j, g * hd + e);
                 logit.push_back(dot * s.scale);
@@ -215,20 +216,24 @@ TEST_CASE("softmax variants: standard, softmax1, extra slots, clipped") {
     CHECK(row[1] == doctest::Approx(std::exp(2.0) / den));
 }
 
-TEST_CASE("causal attention (GQA, windows, sink slots, clipped, softpick, sigmoid) matches a naive double loop, streaming and materialised") {
+TEST_CASE("causal attention (GQA, windows, chunks, sink slots, clipped, softpick, sigmoid) matches a naive double loop, streaming and materialised") {
     const Index H = 6, KV = 2, hd = 9;
     std::vector<float> sinks = {0.5f, -1.0f, 2.0f, 0.0f, 1.5f, -0.5f};
     RowMatrixF kb = test::random_matrix(KV, hd, rng), vb = test::random_matrix(KV, hd, rng);
     using kernels::AttentionFn;
-    struct Case { Index T, window; bool sink, kv, clip; AttentionFn fn = AttentionFn::Softmax; };
+    struct Case { Index T, window; bool sink, kv, clip; AttentionFn fn = AttentionFn::Softmax; Index chunk = 0; };
     for (Case cs : {Case{13, 0, false, false, false}, Case{70, 0, false, false, false}, Case{131, 5, false, false, false},
                     Case{67, 0, true, false, false}, Case{67, 0, false, true, false}, Case{45, 0, true, true, false},
                     Case{41, 7, false, false, true}, Case{1, 0, true, false, false},
                     Case{70, 0, false, false, false, AttentionFn::Softpick}, Case{37, 6, false, false, false, AttentionFn::Softpick},
                     Case{1, 0, false, false, false, AttentionFn::Softpick}, Case{70, 0, false, false, false, AttentionFn::Sigmoid},
-                    Case{29, 4, false, false, false, AttentionFn::Sigmoid}}) {
+                    Case{29, 4, false, false, false, AttentionFn::Sigmoid},
+                    // chunked attention (Llama 4): chunks on the 16-query tiles' edges, across them, with a sink slot
+                    Case{70, 0, false, false, false, AttentionFn::Softmax, 16}, Case{131, 0, false, false, false, AttentionFn::Softmax, 9},
+                    Case{37, 0, true, false, false, AttentionFn::Softmax, 5}, Case{3, 0, false, false, false, AttentionFn::Softmax, 1}}) {
         CAPTURE(cs.T);
         CAPTURE(cs.window);
+        CAPTURE(cs.chunk);
         CAPTURE(kernels::attention_fn_name(cs.fn));
         AttentionSpec s;
         s.heads = H;
@@ -236,6 +241,7 @@ TEST_CASE("causal attention (GQA, windows, sink slots, clipped, softpick, sigmoi
         s.head_dim = hd;
         s.scale = 1.0f / std::sqrt(float(hd));
         s.window = cs.window;
+        s.chunk = cs.chunk;
         if (cs.sink) s.sink_logits = sinks.data();
         if (cs.kv) { s.k_bias = kb.data(); s.v_bias = vb.data(); }
         if (cs.clip) { s.clipped = true; s.zeta = -0.05f; s.gamma = 1.05f; }
@@ -323,10 +329,11 @@ TEST_CASE("softpick is exact where scores are large and where every score is at 
 TEST_CASE("attention over keys and values held in f16 / bf16 equals the double loop on the rounded values") {
     // A KV cache in 16 bits: past cached keys then T new ones, over the 256-key chunks the keys are widened in.
     const Index H = 4, KV = 2, hd = 16;
-    struct Case { Index past, T, window; kernels::KVFormat f; };
+    struct Case { Index past, T, window; kernels::KVFormat f; Index chunk = 0; };
     for (Case cs : {Case{300, 1, 0, kernels::KVFormat::F16}, Case{511, 1, 0, kernels::KVFormat::BF16},
                     Case{250, 20, 0, kernels::KVFormat::BF16}, Case{600, 3, 100, kernels::KVFormat::F16},
-                    Case{0, 40, 0, kernels::KVFormat::F16}}) {
+                    Case{0, 40, 0, kernels::KVFormat::F16}, Case{300, 1, 0, kernels::KVFormat::F16, 64},
+                    Case{250, 20, 0, kernels::KVFormat::BF16, 16}}) {  // (chunked: decoding inside a chunk, prefill over its edge)
         CAPTURE(cs.past);
         CAPTURE(cs.T);
         const Index n = cs.past + cs.T;
@@ -336,6 +343,7 @@ TEST_CASE("attention over keys and values held in f16 / bf16 equals the double l
         s.head_dim = hd;
         s.scale = 1.0f / std::sqrt(float(hd));
         s.window = cs.window;
+        s.chunk = cs.chunk;
         const RowMatrixF q = test::random_matrix(n, H * hd, rng, 2.0f);
         RowMatrixF k = test::random_matrix(n, KV * hd, rng, 2.0f), v = test::random_matrix(n, KV * hd, rng);
         std::vector<std::uint16_t> k16(static_cast<std::size_t>(k.size())), v16(k16.size());

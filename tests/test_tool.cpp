@@ -431,17 +431,20 @@ TEST_CASE("massact run and info on the families: default sites of gemma2 and mix
 }
 
 TEST_CASE("every command runs on every language family: scan, ablate, inject, superweight, compare, swap, report, bos") {
-    // MoE families have one down_proj per expert: superweight refuses them with a message (exit 1).
+    // MoE families have one down_proj per expert: superweight refuses them with a message (exit 1), unless some layers
+    // are dense (DeepSeek's first_k_dense_replace): those are searched.
     for (const std::string family : {"gpt_neox", "gpt_neox_seq", "gptj", "phi", "opt", "falcon", "falcon_new", "bloom", "mpt",
                                      "gpt_oss", "gemma", "gemma2", "gemma3", "qwen3", "phi3", "olmo", "olmo2", "mixtral",
                                      "starcoder2", "stablelm", "llama_yarn", "seed_oss", "smollm3", "granite", "glm4", "olmo3",
                                      "exaone4", "vaultgemma", "nemotron", "cohere", "cohere2", "qwen2_moe", "olmoe", "granitemoe",
-                                     "apertus", "bitnet", "qwen3_next_gated_dense"}) {
+                                     "apertus", "bitnet", "qwen3_next_gated_dense", "deepseek_v2", "deepseek_v3", "llama4_text"}) {
         CAPTURE(family);
         const std::string dir = test::temp_dir("every");
         const std::string model = test::data("families/" + family);
         const std::string ids = " --ids-file " + model + "/ref.safetensors:input_ids";
-        const bool moe = load_config(model).moe();
+        const ModelConfig cfg = load_config(model);
+        bool moe = cfg.moe();
+        for (int l = 0; l < cfg.num_layers; ++l) moe = moe && cfg.layer_moe(l);
         for (const std::string& cmd : {"scan " + model + ids + " --json " + dir + "/scan.json",
                                       "ablate " + model + ids + " --layer 1 --dims 0,1 --mode zero --json " + dir + "/ablate.json",
                                       "inject " + model + ids + " --layer 1 --from 0 --to 5",
@@ -473,6 +476,13 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
     check_says(run("info " + test::data("families/nemotron")), {"squared ReLU", "LayerNorm (scale 1 + w)"});
     check_says(run("info " + test::data("families/qwen3_next_gated_dense")), {"gated by sigmoid(g)"});
     check_says(run("info " + test::data("families/qwen2_moe")), {"shared expert of width 48 behind a sigmoid gate"});
+    check_says(run("info " + test::data("families/deepseek_v3")),
+               {"latent of 16 (normalised)", "rank-32", "top 2 by sigmoid", "best 1 of 2 groups (by their two best)", "x 2.5",
+                "layers 0 ", "dense MLP", "layers 1,2,3"});
+    check_says(run("info " + test::data("families/deepseek_v2")), {"top 2 by softmax", "shared expert of width 64"});
+    check_says(run("info " + test::data("families/llama4_text")),
+               {"chunked attention, chunks of 8", "after RoPE, RoPE layers only", "ln(1 + floor((pos + 1) / 8))",
+                "multiplying the expert's input", "dense layers of width 128", "no RoPE (NoPE)"});
 }
 
 TEST_CASE("--batch must be positive in every command that takes it; --site widths; no shell in figure paths") {

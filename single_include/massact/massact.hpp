@@ -1901,6 +1901,7 @@ struct AttentionSpec {
     float scale = 1.0f;                  // usually 1/sqrt(head_dim)
     float softcap = 0.0f;                // > 0: s = softcap * tanh(s / softcap) (Gemma 2 logit soft-capping)
     Index window = 0;                    // sliding window W (0 = full causal)
+    Index chunk = 0;                     // chunked attention C (Llama 4): query i sees keys j <= i of its chunk, j >= C floor(i / C)
     bool causal = true;                  // false: every query sees every key (vision encoders; no window)
     const float* alibi = nullptr;        // [heads] ALiBi slopes: s += slope_h * (j - i) after soft-capping
     const float* sink_logits = nullptr;  // [heads] extra logit per head (gpt-oss sinks; zeros = softmax1)
@@ -2015,7 +2016,11 @@ inline void apply_values(const AttentionInput& in, const ConstStridedRowMap<floa
     });
 }
 
-inline Index first_visible(const AttentionSpec& s, Index i) { return s.window > 0 ? std::max<Index>(0, i - s.window + 1) : 0; }
+/// The first key query index i sees (non-decreasing in i: a tile's first row sees the earliest key).
+inline Index first_visible(const AttentionSpec& s, Index i) {
+    if (s.chunk > 0) return i / s.chunk * s.chunk;
+    return s.window > 0 ? std::max<Index>(0, i - s.window + 1) : 0;
+}
 /// One past the last key query index i sees (of `keys` keys).
 inline Index end_visible(const AttentionSpec& s, Index i, Index keys) { return s.causal ? i + 1 : keys; }
 
@@ -2539,6 +2544,24 @@ enum class RopePairs { Half, Interleaved };
 /// [q_h; k_h; v_h] (GPT-NeoX, BLOOM, Falcon without multi-query); per KV group [q_g1..q_gn; k_g; v_g]
 /// (Falcon's new decoder architecture).
 enum class QkvLayout { Concat, PerHead, Grouped };
+/// How a router turns logits into expert scores: softmax over the experts (Mixtral, Qwen, DeepSeek-V2) or each
+/// logit's sigmoid (DeepSeek-V3).
+enum class RouterScore { Softmax, Sigmoid };
+/// Group-limited routing (DeepSeek): a group's score is its best expert's (V2) or the sum of its two best (V3).
+enum class GroupScore { Max, TopTwoSum };
+
+/// Multi-head latent attention (DeepSeek-V2/V3): q = q_proj(x), or q_b(norm(q_a(x))) with a rank q_lora_rank;
+/// [c; k_rope] = kv_a(x), the latent c [kv_lora_rank] normalised, [k_nope_h; v_h] = kv_b(c) per head, and one
+/// rotary key k_rope [qk_rope] shared by every head. The forward lays each head out as q = [q_rope; q_nope],
+/// k = [k_rope; k_nope] (RoPE rotates a head's first qk_rope features, as partial rotary does; the scores are the
+/// same sums as Hugging Face's [nope; rope] order) and v = [v_h], each zero-padded to head_dim = max(qk, v).
+struct MlaSpec {
+    int q_lora_rank = 0;   // 0: a plain q_proj
+    int kv_lora_rank = 0;  // > 0: the model has MLA
+    int qk_nope = 0, qk_rope = 0, v_head_dim = 0;
+    double norm_eps = 1e-6;  // the q_a / kv_a RMSNorms' eps (transformers builds them with its default)
+    int qk() const { return qk_nope + qk_rope; }
+};
 
 /// One normalisation: RMSNorm  y = x rsqrt(mean x^2 + eps) * s,  LayerNorm  y = (x - mean) / sqrt(var + eps) * s + b,
 /// with s = w, 1 + w (Gemma) or 1 (no weight: OLMo's non-parametric LayerNorm), b = bias or 0.
@@ -2650,6 +2673,8 @@ struct LayerSpec {
     int window = 0;     // W > 0: key j visible to query i iff i - W < j <= i; 0: full causal
     int rope = 0;       // index into ModelConfig::rope
     bool nope = false;  // no rotary embedding in this layer of a RoPE model (SmolLM3, Cohere 2, EXAONE 4 global layers)
+    bool dense_mlp = false;  // a dense MLP in a mixture-of-experts model (DeepSeek's first_k_dense_replace, mlp_only_layers)
+    int chunk = 0;      // C > 0: chunked attention (Llama 4): key j visible to query i iff C floor(i / C) <= j <= i
 };
 
 /// Hugging Face tensor names of one block, relative to the layer prefix. Empty: the part does not exist
@@ -2658,8 +2683,10 @@ struct BlockNames {
     std::string ln_attn, ln_attn_post, ln_mlp, ln_mlp_post;  // pre/post attention, pre/post MLP norms
     std::string q, k, v, qkv, o;                             // qkv: fused [q; k; v] along the output
     std::string q_norm, k_norm;                              // "{h}" in the name: one tensor per head (StableLM)
+    std::string q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b;   // multi-head latent attention (MlaSpec)
     std::string gate, up, gate_up, down;                     // gate_up: fused [gate; up] (Phi-3)
     std::string router;                                      // MoE router [E, d]
+    std::string router_score_bias;                           // [E] added to the scores for the choice only (DeepSeek-V3)
     std::string expert;                                      // MoE expert prefix with "{e}"; gate/up/down below it
     std::string expert_gate, expert_up, expert_down;
     std::string experts_gate_up, experts_down;               // all experts in one tensor each, [E, in, out] (gpt-oss)
@@ -2714,6 +2741,7 @@ struct ModelConfig {
     int num_kv_heads = 0;         // KV (GQA: query head h uses KV head h / (H / KV))
     int head_dim = 0;             // hd
     int intermediate_size = 0;    // MLP width I (of one expert for MoE)
+    int dense_intermediate_size = 0;  // MoE models: the width of the layers with a dense MLP (LayerSpec::dense_mlp)
     int max_positions = 0;        // learned positions: table size; RoPE: informative
 
     // --- the block ---
@@ -2726,6 +2754,10 @@ struct ModelConfig {
     QKNorm qk_norm = QKNorm::None;
     NormSpec qk_norm_spec;        // the q/k norms' own kind (StableLM: LayerNorm without bias)
     bool qk_norm_rows = false;    // per-head q/k norm weights stored as one [heads, hd] tensor (Cohere)
+    bool qk_norm_after_rope = false;  // the q/k norms follow RoPE (Llama 4's weightless L2 norm), else they precede it
+    bool qk_norm_nope_layers = true;  // NoPE layers have the q/k norms too (Llama 4: only its RoPE layers)
+    double attn_temperature_scale = 0.0;  // > 0: NoPE layers scale q by 1 + scale ln(1 + floor((pos + 1) / floor)) (Llama 4)
+    double attn_temperature_floor = 1.0;
     double attn_scale = 0.0;      // scores = q.k * attn_scale (1/sqrt(hd), query_pre_attn_scalar^-1/2, or 1)
     double attn_softcap = 0.0;    // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
     double clip_qkv = 0.0;        // > 0: q, k, v clamped to [-clip, clip] (OLMo)
@@ -2736,6 +2768,12 @@ struct ModelConfig {
     int num_experts = 0;          // > 0: mixture of experts
     int experts_per_token = 0;    // top-k
     bool norm_topk = true;        // renormalise the top-k routing weights to sum 1
+    RouterScore router_score = RouterScore::Softmax;
+    int router_groups = 0;        // > 0: experts in this many groups; only the best router_topk_groups groups are chosen from
+    int router_topk_groups = 0;
+    GroupScore group_score = GroupScore::Max;
+    double routed_scale = 1.0;    // routing weights multiplied by this (DeepSeek's routed_scaling_factor)
+    bool routing_on_input = false;  // an expert reads weight * x and its output is added as it is (Llama 4), else weight * expert(x)
     bool router_bias = false;     // the router has a bias (gpt-oss)
     double swiglu_limit = 0.0;    // > 0: gpt-oss's clamped SwiGLU on interleaved [gate, up] columns:
                                   //   g = min(gate, limit), u = clamp(up, +-limit), (u + 1) g sigmoid(alpha g)
@@ -2748,6 +2786,7 @@ struct ModelConfig {
     bool attn_output_gate = false;  // gated attention (Qiu et al. 2025; Qwen3-Next): q_proj gives [q_h; g_h] per head and
                                     // the attention output is multiplied by sigmoid(g) before o_proj
     bool mlp_sub_norm = false;    // a norm of width I on the MLP hidden before down_proj (BitNet)
+    MlaSpec mla;                  // multi-head latent attention when mla.kv_lora_rank > 0
     SinkKind sink = SinkKind::None;
     kernels::AttentionFn attention_fn = kernels::AttentionFn::Softmax;  // config "attention_softmax": softmax, softpick
     double attention_sigmoid_bias = 0.0;  // "sigmoid": p = sigmoid(s + bias) ("attention_sigmoid_bias", e.g. -ln n)
@@ -2773,6 +2812,13 @@ struct ModelConfig {
     std::int64_t q_dim() const { return std::int64_t(num_heads) * head_dim; }
     std::int64_t kv_dim() const { return std::int64_t(num_kv_heads) * head_dim; }
     bool moe() const { return num_experts > 0; }
+    /// Whether layer l routes over experts (an MoE model's dense layers do not).
+    bool layer_moe(int l) const { return moe() && !layers[static_cast<std::size_t>(l)].dense_mlp; }
+    /// The MLP width of layer l: an expert's in an MoE layer, dense_intermediate_size in an MoE model's dense layer.
+    int layer_intermediate(int l) const { return moe() && !layer_moe(l) ? dense_intermediate_size : intermediate_size; }
+    bool has_mla() const { return mla.kv_lora_rank > 0; }
+    /// Features of one head of v and z (o_proj reads H of them): head_dim, or MLA's v_head_dim.
+    int v_dim() const { return has_mla() ? mla.v_head_dim : head_dim; }
     bool is_vision() const { return vision.patch_size > 0; }
     bool has_rope() const { return positions == PositionKind::Rope; }
     /// ALiBi slope of every head: n' = the power of two >= H, slopes 2^(-max_bias k / n'), k = 1..n';
@@ -2790,6 +2836,8 @@ struct ModelConfig {
         return out;
     }
     int window(int layer) const { return layers[static_cast<std::size_t>(layer)].window; }
+    /// Whether layer l normalises q and k (QKNorm, unless a NoPE layer of a model whose NoPE layers have none).
+    bool layer_qk_norm(int l) const { return qk_norm != QKNorm::None && (qk_norm_nope_layers || !layers[static_cast<std::size_t>(l)].nope); }
     const RopeSpec& layer_rope(int layer) const { return rope[static_cast<std::size_t>(layers[static_cast<std::size_t>(layer)].rope)]; }
 };
 
@@ -3956,6 +4004,177 @@ inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
     if (none_dense) qwen_moe_with_shared_expert(r, c, true);
 }
 
+/// DeepSeek-V2 / V3: multi-head latent attention (MlaSpec: q_lora_rank, kv_lora_rank, qk_nope_head_dim,
+/// qk_rope_head_dim, v_head_dim; scores scaled by 1/sqrt(qk_nope + qk_rope), for V3 times YaRN's mscale(mscale_all_dim)^2)
+/// on a Llama block; layers below first_k_dense_replace have a dense MLP of intermediate_size, the others
+/// n_routed_experts experts of moe_intermediate_size plus n_shared_experts shared ones (one MLP, always added). V2
+/// routes by softmax, greedy or group_limited_greedy (groups scored by their best expert), its rotary pairs interleaved;
+/// V3 by sigmoid with e_score_correction_bias for the choice, groups scored by their two best, renormalised when
+/// norm_topk_prob, pairs interleaved when rope_interleave. Both multiply the weights by routed_scaling_factor.
+inline void deepseek_common(const ConfigReader& r, ModelConfig& c, bool v3) {
+    llama_block(r, c);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    if (c.qkv_bias) r.fail("attention_bias", "unsupported value true (massact reads DeepSeek's attention without biases)");
+    MlaSpec& m = c.mla;
+    m.q_lora_rank = r.get_size("q_lora_rank", 0, kMaxWidth);
+    m.kv_lora_rank = r.get_size("kv_lora_rank", kMaxWidth);
+    m.qk_nope = r.get_size("qk_nope_head_dim", kMaxHeadDim);
+    m.qk_rope = r.get_size("qk_rope_head_dim", kMaxHeadDim);
+    m.v_head_dim = r.get_size("v_head_dim", kMaxHeadDim);
+    if (m.qk_rope % 2 != 0) r.fail("qk_rope_head_dim", "expected an even number (rotary pairs)");
+    if (r.present("head_dim") && r.get_int("head_dim") != m.qk_rope)
+        r.fail("head_dim", "value " + std::to_string(r.get_int("head_dim")) + " differs from qk_rope_head_dim " + std::to_string(m.qk_rope) +
+                               " (transformers' rotary embedding reads head_dim)");
+    if (c.num_kv_heads != c.num_heads) r.fail("num_key_value_heads", "must equal num_attention_heads (MLA gives every head its key)");
+    c.head_dim = std::max(m.qk(), m.v_head_dim);
+    read_rope(r, c);
+    for (RopeSpec& s : c.rope) s.rotary_dim = m.qk_rope;
+    c.rope_pairs = !v3 || r.get_bool("rope_interleave", true) ? RopePairs::Interleaved : RopePairs::Half;
+    c.attn_scale = 1.0 / std::sqrt(static_cast<double>(m.qk()));
+    const RopeSpec& rs = c.rope.front();
+    if (v3 && rs.scaling == RopeScaling::Yarn && rs.mscale_all_dim != 0 && rs.factor > 1) {
+        const double ms = 0.1 * rs.mscale_all_dim * std::log(rs.factor) + 1.0;
+        c.attn_scale *= ms * ms;
+    }
+    auto& n = c.names.block;
+    n.q = "self_attn.q_proj";
+    n.q_a = "self_attn.q_a_proj";
+    n.q_a_norm = "self_attn.q_a_layernorm";
+    n.q_b = "self_attn.q_b_proj";
+    n.kv_a = "self_attn.kv_a_proj_with_mqa";
+    n.kv_a_norm = "self_attn.kv_a_layernorm";
+    n.kv_b = "self_attn.kv_b_proj";
+    n.k = n.v = "";
+    // experts
+    c.dense_intermediate_size = c.intermediate_size;
+    c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
+    set_moe(r, c, "n_routed_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
+    n.gate = "mlp.gate_proj", n.up = "mlp.up_proj", n.down = "mlp.down_proj";  // (the dense layers)
+    const int dense = r.present("first_k_dense_replace") && r.json()["first_k_dense_replace"] == 0 ? 0 : r.get_int("first_k_dense_replace", 0);
+    for (int l = 0; l < std::min(dense, c.num_layers); ++l) c.layers[static_cast<std::size_t>(l)].dense_mlp = true;
+    if (r.present("n_shared_experts") && !(r.json()["n_shared_experts"] == 0)) {
+        c.shared_expert_size = r.get_size("n_shared_experts", kMaxExperts) * c.intermediate_size;
+        if (c.shared_expert_size > kMaxWidth) r.fail("n_shared_experts", "gives an implausibly wide shared expert");
+        n.shared_expert = "mlp.shared_experts.";
+    } else if (v3) {
+        r.fail("n_shared_experts", "missing (DeepSeek-V3 adds its shared experts to every MoE layer)");
+    }
+    c.routed_scale = r.get_num("routed_scaling_factor", 1.0);
+    if (!std::isfinite(c.routed_scale)) r.fail("routed_scaling_factor", "is not a finite number");
+    auto groups = [&] {
+        c.router_groups = r.get_size("n_group", kMaxExperts);
+        c.router_topk_groups = r.get_size("topk_group", kMaxExperts);
+        if (c.num_experts % c.router_groups != 0) r.fail("n_group", "does not divide n_routed_experts");
+        if (c.router_topk_groups > c.router_groups) r.fail("topk_group", "exceeds n_group");
+        if (c.router_topk_groups * (c.num_experts / c.router_groups) < c.experts_per_token)
+            r.fail("topk_group", "keeps fewer experts than num_experts_per_tok");
+    };
+    if (v3) {
+        c.router_score = RouterScore::Sigmoid;
+        c.norm_topk = r.get_bool("norm_topk_prob", true);
+        n.router_score_bias = "mlp.gate.e_score_correction_bias";
+        c.group_score = GroupScore::TopTwoSum;
+        groups();
+        if (c.num_experts / c.router_groups < 2) r.fail("n_group", "leaves fewer than two experts per group (groups are scored by their two best)");
+    } else {
+        c.norm_topk = false;  // (transformers' V2 router does not renormalise, whatever norm_topk_prob says)
+        const std::string method = r.get_str("topk_method", "greedy");
+        if (method == "group_limited_greedy") groups();
+        else if (method != "greedy") r.fail("topk_method", "unsupported value \"" + method + "\" (expected greedy or group_limited_greedy)");
+    }
+}
+
+inline void family_deepseek_v2(const ConfigReader& r, ModelConfig& c) { deepseek_common(r, c, false); }
+inline void family_deepseek_v3(const ConfigReader& r, ModelConfig& c) { deepseek_common(r, c, true); }
+
+/// Llama 4 (text): RoPE on interleaved pairs in the layers no_rope_layers marks 1, followed there by a weightless
+/// L2 (RMS) norm of q and k when use_qk_norm; the other layers NoPE, their q scaled by temperature tuning
+/// (attn_scale, floor_scale) when attn_temperature_tuning; chunked attention (attention_chunk_size) on the layers
+/// layer_types calls chunked_attention. moe_layers have experts feed_forward.experts.{gate_up_proj [E, d, 2I] as
+/// [gate | up], down_proj [E, I, d]}, routed by the sigmoid of the top-k router logits, the weight multiplying the
+/// expert's input, plus a shared expert feed_forward.shared_expert of the expert width; the other layers a dense MLP
+/// of intermediate_size_mlp.
+inline void family_llama4_text(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.rope_pairs = RopePairs::Interleaved;
+    const auto list = [&](const char* key) {
+        std::vector<long long> v;
+        if (!r.present(key)) return v;
+        const auto& a = r.json()[key];
+        if (!a.is_array()) r.fail(key, "expected a list of integers");
+        for (const auto& x : a) {
+            if (!x.is_number_integer()) r.fail(key, "entry " + x.dump() + " is not an integer");
+            v.push_back(x.get<long long>());
+        }
+        return v;
+    };
+    auto rope_layers = list("no_rope_layers");  // 1: the layer uses RoPE (transformers' naming)
+    if (rope_layers.empty()) {  // transformers' default: every no_rope_layer_interval-th layer NoPE
+        const int interval = r.get_int("no_rope_layer_interval", 4);
+        for (int l = 0; l < c.num_layers; ++l) rope_layers.push_back((l + 1) % interval != 0 ? 1 : 0);
+    }
+    if (static_cast<int>(rope_layers.size()) != c.num_layers)
+        r.fail("no_rope_layers", "expected " + std::to_string(c.num_layers) + " entries");
+    for (std::size_t l = 0; l < rope_layers.size(); ++l) {
+        if (rope_layers[l] != 0 && rope_layers[l] != 1) r.fail("no_rope_layers", "expected entries 0 or 1");
+        c.layers[l].nope = rope_layers[l] == 0;
+    }
+    if (r.get_bool("use_qk_norm", true)) {
+        c.qk_norm = QKNorm::PerHead;
+        c.qk_norm_spec = {NormKind::RMSNorm, c.norm.eps, false, false, false};
+        c.qk_norm_after_rope = true;
+        c.qk_norm_nope_layers = false;
+    }
+    if (r.get_bool("attn_temperature_tuning", true)) {
+        c.attn_temperature_scale = r.get_num("attn_scale", 0.1);
+        c.attn_temperature_floor = r.get_num("floor_scale", 8192.0);
+        if (!(c.attn_temperature_floor > 0) || !std::isfinite(c.attn_temperature_scale))
+            r.fail("floor_scale", "expected a positive floor_scale and a finite attn_scale");
+    }
+    const int chunk = r.get_size("attention_chunk_size", 8192, 1 << 30);
+    if (!r.present("layer_types")) {  // transformers' default: the RoPE layers chunked
+        for (int l = 0; l < c.num_layers; ++l)
+            if (!c.layers[static_cast<std::size_t>(l)].nope) c.layers[static_cast<std::size_t>(l)].chunk = chunk;
+    } else {
+        const auto& lt = r.json()["layer_types"];
+        if (!lt.is_array() || static_cast<int>(lt.size()) != c.num_layers)
+            r.fail("layer_types", "expected a list of " + std::to_string(c.num_layers) + " strings");
+        for (int l = 0; l < c.num_layers; ++l) {
+            const auto& t = lt[static_cast<std::size_t>(l)];
+            if (t == "chunked_attention") {
+                c.layers[static_cast<std::size_t>(l)].chunk = chunk;
+            } else if (t != "full_attention") {
+                r.fail("layer_types", "unsupported value " + t.dump() + " (expected chunked_attention or full_attention)");
+            }
+        }
+    }
+    // experts
+    auto& n = c.names.block;
+    c.dense_intermediate_size = r.get_size("intermediate_size_mlp", c.intermediate_size, kMaxWidth);
+    set_moe(r, c, "num_local_experts", "feed_forward.router", "", "", "", "");
+    n.gate = "feed_forward.gate_proj", n.up = "feed_forward.up_proj", n.down = "feed_forward.down_proj";  // (the dense layers)
+    n.experts_gate_up = "feed_forward.experts.gate_up_proj";
+    n.experts_down = "feed_forward.experts.down_proj";
+    c.router_score = RouterScore::Sigmoid;  // (sigmoid is monotonic: the top-k of the logits are the top-k of the scores)
+    c.norm_topk = false;
+    c.routing_on_input = true;
+    c.shared_expert_size = c.intermediate_size;
+    n.shared_expert = "feed_forward.shared_expert.";
+    std::vector<bool> moe(static_cast<std::size_t>(c.num_layers), false);
+    if (r.present("moe_layers")) {
+        for (const long long l : list("moe_layers")) {
+            if (l < 0 || l >= c.num_layers) r.fail("moe_layers", "entry " + std::to_string(l) + " is not a layer index");
+            moe[static_cast<std::size_t>(l)] = true;
+        }
+    } else {
+        const int step = r.get_int("interleave_moe_layer_step", 1);
+        for (int l = step - 1; l < c.num_layers; l += step) moe[static_cast<std::size_t>(l)] = true;
+    }
+    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].dense_mlp = !moe[static_cast<std::size_t>(l)];
+}
+
 /// The mapping table: model_type -> the function that fills the block description.
 inline const std::vector<FamilyEntry>& family_table() {
     static const std::vector<FamilyEntry> table = {
@@ -4002,6 +4221,9 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"apertus", family_apertus, WindowRule::None},
         {"bitnet", family_bitnet, WindowRule::None},
         {"qwen3_next", family_qwen3_next, WindowRule::None},
+        {"deepseek_v2", family_deepseek_v2, WindowRule::None},
+        {"deepseek_v3", family_deepseek_v3, WindowRule::None},
+        {"llama4_text", family_llama4_text, WindowRule::None},
     };
     return table;
 }
@@ -4970,7 +5192,7 @@ namespace massact {
 
 /// Hook sites inside a block, in execution order.
 enum class BlockSite : int {
-    ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Gate, Ln1Post, AttnOut, ResidMid, Ln2,
+    ResidPre, Ln1, Latent, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Gate, Ln1Post, AttnOut, ResidMid, Ln2,
     MlpRouter, MlpExpertWeights, MlpExpertOut, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
 };
 
@@ -4982,7 +5204,8 @@ enum class SiteShape {
     Scores,     // [N, H, T, K] (K = T, or the keys of a KV cache)
     SinkProbs,  // [N, H, T]
     Columns,    // [N, H, T, C]: the pattern at C chosen keys (RunOptions::pattern_columns; C = 1: key 0)
-    Mlp,        // [N, T, I]
+    Mlp,        // [N, T, I] (I: the layer's MLP width)
+    Latent,     // [N, T, kv_lora_rank]: multi-head latent attention's normalised latent
     Experts,    // [N, T, E]
     ExpertSlots,  // [N, T, k, d]: one row per routed expert of a token (k = experts per token)
 };
@@ -4991,11 +5214,11 @@ struct SiteInfo {
     BlockSite id;
     const char* suffix;  // after "blocks.{l}."
     SiteShape shape;
-    bool (*exists)(const ModelConfig&, bool sink_slot);
+    bool (*exists)(const ModelConfig&, int layer, bool sink_slot);
 };
 
 namespace detail {
-inline bool always(const ModelConfig&, bool) { return true; }
+inline bool always(const ModelConfig&, int, bool) { return true; }
 }  // namespace detail
 
 /// The table: one row per block site, in execution order.
@@ -5003,36 +5226,38 @@ inline const std::vector<SiteInfo>& block_site_table() {
     using C = const ModelConfig&;
     static const std::vector<SiteInfo> table = {
         {BlockSite::ResidPre, "hook_resid_pre", SiteShape::Resid, detail::always},
-        {BlockSite::Ln1, "ln1.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.pre_attn_norm; }},
+        {BlockSite::Ln1, "ln1.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.pre_attn_norm; }},
+        // Multi-head latent attention: the normalised latent kv_b reads (what the cache of an MLA model holds).
+        {BlockSite::Latent, "attn.hook_latent", SiteShape::Latent, [](C c, int, bool) { return c.has_mla(); }},
         {BlockSite::Q, "attn.hook_q", SiteShape::QHeads, detail::always},
         {BlockSite::K, "attn.hook_k", SiteShape::KVHeads, detail::always},
         {BlockSite::V, "attn.hook_v", SiteShape::KVHeads, detail::always},
-        {BlockSite::RotQ, "attn.hook_rot_q", SiteShape::QHeads, [](C c, bool) { return c.has_rope(); }},
-        {BlockSite::RotK, "attn.hook_rot_k", SiteShape::KVHeads, [](C c, bool) { return c.has_rope(); }},
+        {BlockSite::RotQ, "attn.hook_rot_q", SiteShape::QHeads, [](C c, int, bool) { return c.has_rope(); }},
+        {BlockSite::RotK, "attn.hook_rot_k", SiteShape::KVHeads, [](C c, int, bool) { return c.has_rope(); }},
         {BlockSite::AttnScores, "attn.hook_attn_scores", SiteShape::Scores, detail::always},
         {BlockSite::Pattern, "attn.hook_pattern", SiteShape::Scores, detail::always},
-        {BlockSite::SinkPattern, "attn.hook_sink_pattern", SiteShape::SinkProbs, [](C, bool sink) { return sink; }},
+        {BlockSite::SinkPattern, "attn.hook_sink_pattern", SiteShape::SinkProbs, [](C, int, bool sink) { return sink; }},
         // The probabilities of a few keys (massact's own site, read-only): what sink metrics need, without [T, K].
         {BlockSite::PatternColumns, "attn.hook_pattern_columns", SiteShape::Columns, detail::always},
         {BlockSite::Z, "attn.hook_z", SiteShape::QHeads, detail::always},
         // Gated attention: sigmoid(g), multiplied into z (hook_z holds z before it) on the way to o_proj.
-        {BlockSite::Gate, "attn.hook_gate", SiteShape::QHeads, [](C c, bool) { return c.attn_output_gate; }},
-        {BlockSite::Ln1Post, "ln1_post.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.post_attn_norm; }},
+        {BlockSite::Gate, "attn.hook_gate", SiteShape::QHeads, [](C c, int, bool) { return c.attn_output_gate; }},
+        {BlockSite::Ln1Post, "ln1_post.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.post_attn_norm; }},
         {BlockSite::AttnOut, "hook_attn_out", SiteShape::Resid, detail::always},
-        {BlockSite::ResidMid, "hook_resid_mid", SiteShape::Resid, [](C c, bool) { return !c.parallel; }},
-        {BlockSite::Ln2, "ln2.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.pre_mlp_norm; }},
-        {BlockSite::MlpRouter, "mlp.hook_router", SiteShape::Experts, [](C c, bool) { return c.moe(); }},
-        {BlockSite::MlpExpertWeights, "mlp.hook_expert_weights", SiteShape::Experts, [](C c, bool) { return c.moe(); }},
+        {BlockSite::ResidMid, "hook_resid_mid", SiteShape::Resid, [](C c, int, bool) { return !c.parallel; }},
+        {BlockSite::Ln2, "ln2.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.pre_mlp_norm; }},
+        {BlockSite::MlpRouter, "mlp.hook_router", SiteShape::Experts, [](C c, int l, bool) { return c.layer_moe(l); }},
+        {BlockSite::MlpExpertWeights, "mlp.hook_expert_weights", SiteShape::Experts, [](C c, int l, bool) { return c.layer_moe(l); }},
         // Each routed expert's output down_e(act(gate_e x) * up_e x) before its routing weight, slot s = the token's s-th
         // routed expert in index order (massact's own site, read-only; filled only when hooked).
-        {BlockSite::MlpExpertOut, "mlp.hook_expert_out", SiteShape::ExpertSlots, [](C c, bool) { return c.moe(); }},
-        {BlockSite::MlpPre, "mlp.hook_pre", SiteShape::Mlp, [](C c, bool) { return !c.moe(); }},
+        {BlockSite::MlpExpertOut, "mlp.hook_expert_out", SiteShape::ExpertSlots, [](C c, int l, bool) { return c.layer_moe(l); }},
+        {BlockSite::MlpPre, "mlp.hook_pre", SiteShape::Mlp, [](C c, int l, bool) { return !c.layer_moe(l); }},
         {BlockSite::MlpPreLinear, "mlp.hook_pre_linear", SiteShape::Mlp,
-         [](C c, bool) { return !c.moe() && c.mlp == MlpKind::Gated; }},
-        {BlockSite::MlpPost, "mlp.hook_post", SiteShape::Mlp, [](C c, bool) { return !c.moe(); }},
+         [](C c, int l, bool) { return !c.layer_moe(l) && c.mlp == MlpKind::Gated; }},
+        {BlockSite::MlpPost, "mlp.hook_post", SiteShape::Mlp, [](C c, int l, bool) { return !c.layer_moe(l); }},
         // The down projection's output before a post-MLP norm (massact's own site: where a weight edit lands).
-        {BlockSite::MlpDown, "mlp.hook_down", SiteShape::Resid, [](C c, bool) { return !c.moe() && c.post_mlp_norm; }},
-        {BlockSite::Ln2Post, "ln2_post.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.post_mlp_norm; }},
+        {BlockSite::MlpDown, "mlp.hook_down", SiteShape::Resid, [](C c, int l, bool) { return !c.layer_moe(l) && c.post_mlp_norm; }},
+        {BlockSite::Ln2Post, "ln2_post.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.post_mlp_norm; }},
         {BlockSite::MlpOut, "hook_mlp_out", SiteShape::Resid, detail::always},
         {BlockSite::ResidPost, "hook_resid_post", SiteShape::Resid, detail::always},
     };
@@ -5052,7 +5277,7 @@ inline std::vector<std::string> hook_site_names(const ModelConfig& c, bool sink_
     if (c.positions == PositionKind::Learned) out.push_back("hook_pos_embed");
     for (int l = 0; l < c.num_layers; ++l)
         for (const auto& s : block_site_table())
-            if (s.exists(c, sink_slot)) out.push_back(block_site_name(l, s.id));
+            if (s.exists(c, l, sink_slot)) out.push_back(block_site_name(l, s.id));
     out.push_back("ln_final.hook_normalized");
     if (!c.is_vision()) out.push_back("logits");  // (a vision model has no vocabulary)
     return out;
@@ -5075,7 +5300,7 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
         const long l = dot == std::string::npos ? -1 : std::strtol(name.c_str() + 7, &end, 10);
         if (l >= 0 && l < c.num_layers && end == name.c_str() + dot)
             for (const auto& s : block_site_table())
-                if (name.compare(dot + 1, std::string::npos, s.suffix) == 0 && s.exists(c, sink_slot)) {
+                if (name.compare(dot + 1, std::string::npos, s.suffix) == 0 && s.exists(c, static_cast<int>(l), sink_slot)) {
                     const Index H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
                     switch (s.shape) {
                         case SiteShape::Resid: return {N, T, d};
@@ -5084,7 +5309,8 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
                         case SiteShape::Scores: return {N, H, T, keys};
                         case SiteShape::SinkProbs: return {N, H, T};
                         case SiteShape::Columns: return {N, H, T, columns};
-                        case SiteShape::Mlp: return {N, T, c.intermediate_size};
+                        case SiteShape::Mlp: return {N, T, c.layer_intermediate(static_cast<int>(l))};
+                        case SiteShape::Latent: return {N, T, c.mla.kv_lora_rank};
                         case SiteShape::Experts: return {N, T, c.num_experts};
                         case SiteShape::ExpertSlots: return {N, T, c.experts_per_token, d};
                     }
@@ -6705,12 +6931,17 @@ struct LayerWeights {
     WeightMatrix qkv;                 // fused [(H + 2 KV) * hd, d] (GPT-2 c_attn, Phi-3 qkv_proj)
     std::vector<float> q_b, k_b, v_b, qkv_b;
     NormWeights q_norm, k_norm;       // [H*hd], [KV*hd] (per-head norms repeated or per head)
+    WeightMatrix q_a, q_up, kv_a, kv_up;  // MLA (q_a_proj, q_b_proj, kv_a_proj_with_mqa, kv_b_proj): [q_lora, d], [H*qk, q_lora],
+                                          // [kv_lora + rope, d],
+                                        // [H*(nope + v), kv_lora]
+    NormWeights q_a_norm, kv_a_norm;    // [q_lora], [kv_lora]
     WeightMatrix o;                   // [d, H*hd]
     std::vector<float> o_b;
     WeightMatrix gate, up, gate_up, down;  // [I, d], [I, d], fused [2I, d], [d, I]
     std::vector<float> gate_b, up_b, gate_up_b, down_b;
     WeightMatrix router;                   // [E, d]
     std::vector<float> router_b;           // [E]
+    std::vector<float> router_score_bias;  // [E]: added to the scores for the choice of experts (DeepSeek-V3)
     std::vector<std::shared_ptr<const io::TensorView>> slices;  // views of one expert inside [E, ...] tensors
     std::vector<ExpertWeights> experts;    // [E]
     ExpertWeights shared;                  // the shared expert (gate, up, down), when the model has one
@@ -6739,14 +6970,15 @@ struct ModelWeights {
     std::vector<float> pooler_b;
 };
 
-/// Every linear map of a block, with its role: q, k, v, qkv, o, gate, up, gate_up, down, router, expert.E.gate / .up /
+/// Every linear map of a block, with its role: q, k, v, qkv, q_a, q_b, kv_a, kv_b (MLA), o, gate, up, gate_up, down, router, expert.E.gate / .up /
 /// .gate_up / .down, shared.gate / .up / .down, shared_gate. Unbound ones are skipped. (LayerWeights& or const&.)
 template <typename Layer, typename Fn>
 inline void for_each_linear(Layer& L, Fn fn) {
     auto visit = [&](auto& m, const std::string& role) {
         if (m.bound()) fn(m, role);
     };
-    visit(L.q, "q"), visit(L.k, "k"), visit(L.v, "v"), visit(L.qkv, "qkv"), visit(L.o, "o");
+    visit(L.q, "q"), visit(L.k, "k"), visit(L.v, "v"), visit(L.qkv, "qkv");
+    visit(L.q_a, "q_a"), visit(L.q_up, "q_b"), visit(L.kv_a, "kv_a"), visit(L.kv_up, "kv_b"), visit(L.o, "o");
     visit(L.gate, "gate"), visit(L.up, "up"), visit(L.gate_up, "gate_up"), visit(L.down, "down"), visit(L.router, "router");
     auto expert = [&](auto& X, const std::string& p) {
         visit(X.gate, p + "gate"), visit(X.up, p + "up"), visit(X.gate_up, p + "gate_up"), visit(X.down, p + "down");
@@ -6835,8 +7067,9 @@ private:
 namespace detail {
 
 /// Block l's tensors under layer prefix `p`.
-inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std::string& p) {
-    const Index d = c.hidden_size, I = c.intermediate_size, H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
+inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, const std::string& p) {
+    const Index d = c.hidden_size, I = c.layer_intermediate(l), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
+    const bool moe = c.layer_moe(l);
     const BlockNames& n = c.names.block;
     LayerWeights L;
     auto norm = [&](bool present, const std::string& name, Index width = 0, Index heads = 1, const NormSpec* spec = nullptr) {
@@ -6849,7 +7082,20 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
     L.ln_attn_post = norm(c.post_attn_norm, n.ln_attn_post);
     L.ln_mlp = norm(c.pre_mlp_norm, n.ln_mlp);
     L.ln_mlp_post = norm(c.post_mlp_norm, n.ln_mlp_post);
-    if (!n.qkv.empty()) {
+    if (c.has_mla()) {
+        const MlaSpec& m = c.mla;
+        const NormSpec ns{NormKind::RMSNorm, m.norm_eps, true, false, false};
+        if (m.q_lora_rank > 0) {
+            L.q_a = b.linear(p + n.q_a + ".weight", m.q_lora_rank, d);
+            L.q_a_norm = b.norm(p + n.q_a_norm, ns, m.q_lora_rank);
+            L.q_up = b.linear(p + n.q_b + ".weight", H * m.qk(), m.q_lora_rank);
+        } else {
+            L.q = b.linear(p + n.q + ".weight", H * m.qk(), d);
+        }
+        L.kv_a = b.linear(p + n.kv_a + ".weight", m.kv_lora_rank + m.qk_rope, d);
+        L.kv_a_norm = b.norm(p + n.kv_a_norm, ns, m.kv_lora_rank);
+        L.kv_up = b.linear(p + n.kv_b + ".weight", H * (m.qk_nope + m.v_head_dim), m.kv_lora_rank);
+    } else if (!n.qkv.empty()) {
         L.qkv = b.linear(p + n.qkv + ".weight", (H + 2 * KV) * hd, d, n.conv1d);
         L.qkv_b = bias(c.qkv_bias, n.qkv, (H + 2 * KV) * hd);
     } else {
@@ -6860,18 +7106,19 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
         L.k_b = bias(c.qkv_bias, n.k, KV * hd);
         L.v_b = bias(c.qkv_bias, n.v, KV * hd);
     }
-    if (c.qk_norm != QKNorm::None) {
+    if (c.layer_qk_norm(l)) {
         const bool whole = c.qk_norm == QKNorm::Whole;
         L.q_norm = norm(true, n.q_norm, H * hd, whole ? 1 : H, &c.qk_norm_spec);
         L.k_norm = norm(true, n.k_norm, KV * hd, whole ? 1 : KV, &c.qk_norm_spec);
     }
-    L.o = b.linear(p + n.o + ".weight", d, H * hd, n.conv1d);
+    L.o = b.linear(p + n.o + ".weight", d, H * c.v_dim(), n.conv1d);
     L.o_b = bias(c.o_bias, n.o, d);
-    if (c.moe()) {
+    if (moe) {
         L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
         L.router_b = bias(c.router_bias, n.router, c.num_experts);
+        if (!n.router_score_bias.empty()) L.router_score_bias = b.vec(p + n.router_score_bias, c.num_experts);
     }
-    if (c.moe() && !n.experts_gate_up.empty()) {  // [E, in, out] (or [E, out, in]) tensors: one matrix per expert
+    if (moe && !n.experts_gate_up.empty()) {  // [E, in, out] (or [E, out, in]) tensors: one matrix per expert
         const Index E = c.num_experts;
         const bool oi = c.experts_out_in;
         const io::TensorView& gu = oi ? b.get(p + n.experts_gate_up + ".weight", {E, 2 * I, d}) : b.get(p + n.experts_gate_up, {E, d, 2 * I});
@@ -6897,7 +7144,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
             }
             L.experts.push_back(std::move(X));
         }
-    } else if (c.moe()) {
+    } else if (moe) {
         for (int e = 0; e < c.num_experts; ++e) {
             const std::string ep = p + replace_all(n.expert, "{e}", std::to_string(e));
             ExpertWeights X;
@@ -6917,11 +7164,11 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
         L.up = b.linear(p + n.up + ".weight", I, d, n.conv1d);
         L.up_b = bias(c.mlp_bias, n.up, I);
     }
-    if (!c.moe()) {
+    if (!moe) {
         L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
         L.down_b = bias(c.mlp_bias, n.down, d);
     }
-    if (c.shared_expert_size > 0) {
+    if (moe && c.shared_expert_size > 0) {
         const Index S = c.shared_expert_size;
         const std::string sp = p + n.shared_expert;
         L.shared.gate = b.linear(sp + "gate_proj.weight", S, d);
@@ -7003,7 +7250,7 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
     }
     if (c.embed_norm) w.embed_norm = b.norm(names.embed_norm, c.norm, d);
     for (int l = 0; l < c.num_layers; ++l)
-        w.layers.push_back(detail::bind_layer(b, c, detail::replace_all(names.layer, "{l}", std::to_string(l))));
+        w.layers.push_back(detail::bind_layer(b, c, l, detail::replace_all(names.layer, "{l}", std::to_string(l))));
     w.final_norm = b.norm(names.final_norm, c.norm, d);
     if (c.is_vision()) {
         detail::make_resident(w, opt);
@@ -8863,6 +9110,7 @@ struct Workspace {
     RowMatrixF q, k, v;      // [R, H*hd], [R, KV*hd], [R, KV*hd]
     RowMatrixF z;            // [R, H*hd] attention output per head
     RowMatrixF gate;         // [R, H*hd] gated attention: the gate logits, then sigmoid
+    RowMatrixF mla_q, mla_qa, mla_kv, mla_latent, mla_kvb;  // multi-head latent attention's projections (MlaSpec)
     RowMatrixF attn_out;     // [R, d] o(z), after the post-attention norm
     RowMatrixF mlp_hidden;   // [R, I] hook_pre, then hook_post (in place)
     RowMatrixF mlp_linear;   // [R, I] the gated MLP's up projection (hook_pre_linear); [R, 2I] fused gate_up
@@ -8881,6 +9129,35 @@ struct Workspace {
 };
 
 namespace detail {
+
+/// The indices of the k largest values, largest first (ties: the lower index first).
+inline std::vector<Index> top_indices(const std::vector<float>& v, int k) {
+    std::vector<Index> order(v.size());
+    std::iota(order.begin(), order.end(), Index(0));
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](Index a, Index b) {
+        return v[static_cast<std::size_t>(a)] > v[static_cast<std::size_t>(b)] || (v[static_cast<std::size_t>(a)] == v[static_cast<std::size_t>(b)] && a < b);
+    });
+    order.resize(static_cast<std::size_t>(k));
+    return order;
+}
+
+/// Group-limited routing (DeepSeek): the experts in `groups` equal groups, each group scored by its best value (Max) or
+/// the sum of its two best (TopTwoSum); the values outside the `keep` best groups become 0, as transformers masks them.
+inline void keep_best_groups(std::vector<float>& v, int groups, int keep, GroupScore how) {
+    const auto per = static_cast<Index>(v.size()) / groups;
+    std::vector<float> score(static_cast<std::size_t>(groups));
+    for (int g = 0; g < groups; ++g) {
+        const std::vector<float> in(v.begin() + g * per, v.begin() + (g + 1) * per);
+        const std::vector<Index> best = top_indices(in, how == GroupScore::Max ? 1 : 2);
+        float s = 0.0f;
+        for (const Index i : best) s += in[static_cast<std::size_t>(i)];
+        score[static_cast<std::size_t>(g)] = s;
+    }
+    std::vector<bool> kept(static_cast<std::size_t>(groups), false);
+    for (const Index g : top_indices(score, keep)) kept[static_cast<std::size_t>(g)] = true;
+    for (std::size_t i = 0; i < v.size(); ++i)
+        if (!kept[i / static_cast<std::size_t>(per)]) v[i] = 0.0f;
+}
 
 /// out = norm(x) row by row, rows of `width` features. The weights span `k * width` entries: row i uses
 /// the slice (i % k) (per-head norms: the rows of [R*H, hd] cycle through the heads).
@@ -8964,7 +9241,7 @@ public:
         site_.resize(static_cast<std::size_t>(c.num_layers));
         for (int l = 0; l < c.num_layers; ++l)
             for (const auto& s : block_site_table())
-                if (s.exists(c, sink_slot))
+                if (s.exists(c, l, sink_slot))
                     site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s.id)] = hooks.matching(block_site_name(l, s.id));
     }
     bool has(int l, BlockSite s) const {
@@ -9054,14 +9331,16 @@ public:
     kernels::Precision precision_for(kernels::Precision p) const {
         if (p != kernels::Precision::Auto) return p;
         bool all_bf16 = true, any = false;
+        bool q8 = false;
         for (const auto& L : weights_.layers)
-            for (const WeightMatrix* m : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.gate_up, &L.down}) {
-                if (!m->bound() || !m->source()) continue;
-                const io::DType d = m->source()->dtype;  // (the file's type, whatever copy a small model keeps)
+            for_each_linear(L, [&](const WeightMatrix& m, const std::string&) {
+                if (!m.source()) return;
+                const io::DType d = m.source()->dtype;  // (the file's type, whatever copy a small model keeps)
                 any = true;
-                if (io::quantized(d) && kernels::gemv_q8_reads(io::ggml_type(d))) return kernels::Precision::Q8;
+                q8 = q8 || (io::quantized(d) && kernels::gemv_q8_reads(io::ggml_type(d)));
                 all_bf16 = all_bf16 && d == io::DType::BF16;
-            }
+            });
+        if (q8) return kernels::Precision::Q8;
         return any && all_bf16 ? kernels::Precision::BF16 : kernels::Precision::F32;
     }
 
@@ -9355,7 +9634,7 @@ private:
             p.hooks.block(l, BlockSite::Ln2, w.mlp_in.data(), resid);
             mlp_in = &w.mlp_in;
         }
-        if (c.moe())
+        if (c.layer_moe(l))
             moe(p, l, *mlp_in);
         else
             mlp(p, l, *mlp_in);
@@ -9371,7 +9650,9 @@ private:
         Workspace& w = p.w;
         const Index N = p.N, T = p.T, R = p.R(), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
         RowMatrixF &q = w.q, &k = w.k, &v = w.v;
-        if (L.qkv.bound()) {  // fused, in the family's layout
+        if (c.has_mla()) {
+            mla_qkv(p, l, n);
+        } else if (L.qkv.bound()) {  // fused, in the family's layout
             w.qkv.resize(R, (H + 2 * KV) * hd);
             linear(p, L.qkv, n, w.qkv, &L.qkv_b);
             split_qkv(w.qkv, q, k, v);
@@ -9400,22 +9681,30 @@ private:
         p.hooks.block(l, BlockSite::Q, q.data(), {N, T, H, hd});
         p.hooks.block(l, BlockSite::K, k.data(), {N, T, KV, hd});
         p.hooks.block(l, BlockSite::V, v.data(), {N, T, KV, hd});
-        if (c.qk_norm != QKNorm::None) {  // per head: rows of [R*H, hd]; whole: rows of [R, H*hd]
+        auto qk_norm = [&] {  // per head: rows of [R*H, hd]; whole: rows of [R, H*hd]
             detail::StageTimer timer(p.stage(&StageTimes::norm));
             const bool whole = c.qk_norm == QKNorm::Whole;
             detail::apply_norm(c.qk_norm_spec, L.q_norm, q.data(), q.data(), whole ? R : R * H, whole ? H * hd : hd);
             detail::apply_norm(c.qk_norm_spec, L.k_norm, k.data(), k.data(), whole ? R : R * KV, whole ? KV * hd : hd);
-        }
+        };
+        const bool nope = c.layers[static_cast<std::size_t>(l)].nope;
+        if (c.layer_qk_norm(l) && !c.qk_norm_after_rope) qk_norm();
         if (c.has_rope()) {  // (a NoPE layer's rot sites hold q and k as they are)
             const kernels::RopeTable& rope = rope_of(p, l);
             if (p.cache && p.cache->keeps_raw_keys()) store_rows(p, p.cache->layer(l).k_raw, k);
-            if (!c.layers[static_cast<std::size_t>(l)].nope) {
+            if (!nope) {
                 detail::StageTimer timer(p.stage(&StageTimes::attention));
                 for (Index r = 0; r < R; ++r) {
                     rotate(rope, q.row(r).data(), H, p.pos[static_cast<std::size_t>(r % T)]);
                     rotate(rope, k.row(r).data(), KV, p.pos[static_cast<std::size_t>(r % T)]);
                 }
             }
+            if (c.layer_qk_norm(l) && c.qk_norm_after_rope) qk_norm();
+            if (nope && c.attn_temperature_scale > 0)  // Llama 4's temperature tuning of NoPE layers, by absolute position
+                for (Index r = 0; r < R; ++r) {
+                    const double pos = static_cast<double>(p.pos[static_cast<std::size_t>(r % T)]);
+                    q.row(r) *= static_cast<float>(std::log1p(std::floor((pos + 1.0) / c.attn_temperature_floor)) * c.attn_temperature_scale + 1.0);
+                }
             p.hooks.block(l, BlockSite::RotQ, q.data(), {N, T, H, hd});
             p.hooks.block(l, BlockSite::RotK, k.data(), {N, T, KV, hd});
         }
@@ -9426,6 +9715,12 @@ private:
             attend(p, l, L);
         }
         p.hooks.block(l, BlockSite::Z, w.z.data(), {N, T, H, hd});
+        if (c.v_dim() != hd) {  // (MLA: the heads' values without their zero padding, as o_proj reads them)
+            const Index vd = c.v_dim();
+            for (Index r = 0; r < R; ++r)
+                for (Index h = 0; h < H; ++h) std::copy_n(w.z.row(r).data() + h * hd, vd, w.z.row(r).data() + h * vd);
+            w.z.conservativeResize(R, H * vd);
+        }
         if (c.attn_output_gate) {
             w.gate = (1.0f + (-w.gate.array()).exp()).inverse().matrix();
             p.hooks.block(l, BlockSite::Gate, w.gate.data(), {N, T, H, hd});
@@ -9441,6 +9736,50 @@ private:
         if (!L.ls_attn.empty()) scale_columns(w.attn_out, L.ls_attn);
         if (c.residual_scale != 1.0) w.attn_out *= static_cast<float>(c.residual_scale);
         p.hooks.block(l, BlockSite::AttnOut, w.attn_out.data(), {N, T, c.hidden_size});
+    }
+
+    /// Multi-head latent attention (MlaSpec): w.q, w.k, w.v [R, H*hd] with each head laid out [q_rope; q_nope; 0],
+    /// [k_rope; k_nope; 0] and [v; 0]; the normalised latent goes to attn.hook_latent.
+    void mla_qkv(Pass& p, int l, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const MlaSpec& m = c.mla;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        Workspace& w = p.w;
+        const Index R = p.R(), H = c.num_heads, hd = c.head_dim, qk = m.qk(), nope = m.qk_nope, rope = m.qk_rope, vd = m.v_head_dim;
+        const NormSpec ns{NormKind::RMSNorm, m.norm_eps, true, false, false};
+        auto rms = [&](const NormWeights& nw, RowMatrixF& x) {
+            detail::StageTimer timer(p.stage(&StageTimes::norm));
+            detail::apply_norm(ns, nw, x.data(), x.data(), x.rows(), x.cols());
+        };
+        RowMatrixF &qf = w.mla_q, &kv = w.mla_kv, &latent = w.mla_latent, &kvb = w.mla_kvb;
+        qf.resize(R, H * qk);
+        if (L.q_a.bound()) {
+            w.mla_qa.resize(R, m.q_lora_rank);
+            linear(p, L.q_a, n, w.mla_qa);
+            rms(L.q_a_norm, w.mla_qa);
+            linear(p, L.q_up, w.mla_qa, qf);
+        } else {
+            linear(p, L.q, n, qf);
+        }
+        kv.resize(R, m.kv_lora_rank + rope);
+        linear(p, L.kv_a, n, kv);
+        latent = kv.leftCols(m.kv_lora_rank);
+        rms(L.kv_a_norm, latent);
+        p.hooks.block(l, BlockSite::Latent, latent.data(), {p.N, p.T, m.kv_lora_rank});
+        kvb.resize(R, H * (nope + vd));
+        linear(p, L.kv_up, latent, kvb);
+        w.q.setZero(R, H * hd);
+        w.k.setZero(R, H * hd);
+        w.v.setZero(R, H * hd);
+        for (Index r = 0; r < R; ++r)
+            for (Index h = 0; h < H; ++h) {
+                const float* qs = qf.row(r).data() + h * qk;
+                const float* ks = kvb.row(r).data() + h * (nope + vd);
+                float *qd = w.q.row(r).data() + h * hd, *kd = w.k.row(r).data() + h * hd;
+                std::copy_n(qs + nope, rope, qd), std::copy_n(qs, nope, qd + rope);
+                std::copy_n(kv.row(r).data() + m.kv_lora_rank, rope, kd), std::copy_n(ks, nope, kd + rope);
+                std::copy_n(ks + nope, vd, w.v.row(r).data() + h * hd);
+            }
     }
 
     /// q [R, H*hd], k, v [R, KV*hd] from a fused projection's output in the config's layout.
@@ -9506,6 +9845,12 @@ private:
                     const Index r = cache.row(b, j);
                     std::copy_n(C.k_raw.row(r).data(), key.size(), key.begin());
                     rotate(rope, key.data(), config_.num_kv_heads, want);
+                    if (config_.layer_qk_norm(l) && config_.qk_norm_after_rope) {  // (Llama 4: the norm follows RoPE)
+                        const bool whole = config_.qk_norm == QKNorm::Whole;
+                        const Index KV = config_.num_kv_heads, hd = config_.head_dim;
+                        detail::apply_norm(config_.qk_norm_spec, weights_.layers[static_cast<std::size_t>(l)].k_norm, key.data(), key.data(),
+                                           whole ? 1 : KV, whole ? KV * hd : hd);
+                    }
                     C.k.store(r, key.data());
                 }
                 at = want;
@@ -9525,6 +9870,7 @@ private:
         spec.scale = static_cast<float>(c.attn_scale);
         spec.softcap = static_cast<float>(c.attn_softcap);
         spec.window = c.window(l);
+        spec.chunk = c.layers[static_cast<std::size_t>(l)].chunk;
         spec.causal = c.causal;
         if (!p.alibi.empty()) spec.alibi = p.alibi.data();
         if (!L.sinks.empty()) spec.sink_logits = L.sinks.data();
@@ -9617,7 +9963,7 @@ private:
         const ModelConfig& c = config_;
         const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
         Workspace& w = p.w;
-        const Index R = p.R(), I = c.intermediate_size;
+        const Index R = p.R(), I = c.layer_intermediate(l);
         const std::vector<Index> shape = {p.N, p.T, I};
         RowMatrixF &h = w.mlp_hidden, &u = w.mlp_linear;
         h.resize(R, I);
@@ -9650,8 +9996,10 @@ private:
         mlp_post(p, l, L);
     }
 
-    /// Mixture of experts: router logits [R, E]; softmax, top-k (renormalised), then
-    /// mlp_out = sum over routed experts e of weight_e * down_e(act(gate_e(n)) * up_e(n)), experts in order.
+    /// Mixture of experts: router logits [R, E]; scores (softmax, or DeepSeek-V3's sigmoid), the top-k experts by score
+    /// (plus a choice bias; within the best groups when the router has groups), their weights the scores (renormalised
+    /// when norm_topk) times routed_scale; then mlp_out = sum over routed experts e of weight_e * down_e(act(gate_e(n)) *
+    /// up_e(n)), experts in order, plus the shared expert.
     void moe(Pass& p, int l, const RowMatrixF& n) const {
         const ModelConfig& c = config_;
         const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
@@ -9662,25 +10010,27 @@ private:
         p.hooks.block(l, BlockSite::MlpRouter, w.router.data(), {p.N, p.T, E});
         RowMatrixF& rw = w.expert_w;
         rw.setZero(R, E);
-        std::vector<Index> order(static_cast<std::size_t>(E));
-        std::vector<float> prob(static_cast<std::size_t>(E));
+        std::vector<float> prob(static_cast<std::size_t>(E)), choice(static_cast<std::size_t>(E));
         for (Index r = 0; r < R; ++r) {
             const float* logit = w.router.row(r).data();
-            const float mx = *std::max_element(logit, logit + E);
-            float sum = 0.0f;
-            for (Index e = 0; e < E; ++e) sum += (prob[static_cast<std::size_t>(e)] = std::exp(logit[e] - mx));
-            for (auto& x : prob) x /= sum;
-            std::iota(order.begin(), order.end(), Index(0));
-            std::partial_sort(order.begin(), order.begin() + c.experts_per_token, order.end(), [&](Index a, Index b) {
-                return prob[static_cast<std::size_t>(a)] > prob[static_cast<std::size_t>(b)] ||
-                       (prob[static_cast<std::size_t>(a)] == prob[static_cast<std::size_t>(b)] && a < b);
-            });
-            float top = 0.0f;
-            for (int i = 0; i < c.experts_per_token; ++i) top += prob[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])];
-            for (int i = 0; i < c.experts_per_token; ++i) {
-                const Index e = order[static_cast<std::size_t>(i)];
-                rw(r, e) = c.norm_topk ? prob[static_cast<std::size_t>(e)] / top : prob[static_cast<std::size_t>(e)];
+            if (c.router_score == RouterScore::Sigmoid) {
+                for (Index e = 0; e < E; ++e) prob[static_cast<std::size_t>(e)] = 1.0f / (1.0f + std::exp(-logit[e]));
+            } else {
+                const float mx = *std::max_element(logit, logit + E);
+                float sum = 0.0f;
+                for (Index e = 0; e < E; ++e) sum += (prob[static_cast<std::size_t>(e)] = std::exp(logit[e] - mx));
+                for (auto& x : prob) x /= sum;
             }
+            choice = prob;
+            if (!L.router_score_bias.empty())
+                for (Index e = 0; e < E; ++e) choice[static_cast<std::size_t>(e)] += L.router_score_bias[static_cast<std::size_t>(e)];
+            if (c.router_groups > 0) detail::keep_best_groups(choice, c.router_groups, c.router_topk_groups, c.group_score);
+            const std::vector<Index> top = detail::top_indices(choice, c.experts_per_token);
+            float sum = 0.0f;
+            for (const Index e : top) sum += prob[static_cast<std::size_t>(e)];
+            for (const Index e : top)
+                rw(r, e) = (c.norm_topk ? prob[static_cast<std::size_t>(e)] / sum : prob[static_cast<std::size_t>(e)]) *
+                           static_cast<float>(c.routed_scale);
         }
         p.hooks.block(l, BlockSite::MlpExpertWeights, rw.data(), {p.N, p.T, E});
         w.mlp_out.setZero(R, d);
@@ -9700,11 +10050,15 @@ private:
             const ExpertWeights& X = L.experts[static_cast<std::size_t>(e)];
             const auto m = static_cast<Index>(rows.size());
             w.expert_in.resize(m, d);
-            for (Index i = 0; i < m; ++i) w.expert_in.row(i) = n.row(rows[static_cast<std::size_t>(i)]);
+            for (Index i = 0; i < m; ++i) {
+                const Index r = rows[static_cast<std::size_t>(i)];
+                w.expert_in.row(i) = c.routing_on_input ? (n.row(r) * rw(r, e)).eval() : n.row(r);
+            }
             expert_mlp(p, X, I, w.expert_in);
             for (Index i = 0; i < m; ++i) {
                 const Index r = rows[static_cast<std::size_t>(i)];
-                w.mlp_out.row(r) += w.expert_out.row(i) * rw(r, e);
+                if (c.routing_on_input) w.mlp_out.row(r) += w.expert_out.row(i);
+                else w.mlp_out.row(r) += w.expert_out.row(i) * rw(r, e);
                 if (slots) w.expert_slots.row(r * k + filled[static_cast<std::size_t>(r)]++) = w.expert_out.row(i);
             }
         }
@@ -12516,9 +12870,11 @@ struct SuperWeight {
 /// above `threshold` in sequence 0 of `ids`.
 inline std::vector<SuperWeight> find_super_weights(const Transformer& model, const TokenBatch& ids, float threshold = 50.0f) {
     const ModelConfig& c = model.config();
-    if (c.moe())
-        throw Error("super weights: this " + c.model_type + " model has a mixture of experts (one down_proj per expert), "
-                    "which find_super_weights does not search");
+    bool dense = false;  // (an MoE model's dense layers are searched: DeepSeek's first_k_dense_replace)
+    for (int l = 0; l < c.num_layers; ++l) dense = dense || !c.layer_moe(l);
+    if (!dense)
+        throw Error("super weights: this " + c.model_type + " model has a mixture of experts in every layer (one down_proj per "
+                    "expert), which find_super_weights does not search");
     const std::string out_site = c.post_mlp_norm ? "mlp.hook_down" : "hook_mlp_out";
     std::vector<SuperWeight> found(static_cast<std::size_t>(c.num_layers));
     Hooks h;
@@ -13744,6 +14100,7 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
     Index b0 = 0;
     std::vector<std::vector<float>> weights(static_cast<std::size_t>(c.num_layers)), outputs(weights.size());
     for (int l = 0; l < c.num_layers; ++l) {
+        if (!c.layer_moe(l)) continue;  // (a dense layer of an MoE model: DeepSeek's first_k_dense_replace)
         h.add(block_site_name(l, BlockSite::MlpExpertWeights), [&, l](Activation& a) { weights[static_cast<std::size_t>(l)].assign(a.data, a.data + a.numel()); });
         h.add(block_site_name(l, BlockSite::MlpExpertOut), [&, l](Activation& a) { outputs[static_cast<std::size_t>(l)].assign(a.data, a.data + a.numel()); });
         h.add(block_site_name(l, BlockSite::ResidPost), [&, l](Activation& a) {
@@ -14761,8 +15118,18 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     if (c.attn_sub_norm) att += "; a norm before o_proj";
     if (c.attn_output_gate) att += "; output gated by sigmoid(g) per head and dim (g from q_proj)";
     add("attention", att);
+    if (c.has_mla()) {
+        const MlaSpec& m = c.mla;
+        add("latent attention", (m.q_lora_rank > 0 ? fmt("q from a rank-%d projection (normalised); ", m.q_lora_rank) : std::string()) +
+                                    fmt("k/v from a latent of %d (normalised) per token, per head %d + %d rotary q/k features (the "
+                                        "rotary key shared by the heads), %d value features",
+                                        m.kv_lora_rank, m.qk_nope, m.qk_rope, m.v_head_dim));
+    }
     if (c.qk_norm != QKNorm::None)
-        add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection"));
+        add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection") +
+                             (c.qk_norm_after_rope ? ", after RoPE" : "") + (c.qk_norm_nope_layers ? "" : ", RoPE layers only"));
+    if (c.attn_temperature_scale > 0)
+        add("temperature", fmt("NoPE layers: q x (1 + %g ln(1 + floor((pos + 1) / %g)))", c.attn_temperature_scale, c.attn_temperature_floor));
     std::string mlp = c.swiglu_limit > 0         ? fmt("gated: down((clamp(up, +-%g) + 1) * g sigmoid(%g g)), g = min(gate, %g)",
                                                    c.swiglu_limit, c.swiglu_alpha, c.swiglu_limit)
                       : c.mlp == MlpKind::Gated ? fmt("gated: down(%s(gate) * up)", activation_name(c.act))
@@ -14770,9 +15137,18 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     mlp += fmt(", width %d", c.intermediate_size);
     if (c.names.block.gate_up.size()) mlp += ", fused gate_up";
     if (c.mlp_bias) mlp += ", biases";
-    if (c.moe())
-        mlp += fmt("; mixture of %d experts, top %d%s%s", c.num_experts, c.experts_per_token, c.norm_topk ? " (renormalised)" : "",
+    if (c.moe()) {
+        mlp += fmt("; mixture of %d experts, top %d by %s%s%s", c.num_experts, c.experts_per_token,
+                   c.router_score == RouterScore::Sigmoid ? "sigmoid" : "softmax", c.norm_topk ? " (renormalised)" : "",
                    c.router_bias ? ", router bias" : "");
+        if (!c.names.block.router_score_bias.empty()) mlp += ", a bias on the scores for the choice";
+        if (c.router_groups > 0)
+            mlp += fmt(", within the best %d of %d groups (by their %s)", c.router_topk_groups, c.router_groups,
+                       c.group_score == GroupScore::Max ? "best expert" : "two best");
+        if (c.routed_scale != 1.0) mlp += fmt(", weights x %g", c.routed_scale);
+        if (c.routing_on_input) mlp += ", the weight multiplying the expert's input";
+        if (c.dense_intermediate_size > 0) mlp += fmt("; dense layers of width %d", c.dense_intermediate_size);
+    }
     if (c.shared_expert_size > 0)
         mlp += fmt("; a shared expert of width %d%s", c.shared_expert_size, c.shared_expert_gated ? " behind a sigmoid gate" : "");
     if (c.mlp_sub_norm) mlp += "; a norm before down_proj";
@@ -14803,14 +15179,17 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     add("attention sink", sink);
     // Layers: group equal (window, rope, NoPE) runs.
     auto kind = [&](const LayerSpec& s) {
-        std::string k = s.window ? fmt("sliding window %d", s.window) : std::string(c.causal ? "full causal attention" : "bidirectional attention");
+        std::string k = s.window  ? fmt("sliding window %d", s.window)
+                        : s.chunk ? fmt("chunked attention, chunks of %d", s.chunk)
+                                  : std::string(c.causal ? "full causal attention" : "bidirectional attention");
         if (c.has_rope() && s.nope) k += ", no RoPE (NoPE)";
+        if (c.moe()) k += s.dense_mlp ? ", dense MLP" : ", experts";
         return k;
     };
-    std::map<std::tuple<int, int, bool>, std::vector<int>> groups;
+    std::map<std::tuple<int, int, bool, bool, int>, std::vector<int>> groups;
     for (int l = 0; l < c.num_layers; ++l) {
         const LayerSpec& s = c.layers[static_cast<std::size_t>(l)];
-        groups[{s.window, s.rope, s.nope}].push_back(l);
+        groups[{s.window, s.rope, s.nope, s.dense_mlp, s.chunk}].push_back(l);
     }
     if (groups.size() == 1) {
         add("layers", fmt("%d, all alike (", c.num_layers) + kind(c.layers.front()) + ")");

@@ -498,9 +498,11 @@ struct SuperWeight {
 /// above `threshold` in sequence 0 of `ids`.
 inline std::vector<SuperWeight> find_super_weights(const Transformer& model, const TokenBatch& ids, float threshold = 50.0f) {
     const ModelConfig& c = model.config();
-    if (c.moe())
-        throw Error("super weights: this " + c.model_type + " model has a mixture of experts (one down_proj per expert), "
-                    "which find_super_weights does not search");
+    bool dense = false;  // (an MoE model's dense layers are searched: DeepSeek's first_k_dense_replace)
+    for (int l = 0; l < c.num_layers; ++l) dense = dense || !c.layer_moe(l);
+    if (!dense)
+        throw Error("super weights: this " + c.model_type + " model has a mixture of experts in every layer (one down_proj per "
+                    "expert), which find_super_weights does not search");
     const std::string out_site = c.post_mlp_norm ? "mlp.hook_down" : "hook_mlp_out";
     std::vector<SuperWeight> found(static_cast<std::size_t>(c.num_layers));
     Hooks h;

@@ -145,6 +145,7 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
     Index b0 = 0;
     std::vector<std::vector<float>> weights(static_cast<std::size_t>(c.num_layers)), outputs(weights.size());
     for (int l = 0; l < c.num_layers; ++l) {
+        if (!c.layer_moe(l)) continue;  // (a dense layer of an MoE model: DeepSeek's first_k_dense_replace)
         h.add(block_site_name(l, BlockSite::MlpExpertWeights), [&, l](Activation& a) { weights[static_cast<std::size_t>(l)].assign(a.data, a.data + a.numel()); });
         h.add(block_site_name(l, BlockSite::MlpExpertOut), [&, l](Activation& a) { outputs[static_cast<std::size_t>(l)].assign(a.data, a.data + a.numel()); });
         h.add(block_site_name(l, BlockSite::ResidPost), [&, l](Activation& a) {

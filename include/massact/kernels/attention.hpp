@@ -58,6 +58,7 @@ struct AttentionSpec {
     float scale = 1.0f;                  // usually 1/sqrt(head_dim)
     float softcap = 0.0f;                // > 0: s = softcap * tanh(s / softcap) (Gemma 2 logit soft-capping)
     Index window = 0;                    // sliding window W (0 = full causal)
+    Index chunk = 0;                     // chunked attention C (Llama 4): query i sees keys j <= i of its chunk, j >= C floor(i / C)
     bool causal = true;                  // false: every query sees every key (vision encoders; no window)
     const float* alibi = nullptr;        // [heads] ALiBi slopes: s += slope_h * (j - i) after soft-capping
     const float* sink_logits = nullptr;  // [heads] extra logit per head (gpt-oss sinks; zeros = softmax1)
@@ -172,7 +173,11 @@ inline void apply_values(const AttentionInput& in, const ConstStridedRowMap<floa
     });
 }
 
-inline Index first_visible(const AttentionSpec& s, Index i) { return s.window > 0 ? std::max<Index>(0, i - s.window + 1) : 0; }
+/// The first key query index i sees (non-decreasing in i: a tile's first row sees the earliest key).
+inline Index first_visible(const AttentionSpec& s, Index i) {
+    if (s.chunk > 0) return i / s.chunk * s.chunk;
+    return s.window > 0 ? std::max<Index>(0, i - s.window + 1) : 0;
+}
 /// One past the last key query index i sees (of `keys` keys).
 inline Index end_visible(const AttentionSpec& s, Index i, Index keys) { return s.causal ? i + 1 : keys; }
 

@@ -41,6 +41,24 @@ enum class RopePairs { Half, Interleaved };
 /// [q_h; k_h; v_h] (GPT-NeoX, BLOOM, Falcon without multi-query); per KV group [q_g1..q_gn; k_g; v_g]
 /// (Falcon's new decoder architecture).
 enum class QkvLayout { Concat, PerHead, Grouped };
+/// How a router turns logits into expert scores: softmax over the experts (Mixtral, Qwen, DeepSeek-V2) or each
+/// logit's sigmoid (DeepSeek-V3).
+enum class RouterScore { Softmax, Sigmoid };
+/// Group-limited routing (DeepSeek): a group's score is its best expert's (V2) or the sum of its two best (V3).
+enum class GroupScore { Max, TopTwoSum };
+
+/// Multi-head latent attention (DeepSeek-V2/V3): q = q_proj(x), or q_b(norm(q_a(x))) with a rank q_lora_rank;
+/// [c; k_rope] = kv_a(x), the latent c [kv_lora_rank] normalised, [k_nope_h; v_h] = kv_b(c) per head, and one
+/// rotary key k_rope [qk_rope] shared by every head. The forward lays each head out as q = [q_rope; q_nope],
+/// k = [k_rope; k_nope] (RoPE rotates a head's first qk_rope features, as partial rotary does; the scores are the
+/// same sums as Hugging Face's [nope; rope] order) and v = [v_h], each zero-padded to head_dim = max(qk, v).
+struct MlaSpec {
+    int q_lora_rank = 0;   // 0: a plain q_proj
+    int kv_lora_rank = 0;  // > 0: the model has MLA
+    int qk_nope = 0, qk_rope = 0, v_head_dim = 0;
+    double norm_eps = 1e-6;  // the q_a / kv_a RMSNorms' eps (transformers builds them with its default)
+    int qk() const { return qk_nope + qk_rope; }
+};
 
 /// One normalisation: RMSNorm  y = x rsqrt(mean x^2 + eps) * s,  LayerNorm  y = (x - mean) / sqrt(var + eps) * s + b,
 /// with s = w, 1 + w (Gemma) or 1 (no weight: OLMo's non-parametric LayerNorm), b = bias or 0.
@@ -152,6 +170,8 @@ struct LayerSpec {
     int window = 0;     // W > 0: key j visible to query i iff i - W < j <= i; 0: full causal
     int rope = 0;       // index into ModelConfig::rope
     bool nope = false;  // no rotary embedding in this layer of a RoPE model (SmolLM3, Cohere 2, EXAONE 4 global layers)
+    bool dense_mlp = false;  // a dense MLP in a mixture-of-experts model (DeepSeek's first_k_dense_replace, mlp_only_layers)
+    int chunk = 0;      // C > 0: chunked attention (Llama 4): key j visible to query i iff C floor(i / C) <= j <= i
 };
 
 /// Hugging Face tensor names of one block, relative to the layer prefix. Empty: the part does not exist
@@ -160,8 +180,10 @@ struct BlockNames {
     std::string ln_attn, ln_attn_post, ln_mlp, ln_mlp_post;  // pre/post attention, pre/post MLP norms
     std::string q, k, v, qkv, o;                             // qkv: fused [q; k; v] along the output
     std::string q_norm, k_norm;                              // "{h}" in the name: one tensor per head (StableLM)
+    std::string q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b;   // multi-head latent attention (MlaSpec)
     std::string gate, up, gate_up, down;                     // gate_up: fused [gate; up] (Phi-3)
     std::string router;                                      // MoE router [E, d]
+    std::string router_score_bias;                           // [E] added to the scores for the choice only (DeepSeek-V3)
     std::string expert;                                      // MoE expert prefix with "{e}"; gate/up/down below it
     std::string expert_gate, expert_up, expert_down;
     std::string experts_gate_up, experts_down;               // all experts in one tensor each, [E, in, out] (gpt-oss)
@@ -216,6 +238,7 @@ struct ModelConfig {
     int num_kv_heads = 0;         // KV (GQA: query head h uses KV head h / (H / KV))
     int head_dim = 0;             // hd
     int intermediate_size = 0;    // MLP width I (of one expert for MoE)
+    int dense_intermediate_size = 0;  // MoE models: the width of the layers with a dense MLP (LayerSpec::dense_mlp)
     int max_positions = 0;        // learned positions: table size; RoPE: informative
 
     // --- the block ---
@@ -228,6 +251,10 @@ struct ModelConfig {
     QKNorm qk_norm = QKNorm::None;
     NormSpec qk_norm_spec;        // the q/k norms' own kind (StableLM: LayerNorm without bias)
     bool qk_norm_rows = false;    // per-head q/k norm weights stored as one [heads, hd] tensor (Cohere)
+    bool qk_norm_after_rope = false;  // the q/k norms follow RoPE (Llama 4's weightless L2 norm), else they precede it
+    bool qk_norm_nope_layers = true;  // NoPE layers have the q/k norms too (Llama 4: only its RoPE layers)
+    double attn_temperature_scale = 0.0;  // > 0: NoPE layers scale q by 1 + scale ln(1 + floor((pos + 1) / floor)) (Llama 4)
+    double attn_temperature_floor = 1.0;
     double attn_scale = 0.0;      // scores = q.k * attn_scale (1/sqrt(hd), query_pre_attn_scalar^-1/2, or 1)
     double attn_softcap = 0.0;    // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
     double clip_qkv = 0.0;        // > 0: q, k, v clamped to [-clip, clip] (OLMo)
@@ -238,6 +265,12 @@ struct ModelConfig {
     int num_experts = 0;          // > 0: mixture of experts
     int experts_per_token = 0;    // top-k
     bool norm_topk = true;        // renormalise the top-k routing weights to sum 1
+    RouterScore router_score = RouterScore::Softmax;
+    int router_groups = 0;        // > 0: experts in this many groups; only the best router_topk_groups groups are chosen from
+    int router_topk_groups = 0;
+    GroupScore group_score = GroupScore::Max;
+    double routed_scale = 1.0;    // routing weights multiplied by this (DeepSeek's routed_scaling_factor)
+    bool routing_on_input = false;  // an expert reads weight * x and its output is added as it is (Llama 4), else weight * expert(x)
     bool router_bias = false;     // the router has a bias (gpt-oss)
     double swiglu_limit = 0.0;    // > 0: gpt-oss's clamped SwiGLU on interleaved [gate, up] columns:
                                   //   g = min(gate, limit), u = clamp(up, +-limit), (u + 1) g sigmoid(alpha g)
@@ -250,6 +283,7 @@ struct ModelConfig {
     bool attn_output_gate = false;  // gated attention (Qiu et al. 2025; Qwen3-Next): q_proj gives [q_h; g_h] per head and
                                     // the attention output is multiplied by sigmoid(g) before o_proj
     bool mlp_sub_norm = false;    // a norm of width I on the MLP hidden before down_proj (BitNet)
+    MlaSpec mla;                  // multi-head latent attention when mla.kv_lora_rank > 0
     SinkKind sink = SinkKind::None;
     kernels::AttentionFn attention_fn = kernels::AttentionFn::Softmax;  // config "attention_softmax": softmax, softpick
     double attention_sigmoid_bias = 0.0;  // "sigmoid": p = sigmoid(s + bias) ("attention_sigmoid_bias", e.g. -ln n)
@@ -275,6 +309,13 @@ struct ModelConfig {
     std::int64_t q_dim() const { return std::int64_t(num_heads) * head_dim; }
     std::int64_t kv_dim() const { return std::int64_t(num_kv_heads) * head_dim; }
     bool moe() const { return num_experts > 0; }
+    /// Whether layer l routes over experts (an MoE model's dense layers do not).
+    bool layer_moe(int l) const { return moe() && !layers[static_cast<std::size_t>(l)].dense_mlp; }
+    /// The MLP width of layer l: an expert's in an MoE layer, dense_intermediate_size in an MoE model's dense layer.
+    int layer_intermediate(int l) const { return moe() && !layer_moe(l) ? dense_intermediate_size : intermediate_size; }
+    bool has_mla() const { return mla.kv_lora_rank > 0; }
+    /// Features of one head of v and z (o_proj reads H of them): head_dim, or MLA's v_head_dim.
+    int v_dim() const { return has_mla() ? mla.v_head_dim : head_dim; }
     bool is_vision() const { return vision.patch_size > 0; }
     bool has_rope() const { return positions == PositionKind::Rope; }
     /// ALiBi slope of every head: n' = the power of two >= H, slopes 2^(-max_bias k / n'), k = 1..n';
@@ -292,6 +333,8 @@ struct ModelConfig {
         return out;
     }
     int window(int layer) const { return layers[static_cast<std::size_t>(layer)].window; }
+    /// Whether layer l normalises q and k (QKNorm, unless a NoPE layer of a model whose NoPE layers have none).
+    bool layer_qk_norm(int l) const { return qk_norm != QKNorm::None && (qk_norm_nope_layers || !layers[static_cast<std::size_t>(l)].nope); }
     const RopeSpec& layer_rope(int layer) const { return rope[static_cast<std::size_t>(layers[static_cast<std::size_t>(layer)].rope)]; }
 };
 

@@ -82,8 +82,18 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     if (c.attn_sub_norm) att += "; a norm before o_proj";
     if (c.attn_output_gate) att += "; output gated by sigmoid(g) per head and dim (g from q_proj)";
     add("attention", att);
+    if (c.has_mla()) {
+        const MlaSpec& m = c.mla;
+        add("latent attention", (m.q_lora_rank > 0 ? fmt("q from a rank-%d projection (normalised); ", m.q_lora_rank) : std::string()) +
+                                    fmt("k/v from a latent of %d (normalised) per token, per head %d + %d rotary q/k features (the "
+                                        "rotary key shared by the heads), %d value features",
+                                        m.kv_lora_rank, m.qk_nope, m.qk_rope, m.v_head_dim));
+    }
     if (c.qk_norm != QKNorm::None)
-        add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection"));
+        add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection") +
+                             (c.qk_norm_after_rope ? ", after RoPE" : "") + (c.qk_norm_nope_layers ? "" : ", RoPE layers only"));
+    if (c.attn_temperature_scale > 0)
+        add("temperature", fmt("NoPE layers: q x (1 + %g ln(1 + floor((pos + 1) / %g)))", c.attn_temperature_scale, c.attn_temperature_floor));
     std::string mlp = c.swiglu_limit > 0         ? fmt("gated: down((clamp(up, +-%g) + 1) * g sigmoid(%g g)), g = min(gate, %g)",
                                                    c.swiglu_limit, c.swiglu_alpha, c.swiglu_limit)
                       : c.mlp == MlpKind::Gated ? fmt("gated: down(%s(gate) * up)", activation_name(c.act))
@@ -91,9 +101,18 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     mlp += fmt(", width %d", c.intermediate_size);
     if (c.names.block.gate_up.size()) mlp += ", fused gate_up";
     if (c.mlp_bias) mlp += ", biases";
-    if (c.moe())
-        mlp += fmt("; mixture of %d experts, top %d%s%s", c.num_experts, c.experts_per_token, c.norm_topk ? " (renormalised)" : "",
+    if (c.moe()) {
+        mlp += fmt("; mixture of %d experts, top %d by %s%s%s", c.num_experts, c.experts_per_token,
+                   c.router_score == RouterScore::Sigmoid ? "sigmoid" : "softmax", c.norm_topk ? " (renormalised)" : "",
                    c.router_bias ? ", router bias" : "");
+        if (!c.names.block.router_score_bias.empty()) mlp += ", a bias on the scores for the choice";
+        if (c.router_groups > 0)
+            mlp += fmt(", within the best %d of %d groups (by their %s)", c.router_topk_groups, c.router_groups,
+                       c.group_score == GroupScore::Max ? "best expert" : "two best");
+        if (c.routed_scale != 1.0) mlp += fmt(", weights x %g", c.routed_scale);
+        if (c.routing_on_input) mlp += ", the weight multiplying the expert's input";
+        if (c.dense_intermediate_size > 0) mlp += fmt("; dense layers of width %d", c.dense_intermediate_size);
+    }
     if (c.shared_expert_size > 0)
         mlp += fmt("; a shared expert of width %d%s", c.shared_expert_size, c.shared_expert_gated ? " behind a sigmoid gate" : "");
     if (c.mlp_sub_norm) mlp += "; a norm before down_proj";
@@ -124,14 +143,17 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     add("attention sink", sink);
     // Layers: group equal (window, rope, NoPE) runs.
     auto kind = [&](const LayerSpec& s) {
-        std::string k = s.window ? fmt("sliding window %d", s.window) : std::string(c.causal ? "full causal attention" : "bidirectional attention");
+        std::string k = s.window  ? fmt("sliding window %d", s.window)
+                        : s.chunk ? fmt("chunked attention, chunks of %d", s.chunk)
+                                  : std::string(c.causal ? "full causal attention" : "bidirectional attention");
         if (c.has_rope() && s.nope) k += ", no RoPE (NoPE)";
+        if (c.moe()) k += s.dense_mlp ? ", dense MLP" : ", experts";
         return k;
     };
-    std::map<std::tuple<int, int, bool>, std::vector<int>> groups;
+    std::map<std::tuple<int, int, bool, bool, int>, std::vector<int>> groups;
     for (int l = 0; l < c.num_layers; ++l) {
         const LayerSpec& s = c.layers[static_cast<std::size_t>(l)];
-        groups[{s.window, s.rope, s.nope}].push_back(l);
+        groups[{s.window, s.rope, s.nope, s.dense_mlp, s.chunk}].push_back(l);
     }
     if (groups.size() == 1) {
         add("layers", fmt("%d, all alike (", c.num_layers) + kind(c.layers.front()) + ")");

@@ -1162,6 +1162,177 @@ inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
     if (none_dense) qwen_moe_with_shared_expert(r, c, true);
 }
 
+/// DeepSeek-V2 / V3: multi-head latent attention (MlaSpec: q_lora_rank, kv_lora_rank, qk_nope_head_dim,
+/// qk_rope_head_dim, v_head_dim; scores scaled by 1/sqrt(qk_nope + qk_rope), for V3 times YaRN's mscale(mscale_all_dim)^2)
+/// on a Llama block; layers below first_k_dense_replace have a dense MLP of intermediate_size, the others
+/// n_routed_experts experts of moe_intermediate_size plus n_shared_experts shared ones (one MLP, always added). V2
+/// routes by softmax, greedy or group_limited_greedy (groups scored by their best expert), its rotary pairs interleaved;
+/// V3 by sigmoid with e_score_correction_bias for the choice, groups scored by their two best, renormalised when
+/// norm_topk_prob, pairs interleaved when rope_interleave. Both multiply the weights by routed_scaling_factor.
+inline void deepseek_common(const ConfigReader& r, ModelConfig& c, bool v3) {
+    llama_block(r, c);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    if (c.qkv_bias) r.fail("attention_bias", "unsupported value true (massact reads DeepSeek's attention without biases)");
+    MlaSpec& m = c.mla;
+    m.q_lora_rank = r.get_size("q_lora_rank", 0, kMaxWidth);
+    m.kv_lora_rank = r.get_size("kv_lora_rank", kMaxWidth);
+    m.qk_nope = r.get_size("qk_nope_head_dim", kMaxHeadDim);
+    m.qk_rope = r.get_size("qk_rope_head_dim", kMaxHeadDim);
+    m.v_head_dim = r.get_size("v_head_dim", kMaxHeadDim);
+    if (m.qk_rope % 2 != 0) r.fail("qk_rope_head_dim", "expected an even number (rotary pairs)");
+    if (r.present("head_dim") && r.get_int("head_dim") != m.qk_rope)
+        r.fail("head_dim", "value " + std::to_string(r.get_int("head_dim")) + " differs from qk_rope_head_dim " + std::to_string(m.qk_rope) +
+                               " (transformers' rotary embedding reads head_dim)");
+    if (c.num_kv_heads != c.num_heads) r.fail("num_key_value_heads", "must equal num_attention_heads (MLA gives every head its key)");
+    c.head_dim = std::max(m.qk(), m.v_head_dim);
+    read_rope(r, c);
+    for (RopeSpec& s : c.rope) s.rotary_dim = m.qk_rope;
+    c.rope_pairs = !v3 || r.get_bool("rope_interleave", true) ? RopePairs::Interleaved : RopePairs::Half;
+    c.attn_scale = 1.0 / std::sqrt(static_cast<double>(m.qk()));
+    const RopeSpec& rs = c.rope.front();
+    if (v3 && rs.scaling == RopeScaling::Yarn && rs.mscale_all_dim != 0 && rs.factor > 1) {
+        const double ms = 0.1 * rs.mscale_all_dim * std::log(rs.factor) + 1.0;
+        c.attn_scale *= ms * ms;
+    }
+    auto& n = c.names.block;
+    n.q = "self_attn.q_proj";
+    n.q_a = "self_attn.q_a_proj";
+    n.q_a_norm = "self_attn.q_a_layernorm";
+    n.q_b = "self_attn.q_b_proj";
+    n.kv_a = "self_attn.kv_a_proj_with_mqa";
+    n.kv_a_norm = "self_attn.kv_a_layernorm";
+    n.kv_b = "self_attn.kv_b_proj";
+    n.k = n.v = "";
+    // experts
+    c.dense_intermediate_size = c.intermediate_size;
+    c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
+    set_moe(r, c, "n_routed_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
+    n.gate = "mlp.gate_proj", n.up = "mlp.up_proj", n.down = "mlp.down_proj";  // (the dense layers)
+    const int dense = r.present("first_k_dense_replace") && r.json()["first_k_dense_replace"] == 0 ? 0 : r.get_int("first_k_dense_replace", 0);
+    for (int l = 0; l < std::min(dense, c.num_layers); ++l) c.layers[static_cast<std::size_t>(l)].dense_mlp = true;
+    if (r.present("n_shared_experts") && !(r.json()["n_shared_experts"] == 0)) {
+        c.shared_expert_size = r.get_size("n_shared_experts", kMaxExperts) * c.intermediate_size;
+        if (c.shared_expert_size > kMaxWidth) r.fail("n_shared_experts", "gives an implausibly wide shared expert");
+        n.shared_expert = "mlp.shared_experts.";
+    } else if (v3) {
+        r.fail("n_shared_experts", "missing (DeepSeek-V3 adds its shared experts to every MoE layer)");
+    }
+    c.routed_scale = r.get_num("routed_scaling_factor", 1.0);
+    if (!std::isfinite(c.routed_scale)) r.fail("routed_scaling_factor", "is not a finite number");
+    auto groups = [&] {
+        c.router_groups = r.get_size("n_group", kMaxExperts);
+        c.router_topk_groups = r.get_size("topk_group", kMaxExperts);
+        if (c.num_experts % c.router_groups != 0) r.fail("n_group", "does not divide n_routed_experts");
+        if (c.router_topk_groups > c.router_groups) r.fail("topk_group", "exceeds n_group");
+        if (c.router_topk_groups * (c.num_experts / c.router_groups) < c.experts_per_token)
+            r.fail("topk_group", "keeps fewer experts than num_experts_per_tok");
+    };
+    if (v3) {
+        c.router_score = RouterScore::Sigmoid;
+        c.norm_topk = r.get_bool("norm_topk_prob", true);
+        n.router_score_bias = "mlp.gate.e_score_correction_bias";
+        c.group_score = GroupScore::TopTwoSum;
+        groups();
+        if (c.num_experts / c.router_groups < 2) r.fail("n_group", "leaves fewer than two experts per group (groups are scored by their two best)");
+    } else {
+        c.norm_topk = false;  // (transformers' V2 router does not renormalise, whatever norm_topk_prob says)
+        const std::string method = r.get_str("topk_method", "greedy");
+        if (method == "group_limited_greedy") groups();
+        else if (method != "greedy") r.fail("topk_method", "unsupported value \"" + method + "\" (expected greedy or group_limited_greedy)");
+    }
+}
+
+inline void family_deepseek_v2(const ConfigReader& r, ModelConfig& c) { deepseek_common(r, c, false); }
+inline void family_deepseek_v3(const ConfigReader& r, ModelConfig& c) { deepseek_common(r, c, true); }
+
+/// Llama 4 (text): RoPE on interleaved pairs in the layers no_rope_layers marks 1, followed there by a weightless
+/// L2 (RMS) norm of q and k when use_qk_norm; the other layers NoPE, their q scaled by temperature tuning
+/// (attn_scale, floor_scale) when attn_temperature_tuning; chunked attention (attention_chunk_size) on the layers
+/// layer_types calls chunked_attention. moe_layers have experts feed_forward.experts.{gate_up_proj [E, d, 2I] as
+/// [gate | up], down_proj [E, I, d]}, routed by the sigmoid of the top-k router logits, the weight multiplying the
+/// expert's input, plus a shared expert feed_forward.shared_expert of the expert width; the other layers a dense MLP
+/// of intermediate_size_mlp.
+inline void family_llama4_text(const ConfigReader& r, ModelConfig& c) {
+    llama_block(r, c);
+    c.norm.eps = r.get_num("rms_norm_eps", 1e-5);
+    c.qkv_bias = c.o_bias = r.get_bool("attention_bias", false);
+    c.rope_pairs = RopePairs::Interleaved;
+    const auto list = [&](const char* key) {
+        std::vector<long long> v;
+        if (!r.present(key)) return v;
+        const auto& a = r.json()[key];
+        if (!a.is_array()) r.fail(key, "expected a list of integers");
+        for (const auto& x : a) {
+            if (!x.is_number_integer()) r.fail(key, "entry " + x.dump() + " is not an integer");
+            v.push_back(x.get<long long>());
+        }
+        return v;
+    };
+    auto rope_layers = list("no_rope_layers");  // 1: the layer uses RoPE (transformers' naming)
+    if (rope_layers.empty()) {  // transformers' default: every no_rope_layer_interval-th layer NoPE
+        const int interval = r.get_int("no_rope_layer_interval", 4);
+        for (int l = 0; l < c.num_layers; ++l) rope_layers.push_back((l + 1) % interval != 0 ? 1 : 0);
+    }
+    if (static_cast<int>(rope_layers.size()) != c.num_layers)
+        r.fail("no_rope_layers", "expected " + std::to_string(c.num_layers) + " entries");
+    for (std::size_t l = 0; l < rope_layers.size(); ++l) {
+        if (rope_layers[l] != 0 && rope_layers[l] != 1) r.fail("no_rope_layers", "expected entries 0 or 1");
+        c.layers[l].nope = rope_layers[l] == 0;
+    }
+    if (r.get_bool("use_qk_norm", true)) {
+        c.qk_norm = QKNorm::PerHead;
+        c.qk_norm_spec = {NormKind::RMSNorm, c.norm.eps, false, false, false};
+        c.qk_norm_after_rope = true;
+        c.qk_norm_nope_layers = false;
+    }
+    if (r.get_bool("attn_temperature_tuning", true)) {
+        c.attn_temperature_scale = r.get_num("attn_scale", 0.1);
+        c.attn_temperature_floor = r.get_num("floor_scale", 8192.0);
+        if (!(c.attn_temperature_floor > 0) || !std::isfinite(c.attn_temperature_scale))
+            r.fail("floor_scale", "expected a positive floor_scale and a finite attn_scale");
+    }
+    const int chunk = r.get_size("attention_chunk_size", 8192, 1 << 30);
+    if (!r.present("layer_types")) {  // transformers' default: the RoPE layers chunked
+        for (int l = 0; l < c.num_layers; ++l)
+            if (!c.layers[static_cast<std::size_t>(l)].nope) c.layers[static_cast<std::size_t>(l)].chunk = chunk;
+    } else {
+        const auto& lt = r.json()["layer_types"];
+        if (!lt.is_array() || static_cast<int>(lt.size()) != c.num_layers)
+            r.fail("layer_types", "expected a list of " + std::to_string(c.num_layers) + " strings");
+        for (int l = 0; l < c.num_layers; ++l) {
+            const auto& t = lt[static_cast<std::size_t>(l)];
+            if (t == "chunked_attention") {
+                c.layers[static_cast<std::size_t>(l)].chunk = chunk;
+            } else if (t != "full_attention") {
+                r.fail("layer_types", "unsupported value " + t.dump() + " (expected chunked_attention or full_attention)");
+            }
+        }
+    }
+    // experts
+    auto& n = c.names.block;
+    c.dense_intermediate_size = r.get_size("intermediate_size_mlp", c.intermediate_size, kMaxWidth);
+    set_moe(r, c, "num_local_experts", "feed_forward.router", "", "", "", "");
+    n.gate = "feed_forward.gate_proj", n.up = "feed_forward.up_proj", n.down = "feed_forward.down_proj";  // (the dense layers)
+    n.experts_gate_up = "feed_forward.experts.gate_up_proj";
+    n.experts_down = "feed_forward.experts.down_proj";
+    c.router_score = RouterScore::Sigmoid;  // (sigmoid is monotonic: the top-k of the logits are the top-k of the scores)
+    c.norm_topk = false;
+    c.routing_on_input = true;
+    c.shared_expert_size = c.intermediate_size;
+    n.shared_expert = "feed_forward.shared_expert.";
+    std::vector<bool> moe(static_cast<std::size_t>(c.num_layers), false);
+    if (r.present("moe_layers")) {
+        for (const long long l : list("moe_layers")) {
+            if (l < 0 || l >= c.num_layers) r.fail("moe_layers", "entry " + std::to_string(l) + " is not a layer index");
+            moe[static_cast<std::size_t>(l)] = true;
+        }
+    } else {
+        const int step = r.get_int("interleave_moe_layer_step", 1);
+        for (int l = step - 1; l < c.num_layers; l += step) moe[static_cast<std::size_t>(l)] = true;
+    }
+    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].dense_mlp = !moe[static_cast<std::size_t>(l)];
+}
+
 /// The mapping table: model_type -> the function that fills the block description.
 inline const std::vector<FamilyEntry>& family_table() {
     static const std::vector<FamilyEntry> table = {
@@ -1208,6 +1379,9 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"apertus", family_apertus, WindowRule::None},
         {"bitnet", family_bitnet, WindowRule::None},
         {"qwen3_next", family_qwen3_next, WindowRule::None},
+        {"deepseek_v2", family_deepseek_v2, WindowRule::None},
+        {"deepseek_v3", family_deepseek_v3, WindowRule::None},
+        {"llama4_text", family_llama4_text, WindowRule::None},
     };
     return table;
 }

@@ -19,7 +19,7 @@ namespace massact {
 
 /// Hook sites inside a block, in execution order.
 enum class BlockSite : int {
-    ResidPre, Ln1, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Gate, Ln1Post, AttnOut, ResidMid, Ln2,
+    ResidPre, Ln1, Latent, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Gate, Ln1Post, AttnOut, ResidMid, Ln2,
     MlpRouter, MlpExpertWeights, MlpExpertOut, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
 };
 
@@ -31,7 +31,8 @@ enum class SiteShape {
     Scores,     // [N, H, T, K] (K = T, or the keys of a KV cache)
     SinkProbs,  // [N, H, T]
     Columns,    // [N, H, T, C]: the pattern at C chosen keys (RunOptions::pattern_columns; C = 1: key 0)
-    Mlp,        // [N, T, I]
+    Mlp,        // [N, T, I] (I: the layer's MLP width)
+    Latent,     // [N, T, kv_lora_rank]: multi-head latent attention's normalised latent
     Experts,    // [N, T, E]
     ExpertSlots,  // [N, T, k, d]: one row per routed expert of a token (k = experts per token)
 };
@@ -40,11 +41,11 @@ struct SiteInfo {
     BlockSite id;
     const char* suffix;  // after "blocks.{l}."
     SiteShape shape;
-    bool (*exists)(const ModelConfig&, bool sink_slot);
+    bool (*exists)(const ModelConfig&, int layer, bool sink_slot);
 };
 
 namespace detail {
-inline bool always(const ModelConfig&, bool) { return true; }
+inline bool always(const ModelConfig&, int, bool) { return true; }
 }  // namespace detail
 
 /// The table: one row per block site, in execution order.
@@ -52,36 +53,38 @@ inline const std::vector<SiteInfo>& block_site_table() {
     using C = const ModelConfig&;
     static const std::vector<SiteInfo> table = {
         {BlockSite::ResidPre, "hook_resid_pre", SiteShape::Resid, detail::always},
-        {BlockSite::Ln1, "ln1.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.pre_attn_norm; }},
+        {BlockSite::Ln1, "ln1.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.pre_attn_norm; }},
+        // Multi-head latent attention: the normalised latent kv_b reads (what the cache of an MLA model holds).
+        {BlockSite::Latent, "attn.hook_latent", SiteShape::Latent, [](C c, int, bool) { return c.has_mla(); }},
         {BlockSite::Q, "attn.hook_q", SiteShape::QHeads, detail::always},
         {BlockSite::K, "attn.hook_k", SiteShape::KVHeads, detail::always},
         {BlockSite::V, "attn.hook_v", SiteShape::KVHeads, detail::always},
-        {BlockSite::RotQ, "attn.hook_rot_q", SiteShape::QHeads, [](C c, bool) { return c.has_rope(); }},
-        {BlockSite::RotK, "attn.hook_rot_k", SiteShape::KVHeads, [](C c, bool) { return c.has_rope(); }},
+        {BlockSite::RotQ, "attn.hook_rot_q", SiteShape::QHeads, [](C c, int, bool) { return c.has_rope(); }},
+        {BlockSite::RotK, "attn.hook_rot_k", SiteShape::KVHeads, [](C c, int, bool) { return c.has_rope(); }},
         {BlockSite::AttnScores, "attn.hook_attn_scores", SiteShape::Scores, detail::always},
         {BlockSite::Pattern, "attn.hook_pattern", SiteShape::Scores, detail::always},
-        {BlockSite::SinkPattern, "attn.hook_sink_pattern", SiteShape::SinkProbs, [](C, bool sink) { return sink; }},
+        {BlockSite::SinkPattern, "attn.hook_sink_pattern", SiteShape::SinkProbs, [](C, int, bool sink) { return sink; }},
         // The probabilities of a few keys (massact's own site, read-only): what sink metrics need, without [T, K].
         {BlockSite::PatternColumns, "attn.hook_pattern_columns", SiteShape::Columns, detail::always},
         {BlockSite::Z, "attn.hook_z", SiteShape::QHeads, detail::always},
         // Gated attention: sigmoid(g), multiplied into z (hook_z holds z before it) on the way to o_proj.
-        {BlockSite::Gate, "attn.hook_gate", SiteShape::QHeads, [](C c, bool) { return c.attn_output_gate; }},
-        {BlockSite::Ln1Post, "ln1_post.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.post_attn_norm; }},
+        {BlockSite::Gate, "attn.hook_gate", SiteShape::QHeads, [](C c, int, bool) { return c.attn_output_gate; }},
+        {BlockSite::Ln1Post, "ln1_post.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.post_attn_norm; }},
         {BlockSite::AttnOut, "hook_attn_out", SiteShape::Resid, detail::always},
-        {BlockSite::ResidMid, "hook_resid_mid", SiteShape::Resid, [](C c, bool) { return !c.parallel; }},
-        {BlockSite::Ln2, "ln2.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.pre_mlp_norm; }},
-        {BlockSite::MlpRouter, "mlp.hook_router", SiteShape::Experts, [](C c, bool) { return c.moe(); }},
-        {BlockSite::MlpExpertWeights, "mlp.hook_expert_weights", SiteShape::Experts, [](C c, bool) { return c.moe(); }},
+        {BlockSite::ResidMid, "hook_resid_mid", SiteShape::Resid, [](C c, int, bool) { return !c.parallel; }},
+        {BlockSite::Ln2, "ln2.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.pre_mlp_norm; }},
+        {BlockSite::MlpRouter, "mlp.hook_router", SiteShape::Experts, [](C c, int l, bool) { return c.layer_moe(l); }},
+        {BlockSite::MlpExpertWeights, "mlp.hook_expert_weights", SiteShape::Experts, [](C c, int l, bool) { return c.layer_moe(l); }},
         // Each routed expert's output down_e(act(gate_e x) * up_e x) before its routing weight, slot s = the token's s-th
         // routed expert in index order (massact's own site, read-only; filled only when hooked).
-        {BlockSite::MlpExpertOut, "mlp.hook_expert_out", SiteShape::ExpertSlots, [](C c, bool) { return c.moe(); }},
-        {BlockSite::MlpPre, "mlp.hook_pre", SiteShape::Mlp, [](C c, bool) { return !c.moe(); }},
+        {BlockSite::MlpExpertOut, "mlp.hook_expert_out", SiteShape::ExpertSlots, [](C c, int l, bool) { return c.layer_moe(l); }},
+        {BlockSite::MlpPre, "mlp.hook_pre", SiteShape::Mlp, [](C c, int l, bool) { return !c.layer_moe(l); }},
         {BlockSite::MlpPreLinear, "mlp.hook_pre_linear", SiteShape::Mlp,
-         [](C c, bool) { return !c.moe() && c.mlp == MlpKind::Gated; }},
-        {BlockSite::MlpPost, "mlp.hook_post", SiteShape::Mlp, [](C c, bool) { return !c.moe(); }},
+         [](C c, int l, bool) { return !c.layer_moe(l) && c.mlp == MlpKind::Gated; }},
+        {BlockSite::MlpPost, "mlp.hook_post", SiteShape::Mlp, [](C c, int l, bool) { return !c.layer_moe(l); }},
         // The down projection's output before a post-MLP norm (massact's own site: where a weight edit lands).
-        {BlockSite::MlpDown, "mlp.hook_down", SiteShape::Resid, [](C c, bool) { return !c.moe() && c.post_mlp_norm; }},
-        {BlockSite::Ln2Post, "ln2_post.hook_normalized", SiteShape::Resid, [](C c, bool) { return c.post_mlp_norm; }},
+        {BlockSite::MlpDown, "mlp.hook_down", SiteShape::Resid, [](C c, int l, bool) { return !c.layer_moe(l) && c.post_mlp_norm; }},
+        {BlockSite::Ln2Post, "ln2_post.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.post_mlp_norm; }},
         {BlockSite::MlpOut, "hook_mlp_out", SiteShape::Resid, detail::always},
         {BlockSite::ResidPost, "hook_resid_post", SiteShape::Resid, detail::always},
     };
@@ -101,7 +104,7 @@ inline std::vector<std::string> hook_site_names(const ModelConfig& c, bool sink_
     if (c.positions == PositionKind::Learned) out.push_back("hook_pos_embed");
     for (int l = 0; l < c.num_layers; ++l)
         for (const auto& s : block_site_table())
-            if (s.exists(c, sink_slot)) out.push_back(block_site_name(l, s.id));
+            if (s.exists(c, l, sink_slot)) out.push_back(block_site_name(l, s.id));
     out.push_back("ln_final.hook_normalized");
     if (!c.is_vision()) out.push_back("logits");  // (a vision model has no vocabulary)
     return out;
@@ -124,7 +127,7 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
         const long l = dot == std::string::npos ? -1 : std::strtol(name.c_str() + 7, &end, 10);
         if (l >= 0 && l < c.num_layers && end == name.c_str() + dot)
             for (const auto& s : block_site_table())
-                if (name.compare(dot + 1, std::string::npos, s.suffix) == 0 && s.exists(c, sink_slot)) {
+                if (name.compare(dot + 1, std::string::npos, s.suffix) == 0 && s.exists(c, static_cast<int>(l), sink_slot)) {
                     const Index H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
                     switch (s.shape) {
                         case SiteShape::Resid: return {N, T, d};
@@ -133,7 +136,8 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
                         case SiteShape::Scores: return {N, H, T, keys};
                         case SiteShape::SinkProbs: return {N, H, T};
                         case SiteShape::Columns: return {N, H, T, columns};
-                        case SiteShape::Mlp: return {N, T, c.intermediate_size};
+                        case SiteShape::Mlp: return {N, T, c.layer_intermediate(static_cast<int>(l))};
+                        case SiteShape::Latent: return {N, T, c.mla.kv_lora_rank};
                         case SiteShape::Experts: return {N, T, c.num_experts};
                         case SiteShape::ExpertSlots: return {N, T, c.experts_per_token, d};
                     }

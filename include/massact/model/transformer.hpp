@@ -208,6 +208,7 @@ struct Workspace {
     RowMatrixF q, k, v;      // [R, H*hd], [R, KV*hd], [R, KV*hd]
     RowMatrixF z;            // [R, H*hd] attention output per head
     RowMatrixF gate;         // [R, H*hd] gated attention: the gate logits, then sigmoid
+    RowMatrixF mla_q, mla_qa, mla_kv, mla_latent, mla_kvb;  // multi-head latent attention's projections (MlaSpec)
     RowMatrixF attn_out;     // [R, d] o(z), after the post-attention norm
     RowMatrixF mlp_hidden;   // [R, I] hook_pre, then hook_post (in place)
     RowMatrixF mlp_linear;   // [R, I] the gated MLP's up projection (hook_pre_linear); [R, 2I] fused gate_up
@@ -226,6 +227,35 @@ struct Workspace {
 };
 
 namespace detail {
+
+/// The indices of the k largest values, largest first (ties: the lower index first).
+inline std::vector<Index> top_indices(const std::vector<float>& v, int k) {
+    std::vector<Index> order(v.size());
+    std::iota(order.begin(), order.end(), Index(0));
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](Index a, Index b) {
+        return v[static_cast<std::size_t>(a)] > v[static_cast<std::size_t>(b)] || (v[static_cast<std::size_t>(a)] == v[static_cast<std::size_t>(b)] && a < b);
+    });
+    order.resize(static_cast<std::size_t>(k));
+    return order;
+}
+
+/// Group-limited routing (DeepSeek): the experts in `groups` equal groups, each group scored by its best value (Max) or
+/// the sum of its two best (TopTwoSum); the values outside the `keep` best groups become 0, as transformers masks them.
+inline void keep_best_groups(std::vector<float>& v, int groups, int keep, GroupScore how) {
+    const auto per = static_cast<Index>(v.size()) / groups;
+    std::vector<float> score(static_cast<std::size_t>(groups));
+    for (int g = 0; g < groups; ++g) {
+        const std::vector<float> in(v.begin() + g * per, v.begin() + (g + 1) * per);
+        const std::vector<Index> best = top_indices(in, how == GroupScore::Max ? 1 : 2);
+        float s = 0.0f;
+        for (const Index i : best) s += in[static_cast<std::size_t>(i)];
+        score[static_cast<std::size_t>(g)] = s;
+    }
+    std::vector<bool> kept(static_cast<std::size_t>(groups), false);
+    for (const Index g : top_indices(score, keep)) kept[static_cast<std::size_t>(g)] = true;
+    for (std::size_t i = 0; i < v.size(); ++i)
+        if (!kept[i / static_cast<std::size_t>(per)]) v[i] = 0.0f;
+}
 
 /// out = norm(x) row by row, rows of `width` features. The weights span `k * width` entries: row i uses
 /// the slice (i % k) (per-head norms: the rows of [R*H, hd] cycle through the heads).
@@ -309,7 +339,7 @@ public:
         site_.resize(static_cast<std::size_t>(c.num_layers));
         for (int l = 0; l < c.num_layers; ++l)
             for (const auto& s : block_site_table())
-                if (s.exists(c, sink_slot))
+                if (s.exists(c, l, sink_slot))
                     site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s.id)] = hooks.matching(block_site_name(l, s.id));
     }
     bool has(int l, BlockSite s) const {
@@ -399,14 +429,16 @@ public:
     kernels::Precision precision_for(kernels::Precision p) const {
         if (p != kernels::Precision::Auto) return p;
         bool all_bf16 = true, any = false;
+        bool q8 = false;
         for (const auto& L : weights_.layers)
-            for (const WeightMatrix* m : {&L.q, &L.k, &L.v, &L.qkv, &L.o, &L.gate, &L.up, &L.gate_up, &L.down}) {
-                if (!m->bound() || !m->source()) continue;
-                const io::DType d = m->source()->dtype;  // (the file's type, whatever copy a small model keeps)
+            for_each_linear(L, [&](const WeightMatrix& m, const std::string&) {
+                if (!m.source()) return;
+                const io::DType d = m.source()->dtype;  // (the file's type, whatever copy a small model keeps)
                 any = true;
-                if (io::quantized(d) && kernels::gemv_q8_reads(io::ggml_type(d))) return kernels::Precision::Q8;
+                q8 = q8 || (io::quantized(d) && kernels::gemv_q8_reads(io::ggml_type(d)));
                 all_bf16 = all_bf16 && d == io::DType::BF16;
-            }
+            });
+        if (q8) return kernels::Precision::Q8;
         return any && all_bf16 ? kernels::Precision::BF16 : kernels::Precision::F32;
     }
 
@@ -700,7 +732,7 @@ private:
             p.hooks.block(l, BlockSite::Ln2, w.mlp_in.data(), resid);
             mlp_in = &w.mlp_in;
         }
-        if (c.moe())
+        if (c.layer_moe(l))
             moe(p, l, *mlp_in);
         else
             mlp(p, l, *mlp_in);
@@ -716,7 +748,9 @@ private:
         Workspace& w = p.w;
         const Index N = p.N, T = p.T, R = p.R(), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
         RowMatrixF &q = w.q, &k = w.k, &v = w.v;
-        if (L.qkv.bound()) {  // fused, in the family's layout
+        if (c.has_mla()) {
+            mla_qkv(p, l, n);
+        } else if (L.qkv.bound()) {  // fused, in the family's layout
             w.qkv.resize(R, (H + 2 * KV) * hd);
             linear(p, L.qkv, n, w.qkv, &L.qkv_b);
             split_qkv(w.qkv, q, k, v);
@@ -745,22 +779,30 @@ private:
         p.hooks.block(l, BlockSite::Q, q.data(), {N, T, H, hd});
         p.hooks.block(l, BlockSite::K, k.data(), {N, T, KV, hd});
         p.hooks.block(l, BlockSite::V, v.data(), {N, T, KV, hd});
-        if (c.qk_norm != QKNorm::None) {  // per head: rows of [R*H, hd]; whole: rows of [R, H*hd]
+        auto qk_norm = [&] {  // per head: rows of [R*H, hd]; whole: rows of [R, H*hd]
             detail::StageTimer timer(p.stage(&StageTimes::norm));
             const bool whole = c.qk_norm == QKNorm::Whole;
             detail::apply_norm(c.qk_norm_spec, L.q_norm, q.data(), q.data(), whole ? R : R * H, whole ? H * hd : hd);
             detail::apply_norm(c.qk_norm_spec, L.k_norm, k.data(), k.data(), whole ? R : R * KV, whole ? KV * hd : hd);
-        }
+        };
+        const bool nope = c.layers[static_cast<std::size_t>(l)].nope;
+        if (c.layer_qk_norm(l) && !c.qk_norm_after_rope) qk_norm();
         if (c.has_rope()) {  // (a NoPE layer's rot sites hold q and k as they are)
             const kernels::RopeTable& rope = rope_of(p, l);
             if (p.cache && p.cache->keeps_raw_keys()) store_rows(p, p.cache->layer(l).k_raw, k);
-            if (!c.layers[static_cast<std::size_t>(l)].nope) {
+            if (!nope) {
                 detail::StageTimer timer(p.stage(&StageTimes::attention));
                 for (Index r = 0; r < R; ++r) {
                     rotate(rope, q.row(r).data(), H, p.pos[static_cast<std::size_t>(r % T)]);
                     rotate(rope, k.row(r).data(), KV, p.pos[static_cast<std::size_t>(r % T)]);
                 }
             }
+            if (c.layer_qk_norm(l) && c.qk_norm_after_rope) qk_norm();
+            if (nope && c.attn_temperature_scale > 0)  // Llama 4's temperature tuning of NoPE layers, by absolute position
+                for (Index r = 0; r < R; ++r) {
+                    const double pos = static_cast<double>(p.pos[static_cast<std::size_t>(r % T)]);
+                    q.row(r) *= static_cast<float>(std::log1p(std::floor((pos + 1.0) / c.attn_temperature_floor)) * c.attn_temperature_scale + 1.0);
+                }
             p.hooks.block(l, BlockSite::RotQ, q.data(), {N, T, H, hd});
             p.hooks.block(l, BlockSite::RotK, k.data(), {N, T, KV, hd});
         }
@@ -771,6 +813,12 @@ private:
             attend(p, l, L);
         }
         p.hooks.block(l, BlockSite::Z, w.z.data(), {N, T, H, hd});
+        if (c.v_dim() != hd) {  // (MLA: the heads' values without their zero padding, as o_proj reads them)
+            const Index vd = c.v_dim();
+            for (Index r = 0; r < R; ++r)
+                for (Index h = 0; h < H; ++h) std::copy_n(w.z.row(r).data() + h * hd, vd, w.z.row(r).data() + h * vd);
+            w.z.conservativeResize(R, H * vd);
+        }
         if (c.attn_output_gate) {
             w.gate = (1.0f + (-w.gate.array()).exp()).inverse().matrix();
             p.hooks.block(l, BlockSite::Gate, w.gate.data(), {N, T, H, hd});
@@ -786,6 +834,50 @@ private:
         if (!L.ls_attn.empty()) scale_columns(w.attn_out, L.ls_attn);
         if (c.residual_scale != 1.0) w.attn_out *= static_cast<float>(c.residual_scale);
         p.hooks.block(l, BlockSite::AttnOut, w.attn_out.data(), {N, T, c.hidden_size});
+    }
+
+    /// Multi-head latent attention (MlaSpec): w.q, w.k, w.v [R, H*hd] with each head laid out [q_rope; q_nope; 0],
+    /// [k_rope; k_nope; 0] and [v; 0]; the normalised latent goes to attn.hook_latent.
+    void mla_qkv(Pass& p, int l, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const MlaSpec& m = c.mla;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        Workspace& w = p.w;
+        const Index R = p.R(), H = c.num_heads, hd = c.head_dim, qk = m.qk(), nope = m.qk_nope, rope = m.qk_rope, vd = m.v_head_dim;
+        const NormSpec ns{NormKind::RMSNorm, m.norm_eps, true, false, false};
+        auto rms = [&](const NormWeights& nw, RowMatrixF& x) {
+            detail::StageTimer timer(p.stage(&StageTimes::norm));
+            detail::apply_norm(ns, nw, x.data(), x.data(), x.rows(), x.cols());
+        };
+        RowMatrixF &qf = w.mla_q, &kv = w.mla_kv, &latent = w.mla_latent, &kvb = w.mla_kvb;
+        qf.resize(R, H * qk);
+        if (L.q_a.bound()) {
+            w.mla_qa.resize(R, m.q_lora_rank);
+            linear(p, L.q_a, n, w.mla_qa);
+            rms(L.q_a_norm, w.mla_qa);
+            linear(p, L.q_up, w.mla_qa, qf);
+        } else {
+            linear(p, L.q, n, qf);
+        }
+        kv.resize(R, m.kv_lora_rank + rope);
+        linear(p, L.kv_a, n, kv);
+        latent = kv.leftCols(m.kv_lora_rank);
+        rms(L.kv_a_norm, latent);
+        p.hooks.block(l, BlockSite::Latent, latent.data(), {p.N, p.T, m.kv_lora_rank});
+        kvb.resize(R, H * (nope + vd));
+        linear(p, L.kv_up, latent, kvb);
+        w.q.setZero(R, H * hd);
+        w.k.setZero(R, H * hd);
+        w.v.setZero(R, H * hd);
+        for (Index r = 0; r < R; ++r)
+            for (Index h = 0; h < H; ++h) {
+                const float* qs = qf.row(r).data() + h * qk;
+                const float* ks = kvb.row(r).data() + h * (nope + vd);
+                float *qd = w.q.row(r).data() + h * hd, *kd = w.k.row(r).data() + h * hd;
+                std::copy_n(qs + nope, rope, qd), std::copy_n(qs, nope, qd + rope);
+                std::copy_n(kv.row(r).data() + m.kv_lora_rank, rope, kd), std::copy_n(ks, nope, kd + rope);
+                std::copy_n(ks + nope, vd, w.v.row(r).data() + h * hd);
+            }
     }
 
     /// q [R, H*hd], k, v [R, KV*hd] from a fused projection's output in the config's layout.
@@ -851,6 +943,12 @@ private:
                     const Index r = cache.row(b, j);
                     std::copy_n(C.k_raw.row(r).data(), key.size(), key.begin());
                     rotate(rope, key.data(), config_.num_kv_heads, want);
+                    if (config_.layer_qk_norm(l) && config_.qk_norm_after_rope) {  // (Llama 4: the norm follows RoPE)
+                        const bool whole = config_.qk_norm == QKNorm::Whole;
+                        const Index KV = config_.num_kv_heads, hd = config_.head_dim;
+                        detail::apply_norm(config_.qk_norm_spec, weights_.layers[static_cast<std::size_t>(l)].k_norm, key.data(), key.data(),
+                                           whole ? 1 : KV, whole ? KV * hd : hd);
+                    }
                     C.k.store(r, key.data());
                 }
                 at = want;
@@ -870,6 +968,7 @@ private:
         spec.scale = static_cast<float>(c.attn_scale);
         spec.softcap = static_cast<float>(c.attn_softcap);
         spec.window = c.window(l);
+        spec.chunk = c.layers[static_cast<std::size_t>(l)].chunk;
         spec.causal = c.causal;
         if (!p.alibi.empty()) spec.alibi = p.alibi.data();
         if (!L.sinks.empty()) spec.sink_logits = L.sinks.data();
@@ -962,7 +1061,7 @@ private:
         const ModelConfig& c = config_;
         const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
         Workspace& w = p.w;
-        const Index R = p.R(), I = c.intermediate_size;
+        const Index R = p.R(), I = c.layer_intermediate(l);
         const std::vector<Index> shape = {p.N, p.T, I};
         RowMatrixF &h = w.mlp_hidden, &u = w.mlp_linear;
         h.resize(R, I);
@@ -995,8 +1094,10 @@ private:
         mlp_post(p, l, L);
     }
 
-    /// Mixture of experts: router logits [R, E]; softmax, top-k (renormalised), then
-    /// mlp_out = sum over routed experts e of weight_e * down_e(act(gate_e(n)) * up_e(n)), experts in order.
+    /// Mixture of experts: router logits [R, E]; scores (softmax, or DeepSeek-V3's sigmoid), the top-k experts by score
+    /// (plus a choice bias; within the best groups when the router has groups), their weights the scores (renormalised
+    /// when norm_topk) times routed_scale; then mlp_out = sum over routed experts e of weight_e * down_e(act(gate_e(n)) *
+    /// up_e(n)), experts in order, plus the shared expert.
     void moe(Pass& p, int l, const RowMatrixF& n) const {
         const ModelConfig& c = config_;
         const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
@@ -1007,25 +1108,27 @@ private:
         p.hooks.block(l, BlockSite::MlpRouter, w.router.data(), {p.N, p.T, E});
         RowMatrixF& rw = w.expert_w;
         rw.setZero(R, E);
-        std::vector<Index> order(static_cast<std::size_t>(E));
-        std::vector<float> prob(static_cast<std::size_t>(E));
+        std::vector<float> prob(static_cast<std::size_t>(E)), choice(static_cast<std::size_t>(E));
         for (Index r = 0; r < R; ++r) {
             const float* logit = w.router.row(r).data();
-            const float mx = *std::max_element(logit, logit + E);
-            float sum = 0.0f;
-            for (Index e = 0; e < E; ++e) sum += (prob[static_cast<std::size_t>(e)] = std::exp(logit[e] - mx));
-            for (auto& x : prob) x /= sum;
-            std::iota(order.begin(), order.end(), Index(0));
-            std::partial_sort(order.begin(), order.begin() + c.experts_per_token, order.end(), [&](Index a, Index b) {
-                return prob[static_cast<std::size_t>(a)] > prob[static_cast<std::size_t>(b)] ||
-                       (prob[static_cast<std::size_t>(a)] == prob[static_cast<std::size_t>(b)] && a < b);
-            });
-            float top = 0.0f;
-            for (int i = 0; i < c.experts_per_token; ++i) top += prob[static_cast<std::size_t>(order[static_cast<std::size_t>(i)])];
-            for (int i = 0; i < c.experts_per_token; ++i) {
-                const Index e = order[static_cast<std::size_t>(i)];
-                rw(r, e) = c.norm_topk ? prob[static_cast<std::size_t>(e)] / top : prob[static_cast<std::size_t>(e)];
+            if (c.router_score == RouterScore::Sigmoid) {
+                for (Index e = 0; e < E; ++e) prob[static_cast<std::size_t>(e)] = 1.0f / (1.0f + std::exp(-logit[e]));
+            } else {
+                const float mx = *std::max_element(logit, logit + E);
+                float sum = 0.0f;
+                for (Index e = 0; e < E; ++e) sum += (prob[static_cast<std::size_t>(e)] = std::exp(logit[e] - mx));
+                for (auto& x : prob) x /= sum;
             }
+            choice = prob;
+            if (!L.router_score_bias.empty())
+                for (Index e = 0; e < E; ++e) choice[static_cast<std::size_t>(e)] += L.router_score_bias[static_cast<std::size_t>(e)];
+            if (c.router_groups > 0) detail::keep_best_groups(choice, c.router_groups, c.router_topk_groups, c.group_score);
+            const std::vector<Index> top = detail::top_indices(choice, c.experts_per_token);
+            float sum = 0.0f;
+            for (const Index e : top) sum += prob[static_cast<std::size_t>(e)];
+            for (const Index e : top)
+                rw(r, e) = (c.norm_topk ? prob[static_cast<std::size_t>(e)] / sum : prob[static_cast<std::size_t>(e)]) *
+                           static_cast<float>(c.routed_scale);
         }
         p.hooks.block(l, BlockSite::MlpExpertWeights, rw.data(), {p.N, p.T, E});
         w.mlp_out.setZero(R, d);
@@ -1045,11 +1148,15 @@ private:
             const ExpertWeights& X = L.experts[static_cast<std::size_t>(e)];
             const auto m = static_cast<Index>(rows.size());
             w.expert_in.resize(m, d);
-            for (Index i = 0; i < m; ++i) w.expert_in.row(i) = n.row(rows[static_cast<std::size_t>(i)]);
+            for (Index i = 0; i < m; ++i) {
+                const Index r = rows[static_cast<std::size_t>(i)];
+                w.expert_in.row(i) = c.routing_on_input ? (n.row(r) * rw(r, e)).eval() : n.row(r);
+            }
             expert_mlp(p, X, I, w.expert_in);
             for (Index i = 0; i < m; ++i) {
                 const Index r = rows[static_cast<std::size_t>(i)];
-                w.mlp_out.row(r) += w.expert_out.row(i) * rw(r, e);
+                if (c.routing_on_input) w.mlp_out.row(r) += w.expert_out.row(i);
+                else w.mlp_out.row(r) += w.expert_out.row(i) * rw(r, e);
                 if (slots) w.expert_slots.row(r * k + filled[static_cast<std::size_t>(r)]++) = w.expert_out.row(i);
             }
         }

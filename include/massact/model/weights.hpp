@@ -235,12 +235,17 @@ struct LayerWeights {
     WeightMatrix qkv;                 // fused [(H + 2 KV) * hd, d] (GPT-2 c_attn, Phi-3 qkv_proj)
     std::vector<float> q_b, k_b, v_b, qkv_b;
     NormWeights q_norm, k_norm;       // [H*hd], [KV*hd] (per-head norms repeated or per head)
+    WeightMatrix q_a, q_up, kv_a, kv_up;  // MLA (q_a_proj, q_b_proj, kv_a_proj_with_mqa, kv_b_proj): [q_lora, d], [H*qk, q_lora],
+                                          // [kv_lora + rope, d],
+                                        // [H*(nope + v), kv_lora]
+    NormWeights q_a_norm, kv_a_norm;    // [q_lora], [kv_lora]
     WeightMatrix o;                   // [d, H*hd]
     std::vector<float> o_b;
     WeightMatrix gate, up, gate_up, down;  // [I, d], [I, d], fused [2I, d], [d, I]
     std::vector<float> gate_b, up_b, gate_up_b, down_b;
     WeightMatrix router;                   // [E, d]
     std::vector<float> router_b;           // [E]
+    std::vector<float> router_score_bias;  // [E]: added to the scores for the choice of experts (DeepSeek-V3)
     std::vector<std::shared_ptr<const io::TensorView>> slices;  // views of one expert inside [E, ...] tensors
     std::vector<ExpertWeights> experts;    // [E]
     ExpertWeights shared;                  // the shared expert (gate, up, down), when the model has one
@@ -269,14 +274,15 @@ struct ModelWeights {
     std::vector<float> pooler_b;
 };
 
-/// Every linear map of a block, with its role: q, k, v, qkv, o, gate, up, gate_up, down, router, expert.E.gate / .up /
+/// Every linear map of a block, with its role: q, k, v, qkv, q_a, q_b, kv_a, kv_b (MLA), o, gate, up, gate_up, down, router, expert.E.gate / .up /
 /// .gate_up / .down, shared.gate / .up / .down, shared_gate. Unbound ones are skipped. (LayerWeights& or const&.)
 template <typename Layer, typename Fn>
 inline void for_each_linear(Layer& L, Fn fn) {
     auto visit = [&](auto& m, const std::string& role) {
         if (m.bound()) fn(m, role);
     };
-    visit(L.q, "q"), visit(L.k, "k"), visit(L.v, "v"), visit(L.qkv, "qkv"), visit(L.o, "o");
+    visit(L.q, "q"), visit(L.k, "k"), visit(L.v, "v"), visit(L.qkv, "qkv");
+    visit(L.q_a, "q_a"), visit(L.q_up, "q_b"), visit(L.kv_a, "kv_a"), visit(L.kv_up, "kv_b"), visit(L.o, "o");
     visit(L.gate, "gate"), visit(L.up, "up"), visit(L.gate_up, "gate_up"), visit(L.down, "down"), visit(L.router, "router");
     auto expert = [&](auto& X, const std::string& p) {
         visit(X.gate, p + "gate"), visit(X.up, p + "up"), visit(X.gate_up, p + "gate_up"), visit(X.down, p + "down");
@@ -365,8 +371,9 @@ private:
 namespace detail {
 
 /// Block l's tensors under layer prefix `p`.
-inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std::string& p) {
-    const Index d = c.hidden_size, I = c.intermediate_size, H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
+inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, const std::string& p) {
+    const Index d = c.hidden_size, I = c.layer_intermediate(l), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
+    const bool moe = c.layer_moe(l);
     const BlockNames& n = c.names.block;
     LayerWeights L;
     auto norm = [&](bool present, const std::string& name, Index width = 0, Index heads = 1, const NormSpec* spec = nullptr) {
@@ -379,7 +386,20 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
     L.ln_attn_post = norm(c.post_attn_norm, n.ln_attn_post);
     L.ln_mlp = norm(c.pre_mlp_norm, n.ln_mlp);
     L.ln_mlp_post = norm(c.post_mlp_norm, n.ln_mlp_post);
-    if (!n.qkv.empty()) {
+    if (c.has_mla()) {
+        const MlaSpec& m = c.mla;
+        const NormSpec ns{NormKind::RMSNorm, m.norm_eps, true, false, false};
+        if (m.q_lora_rank > 0) {
+            L.q_a = b.linear(p + n.q_a + ".weight", m.q_lora_rank, d);
+            L.q_a_norm = b.norm(p + n.q_a_norm, ns, m.q_lora_rank);
+            L.q_up = b.linear(p + n.q_b + ".weight", H * m.qk(), m.q_lora_rank);
+        } else {
+            L.q = b.linear(p + n.q + ".weight", H * m.qk(), d);
+        }
+        L.kv_a = b.linear(p + n.kv_a + ".weight", m.kv_lora_rank + m.qk_rope, d);
+        L.kv_a_norm = b.norm(p + n.kv_a_norm, ns, m.kv_lora_rank);
+        L.kv_up = b.linear(p + n.kv_b + ".weight", H * (m.qk_nope + m.v_head_dim), m.kv_lora_rank);
+    } else if (!n.qkv.empty()) {
         L.qkv = b.linear(p + n.qkv + ".weight", (H + 2 * KV) * hd, d, n.conv1d);
         L.qkv_b = bias(c.qkv_bias, n.qkv, (H + 2 * KV) * hd);
     } else {
@@ -390,18 +410,19 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
         L.k_b = bias(c.qkv_bias, n.k, KV * hd);
         L.v_b = bias(c.qkv_bias, n.v, KV * hd);
     }
-    if (c.qk_norm != QKNorm::None) {
+    if (c.layer_qk_norm(l)) {
         const bool whole = c.qk_norm == QKNorm::Whole;
         L.q_norm = norm(true, n.q_norm, H * hd, whole ? 1 : H, &c.qk_norm_spec);
         L.k_norm = norm(true, n.k_norm, KV * hd, whole ? 1 : KV, &c.qk_norm_spec);
     }
-    L.o = b.linear(p + n.o + ".weight", d, H * hd, n.conv1d);
+    L.o = b.linear(p + n.o + ".weight", d, H * c.v_dim(), n.conv1d);
     L.o_b = bias(c.o_bias, n.o, d);
-    if (c.moe()) {
+    if (moe) {
         L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
         L.router_b = bias(c.router_bias, n.router, c.num_experts);
+        if (!n.router_score_bias.empty()) L.router_score_bias = b.vec(p + n.router_score_bias, c.num_experts);
     }
-    if (c.moe() && !n.experts_gate_up.empty()) {  // [E, in, out] (or [E, out, in]) tensors: one matrix per expert
+    if (moe && !n.experts_gate_up.empty()) {  // [E, in, out] (or [E, out, in]) tensors: one matrix per expert
         const Index E = c.num_experts;
         const bool oi = c.experts_out_in;
         const io::TensorView& gu = oi ? b.get(p + n.experts_gate_up + ".weight", {E, 2 * I, d}) : b.get(p + n.experts_gate_up, {E, d, 2 * I});
@@ -427,7 +448,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
             }
             L.experts.push_back(std::move(X));
         }
-    } else if (c.moe()) {
+    } else if (moe) {
         for (int e = 0; e < c.num_experts; ++e) {
             const std::string ep = p + replace_all(n.expert, "{e}", std::to_string(e));
             ExpertWeights X;
@@ -447,11 +468,11 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, const std:
         L.up = b.linear(p + n.up + ".weight", I, d, n.conv1d);
         L.up_b = bias(c.mlp_bias, n.up, I);
     }
-    if (!c.moe()) {
+    if (!moe) {
         L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
         L.down_b = bias(c.mlp_bias, n.down, d);
     }
-    if (c.shared_expert_size > 0) {
+    if (moe && c.shared_expert_size > 0) {
         const Index S = c.shared_expert_size;
         const std::string sp = p + n.shared_expert;
         L.shared.gate = b.linear(sp + "gate_proj.weight", S, d);
@@ -533,7 +554,7 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
     }
     if (c.embed_norm) w.embed_norm = b.norm(names.embed_norm, c.norm, d);
     for (int l = 0; l < c.num_layers; ++l)
-        w.layers.push_back(detail::bind_layer(b, c, detail::replace_all(names.layer, "{l}", std::to_string(l))));
+        w.layers.push_back(detail::bind_layer(b, c, l, detail::replace_all(names.layer, "{l}", std::to_string(l))));
     w.final_norm = b.norm(names.final_norm, c.norm, d);
     if (c.is_vision()) {
         detail::make_resident(w, opt);
