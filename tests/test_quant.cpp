@@ -243,3 +243,101 @@ TEST_CASE("quant study on tiny-llama: the outlier protections recover what per-t
     }
     test::expect_error([&] { quant_study(Transformer(test::data("families/gpt_neox")), TokenBatch::Zero(1, 4), exps, {}); }, {"quant:", "sequential pre-norm"});
 }
+
+namespace {
+/// Lower Cholesky factor of a symmetric positive definite A (A = L L^T), written out.
+Eigen::MatrixXd naive_cholesky(const Eigen::MatrixXd& A) {
+    const Index n = A.rows();
+    Eigen::MatrixXd L = Eigen::MatrixXd::Zero(n, n);
+    for (Index j = 0; j < n; ++j) {
+        double s = A(j, j);
+        for (Index k = 0; k < j; ++k) s -= L(j, k) * L(j, k);
+        L(j, j) = std::sqrt(s);
+        for (Index i = j + 1; i < n; ++i) {
+            double t = A(i, j);
+            for (Index k = 0; k < j; ++k) t -= L(i, k) * L(j, k);
+            L(i, j) = t / L(j, j);
+        }
+    }
+    return L;
+}
+
+/// GPTQ column by column (no lazy batches), every update applied to the whole rest of the matrix at once.
+Eigen::MatrixXd naive_gptq(Eigen::MatrixXd W, Eigen::MatrixXd H, int Q, Index group) {
+    const Index out = W.rows(), in = W.cols();
+    std::vector<double> scale(static_cast<std::size_t>(out));
+    auto scales = [&](Index c0, Index c1) {
+        for (Index r = 0; r < out; ++r) {
+            double m = 0;
+            for (Index c = c0; c < c1; ++c) m = std::max(m, std::abs(W(r, c)));
+            scale[static_cast<std::size_t>(r)] = m;
+        }
+    };
+    if (group == 0) scales(0, in);
+    for (Index i = 0; i < in; ++i)
+        if (H(i, i) == 0) H(i, i) = 1, W.col(i).setZero();
+    const double damp = 0.01 * H.diagonal().mean();
+    for (Index i = 0; i < in; ++i) H(i, i) += damp;
+    const Eigen::MatrixXd L = naive_cholesky(H);
+    Eigen::MatrixXd Linv = Eigen::MatrixXd::Zero(in, in);  // L^-1 by forward substitution; H^-1 = Linv^T Linv
+    for (Index c = 0; c < in; ++c)
+        for (Index i = c; i < in; ++i) {
+            double t = i == c ? 1.0 : 0.0;
+            for (Index k = c; k < i; ++k) t -= L(i, k) * Linv(k, c);
+            Linv(i, c) = t / L(i, i);
+        }
+    const Eigen::MatrixXd U = naive_cholesky(Linv.transpose() * Linv).transpose();  // upper: H^-1 = U^T U
+    for (Index i = 0; i < in; ++i) {
+        if (group > 0 && i % group == 0) scales(i, std::min(in, i + group));
+        for (Index r = 0; r < out; ++r) {
+            const double m = scale[static_cast<std::size_t>(r)];
+            const double q = m == 0 ? 0.0 : m / Q * std::clamp(naive_round(W(r, i) * Q / m), double(-Q), double(Q));
+            const double e = (W(r, i) - q) / U(i, i);
+            W(r, i) = q;
+            for (Index j = i + 1; j < in; ++j) W(r, j) -= e * U(i, j);
+        }
+    }
+    return W;
+}
+}  // namespace
+
+TEST_CASE("GPTQ equals column-by-column GPTQ written out in double, and its layer error beats round-to-nearest on the calibration inputs") {
+    std::mt19937 g(29);
+    const Index out = 24, in = 40, rows = 300;
+    // inputs with correlated columns, two outlier columns and one that never fires
+    RowMatrixF X = test::random_matrix(rows, in, g);
+    for (Index r = 0; r < rows; ++r) {
+        X(r, 5) = 0.8f * X(r, 4) + 0.2f * X(r, 5);
+        X(r, 11) *= 20.0f;
+        X(r, 30) *= 8.0f;
+        X(r, 17) = 0.0f;
+    }
+    const Eigen::MatrixXd H = X.cast<double>().transpose() * X.cast<double>();
+    const RowMatrixF W0 = test::random_matrix(out, in, g);
+    for (const auto& [q, Qmax, group, batch] : {std::tuple{WeightQuant{QuantFormat::Int4, Granularity::PerChannel}, 7, Index(0), Index(16)},
+                                                 std::tuple{WeightQuant{QuantFormat::Int4, Granularity::PerChannel}, 7, Index(0), Index(128)},
+                                                 std::tuple{WeightQuant{QuantFormat::Int4, Granularity::Block, 8}, 7, Index(8), Index(0)},
+                                                 std::tuple{WeightQuant{QuantFormat::Int8, Granularity::Block, 16}, 127, Index(16), Index(0)}}) {
+        CAPTURE(Qmax);
+        CAPTURE(group);
+        CAPTURE(batch);
+        RowMatrixF W = W0;
+        gptq_quantize(W, H, q, 0.01, batch > 0 ? batch : 128);
+        const Eigen::MatrixXd want = naive_gptq(W0.cast<double>(), H, Qmax, group);
+        // the same grid points: each weight within a float rounding of the reference's value
+        Index same = 0;
+        for (Index r = 0; r < out; ++r)
+            for (Index c = 0; c < in; ++c) same += std::abs(W(r, c) - want(r, c)) <= 1e-5 * (std::abs(want(r, c)) + 1e-3);
+        CHECK(same == out * in);
+        for (Index r = 0; r < out; ++r) CHECK(W(r, 17) == 0.0f);  // (a dead input's column is zeroed)
+        // the layer's output error on the calibration inputs equals the reference's, and beats RTN's
+        auto err = [&](const Eigen::MatrixXd& Wq) { return ((W0.cast<double>() - Wq) * X.cast<double>().transpose()).squaredNorm(); };
+        RowMatrixF R = W0;
+        fake_quantize(R, q);
+        CHECK(err(W.cast<double>()) == doctest::Approx(err(want)).epsilon(1e-6));
+        CHECK(err(W.cast<double>()) < err(R.cast<double>()));
+    }
+    RowMatrixF W = W0;
+    test::expect_error([&] { gptq_quantize(W, H, {QuantFormat::NF4, Granularity::Block, 8}); }, {"GPTQ", "nf4"});
+    test::expect_error([&] { gptq_quantize(W, H.topLeftCorner(5, 5), {QuantFormat::Int4, Granularity::PerChannel}); }, {"GPTQ", "5 x 5", "40 inputs"});
+}

@@ -31,6 +31,8 @@
 #include "massact/model/hooks.hpp"
 #include "massact/model/transformer.hpp"
 
+#include <Eigen/Cholesky>
+
 #include <algorithm>
 #include <cstdio>
 #include <array>
@@ -139,6 +141,63 @@ inline void fake_quantize(Eigen::Ref<RowMatrixF> w, const WeightQuant& q, const 
     }
 }
 
+/// GPTQ (Frantar et al. 2023): w [out, in] quantized one input column at a time, each column's rounding error spread
+/// over the columns not yet quantized through the inverse Hessian of the layer's inputs H = X^T X [in, in] (inputs that
+/// never fire: their column zeroed; damp * mean(diag H) added to the diagonal). With U the upper Cholesky factor of
+/// H^-1, column i's error e = (w_i - q_i) / U_ii moves the later columns by -e U_i,j. The updates to the columns after a
+/// batch of `batch` columns are applied once per batch (lazy batches: the column-by-column result in exact arithmetic).
+/// Symmetric RTN to int8 / int4: scales per output row from its whole row (PerChannel), or per group of q.block inputs
+/// from the group's weights as updated when the group is reached (Block; the batches are the groups). In double.
+inline void gptq_quantize(Eigen::Ref<RowMatrixF> w, const Eigen::MatrixXd& H, const WeightQuant& q, double damp = 0.01, Index batch = 128) {
+    const Index out = w.rows(), in = w.cols();
+    if (H.rows() != in || H.cols() != in)
+        throw Error("GPTQ: a Hessian of " + std::to_string(H.rows()) + " x " + std::to_string(H.cols()) + " for " + std::to_string(in) + " inputs");
+    if (q.format != QuantFormat::Int8 && q.format != QuantFormat::Int4)
+        throw Error(std::string("GPTQ: ") + format_name(q.format) + " weights (GPTQ here rounds to int8 or int4)");
+    if (q.granularity != Granularity::PerChannel && q.granularity != Granularity::Block)
+        throw Error("GPTQ: scales per output channel or per block of inputs only");
+    if (q.granularity == Granularity::Block && q.block < 1) throw Error("GPTQ: block size must be positive");
+    if (!(damp > 0)) throw Error("GPTQ: damping must be positive");
+    const int Q = q.format == QuantFormat::Int8 ? 127 : 7;
+    const bool groups = q.granularity == Granularity::Block;
+    if (groups) batch = q.block;
+    Eigen::MatrixXd W = w.cast<double>(), Hd = H;
+    std::vector<double> scale(static_cast<std::size_t>(out), 0.0);
+    auto set_scales = [&](const Eigen::Ref<const Eigen::MatrixXd>& cols) {
+        for (Index r = 0; r < out; ++r) scale[static_cast<std::size_t>(r)] = cols.row(r).cwiseAbs().maxCoeff();
+    };
+    if (!groups) set_scales(W);
+    for (Index i = 0; i < in; ++i)
+        if (Hd(i, i) == 0.0) Hd(i, i) = 1.0, W.col(i).setZero();
+    Hd.diagonal().array() += damp * Hd.diagonal().mean();
+    const Eigen::LLT<Eigen::MatrixXd> chol(Hd);
+    if (chol.info() != Eigen::Success) throw Error("GPTQ: the damped Hessian is not positive definite");
+    const Eigen::LLT<Eigen::MatrixXd> chol_inv(chol.solve(Eigen::MatrixXd::Identity(in, in)));
+    if (chol_inv.info() != Eigen::Success) throw Error("GPTQ: the inverse Hessian is not positive definite");
+    const Eigen::MatrixXd U = chol_inv.matrixU();
+    auto round = [&](double x, double m) {
+        if (m == 0.0) return 0.0;
+        return m / Q * std::min<double>(Q, std::max<double>(-Q, std::round(x * Q / m)));
+    };
+    for (Index i1 = 0; i1 < in; i1 += batch) {
+        const Index n = std::min(batch, in - i1);
+        Eigen::MatrixXd W1 = W.middleCols(i1, n), Err(out, n);
+        if (groups) set_scales(W1);
+        for (Index i = 0; i < n; ++i) {
+            const double d = U(i1 + i, i1 + i);
+            for (Index r = 0; r < out; ++r) {
+                const double qv = round(W1(r, i), scale[static_cast<std::size_t>(r)]);
+                Err(r, i) = (W1(r, i) - qv) / d;
+                W1(r, i) = qv;
+            }
+            if (i + 1 < n) W1.rightCols(n - i - 1).noalias() -= Err.col(i) * U.row(i1 + i).segment(i1 + i + 1, n - i - 1);
+        }
+        W.middleCols(i1, n) = W1;
+        if (i1 + n < in) W.rightCols(in - i1 - n).noalias() -= Err * U.block(i1, i1 + n, n, in - i1 - n);
+    }
+    w = W.cast<float>();
+}
+
 /// One experiment: how weights and activations are quantized, and what is protected.
 struct QuantExperiment {
     WeightQuant weights;
@@ -146,6 +205,7 @@ struct QuantExperiment {
     Granularity act_granularity = Granularity::PerTensor;  // PerTensor or PerToken
     bool keep_massive_dims = false, outlier_threshold = false, restore_super_weight = false, keep_first_token = false;
     bool smooth_quant = false;
+    bool gptq = false;  // weights by GPTQ (gptq_quantize) with the float model's inputs as calibration, instead of RTN
     double smooth_alpha = 0.5, threshold = 6.0;
 
     std::string granularity() const {
@@ -177,6 +237,7 @@ struct QuantExperiment {
         add(restore_super_weight, "super weight restored");
         add(keep_first_token, "first token in float (PrefixQuant)");
         add(smooth_quant, "SmoothQuant a=" + number(smooth_alpha));
+        add(gptq, "GPTQ");
         return s.empty() ? "none" : s;
     }
 };
@@ -188,6 +249,7 @@ struct QuantContext {
     std::vector<SuperWeight> super_weights;
     std::map<std::string, std::vector<float>> act_absmax;  // linear-input site -> max |X_j| [width]
     std::map<std::string, std::vector<float>> smooth;      // linear-input site -> SmoothQuant's s_j [width]
+    std::map<std::string, Eigen::MatrixXd> hessians;       // linear-input site -> X^T X [width, width] (GPTQ)
 };
 
 /// The linear-input sites of a block and the roles of the linears that read them.
@@ -218,6 +280,36 @@ inline std::map<std::string, std::vector<float>> activation_absmax(const Transfo
             mx.resize(static_cast<std::size_t>(w), 0.0f);
             for (Index r = 0; r < rows; ++r)
                 for (Index c = 0; c < w; ++c) mx[static_cast<std::size_t>(c)] = std::max(mx[static_cast<std::size_t>(c)], std::abs(a.data[r * w + c]));
+        });
+    RunOptions o;
+    o.logits = false;
+    Workspace ws;
+    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) m.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    return out;
+}
+
+/// X^T X of every linear-input site over the data, in double (GPTQ's calibration); refused when they would take more
+/// than `max_bytes`.
+inline std::map<std::string, Eigen::MatrixXd> input_hessians(const Transformer& m, const TokenBatch& ids, Index batch,
+                                                             std::size_t max_bytes = std::size_t(4) << 30) {
+    require_at_least(batch, 1, "input_hessians: batch");
+    const ModelConfig& c = m.config();
+    std::size_t bytes = 0;
+    for (int l = 0; l < c.num_layers; ++l)
+        for (const Index wdt : {Index(c.hidden_size), Index(c.num_heads) * c.v_dim(), Index(c.hidden_size), Index(c.layer_intermediate(l))})
+            bytes += static_cast<std::size_t>(wdt * wdt) * sizeof(double);
+    if (bytes > max_bytes)
+        throw Error("quant: GPTQ's Hessians of this model take " + std::to_string(bytes >> 20) + " MiB (at most " +
+                    std::to_string(max_bytes >> 20) + " MiB here)");
+    std::map<std::string, Eigen::MatrixXd> out;
+    Hooks h;
+    for (const auto& [site, roles] : linear_inputs())
+        h.add_if_present("blocks.*." + site, [&out](Activation& a) {
+            const Index rows = a.shape[0] * a.shape[1], w = a.numel() / rows;
+            const Eigen::MatrixXd x = RowMap<float>(a.data, rows, w).cast<double>();
+            auto& H = out[std::string(a.name)];
+            if (H.size() == 0) H = Eigen::MatrixXd::Zero(w, w);
+            H.noalias() += x.transpose() * x;
         });
     RunOptions o;
     o.logits = false;
@@ -277,7 +369,16 @@ inline Transformer quantized_model(const Transformer& m, const QuantExperiment& 
         if (e.restore_super_weight && ref.role == "down")
             for (const auto& s : ctx.super_weights)
                 if (s.layer == ref.layer) restore.emplace_back(&s, w(s.row, s.col));
-        fake_quantize(w, e.weights, writes_resid && e.keep_massive_dims ? massive : none, reads_resid && e.keep_massive_dims ? massive : none);
+        if (e.gptq) {
+            for (const auto& [site, roles] : linear_inputs())
+                if (std::find(roles.begin(), roles.end(), ref.role) != roles.end()) {
+                    const auto it = ctx.hessians.find(prefix + site);
+                    if (it == ctx.hessians.end()) throw Error("quant: no GPTQ Hessian for " + prefix + site + " (input_hessians)");
+                    gptq_quantize(w, it->second, e.weights);
+                }
+        } else {
+            fake_quantize(w, e.weights, writes_resid && e.keep_massive_dims ? massive : none, reads_resid && e.keep_massive_dims ? massive : none);
+        }
         for (const auto& [s, value] : restore) w(s->row, s->col) = value;
         return true;
     });
@@ -377,6 +478,10 @@ inline std::vector<QuantExperiment> default_experiments() {
     v.push_back(w(QuantFormat::NF4, Granularity::Block, 64));
     protected_too(w(QuantFormat::Int2, Granularity::Block, 64), "m");
     protected_too(w(QuantFormat::Ternary, Granularity::PerTensor), "ms");
+    for (const QuantExperiment& g : {w(QuantFormat::Int4, Granularity::PerChannel), w(QuantFormat::Int4, Granularity::Block, 128)}) {
+        v.push_back(g);  // GPTQ next to its RTN rows above
+        v.back().gptq = true;
+    }
     QuantExperiment a8 = w(QuantFormat::Int8, Granularity::PerChannel);
     a8.activations = QuantFormat::Int8;
     v.push_back(a8);
@@ -406,6 +511,12 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
             throw Error("quant: the SmoothQuant experiments of one study share one alpha");
         if (ctx.act_absmax.empty()) ctx.act_absmax = activation_absmax(m, ids, batch);
         prepare_smoothing(m, ctx, smooth->smooth_alpha);
+    }
+    for (const QuantExperiment& e : experiments) {
+        if (!e.gptq) continue;
+        if (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight)
+            throw Error("quant: GPTQ with SmoothQuant or kept weights is not combined here (" + e.protect() + ")");
+        if (ctx.hessians.empty()) ctx.hessians = input_hessians(m, ids, batch);
     }
     QuantStudy study;
     Workspace wf, wq;
