@@ -6931,10 +6931,10 @@ struct LayerWeights {
     WeightMatrix qkv;                 // fused [(H + 2 KV) * hd, d] (GPT-2 c_attn, Phi-3 qkv_proj)
     std::vector<float> q_b, k_b, v_b, qkv_b;
     NormWeights q_norm, k_norm;       // [H*hd], [KV*hd] (per-head norms repeated or per head)
-    WeightMatrix q_a, q_up, kv_a, kv_up;  // MLA (q_a_proj, q_b_proj, kv_a_proj_with_mqa, kv_b_proj): [q_lora, d], [H*qk, q_lora],
-                                          // [kv_lora + rope, d],
-                                        // [H*(nope + v), kv_lora]
-    NormWeights q_a_norm, kv_a_norm;    // [q_lora], [kv_lora]
+    // multi-head latent attention: q_a_proj [q_lora, d], q_b_proj [H*qk, q_lora], kv_a_proj_with_mqa [kv_lora + rope, d],
+    // kv_b_proj [H*(nope + v), kv_lora], and the q_a / kv_a norms [q_lora], [kv_lora]
+    WeightMatrix q_a, q_up, kv_a, kv_up;
+    NormWeights q_a_norm, kv_a_norm;
     WeightMatrix o;                   // [d, H*hd]
     std::vector<float> o_b;
     WeightMatrix gate, up, gate_up, down;  // [I, d], [I, d], fused [2I, d], [d, I]
@@ -8932,6 +8932,7 @@ inline Tokenizer load_tokenizer(const std::string& path) {
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -9146,12 +9147,15 @@ inline std::vector<Index> top_indices(const std::vector<float>& v, int k) {
 inline void keep_best_groups(std::vector<float>& v, int groups, int keep, GroupScore how) {
     const auto per = static_cast<Index>(v.size()) / groups;
     std::vector<float> score(static_cast<std::size_t>(groups));
-    for (int g = 0; g < groups; ++g) {
-        const std::vector<float> in(v.begin() + g * per, v.begin() + (g + 1) * per);
-        const std::vector<Index> best = top_indices(in, how == GroupScore::Max ? 1 : 2);
-        float s = 0.0f;
-        for (const Index i : best) s += in[static_cast<std::size_t>(i)];
-        score[static_cast<std::size_t>(g)] = s;
+    const float ninf = -std::numeric_limits<float>::infinity();
+    for (int g = 0; g < groups; ++g) {  // the group's best and second best values, in one pass
+        float first = ninf, second = ninf;
+        for (Index i = g * per; i < (g + 1) * per; ++i) {
+            const float x = v[static_cast<std::size_t>(i)];
+            if (x > first) second = first, first = x;
+            else if (x > second) second = x;
+        }
+        score[static_cast<std::size_t>(g)] = how == GroupScore::Max ? first : first + second;
     }
     std::vector<bool> kept(static_cast<std::size_t>(groups), false);
     for (const Index g : top_indices(score, keep)) kept[static_cast<std::size_t>(g)] = true;

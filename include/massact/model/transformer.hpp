@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -244,12 +245,15 @@ inline std::vector<Index> top_indices(const std::vector<float>& v, int k) {
 inline void keep_best_groups(std::vector<float>& v, int groups, int keep, GroupScore how) {
     const auto per = static_cast<Index>(v.size()) / groups;
     std::vector<float> score(static_cast<std::size_t>(groups));
-    for (int g = 0; g < groups; ++g) {
-        const std::vector<float> in(v.begin() + g * per, v.begin() + (g + 1) * per);
-        const std::vector<Index> best = top_indices(in, how == GroupScore::Max ? 1 : 2);
-        float s = 0.0f;
-        for (const Index i : best) s += in[static_cast<std::size_t>(i)];
-        score[static_cast<std::size_t>(g)] = s;
+    const float ninf = -std::numeric_limits<float>::infinity();
+    for (int g = 0; g < groups; ++g) {  // the group's best and second best values, in one pass
+        float first = ninf, second = ninf;
+        for (Index i = g * per; i < (g + 1) * per; ++i) {
+            const float x = v[static_cast<std::size_t>(i)];
+            if (x > first) second = first, first = x;
+            else if (x > second) second = x;
+        }
+        score[static_cast<std::size_t>(g)] = how == GroupScore::Max ? first : first + second;
     }
     std::vector<bool> kept(static_cast<std::size_t>(groups), false);
     for (const Index g : top_indices(score, keep)) kept[static_cast<std::size_t>(g)] = true;

@@ -235,10 +235,10 @@ struct LayerWeights {
     WeightMatrix qkv;                 // fused [(H + 2 KV) * hd, d] (GPT-2 c_attn, Phi-3 qkv_proj)
     std::vector<float> q_b, k_b, v_b, qkv_b;
     NormWeights q_norm, k_norm;       // [H*hd], [KV*hd] (per-head norms repeated or per head)
-    WeightMatrix q_a, q_up, kv_a, kv_up;  // MLA (q_a_proj, q_b_proj, kv_a_proj_with_mqa, kv_b_proj): [q_lora, d], [H*qk, q_lora],
-                                          // [kv_lora + rope, d],
-                                        // [H*(nope + v), kv_lora]
-    NormWeights q_a_norm, kv_a_norm;    // [q_lora], [kv_lora]
+    // multi-head latent attention: q_a_proj [q_lora, d], q_b_proj [H*qk, q_lora], kv_a_proj_with_mqa [kv_lora + rope, d],
+    // kv_b_proj [H*(nope + v), kv_lora], and the q_a / kv_a norms [q_lora], [kv_lora]
+    WeightMatrix q_a, q_up, kv_a, kv_up;
+    NormWeights q_a_norm, kv_a_norm;
     WeightMatrix o;                   // [d, H*hd]
     std::vector<float> o_b;
     WeightMatrix gate, up, gate_up, down;  // [I, d], [I, d], fused [2I, d], [d, I]
