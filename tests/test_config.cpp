@@ -179,16 +179,63 @@ TEST_CASE("families III: NoPE layers, multipliers, shared experts and windows as
     test::expect_error([&] { parse_config(j); }, {"decoder_sparse_step"});
 }
 
-TEST_CASE("qwen3_next: gated full-attention layers load; Gated DeltaNet layers are refused with the field's name") {
+TEST_CASE("mamba2: the mixer's shape, time_step_limit with an infinite bound, and what is refused") {
+    json j = {{"model_type", "mamba2"}, {"hidden_size", 64}, {"num_hidden_layers", 2}, {"vocab_size", 100}, {"num_heads", 8},
+              {"head_dim", 16}, {"n_groups", 2}, {"state_size", 4}, {"expand", 2}, {"conv_kernel", 3},
+              {"time_step_limit", json::array({0.001, json{{"__float__", "Infinity"}}})}};
+    auto c = parse_config(j);
+    CHECK((c.layers[1].mixer == Mixer::Mamba2 && !c.has_mlp && !c.has_attention() && c.positions == PositionKind::None));
+    CHECK((c.mamba.inner() == 128 && c.mamba.conv_dim() == 128 + 16 && c.mamba.dt_min == 0.001 && c.mamba.dt_max == 0.0));
+    CHECK(c.recurrent_state_size(0) == 8 * 16 * 4);
+    j["time_step_limit"] = json::array({0.0, 0.1});
+    CHECK(parse_config(j).mamba.dt_max == 0.1);
+    j["time_step_limit"] = json::array({0.5, 0.1});
+    test::expect_error([&] { parse_config(j); }, {"time_step_limit", "low <= high"});
+    j["time_step_limit"] = json::array({0.0, "big"});
+    test::expect_error([&] { parse_config(j); }, {"time_step_limit", "numbers"});
+    j.erase("time_step_limit");
+    j["num_heads"] = 4;
+    test::expect_error([&] { parse_config(j); }, {"num_heads", "expand x hidden_size"});
+    j["num_heads"] = 8;
+    j["n_groups"] = 3;
+    test::expect_error([&] { parse_config(j); }, {"n_groups", "does not divide"});
+    j["n_groups"] = 2;
+    j["layer_types"] = {"mamba", "attention"};
+    test::expect_error([&] { parse_config(j); }, {"layer_types", "\"attention\""});
+}
+
+TEST_CASE("qwen3_next: gated attention and Gated DeltaNet layers as layer_types says; dense layers where mlp_only_layers says") {
     auto j = llama_base();
     j["model_type"] = "qwen3_next";
     j["layer_types"] = {"full_attention", "full_attention"};
     j["mlp_only_layers"] = {0, 1};
     auto c = parse_config(j);
-    CHECK((c.attn_output_gate && c.norm.one_plus && c.qk_norm == QKNorm::PerHead && !c.moe()));
+    CHECK((c.attn_output_gate && c.norm.one_plus && c.qk_norm == QKNorm::PerHead && !c.moe() && !c.has_deltanet()));
     j["layer_types"] = {"linear_attention", "full_attention"};
-    test::expect_error([&] { parse_config(j); }, {"layer_types", "linear_attention", "not implemented"});
+    j["linear_num_key_heads"] = 2;
+    j["linear_num_value_heads"] = 6;
+    j["linear_key_head_dim"] = 8;
+    j["linear_value_head_dim"] = 4;
+    j["linear_conv_kernel_dim"] = 3;
+    c = parse_config(j);
+    CHECK((!c.layer_attention(0) && c.layer_attention(1) && c.deltanet.grouped && c.deltanet.conv_dim() == 2 * 16 + 24));
+    j["model_type"] = "qwen3_5_text";
+    c = parse_config(j);
+    CHECK((!c.layer_attention(0) && !c.deltanet.grouped && !c.moe()));
+    j["model_type"] = "qwen3_next";
+    j["linear_num_value_heads"] = 5;
+    test::expect_error([&] { parse_config(j); }, {"linear_num_value_heads", "multiple"});
+    j["linear_num_value_heads"] = 6;
+    j["layer_types"] = {"mamba", "full_attention"};
+    test::expect_error([&] { parse_config(j); }, {"layer_types", "mamba", "full_attention or linear_attention"});
+    j.erase("layer_types");
+    test::expect_error([&] { parse_config(j); }, {"layer_types", "missing"});
     j["layer_types"] = {"full_attention", "full_attention"};
-    j["mlp_only_layers"] = {0};
-    test::expect_error([&] { parse_config(j); }, {"mlp_only_layers", "mixes dense and MoE"});
+    j["num_experts"] = 4;
+    j["num_experts_per_tok"] = 2;
+    j["moe_intermediate_size"] = 16;
+    j["mlp_only_layers"] = {0};  // a dense layer 0 of intermediate_size, experts in layer 1
+    c = parse_config(j);
+    CHECK((c.moe() && !c.layer_moe(0) && c.layer_moe(1) && c.layer_intermediate(0) == c.dense_intermediate_size &&
+           c.layer_intermediate(1) == 16));
 }

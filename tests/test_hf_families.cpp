@@ -39,21 +39,27 @@ Diff compare_family(const std::string& name) {
     std::copy(ids_v.begin(), ids_v.end(), ids.data());
     std::map<std::string, std::vector<float>> got;
     Hooks h;
-    for (const char* g : {"*hook_resid_pre", "*hook_resid_post", "*hook_pattern", "ln_final.hook_normalized"})
-        h.add(g, [&](Activation& a) { got[std::string(a.name)] = std::vector<float>(a.data, a.data + a.numel()); });
+    for (const char* g : {"*hook_resid_pre", "*hook_resid_post", "*hook_pattern", "ln_final.hook_normalized"})  // (Mamba-2: no pattern)
+        h.add_if_present(g, [&](Activation& a) { got[std::string(a.name)] = std::vector<float>(a.data, a.data + a.numel()); });
     const RowMatrixF logits = m.forward(ids, h);
     const int L = m.config().num_layers;
     Diff d;
+    // transformers' Mamba-2 records each block's output and the final norm, not the embedding
+    const int shift = m.config().has_attention() ? 1 : 0;
     for (int i = 0; i <= L; ++i) {
         const auto want = ref.tensor("hidden_states." + std::to_string(i)).to_float();
-        const std::string site = i == 0   ? "blocks.0.hook_resid_pre"
-                                 : i == L ? "ln_final.hook_normalized"
-                                          : "blocks." + std::to_string(i - 1) + ".hook_resid_post";
+        const std::string site = i == L                 ? "ln_final.hook_normalized"
+                                 : i == 0 && shift == 1 ? "blocks.0.hook_resid_pre"
+                                                        : "blocks." + std::to_string(i - shift) + ".hook_resid_post";
         d.hidden = std::max(d.hidden, max_diff(got.at(site), want) / max_abs(want));
     }
-    for (int l = 0; l < L; ++l)
-        d.attention = std::max(d.attention, max_diff(got.at("blocks." + std::to_string(l) + ".attn.hook_pattern"),
-                                                     ref.tensor("attentions." + std::to_string(l)).to_float()));
+    for (int l = 0; l < L; ++l) {  // (the attention layers: a Gated DeltaNet layer has no pattern, in either)
+        const std::string site = "blocks." + std::to_string(l) + ".attn.hook_pattern";
+        REQUIRE(ref.has("attentions." + std::to_string(l)) == m.config().layer_attention(l));
+        REQUIRE(got.count(site) == (m.config().layer_attention(l) ? 1u : 0u));
+        if (m.config().layer_attention(l))
+            d.attention = std::max(d.attention, max_diff(got.at(site), ref.tensor("attentions." + std::to_string(l)).to_float()));
+    }
     const auto want = ref.tensor("logits").to_float();
     d.logits = max_diff(std::vector<float>(logits.data(), logits.data() + logits.size()), want) / max_abs(want);
     return d;
@@ -204,6 +210,15 @@ TEST_CASE("families III match Hugging Face: multi-head latent attention, dense f
     check_families({"deepseek_v2", "deepseek_v3", "llama4_text"});
 }
 
+TEST_CASE("families III match Hugging Face: Gated DeltaNet layers interleaved with gated attention (Qwen3-Next with its "
+          "experts and gated shared expert, Qwen3.5 dense)") {
+    check_families({"qwen3_next", "qwen3_5_text"});
+}
+
+TEST_CASE("families III match Hugging Face: Mamba-2 (state-space blocks, no attention, no MLP)") {
+    check_families({"mamba2"});
+}
+
 TEST_CASE("each family has the hook sites its block description says, with their shapes") {
     struct Expect {
         std::string family;
@@ -221,6 +236,16 @@ TEST_CASE("each family has the hook sites its block description says, with their
         // MLA's latent; a dense first layer (mlp.hook_pre of width intermediate_size) before the expert layers
         {"deepseek_v3", {"blocks.0.attn.hook_latent", "blocks.0.mlp.hook_pre", "blocks.1.mlp.hook_router", "blocks.3.attn.hook_latent"},
          {"blocks.0.mlp.hook_router", "blocks.1.mlp.hook_pre"}},
+        // Gated DeltaNet layers (0, 2) have its sites and no attention ones; the full-attention layers (1, 3) the reverse
+        {"qwen3_next", {"blocks.0.linear_attn.hook_q", "blocks.0.linear_attn.hook_beta", "blocks.0.linear_attn.hook_decay",
+                        "blocks.2.linear_attn.hook_z", "blocks.2.linear_attn.hook_gate", "blocks.1.attn.hook_pattern", "blocks.1.attn.hook_gate",
+                        "blocks.0.hook_attn_out", "blocks.0.mlp.hook_router"},
+         {"blocks.0.attn.hook_q", "blocks.0.attn.hook_pattern", "blocks.2.attn.hook_z", "blocks.1.linear_attn.hook_q"}},
+        // Mamba-2: the mixer's sites and the residual stream; no attention, no MLP, no resid_mid
+        {"mamba2", {"blocks.0.ssm.hook_x", "blocks.0.ssm.hook_B", "blocks.1.ssm.hook_C", "blocks.1.ssm.hook_dt", "blocks.2.ssm.hook_y",
+                    "blocks.2.ssm.hook_gate", "blocks.2.ssm.hook_state", "blocks.0.ln1.hook_normalized", "blocks.0.hook_attn_out"},
+         {"blocks.0.attn.hook_pattern", "blocks.0.mlp.hook_post", "blocks.0.hook_resid_mid", "blocks.0.hook_mlp_out",
+          "blocks.0.ln2.hook_normalized", "blocks.0.linear_attn.hook_q"}},
     };
     for (const auto& e : cases) {
         CAPTURE(e.family);
@@ -242,6 +267,14 @@ TEST_CASE("each family has the hook sites its block description says, with their
     CHECK(ds.hook_shape("blocks.0.attn.hook_latent", 2, 5) == std::vector<Index>{2, 5, 16});
     CHECK(ds.hook_shape("blocks.0.mlp.hook_pre", 2, 5) == std::vector<Index>{2, 5, 128});
     CHECK(ds.hook_shape("blocks.0.attn.hook_z", 2, 5) == std::vector<Index>{2, 5, 4, 24});
+    const Transformer qn(test::data("families/qwen3_next"));  // 2 key heads of 16, 4 value heads of 16
+    CHECK(qn.hook_shape("blocks.0.linear_attn.hook_k", 2, 5) == std::vector<Index>{2, 5, 2, 16});
+    CHECK(qn.hook_shape("blocks.0.linear_attn.hook_v", 2, 5) == std::vector<Index>{2, 5, 4, 16});
+    CHECK(qn.hook_shape("blocks.0.linear_attn.hook_decay", 2, 5) == std::vector<Index>{2, 5, 4});
+    const Transformer mb(test::data("families/mamba2"));  // 8 heads of 16, 1 group, state 16
+    CHECK(mb.hook_shape("blocks.0.ssm.hook_x", 2, 5) == std::vector<Index>{2, 5, 8, 16});
+    CHECK(mb.hook_shape("blocks.0.ssm.hook_B", 2, 5) == std::vector<Index>{2, 5, 1, 16});
+    CHECK(mb.hook_shape("blocks.0.ssm.hook_state", 2, 5) == std::vector<Index>{2, 8, 16, 16});
         const Transformer mix(test::data("families/mixtral"));
     CHECK(mix.hook_shape("blocks.0.mlp.hook_router", 2, 5) == std::vector<Index>{2, 5, 4});
     test::expect_error([&] { mix.hook_shape("blocks.0.mlp.hook_post", 1, 1); }, {"blocks.0.mlp.hook_post", "does not exist"});

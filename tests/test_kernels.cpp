@@ -152,6 +152,109 @@ TEST_CASE("silu, swiglu, gelu_tanh and gelu_erf match double loops") {
     CHECK(gt(0, 1) == doctest::Approx(100.0));
 }
 
+TEST_CASE("Gated DeltaNet: the causal convolution and the gated delta rule match double loops, whole and split in two steps") {
+    const Index T = 11, C = 37, taps = 4;
+    const RowMatrixF x = test::random_matrix(T, C, rng, 2.0f), w = test::random_matrix(C, taps, rng);
+    // conv: y[t, c] = silu(sum_j w[c, j] x[t - 3 + j, c]), zeros before the first row
+    RowMatrixD want(T, C);
+    for (Index t = 0; t < T; ++t)
+        for (Index c = 0; c < C; ++c) {
+            double sum = 0;
+            for (Index j = 0; j < taps; ++j)
+                if (t - (taps - 1) + j >= 0) sum += double(w(c, j)) * x(t - (taps - 1) + j, c);
+            want(t, c) = ref_silu(sum);
+        }
+    RowMatrixF y(T, C), y2(T, C);
+    std::vector<float> hist((taps - 1) * C), hist2((taps - 1) * C);
+    kernels::causal_conv1d_silu(x.data(), C, T, C, w.data(), taps, nullptr, hist.data(), y.data(), C);
+    CHECK((to_d(y) - want).cwiseAbs().maxCoeff() < 1e-5);
+    for (Index j = 0; j < taps - 1; ++j)  // the history: the last taps - 1 inputs
+        for (Index c = 0; c < C; ++c) CHECK(hist[static_cast<std::size_t>(j * C + c)] == x(T - (taps - 1) + j, c));
+    // split 2 + 9 (a first step shorter than the history) gives the same rows bit for bit
+    kernels::causal_conv1d_silu(x.data(), C, 2, C, w.data(), taps, nullptr, hist2.data(), y2.data(), C);
+    kernels::causal_conv1d_silu(x.row(2).data(), C, T - 2, C, w.data(), taps, hist2.data(), hist2.data(), y2.row(2).data(), C);
+    CHECK(y2 == y);
+    CHECK(hist2 == hist);
+
+    // the rule: 3 key heads of 5, 6 value heads of 7 (value head h reads key head h / 2)
+    const kernels::DeltaRuleShape s{3, 6, 5, 7};
+    RowMatrixF q = test::random_matrix(T, 15, rng), k = test::random_matrix(T, 15, rng), v = test::random_matrix(T, 42, rng);
+    kernels::l2_normalize_rows(q.data(), T * 3, 5, 5);
+    kernels::l2_normalize_rows(k.data(), T * 3, 5, 5);
+    RowMatrixF beta = test::random_matrix(T, 6, rng).array().abs().min(1.0f), decay = test::random_matrix(T, 6, rng).array().abs().min(1.0f);
+    decay(3, 1) = 0.0f;  // a full reset
+    for (Index r = 0; r < T * 3; ++r) {  // unit rows
+        double n = 0;
+        for (Index i = 0; i < 5; ++i) n += double(q.data()[r * 5 + i]) * q.data()[r * 5 + i];
+        CHECK(std::abs(n - 1) < 1e-5);
+    }
+    RowMatrixD o_want(T, 42);
+    for (Index h = 0; h < 6; ++h) {
+        RowMatrixD S = RowMatrixD::Zero(5, 7);
+        for (Index t = 0; t < T; ++t) {
+            Eigen::VectorXd kt(5), qt(5), vt(7);
+            for (Index i = 0; i < 5; ++i) kt(i) = k(t, (h / 2) * 5 + i), qt(i) = q(t, (h / 2) * 5 + i);
+            for (Index j = 0; j < 7; ++j) vt(j) = v(t, h * 7 + j);
+            S *= double(decay(t, h));
+            const Eigen::VectorXd delta = (vt - S.transpose() * kt) * double(beta(t, h));
+            S += kt * delta.transpose();
+            o_want.row(t).segment(h * 7, 7) = (S.transpose() * qt / std::sqrt(5.0)).transpose();
+        }
+    }
+    RowMatrixF o(T, 42), o2(T, 42);
+    std::vector<float> state(static_cast<std::size_t>(s.state_size())), state2(state.size());
+    kernels::gated_delta_rule(s, q.data(), 15, k.data(), 15, v.data(), 42, beta.data(), 6, decay.data(), 6, nullptr, state.data(), o.data(), 42, T);
+    CHECK((to_d(o) - o_want).cwiseAbs().maxCoeff() < 1e-5);
+    kernels::gated_delta_rule(s, q.data(), 15, k.data(), 15, v.data(), 42, beta.data(), 6, decay.data(), 6, nullptr, state2.data(), o2.data(), 42, 5);
+    std::vector<float> state3(state.size());  // (state in and out apart: the old one stays)
+    kernels::gated_delta_rule(s, q.row(5).data(), 15, k.row(5).data(), 15, v.row(5).data(), 42, beta.row(5).data(), 6, decay.row(5).data(), 6,
+                              state2.data(), state3.data(), o2.row(5).data(), 42, T - 5);
+    CHECK(o2 == o);
+    CHECK(state3 == state);
+}
+
+TEST_CASE("Mamba-2: the scan matches a double loop (groups shared by heads), whole and split; the convolution's bias") {
+    const Index T = 13, taps = 4;
+    const kernels::SsdShape s{6, 5, 2, 7};  // heads 0-2 read group 0, heads 3-5 group 1
+    const RowMatrixF x = test::random_matrix(T, 30, rng), B = test::random_matrix(T, 14, rng), C = test::random_matrix(T, 14, rng);
+    const RowMatrixF dt = test::random_matrix(T, 6, rng).array().abs() + 0.01f;
+    const RowMatrixF A = -test::random_matrix(1, 6, rng).array().abs(), D = test::random_matrix(1, 6, rng);
+    RowMatrixD want(T, 30);
+    for (Index h = 0; h < 6; ++h) {
+        RowMatrixD S = RowMatrixD::Zero(5, 7);
+        const Index g = h / 3;
+        for (Index t = 0; t < T; ++t) {
+            Eigen::VectorXd xt(5), Bt(7), Ct(7);
+            for (Index p = 0; p < 5; ++p) xt(p) = x(t, h * 5 + p);
+            for (Index n = 0; n < 7; ++n) Bt(n) = B(t, g * 7 + n), Ct(n) = C(t, g * 7 + n);
+            S = std::exp(double(dt(t, h)) * A(0, h)) * S + double(dt(t, h)) * xt * Bt.transpose();
+            want.row(t).segment(h * 5, 5) = (S * Ct + double(D(0, h)) * xt).transpose();
+        }
+    }
+    RowMatrixF y(T, 30), y2(T, 30);
+    std::vector<float> st(static_cast<std::size_t>(s.state_size())), st2(st.size()), st3(st.size());
+    kernels::ssd_scan(s, x.data(), 30, B.data(), 14, C.data(), 14, dt.data(), 6, A.data(), D.data(), nullptr, st.data(), y.data(), 30, T);
+    CHECK((to_d(y) - want).cwiseAbs().maxCoeff() < 1e-5);
+    kernels::ssd_scan(s, x.data(), 30, B.data(), 14, C.data(), 14, dt.data(), 6, A.data(), D.data(), nullptr, st2.data(), y2.data(), 30, 6);
+    kernels::ssd_scan(s, x.row(6).data(), 30, B.row(6).data(), 14, C.row(6).data(), 14, dt.row(6).data(), 6, A.data(), D.data(), st2.data(),
+                      st3.data(), y2.row(6).data(), 30, T - 6);
+    CHECK(y2 == y);
+    CHECK(st3 == st);
+    // the convolution with a bias: silu(sum + b)
+    const RowMatrixF in = test::random_matrix(T, 9, rng), w = test::random_matrix(9, taps, rng), b = test::random_matrix(1, 9, rng);
+    RowMatrixF out(T, 9);
+    kernels::causal_conv1d_silu(in.data(), 9, T, 9, w.data(), taps, nullptr, nullptr, out.data(), 9, b.data());
+    double worst = 0;
+    for (Index t = 0; t < T; ++t)
+        for (Index c = 0; c < 9; ++c) {
+            double sum = b(0, c);
+            for (Index j = 0; j < taps; ++j)
+                if (t - (taps - 1) + j >= 0) sum += double(w(c, j)) * in(t - (taps - 1) + j, c);
+            worst = std::max(worst, std::abs(ref_silu(sum) - out(t, c)));
+        }
+    CHECK(worst < 1e-5);
+}
+
 TEST_CASE("RoPE rotate-half and interleaved match the formula") {
     const Index T = 9, heads = 3, half = 5, hd = 2 * half;
     std::vector<float> inv(half);

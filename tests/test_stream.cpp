@@ -199,6 +199,35 @@ TEST_CASE("a KV cache refuses what it cannot do, and a failed step leaves it as 
     test::expect_error([&] { gpt2.run(random_ids(1, 1, 100, 2), dense, ws); }, {"position " + std::to_string(P), "learned positions"});
 }
 
+TEST_CASE("Gated DeltaNet layers: the recurrent state and convolution history live in the cache; a failed step leaves them") {
+    const Transformer m(test::data("families/qwen3_5_text"));
+    const TokenBatch a = random_ids(2, 5, m.config().vocab_size, 3), b = random_ids(2, 3, m.config().vocab_size, 4);
+    TokenBatch ab(2, 8);
+    ab << a, b;
+    const RowMatrixF full = m.forward(ab);
+    Workspace ws;
+    KVCache cache(m.config(), 2);
+    CHECK(cache.bytes() > 0);  // (two layers' states and histories, no keys yet)
+    m.run(a, cache, ws);
+    Hooks boom;  // a hook that throws in the last layer, after every Gated DeltaNet layer has run
+    boom.add("blocks.3.hook_resid_post", [](Activation&) { throw Error("stop"); });
+    test::expect_error([&] { m.run(b, cache, ws, boom); }, {"stop"});
+    CHECK(cache.size() == 5);
+    RowMatrixF want(6, full.cols());  // rows [N*T]: sequence 0's last 3, then sequence 1's
+    want << full.middleRows(5, 3), full.middleRows(13, 3);
+    const double scale = std::max(1.0, static_cast<double>(full.cwiseAbs().maxCoeff()));
+    const RowMatrixF last = m.run(b, cache, ws);
+    CHECK(test::max_abs_diff(last, want) / scale < 2e-5);
+    // clear() starts over from zero states: the same logits again
+    cache.clear();
+    m.run(a, cache, ws);
+    CHECK(test::max_abs_diff(m.run(b, cache, ws), last) == 0);
+    // a cache made for an attention-only model of the same shape does not fit
+    const Transformer dense(test::data("families/qwen3_next_gated_dense"));
+    KVCache other(dense.config(), 2);
+    test::expect_error([&] { m.run(a, other, ws); }, {"KV cache does not fit", "is a recurrent layer in the model"});
+}
+
 TEST_CASE("StreamingLLM on tiny-llama: the cache policies match the float64 references over 2048 tokens") {
     const Transformer m(test::model("tiny-llama"));
     const auto ids = stream_ids();

@@ -437,7 +437,8 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
                                      "gpt_oss", "gemma", "gemma2", "gemma3", "qwen3", "phi3", "olmo", "olmo2", "mixtral",
                                      "starcoder2", "stablelm", "llama_yarn", "seed_oss", "smollm3", "granite", "glm4", "olmo3",
                                      "exaone4", "vaultgemma", "nemotron", "cohere", "cohere2", "qwen2_moe", "olmoe", "granitemoe",
-                                     "apertus", "bitnet", "qwen3_next_gated_dense", "deepseek_v2", "deepseek_v3", "llama4_text"}) {
+                                     "apertus", "bitnet", "qwen3_next_gated_dense", "deepseek_v2", "deepseek_v3", "llama4_text",
+                                     "qwen3_next", "qwen3_5_text", "mamba2"}) {
         CAPTURE(family);
         const std::string dir = test::temp_dir("every");
         const std::string model = test::data("families/" + family);
@@ -459,14 +460,19 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
         }
         const auto sw = run("superweight " + model + ids);
         INFO(sw.out);
-        CHECK(sw.status == (moe ? 1 : 0));
+        CHECK(sw.status == (moe || !cfg.has_mlp ? 1 : 0));
         if (moe) CHECK(sw.out.find("mixture of experts") != std::string::npos);
+        if (!cfg.has_mlp) CHECK(sw.out.find("no MLP") != std::string::npos);
         const auto scan = io::read_json_file(dir + "/scan.json");
         CHECK(scan["layers"].size() == static_cast<std::size_t>(load_config(model).num_layers));
-        CHECK(scan["sink_alpha_per_layer_head"].size() == scan["layers"].size());  // sink metrics on ALiBi models too (bloom, mpt)
+        if (cfg.has_attention()) CHECK(scan["sink_alpha_per_layer_head"].size() == scan["layers"].size());  // ALiBi models too (bloom, mpt)
+        else CHECK(!scan.contains("sink_alpha_per_layer_head"));  // (Mamba-2: nothing to measure, nothing written)
         CHECK(io::read_json_file(dir + "/ablate.json")["ppl_intervened"].get<double>() > 0);
         CHECK(io::read_json_file(dir + "/report/report.json").contains("scan"));
         CHECK(io::read_json_file(dir + "/stream.json")["ppl"].get<double>() > 0);
+        for (int l = 0; l < cfg.num_layers && cfg.has_attention(); ++l)  // attention metrics only where the layer has attention (Gated DeltaNet: [])
+            CHECK(scan["sink_alpha_per_layer_head"][static_cast<std::size_t>(l)].size() ==
+                  static_cast<std::size_t>(cfg.layer_attention(l) ? cfg.num_heads : 0));
     }
     // info says what is special: ALiBi and the fused layout (BLOOM), interleaved rotary and the LM head bias (GPT-J)
     check_says(run("info " + test::data("families/bloom")), {"ALiBi", "fused qkv per head", "embedding norm"});
@@ -476,6 +482,32 @@ TEST_CASE("every command runs on every language family: scan, ablate, inject, su
     check_says(run("info " + test::data("families/nemotron")), {"squared ReLU", "LayerNorm (scale 1 + w)"});
     check_says(run("info " + test::data("families/qwen3_next_gated_dense")), {"gated by sigmoid(g)"});
     check_says(run("info " + test::data("families/qwen2_moe")), {"shared expert of width 48 behind a sigmoid gate"});
+    check_says(run("info " + test::data("families/qwen3_next")),
+               {"Gated DeltaNet: 2 key heads of 16, 4 value heads of 16", "4 taps", "fused per key head", "layers 0,2",
+                "Gated DeltaNet (linear attention, no KV rows), experts", "layers 1,3", "full causal attention, experts"});
+    // a layer without attention says so ("-") in scan, ablate and inject, and in their JSON (null / [])
+    const std::string q35 = test::data("families/qwen3_5_text"), q35_ids = " --ids-file " + q35 + "/ref.safetensors:input_ids";
+    const std::string tmp = test::temp_dir("deltanet");
+    check_says(run("scan " + q35 + q35_ids), {"2 layers without attention: -"});
+    const auto ab = run("ablate " + q35 + q35_ids + " --layer 1 --dims 0,1 --mode zero --json " + tmp + "/ab.json");
+    REQUIRE(ab.status == 0);
+    const auto abj = io::read_json_file(tmp + "/ab.json");
+    CHECK((abj["attention_on_tokens_original"][0][0].is_null() && abj["attention_on_tokens_original"][0][1].is_number() &&
+           abj["attention_on_tokens_original_per_head"][0][0].empty()));
+    // the mean over sequences (2 here), not their sum: at most 1
+    CHECK(abj["attention_on_tokens_original"][0][1].get<double>() <= 1.0);
+    const auto inj = run("inject " + q35 + q35_ids + " --layer 1 --from 0 --to 5 --json " + tmp + "/inj.json");
+    check_says(inj, {"- (no attention in this layer)"});
+    CHECK(io::read_json_file(tmp + "/inj.json")["median_factor"][0].is_null());
+    const auto qb = run("quant " + q35 + q35_ids);
+    CHECK(qb.status == 1);
+    check_says(qb, {"quant:", "Gated DeltaNet"});
+    check_says(run("swap " + q35 + q35_ids + " --softmax sigmoid"), {"largest attention row sum with the swap"});
+    check_says(run("info " + test::data("families/mamba2")),
+               {"h = x + mixer(norm(x)), no MLP", "Mamba-2: 8 heads of 16, 1 group(s) of B/C, state 16", "in [0, inf)", "positions",
+                "none (the order is in the recurrence)", "Mamba-2 (state space, no attention)"});
+    check_says(run("scan " + test::data("families/mamba2") + " --ids-file " + test::data("families/mamba2") + "/ref.safetensors:input_ids"),
+               {"none measured (no layer has attention)"});
     check_says(run("info " + test::data("families/deepseek_v3")),
                {"latent of 16 (normalised)", "rank-32", "top 2 by sigmoid", "best 1 of 2 groups (by their two best)", "x 2.5",
                 "layers 0 ", "dense MLP", "layers 1,2,3"});

@@ -165,13 +165,17 @@ inline bool layer_magnitudes(const Figure& f, const massact::analysis::ScanResul
 inline bool attention_maps(const Figure& f, const std::vector<massact::RowMatrixF>& mean_pattern,
                            const std::vector<std::string>& labels, const std::string& model) {
     ::mkdir((f.dir + "/data").c_str(), 0755);
-    const std::size_t L = mean_pattern.size();
+    std::vector<std::size_t> shown;  // the layers with attention (a Gated DeltaNet or Mamba-2 layer has no pattern)
+    for (std::size_t l = 0; l < mean_pattern.size(); ++l)
+        if (mean_pattern[l].size() > 0) shown.push_back(l);
+    if (shown.empty()) return false;
+    const std::size_t L = shown.size();
     const int cols = L > 4 ? 4 : static_cast<int>(L), rows = static_cast<int>((L + 3) / 4);
     std::string script = "set multiplot layout " + std::to_string(rows) + "," + std::to_string(cols) + " title " +
               quote(model + ": attention (mean over heads); the first column is the sink") + "\n";
     script += "set palette defined (0 'white', 0.3 '#9ecae1', 1 '#08306b')\nset cbrange [0:1]\nunset colorbox\nset yrange [] reverse\n";
     script += "set xtics " + token_tics(labels) + " rotate by 90 right font ',6'\nset ytics " + token_tics(labels) + " font ',6'\n";
-    for (std::size_t l = 0; l < L; ++l) {
+    for (const std::size_t l : shown) {
         const std::string dat = f.dir + "/data/" + f.name + "_" + std::to_string(l) + ".dat";
         std::ofstream d(dat);
         const auto& P = mean_pattern[l];
@@ -249,13 +253,14 @@ inline bool model_pair(const Figure& f, const massact::analysis::ModelPair& p, c
     ::mkdir((f.dir + "/data").c_str(), 0755);
     const auto j = p.to_json();
     std::ofstream d(f.dat());
+    auto num = [](const nlohmann::json& v) { return v.is_null() ? std::string("?") : std::to_string(v.get<double>()); };  // ?: no attention
     for (const auto& l : j["layers"])
         d << l["layer"].get<int>() << ' ' << l["top1_a"].get<double>() << ' ' << l["top1_b"].get<double>() << ' '
-          << l["attention_on_first_token_a"].get<double>() << ' ' << l["attention_on_first_token_b"].get<double>() << ' '
+          << num(l["attention_on_first_token_a"]) << ' ' << num(l["attention_on_first_token_b"]) << ' '
           << l["attention_on_bias_slot_a"].get<double>() << ' ' << l["attention_on_bias_slot_b"].get<double>() << '\n';
     d.close();
     const std::string q = quote(f.dat());
-    std::string s = "set multiplot layout 1,2\nset grid\nset xtics 1\nset xlabel 'layer'\nset key top left\n";
+    std::string s = "set datafile missing '?'\nset multiplot layout 1,2\nset grid\nset xtics 1\nset xlabel 'layer'\nset key top left\n";
     s += "set title 'largest |x| of the residual stream (mean over sequences)'\nset logscale y\nset ylabel '|x|'\n";
     s += "plot " + q + " u 1:2 w lp lw 2 pt 7 t " + quote(a) + ", " + q + " u 1:3 w lp lw 2 pt 5 t " + quote(b) + "\n";
     s += "unset logscale y\nset yrange [0:*]\nset title 'where attention goes (mean over heads, queries 1..T-1)'\nset ylabel 'attention'\n";
@@ -283,7 +288,8 @@ inline bool model_set(const Figure& f, const massact::analysis::ModelSet& set, c
                 continue;
             }
             const auto& r = layers[l];
-            d << ' ' << r["ratio"].get<double>() << ' ' << r.value("attention_on_first_token", 0.0) << ' ' << r.value("sink_rate", 0.0);
+            auto num = [&](const char* key) { return r.contains(key) ? std::to_string(r[key].get<double>()) : std::string("?"); };  // ?: no attention
+            d << ' ' << r["ratio"].get<double>() << ' ' << num("attention_on_first_token") << ' ' << num("sink_rate");
         }
         d << '\n';
     }
@@ -296,7 +302,7 @@ inline bool model_set(const Figure& f, const massact::analysis::ModelSet& set, c
                  " t " + quote(titles[i]);
         return s + "\n";
     };
-    std::string s = "set multiplot layout 1,3\nset grid\nset xtics 1\nset xlabel 'layer'\nset key top left\n";
+    std::string s = "set datafile missing '?'\nset multiplot layout 1,3\nset grid\nset xtics 1\nset xlabel 'layer'\nset key top left\n";
     s += "set title 'largest |x| / median |x| of the residual stream'\nset logscale y\nset ylabel 'ratio'\n" + curves(0);
     s += "unset logscale y\nset yrange [0:*]\nset title 'attention on the first token (mean over heads)'\nset ylabel 'attention'\n" + curves(1);
     s += "set yrange [0:1]\nset title 'sink rate: heads with alpha > epsilon (Gu et al.)'\nset ylabel 'share of heads'\n" + curves(2);

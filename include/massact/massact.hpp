@@ -39,6 +39,7 @@
 #include "massact/io/safetensors.hpp"
 #include "massact/kernels/activation.hpp"
 #include "massact/kernels/attention.hpp"
+#include "massact/kernels/deltanet.hpp"
 #include "massact/kernels/gemm.hpp"
 #include "massact/kernels/gemv.hpp"
 #include "massact/kernels/gemv_q8.hpp"

@@ -9,6 +9,7 @@ from . import _massact
 from ._massact import Error
 
 _ATTN = {"k", "v", "q", "z", "rot_k", "rot_q", "result", "pattern", "attn_scores", "sink_pattern", "pattern_columns"}
+_LINEAR_ATTN = {"beta", "decay"}
 _MLP = {"pre", "post", "mid", "pre_linear"}
 _ALIASES = {"a": "attn", "m": "mlp", "b": "", "block": "", "blocks": "", "attention": "attn"}
 
@@ -18,9 +19,11 @@ def get_act_name(name, layer=None, layer_type=None):
     if "." in name or name.startswith("hook_"):
         return name
     layer_type = _ALIASES.get(layer_type, layer_type)
-    if name in _ATTN:
+    if layer_type is None and name in _ATTN:
         layer_type = "attn"
-    elif name in _MLP:
+    elif layer_type is None and name in _LINEAR_ATTN:
+        layer_type = "linear_attn"  # (q, k, v, z, gate of a Gated DeltaNet layer: layer_type="linear_attn")
+    elif layer_type is None and name in _MLP:
         layer_type = "mlp"
     if name in ("scale", "normalized") and layer is None:
         return f"ln_final.hook_{name}"

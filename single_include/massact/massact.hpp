@@ -2224,6 +2224,150 @@ inline void attention_combine(const AttentionSpec& s, const AttentionInput& in, 
 
 }  // namespace massact::kernels
 
+// ---- massact/kernels/deltanet.hpp --------------------------------------------------------------
+// massact/kernels/deltanet.hpp - the sequence kernels of the recurrent mixers: a depthwise causal convolution with
+// SiLU, the gated delta rule of Gated DeltaNet linear attention (Yang, Kautz and Hatamizadeh 2025; Qwen3-Next,
+// Qwen3.5), and Mamba-2's scan (SSD with a scalar decay per head; Dao and Gu 2024).
+//
+// Match Hugging Face's torch fallbacks (transformers' modeling_qwen3_next.py: torch_causal_conv1d_update,
+// torch_recurrent_gated_delta_rule; its chunked form computes the same recurrence in another order):
+//   conv:  y[t, c] = silu(sum_j w[c, j] x[t - (taps - 1) + j, c]), rows before the first the history (zeros at start)
+//   rule:  per value head, state S [k_dim, v_dim]:  S = decay_t S;  S += k_t (beta_t (v_t - S^T k_t))^T;
+//          o_t = S^T q_t / sqrt(k_dim)
+//   ssd:   per head, state S [head_dim, state]:  S = exp(dt_t A) S + dt_t x_t B_t^T;  y_t = S C_t + D x_t
+//          (transformers' modeling_mamba2.py torch_forward; its chunked form is the same recurrence in another order)
+// No model knowledge: buffers in, buffers out. States are read from one buffer and written to another (they may be
+// the same), so a caller can keep the old state until a whole step has succeeded.
+
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace massact::kernels {
+
+/// The depthwise causal convolution of one sequence, then SiLU: x [T, channels] (row stride x_stride), w [channels,
+/// taps], bias [channels] (nullptr: none); y [T, channels] (stride y_stride). history_in: the taps - 1 input rows before
+/// x, oldest first ([taps - 1, channels]; nullptr: zeros); history_out (may be nullptr or equal history_in): the last
+/// taps - 1 input rows after x. (Mamba-2's convolution too.)
+inline void causal_conv1d_silu(const float* x, Index x_stride, Index T, Index channels, const float* w, Index taps,
+                               const float* history_in, float* history_out, float* y, Index y_stride, const float* bias = nullptr) {
+    const Index h = taps - 1;
+    // window [h + T, channels]: the history rows, then x
+    std::vector<float> win(static_cast<std::size_t>((h + T) * channels), 0.0f);
+    if (history_in) std::copy_n(history_in, h * channels, win.begin());
+    for (Index t = 0; t < T; ++t) std::copy_n(x + t * x_stride, channels, win.begin() + (h + t) * channels);
+    for (Index t = 0; t < T; ++t) {
+        float* out = y + t * y_stride;
+        for (Index c = 0; c < channels; ++c) {
+            float s = 0.0f;
+            for (Index j = 0; j < taps; ++j) s += w[c * taps + j] * win[static_cast<std::size_t>((t + j) * channels + c)];
+            if (bias) s += bias[c];
+            out[c] = s / (1.0f + std::exp(-s));
+        }
+    }
+    if (history_out) std::copy_n(win.begin() + T * channels, h * channels, history_out);
+}
+
+/// Each of `rows` rows of `width` values (row stride `stride`) times rsqrt(sum x^2 + eps) (FLA's l2norm), in place.
+inline void l2_normalize_rows(float* x, Index rows, Index width, Index stride, float eps = 1e-6f) {
+    for (Index r = 0; r < rows; ++r) {
+        float* row = x + r * stride;
+        float ss = 0.0f;
+        for (Index i = 0; i < width; ++i) ss += row[i] * row[i];
+        const float s = 1.0f / std::sqrt(ss + eps);
+        for (Index i = 0; i < width; ++i) row[i] *= s;
+    }
+}
+
+/// Heads and widths of a gated delta rule: value head h reads key head h / (v_heads / k_heads).
+struct DeltaRuleShape {
+    Index k_heads = 0, v_heads = 0, k_dim = 0, v_dim = 0;
+    Index state_size() const { return v_heads * k_dim * v_dim; }
+};
+
+/// The gated delta rule over one sequence of T tokens: q, k [T, k_heads * k_dim] (row strides qs, ks; L2-normalised by
+/// the caller), v [T, v_heads * v_dim], beta and decay [T, v_heads] (decay in (0, 1]); o [T, v_heads * v_dim] (stride
+/// os). state_in [v_heads, k_dim, v_dim] (nullptr: zeros) is read, state_out written (they may be one buffer).
+inline void gated_delta_rule(const DeltaRuleShape& s, const float* q, Index qs, const float* k, Index ks, const float* v,
+                             Index vs, const float* beta, Index bs, const float* decay, Index ds, const float* state_in,
+                             float* state_out, float* o, Index os, Index T) {
+    const Index dk = s.k_dim, dv = s.v_dim, per = s.v_heads / s.k_heads;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(dk));
+    if (state_in && state_in != state_out) std::copy_n(state_in, s.state_size(), state_out);
+    if (!state_in) std::fill_n(state_out, s.state_size(), 0.0f);
+    std::vector<float> mem(static_cast<std::size_t>(dv));
+    for (Index h = 0; h < s.v_heads; ++h) {
+        float* S = state_out + h * dk * dv;
+        const Index kh = h / per;
+        for (Index t = 0; t < T; ++t) {
+            const float* qt = q + t * qs + kh * dk;
+            const float* kt = k + t * ks + kh * dk;
+            const float* vt = v + t * vs + h * dv;
+            const float g = decay[t * ds + h], b = beta[t * bs + h];
+            // mem = (g S)^T k;  delta = beta (v - mem)
+            std::fill(mem.begin(), mem.end(), 0.0f);
+            for (Index i = 0; i < dk; ++i) {
+                const float ki = kt[i];
+                const float* Si = S + i * dv;
+                for (Index j = 0; j < dv; ++j) mem[static_cast<std::size_t>(j)] += Si[j] * ki;
+            }
+            for (Index j = 0; j < dv; ++j) mem[static_cast<std::size_t>(j)] = (vt[j] - g * mem[static_cast<std::size_t>(j)]) * b;
+            // S = g S + k delta^T;  o = S^T q scale
+            float* ot = o + t * os + h * dv;
+            std::fill_n(ot, dv, 0.0f);
+            for (Index i = 0; i < dk; ++i) {
+                const float ki = kt[i], qi = qt[i] * scale;
+                float* Si = S + i * dv;
+                for (Index j = 0; j < dv; ++j) {
+                    Si[j] = g * Si[j] + ki * mem[static_cast<std::size_t>(j)];
+                    ot[j] += Si[j] * qi;
+                }
+            }
+        }
+    }
+}
+
+/// Heads and widths of a Mamba-2 scan: head h reads B and C of group h / (heads / groups).
+struct SsdShape {
+    Index heads = 0, head_dim = 0, groups = 1, state = 0;
+    Index state_size() const { return heads * head_dim * state; }
+};
+
+/// Mamba-2's recurrence (SSD with a scalar decay per head) over one sequence of T tokens: x [T, heads * head_dim],
+/// B and C [T, groups * state], dt [T, heads] (after softplus and clamping), A and D [heads]; per head h, state
+/// S [head_dim, state]: S = exp(dt A) S + dt x_h B^T;  y_h = S C + D x_h. y [T, heads * head_dim]. state_in (nullptr:
+/// zeros) is read, state_out written (they may be one buffer). Row strides xs, bs, cs, ds, ys.
+inline void ssd_scan(const SsdShape& s, const float* x, Index xs, const float* B, Index bs, const float* C, Index cs, const float* dt,
+                     Index ds, const float* A, const float* D, const float* state_in, float* state_out, float* y, Index ys, Index T) {
+    const Index P = s.head_dim, N = s.state, per = s.heads / s.groups;
+    if (state_in && state_in != state_out) std::copy_n(state_in, s.state_size(), state_out);
+    if (!state_in) std::fill_n(state_out, s.state_size(), 0.0f);
+    for (Index h = 0; h < s.heads; ++h) {
+        float* S = state_out + h * P * N;
+        const Index g = h / per;
+        for (Index t = 0; t < T; ++t) {
+            const float d = dt[t * ds + h], decay = std::exp(d * A[h]);
+            const float* xt = x + t * xs + h * P;
+            const float* Bt = B + t * bs + g * N;
+            const float* Ct = C + t * cs + g * N;
+            float* yt = y + t * ys + h * P;
+            for (Index p = 0; p < P; ++p) {
+                float* Sp = S + p * N;
+                const float dx = d * xt[p];
+                float acc = 0.0f;
+                for (Index n = 0; n < N; ++n) {
+                    Sp[n] = decay * Sp[n] + dx * Bt[n];
+                    acc += Sp[n] * Ct[n];
+                }
+                yt[p] = acc + D[h] * xt[p];
+            }
+        }
+    }
+}
+
+}  // namespace massact::kernels
+
 // ---- massact/kernels/norm.hpp ------------------------------------------------------------------
 // massact/kernels/norm.hpp - RMSNorm and LayerNorm over the rows of a matrix.
 //
@@ -2536,8 +2680,9 @@ enum class QKNorm { None, PerHead, Whole };
 enum class MlpKind { Gated, Plain };
 /// Rope: rotary q/k; Learned: a position table added to the embedding (GPT-2, OPT); Alibi: a per-head
 /// linear bias slope_h * (j - i) on the scores (BLOOM, MPT), no position in the residual stream.
-/// Patches: a vision transformer's table over [CLS, patch grid], added in the patch embedding.
-enum class PositionKind { Rope, Learned, Alibi, Patches };
+/// Patches: a vision transformer's table over [CLS, patch grid], added in the patch embedding. None: the model has
+/// no positions (a state-space model: order is in its recurrence).
+enum class PositionKind { Rope, Learned, Alibi, Patches, None };
 /// Rotary pairs: (j, j + rotary_dim/2) (rotate-half: Llama, GPT-NeoX) or (2j, 2j + 1) (GPT-J).
 enum class RopePairs { Half, Interleaved };
 /// The output rows of a fused QKV projection: [q; k; v] (GPT-2, Phi-3, MPT, Falcon multi-query); per head
@@ -2549,6 +2694,43 @@ enum class QkvLayout { Concat, PerHead, Grouped };
 enum class RouterScore { Softmax, Sigmoid };
 /// Group-limited routing (DeepSeek): a group's score is its best expert's (V2) or the sum of its two best (V3).
 enum class GroupScore { Max, TopTwoSum };
+
+/// What mixes the tokens of a layer: softmax attention, Gated DeltaNet linear attention (Yang et al. 2025; Qwen3-Next
+/// and Qwen3.5 interleave the two), or a Mamba-2 state-space mixer (Dao and Gu 2024).
+enum class Mixer { Attention, GatedDeltaNet, Mamba2 };
+
+/// Gated DeltaNet: [q; k; v] = silu(causal_conv1d(W_qkv x)) (a depthwise convolution of conv_kernel taps), q and k
+/// L2-normalised per key head, beta = sigmoid(W_b x), decay = exp(-exp(A_log) softplus(W_a x + dt_bias)) per value head;
+/// each value head h (reading key head h / (v_heads / k_heads)) carries a state S [k_dim, v_dim]:
+/// S = decay S;  S += k (beta (v - S^T k))^T;  o = S^T q / sqrt(k_dim);  out = W_o (rmsnorm(o) w silu(W_z x)).
+/// Weights under names.block.linear_attn: in_proj_qkvz / in_proj_ba grouped by key head (Qwen3-Next: per key head
+/// [q, k, v of its value heads, z of its value heads] and [b, a]), or in_proj_qkv, in_proj_z, in_proj_b, in_proj_a
+/// (Qwen3.5); conv1d.weight [conv, 1, taps], A_log, dt_bias [v_heads], norm.weight [v_dim], out_proj.
+struct DeltaNetSpec {
+    int k_heads = 0, v_heads = 0, k_dim = 0, v_dim = 0;
+    int conv_kernel = 0;
+    bool grouped = false;    // the fused, per-key-head layout of Qwen3-Next
+    double norm_eps = 1e-6;  // the gated RMSNorm's eps
+    std::int64_t key_width() const { return std::int64_t(k_heads) * k_dim; }
+    std::int64_t value_width() const { return std::int64_t(v_heads) * v_dim; }
+    /// Channels of the convolution: [q; k; v].
+    std::int64_t conv_dim() const { return 2 * key_width() + value_width(); }
+};
+
+/// Mamba-2's mixer (SSD with a scalar decay per head): [z; xBC; dt] = in_proj(x); [x; B; C] = silu(conv1d(xBC) + b)
+/// (depthwise, conv_kernel taps); dt = clamp(softplus(dt + dt_bias), dt_min, dt_max); head h (group g = h / (heads /
+/// groups)) keeps a state S [head_dim, state]: S = exp(dt A) S + dt x_h B_g^T, y_h = S C_g + D x_h, A = -exp(A_log);
+/// out = out_proj(rmsnorm(y * silu(z)) w) (the norm over the whole width heads * head_dim). Weights under
+/// names.block.ssm: in_proj, conv1d (weight, bias), dt_bias, A_log, D, norm, out_proj.
+struct MambaSpec {
+    int heads = 0, head_dim = 0, groups = 1, state = 0, conv_kernel = 0;
+    bool conv_bias = true, proj_bias = false;
+    double dt_min = 0.0, dt_max = 0.0;  // time_step_limit (dt_max <= 0: no upper limit)
+    double norm_eps = 1e-5;
+    std::int64_t inner() const { return std::int64_t(heads) * head_dim; }
+    /// Channels of the convolution: [x; B; C].
+    std::int64_t conv_dim() const { return inner() + 2 * std::int64_t(groups) * state; }
+};
 
 /// Multi-head latent attention (DeepSeek-V2/V3): q = q_proj(x), or q_b(norm(q_a(x))) with a rank q_lora_rank;
 /// [c; k_rope] = kv_a(x), the latent c [kv_lora_rank] normalised, [k_nope_h; v_h] = kv_b(c) per head, and one
@@ -2675,6 +2857,7 @@ struct LayerSpec {
     bool nope = false;  // no rotary embedding in this layer of a RoPE model (SmolLM3, Cohere 2, EXAONE 4 global layers)
     bool dense_mlp = false;  // a dense MLP in a mixture-of-experts model (DeepSeek's first_k_dense_replace, mlp_only_layers)
     int chunk = 0;      // C > 0: chunked attention (Llama 4): key j visible to query i iff C floor(i / C) <= j <= i
+    Mixer mixer = Mixer::Attention;  // Gated DeltaNet layers (layer_types "linear_attention") have no attention
 };
 
 /// Hugging Face tensor names of one block, relative to the layer prefix. Empty: the part does not exist
@@ -2695,6 +2878,8 @@ struct BlockNames {
     std::string attn_sub_norm, mlp_sub_norm;                 // norms before o_proj and before down_proj (BitNet)
     std::string act_params;                                  // the activation's learned scalars (xIELU: "<name>.alpha_p", ...)
     std::string ls_attn, ls_mlp;                             // layer scales [d] on the attention / MLP output (DINOv2)
+    std::string linear_attn;                                 // a Gated DeltaNet layer's prefix (DeltaNetSpec)
+    std::string ssm;                                         // a Mamba-2 layer's prefix (MambaSpec)
     bool conv1d = false;                                     // GPT-2 Conv1D: stored [in, out]
 };
 
@@ -2787,6 +2972,9 @@ struct ModelConfig {
                                     // the attention output is multiplied by sigmoid(g) before o_proj
     bool mlp_sub_norm = false;    // a norm of width I on the MLP hidden before down_proj (BitNet)
     MlaSpec mla;                  // multi-head latent attention when mla.kv_lora_rank > 0
+    DeltaNetSpec deltanet;        // the Gated DeltaNet layers' shape (LayerSpec::mixer)
+    MambaSpec mamba;              // the Mamba-2 layers' shape
+    bool has_mlp = true;          // false: a block is norm + mixer only (Mamba-2); no MLP, no hook_resid_mid
     SinkKind sink = SinkKind::None;
     kernels::AttentionFn attention_fn = kernels::AttentionFn::Softmax;  // config "attention_softmax": softmax, softpick
     double attention_sigmoid_bias = 0.0;  // "sigmoid": p = sigmoid(s + bias) ("attention_sigmoid_bias", e.g. -ln n)
@@ -2817,6 +3005,42 @@ struct ModelConfig {
     /// The MLP width of layer l: an expert's in an MoE layer, dense_intermediate_size in an MoE model's dense layer.
     int layer_intermediate(int l) const { return moe() && !layer_moe(l) ? dense_intermediate_size : intermediate_size; }
     bool has_mla() const { return mla.kv_lora_rank > 0; }
+    /// Whether layer l mixes tokens by attention (else Gated DeltaNet: no scores, no pattern, no KV rows).
+    bool layer_attention(int l) const { return layers[static_cast<std::size_t>(l)].mixer == Mixer::Attention; }
+    /// Whether any layer is a Gated DeltaNet layer.
+    bool has_deltanet() const {
+        for (const auto& s : layers)
+            if (s.mixer == Mixer::GatedDeltaNet) return true;
+        return false;
+    }
+    /// Whether some layer has attention (not a pure state-space model).
+    bool has_attention() const {
+        for (const auto& s : layers)
+            if (s.mixer == Mixer::Attention) return true;
+        return false;
+    }
+    /// Whether some layer carries a recurrent state (Gated DeltaNet, Mamba-2) instead of keys and values.
+    bool has_recurrent() const {
+        for (const auto& s : layers)
+            if (s.mixer != Mixer::Attention) return true;
+        return false;
+    }
+    /// Per sequence, the floats of layer l's convolution history (taps - 1 inputs) and of its recurrent state (0 for
+    /// an attention layer): what a KV cache holds for it.
+    std::int64_t conv_history_size(int l) const {
+        switch (layers[static_cast<std::size_t>(l)].mixer) {
+            case Mixer::GatedDeltaNet: return (deltanet.conv_kernel - 1) * deltanet.conv_dim();
+            case Mixer::Mamba2: return (mamba.conv_kernel - 1) * mamba.conv_dim();
+            default: return 0;
+        }
+    }
+    std::int64_t recurrent_state_size(int l) const {
+        switch (layers[static_cast<std::size_t>(l)].mixer) {
+            case Mixer::GatedDeltaNet: return std::int64_t(deltanet.v_heads) * deltanet.k_dim * deltanet.v_dim;
+            case Mixer::Mamba2: return mamba.inner() * mamba.state;
+            default: return 0;
+        }
+    }
     /// Features of one head of v and z (o_proj reads H of them): head_dim, or MLA's v_head_dim.
     int v_dim() const { return has_mla() ? mla.v_head_dim : head_dim; }
     bool is_vision() const { return vision.patch_size > 0; }
@@ -3011,20 +3235,27 @@ inline void read_rope_object(const ConfigReader& r, const nlohmann::json& o, con
         r.fail("max_position_embeddings", "missing (needed by rope_type " + type + ")");
 }
 
+/// `layer_types` (present): a list of L strings, each one of `allowed`; their indices in `allowed`, per layer.
+inline std::vector<int> read_layer_types(const ConfigReader& r, int L, const std::vector<std::string>& allowed) {
+    const auto& lt = r.json()["layer_types"];
+    if (!lt.is_array() || static_cast<int>(lt.size()) != L) r.fail("layer_types", "expected a list of " + std::to_string(L) + " strings");
+    std::string expected;
+    for (const auto& a : allowed) expected += (expected.empty() ? "" : " or ") + a;
+    std::vector<int> out;
+    for (const auto& t : lt) {
+        const auto it = std::find(allowed.begin(), allowed.end(), t.is_string() ? t.get<std::string>() : std::string());
+        if (it == allowed.end()) r.fail("layer_types", "unsupported value " + t.dump() + " (expected " + expected + ")");
+        out.push_back(static_cast<int>(it - allowed.begin()));
+    }
+    return out;
+}
+
 /// Layer types from `layer_types` ("sliding_attention" / "full_attention"), or every layer `dflt`.
 inline std::vector<bool> read_sliding_layers(const ConfigReader& r, int L, const std::function<bool(int)>& dflt) {
     std::vector<bool> sliding(static_cast<std::size_t>(L));
     if (r.present("layer_types")) {
-        const auto& lt = r.json()["layer_types"];
-        if (!lt.is_array() || static_cast<int>(lt.size()) != L)
-            r.fail("layer_types", "expected a list of " + std::to_string(L) + " strings");
-        for (int l = 0; l < L; ++l) {
-            const auto& t = lt[static_cast<std::size_t>(l)];
-            const std::string s = t.is_string() ? t.get<std::string>() : "";
-            if (s == "sliding_attention") sliding[static_cast<std::size_t>(l)] = true;
-            else if (s != "full_attention")
-                r.fail("layer_types", "unsupported value " + t.dump() + " (expected sliding_attention or full_attention)");
-        }
+        const std::vector<int> t = read_layer_types(r, L, {"full_attention", "sliding_attention"});
+        for (int l = 0; l < L; ++l) sliding[static_cast<std::size_t>(l)] = t[static_cast<std::size_t>(l)] == 1;
     } else {
         for (int l = 0; l < L; ++l) sliding[static_cast<std::size_t>(l)] = dflt(l);
     }
@@ -3964,10 +4195,33 @@ inline void refuse_unimplemented(const ConfigReader& r, const ModelConfig& c) {
         r.fail("attn_output_gate", "unsupported value true for " + c.model_type + " (gated attention is read for qwen3_next)");
 }
 
-/// Qwen3-Next with full-attention layers: gated attention (q_proj gives [q_h; g_h] per head; output x sigmoid(g)),
-/// zero-centred RMSNorms (scale 1 + w, q/k norms per head too), partial rotary; a dense MLP where mlp_only_layers
-/// lists every layer, else Qwen2-MoE's experts with a gated shared expert on every layer. Gated DeltaNet
-/// (linear_attention) layers are refused: not implemented yet.
+/// Gated DeltaNet layers where layer_types says "linear_attention" (the others "full_attention"); their shape from
+/// linear_num_key_heads / linear_num_value_heads / linear_key_head_dim / linear_value_head_dim / linear_conv_kernel_dim,
+/// weights under linear_attn. (DeltaNetSpec; `grouped`: Qwen3-Next's fused in_proj_qkvz / in_proj_ba).
+inline void read_deltanet_layers(const ConfigReader& r, ModelConfig& c, bool grouped) {
+    if (!r.present("layer_types")) r.fail("layer_types", "missing (it says which layers are linear_attention and which full_attention)");
+    const std::vector<int> types = read_layer_types(r, c.num_layers, {"full_attention", "linear_attention"});
+    for (int l = 0; l < c.num_layers; ++l)
+        if (types[static_cast<std::size_t>(l)] == 1) c.layers[static_cast<std::size_t>(l)].mixer = Mixer::GatedDeltaNet;
+    DeltaNetSpec& s = c.deltanet;
+    s.k_heads = r.get_size("linear_num_key_heads", 16, kMaxHeads);
+    s.v_heads = r.get_size("linear_num_value_heads", 32, kMaxHeads);
+    s.k_dim = r.get_size("linear_key_head_dim", 128, kMaxHeadDim);
+    s.v_dim = r.get_size("linear_value_head_dim", 128, kMaxHeadDim);
+    s.conv_kernel = r.get_size("linear_conv_kernel_dim", 4, 64);
+    s.grouped = grouped;
+    s.norm_eps = c.norm.eps;
+    if (s.v_heads % s.k_heads != 0)
+        r.fail("linear_num_value_heads", std::to_string(s.v_heads) + " is not a multiple of linear_num_key_heads " + std::to_string(s.k_heads));
+    if (r.get_str("hidden_act", "silu") != "silu")
+        r.fail("hidden_act", "unsupported value for the Gated DeltaNet convolution (expected silu)");
+    c.names.block.linear_attn = "linear_attn.";
+}
+
+/// Qwen3-Next: gated attention (q_proj gives [q_h; g_h] per head; output x sigmoid(g)) interleaved with Gated DeltaNet
+/// layers (layer_types), zero-centred RMSNorms (scale 1 + w, q/k norms per head too; the DeltaNet output norm's scale
+/// is w), partial rotary; Qwen2-MoE's experts with a gated shared expert, except on the mlp_only_layers (a dense MLP of
+/// intermediate_size).
 inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
     llama_block(r, c);
     c.norm.one_plus = true;
@@ -3977,16 +4231,8 @@ inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
     c.names.block.q_norm = "self_attn.q_norm";
     c.names.block.k_norm = "self_attn.k_norm";
     c.attn_output_gate = true;
-    if (r.present("layer_types")) {
-        const auto& lt = r.json()["layer_types"];
-        if (!lt.is_array() || static_cast<int>(lt.size()) != c.num_layers)
-            r.fail("layer_types", "expected a list of " + std::to_string(c.num_layers) + " strings");
-        for (const auto& t : lt)
-            if (t != "full_attention")
-                r.fail("layer_types", "has " + t.dump() + " (Gated DeltaNet linear attention is not implemented yet; full_attention layers only)");
-    } else {
-        r.fail("layer_types", "missing (qwen3_next interleaves linear_attention layers by default, which massact does not implement yet)");
-    }
+    read_deltanet_layers(r, c, c.model_type == "qwen3_next");
+    if (c.model_type != "qwen3_next") return;  // (Qwen3.5: a dense MLP everywhere)
     std::vector<bool> dense(static_cast<std::size_t>(c.num_layers), false);
     if (r.present("mlp_only_layers")) {
         const auto& m = r.json()["mlp_only_layers"];
@@ -3997,11 +4243,63 @@ inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
             dense[static_cast<std::size_t>(x.get<long long>())] = true;
         }
     }
-    const bool all_dense = std::all_of(dense.begin(), dense.end(), [](bool b) { return b; });
-    const bool none_dense = std::none_of(dense.begin(), dense.end(), [](bool b) { return b; });
-    if (!all_dense && !none_dense)
-        r.fail("mlp_only_layers", "mixes dense and MoE layers (massact supports all dense or all MoE)");
-    if (none_dense) qwen_moe_with_shared_expert(r, c, true);
+    if (std::all_of(dense.begin(), dense.end(), [](bool b) { return b; })) return;
+    c.dense_intermediate_size = c.intermediate_size;
+    qwen_moe_with_shared_expert(r, c, true);
+    c.names.block.gate = "mlp.gate_proj", c.names.block.up = "mlp.up_proj", c.names.block.down = "mlp.down_proj";  // (dense layers)
+    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].dense_mlp = dense[static_cast<std::size_t>(l)];
+}
+
+/// Mamba-2: every block is x + mixer(rmsnorm(x)) (MambaSpec) under backbone.layers.{l}.{norm, mixer}, no MLP, no
+/// positions; embeddings backbone.embeddings, final norm backbone.norm_f. num_heads * head_dim must equal expand *
+/// hidden_size; time_step_limit [lo, hi] clamps dt (transformers writes an infinite hi as {"__float__": "Infinity"}).
+inline void family_mamba2(const ConfigReader& r, ModelConfig& c) {
+    c.hidden_size = r.get_size("hidden_size", kMaxWidth);
+    c.num_layers = r.get_size("num_hidden_layers", kMaxLayers);
+    c.vocab_size = r.get_size("vocab_size", kMaxVocab);
+    c.layers.assign(static_cast<std::size_t>(c.num_layers), LayerSpec{});
+    for (auto& l : c.layers) l.mixer = Mixer::Mamba2;
+    if (r.present("layer_types")) read_layer_types(r, c.num_layers, {"mamba"});  // (Mamba-2 blocks only)
+    MambaSpec& m = c.mamba;
+    m.heads = r.get_size("num_heads", 128, kMaxHeads);
+    m.head_dim = r.get_size("head_dim", 64, kMaxHeadDim);
+    m.groups = r.get_size("n_groups", 8, kMaxHeads);
+    m.state = r.get_size("state_size", 128, kMaxHeadDim);
+    m.conv_kernel = r.get_size("conv_kernel", 4, 64);
+    m.conv_bias = r.get_bool("use_conv_bias", true);
+    m.proj_bias = r.get_bool("use_bias", false);
+    m.norm_eps = r.get_num("layer_norm_epsilon", 1e-5);
+    const double expand = r.get_num("expand", 2.0);
+    if (m.heads % m.groups != 0) r.fail("n_groups", std::to_string(m.groups) + " does not divide num_heads " + std::to_string(m.heads));
+    if (std::abs(expand * c.hidden_size - static_cast<double>(m.inner())) > 0.5)
+        r.fail("num_heads", "num_heads x head_dim = " + std::to_string(m.inner()) + " differs from expand x hidden_size");
+    if (r.present("time_step_limit")) {
+        const auto& lim = r.json()["time_step_limit"];
+        auto bound = [&](const nlohmann::json& v) {
+            if (v.is_number()) return v.get<double>();
+            if (v.is_object() && v.contains("__float__") && v["__float__"] == "Infinity") return 0.0;  // (no upper limit)
+            r.fail("time_step_limit", "expected [low, high] numbers, found " + lim.dump());
+            return 0.0;
+        };
+        if (!lim.is_array() || lim.size() != 2) r.fail("time_step_limit", "expected [low, high], found " + lim.dump());
+        m.dt_min = bound(lim[0]);
+        m.dt_max = bound(lim[1]);
+        if (m.dt_min < 0 || (m.dt_max > 0 && m.dt_max < m.dt_min)) r.fail("time_step_limit", "expected 0 <= low <= high, found " + lim.dump());
+    }
+    if (r.get_str("hidden_act", "silu") != "silu") r.fail("hidden_act", "unsupported value for the Mamba-2 convolution (expected silu)");
+    c.num_heads = c.num_kv_heads = m.heads;  // (no attention: the attention shapes name the SSM heads)
+    c.head_dim = m.head_dim;
+    c.norm = {NormKind::RMSNorm, m.norm_eps, true, false, false};
+    c.positions = PositionKind::None;
+    c.has_mlp = false;
+    c.pre_mlp_norm = false;
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
+    c.names.prefixes = {"backbone."};
+    c.names.embed = "embeddings";
+    c.names.final_norm = "norm_f";
+    c.names.block = BlockNames{};
+    c.names.block.ln_attn = "norm";
+    c.names.block.ssm = "mixer.";
 }
 
 /// DeepSeek-V2 / V3: multi-head latent attention (MlaSpec: q_lora_rank, kv_lora_rank, qk_nope_head_dim,
@@ -4221,6 +4519,8 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"apertus", family_apertus, WindowRule::None},
         {"bitnet", family_bitnet, WindowRule::None},
         {"qwen3_next", family_qwen3_next, WindowRule::None},
+        {"qwen3_5_text", family_qwen3_next, WindowRule::None},
+        {"mamba2", family_mamba2, WindowRule::None},
         {"deepseek_v2", family_deepseek_v2, WindowRule::None},
         {"deepseek_v3", family_deepseek_v3, WindowRule::None},
         {"llama4_text", family_llama4_text, WindowRule::None},
@@ -4918,6 +5218,11 @@ private:
 // Keys and values are held in float32, or in f16 / bf16 (CachePolicy::storage: half the memory and half the bytes
 // that attention reads per decoded token, as llama.cpp's default f16 cache; each value rounded to nearest once).
 //
+// Gated DeltaNet and Mamba-2 layers hold no keys: per sequence, the last taps - 1 inputs of their convolution and the
+// recurrent state (DeltaNet [v_heads, k_dim, v_dim], Mamba-2 [heads, head_dim, state]) summarise every token seen. A step writes new copies, made current by commit_step once
+// the whole forward has succeeded (a failed step leaves the old state). Eviction does not touch them: the state has
+// seen every token, as a hybrid model serving a StreamingLLM window of its attention layers would.
+//
 // The policy `keep S first, W most recent` (Xiao et al. 2024): before a step of T new tokens, when
 // size + T > S + W, the tokens between the first S and the last W - T are dropped. window = 0 keeps
 // everything (a dense cache).
@@ -5025,6 +5330,9 @@ public:
         RowMatrixF k_raw;          // the keys before RoPE, float32 (RoPE models whose positions move: CacheIndex)
         KVRows v;                  // values
         std::vector<Index> k_pos;  // per held token: the position its key in k was rotated for (-1: none)
+        bool attention = true;     // false: a recurrent layer (the four buffers below, no keys or values)
+        std::vector<float> conv, state;            // [batch, taps - 1, conv channels], [batch, the layer's state]
+        std::vector<float> conv_next, state_next;  // what the step in progress writes
     };
 
     /// The cached rotary tables of one RoPE spec: rows are positions [0, rows).
@@ -5036,7 +5344,7 @@ public:
     KVCache(const ModelConfig& c, Index batch = 1, CachePolicy policy = {})
         : policy_(policy), batch_(batch), width_(c.num_kv_heads * c.head_dim), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim),
           rope_(c.has_rope()),
-          layers_(static_cast<std::size_t>(c.num_layers), Layer{KVRows(policy.storage), {}, KVRows(policy.storage), {}}),
+          layers_(static_cast<std::size_t>(c.num_layers), Layer{KVRows(policy.storage), {}, KVRows(policy.storage), {}, true, {}, {}, {}, {}}),
           rope_memo_(c.rope.size()) {
         if (batch < 1) throw Error("KV cache: batch size " + std::to_string(batch) + " must be at least 1");
         if (policy.sinks < 0 || policy.window < 0)
@@ -5044,6 +5352,15 @@ public:
                         std::to_string(policy.window) + ") must not be negative");
         if (policy.sinks > 0 && policy.window == 0)
             throw Error("KV cache: " + std::to_string(policy.sinks) + " sink tokens need a window (W >= 1) to evict from");
+        for (int l = 0; l < c.num_layers; ++l) {
+            if (c.layer_attention(l)) continue;
+            Layer& L = layers_[static_cast<std::size_t>(l)];
+            L.attention = false;
+            L.conv.assign(static_cast<std::size_t>(batch * c.conv_history_size(l)), 0.0f);
+            L.state.assign(static_cast<std::size_t>(batch * c.recurrent_state_size(l)), 0.0f);
+            L.conv_next = L.conv;
+            L.state_next = L.state;
+        }
     }
 
     Index batch() const { return batch_; }
@@ -5067,7 +5384,7 @@ public:
         std::size_t n = 0;
         for (const auto& L : layers_)
             n += static_cast<std::size_t>((L.k.rows() + L.v.rows()) * width_) * (policy_.storage == kernels::KVFormat::F32 ? 4 : 2) +
-                 static_cast<std::size_t>(L.k_raw.size()) * 4;
+                 static_cast<std::size_t>(L.k_raw.size()) * 4 + (L.conv.size() + L.state.size()) * 4;
         return n;
     }
 
@@ -5082,6 +5399,15 @@ public:
         if (c.num_kv_heads != kv_heads_) return differs("it was made for key/value heads:", kv_heads_, c.num_kv_heads);
         if (c.head_dim != head_dim_) return differs("it was made for head width:", head_dim_, c.head_dim);
         if (c.has_rope() != rope_) return std::string("it was made for a model ") + (rope_ ? "with" : "without") + " RoPE";
+        for (int l = 0; l < c.num_layers; ++l) {
+            const Layer& L = layers_[static_cast<std::size_t>(l)];
+            if (c.layer_attention(l) != L.attention)
+                return "layer " + std::to_string(l) + (c.layer_attention(l) ? " is an attention layer" : " is a recurrent layer") +
+                       " in the model, not in the cache";
+            if (!L.attention && (static_cast<std::int64_t>(L.state.size()) != batch_ * c.recurrent_state_size(l) ||
+                                 static_cast<std::int64_t>(L.conv.size()) != batch_ * c.conv_history_size(l)))
+                return "layer " + std::to_string(l) + "'s recurrent state has another size in the model";
+        }
         if (c.rope.size() != rope_memo_.size())
             return differs("it was made for RoPE specs:", static_cast<Index>(rope_memo_.size()), static_cast<Index>(c.rope.size()));
         return {};
@@ -5090,7 +5416,10 @@ public:
     void clear() {
         size_ = seen_ = 0;
         held_.clear();
-        for (auto& L : layers_) L.k_pos.clear();
+        for (auto& L : layers_) {
+            L.k_pos.clear();
+            for (auto* v : {&L.conv, &L.state, &L.conv_next, &L.state_next}) std::fill(v->begin(), v->end(), 0.0f);
+        }
     }
 
     // ---- for the forward (model/transformer.hpp) ----
@@ -5114,7 +5443,15 @@ public:
         return past;
     }
 
-    /// Undo begin_step after a failed forward (the evicted tokens stay evicted).
+    /// Make the recurrent states the step wrote current (after the whole forward succeeded).
+    void commit_step() {
+        for (auto& L : layers_) {
+            L.conv.swap(L.conv_next);
+            L.state.swap(L.state_next);
+        }
+    }
+
+    /// Undo begin_step after a failed forward (the evicted tokens stay evicted; recurrent states stay as they were).
     void abort_step(Index past, Index T) {
         size_ = past;
         seen_ -= T;
@@ -5134,13 +5471,14 @@ private:
         n = std::min(n, size_ - from);
         const Index keep = size_ - from - n;  // tokens moved from [from + n, size) to [from, from + keep)
         for (auto& L : layers_) {
+            L.k_pos.erase(L.k_pos.begin() + from, L.k_pos.begin() + from + n);
+            if (!L.attention) continue;
             for (KVRows* m : {&L.k, &L.v})
                 for (Index b = 0; b < batch_; ++b)
                     for (Index j = 0; j < keep; ++j) m->move_row(row(b, from + j), row(b, from + n + j));
             if (L.k_raw.size() > 0)
                 for (Index b = 0; b < batch_; ++b)
                     for (Index j = 0; j < keep; ++j) L.k_raw.row(row(b, from + j)) = L.k_raw.row(row(b, from + n + j));
-            L.k_pos.erase(L.k_pos.begin() + from, L.k_pos.begin() + from + n);
         }
         held_.erase(held_.begin() + from, held_.begin() + from + n);
         size_ -= n;
@@ -5151,6 +5489,7 @@ private:
         if (rows <= rows_) return;
         const Index grown = policy_.evicts() ? policy_.capacity() : std::max(rows, 2 * rows_);
         for (auto& L : layers_) {
+            if (!L.attention) continue;
             L.k.regrow(batch_, grown, size_, width_);
             L.v.regrow(batch_, grown, size_, width_);
             if (!keeps_raw_keys()) continue;
@@ -5192,7 +5531,7 @@ namespace massact {
 
 /// Hook sites inside a block, in execution order.
 enum class BlockSite : int {
-    ResidPre, Ln1, Latent, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Gate, Ln1Post, AttnOut, ResidMid, Ln2,
+    ResidPre, Ln1, DnQ, DnK, DnV, DnBeta, DnDecay, DnZ, DnGate, SsmX, SsmB, SsmC, SsmDt, SsmY, SsmGate, SsmState, Latent, Q, K, V, RotQ, RotK, AttnScores, Pattern, SinkPattern, PatternColumns, Z, Gate, Ln1Post, AttnOut, ResidMid, Ln2,
     MlpRouter, MlpExpertWeights, MlpExpertOut, MlpPre, MlpPreLinear, MlpPost, MlpDown, Ln2Post, MlpOut, ResidPost, Count
 };
 
@@ -5208,6 +5547,13 @@ enum class SiteShape {
     Latent,     // [N, T, kv_lora_rank]: multi-head latent attention's normalised latent
     Experts,    // [N, T, E]
     ExpertSlots,  // [N, T, k, d]: one row per routed expert of a token (k = experts per token)
+    DnKeys,     // [N, T, k_heads, k_dim]: Gated DeltaNet's q and k
+    DnValues,   // [N, T, v_heads, v_dim]: its v, output and gate
+    DnHeads,    // [N, T, v_heads]: its beta and decay
+    SsmHeads,   // [N, T, heads, head_dim]: Mamba-2's x, y and gate
+    SsmGroups,  // [N, T, groups, state]: its B and C
+    SsmDt,      // [N, T, heads]: its step dt
+    SsmState,   // [N, heads, head_dim, state]: its state after the last token
 };
 
 struct SiteInfo {
@@ -5219,6 +5565,10 @@ struct SiteInfo {
 
 namespace detail {
 inline bool always(const ModelConfig&, int, bool) { return true; }
+inline bool attention(const ModelConfig& c, int l, bool) { return c.layer_attention(l); }
+inline bool deltanet(const ModelConfig& c, int l, bool) { return c.layers[static_cast<std::size_t>(l)].mixer == Mixer::GatedDeltaNet; }
+inline bool mamba(const ModelConfig& c, int l, bool) { return c.layers[static_cast<std::size_t>(l)].mixer == Mixer::Mamba2; }
+inline bool dense_mlp(const ModelConfig& c, int l, bool) { return c.has_mlp && !c.layer_moe(l); }
 }  // namespace detail
 
 /// The table: one row per block site, in execution order.
@@ -5228,37 +5578,55 @@ inline const std::vector<SiteInfo>& block_site_table() {
         {BlockSite::ResidPre, "hook_resid_pre", SiteShape::Resid, detail::always},
         {BlockSite::Ln1, "ln1.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.pre_attn_norm; }},
         // Multi-head latent attention: the normalised latent kv_b reads (what the cache of an MLA model holds).
-        {BlockSite::Latent, "attn.hook_latent", SiteShape::Latent, [](C c, int, bool) { return c.has_mla(); }},
-        {BlockSite::Q, "attn.hook_q", SiteShape::QHeads, detail::always},
-        {BlockSite::K, "attn.hook_k", SiteShape::KVHeads, detail::always},
-        {BlockSite::V, "attn.hook_v", SiteShape::KVHeads, detail::always},
-        {BlockSite::RotQ, "attn.hook_rot_q", SiteShape::QHeads, [](C c, int, bool) { return c.has_rope(); }},
-        {BlockSite::RotK, "attn.hook_rot_k", SiteShape::KVHeads, [](C c, int, bool) { return c.has_rope(); }},
-        {BlockSite::AttnScores, "attn.hook_attn_scores", SiteShape::Scores, detail::always},
-        {BlockSite::Pattern, "attn.hook_pattern", SiteShape::Scores, detail::always},
-        {BlockSite::SinkPattern, "attn.hook_sink_pattern", SiteShape::SinkProbs, [](C, int, bool sink) { return sink; }},
+        // Gated DeltaNet layers (no attention): q and k after the convolution and their L2 norm, v after the convolution,
+        // beta = sigmoid(b), the decay exp(g) in (0, 1], the rule's output o per value head, silu(z) that gates its norm.
+        {BlockSite::DnQ, "linear_attn.hook_q", SiteShape::DnKeys, detail::deltanet},
+        {BlockSite::DnK, "linear_attn.hook_k", SiteShape::DnKeys, detail::deltanet},
+        {BlockSite::DnV, "linear_attn.hook_v", SiteShape::DnValues, detail::deltanet},
+        {BlockSite::DnBeta, "linear_attn.hook_beta", SiteShape::DnHeads, detail::deltanet},
+        {BlockSite::DnDecay, "linear_attn.hook_decay", SiteShape::DnHeads, detail::deltanet},
+        {BlockSite::DnZ, "linear_attn.hook_z", SiteShape::DnValues, detail::deltanet},
+        {BlockSite::DnGate, "linear_attn.hook_gate", SiteShape::DnValues, detail::deltanet},
+        // Mamba-2 layers: x, B, C after the convolution, dt after softplus and clamping, the scan's output y (with the D
+        // skip) before the gated norm, silu(z), and the state after the last token (read-only: the scan has run).
+        {BlockSite::SsmX, "ssm.hook_x", SiteShape::SsmHeads, detail::mamba},
+        {BlockSite::SsmB, "ssm.hook_B", SiteShape::SsmGroups, detail::mamba},
+        {BlockSite::SsmC, "ssm.hook_C", SiteShape::SsmGroups, detail::mamba},
+        {BlockSite::SsmDt, "ssm.hook_dt", SiteShape::SsmDt, detail::mamba},
+        {BlockSite::SsmY, "ssm.hook_y", SiteShape::SsmHeads, detail::mamba},
+        {BlockSite::SsmGate, "ssm.hook_gate", SiteShape::SsmHeads, detail::mamba},
+        {BlockSite::SsmState, "ssm.hook_state", SiteShape::SsmState, detail::mamba},
+        {BlockSite::Latent, "attn.hook_latent", SiteShape::Latent, [](C c, int l, bool) { return c.has_mla() && c.layer_attention(l); }},
+        {BlockSite::Q, "attn.hook_q", SiteShape::QHeads, detail::attention},
+        {BlockSite::K, "attn.hook_k", SiteShape::KVHeads, detail::attention},
+        {BlockSite::V, "attn.hook_v", SiteShape::KVHeads, detail::attention},
+        {BlockSite::RotQ, "attn.hook_rot_q", SiteShape::QHeads, [](C c, int l, bool) { return c.has_rope() && c.layer_attention(l); }},
+        {BlockSite::RotK, "attn.hook_rot_k", SiteShape::KVHeads, [](C c, int l, bool) { return c.has_rope() && c.layer_attention(l); }},
+        {BlockSite::AttnScores, "attn.hook_attn_scores", SiteShape::Scores, detail::attention},
+        {BlockSite::Pattern, "attn.hook_pattern", SiteShape::Scores, detail::attention},
+        {BlockSite::SinkPattern, "attn.hook_sink_pattern", SiteShape::SinkProbs, [](C c, int l, bool sink) { return sink && c.layer_attention(l); }},
         // The probabilities of a few keys (massact's own site, read-only): what sink metrics need, without [T, K].
-        {BlockSite::PatternColumns, "attn.hook_pattern_columns", SiteShape::Columns, detail::always},
-        {BlockSite::Z, "attn.hook_z", SiteShape::QHeads, detail::always},
+        {BlockSite::PatternColumns, "attn.hook_pattern_columns", SiteShape::Columns, detail::attention},
+        {BlockSite::Z, "attn.hook_z", SiteShape::QHeads, detail::attention},
         // Gated attention: sigmoid(g), multiplied into z (hook_z holds z before it) on the way to o_proj.
-        {BlockSite::Gate, "attn.hook_gate", SiteShape::QHeads, [](C c, int, bool) { return c.attn_output_gate; }},
+        {BlockSite::Gate, "attn.hook_gate", SiteShape::QHeads, [](C c, int l, bool) { return c.attn_output_gate && c.layer_attention(l); }},
         {BlockSite::Ln1Post, "ln1_post.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.post_attn_norm; }},
         {BlockSite::AttnOut, "hook_attn_out", SiteShape::Resid, detail::always},
-        {BlockSite::ResidMid, "hook_resid_mid", SiteShape::Resid, [](C c, int, bool) { return !c.parallel; }},
+        {BlockSite::ResidMid, "hook_resid_mid", SiteShape::Resid, [](C c, int, bool) { return !c.parallel && c.has_mlp; }},
         {BlockSite::Ln2, "ln2.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.pre_mlp_norm; }},
         {BlockSite::MlpRouter, "mlp.hook_router", SiteShape::Experts, [](C c, int l, bool) { return c.layer_moe(l); }},
         {BlockSite::MlpExpertWeights, "mlp.hook_expert_weights", SiteShape::Experts, [](C c, int l, bool) { return c.layer_moe(l); }},
         // Each routed expert's output down_e(act(gate_e x) * up_e x) before its routing weight, slot s = the token's s-th
         // routed expert in index order (massact's own site, read-only; filled only when hooked).
         {BlockSite::MlpExpertOut, "mlp.hook_expert_out", SiteShape::ExpertSlots, [](C c, int l, bool) { return c.layer_moe(l); }},
-        {BlockSite::MlpPre, "mlp.hook_pre", SiteShape::Mlp, [](C c, int l, bool) { return !c.layer_moe(l); }},
+        {BlockSite::MlpPre, "mlp.hook_pre", SiteShape::Mlp, detail::dense_mlp},
         {BlockSite::MlpPreLinear, "mlp.hook_pre_linear", SiteShape::Mlp,
-         [](C c, int l, bool) { return !c.layer_moe(l) && c.mlp == MlpKind::Gated; }},
-        {BlockSite::MlpPost, "mlp.hook_post", SiteShape::Mlp, [](C c, int l, bool) { return !c.layer_moe(l); }},
+         [](C c, int l, bool s) { return detail::dense_mlp(c, l, s) && c.mlp == MlpKind::Gated; }},
+        {BlockSite::MlpPost, "mlp.hook_post", SiteShape::Mlp, detail::dense_mlp},
         // The down projection's output before a post-MLP norm (massact's own site: where a weight edit lands).
-        {BlockSite::MlpDown, "mlp.hook_down", SiteShape::Resid, [](C c, int l, bool) { return !c.layer_moe(l) && c.post_mlp_norm; }},
+        {BlockSite::MlpDown, "mlp.hook_down", SiteShape::Resid, [](C c, int l, bool s) { return detail::dense_mlp(c, l, s) && c.post_mlp_norm; }},
         {BlockSite::Ln2Post, "ln2_post.hook_normalized", SiteShape::Resid, [](C c, int, bool) { return c.post_mlp_norm; }},
-        {BlockSite::MlpOut, "hook_mlp_out", SiteShape::Resid, detail::always},
+        {BlockSite::MlpOut, "hook_mlp_out", SiteShape::Resid, [](C c, int, bool) { return c.has_mlp; }},
         {BlockSite::ResidPost, "hook_resid_post", SiteShape::Resid, detail::always},
     };
     return table;
@@ -5313,6 +5681,13 @@ inline std::vector<Index> hook_site_shape(const ModelConfig& c, const std::strin
                         case SiteShape::Latent: return {N, T, c.mla.kv_lora_rank};
                         case SiteShape::Experts: return {N, T, c.num_experts};
                         case SiteShape::ExpertSlots: return {N, T, c.experts_per_token, d};
+                        case SiteShape::DnKeys: return {N, T, c.deltanet.k_heads, c.deltanet.k_dim};
+                        case SiteShape::DnValues: return {N, T, c.deltanet.v_heads, c.deltanet.v_dim};
+                        case SiteShape::DnHeads: return {N, T, c.deltanet.v_heads};
+                        case SiteShape::SsmHeads: return {N, T, c.mamba.heads, c.mamba.head_dim};
+                        case SiteShape::SsmGroups: return {N, T, c.mamba.groups, c.mamba.state};
+                        case SiteShape::SsmDt: return {N, T, c.mamba.heads};
+                        case SiteShape::SsmState: return {N, c.mamba.heads, c.mamba.head_dim, c.mamba.state};
                     }
                 }
     }
@@ -6924,6 +7299,27 @@ struct ExpertWeights {
     std::vector<float> gate_up_b, down_b;
 };
 
+/// A Gated DeltaNet layer (DeltaNetSpec): the input projections in one of two layouts, the depthwise convolution, the
+/// per-value-head decay and step parameters, the gated output norm and out_proj.
+struct DeltaNetWeights {
+    WeightMatrix qkvz, ba;             // grouped by key head (Qwen3-Next): [2 Kw + 2 Vw, d], [2 Hv, d]
+    WeightMatrix qkv, z, b, a;         // separate (Qwen3.5): [2 Kw + Vw, d], [Vw, d], [Hv, d], [Hv, d]
+    WeightMatrix out;                  // [d, Vw]
+    std::vector<float> conv;           // [2 Kw + Vw, taps]
+    std::vector<float> neg_a;          // [Hv] -exp(A_log)
+    std::vector<float> dt_bias;        // [Hv]
+    NormWeights norm;                  // [v_dim]
+};
+
+/// A Mamba-2 layer (MambaSpec).
+struct MambaWeights {
+    WeightMatrix in, out;              // in_proj [inner + conv + heads, d] ([z; xBC; dt]), out_proj [d, inner]
+    std::vector<float> in_b, out_b;    // their biases (use_bias)
+    std::vector<float> conv, conv_b;   // [conv, taps], [conv]
+    std::vector<float> neg_a, dt_bias, D;  // [heads]: -exp(A_log), dt_bias, D
+    NormWeights norm;                  // [inner]
+};
+
 /// Per-block weights; parts the block description does not have stay unbound / empty.
 struct LayerWeights {
     NormWeights ln_attn, ln_attn_post, ln_mlp, ln_mlp_post;  // [d]
@@ -6951,6 +7347,8 @@ struct LayerWeights {
     std::vector<float> k_bias_slot, v_bias_slot;  // [KV, hd] explicit attention bias (attention_sink kv_bias)
     std::vector<float> sinks;                      // [H] learned sink logits (attention_sink logit)
     std::vector<float> ls_attn, ls_mlp;            // [d] layer scales (DINOv2)
+    DeltaNetWeights deltanet;                      // a Gated DeltaNet layer's (in place of q, k, v, o)
+    MambaWeights mamba;                            // a Mamba-2 layer's
 };
 
 struct ModelWeights {
@@ -6970,7 +7368,7 @@ struct ModelWeights {
     std::vector<float> pooler_b;
 };
 
-/// Every linear map of a block, with its role: q, k, v, qkv, q_a, q_b, kv_a, kv_b (MLA), o, gate, up, gate_up, down, router, expert.E.gate / .up /
+/// Every linear map of a block, with its role: q, k, v, qkv, in_qkvz, in_ba, in_qkv, in_z, in_b, in_a, out (Gated DeltaNet), in_proj, out_proj (Mamba-2), q_a, q_b, kv_a, kv_b (MLA), o, gate, up, gate_up, down, router, expert.E.gate / .up /
 /// .gate_up / .down, shared.gate / .up / .down, shared_gate. Unbound ones are skipped. (LayerWeights& or const&.)
 template <typename Layer, typename Fn>
 inline void for_each_linear(Layer& L, Fn fn) {
@@ -6978,6 +7376,10 @@ inline void for_each_linear(Layer& L, Fn fn) {
         if (m.bound()) fn(m, role);
     };
     visit(L.q, "q"), visit(L.k, "k"), visit(L.v, "v"), visit(L.qkv, "qkv");
+    auto& D = L.deltanet;
+    visit(D.qkvz, "in_qkvz"), visit(D.ba, "in_ba"), visit(D.qkv, "in_qkv"), visit(D.z, "in_z"), visit(D.b, "in_b"), visit(D.a, "in_a");
+    visit(D.out, "out");
+    visit(L.mamba.in, "in_proj"), visit(L.mamba.out, "out_proj");
     visit(L.q_a, "q_a"), visit(L.q_up, "q_b"), visit(L.kv_a, "kv_a"), visit(L.kv_up, "kv_b"), visit(L.o, "o");
     visit(L.gate, "gate"), visit(L.up, "up"), visit(L.gate_up, "gate_up"), visit(L.down, "down"), visit(L.router, "router");
     auto expert = [&](auto& X, const std::string& p) {
@@ -7066,6 +7468,48 @@ private:
 
 namespace detail {
 
+/// A Gated DeltaNet layer's tensors under prefix `p` (DeltaNetSpec).
+inline DeltaNetWeights bind_deltanet(const Binder& b, const ModelConfig& c, const std::string& p) {
+    const DeltaNetSpec& s = c.deltanet;
+    const Index d = c.hidden_size, Kw = s.key_width(), Vw = s.value_width(), Hv = s.v_heads;
+    DeltaNetWeights D;
+    if (s.grouped) {
+        D.qkvz = b.linear(p + "in_proj_qkvz.weight", 2 * Kw + 2 * Vw, d);
+        D.ba = b.linear(p + "in_proj_ba.weight", 2 * Hv, d);
+    } else {
+        D.qkv = b.linear(p + "in_proj_qkv.weight", 2 * Kw + Vw, d);
+        D.z = b.linear(p + "in_proj_z.weight", Vw, d);
+        D.b = b.linear(p + "in_proj_b.weight", Hv, d);
+        D.a = b.linear(p + "in_proj_a.weight", Hv, d);
+    }
+    D.out = b.linear(p + "out_proj.weight", d, Vw);
+    D.conv = b.get(p + "conv1d.weight", {s.conv_dim(), 1, s.conv_kernel}).to_float();
+    if (b.has(p + "conv1d.bias")) throw Error(b.dir() + ": tensor \"" + p + "conv1d.bias\": the Gated DeltaNet convolution has no bias");
+    D.neg_a = b.vec(p + "A_log", Hv);
+    for (float& x : D.neg_a) x = -std::exp(x);
+    D.dt_bias = b.vec(p + "dt_bias", Hv);
+    D.norm = b.norm(p + "norm", NormSpec{NormKind::RMSNorm, s.norm_eps, true, false, false}, s.v_dim);
+    return D;
+}
+
+/// A Mamba-2 layer's tensors under prefix `p` (MambaSpec).
+inline MambaWeights bind_mamba(const Binder& b, const ModelConfig& c, const std::string& p) {
+    const MambaSpec& s = c.mamba;
+    const Index d = c.hidden_size, I = s.inner(), C = s.conv_dim(), H = s.heads, proj = I + C + H;
+    MambaWeights M;
+    M.in = b.linear(p + "in_proj.weight", proj, d);
+    M.out = b.linear(p + "out_proj.weight", d, I);
+    if (s.proj_bias) M.in_b = b.vec(p + "in_proj.bias", proj), M.out_b = b.vec(p + "out_proj.bias", d);
+    M.conv = b.get(p + "conv1d.weight", {C, 1, s.conv_kernel}).to_float();
+    if (s.conv_bias) M.conv_b = b.vec(p + "conv1d.bias", C);
+    M.neg_a = b.vec(p + "A_log", H);
+    for (float& x : M.neg_a) x = -std::exp(x);
+    M.dt_bias = b.vec(p + "dt_bias", H);
+    M.D = b.vec(p + "D", H);
+    M.norm = b.norm(p + "norm", NormSpec{NormKind::RMSNorm, s.norm_eps, true, false, false}, I);
+    return M;
+}
+
 /// Block l's tensors under layer prefix `p`.
 inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, const std::string& p) {
     const Index d = c.hidden_size, I = c.layer_intermediate(l), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
@@ -7082,7 +7526,12 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
     L.ln_attn_post = norm(c.post_attn_norm, n.ln_attn_post);
     L.ln_mlp = norm(c.pre_mlp_norm, n.ln_mlp);
     L.ln_mlp_post = norm(c.post_mlp_norm, n.ln_mlp_post);
-    if (c.has_mla()) {
+    const Mixer mixer = c.layers[static_cast<std::size_t>(l)].mixer;
+    if (mixer == Mixer::GatedDeltaNet) {
+        L.deltanet = bind_deltanet(b, c, p + n.linear_attn);
+    } else if (mixer == Mixer::Mamba2) {
+        L.mamba = bind_mamba(b, c, p + n.ssm);
+    } else if (c.has_mla()) {
         const MlaSpec& m = c.mla;
         const NormSpec ns{NormKind::RMSNorm, m.norm_eps, true, false, false};
         if (m.q_lora_rank > 0) {
@@ -7106,13 +7555,15 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
         L.k_b = bias(c.qkv_bias, n.k, KV * hd);
         L.v_b = bias(c.qkv_bias, n.v, KV * hd);
     }
-    if (c.layer_qk_norm(l)) {
+    if (c.layer_qk_norm(l) && c.layer_attention(l)) {
         const bool whole = c.qk_norm == QKNorm::Whole;
         L.q_norm = norm(true, n.q_norm, H * hd, whole ? 1 : H, &c.qk_norm_spec);
         L.k_norm = norm(true, n.k_norm, KV * hd, whole ? 1 : KV, &c.qk_norm_spec);
     }
-    L.o = b.linear(p + n.o + ".weight", d, H * c.v_dim(), n.conv1d);
-    L.o_b = bias(c.o_bias, n.o, d);
+    if (c.layer_attention(l)) {
+        L.o = b.linear(p + n.o + ".weight", d, H * c.v_dim(), n.conv1d);
+        L.o_b = bias(c.o_bias, n.o, d);
+    }
     if (moe) {
         L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
         L.router_b = bias(c.router_bias, n.router, c.num_experts);
@@ -7153,6 +7604,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
             X.down = b.linear(ep + n.expert_down + ".weight", d, I);
             L.experts.push_back(std::move(X));
         }
+    } else if (!c.has_mlp) {
     } else if (!n.gate_up.empty()) {
         L.gate_up = b.linear(p + n.gate_up + ".weight", 2 * I, d);
         L.gate_up_b = bias(c.mlp_bias, n.gate_up, 2 * I);
@@ -7164,7 +7616,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
         L.up = b.linear(p + n.up + ".weight", I, d, n.conv1d);
         L.up_b = bias(c.mlp_bias, n.up, I);
     }
-    if (!moe) {
+    if (!moe && c.has_mlp) {
         L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
         L.down_b = bias(c.mlp_bias, n.down, d);
     }
@@ -9111,7 +9563,9 @@ struct Workspace {
     RowMatrixF q, k, v;      // [R, H*hd], [R, KV*hd], [R, KV*hd]
     RowMatrixF z;            // [R, H*hd] attention output per head
     RowMatrixF gate;         // [R, H*hd] gated attention: the gate logits, then sigmoid
-    RowMatrixF mla_q, mla_qa, mla_kv, mla_latent, mla_kvb;  // multi-head latent attention's projections (MlaSpec)
+    RowMatrixF mla_q, mla_qa, mla_kv, mla_latent, mla_kvb;  // multi-head latent attention's projections (MlaSpec);
+                                                            // mla_q, mla_kv: Gated DeltaNet's fused qkvz and ba
+    RowMatrixF dn_conv, dn_beta, dn_decay;  // Gated DeltaNet: [R, conv] convolved q, k, v; [R, Hv] beta and decay
     RowMatrixF attn_out;     // [R, d] o(z), after the post-attention norm
     RowMatrixF mlp_hidden;   // [R, I] hook_pre, then hook_post (in place)
     RowMatrixF mlp_linear;   // [R, I] the gated MLP's up projection (hook_pre_linear); [R, 2I] fused gate_up
@@ -9476,7 +9930,9 @@ public:
             Index last = 0;
             for (Index j = 0; j < cache.size(); ++j) last = std::max(last, cache.position(j));
             for (std::size_t i = 0; i < c.rope.size(); ++i) p.rope.push_back(&cached_rope_table(cache.rope_memo()[i], c.rope[i], last + 1));
-            return forward_pass(p, hooks);
+            const RowMatrixF& out = forward_pass(p, hooks);
+            cache.commit_step();
+            return out;
         } catch (...) {
             cache.abort_step(past, ids.cols());
             throw;
@@ -9626,7 +10082,16 @@ private:
             p.hooks.block(l, BlockSite::Ln1, w.attn_in.data(), resid);
             attn_in = &w.attn_in;
         }
-        attention(p, l, *attn_in);
+        switch (c.layers[static_cast<std::size_t>(l)].mixer) {
+            case Mixer::Attention: attention(p, l, *attn_in); break;
+            case Mixer::GatedDeltaNet: deltanet(p, l, *attn_in); break;
+            case Mixer::Mamba2: mamba(p, l, *attn_in); break;
+        }
+        if (!c.has_mlp) {  // (Mamba-2: norm and mixer only)
+            w.x += w.attn_out;
+            p.hooks.block(l, BlockSite::ResidPost, w.x.data(), resid);
+            return;
+        }
         const RowMatrixF* mlp_in = attn_in;  // parallel without its own MLP norm: the MLP reads ln1's output
         if (!c.parallel) {
             w.x += w.attn_out;
@@ -9733,6 +10198,14 @@ private:
         if (c.attn_sub_norm) norm(p, L.attn_sub_norm, w.z, w.z);
         w.attn_out.resize(R, c.hidden_size);
         linear(p, L.o, w.z, w.attn_out, &L.o_b);
+        mixer_out(p, l, L);
+    }
+
+    /// The token mixer's output projection done (attn_out [R, d]): its post-norm, layer scale and residual scale.
+    void mixer_out(Pass& p, int l, const LayerWeights& L) const {
+        const ModelConfig& c = config_;
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T;
         if (c.post_attn_norm) {
             norm(p, L.ln_attn_post, w.attn_out, w.attn_out);
             p.hooks.block(l, BlockSite::Ln1Post, w.attn_out.data(), {N, T, c.hidden_size});
@@ -9740,6 +10213,176 @@ private:
         if (!L.ls_attn.empty()) scale_columns(w.attn_out, L.ls_attn);
         if (c.residual_scale != 1.0) w.attn_out *= static_cast<float>(c.residual_scale);
         p.hooks.block(l, BlockSite::AttnOut, w.attn_out.data(), {N, T, c.hidden_size});
+    }
+
+    /// A Gated DeltaNet layer (DeltaNetSpec): attn_out [R, d] for the block input n [R, d]; with a cache, the
+    /// convolution and the recurrent state continue the held ones (the step's new ones wait for commit_step).
+    void deltanet(Pass& p, int l, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const DeltaNetSpec& s = c.deltanet;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        const DeltaNetWeights& D = L.deltanet;
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, R = p.R(), Hk = s.k_heads, Hv = s.v_heads, dk = s.k_dim, dv = s.v_dim;
+        const Index Kw = s.key_width(), Vw = s.value_width(), C = s.conv_dim(), taps = s.conv_kernel;
+        RowMatrixF &mixed = w.qkv, &z = w.gate, &beta = w.dn_beta, &decay = w.dn_decay;
+        deltanet_inputs(p, D, n);
+        {
+            detail::StageTimer timer(p.stage(&StageTimes::attention));
+            w.dn_conv.resize(R, C);
+            KVCache::Layer* cl = p.cache ? &p.cache->layer(l) : nullptr;
+            for (Index b = 0; b < N; ++b) {
+                const Index hist = b * (taps - 1) * C;
+                kernels::causal_conv1d_silu(mixed.row(b * T).data(), C, T, C, D.conv.data(), taps, cl ? cl->conv.data() + hist : nullptr,
+                                            cl ? cl->conv_next.data() + hist : nullptr, w.dn_conv.row(b * T).data(), C);
+            }
+            w.q = w.dn_conv.leftCols(Kw);
+            w.k = w.dn_conv.middleCols(Kw, Kw);
+            w.v = w.dn_conv.rightCols(Vw);
+            kernels::l2_normalize_rows(w.q.data(), R * Hk, dk, dk);
+            kernels::l2_normalize_rows(w.k.data(), R * Hk, dk, dk);
+            for (Index r = 0; r < R; ++r)
+                for (Index h = 0; h < Hv; ++h) {  // beta = sigmoid(b); decay = exp(-exp(A_log) softplus(a + dt_bias))
+                    const double a = static_cast<double>(decay(r, h)) + D.dt_bias[static_cast<std::size_t>(h)];
+                    const double sp = a > 20 ? a : std::log1p(std::exp(a));
+                    decay(r, h) = static_cast<float>(std::exp(static_cast<double>(static_cast<float>(D.neg_a[static_cast<std::size_t>(h)] * sp))));
+                    beta(r, h) = 1.0f / (1.0f + std::exp(-beta(r, h)));
+                }
+        }
+        p.hooks.block(l, BlockSite::DnQ, w.q.data(), {N, T, Hk, dk});
+        p.hooks.block(l, BlockSite::DnK, w.k.data(), {N, T, Hk, dk});
+        p.hooks.block(l, BlockSite::DnV, w.v.data(), {N, T, Hv, dv});
+        p.hooks.block(l, BlockSite::DnBeta, beta.data(), {N, T, Hv});
+        p.hooks.block(l, BlockSite::DnDecay, decay.data(), {N, T, Hv});
+        w.z.resize(R, Vw);
+        {
+            detail::StageTimer timer(p.stage(&StageTimes::attention));
+            const kernels::DeltaRuleShape shape{Hk, Hv, dk, dv};
+            KVCache::Layer* cl = p.cache ? &p.cache->layer(l) : nullptr;
+            std::vector<float> scratch;
+            for (Index b = 0; b < N; ++b) {
+                const Index at = b * shape.state_size(), r0 = b * T;
+                if (!cl) scratch.resize(static_cast<std::size_t>(shape.state_size()));
+                kernels::gated_delta_rule(shape, w.q.row(r0).data(), Kw, w.k.row(r0).data(), Kw, w.v.row(r0).data(), Vw, beta.row(r0).data(),
+                                          Hv, decay.row(r0).data(), Hv, cl ? cl->state.data() + at : nullptr,
+                                          cl ? cl->state_next.data() + at : scratch.data(), w.z.row(r0).data(), Vw, T);
+            }
+        }
+        p.hooks.block(l, BlockSite::DnZ, w.z.data(), {N, T, Hv, dv});
+        z = z.array() / (1.0f + (-z.array()).exp());  // silu(z)
+        p.hooks.block(l, BlockSite::DnGate, z.data(), {N, T, Hv, dv});
+        {
+            detail::StageTimer timer(p.stage(&StageTimes::norm));
+            const NormSpec ns{NormKind::RMSNorm, s.norm_eps, true, false, false};
+            detail::apply_norm(ns, D.norm, w.z.data(), w.z.data(), R * Hv, dv);
+        }
+        w.z.array() *= z.array();
+        w.attn_out.resize(R, c.hidden_size);
+        linear(p, D.out, w.z, w.attn_out);
+        mixer_out(p, l, L);
+    }
+
+    /// A Mamba-2 layer (MambaSpec): attn_out [R, d] for the block input n [R, d]; with a cache, the convolution and the
+    /// state continue the held ones (the step's new ones wait for commit_step).
+    void mamba(Pass& p, int l, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const MambaSpec& s = c.mamba;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        const MambaWeights& M = L.mamba;
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, R = p.R(), H = s.heads, P = s.head_dim, G = s.groups, S = s.state, I = s.inner(), C = s.conv_dim();
+        RowMatrixF &proj = w.qkv, &x = w.v, &B = w.q, &Cm = w.k, &dt = w.dn_decay, &y = w.z, &gate = w.gate;
+        proj.resize(R, I + C + H);  // [z; xBC; dt]
+        linear(p, M.in, n, proj, &M.in_b);
+        const kernels::SsdShape shape{H, P, G, S};
+        KVCache::Layer* cl = p.cache ? &p.cache->layer(l) : nullptr;
+        {
+            detail::StageTimer timer(p.stage(&StageTimes::attention));
+            w.dn_conv.resize(R, C);
+            const Index taps = s.conv_kernel, hist = (taps - 1) * C;
+            for (Index b = 0; b < N; ++b)
+                kernels::causal_conv1d_silu(proj.row(b * T).data() + I, proj.cols(), T, C, M.conv.data(), taps, cl ? cl->conv.data() + b * hist : nullptr,
+                                            cl ? cl->conv_next.data() + b * hist : nullptr, w.dn_conv.row(b * T).data(), C,
+                                            M.conv_b.empty() ? nullptr : M.conv_b.data());
+            x = w.dn_conv.leftCols(I);
+            B = w.dn_conv.middleCols(I, G * S);
+            Cm = w.dn_conv.rightCols(G * S);
+            dt = proj.rightCols(H);
+            for (Index r = 0; r < R; ++r)
+                for (Index h = 0; h < H; ++h) {  // softplus (threshold 20, as torch), then time_step_limit
+                    const float a = dt(r, h) + M.dt_bias[static_cast<std::size_t>(h)];
+                    float v = a > 20.0f ? a : std::log1p(std::exp(a));
+                    v = std::max(v, static_cast<float>(s.dt_min));
+                    if (s.dt_max > 0) v = std::min(v, static_cast<float>(s.dt_max));
+                    dt(r, h) = v;
+                }
+        }
+        p.hooks.block(l, BlockSite::SsmX, x.data(), {N, T, H, P});
+        p.hooks.block(l, BlockSite::SsmB, B.data(), {N, T, G, S});
+        p.hooks.block(l, BlockSite::SsmC, Cm.data(), {N, T, G, S});
+        p.hooks.block(l, BlockSite::SsmDt, dt.data(), {N, T, H});
+        y.resize(R, I);
+        std::vector<float> states(static_cast<std::size_t>(cl ? 0 : N * shape.state_size()));
+        {
+            detail::StageTimer timer(p.stage(&StageTimes::attention));
+            for (Index b = 0; b < N; ++b) {
+                const Index r0 = b * T, at = b * shape.state_size();
+                kernels::ssd_scan(shape, x.row(r0).data(), I, B.row(r0).data(), G * S, Cm.row(r0).data(), G * S, dt.row(r0).data(), H,
+                                  M.neg_a.data(), M.D.data(), cl ? cl->state.data() + at : nullptr,
+                                  cl ? cl->state_next.data() + at : states.data() + at, y.row(r0).data(), I, T);
+            }
+        }
+        if (p.hooks.has(l, BlockSite::SsmState)) {  // (a copy: the hook reads the state, the cache keeps its own)
+            std::vector<float> st = cl ? cl->state_next : states;
+            p.hooks.block(l, BlockSite::SsmState, st.data(), {N, H, P, S});
+        }
+        p.hooks.block(l, BlockSite::SsmY, y.data(), {N, T, H, P});
+        gate = proj.leftCols(I);
+        gate = gate.array() / (1.0f + (-gate.array()).exp());  // silu(z)
+        p.hooks.block(l, BlockSite::SsmGate, gate.data(), {N, T, H, P});
+        y.array() *= gate.array();
+        norm(p, M.norm, y, y);
+        w.attn_out.resize(R, c.hidden_size);
+        linear(p, M.out, y, w.attn_out, &M.out_b);
+        mixer_out(p, l, L);
+    }
+
+    /// A Gated DeltaNet layer's projections of n [R, d]: w.qkv [R, conv] = [q; k; v] by channel, w.gate [R, Vw] = z,
+    /// w.dn_beta [R, Hv] = b and w.dn_decay [R, Hv] = a (raw), from the separate or the grouped layout.
+    void deltanet_inputs(Pass& p, const DeltaNetWeights& D, const RowMatrixF& n) const {
+        const DeltaNetSpec& s = config_.deltanet;
+        Workspace& w = p.w;
+        const Index R = p.R(), Hk = s.k_heads, Hv = s.v_heads, dk = s.k_dim, Kw = s.key_width(), Vw = s.value_width();
+        RowMatrixF &mixed = w.qkv, &z = w.gate, &beta = w.dn_beta, &decay = w.dn_decay;
+        mixed.resize(R, s.conv_dim());
+        z.resize(R, Vw);
+        beta.resize(R, Hv);
+        decay.resize(R, Hv);
+        if (!s.grouped) {
+            linear(p, D.qkv, n, mixed);
+            linear(p, D.z, n, z);
+            linear(p, D.b, n, beta);
+            linear(p, D.a, n, decay);
+            return;
+        }
+        // Qwen3-Next: per key head g, [q_g, k_g, v (per value heads), z (per value heads)] and [b (per), a (per)]
+        const Index per = Hv / Hk, pv = per * s.v_dim;
+        RowMatrixF& qkvz = w.mla_q;
+        RowMatrixF& ba = w.mla_kv;
+        qkvz.resize(R, 2 * Kw + 2 * Vw);
+        ba.resize(R, 2 * Hv);
+        linear(p, D.qkvz, n, qkvz);
+        linear(p, D.ba, n, ba);
+        for (Index r = 0; r < R; ++r)
+            for (Index g = 0; g < Hk; ++g) {
+                const float* src = qkvz.row(r).data() + g * (2 * dk + 2 * pv);
+                std::copy_n(src, dk, mixed.row(r).data() + g * dk);
+                std::copy_n(src + dk, dk, mixed.row(r).data() + Kw + g * dk);
+                std::copy_n(src + 2 * dk, pv, mixed.row(r).data() + 2 * Kw + g * pv);
+                std::copy_n(src + 2 * dk + pv, pv, z.row(r).data() + g * pv);
+                std::copy_n(ba.row(r).data() + g * 2 * per, per, beta.row(r).data() + g * per);
+                std::copy_n(ba.row(r).data() + g * 2 * per + per, per, decay.row(r).data() + g * per);
+            }
     }
 
     /// Multi-head latent attention (MlaSpec): w.q, w.k, w.v [R, H*hd] with each head laid out [q_rope; q_nope; 0],
@@ -11418,7 +12061,7 @@ struct ScanResult {
     Index sequences = 0, seq_len = 0;
     double val_nll = 0, val_ppl = 0;
     std::vector<LayerStats> layers;
-    std::vector<std::vector<double>> attention_on_first_token;      // [L][H]
+    std::vector<std::vector<double>> attention_on_first_token;      // [L][H] ([] for a layer without attention)
     std::vector<std::vector<double>> attention_on_first_delimiter;  // [L][H] (sequences that have one)
     std::vector<std::vector<double>> attention_on_bias_slot;        // [L][H] (models with a sink slot)
     std::vector<std::vector<double>> attention_on_registers;        // [L][H] (vision models with registers)
@@ -11427,7 +12070,7 @@ struct ScanResult {
     bool attention = true;   // attention probabilities were seen (every attention and sink key)
     std::vector<std::vector<double>> gu_alpha;                      // [L][H]
     std::vector<SinkHead> sink_heads;
-    double sink_rate = 0;
+    double sink_rate = 0;  // over the heads of the layers with attention
     Index sink_T = 0;
     double sink_epsilon = 0;
     DetectorCriteria criteria;
@@ -11547,8 +12190,13 @@ inline ScanResult finalize(const ScanAccumulator& acc, const std::string& model_
         r.layers.push_back(acc.resid[l].stats(layer));
         const auto dims = acc.resid[l].top_dims(layer);
         r.top_dims.insert(r.top_dims.end(), dims.begin(), dims.end());
-        if (!r.attention) continue;
         const SinkAccumulator& s = acc.sinks[l];
+        if (!r.attention || s.sequences == 0) {  // a layer without attention (Gated DeltaNet, Mamba-2): empty lists, no heads
+            for (auto* v : {&r.attention_on_first_token, &r.attention_on_first_delimiter, &r.gu_alpha}) v->emplace_back();
+            if (slot) r.attention_on_bias_slot.emplace_back();
+            if (acc.registers > 0) r.attention_on_registers.emplace_back();
+            continue;
+        }
         r.attention_on_first_token.push_back(s.mean_first());
         r.attention_on_first_delimiter.push_back(s.mean_delim());
         r.gu_alpha.push_back(s.mean_alpha());
@@ -11628,12 +12276,12 @@ inline Hooks scan_hooks(ScanAccumulator& acc, const TokenBatch& chunk, const std
     // The sink metrics read the probabilities of the first token, the first delimiter and any registers only
     // (attn.hook_pattern_columns, keys of sink_columns()), so attention stays streamed: O(T) memory per head.
     if (opt.full_patterns)
-        hooks.add("*attn.hook_pattern", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, T]
+        hooks.add_if_present("*attn.hook_pattern", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, T]
             for (Index b = 0; b < nb; ++b)
                 acc.add_pattern(a.layer, a.data + b * H * T * T, H, T, delim[static_cast<std::size_t>(b)], opt.sink_T);
         });
     else
-        hooks.add("*attn.hook_pattern_columns", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, C]
+        hooks.add_if_present("*attn.hook_pattern_columns", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, C]
             const Index C = a.shape[3];
             for (Index b = 0; b < nb; ++b)
                 acc.add_columns(a.layer, a.data + b * H * T * C, H, T, C, delim[static_cast<std::size_t>(b)], opt.sink_T);
@@ -11753,6 +12401,8 @@ struct ModelPair {
         for (double x : v) s += x;
         return v.empty() ? 0.0 : s / double(v.size());
     }
+    /// The mean over heads, null for a layer without attention.
+    static nlohmann::json mean_or_null(const std::vector<double>& v) { return v.empty() ? nlohmann::json(nullptr) : nlohmann::json(head_mean(v)); }
     /// Per layer: top-1 |x| of both, their ratio, attention on the first token and on the bias slot (mean over heads).
     nlohmann::json to_json() const {
         nlohmann::json layers = nlohmann::json::array();
@@ -11768,8 +12418,8 @@ struct ModelPair {
                               {"top1_pos0_fraction_b", b.layers[l].top1_pos0_fraction},
                               {"median_a", a.layers[l].median_mean},
                               {"median_b", b.layers[l].median_mean},
-                              {"attention_on_first_token_a", head_mean(a.attention_on_first_token[l])},
-                              {"attention_on_first_token_b", head_mean(b.attention_on_first_token[l])},
+                              {"attention_on_first_token_a", mean_or_null(a.attention_on_first_token[l])},
+                              {"attention_on_first_token_b", mean_or_null(b.attention_on_first_token[l])},
                               {"attention_on_bias_slot_a", slot(a)},
                               {"attention_on_bias_slot_b", slot(b)}});
         }
@@ -11819,12 +12469,13 @@ struct ModelSet {
             const auto& s = r.layers[l];
             nlohmann::json row = {{"layer", l}, {"top1", s.top1_mean}, {"median", s.median_mean}, {"ratio", s.ratio()},
                                   {"top1_dim", s.dominant_dim()}, {"top1_pos0_fraction", s.top1_pos0_fraction}};
-            if (r.attention) {
+            if (r.attention && !r.gu_alpha[l].empty()) {  // (none for a layer without attention)
                 row["attention_on_first_token"] = ModelPair::head_mean(r.attention_on_first_token[l]);
                 row["sink_rate"] = layer_sink_rate(r, l);
                 if (l < r.attention_on_bias_slot.size()) row["attention_on_bias_slot"] = ModelPair::head_mean(r.attention_on_bias_slot[l]);
             }
-            if (!random_scans.empty()) row["sink_rate_random_tokens"] = layer_sink_rate(random_scans[i], l);
+            if (!random_scans.empty() && !random_scans[i].gu_alpha[l].empty())
+                row["sink_rate_random_tokens"] = layer_sink_rate(random_scans[i], l);
             layers.push_back(row);
         }
         std::set<Index> dims;
@@ -12593,7 +13244,8 @@ struct Comparison {
     double ppl_original = 0, ppl_intervened = 0, kl_mean = 0;
     std::vector<double> kl_per_position;  // [T-1], mean over sequences of KL(original || intervened)
     std::vector<Index> tokens;            // tracked sink positions
-    // [token][layer][head]: mean over sequences and queries after the token of the attention on it
+    // [token][layer][head]: mean over sequences and queries after the token of the attention on it ([] for a layer without
+    // attention, or where no query follows the token)
     std::vector<std::vector<std::vector<double>>> attn_original, attn_intervened;
     // [layer]: decomposition of attention outputs (sink = tokens[0]), averaged over heads
     std::vector<DecompositionStats> decomp_original, decomp_intervened;
@@ -12622,7 +13274,7 @@ struct AttentionProbe {
     bool decompose = true;  // also the decomposition of attention outputs (reads every layer's hook_v)
     Index L = 0, H = 0, KV = 0, hd = 0;
     std::vector<std::vector<std::vector<double>>> attn;  // [token][layer][head] sums over sequences
-    std::vector<double> seqs_per_token;
+    std::vector<std::vector<double>> seqs;  // [token][layer]: sequences whose pattern was added (0: the layer has no attention)
     // decomposition sums per (layer, head)
     std::vector<std::vector<double>> sink_sum_vec;       // [l*H+h][hd]
     std::vector<double> sink_norm, rest_norm, count;
@@ -12636,14 +13288,14 @@ struct AttentionProbe {
         KV = c.num_kv_heads;
         hd = c.head_dim;
         attn.assign(tokens.size(), std::vector<std::vector<double>>(static_cast<std::size_t>(L), std::vector<double>(static_cast<std::size_t>(H), 0.0)));
-        seqs_per_token.assign(tokens.size(), 0.0);
+        seqs.assign(tokens.size(), std::vector<double>(static_cast<std::size_t>(L), 0.0));
         sink_sum_vec.assign(static_cast<std::size_t>(L * H), std::vector<double>(static_cast<std::size_t>(hd), 0.0));
         sink_norm.assign(static_cast<std::size_t>(L * H), 0.0);
         rest_norm = count = sink_norm;
     }
     void add_hooks(Hooks& h) {
-        if (decompose) h.add("*attn.hook_v", [this](Activation& a) { v.assign(a.data, a.data + a.numel()); });
-        h.add("*attn.hook_pattern", [this](Activation& a) { on_pattern(a); });
+        if (decompose) h.add_if_present("*attn.hook_v", [this](Activation& a) { v.assign(a.data, a.data + a.numel()); });
+        h.add_if_present("*attn.hook_pattern", [this](Activation& a) { on_pattern(a); });
     }
     void on_pattern(const Activation& a) {
         const Index N = a.shape[0], T = a.shape[2], l = a.layer;
@@ -12657,7 +13309,7 @@ struct AttentionProbe {
                     for (Index q = k + 1; q < T; ++q) s += P[q * T + k];
                     attn[i][static_cast<std::size_t>(l)][static_cast<std::size_t>(h)] += s / double(T - 1 - k);
                 }
-            if (l == 0) seqs_per_token[i] += double(N);
+            seqs[i][static_cast<std::size_t>(l)] += double(N);
         }
         if (v.empty() || tokens.empty()) return;
         const Index sink = tokens[0], group = H / KV;
@@ -12691,10 +13343,12 @@ struct AttentionProbe {
             }
     }
     std::vector<std::vector<std::vector<double>>> attention() const {
-        auto out = attn;
+        auto out = attn;  // (a layer without attention: no heads)
         for (std::size_t i = 0; i < out.size(); ++i)
-            for (auto& layer : out[i])
-                for (auto& x : layer) x /= std::max(1.0, seqs_per_token[i]);
+            for (std::size_t l = 0; l < out[i].size(); ++l) {
+                if (seqs[i][l] == 0) out[i][l].clear();
+                for (auto& x : out[i][l]) x /= seqs[i][l];
+            }
         return out;
     }
     std::vector<DecompositionStats> decomposition() const {
@@ -12783,6 +13437,7 @@ struct InjectionResult {
     std::vector<std::vector<double>> before, after;  // [sequence][layer]: attention on `to` (mean over heads, later queries)
     std::vector<double> median_factor;             // [layer]: median over sequences of after / before
     std::vector<double> mean_before, mean_after;   // [layer]
+    std::vector<bool> attention;                   // [layer]: the layer has attention (the others' values are 0, not measured)
 };
 
 inline double median(std::vector<double> v) {
@@ -12814,6 +13469,7 @@ inline InjectionResult inject(const Transformer& model, const TokenBatch& ids, i
     r.from = from;
     r.to = to;
     r.dims = dims;
+    for (int l = 0; l < L; ++l) r.attention.push_back(c.layer_attention(l));
     auto per_sequence = [&](const Hooks& extra) {
         std::vector<std::vector<double>> out;
         Workspace ws;
@@ -12822,7 +13478,7 @@ inline InjectionResult inject(const Transformer& model, const TokenBatch& ids, i
             std::vector<std::vector<double>> att(static_cast<std::size_t>(nb), std::vector<double>(static_cast<std::size_t>(L), 0.0));
             Hooks h;
             h.extend(extra);
-            h.add("*attn.hook_pattern", [&](Activation& a) {
+            h.add_if_present("*attn.hook_pattern", [&](Activation& a) {
                 const Index H = a.shape[1];
                 for (Index s = 0; s < nb; ++s) {
                     double sum = 0;
@@ -12874,6 +13530,8 @@ struct SuperWeight {
 /// above `threshold` in sequence 0 of `ids`.
 inline std::vector<SuperWeight> find_super_weights(const Transformer& model, const TokenBatch& ids, float threshold = 50.0f) {
     const ModelConfig& c = model.config();
+    if (!c.has_mlp)
+        throw Error("super weights: this " + c.model_type + " model has no MLP (its blocks are norm + mixer), so no down_proj to search");
     bool dense = false;  // (an MoE model's dense layers are searched: DeepSeek's first_k_dense_replace)
     for (int l = 0; l < c.num_layers; ++l) dense = dense || !c.layer_moe(l);
     if (!dense)
@@ -13765,6 +14423,9 @@ inline const std::vector<std::pair<std::string, std::vector<std::string>>>& line
 
 /// Quantization studies need a sequential pre-norm block with separate projections (llama, mistral, qwen, gemma, ...).
 inline void check_quant_model(const ModelConfig& c) {
+    if (c.has_recurrent())
+        throw Error("quant: this " + c.model_type + " model has Gated DeltaNet or Mamba-2 layers, whose projections the quantization "
+                    "study does not map to calibration sites yet (it quantizes attention and MLP layers only)");
     if (c.parallel || !c.pre_attn_norm || !c.pre_mlp_norm || c.moe() || !c.names.block.qkv.empty() || !c.names.block.gate_up.empty() ||
         c.mlp != MlpKind::Gated)
         throw Error("quant: this " + c.model_type +
@@ -14853,15 +15514,18 @@ struct StreamResult {
 
 namespace detail {
 
-/// Mean over layers and heads of the attention each new query pays to the first `first` keys, from the streamed
+/// Mean over the attention layers and heads of the attention each new query pays to the first `first` keys (none for a
+/// model without attention), from the streamed
 /// softmax (attn.hook_pattern_columns at keys 0 .. first-1 of an incremental forward, [N = 1, H, T, first]: no
 /// [H, T, K] pattern is materialised); out[t] for query t.
 class SinkAttention {
 public:
-    SinkAttention(const ModelConfig& c, Index first) : layers_(c.num_layers), first_(first) {}
+    SinkAttention(const ModelConfig& c, Index first) : first_(first) {
+        for (int l = 0; l < c.num_layers; ++l) layers_ += c.layer_attention(l);  // (the mean over the layers with attention)
+    }
     Hooks hooks() {
         Hooks h;
-        h.add("blocks.*.attn.hook_pattern_columns", [this](Activation& a) {
+        h.add_if_present("blocks.*.attn.hook_pattern_columns", [this](Activation& a) {
             const Index H = a.shape[1], T = a.shape[2], C = a.shape[3];
             sum_.resize(static_cast<std::size_t>(T), 0.0);
             for (Index hh = 0; hh < H; ++hh)
@@ -14887,7 +15551,7 @@ public:
     }
 
 private:
-    int layers_;
+    int layers_ = 0;
     Index first_;
     std::vector<double> sum_;
 };
@@ -15211,7 +15875,7 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
         std::snprintf(buf, sizeof buf, f, a...);
         return std::string(buf);
     };
-    add("block", c.parallel ? "parallel: x + attn(ln1 x) + mlp(" + std::string(c.pre_mlp_norm ? "ln2" : "ln1") + " x)"
+    add("block", !c.has_mlp ? std::string("h = x + mixer(norm(x)), no MLP") : c.parallel ? "parallel: x + attn(ln1 x) + mlp(" + std::string(c.pre_mlp_norm ? "ln2" : "ln1") + " x)"
                             : "sequential: h = x + attn(x); out = h + mlp(h)");
     std::string places;
     if (c.pre_attn_norm) places += "pre-attention ";
@@ -15232,7 +15896,14 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     att += fmt("; biases qkv %s, output %s", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no");
     if (c.attn_sub_norm) att += "; a norm before o_proj";
     if (c.attn_output_gate) att += "; output gated by sigmoid(g) per head and dim (g from q_proj)";
-    add("attention", att);
+    if (c.has_attention()) add("attention", att);
+    if (c.layers.size() && c.layers.front().mixer == Mixer::Mamba2) {
+        const MambaSpec& m = c.mamba;
+        add("state space", fmt("Mamba-2: %d heads of %d, %d group(s) of B/C, state %d, a causal convolution of %d taps with SiLU%s, ", m.heads,
+                               m.head_dim, m.groups, m.state, m.conv_kernel, m.conv_bias ? " (bias)" : "") +
+                               fmt("dt = softplus(. + dt_bias) in [%g, ", m.dt_min) + (m.dt_max > 0 ? fmt("%g]", m.dt_max) : std::string("inf)")) +
+                               ", decay exp(-dt exp(A_log)), skip D, output RMSNorm of y * silu(z)");
+    }
     if (c.has_mla()) {
         const MlaSpec& m = c.mla;
         add("latent attention", (m.q_lora_rank > 0 ? fmt("q from a rank-%d projection (normalised); ", m.q_lora_rank) : std::string()) +
@@ -15240,16 +15911,24 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
                                         "rotary key shared by the heads), %d value features",
                                         m.kv_lora_rank, m.qk_nope, m.qk_rope, m.v_head_dim));
     }
+    if (c.has_deltanet()) {
+        const DeltaNetSpec& d = c.deltanet;
+        add("linear attention", fmt("Gated DeltaNet: %d key heads of %d, %d value heads of %d, a causal convolution of %d taps with SiLU, ",
+                                    d.k_heads, d.k_dim, d.v_heads, d.v_dim, d.conv_kernel) +
+                                    fmt("L2-normalised q/k, a state [%d x %d] per value head with a learned decay and beta, output RMSNorm "
+                                        "gated by silu(z)", d.k_dim, d.v_dim) +
+                                    (d.grouped ? "; projections fused per key head (in_proj_qkvz, in_proj_ba)" : ""));
+    }
     if (c.qk_norm != QKNorm::None)
         add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection") +
                              (c.qk_norm_after_rope ? ", after RoPE" : "") + (c.qk_norm_nope_layers ? "" : ", RoPE layers only"));
     if (c.attn_temperature_scale > 0)
         add("temperature", fmt("NoPE layers: q x (1 + %g ln(1 + floor((pos + 1) / %g)))", c.attn_temperature_scale, c.attn_temperature_floor));
-    std::string mlp = c.swiglu_limit > 0         ? fmt("gated: down((clamp(up, +-%g) + 1) * g sigmoid(%g g)), g = min(gate, %g)",
+    std::string mlp = !c.has_mlp ? std::string("none") : c.swiglu_limit > 0         ? fmt("gated: down((clamp(up, +-%g) + 1) * g sigmoid(%g g)), g = min(gate, %g)",
                                                    c.swiglu_limit, c.swiglu_alpha, c.swiglu_limit)
                       : c.mlp == MlpKind::Gated ? fmt("gated: down(%s(gate) * up)", activation_name(c.act))
                                                 : fmt("down(%s(up))", activation_name(c.act));
-    mlp += fmt(", width %d", c.intermediate_size);
+    if (c.has_mlp) mlp += fmt(", width %d", c.intermediate_size);
     if (c.names.block.gate_up.size()) mlp += ", fused gate_up";
     if (c.mlp_bias) mlp += ", biases";
     if (c.moe()) {
@@ -15271,6 +15950,7 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     if (c.positions == PositionKind::Learned)
         add("positions", fmt("learned, %d", c.max_positions) + (c.pos_offset ? fmt(" (rows offset by %d)", c.pos_offset) : std::string()));
     if (c.positions == PositionKind::Alibi) add("positions", fmt("ALiBi, slopes 2^(-%g k / n)", c.alibi_max_bias));
+    if (c.positions == PositionKind::None) add("positions", "none (the order is in the recurrence)");
     if (c.is_vision()) {
         const auto& v = c.vision;
         const int g = v.image_size / v.patch_size;
@@ -15294,17 +15974,19 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     add("attention sink", sink);
     // Layers: group equal (window, rope, NoPE) runs.
     auto kind = [&](const LayerSpec& s) {
-        std::string k = s.window  ? fmt("sliding window %d", s.window)
+        std::string k = s.mixer == Mixer::GatedDeltaNet ? std::string("Gated DeltaNet (linear attention, no KV rows)")
+                        : s.mixer == Mixer::Mamba2      ? std::string("Mamba-2 (state space, no attention)")
+                        : s.window  ? fmt("sliding window %d", s.window)
                         : s.chunk ? fmt("chunked attention, chunks of %d", s.chunk)
                                   : std::string(c.causal ? "full causal attention" : "bidirectional attention");
         if (c.has_rope() && s.nope) k += ", no RoPE (NoPE)";
         if (c.moe()) k += s.dense_mlp ? ", dense MLP" : ", experts";
         return k;
     };
-    std::map<std::tuple<int, int, bool, bool, int>, std::vector<int>> groups;
+    std::map<std::tuple<int, int, bool, bool, int, int>, std::vector<int>> groups;
     for (int l = 0; l < c.num_layers; ++l) {
         const LayerSpec& s = c.layers[static_cast<std::size_t>(l)];
-        groups[{s.window, s.rope, s.nope, s.dense_mlp, s.chunk}].push_back(l);
+        groups[{s.window, s.rope, s.nope, s.dense_mlp, s.chunk, static_cast<int>(s.mixer)}].push_back(l);
     }
     if (groups.size() == 1) {
         add("layers", fmt("%d, all alike (", c.num_layers) + kind(c.layers.front()) + ")");

@@ -23,10 +23,20 @@ namespace massact_tool {
 
 inline nlohmann::json comparison_json(const massact::analysis::Comparison& c) {
     using massact::analysis::Comparison;
+    auto means = [](const std::vector<std::vector<std::vector<double>>>& a) {  // [token][layer], null: no attention
+        nlohmann::json out = nlohmann::json::array();
+        const auto m = Comparison::head_mean(a);
+        for (std::size_t t = 0; t < a.size(); ++t) {
+            nlohmann::json row = nlohmann::json::array();
+            for (std::size_t l = 0; l < a[t].size(); ++l) row.push_back(a[t][l].empty() ? nlohmann::json(nullptr) : nlohmann::json(m[t][l]));
+            out.push_back(row);
+        }
+        return out;
+    };
     nlohmann::json j = {{"ppl_original", c.ppl_original}, {"ppl_intervened", c.ppl_intervened}, {"kl_mean", c.kl_mean},
                         {"kl_per_position", c.kl_per_position}, {"tokens", c.tokens},
-                        {"attention_on_tokens_original", Comparison::head_mean(c.attn_original)},
-                        {"attention_on_tokens_intervened", Comparison::head_mean(c.attn_intervened)},
+                        {"attention_on_tokens_original", means(c.attn_original)},
+                        {"attention_on_tokens_intervened", means(c.attn_intervened)},
                         {"attention_on_tokens_original_per_head", c.attn_original},
                         {"attention_on_tokens_intervened_per_head", c.attn_intervened}};
     auto dec = [](const std::vector<massact::analysis::DecompositionStats>& d) {
@@ -52,8 +62,12 @@ inline void print_comparison(const massact::analysis::Comparison& c) {
     std::printf("\n");
     for (std::size_t l = 0; l < (o.empty() ? 0 : o[0].size()); ++l) {
         std::printf("%5zu", l);
-        for (std::size_t t = 0; t < o.size(); ++t) std::printf("   %22.3f -> %.3f", o[t][l], n[t][l]);
-        if (!c.decomp_original.empty())
+        for (std::size_t t = 0; t < o.size(); ++t)
+            if (c.attn_original[t][l].empty()) std::printf("   %22s    %s", "-", "-");  // (no attention in this layer)
+            else std::printf("   %22.3f -> %.3f", o[t][l], n[t][l]);
+        if (!c.decomp_original.empty() && c.attn_original[0][l].empty())
+            std::printf("   -");
+        else if (!c.decomp_original.empty())
             std::printf("   %.3f -> %.3f  %.3f -> %.3f  %.2f -> %.2f", c.decomp_original[l].sink_norm, c.decomp_intervened[l].sink_norm,
                         c.decomp_original[l].rest_norm, c.decomp_intervened[l].rest_norm, c.decomp_original[l].sink_constancy,
                         c.decomp_intervened[l].sink_constancy);
@@ -154,10 +168,16 @@ inline int run_inject(InjectArgs& a) {
                 static_cast<long>(a.to), static_cast<long>(ids.rows()), static_cast<long>(ids.cols()));
     std::printf("layer   attention on %ld (mean over heads and later queries)   median factor over sequences\n", static_cast<long>(a.to));
     for (std::size_t l = 0; l < r.median_factor.size(); ++l)
-        std::printf("%5zu   %.4f -> %.4f %35.2f\n", l, r.mean_before[l], r.mean_after[l], r.median_factor[l]);
+        if (!r.attention[l]) std::printf("%5zu   - (no attention in this layer)\n", l);
+        else std::printf("%5zu   %.4f -> %.4f %35.2f\n", l, r.mean_before[l], r.mean_after[l], r.median_factor[l]);
     if (!a.json.empty()) {
-        nlohmann::json j = {{"layer", a.layer}, {"from", a.from}, {"to", a.to}, {"dims", dims}, {"median_factor", r.median_factor},
-                            {"attention_on_target_before", r.mean_before}, {"attention_on_target_after", r.mean_after},
+        auto per_layer = [&](const std::vector<double>& v) {  // null where the layer has no attention
+            nlohmann::json out = nlohmann::json::array();
+            for (std::size_t l = 0; l < v.size(); ++l) out.push_back(r.attention[l] ? nlohmann::json(v[l]) : nlohmann::json(nullptr));
+            return out;
+        };
+        nlohmann::json j = {{"layer", a.layer}, {"from", a.from}, {"to", a.to}, {"dims", dims}, {"median_factor", per_layer(r.median_factor)},
+                            {"attention_on_target_before", per_layer(r.mean_before)}, {"attention_on_target_after", per_layer(r.mean_after)},
                             {"per_sequence_before", r.before}, {"per_sequence_after", r.after}, {"sequences", ids.rows()},
                             {"seq_len", ids.cols()}};
         massact::io::write_text_file_atomic(a.json, j.dump(1) + "\n");

@@ -60,7 +60,7 @@ struct Data {
     Index inj_sequences = 0, inj_length = 0;
     std::vector<massact::analysis::SuperWeight> super_weights;
     std::vector<massact::analysis::StreamResult> stream;  // dense, window 0+C, sinks 4+(C-4)
-    bool moe = false;
+    std::string no_super_weights;  // why super weights were not searched (empty: they were)
     bool massive() const { return site.layer >= 0; }
 };
 
@@ -87,7 +87,7 @@ inline void prompt_activations(const massact::Transformer& m, Data& D) {
     D.mean_pattern.assign(static_cast<std::size_t>(m.config().num_layers), {});
     massact::Hooks h;
     h.add(massact::analysis::Intervention::resid_post(D.shown), [&](massact::Activation& act) { D.hidden = act.sequence(0); });
-    h.add("*attn.hook_pattern", [&](massact::Activation& act) {
+    h.add_if_present("*attn.hook_pattern", [&](massact::Activation& act) {
         const Index H = act.shape[1], T = act.shape[2];
         massact::RowMatrixF P = massact::RowMatrixF::Zero(T, T);
         for (Index hh = 0; hh < H; ++hh) P += massact::RowMap<float>(act.data + hh * T * T, T, T);
@@ -163,8 +163,9 @@ inline Data compute(ReportArgs& a, const massact::Transformer& m) {
     prompt_activations(m, D);
     if (D.massive()) interventions(m, ids, a.batch, D);
     // Mixtures of experts have one down_proj per expert: find_super_weights does not search them.
-    D.moe = m.config().moe();
-    if (!D.moe) D.super_weights = massact::analysis::find_super_weights(m, D.prompt);
+    if (m.config().moe()) D.no_super_weights = "the MLPs are a mixture of experts (one down projection per expert)";
+    else if (!m.config().has_mlp) D.no_super_weights = "the blocks have no MLP (no down projection)";
+    else D.super_weights = massact::analysis::find_super_weights(m, D.prompt);
     streaming(a, m, ids, D);
     return D;
 }
@@ -261,10 +262,10 @@ inline void markdown_layers(std::ostream& md, const Data& D) {
         const auto& s = scan.layers[l];
         double att = 0;
         for (double v : scan.attention_on_first_token[l]) att += v;
-        att /= double(scan.attention_on_first_token[l].size());
+        att /= double(std::max<std::size_t>(1, scan.attention_on_first_token[l].size()));
         md << "| " << s.layer << " | " << fmt(s.top1_mean, 2) << " | " << fmt(s.top2_mean, 2) << " | " << fmt(s.top3_mean, 2) << " | "
            << fmt(s.median_mean) << " | " << fmt(s.ratio(), 0) << " | " << dims_string(s.top1_dims) << " | "
-           << fmt(s.top1_pos0_fraction, 2) << " | " << fmt(att) << " |\n";
+           << fmt(s.top1_pos0_fraction, 2) << " | " << (scan.attention_on_first_token[l].empty() ? "- (no attention)" : fmt(att)) << " |\n";
     }
     md << "\n## Massive activations\n\n" << scan.detector_note << "\n\n";
     if (scan.massive.empty()) return;
@@ -295,8 +296,11 @@ inline void markdown_interventions(std::ostream& md, const Data& D) {
        << " of the data windows when the first token's massive dims are injected into it (median factor over sequences):\n\n";
     md << "| layer | first token | after zeroing | token " << D.inj.to << " | after injection | factor |\n|---:|---:|---:|---:|---:|---:|\n";
     for (std::size_t l = 0; l < before.size(); ++l)
-        md << "| " << l << " | " << fmt(before[l]) << " | " << fmt(after[l]) << " | " << fmt(D.inj.mean_before[l], 4) << " | "
-           << fmt(D.inj.mean_after[l], 4) << " | " << fmt(D.inj.median_factor[l], 2) << " |\n";
+        if (!D.inj.attention[l])
+            md << "| " << l << " | - | - | - | - | - (no attention in this layer) |\n";
+        else
+            md << "| " << l << " | " << fmt(before[l]) << " | " << fmt(after[l]) << " | " << fmt(D.inj.mean_before[l], 4) << " | "
+               << fmt(D.inj.mean_after[l], 4) << " | " << fmt(D.inj.median_factor[l], 2) << " |\n";
 }
 
 inline void markdown_streaming(std::ostream& md, const Data& D) {
@@ -317,7 +321,7 @@ inline void markdown_sinks_and_weights(std::ostream& md, const Data& D) {
     for (const auto& s : D.scan.sink_heads) md << " L" << s.layer << "H" << s.head << " (" << fmt(s.alpha, 2) << ")";
     markdown_streaming(md, D);
     md << "\n## Super weights (Yu et al.)\n\n";
-    if (D.moe) md << "Not searched: the MLPs are a mixture of experts (one down projection per expert).\n";
+    if (!D.no_super_weights.empty()) md << "Not searched: " << D.no_super_weights << ".\n";
     else if (D.super_weights.empty()) md << "No down projection has both an input and an output spike above 50 on the prompt.\n";
     for (const auto& s : D.super_weights)
         md << "- layer " << s.layer << ", `mlp.down_proj[" << s.row << ", " << s.col << "]` = " << fmt(s.weight, 4) << ": input channel "

@@ -88,8 +88,9 @@ inline void print_scan(const massact::analysis::ScanResult& r) {
         double att = 0;
         for (double a : r.attention_on_first_token[l]) att += a;
         att /= std::max<std::size_t>(1, r.attention_on_first_token[l].size());
-        std::printf("%5d %8.2f %8.2f %8.2f %8.3f %7.0f  %-22s %5.2f  %6.3f\n", s.layer, s.top1_mean, s.top2_mean, s.top3_mean,
-                    s.median_mean, s.ratio(), dims_string(s.top1_dims).c_str(), s.top1_pos0_fraction, att);
+        const std::string att_s = r.attention_on_first_token[l].empty() ? "-" : fmt(att, 3);  // ("-": no attention in the layer)
+        std::printf("%5d %8.2f %8.2f %8.2f %8.3f %7.0f  %-22s %5.2f  %6s\n", s.layer, s.top1_mean, s.top2_mean, s.top3_mean,
+                    s.median_mean, s.ratio(), dims_string(s.top1_dims).c_str(), s.top1_pos0_fraction, att_s.c_str());
     }
     std::printf("\nMassive activations: %s\n", r.detector_note.c_str());
     for (const auto& m : r.massive) {
@@ -99,9 +100,12 @@ inline void print_scan(const massact::analysis::ScanResult& r) {
                     static_cast<long>(m.dim), m.first_layer, m.layers.size(), pos.c_str(), m.mean, m.std,
                     m.constant() ? " (constant)" : "", m.ratio, 100 * m.share);
     }
-    std::printf("\nAttention sinks (Gu et al., T=%ld, alpha > %.2f): %.1f%% of heads (%zu of %zu)\n", static_cast<long>(r.sink_T),
-                r.sink_epsilon, 100 * r.sink_rate, r.sink_heads.size(),
-                r.gu_alpha.size() * (r.gu_alpha.empty() ? 0 : r.gu_alpha[0].size()));
+    std::size_t n_heads = 0, without = 0;
+    for (const auto& a : r.gu_alpha) n_heads += a.size(), without += a.empty();
+    if (n_heads == 0) std::printf("\nAttention sinks: none measured (no layer has attention)\n");
+    else std::printf("\nAttention sinks (Gu et al., T=%ld, alpha > %.2f): %.1f%% of heads (%zu of %zu)%s\n", static_cast<long>(r.sink_T),
+                r.sink_epsilon, 100 * r.sink_rate, r.sink_heads.size(), n_heads,
+                without ? (" (" + std::to_string(without) + " layers without attention: -)").c_str() : "");
     for (std::size_t l = 0; l < r.attention_on_registers.size(); ++l) {
         double att = 0;
         for (double x : r.attention_on_registers[l]) att += x;

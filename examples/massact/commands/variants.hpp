@@ -145,12 +145,12 @@ inline int run_swap(SwapArgs& a) {
     double max_row = 0, min_slot = 1, max_slot = 0;
     bool slot = false;
     massact::Hooks h;
-    h.add("*attn.hook_pattern", [&](massact::Activation& p) {
+    h.add_if_present("*attn.hook_pattern", [&](massact::Activation& p) {
         const Index T = p.shape[2];
         const auto rows = massact::RowMap<float>(p.data, p.numel() / T, T);
         max_row = std::max(max_row, rows.cast<double>().rowwise().sum().maxCoeff());
     });
-    h.add("*attn.hook_sink_pattern", [&](massact::Activation& p) {
+    h.add_if_present("*attn.hook_sink_pattern", [&](massact::Activation& p) {  // (only a run with an extra slot has it)
         slot = true;
         const auto v = massact::RowMap<float>(p.data, 1, p.numel());
         min_slot = std::min(min_slot, double(v.minCoeff()));

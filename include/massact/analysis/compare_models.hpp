@@ -24,6 +24,8 @@ struct ModelPair {
         for (double x : v) s += x;
         return v.empty() ? 0.0 : s / double(v.size());
     }
+    /// The mean over heads, null for a layer without attention.
+    static nlohmann::json mean_or_null(const std::vector<double>& v) { return v.empty() ? nlohmann::json(nullptr) : nlohmann::json(head_mean(v)); }
     /// Per layer: top-1 |x| of both, their ratio, attention on the first token and on the bias slot (mean over heads).
     nlohmann::json to_json() const {
         nlohmann::json layers = nlohmann::json::array();
@@ -39,8 +41,8 @@ struct ModelPair {
                               {"top1_pos0_fraction_b", b.layers[l].top1_pos0_fraction},
                               {"median_a", a.layers[l].median_mean},
                               {"median_b", b.layers[l].median_mean},
-                              {"attention_on_first_token_a", head_mean(a.attention_on_first_token[l])},
-                              {"attention_on_first_token_b", head_mean(b.attention_on_first_token[l])},
+                              {"attention_on_first_token_a", mean_or_null(a.attention_on_first_token[l])},
+                              {"attention_on_first_token_b", mean_or_null(b.attention_on_first_token[l])},
                               {"attention_on_bias_slot_a", slot(a)},
                               {"attention_on_bias_slot_b", slot(b)}});
         }
@@ -90,12 +92,13 @@ struct ModelSet {
             const auto& s = r.layers[l];
             nlohmann::json row = {{"layer", l}, {"top1", s.top1_mean}, {"median", s.median_mean}, {"ratio", s.ratio()},
                                   {"top1_dim", s.dominant_dim()}, {"top1_pos0_fraction", s.top1_pos0_fraction}};
-            if (r.attention) {
+            if (r.attention && !r.gu_alpha[l].empty()) {  // (none for a layer without attention)
                 row["attention_on_first_token"] = ModelPair::head_mean(r.attention_on_first_token[l]);
                 row["sink_rate"] = layer_sink_rate(r, l);
                 if (l < r.attention_on_bias_slot.size()) row["attention_on_bias_slot"] = ModelPair::head_mean(r.attention_on_bias_slot[l]);
             }
-            if (!random_scans.empty()) row["sink_rate_random_tokens"] = layer_sink_rate(random_scans[i], l);
+            if (!random_scans.empty() && !random_scans[i].gu_alpha[l].empty())
+                row["sink_rate_random_tokens"] = layer_sink_rate(random_scans[i], l);
             layers.push_back(row);
         }
         std::set<Index> dims;

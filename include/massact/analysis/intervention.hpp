@@ -217,7 +217,8 @@ struct Comparison {
     double ppl_original = 0, ppl_intervened = 0, kl_mean = 0;
     std::vector<double> kl_per_position;  // [T-1], mean over sequences of KL(original || intervened)
     std::vector<Index> tokens;            // tracked sink positions
-    // [token][layer][head]: mean over sequences and queries after the token of the attention on it
+    // [token][layer][head]: mean over sequences and queries after the token of the attention on it ([] for a layer without
+    // attention, or where no query follows the token)
     std::vector<std::vector<std::vector<double>>> attn_original, attn_intervened;
     // [layer]: decomposition of attention outputs (sink = tokens[0]), averaged over heads
     std::vector<DecompositionStats> decomp_original, decomp_intervened;
@@ -246,7 +247,7 @@ struct AttentionProbe {
     bool decompose = true;  // also the decomposition of attention outputs (reads every layer's hook_v)
     Index L = 0, H = 0, KV = 0, hd = 0;
     std::vector<std::vector<std::vector<double>>> attn;  // [token][layer][head] sums over sequences
-    std::vector<double> seqs_per_token;
+    std::vector<std::vector<double>> seqs;  // [token][layer]: sequences whose pattern was added (0: the layer has no attention)
     // decomposition sums per (layer, head)
     std::vector<std::vector<double>> sink_sum_vec;       // [l*H+h][hd]
     std::vector<double> sink_norm, rest_norm, count;
@@ -260,14 +261,14 @@ struct AttentionProbe {
         KV = c.num_kv_heads;
         hd = c.head_dim;
         attn.assign(tokens.size(), std::vector<std::vector<double>>(static_cast<std::size_t>(L), std::vector<double>(static_cast<std::size_t>(H), 0.0)));
-        seqs_per_token.assign(tokens.size(), 0.0);
+        seqs.assign(tokens.size(), std::vector<double>(static_cast<std::size_t>(L), 0.0));
         sink_sum_vec.assign(static_cast<std::size_t>(L * H), std::vector<double>(static_cast<std::size_t>(hd), 0.0));
         sink_norm.assign(static_cast<std::size_t>(L * H), 0.0);
         rest_norm = count = sink_norm;
     }
     void add_hooks(Hooks& h) {
-        if (decompose) h.add("*attn.hook_v", [this](Activation& a) { v.assign(a.data, a.data + a.numel()); });
-        h.add("*attn.hook_pattern", [this](Activation& a) { on_pattern(a); });
+        if (decompose) h.add_if_present("*attn.hook_v", [this](Activation& a) { v.assign(a.data, a.data + a.numel()); });
+        h.add_if_present("*attn.hook_pattern", [this](Activation& a) { on_pattern(a); });
     }
     void on_pattern(const Activation& a) {
         const Index N = a.shape[0], T = a.shape[2], l = a.layer;
@@ -281,7 +282,7 @@ struct AttentionProbe {
                     for (Index q = k + 1; q < T; ++q) s += P[q * T + k];
                     attn[i][static_cast<std::size_t>(l)][static_cast<std::size_t>(h)] += s / double(T - 1 - k);
                 }
-            if (l == 0) seqs_per_token[i] += double(N);
+            seqs[i][static_cast<std::size_t>(l)] += double(N);
         }
         if (v.empty() || tokens.empty()) return;
         const Index sink = tokens[0], group = H / KV;
@@ -315,10 +316,12 @@ struct AttentionProbe {
             }
     }
     std::vector<std::vector<std::vector<double>>> attention() const {
-        auto out = attn;
+        auto out = attn;  // (a layer without attention: no heads)
         for (std::size_t i = 0; i < out.size(); ++i)
-            for (auto& layer : out[i])
-                for (auto& x : layer) x /= std::max(1.0, seqs_per_token[i]);
+            for (std::size_t l = 0; l < out[i].size(); ++l) {
+                if (seqs[i][l] == 0) out[i][l].clear();
+                for (auto& x : out[i][l]) x /= seqs[i][l];
+            }
         return out;
     }
     std::vector<DecompositionStats> decomposition() const {
@@ -407,6 +410,7 @@ struct InjectionResult {
     std::vector<std::vector<double>> before, after;  // [sequence][layer]: attention on `to` (mean over heads, later queries)
     std::vector<double> median_factor;             // [layer]: median over sequences of after / before
     std::vector<double> mean_before, mean_after;   // [layer]
+    std::vector<bool> attention;                   // [layer]: the layer has attention (the others' values are 0, not measured)
 };
 
 inline double median(std::vector<double> v) {
@@ -438,6 +442,7 @@ inline InjectionResult inject(const Transformer& model, const TokenBatch& ids, i
     r.from = from;
     r.to = to;
     r.dims = dims;
+    for (int l = 0; l < L; ++l) r.attention.push_back(c.layer_attention(l));
     auto per_sequence = [&](const Hooks& extra) {
         std::vector<std::vector<double>> out;
         Workspace ws;
@@ -446,7 +451,7 @@ inline InjectionResult inject(const Transformer& model, const TokenBatch& ids, i
             std::vector<std::vector<double>> att(static_cast<std::size_t>(nb), std::vector<double>(static_cast<std::size_t>(L), 0.0));
             Hooks h;
             h.extend(extra);
-            h.add("*attn.hook_pattern", [&](Activation& a) {
+            h.add_if_present("*attn.hook_pattern", [&](Activation& a) {
                 const Index H = a.shape[1];
                 for (Index s = 0; s < nb; ++s) {
                     double sum = 0;
@@ -498,6 +503,8 @@ struct SuperWeight {
 /// above `threshold` in sequence 0 of `ids`.
 inline std::vector<SuperWeight> find_super_weights(const Transformer& model, const TokenBatch& ids, float threshold = 50.0f) {
     const ModelConfig& c = model.config();
+    if (!c.has_mlp)
+        throw Error("super weights: this " + c.model_type + " model has no MLP (its blocks are norm + mixer), so no down_proj to search");
     bool dense = false;  // (an MoE model's dense layers are searched: DeepSeek's first_k_dense_replace)
     for (int l = 0; l < c.num_layers; ++l) dense = dense || !c.layer_moe(l);
     if (!dense)

@@ -261,6 +261,9 @@ inline const std::vector<std::pair<std::string, std::vector<std::string>>>& line
 
 /// Quantization studies need a sequential pre-norm block with separate projections (llama, mistral, qwen, gemma, ...).
 inline void check_quant_model(const ModelConfig& c) {
+    if (c.has_recurrent())
+        throw Error("quant: this " + c.model_type + " model has Gated DeltaNet or Mamba-2 layers, whose projections the quantization "
+                    "study does not map to calibration sites yet (it quantizes attention and MLP layers only)");
     if (c.parallel || !c.pre_attn_norm || !c.pre_mlp_norm || c.moe() || !c.names.block.qkv.empty() || !c.names.block.gate_up.empty() ||
         c.mlp != MlpKind::Gated)
         throw Error("quant: this " + c.model_type +

@@ -43,12 +43,12 @@ inline Hooks scan_hooks(ScanAccumulator& acc, const TokenBatch& chunk, const std
     // The sink metrics read the probabilities of the first token, the first delimiter and any registers only
     // (attn.hook_pattern_columns, keys of sink_columns()), so attention stays streamed: O(T) memory per head.
     if (opt.full_patterns)
-        hooks.add("*attn.hook_pattern", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, T]
+        hooks.add_if_present("*attn.hook_pattern", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, T]
             for (Index b = 0; b < nb; ++b)
                 acc.add_pattern(a.layer, a.data + b * H * T * T, H, T, delim[static_cast<std::size_t>(b)], opt.sink_T);
         });
     else
-        hooks.add("*attn.hook_pattern_columns", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, C]
+        hooks.add_if_present("*attn.hook_pattern_columns", [&acc, &delim, &opt, nb, T, H](Activation& a) {  // [N, H, T, C]
             const Index C = a.shape[3];
             for (Index b = 0; b < nb; ++b)
                 acc.add_columns(a.layer, a.data + b * H * T * C, H, T, C, delim[static_cast<std::size_t>(b)], opt.sink_T);

@@ -182,7 +182,7 @@ struct ScanResult {
     Index sequences = 0, seq_len = 0;
     double val_nll = 0, val_ppl = 0;
     std::vector<LayerStats> layers;
-    std::vector<std::vector<double>> attention_on_first_token;      // [L][H]
+    std::vector<std::vector<double>> attention_on_first_token;      // [L][H] ([] for a layer without attention)
     std::vector<std::vector<double>> attention_on_first_delimiter;  // [L][H] (sequences that have one)
     std::vector<std::vector<double>> attention_on_bias_slot;        // [L][H] (models with a sink slot)
     std::vector<std::vector<double>> attention_on_registers;        // [L][H] (vision models with registers)
@@ -191,7 +191,7 @@ struct ScanResult {
     bool attention = true;   // attention probabilities were seen (every attention and sink key)
     std::vector<std::vector<double>> gu_alpha;                      // [L][H]
     std::vector<SinkHead> sink_heads;
-    double sink_rate = 0;
+    double sink_rate = 0;  // over the heads of the layers with attention
     Index sink_T = 0;
     double sink_epsilon = 0;
     DetectorCriteria criteria;
@@ -311,8 +311,13 @@ inline ScanResult finalize(const ScanAccumulator& acc, const std::string& model_
         r.layers.push_back(acc.resid[l].stats(layer));
         const auto dims = acc.resid[l].top_dims(layer);
         r.top_dims.insert(r.top_dims.end(), dims.begin(), dims.end());
-        if (!r.attention) continue;
         const SinkAccumulator& s = acc.sinks[l];
+        if (!r.attention || s.sequences == 0) {  // a layer without attention (Gated DeltaNet, Mamba-2): empty lists, no heads
+            for (auto* v : {&r.attention_on_first_token, &r.attention_on_first_delimiter, &r.gu_alpha}) v->emplace_back();
+            if (slot) r.attention_on_bias_slot.emplace_back();
+            if (acc.registers > 0) r.attention_on_registers.emplace_back();
+            continue;
+        }
         r.attention_on_first_token.push_back(s.mean_first());
         r.attention_on_first_delimiter.push_back(s.mean_delim());
         r.gu_alpha.push_back(s.mean_alpha());

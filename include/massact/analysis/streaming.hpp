@@ -72,15 +72,18 @@ struct StreamResult {
 
 namespace detail {
 
-/// Mean over layers and heads of the attention each new query pays to the first `first` keys, from the streamed
+/// Mean over the attention layers and heads of the attention each new query pays to the first `first` keys (none for a
+/// model without attention), from the streamed
 /// softmax (attn.hook_pattern_columns at keys 0 .. first-1 of an incremental forward, [N = 1, H, T, first]: no
 /// [H, T, K] pattern is materialised); out[t] for query t.
 class SinkAttention {
 public:
-    SinkAttention(const ModelConfig& c, Index first) : layers_(c.num_layers), first_(first) {}
+    SinkAttention(const ModelConfig& c, Index first) : first_(first) {
+        for (int l = 0; l < c.num_layers; ++l) layers_ += c.layer_attention(l);  // (the mean over the layers with attention)
+    }
     Hooks hooks() {
         Hooks h;
-        h.add("blocks.*.attn.hook_pattern_columns", [this](Activation& a) {
+        h.add_if_present("blocks.*.attn.hook_pattern_columns", [this](Activation& a) {
             const Index H = a.shape[1], T = a.shape[2], C = a.shape[3];
             sum_.resize(static_cast<std::size_t>(T), 0.0);
             for (Index hh = 0; hh < H; ++hh)
@@ -106,7 +109,7 @@ public:
     }
 
 private:
-    int layers_;
+    int layers_ = 0;
     Index first_;
     std::vector<double> sum_;
 };

@@ -33,8 +33,9 @@ enum class QKNorm { None, PerHead, Whole };
 enum class MlpKind { Gated, Plain };
 /// Rope: rotary q/k; Learned: a position table added to the embedding (GPT-2, OPT); Alibi: a per-head
 /// linear bias slope_h * (j - i) on the scores (BLOOM, MPT), no position in the residual stream.
-/// Patches: a vision transformer's table over [CLS, patch grid], added in the patch embedding.
-enum class PositionKind { Rope, Learned, Alibi, Patches };
+/// Patches: a vision transformer's table over [CLS, patch grid], added in the patch embedding. None: the model has
+/// no positions (a state-space model: order is in its recurrence).
+enum class PositionKind { Rope, Learned, Alibi, Patches, None };
 /// Rotary pairs: (j, j + rotary_dim/2) (rotate-half: Llama, GPT-NeoX) or (2j, 2j + 1) (GPT-J).
 enum class RopePairs { Half, Interleaved };
 /// The output rows of a fused QKV projection: [q; k; v] (GPT-2, Phi-3, MPT, Falcon multi-query); per head
@@ -46,6 +47,43 @@ enum class QkvLayout { Concat, PerHead, Grouped };
 enum class RouterScore { Softmax, Sigmoid };
 /// Group-limited routing (DeepSeek): a group's score is its best expert's (V2) or the sum of its two best (V3).
 enum class GroupScore { Max, TopTwoSum };
+
+/// What mixes the tokens of a layer: softmax attention, Gated DeltaNet linear attention (Yang et al. 2025; Qwen3-Next
+/// and Qwen3.5 interleave the two), or a Mamba-2 state-space mixer (Dao and Gu 2024).
+enum class Mixer { Attention, GatedDeltaNet, Mamba2 };
+
+/// Gated DeltaNet: [q; k; v] = silu(causal_conv1d(W_qkv x)) (a depthwise convolution of conv_kernel taps), q and k
+/// L2-normalised per key head, beta = sigmoid(W_b x), decay = exp(-exp(A_log) softplus(W_a x + dt_bias)) per value head;
+/// each value head h (reading key head h / (v_heads / k_heads)) carries a state S [k_dim, v_dim]:
+/// S = decay S;  S += k (beta (v - S^T k))^T;  o = S^T q / sqrt(k_dim);  out = W_o (rmsnorm(o) w silu(W_z x)).
+/// Weights under names.block.linear_attn: in_proj_qkvz / in_proj_ba grouped by key head (Qwen3-Next: per key head
+/// [q, k, v of its value heads, z of its value heads] and [b, a]), or in_proj_qkv, in_proj_z, in_proj_b, in_proj_a
+/// (Qwen3.5); conv1d.weight [conv, 1, taps], A_log, dt_bias [v_heads], norm.weight [v_dim], out_proj.
+struct DeltaNetSpec {
+    int k_heads = 0, v_heads = 0, k_dim = 0, v_dim = 0;
+    int conv_kernel = 0;
+    bool grouped = false;    // the fused, per-key-head layout of Qwen3-Next
+    double norm_eps = 1e-6;  // the gated RMSNorm's eps
+    std::int64_t key_width() const { return std::int64_t(k_heads) * k_dim; }
+    std::int64_t value_width() const { return std::int64_t(v_heads) * v_dim; }
+    /// Channels of the convolution: [q; k; v].
+    std::int64_t conv_dim() const { return 2 * key_width() + value_width(); }
+};
+
+/// Mamba-2's mixer (SSD with a scalar decay per head): [z; xBC; dt] = in_proj(x); [x; B; C] = silu(conv1d(xBC) + b)
+/// (depthwise, conv_kernel taps); dt = clamp(softplus(dt + dt_bias), dt_min, dt_max); head h (group g = h / (heads /
+/// groups)) keeps a state S [head_dim, state]: S = exp(dt A) S + dt x_h B_g^T, y_h = S C_g + D x_h, A = -exp(A_log);
+/// out = out_proj(rmsnorm(y * silu(z)) w) (the norm over the whole width heads * head_dim). Weights under
+/// names.block.ssm: in_proj, conv1d (weight, bias), dt_bias, A_log, D, norm, out_proj.
+struct MambaSpec {
+    int heads = 0, head_dim = 0, groups = 1, state = 0, conv_kernel = 0;
+    bool conv_bias = true, proj_bias = false;
+    double dt_min = 0.0, dt_max = 0.0;  // time_step_limit (dt_max <= 0: no upper limit)
+    double norm_eps = 1e-5;
+    std::int64_t inner() const { return std::int64_t(heads) * head_dim; }
+    /// Channels of the convolution: [x; B; C].
+    std::int64_t conv_dim() const { return inner() + 2 * std::int64_t(groups) * state; }
+};
 
 /// Multi-head latent attention (DeepSeek-V2/V3): q = q_proj(x), or q_b(norm(q_a(x))) with a rank q_lora_rank;
 /// [c; k_rope] = kv_a(x), the latent c [kv_lora_rank] normalised, [k_nope_h; v_h] = kv_b(c) per head, and one
@@ -172,6 +210,7 @@ struct LayerSpec {
     bool nope = false;  // no rotary embedding in this layer of a RoPE model (SmolLM3, Cohere 2, EXAONE 4 global layers)
     bool dense_mlp = false;  // a dense MLP in a mixture-of-experts model (DeepSeek's first_k_dense_replace, mlp_only_layers)
     int chunk = 0;      // C > 0: chunked attention (Llama 4): key j visible to query i iff C floor(i / C) <= j <= i
+    Mixer mixer = Mixer::Attention;  // Gated DeltaNet layers (layer_types "linear_attention") have no attention
 };
 
 /// Hugging Face tensor names of one block, relative to the layer prefix. Empty: the part does not exist
@@ -192,6 +231,8 @@ struct BlockNames {
     std::string attn_sub_norm, mlp_sub_norm;                 // norms before o_proj and before down_proj (BitNet)
     std::string act_params;                                  // the activation's learned scalars (xIELU: "<name>.alpha_p", ...)
     std::string ls_attn, ls_mlp;                             // layer scales [d] on the attention / MLP output (DINOv2)
+    std::string linear_attn;                                 // a Gated DeltaNet layer's prefix (DeltaNetSpec)
+    std::string ssm;                                         // a Mamba-2 layer's prefix (MambaSpec)
     bool conv1d = false;                                     // GPT-2 Conv1D: stored [in, out]
 };
 
@@ -284,6 +325,9 @@ struct ModelConfig {
                                     // the attention output is multiplied by sigmoid(g) before o_proj
     bool mlp_sub_norm = false;    // a norm of width I on the MLP hidden before down_proj (BitNet)
     MlaSpec mla;                  // multi-head latent attention when mla.kv_lora_rank > 0
+    DeltaNetSpec deltanet;        // the Gated DeltaNet layers' shape (LayerSpec::mixer)
+    MambaSpec mamba;              // the Mamba-2 layers' shape
+    bool has_mlp = true;          // false: a block is norm + mixer only (Mamba-2); no MLP, no hook_resid_mid
     SinkKind sink = SinkKind::None;
     kernels::AttentionFn attention_fn = kernels::AttentionFn::Softmax;  // config "attention_softmax": softmax, softpick
     double attention_sigmoid_bias = 0.0;  // "sigmoid": p = sigmoid(s + bias) ("attention_sigmoid_bias", e.g. -ln n)
@@ -314,6 +358,42 @@ struct ModelConfig {
     /// The MLP width of layer l: an expert's in an MoE layer, dense_intermediate_size in an MoE model's dense layer.
     int layer_intermediate(int l) const { return moe() && !layer_moe(l) ? dense_intermediate_size : intermediate_size; }
     bool has_mla() const { return mla.kv_lora_rank > 0; }
+    /// Whether layer l mixes tokens by attention (else Gated DeltaNet: no scores, no pattern, no KV rows).
+    bool layer_attention(int l) const { return layers[static_cast<std::size_t>(l)].mixer == Mixer::Attention; }
+    /// Whether any layer is a Gated DeltaNet layer.
+    bool has_deltanet() const {
+        for (const auto& s : layers)
+            if (s.mixer == Mixer::GatedDeltaNet) return true;
+        return false;
+    }
+    /// Whether some layer has attention (not a pure state-space model).
+    bool has_attention() const {
+        for (const auto& s : layers)
+            if (s.mixer == Mixer::Attention) return true;
+        return false;
+    }
+    /// Whether some layer carries a recurrent state (Gated DeltaNet, Mamba-2) instead of keys and values.
+    bool has_recurrent() const {
+        for (const auto& s : layers)
+            if (s.mixer != Mixer::Attention) return true;
+        return false;
+    }
+    /// Per sequence, the floats of layer l's convolution history (taps - 1 inputs) and of its recurrent state (0 for
+    /// an attention layer): what a KV cache holds for it.
+    std::int64_t conv_history_size(int l) const {
+        switch (layers[static_cast<std::size_t>(l)].mixer) {
+            case Mixer::GatedDeltaNet: return (deltanet.conv_kernel - 1) * deltanet.conv_dim();
+            case Mixer::Mamba2: return (mamba.conv_kernel - 1) * mamba.conv_dim();
+            default: return 0;
+        }
+    }
+    std::int64_t recurrent_state_size(int l) const {
+        switch (layers[static_cast<std::size_t>(l)].mixer) {
+            case Mixer::GatedDeltaNet: return std::int64_t(deltanet.v_heads) * deltanet.k_dim * deltanet.v_dim;
+            case Mixer::Mamba2: return mamba.inner() * mamba.state;
+            default: return 0;
+        }
+    }
     /// Features of one head of v and z (o_proj reads H of them): head_dim, or MLA's v_head_dim.
     int v_dim() const { return has_mla() ? mla.v_head_dim : head_dim; }
     bool is_vision() const { return vision.patch_size > 0; }

@@ -60,7 +60,7 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
         std::snprintf(buf, sizeof buf, f, a...);
         return std::string(buf);
     };
-    add("block", c.parallel ? "parallel: x + attn(ln1 x) + mlp(" + std::string(c.pre_mlp_norm ? "ln2" : "ln1") + " x)"
+    add("block", !c.has_mlp ? std::string("h = x + mixer(norm(x)), no MLP") : c.parallel ? "parallel: x + attn(ln1 x) + mlp(" + std::string(c.pre_mlp_norm ? "ln2" : "ln1") + " x)"
                             : "sequential: h = x + attn(x); out = h + mlp(h)");
     std::string places;
     if (c.pre_attn_norm) places += "pre-attention ";
@@ -81,7 +81,14 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     att += fmt("; biases qkv %s, output %s", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no");
     if (c.attn_sub_norm) att += "; a norm before o_proj";
     if (c.attn_output_gate) att += "; output gated by sigmoid(g) per head and dim (g from q_proj)";
-    add("attention", att);
+    if (c.has_attention()) add("attention", att);
+    if (c.layers.size() && c.layers.front().mixer == Mixer::Mamba2) {
+        const MambaSpec& m = c.mamba;
+        add("state space", fmt("Mamba-2: %d heads of %d, %d group(s) of B/C, state %d, a causal convolution of %d taps with SiLU%s, ", m.heads,
+                               m.head_dim, m.groups, m.state, m.conv_kernel, m.conv_bias ? " (bias)" : "") +
+                               fmt("dt = softplus(. + dt_bias) in [%g, ", m.dt_min) + (m.dt_max > 0 ? fmt("%g]", m.dt_max) : std::string("inf)")) +
+                               ", decay exp(-dt exp(A_log)), skip D, output RMSNorm of y * silu(z)");
+    }
     if (c.has_mla()) {
         const MlaSpec& m = c.mla;
         add("latent attention", (m.q_lora_rank > 0 ? fmt("q from a rank-%d projection (normalised); ", m.q_lora_rank) : std::string()) +
@@ -89,16 +96,24 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
                                         "rotary key shared by the heads), %d value features",
                                         m.kv_lora_rank, m.qk_nope, m.qk_rope, m.v_head_dim));
     }
+    if (c.has_deltanet()) {
+        const DeltaNetSpec& d = c.deltanet;
+        add("linear attention", fmt("Gated DeltaNet: %d key heads of %d, %d value heads of %d, a causal convolution of %d taps with SiLU, ",
+                                    d.k_heads, d.k_dim, d.v_heads, d.v_dim, d.conv_kernel) +
+                                    fmt("L2-normalised q/k, a state [%d x %d] per value head with a learned decay and beta, output RMSNorm "
+                                        "gated by silu(z)", d.k_dim, d.v_dim) +
+                                    (d.grouped ? "; projections fused per key head (in_proj_qkvz, in_proj_ba)" : ""));
+    }
     if (c.qk_norm != QKNorm::None)
         add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection") +
                              (c.qk_norm_after_rope ? ", after RoPE" : "") + (c.qk_norm_nope_layers ? "" : ", RoPE layers only"));
     if (c.attn_temperature_scale > 0)
         add("temperature", fmt("NoPE layers: q x (1 + %g ln(1 + floor((pos + 1) / %g)))", c.attn_temperature_scale, c.attn_temperature_floor));
-    std::string mlp = c.swiglu_limit > 0         ? fmt("gated: down((clamp(up, +-%g) + 1) * g sigmoid(%g g)), g = min(gate, %g)",
+    std::string mlp = !c.has_mlp ? std::string("none") : c.swiglu_limit > 0         ? fmt("gated: down((clamp(up, +-%g) + 1) * g sigmoid(%g g)), g = min(gate, %g)",
                                                    c.swiglu_limit, c.swiglu_alpha, c.swiglu_limit)
                       : c.mlp == MlpKind::Gated ? fmt("gated: down(%s(gate) * up)", activation_name(c.act))
                                                 : fmt("down(%s(up))", activation_name(c.act));
-    mlp += fmt(", width %d", c.intermediate_size);
+    if (c.has_mlp) mlp += fmt(", width %d", c.intermediate_size);
     if (c.names.block.gate_up.size()) mlp += ", fused gate_up";
     if (c.mlp_bias) mlp += ", biases";
     if (c.moe()) {
@@ -120,6 +135,7 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     if (c.positions == PositionKind::Learned)
         add("positions", fmt("learned, %d", c.max_positions) + (c.pos_offset ? fmt(" (rows offset by %d)", c.pos_offset) : std::string()));
     if (c.positions == PositionKind::Alibi) add("positions", fmt("ALiBi, slopes 2^(-%g k / n)", c.alibi_max_bias));
+    if (c.positions == PositionKind::None) add("positions", "none (the order is in the recurrence)");
     if (c.is_vision()) {
         const auto& v = c.vision;
         const int g = v.image_size / v.patch_size;
@@ -143,17 +159,19 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     add("attention sink", sink);
     // Layers: group equal (window, rope, NoPE) runs.
     auto kind = [&](const LayerSpec& s) {
-        std::string k = s.window  ? fmt("sliding window %d", s.window)
+        std::string k = s.mixer == Mixer::GatedDeltaNet ? std::string("Gated DeltaNet (linear attention, no KV rows)")
+                        : s.mixer == Mixer::Mamba2      ? std::string("Mamba-2 (state space, no attention)")
+                        : s.window  ? fmt("sliding window %d", s.window)
                         : s.chunk ? fmt("chunked attention, chunks of %d", s.chunk)
                                   : std::string(c.causal ? "full causal attention" : "bidirectional attention");
         if (c.has_rope() && s.nope) k += ", no RoPE (NoPE)";
         if (c.moe()) k += s.dense_mlp ? ", dense MLP" : ", experts";
         return k;
     };
-    std::map<std::tuple<int, int, bool, bool, int>, std::vector<int>> groups;
+    std::map<std::tuple<int, int, bool, bool, int, int>, std::vector<int>> groups;
     for (int l = 0; l < c.num_layers; ++l) {
         const LayerSpec& s = c.layers[static_cast<std::size_t>(l)];
-        groups[{s.window, s.rope, s.nope, s.dense_mlp, s.chunk}].push_back(l);
+        groups[{s.window, s.rope, s.nope, s.dense_mlp, s.chunk, static_cast<int>(s.mixer)}].push_back(l);
     }
     if (groups.size() == 1) {
         add("layers", fmt("%d, all alike (", c.num_layers) + kind(c.layers.front()) + ")");

@@ -169,20 +169,27 @@ inline void read_rope_object(const ConfigReader& r, const nlohmann::json& o, con
         r.fail("max_position_embeddings", "missing (needed by rope_type " + type + ")");
 }
 
+/// `layer_types` (present): a list of L strings, each one of `allowed`; their indices in `allowed`, per layer.
+inline std::vector<int> read_layer_types(const ConfigReader& r, int L, const std::vector<std::string>& allowed) {
+    const auto& lt = r.json()["layer_types"];
+    if (!lt.is_array() || static_cast<int>(lt.size()) != L) r.fail("layer_types", "expected a list of " + std::to_string(L) + " strings");
+    std::string expected;
+    for (const auto& a : allowed) expected += (expected.empty() ? "" : " or ") + a;
+    std::vector<int> out;
+    for (const auto& t : lt) {
+        const auto it = std::find(allowed.begin(), allowed.end(), t.is_string() ? t.get<std::string>() : std::string());
+        if (it == allowed.end()) r.fail("layer_types", "unsupported value " + t.dump() + " (expected " + expected + ")");
+        out.push_back(static_cast<int>(it - allowed.begin()));
+    }
+    return out;
+}
+
 /// Layer types from `layer_types` ("sliding_attention" / "full_attention"), or every layer `dflt`.
 inline std::vector<bool> read_sliding_layers(const ConfigReader& r, int L, const std::function<bool(int)>& dflt) {
     std::vector<bool> sliding(static_cast<std::size_t>(L));
     if (r.present("layer_types")) {
-        const auto& lt = r.json()["layer_types"];
-        if (!lt.is_array() || static_cast<int>(lt.size()) != L)
-            r.fail("layer_types", "expected a list of " + std::to_string(L) + " strings");
-        for (int l = 0; l < L; ++l) {
-            const auto& t = lt[static_cast<std::size_t>(l)];
-            const std::string s = t.is_string() ? t.get<std::string>() : "";
-            if (s == "sliding_attention") sliding[static_cast<std::size_t>(l)] = true;
-            else if (s != "full_attention")
-                r.fail("layer_types", "unsupported value " + t.dump() + " (expected sliding_attention or full_attention)");
-        }
+        const std::vector<int> t = read_layer_types(r, L, {"full_attention", "sliding_attention"});
+        for (int l = 0; l < L; ++l) sliding[static_cast<std::size_t>(l)] = t[static_cast<std::size_t>(l)] == 1;
     } else {
         for (int l = 0; l < L; ++l) sliding[static_cast<std::size_t>(l)] = dflt(l);
     }
@@ -1122,10 +1129,33 @@ inline void refuse_unimplemented(const ConfigReader& r, const ModelConfig& c) {
         r.fail("attn_output_gate", "unsupported value true for " + c.model_type + " (gated attention is read for qwen3_next)");
 }
 
-/// Qwen3-Next with full-attention layers: gated attention (q_proj gives [q_h; g_h] per head; output x sigmoid(g)),
-/// zero-centred RMSNorms (scale 1 + w, q/k norms per head too), partial rotary; a dense MLP where mlp_only_layers
-/// lists every layer, else Qwen2-MoE's experts with a gated shared expert on every layer. Gated DeltaNet
-/// (linear_attention) layers are refused: not implemented yet.
+/// Gated DeltaNet layers where layer_types says "linear_attention" (the others "full_attention"); their shape from
+/// linear_num_key_heads / linear_num_value_heads / linear_key_head_dim / linear_value_head_dim / linear_conv_kernel_dim,
+/// weights under linear_attn. (DeltaNetSpec; `grouped`: Qwen3-Next's fused in_proj_qkvz / in_proj_ba).
+inline void read_deltanet_layers(const ConfigReader& r, ModelConfig& c, bool grouped) {
+    if (!r.present("layer_types")) r.fail("layer_types", "missing (it says which layers are linear_attention and which full_attention)");
+    const std::vector<int> types = read_layer_types(r, c.num_layers, {"full_attention", "linear_attention"});
+    for (int l = 0; l < c.num_layers; ++l)
+        if (types[static_cast<std::size_t>(l)] == 1) c.layers[static_cast<std::size_t>(l)].mixer = Mixer::GatedDeltaNet;
+    DeltaNetSpec& s = c.deltanet;
+    s.k_heads = r.get_size("linear_num_key_heads", 16, kMaxHeads);
+    s.v_heads = r.get_size("linear_num_value_heads", 32, kMaxHeads);
+    s.k_dim = r.get_size("linear_key_head_dim", 128, kMaxHeadDim);
+    s.v_dim = r.get_size("linear_value_head_dim", 128, kMaxHeadDim);
+    s.conv_kernel = r.get_size("linear_conv_kernel_dim", 4, 64);
+    s.grouped = grouped;
+    s.norm_eps = c.norm.eps;
+    if (s.v_heads % s.k_heads != 0)
+        r.fail("linear_num_value_heads", std::to_string(s.v_heads) + " is not a multiple of linear_num_key_heads " + std::to_string(s.k_heads));
+    if (r.get_str("hidden_act", "silu") != "silu")
+        r.fail("hidden_act", "unsupported value for the Gated DeltaNet convolution (expected silu)");
+    c.names.block.linear_attn = "linear_attn.";
+}
+
+/// Qwen3-Next: gated attention (q_proj gives [q_h; g_h] per head; output x sigmoid(g)) interleaved with Gated DeltaNet
+/// layers (layer_types), zero-centred RMSNorms (scale 1 + w, q/k norms per head too; the DeltaNet output norm's scale
+/// is w), partial rotary; Qwen2-MoE's experts with a gated shared expert, except on the mlp_only_layers (a dense MLP of
+/// intermediate_size).
 inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
     llama_block(r, c);
     c.norm.one_plus = true;
@@ -1135,16 +1165,8 @@ inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
     c.names.block.q_norm = "self_attn.q_norm";
     c.names.block.k_norm = "self_attn.k_norm";
     c.attn_output_gate = true;
-    if (r.present("layer_types")) {
-        const auto& lt = r.json()["layer_types"];
-        if (!lt.is_array() || static_cast<int>(lt.size()) != c.num_layers)
-            r.fail("layer_types", "expected a list of " + std::to_string(c.num_layers) + " strings");
-        for (const auto& t : lt)
-            if (t != "full_attention")
-                r.fail("layer_types", "has " + t.dump() + " (Gated DeltaNet linear attention is not implemented yet; full_attention layers only)");
-    } else {
-        r.fail("layer_types", "missing (qwen3_next interleaves linear_attention layers by default, which massact does not implement yet)");
-    }
+    read_deltanet_layers(r, c, c.model_type == "qwen3_next");
+    if (c.model_type != "qwen3_next") return;  // (Qwen3.5: a dense MLP everywhere)
     std::vector<bool> dense(static_cast<std::size_t>(c.num_layers), false);
     if (r.present("mlp_only_layers")) {
         const auto& m = r.json()["mlp_only_layers"];
@@ -1155,11 +1177,63 @@ inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
             dense[static_cast<std::size_t>(x.get<long long>())] = true;
         }
     }
-    const bool all_dense = std::all_of(dense.begin(), dense.end(), [](bool b) { return b; });
-    const bool none_dense = std::none_of(dense.begin(), dense.end(), [](bool b) { return b; });
-    if (!all_dense && !none_dense)
-        r.fail("mlp_only_layers", "mixes dense and MoE layers (massact supports all dense or all MoE)");
-    if (none_dense) qwen_moe_with_shared_expert(r, c, true);
+    if (std::all_of(dense.begin(), dense.end(), [](bool b) { return b; })) return;
+    c.dense_intermediate_size = c.intermediate_size;
+    qwen_moe_with_shared_expert(r, c, true);
+    c.names.block.gate = "mlp.gate_proj", c.names.block.up = "mlp.up_proj", c.names.block.down = "mlp.down_proj";  // (dense layers)
+    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].dense_mlp = dense[static_cast<std::size_t>(l)];
+}
+
+/// Mamba-2: every block is x + mixer(rmsnorm(x)) (MambaSpec) under backbone.layers.{l}.{norm, mixer}, no MLP, no
+/// positions; embeddings backbone.embeddings, final norm backbone.norm_f. num_heads * head_dim must equal expand *
+/// hidden_size; time_step_limit [lo, hi] clamps dt (transformers writes an infinite hi as {"__float__": "Infinity"}).
+inline void family_mamba2(const ConfigReader& r, ModelConfig& c) {
+    c.hidden_size = r.get_size("hidden_size", kMaxWidth);
+    c.num_layers = r.get_size("num_hidden_layers", kMaxLayers);
+    c.vocab_size = r.get_size("vocab_size", kMaxVocab);
+    c.layers.assign(static_cast<std::size_t>(c.num_layers), LayerSpec{});
+    for (auto& l : c.layers) l.mixer = Mixer::Mamba2;
+    if (r.present("layer_types")) read_layer_types(r, c.num_layers, {"mamba"});  // (Mamba-2 blocks only)
+    MambaSpec& m = c.mamba;
+    m.heads = r.get_size("num_heads", 128, kMaxHeads);
+    m.head_dim = r.get_size("head_dim", 64, kMaxHeadDim);
+    m.groups = r.get_size("n_groups", 8, kMaxHeads);
+    m.state = r.get_size("state_size", 128, kMaxHeadDim);
+    m.conv_kernel = r.get_size("conv_kernel", 4, 64);
+    m.conv_bias = r.get_bool("use_conv_bias", true);
+    m.proj_bias = r.get_bool("use_bias", false);
+    m.norm_eps = r.get_num("layer_norm_epsilon", 1e-5);
+    const double expand = r.get_num("expand", 2.0);
+    if (m.heads % m.groups != 0) r.fail("n_groups", std::to_string(m.groups) + " does not divide num_heads " + std::to_string(m.heads));
+    if (std::abs(expand * c.hidden_size - static_cast<double>(m.inner())) > 0.5)
+        r.fail("num_heads", "num_heads x head_dim = " + std::to_string(m.inner()) + " differs from expand x hidden_size");
+    if (r.present("time_step_limit")) {
+        const auto& lim = r.json()["time_step_limit"];
+        auto bound = [&](const nlohmann::json& v) {
+            if (v.is_number()) return v.get<double>();
+            if (v.is_object() && v.contains("__float__") && v["__float__"] == "Infinity") return 0.0;  // (no upper limit)
+            r.fail("time_step_limit", "expected [low, high] numbers, found " + lim.dump());
+            return 0.0;
+        };
+        if (!lim.is_array() || lim.size() != 2) r.fail("time_step_limit", "expected [low, high], found " + lim.dump());
+        m.dt_min = bound(lim[0]);
+        m.dt_max = bound(lim[1]);
+        if (m.dt_min < 0 || (m.dt_max > 0 && m.dt_max < m.dt_min)) r.fail("time_step_limit", "expected 0 <= low <= high, found " + lim.dump());
+    }
+    if (r.get_str("hidden_act", "silu") != "silu") r.fail("hidden_act", "unsupported value for the Mamba-2 convolution (expected silu)");
+    c.num_heads = c.num_kv_heads = m.heads;  // (no attention: the attention shapes name the SSM heads)
+    c.head_dim = m.head_dim;
+    c.norm = {NormKind::RMSNorm, m.norm_eps, true, false, false};
+    c.positions = PositionKind::None;
+    c.has_mlp = false;
+    c.pre_mlp_norm = false;
+    c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
+    c.names.prefixes = {"backbone."};
+    c.names.embed = "embeddings";
+    c.names.final_norm = "norm_f";
+    c.names.block = BlockNames{};
+    c.names.block.ln_attn = "norm";
+    c.names.block.ssm = "mixer.";
 }
 
 /// DeepSeek-V2 / V3: multi-head latent attention (MlaSpec: q_lora_rank, kv_lora_rank, qk_nope_head_dim,
@@ -1379,6 +1453,8 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"apertus", family_apertus, WindowRule::None},
         {"bitnet", family_bitnet, WindowRule::None},
         {"qwen3_next", family_qwen3_next, WindowRule::None},
+        {"qwen3_5_text", family_qwen3_next, WindowRule::None},
+        {"mamba2", family_mamba2, WindowRule::None},
         {"deepseek_v2", family_deepseek_v2, WindowRule::None},
         {"deepseek_v3", family_deepseek_v3, WindowRule::None},
         {"llama4_text", family_llama4_text, WindowRule::None},

@@ -10,6 +10,11 @@
 // Keys and values are held in float32, or in f16 / bf16 (CachePolicy::storage: half the memory and half the bytes
 // that attention reads per decoded token, as llama.cpp's default f16 cache; each value rounded to nearest once).
 //
+// Gated DeltaNet and Mamba-2 layers hold no keys: per sequence, the last taps - 1 inputs of their convolution and the
+// recurrent state (DeltaNet [v_heads, k_dim, v_dim], Mamba-2 [heads, head_dim, state]) summarise every token seen. A step writes new copies, made current by commit_step once
+// the whole forward has succeeded (a failed step leaves the old state). Eviction does not touch them: the state has
+// seen every token, as a hybrid model serving a StreamingLLM window of its attention layers would.
+//
 // The policy `keep S first, W most recent` (Xiao et al. 2024): before a step of T new tokens, when
 // size + T > S + W, the tokens between the first S and the last W - T are dropped. window = 0 keeps
 // everything (a dense cache).
@@ -124,6 +129,9 @@ public:
         RowMatrixF k_raw;          // the keys before RoPE, float32 (RoPE models whose positions move: CacheIndex)
         KVRows v;                  // values
         std::vector<Index> k_pos;  // per held token: the position its key in k was rotated for (-1: none)
+        bool attention = true;     // false: a recurrent layer (the four buffers below, no keys or values)
+        std::vector<float> conv, state;            // [batch, taps - 1, conv channels], [batch, the layer's state]
+        std::vector<float> conv_next, state_next;  // what the step in progress writes
     };
 
     /// The cached rotary tables of one RoPE spec: rows are positions [0, rows).
@@ -135,7 +143,7 @@ public:
     KVCache(const ModelConfig& c, Index batch = 1, CachePolicy policy = {})
         : policy_(policy), batch_(batch), width_(c.num_kv_heads * c.head_dim), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim),
           rope_(c.has_rope()),
-          layers_(static_cast<std::size_t>(c.num_layers), Layer{KVRows(policy.storage), {}, KVRows(policy.storage), {}}),
+          layers_(static_cast<std::size_t>(c.num_layers), Layer{KVRows(policy.storage), {}, KVRows(policy.storage), {}, true, {}, {}, {}, {}}),
           rope_memo_(c.rope.size()) {
         if (batch < 1) throw Error("KV cache: batch size " + std::to_string(batch) + " must be at least 1");
         if (policy.sinks < 0 || policy.window < 0)
@@ -143,6 +151,15 @@ public:
                         std::to_string(policy.window) + ") must not be negative");
         if (policy.sinks > 0 && policy.window == 0)
             throw Error("KV cache: " + std::to_string(policy.sinks) + " sink tokens need a window (W >= 1) to evict from");
+        for (int l = 0; l < c.num_layers; ++l) {
+            if (c.layer_attention(l)) continue;
+            Layer& L = layers_[static_cast<std::size_t>(l)];
+            L.attention = false;
+            L.conv.assign(static_cast<std::size_t>(batch * c.conv_history_size(l)), 0.0f);
+            L.state.assign(static_cast<std::size_t>(batch * c.recurrent_state_size(l)), 0.0f);
+            L.conv_next = L.conv;
+            L.state_next = L.state;
+        }
     }
 
     Index batch() const { return batch_; }
@@ -166,7 +183,7 @@ public:
         std::size_t n = 0;
         for (const auto& L : layers_)
             n += static_cast<std::size_t>((L.k.rows() + L.v.rows()) * width_) * (policy_.storage == kernels::KVFormat::F32 ? 4 : 2) +
-                 static_cast<std::size_t>(L.k_raw.size()) * 4;
+                 static_cast<std::size_t>(L.k_raw.size()) * 4 + (L.conv.size() + L.state.size()) * 4;
         return n;
     }
 
@@ -181,6 +198,15 @@ public:
         if (c.num_kv_heads != kv_heads_) return differs("it was made for key/value heads:", kv_heads_, c.num_kv_heads);
         if (c.head_dim != head_dim_) return differs("it was made for head width:", head_dim_, c.head_dim);
         if (c.has_rope() != rope_) return std::string("it was made for a model ") + (rope_ ? "with" : "without") + " RoPE";
+        for (int l = 0; l < c.num_layers; ++l) {
+            const Layer& L = layers_[static_cast<std::size_t>(l)];
+            if (c.layer_attention(l) != L.attention)
+                return "layer " + std::to_string(l) + (c.layer_attention(l) ? " is an attention layer" : " is a recurrent layer") +
+                       " in the model, not in the cache";
+            if (!L.attention && (static_cast<std::int64_t>(L.state.size()) != batch_ * c.recurrent_state_size(l) ||
+                                 static_cast<std::int64_t>(L.conv.size()) != batch_ * c.conv_history_size(l)))
+                return "layer " + std::to_string(l) + "'s recurrent state has another size in the model";
+        }
         if (c.rope.size() != rope_memo_.size())
             return differs("it was made for RoPE specs:", static_cast<Index>(rope_memo_.size()), static_cast<Index>(c.rope.size()));
         return {};
@@ -189,7 +215,10 @@ public:
     void clear() {
         size_ = seen_ = 0;
         held_.clear();
-        for (auto& L : layers_) L.k_pos.clear();
+        for (auto& L : layers_) {
+            L.k_pos.clear();
+            for (auto* v : {&L.conv, &L.state, &L.conv_next, &L.state_next}) std::fill(v->begin(), v->end(), 0.0f);
+        }
     }
 
     // ---- for the forward (model/transformer.hpp) ----
@@ -213,7 +242,15 @@ public:
         return past;
     }
 
-    /// Undo begin_step after a failed forward (the evicted tokens stay evicted).
+    /// Make the recurrent states the step wrote current (after the whole forward succeeded).
+    void commit_step() {
+        for (auto& L : layers_) {
+            L.conv.swap(L.conv_next);
+            L.state.swap(L.state_next);
+        }
+    }
+
+    /// Undo begin_step after a failed forward (the evicted tokens stay evicted; recurrent states stay as they were).
     void abort_step(Index past, Index T) {
         size_ = past;
         seen_ -= T;
@@ -233,13 +270,14 @@ private:
         n = std::min(n, size_ - from);
         const Index keep = size_ - from - n;  // tokens moved from [from + n, size) to [from, from + keep)
         for (auto& L : layers_) {
+            L.k_pos.erase(L.k_pos.begin() + from, L.k_pos.begin() + from + n);
+            if (!L.attention) continue;
             for (KVRows* m : {&L.k, &L.v})
                 for (Index b = 0; b < batch_; ++b)
                     for (Index j = 0; j < keep; ++j) m->move_row(row(b, from + j), row(b, from + n + j));
             if (L.k_raw.size() > 0)
                 for (Index b = 0; b < batch_; ++b)
                     for (Index j = 0; j < keep; ++j) L.k_raw.row(row(b, from + j)) = L.k_raw.row(row(b, from + n + j));
-            L.k_pos.erase(L.k_pos.begin() + from, L.k_pos.begin() + from + n);
         }
         held_.erase(held_.begin() + from, held_.begin() + from + n);
         size_ -= n;
@@ -250,6 +288,7 @@ private:
         if (rows <= rows_) return;
         const Index grown = policy_.evicts() ? policy_.capacity() : std::max(rows, 2 * rows_);
         for (auto& L : layers_) {
+            if (!L.attention) continue;
             L.k.regrow(batch_, grown, size_, width_);
             L.v.regrow(batch_, grown, size_, width_);
             if (!keeps_raw_keys()) continue;

@@ -13,6 +13,7 @@
 #include "massact/io/checkpoint.hpp"
 #include "massact/kernels/activation.hpp"
 #include "massact/kernels/attention.hpp"
+#include "massact/kernels/deltanet.hpp"
 #include "massact/kernels/norm.hpp"
 #include "massact/kernels/resample.hpp"
 #include "massact/kernels/rope.hpp"
@@ -209,7 +210,9 @@ struct Workspace {
     RowMatrixF q, k, v;      // [R, H*hd], [R, KV*hd], [R, KV*hd]
     RowMatrixF z;            // [R, H*hd] attention output per head
     RowMatrixF gate;         // [R, H*hd] gated attention: the gate logits, then sigmoid
-    RowMatrixF mla_q, mla_qa, mla_kv, mla_latent, mla_kvb;  // multi-head latent attention's projections (MlaSpec)
+    RowMatrixF mla_q, mla_qa, mla_kv, mla_latent, mla_kvb;  // multi-head latent attention's projections (MlaSpec);
+                                                            // mla_q, mla_kv: Gated DeltaNet's fused qkvz and ba
+    RowMatrixF dn_conv, dn_beta, dn_decay;  // Gated DeltaNet: [R, conv] convolved q, k, v; [R, Hv] beta and decay
     RowMatrixF attn_out;     // [R, d] o(z), after the post-attention norm
     RowMatrixF mlp_hidden;   // [R, I] hook_pre, then hook_post (in place)
     RowMatrixF mlp_linear;   // [R, I] the gated MLP's up projection (hook_pre_linear); [R, 2I] fused gate_up
@@ -574,7 +577,9 @@ public:
             Index last = 0;
             for (Index j = 0; j < cache.size(); ++j) last = std::max(last, cache.position(j));
             for (std::size_t i = 0; i < c.rope.size(); ++i) p.rope.push_back(&cached_rope_table(cache.rope_memo()[i], c.rope[i], last + 1));
-            return forward_pass(p, hooks);
+            const RowMatrixF& out = forward_pass(p, hooks);
+            cache.commit_step();
+            return out;
         } catch (...) {
             cache.abort_step(past, ids.cols());
             throw;
@@ -724,7 +729,16 @@ private:
             p.hooks.block(l, BlockSite::Ln1, w.attn_in.data(), resid);
             attn_in = &w.attn_in;
         }
-        attention(p, l, *attn_in);
+        switch (c.layers[static_cast<std::size_t>(l)].mixer) {
+            case Mixer::Attention: attention(p, l, *attn_in); break;
+            case Mixer::GatedDeltaNet: deltanet(p, l, *attn_in); break;
+            case Mixer::Mamba2: mamba(p, l, *attn_in); break;
+        }
+        if (!c.has_mlp) {  // (Mamba-2: norm and mixer only)
+            w.x += w.attn_out;
+            p.hooks.block(l, BlockSite::ResidPost, w.x.data(), resid);
+            return;
+        }
         const RowMatrixF* mlp_in = attn_in;  // parallel without its own MLP norm: the MLP reads ln1's output
         if (!c.parallel) {
             w.x += w.attn_out;
@@ -831,6 +845,14 @@ private:
         if (c.attn_sub_norm) norm(p, L.attn_sub_norm, w.z, w.z);
         w.attn_out.resize(R, c.hidden_size);
         linear(p, L.o, w.z, w.attn_out, &L.o_b);
+        mixer_out(p, l, L);
+    }
+
+    /// The token mixer's output projection done (attn_out [R, d]): its post-norm, layer scale and residual scale.
+    void mixer_out(Pass& p, int l, const LayerWeights& L) const {
+        const ModelConfig& c = config_;
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T;
         if (c.post_attn_norm) {
             norm(p, L.ln_attn_post, w.attn_out, w.attn_out);
             p.hooks.block(l, BlockSite::Ln1Post, w.attn_out.data(), {N, T, c.hidden_size});
@@ -838,6 +860,176 @@ private:
         if (!L.ls_attn.empty()) scale_columns(w.attn_out, L.ls_attn);
         if (c.residual_scale != 1.0) w.attn_out *= static_cast<float>(c.residual_scale);
         p.hooks.block(l, BlockSite::AttnOut, w.attn_out.data(), {N, T, c.hidden_size});
+    }
+
+    /// A Gated DeltaNet layer (DeltaNetSpec): attn_out [R, d] for the block input n [R, d]; with a cache, the
+    /// convolution and the recurrent state continue the held ones (the step's new ones wait for commit_step).
+    void deltanet(Pass& p, int l, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const DeltaNetSpec& s = c.deltanet;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        const DeltaNetWeights& D = L.deltanet;
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, R = p.R(), Hk = s.k_heads, Hv = s.v_heads, dk = s.k_dim, dv = s.v_dim;
+        const Index Kw = s.key_width(), Vw = s.value_width(), C = s.conv_dim(), taps = s.conv_kernel;
+        RowMatrixF &mixed = w.qkv, &z = w.gate, &beta = w.dn_beta, &decay = w.dn_decay;
+        deltanet_inputs(p, D, n);
+        {
+            detail::StageTimer timer(p.stage(&StageTimes::attention));
+            w.dn_conv.resize(R, C);
+            KVCache::Layer* cl = p.cache ? &p.cache->layer(l) : nullptr;
+            for (Index b = 0; b < N; ++b) {
+                const Index hist = b * (taps - 1) * C;
+                kernels::causal_conv1d_silu(mixed.row(b * T).data(), C, T, C, D.conv.data(), taps, cl ? cl->conv.data() + hist : nullptr,
+                                            cl ? cl->conv_next.data() + hist : nullptr, w.dn_conv.row(b * T).data(), C);
+            }
+            w.q = w.dn_conv.leftCols(Kw);
+            w.k = w.dn_conv.middleCols(Kw, Kw);
+            w.v = w.dn_conv.rightCols(Vw);
+            kernels::l2_normalize_rows(w.q.data(), R * Hk, dk, dk);
+            kernels::l2_normalize_rows(w.k.data(), R * Hk, dk, dk);
+            for (Index r = 0; r < R; ++r)
+                for (Index h = 0; h < Hv; ++h) {  // beta = sigmoid(b); decay = exp(-exp(A_log) softplus(a + dt_bias))
+                    const double a = static_cast<double>(decay(r, h)) + D.dt_bias[static_cast<std::size_t>(h)];
+                    const double sp = a > 20 ? a : std::log1p(std::exp(a));
+                    decay(r, h) = static_cast<float>(std::exp(static_cast<double>(static_cast<float>(D.neg_a[static_cast<std::size_t>(h)] * sp))));
+                    beta(r, h) = 1.0f / (1.0f + std::exp(-beta(r, h)));
+                }
+        }
+        p.hooks.block(l, BlockSite::DnQ, w.q.data(), {N, T, Hk, dk});
+        p.hooks.block(l, BlockSite::DnK, w.k.data(), {N, T, Hk, dk});
+        p.hooks.block(l, BlockSite::DnV, w.v.data(), {N, T, Hv, dv});
+        p.hooks.block(l, BlockSite::DnBeta, beta.data(), {N, T, Hv});
+        p.hooks.block(l, BlockSite::DnDecay, decay.data(), {N, T, Hv});
+        w.z.resize(R, Vw);
+        {
+            detail::StageTimer timer(p.stage(&StageTimes::attention));
+            const kernels::DeltaRuleShape shape{Hk, Hv, dk, dv};
+            KVCache::Layer* cl = p.cache ? &p.cache->layer(l) : nullptr;
+            std::vector<float> scratch;
+            for (Index b = 0; b < N; ++b) {
+                const Index at = b * shape.state_size(), r0 = b * T;
+                if (!cl) scratch.resize(static_cast<std::size_t>(shape.state_size()));
+                kernels::gated_delta_rule(shape, w.q.row(r0).data(), Kw, w.k.row(r0).data(), Kw, w.v.row(r0).data(), Vw, beta.row(r0).data(),
+                                          Hv, decay.row(r0).data(), Hv, cl ? cl->state.data() + at : nullptr,
+                                          cl ? cl->state_next.data() + at : scratch.data(), w.z.row(r0).data(), Vw, T);
+            }
+        }
+        p.hooks.block(l, BlockSite::DnZ, w.z.data(), {N, T, Hv, dv});
+        z = z.array() / (1.0f + (-z.array()).exp());  // silu(z)
+        p.hooks.block(l, BlockSite::DnGate, z.data(), {N, T, Hv, dv});
+        {
+            detail::StageTimer timer(p.stage(&StageTimes::norm));
+            const NormSpec ns{NormKind::RMSNorm, s.norm_eps, true, false, false};
+            detail::apply_norm(ns, D.norm, w.z.data(), w.z.data(), R * Hv, dv);
+        }
+        w.z.array() *= z.array();
+        w.attn_out.resize(R, c.hidden_size);
+        linear(p, D.out, w.z, w.attn_out);
+        mixer_out(p, l, L);
+    }
+
+    /// A Mamba-2 layer (MambaSpec): attn_out [R, d] for the block input n [R, d]; with a cache, the convolution and the
+    /// state continue the held ones (the step's new ones wait for commit_step).
+    void mamba(Pass& p, int l, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const MambaSpec& s = c.mamba;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        const MambaWeights& M = L.mamba;
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, R = p.R(), H = s.heads, P = s.head_dim, G = s.groups, S = s.state, I = s.inner(), C = s.conv_dim();
+        RowMatrixF &proj = w.qkv, &x = w.v, &B = w.q, &Cm = w.k, &dt = w.dn_decay, &y = w.z, &gate = w.gate;
+        proj.resize(R, I + C + H);  // [z; xBC; dt]
+        linear(p, M.in, n, proj, &M.in_b);
+        const kernels::SsdShape shape{H, P, G, S};
+        KVCache::Layer* cl = p.cache ? &p.cache->layer(l) : nullptr;
+        {
+            detail::StageTimer timer(p.stage(&StageTimes::attention));
+            w.dn_conv.resize(R, C);
+            const Index taps = s.conv_kernel, hist = (taps - 1) * C;
+            for (Index b = 0; b < N; ++b)
+                kernels::causal_conv1d_silu(proj.row(b * T).data() + I, proj.cols(), T, C, M.conv.data(), taps, cl ? cl->conv.data() + b * hist : nullptr,
+                                            cl ? cl->conv_next.data() + b * hist : nullptr, w.dn_conv.row(b * T).data(), C,
+                                            M.conv_b.empty() ? nullptr : M.conv_b.data());
+            x = w.dn_conv.leftCols(I);
+            B = w.dn_conv.middleCols(I, G * S);
+            Cm = w.dn_conv.rightCols(G * S);
+            dt = proj.rightCols(H);
+            for (Index r = 0; r < R; ++r)
+                for (Index h = 0; h < H; ++h) {  // softplus (threshold 20, as torch), then time_step_limit
+                    const float a = dt(r, h) + M.dt_bias[static_cast<std::size_t>(h)];
+                    float v = a > 20.0f ? a : std::log1p(std::exp(a));
+                    v = std::max(v, static_cast<float>(s.dt_min));
+                    if (s.dt_max > 0) v = std::min(v, static_cast<float>(s.dt_max));
+                    dt(r, h) = v;
+                }
+        }
+        p.hooks.block(l, BlockSite::SsmX, x.data(), {N, T, H, P});
+        p.hooks.block(l, BlockSite::SsmB, B.data(), {N, T, G, S});
+        p.hooks.block(l, BlockSite::SsmC, Cm.data(), {N, T, G, S});
+        p.hooks.block(l, BlockSite::SsmDt, dt.data(), {N, T, H});
+        y.resize(R, I);
+        std::vector<float> states(static_cast<std::size_t>(cl ? 0 : N * shape.state_size()));
+        {
+            detail::StageTimer timer(p.stage(&StageTimes::attention));
+            for (Index b = 0; b < N; ++b) {
+                const Index r0 = b * T, at = b * shape.state_size();
+                kernels::ssd_scan(shape, x.row(r0).data(), I, B.row(r0).data(), G * S, Cm.row(r0).data(), G * S, dt.row(r0).data(), H,
+                                  M.neg_a.data(), M.D.data(), cl ? cl->state.data() + at : nullptr,
+                                  cl ? cl->state_next.data() + at : states.data() + at, y.row(r0).data(), I, T);
+            }
+        }
+        if (p.hooks.has(l, BlockSite::SsmState)) {  // (a copy: the hook reads the state, the cache keeps its own)
+            std::vector<float> st = cl ? cl->state_next : states;
+            p.hooks.block(l, BlockSite::SsmState, st.data(), {N, H, P, S});
+        }
+        p.hooks.block(l, BlockSite::SsmY, y.data(), {N, T, H, P});
+        gate = proj.leftCols(I);
+        gate = gate.array() / (1.0f + (-gate.array()).exp());  // silu(z)
+        p.hooks.block(l, BlockSite::SsmGate, gate.data(), {N, T, H, P});
+        y.array() *= gate.array();
+        norm(p, M.norm, y, y);
+        w.attn_out.resize(R, c.hidden_size);
+        linear(p, M.out, y, w.attn_out, &M.out_b);
+        mixer_out(p, l, L);
+    }
+
+    /// A Gated DeltaNet layer's projections of n [R, d]: w.qkv [R, conv] = [q; k; v] by channel, w.gate [R, Vw] = z,
+    /// w.dn_beta [R, Hv] = b and w.dn_decay [R, Hv] = a (raw), from the separate or the grouped layout.
+    void deltanet_inputs(Pass& p, const DeltaNetWeights& D, const RowMatrixF& n) const {
+        const DeltaNetSpec& s = config_.deltanet;
+        Workspace& w = p.w;
+        const Index R = p.R(), Hk = s.k_heads, Hv = s.v_heads, dk = s.k_dim, Kw = s.key_width(), Vw = s.value_width();
+        RowMatrixF &mixed = w.qkv, &z = w.gate, &beta = w.dn_beta, &decay = w.dn_decay;
+        mixed.resize(R, s.conv_dim());
+        z.resize(R, Vw);
+        beta.resize(R, Hv);
+        decay.resize(R, Hv);
+        if (!s.grouped) {
+            linear(p, D.qkv, n, mixed);
+            linear(p, D.z, n, z);
+            linear(p, D.b, n, beta);
+            linear(p, D.a, n, decay);
+            return;
+        }
+        // Qwen3-Next: per key head g, [q_g, k_g, v (per value heads), z (per value heads)] and [b (per), a (per)]
+        const Index per = Hv / Hk, pv = per * s.v_dim;
+        RowMatrixF& qkvz = w.mla_q;
+        RowMatrixF& ba = w.mla_kv;
+        qkvz.resize(R, 2 * Kw + 2 * Vw);
+        ba.resize(R, 2 * Hv);
+        linear(p, D.qkvz, n, qkvz);
+        linear(p, D.ba, n, ba);
+        for (Index r = 0; r < R; ++r)
+            for (Index g = 0; g < Hk; ++g) {
+                const float* src = qkvz.row(r).data() + g * (2 * dk + 2 * pv);
+                std::copy_n(src, dk, mixed.row(r).data() + g * dk);
+                std::copy_n(src + dk, dk, mixed.row(r).data() + Kw + g * dk);
+                std::copy_n(src + 2 * dk, pv, mixed.row(r).data() + 2 * Kw + g * pv);
+                std::copy_n(src + 2 * dk + pv, pv, z.row(r).data() + g * pv);
+                std::copy_n(ba.row(r).data() + g * 2 * per, per, beta.row(r).data() + g * per);
+                std::copy_n(ba.row(r).data() + g * 2 * per + per, per, decay.row(r).data() + g * per);
+            }
     }
 
     /// Multi-head latent attention (MlaSpec): w.q, w.k, w.v [R, H*hd] with each head laid out [q_rope; q_nope; 0],

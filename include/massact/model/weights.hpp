@@ -228,6 +228,27 @@ struct ExpertWeights {
     std::vector<float> gate_up_b, down_b;
 };
 
+/// A Gated DeltaNet layer (DeltaNetSpec): the input projections in one of two layouts, the depthwise convolution, the
+/// per-value-head decay and step parameters, the gated output norm and out_proj.
+struct DeltaNetWeights {
+    WeightMatrix qkvz, ba;             // grouped by key head (Qwen3-Next): [2 Kw + 2 Vw, d], [2 Hv, d]
+    WeightMatrix qkv, z, b, a;         // separate (Qwen3.5): [2 Kw + Vw, d], [Vw, d], [Hv, d], [Hv, d]
+    WeightMatrix out;                  // [d, Vw]
+    std::vector<float> conv;           // [2 Kw + Vw, taps]
+    std::vector<float> neg_a;          // [Hv] -exp(A_log)
+    std::vector<float> dt_bias;        // [Hv]
+    NormWeights norm;                  // [v_dim]
+};
+
+/// A Mamba-2 layer (MambaSpec).
+struct MambaWeights {
+    WeightMatrix in, out;              // in_proj [inner + conv + heads, d] ([z; xBC; dt]), out_proj [d, inner]
+    std::vector<float> in_b, out_b;    // their biases (use_bias)
+    std::vector<float> conv, conv_b;   // [conv, taps], [conv]
+    std::vector<float> neg_a, dt_bias, D;  // [heads]: -exp(A_log), dt_bias, D
+    NormWeights norm;                  // [inner]
+};
+
 /// Per-block weights; parts the block description does not have stay unbound / empty.
 struct LayerWeights {
     NormWeights ln_attn, ln_attn_post, ln_mlp, ln_mlp_post;  // [d]
@@ -255,6 +276,8 @@ struct LayerWeights {
     std::vector<float> k_bias_slot, v_bias_slot;  // [KV, hd] explicit attention bias (attention_sink kv_bias)
     std::vector<float> sinks;                      // [H] learned sink logits (attention_sink logit)
     std::vector<float> ls_attn, ls_mlp;            // [d] layer scales (DINOv2)
+    DeltaNetWeights deltanet;                      // a Gated DeltaNet layer's (in place of q, k, v, o)
+    MambaWeights mamba;                            // a Mamba-2 layer's
 };
 
 struct ModelWeights {
@@ -274,7 +297,7 @@ struct ModelWeights {
     std::vector<float> pooler_b;
 };
 
-/// Every linear map of a block, with its role: q, k, v, qkv, q_a, q_b, kv_a, kv_b (MLA), o, gate, up, gate_up, down, router, expert.E.gate / .up /
+/// Every linear map of a block, with its role: q, k, v, qkv, in_qkvz, in_ba, in_qkv, in_z, in_b, in_a, out (Gated DeltaNet), in_proj, out_proj (Mamba-2), q_a, q_b, kv_a, kv_b (MLA), o, gate, up, gate_up, down, router, expert.E.gate / .up /
 /// .gate_up / .down, shared.gate / .up / .down, shared_gate. Unbound ones are skipped. (LayerWeights& or const&.)
 template <typename Layer, typename Fn>
 inline void for_each_linear(Layer& L, Fn fn) {
@@ -282,6 +305,10 @@ inline void for_each_linear(Layer& L, Fn fn) {
         if (m.bound()) fn(m, role);
     };
     visit(L.q, "q"), visit(L.k, "k"), visit(L.v, "v"), visit(L.qkv, "qkv");
+    auto& D = L.deltanet;
+    visit(D.qkvz, "in_qkvz"), visit(D.ba, "in_ba"), visit(D.qkv, "in_qkv"), visit(D.z, "in_z"), visit(D.b, "in_b"), visit(D.a, "in_a");
+    visit(D.out, "out");
+    visit(L.mamba.in, "in_proj"), visit(L.mamba.out, "out_proj");
     visit(L.q_a, "q_a"), visit(L.q_up, "q_b"), visit(L.kv_a, "kv_a"), visit(L.kv_up, "kv_b"), visit(L.o, "o");
     visit(L.gate, "gate"), visit(L.up, "up"), visit(L.gate_up, "gate_up"), visit(L.down, "down"), visit(L.router, "router");
     auto expert = [&](auto& X, const std::string& p) {
@@ -370,6 +397,48 @@ private:
 
 namespace detail {
 
+/// A Gated DeltaNet layer's tensors under prefix `p` (DeltaNetSpec).
+inline DeltaNetWeights bind_deltanet(const Binder& b, const ModelConfig& c, const std::string& p) {
+    const DeltaNetSpec& s = c.deltanet;
+    const Index d = c.hidden_size, Kw = s.key_width(), Vw = s.value_width(), Hv = s.v_heads;
+    DeltaNetWeights D;
+    if (s.grouped) {
+        D.qkvz = b.linear(p + "in_proj_qkvz.weight", 2 * Kw + 2 * Vw, d);
+        D.ba = b.linear(p + "in_proj_ba.weight", 2 * Hv, d);
+    } else {
+        D.qkv = b.linear(p + "in_proj_qkv.weight", 2 * Kw + Vw, d);
+        D.z = b.linear(p + "in_proj_z.weight", Vw, d);
+        D.b = b.linear(p + "in_proj_b.weight", Hv, d);
+        D.a = b.linear(p + "in_proj_a.weight", Hv, d);
+    }
+    D.out = b.linear(p + "out_proj.weight", d, Vw);
+    D.conv = b.get(p + "conv1d.weight", {s.conv_dim(), 1, s.conv_kernel}).to_float();
+    if (b.has(p + "conv1d.bias")) throw Error(b.dir() + ": tensor \"" + p + "conv1d.bias\": the Gated DeltaNet convolution has no bias");
+    D.neg_a = b.vec(p + "A_log", Hv);
+    for (float& x : D.neg_a) x = -std::exp(x);
+    D.dt_bias = b.vec(p + "dt_bias", Hv);
+    D.norm = b.norm(p + "norm", NormSpec{NormKind::RMSNorm, s.norm_eps, true, false, false}, s.v_dim);
+    return D;
+}
+
+/// A Mamba-2 layer's tensors under prefix `p` (MambaSpec).
+inline MambaWeights bind_mamba(const Binder& b, const ModelConfig& c, const std::string& p) {
+    const MambaSpec& s = c.mamba;
+    const Index d = c.hidden_size, I = s.inner(), C = s.conv_dim(), H = s.heads, proj = I + C + H;
+    MambaWeights M;
+    M.in = b.linear(p + "in_proj.weight", proj, d);
+    M.out = b.linear(p + "out_proj.weight", d, I);
+    if (s.proj_bias) M.in_b = b.vec(p + "in_proj.bias", proj), M.out_b = b.vec(p + "out_proj.bias", d);
+    M.conv = b.get(p + "conv1d.weight", {C, 1, s.conv_kernel}).to_float();
+    if (s.conv_bias) M.conv_b = b.vec(p + "conv1d.bias", C);
+    M.neg_a = b.vec(p + "A_log", H);
+    for (float& x : M.neg_a) x = -std::exp(x);
+    M.dt_bias = b.vec(p + "dt_bias", H);
+    M.D = b.vec(p + "D", H);
+    M.norm = b.norm(p + "norm", NormSpec{NormKind::RMSNorm, s.norm_eps, true, false, false}, I);
+    return M;
+}
+
 /// Block l's tensors under layer prefix `p`.
 inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, const std::string& p) {
     const Index d = c.hidden_size, I = c.layer_intermediate(l), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
@@ -386,7 +455,12 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
     L.ln_attn_post = norm(c.post_attn_norm, n.ln_attn_post);
     L.ln_mlp = norm(c.pre_mlp_norm, n.ln_mlp);
     L.ln_mlp_post = norm(c.post_mlp_norm, n.ln_mlp_post);
-    if (c.has_mla()) {
+    const Mixer mixer = c.layers[static_cast<std::size_t>(l)].mixer;
+    if (mixer == Mixer::GatedDeltaNet) {
+        L.deltanet = bind_deltanet(b, c, p + n.linear_attn);
+    } else if (mixer == Mixer::Mamba2) {
+        L.mamba = bind_mamba(b, c, p + n.ssm);
+    } else if (c.has_mla()) {
         const MlaSpec& m = c.mla;
         const NormSpec ns{NormKind::RMSNorm, m.norm_eps, true, false, false};
         if (m.q_lora_rank > 0) {
@@ -410,13 +484,15 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
         L.k_b = bias(c.qkv_bias, n.k, KV * hd);
         L.v_b = bias(c.qkv_bias, n.v, KV * hd);
     }
-    if (c.layer_qk_norm(l)) {
+    if (c.layer_qk_norm(l) && c.layer_attention(l)) {
         const bool whole = c.qk_norm == QKNorm::Whole;
         L.q_norm = norm(true, n.q_norm, H * hd, whole ? 1 : H, &c.qk_norm_spec);
         L.k_norm = norm(true, n.k_norm, KV * hd, whole ? 1 : KV, &c.qk_norm_spec);
     }
-    L.o = b.linear(p + n.o + ".weight", d, H * c.v_dim(), n.conv1d);
-    L.o_b = bias(c.o_bias, n.o, d);
+    if (c.layer_attention(l)) {
+        L.o = b.linear(p + n.o + ".weight", d, H * c.v_dim(), n.conv1d);
+        L.o_b = bias(c.o_bias, n.o, d);
+    }
     if (moe) {
         L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
         L.router_b = bias(c.router_bias, n.router, c.num_experts);
@@ -457,6 +533,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
             X.down = b.linear(ep + n.expert_down + ".weight", d, I);
             L.experts.push_back(std::move(X));
         }
+    } else if (!c.has_mlp) {
     } else if (!n.gate_up.empty()) {
         L.gate_up = b.linear(p + n.gate_up + ".weight", 2 * I, d);
         L.gate_up_b = bias(c.mlp_bias, n.gate_up, 2 * I);
@@ -468,7 +545,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
         L.up = b.linear(p + n.up + ".weight", I, d, n.conv1d);
         L.up_b = bias(c.mlp_bias, n.up, I);
     }
-    if (!moe) {
+    if (!moe && c.has_mlp) {
         L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
         L.down_b = bias(c.mlp_bias, n.down, d);
     }
