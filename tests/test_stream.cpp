@@ -13,10 +13,7 @@ namespace {
 std::vector<std::string> language_models() {
     std::vector<std::string> dirs;
     for (const auto& e : std::filesystem::directory_iterator(test::data("families"))) {
-        const auto cfg = nlohmann::json::parse(std::ifstream(e.path() / "config.json"));
-        const std::string type = cfg.value("model_type", "");
-        if (type != "vit" && type != "dinov2" && type != "dinov2_with_registers" && type != "clip_vision_model")
-            dirs.push_back(e.path().string());
+        if (!load_config(e.path().string()).is_vision()) dirs.push_back(e.path().string());
     }
     for (const char* m : {"tiny-llama", "tiny-gpt2", "tiny-llama-kvbias", "tiny-llama-sinklogit", "tiny-qwen3next-gated",
                           "tiny-llama-softpick", "tiny-llama-sigmoid"})

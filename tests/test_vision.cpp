@@ -80,7 +80,7 @@ struct Processor {
 }  // namespace
 
 TEST_CASE("massact run --pixels on each vision family dumps what the library computes, near the reference") {
-    for (const char* name : {"vit", "dinov2", "dinov2_reg", "clip_vision"}) {
+    for (const char* name : {"vit", "dinov2", "dinov2_reg", "clip_vision", "siglip_vision", "dinov3"}) {
         CAPTURE(name);
         const std::string dir = test::data(std::string("families/") + name), out = test::temp_dir("vision") + "/d.safetensors";
         std::string msg;
@@ -101,7 +101,7 @@ TEST_CASE("massact run --pixels on each vision family dumps what the library com
             mag = std::max(mag, std::fabs(double(want[i])));
         }
         CHECK(diff < 2e-4 * mag);
-        CHECK(got.shape == std::vector<std::int64_t>{2, 1 + m.config().vision.registers + 16, 64});
+        CHECK(got.shape == std::vector<std::int64_t>{2, m.config().vision.tokens(32, 32), 64});  // (SigLIP: no CLS, 16 patches)
         CHECK(d.tensor("blocks.0.attn.hook_pattern").shape == std::vector<std::int64_t>{2, 4, got.shape[1], got.shape[1]});
     }
 }
@@ -318,6 +318,36 @@ TEST_CASE("Fix-Reg-Mean: registers set to their mean or to zero, measured on the
     std::string msg;
     CHECK(tool("ablate " + test::data("families/dinov2_reg") + " --pixels " + test::data("families/dinov2_reg/ref.safetensors"), &msg) == 0);
     CHECK(msg.find("mean ") != std::string::npos);
+}
+
+TEST_CASE("SigLIP (no CLS, attention-pooling head): carriers are patches, the first token is patch 0, CLS is refused") {
+    const std::string dir = test::data("families/siglip_vision"), px = " --pixels " + dir + "/ref.safetensors";
+    const Transformer m(dir);
+    const PixelBatch pixels = analysis::load_pixels(dir + "/ref.safetensors");
+    analysis::ScanOptions opt;
+    opt.hooks.add("*hook_resid_post", [&](Activation& a) {  // plant 400 in dim 7 of the first token (a patch)
+        for (Index b = 0; b < a.shape[0]; ++b) a.data[(b * 16) * 64 + 7] = 400.0f;
+    });
+    const auto r = analysis::scan_pixels(m, pixels, opt);
+    REQUIRE(r.massive.size() == 1);
+    CHECK(r.massive[0].positions == std::vector<std::string>{"patch"});
+    CHECK(r.to_json()["first_token"] == "patch_0");
+    // the pooled feature is the head's: patch ablations move it, and the tool runs scan, ablate and report
+    std::string msg;
+    CHECK(tool("ablate " + dir + px + " --tokens cls", &msg) == 1);
+    CHECK(msg.find("no CLS token") != std::string::npos);
+    CHECK(tool("ablate " + dir + px + " --tokens patches --dims 0,1,2", &msg) == 0);
+    CHECK(msg.find("pooled cos") != std::string::npos);
+    const std::string out = test::temp_dir("siglip-report");
+    CHECK(tool("scan " + dir + px, &msg) == 0);
+    CHECK(tool("report " + dir + px + " --out " + out, &msg) == 0);
+    INFO(msg);
+    CHECK(tool("info " + dir, &msg) == 0);
+    CHECK(msg.find("no CLS, 0 registers, 16 patches") != std::string::npos);
+    CHECK(msg.find("attention-pooling head") != std::string::npos);
+    CHECK(tool("info " + test::data("families/dinov3"), &msg) == 0);
+    CHECK(msg.find("2-D RoPE of the patch centres") != std::string::npos);
+    CHECK(msg.find("CLS, 4 registers, 16 patches") != std::string::npos);
 }
 
 TEST_CASE("massact report on a vision model: scan, register ablations, token norms of the last block") {
@@ -559,11 +589,14 @@ TEST_CASE("test-time registers: appended zero tokens act as registers; the plant
     CHECK(tj["outliers_after"] == 0);
     CHECK(msg.find("block 1 unit 37") != std::string::npos);
     // every vision family runs it (with trained registers too); a language model is refused
-    for (const std::string family : {"vit", "dinov2_reg", "clip_vision"}) {
+    for (const std::string family : {"vit", "dinov2_reg", "clip_vision", "dinov3"}) {
         const std::string fdir = test::data("families/" + family);
         CHECK(tool("registers " + fdir + " --pixels " + fdir + "/ref.safetensors --outlier-ratio 1.01 --neurons 2", &msg) == 0);
         CHECK(msg.find("register neurons moved") != std::string::npos);
     }
     CHECK(tool("registers " + test::model("tiny-llama") + " --pixels " + out + "/px.safetensors", &msg) == 1);
     CHECK(msg.find("reads text") != std::string::npos);
+    const std::string sig = test::data("families/siglip_vision");  // (no CLS token to report)
+    CHECK(tool("registers " + sig + " --pixels " + sig + "/ref.safetensors", &msg) == 1);
+    CHECK(msg.find("no CLS token") != std::string::npos);
 }

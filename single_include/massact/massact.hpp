@@ -2883,10 +2883,11 @@ struct BlockNames {
     bool conv1d = false;                                     // GPT-2 Conv1D: stored [in, out]
 };
 
-/// A vision transformer's input side (ViT, DINOv2, DINOv2 with registers, CLIP's vision tower): the image is
-/// cut into patch x patch squares, each projected to d (a convolution with stride = kernel = patch);
+/// A vision transformer's input side (ViT, DINOv2, DINOv2 with registers, CLIP's and SigLIP's vision towers): the image
+/// is cut into patch x patch squares, each projected to d (a convolution with stride = kernel = patch);
 /// the sequence is [CLS, register 1..R, patch 1..P] with position embeddings added to CLS and the
 /// patches (row-major over the patch grid) before the registers are inserted (no positions on those).
+/// SigLIP has no CLS: the sequence is the patches, and its pooled feature comes from an attention-pooling head.
 struct VisionSpec {
     int image_size = 0;  // the size the position table was trained for (square)
     int patch_size = 0;  // > 0: the model reads pixels, not token ids
@@ -2898,9 +2899,19 @@ struct VisionSpec {
     /// post_layernorm transformers applies to the pooled token only; massact applies it to every row).
     bool last_is_normalized = true;
     bool patch_bias = true;  // the patch projection has a bias (not CLIP's)
+    bool cls = true;         // the sequence starts with a CLS token (not SigLIP's)
+    /// The pooled feature from a multi-head attention-pooling head (SigLIP's MAP head): a learned probe attends over
+    /// the normalised tokens (nn.MultiheadAttention), then pooled = a + fc2(act(fc1(layernorm(a)))).
+    bool map_head = false;
+    /// DINOv3: no position table; q and k of the patches rotate by a 2-D RoPE over the patch centres (CLS and the
+    /// registers do not rotate): for head features j < hd/4 the angle 2 pi y_i f_j, for hd/4 <= j < hd/2 the angle
+    /// 2 pi x_i f_(j - hd/4), f_j = theta^(-4j / hd), (y, x) the patch centre scaled to [-1, 1]; rotate-half pairs.
+    bool rope_2d = false;
 
     /// Tokens of an image of h x w pixels (whole patches; a remainder is cut off, as the convolution does).
-    std::int64_t tokens(std::int64_t h, std::int64_t w) const { return 1 + registers + (h / patch_size) * (w / patch_size); }
+    std::int64_t tokens(std::int64_t h, std::int64_t w) const { return (cls ? 1 : 0) + registers + (h / patch_size) * (w / patch_size); }
+    /// The position of the first patch in the sequence (after CLS and the registers).
+    std::int64_t first_patch() const { return (cls ? 1 : 0) + registers; }
 };
 
 struct ModelNames {
@@ -2913,6 +2924,7 @@ struct ModelNames {
     std::string lm_head = "lm_head";                 // full name (outside the body prefix)
     // vision (embed is the patch projection there): full tensor names below the body prefix
     std::string cls_token, register_tokens, pos_table, pooler;  // pooler: "<name>.weight/.bias"
+    std::string map_head;                            // SigLIP's attention-pooling head prefix ("head.")
     BlockNames block;
 };
 
@@ -2947,6 +2959,7 @@ struct ModelConfig {
     double attn_softcap = 0.0;    // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
     double clip_qkv = 0.0;        // > 0: q, k, v clamped to [-clip, clip] (OLMo)
     bool qkv_bias = false, o_bias = false, mlp_bias = false;
+    bool k_bias = true;           // with qkv_bias: whether the key projection has one too (not DINOv3's)
     QkvLayout qkv_layout = QkvLayout::Concat;  // of a fused projection (names.block.qkv)
     MlpKind mlp = MlpKind::Gated;
     ActivationFn act = ActivationFn::SiLU;
@@ -3945,6 +3958,76 @@ inline void family_clip_vision(const ConfigReader& r, ModelConfig& c) {
     b.down = "mlp.fc2";
 }
 
+/// SigLIP's vision tower (siglip_vision_model; the vision_config of siglip / siglip2-style configs): CLIP's block without
+/// CLS, pre-norm or patch-bias quirks: the sequence is the patches with their position table, post_layernorm on every
+/// token (last_hidden_state), and the pooled feature from the attention-pooling head `head.` (vision_use_head).
+inline void family_siglip_vision(const ConfigReader& r, ModelConfig& c) {
+    vision_common(r, c, r.get_size("intermediate_size", kMaxWidth), "gelu_pytorch_tanh");
+    c.norm.eps = r.get_num("layer_norm_eps", 1e-6);
+    c.vision.cls = false;
+    c.vision.map_head = r.get_bool("vision_use_head", true);
+    c.max_positions -= 1;  // (no CLS row in the position table)
+    auto& n = c.names;
+    n.prefixes = {"", "vision_model."};
+    n.embed = "embeddings.patch_embedding";
+    n.pos_table = "embeddings.position_embedding.weight";
+    n.layer = "encoder.layers.{l}.";
+    n.final_norm = "post_layernorm";
+    n.map_head = "head.";
+    auto& b = n.block;
+    b.ln_attn = "layer_norm1";
+    b.q = "self_attn.q_proj";
+    b.k = "self_attn.k_proj";
+    b.v = "self_attn.v_proj";
+    b.o = "self_attn.out_proj";
+    b.ln_mlp = "layer_norm2";
+    b.up = "mlp.fc1";
+    b.down = "mlp.fc2";
+}
+
+/// DINOv3 (dinov3_vit): DINOv2's block and layer scales with CLS and registers, no position table: a 2-D RoPE over the
+/// patch centres (VisionSpec::rope_2d, rope_theta) on q and k of the patches; q/k/v/o biases as query_bias, key_bias,
+/// value_bias, proj_bias say; the MLP up_proj / down_proj (use_gated_mlp: SwiGLU gate_proj too); pooled = normalised CLS.
+inline void family_dinov3(const ConfigReader& r, ModelConfig& c) {
+    vision_common(r, c, r.get_size("intermediate_size", kMaxWidth), "gelu");
+    c.norm.eps = r.get_num("layer_norm_eps", 1e-5);
+    if (c.head_dim % 4 != 0) r.fail("num_attention_heads", "gives a head width " + std::to_string(c.head_dim) + " not divisible by 4 (the 2-D RoPE)");
+    c.qkv_bias = r.get_bool("query_bias", true);
+    if (r.get_bool("value_bias", true) != c.qkv_bias) r.fail("value_bias", "differs from query_bias (massact reads them together)");
+    c.k_bias = r.get_bool("key_bias", false);
+    c.o_bias = r.get_bool("proj_bias", true);
+    c.mlp_bias = r.get_bool("mlp_bias", true);
+    if (r.get_bool("use_gated_mlp", false)) c.mlp = MlpKind::Gated;
+    c.vision.registers = r.get_int("num_register_tokens", 0);
+    if (c.vision.registers < 0 || c.vision.registers > 1024) r.fail("num_register_tokens", "expected 0..1024");
+    c.vision.rope_2d = true;
+    c.positions = PositionKind::Rope;
+    RopeSpec rope;
+    rope.theta = r.get_num("rope_theta", 100.0);
+    rope.rotary_dim = c.head_dim;
+    c.rope = {rope};
+    auto& n = c.names;
+    n.prefixes = {"", "dinov3_vit."};
+    n.embed = "embeddings.patch_embeddings";
+    n.cls_token = "embeddings.cls_token";
+    if (c.vision.registers > 0) n.register_tokens = "embeddings.register_tokens";
+    n.pos_table.clear();
+    n.layer = "layer.{l}.";
+    n.final_norm = "norm";
+    auto& b = n.block;
+    b.ln_attn = "norm1";
+    b.q = "attention.q_proj";
+    b.k = "attention.k_proj";
+    b.v = "attention.v_proj";
+    b.o = "attention.o_proj";
+    b.ls_attn = "layer_scale1.lambda1";
+    b.ln_mlp = "norm2";
+    b.gate = c.mlp == MlpKind::Gated ? "mlp.gate_proj" : "";
+    b.up = "mlp.up_proj";
+    b.down = "mlp.down_proj";
+    b.ls_mlp = "layer_scale2.lambda1";
+}
+
 // ---- families III: the 2025-26 decoders ----------------------------------------------------------
 
 /// A list of L flags (0 / 1 or true / false) under `key`, or dflt(l) when the key is absent.
@@ -4503,6 +4586,8 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"dinov2", family_dinov2, WindowRule::None},
         {"dinov2_with_registers", family_dinov2, WindowRule::None},
         {"clip_vision_model", family_clip_vision, WindowRule::None},
+        {"siglip_vision_model", family_siglip_vision, WindowRule::None},
+        {"dinov3_vit", family_dinov3, WindowRule::None},
         {"seed_oss", family_seed_oss, WindowRule::None},
         {"smollm3", family_smollm3, WindowRule::Family},
         {"granite", family_granite, WindowRule::None},
@@ -4531,12 +4616,13 @@ inline const std::vector<FamilyEntry>& family_table() {
 }  // namespace detail
 
 /// The model_type values massact reads (plus "gemma3": a multimodal config whose text_config is gemma3_text,
-/// and "clip", whose vision_config is read as clip_vision_model).
+/// and "clip" / "siglip", whose vision_config is read as clip_vision_model / siglip_vision_model).
 inline std::vector<std::string> supported_model_types() {
     std::vector<std::string> out;
     for (const auto& e : detail::family_table()) out.push_back(e.model_type);
     out.push_back("gemma3");
     out.push_back("clip");
+    out.push_back("siglip");
     return out;
 }
 
@@ -4557,11 +4643,11 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
         c.names.prefixes = {"model.language_model.", "language_model.model."};
         return c;
     }
-    if (type == "clip") {  // text and vision towers: massact reads the vision one
+    if (type == "clip" || type == "siglip") {  // text and vision towers: massact reads the vision one
         if (!r.present("vision_config") || !j["vision_config"].is_object())
-            r.fail("vision_config", "missing (a clip config holds the vision tower there)");
+            r.fail("vision_config", "missing (a " + type + " config holds the vision tower there)");
         nlohmann::json v = j["vision_config"];
-        v["model_type"] = "clip_vision_model";
+        v["model_type"] = type + "_vision_model";
         ModelConfig c = parse_config(v, file + " (vision_config)");
         c.names.prefixes = {"vision_model."};
         return c;
@@ -7366,6 +7452,11 @@ struct ModelWeights {
     std::vector<float> pos_table;  // [1 + grid^2, d]: CLS, then the patch grid row by row
     WeightMatrix pooler;           // [d, d] (ViT), with pooler_b
     std::vector<float> pooler_b;
+    // SigLIP's attention-pooling head (VisionSpec::map_head): probe [d], in_proj [3d, d] ([q; k; v]) and out_proj [d, d]
+    // with biases, a LayerNorm [d], fc1 [I, d] and fc2 [d, I] with biases
+    std::vector<float> map_probe, map_in_b, map_out_b, map_fc1_b, map_fc2_b;
+    WeightMatrix map_in, map_out, map_fc1, map_fc2;
+    NormWeights map_norm;
 };
 
 /// Every linear map of a block, with its role: q, k, v, qkv, in_qkvz, in_ba, in_qkv, in_z, in_b, in_a, out (Gated DeltaNet), in_proj, out_proj (Mamba-2), q_a, q_b, kv_a, kv_b (MLA), o, gate, up, gate_up, down, router, expert.E.gate / .up /
@@ -7552,7 +7643,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
         L.k = b.linear(p + n.k + ".weight", KV * hd, d);
         L.v = b.linear(p + n.v + ".weight", KV * hd, d);
         L.q_b = bias(c.qkv_bias, n.q, H * hd);
-        L.k_b = bias(c.qkv_bias, n.k, KV * hd);
+        L.k_b = bias(c.qkv_bias && c.k_bias, n.k, KV * hd);
         L.v_b = bias(c.qkv_bias, n.v, KV * hd);
     }
     if (c.layer_qk_norm(l) && c.layer_attention(l)) {
@@ -7652,7 +7743,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
 /// Keep float32 copies of every half-precision matrix when all of them fit the budget.
 inline void make_resident(ModelWeights& w, const LoadOptions& opt) {
     std::vector<WeightMatrix*> all = {&w.embed};
-    for (WeightMatrix* m : {&w.lm_head, &w.pos_embed, &w.pooler})
+    for (WeightMatrix* m : {&w.lm_head, &w.pos_embed, &w.pooler, &w.map_in, &w.map_out, &w.map_fc1, &w.map_fc2})
         if (m->bound()) all.push_back(m);
     for (auto& L : w.layers) for_each_linear(L, [&](WeightMatrix& m, const std::string&) { all.push_back(&m); });
     std::size_t total = 0;
@@ -7686,9 +7777,26 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
         const Index C = v.channels, P = v.patch_size;
         w.embed = WeightMatrix(&b.get(names.embed + ".weight", {d, C, P, P}), d, C * P * P, false);
         if (v.patch_bias) w.patch_b = b.vec(names.embed + ".bias", d);
-        w.cls = b.values(names.cls_token, d);
+        if (v.cls) w.cls = b.values(names.cls_token, d);
+        else w.cls.assign(static_cast<std::size_t>(d), 0.0f);  // (no CLS: a zero row 0 of the position table, never added)
         if (v.registers > 0) w.registers = b.values(names.register_tokens, Index(v.registers) * d);
-        w.pos_table = b.values(names.pos_table, Index(c.max_positions) * d);
+        if (!names.pos_table.empty()) {  // (rows: CLS if any, then the patch grid; none with DINOv3's 2-D RoPE)
+            w.pos_table = b.values(names.pos_table, Index(c.max_positions) * d);
+            if (!v.cls) w.pos_table.insert(w.pos_table.begin(), static_cast<std::size_t>(d), 0.0f);
+        }
+        if (v.map_head) {
+            const Index I = c.intermediate_size;
+            w.map_probe = b.values(names.map_head + "probe", d);
+            w.map_in = b.linear(names.map_head + "attention.in_proj_weight", 3 * d, d);
+            w.map_in_b = b.vec(names.map_head + "attention.in_proj_bias", 3 * d);
+            w.map_out = b.linear(names.map_head + "attention.out_proj.weight", d, d);
+            w.map_out_b = b.vec(names.map_head + "attention.out_proj.bias", d);
+            w.map_norm = b.norm(names.map_head + "layernorm", c.norm, d);
+            w.map_fc1 = b.linear(names.map_head + "mlp.fc1.weight", I, d);
+            w.map_fc1_b = b.vec(names.map_head + "mlp.fc1.bias", I);
+            w.map_fc2 = b.linear(names.map_head + "mlp.fc2.weight", d, I);
+            w.map_fc2_b = b.vec(names.map_head + "mlp.fc2.bias", d);
+        }
         if (!names.pooler.empty() && b.has(names.pooler + ".weight")) {
             w.pooler = b.linear(names.pooler + ".weight", d, d);
             w.pooler_b = b.vec(names.pooler + ".bias", d);
@@ -9877,12 +9985,14 @@ public:
     }
 
     /// The token kinds of a vision model's sequence for h x w images: 0 = CLS, 1 + k = register k,
-    /// 1 + R + i = patch i (row-major over the patch grid). They stand in for token ids in hooks and scans.
+    /// 1 + R + i = patch i (row-major over the patch grid), whether or not the model has the CLS token (SigLIP's
+    /// sequence starts at kind 1). They stand in for token ids in hooks and scans.
     /// `extra` test-time registers follow the patches (RunOptions::extra_tokens).
     TokenBatch vision_tokens(Index n, Index h, Index w, Index extra = 0) const {
         TokenBatch ids(n, config_.vision.tokens(h, w) + extra);
+        const Index skip = config_.vision.cls ? 0 : 1;
         for (Index i = 0; i < n; ++i)
-            for (Index t = 0; t < ids.cols(); ++t) ids(i, t) = t;
+            for (Index t = 0; t < ids.cols(); ++t) ids(i, t) = t + skip;
         return ids;
     }
 
@@ -9901,6 +10011,10 @@ public:
         p.pixels = &px;
         p.pos.resize(static_cast<std::size_t>(p.T));
         std::iota(p.pos.begin(), p.pos.end(), Index(0));
+        if (config_.vision.rope_2d) {  // one table row per token (position = index in the sequence)
+            p.rope_own.push_back(patch_rope_table(px.height / config_.vision.patch_size, px.width / config_.vision.patch_size, p.T));
+            p.rope.push_back(&p.rope_own.back());
+        }
         forward_pass(p, hooks);
         return w.hidden;
     }
@@ -10036,20 +10150,50 @@ private:
         RowMatrixF& proj = p.w.attn_out;
         proj.resize(N * np, d);
         linear(p, weights_.embed, patches, proj, &weights_.patch_b);
-        const std::vector<float> pos = patch_positions(gh, gw);
+        const std::vector<float> pos = weights_.pos_table.empty() ? std::vector<float>(static_cast<std::size_t>((1 + np) * d), 0.0f)
+                                                                  : patch_positions(gh, gw);  // (DINOv3: none, its RoPE)
         RowMatrixF& x = p.w.x;
         x.resize(N * T, d);
         auto add = [&](Index row, const float* a, const float* b) {
             for (Index j = 0; j < d; ++j) x(row, j) = a[j] + (b ? b[j] : 0.0f);
         };
+        const Index first = v.first_patch(), reg0 = v.cls ? 1 : 0;  // (SigLIP: no CLS, the patches first)
         for (Index n = 0; n < N; ++n) {
-            add(n * T, weights_.cls.data(), pos.data());
-            for (Index k = 0; k < R; ++k) add(n * T + 1 + k, weights_.registers.data() + k * d, nullptr);
-            for (Index i = 0; i < np; ++i) add(n * T + 1 + R + i, proj.row(n * np + i).data(), pos.data() + (1 + i) * d);
-            for (Index t = 1 + R + np; t < T; ++t) x.row(n * T + t).setZero();  // test-time registers
+            if (v.cls) add(n * T, weights_.cls.data(), pos.data());
+            for (Index k = 0; k < R; ++k) add(n * T + reg0 + k, weights_.registers.data() + k * d, nullptr);
+            for (Index i = 0; i < np; ++i) add(n * T + first + i, proj.row(n * np + i).data(), pos.data() + (1 + i) * d);
+            for (Index t = first + np; t < T; ++t) x.row(n * T + t).setZero();  // test-time registers
         }
         p.hooks.embed(x.data(), {N, T, d});
         if (c.embed_norm) detail::apply_norm(c.norm, weights_.embed_norm, x.data(), x.data(), x.rows(), x.cols());
+    }
+
+    /// DINOv3's 2-D RoPE (VisionSpec::rope_2d) for a gh x gw patch grid and T tokens: rows of CLS and the registers
+    /// (and test-time registers after the patches) are the identity; patch i at (y, x) gets the angles 2 pi y f_j and
+    /// 2 pi x f_j, in float32 as transformers computes them.
+    kernels::RopeTable patch_rope_table(Index gh, Index gw, Index T) const {
+        const ModelConfig& c = config_;
+        const Index half = c.head_dim / 2, quarter = c.head_dim / 4, first = c.vision.first_patch();
+        kernels::RopeTable t;
+        t.cos = RowMatrixF::Ones(T, half);
+        t.sin = RowMatrixF::Zero(T, half);
+        std::vector<float> f(static_cast<std::size_t>(quarter));
+        for (Index j = 0; j < quarter; ++j)
+            f[static_cast<std::size_t>(j)] = 1.0f / static_cast<float>(std::pow(c.rope[0].theta, static_cast<double>(static_cast<float>(4.0 * j / c.head_dim))));
+        const float two_pi = static_cast<float>(2.0 * 3.14159265358979323846);
+        for (Index gy = 0; gy < gh; ++gy)
+            for (Index gx = 0; gx < gw; ++gx) {
+                const float y = 2.0f * ((static_cast<float>(gy) + 0.5f) / static_cast<float>(gh)) - 1.0f;
+                const float x = 2.0f * ((static_cast<float>(gx) + 0.5f) / static_cast<float>(gw)) - 1.0f;
+                const Index row = first + gy * gw + gx;
+                for (Index j = 0; j < quarter; ++j)
+                    for (const auto& [col, coord] : {std::pair<Index, float>{j, y}, std::pair<Index, float>{quarter + j, x}}) {
+                        const float angle = two_pi * coord * f[static_cast<std::size_t>(j)];
+                        t.cos(row, col) = static_cast<float>(std::cos(static_cast<double>(angle)));
+                        t.sin(row, col) = static_cast<float>(std::sin(static_cast<double>(angle)));
+                    }
+            }
+        return t;
     }
 
     /// The position table [1 + gh*gw, d] for a grid of gh x gw patches: the model's own, or its patch part
@@ -10762,6 +10906,43 @@ private:
         p.hooks.block(l, BlockSite::MlpOut, p.w.mlp_out.data(), resid);
     }
 
+    /// SigLIP's attention-pooling head over the normalised tokens n [N*T, d]: per image, the probe's query attends over
+    /// every token (H heads of nn.MultiheadAttention, scale 1/sqrt(hd)), a = out_proj(z); pooled = a + fc2(act(fc1(ln(a)))).
+    void map_pool(Pass& p, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const ModelWeights& W = weights_;
+        const Index N = p.N, T = p.T, d = c.hidden_size, H = c.num_heads, hd = c.head_dim;
+        RowMatrixF probe = Eigen::Map<const RowMatrixF>(W.map_probe.data(), 1, d), q(1, 3 * d), kv(N * T, 3 * d);
+        linear(p, W.map_in, probe, q, &W.map_in_b);  // (only its first d columns, the query, are used)
+        linear(p, W.map_in, n, kv, &W.map_in_b);      // (its last 2d columns: keys and values)
+        RowMatrixF z(N, d), a(N, d);
+        std::vector<double> s(static_cast<std::size_t>(T));
+        const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+        for (Index b = 0; b < N; ++b)
+            for (Index h = 0; h < H; ++h) {
+                double mx = -std::numeric_limits<double>::infinity(), sum = 0;
+                for (Index t = 0; t < T; ++t) {
+                    double dot = 0;
+                    for (Index j = 0; j < hd; ++j) dot += double(q(0, h * hd + j)) * kv(b * T + t, d + h * hd + j);
+                    s[static_cast<std::size_t>(t)] = dot * scale;
+                    mx = std::max(mx, s[static_cast<std::size_t>(t)]);
+                }
+                for (double& x : s) sum += (x = std::exp(x - mx));
+                for (Index j = 0; j < hd; ++j) {
+                    double acc = 0;
+                    for (Index t = 0; t < T; ++t) acc += s[static_cast<std::size_t>(t)] * kv(b * T + t, 2 * d + h * hd + j);
+                    z(b, h * hd + j) = static_cast<float>(acc / sum);
+                }
+            }
+        linear(p, W.map_out, z, a, &W.map_out_b);
+        RowMatrixF u(N, d), hdn(N, c.intermediate_size), m(N, d);
+        detail::apply_norm(c.norm, W.map_norm, u.data(), a.data(), N, d);
+        linear(p, W.map_fc1, u, hdn, &W.map_fc1_b);
+        detail::activate(c.act, hdn.data(), hdn.data(), hdn.size());
+        linear(p, W.map_fc2, hdn, m, &W.map_fc2_b);
+        p.w.pooled = a + m;
+    }
+
     /// Final norm, logits [R, V] = lm_head(n) (soft-capped where the model says).
     void unembed(Pass& p) const {
         const ModelConfig& c = config_;
@@ -10773,6 +10954,7 @@ private:
             w.hidden = c.vision.last_is_normalized ? n : w.x;
             w.pooled.resize(p.N, c.hidden_size);
             for (Index b = 0; b < p.N; ++b) w.pooled.row(b) = n.row(b * p.T);
+            if (c.vision.map_head) map_pool(p, n);
             if (weights_.pooler.bound()) {
                 RowMatrixF cls = w.pooled;
                 linear(p, weights_.pooler, cls, w.pooled, &weights_.pooler_b);
@@ -11291,11 +11473,12 @@ inline std::string carrier_name(Carrier c, std::int64_t token) {
     return "?";
 }
 
-/// The carrier of position t: vision sequences (registers >= 0) are [CLS, registers, patches].
+/// The carrier of position t: vision sequences (registers >= 0) by their token kinds (Transformer::vision_tokens: 0 =
+/// CLS, 1..R registers, then patches; a model without CLS has no kind 0).
 inline std::pair<Carrier, std::int64_t> carrier_of(Index t, const std::int64_t* tokens, Index delimiter, Index registers) {
     if (registers >= 0) {
-        if (t == 0) return {Carrier::Cls, -1};
-        if (t <= registers) return {Carrier::Register, t - 1};
+        if (tokens[t] == 0) return {Carrier::Cls, -1};
+        if (tokens[t] <= registers) return {Carrier::Register, tokens[t] - 1};
         return {Carrier::Patch, -1};
     }
     if (t == 0) return {Carrier::FirstToken, -1};
@@ -12066,6 +12249,7 @@ struct ScanResult {
     std::vector<std::vector<double>> attention_on_bias_slot;        // [L][H] (models with a sink slot)
     std::vector<std::vector<double>> attention_on_registers;        // [L][H] (vision models with registers)
     bool vision = false;                                             // images: no perplexity; first token = CLS
+    std::string first_token = "cls";                                 // vision: what the first token is ("patch_0": SigLIP)
     bool perplexity = true;  // scored next tokens were seen (val_nll, val_ppl)
     bool attention = true;   // attention probabilities were seen (every attention and sink key)
     std::vector<std::vector<double>> gu_alpha;                      // [L][H]
@@ -12103,7 +12287,7 @@ struct ScanResult {
             if (!attention_on_bias_slot.empty()) j["attention_on_bias_slot_per_layer_head"] = attention_on_bias_slot;
             if (!attention_on_registers.empty()) j["attention_on_registers_per_layer_head"] = attention_on_registers;
         }
-        if (vision) j["first_token"] = "cls";
+        if (vision) j["first_token"] = first_token;
         if (attention) {
             j["sink_alpha_per_layer_head"] = gu_alpha;
             j["sink_rate"] = sink_rate;
@@ -12363,7 +12547,9 @@ inline void scan_pixels_into(ScanAccumulator& acc, const Transformer& model, con
 
 /// The result of a scan of `model` run with `opt`.
 inline ScanResult finalize(const ScanAccumulator& acc, const ModelConfig& c, const ScanOptions& opt) {
-    return finalize(acc, c.model_type, c.is_vision(), has_sink_slot(c, opt.run.attention), opt);
+    ScanResult r = finalize(acc, c.model_type, c.is_vision(), has_sink_slot(c, opt.run.attention), opt);
+    if (c.is_vision() && !c.vision.cls) r.first_token = "patch_0";  // (SigLIP: the sequence starts with a patch)
+    return r;
 }
 
 /// Scan images in one call (vision models).
@@ -15004,6 +15190,7 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
 
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -15040,8 +15227,11 @@ inline double cosine(const float* a, const float* b, Index n, double& norm_ratio
 
 /// The tokens of `which` for a vision model: "cls", "registers", "register=K" (0-based), or "patches".
 inline std::vector<Index> vision_token_positions(const ModelConfig& c, const std::string& which, Index T) {
-    const Index R = c.vision.registers;
-    if (which == "cls") return {0};
+    const Index R = c.vision.registers, first = c.vision.first_patch();
+    if (which == "cls") {
+        if (!c.vision.cls) throw Error("--tokens cls: this " + c.model_type + " model has no CLS token (its sequence is the patches)");
+        return {0};
+    }
     std::vector<Index> out;
     if (which == "registers") {
         if (R == 0) throw Error("--tokens registers: this " + c.model_type + " model has no register tokens");
@@ -15056,7 +15246,7 @@ inline std::vector<Index> vision_token_positions(const ModelConfig& c, const std
         return {1 + k};
     }
     if (which == "patches") {
-        for (Index t = 1 + R; t < T; ++t) out.push_back(t);
+        for (Index t = first; t < T; ++t) out.push_back(t);
         return out;
     }
     throw Error("--tokens " + which + ": expected cls, registers, register=K or patches for a vision model");
@@ -15121,6 +15311,7 @@ inline std::vector<FeatureChange> vision_ablation(const Transformer& m, const Pi
             f.cls_cosine += detail::cosine(w0.hidden.row(b * T).data(), w1.hidden.row(b * T).data(), d, r) / double(N);
             f.cls_norm_ratio += r / double(N);
         }
+        if (!m.config().vision.cls) f.cls_cosine = f.cls_norm_ratio = std::numeric_limits<double>::quiet_NaN();  // (no CLS row)
         out.push_back(f);
     }
     return out;
@@ -15323,6 +15514,8 @@ inline TestTimeRegisters test_time_registers(const Transformer& m, const PixelBa
     if (opt.layer < -1 || opt.layer >= c.num_layers)
         throw Error("test-time registers: layer " + std::to_string(opt.layer) + " outside [0, " + std::to_string(c.num_layers) + ")");
     if (c.moe()) throw Error("test-time registers: " + c.model_type + " has experts, not one MLP whose neurons could be moved");
+    if (!c.vision.cls)
+        throw Error("test-time registers: this " + c.model_type + " model has no CLS token, whose norm and feature the study reports");
     const Index N = px.n, P = c.vision.patch_size, gh = px.height / P, gw = px.width / P, np = gh * gw, first = 1 + c.vision.registers;
     const Index T0 = c.vision.tokens(px.height, px.width), d = c.hidden_size, I = c.intermediate_size;
     const int L = c.num_layers;
@@ -15956,11 +16149,14 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
         const int g = v.image_size / v.patch_size;
         add("input", fmt("%d x %d pixels, %d channels, %d x %d patches of %d x %d", v.image_size, v.image_size, v.channels, g, g,
                          v.patch_size, v.patch_size));
-        add("tokens", fmt("CLS, %d registers, %d patches; bidirectional attention", v.registers, g * g));
-        add("positions", "learned table over CLS and the patch grid (bicubic for other grids)");
-        add("pooled", v.pooler_dense ? "tanh(dense(ln_final CLS))" : "ln_final CLS");
+        add("tokens", fmt("%s%d registers, %d patches; bidirectional attention", v.cls ? "CLS, " : "no CLS, ", v.registers, g * g));
+        if (v.rope_2d) add("positions", fmt("2-D RoPE of the patch centres in [-1, 1] (theta %g), CLS and registers unrotated", c.rope[0].theta));
+        else add("positions", std::string("learned table over ") + (v.cls ? "CLS and " : "") + "the patch grid (bicubic for other grids)");
+        add("pooled", v.map_head       ? "attention-pooling head: a probe attends over ln_final's tokens, then a + MLP(LayerNorm(a))"
+                      : v.pooler_dense ? "tanh(dense(ln_final CLS))"
+                                       : "ln_final CLS");
     }
-    for (std::size_t i = 0; i < c.rope.size(); ++i)
+    for (std::size_t i = 0; i < c.rope.size() && !c.vision.rope_2d; ++i)
         add(c.rope.size() == 1 ? "positions" : (i == 0 ? "positions (full)" : "positions (sliding)"), describe_rope(c.rope[i], c.head_dim));
     if (c.has_rope() && c.rope_pairs == RopePairs::Interleaved) add("rotary pairs", "interleaved (2j, 2j + 1)");
     if (c.embed_norm) add("embedding norm", describe_norm(c.norm));

@@ -82,7 +82,7 @@ inline int run_ablate_pixels(AblateArgs& a, const massact::Transformer& m) {
     m.validate(px);
     const auto& c = m.config();
     massact::analysis::VisionAblation va;
-    const std::string which = a.tokens == "first" ? (c.vision.registers > 0 ? "registers" : "cls") : a.tokens;
+    const std::string which = a.tokens == "first" ? (c.vision.registers > 0 ? "registers" : c.vision.cls ? "cls" : "patches") : a.tokens;
     va.tokens = massact::analysis::vision_token_positions(c, which, c.vision.tokens(px.height, px.width));
     if (!a.dims.empty() && a.dims != "all") va.dims = check_dims(a.dims, c.hidden_size, false);
     if (a.layer >= 0) va.layers = {check_layer(a.layer, m)};

@@ -52,11 +52,12 @@ inline std::string carrier_name(Carrier c, std::int64_t token) {
     return "?";
 }
 
-/// The carrier of position t: vision sequences (registers >= 0) are [CLS, registers, patches].
+/// The carrier of position t: vision sequences (registers >= 0) by their token kinds (Transformer::vision_tokens: 0 =
+/// CLS, 1..R registers, then patches; a model without CLS has no kind 0).
 inline std::pair<Carrier, std::int64_t> carrier_of(Index t, const std::int64_t* tokens, Index delimiter, Index registers) {
     if (registers >= 0) {
-        if (t == 0) return {Carrier::Cls, -1};
-        if (t <= registers) return {Carrier::Register, t - 1};
+        if (tokens[t] == 0) return {Carrier::Cls, -1};
+        if (tokens[t] <= registers) return {Carrier::Register, tokens[t] - 1};
         return {Carrier::Patch, -1};
     }
     if (t == 0) return {Carrier::FirstToken, -1};

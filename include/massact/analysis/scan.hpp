@@ -130,7 +130,9 @@ inline void scan_pixels_into(ScanAccumulator& acc, const Transformer& model, con
 
 /// The result of a scan of `model` run with `opt`.
 inline ScanResult finalize(const ScanAccumulator& acc, const ModelConfig& c, const ScanOptions& opt) {
-    return finalize(acc, c.model_type, c.is_vision(), has_sink_slot(c, opt.run.attention), opt);
+    ScanResult r = finalize(acc, c.model_type, c.is_vision(), has_sink_slot(c, opt.run.attention), opt);
+    if (c.is_vision() && !c.vision.cls) r.first_token = "patch_0";  // (SigLIP: the sequence starts with a patch)
+    return r;
 }
 
 /// Scan images in one call (vision models).

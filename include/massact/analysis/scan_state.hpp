@@ -187,6 +187,7 @@ struct ScanResult {
     std::vector<std::vector<double>> attention_on_bias_slot;        // [L][H] (models with a sink slot)
     std::vector<std::vector<double>> attention_on_registers;        // [L][H] (vision models with registers)
     bool vision = false;                                             // images: no perplexity; first token = CLS
+    std::string first_token = "cls";                                 // vision: what the first token is ("patch_0": SigLIP)
     bool perplexity = true;  // scored next tokens were seen (val_nll, val_ppl)
     bool attention = true;   // attention probabilities were seen (every attention and sink key)
     std::vector<std::vector<double>> gu_alpha;                      // [L][H]
@@ -224,7 +225,7 @@ struct ScanResult {
             if (!attention_on_bias_slot.empty()) j["attention_on_bias_slot_per_layer_head"] = attention_on_bias_slot;
             if (!attention_on_registers.empty()) j["attention_on_registers_per_layer_head"] = attention_on_registers;
         }
-        if (vision) j["first_token"] = "cls";
+        if (vision) j["first_token"] = first_token;
         if (attention) {
             j["sink_alpha_per_layer_head"] = gu_alpha;
             j["sink_rate"] = sink_rate;

@@ -214,6 +214,8 @@ inline TestTimeRegisters test_time_registers(const Transformer& m, const PixelBa
     if (opt.layer < -1 || opt.layer >= c.num_layers)
         throw Error("test-time registers: layer " + std::to_string(opt.layer) + " outside [0, " + std::to_string(c.num_layers) + ")");
     if (c.moe()) throw Error("test-time registers: " + c.model_type + " has experts, not one MLP whose neurons could be moved");
+    if (!c.vision.cls)
+        throw Error("test-time registers: this " + c.model_type + " model has no CLS token, whose norm and feature the study reports");
     const Index N = px.n, P = c.vision.patch_size, gh = px.height / P, gw = px.width / P, np = gh * gw, first = 1 + c.vision.registers;
     const Index T0 = c.vision.tokens(px.height, px.width), d = c.hidden_size, I = c.intermediate_size;
     const int L = c.num_layers;

@@ -13,6 +13,7 @@
 #include "massact/model/transformer.hpp"
 
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -49,8 +50,11 @@ inline double cosine(const float* a, const float* b, Index n, double& norm_ratio
 
 /// The tokens of `which` for a vision model: "cls", "registers", "register=K" (0-based), or "patches".
 inline std::vector<Index> vision_token_positions(const ModelConfig& c, const std::string& which, Index T) {
-    const Index R = c.vision.registers;
-    if (which == "cls") return {0};
+    const Index R = c.vision.registers, first = c.vision.first_patch();
+    if (which == "cls") {
+        if (!c.vision.cls) throw Error("--tokens cls: this " + c.model_type + " model has no CLS token (its sequence is the patches)");
+        return {0};
+    }
     std::vector<Index> out;
     if (which == "registers") {
         if (R == 0) throw Error("--tokens registers: this " + c.model_type + " model has no register tokens");
@@ -65,7 +69,7 @@ inline std::vector<Index> vision_token_positions(const ModelConfig& c, const std
         return {1 + k};
     }
     if (which == "patches") {
-        for (Index t = 1 + R; t < T; ++t) out.push_back(t);
+        for (Index t = first; t < T; ++t) out.push_back(t);
         return out;
     }
     throw Error("--tokens " + which + ": expected cls, registers, register=K or patches for a vision model");
@@ -130,6 +134,7 @@ inline std::vector<FeatureChange> vision_ablation(const Transformer& m, const Pi
             f.cls_cosine += detail::cosine(w0.hidden.row(b * T).data(), w1.hidden.row(b * T).data(), d, r) / double(N);
             f.cls_norm_ratio += r / double(N);
         }
+        if (!m.config().vision.cls) f.cls_cosine = f.cls_norm_ratio = std::numeric_limits<double>::quiet_NaN();  // (no CLS row)
         out.push_back(f);
     }
     return out;

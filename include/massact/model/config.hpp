@@ -236,10 +236,11 @@ struct BlockNames {
     bool conv1d = false;                                     // GPT-2 Conv1D: stored [in, out]
 };
 
-/// A vision transformer's input side (ViT, DINOv2, DINOv2 with registers, CLIP's vision tower): the image is
-/// cut into patch x patch squares, each projected to d (a convolution with stride = kernel = patch);
+/// A vision transformer's input side (ViT, DINOv2, DINOv2 with registers, CLIP's and SigLIP's vision towers): the image
+/// is cut into patch x patch squares, each projected to d (a convolution with stride = kernel = patch);
 /// the sequence is [CLS, register 1..R, patch 1..P] with position embeddings added to CLS and the
 /// patches (row-major over the patch grid) before the registers are inserted (no positions on those).
+/// SigLIP has no CLS: the sequence is the patches, and its pooled feature comes from an attention-pooling head.
 struct VisionSpec {
     int image_size = 0;  // the size the position table was trained for (square)
     int patch_size = 0;  // > 0: the model reads pixels, not token ids
@@ -251,9 +252,19 @@ struct VisionSpec {
     /// post_layernorm transformers applies to the pooled token only; massact applies it to every row).
     bool last_is_normalized = true;
     bool patch_bias = true;  // the patch projection has a bias (not CLIP's)
+    bool cls = true;         // the sequence starts with a CLS token (not SigLIP's)
+    /// The pooled feature from a multi-head attention-pooling head (SigLIP's MAP head): a learned probe attends over
+    /// the normalised tokens (nn.MultiheadAttention), then pooled = a + fc2(act(fc1(layernorm(a)))).
+    bool map_head = false;
+    /// DINOv3: no position table; q and k of the patches rotate by a 2-D RoPE over the patch centres (CLS and the
+    /// registers do not rotate): for head features j < hd/4 the angle 2 pi y_i f_j, for hd/4 <= j < hd/2 the angle
+    /// 2 pi x_i f_(j - hd/4), f_j = theta^(-4j / hd), (y, x) the patch centre scaled to [-1, 1]; rotate-half pairs.
+    bool rope_2d = false;
 
     /// Tokens of an image of h x w pixels (whole patches; a remainder is cut off, as the convolution does).
-    std::int64_t tokens(std::int64_t h, std::int64_t w) const { return 1 + registers + (h / patch_size) * (w / patch_size); }
+    std::int64_t tokens(std::int64_t h, std::int64_t w) const { return (cls ? 1 : 0) + registers + (h / patch_size) * (w / patch_size); }
+    /// The position of the first patch in the sequence (after CLS and the registers).
+    std::int64_t first_patch() const { return (cls ? 1 : 0) + registers; }
 };
 
 struct ModelNames {
@@ -266,6 +277,7 @@ struct ModelNames {
     std::string lm_head = "lm_head";                 // full name (outside the body prefix)
     // vision (embed is the patch projection there): full tensor names below the body prefix
     std::string cls_token, register_tokens, pos_table, pooler;  // pooler: "<name>.weight/.bias"
+    std::string map_head;                            // SigLIP's attention-pooling head prefix ("head.")
     BlockNames block;
 };
 
@@ -300,6 +312,7 @@ struct ModelConfig {
     double attn_softcap = 0.0;    // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
     double clip_qkv = 0.0;        // > 0: q, k, v clamped to [-clip, clip] (OLMo)
     bool qkv_bias = false, o_bias = false, mlp_bias = false;
+    bool k_bias = true;           // with qkv_bias: whether the key projection has one too (not DINOv3's)
     QkvLayout qkv_layout = QkvLayout::Concat;  // of a fused projection (names.block.qkv)
     MlpKind mlp = MlpKind::Gated;
     ActivationFn act = ActivationFn::SiLU;

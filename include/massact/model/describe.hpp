@@ -141,11 +141,14 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
         const int g = v.image_size / v.patch_size;
         add("input", fmt("%d x %d pixels, %d channels, %d x %d patches of %d x %d", v.image_size, v.image_size, v.channels, g, g,
                          v.patch_size, v.patch_size));
-        add("tokens", fmt("CLS, %d registers, %d patches; bidirectional attention", v.registers, g * g));
-        add("positions", "learned table over CLS and the patch grid (bicubic for other grids)");
-        add("pooled", v.pooler_dense ? "tanh(dense(ln_final CLS))" : "ln_final CLS");
+        add("tokens", fmt("%s%d registers, %d patches; bidirectional attention", v.cls ? "CLS, " : "no CLS, ", v.registers, g * g));
+        if (v.rope_2d) add("positions", fmt("2-D RoPE of the patch centres in [-1, 1] (theta %g), CLS and registers unrotated", c.rope[0].theta));
+        else add("positions", std::string("learned table over ") + (v.cls ? "CLS and " : "") + "the patch grid (bicubic for other grids)");
+        add("pooled", v.map_head       ? "attention-pooling head: a probe attends over ln_final's tokens, then a + MLP(LayerNorm(a))"
+                      : v.pooler_dense ? "tanh(dense(ln_final CLS))"
+                                       : "ln_final CLS");
     }
-    for (std::size_t i = 0; i < c.rope.size(); ++i)
+    for (std::size_t i = 0; i < c.rope.size() && !c.vision.rope_2d; ++i)
         add(c.rope.size() == 1 ? "positions" : (i == 0 ? "positions (full)" : "positions (sliding)"), describe_rope(c.rope[i], c.head_dim));
     if (c.has_rope() && c.rope_pairs == RopePairs::Interleaved) add("rotary pairs", "interleaved (2j, 2j + 1)");
     if (c.embed_norm) add("embedding norm", describe_norm(c.norm));

@@ -879,6 +879,76 @@ inline void family_clip_vision(const ConfigReader& r, ModelConfig& c) {
     b.down = "mlp.fc2";
 }
 
+/// SigLIP's vision tower (siglip_vision_model; the vision_config of siglip / siglip2-style configs): CLIP's block without
+/// CLS, pre-norm or patch-bias quirks: the sequence is the patches with their position table, post_layernorm on every
+/// token (last_hidden_state), and the pooled feature from the attention-pooling head `head.` (vision_use_head).
+inline void family_siglip_vision(const ConfigReader& r, ModelConfig& c) {
+    vision_common(r, c, r.get_size("intermediate_size", kMaxWidth), "gelu_pytorch_tanh");
+    c.norm.eps = r.get_num("layer_norm_eps", 1e-6);
+    c.vision.cls = false;
+    c.vision.map_head = r.get_bool("vision_use_head", true);
+    c.max_positions -= 1;  // (no CLS row in the position table)
+    auto& n = c.names;
+    n.prefixes = {"", "vision_model."};
+    n.embed = "embeddings.patch_embedding";
+    n.pos_table = "embeddings.position_embedding.weight";
+    n.layer = "encoder.layers.{l}.";
+    n.final_norm = "post_layernorm";
+    n.map_head = "head.";
+    auto& b = n.block;
+    b.ln_attn = "layer_norm1";
+    b.q = "self_attn.q_proj";
+    b.k = "self_attn.k_proj";
+    b.v = "self_attn.v_proj";
+    b.o = "self_attn.out_proj";
+    b.ln_mlp = "layer_norm2";
+    b.up = "mlp.fc1";
+    b.down = "mlp.fc2";
+}
+
+/// DINOv3 (dinov3_vit): DINOv2's block and layer scales with CLS and registers, no position table: a 2-D RoPE over the
+/// patch centres (VisionSpec::rope_2d, rope_theta) on q and k of the patches; q/k/v/o biases as query_bias, key_bias,
+/// value_bias, proj_bias say; the MLP up_proj / down_proj (use_gated_mlp: SwiGLU gate_proj too); pooled = normalised CLS.
+inline void family_dinov3(const ConfigReader& r, ModelConfig& c) {
+    vision_common(r, c, r.get_size("intermediate_size", kMaxWidth), "gelu");
+    c.norm.eps = r.get_num("layer_norm_eps", 1e-5);
+    if (c.head_dim % 4 != 0) r.fail("num_attention_heads", "gives a head width " + std::to_string(c.head_dim) + " not divisible by 4 (the 2-D RoPE)");
+    c.qkv_bias = r.get_bool("query_bias", true);
+    if (r.get_bool("value_bias", true) != c.qkv_bias) r.fail("value_bias", "differs from query_bias (massact reads them together)");
+    c.k_bias = r.get_bool("key_bias", false);
+    c.o_bias = r.get_bool("proj_bias", true);
+    c.mlp_bias = r.get_bool("mlp_bias", true);
+    if (r.get_bool("use_gated_mlp", false)) c.mlp = MlpKind::Gated;
+    c.vision.registers = r.get_int("num_register_tokens", 0);
+    if (c.vision.registers < 0 || c.vision.registers > 1024) r.fail("num_register_tokens", "expected 0..1024");
+    c.vision.rope_2d = true;
+    c.positions = PositionKind::Rope;
+    RopeSpec rope;
+    rope.theta = r.get_num("rope_theta", 100.0);
+    rope.rotary_dim = c.head_dim;
+    c.rope = {rope};
+    auto& n = c.names;
+    n.prefixes = {"", "dinov3_vit."};
+    n.embed = "embeddings.patch_embeddings";
+    n.cls_token = "embeddings.cls_token";
+    if (c.vision.registers > 0) n.register_tokens = "embeddings.register_tokens";
+    n.pos_table.clear();
+    n.layer = "layer.{l}.";
+    n.final_norm = "norm";
+    auto& b = n.block;
+    b.ln_attn = "norm1";
+    b.q = "attention.q_proj";
+    b.k = "attention.k_proj";
+    b.v = "attention.v_proj";
+    b.o = "attention.o_proj";
+    b.ls_attn = "layer_scale1.lambda1";
+    b.ln_mlp = "norm2";
+    b.gate = c.mlp == MlpKind::Gated ? "mlp.gate_proj" : "";
+    b.up = "mlp.up_proj";
+    b.down = "mlp.down_proj";
+    b.ls_mlp = "layer_scale2.lambda1";
+}
+
 // ---- families III: the 2025-26 decoders ----------------------------------------------------------
 
 /// A list of L flags (0 / 1 or true / false) under `key`, or dflt(l) when the key is absent.
@@ -1437,6 +1507,8 @@ inline const std::vector<FamilyEntry>& family_table() {
         {"dinov2", family_dinov2, WindowRule::None},
         {"dinov2_with_registers", family_dinov2, WindowRule::None},
         {"clip_vision_model", family_clip_vision, WindowRule::None},
+        {"siglip_vision_model", family_siglip_vision, WindowRule::None},
+        {"dinov3_vit", family_dinov3, WindowRule::None},
         {"seed_oss", family_seed_oss, WindowRule::None},
         {"smollm3", family_smollm3, WindowRule::Family},
         {"granite", family_granite, WindowRule::None},
@@ -1465,12 +1537,13 @@ inline const std::vector<FamilyEntry>& family_table() {
 }  // namespace detail
 
 /// The model_type values massact reads (plus "gemma3": a multimodal config whose text_config is gemma3_text,
-/// and "clip", whose vision_config is read as clip_vision_model).
+/// and "clip" / "siglip", whose vision_config is read as clip_vision_model / siglip_vision_model).
 inline std::vector<std::string> supported_model_types() {
     std::vector<std::string> out;
     for (const auto& e : detail::family_table()) out.push_back(e.model_type);
     out.push_back("gemma3");
     out.push_back("clip");
+    out.push_back("siglip");
     return out;
 }
 
@@ -1491,11 +1564,11 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
         c.names.prefixes = {"model.language_model.", "language_model.model."};
         return c;
     }
-    if (type == "clip") {  // text and vision towers: massact reads the vision one
+    if (type == "clip" || type == "siglip") {  // text and vision towers: massact reads the vision one
         if (!r.present("vision_config") || !j["vision_config"].is_object())
-            r.fail("vision_config", "missing (a clip config holds the vision tower there)");
+            r.fail("vision_config", "missing (a " + type + " config holds the vision tower there)");
         nlohmann::json v = j["vision_config"];
-        v["model_type"] = "clip_vision_model";
+        v["model_type"] = type + "_vision_model";
         ModelConfig c = parse_config(v, file + " (vision_config)");
         c.names.prefixes = {"vision_model."};
         return c;

@@ -524,12 +524,14 @@ public:
     }
 
     /// The token kinds of a vision model's sequence for h x w images: 0 = CLS, 1 + k = register k,
-    /// 1 + R + i = patch i (row-major over the patch grid). They stand in for token ids in hooks and scans.
+    /// 1 + R + i = patch i (row-major over the patch grid), whether or not the model has the CLS token (SigLIP's
+    /// sequence starts at kind 1). They stand in for token ids in hooks and scans.
     /// `extra` test-time registers follow the patches (RunOptions::extra_tokens).
     TokenBatch vision_tokens(Index n, Index h, Index w, Index extra = 0) const {
         TokenBatch ids(n, config_.vision.tokens(h, w) + extra);
+        const Index skip = config_.vision.cls ? 0 : 1;
         for (Index i = 0; i < n; ++i)
-            for (Index t = 0; t < ids.cols(); ++t) ids(i, t) = t;
+            for (Index t = 0; t < ids.cols(); ++t) ids(i, t) = t + skip;
         return ids;
     }
 
@@ -548,6 +550,10 @@ public:
         p.pixels = &px;
         p.pos.resize(static_cast<std::size_t>(p.T));
         std::iota(p.pos.begin(), p.pos.end(), Index(0));
+        if (config_.vision.rope_2d) {  // one table row per token (position = index in the sequence)
+            p.rope_own.push_back(patch_rope_table(px.height / config_.vision.patch_size, px.width / config_.vision.patch_size, p.T));
+            p.rope.push_back(&p.rope_own.back());
+        }
         forward_pass(p, hooks);
         return w.hidden;
     }
@@ -683,20 +689,50 @@ private:
         RowMatrixF& proj = p.w.attn_out;
         proj.resize(N * np, d);
         linear(p, weights_.embed, patches, proj, &weights_.patch_b);
-        const std::vector<float> pos = patch_positions(gh, gw);
+        const std::vector<float> pos = weights_.pos_table.empty() ? std::vector<float>(static_cast<std::size_t>((1 + np) * d), 0.0f)
+                                                                  : patch_positions(gh, gw);  // (DINOv3: none, its RoPE)
         RowMatrixF& x = p.w.x;
         x.resize(N * T, d);
         auto add = [&](Index row, const float* a, const float* b) {
             for (Index j = 0; j < d; ++j) x(row, j) = a[j] + (b ? b[j] : 0.0f);
         };
+        const Index first = v.first_patch(), reg0 = v.cls ? 1 : 0;  // (SigLIP: no CLS, the patches first)
         for (Index n = 0; n < N; ++n) {
-            add(n * T, weights_.cls.data(), pos.data());
-            for (Index k = 0; k < R; ++k) add(n * T + 1 + k, weights_.registers.data() + k * d, nullptr);
-            for (Index i = 0; i < np; ++i) add(n * T + 1 + R + i, proj.row(n * np + i).data(), pos.data() + (1 + i) * d);
-            for (Index t = 1 + R + np; t < T; ++t) x.row(n * T + t).setZero();  // test-time registers
+            if (v.cls) add(n * T, weights_.cls.data(), pos.data());
+            for (Index k = 0; k < R; ++k) add(n * T + reg0 + k, weights_.registers.data() + k * d, nullptr);
+            for (Index i = 0; i < np; ++i) add(n * T + first + i, proj.row(n * np + i).data(), pos.data() + (1 + i) * d);
+            for (Index t = first + np; t < T; ++t) x.row(n * T + t).setZero();  // test-time registers
         }
         p.hooks.embed(x.data(), {N, T, d});
         if (c.embed_norm) detail::apply_norm(c.norm, weights_.embed_norm, x.data(), x.data(), x.rows(), x.cols());
+    }
+
+    /// DINOv3's 2-D RoPE (VisionSpec::rope_2d) for a gh x gw patch grid and T tokens: rows of CLS and the registers
+    /// (and test-time registers after the patches) are the identity; patch i at (y, x) gets the angles 2 pi y f_j and
+    /// 2 pi x f_j, in float32 as transformers computes them.
+    kernels::RopeTable patch_rope_table(Index gh, Index gw, Index T) const {
+        const ModelConfig& c = config_;
+        const Index half = c.head_dim / 2, quarter = c.head_dim / 4, first = c.vision.first_patch();
+        kernels::RopeTable t;
+        t.cos = RowMatrixF::Ones(T, half);
+        t.sin = RowMatrixF::Zero(T, half);
+        std::vector<float> f(static_cast<std::size_t>(quarter));
+        for (Index j = 0; j < quarter; ++j)
+            f[static_cast<std::size_t>(j)] = 1.0f / static_cast<float>(std::pow(c.rope[0].theta, static_cast<double>(static_cast<float>(4.0 * j / c.head_dim))));
+        const float two_pi = static_cast<float>(2.0 * 3.14159265358979323846);
+        for (Index gy = 0; gy < gh; ++gy)
+            for (Index gx = 0; gx < gw; ++gx) {
+                const float y = 2.0f * ((static_cast<float>(gy) + 0.5f) / static_cast<float>(gh)) - 1.0f;
+                const float x = 2.0f * ((static_cast<float>(gx) + 0.5f) / static_cast<float>(gw)) - 1.0f;
+                const Index row = first + gy * gw + gx;
+                for (Index j = 0; j < quarter; ++j)
+                    for (const auto& [col, coord] : {std::pair<Index, float>{j, y}, std::pair<Index, float>{quarter + j, x}}) {
+                        const float angle = two_pi * coord * f[static_cast<std::size_t>(j)];
+                        t.cos(row, col) = static_cast<float>(std::cos(static_cast<double>(angle)));
+                        t.sin(row, col) = static_cast<float>(std::sin(static_cast<double>(angle)));
+                    }
+            }
+        return t;
     }
 
     /// The position table [1 + gh*gw, d] for a grid of gh x gw patches: the model's own, or its patch part
@@ -1409,6 +1445,43 @@ private:
         p.hooks.block(l, BlockSite::MlpOut, p.w.mlp_out.data(), resid);
     }
 
+    /// SigLIP's attention-pooling head over the normalised tokens n [N*T, d]: per image, the probe's query attends over
+    /// every token (H heads of nn.MultiheadAttention, scale 1/sqrt(hd)), a = out_proj(z); pooled = a + fc2(act(fc1(ln(a)))).
+    void map_pool(Pass& p, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const ModelWeights& W = weights_;
+        const Index N = p.N, T = p.T, d = c.hidden_size, H = c.num_heads, hd = c.head_dim;
+        RowMatrixF probe = Eigen::Map<const RowMatrixF>(W.map_probe.data(), 1, d), q(1, 3 * d), kv(N * T, 3 * d);
+        linear(p, W.map_in, probe, q, &W.map_in_b);  // (only its first d columns, the query, are used)
+        linear(p, W.map_in, n, kv, &W.map_in_b);      // (its last 2d columns: keys and values)
+        RowMatrixF z(N, d), a(N, d);
+        std::vector<double> s(static_cast<std::size_t>(T));
+        const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+        for (Index b = 0; b < N; ++b)
+            for (Index h = 0; h < H; ++h) {
+                double mx = -std::numeric_limits<double>::infinity(), sum = 0;
+                for (Index t = 0; t < T; ++t) {
+                    double dot = 0;
+                    for (Index j = 0; j < hd; ++j) dot += double(q(0, h * hd + j)) * kv(b * T + t, d + h * hd + j);
+                    s[static_cast<std::size_t>(t)] = dot * scale;
+                    mx = std::max(mx, s[static_cast<std::size_t>(t)]);
+                }
+                for (double& x : s) sum += (x = std::exp(x - mx));
+                for (Index j = 0; j < hd; ++j) {
+                    double acc = 0;
+                    for (Index t = 0; t < T; ++t) acc += s[static_cast<std::size_t>(t)] * kv(b * T + t, 2 * d + h * hd + j);
+                    z(b, h * hd + j) = static_cast<float>(acc / sum);
+                }
+            }
+        linear(p, W.map_out, z, a, &W.map_out_b);
+        RowMatrixF u(N, d), hdn(N, c.intermediate_size), m(N, d);
+        detail::apply_norm(c.norm, W.map_norm, u.data(), a.data(), N, d);
+        linear(p, W.map_fc1, u, hdn, &W.map_fc1_b);
+        detail::activate(c.act, hdn.data(), hdn.data(), hdn.size());
+        linear(p, W.map_fc2, hdn, m, &W.map_fc2_b);
+        p.w.pooled = a + m;
+    }
+
     /// Final norm, logits [R, V] = lm_head(n) (soft-capped where the model says).
     void unembed(Pass& p) const {
         const ModelConfig& c = config_;
@@ -1420,6 +1493,7 @@ private:
             w.hidden = c.vision.last_is_normalized ? n : w.x;
             w.pooled.resize(p.N, c.hidden_size);
             for (Index b = 0; b < p.N; ++b) w.pooled.row(b) = n.row(b * p.T);
+            if (c.vision.map_head) map_pool(p, n);
             if (weights_.pooler.bound()) {
                 RowMatrixF cls = w.pooled;
                 linear(p, weights_.pooler, cls, w.pooled, &weights_.pooler_b);

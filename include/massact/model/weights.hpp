@@ -295,6 +295,11 @@ struct ModelWeights {
     std::vector<float> pos_table;  // [1 + grid^2, d]: CLS, then the patch grid row by row
     WeightMatrix pooler;           // [d, d] (ViT), with pooler_b
     std::vector<float> pooler_b;
+    // SigLIP's attention-pooling head (VisionSpec::map_head): probe [d], in_proj [3d, d] ([q; k; v]) and out_proj [d, d]
+    // with biases, a LayerNorm [d], fc1 [I, d] and fc2 [d, I] with biases
+    std::vector<float> map_probe, map_in_b, map_out_b, map_fc1_b, map_fc2_b;
+    WeightMatrix map_in, map_out, map_fc1, map_fc2;
+    NormWeights map_norm;
 };
 
 /// Every linear map of a block, with its role: q, k, v, qkv, in_qkvz, in_ba, in_qkv, in_z, in_b, in_a, out (Gated DeltaNet), in_proj, out_proj (Mamba-2), q_a, q_b, kv_a, kv_b (MLA), o, gate, up, gate_up, down, router, expert.E.gate / .up /
@@ -481,7 +486,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
         L.k = b.linear(p + n.k + ".weight", KV * hd, d);
         L.v = b.linear(p + n.v + ".weight", KV * hd, d);
         L.q_b = bias(c.qkv_bias, n.q, H * hd);
-        L.k_b = bias(c.qkv_bias, n.k, KV * hd);
+        L.k_b = bias(c.qkv_bias && c.k_bias, n.k, KV * hd);
         L.v_b = bias(c.qkv_bias, n.v, KV * hd);
     }
     if (c.layer_qk_norm(l) && c.layer_attention(l)) {
@@ -581,7 +586,7 @@ inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, con
 /// Keep float32 copies of every half-precision matrix when all of them fit the budget.
 inline void make_resident(ModelWeights& w, const LoadOptions& opt) {
     std::vector<WeightMatrix*> all = {&w.embed};
-    for (WeightMatrix* m : {&w.lm_head, &w.pos_embed, &w.pooler})
+    for (WeightMatrix* m : {&w.lm_head, &w.pos_embed, &w.pooler, &w.map_in, &w.map_out, &w.map_fc1, &w.map_fc2})
         if (m->bound()) all.push_back(m);
     for (auto& L : w.layers) for_each_linear(L, [&](WeightMatrix& m, const std::string&) { all.push_back(&m); });
     std::size_t total = 0;
@@ -615,9 +620,26 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
         const Index C = v.channels, P = v.patch_size;
         w.embed = WeightMatrix(&b.get(names.embed + ".weight", {d, C, P, P}), d, C * P * P, false);
         if (v.patch_bias) w.patch_b = b.vec(names.embed + ".bias", d);
-        w.cls = b.values(names.cls_token, d);
+        if (v.cls) w.cls = b.values(names.cls_token, d);
+        else w.cls.assign(static_cast<std::size_t>(d), 0.0f);  // (no CLS: a zero row 0 of the position table, never added)
         if (v.registers > 0) w.registers = b.values(names.register_tokens, Index(v.registers) * d);
-        w.pos_table = b.values(names.pos_table, Index(c.max_positions) * d);
+        if (!names.pos_table.empty()) {  // (rows: CLS if any, then the patch grid; none with DINOv3's 2-D RoPE)
+            w.pos_table = b.values(names.pos_table, Index(c.max_positions) * d);
+            if (!v.cls) w.pos_table.insert(w.pos_table.begin(), static_cast<std::size_t>(d), 0.0f);
+        }
+        if (v.map_head) {
+            const Index I = c.intermediate_size;
+            w.map_probe = b.values(names.map_head + "probe", d);
+            w.map_in = b.linear(names.map_head + "attention.in_proj_weight", 3 * d, d);
+            w.map_in_b = b.vec(names.map_head + "attention.in_proj_bias", 3 * d);
+            w.map_out = b.linear(names.map_head + "attention.out_proj.weight", d, d);
+            w.map_out_b = b.vec(names.map_head + "attention.out_proj.bias", d);
+            w.map_norm = b.norm(names.map_head + "layernorm", c.norm, d);
+            w.map_fc1 = b.linear(names.map_head + "mlp.fc1.weight", I, d);
+            w.map_fc1_b = b.vec(names.map_head + "mlp.fc1.bias", I);
+            w.map_fc2 = b.linear(names.map_head + "mlp.fc2.weight", d, I);
+            w.map_fc2_b = b.vec(names.map_head + "mlp.fc2.bias", d);
+        }
         if (!names.pooler.empty() && b.has(names.pooler + ".weight")) {
             w.pooler = b.linear(names.pooler + ".weight", d, d);
             w.pooler_b = b.vec(names.pooler + ".bias", d);
