@@ -362,7 +362,8 @@ inline int run_report_vision(ReportArgs& a, const massact::Transformer& m) {
     const Index T = c.vision.tokens(px.height, px.width), R = c.vision.registers, P = c.vision.patch_size;
     const Index gh = px.height / P, gw = px.width / P, d = c.hidden_size;
     massact::analysis::VisionAblation va;
-    const std::string which = R > 0 ? "registers" : "cls";
+    const std::string which = R > 0 ? "registers" : c.vision.cls ? "cls" : "patches";  // (SigLIP: no CLS)
+    const Index first = c.vision.first_patch(), reg0 = c.vision.cls ? 1 : 0;
     va.tokens = massact::analysis::vision_token_positions(c, which, T);
     const auto abl = massact::analysis::vision_ablation(m, px, va, {"zero", "mean"});
     // per-token norms of the last block's output
@@ -378,15 +379,16 @@ inline int run_report_vision(ReportArgs& a, const massact::Transformer& m) {
     for (Index b = 0; b < std::min<Index>(px.n, 8); ++b) {
         massact::RowMatrixF M(gh, gw);
         double patch_mean = 0;
-        for (Index i = 0; i < gh * gw; ++i) patch_mean += (M(i / gw, i % gw) = norm(b, 1 + R + i)) / double(gh * gw);
-        std::string t = "image " + std::to_string(b) + ": CLS " + std::to_string(static_cast<int>(std::lround(norm(b, 0))));
+        for (Index i = 0; i < gh * gw; ++i) patch_mean += (M(i / gw, i % gw) = norm(b, first + i)) / double(gh * gw);
+        std::string t = "image " + std::to_string(b) + (c.vision.cls ? ": CLS " + std::to_string(static_cast<int>(std::lround(norm(b, 0)))) : ":");
         std::vector<double> regs;
-        for (Index k = 0; k < R; ++k) regs.push_back(norm(b, 1 + k));
+        for (Index k = 0; k < R; ++k) regs.push_back(norm(b, reg0 + k));
         if (R > 0) t += ", registers up to " + std::to_string(static_cast<int>(std::lround(*std::max_element(regs.begin(), regs.end()))));
         t += ", patches " + std::to_string(static_cast<int>(std::lround(patch_mean)));
         maps.push_back(M);
         titles.push_back(t);
-        norms.push_back({{"image", b}, {"cls", norm(b, 0)}, {"registers", regs}, {"patch_mean", patch_mean}});
+        norms.push_back({{"image", b}, {"cls", c.vision.cls ? nlohmann::json(norm(b, 0)) : nlohmann::json(nullptr)}, {"registers", regs},
+                         {"patch_mean", patch_mean}});
     }
     ::mkdir(a.out.c_str(), 0755);
     struct stat st {};
@@ -398,7 +400,7 @@ inline int run_report_vision(ReportArgs& a, const massact::Transformer& m) {
                         {"token_norms_last_block", norms}, {"figures", drawn ? nlohmann::json::array({fig.png()}) : nlohmann::json::array()}};
     std::ostringstream md;
     md << "# massact report: " << a.model << " (" << c.model_type << ")\n\n" << px.n << " images of " << px.height << "x" << px.width
-       << " pixels, " << T << " tokens each (CLS, " << R << " registers, " << gh * gw << " patches).\n\n## Massive activations\n\n"
+       << " pixels, " << T << " tokens each (" << (c.vision.cls ? "CLS, " : "no CLS, ") << R << " registers, " << gh * gw << " patches).\n\n## Massive activations\n\n"
        << scan.detector_note << "\n\n";
     for (const auto& mv : scan.massive) {
         md << "- dim " << mv.dim << " from layer " << mv.first_layer << " on";
