@@ -200,6 +200,14 @@ TEST_CASE("mamba2: the mixer's shape, time_step_limit with an infinite bound, an
     j["n_groups"] = 3;
     test::expect_error([&] { parse_config(j); }, {"n_groups", "does not divide"});
     j["n_groups"] = 2;
+    j["state_size"] = 1 << 14;  // 16 x 16384 = 2^18 floats per head pass; 32 x 16384 do not
+    CHECK(parse_config(j).recurrent_state_size(0) == 128 * 16384);
+    j["head_dim"] = 32;
+    j["num_heads"] = 4;
+    test::expect_error([&] { parse_config(j); }, {"state_size", "floats per head"});
+    j["state_size"] = 4;
+    j["head_dim"] = 16;
+    j["num_heads"] = 8;
     j["layer_types"] = {"mamba", "attention"};
     test::expect_error([&] { parse_config(j); }, {"layer_types", "\"attention\""});
 }
@@ -225,6 +233,13 @@ TEST_CASE("qwen3_next: gated attention and Gated DeltaNet layers as layer_types 
     j["model_type"] = "qwen3_next";
     j["linear_num_value_heads"] = 5;
     test::expect_error([&] { parse_config(j); }, {"linear_num_value_heads", "multiple"});
+    j["linear_num_value_heads"] = 6;
+    j["linear_key_head_dim"] = 16384;  // x 4: 65536 floats per head pass; x 16384 would not
+    CHECK(parse_config(j).recurrent_state_size(0) == 6 * 16384 * 4);
+    j["linear_value_head_dim"] = 16384;
+    test::expect_error([&] { parse_config(j); }, {"linear_value_head_dim", "floats per head"});
+    j["linear_key_head_dim"] = 8;
+    j["linear_value_head_dim"] = 4;
     j["linear_num_value_heads"] = 6;
     j["layer_types"] = {"mamba", "full_attention"};
     test::expect_error([&] { parse_config(j); }, {"layer_types", "mamba", "full_attention or linear_attention"});

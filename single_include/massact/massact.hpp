@@ -3105,6 +3105,9 @@ namespace detail {
 // Upper bounds on sizes read from config.json (far above any real model).
 constexpr int kMaxLayers = 4096, kMaxHeads = 16384, kMaxHeadDim = 16384, kMaxWidth = 1 << 20, kMaxVocab = 1 << 24,
               kMaxExperts = 4096, kMaxPatches = 1 << 22;
+/// A recurrent layer's state per head (Gated DeltaNet k_dim x v_dim, Mamba-2 head_dim x state): real models hold
+/// 8 Ki - 16 Ki floats; the bound keeps a config from claiming a cache far beyond what its weights could use.
+constexpr std::int64_t kMaxStatePerHead = std::int64_t(1) << 18;
 
 class ConfigReader {
 public:
@@ -3931,19 +3934,9 @@ inline void family_dinov2(const ConfigReader& r, ModelConfig& c) {
     b.ls_mlp = "layer_scale2.lambda1";
 }
 
-/// CLIP's vision tower: pre_layrnorm after the embedding, quick_gelu, no patch bias; post_layernorm
-/// (ln_final here) acts on the pooled CLS row in transformers, so last_hidden_state is the last block's.
-inline void family_clip_vision(const ConfigReader& r, ModelConfig& c) {
-    vision_common(r, c, r.get_size("intermediate_size", kMaxWidth), "quick_gelu");
-    c.norm.eps = r.get_num("layer_norm_eps", 1e-5);
-    c.vision.patch_bias = false;
-    c.vision.last_is_normalized = false;
-    c.embed_norm = true;
-    auto& n = c.names;
-    n.prefixes = {"", "vision_model."};
-    n.embed = "embeddings.patch_embedding";
-    n.embed_norm = "pre_layrnorm";
-    n.cls_token = "embeddings.class_embedding";
+/// The tensor names CLIP's and SigLIP's vision towers share: the position table, encoder.layers.{l} with layer_norm1,
+/// self_attn.{q,k,v,out}_proj, layer_norm2, mlp.fc1 / fc2, and post_layernorm.
+inline void clip_encoder_names(ModelNames& n) {
     n.pos_table = "embeddings.position_embedding.weight";
     n.layer = "encoder.layers.{l}.";
     n.final_norm = "post_layernorm";
@@ -3958,6 +3951,22 @@ inline void family_clip_vision(const ConfigReader& r, ModelConfig& c) {
     b.down = "mlp.fc2";
 }
 
+/// CLIP's vision tower: pre_layrnorm after the embedding, quick_gelu, no patch bias; post_layernorm
+/// (ln_final here) acts on the pooled CLS row in transformers, so last_hidden_state is the last block's.
+inline void family_clip_vision(const ConfigReader& r, ModelConfig& c) {
+    vision_common(r, c, r.get_size("intermediate_size", kMaxWidth), "quick_gelu");
+    c.norm.eps = r.get_num("layer_norm_eps", 1e-5);
+    c.vision.patch_bias = false;
+    c.vision.last_is_normalized = false;
+    c.embed_norm = true;
+    auto& n = c.names;
+    n.prefixes = {"", "vision_model."};
+    n.embed = "embeddings.patch_embedding";
+    n.embed_norm = "pre_layrnorm";
+    n.cls_token = "embeddings.class_embedding";
+    clip_encoder_names(n);
+}
+
 /// SigLIP's vision tower (siglip_vision_model; the vision_config of siglip / siglip2-style configs): CLIP's block without
 /// CLS, pre-norm or patch-bias quirks: the sequence is the patches with their position table, post_layernorm on every
 /// token (last_hidden_state), and the pooled feature from the attention-pooling head `head.` (vision_use_head).
@@ -3970,19 +3979,8 @@ inline void family_siglip_vision(const ConfigReader& r, ModelConfig& c) {
     auto& n = c.names;
     n.prefixes = {"", "vision_model."};
     n.embed = "embeddings.patch_embedding";
-    n.pos_table = "embeddings.position_embedding.weight";
-    n.layer = "encoder.layers.{l}.";
-    n.final_norm = "post_layernorm";
     n.map_head = "head.";
-    auto& b = n.block;
-    b.ln_attn = "layer_norm1";
-    b.q = "self_attn.q_proj";
-    b.k = "self_attn.k_proj";
-    b.v = "self_attn.v_proj";
-    b.o = "self_attn.out_proj";
-    b.ln_mlp = "layer_norm2";
-    b.up = "mlp.fc1";
-    b.down = "mlp.fc2";
+    clip_encoder_names(n);
 }
 
 /// DINOv3 (dinov3_vit): DINOv2's block and layer scales with CLS and registers, no position table: a 2-D RoPE over the
@@ -4294,6 +4292,10 @@ inline void read_deltanet_layers(const ConfigReader& r, ModelConfig& c, bool gro
     s.conv_kernel = r.get_size("linear_conv_kernel_dim", 4, 64);
     s.grouped = grouped;
     s.norm_eps = c.norm.eps;
+    if (std::int64_t(s.k_dim) * s.v_dim > kMaxStatePerHead)  // (the cache holds k_dim x v_dim floats per value head)
+        r.fail("linear_value_head_dim", "gives a recurrent state of " + std::to_string(std::int64_t(s.k_dim) * s.v_dim) +
+                                            " floats per head (linear_key_head_dim x linear_value_head_dim, at most " +
+                                            std::to_string(kMaxStatePerHead) + ")");
     if (s.v_heads % s.k_heads != 0)
         r.fail("linear_num_value_heads", std::to_string(s.v_heads) + " is not a multiple of linear_num_key_heads " + std::to_string(s.k_heads));
     if (r.get_str("hidden_act", "silu") != "silu")
@@ -4353,6 +4355,9 @@ inline void family_mamba2(const ConfigReader& r, ModelConfig& c) {
     m.proj_bias = r.get_bool("use_bias", false);
     m.norm_eps = r.get_num("layer_norm_epsilon", 1e-5);
     const double expand = r.get_num("expand", 2.0);
+    if (std::int64_t(m.head_dim) * m.state > kMaxStatePerHead)
+        r.fail("state_size", "gives a state of " + std::to_string(std::int64_t(m.head_dim) * m.state) + " floats per head (head_dim x state_size, at most " +
+                                 std::to_string(kMaxStatePerHead) + ")");
     if (m.heads % m.groups != 0) r.fail("n_groups", std::to_string(m.groups) + " does not divide num_heads " + std::to_string(m.heads));
     if (std::abs(expand * c.hidden_size - static_cast<double>(m.inner())) > 0.5)
         r.fail("num_heads", "num_heads x head_dim = " + std::to_string(m.inner()) + " differs from expand x hidden_size");
