@@ -107,6 +107,187 @@ TEST_CASE("a KV cache in f16 / bf16 equals a float cache fed keys and values rou
     }
 }
 
+namespace {
+
+/// KIVI / KVQuant's asymmetric quantization of one sequence's rows x [T, W] (stream order), written out in double:
+/// lo, hi = min, max of a group; step = (hi - lo) / (2^bits - 1); x' = lo + step * clamp(round((x - lo) / step)).
+/// Per token: groups of `cgroup` channels of each row from token `keep` on; per channel: each channel of the complete
+/// groups of `tgroup` tokens from `keep` on (the tokens of an incomplete group unchanged). `tie` marks the values whose
+/// (x - lo) / step lies within 1e-4 of a rounding boundary, where float and double may round apart.
+std::vector<double> kivi_reference(const std::vector<float>& x, Index T, Index W, int bits, KVQuant::Axis axis, Index cgroup, Index tgroup,
+                                   Index keep, std::vector<char>& tie) {
+    std::vector<double> y(x.begin(), x.end());
+    tie.assign(x.size(), 0);
+    if (bits == 0) return y;  // (not quantized)
+    const double L = std::pow(2.0, bits) - 1.0;
+    auto group = [&](const std::vector<std::size_t>& at) {
+        double lo = 1e300, hi = -1e300;
+        for (auto i : at) lo = std::min(lo, y[i]), hi = std::max(hi, y[i]);
+        const double step = (hi - lo) / L;
+        if (step <= 0) return;
+        for (auto i : at) {
+            const double u = (y[i] - lo) / step;
+            tie[i] = std::abs(u - std::floor(u) - 0.5) < 1e-4;
+            y[i] = lo + step * std::min(L, std::max(0.0, std::round(u)));
+        }
+    };
+    if (axis == KVQuant::Axis::Token) {
+        for (Index t = keep; t < T; ++t)
+            for (Index c0 = 0; c0 < W; c0 += cgroup) {
+                std::vector<std::size_t> at;
+                for (Index c = c0; c < std::min(W, c0 + cgroup); ++c) at.push_back(static_cast<std::size_t>(t * W + c));
+                group(at);
+            }
+    } else {
+        for (Index t0 = keep; t0 + tgroup <= T; t0 += tgroup)
+            for (Index c = 0; c < W; ++c) {
+                std::vector<std::size_t> at;
+                for (Index t = t0; t < t0 + tgroup; ++t) at.push_back(static_cast<std::size_t>(t * W + c));
+                group(at);
+            }
+    }
+    return y;
+}
+
+}  // namespace
+
+TEST_CASE("KV-cache quantization: the held keys and values equal KIVI's formula written out in double; pre-RoPE keys, kept sinks") {
+    struct Case {
+        std::string model, spec;
+    };
+    const std::vector<Case> cases = {
+        {"tiny-llama", "kv4,group-tokens=4,keep-first=1"},                                  // KIVI: keys per channel, values per token
+        {"tiny-llama", "k2,k-per-token,group-channels=8,v3,v-per-channel,group-tokens=5,pre-rope"},  // KVQuant-like: keys before RoPE
+        {"tiny-llama", "k8,pre-rope,group-tokens=3,keep-first=2"},
+        {"tiny-gpt2", "k4,v2,v-per-channel,group-tokens=6,keep-first=3"},                   // no RoPE: pre-rope would change nothing
+    };
+    for (const auto& cs : cases) {
+        CAPTURE(cs.model);
+        CAPTURE(cs.spec);
+        const Transformer m(test::model(cs.model));
+        const ModelConfig& c = m.config();
+        const KVQuant q = KVQuant::parse(cs.spec, "test");
+        CHECK(KVQuant::parse(q.name(), "test").name() == q.name());  // the canonical spec reads back
+        const Index N = 2, T = 17, W = c.num_kv_heads * c.head_dim, L = c.num_layers;
+        const TokenBatch ids = random_ids(N, T, c.vocab_size, 23);
+        CachePolicy pol;
+        pol.quant = q;
+        KVCache cache(c, N, pol);
+        Workspace ws;
+        // the keys before RoPE (hook_k), as attention reads them (hook_rot_k) and the values, per layer, [N, T, W]
+        std::vector<std::vector<float>> raw(static_cast<std::size_t>(L), std::vector<float>(static_cast<std::size_t>(N * T * W))), rot = raw, val = raw;
+        Index t0 = 0, n = 0;
+        auto keep = [&](std::vector<std::vector<float>>& into) {
+            return [&into, &t0, &n, N, T, W](Activation& a) {
+                for (Index b = 0; b < N; ++b)
+                    std::copy_n(a.data + b * n * W, n * W, into[static_cast<std::size_t>(a.layer)].begin() + (b * T + t0) * W);
+            };
+        };
+        Hooks hooks;
+        hooks.add("blocks.*.attn.hook_k", keep(raw));
+        hooks.add(c.has_rope() ? "blocks.*.attn.hook_rot_k" : "blocks.*.attn.hook_k", keep(rot));
+        hooks.add("blocks.*.attn.hook_v", keep(val));
+        for (const Index step : {3, 1, 4, 2, 5, 2}) {
+            n = step;
+            m.run(ids.middleCols(t0, n), cache, ws, hooks);
+            t0 += n;
+        }
+        REQUIRE(t0 == T);
+        const bool pre = q.keys_before_rope && c.has_rope();
+        CHECK(cache.keeps_raw_keys() == pre);
+        const auto table = c.has_rope() ? kernels::make_rope_table(c.rope[0].inv_freq(T), 0, T) : kernels::RopeTable{};
+        const Index cg = q.channel_group > 0 ? q.channel_group : c.head_dim;
+        std::size_t compared = 0, ties = 0, changed = 0;
+        double worst = 0;
+        for (Index l = 0; l < L; ++l) {
+            const auto& C = cache.layer(static_cast<int>(l));
+            for (Index b = 0; b < N; ++b) {
+                auto rows = [&](const std::vector<float>& all) {
+                    return std::vector<float>(all.begin() + b * T * W, all.begin() + (b + 1) * T * W);
+                };
+                std::vector<char> tie_v, tie_k;
+                const auto want_v = kivi_reference(rows(val[static_cast<std::size_t>(l)]), T, W, q.value_bits, q.value_axis, cg, q.token_group,
+                                                   q.keep_first, tie_v);
+                auto want_k = kivi_reference(rows((pre ? raw : rot)[static_cast<std::size_t>(l)]), T, W, q.key_bits, q.key_axis, cg,
+                                             q.token_group, q.keep_first, tie_k);
+                std::vector<double> want_rot = want_k;
+                if (pre) {  // the quantized key before RoPE, rotated as attention reads it
+                    RowMatrixF k(T, W);
+                    for (Index i = 0; i < T * W; ++i) k.data()[i] = static_cast<float>(want_k[static_cast<std::size_t>(i)]);
+                    kernels::rope<float>(k, c.num_kv_heads, table);
+                    for (Index i = 0; i < T * W; ++i) want_rot[static_cast<std::size_t>(i)] = k.data()[i];
+                }
+                for (Index t = 0; t < T; ++t)
+                    for (Index i = 0; i < W; ++i) {
+                        const auto at = static_cast<std::size_t>(t * W + i);
+                        const Index r = cache.row(b, t);
+                        ++compared;
+                        if (tie_v[at] || tie_k[at]) {
+                            ++ties;
+                            continue;
+                        }
+                        const double scale = 1e-5 * (1.0 + std::abs(want_rot[at]) + std::abs(want_v[at]));
+                        worst = std::max({worst, std::abs(C.v(r, i) - want_v[at]) / scale, std::abs(C.k(r, i) - want_rot[at]) / scale});
+                        if (pre) worst = std::max(worst, std::abs(C.k_raw(r, i) - want_k[at]) / scale);
+                        changed += want_v[at] != val[static_cast<std::size_t>(l)][static_cast<std::size_t>(b * T * W) + at] ||
+                                   want_rot[at] != rot[static_cast<std::size_t>(l)][static_cast<std::size_t>(b * T * W) + at];
+                        if (t < q.keep_first) {  // IntactKV: the first tokens as computed, exactly
+                            CHECK(C.v(r, i) == val[static_cast<std::size_t>(l)][static_cast<std::size_t>(b * T * W) + at]);
+                            CHECK(C.k(r, i) == rot[static_cast<std::size_t>(l)][static_cast<std::size_t>(b * T * W) + at]);
+                        }
+                    }
+            }
+        }
+        MESSAGE(cs.model << " " << q.name() << ": " << compared << " values, " << ties << " at a rounding tie, worst " << worst
+                         << " (units of 1e-5 relative)");
+        CHECK(worst < 1.0);
+        CHECK(ties < compared / 1000);
+        CHECK(changed > compared / 4);  // the quantization did move most values
+    }
+}
+
+TEST_CASE("KV-cache quantization: 8 bits barely moves the stream's perplexity, 2 bits more; refusals name the setting") {
+    const Transformer m(test::model("tiny-llama"));
+    std::vector<std::int64_t> ids = stream_ids();
+    ids.resize(384);
+    analysis::StreamOptions o;
+    o.policy = analysis::StreamPolicy::Dense;
+    o.chunk = 64;
+    o.sink_attention = false;
+    const double ppl = analysis::stream_nll(m, ids, o).ppl;
+    o.kv_quant = KVQuant::parse("kv8", "test");
+    const double ppl8 = analysis::stream_nll(m, ids, o).ppl;
+    o.kv_quant = KVQuant::parse("kv2,group-tokens=32", "test");
+    const double ppl2 = analysis::stream_nll(m, ids, o).ppl;
+    MESSAGE("tiny-llama, 384 tokens: float " << ppl << ", kv8 " << ppl8 << ", kv2 " << ppl2);
+    CHECK(std::abs(ppl8 / ppl - 1.0) < 0.01);
+    CHECK(ppl2 > ppl8);
+    // StreamingLLM's cache with keys quantized before RoPE: held keys rotated again from quantized keys
+    o.policy = analysis::StreamPolicy::Cache;
+    o.sinks = 4;
+    o.window = 60;
+    o.kv_quant = KVQuant::parse("kv8,pre-rope,keep-first=4", "test");
+    const double cached8 = analysis::stream_nll(m, ids, o).ppl;
+    o.kv_quant = {};
+    const double cached = analysis::stream_nll(m, ids, o).ppl;
+    CHECK(std::abs(cached8 / cached - 1.0) < 0.01);
+    o.kv_quant = KVQuant::parse("kv4", "test");
+    test::expect_error([&] { analysis::stream_nll(m, ids, o); }, {"after RoPE", "pre-rope"});
+    o.policy = analysis::StreamPolicy::Recompute;
+    o.sinks = 0;
+    test::expect_error([&] { analysis::stream_nll(m, ids, o); }, {"recompute", "without a KV cache"});
+    test::expect_error([] { KVQuant::parse("k5", "--kv-quant"); }, {"--kv-quant", "k5", "2, 3, 4 or 8"});
+    test::expect_error([] { KVQuant::parse("kv4,group-tokens=0", "--kv-quant"); }, {"group-tokens=0", ">= 1"});
+    test::expect_error([] { KVQuant::parse("kv4,bogus", "--kv-quant"); }, {"\"bogus\"", "not a KV quantization setting"});
+    test::expect_error([] { KVQuant::parse("pre-rope", "--kv-quant"); }, {"quantizes neither"});
+    CachePolicy half;
+    half.storage = kernels::KVFormat::F16;
+    half.quant = KVQuant::parse("kv4", "test");
+    test::expect_error([&] { KVCache(m.config(), 1, half); }, {"decoded values in f32", "f16"});
+    test::expect_error([&] { KVCache(load_config(test::data("families/mamba2")), 1, CachePolicy{0, 0, {}, {}, KVQuant::parse("kv4", "t")}); },
+                       {"no attention layer"});
+}
+
 TEST_CASE("an incremental forward's hooks see the new rows, and the pattern over the whole cache") {
     const Transformer m(test::model("tiny-llama"));
     const TokenBatch ids = random_ids(1, 9, m.config().vocab_size, 3);

@@ -293,6 +293,20 @@ TEST_CASE("massact report writes report.md, report.json and six PNG figures with
     const double p16 = io::read_json_file(dir + "/s16.json")["ppl"], p32 = st[2]["ppl"];
     CHECK(p16 != p32);
     CHECK(std::abs(p16 / p32 - 1) < 5e-3);
+    // a 4-bit cache (keys per channel before RoPE, values per token): close; the JSON names the quantization
+    r = run("stream --data " + std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt --tokens 1024 --sinks 4 --window 60 --kv-quant "
+            "kv4,pre-rope --json " + dir + "/s4.json");
+    REQUIRE(r.status == 0);
+    const auto j4 = io::read_json_file(dir + "/s4.json");
+    CHECK(j4["kv_quant"] == "k4,k-per-channel,v4,v-per-token,group-tokens=32,pre-rope");
+    CHECK(j4["ppl"].get<double>() != p32);
+    CHECK(std::abs(j4["ppl"].get<double>() / p32 - 1) < 0.03);
+    for (const auto& [spec, says] : std::vector<std::pair<std::string, std::vector<const char*>>>{
+             {"kv4", {"after RoPE", "pre-rope"}}, {"kv9", {"--kv-quant", "2, 3, 4 or 8"}}}) {
+        r = run("stream --data " + std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt --kv-quant " + spec);
+        CHECK(r.status == 1);
+        for (const char* p : says) CHECK(r.out.find(p) != std::string::npos);
+    }
 }
 
 namespace {

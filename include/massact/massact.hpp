@@ -40,6 +40,7 @@
 #include "massact/kernels/activation.hpp"
 #include "massact/kernels/attention.hpp"
 #include "massact/kernels/deltanet.hpp"
+#include "massact/kernels/fake_quant.hpp"
 #include "massact/kernels/gemm.hpp"
 #include "massact/kernels/gemv.hpp"
 #include "massact/kernels/gemv_q8.hpp"

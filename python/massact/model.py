@@ -295,16 +295,18 @@ class HookedModel:
                              stop_at_layer=stop_at_layer)[0]
 
     # --- KV cache and generation -------------------------------------------------------------------------
-    def make_cache(self, sinks=None, window=None, batch=1, dtype="f32"):
+    def make_cache(self, sinks=None, window=None, batch=1, dtype="f32", kv_quant=None):
         """A KV cache for model(new_tokens, past_kv_cache=kv): dense, or StreamingLLM (sinks + window); keys and
-        values held in dtype "f32" (exact), "f16" or "bf16" (half the memory, each value rounded once)."""
-        return self._core.make_cache(int(batch), int(sinks or 0), int(window or 0), str(dtype))
+        values held in dtype "f32" (exact), "f16" or "bf16" (half the memory, each value rounded once).
+        kv_quant: quantize the held keys and values, a spec as massact stream's --kv-quant ("kv4", "k2,v2,group-tokens=32",
+        "k4,pre-rope,keep-first=1", ...): KIVI, KVQuant, IntactKV; see docs/python.md."""
+        return self._core.make_cache(int(batch), int(sinks or 0), int(window or 0), str(dtype), str(kv_quant or ""))
 
     def generate(self, input, max_new_tokens=64, temperature=0.0, seed=0, sinks=None, window=None, stop_at_eos=False,
-                 return_type=None, kv_cache="f32"):
+                 return_type=None, kv_cache="f32", kv_quant=None):
         """Continue a text or [T] / [1, T] tokens; greedy at temperature 0. A text gives text (prompt and
         continuation) unless return_type="tokens"; tokens give int64 [1, T + new]. kv_cache: the KV cache's
-        precision, "f32", "f16" or "bf16"."""
+        precision, "f32", "f16" or "bf16"; kv_quant: its quantization (make_cache)."""
         text_in = isinstance(input, str)
         ids = self.to_tokens(input)[0] if text_in else np.asarray(input)
         if ids.dtype.kind not in "iu":
@@ -320,7 +322,7 @@ class HookedModel:
                 if i is not None:
                     stop.append(i)
         new = self._core.generate([int(i) for i in ids], int(max_new_tokens), float(temperature), int(seed), int(sinks or 0),
-                                  int(window or 0), stop, str(kv_cache))
+                                  int(window or 0), stop, str(kv_cache), str(kv_quant or ""))
         out = np.concatenate([ids.astype(np.int64), np.asarray(new, dtype=np.int64)])[None, :]
         if (return_type or ("str" if text_in else "tokens")) == "str":
             return self.to_string(out[0])

@@ -316,7 +316,7 @@ public:
 
     std::vector<std::int64_t> generate(const std::vector<std::int64_t>& prompt, Index max_new_tokens, double temperature,
                                        std::uint64_t seed, Index sinks, Index window, const std::vector<std::int64_t>& stop,
-                                       const std::string& kv_cache) {
+                                       const std::string& kv_cache, const std::string& kv_quant) {
         if (max_new_tokens < 0) throw massact::Error("generate: max_new_tokens " + std::to_string(max_new_tokens) + " (expected at least 0)");
         if (!(temperature >= 0)) throw massact::Error("generate: temperature must be at least 0");
         massact::analysis::GenerateOptions o;
@@ -329,6 +329,7 @@ public:
         if (window > 0) o.cache = massact::CachePolicy::streaming(sinks, window);
         else if (sinks > 0) throw massact::Error("generate: sinks need a window");
         o.cache.storage = massact::kernels::kv_format_from_name(kv_cache, "generate: kv_cache");
+        o.cache.quant = massact::KVQuant::parse(kv_quant, "generate: kv_quant");
         if (max_new_tokens == 0) return {};
         py::gil_scoped_release nogil;
         ThreadScope threads(threads_);
@@ -336,11 +337,12 @@ public:
         return massact::analysis::generate(*model_, prompt, o);
     }
 
-    std::shared_ptr<Cache> make_cache(Index batch, Index sinks, Index window, const std::string& storage) const {
+    std::shared_ptr<Cache> make_cache(Index batch, Index sinks, Index window, const std::string& storage, const std::string& kv_quant) const {
         massact::CachePolicy p;
         if (window > 0) p = massact::CachePolicy::streaming(sinks, window);
         else if (sinks > 0) throw massact::Error("make_cache: " + std::to_string(sinks) + " sink tokens need a window (window >= 1)");
         p.storage = massact::kernels::kv_format_from_name(storage, "make_cache: dtype");
+        p.quant = massact::KVQuant::parse(kv_quant, "make_cache: kv_quant");
         return std::make_shared<Cache>(model_->config(), batch, p);
     }
 
@@ -508,6 +510,8 @@ PYBIND11_MODULE(_massact, m) {
         .def_property_readonly("dtype", [](const Cache& c) { return massact::kernels::kv_format_name(c.cache.policy().storage); },
                                "precision of the keys and values held: f32, f16 or bf16")
         .def_property_readonly("nbytes", [](const Cache& c) { return c.cache.bytes(); }, "bytes of keys and values allocated")
+        .def_property_readonly("kv_quant", [](const Cache& c) { return c.cache.policy().quant.name(); },
+                               "the quantization of the held keys and values (a --kv-quant spec), or \"none\"")
         .def("clear", [](Cache& c) { c.cache.clear(); });
 
     py::class_<massact::text::Tokenizer, std::shared_ptr<massact::text::Tokenizer>>(m, "Tokenizer")
@@ -552,9 +556,9 @@ PYBIND11_MODULE(_massact, m) {
              py::arg("cache_sites") = std::vector<std::string>{}, py::arg("logits") = true, py::arg("kv") = nullptr,
              py::arg("hook_point_type") = py::none(), py::arg("last_layer") = -1)
         .def("generate", &Model::generate, py::arg("prompt"), py::arg("max_new_tokens"), py::arg("temperature"), py::arg("seed"),
-             py::arg("sinks"), py::arg("window"), py::arg("stop"), py::arg("kv_cache") = "f32")
+             py::arg("sinks"), py::arg("window"), py::arg("stop"), py::arg("kv_cache") = "f32", py::arg("kv_quant") = "")
         .def("make_cache", &Model::make_cache, py::arg("batch") = 1, py::arg("sinks") = 0, py::arg("window") = 0,
-             py::arg("dtype") = "f32");
+             py::arg("dtype") = "f32", py::arg("kv_quant") = "");
 
     m.def("_bench_cpp_forward", &bench_cpp_forward, py::arg("model"), py::arg("tokens"), py::arg("repeats"), py::arg("mode"));
     m.def("read_safetensors", &read_safetensors, py::arg("path"), "Every tensor of a safetensors file as numpy (int64 or float32)");

@@ -134,6 +134,29 @@ def test_a_16_bit_kv_cache_halves_the_memory_and_stays_close(tiny_llama):
     assert toks.shape == (1, ids.shape[1] + 3)
 
 
+def test_kv_cache_quantization_keys_per_channel_values_per_token(tiny_llama):
+    ids = tiny_llama.to_tokens("The sun rises in the east and sets in the west, every single day of the year.")
+    full = tiny_llama(ids)
+    errs = {}
+    for spec in ("kv8", "kv4,group-tokens=4", "kv2,group-tokens=4"):
+        kv = tiny_llama.make_cache(kv_quant=spec)
+        assert kv.kv_quant.startswith("k" + spec[2]) and "k-per-channel" in kv.kv_quant and "v-per-token" in kv.kv_quant
+        out = np.concatenate([tiny_llama(ids[:, :6], past_kv_cache=kv), tiny_llama(ids[:, 6:], past_kv_cache=kv)], axis=1)
+        errs[spec] = float(np.abs(out - full).max() / np.abs(full).max())
+    assert 0 < errs["kv8"] < errs["kv4,group-tokens=4"] < errs["kv2,group-tokens=4"], errs
+    assert tiny_llama.make_cache().kv_quant == "none"
+    # the first tokens' keys and values in float (IntactKV) leave the logits of those tokens exact
+    kv = tiny_llama.make_cache(kv_quant="kv2,group-channels=8,k-per-token,keep-first=3")
+    np.testing.assert_array_equal(tiny_llama(ids[:, :3], past_kv_cache=kv), tiny_llama(ids[:, :3], past_kv_cache=tiny_llama.make_cache()))
+    assert not np.array_equal(tiny_llama(ids[:, 3:], past_kv_cache=kv), full[:, 3:])
+    with pytest.raises(massact.Error, match="not a KV quantization setting"):
+        tiny_llama.make_cache(kv_quant="kv4,fast")
+    with pytest.raises(massact.Error, match="pre-rope"):
+        tiny_llama.make_cache(sinks=4, window=8, kv_quant="kv4")
+    toks = tiny_llama.generate(ids, max_new_tokens=3, kv_quant="kv8")
+    assert toks.shape == (1, ids.shape[1] + 3)
+
+
 def test_tokens_and_strings(tiny_llama):
     t = tiny_llama.to_tokens("Summer is warm.")
     assert t.dtype == np.int64 and t.ndim == 2 and t[0, 0] == 1

@@ -2368,6 +2368,44 @@ inline void ssd_scan(const SsdShape& s, const float* x, Index xs, const float* B
 
 }  // namespace massact::kernels
 
+// ---- massact/kernels/fake_quant.hpp ------------------------------------------------------------
+// massact/kernels/fake_quant.hpp - asymmetric uniform ("min-max", zero-point) quantization, as a fake quantization:
+// the values are replaced by what the integers decode to.
+//
+//   lo, hi = min, max of the group; L = 2^bits - 1; step = (hi - lo) / L;
+//   x' = lo + step * clamp(round((x - lo) / step), 0, L)   (round half away from zero; (x - lo) / step >= 0)
+//   a group whose values are all equal (step 0) is left as it is (lo itself is held exactly).
+// KIVI and KVQuant quantize the KV cache this way (keys per channel, values per token); massact's int2 weights too.
+
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace massact::kernels {
+
+/// The decoded value of x in a group [lo, lo + L step] of L + 1 levels (step > 0).
+inline float asymmetric_level(float x, float lo, float step, int levels) {
+    const float q = std::round((x - lo) / step);
+    return lo + step * std::min(static_cast<float>(levels), std::max(0.0f, q));
+}
+
+/// Fake-quantize the n values x[0], x[stride], ..., x[(n-1) stride] in place to `bits` bits (1..16), asymmetric.
+inline void quantize_asymmetric(float* x, Index n, Index stride, int bits) {
+    if (n < 1) return;
+    float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+    for (Index i = 0; i < n; ++i) {
+        lo = std::min(lo, x[i * stride]);
+        hi = std::max(hi, x[i * stride]);
+    }
+    const int levels = (1 << bits) - 1;
+    const float step = (hi - lo) / static_cast<float>(levels);
+    if (!(step > 0.0f)) return;  // (all equal; or NaN, left for the caller's finiteness checks)
+    for (Index i = 0; i < n; ++i) x[i * stride] = asymmetric_level(x[i * stride], lo, step, levels);
+}
+
+}  // namespace massact::kernels
+
 // ---- massact/kernels/norm.hpp ------------------------------------------------------------------
 // massact/kernels/norm.hpp - RMSNorm and LayerNorm over the rows of a matrix.
 //
@@ -5325,6 +5363,94 @@ private:
 
 namespace massact {
 
+/// Fake quantization of the cached keys and values, what a serving engine's quantized KV cache does to attention
+/// (KIVI, Liu et al. 2024: keys per channel, values per token; KVQuant, Hooper et al. 2024: keys before RoPE; IntactKV,
+/// Liu et al. 2024: the first tokens' keys and values kept in full precision). Asymmetric min-max quantization to
+/// `bits` bits (kernels/fake_quant.hpp); the cache holds the decoded values in float32, so attention reads exactly
+/// what the integers decode to.
+///   per token    a token's row is quantized when it is written, in groups of `channel_group` consecutive channels
+///                (0: one group per head);
+///   per channel  each channel of the `token_group` tokens of stream indices [keep_first + g G, keep_first + (g+1) G)
+///                is one group, quantized when the group's last token is written (KIVI: until then the newest tokens
+///                stay in full precision);
+///   keep_first   tokens of stream index < keep_first stay float (the sinks: IntactKV);
+///   keys_before_rope  the keys are quantized before RoPE (the cache keeps them) and rotated after; otherwise as
+///                attention reads them (rotated, after q/k norms).
+struct KVQuant {
+    enum class Axis { Token, Channel };
+    int key_bits = 0, value_bits = 0;  // 2, 3, 4 or 8; 0: held as computed
+    Axis key_axis = Axis::Channel, value_axis = Axis::Token;
+    Index channel_group = 0;  // per token: channels per group (0: the head width)
+    Index token_group = 32;   // per channel: tokens per group
+    bool keys_before_rope = false;
+    Index keep_first = 0;
+
+    bool active() const { return key_bits > 0 || value_bits > 0; }
+
+    /// Parse a comma-separated spec: "k4", "v2", "kv4" (bits of keys, values, both: 2, 3, 4 or 8), "k-per-channel",
+    /// "k-per-token", "v-per-channel", "v-per-token", "group-tokens=N", "group-channels=N", "pre-rope", "keep-first=S";
+    /// "" or "none": no quantization. `what` names the option in errors.
+    static KVQuant parse(const std::string& spec, const std::string& what) {
+        KVQuant q;
+        if (spec.empty() || spec == "none") return q;
+        auto number = [&](const std::string& item, const std::string& digits, Index lo) {
+            Index v = 0;
+            bool ok = !digits.empty() && digits.size() <= 9;
+            for (char ch : digits) ok = ok && ch >= '0' && ch <= '9';
+            if (ok) v = static_cast<Index>(std::stoll(digits));
+            if (!ok || v < lo)
+                throw Error(what + ": \"" + item + "\": expected a whole number >= " + std::to_string(lo) + " after '='");
+            return v;
+        };
+        std::size_t at = 0;
+        while (at <= spec.size()) {
+            const std::size_t end = std::min(spec.find(',', at), spec.size());
+            const std::string item = spec.substr(at, end - at);
+            at = end + 1;
+            const std::size_t eq = item.find('=');
+            const std::string key = item.substr(0, eq), val = eq == std::string::npos ? "" : item.substr(eq + 1);
+            auto bits = [&](const std::string& b) {
+                if (b != "2" && b != "3" && b != "4" && b != "8")
+                    throw Error(what + ": \"" + item + "\": bits must be 2, 3, 4 or 8");
+                return std::stoi(b);
+            };
+            if (item.rfind("kv", 0) == 0 && item.size() == 3) q.key_bits = q.value_bits = bits(item.substr(2));
+            else if (item.size() == 2 && item[0] == 'k') q.key_bits = bits(item.substr(1));
+            else if (item.size() == 2 && item[0] == 'v') q.value_bits = bits(item.substr(1));
+            else if (item == "k-per-channel") q.key_axis = Axis::Channel;
+            else if (item == "k-per-token") q.key_axis = Axis::Token;
+            else if (item == "v-per-channel") q.value_axis = Axis::Channel;
+            else if (item == "v-per-token") q.value_axis = Axis::Token;
+            else if (item == "pre-rope") q.keys_before_rope = true;
+            else if (key == "group-tokens" && eq != std::string::npos) q.token_group = number(item, val, 1);
+            else if (key == "group-channels" && eq != std::string::npos) q.channel_group = number(item, val, 1);
+            else if (key == "keep-first" && eq != std::string::npos) q.keep_first = number(item, val, 0);
+            else
+                throw Error(what + ": \"" + item + "\" is not a KV quantization setting (k4, v2, kv4, k-per-channel, k-per-token, "
+                            "v-per-channel, v-per-token, group-tokens=N, group-channels=N, pre-rope, keep-first=S)");
+        }
+        if (!q.active()) throw Error(what + ": \"" + spec + "\" quantizes neither keys nor values (give k4, v4 or kv4, say)");
+        return q;
+    }
+
+    /// The canonical spec (parse(name()) gives this back), or "none".
+    std::string name() const {
+        if (!active()) return "none";
+        std::string s;
+        auto add = [&](const std::string& x) { s += (s.empty() ? "" : ",") + x; };
+        auto axis = [](Axis a) { return a == Axis::Channel ? "per-channel" : "per-token"; };
+        if (key_bits > 0) add("k" + std::to_string(key_bits) + ",k-" + axis(key_axis));
+        if (value_bits > 0) add("v" + std::to_string(value_bits) + ",v-" + axis(value_axis));
+        if ((key_bits > 0 && key_axis == Axis::Channel) || (value_bits > 0 && value_axis == Axis::Channel))
+            add("group-tokens=" + std::to_string(token_group));
+        if (channel_group > 0 && ((key_bits > 0 && key_axis == Axis::Token) || (value_bits > 0 && value_axis == Axis::Token)))
+            add("group-channels=" + std::to_string(channel_group));
+        if (keys_before_rope && key_bits > 0) add("pre-rope");
+        if (keep_first > 0) add("keep-first=" + std::to_string(keep_first));
+        return s;
+    }
+};
+
 /// Which tokens a KV cache keeps, which positions they get, and in what precision their keys and values are held.
 struct CachePolicy {
     enum class Positions {
@@ -5335,6 +5461,7 @@ struct CachePolicy {
     Index window = 0;  // and the W most recent are kept (0: nothing is evicted)
     Positions positions = Positions::Absolute;
     kernels::KVFormat storage = kernels::KVFormat::F32;  // keys and values in float32, f16 or bf16
+    KVQuant quant{};                                     // fake quantization of the held keys and values (float32 storage)
 
     /// No eviction, absolute positions: exactly the full forward.
     static CachePolicy dense() { return {}; }
@@ -5357,6 +5484,8 @@ public:
     /// Float storage (format f32) and 16-bit storage (f16, bf16), row-major [rows, cols].
     const float* f32() const { return f32_.data(); }
     const std::uint16_t* half() const { return half_.data(); }
+    /// Row r of float storage, writable (KV quantization rewrites held rows in place).
+    float* f32_row(Index r) { return f32_.data() + r * cols_; }
 
     /// rows x cols, keeping the first `keep` rows of each of `blocks` blocks of old_rows / blocks rows.
     void regrow(Index blocks, Index rows_per_block, Index keep, Index cols) {
@@ -5443,6 +5572,7 @@ public:
                         std::to_string(policy.window) + ") must not be negative");
         if (policy.sinks > 0 && policy.window == 0)
             throw Error("KV cache: " + std::to_string(policy.sinks) + " sink tokens need a window (W >= 1) to evict from");
+        check_quant(c);
         for (int l = 0; l < c.num_layers; ++l) {
             if (c.layer_attention(l)) continue;
             Layer& L = layers_[static_cast<std::size_t>(l)];
@@ -5469,7 +5599,9 @@ public:
     int num_layers() const { return static_cast<int>(layers_.size()); }
     Index kv_width() const { return width_; }
     /// Whether the keys before RoPE are kept (they are needed only when held tokens change position).
-    bool keeps_raw_keys() const { return rope_ && policy_.positions == CachePolicy::Positions::CacheIndex; }
+    bool keeps_raw_keys() const {
+        return rope_ && (policy_.positions == CachePolicy::Positions::CacheIndex || (policy_.quant.key_bits > 0 && policy_.quant.keys_before_rope));
+    }
     /// Bytes held by keys and values (all layers, the capacity allocated so far).
     std::size_t bytes() const {
         std::size_t n = 0;
@@ -5556,6 +5688,25 @@ public:
     std::vector<RopeMemo>& rope_memo() { return rope_memo_; }
 
 private:
+    /// The KV quantization of the policy, for a model with config c (refused with the reason where it cannot hold).
+    void check_quant(const ModelConfig& c) const {
+        const KVQuant& q = policy_.quant;
+        if (!q.active()) return;
+        for (int bits : {q.key_bits, q.value_bits})
+            if (bits != 0 && bits != 2 && bits != 3 && bits != 4 && bits != 8)
+                throw Error("KV cache: quantization to " + std::to_string(bits) + " bits: expected 2, 3, 4 or 8");
+        if (policy_.storage != kernels::KVFormat::F32)
+            throw Error(std::string("KV cache: a quantized cache holds the decoded values in f32, not ") + kernels::kv_format_name(policy_.storage));
+        if (q.token_group < 1 || q.channel_group < 0 || q.keep_first < 0)
+            throw Error("KV cache: quantization groups of " + std::to_string(q.token_group) + " tokens / " + std::to_string(q.channel_group) +
+                        " channels and keep_first " + std::to_string(q.keep_first) + ": expected >= 1, >= 0 (0: a head), >= 0");
+        if (q.key_bits > 0 && !q.keys_before_rope && rope_ && policy_.positions == CachePolicy::Positions::CacheIndex)
+            throw Error("KV cache: keys quantized after RoPE cannot be rotated to the new positions StreamingLLM's cache gives them "
+                        "(it rotates them again from the keys before RoPE): quantize the keys before RoPE (pre-rope)");
+        if (!c.has_attention())
+            throw Error("KV cache: this " + c.model_type + " model has no attention layer: there are no keys or values to quantize");
+    }
+
     /// Drop `n` tokens after the first S (the oldest of the window), moving the rest down.
     void evict(Index n) {
         const Index from = std::min(policy_.sinks, size_);
@@ -9497,6 +9648,7 @@ inline Tokenizer load_tokenizer(const std::string& path) {
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -10622,36 +10774,82 @@ private:
     }
 
     /// Append the new keys (rotated) and values to the cache; rotate the held keys whose position changed
-    /// (after an eviction with positions = index in the cache) again from the keys before RoPE.
+    /// (after an eviction with positions = index in the cache) again from the keys before RoPE; quantize what the
+    /// cache's KVQuant says.
     void cache_keys_values(Pass& p, int l) const {
         KVCache& cache = *p.cache;
         KVCache::Layer& C = cache.layer(l);
         store_rows(p, C.k, p.w.k);
         store_rows(p, C.v, p.w.v);
-        if (!cache.keeps_raw_keys() || config_.layers[static_cast<std::size_t>(l)].nope) return;  // (keys keep their rotation)
-        const kernels::RopeTable& rope = rope_of(p, l);
-        std::vector<float> key(static_cast<std::size_t>(C.k_raw.cols()));
-        for (Index j = 0; j < p.keys(); ++j) {
-            Index& at = C.k_pos[static_cast<std::size_t>(j)];
-            const Index want = cache.position(j);
-            if (j >= p.past) {
-                at = want;
-            } else if (at != want) {
-                for (Index b = 0; b < p.N; ++b) {
-                    const Index r = cache.row(b, j);
-                    std::copy_n(C.k_raw.row(r).data(), key.size(), key.begin());
-                    rotate(rope, key.data(), config_.num_kv_heads, want);
-                    if (config_.layer_qk_norm(l) && config_.qk_norm_after_rope) {  // (Llama 4: the norm follows RoPE)
-                        const bool whole = config_.qk_norm == QKNorm::Whole;
-                        const Index KV = config_.num_kv_heads, hd = config_.head_dim;
-                        detail::apply_norm(config_.qk_norm_spec, weights_.layers[static_cast<std::size_t>(l)].k_norm, key.data(), key.data(),
-                                           whole ? 1 : KV, whole ? KV * hd : hd);
-                    }
-                    C.k.store(r, key.data());
-                }
+        const bool rotated = cache.keeps_raw_keys() && !config_.layers[static_cast<std::size_t>(l)].nope;
+        if (rotated) {
+            std::vector<float> key(static_cast<std::size_t>(C.k_raw.cols()));
+            for (Index j = 0; j < p.keys(); ++j) {
+                Index& at = C.k_pos[static_cast<std::size_t>(j)];
+                const Index want = cache.position(j);
+                if (j < p.past && at != want)
+                    for (Index b = 0; b < p.N; ++b) rotate_cached_key(p, l, cache.row(b, j), want, key.data());
                 at = want;
             }
         }
+        if (cache.policy().quant.active()) quantize_cached(p, l, rotated);
+    }
+
+    /// Held key row r (of k_raw) rotated to `position` (and q/k-normed after RoPE where the model does) into k.
+    void rotate_cached_key(Pass& p, int l, Index r, Index position, float* key) const {
+        KVCache::Layer& C = p.cache->layer(l);
+        std::copy_n(C.k_raw.row(r).data(), C.k_raw.cols(), key);
+        rotate(rope_of(p, l), key, config_.num_kv_heads, position);
+        if (config_.layer_qk_norm(l) && config_.qk_norm_after_rope) {  // (Llama 4: the norm follows RoPE)
+            const bool whole = config_.qk_norm == QKNorm::Whole;
+            const Index KV = config_.num_kv_heads, hd = config_.head_dim;
+            detail::apply_norm(config_.qk_norm_spec, weights_.layers[static_cast<std::size_t>(l)].k_norm, key, key, whole ? 1 : KV,
+                               whole ? KV * hd : hd);
+        }
+        C.k.store(r, key);
+    }
+
+    /// The cache's KV quantization (KVQuant, kv_cache.hpp) of this step: the new tokens' rows (per token) or the token
+    /// groups the step completed (per channel); keys before RoPE are quantized in k_raw and rotated again into k
+    /// (`rotated`: this layer's keys are rotated from k_raw).
+    void quantize_cached(Pass& p, int l, bool rotated) const {
+        KVCache& cache = *p.cache;
+        KVCache::Layer& C = cache.layer(l);
+        const KVQuant& q = cache.policy().quant;
+        const Index width = C.k.cols(), S = q.keep_first, G = q.token_group;
+        const Index group = q.channel_group > 0 ? q.channel_group : config_.head_dim;
+        const auto& held = cache.held();
+        auto stream = [&](Index j) { return held[static_cast<std::size_t>(j)]; };
+        // each key or value tensor: rows changed (held token indices), through a row accessor
+        auto quantize = [&](int bits, KVQuant::Axis axis, const std::function<float*(Index)>& row, std::vector<Index>* changed) {
+            if (bits == 0) return;
+            for (Index j = p.past; j < p.keys(); ++j) {
+                if (stream(j) < S) continue;
+                if (axis == KVQuant::Axis::Token) {
+                    for (Index b = 0; b < p.N; ++b)
+                        for (Index c0 = 0; c0 < width; c0 += group) kernels::quantize_asymmetric(row(cache.row(b, j)) + c0, std::min(group, width - c0), 1, bits);
+                    if (changed) changed->push_back(j);
+                } else if ((stream(j) - S + 1) % G == 0) {  // the last token of a group: the group's held tokens, per channel
+                    Index j0 = j;
+                    while (j0 > 0 && stream(j0 - 1) > stream(j) - G) --j0;
+                    for (Index b = 0; b < p.N; ++b)
+                        for (Index c = 0; c < width; ++c) kernels::quantize_asymmetric(row(cache.row(b, j0)) + c, j - j0 + 1, width, bits);
+                    if (changed)
+                        for (Index i = j0; i <= j; ++i) changed->push_back(i);
+                }
+            }
+        };
+        quantize(q.value_bits, q.value_axis, [&](Index r) { return C.v.f32_row(r); }, nullptr);
+        if (q.key_bits == 0) return;
+        if (!(rotated && q.keys_before_rope)) {
+            quantize(q.key_bits, q.key_axis, [&](Index r) { return C.k.f32_row(r); }, nullptr);
+            return;
+        }
+        std::vector<Index> changed;
+        quantize(q.key_bits, q.key_axis, [&](Index r) { return C.k_raw.row(r).data(); }, &changed);
+        std::vector<float> key(static_cast<std::size_t>(width));
+        for (Index j : changed)
+            for (Index b = 0; b < p.N; ++b) rotate_cached_key(p, l, cache.row(b, j), C.k_pos[static_cast<std::size_t>(j)], key.data());
     }
 
     /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, K] buffers when hooks read the scores.
@@ -14471,7 +14669,7 @@ inline void fake_quantize(Eigen::Ref<RowMatrixF> w, const WeightQuant& q, const 
         auto one = [&](float x) {
             switch (q.format) {
                 case QuantFormat::NF4: return nf4(x, s);
-                case QuantFormat::Int2: return step > 0.0f ? lo + step * std::min(3.0f, std::max(0.0f, std::round((x - lo) / step))) : x;
+                case QuantFormat::Int2: return step > 0.0f ? kernels::asymmetric_level(x, lo, step, 3) : x;
                 case QuantFormat::Ternary: return mean * std::min(1.0f, std::max(-1.0f, std::round(x / (mean + 1e-5f))));
                 default: return rtn(x, s, Q);
             }
@@ -15697,6 +15895,7 @@ struct StreamOptions {
     Index batch = 16;   // Recompute: windows per forward
     bool sink_attention = true;  // record the attention on the cache's first tokens (Dense, Cache)
     kernels::KVFormat cache_storage = kernels::KVFormat::F32;  // Dense, Cache: keys and values in f32, f16 or bf16
+    KVQuant kv_quant{};          // Dense, Cache: fake quantization of the cached keys and values (KIVI, KVQuant, IntactKV)
     RunOptions run;              // e.g. precision (Precision::Q8: a quantized GGUF decoded as llama.cpp does)
     std::function<void(Index, Index)> progress;  // (tokens done, total)
 };
@@ -15788,6 +15987,8 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
                     std::to_string(o.window) + ", sinks " + std::to_string(o.sinks) + ")");
     if (o.policy == StreamPolicy::Recompute && o.sinks != 0)
         throw Error("stream: the recompute policy keeps no sink tokens (it runs the last W tokens from scratch): use --sinks 0");
+    if (o.policy == StreamPolicy::Recompute && o.kv_quant.active())
+        throw Error("stream: the recompute policy runs without a KV cache: there is no cache to quantize (" + o.kv_quant.name() + ")");
     StreamResult r;
     r.options = o;
     r.nll.reserve(static_cast<std::size_t>(N - 1));
@@ -15814,6 +16015,7 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
     } else {
         CachePolicy pol = o.policy == StreamPolicy::Dense ? CachePolicy::dense() : CachePolicy::streaming(o.sinks, o.window);
         pol.storage = o.cache_storage;
+        pol.quant = o.kv_quant;
         KVCache cache(model.config(), 1, pol);
         detail::SinkAttention sinks(model.config(), std::max<Index>(o.sinks, 1));
         const Hooks hooks = o.sink_attention ? sinks.hooks() : Hooks{};

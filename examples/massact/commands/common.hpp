@@ -65,6 +65,14 @@ inline void add_kv_cache_option(CLI::App* cmd, std::string& storage) {
         ->capture_default_str();
 }
 
+inline void add_kv_quant_option(CLI::App* cmd, std::string& spec) {
+    cmd->add_option("--kv-quant", spec,
+                    "Quantize the KV cache (asymmetric, decoded values attended): kv4 / k2,v4 (bits: 2, 3, 4, 8), k-per-channel "
+                    "(default) or k-per-token, v-per-token (default) or v-per-channel, group-tokens=32 (per channel: tokens per "
+                    "group, the newest stay float until it fills: KIVI), group-channels=N (per token; default a head), pre-rope "
+                    "(keys before RoPE: KVQuant), keep-first=S (the first S tokens in float: IntactKV)");
+}
+
 /// --allow-nonfinite: keep going when activations hold NaN or Inf (by default the first one stops the
 /// command with its site, layer, sequence and position).
 inline void add_nonfinite_option(CLI::App* cmd, bool& allow) {

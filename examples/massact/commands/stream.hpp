@@ -1,5 +1,5 @@
 // massact stream MODEL (--data FILE | --ids-file FILE[:TENSOR]) [--tokens N] [--policy dense|cache|recompute]
-//                [--sinks S] [--window W] [--compare] [--json OUT] [--figure OUT.png]
+//                [--sinks S] [--window W] [--compare] [--kv-cache f16] [--kv-quant kv4,keep-first=1] [--json OUT] [--figure OUT.png]
 // massact generate MODEL (--prompt TEXT | --ids ...) [-n 64] [--temperature 0] [--seed S] [--sinks S --window W]
 #pragma once
 
@@ -29,6 +29,7 @@ struct StreamArgs {
     std::string json, figure;
     std::string precision = "f32";
     std::string kv_cache = "f32";
+    std::string kv_quant;
 };
 
 /// The stream: BOS + the text of --data encoded as one text, or the first sequence of --ids-file as given;
@@ -73,6 +74,11 @@ inline std::string run_label(const massact::analysis::StreamOptions& o) {
     return (o.sinks == 0 ? "window " : "sinks ") + std::to_string(o.sinks) + "+" + std::to_string(o.window);
 }
 
+/// The run's label with its KV quantization, if any.
+inline std::string run_label_kv(const massact::analysis::StreamOptions& o) {
+    return run_label(o) + (o.kv_quant.active() ? " kv " + o.kv_quant.name() : "");
+}
+
 inline double mean_of(const std::vector<double>& v, std::size_t from, std::size_t to) {
     to = std::min(to, v.size());
     if (from >= to) return std::nan("");
@@ -88,6 +94,7 @@ inline nlohmann::json stream_json(const massact::analysis::StreamResult& r) {
                         {"tokens", r.nll.size() + 1},
                         {"ppl", r.ppl},
                         {"tokens_per_s", r.tokens_per_s()},
+                        {"kv_quant", r.options.kv_quant.name()},
                         {"nll", r.nll}};
     if (!r.sink_attention.empty()) j["sink_attention"] = r.sink_attention;
     return j;
@@ -98,6 +105,9 @@ inline int run_stream(StreamArgs& a) {
     const massact::Transformer m(a.model);
     const auto ids = stream_tokens(a);
     std::vector<StreamOptions> runs;
+    const massact::KVQuant kvq = massact::KVQuant::parse(a.kv_quant, "--kv-quant");
+    if (a.compare && kvq.active())
+        throw Error("--kv-quant: --compare includes the recompute policy, which has no KV cache to quantize; run --policy dense or cache");
     if (a.compare) {
         if (a.window < 2) throw Error("--window: --compare needs a cache of at least 2 tokens, got " + std::to_string(a.window));
         runs = compare_runs(a.window);
@@ -116,15 +126,18 @@ inline int run_stream(StreamArgs& a) {
     for (auto& o : runs) {
         o.run.precision = massact::kernels::precision_from_name(a.precision, "--precision");
         o.cache_storage = massact::kernels::kv_format_from_name(a.kv_cache, "--kv-cache");
-        Progress bar(run_label(o));
+        o.kv_quant = kvq;
+        Progress bar(run_label_kv(o));
         o.progress = [&bar](Index done, Index total) { bar(done, total); };
         results.push_back(stream_nll(m, ids, o));
     }
     const std::size_t n = ids.size() - 1;
     std::printf("%zu tokens; log-perplexity (mean NLL) by position, perplexity, speed\n", n + 1);
-    std::printf("%-16s %10s %10s %10s %10s %12s\n", "policy", "first 1/4", "last 1/2", "ppl", "log ppl", "tokens/s");
+    int width = 16;  // (the label column fits the longest label)
+    for (const auto& r : results) width = std::max(width, static_cast<int>(run_label_kv(r.options).size()));
+    std::printf("%-*s %10s %10s %10s %10s %12s\n", width, "policy", "first 1/4", "last 1/2", "ppl", "log ppl", "tokens/s");
     for (const auto& r : results)
-        std::printf("%-16s %10.3f %10.3f %10.3f %10.4f %12.1f\n", run_label(r.options).c_str(), mean_of(r.nll, 0, n / 4),
+        std::printf("%-*s %10.3f %10.3f %10.3f %10.4f %12.1f\n", width, run_label_kv(r.options).c_str(), mean_of(r.nll, 0, n / 4),
                     mean_of(r.nll, n / 2, n), r.ppl, std::log(r.ppl), r.tokens_per_s());
     if (!a.figure.empty()) {
         std::vector<massact_plot::StreamCurve> curves;
@@ -167,6 +180,7 @@ inline void add_stream(CLI::App& app, StreamArgs& a, std::function<int()>& actio
     cmd->add_option("--figure", a.figure, "Write log-perplexity vs position and attention on the sinks (PNG, gnuplot)");
     add_precision_option(cmd, a.precision);
     add_kv_cache_option(cmd, a.kv_cache);
+    add_kv_quant_option(cmd, a.kv_quant);
     cmd->callback([&] { action = [&] { return run_stream(a); }; });
 }
 
@@ -179,6 +193,7 @@ struct GenerateArgs {
     Index sinks = 0, window = 0;
     std::string precision = "f32";
     std::string kv_cache = "f32";
+    std::string kv_quant;
 };
 
 inline int run_generate(GenerateArgs& a) {
@@ -197,6 +212,7 @@ inline int run_generate(GenerateArgs& a) {
     o.run.precision = massact::kernels::precision_from_name(a.precision, "--precision");
     if (a.window > 0) o.cache = massact::CachePolicy::streaming(a.sinks, a.window);
     o.cache.storage = massact::kernels::kv_format_from_name(a.kv_cache, "--kv-cache");
+    o.cache.quant = massact::KVQuant::parse(a.kv_quant, "--kv-quant");
     const std::vector<std::int64_t> prompt(b.data(), b.data() + b.cols());
     if (!massact::text::has_tokenizer(a.model)) {  // ids only
         massact::analysis::generate(m, prompt, o, [](std::int64_t t) {
@@ -240,6 +256,7 @@ inline void add_generate(CLI::App& app, GenerateArgs& a, std::function<int()>& a
     cmd->add_option("--window", a.window, "Keep the W most recent tokens (0: keep everything)")->capture_default_str();
     add_precision_option(cmd, a.precision);
     add_kv_cache_option(cmd, a.kv_cache);
+    add_kv_quant_option(cmd, a.kv_quant);
     cmd->callback([&] { action = [&] { return run_generate(a); }; });
 }
 

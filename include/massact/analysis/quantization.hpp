@@ -28,6 +28,7 @@
 #include "massact/analysis/perplexity.hpp"
 #include "massact/core/eigen.hpp"
 #include "massact/core/error.hpp"
+#include "massact/kernels/fake_quant.hpp"
 #include "massact/model/hooks.hpp"
 #include "massact/model/transformer.hpp"
 
@@ -118,7 +119,7 @@ inline void fake_quantize(Eigen::Ref<RowMatrixF> w, const WeightQuant& q, const 
         auto one = [&](float x) {
             switch (q.format) {
                 case QuantFormat::NF4: return nf4(x, s);
-                case QuantFormat::Int2: return step > 0.0f ? lo + step * std::min(3.0f, std::max(0.0f, std::round((x - lo) / step))) : x;
+                case QuantFormat::Int2: return step > 0.0f ? kernels::asymmetric_level(x, lo, step, 3) : x;
                 case QuantFormat::Ternary: return mean * std::min(1.0f, std::max(-1.0f, std::round(x / (mean + 1e-5f))));
                 default: return rtn(x, s, Q);
             }

@@ -57,6 +57,7 @@ struct StreamOptions {
     Index batch = 16;   // Recompute: windows per forward
     bool sink_attention = true;  // record the attention on the cache's first tokens (Dense, Cache)
     kernels::KVFormat cache_storage = kernels::KVFormat::F32;  // Dense, Cache: keys and values in f32, f16 or bf16
+    KVQuant kv_quant{};          // Dense, Cache: fake quantization of the cached keys and values (KIVI, KVQuant, IntactKV)
     RunOptions run;              // e.g. precision (Precision::Q8: a quantized GGUF decoded as llama.cpp does)
     std::function<void(Index, Index)> progress;  // (tokens done, total)
 };
@@ -148,6 +149,8 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
                     std::to_string(o.window) + ", sinks " + std::to_string(o.sinks) + ")");
     if (o.policy == StreamPolicy::Recompute && o.sinks != 0)
         throw Error("stream: the recompute policy keeps no sink tokens (it runs the last W tokens from scratch): use --sinks 0");
+    if (o.policy == StreamPolicy::Recompute && o.kv_quant.active())
+        throw Error("stream: the recompute policy runs without a KV cache: there is no cache to quantize (" + o.kv_quant.name() + ")");
     StreamResult r;
     r.options = o;
     r.nll.reserve(static_cast<std::size_t>(N - 1));
@@ -174,6 +177,7 @@ inline StreamResult stream_nll(const Transformer& model, const std::vector<std::
     } else {
         CachePolicy pol = o.policy == StreamPolicy::Dense ? CachePolicy::dense() : CachePolicy::streaming(o.sinks, o.window);
         pol.storage = o.cache_storage;
+        pol.quant = o.kv_quant;
         KVCache cache(model.config(), 1, pol);
         detail::SinkAttention sinks(model.config(), std::max<Index>(o.sinks, 1));
         const Hooks hooks = o.sink_attention ? sinks.hooks() : Hooks{};

@@ -33,6 +33,94 @@
 
 namespace massact {
 
+/// Fake quantization of the cached keys and values, what a serving engine's quantized KV cache does to attention
+/// (KIVI, Liu et al. 2024: keys per channel, values per token; KVQuant, Hooper et al. 2024: keys before RoPE; IntactKV,
+/// Liu et al. 2024: the first tokens' keys and values kept in full precision). Asymmetric min-max quantization to
+/// `bits` bits (kernels/fake_quant.hpp); the cache holds the decoded values in float32, so attention reads exactly
+/// what the integers decode to.
+///   per token    a token's row is quantized when it is written, in groups of `channel_group` consecutive channels
+///                (0: one group per head);
+///   per channel  each channel of the `token_group` tokens of stream indices [keep_first + g G, keep_first + (g+1) G)
+///                is one group, quantized when the group's last token is written (KIVI: until then the newest tokens
+///                stay in full precision);
+///   keep_first   tokens of stream index < keep_first stay float (the sinks: IntactKV);
+///   keys_before_rope  the keys are quantized before RoPE (the cache keeps them) and rotated after; otherwise as
+///                attention reads them (rotated, after q/k norms).
+struct KVQuant {
+    enum class Axis { Token, Channel };
+    int key_bits = 0, value_bits = 0;  // 2, 3, 4 or 8; 0: held as computed
+    Axis key_axis = Axis::Channel, value_axis = Axis::Token;
+    Index channel_group = 0;  // per token: channels per group (0: the head width)
+    Index token_group = 32;   // per channel: tokens per group
+    bool keys_before_rope = false;
+    Index keep_first = 0;
+
+    bool active() const { return key_bits > 0 || value_bits > 0; }
+
+    /// Parse a comma-separated spec: "k4", "v2", "kv4" (bits of keys, values, both: 2, 3, 4 or 8), "k-per-channel",
+    /// "k-per-token", "v-per-channel", "v-per-token", "group-tokens=N", "group-channels=N", "pre-rope", "keep-first=S";
+    /// "" or "none": no quantization. `what` names the option in errors.
+    static KVQuant parse(const std::string& spec, const std::string& what) {
+        KVQuant q;
+        if (spec.empty() || spec == "none") return q;
+        auto number = [&](const std::string& item, const std::string& digits, Index lo) {
+            Index v = 0;
+            bool ok = !digits.empty() && digits.size() <= 9;
+            for (char ch : digits) ok = ok && ch >= '0' && ch <= '9';
+            if (ok) v = static_cast<Index>(std::stoll(digits));
+            if (!ok || v < lo)
+                throw Error(what + ": \"" + item + "\": expected a whole number >= " + std::to_string(lo) + " after '='");
+            return v;
+        };
+        std::size_t at = 0;
+        while (at <= spec.size()) {
+            const std::size_t end = std::min(spec.find(',', at), spec.size());
+            const std::string item = spec.substr(at, end - at);
+            at = end + 1;
+            const std::size_t eq = item.find('=');
+            const std::string key = item.substr(0, eq), val = eq == std::string::npos ? "" : item.substr(eq + 1);
+            auto bits = [&](const std::string& b) {
+                if (b != "2" && b != "3" && b != "4" && b != "8")
+                    throw Error(what + ": \"" + item + "\": bits must be 2, 3, 4 or 8");
+                return std::stoi(b);
+            };
+            if (item.rfind("kv", 0) == 0 && item.size() == 3) q.key_bits = q.value_bits = bits(item.substr(2));
+            else if (item.size() == 2 && item[0] == 'k') q.key_bits = bits(item.substr(1));
+            else if (item.size() == 2 && item[0] == 'v') q.value_bits = bits(item.substr(1));
+            else if (item == "k-per-channel") q.key_axis = Axis::Channel;
+            else if (item == "k-per-token") q.key_axis = Axis::Token;
+            else if (item == "v-per-channel") q.value_axis = Axis::Channel;
+            else if (item == "v-per-token") q.value_axis = Axis::Token;
+            else if (item == "pre-rope") q.keys_before_rope = true;
+            else if (key == "group-tokens" && eq != std::string::npos) q.token_group = number(item, val, 1);
+            else if (key == "group-channels" && eq != std::string::npos) q.channel_group = number(item, val, 1);
+            else if (key == "keep-first" && eq != std::string::npos) q.keep_first = number(item, val, 0);
+            else
+                throw Error(what + ": \"" + item + "\" is not a KV quantization setting (k4, v2, kv4, k-per-channel, k-per-token, "
+                            "v-per-channel, v-per-token, group-tokens=N, group-channels=N, pre-rope, keep-first=S)");
+        }
+        if (!q.active()) throw Error(what + ": \"" + spec + "\" quantizes neither keys nor values (give k4, v4 or kv4, say)");
+        return q;
+    }
+
+    /// The canonical spec (parse(name()) gives this back), or "none".
+    std::string name() const {
+        if (!active()) return "none";
+        std::string s;
+        auto add = [&](const std::string& x) { s += (s.empty() ? "" : ",") + x; };
+        auto axis = [](Axis a) { return a == Axis::Channel ? "per-channel" : "per-token"; };
+        if (key_bits > 0) add("k" + std::to_string(key_bits) + ",k-" + axis(key_axis));
+        if (value_bits > 0) add("v" + std::to_string(value_bits) + ",v-" + axis(value_axis));
+        if ((key_bits > 0 && key_axis == Axis::Channel) || (value_bits > 0 && value_axis == Axis::Channel))
+            add("group-tokens=" + std::to_string(token_group));
+        if (channel_group > 0 && ((key_bits > 0 && key_axis == Axis::Token) || (value_bits > 0 && value_axis == Axis::Token)))
+            add("group-channels=" + std::to_string(channel_group));
+        if (keys_before_rope && key_bits > 0) add("pre-rope");
+        if (keep_first > 0) add("keep-first=" + std::to_string(keep_first));
+        return s;
+    }
+};
+
 /// Which tokens a KV cache keeps, which positions they get, and in what precision their keys and values are held.
 struct CachePolicy {
     enum class Positions {
@@ -43,6 +131,7 @@ struct CachePolicy {
     Index window = 0;  // and the W most recent are kept (0: nothing is evicted)
     Positions positions = Positions::Absolute;
     kernels::KVFormat storage = kernels::KVFormat::F32;  // keys and values in float32, f16 or bf16
+    KVQuant quant{};                                     // fake quantization of the held keys and values (float32 storage)
 
     /// No eviction, absolute positions: exactly the full forward.
     static CachePolicy dense() { return {}; }
@@ -65,6 +154,8 @@ public:
     /// Float storage (format f32) and 16-bit storage (f16, bf16), row-major [rows, cols].
     const float* f32() const { return f32_.data(); }
     const std::uint16_t* half() const { return half_.data(); }
+    /// Row r of float storage, writable (KV quantization rewrites held rows in place).
+    float* f32_row(Index r) { return f32_.data() + r * cols_; }
 
     /// rows x cols, keeping the first `keep` rows of each of `blocks` blocks of old_rows / blocks rows.
     void regrow(Index blocks, Index rows_per_block, Index keep, Index cols) {
@@ -151,6 +242,7 @@ public:
                         std::to_string(policy.window) + ") must not be negative");
         if (policy.sinks > 0 && policy.window == 0)
             throw Error("KV cache: " + std::to_string(policy.sinks) + " sink tokens need a window (W >= 1) to evict from");
+        check_quant(c);
         for (int l = 0; l < c.num_layers; ++l) {
             if (c.layer_attention(l)) continue;
             Layer& L = layers_[static_cast<std::size_t>(l)];
@@ -177,7 +269,9 @@ public:
     int num_layers() const { return static_cast<int>(layers_.size()); }
     Index kv_width() const { return width_; }
     /// Whether the keys before RoPE are kept (they are needed only when held tokens change position).
-    bool keeps_raw_keys() const { return rope_ && policy_.positions == CachePolicy::Positions::CacheIndex; }
+    bool keeps_raw_keys() const {
+        return rope_ && (policy_.positions == CachePolicy::Positions::CacheIndex || (policy_.quant.key_bits > 0 && policy_.quant.keys_before_rope));
+    }
     /// Bytes held by keys and values (all layers, the capacity allocated so far).
     std::size_t bytes() const {
         std::size_t n = 0;
@@ -264,6 +358,25 @@ public:
     std::vector<RopeMemo>& rope_memo() { return rope_memo_; }
 
 private:
+    /// The KV quantization of the policy, for a model with config c (refused with the reason where it cannot hold).
+    void check_quant(const ModelConfig& c) const {
+        const KVQuant& q = policy_.quant;
+        if (!q.active()) return;
+        for (int bits : {q.key_bits, q.value_bits})
+            if (bits != 0 && bits != 2 && bits != 3 && bits != 4 && bits != 8)
+                throw Error("KV cache: quantization to " + std::to_string(bits) + " bits: expected 2, 3, 4 or 8");
+        if (policy_.storage != kernels::KVFormat::F32)
+            throw Error(std::string("KV cache: a quantized cache holds the decoded values in f32, not ") + kernels::kv_format_name(policy_.storage));
+        if (q.token_group < 1 || q.channel_group < 0 || q.keep_first < 0)
+            throw Error("KV cache: quantization groups of " + std::to_string(q.token_group) + " tokens / " + std::to_string(q.channel_group) +
+                        " channels and keep_first " + std::to_string(q.keep_first) + ": expected >= 1, >= 0 (0: a head), >= 0");
+        if (q.key_bits > 0 && !q.keys_before_rope && rope_ && policy_.positions == CachePolicy::Positions::CacheIndex)
+            throw Error("KV cache: keys quantized after RoPE cannot be rotated to the new positions StreamingLLM's cache gives them "
+                        "(it rotates them again from the keys before RoPE): quantize the keys before RoPE (pre-rope)");
+        if (!c.has_attention())
+            throw Error("KV cache: this " + c.model_type + " model has no attention layer: there are no keys or values to quantize");
+    }
+
     /// Drop `n` tokens after the first S (the oldest of the window), moving the rest down.
     void evict(Index n) {
         const Index from = std::min(policy_.sinks, size_);

@@ -14,6 +14,7 @@
 #include "massact/kernels/activation.hpp"
 #include "massact/kernels/attention.hpp"
 #include "massact/kernels/deltanet.hpp"
+#include "massact/kernels/fake_quant.hpp"
 #include "massact/kernels/norm.hpp"
 #include "massact/kernels/resample.hpp"
 #include "massact/kernels/rope.hpp"
@@ -31,6 +32,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -1156,36 +1158,82 @@ private:
     }
 
     /// Append the new keys (rotated) and values to the cache; rotate the held keys whose position changed
-    /// (after an eviction with positions = index in the cache) again from the keys before RoPE.
+    /// (after an eviction with positions = index in the cache) again from the keys before RoPE; quantize what the
+    /// cache's KVQuant says.
     void cache_keys_values(Pass& p, int l) const {
         KVCache& cache = *p.cache;
         KVCache::Layer& C = cache.layer(l);
         store_rows(p, C.k, p.w.k);
         store_rows(p, C.v, p.w.v);
-        if (!cache.keeps_raw_keys() || config_.layers[static_cast<std::size_t>(l)].nope) return;  // (keys keep their rotation)
-        const kernels::RopeTable& rope = rope_of(p, l);
-        std::vector<float> key(static_cast<std::size_t>(C.k_raw.cols()));
-        for (Index j = 0; j < p.keys(); ++j) {
-            Index& at = C.k_pos[static_cast<std::size_t>(j)];
-            const Index want = cache.position(j);
-            if (j >= p.past) {
-                at = want;
-            } else if (at != want) {
-                for (Index b = 0; b < p.N; ++b) {
-                    const Index r = cache.row(b, j);
-                    std::copy_n(C.k_raw.row(r).data(), key.size(), key.begin());
-                    rotate(rope, key.data(), config_.num_kv_heads, want);
-                    if (config_.layer_qk_norm(l) && config_.qk_norm_after_rope) {  // (Llama 4: the norm follows RoPE)
-                        const bool whole = config_.qk_norm == QKNorm::Whole;
-                        const Index KV = config_.num_kv_heads, hd = config_.head_dim;
-                        detail::apply_norm(config_.qk_norm_spec, weights_.layers[static_cast<std::size_t>(l)].k_norm, key.data(), key.data(),
-                                           whole ? 1 : KV, whole ? KV * hd : hd);
-                    }
-                    C.k.store(r, key.data());
-                }
+        const bool rotated = cache.keeps_raw_keys() && !config_.layers[static_cast<std::size_t>(l)].nope;
+        if (rotated) {
+            std::vector<float> key(static_cast<std::size_t>(C.k_raw.cols()));
+            for (Index j = 0; j < p.keys(); ++j) {
+                Index& at = C.k_pos[static_cast<std::size_t>(j)];
+                const Index want = cache.position(j);
+                if (j < p.past && at != want)
+                    for (Index b = 0; b < p.N; ++b) rotate_cached_key(p, l, cache.row(b, j), want, key.data());
                 at = want;
             }
         }
+        if (cache.policy().quant.active()) quantize_cached(p, l, rotated);
+    }
+
+    /// Held key row r (of k_raw) rotated to `position` (and q/k-normed after RoPE where the model does) into k.
+    void rotate_cached_key(Pass& p, int l, Index r, Index position, float* key) const {
+        KVCache::Layer& C = p.cache->layer(l);
+        std::copy_n(C.k_raw.row(r).data(), C.k_raw.cols(), key);
+        rotate(rope_of(p, l), key, config_.num_kv_heads, position);
+        if (config_.layer_qk_norm(l) && config_.qk_norm_after_rope) {  // (Llama 4: the norm follows RoPE)
+            const bool whole = config_.qk_norm == QKNorm::Whole;
+            const Index KV = config_.num_kv_heads, hd = config_.head_dim;
+            detail::apply_norm(config_.qk_norm_spec, weights_.layers[static_cast<std::size_t>(l)].k_norm, key, key, whole ? 1 : KV,
+                               whole ? KV * hd : hd);
+        }
+        C.k.store(r, key);
+    }
+
+    /// The cache's KV quantization (KVQuant, kv_cache.hpp) of this step: the new tokens' rows (per token) or the token
+    /// groups the step completed (per channel); keys before RoPE are quantized in k_raw and rotated again into k
+    /// (`rotated`: this layer's keys are rotated from k_raw).
+    void quantize_cached(Pass& p, int l, bool rotated) const {
+        KVCache& cache = *p.cache;
+        KVCache::Layer& C = cache.layer(l);
+        const KVQuant& q = cache.policy().quant;
+        const Index width = C.k.cols(), S = q.keep_first, G = q.token_group;
+        const Index group = q.channel_group > 0 ? q.channel_group : config_.head_dim;
+        const auto& held = cache.held();
+        auto stream = [&](Index j) { return held[static_cast<std::size_t>(j)]; };
+        // each key or value tensor: rows changed (held token indices), through a row accessor
+        auto quantize = [&](int bits, KVQuant::Axis axis, const std::function<float*(Index)>& row, std::vector<Index>* changed) {
+            if (bits == 0) return;
+            for (Index j = p.past; j < p.keys(); ++j) {
+                if (stream(j) < S) continue;
+                if (axis == KVQuant::Axis::Token) {
+                    for (Index b = 0; b < p.N; ++b)
+                        for (Index c0 = 0; c0 < width; c0 += group) kernels::quantize_asymmetric(row(cache.row(b, j)) + c0, std::min(group, width - c0), 1, bits);
+                    if (changed) changed->push_back(j);
+                } else if ((stream(j) - S + 1) % G == 0) {  // the last token of a group: the group's held tokens, per channel
+                    Index j0 = j;
+                    while (j0 > 0 && stream(j0 - 1) > stream(j) - G) --j0;
+                    for (Index b = 0; b < p.N; ++b)
+                        for (Index c = 0; c < width; ++c) kernels::quantize_asymmetric(row(cache.row(b, j0)) + c, j - j0 + 1, width, bits);
+                    if (changed)
+                        for (Index i = j0; i <= j; ++i) changed->push_back(i);
+                }
+            }
+        };
+        quantize(q.value_bits, q.value_axis, [&](Index r) { return C.v.f32_row(r); }, nullptr);
+        if (q.key_bits == 0) return;
+        if (!(rotated && q.keys_before_rope)) {
+            quantize(q.key_bits, q.key_axis, [&](Index r) { return C.k.f32_row(r); }, nullptr);
+            return;
+        }
+        std::vector<Index> changed;
+        quantize(q.key_bits, q.key_axis, [&](Index r) { return C.k_raw.row(r).data(); }, &changed);
+        std::vector<float> key(static_cast<std::size_t>(width));
+        for (Index j : changed)
+            for (Index b = 0; b < p.N; ++b) rotate_cached_key(p, l, cache.row(b, j), C.k_pos[static_cast<std::size_t>(j)], key.data());
     }
 
     /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, K] buffers when hooks read the scores.
