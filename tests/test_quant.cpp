@@ -341,3 +341,108 @@ TEST_CASE("GPTQ equals column-by-column GPTQ written out in double, and its laye
     test::expect_error([&] { gptq_quantize(W, H, {QuantFormat::NF4, Granularity::Block, 8}); }, {"GPTQ", "nf4"});
     test::expect_error([&] { gptq_quantize(W, H.topLeftCorner(5, 5), {QuantFormat::Int4, Granularity::PerChannel}); }, {"GPTQ", "5 x 5", "40 inputs"});
 }
+
+TEST_CASE("rotations (QuaRot, SpinQuant): orthogonal matrices; a rotated model computes the same logits; the massive activation spreads") {
+    for (const Index n : {1, 2, 8, 12, 256, 576}) {
+        CAPTURE(n);
+        const Eigen::MatrixXd h = hadamard_rotation(n, 5).cast<double>();
+        CHECK((h.transpose() * h - Eigen::MatrixXd::Identity(n, n)).cwiseAbs().maxCoeff() < 1e-5);
+        if ((n & (n - 1)) == 0)  // a power of two: a signed Sylvester matrix, every entry +-1/sqrt(n)
+            CHECK((h.cwiseAbs().array() - 1.0 / std::sqrt(double(n))).abs().maxCoeff() < 1e-6);
+    }
+    const Eigen::MatrixXd o = random_orthogonal(48, 1).cast<double>();
+    CHECK((o.transpose() * o - Eigen::MatrixXd::Identity(48, 48)).cwiseAbs().maxCoeff() < 1e-5);
+    CHECK((random_orthogonal(48, 2).cast<double>() - o).cwiseAbs().maxCoeff() > 0.1);  // seeded: another seed, another matrix
+    // the models: logits within 1e-5 of max |logit|; the last block's output is the float one rotated by Q
+    struct Case {
+        std::string dir;
+        bool online;  // a dense MLP: the down_proj inputs rotated online too
+    };
+    const std::vector<Case> cases = {{test::model("tiny-llama"), true},        {test::data("families/qwen3"), true},
+                                     {test::data("families/gemma"), true},     {test::data("families/granite"), true},
+                                     {test::data("families/bitnet"), false},    {test::data("families/mixtral"), false},
+                                     {test::data("families/deepseek_v3"), false}, {test::data("families/qwen3_next"), false},
+                                     {test::data("families/mamba2"), false}};
+    for (const auto& cs : cases) {
+        CAPTURE(cs.dir);
+        const Transformer m(cs.dir);
+        std::mt19937 g(4);
+        TokenBatch ids(2, 12);
+        for (Index i = 0; i < ids.size(); ++i) ids.data()[i] = static_cast<std::int64_t>(g() % static_cast<unsigned>(m.config().vocab_size));
+        const std::string last = "blocks." + std::to_string(m.config().num_layers - 1) + ".hook_resid_post";
+        const auto plain = run_with_cache(m, ids, {last});
+        const RowMatrixF full = m.forward(ids);
+        const double scale = full.cwiseAbs().maxCoeff();
+        for (RotationKind k : {RotationKind::Hadamard, RotationKind::Orthogonal}) {
+            CAPTURE(rotation_name(k));
+            const RotatedModel r = rotate_model(m, k, cs.online, 3);
+            CHECK((r.down != nullptr) == cs.online);
+            const RowMatrixF got = r.model.forward(ids, r.online());
+            CHECK(test::max_abs_diff(got, full) / scale < 1e-5);
+            const auto rotated = run_with_cache(r.model, ids, {last}, {}, r.online());
+            const Index d = m.config().hidden_size, rows = ids.size();
+            const RowMatrixF want = ConstRowMap<float>(plain.at(last).data.data(), rows, d) * r.residual;
+            const ConstRowMap<float> have(rotated.at(last).data.data(), rows, d);
+            CHECK(test::max_abs_diff(have, want) / want.cwiseAbs().maxCoeff() < 1e-5);
+        }
+    }
+    // tiny-llama's massive activation (dim 215 of <s>, about 60 from block 2 on) is spread over the 256 dims
+    const Transformer m(test::model("tiny-llama"));
+    const TokenBatch ids = quant_windows(2, 64);
+    auto peak = [&](const Transformer& t, const Hooks& first) {  // the largest share of a token's h^2 that one dim holds
+        double share = 0;
+        Hooks h = first;
+        h.add("blocks.*.hook_resid_post", [&](Activation& a) {
+            const Index d = a.shape[2];
+            for (Index r = 0; r < a.numel() / d; ++r) {
+                const Eigen::Map<const Eigen::VectorXf> x(a.data + r * d, d);
+                share = std::max(share, double(x.cwiseAbs2().maxCoeff() / x.squaredNorm()));
+            }
+        });
+        t.forward(ids, h);
+        return share;
+    };
+    const RotatedModel r = rotate_model(m, RotationKind::Hadamard);
+    const double before = peak(m, {}), after = peak(r.model, r.online());
+    MESSAGE("tiny-llama: the largest share of a token's squared norm in one dim " << before << ", after a Hadamard rotation " << after);
+    CHECK(before > 0.25);
+    CHECK(after < before / 4);
+    // what a rotation cannot do, refused with the reason
+    test::expect_error([] { rotate_model(Transformer(test::model("tiny-gpt2")), RotationKind::Hadamard); }, {"rotate:", "gpt2", "LayerNorm"});
+    test::expect_error([] { rotate_model(Transformer(test::data("families/olmo2")), RotationKind::Hadamard); }, {"rotate:", "post norms"});
+    test::expect_error([] { rotate_model(Transformer(test::data("families/vit")), RotationKind::Hadamard); }, {"rotate:", "vision"});
+    test::expect_error([] { rotate_model(Transformer(test::data("families/mixtral")), RotationKind::Hadamard, true); }, {"down_proj", "dense MLP"});
+    test::expect_error([&] { m.with_rotated_residual(RowMatrixF::Identity(8, 8)); }, {"8 x 8", "256 dims"});
+    test::expect_error([&] { m.with_rotated_residual(RowMatrixF::Constant(256, 256, 1.0f)); }, {"not orthogonal"});
+}
+
+TEST_CASE("quant study with rotations: the rotated float model keeps the perplexity; W4A4 rotated; refusals") {
+    const Transformer m(test::model("tiny-llama"));
+    const TokenBatch ids = quant_windows(2, 128);
+    std::vector<QuantExperiment> exps(4);
+    exps[0].weights.format = QuantFormat::Float;
+    exps[0].rotation = RotationKind::Hadamard;
+    exps[1].weights = {QuantFormat::Int4, Granularity::PerChannel, 64};
+    exps[1].activations = QuantFormat::Int4;
+    exps[1].act_granularity = Granularity::PerToken;
+    exps[2] = exps[1];
+    exps[2].rotation = RotationKind::Hadamard;
+    exps[3] = exps[2];
+    exps[3].gptq = true;
+    const auto s = quant_study(m, ids, exps, {}, 2);
+    MESSAGE("float " << s.ppl_float << "; rotated float " << s.rows[0].ppl << "; W4A4 " << s.rows[1].ppl << ", rotated " << s.rows[2].ppl
+                     << ", rotated + GPTQ " << s.rows[3].ppl);
+    CHECK(std::abs(s.rows[0].ppl / s.ppl_float - 1) < 1e-4);
+    CHECK(s.rows[0].kl_mean < 1e-8);
+    for (double e : s.rows[0].max_abs_error_per_layer) CHECK(e < 1e-3);  // (compared in the float model's basis)
+    CHECK(s.rows[0].resid_max_abs < s.rows[1].resid_max_abs);
+    CHECK(s.rows[0].experiment.protect() == "rotation (hadamard)");
+    CHECK(s.rows[3].experiment.protect() == "rotation (hadamard), GPTQ");
+    for (const auto& r : s.rows) CHECK(std::isfinite(r.ppl));
+    QuantExperiment bad = exps[2];
+    bad.keep_massive_dims = true;
+    test::expect_error([&] { quant_study(m, ids, {bad}, {}, 2); }, {"rotation spreads", "massive dims in float"});
+    bad = exps[1];
+    bad.activations = QuantFormat::NF4;
+    test::expect_error([&] { quant_study(m, ids, {bad}, {}, 2); }, {"activations in nf4"});
+}

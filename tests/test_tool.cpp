@@ -793,12 +793,14 @@ TEST_CASE("massact quant: one row per experiment with the JSON fields, a figure,
     auto r = run("quant" + data + " --json " + dir + "/q.json --figure " + dir + "/q.png");
     INFO(r.out);
     REQUIRE(r.status == 0);
-    check_says(r, {"float perplexity", "massive dims: 215", "SmoothQuant", "PrefixQuant", "LLM.int8"});
+    check_says(r, {"float perplexity", "massive dims: 215", "SmoothQuant", "PrefixQuant", "LLM.int8", "rotation (hadamard)",
+                   "rotation (orthogonal)", "int4    int4", "rotated (hadamard): the largest |h|"});
     const auto j = io::read_json_file(dir + "/q.json");
     CHECK(j["ppl_float"].get<double>() > 1);
     REQUIRE(j["rows"].size() >= 8);
     for (const auto& row : j["rows"]) {
-        for (const char* k : {"weights", "activations", "granularity", "protect", "ppl", "kl_mean", "max_abs_error_per_layer"}) CHECK(row.contains(k));
+        for (const char* k : {"weights", "activations", "granularity", "protect", "ppl", "kl_mean", "max_abs_error_per_layer", "resid_max_abs"})
+            CHECK(row.contains(k));
         CHECK(row["max_abs_error_per_layer"].size() == 8);
     }
     CHECK(io::file_exists(dir + "/q.png"));

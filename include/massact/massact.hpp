@@ -21,6 +21,7 @@
 #include "massact/analysis/probe.hpp"
 #include "massact/analysis/qk_values.hpp"
 #include "massact/analysis/quantization.hpp"
+#include "massact/analysis/rotation.hpp"
 #include "massact/analysis/scan.hpp"
 #include "massact/analysis/scan_state.hpp"
 #include "massact/analysis/super_experts.hpp"

@@ -9655,6 +9655,7 @@ inline Tokenizer load_tokenizer(const std::string& path) {
 #include <mutex>
 #include <numeric>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -10044,6 +10045,87 @@ public:
                 m.replace(std::move(data));
             });
         }
+        return t;
+    }
+
+    /// The same function computed in another basis of the residual stream (QuaRot, SpinQuant): the copy whose residual
+    /// stream is x Q where this model's is x, for an orthogonal Q [d, d]. Each norm's scale g is first folded into the
+    /// linears that read the norm's output, so that the norm commutes with Q (RMSNorm(x Q) = RMSNorm(x) Q once g = 1):
+    /// the embedding becomes E Q, each linear reading the residual stream (after ln1, ln2 or the final norm) W diag(g) Q,
+    /// each linear writing it Q^T W with its bias b Q. Needs pre-norm RMSNorm blocks without post norms, layer scales,
+    /// learned positions or an embedding norm (refused with the reason). Its logits are this model's up to rounding.
+    Transformer with_rotated_residual(const RowMatrixF& Q) const {
+        const ModelConfig& c = config_;
+        const Index d = c.hidden_size;
+        auto refuse = [&](const std::string& why) {
+            throw Error("rotate: this " + c.model_type + " model " + why + ": a rotation of the residual stream needs pre-norm RMSNorm blocks");
+        };
+        if (Q.rows() != d || Q.cols() != d)
+            throw Error("rotate: the rotation is " + std::to_string(Q.rows()) + " x " + std::to_string(Q.cols()) + ", the residual stream has " +
+                        std::to_string(d) + " dims");
+        const double off = (Q.transpose().cast<double>() * Q.cast<double>() - Eigen::MatrixXd::Identity(d, d)).cwiseAbs().maxCoeff();
+        if (!(off < 1e-4)) throw Error("rotate: the rotation is not orthogonal (max |Q^T Q - I| = " + std::to_string(off) + ")");
+        if (c.is_vision()) refuse("is a vision model");
+        if (c.norm.kind != NormKind::RMSNorm || c.norm.bias) refuse("uses LayerNorm (its mean and shift do not commute with a rotation)");
+        if (!c.pre_attn_norm || c.post_attn_norm || c.post_mlp_norm || (c.has_mlp && !c.pre_mlp_norm)) refuse("has post norms or blocks without pre norms");
+        if (c.parallel) refuse("has parallel blocks");
+        if (weights_.embed_norm.bound() || weights_.pos_embed.bound()) refuse("normalises the embedding or adds learned positions to it");
+        for (const LayerWeights& L : weights_.layers)
+            if (!L.ls_attn.empty() || !L.ls_mlp.empty()) refuse("has layer scales");
+        Transformer t(*this);
+        ModelWeights& W = t.weights_;
+        std::vector<float> scratch;
+        auto matrix = [&](const WeightMatrix& m) {  // [out, in]
+            const float* src = m.data(scratch);
+            return m.stored_in_out() ? RowMatrixF(ConstRowMap<float>(src, m.in(), m.out()).transpose()) : RowMatrixF(ConstRowMap<float>(src, m.out(), m.in()));
+        };
+        auto put = [](WeightMatrix& m, const RowMatrixF& w) {
+            std::vector<float> data(static_cast<std::size_t>(w.size()));
+            if (m.stored_in_out()) RowMap<float>(data.data(), m.in(), m.out()) = w.transpose();
+            else RowMap<float>(data.data(), m.out(), m.in()) = w;
+            m.replace(std::move(data));
+        };
+        auto gain = [&](const NormWeights& n) {  // the norm's scale as it multiplies (Gemma's 1 + w is folded at load)
+            Eigen::RowVectorXf g = Eigen::RowVectorXf::Ones(d);
+            if (n.bound() && c.norm.weight) g = Eigen::Map<const Eigen::RowVectorXf>(n.scale.data(), d);
+            return g;
+        };
+        auto unit = [&](NormWeights& n) {
+            if (n.bound()) std::fill(n.scale.begin(), n.scale.end(), 1.0f);
+        };
+        auto reads = [&](WeightMatrix& m, const Eigen::RowVectorXf& g) { put(m, (matrix(m).array().rowwise() * g.array()).matrix() * Q); };
+        auto writes = [&](WeightMatrix& m, std::vector<float>& bias) {
+            put(m, Q.transpose() * matrix(m));
+            if (!bias.empty()) Eigen::Map<Eigen::RowVectorXf>(bias.data(), d) = Eigen::Map<const Eigen::RowVectorXf>(bias.data(), d) * Q;
+        };
+        put(W.embed, Q.transpose() * matrix(W.embed));  // (the embedding as a map is [d, V]: E Q is Q^T E^T transposed)
+        static const std::set<std::string> attention_side = {"q", "k", "v", "qkv", "q_a", "kv_a", "in_qkvz", "in_ba", "in_qkv", "in_z",
+                                                            "in_b", "in_a", "in_proj"};
+        static const std::set<std::string> mlp_side = {"gate", "up", "gate_up", "router", "shared_gate"};
+        static const std::set<std::string> writers = {"o", "out", "out_proj", "down"};
+        auto tail = [](const std::string& role) { return role.substr(role.rfind('.') + 1); };
+        for (LayerWeights& L : W.layers) {
+            const Eigen::RowVectorXf g1 = gain(L.ln_attn), g2 = gain(L.ln_mlp);
+            std::vector<float> none;
+            for_each_linear(L, [&](WeightMatrix& m, const std::string& role) {
+                const bool expert = role.find('.') != std::string::npos;  // expert.E.x, shared.x
+                if (attention_side.count(role)) reads(m, g1);
+                else if (mlp_side.count(expert ? tail(role) : role)) reads(m, g2);
+                else if (writers.count(expert ? tail(role) : role)) {
+                    std::vector<float>* bias = &none;
+                    if (role == "o") bias = &L.o_b;
+                    else if (role == "down") bias = &L.down_b;
+                    else if (role == "out_proj") bias = &L.mamba.out_b;
+                    else if (role == "shared.down") bias = &L.shared.down_b;
+                    else if (expert) bias = &L.experts[static_cast<std::size_t>(std::stoi(role.substr(7)))].down_b;
+                    writes(m, *bias);
+                }  // (q_b, kv_b read the latent, not the residual stream)
+            });
+            unit(L.ln_attn);
+            unit(L.ln_mlp);
+        }
+        reads(W.lm_head, gain(W.final_norm));
+        unit(W.final_norm);
         return t;
     }
 
@@ -14580,7 +14662,131 @@ inline QKResult qk_massive_values(const Transformer& model, const TokenBatch& id
 //   first token     PrefixQuant: the first token's activations stay float and out of the per-tensor scale.
 //   SmoothQuant     per input channel j of the linears sharing an input: s_j = max|X_j|^a / max|W_:,j|^(1-a)
 //                   (a = 0.5, max |X_j| calibrated on the data); X_j / s_j and W_:,j * s_j, then quantized.
+//   rotation        QuaRot / SpinQuant (analysis/rotation.hpp): the residual stream rotated by a randomized Hadamard or a
+//                   random orthogonal matrix folded into the weights (norm scales first), the down_proj inputs by a
+//                   Hadamard rotation online; then quantized (RTN or GPTQ on the rotated model's own Hessians).
+// Activations may also be int4 (W4A4: Q = 7), per tensor or per token.
 
+
+// ---- massact/analysis/rotation.hpp -------------------------------------------------------------
+// massact/analysis/rotation.hpp - rotations of the residual stream and of the MLP's hidden layer (QuaRot, SpinQuant):
+// the same function in a basis where no dimension carries an outlier, so that quantization sees no massive activation.
+//
+//   randomized Hadamard of size n = 2^k m:  R = diag(s) (O_m (x) H_{2^k}) where H_{2^k} is Sylvester's Hadamard matrix
+//       scaled to be orthogonal, s random signs, O_m a random orthogonal m x m block (m = 1 for powers of two: QuaRot's
+//       construction, with a random block where QuaRot uses a stored Hadamard matrix of order m);
+//   random orthogonal:  Q of the QR decomposition of a standard Gaussian matrix, columns signed by diag(R) (Haar).
+// rotate_model folds the residual rotation into the weights (Transformer::with_rotated_residual: norm scales folded
+// first) and, with `online_down`, rotates the input of every down_proj by an n x n Hadamard H online: h -> h H at
+// mlp.hook_post (the hooks online() returns, first in any chain), with down_proj's W -> W H folded.
+
+
+#include <Eigen/QR>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+
+namespace massact::analysis {
+
+enum class RotationKind { None, Hadamard, Orthogonal };
+
+inline const char* rotation_name(RotationKind k) {
+    return k == RotationKind::Hadamard ? "hadamard" : k == RotationKind::Orthogonal ? "orthogonal" : "none";
+}
+
+inline RotationKind parse_rotation(const std::string& s, const std::string& what) {
+    if (s == "none") return RotationKind::None;
+    if (s == "hadamard") return RotationKind::Hadamard;
+    if (s == "orthogonal") return RotationKind::Orthogonal;
+    throw Error(what + ": \"" + s + "\": expected none, hadamard or orthogonal");
+}
+
+/// A Haar-random orthogonal n x n matrix (seeded).
+inline RowMatrixF random_orthogonal(Index n, std::uint64_t seed) {
+    require_at_least(n, 1, "random_orthogonal: size");
+    std::mt19937_64 g(seed);
+    std::normal_distribution<double> nd;
+    Eigen::MatrixXd a(n, n);
+    for (Index i = 0; i < a.size(); ++i) a.data()[i] = nd(g);
+    const Eigen::HouseholderQR<Eigen::MatrixXd> qr(a);
+    Eigen::MatrixXd q = qr.householderQ();
+    const Eigen::MatrixXd r = qr.matrixQR().triangularView<Eigen::Upper>();
+    for (Index j = 0; j < n; ++j)
+        if (r(j, j) < 0) q.col(j) *= -1.0;
+    return q.cast<float>();
+}
+
+/// A randomized Hadamard rotation of size n (see the top of this file), orthogonal, seeded.
+inline RowMatrixF hadamard_rotation(Index n, std::uint64_t seed) {
+    require_at_least(n, 1, "hadamard_rotation: size");
+    Index p = 1;
+    while (n % (2 * p) == 0) p *= 2;  // n = p m, p the largest power of two dividing n
+    const Index m = n / p;
+    Eigen::MatrixXd h = Eigen::MatrixXd::Ones(1, 1);
+    while (h.rows() < p) {  // Sylvester: [[H, H], [H, -H]] / sqrt(2)
+        const Index k = h.rows();
+        Eigen::MatrixXd b(2 * k, 2 * k);
+        b << h, h, h, -h;
+        h = b / std::sqrt(2.0);
+    }
+    const Eigen::MatrixXd o = m == 1 ? Eigen::MatrixXd(Eigen::MatrixXd::Ones(1, 1)) : Eigen::MatrixXd(random_orthogonal(m, seed ^ 0x9e3779b97f4a7c15ull).cast<double>());
+    std::mt19937_64 g(seed);
+    Eigen::MatrixXd r(n, n);
+    for (Index i = 0; i < m; ++i)
+        for (Index j = 0; j < m; ++j) r.block(i * p, j * p, p, p) = o(i, j) * h;  // O_m (x) H_p
+    for (Index i = 0; i < n; ++i)
+        if (g() & 1) r.row(i) *= -1.0;
+    return r.cast<float>();
+}
+
+/// A model in a rotated basis, and the online rotation its down_proj inputs need.
+struct RotatedModel {
+    Transformer model;
+    RowMatrixF residual;  // Q [d, d]
+    std::shared_ptr<const RowMatrixF> down;  // H [I, I] applied online before down_proj; null when not
+    /// The online rotation h -> h H at every mlp.hook_post (none without online_down). Put them first in a chain.
+    Hooks online() const {
+        Hooks h;
+        if (!down) return h;
+        h.add("blocks.*.mlp.hook_post", [H = down](Activation& a) {
+            const Index I = H->rows(), rows = a.numel() / I;
+            RowMap<float> x(a.data, rows, I);
+            x = (x * *H).eval();
+        });
+        return h;
+    }
+};
+
+/// The model rotated as `kind` says (seeded): the residual stream by Q, and with `online_down` the down_proj inputs by an
+/// I x I Hadamard rotation online. Without quantization it computes the same function (up to rounding).
+inline RotatedModel rotate_model(const Transformer& m, RotationKind kind, bool online_down = true, std::uint64_t seed = 0) {
+    if (kind == RotationKind::None) throw Error("rotate: no rotation asked for");
+    const ModelConfig& c = m.config();
+    const Index d = c.hidden_size;
+    RowMatrixF Q = kind == RotationKind::Hadamard ? hadamard_rotation(d, seed) : random_orthogonal(d, seed);
+    RotatedModel r{m.with_rotated_residual(Q), std::move(Q), nullptr};
+    if (!online_down) return r;
+    if (c.moe() || !c.has_mlp) throw Error("rotate: the online rotation before down_proj needs a dense MLP (this " + c.model_type + " model has none)");
+    if (c.mlp_sub_norm)
+        throw Error("rotate: the online rotation before down_proj would precede this " + c.model_type +
+                    " model's norm of the MLP's hidden layer (BitNet's sub-norm), which does not commute with it");
+    for (int l = 1; l < c.num_layers; ++l)
+        if (c.layer_intermediate(l) != c.layer_intermediate(0))
+            throw Error("rotate: the online rotation before down_proj needs one MLP width (layer " + std::to_string(l) + " differs)");
+    auto H = std::make_shared<const RowMatrixF>(hadamard_rotation(c.layer_intermediate(0), seed + 1));
+    r.model = r.model.with_weights([&](const Transformer::LinearRef& ref, RowMatrixF& w) {
+        if (ref.role != "down") return false;
+        w = (w * *H).eval();  // h W^T = (h H)(W H)^T
+        return true;
+    });
+    r.down = std::move(H);
+    return r;
+}
+
+}  // namespace massact::analysis
 
 #include <Eigen/Cholesky>
 
@@ -14752,11 +14958,12 @@ inline void gptq_quantize(Eigen::Ref<RowMatrixF> w, const Eigen::MatrixXd& H, co
 /// One experiment: how weights and activations are quantized, and what is protected.
 struct QuantExperiment {
     WeightQuant weights;
-    QuantFormat activations = QuantFormat::Float;          // Float or Int8
+    QuantFormat activations = QuantFormat::Float;          // Float, Int8 or Int4
     Granularity act_granularity = Granularity::PerTensor;  // PerTensor or PerToken
     bool keep_massive_dims = false, outlier_threshold = false, restore_super_weight = false, keep_first_token = false;
     bool smooth_quant = false;
     bool gptq = false;  // weights by GPTQ (gptq_quantize) with the float model's inputs as calibration, instead of RTN
+    RotationKind rotation = RotationKind::None;  // QuaRot / SpinQuant: quantize the rotated model (rotate_model, seed 0)
     double smooth_alpha = 0.5, threshold = 6.0;
 
     std::string granularity() const {
@@ -14788,6 +14995,7 @@ struct QuantExperiment {
         add(restore_super_weight, "super weight restored");
         add(keep_first_token, "first token in float (PrefixQuant)");
         add(smooth_quant, "SmoothQuant a=" + number(smooth_alpha));
+        add(rotation != RotationKind::None, std::string("rotation (") + rotation_name(rotation) + ")");
         add(gptq, "GPTQ");
         return s.empty() ? "none" : s;
     }
@@ -14845,7 +15053,7 @@ inline std::map<std::string, std::vector<float>> activation_absmax(const Transfo
 /// X^T X of every linear-input site over the data, in double (GPTQ's calibration); refused when they would take more
 /// than `max_bytes`.
 inline std::map<std::string, Eigen::MatrixXd> input_hessians(const Transformer& m, const TokenBatch& ids, Index batch,
-                                                             std::size_t max_bytes = std::size_t(4) << 30) {
+                                                             std::size_t max_bytes = std::size_t(4) << 30, const Hooks& first = {}) {
     require_at_least(batch, 1, "input_hessians: batch");
     const ModelConfig& c = m.config();
     std::size_t bytes = 0;
@@ -14856,7 +15064,7 @@ inline std::map<std::string, Eigen::MatrixXd> input_hessians(const Transformer& 
         throw Error("quant: GPTQ's Hessians of this model take " + std::to_string(bytes >> 20) + " MiB (at most " +
                     std::to_string(max_bytes >> 20) + " MiB here)");
     std::map<std::string, Eigen::MatrixXd> out;
-    Hooks h;
+    Hooks h = first;  // (a rotated model's online rotations come before)
     for (const auto& [site, roles] : linear_inputs())
         h.add_if_present("blocks.*." + site, [&out](Activation& a) {
             const Index rows = a.shape[0] * a.shape[1], w = a.numel() / rows;
@@ -14966,12 +15174,13 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
                 x.array().rowwise() /= Eigen::Map<const Eigen::RowVectorXf>(it->second.data(), w).array();
             }
             if (!quantize) return;
+            const int levels = e.activations == QuantFormat::Int4 ? 7 : 127;
             auto skip_row = [&](Index r) { return e.keep_first_token && r % T == 0; };
             auto quant_rows = [&](Index r0, Index r1, float scale) {
                 for (Index r = r0; r < r1; ++r)
                     if (!skip_row(r))
                         for (Index c = 0; c < w; ++c)
-                            if (!keep[static_cast<std::size_t>(c)]) x(r, c) = rtn(x(r, c), scale, 127);
+                            if (!keep[static_cast<std::size_t>(c)]) x(r, c) = rtn(x(r, c), scale, levels);
             };
             auto absmax = [&](Index r0, Index r1) {
                 float m = 0.0f;
@@ -14998,6 +15207,7 @@ struct QuantRow {
     // first token (the carrier of the massive activations in most models) and of the other tokens.
     std::vector<double> nll_increase_per_position, kl_per_position;
     std::vector<double> error_first_token_per_layer, error_other_tokens_per_layer;
+    double resid_max_abs = 0.0;  // the largest |h| of any block output of the quantized model, in its own basis (rotation)
 };
 
 struct QuantStudy {
@@ -15036,6 +15246,10 @@ inline std::vector<QuantExperiment> default_experiments() {
         v.push_back(g);  // GPTQ next to its RTN rows above
         v.back().gptq = true;
     }
+    v.push_back(w(QuantFormat::Int4, Granularity::PerChannel));  // QuaRot's weights: rotated, then RTN or GPTQ
+    v.back().rotation = RotationKind::Hadamard;
+    v.push_back(v.back());
+    v.back().gptq = true;
     QuantExperiment a8 = w(QuantFormat::Int8, Granularity::PerChannel);
     a8.activations = QuantFormat::Int8;
     v.push_back(a8);
@@ -15049,6 +15263,20 @@ inline std::vector<QuantExperiment> default_experiments() {
     v.back().smooth_quant = true;
     v.push_back(a8);
     v.back().act_granularity = Granularity::PerToken;
+    v.push_back(a8);
+    v.back().rotation = RotationKind::Hadamard;
+    // W4A4 (weights int4 per channel, activations int4 per token): plain, rotated (Hadamard: QuaRot; random orthogonal:
+    // SpinQuant's starting point), rotated + GPTQ (QuaRot's full recipe without its KV cache)
+    QuantExperiment a4 = w(QuantFormat::Int4, Granularity::PerChannel);
+    a4.activations = QuantFormat::Int4;
+    a4.act_granularity = Granularity::PerToken;
+    v.push_back(a4);
+    for (RotationKind k : {RotationKind::Hadamard, RotationKind::Orthogonal}) {
+        v.push_back(a4);
+        v.back().rotation = k;
+    }
+    v.push_back(v[v.size() - 2]);
+    v.back().gptq = true;
     return v;
 }
 
@@ -15066,17 +15294,33 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
         if (ctx.act_absmax.empty()) ctx.act_absmax = activation_absmax(m, ids, batch);
         prepare_smoothing(m, ctx, smooth->smooth_alpha);
     }
+    // the rotated models (one per kind), with their own GPTQ Hessians where an experiment asks
+    std::map<RotationKind, std::pair<RotatedModel, QuantContext>> rotated;
     for (const QuantExperiment& e : experiments) {
-        if (!e.gptq) continue;
-        if (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight)
+        if (e.activations != QuantFormat::Float && e.activations != QuantFormat::Int8 && e.activations != QuantFormat::Int4)
+            throw Error(std::string("quant: activations in ") + format_name(e.activations) + " are not simulated (float, int8 or int4)");
+        if (e.gptq && (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight))
             throw Error("quant: GPTQ with SmoothQuant or kept weights is not combined here (" + e.protect() + ")");
-        if (ctx.hessians.empty()) ctx.hessians = input_hessians(m, ids, batch);
+        if (e.rotation != RotationKind::None && (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight || e.outlier_threshold))
+            throw Error("quant: a rotation spreads the massive dims over all dims; it is not combined with protections that keep dims, "
+                        "weights or SmoothQuant's scales (" + e.protect() + ")");
+        if (e.rotation != RotationKind::None && !rotated.count(e.rotation)) rotated.emplace(e.rotation, std::make_pair(rotate_model(m, e.rotation), QuantContext{}));
+        if (!e.gptq) continue;
+        if (e.rotation == RotationKind::None) {
+            if (ctx.hessians.empty()) ctx.hessians = input_hessians(m, ids, batch);
+        } else {
+            auto& [r, rctx] = rotated.at(e.rotation);
+            if (rctx.hessians.empty()) rctx.hessians = input_hessians(r.model, ids, batch, std::size_t(4) << 30, r.online());
+        }
     }
     QuantStudy study;
     Workspace wf, wq;
     for (std::size_t k = 0; k < experiments.size(); ++k) {
         const QuantExperiment& e = experiments[k];
-        const Transformer q = e.weights.format == QuantFormat::Float && !e.smooth_quant ? m : quantized_model(m, e, ctx);
+        const RotatedModel* rot = e.rotation == RotationKind::None ? nullptr : &rotated.at(e.rotation).first;
+        const Transformer& base = rot ? rot->model : m;
+        const Transformer q = e.weights.format == QuantFormat::Float && !e.smooth_quant ? base
+                                                                                         : quantized_model(base, e, rot ? rotated.at(e.rotation).second : ctx);
         QuantRow row;
         row.experiment = e;
         row.max_abs_error_per_layer.assign(static_cast<std::size_t>(L), 0.0);
@@ -15084,14 +15328,22 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
         row.error_other_tokens_per_layer.assign(static_cast<std::size_t>(L), 0.0);
         PairLoss loss;
         std::vector<std::vector<float>> resid(static_cast<std::size_t>(L));
-        Hooks keep, compare = activation_hooks(m.config(), e, ctx);
+        Hooks keep, compare = rot ? rot->online() : Hooks{};  // (the online rotations first, then the activations' quantization)
+        compare.extend(activation_hooks(m.config(), e, ctx));
         keep.add("blocks.*.hook_resid_post", [&](Activation& a) { resid[static_cast<std::size_t>(a.layer)].assign(a.data, a.data + a.numel()); });
+        RowMatrixF back;  // a rotated model's block output in the float model's basis: h Q^T
         compare.add("blocks.*.hook_resid_post", [&](Activation& a) {
             const auto& f = resid[static_cast<std::size_t>(a.layer)];
             const std::size_t l = static_cast<std::size_t>(a.layer);
             const Index t = a.shape[1], d = a.shape[2];
+            const float* h = a.data;
+            for (Index i = 0; i < a.numel(); ++i) row.resid_max_abs = std::max(row.resid_max_abs, double(std::abs(h[i])));
+            if (rot) {
+                back.noalias() = ConstRowMap<float>(a.data, a.numel() / d, d) * rot->residual.transpose();
+                h = back.data();
+            }
             for (Index i = 0; i < a.numel(); ++i) {
-                const double e = std::abs(a.data[i] - f[static_cast<std::size_t>(i)]);
+                const double e = std::abs(h[i] - f[static_cast<std::size_t>(i)]);
                 row.max_abs_error_per_layer[l] = std::max(row.max_abs_error_per_layer[l], e);
                 if ((i / d) % t == 0) row.error_first_token_per_layer[l] += e / double(N * d);
                 else row.error_other_tokens_per_layer[l] += e / double(N * (t - 1) * d);

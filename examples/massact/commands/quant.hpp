@@ -41,7 +41,8 @@ inline nlohmann::json quant_json(const massact::analysis::QuantStudy& s) {
                              {"nll_increase_per_position", r.nll_increase_per_position},
                              {"kl_per_position", r.kl_per_position},
                              {"error_first_token_per_layer", r.error_first_token_per_layer},
-                             {"error_other_tokens_per_layer", r.error_other_tokens_per_layer}});
+                             {"error_other_tokens_per_layer", r.error_other_tokens_per_layer},
+                             {"resid_max_abs", r.resid_max_abs}});
     return j;
 }
 
@@ -97,6 +98,12 @@ inline int run_quant(QuantArgs& a) {
         std::printf("%-7s %-6s %-26s %-40s %10.4f %10.5f %12.4f\n", massact::analysis::format_name(r.experiment.weights.format),
                     massact::analysis::format_name(r.experiment.activations), r.experiment.granularity().c_str(), r.experiment.protect().c_str(),
                     r.ppl, r.kl_mean, *std::max_element(r.max_abs_error_per_layer.begin(), r.max_abs_error_per_layer.end()));
+    for (const auto& r : s.rows)  // what a rotation did to the massive activation (the first row: the float model's)
+        if (r.experiment.rotation != massact::analysis::RotationKind::None && r.experiment.weights.format != massact::analysis::QuantFormat::Float) {
+            std::printf("\nrotated (%s): the largest |h| of a block output is %.2f (unrotated: %.2f)\n",
+                        massact::analysis::rotation_name(r.experiment.rotation), r.resid_max_abs, s.rows.front().resid_max_abs);
+            break;
+        }
     if (!a.figure.empty()) {
         massact_plot::write_figure(a.figure, [&](const massact_plot::Figure& f) { return quant_figure(f, s, m.config().model_type); });
     }
@@ -105,7 +112,7 @@ inline int run_quant(QuantArgs& a) {
 }
 
 inline void add_quant(CLI::App& app, QuantArgs& a, std::function<int()>& action) {
-    auto* cmd = app.add_subcommand("quant", "Fake quantization (RTN int8/int4/NF4, W8A8) with and without outlier protections");
+    auto* cmd = app.add_subcommand("quant", "Fake quantization (RTN, GPTQ, rotations; W8A8, W4A4) with and without outlier protections");
     cmd->add_option("model", a.model, "Hugging Face model directory or .gguf file")->capture_default_str();
     add_data_options(cmd, a.data);
     add_detector_options(cmd, a.detector);

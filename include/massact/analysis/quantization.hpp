@@ -22,10 +22,15 @@
 //   first token     PrefixQuant: the first token's activations stay float and out of the per-tensor scale.
 //   SmoothQuant     per input channel j of the linears sharing an input: s_j = max|X_j|^a / max|W_:,j|^(1-a)
 //                   (a = 0.5, max |X_j| calibrated on the data); X_j / s_j and W_:,j * s_j, then quantized.
+//   rotation        QuaRot / SpinQuant (analysis/rotation.hpp): the residual stream rotated by a randomized Hadamard or a
+//                   random orthogonal matrix folded into the weights (norm scales first), the down_proj inputs by a
+//                   Hadamard rotation online; then quantized (RTN or GPTQ on the rotated model's own Hessians).
+// Activations may also be int4 (W4A4: Q = 7), per tensor or per token.
 #pragma once
 
 #include "massact/analysis/intervention.hpp"
 #include "massact/analysis/perplexity.hpp"
+#include "massact/analysis/rotation.hpp"
 #include "massact/core/eigen.hpp"
 #include "massact/core/error.hpp"
 #include "massact/kernels/fake_quant.hpp"
@@ -202,11 +207,12 @@ inline void gptq_quantize(Eigen::Ref<RowMatrixF> w, const Eigen::MatrixXd& H, co
 /// One experiment: how weights and activations are quantized, and what is protected.
 struct QuantExperiment {
     WeightQuant weights;
-    QuantFormat activations = QuantFormat::Float;          // Float or Int8
+    QuantFormat activations = QuantFormat::Float;          // Float, Int8 or Int4
     Granularity act_granularity = Granularity::PerTensor;  // PerTensor or PerToken
     bool keep_massive_dims = false, outlier_threshold = false, restore_super_weight = false, keep_first_token = false;
     bool smooth_quant = false;
     bool gptq = false;  // weights by GPTQ (gptq_quantize) with the float model's inputs as calibration, instead of RTN
+    RotationKind rotation = RotationKind::None;  // QuaRot / SpinQuant: quantize the rotated model (rotate_model, seed 0)
     double smooth_alpha = 0.5, threshold = 6.0;
 
     std::string granularity() const {
@@ -238,6 +244,7 @@ struct QuantExperiment {
         add(restore_super_weight, "super weight restored");
         add(keep_first_token, "first token in float (PrefixQuant)");
         add(smooth_quant, "SmoothQuant a=" + number(smooth_alpha));
+        add(rotation != RotationKind::None, std::string("rotation (") + rotation_name(rotation) + ")");
         add(gptq, "GPTQ");
         return s.empty() ? "none" : s;
     }
@@ -295,7 +302,7 @@ inline std::map<std::string, std::vector<float>> activation_absmax(const Transfo
 /// X^T X of every linear-input site over the data, in double (GPTQ's calibration); refused when they would take more
 /// than `max_bytes`.
 inline std::map<std::string, Eigen::MatrixXd> input_hessians(const Transformer& m, const TokenBatch& ids, Index batch,
-                                                             std::size_t max_bytes = std::size_t(4) << 30) {
+                                                             std::size_t max_bytes = std::size_t(4) << 30, const Hooks& first = {}) {
     require_at_least(batch, 1, "input_hessians: batch");
     const ModelConfig& c = m.config();
     std::size_t bytes = 0;
@@ -306,7 +313,7 @@ inline std::map<std::string, Eigen::MatrixXd> input_hessians(const Transformer& 
         throw Error("quant: GPTQ's Hessians of this model take " + std::to_string(bytes >> 20) + " MiB (at most " +
                     std::to_string(max_bytes >> 20) + " MiB here)");
     std::map<std::string, Eigen::MatrixXd> out;
-    Hooks h;
+    Hooks h = first;  // (a rotated model's online rotations come before)
     for (const auto& [site, roles] : linear_inputs())
         h.add_if_present("blocks.*." + site, [&out](Activation& a) {
             const Index rows = a.shape[0] * a.shape[1], w = a.numel() / rows;
@@ -416,12 +423,13 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
                 x.array().rowwise() /= Eigen::Map<const Eigen::RowVectorXf>(it->second.data(), w).array();
             }
             if (!quantize) return;
+            const int levels = e.activations == QuantFormat::Int4 ? 7 : 127;
             auto skip_row = [&](Index r) { return e.keep_first_token && r % T == 0; };
             auto quant_rows = [&](Index r0, Index r1, float scale) {
                 for (Index r = r0; r < r1; ++r)
                     if (!skip_row(r))
                         for (Index c = 0; c < w; ++c)
-                            if (!keep[static_cast<std::size_t>(c)]) x(r, c) = rtn(x(r, c), scale, 127);
+                            if (!keep[static_cast<std::size_t>(c)]) x(r, c) = rtn(x(r, c), scale, levels);
             };
             auto absmax = [&](Index r0, Index r1) {
                 float m = 0.0f;
@@ -448,6 +456,7 @@ struct QuantRow {
     // first token (the carrier of the massive activations in most models) and of the other tokens.
     std::vector<double> nll_increase_per_position, kl_per_position;
     std::vector<double> error_first_token_per_layer, error_other_tokens_per_layer;
+    double resid_max_abs = 0.0;  // the largest |h| of any block output of the quantized model, in its own basis (rotation)
 };
 
 struct QuantStudy {
@@ -486,6 +495,10 @@ inline std::vector<QuantExperiment> default_experiments() {
         v.push_back(g);  // GPTQ next to its RTN rows above
         v.back().gptq = true;
     }
+    v.push_back(w(QuantFormat::Int4, Granularity::PerChannel));  // QuaRot's weights: rotated, then RTN or GPTQ
+    v.back().rotation = RotationKind::Hadamard;
+    v.push_back(v.back());
+    v.back().gptq = true;
     QuantExperiment a8 = w(QuantFormat::Int8, Granularity::PerChannel);
     a8.activations = QuantFormat::Int8;
     v.push_back(a8);
@@ -499,6 +512,20 @@ inline std::vector<QuantExperiment> default_experiments() {
     v.back().smooth_quant = true;
     v.push_back(a8);
     v.back().act_granularity = Granularity::PerToken;
+    v.push_back(a8);
+    v.back().rotation = RotationKind::Hadamard;
+    // W4A4 (weights int4 per channel, activations int4 per token): plain, rotated (Hadamard: QuaRot; random orthogonal:
+    // SpinQuant's starting point), rotated + GPTQ (QuaRot's full recipe without its KV cache)
+    QuantExperiment a4 = w(QuantFormat::Int4, Granularity::PerChannel);
+    a4.activations = QuantFormat::Int4;
+    a4.act_granularity = Granularity::PerToken;
+    v.push_back(a4);
+    for (RotationKind k : {RotationKind::Hadamard, RotationKind::Orthogonal}) {
+        v.push_back(a4);
+        v.back().rotation = k;
+    }
+    v.push_back(v[v.size() - 2]);
+    v.back().gptq = true;
     return v;
 }
 
@@ -516,17 +543,33 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
         if (ctx.act_absmax.empty()) ctx.act_absmax = activation_absmax(m, ids, batch);
         prepare_smoothing(m, ctx, smooth->smooth_alpha);
     }
+    // the rotated models (one per kind), with their own GPTQ Hessians where an experiment asks
+    std::map<RotationKind, std::pair<RotatedModel, QuantContext>> rotated;
     for (const QuantExperiment& e : experiments) {
-        if (!e.gptq) continue;
-        if (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight)
+        if (e.activations != QuantFormat::Float && e.activations != QuantFormat::Int8 && e.activations != QuantFormat::Int4)
+            throw Error(std::string("quant: activations in ") + format_name(e.activations) + " are not simulated (float, int8 or int4)");
+        if (e.gptq && (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight))
             throw Error("quant: GPTQ with SmoothQuant or kept weights is not combined here (" + e.protect() + ")");
-        if (ctx.hessians.empty()) ctx.hessians = input_hessians(m, ids, batch);
+        if (e.rotation != RotationKind::None && (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight || e.outlier_threshold))
+            throw Error("quant: a rotation spreads the massive dims over all dims; it is not combined with protections that keep dims, "
+                        "weights or SmoothQuant's scales (" + e.protect() + ")");
+        if (e.rotation != RotationKind::None && !rotated.count(e.rotation)) rotated.emplace(e.rotation, std::make_pair(rotate_model(m, e.rotation), QuantContext{}));
+        if (!e.gptq) continue;
+        if (e.rotation == RotationKind::None) {
+            if (ctx.hessians.empty()) ctx.hessians = input_hessians(m, ids, batch);
+        } else {
+            auto& [r, rctx] = rotated.at(e.rotation);
+            if (rctx.hessians.empty()) rctx.hessians = input_hessians(r.model, ids, batch, std::size_t(4) << 30, r.online());
+        }
     }
     QuantStudy study;
     Workspace wf, wq;
     for (std::size_t k = 0; k < experiments.size(); ++k) {
         const QuantExperiment& e = experiments[k];
-        const Transformer q = e.weights.format == QuantFormat::Float && !e.smooth_quant ? m : quantized_model(m, e, ctx);
+        const RotatedModel* rot = e.rotation == RotationKind::None ? nullptr : &rotated.at(e.rotation).first;
+        const Transformer& base = rot ? rot->model : m;
+        const Transformer q = e.weights.format == QuantFormat::Float && !e.smooth_quant ? base
+                                                                                         : quantized_model(base, e, rot ? rotated.at(e.rotation).second : ctx);
         QuantRow row;
         row.experiment = e;
         row.max_abs_error_per_layer.assign(static_cast<std::size_t>(L), 0.0);
@@ -534,14 +577,22 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
         row.error_other_tokens_per_layer.assign(static_cast<std::size_t>(L), 0.0);
         PairLoss loss;
         std::vector<std::vector<float>> resid(static_cast<std::size_t>(L));
-        Hooks keep, compare = activation_hooks(m.config(), e, ctx);
+        Hooks keep, compare = rot ? rot->online() : Hooks{};  // (the online rotations first, then the activations' quantization)
+        compare.extend(activation_hooks(m.config(), e, ctx));
         keep.add("blocks.*.hook_resid_post", [&](Activation& a) { resid[static_cast<std::size_t>(a.layer)].assign(a.data, a.data + a.numel()); });
+        RowMatrixF back;  // a rotated model's block output in the float model's basis: h Q^T
         compare.add("blocks.*.hook_resid_post", [&](Activation& a) {
             const auto& f = resid[static_cast<std::size_t>(a.layer)];
             const std::size_t l = static_cast<std::size_t>(a.layer);
             const Index t = a.shape[1], d = a.shape[2];
+            const float* h = a.data;
+            for (Index i = 0; i < a.numel(); ++i) row.resid_max_abs = std::max(row.resid_max_abs, double(std::abs(h[i])));
+            if (rot) {
+                back.noalias() = ConstRowMap<float>(a.data, a.numel() / d, d) * rot->residual.transpose();
+                h = back.data();
+            }
             for (Index i = 0; i < a.numel(); ++i) {
-                const double e = std::abs(a.data[i] - f[static_cast<std::size_t>(i)]);
+                const double e = std::abs(h[i] - f[static_cast<std::size_t>(i)]);
                 row.max_abs_error_per_layer[l] = std::max(row.max_abs_error_per_layer[l], e);
                 if ((i / d) % t == 0) row.error_first_token_per_layer[l] += e / double(N * d);
                 else row.error_other_tokens_per_layer[l] += e / double(N * (t - 1) * d);

@@ -39,6 +39,7 @@
 #include <mutex>
 #include <numeric>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -428,6 +429,87 @@ public:
                 m.replace(std::move(data));
             });
         }
+        return t;
+    }
+
+    /// The same function computed in another basis of the residual stream (QuaRot, SpinQuant): the copy whose residual
+    /// stream is x Q where this model's is x, for an orthogonal Q [d, d]. Each norm's scale g is first folded into the
+    /// linears that read the norm's output, so that the norm commutes with Q (RMSNorm(x Q) = RMSNorm(x) Q once g = 1):
+    /// the embedding becomes E Q, each linear reading the residual stream (after ln1, ln2 or the final norm) W diag(g) Q,
+    /// each linear writing it Q^T W with its bias b Q. Needs pre-norm RMSNorm blocks without post norms, layer scales,
+    /// learned positions or an embedding norm (refused with the reason). Its logits are this model's up to rounding.
+    Transformer with_rotated_residual(const RowMatrixF& Q) const {
+        const ModelConfig& c = config_;
+        const Index d = c.hidden_size;
+        auto refuse = [&](const std::string& why) {
+            throw Error("rotate: this " + c.model_type + " model " + why + ": a rotation of the residual stream needs pre-norm RMSNorm blocks");
+        };
+        if (Q.rows() != d || Q.cols() != d)
+            throw Error("rotate: the rotation is " + std::to_string(Q.rows()) + " x " + std::to_string(Q.cols()) + ", the residual stream has " +
+                        std::to_string(d) + " dims");
+        const double off = (Q.transpose().cast<double>() * Q.cast<double>() - Eigen::MatrixXd::Identity(d, d)).cwiseAbs().maxCoeff();
+        if (!(off < 1e-4)) throw Error("rotate: the rotation is not orthogonal (max |Q^T Q - I| = " + std::to_string(off) + ")");
+        if (c.is_vision()) refuse("is a vision model");
+        if (c.norm.kind != NormKind::RMSNorm || c.norm.bias) refuse("uses LayerNorm (its mean and shift do not commute with a rotation)");
+        if (!c.pre_attn_norm || c.post_attn_norm || c.post_mlp_norm || (c.has_mlp && !c.pre_mlp_norm)) refuse("has post norms or blocks without pre norms");
+        if (c.parallel) refuse("has parallel blocks");
+        if (weights_.embed_norm.bound() || weights_.pos_embed.bound()) refuse("normalises the embedding or adds learned positions to it");
+        for (const LayerWeights& L : weights_.layers)
+            if (!L.ls_attn.empty() || !L.ls_mlp.empty()) refuse("has layer scales");
+        Transformer t(*this);
+        ModelWeights& W = t.weights_;
+        std::vector<float> scratch;
+        auto matrix = [&](const WeightMatrix& m) {  // [out, in]
+            const float* src = m.data(scratch);
+            return m.stored_in_out() ? RowMatrixF(ConstRowMap<float>(src, m.in(), m.out()).transpose()) : RowMatrixF(ConstRowMap<float>(src, m.out(), m.in()));
+        };
+        auto put = [](WeightMatrix& m, const RowMatrixF& w) {
+            std::vector<float> data(static_cast<std::size_t>(w.size()));
+            if (m.stored_in_out()) RowMap<float>(data.data(), m.in(), m.out()) = w.transpose();
+            else RowMap<float>(data.data(), m.out(), m.in()) = w;
+            m.replace(std::move(data));
+        };
+        auto gain = [&](const NormWeights& n) {  // the norm's scale as it multiplies (Gemma's 1 + w is folded at load)
+            Eigen::RowVectorXf g = Eigen::RowVectorXf::Ones(d);
+            if (n.bound() && c.norm.weight) g = Eigen::Map<const Eigen::RowVectorXf>(n.scale.data(), d);
+            return g;
+        };
+        auto unit = [&](NormWeights& n) {
+            if (n.bound()) std::fill(n.scale.begin(), n.scale.end(), 1.0f);
+        };
+        auto reads = [&](WeightMatrix& m, const Eigen::RowVectorXf& g) { put(m, (matrix(m).array().rowwise() * g.array()).matrix() * Q); };
+        auto writes = [&](WeightMatrix& m, std::vector<float>& bias) {
+            put(m, Q.transpose() * matrix(m));
+            if (!bias.empty()) Eigen::Map<Eigen::RowVectorXf>(bias.data(), d) = Eigen::Map<const Eigen::RowVectorXf>(bias.data(), d) * Q;
+        };
+        put(W.embed, Q.transpose() * matrix(W.embed));  // (the embedding as a map is [d, V]: E Q is Q^T E^T transposed)
+        static const std::set<std::string> attention_side = {"q", "k", "v", "qkv", "q_a", "kv_a", "in_qkvz", "in_ba", "in_qkv", "in_z",
+                                                            "in_b", "in_a", "in_proj"};
+        static const std::set<std::string> mlp_side = {"gate", "up", "gate_up", "router", "shared_gate"};
+        static const std::set<std::string> writers = {"o", "out", "out_proj", "down"};
+        auto tail = [](const std::string& role) { return role.substr(role.rfind('.') + 1); };
+        for (LayerWeights& L : W.layers) {
+            const Eigen::RowVectorXf g1 = gain(L.ln_attn), g2 = gain(L.ln_mlp);
+            std::vector<float> none;
+            for_each_linear(L, [&](WeightMatrix& m, const std::string& role) {
+                const bool expert = role.find('.') != std::string::npos;  // expert.E.x, shared.x
+                if (attention_side.count(role)) reads(m, g1);
+                else if (mlp_side.count(expert ? tail(role) : role)) reads(m, g2);
+                else if (writers.count(expert ? tail(role) : role)) {
+                    std::vector<float>* bias = &none;
+                    if (role == "o") bias = &L.o_b;
+                    else if (role == "down") bias = &L.down_b;
+                    else if (role == "out_proj") bias = &L.mamba.out_b;
+                    else if (role == "shared.down") bias = &L.shared.down_b;
+                    else if (expert) bias = &L.experts[static_cast<std::size_t>(std::stoi(role.substr(7)))].down_b;
+                    writes(m, *bias);
+                }  // (q_b, kv_b read the latent, not the residual stream)
+            });
+            unit(L.ln_attn);
+            unit(L.ln_mlp);
+        }
+        reads(W.lm_head, gain(W.final_norm));
+        unit(W.final_norm);
         return t;
     }
 
