@@ -446,3 +446,70 @@ TEST_CASE("quant study with rotations: the rotated float model keeps the perplex
     bad.activations = QuantFormat::NF4;
     test::expect_error([&] { quant_study(m, ids, {bad}, {}, 2); }, {"activations in nf4"});
 }
+
+TEST_CASE("AWQ's search equals the search written out in double, and beats round-to-nearest where a few input channels are salient") {
+    std::mt19937 g(9);
+    std::normal_distribution<double> nd;
+    const Index in = 32, n = 400;
+    const std::vector<RowMatrixF> ws = {test::random_matrix(20, in, g), test::random_matrix(12, in, g)};
+    Eigen::MatrixXd X(n, in);
+    for (Index i = 0; i < X.size(); ++i) X.data()[i] = nd(g);
+    X.col(3) *= 20.0;  // salient input channels (AWQ's premise: the channels with large activations matter most)
+    X.col(17) *= 8.0;
+    const Eigen::MatrixXd H = X.transpose() * X;
+    std::vector<float> mean_abs(static_cast<std::size_t>(in));
+    for (Index j = 0; j < in; ++j) mean_abs[static_cast<std::size_t>(j)] = static_cast<float>(X.col(j).cwiseAbs().mean());
+    const WeightQuant q{QuantFormat::Int4, Granularity::PerChannel, 64};
+    const AwqSearch got = awq_search(ws, H, mean_abs, q, 20);
+    // the search in double: scales, per-row symmetric int4 of W diag(s), the error on the calibration inputs themselves
+    auto loss_at = [&](double alpha, std::vector<double>& s) {
+        s.assign(static_cast<std::size_t>(in), 0.0);
+        double lo = 1e300, hi = 0;
+        for (Index j = 0; j < in; ++j) {
+            s[static_cast<std::size_t>(j)] = std::pow(std::max(double(mean_abs[static_cast<std::size_t>(j)]), 1e-8), alpha);
+            lo = std::min(lo, s[static_cast<std::size_t>(j)]), hi = std::max(hi, s[static_cast<std::size_t>(j)]);
+        }
+        for (double& x : s) x /= std::sqrt(lo * hi);
+        double loss = 0;
+        for (const RowMatrixF& w : ws) {
+            Eigen::MatrixXd dw(w.rows(), in);
+            for (Index r = 0; r < w.rows(); ++r) {
+                double m = 0;
+                for (Index j = 0; j < in; ++j) m = std::max(m, std::abs(w(r, j) * s[static_cast<std::size_t>(j)]));
+                for (Index j = 0; j < in; ++j) {
+                    const double x = w(r, j) * s[static_cast<std::size_t>(j)];
+                    const double qx = m == 0 ? 0.0 : m / 7 * std::clamp(naive_round(x * 7 / m), -7.0, 7.0);
+                    dw(r, j) = qx / s[static_cast<std::size_t>(j)] - w(r, j);
+                }
+            }
+            loss += (X * dw.transpose()).squaredNorm();
+        }
+        return loss;
+    };
+    std::vector<double> losses, s;
+    for (int k = 0; k < 20; ++k) losses.push_back(loss_at(k / 20.0, s));
+    const auto best = std::min_element(losses.begin(), losses.end()) - losses.begin();
+    MESSAGE("AWQ: alpha " << got.alpha << " (double: " << best / 20.0 << "), loss " << got.loss << " against round-to-nearest's " << got.loss_rtn);
+    CHECK(got.alpha == doctest::Approx(best / 20.0));
+    CHECK(got.loss == doctest::Approx(losses[static_cast<std::size_t>(best)]).epsilon(1e-4));
+    CHECK(got.loss_rtn == doctest::Approx(losses[0]).epsilon(1e-4));
+    loss_at(got.alpha, s);
+    for (Index j = 0; j < in; ++j) CHECK(got.scales[static_cast<std::size_t>(j)] == doctest::Approx(s[static_cast<std::size_t>(j)]).epsilon(1e-6));
+    CHECK(got.loss < 0.8 * got.loss_rtn);
+    CHECK(got.scales[3] > got.scales[0]);  // the salient channel is scaled up: its weights keep more precision
+    // in the study: a weight-only row whose activations are divided by s; refused with activations or other methods
+    const Transformer m(test::model("tiny-llama"));
+    const TokenBatch ids = quant_windows(2, 128);
+    std::vector<QuantExperiment> exps(2);
+    exps[0].weights = {QuantFormat::Int4, Granularity::PerChannel, 64};
+    exps[1] = exps[0];
+    exps[1].awq = true;
+    const auto st = quant_study(m, ids, exps, {}, 2);
+    MESSAGE("tiny-llama int4 per channel: RTN " << st.rows[0].ppl << ", AWQ " << st.rows[1].ppl << " (float " << st.ppl_float << ")");
+    CHECK(st.rows[1].experiment.protect() == "AWQ");
+    CHECK(st.context.awq.size() == 4 * 8);
+    CHECK(std::isfinite(st.rows[1].ppl));
+    QuantExperiment bad = exps[1];
+    bad.activations = QuantFormat::Int8;
+    test::expect_error([&] { quant_study(m, ids, {bad}, {}, 2); }, {"AWQ is a weight-only method"});
+}

@@ -22,6 +22,8 @@
 //   first token     PrefixQuant: the first token's activations stay float and out of the per-tensor scale.
 //   SmoothQuant     per input channel j of the linears sharing an input: s_j = max|X_j|^a / max|W_:,j|^(1-a)
 //                   (a = 0.5, max |X_j| calibrated on the data); X_j / s_j and W_:,j * s_j, then quantized.
+//   AWQ             per input channel, s_j = mean|X_j|^a (a searched on the calibration data: awq_search), W diag(s)
+//                   quantized, X / s at run time (weight-only).
 //   rotation        QuaRot / SpinQuant (analysis/rotation.hpp): the residual stream rotated by a randomized Hadamard or a
 //                   random orthogonal matrix folded into the weights (norm scales first), the down_proj inputs by a
 //                   Hadamard rotation online; then quantized (RTN or GPTQ on the rotated model's own Hessians).
@@ -204,6 +206,50 @@ inline void gptq_quantize(Eigen::Ref<RowMatrixF> w, const Eigen::MatrixXd& H, co
     w = W.cast<float>();
 }
 
+/// AWQ's search (Lin et al. 2024) for the linears `ws` [out, in] that read one input, with H = X^T X of that input over
+/// the calibration data and mean_abs[j] = mean |X_j|: for alpha in {0, 1/grid, ..., (grid-1)/grid}, the scales
+/// s_j = mean_abs_j^alpha, divided by sqrt(max s * min s); each W diag(s) quantized as q says, then divided by s again;
+/// the loss sum over the linears of tr(dW H dW^T), dW the change of W (the squared output error on the calibration
+/// data). The alpha of least loss wins (alpha 0: round-to-nearest). In deployment X / s is folded into the operation
+/// before (a norm's scale, v_proj's or up_proj's rows); the study divides the activations by s at run time.
+struct AwqSearch {
+    double alpha = 0.0;
+    std::vector<float> scales;    // s [in]
+    double loss = 0.0, loss_rtn = 0.0;  // at alpha, and at alpha = 0
+};
+
+inline AwqSearch awq_search(const std::vector<RowMatrixF>& ws, const Eigen::MatrixXd& H, const std::vector<float>& mean_abs, const WeightQuant& q,
+                            int grid = 20) {
+    require_at_least(grid, 1, "awq_search: grid");
+    const Index in = H.rows();
+    if (H.cols() != in || static_cast<Index>(mean_abs.size()) != in) throw Error("awq_search: H and mean_abs must match the inputs");
+    AwqSearch best;
+    for (int g = 0; g < grid; ++g) {
+        const double alpha = double(g) / grid;
+        std::vector<float> s(static_cast<std::size_t>(in));
+        double lo = std::numeric_limits<double>::infinity(), hi = 0;
+        for (Index j = 0; j < in; ++j) {
+            const double v = std::pow(std::max(double(mean_abs[static_cast<std::size_t>(j)]), 1e-8), alpha);
+            s[static_cast<std::size_t>(j)] = static_cast<float>(v);
+            lo = std::min(lo, v), hi = std::max(hi, v);
+        }
+        const double norm = std::sqrt(lo * hi);
+        for (float& x : s) x = static_cast<float>(x / norm);
+        const Eigen::Map<const Eigen::RowVectorXf> sv(s.data(), in);
+        double loss = 0;
+        for (const RowMatrixF& w : ws) {
+            if (w.cols() != in) throw Error("awq_search: a weight's inputs differ from H's");
+            RowMatrixF scaled = (w.array().rowwise() * sv.array()).matrix();
+            fake_quantize(scaled, q);
+            const Eigen::MatrixXd dw = (scaled.array().rowwise() / sv.array()).matrix().cast<double>() - w.cast<double>();
+            loss += (dw * H).cwiseProduct(dw).sum();
+        }
+        if (g == 0) best.loss_rtn = loss;
+        if (g == 0 || loss < best.loss) best = {alpha, s, loss, best.loss_rtn};
+    }
+    return best;
+}
+
 /// One experiment: how weights and activations are quantized, and what is protected.
 struct QuantExperiment {
     WeightQuant weights;
@@ -213,6 +259,7 @@ struct QuantExperiment {
     bool smooth_quant = false;
     bool gptq = false;  // weights by GPTQ (gptq_quantize) with the float model's inputs as calibration, instead of RTN
     RotationKind rotation = RotationKind::None;  // QuaRot / SpinQuant: quantize the rotated model (rotate_model, seed 0)
+    bool awq = false;   // AWQ: weights scaled per input channel by awq_search's scales before quantization (weight-only)
     double smooth_alpha = 0.5, threshold = 6.0;
 
     std::string granularity() const {
@@ -246,6 +293,7 @@ struct QuantExperiment {
         add(smooth_quant, "SmoothQuant a=" + number(smooth_alpha));
         add(rotation != RotationKind::None, std::string("rotation (") + rotation_name(rotation) + ")");
         add(gptq, "GPTQ");
+        add(awq, "AWQ");
         return s.empty() ? "none" : s;
     }
 };
@@ -257,7 +305,9 @@ struct QuantContext {
     std::vector<SuperWeight> super_weights;
     std::map<std::string, std::vector<float>> act_absmax;  // linear-input site -> max |X_j| [width]
     std::map<std::string, std::vector<float>> smooth;      // linear-input site -> SmoothQuant's s_j [width]
-    std::map<std::string, Eigen::MatrixXd> hessians;       // linear-input site -> X^T X [width, width] (GPTQ)
+    std::map<std::string, Eigen::MatrixXd> hessians;       // linear-input site -> X^T X [width, width] (GPTQ, AWQ)
+    std::map<std::string, std::vector<float>> act_meanabs; // linear-input site -> mean |X_j| [width] (AWQ)
+    std::map<std::string, std::vector<float>> awq;         // linear-input site -> AWQ's s_j [width] (prepare_awq)
 };
 
 /// The linear-input sites of a block and the roles of the linears that read them.
@@ -279,23 +329,33 @@ inline void check_quant_model(const ModelConfig& c) {
                     "quantization study needs (llama, mistral, qwen2/3, gemma, olmo2, ...)");
 }
 
-/// max |x| per column of every linear-input site over the data (SmoothQuant's calibration).
-inline std::map<std::string, std::vector<float>> activation_absmax(const Transformer& m, const TokenBatch& ids, Index batch) {
+/// max |x| (SmoothQuant's calibration) or, with `mean`, mean |x| (AWQ's) per column of every linear-input site over the data.
+inline std::map<std::string, std::vector<float>> activation_absmax(const Transformer& m, const TokenBatch& ids, Index batch, bool mean = false) {
     require_at_least(batch, 1, "activation_absmax: batch");
-    std::map<std::string, std::vector<float>> out;
+    std::map<std::string, std::pair<std::vector<double>, Index>> acc;  // site -> (max or sum per column, rows seen)
     Hooks h;
     for (const auto& [site, roles] : linear_inputs())
-        h.add_if_present("blocks.*." + site, [&out](Activation& a) {
+        h.add_if_present("blocks.*." + site, [&acc, mean](Activation& a) {
             const Index rows = a.shape[0] * a.shape[1], w = a.numel() / rows;  // hook_z: [N, T, H, hd] is [N*T, H*hd]
-            auto& mx = out[std::string(a.name)];
-            mx.resize(static_cast<std::size_t>(w), 0.0f);
+            auto& [v, seen] = acc[std::string(a.name)];
+            v.resize(static_cast<std::size_t>(w), 0.0);
+            seen += rows;
             for (Index r = 0; r < rows; ++r)
-                for (Index c = 0; c < w; ++c) mx[static_cast<std::size_t>(c)] = std::max(mx[static_cast<std::size_t>(c)], std::abs(a.data[r * w + c]));
+                for (Index c = 0; c < w; ++c) {
+                    const double x = std::abs(a.data[r * w + c]);
+                    auto& y = v[static_cast<std::size_t>(c)];
+                    y = mean ? y + x : std::max(y, x);
+                }
         });
     RunOptions o;
     o.logits = false;
     Workspace ws;
     for (Index b0 = 0; b0 < ids.rows(); b0 += batch) m.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    std::map<std::string, std::vector<float>> out;
+    for (const auto& [name, vs] : acc) {
+        auto& f = out[name];
+        for (double x : vs.first) f.push_back(static_cast<float>(mean ? x / double(vs.second) : x));
+    }
     return out;
 }
 
@@ -329,12 +389,16 @@ inline std::map<std::string, Eigen::MatrixXd> input_hessians(const Transformer& 
     return out;
 }
 
+/// The linears of a sequential block that linear_inputs() names, by role.
+inline std::map<std::string, const WeightMatrix*> linear_roles(const LayerWeights& L) {
+    return {{"q", &L.q}, {"k", &L.k}, {"v", &L.v}, {"o", &L.o}, {"gate", &L.gate}, {"up", &L.up}, {"down", &L.down}};
+}
+
 /// SmoothQuant's factors from ctx.act_absmax: for input channel j of the linears reading a site,
 /// s_j = max|X_j|^alpha / max|W_:,j|^(1 - alpha) over those linears (1 where either is 0).
 inline void prepare_smoothing(const Transformer& m, QuantContext& ctx, double alpha) {
     for (int l = 0; l < m.config().num_layers; ++l) {
-        const LayerWeights& L = m.weights().layers[static_cast<std::size_t>(l)];
-        const std::map<std::string, const WeightMatrix*> by_role = {{"q", &L.q}, {"k", &L.k}, {"v", &L.v}, {"o", &L.o}, {"gate", &L.gate}, {"up", &L.up}, {"down", &L.down}};
+        const auto by_role = linear_roles(m.weights().layers[static_cast<std::size_t>(l)]);
         for (const auto& [site, roles] : linear_inputs()) {
             const std::string name = "blocks." + std::to_string(l) + "." + site;
             const auto it = ctx.act_absmax.find(name);
@@ -357,6 +421,22 @@ inline void prepare_smoothing(const Transformer& m, QuantContext& ctx, double al
     }
 }
 
+/// AWQ's scales for every linear-input site (ctx.awq) from ctx.hessians and ctx.act_meanabs, for weights quantized as q.
+inline void prepare_awq(const Transformer& m, QuantContext& ctx, const WeightQuant& q, int grid = 20) {
+    for (int l = 0; l < m.config().num_layers; ++l) {
+        const auto by_role = linear_roles(m.weights().layers[static_cast<std::size_t>(l)]);
+        for (const auto& [site, roles] : linear_inputs()) {
+            const std::string name = "blocks." + std::to_string(l) + "." + site;
+            const auto H = ctx.hessians.find(name);
+            const auto mean = ctx.act_meanabs.find(name);
+            if (H == ctx.hessians.end() || mean == ctx.act_meanabs.end()) throw Error("quant: AWQ has no calibration for " + name);
+            std::vector<RowMatrixF> ws;
+            for (const auto& role : roles) ws.push_back(by_role.at(role)->to_matrix());
+            ctx.awq[name] = awq_search(ws, H->second, mean->second, q, grid).scales;
+        }
+    }
+}
+
 /// The model with the experiment's weights (quantized, smoothed, protected).
 inline Transformer quantized_model(const Transformer& m, const QuantExperiment& e, const QuantContext& ctx) {
     const Index d = m.config().hidden_size;
@@ -366,11 +446,12 @@ inline Transformer quantized_model(const Transformer& m, const QuantExperiment& 
     return m.with_weights([&](const Transformer::LinearRef& ref, RowMatrixF& w) {
         if (ref.role == "router" || ref.role == "shared_gate") return false;  // (routing stays in float)
         const std::string prefix = "blocks." + std::to_string(ref.layer) + ".";
-        if (e.smooth_quant)
+        if (e.smooth_quant || e.awq)
             for (const auto& [site, roles] : linear_inputs())
                 if (std::find(roles.begin(), roles.end(), ref.role) != roles.end()) {
-                    const auto it = ctx.smooth.find(prefix + site);
-                    if (it == ctx.smooth.end()) throw Error("quant: no SmoothQuant factors for " + prefix + site + " (prepare_smoothing)");
+                    const auto& scales = e.awq ? ctx.awq : ctx.smooth;
+                    const auto it = scales.find(prefix + site);
+                    if (it == scales.end()) throw Error("quant: no input-channel scales for " + prefix + site + " (prepare_smoothing / prepare_awq)");
                     w.array().rowwise() *= Eigen::Map<const Eigen::RowVectorXf>(it->second.data(), w.cols()).array();
                 }
         const bool reads_resid = ref.role == "q" || ref.role == "k" || ref.role == "v" || ref.role == "gate" || ref.role == "up";
@@ -401,12 +482,12 @@ inline Transformer quantized_model(const Transformer& m, const QuantExperiment& 
 inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, const QuantContext& ctx) {
     Hooks h;
     const bool quantize = e.activations != QuantFormat::Float;
-    if (!quantize && !e.smooth_quant) return h;
+    if (!quantize && !e.smooth_quant && !e.awq) return h;
     const Index d = c.hidden_size;
     std::vector<bool> massive(static_cast<std::size_t>(d), false);
     for (Index k : ctx.massive_dims) massive[static_cast<std::size_t>(k)] = true;
     // (the hooks own what they read of ctx: a temporary context may be gone when they run)
-    const auto smooth = std::make_shared<const std::map<std::string, std::vector<float>>>(ctx.smooth);
+    const auto smooth = std::make_shared<const std::map<std::string, std::vector<float>>>(e.awq ? ctx.awq : ctx.smooth);
     for (const auto& [site, roles] : linear_inputs())
         h.add_if_present("blocks.*." + site, [e, massive, d, quantize, smooth, resid = roles.front() != "o" && roles.front() != "down"](Activation& a) {
             const Index N = a.shape[0], T = a.shape[1], w = a.numel() / (N * T);  // hook_z: [N, T, H, hd] is [N*T, H*hd]
@@ -417,9 +498,9 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
                 for (Index i = 0; i < a.numel(); ++i)
                     if (std::abs(a.data[i]) > e.threshold) keep[static_cast<std::size_t>(i % w)] = true;
             RowMap<float> x(a.data, N * T, w);
-            if (e.smooth_quant) {
+            if (e.smooth_quant || e.awq) {
                 const auto it = smooth->find(name);
-                if (it == smooth->end()) throw Error("quant: no SmoothQuant factors for " + name + " (prepare_smoothing)");
+                if (it == smooth->end()) throw Error("quant: no input-channel scales for " + name + " (prepare_smoothing / prepare_awq)");
                 x.array().rowwise() /= Eigen::Map<const Eigen::RowVectorXf>(it->second.data(), w).array();
             }
             if (!quantize) return;
@@ -495,6 +576,10 @@ inline std::vector<QuantExperiment> default_experiments() {
         v.push_back(g);  // GPTQ next to its RTN rows above
         v.back().gptq = true;
     }
+    for (const QuantExperiment& a : {w(QuantFormat::Int4, Granularity::PerChannel), w(QuantFormat::Int4, Granularity::Block, 128)}) {
+        v.push_back(a);  // AWQ beside them
+        v.back().awq = true;
+    }
     v.push_back(w(QuantFormat::Int4, Granularity::PerChannel));  // QuaRot's weights: rotated, then RTN or GPTQ
     v.back().rotation = RotationKind::Hadamard;
     v.push_back(v.back());
@@ -553,6 +638,11 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
         if (e.rotation != RotationKind::None && (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight || e.outlier_threshold))
             throw Error("quant: a rotation spreads the massive dims over all dims; it is not combined with protections that keep dims, "
                         "weights or SmoothQuant's scales (" + e.protect() + ")");
+        if (e.awq && (e.smooth_quant || e.gptq || e.keep_massive_dims || e.restore_super_weight || e.rotation != RotationKind::None ||
+                      e.activations != QuantFormat::Float || e.weights.format == QuantFormat::Float))
+            throw Error("quant: AWQ is a weight-only method of quantized weights here, not combined with other settings (" + e.protect() + ")");
+        if (e.awq && ctx.hessians.empty()) ctx.hessians = input_hessians(m, ids, batch);
+        if (e.awq && ctx.act_meanabs.empty()) ctx.act_meanabs = activation_absmax(m, ids, batch, true);
         if (e.rotation != RotationKind::None && !rotated.count(e.rotation)) rotated.emplace(e.rotation, std::make_pair(rotate_model(m, e.rotation), QuantContext{}));
         if (!e.gptq) continue;
         if (e.rotation == RotationKind::None) {
@@ -567,6 +657,7 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
     for (std::size_t k = 0; k < experiments.size(); ++k) {
         const QuantExperiment& e = experiments[k];
         const RotatedModel* rot = e.rotation == RotationKind::None ? nullptr : &rotated.at(e.rotation).first;
+        if (e.awq) prepare_awq(m, ctx, e.weights);  // (its scales depend on the weights' format)
         const Transformer& base = rot ? rot->model : m;
         const Transformer q = e.weights.format == QuantFormat::Float && !e.smooth_quant ? base
                                                                                          : quantized_model(base, e, rot ? rotated.at(e.rotation).second : ctx);

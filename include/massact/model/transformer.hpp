@@ -414,14 +414,10 @@ public:
     template <typename Edit>
     Transformer with_weights(Edit&& edit) const {
         Transformer t(*this);
-        std::vector<float> scratch;
         for (int l = 0; l < config_.num_layers; ++l) {
             LayerWeights& L = t.weights_.layers[static_cast<std::size_t>(l)];
             for_each_linear(L, [&](WeightMatrix& m, const std::string& role) {
-                RowMatrixF w(m.out(), m.in());
-                const float* src = m.data(scratch);
-                if (m.stored_in_out()) w = ConstRowMap<float>(src, m.in(), m.out()).transpose();
-                else w = ConstRowMap<float>(src, m.out(), m.in());
+                RowMatrixF w = m.to_matrix();
                 if (!edit(LinearRef{l, role, m}, w)) return;
                 std::vector<float> data(static_cast<std::size_t>(w.size()));
                 if (m.stored_in_out()) RowMap<float>(data.data(), m.in(), m.out()) = w.transpose();
@@ -458,11 +454,7 @@ public:
             if (!L.ls_attn.empty() || !L.ls_mlp.empty()) refuse("has layer scales");
         Transformer t(*this);
         ModelWeights& W = t.weights_;
-        std::vector<float> scratch;
-        auto matrix = [&](const WeightMatrix& m) {  // [out, in]
-            const float* src = m.data(scratch);
-            return m.stored_in_out() ? RowMatrixF(ConstRowMap<float>(src, m.in(), m.out()).transpose()) : RowMatrixF(ConstRowMap<float>(src, m.out(), m.in()));
-        };
+        auto matrix = [](const WeightMatrix& m) { return m.to_matrix(); };
         auto put = [](WeightMatrix& m, const RowMatrixF& w) {
             std::vector<float> data(static_cast<std::size_t>(w.size()));
             if (m.stored_in_out()) RowMap<float>(data.data(), m.in(), m.out()) = w.transpose();

@@ -90,6 +90,13 @@ public:
         }
         return scratch.data();
     }
+    /// The whole [out, in] map as float32 (whatever the stored layout).
+    RowMatrixF to_matrix() const {
+        std::vector<float> scratch;
+        const float* src = data(scratch);
+        if (in_out_) return ConstRowMap<float>(src, in_, out_).transpose();
+        return ConstRowMap<float>(src, out_, in_);
+    }
     /// The element W[r, c] of the [out, in] map (whatever the stored layout).
     float at(Index r, Index c) const {
         float v = 0.0f;
