@@ -178,7 +178,7 @@ TEST_CASE("KV-cache quantization: the held keys and values equal KIVI's formula 
         std::vector<std::vector<float>> raw(static_cast<std::size_t>(L), std::vector<float>(static_cast<std::size_t>(N * T * W))), rot = raw, val = raw;
         Index t0 = 0, n = 0;
         auto keep = [&](std::vector<std::vector<float>>& into) {
-            return [&into, &t0, &n, N, T, W](Activation& a) {
+            return [=, &into, &t0, &n](Activation& a) {
                 for (Index b = 0; b < N; ++b)
                     std::copy_n(a.data + b * n * W, n * W, into[static_cast<std::size_t>(a.layer)].begin() + (b * T + t0) * W);
             };
