@@ -218,7 +218,10 @@ TEST_CASE("quant study on tiny-llama: the outlier protections recover what per-t
     const TokenBatch ids = quant_windows(4, 256);
     QuantContext ctx;
     ctx.massive_dims = {215, 243, 177, 86, 170};
-    const auto exps = default_experiments();
+    // The default table's round-to-nearest rows (the rotation, GPTQ, AWQ, static-scale and KV rows have their own cases below).
+    std::vector<QuantExperiment> exps;
+    for (const auto& e : default_experiments())
+        if (e.rotation == RotationKind::None && !e.gptq && !e.awq && !e.static_scales && e.kv_bits == 0) exps.push_back(e);
     REQUIRE(exps.size() >= 8);
     const auto s = quant_study(m, ids, exps, ctx, 4);
     auto ppl = [&](auto pred) {
@@ -512,4 +515,205 @@ TEST_CASE("AWQ's search equals the search written out in double, and beats round
     QuantExperiment bad = exps[1];
     bad.activations = QuantFormat::Int8;
     test::expect_error([&] { quant_study(m, ids, {bad}, {}, 2); }, {"AWQ is a weight-only method"});
+}
+
+TEST_CASE("PrefixQuant's prefix, static activation scales and the KV cache's quantization equal their definitions written out in double") {
+    const Transformer m(test::model("tiny-llama"));
+    const ModelConfig& c = m.config();
+    const TokenBatch ids = quant_windows(4, 64);
+    const Index N = ids.rows(), T = ids.cols(), L = c.num_layers, bos = ids(0, 0);
+    REQUIRE((ids.col(0).array() == bos).all());
+
+    // The prefix, recounted from down_proj's inputs (captured in double) for two criteria.
+    std::vector<std::vector<std::vector<double>>> peak(static_cast<std::size_t>(L));  // [layer][sequence][position]
+    Hooks cap;
+    cap.add("blocks.*.mlp.hook_post", [&](Activation& a) {
+        const Index w = a.numel() / (a.shape[0] * a.shape[1]);
+        for (Index s = 0; s < a.shape[0]; ++s) {
+            std::vector<double> p;
+            for (Index t = 0; t < a.shape[1]; ++t) {
+                double mx = 0;
+                for (Index j = 0; j < w; ++j) mx = std::max(mx, std::abs(double(a.data[(s * a.shape[1] + t) * w + j])));
+                p.push_back(mx);
+            }
+            peak[static_cast<std::size_t>(a.layer)].push_back(p);
+        }
+    });
+    m.forward(ids, cap);
+    for (const double ratio : {64.0, 8.0, 3.0}) {
+        std::map<Index, Index> count;
+        std::map<Index, std::set<Index>> where;
+        double most = 0;
+        for (Index l = 0; l < L; ++l) {
+            double per_layer = 0;
+            for (Index s = 0; s < N; ++s) {
+                std::vector<double> p = peak[static_cast<std::size_t>(l)][static_cast<std::size_t>(s)], q = p;
+                std::sort(q.begin(), q.end());
+                const double median = (q[static_cast<std::size_t>(T / 2 - 1)] + q[static_cast<std::size_t>(T / 2)]) / 2;  // (T even)
+                for (Index t = 0; t < T; ++t)
+                    if (p[static_cast<std::size_t>(t)] > ratio * median) {
+                        ++per_layer;
+                        ++count[ids(s, t)];
+                        where[ids(s, t)].insert(s);
+                    }
+            }
+            most = std::max(most, per_layer / double(N));
+        }
+        const auto o = static_cast<Index>(std::ceil(most - 1e-9));
+        std::vector<std::pair<Index, Index>> ranked;
+        for (const auto& [id, k] : count)
+            if (10 * Index(where[id].size()) >= N) ranked.push_back({-k, id});
+        std::sort(ranked.begin(), ranked.end());
+        std::vector<Index> want;
+        for (Index i = 0; i < std::min<Index>(o, Index(ranked.size())); ++i)
+            if (ranked[static_cast<std::size_t>(i)].second != bos) want.push_back(ranked[static_cast<std::size_t>(i)].second);
+        want.push_back(bos);
+        const auto [prefix, outliers] = prefix_outlier_tokens(m, ids, 2, bos, ratio);
+        INFO("ratio " << ratio);
+        CHECK(outliers == o);
+        CHECK(prefix == want);
+        if (ratio == 64.0) CHECK(prefix == std::vector<Index>{bos});  // tiny-llama: at most 60x the median (the BOS, layer 2)
+        if (ratio == 3.0) CHECK(prefix.size() > 1);                    // and delimiters beyond a lower bar
+    }
+
+    // The prefixed batch: with the BOS last, the sequences' own BOS is the prefix's.
+    const PrefixedBatch pb = with_prefix(ids, {13, 29889, bos});
+    CHECK(pb.offset == 2);
+    REQUIRE(pb.ids.cols() == T + 2);
+    CHECK(pb.ids(1, 0) == 13);
+    CHECK(pb.ids(1, 2) == bos);
+    CHECK(pb.ids.row(3).tail(T) == ids.row(3));
+    CHECK(with_prefix(ids, {13}).offset == 1);
+    // A row of the study with a prefix and nothing quantized: the float model on the prefixed sequences, scored at the
+    // sequences' own tokens (written out here with log-softmax in double).
+    QuantContext pctx;
+    pctx.prefix = {13, bos};
+    QuantExperiment none;
+    none.weights.format = QuantFormat::Float;
+    none.prefix_outliers = true;
+    const auto study = quant_study(m, ids, {none}, pctx, 4);
+    const RowMatrixF lg = m.forward(with_prefix(ids, pctx.prefix).ids);
+    double nll = 0;
+    const Index Tp = T + 1;
+    for (Index s = 0; s < N; ++s)
+        for (Index t = 0; t + 1 < T; ++t) {
+            const auto row = lg.row(s * Tp + 1 + t).cast<double>();
+            const double mx = row.maxCoeff();
+            nll += mx + std::log((row.array() - mx).exp().sum()) - row(ids(s, t + 1));
+        }
+    CHECK(study.rows[0].ppl == doctest::Approx(std::exp(nll / double(N * (T - 1)))).epsilon(1e-5));
+    CHECK(study.rows[0].ppl != doctest::Approx(study.ppl_float).epsilon(1e-6));  // (the prefix changes the float model's run)
+
+    // Static scales: the calibration keeps max |x| over the positions after the float ones; a forward quantizes with it,
+    // clipping beyond.
+    QuantExperiment st;
+    st.weights.format = QuantFormat::Float;
+    st.activations = QuantFormat::Int8;
+    st.static_scales = true;
+    st.keep_first_token = true;
+    auto statics = std::make_shared<StaticScales>();
+    m.forward(ids, activation_hooks(c, st, {}, statics, true));
+    std::map<std::string, double> want_scale;
+    Hooks cap2;
+    for (const auto& [site, roles] : linear_inputs())
+        cap2.add("blocks.*." + site, [&](Activation& a) {
+            const Index w = a.numel() / (a.shape[0] * a.shape[1]);
+            double& mx = want_scale[a.name];
+            for (Index i = 0; i < a.numel(); ++i)
+                if ((i / w) % a.shape[1] != 0) mx = std::max(mx, std::abs(double(a.data[i])));
+        });
+    m.forward(ids, cap2);
+    REQUIRE(statics->size() == std::size_t(4 * L));
+    for (const auto& [name, s] : *statics) CHECK(s == doctest::Approx(want_scale.at(name)).epsilon(1e-7));
+    const std::string site = "blocks.1.mlp.hook_post";
+    const double scale = statics->at(site);
+    const Index I = c.layer_intermediate(1);
+    std::vector<float> x(static_cast<std::size_t>(2 * I)), y;
+    std::mt19937 g(7);
+    std::normal_distribution<float> dist(0, float(scale) / 4);
+    for (auto& v : x) v = dist(g);
+    x[static_cast<std::size_t>(I + 5)] = float(3 * scale);  // beyond the calibrated range: clips
+    y = x;
+    TokenBatch two(1, 2);
+    two << bos, 13;
+    Activation act{site, 1, y.data(), {1, 2, I}, &two};
+    const Hooks quantize = activation_hooks(c, st, {}, statics);
+    for (const HookFn* fn : quantize.matching(site)) (*fn)(act);
+    for (Index i = 0; i < 2 * I; ++i) {
+        const double want = i < I ? x[static_cast<std::size_t>(i)] : scale / 127 * std::clamp(naive_round(x[static_cast<std::size_t>(i)] * 127 / scale), -127.0, 127.0);
+        CHECK(y[static_cast<std::size_t>(i)] == doctest::Approx(want).epsilon(1e-5).scale(1e-6));
+    }
+    CHECK(y[static_cast<std::size_t>(I + 5)] == doctest::Approx(scale).epsilon(1e-6));
+
+    // The KV cache to 4 and 3 bits, plain and in a Hadamard basis of the head, with IntactKV: every key after RoPE and
+    // every value against min-max asymmetric quantization per token and head, in double, of what the model computed.
+    for (const bool rotated : {false, true}) {
+        QuantExperiment kv;
+        kv.weights.format = QuantFormat::Float;
+        kv.kv_bits = rotated ? 3 : 4;
+        kv.intact_kv = rotated;
+        if (rotated) kv.rotation = RotationKind::Hadamard;
+        const Index hd = c.head_dim;
+        const Eigen::MatrixXd R = rotated ? Eigen::MatrixXd(hadamard_rotation(hd, 0x4b56ull).cast<double>()) : Eigen::MatrixXd::Identity(hd, hd);
+        std::map<std::string, std::vector<float>> before, after;
+        Hooks h;
+        for (const char* s : {"blocks.*.attn.hook_rot_k", "blocks.*.attn.hook_v"})
+            h.add(s, [&](Activation& a) { before[a.name].assign(a.data, a.data + a.numel()); });
+        h.extend(kv_hooks(c, kv, {}));
+        for (const char* s : {"blocks.*.attn.hook_rot_k", "blocks.*.attn.hook_v"})
+            h.add(s, [&](Activation& a) { after[a.name].assign(a.data, a.data + a.numel()); });
+        m.forward(ids.topRows(2), h);
+        REQUIRE(after.size() == std::size_t(2 * L));
+        double worst = 0;
+        Index exact_first = 0, ties = 0, checked = 0;
+        for (const auto& [name, xs] : before) {
+            const auto& ys = after.at(name);
+            for (std::size_t v = 0; v < xs.size() / std::size_t(hd); ++v) {
+                const bool first = (v / std::size_t(c.num_kv_heads)) % std::size_t(T) == 0;
+                Eigen::VectorXd z(hd);
+                for (Index j = 0; j < hd; ++j) z(j) = xs[v * std::size_t(hd) + std::size_t(j)];
+                bool tie = false;  // (a level computed in float may round the other way within 1e-4 of a tie: left out)
+                if (!(first && rotated)) {
+                    z = R * z;
+                    const double lo = z.minCoeff(), hi = z.maxCoeff(), step = (hi - lo) / ((1 << kv.kv_bits) - 1);
+                    for (Index j = 0; j < hd; ++j) {
+                        const double u = (z(j) - lo) / step;
+                        tie = tie || std::abs(u - std::floor(u) - 0.5) < 1e-4;
+                        z(j) = lo + step * std::clamp(naive_round(u), 0.0, double((1 << kv.kv_bits) - 1));
+                    }
+                    z = R.transpose() * z;
+                }
+                ties += tie;
+                if (tie) continue;
+                ++checked;
+                for (Index j = 0; j < hd; ++j) {
+                    const double got = ys[v * std::size_t(hd) + std::size_t(j)];
+                    worst = std::max(worst, std::abs(got - z(j)) / (1 + std::abs(z(j))));
+                    if (first && rotated) exact_first += got == xs[v * std::size_t(hd) + std::size_t(j)];
+                }
+            }
+        }
+        INFO("rotated " << rotated << ": " << ties << " head vectors near a tie of " << checked + ties);
+        CHECK(worst < 1e-4);
+        CHECK(ties * 100 < checked);
+        if (rotated) CHECK(exact_first == 2 * L * 2 * c.num_kv_heads * hd);
+    }
+    // On tiny-llama static per-tensor W8A8 suffers from the sink token's outliers, and its prefix (the BOS) removes them
+    // from the quantized positions.
+    QuantExperiment s8;
+    s8.activations = QuantFormat::Int8;
+    s8.static_scales = true;
+    QuantExperiment s8p = s8;
+    s8p.prefix_outliers = true;
+    const auto sq = quant_study(m, ids, {s8, s8p}, {}, 4);
+    CHECK(sq.context.prefix == std::vector<Index>{bos});
+    MESSAGE("W8A8 static per tensor: " << sq.rows[0].ppl << ", prefixed " << sq.rows[1].ppl << " (float " << sq.ppl_float << ")");
+    CHECK(sq.rows[1].ppl < sq.rows[0].ppl);
+    // Refusals: static scales of per-token or float activations; KV bits outside 2..8.
+    QuantExperiment bad = st;
+    bad.act_granularity = Granularity::PerToken;
+    test::expect_error([&] { quant_study(m, ids, {bad}, {}, 4); }, {"static activation scales are per tensor"});
+    QuantExperiment bits;
+    bits.kv_bits = 1;
+    test::expect_error([&] { quant_study(m, ids, {bits}, {}, 4); }, {"2..8 bits"});
 }

@@ -789,17 +789,20 @@ TEST_CASE("every command takes MODEL.gguf where it takes a model directory") {
 
 TEST_CASE("massact quant: one row per experiment with the JSON fields, a figure, and models it cannot study") {
     const std::string dir = test::temp_dir("quant");
-    const std::string data = " --data " + std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt --max-seqs 4 --seq-len 128";
+    const std::string data = " --data " + std::string(MASSACT_SOURCE_DIR) + "/examples/data/val.txt --max-seqs 2 --seq-len 96";
     auto r = run("quant" + data + " --json " + dir + "/q.json --figure " + dir + "/q.png");
     INFO(r.out);
     REQUIRE(r.status == 0);
     check_says(r, {"float perplexity", "massive dims: 215", "SmoothQuant", "PrefixQuant", "LLM.int8", "rotation (hadamard)",
-                   "rotation (orthogonal)", "int4    int4", "rotated (hadamard): the largest |h|"});
+                   "rotation (orthogonal)", "int4    int4", "rotated (hadamard): the largest |h|", "A per-tensor static", "KV4",
+                   "(IntactKV)", "prefixed outlier tokens (PrefixQuant)", "PrefixQuant: 0 outlier tokens per sequence; prefix: 1 (<s>)"});
     const auto j = io::read_json_file(dir + "/q.json");
     CHECK(j["ppl_float"].get<double>() > 1);
+    CHECK(j["prefix_tokens"] == nlohmann::json::array({1}));
     REQUIRE(j["rows"].size() >= 8);
     for (const auto& row : j["rows"]) {
-        for (const char* k : {"weights", "activations", "granularity", "protect", "ppl", "kl_mean", "max_abs_error_per_layer", "resid_max_abs"})
+        for (const char* k : {"weights", "activations", "granularity", "protect", "ppl", "kl_mean", "max_abs_error_per_layer", "resid_max_abs",
+                              "kv_bits", "static_scales", "prefix_outliers", "intact_kv"})
             CHECK(row.contains(k));
         CHECK(row["max_abs_error_per_layer"].size() == 8);
     }

@@ -14658,7 +14658,12 @@ inline QKResult qk_massive_values(const Transformer& model, const TokenBatch& id
 //                   rows writing them, and those activation columns; all are left out of the scales.
 //   outliers > 6    LLM.int8()'s decomposition: activation columns with any |x| > 6 in this forward stay float.
 //   super weight    the super weights (find_super_weights) get their float values back after quantization.
-//   first token     PrefixQuant: the first token's activations stay float and out of the per-tensor scale.
+//   first token     the first token's activations stay float and out of the per-tensor scale.
+//   static scales   per-tensor activation scales fixed by a calibration pass (max |x|; beyond it values clip).
+//   PrefixQuant     the outlier tokens (prefix_outlier_tokens) prefixed to every sequence, their positions float (their
+//                   KV cache made offline) and out of the scales: static per-tensor scales then see no outlier token.
+//   KV cache        keys after RoPE and values to 4 (2..8) bits, asymmetric per token and head (QuaRot's KV4), in a
+//                   Hadamard basis of the head under a rotation; IntactKV keeps the first token's keys and values.
 //   SmoothQuant     per input channel j of the linears sharing an input: s_j = max|X_j|^a / max|W_:,j|^(1-a)
 //                   (a = 0.5, max |X_j| calibrated on the data); X_j / s_j and W_:,j * s_j, then quantized.
 //   AWQ             per input channel, s_j = mean|X_j|^a (a searched on the calibration data: awq_search), W diag(s)
@@ -15010,6 +15015,16 @@ struct QuantExperiment {
     bool gptq = false;  // weights by GPTQ (gptq_quantize) with the float model's inputs as calibration, instead of RTN
     RotationKind rotation = RotationKind::None;  // QuaRot / SpinQuant: quantize the rotated model (rotate_model, seed 0)
     bool awq = false;   // AWQ: weights scaled per input channel by awq_search's scales before quantization (weight-only)
+    // Static activation scales: one per linear input and layer, max |x| over the calibration data (the weights already
+    // quantized, activations float; positions and dims that stay float left out), fixed for every forward; values
+    // beyond it clip. Per tensor only.
+    bool static_scales = false;
+    // PrefixQuant (Chen et al. 2024): QuantContext::prefix (the outlier tokens, prefix_outlier_tokens) prepended to
+    // every sequence; their positions stay float (their KV cache is computed once, offline) and out of the scales; the
+    // loss is over the sequence's own tokens.
+    bool prefix_outliers = false;
+    int kv_bits = 0;         // KV cache to kv_bits bits (2..8): keys (after RoPE) and values, asymmetric per token and head
+    bool intact_kv = false;  // IntactKV: the first token's keys and values stay float (the prefix's always do)
     double smooth_alpha = 0.5, threshold = 6.0;
 
     std::string granularity() const {
@@ -15023,7 +15038,9 @@ struct QuantExperiment {
             return std::string("?");
         };
         std::string s = weights.format == QuantFormat::Float ? "" : "W " + g(weights.granularity, weights.block);
-        if (activations != QuantFormat::Float) s += (s.empty() ? "" : ", ") + std::string("A ") + g(act_granularity, 0);
+        if (activations != QuantFormat::Float)
+            s += (s.empty() ? "" : ", ") + std::string("A ") + g(act_granularity, 0) + (static_scales ? " static" : "");
+        if (kv_bits > 0) s += (s.empty() ? "" : ", ") + std::string("KV") + std::to_string(kv_bits);
         return s;
     }
     std::string protect() const {
@@ -15039,7 +15056,9 @@ struct QuantExperiment {
         add(keep_massive_dims, "massive dims in float");
         add(outlier_threshold, "|x| > " + number(threshold) + " in float (LLM.int8)");
         add(restore_super_weight, "super weight restored");
-        add(keep_first_token, "first token in float (PrefixQuant)");
+        add(keep_first_token, "first token in float");
+        add(prefix_outliers, "prefixed outlier tokens (PrefixQuant)");
+        add(intact_kv, "first tokens' KV in float (IntactKV)");
         add(smooth_quant, "SmoothQuant a=" + number(smooth_alpha));
         add(rotation != RotationKind::None, std::string("rotation (") + rotation_name(rotation) + ")");
         add(gptq, "GPTQ");
@@ -15058,6 +15077,9 @@ struct QuantContext {
     std::map<std::string, Eigen::MatrixXd> hessians;       // linear-input site -> X^T X [width, width] (GPTQ, AWQ)
     std::map<std::string, std::vector<float>> act_meanabs; // linear-input site -> mean |X_j| [width] (AWQ)
     std::map<std::string, std::vector<float>> awq;         // linear-input site -> AWQ's s_j [width] (prepare_awq)
+    std::vector<Index> prefix;  // PrefixQuant's prefix (prefix_outlier_tokens): the outlier tokens, then BOS
+    Index prefix_outliers = 0;  // the outlier tokens per sequence it found (o)
+    double prefix_ratio = 64.0; // PrefixQuant's outlier criterion (prefix_outlier_tokens' ratio)
 };
 
 /// The linear-input sites of a block and the roles of the linears that read them.
@@ -15137,6 +15159,58 @@ inline std::map<std::string, Eigen::MatrixXd> input_hessians(const Transformer& 
     Workspace ws;
     for (Index b0 = 0; b0 < ids.rows(); b0 += batch) m.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
     return out;
+}
+
+/// PrefixQuant's prefix (Chen et al. 2024). A token is an outlier in a layer when its largest |x| at the input of
+/// down_proj (mlp.hook_post) exceeds `ratio` times the median over the sequence's tokens of that largest |x|. The number
+/// of outlier tokens o = ceil(the largest, over layers, of the mean over sequences of the outlier count); the prefix is
+/// the o token ids most often outliers (counted over sequences, layers and positions; ties: the smaller id; ids that are
+/// outliers in fewer than a tenth of the sequences left out), BOS (`bos` >= 0) moved to the end or appended there.
+/// Returns {prefix, o}.
+inline std::pair<std::vector<Index>, Index> prefix_outlier_tokens(const Transformer& m, const TokenBatch& ids, Index batch, Index bos = -1,
+                                                                  double ratio = 64.0) {
+    require_at_least(batch, 1, "prefix_outlier_tokens: batch");
+    const Index N = ids.rows(), L = m.config().num_layers;
+    std::vector<double> count_per_layer(static_cast<std::size_t>(L), 0.0);  // outlier tokens, summed over sequences
+    std::map<Index, Index> count;                                          // token id -> times an outlier
+    std::map<Index, std::set<Index>> sequences;                            // token id -> sequences where it is one
+    Index b0 = 0;
+    Hooks h;
+    h.add("blocks.*.mlp.hook_post", [&](Activation& a) {
+        const Index n = a.shape[0], T = a.shape[1], w = a.numel() / (n * T);
+        std::vector<float> peak(static_cast<std::size_t>(T));
+        for (Index s = 0; s < n; ++s) {
+            for (Index t = 0; t < T; ++t)
+                peak[static_cast<std::size_t>(t)] = ConstRowMap<float>(a.data + (s * T + t) * w, 1, w).cwiseAbs().maxCoeff();
+            std::vector<float> sorted = peak;
+            std::sort(sorted.begin(), sorted.end());
+            const double median = T % 2 ? sorted[static_cast<std::size_t>(T / 2)]
+                                        : 0.5 * (double(sorted[static_cast<std::size_t>(T / 2 - 1)]) + sorted[static_cast<std::size_t>(T / 2)]);
+            for (Index t = 0; t < T; ++t)
+                if (peak[static_cast<std::size_t>(t)] > ratio * median) {
+                    count_per_layer[static_cast<std::size_t>(a.layer)] += 1;
+                    const Index id = (*a.tokens)(s, t);
+                    ++count[id];
+                    sequences[id].insert(b0 + s);
+                }
+        }
+    });
+    RunOptions o;
+    o.logits = false;
+    Workspace ws;
+    for (; b0 < N; b0 += batch) m.run(ids.middleRows(b0, std::min(batch, N - b0)), ws, h, o);
+    double most = 0.0;
+    for (double c : count_per_layer) most = std::max(most, c / double(std::max<Index>(N, 1)));
+    const auto outliers = static_cast<Index>(std::ceil(most - 1e-9));
+    std::vector<std::pair<Index, Index>> ranked;  // (count, id)
+    for (const auto& [id, c] : count)
+        if (10 * static_cast<Index>(sequences[id].size()) >= N) ranked.emplace_back(c, id);
+    std::sort(ranked.begin(), ranked.end(), [](const auto& x, const auto& y) { return x.first != y.first ? x.first > y.first : x.second < y.second; });
+    std::vector<Index> prefix;
+    for (std::size_t i = 0; i < ranked.size() && static_cast<Index>(i) < outliers; ++i)
+        if (ranked[i].second != bos) prefix.push_back(ranked[i].second);
+    if (bos >= 0) prefix.push_back(bos);
+    return {prefix, outliers};
 }
 
 /// The linears of a sequential block that linear_inputs() names, by role.
@@ -15226,12 +15300,26 @@ inline Transformer quantized_model(const Transformer& m, const QuantExperiment& 
     });
 }
 
+/// Per-tensor static activation scales of one experiment: hook name (blocks.L.site) -> max |x| over the calibration data.
+using StaticScales = std::map<std::string, float>;
+
+/// The leading positions of every sequence that stay float: the first token, or PrefixQuant's prefix.
+inline Index float_positions(const QuantExperiment& e, const QuantContext& ctx) {
+    return std::max<Index>(e.keep_first_token ? 1 : 0, e.prefix_outliers ? static_cast<Index>(ctx.prefix.size()) : 0);
+}
+
 /// Hooks that fake-quantize the linear inputs as the experiment says, after dividing them by SmoothQuant's s_j
 /// where its weights were multiplied by s_j (so a weight-only SmoothQuant experiment divides without quantizing).
-/// None for weight-only experiments without SmoothQuant.
-inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, const QuantContext& ctx) {
+/// None for weight-only experiments without SmoothQuant. Static scales (e.static_scales) are read from `statics`; with
+/// `calibrate` the hooks instead raise them to the max |x| they see and quantize nothing.
+inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, const QuantContext& ctx,
+                              const std::shared_ptr<StaticScales>& statics = nullptr, bool calibrate = false) {
     Hooks h;
     const bool quantize = e.activations != QuantFormat::Float;
+    if (e.static_scales && (!quantize || e.act_granularity != Granularity::PerTensor))
+        throw Error("quant: static activation scales are per tensor, of quantized activations (" + e.granularity() + ")");
+    if (e.static_scales && !statics) throw Error("quant: static activation scales need their calibration (quant_study)");
+    const Index skip = float_positions(e, ctx);
     if (!quantize && !e.smooth_quant && !e.awq) return h;
     const Index d = c.hidden_size;
     std::vector<bool> massive(static_cast<std::size_t>(d), false);
@@ -15239,7 +15327,8 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
     // (the hooks own what they read of ctx: a temporary context may be gone when they run)
     const auto smooth = std::make_shared<const std::map<std::string, std::vector<float>>>(e.awq ? ctx.awq : ctx.smooth);
     for (const auto& [site, roles] : linear_inputs())
-        h.add_if_present("blocks.*." + site, [e, massive, d, quantize, smooth, resid = roles.front() != "o" && roles.front() != "down"](Activation& a) {
+        h.add_if_present("blocks.*." + site, [e, massive, d, quantize, smooth, skip, statics, calibrate,
+                                              resid = roles.front() != "o" && roles.front() != "down"](Activation& a) {
             const Index N = a.shape[0], T = a.shape[1], w = a.numel() / (N * T);  // hook_z: [N, T, H, hd] is [N*T, H*hd]
             const std::string name(a.name);
             std::vector<bool> keep(static_cast<std::size_t>(w), false);
@@ -15255,7 +15344,7 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
             }
             if (!quantize) return;
             const int levels = e.activations == QuantFormat::Int4 ? 7 : 127;
-            auto skip_row = [&](Index r) { return e.keep_first_token && r % T == 0; };
+            auto skip_row = [&](Index r) { return r % T < skip; };
             auto quant_rows = [&](Index r0, Index r1, float scale) {
                 for (Index r = r0; r < r1; ++r)
                     if (!skip_row(r))
@@ -15270,11 +15359,56 @@ inline Hooks activation_hooks(const ModelConfig& c, const QuantExperiment& e, co
                             if (!keep[static_cast<std::size_t>(c)]) m = std::max(m, std::abs(x(r, c)));
                 return m;
             };
-            if (e.act_granularity == Granularity::PerToken)
+            if (e.static_scales) {
+                if (calibrate) {
+                    float& m = (*statics)[name];
+                    m = std::max(m, absmax(0, N * T));
+                    return;
+                }
+                const auto it = statics->find(name);
+                if (it == statics->end()) throw Error("quant: no static activation scale for " + name + " (its calibration did not reach it)");
+                quant_rows(0, N * T, it->second);
+            } else if (e.act_granularity == Granularity::PerToken) {
                 for (Index r = 0; r < N * T; ++r) quant_rows(r, r + 1, absmax(r, r + 1));
-            else
+            } else {
                 quant_rows(0, N * T, absmax(0, N * T));
+            }
         });
+    return h;
+}
+
+/// Hooks that fake-quantize what a KV cache would hold, as e.kv_bits says: the keys after RoPE (hook_rot_k; hook_k
+/// without RoPE) and the values, each token's head vector asymmetric min-max to kv_bits bits (quantize_asymmetric), as
+/// QuaRot's KV4. Under a rotation (QuaRot) each head vector is quantized in a randomized Hadamard basis of the head
+/// (seeded), x' = R^T q(R x): its own online rotation of keys and queries, of values and o_proj. PrefixQuant's prefix
+/// keeps its KV in float (computed offline), and with e.intact_kv (IntactKV) at least the first token. None without
+/// kv_bits.
+inline Hooks kv_hooks(const ModelConfig& c, const QuantExperiment& e, const QuantContext& ctx, std::uint64_t seed = 0) {
+    Hooks h;
+    if (e.kv_bits == 0) return h;
+    if (e.kv_bits < 2 || e.kv_bits > 8) throw Error("quant: the KV cache is quantized to 2..8 bits, not " + std::to_string(e.kv_bits));
+    const Index skip = std::max<Index>(e.intact_kv ? 1 : 0, e.prefix_outliers ? static_cast<Index>(ctx.prefix.size()) : 0);
+    const Index hd = c.head_dim;
+    const auto R = std::make_shared<const RowMatrixF>(e.rotation == RotationKind::None ? RowMatrixF() : hadamard_rotation(hd, seed ^ 0x4b56ull));
+    auto quantize = [skip, hd, R, bits = e.kv_bits](Activation& a) {  // [N, T, KV, hd]
+        const Index N = a.shape[0], T = a.shape[1], heads = a.numel() / (N * T * hd);
+        Eigen::VectorXf y(hd);
+        for (Index r = 0; r < N * T; ++r) {
+            if (r % T < skip) continue;
+            for (Index k = 0; k < heads; ++k) {
+                Eigen::Map<Eigen::VectorXf> x(a.data + (r * heads + k) * hd, hd);
+                if (R->size() == 0) {
+                    kernels::quantize_asymmetric(x.data(), hd, 1, bits);
+                } else {
+                    y.noalias() = *R * x;
+                    kernels::quantize_asymmetric(y.data(), hd, 1, bits);
+                    x.noalias() = R->transpose() * y;
+                }
+            }
+        }
+    };
+    h.add_if_present(c.has_rope() ? "blocks.*.attn.hook_rot_k" : "blocks.*.attn.hook_k", quantize);
+    h.add_if_present("blocks.*.attn.hook_v", quantize);
     return h;
 }
 
@@ -15297,7 +15431,7 @@ struct QuantStudy {
 };
 
 /// The standard table: weight-only RTN int8 / int4 / NF4 at each granularity, W8A8 per tensor and per
-/// token, and each protection next to the experiment it protects.
+/// token, W4A4, W4A4KV4, and each protection next to the experiment it protects.
 inline std::vector<QuantExperiment> default_experiments() {
     std::vector<QuantExperiment> v;
     auto w = [&](QuantFormat f, Granularity g, Index block = 64) {
@@ -15349,6 +15483,14 @@ inline std::vector<QuantExperiment> default_experiments() {
     v.back().act_granularity = Granularity::PerToken;
     v.push_back(a8);
     v.back().rotation = RotationKind::Hadamard;
+    // static per-tensor scales (calibrated once): plain, the first token float, PrefixQuant's prefix
+    QuantExperiment a8s = a8;
+    a8s.static_scales = true;
+    v.push_back(a8s);
+    v.push_back(a8s);
+    v.back().keep_first_token = true;
+    v.push_back(a8s);
+    v.back().prefix_outliers = true;
     // W4A4 (weights int4 per channel, activations int4 per token): plain, rotated (Hadamard: QuaRot; random orthogonal:
     // SpinQuant's starting point), rotated + GPTQ (QuaRot's full recipe without its KV cache)
     QuantExperiment a4 = w(QuantFormat::Int4, Granularity::PerChannel);
@@ -15361,10 +15503,55 @@ inline std::vector<QuantExperiment> default_experiments() {
     }
     v.push_back(v[v.size() - 2]);
     v.back().gptq = true;
+    // static per-tensor int4 activations on the rotated model, without and with PrefixQuant's prefix
+    QuantExperiment a4s = a4;
+    a4s.act_granularity = Granularity::PerTensor;
+    a4s.static_scales = true;
+    a4s.rotation = RotationKind::Hadamard;
+    v.push_back(a4s);
+    v.push_back(a4s);
+    v.back().prefix_outliers = true;
+    // the KV cache to 4 bits: alone (float weights and activations), with IntactKV; QuaRot's W4A4KV4 (rotation + GPTQ);
+    // PrefixQuant's (rotation, prefix, static scales)
+    QuantExperiment kv = w(QuantFormat::Float, Granularity::PerTensor);
+    kv.kv_bits = 4;
+    v.push_back(kv);
+    v.push_back(kv);
+    v.back().intact_kv = true;
+    QuantExperiment quarot = a4;
+    quarot.rotation = RotationKind::Hadamard;
+    quarot.gptq = true;
+    quarot.kv_bits = 4;
+    v.push_back(quarot);
+    v.push_back(quarot);
+    v.back().intact_kv = true;
+    v.push_back(a4s);
+    v.back().prefix_outliers = true;
+    v.back().kv_bits = 4;
     return v;
 }
 
-/// Run each experiment over `ids` (batch rows per forward) against the float model.
+/// PrefixQuant's input: the prefix, then each row of `ids`, whose first token is left out when every row starts with the
+/// prefix's last token (BOS: the prefix's own stands for it). Original position t is position `offset` + t.
+struct PrefixedBatch {
+    TokenBatch ids;
+    Index offset = 0;
+};
+inline PrefixedBatch with_prefix(const TokenBatch& ids, const std::vector<Index>& prefix) {
+    const Index P = static_cast<Index>(prefix.size()), N = ids.rows(), T = ids.cols();
+    const bool drop = P > 0 && T > 0 && (ids.col(0).array() == prefix.back()).all();
+    PrefixedBatch b;
+    b.offset = P - (drop ? 1 : 0);
+    b.ids.resize(N, b.offset + T);
+    for (Index s = 0; s < N; ++s) {
+        for (Index j = 0; j < P; ++j) b.ids(s, j) = prefix[static_cast<std::size_t>(j)];
+        b.ids.row(s).tail(T) = ids.row(s);
+    }
+    return b;
+}
+
+/// Run each experiment over `ids` (batch rows per forward) against the float model. PrefixQuant's prefix is found
+/// (prefix_outlier_tokens, BOS: the first token when every row starts with the same one) unless ctx.prefix holds one.
 inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const std::vector<QuantExperiment>& experiments,
                               QuantContext ctx, Index batch = 8, const std::function<void(Index, Index)>& progress = {}) {
     check_quant_model(m.config());
@@ -15391,6 +15578,14 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
         if (e.awq && (e.smooth_quant || e.gptq || e.keep_massive_dims || e.restore_super_weight || e.rotation != RotationKind::None ||
                       e.activations != QuantFormat::Float || e.weights.format == QuantFormat::Float))
             throw Error("quant: AWQ is a weight-only method of quantized weights here, not combined with other settings (" + e.protect() + ")");
+        if (e.static_scales && (e.activations == QuantFormat::Float || e.act_granularity != Granularity::PerTensor))
+            throw Error("quant: static activation scales are per tensor, of quantized activations (" + e.granularity() + ")");
+        if ((e.prefix_outliers || e.intact_kv) && e.outlier_threshold)
+            throw Error("quant: PrefixQuant and IntactKV are not combined with LLM.int8()'s decomposition here (" + e.protect() + ")");
+        if (e.prefix_outliers && ctx.prefix.empty()) {
+            const bool common_first = ids.cols() > 0 && (ids.col(0).array() == ids(0, 0)).all();
+            std::tie(ctx.prefix, ctx.prefix_outliers) = prefix_outlier_tokens(m, ids, batch, common_first ? ids(0, 0) : Index(-1), ctx.prefix_ratio);
+        }
         if (e.awq && ctx.hessians.empty()) ctx.hessians = input_hessians(m, ids, batch);
         if (e.awq && ctx.act_meanabs.empty()) ctx.act_meanabs = activation_absmax(m, ids, batch, true);
         if (e.rotation != RotationKind::None && !rotated.count(e.rotation)) rotated.emplace(e.rotation, std::make_pair(rotate_model(m, e.rotation), QuantContext{}));
@@ -15418,33 +15613,55 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
         row.error_other_tokens_per_layer.assign(static_cast<std::size_t>(L), 0.0);
         PairLoss loss;
         std::vector<std::vector<float>> resid(static_cast<std::size_t>(L));
+        // the quantized model's input: PrefixQuant's prefix before each sequence (original position t at offset + t)
+        const PrefixedBatch input = e.prefix_outliers ? with_prefix(ids, ctx.prefix) : PrefixedBatch{ids, 0};
+        const Index offset = input.offset;
+        auto statics = std::make_shared<StaticScales>();
+        if (e.static_scales) {  // calibration: the quantized weights, float activations, the scales' maxima
+            Hooks calibrate = rot ? rot->online() : Hooks{};
+            calibrate.extend(activation_hooks(m.config(), e, ctx, statics, true));
+            RunOptions o;
+            o.logits = false;
+            for (Index b0 = 0; b0 < N; b0 += batch) q.run(input.ids.middleRows(b0, std::min(batch, N - b0)), wq, calibrate, o);
+        }
         Hooks keep, compare = rot ? rot->online() : Hooks{};  // (the online rotations first, then the activations' quantization)
-        compare.extend(activation_hooks(m.config(), e, ctx));
+        compare.extend(activation_hooks(m.config(), e, ctx, statics));
+        compare.extend(kv_hooks(m.config(), e, ctx));
         keep.add("blocks.*.hook_resid_post", [&](Activation& a) { resid[static_cast<std::size_t>(a.layer)].assign(a.data, a.data + a.numel()); });
         RowMatrixF back;  // a rotated model's block output in the float model's basis: h Q^T
         compare.add("blocks.*.hook_resid_post", [&](Activation& a) {
             const auto& f = resid[static_cast<std::size_t>(a.layer)];
             const std::size_t l = static_cast<std::size_t>(a.layer);
-            const Index t = a.shape[1], d = a.shape[2];
+            const Index n = a.shape[0], tq = a.shape[1], d = a.shape[2], t = tq - offset;  // (the float run's T: t)
             const float* h = a.data;
-            for (Index i = 0; i < a.numel(); ++i) row.resid_max_abs = std::max(row.resid_max_abs, double(std::abs(h[i])));
             if (rot) {
                 back.noalias() = ConstRowMap<float>(a.data, a.numel() / d, d) * rot->residual.transpose();
                 h = back.data();
             }
-            for (Index i = 0; i < a.numel(); ++i) {
-                const double e = std::abs(h[i] - f[static_cast<std::size_t>(i)]);
-                row.max_abs_error_per_layer[l] = std::max(row.max_abs_error_per_layer[l], e);
-                if ((i / d) % t == 0) row.error_first_token_per_layer[l] += e / double(N * d);
-                else row.error_other_tokens_per_layer[l] += e / double(N * (t - 1) * d);
-            }
+            for (Index s = 0; s < n; ++s)
+                for (Index p = 0; p < t; ++p)  // (a prefix's own positions are not compared)
+                    for (Index j = 0; j < d; ++j) {
+                        row.resid_max_abs = std::max(row.resid_max_abs, double(std::abs(a.data[(s * tq + offset + p) * d + j])));
+                        const double e = std::abs(h[(s * tq + offset + p) * d + j] - f[static_cast<std::size_t>((s * t + p) * d + j)]);
+                        row.max_abs_error_per_layer[l] = std::max(row.max_abs_error_per_layer[l], e);
+                        if (p == 0) row.error_first_token_per_layer[l] += e / double(N * d);
+                        else row.error_other_tokens_per_layer[l] += e / double(N * (t - 1) * d);
+                    }
         });
+        RowMatrixF picked;  // the quantized run's logits at the original positions
         for (Index b0 = 0; b0 < N; b0 += batch) {
             // The float forward again for every experiment: keeping its logits and hidden states for the
             // whole data instead would cost N*T*(V + L*d) floats.
             const TokenBatch chunk = ids.middleRows(b0, std::min(batch, N - b0));
             const RowMatrixF& flog = m.run(chunk, wf, keep);
-            loss.add(flog, q.run(chunk, wq, compare), chunk);
+            const RowMatrixF& qlog = q.run(input.ids.middleRows(b0, chunk.rows()), wq, compare);
+            if (offset == 0) {
+                loss.add(flog, qlog, chunk);
+            } else {
+                picked.resize(chunk.rows() * T, qlog.cols());
+                for (Index s = 0; s < chunk.rows(); ++s) picked.middleRows(s * T, T) = qlog.middleRows(s * (offset + T) + offset, T);
+                loss.add(flog, picked, chunk);
+            }
             if (progress) progress(static_cast<Index>(k) * N + b0 + chunk.rows(), static_cast<Index>(experiments.size()) * N);
         }
         const double targets = static_cast<double>(N * (T - 1));

@@ -15,6 +15,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 namespace massact_tool {
 
@@ -23,11 +24,14 @@ struct QuantArgs {
     DataInput data;
     DetectorArgs detector;
     Index batch = 8;
+    double prefix_ratio = 64.0;
     std::string json, figure;
 };
 
 inline nlohmann::json quant_json(const massact::analysis::QuantStudy& s) {
     nlohmann::json j = {{"ppl_float", s.ppl_float}, {"massive_dims", s.context.massive_dims}, {"rows", nlohmann::json::array()}};
+    j["prefix_tokens"] = s.context.prefix;
+    j["prefix_outliers_per_sequence"] = s.context.prefix_outliers;
     j["super_weights"] = nlohmann::json::array();
     for (const auto& w : s.context.super_weights) j["super_weights"].push_back({{"layer", w.layer}, {"row", w.row}, {"col", w.col}});
     for (const auto& r : s.rows)
@@ -35,6 +39,10 @@ inline nlohmann::json quant_json(const massact::analysis::QuantStudy& s) {
                              {"activations", massact::analysis::format_name(r.experiment.activations)},
                              {"granularity", r.experiment.granularity()},
                              {"protect", r.experiment.protect()},
+                             {"static_scales", r.experiment.static_scales},
+                             {"prefix_outliers", r.experiment.prefix_outliers},
+                             {"kv_bits", r.experiment.kv_bits},
+                             {"intact_kv", r.experiment.intact_kv},
                              {"ppl", r.ppl},
                              {"kl_mean", r.kl_mean},
                              {"max_abs_error_per_layer", r.max_abs_error_per_layer},
@@ -53,7 +61,8 @@ inline bool quant_figure(const massact_plot::Figure& f, const massact::analysis:
     for (std::size_t i = 0; i < s.rows.size(); ++i) {
         const auto& e = s.rows[i].experiment;
         std::string label = std::string(massact::analysis::format_name(e.weights.format)) +
-                            (e.activations != massact::analysis::QuantFormat::Float ? "/a8 " : " ") + e.granularity() +
+                            (e.activations != massact::analysis::QuantFormat::Float ? std::string("/") + massact::analysis::format_name(e.activations) : "") +
+                            " " + e.granularity() +
                             (e.protect() == "none" ? "" : " + " + e.protect());
         d << i << ' ' << s.rows[i].ppl << '\n';
         labels.push_back(label);
@@ -76,6 +85,7 @@ inline int run_quant(QuantArgs& a) {
     const TokenBatch ids = load_data(a.data, a.model);
     m.validate(ids);
     massact::analysis::QuantContext ctx;
+    ctx.prefix_ratio = a.prefix_ratio;
     {
         Progress bar("scan");
         auto opt = scan_options(a.detector, a.model);
@@ -92,12 +102,25 @@ inline int run_quant(QuantArgs& a) {
     std::printf("%lld sequences x %lld tokens; float perplexity %.4f; massive dims:", static_cast<long long>(ids.rows()),
                 static_cast<long long>(ids.cols()), s.ppl_float);
     for (Index d : s.context.massive_dims) std::printf(" %lld", static_cast<long long>(d));
-    std::printf("; super weights: %zu\n\n%-7s %-6s %-26s %-40s %10s %10s %12s\n", s.context.super_weights.size(), "weights", "acts",
-                "granularity", "protection", "ppl", "KL", "max err");
+    int gw = 26, pw = 40;  // (the columns as wide as their longest entry)
+    for (const auto& r : s.rows) {
+        gw = std::max(gw, static_cast<int>(r.experiment.granularity().size()));
+        pw = std::max(pw, static_cast<int>(r.experiment.protect().size()));
+    }
+    std::printf("; super weights: %zu\n\n%-7s %-6s %-*s %-*s %10s %10s %12s\n", s.context.super_weights.size(), "weights", "acts", gw,
+                "granularity", pw, "protection", "ppl", "KL", "max err");
     for (const auto& r : s.rows)
-        std::printf("%-7s %-6s %-26s %-40s %10.4f %10.5f %12.4f\n", massact::analysis::format_name(r.experiment.weights.format),
-                    massact::analysis::format_name(r.experiment.activations), r.experiment.granularity().c_str(), r.experiment.protect().c_str(),
-                    r.ppl, r.kl_mean, *std::max_element(r.max_abs_error_per_layer.begin(), r.max_abs_error_per_layer.end()));
+        std::printf("%-7s %-6s %-*s %-*s %10.4f %10.5f %12.4f\n", massact::analysis::format_name(r.experiment.weights.format),
+                    massact::analysis::format_name(r.experiment.activations), gw, r.experiment.granularity().c_str(), pw,
+                    r.experiment.protect().c_str(), r.ppl, r.kl_mean, *std::max_element(r.max_abs_error_per_layer.begin(), r.max_abs_error_per_layer.end()));
+    if (!s.context.prefix.empty()) {  // PrefixQuant's prefix, as ids and the tokenizer's labels
+        std::optional<massact::text::Tokenizer> tok;
+        if (massact::text::has_tokenizer(a.model)) tok.emplace(massact::text::load_tokenizer(a.model));
+        std::printf("\nPrefixQuant: %lld outlier tokens per sequence; prefix:", static_cast<long long>(s.context.prefix_outliers));
+        for (Index id : s.context.prefix)
+            std::printf(" %lld%s", static_cast<long long>(id), tok ? (" (" + tok->label(id) + ")").c_str() : "");
+        std::printf("\n");
+    }
     for (const auto& r : s.rows)  // what a rotation did to the massive activation (the first row: the float model's)
         if (r.experiment.rotation != massact::analysis::RotationKind::None && r.experiment.weights.format != massact::analysis::QuantFormat::Float) {
             std::printf("\nrotated (%s): the largest |h| of a block output is %.2f (unrotated: %.2f)\n",
@@ -117,7 +140,11 @@ inline void add_quant(CLI::App& app, QuantArgs& a, std::function<int()>& action)
     add_data_options(cmd, a.data);
     add_detector_options(cmd, a.detector);
     add_batch_option(cmd, a.batch);
-    cmd->add_option("--json", a.json, "Write {ppl_float, rows: [{weights, activations, granularity, protect, ppl, kl_mean, max_abs_error_per_layer}]}");
+    cmd->add_option("--prefix-ratio", a.prefix_ratio,
+                    "PrefixQuant: a token is an outlier where its largest |x| at down_proj's input exceeds this times the median token's")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--json", a.json, "Write {ppl_float, prefix_tokens, rows: [{weights, activations, granularity, protect, kv_bits, ppl, kl_mean, max_abs_error_per_layer, ...}]}");
     cmd->add_option("--figure", a.figure, "Write the perplexity of every experiment (PNG, gnuplot)");
     cmd->callback([&] { action = [&] { return run_quant(a); }; });
 }
