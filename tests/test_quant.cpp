@@ -717,3 +717,56 @@ TEST_CASE("PrefixQuant's prefix, static activation scales and the KV cache's qua
     bits.kv_bits = 1;
     test::expect_error([&] { quant_study(m, ids, {bits}, {}, 4); }, {"2..8 bits"});
 }
+
+TEST_CASE("AWQ's clipping search equals the search written out in double over the calibration inputs") {
+    std::mt19937 g(11);
+    const RowMatrixF w0 = test::random_matrix(7, 80, g);
+    const RowMatrixF X = test::random_matrix(60, 80, g);
+    const Eigen::MatrixXd H = X.cast<double>().transpose() * X.cast<double>();
+    for (const WeightQuant q : {WeightQuant{QuantFormat::Int4, Granularity::Block, 32}, WeightQuant{QuantFormat::Int4, Granularity::PerChannel, 0},
+                                WeightQuant{QuantFormat::Int8, Granularity::Block, 16}}) {
+        RowMatrixF w = w0;
+        const double ratio = awq_clip_quantize(w, H, q);
+        const int Q = q.format == QuantFormat::Int8 ? 127 : 7;
+        const Index G = q.granularity == Granularity::Block ? q.block : 80;
+        double ratios = 0, n = 0, loss_rtn = 0, loss_clip = 0;
+        for (Index r = 0; r < 7; ++r)
+            for (Index c0 = 0; c0 < 80; c0 += G) {
+                const Index gl = std::min<Index>(G, 80 - c0);
+                double m = 0;
+                for (Index j = 0; j < gl; ++j) m = std::max(m, std::abs(double(w0(r, c0 + j))));
+                auto quantized = [&](double c) {
+                    std::vector<double> v;
+                    for (Index j = 0; j < gl; ++j) {
+                        const double x = std::clamp(double(w0(r, c0 + j)), -c, c);
+                        v.push_back(c / Q * std::clamp(naive_round(x * Q / c), -double(Q), double(Q)));
+                    }
+                    return v;
+                };
+                auto error = [&](const std::vector<double>& v) {  // sum over the calibration tokens of (x . dw)^2
+                    double e = 0;
+                    for (Index t = 0; t < 60; ++t) {
+                        double y = 0;
+                        for (Index j = 0; j < gl; ++j) y += double(X(t, c0 + j)) * (v[static_cast<std::size_t>(j)] - w0(r, c0 + j));
+                        e += y * y;
+                    }
+                    return e;
+                };
+                double best = std::numeric_limits<double>::infinity(), best_c = m;
+                for (int i = 0; i < 10; ++i) {
+                    const double e = error(quantized(m * (1 - i / 20.0)));
+                    if (i == 0) loss_rtn += e;
+                    if (e < best) best = e, best_c = m * (1 - i / 20.0);
+                }
+                loss_clip += best;
+                ratios += best_c / m, ++n;
+                const auto want = quantized(best_c);
+                for (Index j = 0; j < gl; ++j) CHECK(w(r, c0 + j) == doctest::Approx(want[static_cast<std::size_t>(j)]).epsilon(1e-5).scale(1e-6));
+            }
+        CHECK(ratio == doctest::Approx(ratios / n).epsilon(1e-5));
+        CHECK(loss_clip <= loss_rtn);
+        MESSAGE("AWQ clipping, block " << G << ": mean clip " << ratio << " of max |w|; output error " << loss_clip << " (round-to-nearest " << loss_rtn << ")");
+    }
+    RowMatrixF w = w0;
+    test::expect_error([&] { awq_clip_quantize(w, H, {QuantFormat::NF4, Granularity::Block, 32}); }, {"int8 or int4"});
+}

@@ -15005,6 +15005,53 @@ inline AwqSearch awq_search(const std::vector<RowMatrixF>& ws, const Eigen::Matr
     return best;
 }
 
+/// AWQ's clipping search (Lin et al. 2024), after its scaling: in each group of w [out, in] (an output row, or a block of
+/// q.block inputs of a row), the clip c = m (1 - i / grid) for i = 0 .. max_shrink * grid - 1, m the group's max |w|;
+/// the group clipped to [-c, c] and rounded to int8 / int4 with scale c; the c of least output error dw^T H_gg dw on the
+/// calibration inputs (H = X^T X [in, in]) wins (i = 0: round-to-nearest). w is left quantized; returns the mean c / m.
+inline double awq_clip_quantize(Eigen::Ref<RowMatrixF> w, const Eigen::MatrixXd& H, const WeightQuant& q, int grid = 20, double max_shrink = 0.5) {
+    require_at_least(grid, 1, "awq_clip_quantize: grid");
+    if (q.format != QuantFormat::Int8 && q.format != QuantFormat::Int4)
+        throw Error(std::string("quant: AWQ's clipping search quantizes to int8 or int4, not ") + format_name(q.format));
+    if (q.granularity != Granularity::PerChannel && q.granularity != Granularity::Block)
+        throw Error("quant: AWQ's clipping search works per output channel or per block");
+    const Index out = w.rows(), in = w.cols(), G = q.granularity == Granularity::Block ? q.block : in;
+    require_at_least(G, 1, "awq_clip_quantize: block");
+    if (H.rows() != in || H.cols() != in) throw Error("awq_clip_quantize: H must be [in, in] of the weight's inputs");
+    const int Q = q.format == QuantFormat::Int8 ? 127 : 7;
+    const int steps = std::max(1, static_cast<int>(max_shrink * grid));
+    double ratio_sum = 0;
+    Index groups = 0;
+    for (Index c0 = 0; c0 < in; c0 += G) {
+        const Index g = std::min(G, in - c0);
+        const Eigen::MatrixXd Hg = H.block(c0, c0, g, g);
+        const Eigen::MatrixXd w0 = w.middleCols(c0, g).cast<double>();
+        const Eigen::VectorXd m = w0.cwiseAbs().rowwise().maxCoeff();
+        Eigen::VectorXd best_err = Eigen::VectorXd::Constant(out, std::numeric_limits<double>::infinity()), best_c = m;
+        Eigen::MatrixXd dw(out, g);
+        for (int i = 0; i < steps; ++i) {
+            const double shrink = 1.0 - double(i) / grid;
+            for (Index r = 0; r < out; ++r) {
+                const float c = static_cast<float>(m(r) * shrink);
+                for (Index j = 0; j < g; ++j) {
+                    const float x = std::min(c, std::max(-c, w(r, c0 + j)));
+                    dw(r, j) = double(rtn(x, c, Q)) - w0(r, j);
+                }
+            }
+            const Eigen::VectorXd err = (dw * Hg).cwiseProduct(dw).rowwise().sum();
+            for (Index r = 0; r < out; ++r)
+                if (err(r) < best_err(r)) best_err(r) = err(r), best_c(r) = m(r) * shrink;
+        }
+        for (Index r = 0; r < out; ++r) {
+            const float c = static_cast<float>(best_c(r));
+            for (Index j = 0; j < g; ++j) w(r, c0 + j) = rtn(std::min(c, std::max(-c, w(r, c0 + j))), c, Q);
+            ratio_sum += m(r) > 0 ? best_c(r) / m(r) : 1.0;
+            ++groups;
+        }
+    }
+    return groups ? ratio_sum / double(groups) : 1.0;
+}
+
 /// One experiment: how weights and activations are quantized, and what is protected.
 struct QuantExperiment {
     WeightQuant weights;
@@ -15015,6 +15062,7 @@ struct QuantExperiment {
     bool gptq = false;  // weights by GPTQ (gptq_quantize) with the float model's inputs as calibration, instead of RTN
     RotationKind rotation = RotationKind::None;  // QuaRot / SpinQuant: quantize the rotated model (rotate_model, seed 0)
     bool awq = false;   // AWQ: weights scaled per input channel by awq_search's scales before quantization (weight-only)
+    bool awq_clip = true;  // with awq: AWQ's clipping search per group (awq_clip_quantize; not for q and k, as AWQ)
     // Static activation scales: one per linear input and layer, max |x| over the calibration data (the weights already
     // quantized, activations float; positions and dims that stay float left out), fixed for every forward; values
     // beyond it clip. Per tensor only.
@@ -15062,7 +15110,7 @@ struct QuantExperiment {
         add(smooth_quant, "SmoothQuant a=" + number(smooth_alpha));
         add(rotation != RotationKind::None, std::string("rotation (") + rotation_name(rotation) + ")");
         add(gptq, "GPTQ");
-        add(awq, "AWQ");
+        add(awq, awq_clip ? "AWQ" : "AWQ scales (no clipping)");
         return s.empty() ? "none" : s;
     }
 };
@@ -15285,7 +15333,16 @@ inline Transformer quantized_model(const Transformer& m, const QuantExperiment& 
         if (e.restore_super_weight && ref.role == "down")
             for (const auto& s : ctx.super_weights)
                 if (s.layer == ref.layer) restore.emplace_back(&s, w(s.row, s.col));
-        if (e.gptq) {
+        if (e.awq && e.awq_clip && ref.role != "q" && ref.role != "k") {
+            for (const auto& [site, roles] : linear_inputs())  // (its inputs X / s: H scaled by 1 / s on both sides)
+                if (std::find(roles.begin(), roles.end(), ref.role) != roles.end()) {
+                    const auto H = ctx.hessians.find(prefix + site);
+                    const auto s = ctx.awq.find(prefix + site);
+                    if (H == ctx.hessians.end() || s == ctx.awq.end()) throw Error("quant: AWQ has no calibration for " + prefix + site);
+                    const Eigen::VectorXd inv = Eigen::Map<const Eigen::VectorXf>(s->second.data(), w.cols()).cast<double>().cwiseInverse();
+                    awq_clip_quantize(w, inv.asDiagonal() * H->second * inv.asDiagonal(), e.weights);
+                }
+        } else if (e.gptq) {
             for (const auto& [site, roles] : linear_inputs())
                 if (std::find(roles.begin(), roles.end(), ref.role) != roles.end()) {
                     const auto it = ctx.hessians.find(prefix + site);
