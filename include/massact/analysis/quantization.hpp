@@ -737,104 +737,100 @@ struct QuantStudy {
     QuantContext context;
 };
 
-/// The standard table: weight-only RTN int8 / int4 / NF4 at each granularity, W8A8 per tensor and per
-/// token, W4A4, W4A4KV4, and each protection next to the experiment it protects.
-inline std::vector<QuantExperiment> default_experiments() {
+namespace detail {
+inline QuantExperiment weights_as(QuantFormat f, Granularity g, Index block = 64) {
+    QuantExperiment e;
+    e.weights = {f, g, block};
+    return e;
+}
+/// e with `set` applied to a copy.
+template <class Set>
+QuantExperiment with(QuantExperiment e, Set set) {
+    set(e);
+    return e;
+}
+}  // namespace detail
+
+/// Weight-only rows: RTN int8 / int4 / NF4 / int2 / ternary at each granularity, each protection beside the row it
+/// protects, then GPTQ, AWQ and the rotated weights.
+inline std::vector<QuantExperiment> weight_only_experiments() {
+    using detail::weights_as;
+    using detail::with;
     std::vector<QuantExperiment> v;
-    auto w = [&](QuantFormat f, Granularity g, Index block = 64) {
-        QuantExperiment e;
-        e.weights = {f, g, block};
-        return e;
-    };
     // e, then e with each protection `which` names (m: massive dims in float, s: super weight restored), in that order
     auto protected_too = [&](const QuantExperiment& e, const std::string& which) {
         v.push_back(e);
-        for (char p : which) {
-            v.push_back(e);
-            v.back().keep_massive_dims = p == 'm';
-            v.back().restore_super_weight = p == 's';
-        }
+        for (char p : which) v.push_back(with(e, [&](QuantExperiment& x) { x.keep_massive_dims = p == 'm', x.restore_super_weight = p == 's'; }));
     };
-    v.push_back(w(QuantFormat::Int8, Granularity::PerTensor));
-    v.push_back(w(QuantFormat::Int8, Granularity::PerChannel));
-    protected_too(w(QuantFormat::Int4, Granularity::PerTensor), "m");
-    protected_too(w(QuantFormat::Int4, Granularity::PerChannel), "sm");
-    for (Index b : {32, 64, 128}) v.push_back(w(QuantFormat::Int4, Granularity::Block, b));
-    v.push_back(w(QuantFormat::NF4, Granularity::Block, 64));
-    protected_too(w(QuantFormat::Int2, Granularity::Block, 64), "m");
-    protected_too(w(QuantFormat::Ternary, Granularity::PerTensor), "ms");
-    for (const QuantExperiment& g : {w(QuantFormat::Int4, Granularity::PerChannel), w(QuantFormat::Int4, Granularity::Block, 128)}) {
-        v.push_back(g);  // GPTQ next to its RTN rows above
-        v.back().gptq = true;
-    }
-    for (const QuantExperiment& a : {w(QuantFormat::Int4, Granularity::PerChannel), w(QuantFormat::Int4, Granularity::Block, 128)}) {
-        v.push_back(a);  // AWQ beside them
-        v.back().awq = true;
-    }
-    v.push_back(w(QuantFormat::Int4, Granularity::PerChannel));  // QuaRot's weights: rotated, then RTN or GPTQ
-    v.back().rotation = RotationKind::Hadamard;
-    v.push_back(v.back());
-    v.back().gptq = true;
-    QuantExperiment a8 = w(QuantFormat::Int8, Granularity::PerChannel);
-    a8.activations = QuantFormat::Int8;
+    v.push_back(weights_as(QuantFormat::Int8, Granularity::PerTensor));
+    v.push_back(weights_as(QuantFormat::Int8, Granularity::PerChannel));
+    protected_too(weights_as(QuantFormat::Int4, Granularity::PerTensor), "m");
+    protected_too(weights_as(QuantFormat::Int4, Granularity::PerChannel), "sm");
+    for (Index b : {32, 64, 128}) v.push_back(weights_as(QuantFormat::Int4, Granularity::Block, b));
+    v.push_back(weights_as(QuantFormat::NF4, Granularity::Block, 64));
+    protected_too(weights_as(QuantFormat::Int2, Granularity::Block, 64), "m");
+    protected_too(weights_as(QuantFormat::Ternary, Granularity::PerTensor), "ms");
+    const QuantExperiment channel = weights_as(QuantFormat::Int4, Granularity::PerChannel), block = weights_as(QuantFormat::Int4, Granularity::Block, 128);
+    for (const QuantExperiment& g : {channel, block}) v.push_back(with(g, [](QuantExperiment& x) { x.gptq = true; }));
+    for (const QuantExperiment& a : {channel, block}) v.push_back(with(a, [](QuantExperiment& x) { x.awq = true; }));
+    // QuaRot's weights: rotated, then RTN or GPTQ
+    v.push_back(with(channel, [](QuantExperiment& x) { x.rotation = RotationKind::Hadamard; }));
+    v.push_back(with(v.back(), [](QuantExperiment& x) { x.gptq = true; }));
+    return v;
+}
+
+/// Rows with quantized activations: W8A8 per tensor with each protection, per token, rotated, with static scales (the
+/// first token float, PrefixQuant); W4A4 per token plain, rotated (Hadamard: QuaRot; random orthogonal: SpinQuant's
+/// starting point), rotated + GPTQ; W4A4 static per tensor rotated, without and with PrefixQuant's prefix.
+inline std::vector<QuantExperiment> activation_experiments() {
+    using detail::with;
+    std::vector<QuantExperiment> v;
+    const QuantExperiment a8 = with(detail::weights_as(QuantFormat::Int8, Granularity::PerChannel), [](QuantExperiment& x) { x.activations = QuantFormat::Int8; });
     v.push_back(a8);
-    v.push_back(a8);
-    v.back().keep_massive_dims = true;
-    v.push_back(a8);
-    v.back().outlier_threshold = true;
-    v.push_back(a8);
-    v.back().keep_first_token = true;
-    v.push_back(a8);
-    v.back().smooth_quant = true;
-    v.push_back(a8);
-    v.back().act_granularity = Granularity::PerToken;
-    v.push_back(a8);
-    v.back().rotation = RotationKind::Hadamard;
-    // static per-tensor scales (calibrated once): plain, the first token float, PrefixQuant's prefix
-    QuantExperiment a8s = a8;
-    a8s.static_scales = true;
+    v.push_back(with(a8, [](QuantExperiment& x) { x.keep_massive_dims = true; }));
+    v.push_back(with(a8, [](QuantExperiment& x) { x.outlier_threshold = true; }));
+    v.push_back(with(a8, [](QuantExperiment& x) { x.keep_first_token = true; }));
+    v.push_back(with(a8, [](QuantExperiment& x) { x.smooth_quant = true; }));
+    v.push_back(with(a8, [](QuantExperiment& x) { x.act_granularity = Granularity::PerToken; }));
+    v.push_back(with(a8, [](QuantExperiment& x) { x.rotation = RotationKind::Hadamard; }));
+    const QuantExperiment a8s = with(a8, [](QuantExperiment& x) { x.static_scales = true; });
     v.push_back(a8s);
-    v.push_back(a8s);
-    v.back().keep_first_token = true;
-    v.push_back(a8s);
-    v.back().prefix_outliers = true;
-    // W4A4 (weights int4 per channel, activations int4 per token): plain, rotated (Hadamard: QuaRot; random orthogonal:
-    // SpinQuant's starting point), rotated + GPTQ (QuaRot's full recipe without its KV cache)
-    QuantExperiment a4 = w(QuantFormat::Int4, Granularity::PerChannel);
-    a4.activations = QuantFormat::Int4;
-    a4.act_granularity = Granularity::PerToken;
+    v.push_back(with(a8s, [](QuantExperiment& x) { x.keep_first_token = true; }));
+    v.push_back(with(a8s, [](QuantExperiment& x) { x.prefix_outliers = true; }));
+    const QuantExperiment a4 = with(detail::weights_as(QuantFormat::Int4, Granularity::PerChannel), [](QuantExperiment& x) {
+        x.activations = QuantFormat::Int4, x.act_granularity = Granularity::PerToken;
+    });
     v.push_back(a4);
-    for (RotationKind k : {RotationKind::Hadamard, RotationKind::Orthogonal}) {
-        v.push_back(a4);
-        v.back().rotation = k;
+    for (RotationKind k : {RotationKind::Hadamard, RotationKind::Orthogonal}) v.push_back(with(a4, [k](QuantExperiment& x) { x.rotation = k; }));
+    v.push_back(with(a4, [](QuantExperiment& x) { x.rotation = RotationKind::Hadamard, x.gptq = true; }));
+    const QuantExperiment a4s = with(a4, [](QuantExperiment& x) {
+        x.act_granularity = Granularity::PerTensor, x.static_scales = true, x.rotation = RotationKind::Hadamard;
+    });
+    v.push_back(a4s);
+    v.push_back(with(a4s, [](QuantExperiment& x) { x.prefix_outliers = true; }));
+    return v;
+}
+
+/// The KV cache to 4 bits: alone (float weights and activations), with IntactKV; QuaRot's W4A4KV4 (rotation + GPTQ)
+/// without and with IntactKV; PrefixQuant's (rotation, prefix, static per-tensor scales).
+inline std::vector<QuantExperiment> kv_cache_experiments() {
+    using detail::with;
+    const QuantExperiment kv = with(detail::weights_as(QuantFormat::Float, Granularity::PerTensor), [](QuantExperiment& x) { x.kv_bits = 4; });
+    const QuantExperiment w4a4 = with(detail::weights_as(QuantFormat::Int4, Granularity::PerChannel), [](QuantExperiment& x) {
+        x.activations = QuantFormat::Int4, x.rotation = RotationKind::Hadamard, x.kv_bits = 4;
+    });
+    const QuantExperiment quarot = with(w4a4, [](QuantExperiment& x) { x.act_granularity = Granularity::PerToken, x.gptq = true; });
+    return {kv, with(kv, [](QuantExperiment& x) { x.intact_kv = true; }), quarot, with(quarot, [](QuantExperiment& x) { x.intact_kv = true; }),
+            with(w4a4, [](QuantExperiment& x) { x.static_scales = true, x.prefix_outliers = true; })};
+}
+
+/// The standard table: the weight-only rows, the rows with quantized activations, the KV-cache rows.
+inline std::vector<QuantExperiment> default_experiments() {
+    std::vector<QuantExperiment> v = weight_only_experiments();
+    for (auto* part : {activation_experiments, kv_cache_experiments}) {
+        const auto more = part();
+        v.insert(v.end(), more.begin(), more.end());
     }
-    v.push_back(v[v.size() - 2]);
-    v.back().gptq = true;
-    // static per-tensor int4 activations on the rotated model, without and with PrefixQuant's prefix
-    QuantExperiment a4s = a4;
-    a4s.act_granularity = Granularity::PerTensor;
-    a4s.static_scales = true;
-    a4s.rotation = RotationKind::Hadamard;
-    v.push_back(a4s);
-    v.push_back(a4s);
-    v.back().prefix_outliers = true;
-    // the KV cache to 4 bits: alone (float weights and activations), with IntactKV; QuaRot's W4A4KV4 (rotation + GPTQ);
-    // PrefixQuant's (rotation, prefix, static scales)
-    QuantExperiment kv = w(QuantFormat::Float, Granularity::PerTensor);
-    kv.kv_bits = 4;
-    v.push_back(kv);
-    v.push_back(kv);
-    v.back().intact_kv = true;
-    QuantExperiment quarot = a4;
-    quarot.rotation = RotationKind::Hadamard;
-    quarot.gptq = true;
-    quarot.kv_bits = 4;
-    v.push_back(quarot);
-    v.push_back(quarot);
-    v.back().intact_kv = true;
-    v.push_back(a4s);
-    v.back().prefix_outliers = true;
-    v.back().kv_bits = 4;
     return v;
 }
 
@@ -857,14 +853,31 @@ inline PrefixedBatch with_prefix(const TokenBatch& ids, const std::vector<Index>
     return b;
 }
 
-/// Run each experiment over `ids` (batch rows per forward) against the float model. PrefixQuant's prefix is found
-/// (prefix_outlier_tokens, BOS: the first token when every row starts with the same one) unless ctx.prefix holds one.
-inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const std::vector<QuantExperiment>& experiments,
-                              QuantContext ctx, Index batch = 8, const std::function<void(Index, Index)>& progress = {}) {
-    check_quant_model(m.config());
-    const Index N = ids.rows(), T = ids.cols(), L = m.config().num_layers;
-    if (T < 2) throw Error("quant: sequences need at least 2 tokens, got " + std::to_string(T));
-    require_at_least(batch, 1, "quant: batch");
+/// The settings a study does not combine, refused by name.
+inline void check_experiment(const QuantExperiment& e) {
+    if (e.activations != QuantFormat::Float && e.activations != QuantFormat::Int8 && e.activations != QuantFormat::Int4)
+        throw Error(std::string("quant: activations in ") + format_name(e.activations) + " are not simulated (float, int8 or int4)");
+    if (e.gptq && (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight))
+        throw Error("quant: GPTQ with SmoothQuant or kept weights is not combined here (" + e.protect() + ")");
+    if (e.rotation != RotationKind::None && (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight || e.outlier_threshold))
+        throw Error("quant: a rotation spreads the massive dims over all dims; it is not combined with protections that keep dims, "
+                    "weights or SmoothQuant's scales (" + e.protect() + ")");
+    if (e.awq && (e.smooth_quant || e.gptq || e.keep_massive_dims || e.restore_super_weight || e.rotation != RotationKind::None ||
+                  e.activations != QuantFormat::Float || e.weights.format == QuantFormat::Float))
+        throw Error("quant: AWQ is a weight-only method of quantized weights here, not combined with other settings (" + e.protect() + ")");
+    if (e.static_scales && (e.activations == QuantFormat::Float || e.act_granularity != Granularity::PerTensor))
+        throw Error("quant: static activation scales are per tensor, of quantized activations (" + e.granularity() + ")");
+    if ((e.prefix_outliers || e.intact_kv) && e.outlier_threshold)
+        throw Error("quant: PrefixQuant and IntactKV are not combined with LLM.int8()'s decomposition here (" + e.protect() + ")");
+}
+
+/// A study's rotated models (one per kind), each with its own context (GPTQ's Hessians of the rotated model).
+using RotatedModels = std::map<RotationKind, std::pair<RotatedModel, QuantContext>>;
+
+/// What the experiments need from the float model once, into ctx: SmoothQuant's factors, AWQ's and GPTQ's calibration,
+/// PrefixQuant's prefix (BOS: the first token when every row starts with the same one), the rotated models.
+inline RotatedModels prepare_study(const Transformer& m, const TokenBatch& ids, const std::vector<QuantExperiment>& experiments,
+                                   QuantContext& ctx, Index batch) {
     const auto smooth = std::find_if(experiments.begin(), experiments.end(), [](const QuantExperiment& e) { return e.smooth_quant; });
     if (smooth != experiments.end()) {
         if (std::any_of(smooth, experiments.end(), [&](const QuantExperiment& e) { return e.smooth_quant && e.smooth_alpha != smooth->smooth_alpha; }))
@@ -872,115 +885,134 @@ inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const
         if (ctx.act_absmax.empty()) ctx.act_absmax = activation_absmax(m, ids, batch);
         prepare_smoothing(m, ctx, smooth->smooth_alpha);
     }
-    // the rotated models (one per kind), with their own GPTQ Hessians where an experiment asks
-    std::map<RotationKind, std::pair<RotatedModel, QuantContext>> rotated;
+    RotatedModels rotated;
     for (const QuantExperiment& e : experiments) {
-        if (e.activations != QuantFormat::Float && e.activations != QuantFormat::Int8 && e.activations != QuantFormat::Int4)
-            throw Error(std::string("quant: activations in ") + format_name(e.activations) + " are not simulated (float, int8 or int4)");
-        if (e.gptq && (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight))
-            throw Error("quant: GPTQ with SmoothQuant or kept weights is not combined here (" + e.protect() + ")");
-        if (e.rotation != RotationKind::None && (e.smooth_quant || e.keep_massive_dims || e.restore_super_weight || e.outlier_threshold))
-            throw Error("quant: a rotation spreads the massive dims over all dims; it is not combined with protections that keep dims, "
-                        "weights or SmoothQuant's scales (" + e.protect() + ")");
-        if (e.awq && (e.smooth_quant || e.gptq || e.keep_massive_dims || e.restore_super_weight || e.rotation != RotationKind::None ||
-                      e.activations != QuantFormat::Float || e.weights.format == QuantFormat::Float))
-            throw Error("quant: AWQ is a weight-only method of quantized weights here, not combined with other settings (" + e.protect() + ")");
-        if (e.static_scales && (e.activations == QuantFormat::Float || e.act_granularity != Granularity::PerTensor))
-            throw Error("quant: static activation scales are per tensor, of quantized activations (" + e.granularity() + ")");
-        if ((e.prefix_outliers || e.intact_kv) && e.outlier_threshold)
-            throw Error("quant: PrefixQuant and IntactKV are not combined with LLM.int8()'s decomposition here (" + e.protect() + ")");
+        check_experiment(e);
         if (e.prefix_outliers && ctx.prefix.empty()) {
-            const bool common_first = ids.cols() > 0 && (ids.col(0).array() == ids(0, 0)).all();
+            const bool common_first = (ids.col(0).array() == ids(0, 0)).all();
             std::tie(ctx.prefix, ctx.prefix_outliers) = prefix_outlier_tokens(m, ids, batch, common_first ? ids(0, 0) : Index(-1), ctx.prefix_ratio);
         }
-        if (e.awq && ctx.hessians.empty()) ctx.hessians = input_hessians(m, ids, batch);
+        if ((e.awq || (e.gptq && e.rotation == RotationKind::None)) && ctx.hessians.empty()) ctx.hessians = input_hessians(m, ids, batch);
         if (e.awq && ctx.act_meanabs.empty()) ctx.act_meanabs = activation_absmax(m, ids, batch, true);
-        if (e.rotation != RotationKind::None && !rotated.count(e.rotation)) rotated.emplace(e.rotation, std::make_pair(rotate_model(m, e.rotation), QuantContext{}));
-        if (!e.gptq) continue;
-        if (e.rotation == RotationKind::None) {
-            if (ctx.hessians.empty()) ctx.hessians = input_hessians(m, ids, batch);
-        } else {
-            auto& [r, rctx] = rotated.at(e.rotation);
-            if (rctx.hessians.empty()) rctx.hessians = input_hessians(r.model, ids, batch, std::size_t(4) << 30, r.online());
-        }
+        if (e.rotation == RotationKind::None) continue;
+        if (!rotated.count(e.rotation)) rotated.emplace(e.rotation, std::make_pair(rotate_model(m, e.rotation), QuantContext{}));
+        auto& [r, rctx] = rotated.at(e.rotation);
+        if (e.gptq && rctx.hessians.empty()) rctx.hessians = input_hessians(r.model, ids, batch, std::size_t(4) << 30, r.online());
     }
-    QuantStudy study;
+    return rotated;
+}
+
+/// Static activation scales of experiment e on its quantized model q: one calibration pass over `ids` with float
+/// activations (after the online rotations `first`), each linear input's max |x|.
+inline std::shared_ptr<StaticScales> calibrate_static_scales(const Transformer& q, const TokenBatch& ids, const QuantExperiment& e,
+                                                             const QuantContext& ctx, const Hooks& first, Index batch, Workspace& ws) {
+    auto statics = std::make_shared<StaticScales>();
+    if (!e.static_scales) return statics;
+    Hooks calibrate = first;
+    calibrate.extend(activation_hooks(q.config(), e, ctx, statics, true));
+    RunOptions o;
+    o.logits = false;
+    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) q.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, calibrate, o);
+    return statics;
+}
+
+/// A hook at every block output of the quantized run that compares it with the float run's (`resid`, [n, T, d] per
+/// layer, held by the caller), into row: the largest |error|, the mean |error| on the first token and on the others, the
+/// largest |h|. The quantized run's positions start `offset` later (a prefix, not compared); a rotated model's output is
+/// turned back by residual^T first. `sequences`: the study's N (the means are over all of it).
+inline HookFn resid_error_hook(QuantRow& row, const std::vector<std::vector<float>>& resid, const RotatedModel* rot, Index offset,
+                               Index sequences) {
+    auto back = std::make_shared<RowMatrixF>();  // a rotated model's block output in the float model's basis: h Q^T
+    return [&row, &resid, rot, offset, sequences, back](Activation& a) {
+        const auto& f = resid[static_cast<std::size_t>(a.layer)];
+        const std::size_t l = static_cast<std::size_t>(a.layer);
+        const Index n = a.shape[0], tq = a.shape[1], d = a.shape[2], t = tq - offset;  // (the float run's T: t)
+        const float* h = a.data;
+        if (rot) {
+            back->noalias() = ConstRowMap<float>(a.data, a.numel() / d, d) * rot->residual.transpose();
+            h = back->data();
+        }
+        for (Index s = 0; s < n; ++s)
+            for (Index p = 0; p < t; ++p)
+                for (Index j = 0; j < d; ++j) {
+                    const Index i = (s * tq + offset + p) * d + j;
+                    row.resid_max_abs = std::max(row.resid_max_abs, double(std::abs(a.data[i])));
+                    const double e = std::abs(h[i] - f[static_cast<std::size_t>((s * t + p) * d + j)]);
+                    row.max_abs_error_per_layer[l] = std::max(row.max_abs_error_per_layer[l], e);
+                    if (p == 0) row.error_first_token_per_layer[l] += e / double(sequences * d);
+                    else row.error_other_tokens_per_layer[l] += e / double(sequences * (t - 1) * d);
+                }
+    };
+}
+
+/// One experiment against the float model over `ids`: its row, and the float model's NLL summed (nll_float).
+inline QuantRow run_experiment(const Transformer& m, const TokenBatch& ids, const QuantExperiment& e, QuantContext& ctx,
+                               const RotatedModels& rotated, Index batch, double& nll_float, const std::function<void(Index)>& done = {}) {
+    const Index N = ids.rows(), T = ids.cols(), L = m.config().num_layers;
+    const RotatedModel* rot = e.rotation == RotationKind::None ? nullptr : &rotated.at(e.rotation).first;
+    if (e.awq) prepare_awq(m, ctx, e.weights);  // (its scales depend on the weights' format)
+    const Transformer& base = rot ? rot->model : m;
+    const Transformer q = e.weights.format == QuantFormat::Float && !e.smooth_quant ? base : quantized_model(base, e, rot ? rotated.at(e.rotation).second : ctx);
+    QuantRow row;
+    row.experiment = e;
+    for (auto* v : {&row.max_abs_error_per_layer, &row.error_first_token_per_layer, &row.error_other_tokens_per_layer})
+        v->assign(static_cast<std::size_t>(L), 0.0);
+    // the quantized model's input: PrefixQuant's prefix before each sequence (original position t at offset + t)
+    const PrefixedBatch input = e.prefix_outliers ? with_prefix(ids, ctx.prefix) : PrefixedBatch{ids, 0};
+    const Index offset = input.offset;
     Workspace wf, wq;
+    const Hooks online = rot ? rot->online() : Hooks{};  // (the online rotations first, then the activations' quantization)
+    Hooks keep, compare = online;
+    compare.extend(activation_hooks(m.config(), e, ctx, calibrate_static_scales(q, input.ids, e, ctx, online, batch, wq)));
+    compare.extend(kv_hooks(m.config(), e, ctx));
+    std::vector<std::vector<float>> resid(static_cast<std::size_t>(L));
+    keep.add("blocks.*.hook_resid_post", [&](Activation& a) { resid[static_cast<std::size_t>(a.layer)].assign(a.data, a.data + a.numel()); });
+    compare.add("blocks.*.hook_resid_post", resid_error_hook(row, resid, rot, offset, N));
+    PairLoss loss;
+    RowMatrixF picked;  // the quantized run's logits at the original positions
+    for (Index b0 = 0; b0 < N; b0 += batch) {
+        // The float forward again for every experiment: keeping its logits and hidden states for the
+        // whole data instead would cost N*T*(V + L*d) floats.
+        const TokenBatch chunk = ids.middleRows(b0, std::min(batch, N - b0));
+        const RowMatrixF& flog = m.run(chunk, wf, keep);
+        const RowMatrixF& qlog = q.run(input.ids.middleRows(b0, chunk.rows()), wq, compare);
+        if (offset > 0) {
+            picked.resize(chunk.rows() * T, qlog.cols());
+            for (Index s = 0; s < chunk.rows(); ++s) picked.middleRows(s * T, T) = qlog.middleRows(s * (offset + T) + offset, T);
+        }
+        loss.add(flog, offset > 0 ? picked : qlog, chunk);
+        if (done) done(b0 + chunk.rows());
+    }
+    const double targets = static_cast<double>(N * (T - 1));
+    row.ppl = std::exp(loss.nll_b / targets);
+    row.kl_mean = loss.kl / targets;
+    for (Index t = 0; t + 1 < T; ++t) {
+        const std::size_t i = static_cast<std::size_t>(t);
+        row.nll_increase_per_position.push_back((loss.nll_b_per_position[i] - loss.nll_a_per_position[i]) / double(N));
+        row.kl_per_position.push_back(loss.kl_per_position[i] / double(N));
+    }
+    nll_float = loss.nll_a;
+    return row;
+}
+
+/// Run each experiment over `ids` (batch rows per forward) against the float model. PrefixQuant's prefix is found
+/// (prefix_outlier_tokens) unless ctx.prefix holds one.
+inline QuantStudy quant_study(const Transformer& m, const TokenBatch& ids, const std::vector<QuantExperiment>& experiments,
+                              QuantContext ctx, Index batch = 8, const std::function<void(Index, Index)>& progress = {}) {
+    check_quant_model(m.config());
+    const Index N = ids.rows(), T = ids.cols();
+    require_at_least(N, 1, "quant: sequences");
+    if (T < 2) throw Error("quant: sequences need at least 2 tokens, got " + std::to_string(T));
+    require_at_least(batch, 1, "quant: batch");
+    const RotatedModels rotated = prepare_study(m, ids, experiments, ctx, batch);
+    QuantStudy study;
     for (std::size_t k = 0; k < experiments.size(); ++k) {
-        const QuantExperiment& e = experiments[k];
-        const RotatedModel* rot = e.rotation == RotationKind::None ? nullptr : &rotated.at(e.rotation).first;
-        if (e.awq) prepare_awq(m, ctx, e.weights);  // (its scales depend on the weights' format)
-        const Transformer& base = rot ? rot->model : m;
-        const Transformer q = e.weights.format == QuantFormat::Float && !e.smooth_quant ? base
-                                                                                         : quantized_model(base, e, rot ? rotated.at(e.rotation).second : ctx);
-        QuantRow row;
-        row.experiment = e;
-        row.max_abs_error_per_layer.assign(static_cast<std::size_t>(L), 0.0);
-        row.error_first_token_per_layer.assign(static_cast<std::size_t>(L), 0.0);
-        row.error_other_tokens_per_layer.assign(static_cast<std::size_t>(L), 0.0);
-        PairLoss loss;
-        std::vector<std::vector<float>> resid(static_cast<std::size_t>(L));
-        // the quantized model's input: PrefixQuant's prefix before each sequence (original position t at offset + t)
-        const PrefixedBatch input = e.prefix_outliers ? with_prefix(ids, ctx.prefix) : PrefixedBatch{ids, 0};
-        const Index offset = input.offset;
-        auto statics = std::make_shared<StaticScales>();
-        if (e.static_scales) {  // calibration: the quantized weights, float activations, the scales' maxima
-            Hooks calibrate = rot ? rot->online() : Hooks{};
-            calibrate.extend(activation_hooks(m.config(), e, ctx, statics, true));
-            RunOptions o;
-            o.logits = false;
-            for (Index b0 = 0; b0 < N; b0 += batch) q.run(input.ids.middleRows(b0, std::min(batch, N - b0)), wq, calibrate, o);
-        }
-        Hooks keep, compare = rot ? rot->online() : Hooks{};  // (the online rotations first, then the activations' quantization)
-        compare.extend(activation_hooks(m.config(), e, ctx, statics));
-        compare.extend(kv_hooks(m.config(), e, ctx));
-        keep.add("blocks.*.hook_resid_post", [&](Activation& a) { resid[static_cast<std::size_t>(a.layer)].assign(a.data, a.data + a.numel()); });
-        RowMatrixF back;  // a rotated model's block output in the float model's basis: h Q^T
-        compare.add("blocks.*.hook_resid_post", [&](Activation& a) {
-            const auto& f = resid[static_cast<std::size_t>(a.layer)];
-            const std::size_t l = static_cast<std::size_t>(a.layer);
-            const Index n = a.shape[0], tq = a.shape[1], d = a.shape[2], t = tq - offset;  // (the float run's T: t)
-            const float* h = a.data;
-            if (rot) {
-                back.noalias() = ConstRowMap<float>(a.data, a.numel() / d, d) * rot->residual.transpose();
-                h = back.data();
-            }
-            for (Index s = 0; s < n; ++s)
-                for (Index p = 0; p < t; ++p)  // (a prefix's own positions are not compared)
-                    for (Index j = 0; j < d; ++j) {
-                        row.resid_max_abs = std::max(row.resid_max_abs, double(std::abs(a.data[(s * tq + offset + p) * d + j])));
-                        const double e = std::abs(h[(s * tq + offset + p) * d + j] - f[static_cast<std::size_t>((s * t + p) * d + j)]);
-                        row.max_abs_error_per_layer[l] = std::max(row.max_abs_error_per_layer[l], e);
-                        if (p == 0) row.error_first_token_per_layer[l] += e / double(N * d);
-                        else row.error_other_tokens_per_layer[l] += e / double(N * (t - 1) * d);
-                    }
-        });
-        RowMatrixF picked;  // the quantized run's logits at the original positions
-        for (Index b0 = 0; b0 < N; b0 += batch) {
-            // The float forward again for every experiment: keeping its logits and hidden states for the
-            // whole data instead would cost N*T*(V + L*d) floats.
-            const TokenBatch chunk = ids.middleRows(b0, std::min(batch, N - b0));
-            const RowMatrixF& flog = m.run(chunk, wf, keep);
-            const RowMatrixF& qlog = q.run(input.ids.middleRows(b0, chunk.rows()), wq, compare);
-            if (offset == 0) {
-                loss.add(flog, qlog, chunk);
-            } else {
-                picked.resize(chunk.rows() * T, qlog.cols());
-                for (Index s = 0; s < chunk.rows(); ++s) picked.middleRows(s * T, T) = qlog.middleRows(s * (offset + T) + offset, T);
-                loss.add(flog, picked, chunk);
-            }
-            if (progress) progress(static_cast<Index>(k) * N + b0 + chunk.rows(), static_cast<Index>(experiments.size()) * N);
-        }
-        const double targets = static_cast<double>(N * (T - 1));
-        row.ppl = std::exp(loss.nll_b / targets);
-        row.kl_mean = loss.kl / targets;
-        for (Index t = 0; t + 1 < T; ++t) {
-            const std::size_t i = static_cast<std::size_t>(t);
-            row.nll_increase_per_position.push_back((loss.nll_b_per_position[i] - loss.nll_a_per_position[i]) / double(N));
-            row.kl_per_position.push_back(loss.kl_per_position[i] / double(N));
-        }
-        if (k == 0) study.ppl_float = std::exp(loss.nll_a / targets);
-        study.rows.push_back(std::move(row));
+        const auto total = static_cast<Index>(experiments.size()) * N;
+        double nll_float = 0;
+        study.rows.push_back(run_experiment(m, ids, experiments[k], ctx, rotated, batch, nll_float, [&](Index done) {
+            if (progress) progress(static_cast<Index>(k) * N + done, total);
+        }));
+        if (k == 0) study.ppl_float = std::exp(nll_float / static_cast<double>(N * (T - 1)));
     }
     study.context = std::move(ctx);
     return study;
