@@ -254,3 +254,20 @@ TEST_CASE("qwen3_next: gated attention and Gated DeltaNet layers as layer_types 
     CHECK((c.moe() && !c.layer_moe(0) && c.layer_moe(1) && c.layer_intermediate(0) == c.dense_intermediate_size &&
            c.layer_intermediate(1) == 16));
 }
+
+TEST_CASE("wrapper configs (gemma3, clip, siglip) read their inner model once; a wrapper inside a wrapper is refused") {
+    nlohmann::json text = {{"hidden_size", 64}, {"intermediate_size", 128}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+                           {"head_dim", 16}, {"num_hidden_layers", 2}, {"vocab_size", 100}};
+    const ModelConfig g = parse_config({{"model_type", "gemma3"}, {"text_config", text}});
+    CHECK(g.model_type == "gemma3_text");
+    CHECK(g.names.prefixes == std::vector<std::string>{"model.language_model.", "language_model.model."});
+    test::expect_error([&] { parse_config({{"model_type", "gemma3"}}, "w.json"); }, {"w.json", "text_config", "missing"});
+    test::expect_error([&] { parse_config({{"model_type", "siglip"}, {"vision_config", 3}}, "w.json"); }, {"vision_config", "missing"});
+    // gemma3 in gemma3's text_config, 2000 deep: refused at the first level (reading it level by level copied the rest
+    // of the document each time: quadratic memory, 4 GB for 760 kB of config.json)
+    nlohmann::json deep = nlohmann::json::object();
+    for (int i = 0; i < 2000; ++i) deep = nlohmann::json{{"model_type", "gemma3"}, {"text_config", std::move(deep)}};
+    test::expect_error([&] { parse_config(deep, "deep.json"); }, {"deep.json", "text_config.model_type", "\"gemma3\" inside a gemma3 config"});
+    nlohmann::json clip = {{"model_type", "clip"}, {"vision_config", {{"model_type", "siglip"}}}};  // (clip forces its inner type)
+    test::expect_error([&] { parse_config(clip, "c.json"); }, {"c.json (vision_config)"});
+}

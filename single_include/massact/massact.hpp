@@ -4656,16 +4656,33 @@ inline const std::vector<FamilyEntry>& family_table() {
     return table;
 }
 
+/// A config that holds the model massact reads in one of its fields: that field is read as a config of `inner_type`
+/// (where it names no model_type itself, or always with `force_type`), its weights under `prefixes`.
+struct WrapperEntry {
+    const char* model_type;
+    const char* field;
+    const char* inner_type;
+    bool force_type;
+    std::vector<std::string> prefixes;
+};
+
+inline const std::vector<WrapperEntry>& wrapper_table() {
+    static const std::vector<WrapperEntry> t = {
+        {"gemma3", "text_config", "gemma3_text", false, {"model.language_model.", "language_model.model."}},  // multimodal: the language model
+        {"clip", "vision_config", "clip_vision_model", true, {"vision_model."}},        // text and vision towers: the vision one
+        {"siglip", "vision_config", "siglip_vision_model", true, {"vision_model."}},
+    };
+    return t;
+}
+
 }  // namespace detail
 
-/// The model_type values massact reads (plus "gemma3": a multimodal config whose text_config is gemma3_text,
-/// and "clip" / "siglip", whose vision_config is read as clip_vision_model / siglip_vision_model).
+/// The model_type values massact reads: the family table's, then the wrappers' (gemma3: its text_config; clip and
+/// siglip: their vision_config).
 inline std::vector<std::string> supported_model_types() {
     std::vector<std::string> out;
     for (const auto& e : detail::family_table()) out.push_back(e.model_type);
-    out.push_back("gemma3");
-    out.push_back("clip");
-    out.push_back("siglip");
+    for (const auto& w : detail::wrapper_table()) out.push_back(w.model_type);
     return out;
 }
 
@@ -4677,22 +4694,17 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
     detail::ConfigReader r(j, file);
     if (!r.present("model_type")) r.fail("model_type", "missing (expected one of " + list + ")");
     const std::string type = r.get_str("model_type", "");
-    if (type == "gemma3") {  // multimodal wrapper: the language model is text_config
-        if (!r.present("text_config") || !j["text_config"].is_object())
-            r.fail("text_config", "missing (a gemma3 config holds the language model there)");
-        nlohmann::json t = j["text_config"];
-        if (!t.contains("model_type")) t["model_type"] = "gemma3_text";
-        ModelConfig c = parse_config(t, file + " (text_config)");
-        c.names.prefixes = {"model.language_model.", "language_model.model."};
-        return c;
-    }
-    if (type == "clip" || type == "siglip") {  // text and vision towers: massact reads the vision one
-        if (!r.present("vision_config") || !j["vision_config"].is_object())
-            r.fail("vision_config", "missing (a " + type + " config holds the vision tower there)");
-        nlohmann::json v = j["vision_config"];
-        v["model_type"] = type + "_vision_model";
-        ModelConfig c = parse_config(v, file + " (vision_config)");
-        c.names.prefixes = {"vision_model."};
+    for (const auto& w : detail::wrapper_table()) {
+        if (type != w.model_type) continue;
+        if (!r.present(w.field) || !j[w.field].is_object())
+            r.fail(w.field, std::string("missing (a ") + w.model_type + " config holds the model massact reads there)");
+        nlohmann::json inner = j[w.field];
+        if (w.force_type || !inner.contains("model_type")) inner["model_type"] = w.inner_type;
+        for (const auto& other : detail::wrapper_table())  // (one level only: a wrapper in a wrapper would recurse on the input)
+            if (inner["model_type"] == other.model_type)
+                r.fail(std::string(w.field) + ".model_type", std::string("\"") + other.model_type + "\" inside a " + w.model_type + " config (expected a model)");
+        ModelConfig c = parse_config(inner, file + " (" + w.field + ")");
+        c.names.prefixes = w.prefixes;
         return c;
     }
     ModelConfig c;
