@@ -2,6 +2,7 @@
 // its fix (a hang, an allocation far beyond the file, an out-of-bounds access, a silent wrong result).
 #include "common.hpp"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <sys/resource.h>
@@ -404,4 +405,33 @@ TEST_CASE("tiny files that claim huge sizes are refused before anything that siz
         {"claims.safetensors", "tensor \"a\""});
     // (none of this took memory: the peak resident size grew by less than 64 MiB)
     CHECK(peak_rss_kib() - rss_before < 64 * 1024);
+}
+
+TEST_CASE("values nested a million deep in config.json, tokenizer.json and ids files: errors naming the field, no crash") {
+    const std::string dir = test::temp_dir("deep_json");
+    const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+    // config.json: a field whose value is the nested array (its message shows it cut short)
+    std::filesystem::create_directories(dir + "/cfg");
+    std::ofstream(dir + "/cfg/config.json") << R"({"model_type": "llama", "hidden_size": )" + deep + "}";
+    test::expect_error([&] { load_config(dir + "/cfg"); }, {"config.json", "hidden_size", "[[[[...]]]]"});
+    // tokenizer.json: a normalizer whose type is the nested array; Sequences nested 50000 deep
+    const std::string tok_src = test::model("tiny-llama") + "/tokenizer.json";
+    auto tok = io::read_json_file(tok_src);
+    for (const auto& [field, value, says] :
+         std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"normalizer", R"({"type": )" + deep + "}", "normalizer.type"},
+             {"normalizer", [] {
+                  std::string s;
+                  for (int i = 0; i < 50000; ++i) s += R"({"type": "Sequence", "normalizers": [)";
+                  s += R"({"type": "Lowercase"})";
+                  for (int i = 0; i < 50000; ++i) s += "]}";
+                  return s;
+              }(), "nested more than 8 levels"}}) {
+        tok[field] = "@@";
+        std::string text = tok.dump();
+        text.replace(text.find("\"@@\""), 4, value);
+        std::filesystem::create_directories(dir + "/tok");
+        std::ofstream(dir + "/tok/tokenizer.json") << text;
+        test::expect_error([&] { text::load_tokenizer(dir + "/tok"); }, {"tokenizer.json", says});
+    }
 }

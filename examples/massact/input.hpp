@@ -69,7 +69,7 @@ inline TokenBatch json_ids(const nlohmann::json& j, const std::string& file, boo
         std::vector<std::int64_t> v;
         for (const auto& x : row) {
             if (!x.is_number_integer())
-                throw Error(file + ": sequence " + std::to_string(r) + ": " + x.dump() + " is not an integer token id");
+                throw Error(file + ": sequence " + std::to_string(r) + ": " + massact::io::json_brief(x) + " is not an integer token id");
             v.push_back(x.get<std::int64_t>());
         }
         return v;

@@ -321,6 +321,38 @@ private:
 
 namespace massact::io {
 
+namespace detail {
+inline void json_brief(const nlohmann::json& v, int depth, std::string& out, std::size_t limit) {
+    if (out.size() > limit) return;
+    if (!v.is_array() && !v.is_object()) {  // (invalid UTF-8 in a string written as U+FFFD, not thrown)
+        out += v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        return;
+    }
+    if (depth >= 4) {
+        out += v.is_array() ? "[...]" : "{...}";
+        return;
+    }
+    out += v.is_array() ? '[' : '{';
+    bool first = true;
+    for (auto it = v.begin(); it != v.end() && out.size() <= limit; ++it) {
+        if (!first) out += ',';
+        first = false;
+        if (v.is_object()) json_brief(nlohmann::json(it.key()), depth + 1, out, limit), out += ':';
+        json_brief(*it, depth + 1, out, limit);
+    }
+    out += v.is_array() ? ']' : '}';
+}
+}  // namespace detail
+
+/// A JSON value from a stranger's file as error messages show it: its JSON text, at most `limit` characters (then
+/// "..."), values nested beyond 4 levels written [...] / {...}. (nlohmann's dump() recurses without bound: a value nested
+/// a million deep overflows the stack; it also throws on invalid UTF-8.)
+inline std::string json_brief(const nlohmann::json& v, std::size_t limit = 80) {
+    std::string out;
+    detail::json_brief(v, 0, out, limit);
+    return out.size() > limit ? out.substr(0, limit) + "..." : out;
+}
+
 inline nlohmann::json read_json_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error(path + ": cannot open");
@@ -1213,15 +1245,15 @@ private:
         if (!e.contains("shape") || !e["shape"].is_array()) fail(where + "missing array field \"shape\"");
         std::uint64_t numel = 1;
         for (const auto& d : e["shape"]) {
-            if (!d.is_number_unsigned()) fail(where + "shape " + e["shape"].dump() + " has a non-negative-integer entry");
+            if (!d.is_number_unsigned()) fail(where + "shape " + json_brief(e["shape"]) + " has a non-negative-integer entry");
             const std::uint64_t v = d.get<std::uint64_t>();
             if (v > static_cast<std::uint64_t>(INT64_MAX) || __builtin_mul_overflow(numel, v, &numel))
-                fail(where + "shape " + e["shape"].dump() + ": element count overflows");
+                fail(where + "shape " + json_brief(e["shape"]) + ": element count overflows");
             t.shape.push_back(static_cast<std::int64_t>(v));
         }
         std::uint64_t nbytes = 0;
         if (__builtin_mul_overflow(numel, static_cast<std::uint64_t>(dtype_size(t.dtype)), &nbytes))
-            fail(where + "shape " + e["shape"].dump() + ": byte count overflows");
+            fail(where + "shape " + json_brief(e["shape"]) + ": byte count overflows");
         const auto& off = e.contains("data_offsets") ? e["data_offsets"] : nlohmann::json();
         if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
             fail(where + "\"data_offsets\" must be two non-negative integers");
@@ -1229,7 +1261,7 @@ private:
         if (en < b) fail(where + "data_offsets [" + std::to_string(b) + ", " + std::to_string(en) + "] end before begin");
         if (en - b != nbytes)
             fail(where + "wrong byte count: data_offsets span " + std::to_string(en - b) + " bytes, but " + ds + " " +
-                 e["shape"].dump() + " needs " + std::to_string(nbytes));
+                 json_brief(e["shape"]) + " needs " + std::to_string(nbytes));
         if (en > buffer_size)
             fail(where + "data_offsets end " + std::to_string(en) + " is past the data buffer (" + std::to_string(buffer_size) +
                  " bytes; file truncated?)");
@@ -3170,17 +3202,17 @@ public:
     int get_size(const std::string& k, int dflt, int max) const { return present(k) ? get_size(k, max) : dflt; }
     double get_num(const std::string& k, double dflt) const {
         if (!present(k)) return dflt;
-        if (!j_[k].is_number()) fail(k, "expected a number, found " + j_[k].dump());
+        if (!j_[k].is_number()) fail(k, "expected a number, found " + io::json_brief(j_[k]));
         return j_[k].get<double>();
     }
     bool get_bool(const std::string& k, bool dflt) const {
         if (!present(k)) return dflt;
-        if (!j_[k].is_boolean()) fail(k, "expected true or false, found " + j_[k].dump());
+        if (!j_[k].is_boolean()) fail(k, "expected true or false, found " + io::json_brief(j_[k]));
         return j_[k].get<bool>();
     }
     std::string get_str(const std::string& k, const std::string& dflt) const {
         if (!present(k)) return dflt;
-        if (!j_[k].is_string()) fail(k, "expected a string, found " + j_[k].dump());
+        if (!j_[k].is_string()) fail(k, "expected a string, found " + io::json_brief(j_[k]));
         return j_[k].get<std::string>();
     }
     const nlohmann::json& json() const { return j_; }
@@ -3189,7 +3221,7 @@ public:
 private:
     int positive(const std::string& k, const nlohmann::json& v) const {
         if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > 1LL << 30)
-            fail(k, "expected a positive integer, found " + v.dump());
+            fail(k, "expected a positive integer, found " + io::json_brief(v));
         return static_cast<int>(v.get<long long>());
     }
     const nlohmann::json& j_;
@@ -3216,17 +3248,17 @@ inline int rotary_features(const ConfigReader& r, const std::string& key, int he
 
 /// Read one rope object (rope_parameters / rope_scaling or one per-layer-type entry of it) into `s`.
 inline void read_rope_object(const ConfigReader& r, const nlohmann::json& o, const std::string& key, int head_dim, RopeSpec& s) {
-    if (!o.is_object()) r.fail(key, "expected an object or null, found " + o.dump());
+    if (!o.is_object()) r.fail(key, "expected an object or null, found " + io::json_brief(o));
     auto num = [&](const char* k, double dflt) {
         if (!o.contains(k) || o[k].is_null()) return dflt;
-        if (!o[k].is_number()) r.fail(key + "." + k, "expected a number, found " + o[k].dump());
+        if (!o[k].is_number()) r.fail(key + "." + k, "expected a number, found " + io::json_brief(o[k]));
         return o[k].get<double>();
     };
     auto factors = [&](const char* k) {
         std::vector<double> v;
         if (!o.contains(k) || !o[k].is_array()) r.fail(key + "." + k, "missing (expected a list of numbers)");
         for (const auto& x : o[k]) {
-            if (!x.is_number()) r.fail(key + "." + k, "expected numbers, found " + x.dump());
+            if (!x.is_number()) r.fail(key + "." + k, "expected numbers, found " + io::json_brief(x));
             v.push_back(x.get<double>());
         }
         if (static_cast<int>(v.size()) != s.rotary_dim / 2)
@@ -3298,7 +3330,7 @@ inline std::vector<int> read_layer_types(const ConfigReader& r, int L, const std
     std::vector<int> out;
     for (const auto& t : lt) {
         const auto it = std::find(allowed.begin(), allowed.end(), t.is_string() ? t.get<std::string>() : std::string());
-        if (it == allowed.end()) r.fail("layer_types", "unsupported value " + t.dump() + " (expected " + expected + ")");
+        if (it == allowed.end()) r.fail("layer_types", "unsupported value " + io::json_brief(t) + " (expected " + expected + ")");
         out.push_back(static_cast<int>(it - allowed.begin()));
     }
     return out;
@@ -3508,7 +3540,7 @@ inline void family_qwen3_moe(const ConfigReader& r, ModelConfig& c) {
     set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
     c.norm_topk = r.get_bool("norm_topk_prob", false);
     if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
-        r.fail("mlp_only_layers", "unsupported value " + r.json()["mlp_only_layers"].dump() + " (expected [])");
+        r.fail("mlp_only_layers", "unsupported value " + io::json_brief(r.json()["mlp_only_layers"]) + " (expected [])");
     if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
 }
 
@@ -3841,7 +3873,7 @@ inline void family_mpt(const ConfigReader& r, ModelConfig& c) {
     c.alibi_max_bias = get("alibi_bias_max", 8).get<double>();
     if (get("qk_ln", false) != false) r.fail("attn_config.qk_ln", "unsupported value true");
     if (get("attn_type", "multihead_attention") != "multihead_attention")
-        r.fail("attn_config.attn_type", "unsupported value " + get("attn_type", "").dump());
+        r.fail("attn_config.attn_type", "unsupported value " + io::json_brief(get("attn_type", "")));
     if (!get("clip_qkv", 0.0).is_number()) r.fail("attn_config.clip_qkv", "expected a number or null");
     c.clip_qkv = get("clip_qkv", 0.0).get<double>();
     if (get("softmax_scale", nlohmann::json()).is_number()) c.attn_scale = get("softmax_scale", 1.0).get<double>();
@@ -4079,7 +4111,7 @@ inline std::vector<bool> read_layer_flags(const ConfigReader& r, const std::stri
         const auto& x = v[static_cast<std::size_t>(l)];
         if (x.is_boolean()) out[static_cast<std::size_t>(l)] = x.get<bool>();
         else if (x.is_number_integer() && (x.get<long long>() == 0 || x.get<long long>() == 1)) out[static_cast<std::size_t>(l)] = x.get<long long>() == 1;
-        else r.fail(key, "entry " + std::to_string(l) + " is " + x.dump() + " (expected 0 or 1)");
+        else r.fail(key, "entry " + std::to_string(l) + " is " + io::json_brief(x) + " (expected 0 or 1)");
     }
     return out;
 }
@@ -4152,7 +4184,7 @@ inline void family_exaone4(const ConfigReader& r, ModelConfig& c) {
     c.qk_norm = QKNorm::PerHead;
     if (window_size(r) > 0) {
         if (r.present("sliding_window_pattern") && !r.json()["sliding_window_pattern"].is_number_integer() && !r.present("layer_types"))
-            r.fail("sliding_window_pattern", "expected an integer (or layer_types), found " + r.json()["sliding_window_pattern"].dump());
+            r.fail("sliding_window_pattern", "expected an integer (or layer_types), found " + io::json_brief(r.json()["sliding_window_pattern"]));
         const auto sliding = patterned_sliding(r, c, "sliding_window_pattern", 4);
         set_windows(c, sliding, window_size(r));
         for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].nope = !sliding[static_cast<std::size_t>(l)];
@@ -4226,7 +4258,7 @@ inline void family_qwen2_moe(const ConfigReader& r, ModelConfig& c) {
     family_qwen2(r, c);
     c.qkv_bias = r.get_bool("qkv_bias", true);
     if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
-        r.fail("mlp_only_layers", "unsupported value " + r.json()["mlp_only_layers"].dump() + " (expected [])");
+        r.fail("mlp_only_layers", "unsupported value " + io::json_brief(r.json()["mlp_only_layers"]) + " (expected [])");
     qwen_moe_with_shared_expert(r, c, false);
 }
 
@@ -4362,7 +4394,7 @@ inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
         if (!m.is_array()) r.fail("mlp_only_layers", "expected a list of layer indices");
         for (const auto& x : m) {
             if (!x.is_number_integer() || x.get<long long>() < 0 || x.get<long long>() >= c.num_layers)
-                r.fail("mlp_only_layers", "entry " + x.dump() + " is not a layer index");
+                r.fail("mlp_only_layers", "entry " + io::json_brief(x) + " is not a layer index");
             dense[static_cast<std::size_t>(x.get<long long>())] = true;
         }
     }
@@ -4404,13 +4436,13 @@ inline void family_mamba2(const ConfigReader& r, ModelConfig& c) {
         auto bound = [&](const nlohmann::json& v) {
             if (v.is_number()) return v.get<double>();
             if (v.is_object() && v.contains("__float__") && v["__float__"] == "Infinity") return 0.0;  // (no upper limit)
-            r.fail("time_step_limit", "expected [low, high] numbers, found " + lim.dump());
+            r.fail("time_step_limit", "expected [low, high] numbers, found " + io::json_brief(lim));
             return 0.0;
         };
-        if (!lim.is_array() || lim.size() != 2) r.fail("time_step_limit", "expected [low, high], found " + lim.dump());
+        if (!lim.is_array() || lim.size() != 2) r.fail("time_step_limit", "expected [low, high], found " + io::json_brief(lim));
         m.dt_min = bound(lim[0]);
         m.dt_max = bound(lim[1]);
-        if (m.dt_min < 0 || (m.dt_max > 0 && m.dt_max < m.dt_min)) r.fail("time_step_limit", "expected 0 <= low <= high, found " + lim.dump());
+        if (m.dt_min < 0 || (m.dt_max > 0 && m.dt_max < m.dt_min)) r.fail("time_step_limit", "expected 0 <= low <= high, found " + io::json_brief(lim));
     }
     if (r.get_str("hidden_act", "silu") != "silu") r.fail("hidden_act", "unsupported value for the Mamba-2 convolution (expected silu)");
     c.num_heads = c.num_kv_heads = m.heads;  // (no attention: the attention shapes name the SSM heads)
@@ -4529,7 +4561,7 @@ inline void family_llama4_text(const ConfigReader& r, ModelConfig& c) {
         const auto& a = r.json()[key];
         if (!a.is_array()) r.fail(key, "expected a list of integers");
         for (const auto& x : a) {
-            if (!x.is_number_integer()) r.fail(key, "entry " + x.dump() + " is not an integer");
+            if (!x.is_number_integer()) r.fail(key, "entry " + io::json_brief(x) + " is not an integer");
             v.push_back(x.get<long long>());
         }
         return v;
@@ -4570,7 +4602,7 @@ inline void family_llama4_text(const ConfigReader& r, ModelConfig& c) {
             if (t == "chunked_attention") {
                 c.layers[static_cast<std::size_t>(l)].chunk = chunk;
             } else if (t != "full_attention") {
-                r.fail("layer_types", "unsupported value " + t.dump() + " (expected chunked_attention or full_attention)");
+                r.fail("layer_types", "unsupported value " + io::json_brief(t) + " (expected chunked_attention or full_attention)");
             }
         }
     }
@@ -4720,18 +4752,18 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
     if (c.attn_scale == 0.0) c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
     if (r.present("attention_sink")) {
         const auto& s = j["attention_sink"];
-        const std::string t = s.is_object() && s.contains("type") && s["type"].is_string() ? s["type"].get<std::string>() : s.dump();
+        const std::string t = s.is_object() && s.contains("type") && s["type"].is_string() ? s["type"].get<std::string>() : io::json_brief(s);
         if (t == "kv_bias") c.sink = SinkKind::KVBias;
         else if (t == "logit") c.sink = SinkKind::Logit;
         else if (t == "none") c.sink = SinkKind::None;
-        else r.fail("attention_sink.type", "unsupported value " + (s.is_object() && s.contains("type") ? s["type"].dump() : s.dump()) +
+        else r.fail("attention_sink.type", "unsupported value " + (s.is_object() && s.contains("type") ? io::json_brief(s["type"]) : io::json_brief(s)) +
                                                " (expected kv_bias or logit)");
     }
     detail::read_attention_fn(r, c);
     if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
         const auto& e = j["eos_token_id"];
         for (const auto& id : e.is_array() ? e : nlohmann::json::array({e})) {
-            if (!id.is_number_integer()) r.fail("eos_token_id", "expected a token id or a list of them, found " + e.dump());
+            if (!id.is_number_integer()) r.fail("eos_token_id", "expected a token id or a list of them, found " + io::json_brief(e));
             c.eos_token_ids.push_back(id.get<std::int64_t>());
         }
     }
@@ -4836,12 +4868,12 @@ public:
     std::string get_string(const std::string& key) const { return get(key, nlohmann::json::value_t::string, "a string").get<std::string>(); }
     std::int64_t get_int(const std::string& key) const {
         const auto& v = at(key);
-        if (!v.is_number_integer()) fail("metadata \"" + key + "\": expected an integer, found " + v.dump().substr(0, 40));
+        if (!v.is_number_integer()) fail("metadata \"" + key + "\": expected an integer, found " + json_brief(v, 40));
         return v.get<std::int64_t>();
     }
     double get_float(const std::string& key) const {
         const auto& v = at(key);
-        if (!v.is_number()) fail("metadata \"" + key + "\": expected a number, found " + v.dump().substr(0, 40));
+        if (!v.is_number()) fail("metadata \"" + key + "\": expected a number, found " + json_brief(v, 40));
         return v.get<double>();
     }
     const nlohmann::json& get_array(const std::string& key) const { return get(key, nlohmann::json::value_t::array, "an array"); }
@@ -4892,7 +4924,7 @@ private:
 
     const nlohmann::json& get(const std::string& key, nlohmann::json::value_t kind, const char* what) const {
         const auto& v = at(key);
-        if (v.type() != kind) fail("metadata \"" + key + "\": expected " + what + ", found " + v.dump().substr(0, 40));
+        if (v.type() != kind) fail("metadata \"" + key + "\": expected " + what + ", found " + json_brief(v, 40));
         return v;
     }
 
@@ -4980,7 +5012,7 @@ private:
             const auto& a = meta_["general.alignment"];
             if (!a.is_number_unsigned() || a.get<std::uint64_t>() == 0 || a.get<std::uint64_t>() > (1u << 20) ||
                 (a.get<std::uint64_t>() & (a.get<std::uint64_t>() - 1)) != 0)
-                fail("metadata \"general.alignment\": " + a.dump() + " is not a power of two up to 2^20");
+                fail("metadata \"general.alignment\": " + json_brief(a) + " is not a power of two up to 2^20");
             alignment_ = a.get<std::size_t>();
         }
         if (n_tensors > c.left() / 24) fail("tensor count " + std::to_string(n_tensors) + " cannot fit in the file");
@@ -9143,7 +9175,7 @@ private:
     }
     std::string str(const nlohmann::json& o, const std::string& key, const std::string& path) const {
         const auto& v = field(o, key, path);
-        if (!v.is_string()) fail(path + "." + key, "expected a string, found " + v.dump());
+        if (!v.is_string()) fail(path + "." + key, "expected a string, found " + io::json_brief(v));
         return v.get<std::string>();
     }
     template <typename T>
@@ -9152,7 +9184,7 @@ private:
         try {
             return o[key].get<T>();
         } catch (const nlohmann::json::exception&) {
-            fail(key, "unexpected value " + o[key].dump());
+            fail(key, "unexpected value " + io::json_brief(o[key]));
         }
     }
 
@@ -9178,7 +9210,7 @@ private:
         if (dropout != 0.0) fail("model.dropout", "BPE dropout " + std::to_string(dropout) + " is not supported for inference");
         for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
             if (m.contains(k) && !m[k].is_null() && !(m[k].is_string() && m[k].get<std::string>().empty()))
-                fail(std::string("model.") + k, "unsupported value " + m[k].dump());
+                fail(std::string("model.") + k, "unsupported value " + io::json_brief(m[k]));
         if (m.contains("unk_token") && !m["unk_token"].is_null()) {
             const std::string unk = str(m, "unk_token", "model");
             const TokenId* id = bpe_.find(unk);
@@ -9195,14 +9227,14 @@ private:
                 const std::string s = e.get<std::string>();
                 const auto sp = s.find(' ');
                 if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-                    fail(path, "expected \"a b\" (two tokens separated by one space), found " + e.dump());
+                    fail(path, "expected \"a b\" (two tokens separated by one space), found " + io::json_brief(e));
                 a = s.substr(0, sp);
                 b = s.substr(sp + 1);
             } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
                 a = e[0].get<std::string>();
                 b = e[1].get<std::string>();
             } else {
-                fail(path, "expected \"a b\" or [\"a\", \"b\"], found " + e.dump());
+                fail(path, "expected \"a b\" or [\"a\", \"b\"], found " + io::json_brief(e));
             }
             const TokenId *ia = bpe_.find(a), *ib = bpe_.find(b), *iab = bpe_.find(a + b);
             if (!ia) fail(path, "merge of unknown token \"" + a + "\"");
@@ -9235,6 +9267,13 @@ private:
         }
     }
 
+    /// A Sequence's items, refused 8 levels deep (real tokenizers nest one or two; the recursion and the paths in its
+    /// messages would otherwise grow with the input: 50000 levels took gigabytes).
+    const nlohmann::json& sequence(const nlohmann::json& n, const char* key, const std::string& path) const {
+        if (std::count(path.begin(), path.end(), '[') >= 8) fail(path + ".type", "a Sequence nested more than 8 levels deep");
+        return array(n, key, path);
+    }
+
     void add_normalizer(const nlohmann::json& n, const std::string& path) {
         const std::string type = str(n, "type", path);
         using K = NormalizerStep::Kind;
@@ -9246,7 +9285,7 @@ private:
         const std::map<std::string, UnicodeForm> forms{
             {"NFC", UnicodeForm::NFC}, {"NFD", UnicodeForm::NFD}, {"NFKC", UnicodeForm::NFKC}, {"NFKD", UnicodeForm::NFKD}};
         if (type == "Sequence") {
-            const auto& list = array(n, "normalizers", path);
+            const auto& list = sequence(n, "normalizers", path);
             for (std::size_t i = 0; i < list.size(); ++i) add_normalizer(list[i], path + ".normalizers[" + std::to_string(i) + "]");
         } else if (auto f = forms.find(type); f != forms.end()) {
             NormalizerStep s = step(K::Unicode);
@@ -9279,7 +9318,7 @@ private:
         using K = PreTokenizerStep::Kind;
         PreTokenizerStep s;
         if (type == "Sequence") {
-            const auto& list = array(p, "pretokenizers", path);
+            const auto& list = sequence(p, "pretokenizers", path);
             for (std::size_t i = 0; i < list.size(); ++i) add_pre(list[i], path + ".pretokenizers[" + std::to_string(i) + "]");
             return;
         } else if (type == "ByteLevel") {
@@ -9338,7 +9377,7 @@ private:
                 fail(path + ".pattern", e.what());
             }
         }
-        fail(path + ".pattern", "expected {\"String\": ...} or {\"Regex\": ...}, found " + p.dump());
+        fail(path + ".pattern", "expected {\"String\": ...} or {\"Regex\": ...}, found " + io::json_brief(p));
     }
     SplitBehavior behavior(const nlohmann::json& o, const std::string& path) const {
         const std::map<std::string, SplitBehavior> names{{"Removed", SplitBehavior::Removed},
@@ -9354,7 +9393,7 @@ private:
     }
     const nlohmann::json& array(const nlohmann::json& o, const std::string& key, const std::string& path) const {
         const auto& v = field(o, key, path);
-        if (!v.is_array()) fail(path + "." + key, "expected an array, found " + v.dump());
+        if (!v.is_array()) fail(path + "." + key, "expected an array, found " + io::json_brief(v));
         return v;
     }
 
@@ -9366,7 +9405,7 @@ private:
         const std::string type = str(p, "type", path);
         if (type == "ByteLevel") return;  // adds nothing
         if (type == "Sequence") {
-            const auto& list = array(p, "processors", path);
+            const auto& list = sequence(p, "processors", path);
             for (std::size_t i = 0; i < list.size(); ++i) add_post(list[i], path + ".processors[" + std::to_string(i) + "]");
             return;
         }
@@ -9392,7 +9431,7 @@ private:
                 if (p.contains("special_tokens") && p["special_tokens"].contains(name)) {
                     const auto& ids = field(p["special_tokens"][name], "ids", path + ".special_tokens." + name);
                     if (!ids.is_array() || ids.size() != 1 || !ids[0].is_number_integer())
-                        fail(path + ".special_tokens." + name + ".ids", "expected one integer id, found " + ids.dump());
+                        fail(path + ".special_tokens." + name + ".ids", "expected one integer id, found " + io::json_brief(ids));
                     id = ids[0].get<TokenId>();
                 } else if (auto t = token_to_id(name)) {
                     id = *t;
@@ -9401,14 +9440,14 @@ private:
                 }
                 (seen_seq ? suffix_ : prefix_).push_back(id);
             } else {
-                fail(ep, "expected SpecialToken or Sequence, found " + e.dump());
+                fail(ep, "expected SpecialToken or Sequence, found " + io::json_brief(e));
             }
         }
     }
 
     TokenId pair_id(const nlohmann::json& e, const std::string& path) const {  // ["<s>", 0]
         if (!e.is_array() || e.size() != 2 || !e[0].is_string() || !e[1].is_number_integer())
-            fail(path, "expected [token, id], found " + e.dump());
+            fail(path, "expected [token, id], found " + io::json_brief(e));
         return e[1].get<TokenId>();
     }
 
@@ -9417,7 +9456,7 @@ private:
         using K = DecoderStep::Kind;
         DecoderStep s;
         if (type == "Sequence") {
-            const auto& list = array(d, "decoders", path);
+            const auto& list = sequence(d, "decoders", path);
             for (std::size_t i = 0; i < list.size(); ++i) add_decoder(list[i], path + ".decoders[" + std::to_string(i) + "]");
             return;
         } else if (type == "ByteLevel") {
@@ -13350,12 +13389,12 @@ inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::
     auto fail = [&](const std::string& field, const std::string& msg) { throw Error(file + ": field \"" + field + "\": " + msg); };
     auto flag = [&](const char* k, bool dflt) {
         if (!j.contains(k) || j[k].is_null()) return dflt;
-        if (!j[k].is_boolean()) fail(k, "expected true or false, found " + j[k].dump());
+        if (!j[k].is_boolean()) fail(k, "expected true or false, found " + io::json_brief(j[k]));
         return j[k].get<bool>();
     };
     auto size_of = [&](const nlohmann::json& o, const char* k) -> Index {
         if (!o.contains(k) || !o[k].is_number_integer() || o[k].get<long long>() <= 0 || o[k].get<long long>() > (1 << 16))
-            fail(k, "expected a positive integer size, found " + (o.contains(k) ? o[k].dump() : std::string("nothing")));
+            fail(k, "expected a positive integer size, found " + (o.contains(k) ? io::json_brief(o[k]) : std::string("nothing")));
         return o[k].get<Index>();
     };
     auto triple = [&](const char* k, std::vector<double>& out) {
@@ -13365,10 +13404,10 @@ inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::
             out.assign(3, v.get<double>());
             return;
         }
-        if (!v.is_array() || v.size() != 3) fail(k, "expected 3 numbers, found " + v.dump());
+        if (!v.is_array() || v.size() != 3) fail(k, "expected 3 numbers, found " + io::json_brief(v));
         out.clear();
         for (const auto& x : v) {
-            if (!x.is_number()) fail(k, "expected 3 numbers, found " + v.dump());
+            if (!x.is_number()) fail(k, "expected 3 numbers, found " + io::json_brief(v));
             out.push_back(x.get<double>());
         }
     };
@@ -13384,12 +13423,12 @@ inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::
             p.height = size_of(s, "height");
             p.width = size_of(s, "width");
         } else {
-            fail("size", "expected {\"height\", \"width\"} or {\"shortest_edge\"}, found " + s.dump());
+            fail("size", "expected {\"height\", \"width\"} or {\"shortest_edge\"}, found " + io::json_brief(s));
         }
     }
     if (j.contains("resample") && !j["resample"].is_null()) {
         if (!j["resample"].is_number_integer() || (j["resample"] != 2 && j["resample"] != 3))
-            fail("resample", "expected 2 (bilinear) or 3 (bicubic), found " + j["resample"].dump());
+            fail("resample", "expected 2 (bilinear) or 3 (bicubic), found " + io::json_brief(j["resample"]));
         p.bicubic = j["resample"] == 3;
     }
     p.crop = flag("do_center_crop", false);
@@ -13401,12 +13440,12 @@ inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::
             p.crop_height = size_of(c, "height");
             p.crop_width = size_of(c, "width");
         } else {
-            fail("crop_size", "expected {\"height\", \"width\"}, found " + c.dump());
+            fail("crop_size", "expected {\"height\", \"width\"}, found " + io::json_brief(c));
         }
     }
     p.rescale = flag("do_rescale", true);
     if (j.contains("rescale_factor") && !j["rescale_factor"].is_null()) {
-        if (!j["rescale_factor"].is_number()) fail("rescale_factor", "expected a number, found " + j["rescale_factor"].dump());
+        if (!j["rescale_factor"].is_number()) fail("rescale_factor", "expected a number, found " + io::json_brief(j["rescale_factor"]));
         p.rescale_factor = j["rescale_factor"].get<double>();
     }
     p.normalize = flag("do_normalize", true);

@@ -63,12 +63,12 @@ inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::
     auto fail = [&](const std::string& field, const std::string& msg) { throw Error(file + ": field \"" + field + "\": " + msg); };
     auto flag = [&](const char* k, bool dflt) {
         if (!j.contains(k) || j[k].is_null()) return dflt;
-        if (!j[k].is_boolean()) fail(k, "expected true or false, found " + j[k].dump());
+        if (!j[k].is_boolean()) fail(k, "expected true or false, found " + io::json_brief(j[k]));
         return j[k].get<bool>();
     };
     auto size_of = [&](const nlohmann::json& o, const char* k) -> Index {
         if (!o.contains(k) || !o[k].is_number_integer() || o[k].get<long long>() <= 0 || o[k].get<long long>() > (1 << 16))
-            fail(k, "expected a positive integer size, found " + (o.contains(k) ? o[k].dump() : std::string("nothing")));
+            fail(k, "expected a positive integer size, found " + (o.contains(k) ? io::json_brief(o[k]) : std::string("nothing")));
         return o[k].get<Index>();
     };
     auto triple = [&](const char* k, std::vector<double>& out) {
@@ -78,10 +78,10 @@ inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::
             out.assign(3, v.get<double>());
             return;
         }
-        if (!v.is_array() || v.size() != 3) fail(k, "expected 3 numbers, found " + v.dump());
+        if (!v.is_array() || v.size() != 3) fail(k, "expected 3 numbers, found " + io::json_brief(v));
         out.clear();
         for (const auto& x : v) {
-            if (!x.is_number()) fail(k, "expected 3 numbers, found " + v.dump());
+            if (!x.is_number()) fail(k, "expected 3 numbers, found " + io::json_brief(v));
             out.push_back(x.get<double>());
         }
     };
@@ -97,12 +97,12 @@ inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::
             p.height = size_of(s, "height");
             p.width = size_of(s, "width");
         } else {
-            fail("size", "expected {\"height\", \"width\"} or {\"shortest_edge\"}, found " + s.dump());
+            fail("size", "expected {\"height\", \"width\"} or {\"shortest_edge\"}, found " + io::json_brief(s));
         }
     }
     if (j.contains("resample") && !j["resample"].is_null()) {
         if (!j["resample"].is_number_integer() || (j["resample"] != 2 && j["resample"] != 3))
-            fail("resample", "expected 2 (bilinear) or 3 (bicubic), found " + j["resample"].dump());
+            fail("resample", "expected 2 (bilinear) or 3 (bicubic), found " + io::json_brief(j["resample"]));
         p.bicubic = j["resample"] == 3;
     }
     p.crop = flag("do_center_crop", false);
@@ -114,12 +114,12 @@ inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::
             p.crop_height = size_of(c, "height");
             p.crop_width = size_of(c, "width");
         } else {
-            fail("crop_size", "expected {\"height\", \"width\"}, found " + c.dump());
+            fail("crop_size", "expected {\"height\", \"width\"}, found " + io::json_brief(c));
         }
     }
     p.rescale = flag("do_rescale", true);
     if (j.contains("rescale_factor") && !j["rescale_factor"].is_null()) {
-        if (!j["rescale_factor"].is_number()) fail("rescale_factor", "expected a number, found " + j["rescale_factor"].dump());
+        if (!j["rescale_factor"].is_number()) fail("rescale_factor", "expected a number, found " + io::json_brief(j["rescale_factor"]));
         p.rescale_factor = j["rescale_factor"].get<double>();
     }
     p.normalize = flag("do_normalize", true);

@@ -83,12 +83,12 @@ public:
     std::string get_string(const std::string& key) const { return get(key, nlohmann::json::value_t::string, "a string").get<std::string>(); }
     std::int64_t get_int(const std::string& key) const {
         const auto& v = at(key);
-        if (!v.is_number_integer()) fail("metadata \"" + key + "\": expected an integer, found " + v.dump().substr(0, 40));
+        if (!v.is_number_integer()) fail("metadata \"" + key + "\": expected an integer, found " + json_brief(v, 40));
         return v.get<std::int64_t>();
     }
     double get_float(const std::string& key) const {
         const auto& v = at(key);
-        if (!v.is_number()) fail("metadata \"" + key + "\": expected a number, found " + v.dump().substr(0, 40));
+        if (!v.is_number()) fail("metadata \"" + key + "\": expected a number, found " + json_brief(v, 40));
         return v.get<double>();
     }
     const nlohmann::json& get_array(const std::string& key) const { return get(key, nlohmann::json::value_t::array, "an array"); }
@@ -139,7 +139,7 @@ private:
 
     const nlohmann::json& get(const std::string& key, nlohmann::json::value_t kind, const char* what) const {
         const auto& v = at(key);
-        if (v.type() != kind) fail("metadata \"" + key + "\": expected " + what + ", found " + v.dump().substr(0, 40));
+        if (v.type() != kind) fail("metadata \"" + key + "\": expected " + what + ", found " + json_brief(v, 40));
         return v;
     }
 
@@ -227,7 +227,7 @@ private:
             const auto& a = meta_["general.alignment"];
             if (!a.is_number_unsigned() || a.get<std::uint64_t>() == 0 || a.get<std::uint64_t>() > (1u << 20) ||
                 (a.get<std::uint64_t>() & (a.get<std::uint64_t>() - 1)) != 0)
-                fail("metadata \"general.alignment\": " + a.dump() + " is not a power of two up to 2^20");
+                fail("metadata \"general.alignment\": " + json_brief(a) + " is not a power of two up to 2^20");
             alignment_ = a.get<std::size_t>();
         }
         if (n_tensors > c.left() / 24) fail("tensor count " + std::to_string(n_tensors) + " cannot fit in the file");

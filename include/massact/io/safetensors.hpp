@@ -10,6 +10,7 @@
 #include "massact/io/atomic_file.hpp"
 #include "massact/core/half.hpp"
 #include "massact/io/ggml_blocks.hpp"
+#include "massact/io/json_file.hpp"
 #include "massact/io/mapped_file.hpp"
 
 #include <nlohmann/json.hpp>
@@ -299,15 +300,15 @@ private:
         if (!e.contains("shape") || !e["shape"].is_array()) fail(where + "missing array field \"shape\"");
         std::uint64_t numel = 1;
         for (const auto& d : e["shape"]) {
-            if (!d.is_number_unsigned()) fail(where + "shape " + e["shape"].dump() + " has a non-negative-integer entry");
+            if (!d.is_number_unsigned()) fail(where + "shape " + json_brief(e["shape"]) + " has a non-negative-integer entry");
             const std::uint64_t v = d.get<std::uint64_t>();
             if (v > static_cast<std::uint64_t>(INT64_MAX) || __builtin_mul_overflow(numel, v, &numel))
-                fail(where + "shape " + e["shape"].dump() + ": element count overflows");
+                fail(where + "shape " + json_brief(e["shape"]) + ": element count overflows");
             t.shape.push_back(static_cast<std::int64_t>(v));
         }
         std::uint64_t nbytes = 0;
         if (__builtin_mul_overflow(numel, static_cast<std::uint64_t>(dtype_size(t.dtype)), &nbytes))
-            fail(where + "shape " + e["shape"].dump() + ": byte count overflows");
+            fail(where + "shape " + json_brief(e["shape"]) + ": byte count overflows");
         const auto& off = e.contains("data_offsets") ? e["data_offsets"] : nlohmann::json();
         if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
             fail(where + "\"data_offsets\" must be two non-negative integers");
@@ -315,7 +316,7 @@ private:
         if (en < b) fail(where + "data_offsets [" + std::to_string(b) + ", " + std::to_string(en) + "] end before begin");
         if (en - b != nbytes)
             fail(where + "wrong byte count: data_offsets span " + std::to_string(en - b) + " bytes, but " + ds + " " +
-                 e["shape"].dump() + " needs " + std::to_string(nbytes));
+                 json_brief(e["shape"]) + " needs " + std::to_string(nbytes));
         if (en > buffer_size)
             fail(where + "data_offsets end " + std::to_string(en) + " is past the data buffer (" + std::to_string(buffer_size) +
                  " bytes; file truncated?)");

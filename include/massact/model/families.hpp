@@ -53,17 +53,17 @@ public:
     int get_size(const std::string& k, int dflt, int max) const { return present(k) ? get_size(k, max) : dflt; }
     double get_num(const std::string& k, double dflt) const {
         if (!present(k)) return dflt;
-        if (!j_[k].is_number()) fail(k, "expected a number, found " + j_[k].dump());
+        if (!j_[k].is_number()) fail(k, "expected a number, found " + io::json_brief(j_[k]));
         return j_[k].get<double>();
     }
     bool get_bool(const std::string& k, bool dflt) const {
         if (!present(k)) return dflt;
-        if (!j_[k].is_boolean()) fail(k, "expected true or false, found " + j_[k].dump());
+        if (!j_[k].is_boolean()) fail(k, "expected true or false, found " + io::json_brief(j_[k]));
         return j_[k].get<bool>();
     }
     std::string get_str(const std::string& k, const std::string& dflt) const {
         if (!present(k)) return dflt;
-        if (!j_[k].is_string()) fail(k, "expected a string, found " + j_[k].dump());
+        if (!j_[k].is_string()) fail(k, "expected a string, found " + io::json_brief(j_[k]));
         return j_[k].get<std::string>();
     }
     const nlohmann::json& json() const { return j_; }
@@ -72,7 +72,7 @@ public:
 private:
     int positive(const std::string& k, const nlohmann::json& v) const {
         if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > 1LL << 30)
-            fail(k, "expected a positive integer, found " + v.dump());
+            fail(k, "expected a positive integer, found " + io::json_brief(v));
         return static_cast<int>(v.get<long long>());
     }
     const nlohmann::json& j_;
@@ -99,17 +99,17 @@ inline int rotary_features(const ConfigReader& r, const std::string& key, int he
 
 /// Read one rope object (rope_parameters / rope_scaling or one per-layer-type entry of it) into `s`.
 inline void read_rope_object(const ConfigReader& r, const nlohmann::json& o, const std::string& key, int head_dim, RopeSpec& s) {
-    if (!o.is_object()) r.fail(key, "expected an object or null, found " + o.dump());
+    if (!o.is_object()) r.fail(key, "expected an object or null, found " + io::json_brief(o));
     auto num = [&](const char* k, double dflt) {
         if (!o.contains(k) || o[k].is_null()) return dflt;
-        if (!o[k].is_number()) r.fail(key + "." + k, "expected a number, found " + o[k].dump());
+        if (!o[k].is_number()) r.fail(key + "." + k, "expected a number, found " + io::json_brief(o[k]));
         return o[k].get<double>();
     };
     auto factors = [&](const char* k) {
         std::vector<double> v;
         if (!o.contains(k) || !o[k].is_array()) r.fail(key + "." + k, "missing (expected a list of numbers)");
         for (const auto& x : o[k]) {
-            if (!x.is_number()) r.fail(key + "." + k, "expected numbers, found " + x.dump());
+            if (!x.is_number()) r.fail(key + "." + k, "expected numbers, found " + io::json_brief(x));
             v.push_back(x.get<double>());
         }
         if (static_cast<int>(v.size()) != s.rotary_dim / 2)
@@ -181,7 +181,7 @@ inline std::vector<int> read_layer_types(const ConfigReader& r, int L, const std
     std::vector<int> out;
     for (const auto& t : lt) {
         const auto it = std::find(allowed.begin(), allowed.end(), t.is_string() ? t.get<std::string>() : std::string());
-        if (it == allowed.end()) r.fail("layer_types", "unsupported value " + t.dump() + " (expected " + expected + ")");
+        if (it == allowed.end()) r.fail("layer_types", "unsupported value " + io::json_brief(t) + " (expected " + expected + ")");
         out.push_back(static_cast<int>(it - allowed.begin()));
     }
     return out;
@@ -391,7 +391,7 @@ inline void family_qwen3_moe(const ConfigReader& r, ModelConfig& c) {
     set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
     c.norm_topk = r.get_bool("norm_topk_prob", false);
     if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
-        r.fail("mlp_only_layers", "unsupported value " + r.json()["mlp_only_layers"].dump() + " (expected [])");
+        r.fail("mlp_only_layers", "unsupported value " + io::json_brief(r.json()["mlp_only_layers"]) + " (expected [])");
     if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
 }
 
@@ -724,7 +724,7 @@ inline void family_mpt(const ConfigReader& r, ModelConfig& c) {
     c.alibi_max_bias = get("alibi_bias_max", 8).get<double>();
     if (get("qk_ln", false) != false) r.fail("attn_config.qk_ln", "unsupported value true");
     if (get("attn_type", "multihead_attention") != "multihead_attention")
-        r.fail("attn_config.attn_type", "unsupported value " + get("attn_type", "").dump());
+        r.fail("attn_config.attn_type", "unsupported value " + io::json_brief(get("attn_type", "")));
     if (!get("clip_qkv", 0.0).is_number()) r.fail("attn_config.clip_qkv", "expected a number or null");
     c.clip_qkv = get("clip_qkv", 0.0).get<double>();
     if (get("softmax_scale", nlohmann::json()).is_number()) c.attn_scale = get("softmax_scale", 1.0).get<double>();
@@ -962,7 +962,7 @@ inline std::vector<bool> read_layer_flags(const ConfigReader& r, const std::stri
         const auto& x = v[static_cast<std::size_t>(l)];
         if (x.is_boolean()) out[static_cast<std::size_t>(l)] = x.get<bool>();
         else if (x.is_number_integer() && (x.get<long long>() == 0 || x.get<long long>() == 1)) out[static_cast<std::size_t>(l)] = x.get<long long>() == 1;
-        else r.fail(key, "entry " + std::to_string(l) + " is " + x.dump() + " (expected 0 or 1)");
+        else r.fail(key, "entry " + std::to_string(l) + " is " + io::json_brief(x) + " (expected 0 or 1)");
     }
     return out;
 }
@@ -1035,7 +1035,7 @@ inline void family_exaone4(const ConfigReader& r, ModelConfig& c) {
     c.qk_norm = QKNorm::PerHead;
     if (window_size(r) > 0) {
         if (r.present("sliding_window_pattern") && !r.json()["sliding_window_pattern"].is_number_integer() && !r.present("layer_types"))
-            r.fail("sliding_window_pattern", "expected an integer (or layer_types), found " + r.json()["sliding_window_pattern"].dump());
+            r.fail("sliding_window_pattern", "expected an integer (or layer_types), found " + io::json_brief(r.json()["sliding_window_pattern"]));
         const auto sliding = patterned_sliding(r, c, "sliding_window_pattern", 4);
         set_windows(c, sliding, window_size(r));
         for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].nope = !sliding[static_cast<std::size_t>(l)];
@@ -1109,7 +1109,7 @@ inline void family_qwen2_moe(const ConfigReader& r, ModelConfig& c) {
     family_qwen2(r, c);
     c.qkv_bias = r.get_bool("qkv_bias", true);
     if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
-        r.fail("mlp_only_layers", "unsupported value " + r.json()["mlp_only_layers"].dump() + " (expected [])");
+        r.fail("mlp_only_layers", "unsupported value " + io::json_brief(r.json()["mlp_only_layers"]) + " (expected [])");
     qwen_moe_with_shared_expert(r, c, false);
 }
 
@@ -1245,7 +1245,7 @@ inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
         if (!m.is_array()) r.fail("mlp_only_layers", "expected a list of layer indices");
         for (const auto& x : m) {
             if (!x.is_number_integer() || x.get<long long>() < 0 || x.get<long long>() >= c.num_layers)
-                r.fail("mlp_only_layers", "entry " + x.dump() + " is not a layer index");
+                r.fail("mlp_only_layers", "entry " + io::json_brief(x) + " is not a layer index");
             dense[static_cast<std::size_t>(x.get<long long>())] = true;
         }
     }
@@ -1287,13 +1287,13 @@ inline void family_mamba2(const ConfigReader& r, ModelConfig& c) {
         auto bound = [&](const nlohmann::json& v) {
             if (v.is_number()) return v.get<double>();
             if (v.is_object() && v.contains("__float__") && v["__float__"] == "Infinity") return 0.0;  // (no upper limit)
-            r.fail("time_step_limit", "expected [low, high] numbers, found " + lim.dump());
+            r.fail("time_step_limit", "expected [low, high] numbers, found " + io::json_brief(lim));
             return 0.0;
         };
-        if (!lim.is_array() || lim.size() != 2) r.fail("time_step_limit", "expected [low, high], found " + lim.dump());
+        if (!lim.is_array() || lim.size() != 2) r.fail("time_step_limit", "expected [low, high], found " + io::json_brief(lim));
         m.dt_min = bound(lim[0]);
         m.dt_max = bound(lim[1]);
-        if (m.dt_min < 0 || (m.dt_max > 0 && m.dt_max < m.dt_min)) r.fail("time_step_limit", "expected 0 <= low <= high, found " + lim.dump());
+        if (m.dt_min < 0 || (m.dt_max > 0 && m.dt_max < m.dt_min)) r.fail("time_step_limit", "expected 0 <= low <= high, found " + io::json_brief(lim));
     }
     if (r.get_str("hidden_act", "silu") != "silu") r.fail("hidden_act", "unsupported value for the Mamba-2 convolution (expected silu)");
     c.num_heads = c.num_kv_heads = m.heads;  // (no attention: the attention shapes name the SSM heads)
@@ -1412,7 +1412,7 @@ inline void family_llama4_text(const ConfigReader& r, ModelConfig& c) {
         const auto& a = r.json()[key];
         if (!a.is_array()) r.fail(key, "expected a list of integers");
         for (const auto& x : a) {
-            if (!x.is_number_integer()) r.fail(key, "entry " + x.dump() + " is not an integer");
+            if (!x.is_number_integer()) r.fail(key, "entry " + io::json_brief(x) + " is not an integer");
             v.push_back(x.get<long long>());
         }
         return v;
@@ -1453,7 +1453,7 @@ inline void family_llama4_text(const ConfigReader& r, ModelConfig& c) {
             if (t == "chunked_attention") {
                 c.layers[static_cast<std::size_t>(l)].chunk = chunk;
             } else if (t != "full_attention") {
-                r.fail("layer_types", "unsupported value " + t.dump() + " (expected chunked_attention or full_attention)");
+                r.fail("layer_types", "unsupported value " + io::json_brief(t) + " (expected chunked_attention or full_attention)");
             }
         }
     }
@@ -1603,18 +1603,18 @@ inline ModelConfig parse_config(const nlohmann::json& j, const std::string& file
     if (c.attn_scale == 0.0) c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
     if (r.present("attention_sink")) {
         const auto& s = j["attention_sink"];
-        const std::string t = s.is_object() && s.contains("type") && s["type"].is_string() ? s["type"].get<std::string>() : s.dump();
+        const std::string t = s.is_object() && s.contains("type") && s["type"].is_string() ? s["type"].get<std::string>() : io::json_brief(s);
         if (t == "kv_bias") c.sink = SinkKind::KVBias;
         else if (t == "logit") c.sink = SinkKind::Logit;
         else if (t == "none") c.sink = SinkKind::None;
-        else r.fail("attention_sink.type", "unsupported value " + (s.is_object() && s.contains("type") ? s["type"].dump() : s.dump()) +
+        else r.fail("attention_sink.type", "unsupported value " + (s.is_object() && s.contains("type") ? io::json_brief(s["type"]) : io::json_brief(s)) +
                                                " (expected kv_bias or logit)");
     }
     detail::read_attention_fn(r, c);
     if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) {
         const auto& e = j["eos_token_id"];
         for (const auto& id : e.is_array() ? e : nlohmann::json::array({e})) {
-            if (!id.is_number_integer()) r.fail("eos_token_id", "expected a token id or a list of them, found " + e.dump());
+            if (!id.is_number_integer()) r.fail("eos_token_id", "expected a token id or a list of them, found " + io::json_brief(e));
             c.eos_token_ids.push_back(id.get<std::int64_t>());
         }
     }

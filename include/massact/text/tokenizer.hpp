@@ -131,7 +131,7 @@ private:
     }
     std::string str(const nlohmann::json& o, const std::string& key, const std::string& path) const {
         const auto& v = field(o, key, path);
-        if (!v.is_string()) fail(path + "." + key, "expected a string, found " + v.dump());
+        if (!v.is_string()) fail(path + "." + key, "expected a string, found " + io::json_brief(v));
         return v.get<std::string>();
     }
     template <typename T>
@@ -140,7 +140,7 @@ private:
         try {
             return o[key].get<T>();
         } catch (const nlohmann::json::exception&) {
-            fail(key, "unexpected value " + o[key].dump());
+            fail(key, "unexpected value " + io::json_brief(o[key]));
         }
     }
 
@@ -166,7 +166,7 @@ private:
         if (dropout != 0.0) fail("model.dropout", "BPE dropout " + std::to_string(dropout) + " is not supported for inference");
         for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
             if (m.contains(k) && !m[k].is_null() && !(m[k].is_string() && m[k].get<std::string>().empty()))
-                fail(std::string("model.") + k, "unsupported value " + m[k].dump());
+                fail(std::string("model.") + k, "unsupported value " + io::json_brief(m[k]));
         if (m.contains("unk_token") && !m["unk_token"].is_null()) {
             const std::string unk = str(m, "unk_token", "model");
             const TokenId* id = bpe_.find(unk);
@@ -183,14 +183,14 @@ private:
                 const std::string s = e.get<std::string>();
                 const auto sp = s.find(' ');
                 if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-                    fail(path, "expected \"a b\" (two tokens separated by one space), found " + e.dump());
+                    fail(path, "expected \"a b\" (two tokens separated by one space), found " + io::json_brief(e));
                 a = s.substr(0, sp);
                 b = s.substr(sp + 1);
             } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
                 a = e[0].get<std::string>();
                 b = e[1].get<std::string>();
             } else {
-                fail(path, "expected \"a b\" or [\"a\", \"b\"], found " + e.dump());
+                fail(path, "expected \"a b\" or [\"a\", \"b\"], found " + io::json_brief(e));
             }
             const TokenId *ia = bpe_.find(a), *ib = bpe_.find(b), *iab = bpe_.find(a + b);
             if (!ia) fail(path, "merge of unknown token \"" + a + "\"");
@@ -223,6 +223,13 @@ private:
         }
     }
 
+    /// A Sequence's items, refused 8 levels deep (real tokenizers nest one or two; the recursion and the paths in its
+    /// messages would otherwise grow with the input: 50000 levels took gigabytes).
+    const nlohmann::json& sequence(const nlohmann::json& n, const char* key, const std::string& path) const {
+        if (std::count(path.begin(), path.end(), '[') >= 8) fail(path + ".type", "a Sequence nested more than 8 levels deep");
+        return array(n, key, path);
+    }
+
     void add_normalizer(const nlohmann::json& n, const std::string& path) {
         const std::string type = str(n, "type", path);
         using K = NormalizerStep::Kind;
@@ -234,7 +241,7 @@ private:
         const std::map<std::string, UnicodeForm> forms{
             {"NFC", UnicodeForm::NFC}, {"NFD", UnicodeForm::NFD}, {"NFKC", UnicodeForm::NFKC}, {"NFKD", UnicodeForm::NFKD}};
         if (type == "Sequence") {
-            const auto& list = array(n, "normalizers", path);
+            const auto& list = sequence(n, "normalizers", path);
             for (std::size_t i = 0; i < list.size(); ++i) add_normalizer(list[i], path + ".normalizers[" + std::to_string(i) + "]");
         } else if (auto f = forms.find(type); f != forms.end()) {
             NormalizerStep s = step(K::Unicode);
@@ -267,7 +274,7 @@ private:
         using K = PreTokenizerStep::Kind;
         PreTokenizerStep s;
         if (type == "Sequence") {
-            const auto& list = array(p, "pretokenizers", path);
+            const auto& list = sequence(p, "pretokenizers", path);
             for (std::size_t i = 0; i < list.size(); ++i) add_pre(list[i], path + ".pretokenizers[" + std::to_string(i) + "]");
             return;
         } else if (type == "ByteLevel") {
@@ -326,7 +333,7 @@ private:
                 fail(path + ".pattern", e.what());
             }
         }
-        fail(path + ".pattern", "expected {\"String\": ...} or {\"Regex\": ...}, found " + p.dump());
+        fail(path + ".pattern", "expected {\"String\": ...} or {\"Regex\": ...}, found " + io::json_brief(p));
     }
     SplitBehavior behavior(const nlohmann::json& o, const std::string& path) const {
         const std::map<std::string, SplitBehavior> names{{"Removed", SplitBehavior::Removed},
@@ -342,7 +349,7 @@ private:
     }
     const nlohmann::json& array(const nlohmann::json& o, const std::string& key, const std::string& path) const {
         const auto& v = field(o, key, path);
-        if (!v.is_array()) fail(path + "." + key, "expected an array, found " + v.dump());
+        if (!v.is_array()) fail(path + "." + key, "expected an array, found " + io::json_brief(v));
         return v;
     }
 
@@ -354,7 +361,7 @@ private:
         const std::string type = str(p, "type", path);
         if (type == "ByteLevel") return;  // adds nothing
         if (type == "Sequence") {
-            const auto& list = array(p, "processors", path);
+            const auto& list = sequence(p, "processors", path);
             for (std::size_t i = 0; i < list.size(); ++i) add_post(list[i], path + ".processors[" + std::to_string(i) + "]");
             return;
         }
@@ -380,7 +387,7 @@ private:
                 if (p.contains("special_tokens") && p["special_tokens"].contains(name)) {
                     const auto& ids = field(p["special_tokens"][name], "ids", path + ".special_tokens." + name);
                     if (!ids.is_array() || ids.size() != 1 || !ids[0].is_number_integer())
-                        fail(path + ".special_tokens." + name + ".ids", "expected one integer id, found " + ids.dump());
+                        fail(path + ".special_tokens." + name + ".ids", "expected one integer id, found " + io::json_brief(ids));
                     id = ids[0].get<TokenId>();
                 } else if (auto t = token_to_id(name)) {
                     id = *t;
@@ -389,14 +396,14 @@ private:
                 }
                 (seen_seq ? suffix_ : prefix_).push_back(id);
             } else {
-                fail(ep, "expected SpecialToken or Sequence, found " + e.dump());
+                fail(ep, "expected SpecialToken or Sequence, found " + io::json_brief(e));
             }
         }
     }
 
     TokenId pair_id(const nlohmann::json& e, const std::string& path) const {  // ["<s>", 0]
         if (!e.is_array() || e.size() != 2 || !e[0].is_string() || !e[1].is_number_integer())
-            fail(path, "expected [token, id], found " + e.dump());
+            fail(path, "expected [token, id], found " + io::json_brief(e));
         return e[1].get<TokenId>();
     }
 
@@ -405,7 +412,7 @@ private:
         using K = DecoderStep::Kind;
         DecoderStep s;
         if (type == "Sequence") {
-            const auto& list = array(d, "decoders", path);
+            const auto& list = sequence(d, "decoders", path);
             for (std::size_t i = 0; i < list.size(); ++i) add_decoder(list[i], path + ".decoders[" + std::to_string(i) + "]");
             return;
         } else if (type == "ByteLevel") {
