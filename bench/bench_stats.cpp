@@ -40,7 +40,7 @@ double copy_gbps() {
 }
 
 template <typename F>
-void run(benchmark::State& state, F f) {
+void run_stat(benchmark::State& state, F f) {
     const RowMatrixF& x = buffer();
     const double copy = copy_gbps();
     double seconds = 0;
@@ -56,26 +56,26 @@ void run(benchmark::State& state, F f) {
 }
 
 void BM_TopK(benchmark::State& state) {
-    run(state, [](const RowMatrixF& x) { benchmark::DoNotOptimize(massact::stats::top_k_abs(x, 8)); });
+    run_stat(state, [](const RowMatrixF& x) { benchmark::DoNotOptimize(massact::stats::top_k_abs(x, 8)); });
 }
 void BM_ColumnMoments(benchmark::State& state) {
-    run(state, [](const RowMatrixF& x) {
+    run_stat(state, [](const RowMatrixF& x) {
         massact::stats::ColumnMoments m(x.cols());
         m.add(x);
         benchmark::DoNotOptimize(m.mean(0));
     });
 }
 void BM_RowNorms(benchmark::State& state) {
-    run(state, [](const RowMatrixF& x) { benchmark::DoNotOptimize(massact::stats::row_norms(x)); });
+    run_stat(state, [](const RowMatrixF& x) { benchmark::DoNotOptimize(massact::stats::row_norms(x)); });
 }
 void BM_MaxAbs(benchmark::State& state) {
-    run(state, [](const RowMatrixF& x) {
+    run_stat(state, [](const RowMatrixF& x) {
         benchmark::DoNotOptimize(massact::simd::reduce_max_abs(x.data(), static_cast<std::size_t>(x.size())));
     });
 }
 void BM_MedianExact(benchmark::State& state) {
     std::vector<float> scratch;
-    run(state, [&](const RowMatrixF& x) { benchmark::DoNotOptimize(massact::stats::abs_median(x, scratch)); });
+    run_stat(state, [&](const RowMatrixF& x) { benchmark::DoNotOptimize(massact::stats::abs_median(x, scratch)); });
 }
 
 BENCHMARK(BM_TopK)->Unit(benchmark::kMillisecond)->UseRealTime();
