@@ -10,6 +10,7 @@
 //              probe.hpp: the scan fed by any inference engine's buffers
 #pragma once
 
+#include "massact/analysis/batches.hpp"
 #include "massact/analysis/bos_sink.hpp"
 #include "massact/analysis/compare_models.hpp"
 #include "massact/analysis/data.hpp"

@@ -19,41 +19,9 @@
 //              probe.hpp: the scan fed by any inference engine's buffers
 
 
-// ---- massact/analysis/bos_sink.hpp -------------------------------------------------------------
-// massact/analysis/bos_sink.hpp - the attention sink with and without the first token (Barbero et al. 2025, "Why do
-// LLMs attend to the first token?"): the same windows scanned once starting with BOS and once without it.
-//
-// The windows are given either starting with `bos` in every row (the tokenizer's prefix: Llama's "<s>") or without it
-// (GPT-2 adds none); the other variant is made from them by removing or prepending that column, so both read the same
-// content tokens c_1..c_n. Per variant and layer: top-1 |x| and its ratio to the median, whether it sits on position 0,
-// attention on position 0 (BOS, or c_1 without it) and Gu et al.'s sink rate there. Perplexity is compared on the
-// targets both variants score: c_2..c_n (with BOS the prediction of c_1 from BOS alone is left out).
-
-
-// ---- massact/analysis/compare_models.hpp -------------------------------------------------------
-// massact/analysis/compare_models.hpp - models side by side on the same data: two (Sun et al. Sec. 6: with an
-// explicit attention bias, the model no longer needs a massive activation for its sink) or more (the sink-free
-// comparison: softmax, softpick, sigmoid and gated attention trained alike).
-
-
-// ---- massact/analysis/scan.hpp -----------------------------------------------------------------
-// massact/analysis/scan.hpp - one pass of massact's own forward over any number of sequences: residual-stream
-// statistics (analysis/residual_stats.hpp), attention-sink metrics (analysis/sink_metrics.hpp) and the
-// massive-activation detector (analysis/detector.hpp), plus perplexity. What is measured and how it is
-// merged and reported lives in analysis/scan_state.hpp, shared with the engine-agnostic probe
-// (analysis/probe.hpp): the hooks below feed a ScanAccumulator one sequence at a time, as an engine does.
-
-
-// ---- massact/analysis/perplexity.hpp -----------------------------------------------------------
-// massact/analysis/perplexity.hpp - token log-probabilities and perplexity.
-//
-// Protocol (docs/formats.md): each row of the batch is one window of T
-// tokens; its T-1 shifted targets are scored; perplexity = exp(mean NLL over
-// all targets of all rows). Log-softmax is taken in double precision.
-
-
-// ---- massact/analysis/logprob.hpp --------------------------------------------------------------
-// massact/analysis/logprob.hpp - log-probabilities of a logits row, in double precision.
+// ---- massact/analysis/batches.hpp --------------------------------------------------------------
+// massact/analysis/batches.hpp - a dataset's sequences through the model a batch at a time: the loop every analysis
+// that reads hooks over many sequences shares.
 
 
 // ---- massact/core/eigen.hpp --------------------------------------------------------------------
@@ -125,47 +93,6 @@ using ConstStridedRowMap = Eigen::Map<const RowMatrix<T>, Eigen::Unaligned, Eige
 
 }  // namespace massact
 
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <vector>
-
-namespace massact::analysis {
-
-/// log-sum-exp of a logits row, in double.
-inline double logsumexp(const float* logits, Index V) {
-    float m = logits[0];
-    for (Index j = 1; j < V; ++j) m = std::max(m, logits[j]);
-    double s = 0.0;
-    for (Index j = 0; j < V; ++j) s += std::exp(static_cast<double>(logits[j]) - m);
-    return m + std::log(s);
-}
-
-/// log p(target | logits row), computed in double: logit - logsumexp.
-inline double log_prob(const float* logits, Index V, std::int64_t target) {
-    return static_cast<double>(logits[target]) - logsumexp(logits, V);
-}
-
-/// The whole log-softmax of a logits row, in double.
-inline void log_softmax(const float* logits, Index V, std::vector<double>& out) {
-    const double lse = logsumexp(logits, V);
-    out.resize(static_cast<std::size_t>(V));
-    for (Index j = 0; j < V; ++j) out[static_cast<std::size_t>(j)] = static_cast<double>(logits[j]) - lse;
-}
-
-}  // namespace massact::analysis
-
-// ---- massact/model/transformer.hpp -------------------------------------------------------------
-// massact/model/transformer.hpp - the reference transformer with TransformerLens-style hook sites.
-//
-// One forward for every family: it reads the block description (model/config.hpp), never the family.
-// Arithmetic follows Hugging Face in float32 (docs/formats.md). A block is
-//   sequential: h = x + A(x); out = h + M(h)          parallel: out = x + A(x) + M(x)
-//   A(x) = post_attn_norm(o(attention(q, k, v of pre_attn_norm(x))))
-//   M(h) = post_mlp_norm(mlp(pre_mlp_norm(h)))       (each norm only where the description has it)
-// Activations are row-major [N*T, width] matrices: sequence b, position t is row b*T + t.
-
-
 // ---- massact/core/error.hpp --------------------------------------------------------------------
 // massact/core/error.hpp - the one exception type of the library.
 //
@@ -203,6 +130,17 @@ inline float parse_number(const std::string& v, const std::string& what, const s
 }
 
 }  // namespace massact
+
+// ---- massact/model/transformer.hpp -------------------------------------------------------------
+// massact/model/transformer.hpp - the reference transformer with TransformerLens-style hook sites.
+//
+// One forward for every family: it reads the block description (model/config.hpp), never the family.
+// Arithmetic follows Hugging Face in float32 (docs/formats.md). A block is
+//   sequential: h = x + A(x); out = h + M(h)          parallel: out = x + A(x) + M(x)
+//   A(x) = post_attn_norm(o(attention(q, k, v of pre_attn_norm(x))))
+//   M(h) = post_mlp_norm(mlp(pre_mlp_norm(h)))       (each norm only where the description has it)
+// Activations are row-major [N*T, width] matrices: sequence b, position t is row b*T + t.
+
 
 // ---- massact/io/checkpoint.hpp -----------------------------------------------------------------
 // massact/io/checkpoint.hpp - the tensors of a Hugging Face model directory:
@@ -3454,7 +3392,9 @@ inline void uniform_windows(const ConfigReader& r, ModelConfig& c) {
 
 // ---- the families ------------------------------------------------------------------------------
 
-inline void family_gpt2(const ConfigReader& r, ModelConfig& c) {
+/// What GPT-2 and GPT-J share: the n_* sizes, LayerNorm (layer_norm_epsilon), activation_function, a plain MLP,
+/// and the names transformer.wte, h.{l}.ln_1, ln_f.
+inline void gpt_sizes_and_names(const ConfigReader& r, ModelConfig& c) {
     c.hidden_size = r.get_size("n_embd", kMaxWidth);
     c.num_layers = r.get_size("n_layer", kMaxLayers);
     c.num_heads = r.get_size("n_head", kMaxHeads);
@@ -3468,6 +3408,15 @@ inline void family_gpt2(const ConfigReader& r, ModelConfig& c) {
     c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_epsilon", 1e-5), true, true, false};
     c.act = parse_activation(r, "activation_function", "gelu_new");
     c.mlp = MlpKind::Plain;
+    c.names.embed = "wte";
+    c.names.layer = "h.{l}.";
+    c.names.final_norm = "ln_f";
+    c.names.block.ln_attn = "ln_1";
+}
+
+/// GPT-2: learned positions, Conv1D ([in, out]) matrices with biases, fused c_attn, sequential block, tied embedding.
+inline void family_gpt2(const ConfigReader& r, ModelConfig& c) {
+    gpt_sizes_and_names(r, c);
     c.qkv_bias = c.o_bias = c.mlp_bias = true;
     c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
     if (!r.get_bool("scale_attn_weights", true)) c.attn_scale = 1.0;
@@ -3475,13 +3424,9 @@ inline void family_gpt2(const ConfigReader& r, ModelConfig& c) {
     if (r.get_bool("add_cross_attention", false)) r.fail("add_cross_attention", "unsupported value true");
     c.positions = PositionKind::Learned;
     c.names.prefixes = {"transformer.", ""};
-    c.names.embed = "wte";
     c.names.pos_embed = "wpe";
-    c.names.layer = "h.{l}.";
-    c.names.final_norm = "ln_f";
     auto& n = c.names.block;
     n.conv1d = true;
-    n.ln_attn = "ln_1";
     n.qkv = "attn.c_attn";
     n.o = "attn.c_proj";
     n.ln_mlp = "ln_2";
@@ -3702,16 +3647,12 @@ inline void family_gpt_neox(const ConfigReader& r, ModelConfig& c) {
 
 /// GPT-J: parallel block with one norm, q/k/v without bias, interleaved partial rotary (rotary_dim), LM head bias.
 inline void family_gptj(const ConfigReader& r, ModelConfig& c) {
-    family_gpt2(r, c);
+    gpt_sizes_and_names(r, c);
     c.positions = PositionKind::Rope;
-    c.names.pos_embed = "";
     c.tie_embeddings = r.get_bool("tie_word_embeddings", false);
-    c.qkv_bias = c.o_bias = false;
     c.lm_head_bias = true;
     parallel_one_norm(c);
     auto& n = c.names.block;
-    n.conv1d = false;
-    n.qkv = "";
     n.q = "attn.q_proj";
     n.k = "attn.k_proj";
     n.v = "attn.v_proj";
@@ -7808,144 +7749,192 @@ inline MambaWeights bind_mamba(const Binder& b, const ModelConfig& c, const std:
     return M;
 }
 
-/// Block l's tensors under layer prefix `p`.
-inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, const std::string& p) {
-    const Index d = c.hidden_size, I = c.layer_intermediate(l), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
-    const bool moe = c.layer_moe(l);
-    const BlockNames& n = c.names.block;
-    LayerWeights L;
-    auto norm = [&](bool present, const std::string& name, Index width = 0, Index heads = 1, const NormSpec* spec = nullptr) {
-        return present ? b.norm(p + name, spec ? *spec : c.norm, width ? width : d, heads, heads > 1 && c.qk_norm_rows) : NormWeights{};
-    };
-    auto bias = [&](bool present, const std::string& name, Index len) {
-        return present ? b.vec(p + name + ".bias", len) : std::vector<float>{};
-    };
-    L.ln_attn = norm(c.pre_attn_norm, n.ln_attn);
-    L.ln_attn_post = norm(c.post_attn_norm, n.ln_attn_post);
-    L.ln_mlp = norm(c.pre_mlp_norm, n.ln_mlp);
-    L.ln_mlp_post = norm(c.post_mlp_norm, n.ln_mlp_post);
-    const Mixer mixer = c.layers[static_cast<std::size_t>(l)].mixer;
-    if (mixer == Mixer::GatedDeltaNet) {
-        L.deltanet = bind_deltanet(b, c, p + n.linear_attn);
-    } else if (mixer == Mixer::Mamba2) {
-        L.mamba = bind_mamba(b, c, p + n.ssm);
-    } else if (c.has_mla()) {
-        const MlaSpec& m = c.mla;
+/// Block l's tensors under layer prefix `p`, bound part by part (norms, mixer, MLP or experts, extras).
+class LayerBinder {
+public:
+    LayerBinder(const Binder& b, const ModelConfig& c, int l, std::string p)
+        : b_(b), c_(c), n_(c.names.block), l_(l), p_(std::move(p)), d_(c.hidden_size), I_(c.layer_intermediate(l)) {}
+
+    LayerWeights bind() const {
+        LayerWeights L;
+        L.ln_attn = norm(c_.pre_attn_norm, n_.ln_attn);
+        L.ln_attn_post = norm(c_.post_attn_norm, n_.ln_attn_post);
+        L.ln_mlp = norm(c_.pre_mlp_norm, n_.ln_mlp);
+        L.ln_mlp_post = norm(c_.post_mlp_norm, n_.ln_mlp_post);
+        const Mixer mixer = c_.layers[static_cast<std::size_t>(l_)].mixer;
+        if (mixer == Mixer::GatedDeltaNet)
+            L.deltanet = bind_deltanet(b_, c_, p_ + n_.linear_attn);
+        else if (mixer == Mixer::Mamba2)
+            L.mamba = bind_mamba(b_, c_, p_ + n_.ssm);
+        else
+            attention(L);
+        if (c_.layer_moe(l_))
+            experts(L);
+        else if (c_.has_mlp)
+            dense_mlp(L);
+        extras(L);
+        return L;
+    }
+
+private:
+    NormWeights norm(bool present, const std::string& name, Index width = 0, Index heads = 1, const NormSpec* spec = nullptr) const {
+        return present ? b_.norm(p_ + name, spec ? *spec : c_.norm, width ? width : d_, heads, heads > 1 && c_.qk_norm_rows)
+                       : NormWeights{};
+    }
+    std::vector<float> bias(bool present, const std::string& name, Index len) const {
+        return present ? b_.vec(p_ + name + ".bias", len) : std::vector<float>{};
+    }
+    WeightMatrix linear(const std::string& name, Index out, Index in, bool in_out = false) const {
+        return b_.linear(p_ + name + ".weight", out, in, in_out);
+    }
+
+    /// Multi-head latent attention's projections (optional q LoRA, the compressed KV and its up-projection).
+    void latent_projections(LayerWeights& L) const {
+        const MlaSpec& m = c_.mla;
+        const Index H = c_.num_heads;
         const NormSpec ns{NormKind::RMSNorm, m.norm_eps, true, false, false};
         if (m.q_lora_rank > 0) {
-            L.q_a = b.linear(p + n.q_a + ".weight", m.q_lora_rank, d);
-            L.q_a_norm = b.norm(p + n.q_a_norm, ns, m.q_lora_rank);
-            L.q_up = b.linear(p + n.q_b + ".weight", H * m.qk(), m.q_lora_rank);
+            L.q_a = linear(n_.q_a, m.q_lora_rank, d_);
+            L.q_a_norm = b_.norm(p_ + n_.q_a_norm, ns, m.q_lora_rank);
+            L.q_up = linear(n_.q_b, H * m.qk(), m.q_lora_rank);
         } else {
-            L.q = b.linear(p + n.q + ".weight", H * m.qk(), d);
+            L.q = linear(n_.q, H * m.qk(), d_);
         }
-        L.kv_a = b.linear(p + n.kv_a + ".weight", m.kv_lora_rank + m.qk_rope, d);
-        L.kv_a_norm = b.norm(p + n.kv_a_norm, ns, m.kv_lora_rank);
-        L.kv_up = b.linear(p + n.kv_b + ".weight", H * (m.qk_nope + m.v_head_dim), m.kv_lora_rank);
-    } else if (!n.qkv.empty()) {
-        L.qkv = b.linear(p + n.qkv + ".weight", (H + 2 * KV) * hd, d, n.conv1d);
-        L.qkv_b = bias(c.qkv_bias, n.qkv, (H + 2 * KV) * hd);
-    } else {
-        L.q = b.linear(p + n.q + ".weight", (c.attn_output_gate ? 2 : 1) * H * hd, d);  // (gated: [q_h; g_h] per head)
-        L.k = b.linear(p + n.k + ".weight", KV * hd, d);
-        L.v = b.linear(p + n.v + ".weight", KV * hd, d);
-        L.q_b = bias(c.qkv_bias, n.q, H * hd);
-        L.k_b = bias(c.qkv_bias && c.k_bias, n.k, KV * hd);
-        L.v_b = bias(c.qkv_bias, n.v, KV * hd);
+        L.kv_a = linear(n_.kv_a, m.kv_lora_rank + m.qk_rope, d_);
+        L.kv_a_norm = b_.norm(p_ + n_.kv_a_norm, ns, m.kv_lora_rank);
+        L.kv_up = linear(n_.kv_b, H * (m.qk_nope + m.v_head_dim), m.kv_lora_rank);
     }
-    if (c.layer_qk_norm(l) && c.layer_attention(l)) {
-        const bool whole = c.qk_norm == QKNorm::Whole;
-        L.q_norm = norm(true, n.q_norm, H * hd, whole ? 1 : H, &c.qk_norm_spec);
-        L.k_norm = norm(true, n.k_norm, KV * hd, whole ? 1 : KV, &c.qk_norm_spec);
+
+    /// Softmax attention: q/k/v (fused, separate or latent), q/k norms, the output projection, sink parameters.
+    void attention(LayerWeights& L) const {
+        const Index H = c_.num_heads, KV = c_.num_kv_heads, hd = c_.head_dim;
+        if (c_.has_mla()) {
+            latent_projections(L);
+        } else if (!n_.qkv.empty()) {
+            L.qkv = linear(n_.qkv, (H + 2 * KV) * hd, d_, n_.conv1d);
+            L.qkv_b = bias(c_.qkv_bias, n_.qkv, (H + 2 * KV) * hd);
+        } else {
+            L.q = linear(n_.q, (c_.attn_output_gate ? 2 : 1) * H * hd, d_);  // (gated: [q_h; g_h] per head)
+            L.k = linear(n_.k, KV * hd, d_);
+            L.v = linear(n_.v, KV * hd, d_);
+            L.q_b = bias(c_.qkv_bias, n_.q, H * hd);
+            L.k_b = bias(c_.qkv_bias && c_.k_bias, n_.k, KV * hd);
+            L.v_b = bias(c_.qkv_bias, n_.v, KV * hd);
+        }
+        if (c_.layer_qk_norm(l_)) {
+            const bool whole = c_.qk_norm == QKNorm::Whole;
+            L.q_norm = norm(true, n_.q_norm, H * hd, whole ? 1 : H, &c_.qk_norm_spec);
+            L.k_norm = norm(true, n_.k_norm, KV * hd, whole ? 1 : KV, &c_.qk_norm_spec);
+        }
+        L.o = linear(n_.o, d_, H * c_.v_dim(), n_.conv1d);
+        L.o_b = bias(c_.o_bias, n_.o, d_);
+        if (c_.attn_sub_norm) L.attn_sub_norm = norm(true, n_.attn_sub_norm, H * hd);
+        if (c_.sink == SinkKind::KVBias) {
+            L.k_bias_slot = b_.mat(p_ + "self_attn.k_bias", KV, hd);
+            L.v_bias_slot = b_.mat(p_ + "self_attn.v_bias", KV, hd);
+        } else if (c_.sink == SinkKind::Logit) {
+            L.sinks = b_.vec(p_ + "self_attn.sinks", H);
+        }
     }
-    if (c.layer_attention(l)) {
-        L.o = b.linear(p + n.o + ".weight", d, H * c.v_dim(), n.conv1d);
-        L.o_b = bias(c.o_bias, n.o, d);
+
+    /// A dense MLP: gated (gate and up, or both in one gate_up matrix) or plain, and down.
+    void dense_mlp(LayerWeights& L) const {
+        if (!n_.gate_up.empty()) {
+            L.gate_up = linear(n_.gate_up, 2 * I_, d_);
+            L.gate_up_b = bias(c_.mlp_bias, n_.gate_up, 2 * I_);
+        } else {
+            if (c_.mlp == MlpKind::Gated) {
+                L.gate = linear(n_.gate, I_, d_);
+                L.gate_b = bias(c_.mlp_bias, n_.gate, I_);
+            }
+            L.up = linear(n_.up, I_, d_, n_.conv1d);
+            L.up_b = bias(c_.mlp_bias, n_.up, I_);
+        }
+        L.down = linear(n_.down, d_, I_, n_.conv1d);
+        L.down_b = bias(c_.mlp_bias, n_.down, d_);
     }
-    if (moe) {
-        L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
-        L.router_b = bias(c.router_bias, n.router, c.num_experts);
-        if (!n.router_score_bias.empty()) L.router_score_bias = b.vec(p + n.router_score_bias, c.num_experts);
+
+    /// Expert e's matrix out of a stacked [E, in, out] (or [E, out, in]) tensor: a view of its slice.
+    WeightMatrix expert_slice(LayerWeights& L, const io::TensorView& t, Index e, Index in, Index out) const {
+        const bool oi = c_.experts_out_in;
+        auto v = std::make_shared<io::TensorView>(t);
+        v->name = t.name + "[" + std::to_string(e) + "]";
+        v->shape = oi ? std::vector<std::int64_t>{out, in} : std::vector<std::int64_t>{in, out};
+        v->nbytes = t.nbytes / static_cast<std::size_t>(c_.num_experts);
+        v->data = t.data + static_cast<std::size_t>(e) * v->nbytes;
+        L.slices.push_back(v);
+        return WeightMatrix(v.get(), out, in, !oi);
     }
-    if (moe && !n.experts_gate_up.empty()) {  // [E, in, out] (or [E, out, in]) tensors: one matrix per expert
-        const Index E = c.num_experts;
-        const bool oi = c.experts_out_in;
-        const io::TensorView& gu = oi ? b.get(p + n.experts_gate_up + ".weight", {E, 2 * I, d}) : b.get(p + n.experts_gate_up, {E, d, 2 * I});
-        const io::TensorView& dn = oi ? b.get(p + n.experts_down + ".weight", {E, d, I}) : b.get(p + n.experts_down, {E, I, d});
+
+    /// Experts stored as [E, ...] tensors (gpt-oss): one matrix per expert, sliced.
+    void stacked_experts(LayerWeights& L) const {
+        const Index E = c_.num_experts;
+        const bool oi = c_.experts_out_in;
+        const io::TensorView& gu =
+            oi ? b_.get(p_ + n_.experts_gate_up + ".weight", {E, 2 * I_, d_}) : b_.get(p_ + n_.experts_gate_up, {E, d_, 2 * I_});
+        const io::TensorView& dn = oi ? b_.get(p_ + n_.experts_down + ".weight", {E, d_, I_}) : b_.get(p_ + n_.experts_down, {E, I_, d_});
         std::vector<float> gu_b, dn_b;
-        if (c.mlp_bias) gu_b = b.mat(p + n.experts_gate_up + "_bias", E, 2 * I), dn_b = b.mat(p + n.experts_down + "_bias", E, d);
+        if (c_.mlp_bias) gu_b = b_.mat(p_ + n_.experts_gate_up + "_bias", E, 2 * I_), dn_b = b_.mat(p_ + n_.experts_down + "_bias", E, d_);
         for (Index e = 0; e < E; ++e) {
-            auto slice = [&](const io::TensorView& t, Index in, Index out) {
-                auto v = std::make_shared<io::TensorView>(t);
-                v->name = t.name + "[" + std::to_string(e) + "]";
-                v->shape = oi ? std::vector<std::int64_t>{out, in} : std::vector<std::int64_t>{in, out};
-                v->nbytes = t.nbytes / static_cast<std::size_t>(E);
-                v->data = t.data + static_cast<std::size_t>(e) * v->nbytes;
-                L.slices.push_back(v);
-                return WeightMatrix(v.get(), out, in, !oi);
-            };
             ExpertWeights X;
-            X.gate_up = slice(gu, d, 2 * I);
-            X.down = slice(dn, I, d);
-            if (c.mlp_bias) {
-                X.gate_up_b.assign(gu_b.begin() + e * 2 * I, gu_b.begin() + (e + 1) * 2 * I);
-                X.down_b.assign(dn_b.begin() + e * d, dn_b.begin() + (e + 1) * d);
+            X.gate_up = expert_slice(L, gu, e, d_, 2 * I_);
+            X.down = expert_slice(L, dn, e, I_, d_);
+            if (c_.mlp_bias) {
+                X.gate_up_b.assign(gu_b.begin() + e * 2 * I_, gu_b.begin() + (e + 1) * 2 * I_);
+                X.down_b.assign(dn_b.begin() + e * d_, dn_b.begin() + (e + 1) * d_);
             }
             L.experts.push_back(std::move(X));
         }
-    } else if (moe) {
-        for (int e = 0; e < c.num_experts; ++e) {
-            const std::string ep = p + replace_all(n.expert, "{e}", std::to_string(e));
-            ExpertWeights X;
-            X.gate = b.linear(ep + n.expert_gate + ".weight", I, d);
-            X.up = b.linear(ep + n.expert_up + ".weight", I, d);
-            X.down = b.linear(ep + n.expert_down + ".weight", d, I);
-            L.experts.push_back(std::move(X));
+    }
+
+    /// A mixture of experts: the router, the experts (stacked or one module each), the shared expert.
+    void experts(LayerWeights& L) const {
+        L.router = linear(n_.router, c_.num_experts, d_);
+        L.router_b = bias(c_.router_bias, n_.router, c_.num_experts);
+        if (!n_.router_score_bias.empty()) L.router_score_bias = b_.vec(p_ + n_.router_score_bias, c_.num_experts);
+        if (!n_.experts_gate_up.empty()) {
+            stacked_experts(L);
+        } else {
+            for (int e = 0; e < c_.num_experts; ++e) {
+                const std::string ep = replace_all(n_.expert, "{e}", std::to_string(e));
+                ExpertWeights X;
+                X.gate = linear(ep + n_.expert_gate, I_, d_);
+                X.up = linear(ep + n_.expert_up, I_, d_);
+                X.down = linear(ep + n_.expert_down, d_, I_);
+                L.experts.push_back(std::move(X));
+            }
         }
-    } else if (!c.has_mlp) {
-    } else if (!n.gate_up.empty()) {
-        L.gate_up = b.linear(p + n.gate_up + ".weight", 2 * I, d);
-        L.gate_up_b = bias(c.mlp_bias, n.gate_up, 2 * I);
-    } else {
-        if (c.mlp == MlpKind::Gated) {
-            L.gate = b.linear(p + n.gate + ".weight", I, d);
-            L.gate_b = bias(c.mlp_bias, n.gate, I);
+        if (c_.shared_expert_size > 0) {
+            const Index S = c_.shared_expert_size;
+            L.shared.gate = linear(n_.shared_expert + "gate_proj", S, d_);
+            L.shared.up = linear(n_.shared_expert + "up_proj", S, d_);
+            L.shared.down = linear(n_.shared_expert + "down_proj", d_, S);
+            if (c_.shared_expert_gated) L.shared_gate = linear(n_.shared_expert_gate, 1, d_);
         }
-        L.up = b.linear(p + n.up + ".weight", I, d, n.conv1d);
-        L.up_b = bias(c.mlp_bias, n.up, I);
     }
-    if (!moe && c.has_mlp) {
-        L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
-        L.down_b = bias(c.mlp_bias, n.down, d);
+
+    /// The MLP's sub-norm, xIELU's learned parameters, layer scales.
+    void extras(LayerWeights& L) const {
+        if (c_.mlp_sub_norm) L.mlp_sub_norm = norm(true, n_.mlp_sub_norm, I_);
+        if (c_.act == ActivationFn::XIELU) {  // the activation's raw parameters, mapped as xIELU uses them
+            if (n_.act_params.empty()) throw Error(b_.dir() + ": the xIELU activation's parameters have no tensor names in this family");
+            auto softplus = [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); };
+            const std::string a = p_ + n_.act_params;
+            const double ap = b_.values(a + ".alpha_p", 1)[0], an = b_.values(a + ".alpha_n", 1)[0];
+            const float beta = b_.values(a + ".beta", 1)[0], eps = b_.values(a + ".eps", 1)[0];
+            L.act_params = {static_cast<float>(softplus(ap)), static_cast<float>(beta + softplus(an)), beta, eps};
+        }
+        if (!n_.ls_attn.empty()) L.ls_attn = b_.vec(p_ + n_.ls_attn, d_);
+        if (!n_.ls_mlp.empty()) L.ls_mlp = b_.vec(p_ + n_.ls_mlp, d_);
     }
-    if (moe && c.shared_expert_size > 0) {
-        const Index S = c.shared_expert_size;
-        const std::string sp = p + n.shared_expert;
-        L.shared.gate = b.linear(sp + "gate_proj.weight", S, d);
-        L.shared.up = b.linear(sp + "up_proj.weight", S, d);
-        L.shared.down = b.linear(sp + "down_proj.weight", d, S);
-        if (c.shared_expert_gated) L.shared_gate = b.linear(p + n.shared_expert_gate + ".weight", 1, d);
-    }
-    if (c.attn_sub_norm) L.attn_sub_norm = norm(true, n.attn_sub_norm, H * hd);
-    if (c.mlp_sub_norm) L.mlp_sub_norm = norm(true, n.mlp_sub_norm, I);
-    if (c.act == ActivationFn::XIELU && n.act_params.empty())
-        throw Error(b.dir() + ": the xIELU activation's parameters have no tensor names in this family");
-    if (c.act == ActivationFn::XIELU) {  // the activation's raw parameters, mapped as xIELU uses them
-        auto softplus = [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); };
-        const double ap = b.values(p + n.act_params + ".alpha_p", 1)[0], an = b.values(p + n.act_params + ".alpha_n", 1)[0];
-        const float beta = b.values(p + n.act_params + ".beta", 1)[0], eps = b.values(p + n.act_params + ".eps", 1)[0];
-        L.act_params = {static_cast<float>(softplus(ap)), static_cast<float>(beta + softplus(an)), beta, eps};
-    }
-    if (!n.ls_attn.empty()) L.ls_attn = b.vec(p + n.ls_attn, d);
-    if (!n.ls_mlp.empty()) L.ls_mlp = b.vec(p + n.ls_mlp, d);
-    if (c.sink == SinkKind::KVBias) {
-        L.k_bias_slot = b.mat(p + "self_attn.k_bias", KV, hd);
-        L.v_bias_slot = b.mat(p + "self_attn.v_bias", KV, hd);
-    } else if (c.sink == SinkKind::Logit) {
-        L.sinks = b.vec(p + "self_attn.sinks", H);
-    }
-    return L;
-}
+
+    const Binder& b_;
+    const ModelConfig& c_;
+    const BlockNames& n_;
+    int l_;
+    std::string p_;
+    Index d_, I_;
+};
 
 /// Keep float32 copies of every half-precision matrix when all of them fit the budget.
 inline void make_resident(ModelWeights& w, const LoadOptions& opt) {
@@ -8017,7 +8006,7 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
     }
     if (c.embed_norm) w.embed_norm = b.norm(names.embed_norm, c.norm, d);
     for (int l = 0; l < c.num_layers; ++l)
-        w.layers.push_back(detail::bind_layer(b, c, l, detail::replace_all(names.layer, "{l}", std::to_string(l))));
+        w.layers.push_back(detail::LayerBinder(b, c, l, detail::replace_all(names.layer, "{l}", std::to_string(l))).bind());
     w.final_norm = b.norm(names.final_norm, c.norm, d);
     if (c.is_vision()) {
         detail::make_resident(w, opt);
@@ -9577,82 +9566,90 @@ inline nlohmann::json special_template(const std::vector<std::pair<std::string, 
     return {{"type", "TemplateProcessing"}, {"single", single}, {"pair", single}, {"special_tokens", special}};
 }
 
-}  // namespace detail
+/// A GGUF file's vocabulary (tokenizer.ggml.*) read into the parts of a tokenizer.json.
+class GgufVocab {
+public:
+    explicit GgufVocab(const io::GgufFile& f) : f_(f), tokens_(f.get_array("tokenizer.ggml.tokens")), n_(tokens_.size()) {
+        for (std::size_t i = 0; i < n_; ++i)
+            if (!tokens_[i].is_string()) throw Error(f.path() + ": metadata \"tokenizer.ggml.tokens\"[" + std::to_string(i) + "] is not a string");
+    }
 
-/// tokenizer.json (as JSON) for the vocabulary in a GGUF file's metadata.
-inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
-    const std::string model = f.get_string("tokenizer.ggml.model");
-    const auto& tokens = f.get_array("tokenizer.ggml.tokens");
-    const auto n = tokens.size();
-    std::vector<int> types(n, 1);
-    if (f.has("tokenizer.ggml.token_type")) {
-        const auto& t = f.get_array("tokenizer.ggml.token_type");
-        if (t.size() != n) throw Error(f.path() + ": metadata \"tokenizer.ggml.token_type\" has " + std::to_string(t.size()) + " entries for " + std::to_string(n) + " tokens");
-        for (std::size_t i = 0; i < n; ++i) types[i] = t[i].is_number_integer() ? t[i].get<int>() : 1;
-    }
-    nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
-    for (std::size_t i = 0; i < n; ++i) {
-        if (!tokens[i].is_string()) throw Error(f.path() + ": metadata \"tokenizer.ggml.tokens\"[" + std::to_string(i) + "] is not a string");
-        const std::string& s = tokens[i].get_ref<const std::string&>();
-        if (!vocab.contains(s)) vocab[s] = i;
-        if (types[i] == 2 || types[i] == 3 || types[i] == 4)
-            added.push_back({{"id", i}, {"content", s}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
-                             {"normalized", false}, {"special", types[i] != 4}});
-    }
-    auto token_id = [&](const char* key) -> std::int64_t {
-        if (!f.has(key)) return -1;
-        const std::int64_t id = f.get_int(key);
-        if (id < 0 || static_cast<std::size_t>(id) >= n) throw Error(f.path() + ": metadata \"" + key + "\": " + std::to_string(id) + " is not a token id");
+    /// The token id under `key`, -1 when absent.
+    std::int64_t token_id(const char* key) const {
+        if (!f_.has(key)) return -1;
+        const std::int64_t id = f_.get_int(key);
+        if (id < 0 || static_cast<std::size_t>(id) >= n_) throw Error(f_.path() + ": metadata \"" + key + "\": " + std::to_string(id) + " is not a token id");
         return id;
-    };
-    const std::int64_t bos = token_id("tokenizer.ggml.bos_token_id"), eos = token_id("tokenizer.ggml.eos_token_id");
-    auto flag = [&](const char* key, bool dflt) {
-        if (!f.has(key)) return dflt;
-        if (!f.at(key).is_boolean()) throw Error(f.path() + ": metadata \"" + key + "\": expected true or false");
-        return f.at(key).get<bool>();
-    };
-    std::vector<std::pair<std::string, std::int64_t>> before, after;
-    if (flag("tokenizer.ggml.add_bos_token", model == "llama") && bos >= 0) before.emplace_back(tokens[static_cast<std::size_t>(bos)], bos);
-    if (flag("tokenizer.ggml.add_eos_token", false) && eos >= 0) after.emplace_back(tokens[static_cast<std::size_t>(eos)], eos);
+    }
+    bool flag(const char* key, bool dflt) const {
+        if (!f_.has(key)) return dflt;
+        if (!f_.at(key).is_boolean()) throw Error(f_.path() + ": metadata \"" + key + "\": expected true or false");
+        return f_.at(key).get<bool>();
+    }
+    const std::string& token(std::int64_t id) const { return tokens_[static_cast<std::size_t>(id)].get_ref<const std::string&>(); }
 
-    nlohmann::json j = {{"version", "1.0"}, {"added_tokens", added}, {"normalizer", nullptr}, {"pre_tokenizer", nullptr}};
-    j["post_processor"] = detail::special_template(before, after);
-    nlohmann::json bpe = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-                          {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-                          {"vocab", std::move(vocab)}};
-    if (model == "gpt2") {
+    /// token -> id (the first id of a repeated token), and the added tokens (control, user-defined, unused).
+    void vocab(nlohmann::json& vocab, nlohmann::json& added) const {
+        std::vector<int> types(n_, 1);
+        if (f_.has("tokenizer.ggml.token_type")) {
+            const auto& t = f_.get_array("tokenizer.ggml.token_type");
+            if (t.size() != n_)
+                throw Error(f_.path() + ": metadata \"tokenizer.ggml.token_type\" has " + std::to_string(t.size()) + " entries for " +
+                            std::to_string(n_) + " tokens");
+            for (std::size_t i = 0; i < n_; ++i) types[i] = t[i].is_number_integer() ? t[i].get<int>() : 1;
+        }
+        vocab = nlohmann::json::object(), added = nlohmann::json::array();
+        for (std::size_t i = 0; i < n_; ++i) {
+            const std::string& s = token(static_cast<std::int64_t>(i));
+            if (!vocab.contains(s)) vocab[s] = i;
+            if (types[i] == 2 || types[i] == 3 || types[i] == 4)
+                added.push_back({{"id", i}, {"content", s}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                                 {"normalized", false}, {"special", types[i] != 4}});
+        }
+    }
+
+    /// GPT-2's byte-level BPE: the stored merges, the pre-tokenizer named by tokenizer.ggml.pre.
+    void byte_level(nlohmann::json& j, nlohmann::json& bpe) const {
         nlohmann::json merges = nlohmann::json::array();
-        if (f.has("tokenizer.ggml.merges"))
-            for (const auto& m : f.get_array("tokenizer.ggml.merges")) merges.push_back(m);
+        if (f_.has("tokenizer.ggml.merges"))
+            for (const auto& m : f_.get_array("tokenizer.ggml.merges")) merges.push_back(m);
         bpe["merges"] = std::move(merges);
-        const std::string pre = f.has("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : "default";
+        const std::string pre = f_.has("tokenizer.ggml.pre") ? f_.get_string("tokenizer.ggml.pre") : "default";
         const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
         if (pre == "default" || pre == "gpt-2" || pre == "gpt2") {
             j["pre_tokenizer"] = byte_level;
-        } else if (const char* rx = detail::gguf_pre_regex(pre)) {
+        } else if (const char* rx = gguf_pre_regex(pre)) {
             nlohmann::json bl = byte_level;
             bl["use_regex"] = false;
             j["pre_tokenizer"] = {{"type", "Sequence"},
                                   {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Regex", rx}}}, {"behavior", "Isolated"}, {"invert", false}}, bl}}};
             if (pre == "llama-bpe" || pre == "llama3") bpe["ignore_merges"] = true;
         } else {
-            throw Error(f.path() + ": metadata \"tokenizer.ggml.pre\": pre-tokenizer \"" + pre +
+            throw Error(f_.path() + ": metadata \"tokenizer.ggml.pre\": pre-tokenizer \"" + pre +
                         "\" is not one massact maps (default, gpt-2, llama-bpe, llama3, dbrx, smaug-bpe, qwen2, deepseek-r1-qwen)");
         }
         j["decoder"] = byte_level;
-    } else if (model == "llama") {
-        const auto& scores = f.get_array("tokenizer.ggml.scores");
-        if (scores.size() != n) throw Error(f.path() + ": metadata \"tokenizer.ggml.scores\" has " + std::to_string(scores.size()) + " entries for " + std::to_string(n) + " tokens");
-        // transformers' SentencePieceExtractor: for each token (in id order) its splits into two tokens,
-        // ordered by the ids of the parts; then all of them stably by the merged token's score, highest first.
-        for (std::size_t i = 0; i < n; ++i)
-            if (!scores[i].is_number()) throw Error(f.path() + ": metadata \"tokenizer.ggml.scores\"[" + std::to_string(i) + "] is not a number");
+    }
+
+    /// SentencePiece's merges from the scores, as transformers' SentencePieceExtractor makes them: for each token (in id
+    /// order) its splits into two tokens, ordered by the ids of the parts; then all stably by the merged token's score,
+    /// highest first.
+    nlohmann::json sentencepiece_merges() const {
+        const auto& scores = f_.get_array("tokenizer.ggml.scores");
+        if (scores.size() != n_)
+            throw Error(f_.path() + ": metadata \"tokenizer.ggml.scores\" has " + std::to_string(scores.size()) + " entries for " +
+                        std::to_string(n_) + " tokens");
+        for (std::size_t i = 0; i < n_; ++i)
+            if (!scores[i].is_number()) throw Error(f_.path() + ": metadata \"tokenizer.ggml.scores\"[" + std::to_string(i) + "] is not a number");
         std::unordered_map<std::string, std::size_t> id;
-        for (std::size_t i = 0; i < n; ++i) id.emplace(tokens[i].get<std::string>(), i);
-        struct Merge { double score; std::size_t l, r; };
+        for (std::size_t i = 0; i < n_; ++i) id.emplace(token(static_cast<std::int64_t>(i)), i);
+        struct Merge {
+            double score;
+            std::size_t l, r;
+        };
         std::vector<Merge> merges;
-        for (std::size_t i = 0; i < n; ++i) {
-            const std::string& s = tokens[i].get_ref<const std::string&>();
+        for (std::size_t i = 0; i < n_; ++i) {
+            const std::string& s = token(static_cast<std::int64_t>(i));
             std::vector<Merge> local;
             for (std::size_t k = 1; k < s.size(); ++k) {
                 const auto a = id.find(s.substr(0, k)), b = id.find(s.substr(k));
@@ -9663,12 +9660,17 @@ inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
         }
         std::stable_sort(merges.begin(), merges.end(), [](const Merge& x, const Merge& y) { return x.score > y.score; });
         nlohmann::json m = nlohmann::json::array();
-        for (const auto& x : merges) m.push_back({tokens[x.l], tokens[x.r]});
-        bpe["merges"] = std::move(m);
+        for (const auto& x : merges) m.push_back({tokens_[x.l], tokens_[x.r]});
+        return m;
+    }
+
+    /// SentencePiece (llama): merges from the scores, byte fallback, the "\u2581" space normaliser and decoder.
+    void sentencepiece(nlohmann::json& j, nlohmann::json& bpe) const {
+        bpe["merges"] = sentencepiece_merges();
         bpe["byte_fallback"] = true;
         bpe["fuse_unk"] = true;
         const std::int64_t unk = token_id("tokenizer.ggml.unknown_token_id");
-        if (unk >= 0) bpe["unk_token"] = tokens[static_cast<std::size_t>(unk)];
+        if (unk >= 0) bpe["unk_token"] = token(unk);
         nlohmann::json norm = nlohmann::json::array();
         if (flag("tokenizer.ggml.add_space_prefix", true)) norm.push_back({{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}});
         norm.push_back({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}});
@@ -9679,9 +9681,38 @@ inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
                           {{"type", "ByteFallback"}},
                           {{"type", "Fuse"}},
                           {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
-    } else {
-        throw Error(f.path() + ": metadata \"tokenizer.ggml.model\": \"" + model + "\" is not one massact reads (gpt2, llama)");
     }
+
+private:
+    const io::GgufFile& f_;
+    const nlohmann::json& tokens_;
+    std::size_t n_;
+};
+
+}  // namespace detail
+
+/// tokenizer.json (as JSON) for the vocabulary in a GGUF file's metadata.
+inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
+    const std::string model = f.get_string("tokenizer.ggml.model");
+    const detail::GgufVocab v(f);
+    nlohmann::json vocab, added;
+    v.vocab(vocab, added);
+    const std::int64_t bos = v.token_id("tokenizer.ggml.bos_token_id"), eos = v.token_id("tokenizer.ggml.eos_token_id");
+    std::vector<std::pair<std::string, std::int64_t>> before, after;
+    if (v.flag("tokenizer.ggml.add_bos_token", model == "llama") && bos >= 0) before.emplace_back(v.token(bos), bos);
+    if (v.flag("tokenizer.ggml.add_eos_token", false) && eos >= 0) after.emplace_back(v.token(eos), eos);
+
+    nlohmann::json j = {{"version", "1.0"}, {"added_tokens", added}, {"normalizer", nullptr}, {"pre_tokenizer", nullptr}};
+    j["post_processor"] = detail::special_template(before, after);
+    nlohmann::json bpe = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+                          {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
+                          {"vocab", std::move(vocab)}};
+    if (model == "gpt2")
+        v.byte_level(j, bpe);
+    else if (model == "llama")
+        v.sentencepiece(j, bpe);
+    else
+        throw Error(f.path() + ": metadata \"tokenizer.ggml.model\": \"" + model + "\" is not one massact reads (gpt2, llama)");
     j["model"] = std::move(bpe);
     return j;
 }
@@ -10545,8 +10576,9 @@ private:
         p.hooks.block(l, BlockSite::ResidPost, w.x.data(), resid);
     }
 
-    /// attn_out [R, d] = post_norm(o(attention(n))) for the block input n [R, d].
-    void attention(Pass& p, int l, const RowMatrixF& n) const {
+    /// q, k, v [R, .] from the block input n [R, d] (fused, separate or latent; a gated q split into q and gate), clipped
+    /// where the family clips them; their hooks.
+    void project_qkv(Pass& p, int l, const RowMatrixF& n) const {
         const ModelConfig& c = config_;
         const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
         Workspace& w = p.w;
@@ -10583,6 +10615,16 @@ private:
         p.hooks.block(l, BlockSite::Q, q.data(), {N, T, H, hd});
         p.hooks.block(l, BlockSite::K, k.data(), {N, T, KV, hd});
         p.hooks.block(l, BlockSite::V, v.data(), {N, T, KV, hd});
+    }
+
+    /// q and k placed: their norms (before or after RoPE), RoPE (not in a NoPE layer), Llama 4's temperature of NoPE
+    /// layers; the rot hooks. A cache that keeps raw keys gets them before the rotation.
+    void position_qk(Pass& p, int l) const {
+        const ModelConfig& c = config_;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, R = p.R(), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
+        RowMatrixF &q = w.q, &k = w.k;
         auto qk_norm = [&] {  // per head: rows of [R*H, hd]; whole: rows of [R, H*hd]
             detail::StageTimer timer(p.stage(&StageTimes::norm));
             const bool whole = c.qk_norm == QKNorm::Whole;
@@ -10591,25 +10633,35 @@ private:
         };
         const bool nope = c.layers[static_cast<std::size_t>(l)].nope;
         if (c.layer_qk_norm(l) && !c.qk_norm_after_rope) qk_norm();
-        if (c.has_rope()) {  // (a NoPE layer's rot sites hold q and k as they are)
-            const kernels::RopeTable& rope = rope_of(p, l);
-            if (p.cache && p.cache->keeps_raw_keys()) store_rows(p, p.cache->layer(l).k_raw, k);
-            if (!nope) {
-                detail::StageTimer timer(p.stage(&StageTimes::attention));
-                for (Index r = 0; r < R; ++r) {
-                    rotate(rope, q.row(r).data(), H, p.pos[static_cast<std::size_t>(r % T)]);
-                    rotate(rope, k.row(r).data(), KV, p.pos[static_cast<std::size_t>(r % T)]);
-                }
+        if (!c.has_rope()) return;
+        // (a NoPE layer's rot sites hold q and k as they are)
+        const kernels::RopeTable& rope = rope_of(p, l);
+        if (p.cache && p.cache->keeps_raw_keys()) store_rows(p, p.cache->layer(l).k_raw, k);
+        if (!nope) {
+            detail::StageTimer timer(p.stage(&StageTimes::attention));
+            for (Index r = 0; r < R; ++r) {
+                rotate(rope, q.row(r).data(), H, p.pos[static_cast<std::size_t>(r % T)]);
+                rotate(rope, k.row(r).data(), KV, p.pos[static_cast<std::size_t>(r % T)]);
             }
-            if (c.layer_qk_norm(l) && c.qk_norm_after_rope) qk_norm();
-            if (nope && c.attn_temperature_scale > 0)  // Llama 4's temperature tuning of NoPE layers, by absolute position
-                for (Index r = 0; r < R; ++r) {
-                    const double pos = static_cast<double>(p.pos[static_cast<std::size_t>(r % T)]);
-                    q.row(r) *= static_cast<float>(std::log1p(std::floor((pos + 1.0) / c.attn_temperature_floor)) * c.attn_temperature_scale + 1.0);
-                }
-            p.hooks.block(l, BlockSite::RotQ, q.data(), {N, T, H, hd});
-            p.hooks.block(l, BlockSite::RotK, k.data(), {N, T, KV, hd});
         }
+        if (c.layer_qk_norm(l) && c.qk_norm_after_rope) qk_norm();
+        if (nope && c.attn_temperature_scale > 0)  // Llama 4's temperature tuning of NoPE layers, by absolute position
+            for (Index r = 0; r < R; ++r) {
+                const double pos = static_cast<double>(p.pos[static_cast<std::size_t>(r % T)]);
+                q.row(r) *= static_cast<float>(std::log1p(std::floor((pos + 1.0) / c.attn_temperature_floor)) * c.attn_temperature_scale + 1.0);
+            }
+        p.hooks.block(l, BlockSite::RotQ, q.data(), {N, T, H, hd});
+        p.hooks.block(l, BlockSite::RotK, k.data(), {N, T, KV, hd});
+    }
+
+    /// attn_out [R, d] = post_norm(o(attention(n))) for the block input n [R, d].
+    void attention(Pass& p, int l, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, R = p.R(), H = c.num_heads, hd = c.head_dim;
+        project_qkv(p, l, n);
+        position_qk(p, l);
         w.z.resize(R, H * hd);
         {
             detail::StageTimer timer(p.stage(&StageTimes::attention));
@@ -10984,13 +11036,11 @@ private:
             for (Index b = 0; b < p.N; ++b) rotate_cached_key(p, l, cache.row(b, j), C.k_pos[static_cast<std::size_t>(j)], key.data());
     }
 
-    /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, K] buffers when hooks read the scores.
-    void attend(Pass& p, int l, const LayerWeights& L) const {
+    /// Layer l's attention as the kernels take it: heads, scale, window, chunk, sinks, ALiBi, and the run's override.
+    kernels::AttentionSpec attention_spec(const Pass& p, int l, const LayerWeights& L) const {
         const ModelConfig& c = config_;
-        Workspace& w = p.w;
-        const Index N = p.N, T = p.T, H = c.num_heads, K = p.keys();
         kernels::AttentionSpec spec;
-        spec.heads = H;
+        spec.heads = c.num_heads;
         spec.kv_heads = c.num_kv_heads;
         spec.head_dim = c.head_dim;
         spec.scale = static_cast<float>(c.attn_scale);
@@ -11005,73 +11055,89 @@ private:
             spec.v_bias = L.v_bias_slot.data();
         }
         if (!p.override_logits.empty()) spec.sink_logits = p.override_logits.data();  // softmax1 / sink=X
-        spec.fn = attention_fn(c, p.options.attention);
-        spec.sigmoid_bias = static_cast<float>(p.options.attention.kind == AttentionOverride::Kind::Sigmoid ? p.options.attention.sigmoid_bias
-                                                                                                           : c.attention_sigmoid_bias);
-        if (p.options.attention.kind == AttentionOverride::Kind::Clipped) {
+        const AttentionOverride& o = p.options.attention;
+        spec.fn = attention_fn(c, o);
+        spec.sigmoid_bias = static_cast<float>(o.kind == AttentionOverride::Kind::Sigmoid ? o.sigmoid_bias : c.attention_sigmoid_bias);
+        if (o.kind == AttentionOverride::Kind::Clipped) {
             spec.clipped = true;
-            spec.zeta = p.options.attention.zeta;
-            spec.gamma = p.options.attention.gamma;
+            spec.zeta = o.zeta;
+            spec.gamma = o.gamma;
         }
-        auto input = [&](Index b) {
-            kernels::AttentionInput in;
-            in.q = w.q.data() + b * T * w.q.cols();
-            in.q_stride = w.q.cols();
-            in.T = T;
-            in.past = p.past;
-            if (!p.cache) {
-                in.k_stride = w.k.cols();
-                in.v_stride = w.v.cols();
-                in.k = w.k.data() + b * T * w.k.cols();
-                in.v = w.v.data() + b * T * w.v.cols();
-                return in;
-            }
-            const KVCache::Layer& C = p.cache->layer(l);
-            const Index first = p.cache->row(b, 0) * C.k.cols();
-            in.k_stride = in.v_stride = C.k.cols();
-            in.kv_format = C.k.format();
-            if (in.kv_format == kernels::KVFormat::F32) {
-                in.k = C.k.f32() + first;
-                in.v = C.v.f32() + first;
-            } else {
-                in.k16 = C.k.half() + first;
-                in.v16 = C.v.half() + first;
-            }
+        return spec;
+    }
+
+    /// Sequence b's queries, and its keys and values: this pass's rows, or the cache's (past and present).
+    kernels::AttentionInput attention_input(const Pass& p, int l, Index b) const {
+        const Workspace& w = p.w;
+        const Index T = p.T;
+        kernels::AttentionInput in;
+        in.q = w.q.data() + b * T * w.q.cols();
+        in.q_stride = w.q.cols();
+        in.T = T;
+        in.past = p.past;
+        if (!p.cache) {
+            in.k_stride = w.k.cols();
+            in.v_stride = w.v.cols();
+            in.k = w.k.data() + b * T * w.k.cols();
+            in.v = w.v.data() + b * T * w.v.cols();
             return in;
-        };
+        }
+        const KVCache::Layer& C = p.cache->layer(l);
+        const Index first = p.cache->row(b, 0) * C.k.cols();
+        in.k_stride = in.v_stride = C.k.cols();
+        in.kv_format = C.k.format();
+        if (in.kv_format == kernels::KVFormat::F32) {
+            in.k = C.k.f32() + first;
+            in.v = C.v.f32() + first;
+        } else {
+            in.k16 = C.k.half() + first;
+            in.v16 = C.v.half() + first;
+        }
+        return in;
+    }
+
+    /// Sequence b's keys for attn.hook_pattern_columns.
+    static const Index* pattern_columns_of(const Pass& p, Index b) {
+        static constexpr Index key0 = 0;
+        return p.options.pattern_columns.size() == 0 ? &key0 : p.options.pattern_columns.row(b).data();
+    }
+
+    /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, K] buffers when hooks read the scores.
+    void attend(Pass& p, int l, const LayerWeights& L) const {
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, H = config_.num_heads, C = p.options.columns();
+        const kernels::AttentionSpec spec = attention_spec(p, l, L);
         const bool want_sink = spec.n_extra() > 0 && p.hooks.has(l, BlockSite::SinkPattern);
         const bool want_columns = p.hooks.has(l, BlockSite::PatternColumns);
-        const Index C = p.options.columns();
-        static constexpr Index key0 = 0;
-        auto columns_of = [&](Index b) {  // sequence b's keys for attn.hook_pattern_columns
-            return p.options.pattern_columns.size() == 0 ? &key0 : p.options.pattern_columns.row(b).data();
-        };
         if (want_columns) w.columns.assign(static_cast<std::size_t>(N * H * T * C), 0.0f);
-        if (!p.hooks.has(l, BlockSite::AttnScores) && !p.hooks.has(l, BlockSite::Pattern) && !want_sink) {
-            for (Index b = 0; b < N; ++b) {
-                kernels::ColumnProbs cols;
-                if (want_columns) cols = {columns_of(b), C, w.columns.data() + b * H * T * C};
-                kernels::causal_attention(spec, input(b), w.z.data() + b * T * w.z.cols(), w.z.cols(), nullptr,
-                                          p.options.attention_tile, cols);
-            }
-            if (want_columns) p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
-            return;
+        if (p.hooks.has(l, BlockSite::AttnScores) || p.hooks.has(l, BlockSite::Pattern) || want_sink)
+            return attend_materialised(p, l, spec, want_columns);
+        for (Index b = 0; b < N; ++b) {
+            kernels::ColumnProbs cols;
+            if (want_columns) cols = {pattern_columns_of(p, b), C, w.columns.data() + b * H * T * C};
+            kernels::causal_attention(spec, attention_input(p, l, b), w.z.data() + b * T * w.z.cols(), w.z.cols(), nullptr,
+                                      p.options.attention_tile, cols);
         }
-        // Materialise [N, H, T, K] so hooks can read or edit scores and pattern.
-        const Index per = H * T * K;
+        if (want_columns) p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
+    }
+
+    /// attend() through [N, H, T, K] scores and pattern, which hooks can read or edit before the values are combined.
+    void attend_materialised(Pass& p, int l, const kernels::AttentionSpec& spec, bool want_columns) const {
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, H = config_.num_heads, K = p.keys(), C = p.options.columns(), per = H * T * K;
         w.scores.resize(static_cast<std::size_t>(N * per));
         w.sink.assign(static_cast<std::size_t>(N * H * T), 0.0f);
         w.kvp.assign(static_cast<std::size_t>(N * H * T), 0.0f);
-        for (Index b = 0; b < N; ++b) kernels::attention_scores(spec, input(b), w.scores.data() + b * per);
+        for (Index b = 0; b < N; ++b) kernels::attention_scores(spec, attention_input(p, l, b), w.scores.data() + b * per);
         p.hooks.block(l, BlockSite::AttnScores, w.scores.data(), {N, H, T, K});
         for (Index b = 0; b < N; ++b)
-            kernels::attention_probs(spec, input(b), w.scores.data() + b * per, w.sink.data() + b * H * T,
+            kernels::attention_probs(spec, attention_input(p, l, b), w.scores.data() + b * per, w.sink.data() + b * H * T,
                                      w.kvp.data() + b * H * T);
         p.hooks.block(l, BlockSite::Pattern, w.scores.data(), {N, H, T, K});
         if (spec.n_extra() > 0) p.hooks.block(l, BlockSite::SinkPattern, w.sink.data(), {N, H, T});
         if (want_columns) {  // (the pattern as the hooks left it: the weights applied below)
             for (Index b = 0; b < N; ++b) {
-                const Index* cols = columns_of(b);
+                const Index* cols = pattern_columns_of(p, b);
                 for (Index r = 0; r < H * T; ++r)
                     for (Index j = 0; j < C; ++j)
                         w.columns[static_cast<std::size_t>((b * H * T + r) * C + j)] =
@@ -11080,7 +11146,7 @@ private:
             p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
         }
         for (Index b = 0; b < N; ++b)
-            kernels::attention_combine(spec, input(b), w.scores.data() + b * per, w.kvp.data() + b * H * T,
+            kernels::attention_combine(spec, attention_input(p, l, b), w.scores.data() + b * per, w.kvp.data() + b * H * T,
                                        w.z.data() + b * T * w.z.cols(), w.z.cols());
     }
 
@@ -11384,6 +11450,102 @@ private:
 }  // namespace massact
 
 #include <algorithm>
+
+namespace massact::analysis {
+
+/// Runs the sequences of `ids` through `m`, `batch` at a time, in one workspace, with `hooks` and `options`. While a
+/// batch runs, `*first` (when given) is the index of its first sequence, so hooks can tell which sequences their rows
+/// are; after each run, done(output, chunk, b0) sees its output (the logits when `options` ask for them), the batch's
+/// sequences and the index of the first.
+template <typename Done>
+void run_batches(const Transformer& m, const TokenBatch& ids, Index batch, const Hooks& hooks, const RunOptions& options, Index* first,
+                 Done&& done) {
+    require_at_least(batch, 1, "batch");
+    Workspace ws;
+    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) {
+        const Index n = std::min(batch, ids.rows() - b0);
+        if (first) *first = b0;
+        const TokenBatch chunk = ids.middleRows(b0, n);
+        done(m.run(chunk, ws, hooks, options), chunk, b0);
+    }
+}
+
+/// The same, for hooks that collect everything themselves.
+inline void run_batches(const Transformer& m, const TokenBatch& ids, Index batch, const Hooks& hooks, const RunOptions& options,
+                        Index* first = nullptr) {
+    run_batches(m, ids, batch, hooks, options, first, [](const RowMatrixF&, const TokenBatch&, Index) {});
+}
+
+}  // namespace massact::analysis
+
+// ---- massact/analysis/bos_sink.hpp -------------------------------------------------------------
+// massact/analysis/bos_sink.hpp - the attention sink with and without the first token (Barbero et al. 2025, "Why do
+// LLMs attend to the first token?"): the same windows scanned once starting with BOS and once without it.
+//
+// The windows are given either starting with `bos` in every row (the tokenizer's prefix: Llama's "<s>") or without it
+// (GPT-2 adds none); the other variant is made from them by removing or prepending that column, so both read the same
+// content tokens c_1..c_n. Per variant and layer: top-1 |x| and its ratio to the median, whether it sits on position 0,
+// attention on position 0 (BOS, or c_1 without it) and Gu et al.'s sink rate there. Perplexity is compared on the
+// targets both variants score: c_2..c_n (with BOS the prediction of c_1 from BOS alone is left out).
+
+
+// ---- massact/analysis/compare_models.hpp -------------------------------------------------------
+// massact/analysis/compare_models.hpp - models side by side on the same data: two (Sun et al. Sec. 6: with an
+// explicit attention bias, the model no longer needs a massive activation for its sink) or more (the sink-free
+// comparison: softmax, softpick, sigmoid and gated attention trained alike).
+
+
+// ---- massact/analysis/scan.hpp -----------------------------------------------------------------
+// massact/analysis/scan.hpp - one pass of massact's own forward over any number of sequences: residual-stream
+// statistics (analysis/residual_stats.hpp), attention-sink metrics (analysis/sink_metrics.hpp) and the
+// massive-activation detector (analysis/detector.hpp), plus perplexity. What is measured and how it is
+// merged and reported lives in analysis/scan_state.hpp, shared with the engine-agnostic probe
+// (analysis/probe.hpp): the hooks below feed a ScanAccumulator one sequence at a time, as an engine does.
+
+
+// ---- massact/analysis/perplexity.hpp -----------------------------------------------------------
+// massact/analysis/perplexity.hpp - token log-probabilities and perplexity.
+//
+// Protocol (docs/formats.md): each row of the batch is one window of T
+// tokens; its T-1 shifted targets are scored; perplexity = exp(mean NLL over
+// all targets of all rows). Log-softmax is taken in double precision.
+
+
+// ---- massact/analysis/logprob.hpp --------------------------------------------------------------
+// massact/analysis/logprob.hpp - log-probabilities of a logits row, in double precision.
+
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace massact::analysis {
+
+/// log-sum-exp of a logits row, in double.
+inline double logsumexp(const float* logits, Index V) {
+    float m = logits[0];
+    for (Index j = 1; j < V; ++j) m = std::max(m, logits[j]);
+    double s = 0.0;
+    for (Index j = 0; j < V; ++j) s += std::exp(static_cast<double>(logits[j]) - m);
+    return m + std::log(s);
+}
+
+/// log p(target | logits row), computed in double: logit - logsumexp.
+inline double log_prob(const float* logits, Index V, std::int64_t target) {
+    return static_cast<double>(logits[target]) - logsumexp(logits, V);
+}
+
+/// The whole log-softmax of a logits row, in double.
+inline void log_softmax(const float* logits, Index V, std::vector<double>& out) {
+    const double lse = logsumexp(logits, V);
+    out.resize(static_cast<std::size_t>(V));
+    for (Index j = 0; j < V; ++j) out[static_cast<std::size_t>(j)] = static_cast<double>(logits[j]) - lse;
+}
+
+}  // namespace massact::analysis
+
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <vector>
@@ -11451,19 +11613,15 @@ inline PerplexityResult perplexity(const Transformer& model, const TokenBatch& i
     double total = 0.0;
     RunOptions opt = options;
     opt.logits = true;
-    Workspace ws;
-    for (Index b0 = 0; b0 < N; b0 += batch) {
-        const Index nb = std::min(batch, N - b0);
-        const TokenBatch chunk = ids.middleRows(b0, nb);
-        const RowMatrixF& logits = model.run(chunk, ws, hooks, opt);
+    run_batches(model, ids, batch, hooks, opt, nullptr, [&](const RowMatrixF& logits, const TokenBatch& chunk, Index b0) {
         const RowMatrixD lp = token_logprobs(logits, chunk);
-        for (Index b = 0; b < nb; ++b) {
+        for (Index b = 0; b < chunk.rows(); ++b) {
             const double s = -lp.row(b).sum();
             r.seq_nll.push_back(s / static_cast<double>(T - 1));
             total += s;
         }
-        if (progress) progress(b0 + nb, N);
-    }
+        if (progress) progress(b0 + chunk.rows(), N);
+    });
     r.tokens = N * (T - 1);
     r.nll = total / static_cast<double>(r.tokens);
     r.ppl = std::exp(r.nll);
@@ -13744,8 +13902,7 @@ inline std::vector<float> dataset_mean(const Transformer& model, const TokenBatc
     opt.logits = false;
     const auto dot = iv.site.find('.', 7);
     if (iv.site.rfind("blocks.", 0) == 0 && dot != std::string::npos) opt.last_layer = std::stoi(iv.site.substr(7, dot - 7));
-    Workspace ws;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) model.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, opt);
+    run_batches(model, ids, batch, h, opt);
     if (count == 0) throw Error("dataset_mean: the token selection (" + iv.tokens.describe() + ") matched no position");
     std::vector<float> out(sum.size());
     for (std::size_t k = 0; k < sum.size(); ++k) out[k] = static_cast<float>(sum[k] / count);
@@ -13789,6 +13946,13 @@ struct Comparison {
 
 namespace detail {
 
+/// The attention that queries after token k pay to it in one head's [T, T] pattern P (their sum).
+inline double attention_from_later(const float* P, Index T, Index k) {
+    double s = 0;
+    for (Index q = k + 1; q < T; ++q) s += P[q * T + k];
+    return s;
+}
+
 /// Attention-on-token and decomposition accumulators for one run of a batch.
 struct AttentionProbe {
     std::vector<Index> tokens;
@@ -13825,9 +13989,7 @@ struct AttentionProbe {
             if (k + 1 >= T) continue;
             for (Index b = 0; b < N; ++b)
                 for (Index h = 0; h < H; ++h) {
-                    const float* P = a.data + (b * H + h) * T * T;
-                    double s = 0;
-                    for (Index q = k + 1; q < T; ++q) s += P[q * T + k];
+                    const double s = attention_from_later(a.data + (b * H + h) * T * T, T, k);
                     attn[i][static_cast<std::size_t>(l)][static_cast<std::size_t>(h)] += s / double(T - 1 - k);
                 }
             seqs[i][static_cast<std::size_t>(l)] += double(N);
@@ -14003,10 +14165,7 @@ inline InjectionResult inject(const Transformer& model, const TokenBatch& ids, i
                 const Index H = a.shape[1];
                 for (Index s = 0; s < nb; ++s) {
                     double sum = 0;
-                    for (Index hh = 0; hh < H; ++hh) {
-                        const float* P = a.data + (s * H + hh) * T * T;
-                        for (Index q = to + 1; q < T; ++q) sum += P[q * T + to];
-                    }
+                    for (Index hh = 0; hh < H; ++hh) sum += detail::attention_from_later(a.data + (s * H + hh) * T * T, T, to);
                     att[static_cast<std::size_t>(s)][static_cast<std::size_t>(a.layer)] = sum / double(H * (T - 1 - to));
                 }
             });
@@ -14563,8 +14722,7 @@ inline QKProfile qk_profile(const Transformer& model, const TokenBatch& ids, Ind
         for (const char* site : {"blocks.*.attn.hook_rot_q", "blocks.*.attn.hook_rot_k"}) h.add(site, add);
     RunOptions o = run;
     o.logits = false;
-    Workspace ws;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) model.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    run_batches(model, ids, batch, h, o);
     p.tokens = ids.rows() * ids.cols();
     for (int l = 0; l < c.num_layers; ++l) {
         QKLayerProfile& L = p.layers[static_cast<std::size_t>(l)];
@@ -15220,8 +15378,7 @@ inline std::map<std::string, std::vector<float>> activation_absmax(const Transfo
         });
     RunOptions o;
     o.logits = false;
-    Workspace ws;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) m.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    run_batches(m, ids, batch, h, o);
     std::map<std::string, std::vector<float>> out;
     for (const auto& [name, vs] : acc) {
         auto& f = out[name];
@@ -15255,8 +15412,7 @@ inline std::map<std::string, Eigen::MatrixXd> input_hessians(const Transformer& 
         });
     RunOptions o;
     o.logits = false;
-    Workspace ws;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) m.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    run_batches(m, ids, batch, h, o);
     return out;
 }
 
@@ -15296,8 +15452,7 @@ inline std::pair<std::vector<Index>, Index> prefix_outlier_tokens(const Transfor
     });
     RunOptions o;
     o.logits = false;
-    Workspace ws;
-    for (; b0 < N; b0 += batch) m.run(ids.middleRows(b0, std::min(batch, N - b0)), ws, h, o);
+    run_batches(m, ids, batch, h, o, &b0);
     double most = 0.0;
     for (double c : count_per_layer) most = std::max(most, c / double(std::max<Index>(N, 1)));
     const auto outliers = static_cast<Index>(std::ceil(most - 1e-9));
@@ -15931,29 +16086,18 @@ inline double massive_value(const Transformer& model, const TokenBatch& ids, Ind
     RunOptions o;
     o.logits = false;
     o.last_layer = layer;
-    Workspace ws;
-    for (b0 = 0; b0 < ids.rows(); b0 += batch) model.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    run_batches(model, ids, batch, h, o, &b0);
     return n > 0 ? sum / n : 0.0;
 }
 
-inline SuperExpertResult find_super_experts(const Transformer& model, const TokenBatch& ids, const SuperExpertOptions& opt = {}) {
+namespace detail {
+
+/// Every (layer, expert) routed at a carrier token of a massive activation: its routed count, its largest output and
+/// its largest mean contribution |w_e out_e[D]| to a massive dim D (step 2), by contribution.
+inline std::vector<ExpertAtCarriers> experts_at_carriers(const Transformer& model, const TokenBatch& ids,
+                                                         const std::vector<MassiveActivation>& massive,
+                                                         const std::vector<CarrierPositions>& carriers, Index batch) {
     const ModelConfig& c = model.config();
-    if (!c.moe()) throw Error("super experts: " + c.model_type + " has no mixture-of-experts layers");
-    const Index batch = std::max<Index>(1, opt.scan.batch), k = c.experts_per_token;
-    SuperExpertResult r;
-    const ScanResult s = scan(model, ids, opt.scan);
-    r.massive = s.massive;
-    if (r.massive.empty()) {
-        r.note = "no massive activation to trace: " + s.detector_note;
-        return r;
-    }
-    // The carrier tokens of every massive activation in every sequence, found once.
-    std::vector<CarrierPositions> carriers;
-    for (const auto& m : r.massive) {
-        carriers.emplace_back();
-        for (Index b = 0; b < ids.rows(); ++b) carriers.back().push_back(detail::carrier_positions(m, ids, b, opt.scan.delimiters));
-    }
-    // Per (layer, expert): contributions at the carriers of every massive dim.
     struct Acc {
         std::map<Index, double> contrib, massive, count;  // by dim
         double max_output = 0;
@@ -15963,39 +16107,42 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
     Hooks h;
     Index b0 = 0;
     std::vector<std::vector<float>> weights(static_cast<std::size_t>(c.num_layers)), outputs(weights.size());
+    // At the carriers of massive activation i in the batch's rows, every routed expert's share of layer l's output.
+    auto add = [&](int l, const Activation& a, std::size_t i) {
+        const Index N = a.shape[0], T = a.shape[1], d = a.shape[2], E = c.num_experts, k = c.experts_per_token;
+        const auto& W = weights[static_cast<std::size_t>(l)];
+        const auto& O = outputs[static_cast<std::size_t>(l)];
+        const Index dim = massive[i].dim;
+        for (Index b = 0; b < N; ++b)
+            for (Index t : carriers[i][static_cast<std::size_t>(b0 + b)]) {
+                const Index row = b * T + t;
+                Index slot = 0;
+                for (Index e = 0; e < E; ++e) {
+                    const float w = W[static_cast<std::size_t>(row * E + e)];
+                    if (w == 0.0f) continue;
+                    const float* out = O.data() + (row * k + slot++) * d;
+                    Acc& x = acc[{l, e}];
+                    x.routed += 1;
+                    for (Index j = 0; j < d; ++j) x.max_output = std::max(x.max_output, std::abs(double(out[j])));
+                    x.contrib[dim] += std::abs(double(w) * out[dim]);
+                    x.massive[dim] += std::abs(double(a.data[row * d + dim]));
+                    x.count[dim] += 1;
+                }
+            }
+    };
     for (int l = 0; l < c.num_layers; ++l) {
         if (!c.layer_moe(l)) continue;  // (a dense layer of an MoE model: DeepSeek's first_k_dense_replace)
-        h.add(block_site_name(l, BlockSite::MlpExpertWeights), [&, l](Activation& a) { weights[static_cast<std::size_t>(l)].assign(a.data, a.data + a.numel()); });
-        h.add(block_site_name(l, BlockSite::MlpExpertOut), [&, l](Activation& a) { outputs[static_cast<std::size_t>(l)].assign(a.data, a.data + a.numel()); });
+        const auto L = static_cast<std::size_t>(l);
+        h.add(block_site_name(l, BlockSite::MlpExpertWeights), [&, L](Activation& a) { weights[L].assign(a.data, a.data + a.numel()); });
+        h.add(block_site_name(l, BlockSite::MlpExpertOut), [&, L](Activation& a) { outputs[L].assign(a.data, a.data + a.numel()); });
         h.add(block_site_name(l, BlockSite::ResidPost), [&, l](Activation& a) {
-            const Index N = a.shape[0], T = a.shape[1], d = a.shape[2], E = c.num_experts;
-            const auto& W = weights[static_cast<std::size_t>(l)];
-            const auto& O = outputs[static_cast<std::size_t>(l)];
-            for (std::size_t i = 0; i < r.massive.size(); ++i)
-                for (Index b = 0; b < N; ++b)
-                    for (Index t : carriers[i][static_cast<std::size_t>(b0 + b)]) {
-                        const MassiveActivation& m = r.massive[i];
-                        const Index row = b * T + t;
-                        Index slot = 0;
-                        for (Index e = 0; e < E; ++e) {
-                            const float w = W[static_cast<std::size_t>(row * E + e)];
-                            if (w == 0.0f) continue;
-                            const float* out = O.data() + (row * k + slot++) * d;
-                            Acc& x = acc[{l, e}];
-                            x.routed += 1;
-                            for (Index j = 0; j < d; ++j) x.max_output = std::max(x.max_output, std::abs(double(out[j])));
-                            x.contrib[m.dim] += std::abs(double(w) * out[m.dim]);
-                            x.massive[m.dim] += std::abs(double(a.data[row * d + m.dim]));
-                            x.count[m.dim] += 1;
-                        }
-                    }
+            for (std::size_t i = 0; i < massive.size(); ++i) add(l, a, i);
         });
     }
     RunOptions o;
     o.logits = false;
-    Workspace ws;
-    for (b0 = 0; b0 < ids.rows(); b0 += batch) model.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
-
+    run_batches(model, ids, batch, h, o, &b0);
+    std::vector<ExpertAtCarriers> out;
     for (const auto& [key, x] : acc) {
         ExpertAtCarriers e;
         e.layer = key.first;
@@ -16010,9 +16157,43 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
                 e.massive = x.massive.at(dim) / n;
             }
         }
-        r.experts.push_back(e);
+        out.push_back(e);
     }
-    std::sort(r.experts.begin(), r.experts.end(), [](const auto& a, const auto& b) { return a.contribution > b.contribution; });
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.contribution > b.contribution; });
+    return out;
+}
+
+/// Mean over layers and heads of the attention on token 0 (a Comparison's attn_original / attn_intervened).
+inline double mean_first_token_attention(const std::vector<std::vector<std::vector<double>>>& a) {
+    double s = 0, n = 0;
+    for (const auto& layer : a.at(0))
+        for (double v : layer) {
+            s += v;
+            n += 1;
+        }
+    return n > 0 ? s / n : 0.0;
+}
+
+}  // namespace detail
+
+inline SuperExpertResult find_super_experts(const Transformer& model, const TokenBatch& ids, const SuperExpertOptions& opt = {}) {
+    const ModelConfig& c = model.config();
+    if (!c.moe()) throw Error("super experts: " + c.model_type + " has no mixture-of-experts layers");
+    const Index batch = std::max<Index>(1, opt.scan.batch);
+    SuperExpertResult r;
+    const ScanResult s = scan(model, ids, opt.scan);
+    r.massive = s.massive;
+    if (r.massive.empty()) {
+        r.note = "no massive activation to trace: " + s.detector_note;
+        return r;
+    }
+    // The carrier tokens of every massive activation in every sequence, found once.
+    std::vector<CarrierPositions> carriers;
+    for (const auto& m : r.massive) {
+        carriers.emplace_back();
+        for (Index b = 0; b < ids.rows(); ++b) carriers.back().push_back(detail::carrier_positions(m, ids, b, opt.scan.delimiters));
+    }
+    r.experts = detail::experts_at_carriers(model, ids, r.massive, carriers, batch);
     // Candidates, each verified by routing around it.
     std::map<int, std::vector<Index>> pruned;
     std::map<std::pair<std::size_t, int>, double> unchanged;
@@ -16044,17 +16225,8 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
     const Comparison cmp = compare(model, ids, detail::route_around(pruned), co);
     r.ppl_original = cmp.ppl_original;
     r.ppl_pruned = cmp.ppl_intervened;
-    auto mean_all = [](const std::vector<std::vector<std::vector<double>>>& a) {
-        double s = 0, n = 0;
-        for (const auto& layer : a.at(0))
-            for (double v : layer) {
-                s += v;
-                n += 1;
-            }
-        return n > 0 ? s / n : 0.0;
-    };
-    r.attention_first_original = mean_all(cmp.attn_original);
-    r.attention_first_pruned = mean_all(cmp.attn_intervened);
+    r.attention_first_original = detail::mean_first_token_attention(cmp.attn_original);
+    r.attention_first_pruned = detail::mean_first_token_attention(cmp.attn_intervened);
     r.note = std::to_string(r.found.size()) + " super expert(s)";
     return r;
 }
@@ -16399,59 +16571,148 @@ inline std::string num(double v) {
     return buf;
 }
 
-}  // namespace detail
-
-/// Steps 1-4 over the images `px` (at least one).
-inline TestTimeRegisters test_time_registers(const Transformer& m, const PixelBatch& px, const TestTimeRegisterOptions& opt = {}) {
-    const ModelConfig& c = m.config();
+/// The options' and the model's refusals.
+inline void check_register_study(const ModelConfig& c, const TestTimeRegisterOptions& opt) {
     if (!c.is_vision()) throw Error("test-time registers: " + c.model_type + " is not a vision model");
-    m.validate(px);
     require_at_least(opt.batch, 1, "test-time registers: batch");
     require_at_least(opt.top_k, 1, "test-time registers: top_k");
     require_at_least(opt.registers, 1, "test-time registers: registers");
     if (opt.registers > kMaxExtraTokens)
         throw Error("test-time registers: " + std::to_string(opt.registers) + " registers (at most " + std::to_string(kMaxExtraTokens) + ")");
     if (!(opt.outlier_ratio > 1.0) || !std::isfinite(opt.outlier_ratio))
-        throw Error("test-time registers: outlier ratio " + detail::num(opt.outlier_ratio) + " (expected a number > 1)");
+        throw Error("test-time registers: outlier ratio " + num(opt.outlier_ratio) + " (expected a number > 1)");
     if (opt.layer < -1 || opt.layer >= c.num_layers)
         throw Error("test-time registers: layer " + std::to_string(opt.layer) + " outside [0, " + std::to_string(c.num_layers) + ")");
     if (c.moe()) throw Error("test-time registers: " + c.model_type + " has experts, not one MLP whose neurons could be moved");
     if (!c.vision.cls)
         throw Error("test-time registers: this " + c.model_type + " model has no CLS token, whose norm and feature the study reports");
-    const Index N = px.n, P = c.vision.patch_size, gh = px.height / P, gw = px.width / P, np = gh * gw, first = 1 + c.vision.registers;
-    const Index T0 = c.vision.tokens(px.height, px.width), d = c.hidden_size, I = c.intermediate_size;
-    const int L = c.num_layers;
-    auto fresh = [&](int l, bool extra) {
-        TokenNorms t;
-        t.layer = l;
-        t.grid_h = gh;
-        t.grid_w = gw;
-        t.patches = RowMatrixD::Zero(N, np);
-        t.cls.assign(static_cast<std::size_t>(N), 0.0);
-        if (extra) t.extra.assign(static_cast<std::size_t>(N), 0.0);
-        return t;
-    };
+}
+
+/// The images' layout: N images of a grid of gh x gw patches after `first` tokens (CLS, registers), T0 tokens each.
+struct RegisterStudy {
+    const Transformer& m;
+    const PixelBatch& px;
+    const TestTimeRegisterOptions& opt;
+    Index N, gh, gw, np, first, T0, d, I;
+
+    RegisterStudy(const Transformer& model, const PixelBatch& pixels, const TestTimeRegisterOptions& o) : m(model), px(pixels), opt(o) {
+        const ModelConfig& c = m.config();
+        const Index P = c.vision.patch_size;
+        N = px.n, gh = px.height / P, gw = px.width / P, np = gh * gw, first = 1 + c.vision.registers;
+        T0 = c.vision.tokens(px.height, px.width), d = c.hidden_size, I = c.intermediate_size;
+    }
+
+    /// Empty per-layer norms (with the extra tokens' mean when `extra`).
+    std::vector<TokenNorms> fresh(bool extra) const {
+        std::vector<TokenNorms> out;
+        for (int l = 0; l < m.config().num_layers; ++l) {
+            TokenNorms t;
+            t.layer = l;
+            t.grid_h = gh;
+            t.grid_w = gw;
+            t.patches = RowMatrixD::Zero(N, np);
+            t.cls.assign(static_cast<std::size_t>(N), 0.0);
+            if (extra) t.extra.assign(static_cast<std::size_t>(N), 0.0);
+            out.push_back(std::move(t));
+        }
+        return out;
+    }
+
+    /// Step 1: token norms after every block, the pooled and CLS features of the unmodified run.
+    std::vector<TokenNorms> original(RowMatrixF& pooled, RowMatrixF& cls) const {
+        std::vector<TokenNorms> norms = fresh(false);
+        pooled.resize(N, d), cls.resize(N, d);
+        run_image_batches(
+            m, px, opt.batch, {}, [&](Index b0) { return norm_hooks(norms, b0, first, np); },
+            [&](const Workspace& w, Index b0, Index n) {
+                for (Index b = 0; b < n; ++b) {
+                    pooled.row(b0 + b) = w.pooled.row(b);
+                    cls.row(b0 + b) = w.hidden.row(b * T0);
+                }
+            });
+        return norms;
+    }
+
+    /// Step 2: every neuron of blocks 0..layer ranked by its mean activation on the outlier patches against the others.
+    std::vector<RegisterNeuron> rank_neurons(int layer, const std::vector<char>& outlier, Index outliers) const {
+        const std::size_t cells = static_cast<std::size_t>((layer + 1) * I);
+        std::vector<double> on(cells, 0.0), off(cells, 0.0);
+        RunOptions upto;  // (the blocks after the detection layer cannot make its outliers: not run)
+        upto.last_layer = layer;
+        upto.logits = false;
+        run_image_batches(
+            m, px, opt.batch, upto,
+            [&](Index b0) {
+                Hooks h;
+                h.add("*mlp.hook_post", [&, b0](Activation& a) {
+                    const Index n = a.shape[0], T = a.shape[1];
+                    for (Index b = 0; b < n; ++b)
+                        for (Index p = 0; p < np; ++p) {
+                            auto& acc = outlier[static_cast<std::size_t>((b0 + b) * np + p)] ? on : off;
+                            const float* row = a.data + (b * T + first + p) * I;
+                            double* dst = acc.data() + static_cast<std::size_t>(a.layer) * static_cast<std::size_t>(I);
+                            for (Index j = 0; j < I; ++j) dst[j] += row[j];
+                        }
+                });
+                return h;
+            },
+            [](const Workspace&, Index, Index) {});
+        const double n_on = double(outliers), n_off = double(N * np - outliers);
+        std::vector<RegisterNeuron> all;
+        for (int l = 0; l <= layer; ++l)
+            for (Index j = 0; j < I; ++j) {
+                const std::size_t k = static_cast<std::size_t>(l) * static_cast<std::size_t>(I) + static_cast<std::size_t>(j);
+                all.push_back({l, j, on[k] / n_on, off[k] / n_off});
+            }
+        std::stable_sort(all.begin(), all.end(),
+                         [](const RegisterNeuron& a, const RegisterNeuron& b) { return a.concentration() > b.concentration(); });
+        return all;
+    }
+
+    /// Steps 3-4: the run with the chosen neurons moved into test-time registers; its norms, and r's cosines to the original.
+    std::vector<TokenNorms> with_registers(TestTimeRegisters& r, const RowMatrixF& pooled0, const RowMatrixF& cls0) const {
+        RunOptions with;
+        with.extra_tokens = opt.registers;
+        std::vector<TokenNorms> moved = fresh(true);
+        const Hooks shift = test_time_register_hooks(r.neurons, T0, opt.registers);
+        r.pooled_cosine = r.cls_cosine = 0;
+        run_image_batches(
+            m, px, opt.batch, with,
+            [&](Index b0) {
+                Hooks h = shift;
+                h.extend(norm_hooks(moved, b0, first, np));
+                return h;
+            },
+            [&](const Workspace& w, Index b0, Index n) {
+                const Index T = T0 + opt.registers;
+                double ratio = 0;
+                for (Index b = 0; b < n; ++b) {
+                    r.pooled_cosine += cosine(pooled0.row(b0 + b).data(), w.pooled.row(b).data(), d, ratio) / double(N);
+                    r.cls_cosine += cosine(cls0.row(b0 + b).data(), w.hidden.row(b * T).data(), d, ratio) / double(N);
+                }
+            });
+        return moved;
+    }
+};
+
+}  // namespace detail
+
+/// Steps 1-4 over the images `px` (at least one).
+inline TestTimeRegisters test_time_registers(const Transformer& m, const PixelBatch& px, const TestTimeRegisterOptions& opt = {}) {
+    detail::check_register_study(m.config(), opt);
+    m.validate(px);
+    const detail::RegisterStudy study(m, px, opt);
+    const Index N = study.N, np = study.np;
     TestTimeRegisters r;
     r.outlier_ratio = opt.outlier_ratio;
     r.registers = opt.registers;
     r.patches = N * np;
-    // 1. the original run: token norms after every block, the pooled and CLS features
-    std::vector<TokenNorms> orig;
-    for (int l = 0; l < L; ++l) orig.push_back(fresh(l, false));
-    RowMatrixF pooled0(N, d), cls0(N, d);
-    detail::run_image_batches(
-        m, px, opt.batch, {}, [&](Index b0) { return detail::norm_hooks(orig, b0, first, np); },
-        [&](const Workspace& w, Index b0, Index n) {
-            for (Index b = 0; b < n; ++b) {
-                pooled0.row(b0 + b) = w.pooled.row(b);
-                cls0.row(b0 + b) = w.hidden.row(b * T0);
-            }
-        });
+    RowMatrixF pooled0, cls0;
+    const std::vector<TokenNorms> orig = study.original(pooled0, cls0);
     for (const auto& t : orig) r.max_ratio_per_layer.push_back(t.max_ratio());
     r.layer = opt.layer;
-    if (r.layer < 0)
-        for (int l = 0; l < L && r.layer < 0; ++l)
-            if (r.max_ratio_per_layer[static_cast<std::size_t>(l)] >= opt.outlier_ratio) r.layer = l;
+    for (int l = 0; l < m.config().num_layers && r.layer < 0; ++l)
+        if (r.max_ratio_per_layer[static_cast<std::size_t>(l)] >= opt.outlier_ratio) r.layer = l;
     if (r.layer < 0) {
         r.note = "no high-norm patches: no block's largest patch norm reaches " + detail::num(opt.outlier_ratio) +
                  "x its image's median (the largest ratio is " +
@@ -16473,62 +16734,11 @@ inline TestTimeRegisters test_time_registers(const Transformer& m, const PixelBa
         r.layer = -1;
         return r;
     }
-    // 2. every neuron of blocks 0..layer: mean activation on the outliers and on the other patches
-    const std::size_t cells = static_cast<std::size_t>((r.layer + 1) * I);
-    std::vector<double> on(cells, 0.0), off(cells, 0.0);
-    RunOptions upto;  // (the blocks after the detection layer cannot make its outliers: not run)
-    upto.last_layer = r.layer;
-    upto.logits = false;
-    detail::run_image_batches(
-        m, px, opt.batch, upto,
-        [&](Index b0) {
-            Hooks h;
-            h.add("*mlp.hook_post", [&, b0](Activation& a) {
-                const Index n = a.shape[0], T = a.shape[1];
-                for (Index b = 0; b < n; ++b)
-                    for (Index p = 0; p < np; ++p) {
-                        auto& acc = outlier[static_cast<std::size_t>((b0 + b) * np + p)] ? on : off;
-                        const float* row = a.data + (b * T + first + p) * I;
-                        double* dst = acc.data() + static_cast<std::size_t>(a.layer) * static_cast<std::size_t>(I);
-                        for (Index j = 0; j < I; ++j) dst[j] += row[j];
-                    }
-            });
-            return h;
-        },
-        [](const Workspace&, Index, Index) {});
-    const double n_on = double(r.outliers), n_off = double(N * np - r.outliers);
-    std::vector<RegisterNeuron> all;
-    for (int l = 0; l <= r.layer; ++l)
-        for (Index j = 0; j < I; ++j) {
-            const std::size_t k = static_cast<std::size_t>(l) * static_cast<std::size_t>(I) + static_cast<std::size_t>(j);
-            all.push_back({l, j, on[k] / n_on, off[k] / n_off});
-        }
-    std::stable_sort(all.begin(), all.end(), [](const RegisterNeuron& a, const RegisterNeuron& b) { return a.concentration() > b.concentration(); });
+    const std::vector<RegisterNeuron> all = study.rank_neurons(r.layer, outlier, r.outliers);
     const Index total = static_cast<Index>(all.size()), k = std::min(opt.top_k, total);
     r.ranked.assign(all.begin(), all.begin() + std::min(total, std::max<Index>(20, 4 * k)));
     r.neurons.assign(all.begin(), all.begin() + k);
-    // 3-4. the run with the test-time registers
-    RunOptions with;
-    with.extra_tokens = opt.registers;
-    std::vector<TokenNorms> moved;
-    for (int l = 0; l < L; ++l) moved.push_back(fresh(l, true));
-    const Hooks shift = test_time_register_hooks(r.neurons, T0, opt.registers);
-    r.pooled_cosine = r.cls_cosine = 0;
-    detail::run_image_batches(
-        m, px, opt.batch, with,
-        [&](Index b0) {
-            Hooks h = shift;
-            h.extend(detail::norm_hooks(moved, b0, first, np));
-            return h;
-        },
-        [&](const Workspace& w, Index b0, Index n) {
-            const Index T = T0 + opt.registers;
-            double ratio = 0;
-            for (Index b = 0; b < n; ++b) {
-                r.pooled_cosine += detail::cosine(pooled0.row(b0 + b).data(), w.pooled.row(b).data(), d, ratio) / double(N);
-                r.cls_cosine += detail::cosine(cls0.row(b0 + b).data(), w.hidden.row(b * T).data(), d, ratio) / double(N);
-            }
-        });
+    const std::vector<TokenNorms> moved = study.with_registers(r, pooled0, cls0);
     r.after = moved[static_cast<std::size_t>(r.layer)];
     r.after_last = moved.back();
     r.outliers_after = r.after.outliers(opt.outlier_ratio);
@@ -16965,25 +17175,33 @@ inline std::string describe_rope(const RopeSpec& r, int head_dim) {
     return s;
 }
 
-/// "key value" lines: norms, attention, MLP, positions, and what the layers differ in.
-inline std::vector<std::pair<std::string, std::string>> describe_blocks(const ModelConfig& c) {
-    std::vector<std::pair<std::string, std::string>> out;
-    auto add = [&](const std::string& k, const std::string& v) { out.emplace_back(k, v); };
-    auto fmt = [](const char* f, auto... a) {
-        char buf[256];
-        std::snprintf(buf, sizeof buf, f, a...);
-        return std::string(buf);
-    };
-    add("block", !c.has_mlp ? std::string("h = x + mixer(norm(x)), no MLP") : c.parallel ? "parallel: x + attn(ln1 x) + mlp(" + std::string(c.pre_mlp_norm ? "ln2" : "ln1") + " x)"
-                            : "sequential: h = x + attn(x); out = h + mlp(h)");
+namespace describe_detail {
+
+using Lines = std::vector<std::pair<std::string, std::string>>;
+
+template <typename... Args>
+std::string fmt(const char* f, Args... a) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, f, a...);
+    return buf;
+}
+
+/// The block's shape and where its norms sit.
+inline void block_and_norms(const ModelConfig& c, Lines& out) {
+    out.emplace_back("block", !c.has_mlp   ? std::string("h = x + mixer(norm(x)), no MLP")
+                              : c.parallel ? "parallel: x + attn(ln1 x) + mlp(" + std::string(c.pre_mlp_norm ? "ln2" : "ln1") + " x)"
+                                           : "sequential: h = x + attn(x); out = h + mlp(h)");
     std::string places;
     if (c.pre_attn_norm) places += "pre-attention ";
     if (c.post_attn_norm) places += "post-attention ";
     if (c.pre_mlp_norm) places += "pre-MLP ";
     if (c.post_mlp_norm) places += "post-MLP ";
-    add("norms", describe_norm(c.norm) + "; " + places + "final");
-    std::string att = fmt("%d query heads, %d key/value heads, head_dim %d, scale %.6g", c.num_heads, c.num_kv_heads,
-                          c.head_dim, c.attn_scale);
+    out.emplace_back("norms", describe_norm(c.norm) + "; " + places + "final");
+}
+
+/// Softmax attention: heads, weights, fused projections, biases, gate.
+inline std::string attention(const ModelConfig& c) {
+    std::string att = fmt("%d query heads, %d key/value heads, head_dim %d, scale %.6g", c.num_heads, c.num_kv_heads, c.head_dim, c.attn_scale);
     if (c.attention_fn == kernels::AttentionFn::Softpick) att += ", softpick weights (rows need not sum to 1)";
     if (c.attention_fn == kernels::AttentionFn::Sigmoid) att += fmt(", sigmoid weights sigmoid(s + b) with b = %.6g, unnormalised", c.attention_sigmoid_bias);
     if (c.attn_softcap > 0) att += fmt(", logit soft-cap %g", c.attn_softcap);
@@ -16995,110 +17213,155 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     att += fmt("; biases qkv %s, output %s", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no");
     if (c.attn_sub_norm) att += "; a norm before o_proj";
     if (c.attn_output_gate) att += "; output gated by sigmoid(g) per head and dim (g from q_proj)";
-    if (c.has_attention()) add("attention", att);
+    return att;
+}
+
+/// The token mixers besides plain attention (Mamba-2, latent attention, Gated DeltaNet) and attention's extras.
+inline void mixers(const ModelConfig& c, Lines& out) {
+    if (c.has_attention()) out.emplace_back("attention", attention(c));
     if (c.layers.size() && c.layers.front().mixer == Mixer::Mamba2) {
         const MambaSpec& m = c.mamba;
-        add("state space", fmt("Mamba-2: %d heads of %d, %d group(s) of B/C, state %d, a causal convolution of %d taps with SiLU%s, ", m.heads,
-                               m.head_dim, m.groups, m.state, m.conv_kernel, m.conv_bias ? " (bias)" : "") +
-                               fmt("dt = softplus(. + dt_bias) in [%g, ", m.dt_min) + (m.dt_max > 0 ? fmt("%g]", m.dt_max) : std::string("inf)")) +
-                               ", decay exp(-dt exp(A_log)), skip D, output RMSNorm of y * silu(z)");
+        out.emplace_back("state space", fmt("Mamba-2: %d heads of %d, %d group(s) of B/C, state %d, a causal convolution of %d taps with SiLU%s, ",
+                                            m.heads, m.head_dim, m.groups, m.state, m.conv_kernel, m.conv_bias ? " (bias)" : "") +
+                                            fmt("dt = softplus(. + dt_bias) in [%g, ", m.dt_min) +
+                                            (m.dt_max > 0 ? fmt("%g]", m.dt_max) : std::string("inf)")) +
+                                            ", decay exp(-dt exp(A_log)), skip D, output RMSNorm of y * silu(z)");
     }
     if (c.has_mla()) {
         const MlaSpec& m = c.mla;
-        add("latent attention", (m.q_lora_rank > 0 ? fmt("q from a rank-%d projection (normalised); ", m.q_lora_rank) : std::string()) +
-                                    fmt("k/v from a latent of %d (normalised) per token, per head %d + %d rotary q/k features (the "
-                                        "rotary key shared by the heads), %d value features",
-                                        m.kv_lora_rank, m.qk_nope, m.qk_rope, m.v_head_dim));
+        out.emplace_back("latent attention",
+                         (m.q_lora_rank > 0 ? fmt("q from a rank-%d projection (normalised); ", m.q_lora_rank) : std::string()) +
+                             fmt("k/v from a latent of %d (normalised) per token, per head %d + %d rotary q/k features (the "
+                                 "rotary key shared by the heads), %d value features",
+                                 m.kv_lora_rank, m.qk_nope, m.qk_rope, m.v_head_dim));
     }
     if (c.has_deltanet()) {
         const DeltaNetSpec& d = c.deltanet;
-        add("linear attention", fmt("Gated DeltaNet: %d key heads of %d, %d value heads of %d, a causal convolution of %d taps with SiLU, ",
-                                    d.k_heads, d.k_dim, d.v_heads, d.v_dim, d.conv_kernel) +
-                                    fmt("L2-normalised q/k, a state [%d x %d] per value head with a learned decay and beta, output RMSNorm "
-                                        "gated by silu(z)", d.k_dim, d.v_dim) +
-                                    (d.grouped ? "; projections fused per key head (in_proj_qkvz, in_proj_ba)" : ""));
+        out.emplace_back("linear attention",
+                         fmt("Gated DeltaNet: %d key heads of %d, %d value heads of %d, a causal convolution of %d taps with SiLU, ", d.k_heads,
+                             d.k_dim, d.v_heads, d.v_dim, d.conv_kernel) +
+                             fmt("L2-normalised q/k, a state [%d x %d] per value head with a learned decay and beta, output RMSNorm "
+                                 "gated by silu(z)",
+                                 d.k_dim, d.v_dim) +
+                             (d.grouped ? "; projections fused per key head (in_proj_qkvz, in_proj_ba)" : ""));
     }
     if (c.qk_norm != QKNorm::None)
-        add("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection") +
-                             (c.qk_norm_after_rope ? ", after RoPE" : "") + (c.qk_norm_nope_layers ? "" : ", RoPE layers only"));
+        out.emplace_back("q/k norms", describe_norm(c.qk_norm_spec) + (c.qk_norm == QKNorm::PerHead ? ", per head" : ", over the whole projection") +
+                                          (c.qk_norm_after_rope ? ", after RoPE" : "") + (c.qk_norm_nope_layers ? "" : ", RoPE layers only"));
     if (c.attn_temperature_scale > 0)
-        add("temperature", fmt("NoPE layers: q x (1 + %g ln(1 + floor((pos + 1) / %g)))", c.attn_temperature_scale, c.attn_temperature_floor));
-    std::string mlp = !c.has_mlp ? std::string("none") : c.swiglu_limit > 0         ? fmt("gated: down((clamp(up, +-%g) + 1) * g sigmoid(%g g)), g = min(gate, %g)",
-                                                   c.swiglu_limit, c.swiglu_alpha, c.swiglu_limit)
-                      : c.mlp == MlpKind::Gated ? fmt("gated: down(%s(gate) * up)", activation_name(c.act))
-                                                : fmt("down(%s(up))", activation_name(c.act));
-    if (c.has_mlp) mlp += fmt(", width %d", c.intermediate_size);
-    if (c.names.block.gate_up.size()) mlp += ", fused gate_up";
-    if (c.mlp_bias) mlp += ", biases";
-    if (c.moe()) {
-        mlp += fmt("; mixture of %d experts, top %d by %s%s%s", c.num_experts, c.experts_per_token,
-                   c.router_score == RouterScore::Sigmoid ? "sigmoid" : "softmax", c.norm_topk ? " (renormalised)" : "",
-                   c.router_bias ? ", router bias" : "");
-        if (!c.names.block.router_score_bias.empty()) mlp += ", a bias on the scores for the choice";
-        if (c.router_groups > 0)
-            mlp += fmt(", within the best %d of %d groups (by their %s)", c.router_topk_groups, c.router_groups,
-                       c.group_score == GroupScore::Max ? "best expert" : "two best");
-        if (c.routed_scale != 1.0) mlp += fmt(", weights x %g", c.routed_scale);
-        if (c.routing_on_input) mlp += ", the weight multiplying the expert's input";
-        if (c.dense_intermediate_size > 0) mlp += fmt("; dense layers of width %d", c.dense_intermediate_size);
-    }
+        out.emplace_back("temperature",
+                         fmt("NoPE layers: q x (1 + %g ln(1 + floor((pos + 1) / %g)))", c.attn_temperature_scale, c.attn_temperature_floor));
+}
+
+/// The router of a mixture of experts.
+inline std::string router(const ModelConfig& c) {
+    std::string r = fmt("; mixture of %d experts, top %d by %s%s%s", c.num_experts, c.experts_per_token,
+                        c.router_score == RouterScore::Sigmoid ? "sigmoid" : "softmax", c.norm_topk ? " (renormalised)" : "",
+                        c.router_bias ? ", router bias" : "");
+    if (!c.names.block.router_score_bias.empty()) r += ", a bias on the scores for the choice";
+    if (c.router_groups > 0)
+        r += fmt(", within the best %d of %d groups (by their %s)", c.router_topk_groups, c.router_groups,
+                 c.group_score == GroupScore::Max ? "best expert" : "two best");
+    if (c.routed_scale != 1.0) r += fmt(", weights x %g", c.routed_scale);
+    if (c.routing_on_input) r += ", the weight multiplying the expert's input";
+    if (c.dense_intermediate_size > 0) r += fmt("; dense layers of width %d", c.dense_intermediate_size);
+    return r;
+}
+
+inline std::string mlp(const ModelConfig& c) {
+    std::string m = !c.has_mlp              ? std::string("none")
+                    : c.swiglu_limit > 0    ? fmt("gated: down((clamp(up, +-%g) + 1) * g sigmoid(%g g)), g = min(gate, %g)", c.swiglu_limit,
+                                                  c.swiglu_alpha, c.swiglu_limit)
+                    : c.mlp == MlpKind::Gated ? fmt("gated: down(%s(gate) * up)", activation_name(c.act))
+                                              : fmt("down(%s(up))", activation_name(c.act));
+    if (c.has_mlp) m += fmt(", width %d", c.intermediate_size);
+    if (c.names.block.gate_up.size()) m += ", fused gate_up";
+    if (c.mlp_bias) m += ", biases";
+    if (c.moe()) m += router(c);
     if (c.shared_expert_size > 0)
-        mlp += fmt("; a shared expert of width %d%s", c.shared_expert_size, c.shared_expert_gated ? " behind a sigmoid gate" : "");
-    if (c.mlp_sub_norm) mlp += "; a norm before down_proj";
-    add("MLP", mlp);
+        m += fmt("; a shared expert of width %d%s", c.shared_expert_size, c.shared_expert_gated ? " behind a sigmoid gate" : "");
+    if (c.mlp_sub_norm) m += "; a norm before down_proj";
+    return m;
+}
+
+/// A vision model's input, tokens, positions and pooled output.
+inline void vision(const ModelConfig& c, Lines& out) {
+    const auto& v = c.vision;
+    const int g = v.image_size / v.patch_size;
+    out.emplace_back("input", fmt("%d x %d pixels, %d channels, %d x %d patches of %d x %d", v.image_size, v.image_size, v.channels, g, g,
+                                  v.patch_size, v.patch_size));
+    out.emplace_back("tokens", fmt("%s%d registers, %d patches; bidirectional attention", v.cls ? "CLS, " : "no CLS, ", v.registers, g * g));
+    if (v.rope_2d)
+        out.emplace_back("positions", fmt("2-D RoPE of the patch centres in [-1, 1] (theta %g), CLS and registers unrotated", c.rope[0].theta));
+    else
+        out.emplace_back("positions", std::string("learned table over ") + (v.cls ? "CLS and " : "") + "the patch grid (bicubic for other grids)");
+    out.emplace_back("pooled", v.map_head       ? "attention-pooling head: a probe attends over ln_final's tokens, then a + MLP(LayerNorm(a))"
+                               : v.pooler_dense ? "tanh(dense(ln_final CLS))"
+                                                : "ln_final CLS");
+}
+
+/// Positions (learned, ALiBi, RoPE, none) and the embedding's and logits' scalings.
+inline void positions_and_ends(const ModelConfig& c, Lines& out) {
     if (c.positions == PositionKind::Learned)
-        add("positions", fmt("learned, %d", c.max_positions) + (c.pos_offset ? fmt(" (rows offset by %d)", c.pos_offset) : std::string()));
-    if (c.positions == PositionKind::Alibi) add("positions", fmt("ALiBi, slopes 2^(-%g k / n)", c.alibi_max_bias));
-    if (c.positions == PositionKind::None) add("positions", "none (the order is in the recurrence)");
-    if (c.is_vision()) {
-        const auto& v = c.vision;
-        const int g = v.image_size / v.patch_size;
-        add("input", fmt("%d x %d pixels, %d channels, %d x %d patches of %d x %d", v.image_size, v.image_size, v.channels, g, g,
-                         v.patch_size, v.patch_size));
-        add("tokens", fmt("%s%d registers, %d patches; bidirectional attention", v.cls ? "CLS, " : "no CLS, ", v.registers, g * g));
-        if (v.rope_2d) add("positions", fmt("2-D RoPE of the patch centres in [-1, 1] (theta %g), CLS and registers unrotated", c.rope[0].theta));
-        else add("positions", std::string("learned table over ") + (v.cls ? "CLS and " : "") + "the patch grid (bicubic for other grids)");
-        add("pooled", v.map_head       ? "attention-pooling head: a probe attends over ln_final's tokens, then a + MLP(LayerNorm(a))"
-                      : v.pooler_dense ? "tanh(dense(ln_final CLS))"
-                                       : "ln_final CLS");
-    }
+        out.emplace_back("positions", fmt("learned, %d", c.max_positions) + (c.pos_offset ? fmt(" (rows offset by %d)", c.pos_offset) : std::string()));
+    if (c.positions == PositionKind::Alibi) out.emplace_back("positions", fmt("ALiBi, slopes 2^(-%g k / n)", c.alibi_max_bias));
+    if (c.positions == PositionKind::None) out.emplace_back("positions", "none (the order is in the recurrence)");
+    if (c.is_vision()) vision(c, out);
     for (std::size_t i = 0; i < c.rope.size() && !c.vision.rope_2d; ++i)
-        add(c.rope.size() == 1 ? "positions" : (i == 0 ? "positions (full)" : "positions (sliding)"), describe_rope(c.rope[i], c.head_dim));
-    if (c.has_rope() && c.rope_pairs == RopePairs::Interleaved) add("rotary pairs", "interleaved (2j, 2j + 1)");
-    if (c.embed_norm) add("embedding norm", describe_norm(c.norm));
-    if (c.lm_head_bias) add("LM head", "with bias");
-    if (c.embed_scale != 1.0) add("embedding", fmt("scaled by %.6g", c.embed_scale));
-    if (c.logit_scale != 1.0) add("logit scale", fmt("logits multiplied by %.6g", c.logit_scale));
-    if (c.final_softcap > 0) add("logits", fmt("soft-capped at %g", c.final_softcap));
-    if (c.residual_scale != 1.0) add("residual scale", fmt("attention and MLP outputs multiplied by %.6g", c.residual_scale));
-    add("tied embedding", c.tie_embeddings ? "yes" : "no");
-    const char* sink = c.sink == SinkKind::KVBias ? "explicit key/value bias" : c.sink == SinkKind::Logit ? "learned sink logit" : "none";
-    add("attention sink", sink);
-    // Layers: group equal (window, rope, NoPE) runs.
-    auto kind = [&](const LayerSpec& s) {
-        std::string k = s.mixer == Mixer::GatedDeltaNet ? std::string("Gated DeltaNet (linear attention, no KV rows)")
-                        : s.mixer == Mixer::Mamba2      ? std::string("Mamba-2 (state space, no attention)")
-                        : s.window  ? fmt("sliding window %d", s.window)
-                        : s.chunk ? fmt("chunked attention, chunks of %d", s.chunk)
-                                  : std::string(c.causal ? "full causal attention" : "bidirectional attention");
-        if (c.has_rope() && s.nope) k += ", no RoPE (NoPE)";
-        if (c.moe()) k += s.dense_mlp ? ", dense MLP" : ", experts";
-        return k;
-    };
+        out.emplace_back(c.rope.size() == 1 ? "positions" : (i == 0 ? "positions (full)" : "positions (sliding)"), describe_rope(c.rope[i], c.head_dim));
+    if (c.has_rope() && c.rope_pairs == RopePairs::Interleaved) out.emplace_back("rotary pairs", "interleaved (2j, 2j + 1)");
+    if (c.embed_norm) out.emplace_back("embedding norm", describe_norm(c.norm));
+    if (c.lm_head_bias) out.emplace_back("LM head", "with bias");
+    if (c.embed_scale != 1.0) out.emplace_back("embedding", fmt("scaled by %.6g", c.embed_scale));
+    if (c.logit_scale != 1.0) out.emplace_back("logit scale", fmt("logits multiplied by %.6g", c.logit_scale));
+    if (c.final_softcap > 0) out.emplace_back("logits", fmt("soft-capped at %g", c.final_softcap));
+    if (c.residual_scale != 1.0) out.emplace_back("residual scale", fmt("attention and MLP outputs multiplied by %.6g", c.residual_scale));
+    out.emplace_back("tied embedding", c.tie_embeddings ? "yes" : "no");
+    out.emplace_back("attention sink", c.sink == SinkKind::KVBias ? "explicit key/value bias"
+                                       : c.sink == SinkKind::Logit ? "learned sink logit"
+                                                                   : "none");
+}
+
+/// What kind of layer `s` is, in words.
+inline std::string layer_kind(const ModelConfig& c, const LayerSpec& s) {
+    std::string k = s.mixer == Mixer::GatedDeltaNet ? std::string("Gated DeltaNet (linear attention, no KV rows)")
+                    : s.mixer == Mixer::Mamba2      ? std::string("Mamba-2 (state space, no attention)")
+                    : s.window                      ? fmt("sliding window %d", s.window)
+                    : s.chunk                       ? fmt("chunked attention, chunks of %d", s.chunk)
+                                                    : std::string(c.causal ? "full causal attention" : "bidirectional attention");
+    if (c.has_rope() && s.nope) k += ", no RoPE (NoPE)";
+    if (c.moe()) k += s.dense_mlp ? ", dense MLP" : ", experts";
+    return k;
+}
+
+/// The layers, equal (window, rope, NoPE, MLP, chunk, mixer) runs grouped.
+inline void layers(const ModelConfig& c, Lines& out) {
     std::map<std::tuple<int, int, bool, bool, int, int>, std::vector<int>> groups;
     for (int l = 0; l < c.num_layers; ++l) {
         const LayerSpec& s = c.layers[static_cast<std::size_t>(l)];
         groups[{s.window, s.rope, s.nope, s.dense_mlp, s.chunk, static_cast<int>(s.mixer)}].push_back(l);
     }
     if (groups.size() == 1) {
-        add("layers", fmt("%d, all alike (", c.num_layers) + kind(c.layers.front()) + ")");
-    } else {
-        for (const auto& g : groups) {
-            std::string ls;
-            for (int l : g.second) ls += (ls.empty() ? "" : ",") + std::to_string(l);
-            add("layers " + ls, kind(c.layers[static_cast<std::size_t>(g.second.front())]));
-        }
+        out.emplace_back("layers", fmt("%d, all alike (", c.num_layers) + layer_kind(c, c.layers.front()) + ")");
+        return;
     }
+    for (const auto& g : groups) {
+        std::string ls;
+        for (int l : g.second) ls += (ls.empty() ? "" : ",") + std::to_string(l);
+        out.emplace_back("layers " + ls, layer_kind(c, c.layers[static_cast<std::size_t>(g.second.front())]));
+    }
+}
+
+}  // namespace describe_detail
+
+/// "key value" lines: norms, attention, MLP, positions, and what the layers differ in.
+inline std::vector<std::pair<std::string, std::string>> describe_blocks(const ModelConfig& c) {
+    describe_detail::Lines out;
+    describe_detail::block_and_norms(c, out);
+    describe_detail::mixers(c, out);
+    out.emplace_back("MLP", describe_detail::mlp(c));
+    describe_detail::positions_and_ends(c, out);
+    describe_detail::layers(c, out);
     return out;
 }
 

@@ -196,8 +196,7 @@ inline std::vector<float> dataset_mean(const Transformer& model, const TokenBatc
     opt.logits = false;
     const auto dot = iv.site.find('.', 7);
     if (iv.site.rfind("blocks.", 0) == 0 && dot != std::string::npos) opt.last_layer = std::stoi(iv.site.substr(7, dot - 7));
-    Workspace ws;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) model.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, opt);
+    run_batches(model, ids, batch, h, opt);
     if (count == 0) throw Error("dataset_mean: the token selection (" + iv.tokens.describe() + ") matched no position");
     std::vector<float> out(sum.size());
     for (std::size_t k = 0; k < sum.size(); ++k) out[k] = static_cast<float>(sum[k] / count);
@@ -241,6 +240,13 @@ struct Comparison {
 
 namespace detail {
 
+/// The attention that queries after token k pay to it in one head's [T, T] pattern P (their sum).
+inline double attention_from_later(const float* P, Index T, Index k) {
+    double s = 0;
+    for (Index q = k + 1; q < T; ++q) s += P[q * T + k];
+    return s;
+}
+
 /// Attention-on-token and decomposition accumulators for one run of a batch.
 struct AttentionProbe {
     std::vector<Index> tokens;
@@ -277,9 +283,7 @@ struct AttentionProbe {
             if (k + 1 >= T) continue;
             for (Index b = 0; b < N; ++b)
                 for (Index h = 0; h < H; ++h) {
-                    const float* P = a.data + (b * H + h) * T * T;
-                    double s = 0;
-                    for (Index q = k + 1; q < T; ++q) s += P[q * T + k];
+                    const double s = attention_from_later(a.data + (b * H + h) * T * T, T, k);
                     attn[i][static_cast<std::size_t>(l)][static_cast<std::size_t>(h)] += s / double(T - 1 - k);
                 }
             seqs[i][static_cast<std::size_t>(l)] += double(N);
@@ -455,10 +459,7 @@ inline InjectionResult inject(const Transformer& model, const TokenBatch& ids, i
                 const Index H = a.shape[1];
                 for (Index s = 0; s < nb; ++s) {
                     double sum = 0;
-                    for (Index hh = 0; hh < H; ++hh) {
-                        const float* P = a.data + (s * H + hh) * T * T;
-                        for (Index q = to + 1; q < T; ++q) sum += P[q * T + to];
-                    }
+                    for (Index hh = 0; hh < H; ++hh) sum += detail::attention_from_later(a.data + (s * H + hh) * T * T, T, to);
                     att[static_cast<std::size_t>(s)][static_cast<std::size_t>(a.layer)] = sum / double(H * (T - 1 - to));
                 }
             });

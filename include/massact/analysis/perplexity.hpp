@@ -5,6 +5,7 @@
 // all targets of all rows). Log-softmax is taken in double precision.
 #pragma once
 
+#include "massact/analysis/batches.hpp"
 #include "massact/analysis/logprob.hpp"
 #include "massact/core/eigen.hpp"
 #include "massact/model/transformer.hpp"
@@ -77,19 +78,15 @@ inline PerplexityResult perplexity(const Transformer& model, const TokenBatch& i
     double total = 0.0;
     RunOptions opt = options;
     opt.logits = true;
-    Workspace ws;
-    for (Index b0 = 0; b0 < N; b0 += batch) {
-        const Index nb = std::min(batch, N - b0);
-        const TokenBatch chunk = ids.middleRows(b0, nb);
-        const RowMatrixF& logits = model.run(chunk, ws, hooks, opt);
+    run_batches(model, ids, batch, hooks, opt, nullptr, [&](const RowMatrixF& logits, const TokenBatch& chunk, Index b0) {
         const RowMatrixD lp = token_logprobs(logits, chunk);
-        for (Index b = 0; b < nb; ++b) {
+        for (Index b = 0; b < chunk.rows(); ++b) {
             const double s = -lp.row(b).sum();
             r.seq_nll.push_back(s / static_cast<double>(T - 1));
             total += s;
         }
-        if (progress) progress(b0 + nb, N);
-    }
+        if (progress) progress(b0 + chunk.rows(), N);
+    });
     r.tokens = N * (T - 1);
     r.nll = total / static_cast<double>(r.tokens);
     r.ppl = std::exp(r.nll);

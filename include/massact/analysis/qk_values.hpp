@@ -128,8 +128,7 @@ inline QKProfile qk_profile(const Transformer& model, const TokenBatch& ids, Ind
         for (const char* site : {"blocks.*.attn.hook_rot_q", "blocks.*.attn.hook_rot_k"}) h.add(site, add);
     RunOptions o = run;
     o.logits = false;
-    Workspace ws;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) model.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    run_batches(model, ids, batch, h, o);
     p.tokens = ids.rows() * ids.cols();
     for (int l = 0; l < c.num_layers; ++l) {
         QKLayerProfile& L = p.layers[static_cast<std::size_t>(l)];

@@ -419,8 +419,7 @@ inline std::map<std::string, std::vector<float>> activation_absmax(const Transfo
         });
     RunOptions o;
     o.logits = false;
-    Workspace ws;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) m.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    run_batches(m, ids, batch, h, o);
     std::map<std::string, std::vector<float>> out;
     for (const auto& [name, vs] : acc) {
         auto& f = out[name];
@@ -454,8 +453,7 @@ inline std::map<std::string, Eigen::MatrixXd> input_hessians(const Transformer& 
         });
     RunOptions o;
     o.logits = false;
-    Workspace ws;
-    for (Index b0 = 0; b0 < ids.rows(); b0 += batch) m.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    run_batches(m, ids, batch, h, o);
     return out;
 }
 
@@ -495,8 +493,7 @@ inline std::pair<std::vector<Index>, Index> prefix_outlier_tokens(const Transfor
     });
     RunOptions o;
     o.logits = false;
-    Workspace ws;
-    for (; b0 < N; b0 += batch) m.run(ids.middleRows(b0, std::min(batch, N - b0)), ws, h, o);
+    run_batches(m, ids, batch, h, o, &b0);
     double most = 0.0;
     for (double c : count_per_layer) most = std::max(most, c / double(std::max<Index>(N, 1)));
     const auto outliers = static_cast<Index>(std::ceil(most - 1e-9));

@@ -112,29 +112,18 @@ inline double massive_value(const Transformer& model, const TokenBatch& ids, Ind
     RunOptions o;
     o.logits = false;
     o.last_layer = layer;
-    Workspace ws;
-    for (b0 = 0; b0 < ids.rows(); b0 += batch) model.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
+    run_batches(model, ids, batch, h, o, &b0);
     return n > 0 ? sum / n : 0.0;
 }
 
-inline SuperExpertResult find_super_experts(const Transformer& model, const TokenBatch& ids, const SuperExpertOptions& opt = {}) {
+namespace detail {
+
+/// Every (layer, expert) routed at a carrier token of a massive activation: its routed count, its largest output and
+/// its largest mean contribution |w_e out_e[D]| to a massive dim D (step 2), by contribution.
+inline std::vector<ExpertAtCarriers> experts_at_carriers(const Transformer& model, const TokenBatch& ids,
+                                                         const std::vector<MassiveActivation>& massive,
+                                                         const std::vector<CarrierPositions>& carriers, Index batch) {
     const ModelConfig& c = model.config();
-    if (!c.moe()) throw Error("super experts: " + c.model_type + " has no mixture-of-experts layers");
-    const Index batch = std::max<Index>(1, opt.scan.batch), k = c.experts_per_token;
-    SuperExpertResult r;
-    const ScanResult s = scan(model, ids, opt.scan);
-    r.massive = s.massive;
-    if (r.massive.empty()) {
-        r.note = "no massive activation to trace: " + s.detector_note;
-        return r;
-    }
-    // The carrier tokens of every massive activation in every sequence, found once.
-    std::vector<CarrierPositions> carriers;
-    for (const auto& m : r.massive) {
-        carriers.emplace_back();
-        for (Index b = 0; b < ids.rows(); ++b) carriers.back().push_back(detail::carrier_positions(m, ids, b, opt.scan.delimiters));
-    }
-    // Per (layer, expert): contributions at the carriers of every massive dim.
     struct Acc {
         std::map<Index, double> contrib, massive, count;  // by dim
         double max_output = 0;
@@ -144,39 +133,42 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
     Hooks h;
     Index b0 = 0;
     std::vector<std::vector<float>> weights(static_cast<std::size_t>(c.num_layers)), outputs(weights.size());
+    // At the carriers of massive activation i in the batch's rows, every routed expert's share of layer l's output.
+    auto add = [&](int l, const Activation& a, std::size_t i) {
+        const Index N = a.shape[0], T = a.shape[1], d = a.shape[2], E = c.num_experts, k = c.experts_per_token;
+        const auto& W = weights[static_cast<std::size_t>(l)];
+        const auto& O = outputs[static_cast<std::size_t>(l)];
+        const Index dim = massive[i].dim;
+        for (Index b = 0; b < N; ++b)
+            for (Index t : carriers[i][static_cast<std::size_t>(b0 + b)]) {
+                const Index row = b * T + t;
+                Index slot = 0;
+                for (Index e = 0; e < E; ++e) {
+                    const float w = W[static_cast<std::size_t>(row * E + e)];
+                    if (w == 0.0f) continue;
+                    const float* out = O.data() + (row * k + slot++) * d;
+                    Acc& x = acc[{l, e}];
+                    x.routed += 1;
+                    for (Index j = 0; j < d; ++j) x.max_output = std::max(x.max_output, std::abs(double(out[j])));
+                    x.contrib[dim] += std::abs(double(w) * out[dim]);
+                    x.massive[dim] += std::abs(double(a.data[row * d + dim]));
+                    x.count[dim] += 1;
+                }
+            }
+    };
     for (int l = 0; l < c.num_layers; ++l) {
         if (!c.layer_moe(l)) continue;  // (a dense layer of an MoE model: DeepSeek's first_k_dense_replace)
-        h.add(block_site_name(l, BlockSite::MlpExpertWeights), [&, l](Activation& a) { weights[static_cast<std::size_t>(l)].assign(a.data, a.data + a.numel()); });
-        h.add(block_site_name(l, BlockSite::MlpExpertOut), [&, l](Activation& a) { outputs[static_cast<std::size_t>(l)].assign(a.data, a.data + a.numel()); });
+        const auto L = static_cast<std::size_t>(l);
+        h.add(block_site_name(l, BlockSite::MlpExpertWeights), [&, L](Activation& a) { weights[L].assign(a.data, a.data + a.numel()); });
+        h.add(block_site_name(l, BlockSite::MlpExpertOut), [&, L](Activation& a) { outputs[L].assign(a.data, a.data + a.numel()); });
         h.add(block_site_name(l, BlockSite::ResidPost), [&, l](Activation& a) {
-            const Index N = a.shape[0], T = a.shape[1], d = a.shape[2], E = c.num_experts;
-            const auto& W = weights[static_cast<std::size_t>(l)];
-            const auto& O = outputs[static_cast<std::size_t>(l)];
-            for (std::size_t i = 0; i < r.massive.size(); ++i)
-                for (Index b = 0; b < N; ++b)
-                    for (Index t : carriers[i][static_cast<std::size_t>(b0 + b)]) {
-                        const MassiveActivation& m = r.massive[i];
-                        const Index row = b * T + t;
-                        Index slot = 0;
-                        for (Index e = 0; e < E; ++e) {
-                            const float w = W[static_cast<std::size_t>(row * E + e)];
-                            if (w == 0.0f) continue;
-                            const float* out = O.data() + (row * k + slot++) * d;
-                            Acc& x = acc[{l, e}];
-                            x.routed += 1;
-                            for (Index j = 0; j < d; ++j) x.max_output = std::max(x.max_output, std::abs(double(out[j])));
-                            x.contrib[m.dim] += std::abs(double(w) * out[m.dim]);
-                            x.massive[m.dim] += std::abs(double(a.data[row * d + m.dim]));
-                            x.count[m.dim] += 1;
-                        }
-                    }
+            for (std::size_t i = 0; i < massive.size(); ++i) add(l, a, i);
         });
     }
     RunOptions o;
     o.logits = false;
-    Workspace ws;
-    for (b0 = 0; b0 < ids.rows(); b0 += batch) model.run(ids.middleRows(b0, std::min(batch, ids.rows() - b0)), ws, h, o);
-
+    run_batches(model, ids, batch, h, o, &b0);
+    std::vector<ExpertAtCarriers> out;
     for (const auto& [key, x] : acc) {
         ExpertAtCarriers e;
         e.layer = key.first;
@@ -191,9 +183,43 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
                 e.massive = x.massive.at(dim) / n;
             }
         }
-        r.experts.push_back(e);
+        out.push_back(e);
     }
-    std::sort(r.experts.begin(), r.experts.end(), [](const auto& a, const auto& b) { return a.contribution > b.contribution; });
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.contribution > b.contribution; });
+    return out;
+}
+
+/// Mean over layers and heads of the attention on token 0 (a Comparison's attn_original / attn_intervened).
+inline double mean_first_token_attention(const std::vector<std::vector<std::vector<double>>>& a) {
+    double s = 0, n = 0;
+    for (const auto& layer : a.at(0))
+        for (double v : layer) {
+            s += v;
+            n += 1;
+        }
+    return n > 0 ? s / n : 0.0;
+}
+
+}  // namespace detail
+
+inline SuperExpertResult find_super_experts(const Transformer& model, const TokenBatch& ids, const SuperExpertOptions& opt = {}) {
+    const ModelConfig& c = model.config();
+    if (!c.moe()) throw Error("super experts: " + c.model_type + " has no mixture-of-experts layers");
+    const Index batch = std::max<Index>(1, opt.scan.batch);
+    SuperExpertResult r;
+    const ScanResult s = scan(model, ids, opt.scan);
+    r.massive = s.massive;
+    if (r.massive.empty()) {
+        r.note = "no massive activation to trace: " + s.detector_note;
+        return r;
+    }
+    // The carrier tokens of every massive activation in every sequence, found once.
+    std::vector<CarrierPositions> carriers;
+    for (const auto& m : r.massive) {
+        carriers.emplace_back();
+        for (Index b = 0; b < ids.rows(); ++b) carriers.back().push_back(detail::carrier_positions(m, ids, b, opt.scan.delimiters));
+    }
+    r.experts = detail::experts_at_carriers(model, ids, r.massive, carriers, batch);
     // Candidates, each verified by routing around it.
     std::map<int, std::vector<Index>> pruned;
     std::map<std::pair<std::size_t, int>, double> unchanged;
@@ -225,17 +251,8 @@ inline SuperExpertResult find_super_experts(const Transformer& model, const Toke
     const Comparison cmp = compare(model, ids, detail::route_around(pruned), co);
     r.ppl_original = cmp.ppl_original;
     r.ppl_pruned = cmp.ppl_intervened;
-    auto mean_all = [](const std::vector<std::vector<std::vector<double>>>& a) {
-        double s = 0, n = 0;
-        for (const auto& layer : a.at(0))
-            for (double v : layer) {
-                s += v;
-                n += 1;
-            }
-        return n > 0 ? s / n : 0.0;
-    };
-    r.attention_first_original = mean_all(cmp.attn_original);
-    r.attention_first_pruned = mean_all(cmp.attn_intervened);
+    r.attention_first_original = detail::mean_first_token_attention(cmp.attn_original);
+    r.attention_first_pruned = detail::mean_first_token_attention(cmp.attn_intervened);
     r.note = std::to_string(r.found.size()) + " super expert(s)";
     return r;
 }

@@ -197,59 +197,148 @@ inline std::string num(double v) {
     return buf;
 }
 
-}  // namespace detail
-
-/// Steps 1-4 over the images `px` (at least one).
-inline TestTimeRegisters test_time_registers(const Transformer& m, const PixelBatch& px, const TestTimeRegisterOptions& opt = {}) {
-    const ModelConfig& c = m.config();
+/// The options' and the model's refusals.
+inline void check_register_study(const ModelConfig& c, const TestTimeRegisterOptions& opt) {
     if (!c.is_vision()) throw Error("test-time registers: " + c.model_type + " is not a vision model");
-    m.validate(px);
     require_at_least(opt.batch, 1, "test-time registers: batch");
     require_at_least(opt.top_k, 1, "test-time registers: top_k");
     require_at_least(opt.registers, 1, "test-time registers: registers");
     if (opt.registers > kMaxExtraTokens)
         throw Error("test-time registers: " + std::to_string(opt.registers) + " registers (at most " + std::to_string(kMaxExtraTokens) + ")");
     if (!(opt.outlier_ratio > 1.0) || !std::isfinite(opt.outlier_ratio))
-        throw Error("test-time registers: outlier ratio " + detail::num(opt.outlier_ratio) + " (expected a number > 1)");
+        throw Error("test-time registers: outlier ratio " + num(opt.outlier_ratio) + " (expected a number > 1)");
     if (opt.layer < -1 || opt.layer >= c.num_layers)
         throw Error("test-time registers: layer " + std::to_string(opt.layer) + " outside [0, " + std::to_string(c.num_layers) + ")");
     if (c.moe()) throw Error("test-time registers: " + c.model_type + " has experts, not one MLP whose neurons could be moved");
     if (!c.vision.cls)
         throw Error("test-time registers: this " + c.model_type + " model has no CLS token, whose norm and feature the study reports");
-    const Index N = px.n, P = c.vision.patch_size, gh = px.height / P, gw = px.width / P, np = gh * gw, first = 1 + c.vision.registers;
-    const Index T0 = c.vision.tokens(px.height, px.width), d = c.hidden_size, I = c.intermediate_size;
-    const int L = c.num_layers;
-    auto fresh = [&](int l, bool extra) {
-        TokenNorms t;
-        t.layer = l;
-        t.grid_h = gh;
-        t.grid_w = gw;
-        t.patches = RowMatrixD::Zero(N, np);
-        t.cls.assign(static_cast<std::size_t>(N), 0.0);
-        if (extra) t.extra.assign(static_cast<std::size_t>(N), 0.0);
-        return t;
-    };
+}
+
+/// The images' layout: N images of a grid of gh x gw patches after `first` tokens (CLS, registers), T0 tokens each.
+struct RegisterStudy {
+    const Transformer& m;
+    const PixelBatch& px;
+    const TestTimeRegisterOptions& opt;
+    Index N, gh, gw, np, first, T0, d, I;
+
+    RegisterStudy(const Transformer& model, const PixelBatch& pixels, const TestTimeRegisterOptions& o) : m(model), px(pixels), opt(o) {
+        const ModelConfig& c = m.config();
+        const Index P = c.vision.patch_size;
+        N = px.n, gh = px.height / P, gw = px.width / P, np = gh * gw, first = 1 + c.vision.registers;
+        T0 = c.vision.tokens(px.height, px.width), d = c.hidden_size, I = c.intermediate_size;
+    }
+
+    /// Empty per-layer norms (with the extra tokens' mean when `extra`).
+    std::vector<TokenNorms> fresh(bool extra) const {
+        std::vector<TokenNorms> out;
+        for (int l = 0; l < m.config().num_layers; ++l) {
+            TokenNorms t;
+            t.layer = l;
+            t.grid_h = gh;
+            t.grid_w = gw;
+            t.patches = RowMatrixD::Zero(N, np);
+            t.cls.assign(static_cast<std::size_t>(N), 0.0);
+            if (extra) t.extra.assign(static_cast<std::size_t>(N), 0.0);
+            out.push_back(std::move(t));
+        }
+        return out;
+    }
+
+    /// Step 1: token norms after every block, the pooled and CLS features of the unmodified run.
+    std::vector<TokenNorms> original(RowMatrixF& pooled, RowMatrixF& cls) const {
+        std::vector<TokenNorms> norms = fresh(false);
+        pooled.resize(N, d), cls.resize(N, d);
+        run_image_batches(
+            m, px, opt.batch, {}, [&](Index b0) { return norm_hooks(norms, b0, first, np); },
+            [&](const Workspace& w, Index b0, Index n) {
+                for (Index b = 0; b < n; ++b) {
+                    pooled.row(b0 + b) = w.pooled.row(b);
+                    cls.row(b0 + b) = w.hidden.row(b * T0);
+                }
+            });
+        return norms;
+    }
+
+    /// Step 2: every neuron of blocks 0..layer ranked by its mean activation on the outlier patches against the others.
+    std::vector<RegisterNeuron> rank_neurons(int layer, const std::vector<char>& outlier, Index outliers) const {
+        const std::size_t cells = static_cast<std::size_t>((layer + 1) * I);
+        std::vector<double> on(cells, 0.0), off(cells, 0.0);
+        RunOptions upto;  // (the blocks after the detection layer cannot make its outliers: not run)
+        upto.last_layer = layer;
+        upto.logits = false;
+        run_image_batches(
+            m, px, opt.batch, upto,
+            [&](Index b0) {
+                Hooks h;
+                h.add("*mlp.hook_post", [&, b0](Activation& a) {
+                    const Index n = a.shape[0], T = a.shape[1];
+                    for (Index b = 0; b < n; ++b)
+                        for (Index p = 0; p < np; ++p) {
+                            auto& acc = outlier[static_cast<std::size_t>((b0 + b) * np + p)] ? on : off;
+                            const float* row = a.data + (b * T + first + p) * I;
+                            double* dst = acc.data() + static_cast<std::size_t>(a.layer) * static_cast<std::size_t>(I);
+                            for (Index j = 0; j < I; ++j) dst[j] += row[j];
+                        }
+                });
+                return h;
+            },
+            [](const Workspace&, Index, Index) {});
+        const double n_on = double(outliers), n_off = double(N * np - outliers);
+        std::vector<RegisterNeuron> all;
+        for (int l = 0; l <= layer; ++l)
+            for (Index j = 0; j < I; ++j) {
+                const std::size_t k = static_cast<std::size_t>(l) * static_cast<std::size_t>(I) + static_cast<std::size_t>(j);
+                all.push_back({l, j, on[k] / n_on, off[k] / n_off});
+            }
+        std::stable_sort(all.begin(), all.end(),
+                         [](const RegisterNeuron& a, const RegisterNeuron& b) { return a.concentration() > b.concentration(); });
+        return all;
+    }
+
+    /// Steps 3-4: the run with the chosen neurons moved into test-time registers; its norms, and r's cosines to the original.
+    std::vector<TokenNorms> with_registers(TestTimeRegisters& r, const RowMatrixF& pooled0, const RowMatrixF& cls0) const {
+        RunOptions with;
+        with.extra_tokens = opt.registers;
+        std::vector<TokenNorms> moved = fresh(true);
+        const Hooks shift = test_time_register_hooks(r.neurons, T0, opt.registers);
+        r.pooled_cosine = r.cls_cosine = 0;
+        run_image_batches(
+            m, px, opt.batch, with,
+            [&](Index b0) {
+                Hooks h = shift;
+                h.extend(norm_hooks(moved, b0, first, np));
+                return h;
+            },
+            [&](const Workspace& w, Index b0, Index n) {
+                const Index T = T0 + opt.registers;
+                double ratio = 0;
+                for (Index b = 0; b < n; ++b) {
+                    r.pooled_cosine += cosine(pooled0.row(b0 + b).data(), w.pooled.row(b).data(), d, ratio) / double(N);
+                    r.cls_cosine += cosine(cls0.row(b0 + b).data(), w.hidden.row(b * T).data(), d, ratio) / double(N);
+                }
+            });
+        return moved;
+    }
+};
+
+}  // namespace detail
+
+/// Steps 1-4 over the images `px` (at least one).
+inline TestTimeRegisters test_time_registers(const Transformer& m, const PixelBatch& px, const TestTimeRegisterOptions& opt = {}) {
+    detail::check_register_study(m.config(), opt);
+    m.validate(px);
+    const detail::RegisterStudy study(m, px, opt);
+    const Index N = study.N, np = study.np;
     TestTimeRegisters r;
     r.outlier_ratio = opt.outlier_ratio;
     r.registers = opt.registers;
     r.patches = N * np;
-    // 1. the original run: token norms after every block, the pooled and CLS features
-    std::vector<TokenNorms> orig;
-    for (int l = 0; l < L; ++l) orig.push_back(fresh(l, false));
-    RowMatrixF pooled0(N, d), cls0(N, d);
-    detail::run_image_batches(
-        m, px, opt.batch, {}, [&](Index b0) { return detail::norm_hooks(orig, b0, first, np); },
-        [&](const Workspace& w, Index b0, Index n) {
-            for (Index b = 0; b < n; ++b) {
-                pooled0.row(b0 + b) = w.pooled.row(b);
-                cls0.row(b0 + b) = w.hidden.row(b * T0);
-            }
-        });
+    RowMatrixF pooled0, cls0;
+    const std::vector<TokenNorms> orig = study.original(pooled0, cls0);
     for (const auto& t : orig) r.max_ratio_per_layer.push_back(t.max_ratio());
     r.layer = opt.layer;
-    if (r.layer < 0)
-        for (int l = 0; l < L && r.layer < 0; ++l)
-            if (r.max_ratio_per_layer[static_cast<std::size_t>(l)] >= opt.outlier_ratio) r.layer = l;
+    for (int l = 0; l < m.config().num_layers && r.layer < 0; ++l)
+        if (r.max_ratio_per_layer[static_cast<std::size_t>(l)] >= opt.outlier_ratio) r.layer = l;
     if (r.layer < 0) {
         r.note = "no high-norm patches: no block's largest patch norm reaches " + detail::num(opt.outlier_ratio) +
                  "x its image's median (the largest ratio is " +
@@ -271,62 +360,11 @@ inline TestTimeRegisters test_time_registers(const Transformer& m, const PixelBa
         r.layer = -1;
         return r;
     }
-    // 2. every neuron of blocks 0..layer: mean activation on the outliers and on the other patches
-    const std::size_t cells = static_cast<std::size_t>((r.layer + 1) * I);
-    std::vector<double> on(cells, 0.0), off(cells, 0.0);
-    RunOptions upto;  // (the blocks after the detection layer cannot make its outliers: not run)
-    upto.last_layer = r.layer;
-    upto.logits = false;
-    detail::run_image_batches(
-        m, px, opt.batch, upto,
-        [&](Index b0) {
-            Hooks h;
-            h.add("*mlp.hook_post", [&, b0](Activation& a) {
-                const Index n = a.shape[0], T = a.shape[1];
-                for (Index b = 0; b < n; ++b)
-                    for (Index p = 0; p < np; ++p) {
-                        auto& acc = outlier[static_cast<std::size_t>((b0 + b) * np + p)] ? on : off;
-                        const float* row = a.data + (b * T + first + p) * I;
-                        double* dst = acc.data() + static_cast<std::size_t>(a.layer) * static_cast<std::size_t>(I);
-                        for (Index j = 0; j < I; ++j) dst[j] += row[j];
-                    }
-            });
-            return h;
-        },
-        [](const Workspace&, Index, Index) {});
-    const double n_on = double(r.outliers), n_off = double(N * np - r.outliers);
-    std::vector<RegisterNeuron> all;
-    for (int l = 0; l <= r.layer; ++l)
-        for (Index j = 0; j < I; ++j) {
-            const std::size_t k = static_cast<std::size_t>(l) * static_cast<std::size_t>(I) + static_cast<std::size_t>(j);
-            all.push_back({l, j, on[k] / n_on, off[k] / n_off});
-        }
-    std::stable_sort(all.begin(), all.end(), [](const RegisterNeuron& a, const RegisterNeuron& b) { return a.concentration() > b.concentration(); });
+    const std::vector<RegisterNeuron> all = study.rank_neurons(r.layer, outlier, r.outliers);
     const Index total = static_cast<Index>(all.size()), k = std::min(opt.top_k, total);
     r.ranked.assign(all.begin(), all.begin() + std::min(total, std::max<Index>(20, 4 * k)));
     r.neurons.assign(all.begin(), all.begin() + k);
-    // 3-4. the run with the test-time registers
-    RunOptions with;
-    with.extra_tokens = opt.registers;
-    std::vector<TokenNorms> moved;
-    for (int l = 0; l < L; ++l) moved.push_back(fresh(l, true));
-    const Hooks shift = test_time_register_hooks(r.neurons, T0, opt.registers);
-    r.pooled_cosine = r.cls_cosine = 0;
-    detail::run_image_batches(
-        m, px, opt.batch, with,
-        [&](Index b0) {
-            Hooks h = shift;
-            h.extend(detail::norm_hooks(moved, b0, first, np));
-            return h;
-        },
-        [&](const Workspace& w, Index b0, Index n) {
-            const Index T = T0 + opt.registers;
-            double ratio = 0;
-            for (Index b = 0; b < n; ++b) {
-                r.pooled_cosine += detail::cosine(pooled0.row(b0 + b).data(), w.pooled.row(b).data(), d, ratio) / double(N);
-                r.cls_cosine += detail::cosine(cls0.row(b0 + b).data(), w.hidden.row(b * T).data(), d, ratio) / double(N);
-            }
-        });
+    const std::vector<TokenNorms> moved = study.with_registers(r, pooled0, cls0);
     r.after = moved[static_cast<std::size_t>(r.layer)];
     r.after_last = moved.back();
     r.outliers_after = r.after.outliers(opt.outlier_ratio);

@@ -305,7 +305,9 @@ inline void uniform_windows(const ConfigReader& r, ModelConfig& c) {
 
 // ---- the families ------------------------------------------------------------------------------
 
-inline void family_gpt2(const ConfigReader& r, ModelConfig& c) {
+/// What GPT-2 and GPT-J share: the n_* sizes, LayerNorm (layer_norm_epsilon), activation_function, a plain MLP,
+/// and the names transformer.wte, h.{l}.ln_1, ln_f.
+inline void gpt_sizes_and_names(const ConfigReader& r, ModelConfig& c) {
     c.hidden_size = r.get_size("n_embd", kMaxWidth);
     c.num_layers = r.get_size("n_layer", kMaxLayers);
     c.num_heads = r.get_size("n_head", kMaxHeads);
@@ -319,6 +321,15 @@ inline void family_gpt2(const ConfigReader& r, ModelConfig& c) {
     c.norm = {NormKind::LayerNorm, r.get_num("layer_norm_epsilon", 1e-5), true, true, false};
     c.act = parse_activation(r, "activation_function", "gelu_new");
     c.mlp = MlpKind::Plain;
+    c.names.embed = "wte";
+    c.names.layer = "h.{l}.";
+    c.names.final_norm = "ln_f";
+    c.names.block.ln_attn = "ln_1";
+}
+
+/// GPT-2: learned positions, Conv1D ([in, out]) matrices with biases, fused c_attn, sequential block, tied embedding.
+inline void family_gpt2(const ConfigReader& r, ModelConfig& c) {
+    gpt_sizes_and_names(r, c);
     c.qkv_bias = c.o_bias = c.mlp_bias = true;
     c.tie_embeddings = r.get_bool("tie_word_embeddings", true);
     if (!r.get_bool("scale_attn_weights", true)) c.attn_scale = 1.0;
@@ -326,13 +337,9 @@ inline void family_gpt2(const ConfigReader& r, ModelConfig& c) {
     if (r.get_bool("add_cross_attention", false)) r.fail("add_cross_attention", "unsupported value true");
     c.positions = PositionKind::Learned;
     c.names.prefixes = {"transformer.", ""};
-    c.names.embed = "wte";
     c.names.pos_embed = "wpe";
-    c.names.layer = "h.{l}.";
-    c.names.final_norm = "ln_f";
     auto& n = c.names.block;
     n.conv1d = true;
-    n.ln_attn = "ln_1";
     n.qkv = "attn.c_attn";
     n.o = "attn.c_proj";
     n.ln_mlp = "ln_2";
@@ -553,16 +560,12 @@ inline void family_gpt_neox(const ConfigReader& r, ModelConfig& c) {
 
 /// GPT-J: parallel block with one norm, q/k/v without bias, interleaved partial rotary (rotary_dim), LM head bias.
 inline void family_gptj(const ConfigReader& r, ModelConfig& c) {
-    family_gpt2(r, c);
+    gpt_sizes_and_names(r, c);
     c.positions = PositionKind::Rope;
-    c.names.pos_embed = "";
     c.tie_embeddings = r.get_bool("tie_word_embeddings", false);
-    c.qkv_bias = c.o_bias = false;
     c.lm_head_bias = true;
     parallel_one_norm(c);
     auto& n = c.names.block;
-    n.conv1d = false;
-    n.qkv = "";
     n.q = "attn.q_proj";
     n.k = "attn.k_proj";
     n.v = "attn.v_proj";

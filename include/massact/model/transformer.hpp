@@ -871,8 +871,9 @@ private:
         p.hooks.block(l, BlockSite::ResidPost, w.x.data(), resid);
     }
 
-    /// attn_out [R, d] = post_norm(o(attention(n))) for the block input n [R, d].
-    void attention(Pass& p, int l, const RowMatrixF& n) const {
+    /// q, k, v [R, .] from the block input n [R, d] (fused, separate or latent; a gated q split into q and gate), clipped
+    /// where the family clips them; their hooks.
+    void project_qkv(Pass& p, int l, const RowMatrixF& n) const {
         const ModelConfig& c = config_;
         const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
         Workspace& w = p.w;
@@ -909,6 +910,16 @@ private:
         p.hooks.block(l, BlockSite::Q, q.data(), {N, T, H, hd});
         p.hooks.block(l, BlockSite::K, k.data(), {N, T, KV, hd});
         p.hooks.block(l, BlockSite::V, v.data(), {N, T, KV, hd});
+    }
+
+    /// q and k placed: their norms (before or after RoPE), RoPE (not in a NoPE layer), Llama 4's temperature of NoPE
+    /// layers; the rot hooks. A cache that keeps raw keys gets them before the rotation.
+    void position_qk(Pass& p, int l) const {
+        const ModelConfig& c = config_;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, R = p.R(), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
+        RowMatrixF &q = w.q, &k = w.k;
         auto qk_norm = [&] {  // per head: rows of [R*H, hd]; whole: rows of [R, H*hd]
             detail::StageTimer timer(p.stage(&StageTimes::norm));
             const bool whole = c.qk_norm == QKNorm::Whole;
@@ -917,25 +928,35 @@ private:
         };
         const bool nope = c.layers[static_cast<std::size_t>(l)].nope;
         if (c.layer_qk_norm(l) && !c.qk_norm_after_rope) qk_norm();
-        if (c.has_rope()) {  // (a NoPE layer's rot sites hold q and k as they are)
-            const kernels::RopeTable& rope = rope_of(p, l);
-            if (p.cache && p.cache->keeps_raw_keys()) store_rows(p, p.cache->layer(l).k_raw, k);
-            if (!nope) {
-                detail::StageTimer timer(p.stage(&StageTimes::attention));
-                for (Index r = 0; r < R; ++r) {
-                    rotate(rope, q.row(r).data(), H, p.pos[static_cast<std::size_t>(r % T)]);
-                    rotate(rope, k.row(r).data(), KV, p.pos[static_cast<std::size_t>(r % T)]);
-                }
+        if (!c.has_rope()) return;
+        // (a NoPE layer's rot sites hold q and k as they are)
+        const kernels::RopeTable& rope = rope_of(p, l);
+        if (p.cache && p.cache->keeps_raw_keys()) store_rows(p, p.cache->layer(l).k_raw, k);
+        if (!nope) {
+            detail::StageTimer timer(p.stage(&StageTimes::attention));
+            for (Index r = 0; r < R; ++r) {
+                rotate(rope, q.row(r).data(), H, p.pos[static_cast<std::size_t>(r % T)]);
+                rotate(rope, k.row(r).data(), KV, p.pos[static_cast<std::size_t>(r % T)]);
             }
-            if (c.layer_qk_norm(l) && c.qk_norm_after_rope) qk_norm();
-            if (nope && c.attn_temperature_scale > 0)  // Llama 4's temperature tuning of NoPE layers, by absolute position
-                for (Index r = 0; r < R; ++r) {
-                    const double pos = static_cast<double>(p.pos[static_cast<std::size_t>(r % T)]);
-                    q.row(r) *= static_cast<float>(std::log1p(std::floor((pos + 1.0) / c.attn_temperature_floor)) * c.attn_temperature_scale + 1.0);
-                }
-            p.hooks.block(l, BlockSite::RotQ, q.data(), {N, T, H, hd});
-            p.hooks.block(l, BlockSite::RotK, k.data(), {N, T, KV, hd});
         }
+        if (c.layer_qk_norm(l) && c.qk_norm_after_rope) qk_norm();
+        if (nope && c.attn_temperature_scale > 0)  // Llama 4's temperature tuning of NoPE layers, by absolute position
+            for (Index r = 0; r < R; ++r) {
+                const double pos = static_cast<double>(p.pos[static_cast<std::size_t>(r % T)]);
+                q.row(r) *= static_cast<float>(std::log1p(std::floor((pos + 1.0) / c.attn_temperature_floor)) * c.attn_temperature_scale + 1.0);
+            }
+        p.hooks.block(l, BlockSite::RotQ, q.data(), {N, T, H, hd});
+        p.hooks.block(l, BlockSite::RotK, k.data(), {N, T, KV, hd});
+    }
+
+    /// attn_out [R, d] = post_norm(o(attention(n))) for the block input n [R, d].
+    void attention(Pass& p, int l, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        const LayerWeights& L = weights_.layers[static_cast<std::size_t>(l)];
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, R = p.R(), H = c.num_heads, hd = c.head_dim;
+        project_qkv(p, l, n);
+        position_qk(p, l);
         w.z.resize(R, H * hd);
         {
             detail::StageTimer timer(p.stage(&StageTimes::attention));
@@ -1310,13 +1331,11 @@ private:
             for (Index b = 0; b < p.N; ++b) rotate_cached_key(p, l, cache.row(b, j), C.k_pos[static_cast<std::size_t>(j)], key.data());
     }
 
-    /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, K] buffers when hooks read the scores.
-    void attend(Pass& p, int l, const LayerWeights& L) const {
+    /// Layer l's attention as the kernels take it: heads, scale, window, chunk, sinks, ALiBi, and the run's override.
+    kernels::AttentionSpec attention_spec(const Pass& p, int l, const LayerWeights& L) const {
         const ModelConfig& c = config_;
-        Workspace& w = p.w;
-        const Index N = p.N, T = p.T, H = c.num_heads, K = p.keys();
         kernels::AttentionSpec spec;
-        spec.heads = H;
+        spec.heads = c.num_heads;
         spec.kv_heads = c.num_kv_heads;
         spec.head_dim = c.head_dim;
         spec.scale = static_cast<float>(c.attn_scale);
@@ -1331,73 +1350,89 @@ private:
             spec.v_bias = L.v_bias_slot.data();
         }
         if (!p.override_logits.empty()) spec.sink_logits = p.override_logits.data();  // softmax1 / sink=X
-        spec.fn = attention_fn(c, p.options.attention);
-        spec.sigmoid_bias = static_cast<float>(p.options.attention.kind == AttentionOverride::Kind::Sigmoid ? p.options.attention.sigmoid_bias
-                                                                                                           : c.attention_sigmoid_bias);
-        if (p.options.attention.kind == AttentionOverride::Kind::Clipped) {
+        const AttentionOverride& o = p.options.attention;
+        spec.fn = attention_fn(c, o);
+        spec.sigmoid_bias = static_cast<float>(o.kind == AttentionOverride::Kind::Sigmoid ? o.sigmoid_bias : c.attention_sigmoid_bias);
+        if (o.kind == AttentionOverride::Kind::Clipped) {
             spec.clipped = true;
-            spec.zeta = p.options.attention.zeta;
-            spec.gamma = p.options.attention.gamma;
+            spec.zeta = o.zeta;
+            spec.gamma = o.gamma;
         }
-        auto input = [&](Index b) {
-            kernels::AttentionInput in;
-            in.q = w.q.data() + b * T * w.q.cols();
-            in.q_stride = w.q.cols();
-            in.T = T;
-            in.past = p.past;
-            if (!p.cache) {
-                in.k_stride = w.k.cols();
-                in.v_stride = w.v.cols();
-                in.k = w.k.data() + b * T * w.k.cols();
-                in.v = w.v.data() + b * T * w.v.cols();
-                return in;
-            }
-            const KVCache::Layer& C = p.cache->layer(l);
-            const Index first = p.cache->row(b, 0) * C.k.cols();
-            in.k_stride = in.v_stride = C.k.cols();
-            in.kv_format = C.k.format();
-            if (in.kv_format == kernels::KVFormat::F32) {
-                in.k = C.k.f32() + first;
-                in.v = C.v.f32() + first;
-            } else {
-                in.k16 = C.k.half() + first;
-                in.v16 = C.v.half() + first;
-            }
+        return spec;
+    }
+
+    /// Sequence b's queries, and its keys and values: this pass's rows, or the cache's (past and present).
+    kernels::AttentionInput attention_input(const Pass& p, int l, Index b) const {
+        const Workspace& w = p.w;
+        const Index T = p.T;
+        kernels::AttentionInput in;
+        in.q = w.q.data() + b * T * w.q.cols();
+        in.q_stride = w.q.cols();
+        in.T = T;
+        in.past = p.past;
+        if (!p.cache) {
+            in.k_stride = w.k.cols();
+            in.v_stride = w.v.cols();
+            in.k = w.k.data() + b * T * w.k.cols();
+            in.v = w.v.data() + b * T * w.v.cols();
             return in;
-        };
+        }
+        const KVCache::Layer& C = p.cache->layer(l);
+        const Index first = p.cache->row(b, 0) * C.k.cols();
+        in.k_stride = in.v_stride = C.k.cols();
+        in.kv_format = C.k.format();
+        if (in.kv_format == kernels::KVFormat::F32) {
+            in.k = C.k.f32() + first;
+            in.v = C.v.f32() + first;
+        } else {
+            in.k16 = C.k.half() + first;
+            in.v16 = C.v.half() + first;
+        }
+        return in;
+    }
+
+    /// Sequence b's keys for attn.hook_pattern_columns.
+    static const Index* pattern_columns_of(const Pass& p, Index b) {
+        static constexpr Index key0 = 0;
+        return p.options.pattern_columns.size() == 0 ? &key0 : p.options.pattern_columns.row(b).data();
+    }
+
+    /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, K] buffers when hooks read the scores.
+    void attend(Pass& p, int l, const LayerWeights& L) const {
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, H = config_.num_heads, C = p.options.columns();
+        const kernels::AttentionSpec spec = attention_spec(p, l, L);
         const bool want_sink = spec.n_extra() > 0 && p.hooks.has(l, BlockSite::SinkPattern);
         const bool want_columns = p.hooks.has(l, BlockSite::PatternColumns);
-        const Index C = p.options.columns();
-        static constexpr Index key0 = 0;
-        auto columns_of = [&](Index b) {  // sequence b's keys for attn.hook_pattern_columns
-            return p.options.pattern_columns.size() == 0 ? &key0 : p.options.pattern_columns.row(b).data();
-        };
         if (want_columns) w.columns.assign(static_cast<std::size_t>(N * H * T * C), 0.0f);
-        if (!p.hooks.has(l, BlockSite::AttnScores) && !p.hooks.has(l, BlockSite::Pattern) && !want_sink) {
-            for (Index b = 0; b < N; ++b) {
-                kernels::ColumnProbs cols;
-                if (want_columns) cols = {columns_of(b), C, w.columns.data() + b * H * T * C};
-                kernels::causal_attention(spec, input(b), w.z.data() + b * T * w.z.cols(), w.z.cols(), nullptr,
-                                          p.options.attention_tile, cols);
-            }
-            if (want_columns) p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
-            return;
+        if (p.hooks.has(l, BlockSite::AttnScores) || p.hooks.has(l, BlockSite::Pattern) || want_sink)
+            return attend_materialised(p, l, spec, want_columns);
+        for (Index b = 0; b < N; ++b) {
+            kernels::ColumnProbs cols;
+            if (want_columns) cols = {pattern_columns_of(p, b), C, w.columns.data() + b * H * T * C};
+            kernels::causal_attention(spec, attention_input(p, l, b), w.z.data() + b * T * w.z.cols(), w.z.cols(), nullptr,
+                                      p.options.attention_tile, cols);
         }
-        // Materialise [N, H, T, K] so hooks can read or edit scores and pattern.
-        const Index per = H * T * K;
+        if (want_columns) p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
+    }
+
+    /// attend() through [N, H, T, K] scores and pattern, which hooks can read or edit before the values are combined.
+    void attend_materialised(Pass& p, int l, const kernels::AttentionSpec& spec, bool want_columns) const {
+        Workspace& w = p.w;
+        const Index N = p.N, T = p.T, H = config_.num_heads, K = p.keys(), C = p.options.columns(), per = H * T * K;
         w.scores.resize(static_cast<std::size_t>(N * per));
         w.sink.assign(static_cast<std::size_t>(N * H * T), 0.0f);
         w.kvp.assign(static_cast<std::size_t>(N * H * T), 0.0f);
-        for (Index b = 0; b < N; ++b) kernels::attention_scores(spec, input(b), w.scores.data() + b * per);
+        for (Index b = 0; b < N; ++b) kernels::attention_scores(spec, attention_input(p, l, b), w.scores.data() + b * per);
         p.hooks.block(l, BlockSite::AttnScores, w.scores.data(), {N, H, T, K});
         for (Index b = 0; b < N; ++b)
-            kernels::attention_probs(spec, input(b), w.scores.data() + b * per, w.sink.data() + b * H * T,
+            kernels::attention_probs(spec, attention_input(p, l, b), w.scores.data() + b * per, w.sink.data() + b * H * T,
                                      w.kvp.data() + b * H * T);
         p.hooks.block(l, BlockSite::Pattern, w.scores.data(), {N, H, T, K});
         if (spec.n_extra() > 0) p.hooks.block(l, BlockSite::SinkPattern, w.sink.data(), {N, H, T});
         if (want_columns) {  // (the pattern as the hooks left it: the weights applied below)
             for (Index b = 0; b < N; ++b) {
-                const Index* cols = columns_of(b);
+                const Index* cols = pattern_columns_of(p, b);
                 for (Index r = 0; r < H * T; ++r)
                     for (Index j = 0; j < C; ++j)
                         w.columns[static_cast<std::size_t>((b * H * T + r) * C + j)] =
@@ -1406,7 +1441,7 @@ private:
             p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
         }
         for (Index b = 0; b < N; ++b)
-            kernels::attention_combine(spec, input(b), w.scores.data() + b * per, w.kvp.data() + b * H * T,
+            kernels::attention_combine(spec, attention_input(p, l, b), w.scores.data() + b * per, w.kvp.data() + b * H * T,
                                        w.z.data() + b * T * w.z.cols(), w.z.cols());
     }
 

@@ -451,144 +451,192 @@ inline MambaWeights bind_mamba(const Binder& b, const ModelConfig& c, const std:
     return M;
 }
 
-/// Block l's tensors under layer prefix `p`.
-inline LayerWeights bind_layer(const Binder& b, const ModelConfig& c, int l, const std::string& p) {
-    const Index d = c.hidden_size, I = c.layer_intermediate(l), H = c.num_heads, KV = c.num_kv_heads, hd = c.head_dim;
-    const bool moe = c.layer_moe(l);
-    const BlockNames& n = c.names.block;
-    LayerWeights L;
-    auto norm = [&](bool present, const std::string& name, Index width = 0, Index heads = 1, const NormSpec* spec = nullptr) {
-        return present ? b.norm(p + name, spec ? *spec : c.norm, width ? width : d, heads, heads > 1 && c.qk_norm_rows) : NormWeights{};
-    };
-    auto bias = [&](bool present, const std::string& name, Index len) {
-        return present ? b.vec(p + name + ".bias", len) : std::vector<float>{};
-    };
-    L.ln_attn = norm(c.pre_attn_norm, n.ln_attn);
-    L.ln_attn_post = norm(c.post_attn_norm, n.ln_attn_post);
-    L.ln_mlp = norm(c.pre_mlp_norm, n.ln_mlp);
-    L.ln_mlp_post = norm(c.post_mlp_norm, n.ln_mlp_post);
-    const Mixer mixer = c.layers[static_cast<std::size_t>(l)].mixer;
-    if (mixer == Mixer::GatedDeltaNet) {
-        L.deltanet = bind_deltanet(b, c, p + n.linear_attn);
-    } else if (mixer == Mixer::Mamba2) {
-        L.mamba = bind_mamba(b, c, p + n.ssm);
-    } else if (c.has_mla()) {
-        const MlaSpec& m = c.mla;
+/// Block l's tensors under layer prefix `p`, bound part by part (norms, mixer, MLP or experts, extras).
+class LayerBinder {
+public:
+    LayerBinder(const Binder& b, const ModelConfig& c, int l, std::string p)
+        : b_(b), c_(c), n_(c.names.block), l_(l), p_(std::move(p)), d_(c.hidden_size), I_(c.layer_intermediate(l)) {}
+
+    LayerWeights bind() const {
+        LayerWeights L;
+        L.ln_attn = norm(c_.pre_attn_norm, n_.ln_attn);
+        L.ln_attn_post = norm(c_.post_attn_norm, n_.ln_attn_post);
+        L.ln_mlp = norm(c_.pre_mlp_norm, n_.ln_mlp);
+        L.ln_mlp_post = norm(c_.post_mlp_norm, n_.ln_mlp_post);
+        const Mixer mixer = c_.layers[static_cast<std::size_t>(l_)].mixer;
+        if (mixer == Mixer::GatedDeltaNet)
+            L.deltanet = bind_deltanet(b_, c_, p_ + n_.linear_attn);
+        else if (mixer == Mixer::Mamba2)
+            L.mamba = bind_mamba(b_, c_, p_ + n_.ssm);
+        else
+            attention(L);
+        if (c_.layer_moe(l_))
+            experts(L);
+        else if (c_.has_mlp)
+            dense_mlp(L);
+        extras(L);
+        return L;
+    }
+
+private:
+    NormWeights norm(bool present, const std::string& name, Index width = 0, Index heads = 1, const NormSpec* spec = nullptr) const {
+        return present ? b_.norm(p_ + name, spec ? *spec : c_.norm, width ? width : d_, heads, heads > 1 && c_.qk_norm_rows)
+                       : NormWeights{};
+    }
+    std::vector<float> bias(bool present, const std::string& name, Index len) const {
+        return present ? b_.vec(p_ + name + ".bias", len) : std::vector<float>{};
+    }
+    WeightMatrix linear(const std::string& name, Index out, Index in, bool in_out = false) const {
+        return b_.linear(p_ + name + ".weight", out, in, in_out);
+    }
+
+    /// Multi-head latent attention's projections (optional q LoRA, the compressed KV and its up-projection).
+    void latent_projections(LayerWeights& L) const {
+        const MlaSpec& m = c_.mla;
+        const Index H = c_.num_heads;
         const NormSpec ns{NormKind::RMSNorm, m.norm_eps, true, false, false};
         if (m.q_lora_rank > 0) {
-            L.q_a = b.linear(p + n.q_a + ".weight", m.q_lora_rank, d);
-            L.q_a_norm = b.norm(p + n.q_a_norm, ns, m.q_lora_rank);
-            L.q_up = b.linear(p + n.q_b + ".weight", H * m.qk(), m.q_lora_rank);
+            L.q_a = linear(n_.q_a, m.q_lora_rank, d_);
+            L.q_a_norm = b_.norm(p_ + n_.q_a_norm, ns, m.q_lora_rank);
+            L.q_up = linear(n_.q_b, H * m.qk(), m.q_lora_rank);
         } else {
-            L.q = b.linear(p + n.q + ".weight", H * m.qk(), d);
+            L.q = linear(n_.q, H * m.qk(), d_);
         }
-        L.kv_a = b.linear(p + n.kv_a + ".weight", m.kv_lora_rank + m.qk_rope, d);
-        L.kv_a_norm = b.norm(p + n.kv_a_norm, ns, m.kv_lora_rank);
-        L.kv_up = b.linear(p + n.kv_b + ".weight", H * (m.qk_nope + m.v_head_dim), m.kv_lora_rank);
-    } else if (!n.qkv.empty()) {
-        L.qkv = b.linear(p + n.qkv + ".weight", (H + 2 * KV) * hd, d, n.conv1d);
-        L.qkv_b = bias(c.qkv_bias, n.qkv, (H + 2 * KV) * hd);
-    } else {
-        L.q = b.linear(p + n.q + ".weight", (c.attn_output_gate ? 2 : 1) * H * hd, d);  // (gated: [q_h; g_h] per head)
-        L.k = b.linear(p + n.k + ".weight", KV * hd, d);
-        L.v = b.linear(p + n.v + ".weight", KV * hd, d);
-        L.q_b = bias(c.qkv_bias, n.q, H * hd);
-        L.k_b = bias(c.qkv_bias && c.k_bias, n.k, KV * hd);
-        L.v_b = bias(c.qkv_bias, n.v, KV * hd);
+        L.kv_a = linear(n_.kv_a, m.kv_lora_rank + m.qk_rope, d_);
+        L.kv_a_norm = b_.norm(p_ + n_.kv_a_norm, ns, m.kv_lora_rank);
+        L.kv_up = linear(n_.kv_b, H * (m.qk_nope + m.v_head_dim), m.kv_lora_rank);
     }
-    if (c.layer_qk_norm(l) && c.layer_attention(l)) {
-        const bool whole = c.qk_norm == QKNorm::Whole;
-        L.q_norm = norm(true, n.q_norm, H * hd, whole ? 1 : H, &c.qk_norm_spec);
-        L.k_norm = norm(true, n.k_norm, KV * hd, whole ? 1 : KV, &c.qk_norm_spec);
+
+    /// Softmax attention: q/k/v (fused, separate or latent), q/k norms, the output projection, sink parameters.
+    void attention(LayerWeights& L) const {
+        const Index H = c_.num_heads, KV = c_.num_kv_heads, hd = c_.head_dim;
+        if (c_.has_mla()) {
+            latent_projections(L);
+        } else if (!n_.qkv.empty()) {
+            L.qkv = linear(n_.qkv, (H + 2 * KV) * hd, d_, n_.conv1d);
+            L.qkv_b = bias(c_.qkv_bias, n_.qkv, (H + 2 * KV) * hd);
+        } else {
+            L.q = linear(n_.q, (c_.attn_output_gate ? 2 : 1) * H * hd, d_);  // (gated: [q_h; g_h] per head)
+            L.k = linear(n_.k, KV * hd, d_);
+            L.v = linear(n_.v, KV * hd, d_);
+            L.q_b = bias(c_.qkv_bias, n_.q, H * hd);
+            L.k_b = bias(c_.qkv_bias && c_.k_bias, n_.k, KV * hd);
+            L.v_b = bias(c_.qkv_bias, n_.v, KV * hd);
+        }
+        if (c_.layer_qk_norm(l_)) {
+            const bool whole = c_.qk_norm == QKNorm::Whole;
+            L.q_norm = norm(true, n_.q_norm, H * hd, whole ? 1 : H, &c_.qk_norm_spec);
+            L.k_norm = norm(true, n_.k_norm, KV * hd, whole ? 1 : KV, &c_.qk_norm_spec);
+        }
+        L.o = linear(n_.o, d_, H * c_.v_dim(), n_.conv1d);
+        L.o_b = bias(c_.o_bias, n_.o, d_);
+        if (c_.attn_sub_norm) L.attn_sub_norm = norm(true, n_.attn_sub_norm, H * hd);
+        if (c_.sink == SinkKind::KVBias) {
+            L.k_bias_slot = b_.mat(p_ + "self_attn.k_bias", KV, hd);
+            L.v_bias_slot = b_.mat(p_ + "self_attn.v_bias", KV, hd);
+        } else if (c_.sink == SinkKind::Logit) {
+            L.sinks = b_.vec(p_ + "self_attn.sinks", H);
+        }
     }
-    if (c.layer_attention(l)) {
-        L.o = b.linear(p + n.o + ".weight", d, H * c.v_dim(), n.conv1d);
-        L.o_b = bias(c.o_bias, n.o, d);
+
+    /// A dense MLP: gated (gate and up, or both in one gate_up matrix) or plain, and down.
+    void dense_mlp(LayerWeights& L) const {
+        if (!n_.gate_up.empty()) {
+            L.gate_up = linear(n_.gate_up, 2 * I_, d_);
+            L.gate_up_b = bias(c_.mlp_bias, n_.gate_up, 2 * I_);
+        } else {
+            if (c_.mlp == MlpKind::Gated) {
+                L.gate = linear(n_.gate, I_, d_);
+                L.gate_b = bias(c_.mlp_bias, n_.gate, I_);
+            }
+            L.up = linear(n_.up, I_, d_, n_.conv1d);
+            L.up_b = bias(c_.mlp_bias, n_.up, I_);
+        }
+        L.down = linear(n_.down, d_, I_, n_.conv1d);
+        L.down_b = bias(c_.mlp_bias, n_.down, d_);
     }
-    if (moe) {
-        L.router = b.linear(p + n.router + ".weight", c.num_experts, d);
-        L.router_b = bias(c.router_bias, n.router, c.num_experts);
-        if (!n.router_score_bias.empty()) L.router_score_bias = b.vec(p + n.router_score_bias, c.num_experts);
+
+    /// Expert e's matrix out of a stacked [E, in, out] (or [E, out, in]) tensor: a view of its slice.
+    WeightMatrix expert_slice(LayerWeights& L, const io::TensorView& t, Index e, Index in, Index out) const {
+        const bool oi = c_.experts_out_in;
+        auto v = std::make_shared<io::TensorView>(t);
+        v->name = t.name + "[" + std::to_string(e) + "]";
+        v->shape = oi ? std::vector<std::int64_t>{out, in} : std::vector<std::int64_t>{in, out};
+        v->nbytes = t.nbytes / static_cast<std::size_t>(c_.num_experts);
+        v->data = t.data + static_cast<std::size_t>(e) * v->nbytes;
+        L.slices.push_back(v);
+        return WeightMatrix(v.get(), out, in, !oi);
     }
-    if (moe && !n.experts_gate_up.empty()) {  // [E, in, out] (or [E, out, in]) tensors: one matrix per expert
-        const Index E = c.num_experts;
-        const bool oi = c.experts_out_in;
-        const io::TensorView& gu = oi ? b.get(p + n.experts_gate_up + ".weight", {E, 2 * I, d}) : b.get(p + n.experts_gate_up, {E, d, 2 * I});
-        const io::TensorView& dn = oi ? b.get(p + n.experts_down + ".weight", {E, d, I}) : b.get(p + n.experts_down, {E, I, d});
+
+    /// Experts stored as [E, ...] tensors (gpt-oss): one matrix per expert, sliced.
+    void stacked_experts(LayerWeights& L) const {
+        const Index E = c_.num_experts;
+        const bool oi = c_.experts_out_in;
+        const io::TensorView& gu =
+            oi ? b_.get(p_ + n_.experts_gate_up + ".weight", {E, 2 * I_, d_}) : b_.get(p_ + n_.experts_gate_up, {E, d_, 2 * I_});
+        const io::TensorView& dn = oi ? b_.get(p_ + n_.experts_down + ".weight", {E, d_, I_}) : b_.get(p_ + n_.experts_down, {E, I_, d_});
         std::vector<float> gu_b, dn_b;
-        if (c.mlp_bias) gu_b = b.mat(p + n.experts_gate_up + "_bias", E, 2 * I), dn_b = b.mat(p + n.experts_down + "_bias", E, d);
+        if (c_.mlp_bias) gu_b = b_.mat(p_ + n_.experts_gate_up + "_bias", E, 2 * I_), dn_b = b_.mat(p_ + n_.experts_down + "_bias", E, d_);
         for (Index e = 0; e < E; ++e) {
-            auto slice = [&](const io::TensorView& t, Index in, Index out) {
-                auto v = std::make_shared<io::TensorView>(t);
-                v->name = t.name + "[" + std::to_string(e) + "]";
-                v->shape = oi ? std::vector<std::int64_t>{out, in} : std::vector<std::int64_t>{in, out};
-                v->nbytes = t.nbytes / static_cast<std::size_t>(E);
-                v->data = t.data + static_cast<std::size_t>(e) * v->nbytes;
-                L.slices.push_back(v);
-                return WeightMatrix(v.get(), out, in, !oi);
-            };
             ExpertWeights X;
-            X.gate_up = slice(gu, d, 2 * I);
-            X.down = slice(dn, I, d);
-            if (c.mlp_bias) {
-                X.gate_up_b.assign(gu_b.begin() + e * 2 * I, gu_b.begin() + (e + 1) * 2 * I);
-                X.down_b.assign(dn_b.begin() + e * d, dn_b.begin() + (e + 1) * d);
+            X.gate_up = expert_slice(L, gu, e, d_, 2 * I_);
+            X.down = expert_slice(L, dn, e, I_, d_);
+            if (c_.mlp_bias) {
+                X.gate_up_b.assign(gu_b.begin() + e * 2 * I_, gu_b.begin() + (e + 1) * 2 * I_);
+                X.down_b.assign(dn_b.begin() + e * d_, dn_b.begin() + (e + 1) * d_);
             }
             L.experts.push_back(std::move(X));
         }
-    } else if (moe) {
-        for (int e = 0; e < c.num_experts; ++e) {
-            const std::string ep = p + replace_all(n.expert, "{e}", std::to_string(e));
-            ExpertWeights X;
-            X.gate = b.linear(ep + n.expert_gate + ".weight", I, d);
-            X.up = b.linear(ep + n.expert_up + ".weight", I, d);
-            X.down = b.linear(ep + n.expert_down + ".weight", d, I);
-            L.experts.push_back(std::move(X));
+    }
+
+    /// A mixture of experts: the router, the experts (stacked or one module each), the shared expert.
+    void experts(LayerWeights& L) const {
+        L.router = linear(n_.router, c_.num_experts, d_);
+        L.router_b = bias(c_.router_bias, n_.router, c_.num_experts);
+        if (!n_.router_score_bias.empty()) L.router_score_bias = b_.vec(p_ + n_.router_score_bias, c_.num_experts);
+        if (!n_.experts_gate_up.empty()) {
+            stacked_experts(L);
+        } else {
+            for (int e = 0; e < c_.num_experts; ++e) {
+                const std::string ep = replace_all(n_.expert, "{e}", std::to_string(e));
+                ExpertWeights X;
+                X.gate = linear(ep + n_.expert_gate, I_, d_);
+                X.up = linear(ep + n_.expert_up, I_, d_);
+                X.down = linear(ep + n_.expert_down, d_, I_);
+                L.experts.push_back(std::move(X));
+            }
         }
-    } else if (!c.has_mlp) {
-    } else if (!n.gate_up.empty()) {
-        L.gate_up = b.linear(p + n.gate_up + ".weight", 2 * I, d);
-        L.gate_up_b = bias(c.mlp_bias, n.gate_up, 2 * I);
-    } else {
-        if (c.mlp == MlpKind::Gated) {
-            L.gate = b.linear(p + n.gate + ".weight", I, d);
-            L.gate_b = bias(c.mlp_bias, n.gate, I);
+        if (c_.shared_expert_size > 0) {
+            const Index S = c_.shared_expert_size;
+            L.shared.gate = linear(n_.shared_expert + "gate_proj", S, d_);
+            L.shared.up = linear(n_.shared_expert + "up_proj", S, d_);
+            L.shared.down = linear(n_.shared_expert + "down_proj", d_, S);
+            if (c_.shared_expert_gated) L.shared_gate = linear(n_.shared_expert_gate, 1, d_);
         }
-        L.up = b.linear(p + n.up + ".weight", I, d, n.conv1d);
-        L.up_b = bias(c.mlp_bias, n.up, I);
     }
-    if (!moe && c.has_mlp) {
-        L.down = b.linear(p + n.down + ".weight", d, I, n.conv1d);
-        L.down_b = bias(c.mlp_bias, n.down, d);
+
+    /// The MLP's sub-norm, xIELU's learned parameters, layer scales.
+    void extras(LayerWeights& L) const {
+        if (c_.mlp_sub_norm) L.mlp_sub_norm = norm(true, n_.mlp_sub_norm, I_);
+        if (c_.act == ActivationFn::XIELU) {  // the activation's raw parameters, mapped as xIELU uses them
+            if (n_.act_params.empty()) throw Error(b_.dir() + ": the xIELU activation's parameters have no tensor names in this family");
+            auto softplus = [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); };
+            const std::string a = p_ + n_.act_params;
+            const double ap = b_.values(a + ".alpha_p", 1)[0], an = b_.values(a + ".alpha_n", 1)[0];
+            const float beta = b_.values(a + ".beta", 1)[0], eps = b_.values(a + ".eps", 1)[0];
+            L.act_params = {static_cast<float>(softplus(ap)), static_cast<float>(beta + softplus(an)), beta, eps};
+        }
+        if (!n_.ls_attn.empty()) L.ls_attn = b_.vec(p_ + n_.ls_attn, d_);
+        if (!n_.ls_mlp.empty()) L.ls_mlp = b_.vec(p_ + n_.ls_mlp, d_);
     }
-    if (moe && c.shared_expert_size > 0) {
-        const Index S = c.shared_expert_size;
-        const std::string sp = p + n.shared_expert;
-        L.shared.gate = b.linear(sp + "gate_proj.weight", S, d);
-        L.shared.up = b.linear(sp + "up_proj.weight", S, d);
-        L.shared.down = b.linear(sp + "down_proj.weight", d, S);
-        if (c.shared_expert_gated) L.shared_gate = b.linear(p + n.shared_expert_gate + ".weight", 1, d);
-    }
-    if (c.attn_sub_norm) L.attn_sub_norm = norm(true, n.attn_sub_norm, H * hd);
-    if (c.mlp_sub_norm) L.mlp_sub_norm = norm(true, n.mlp_sub_norm, I);
-    if (c.act == ActivationFn::XIELU && n.act_params.empty())
-        throw Error(b.dir() + ": the xIELU activation's parameters have no tensor names in this family");
-    if (c.act == ActivationFn::XIELU) {  // the activation's raw parameters, mapped as xIELU uses them
-        auto softplus = [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); };
-        const double ap = b.values(p + n.act_params + ".alpha_p", 1)[0], an = b.values(p + n.act_params + ".alpha_n", 1)[0];
-        const float beta = b.values(p + n.act_params + ".beta", 1)[0], eps = b.values(p + n.act_params + ".eps", 1)[0];
-        L.act_params = {static_cast<float>(softplus(ap)), static_cast<float>(beta + softplus(an)), beta, eps};
-    }
-    if (!n.ls_attn.empty()) L.ls_attn = b.vec(p + n.ls_attn, d);
-    if (!n.ls_mlp.empty()) L.ls_mlp = b.vec(p + n.ls_mlp, d);
-    if (c.sink == SinkKind::KVBias) {
-        L.k_bias_slot = b.mat(p + "self_attn.k_bias", KV, hd);
-        L.v_bias_slot = b.mat(p + "self_attn.v_bias", KV, hd);
-    } else if (c.sink == SinkKind::Logit) {
-        L.sinks = b.vec(p + "self_attn.sinks", H);
-    }
-    return L;
-}
+
+    const Binder& b_;
+    const ModelConfig& c_;
+    const BlockNames& n_;
+    int l_;
+    std::string p_;
+    Index d_, I_;
+};
 
 /// Keep float32 copies of every half-precision matrix when all of them fit the budget.
 inline void make_resident(ModelWeights& w, const LoadOptions& opt) {
@@ -660,7 +708,7 @@ inline ModelWeights bind_weights(const io::Checkpoint& ck, const ModelConfig& c,
     }
     if (c.embed_norm) w.embed_norm = b.norm(names.embed_norm, c.norm, d);
     for (int l = 0; l < c.num_layers; ++l)
-        w.layers.push_back(detail::bind_layer(b, c, l, detail::replace_all(names.layer, "{l}", std::to_string(l))));
+        w.layers.push_back(detail::LayerBinder(b, c, l, detail::replace_all(names.layer, "{l}", std::to_string(l))).bind());
     w.final_norm = b.norm(names.final_norm, c.norm, d);
     if (c.is_vision()) {
         detail::make_resident(w, opt);

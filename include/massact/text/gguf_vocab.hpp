@@ -47,82 +47,90 @@ inline nlohmann::json special_template(const std::vector<std::pair<std::string, 
     return {{"type", "TemplateProcessing"}, {"single", single}, {"pair", single}, {"special_tokens", special}};
 }
 
-}  // namespace detail
+/// A GGUF file's vocabulary (tokenizer.ggml.*) read into the parts of a tokenizer.json.
+class GgufVocab {
+public:
+    explicit GgufVocab(const io::GgufFile& f) : f_(f), tokens_(f.get_array("tokenizer.ggml.tokens")), n_(tokens_.size()) {
+        for (std::size_t i = 0; i < n_; ++i)
+            if (!tokens_[i].is_string()) throw Error(f.path() + ": metadata \"tokenizer.ggml.tokens\"[" + std::to_string(i) + "] is not a string");
+    }
 
-/// tokenizer.json (as JSON) for the vocabulary in a GGUF file's metadata.
-inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
-    const std::string model = f.get_string("tokenizer.ggml.model");
-    const auto& tokens = f.get_array("tokenizer.ggml.tokens");
-    const auto n = tokens.size();
-    std::vector<int> types(n, 1);
-    if (f.has("tokenizer.ggml.token_type")) {
-        const auto& t = f.get_array("tokenizer.ggml.token_type");
-        if (t.size() != n) throw Error(f.path() + ": metadata \"tokenizer.ggml.token_type\" has " + std::to_string(t.size()) + " entries for " + std::to_string(n) + " tokens");
-        for (std::size_t i = 0; i < n; ++i) types[i] = t[i].is_number_integer() ? t[i].get<int>() : 1;
-    }
-    nlohmann::json vocab = nlohmann::json::object(), added = nlohmann::json::array();
-    for (std::size_t i = 0; i < n; ++i) {
-        if (!tokens[i].is_string()) throw Error(f.path() + ": metadata \"tokenizer.ggml.tokens\"[" + std::to_string(i) + "] is not a string");
-        const std::string& s = tokens[i].get_ref<const std::string&>();
-        if (!vocab.contains(s)) vocab[s] = i;
-        if (types[i] == 2 || types[i] == 3 || types[i] == 4)
-            added.push_back({{"id", i}, {"content", s}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
-                             {"normalized", false}, {"special", types[i] != 4}});
-    }
-    auto token_id = [&](const char* key) -> std::int64_t {
-        if (!f.has(key)) return -1;
-        const std::int64_t id = f.get_int(key);
-        if (id < 0 || static_cast<std::size_t>(id) >= n) throw Error(f.path() + ": metadata \"" + key + "\": " + std::to_string(id) + " is not a token id");
+    /// The token id under `key`, -1 when absent.
+    std::int64_t token_id(const char* key) const {
+        if (!f_.has(key)) return -1;
+        const std::int64_t id = f_.get_int(key);
+        if (id < 0 || static_cast<std::size_t>(id) >= n_) throw Error(f_.path() + ": metadata \"" + key + "\": " + std::to_string(id) + " is not a token id");
         return id;
-    };
-    const std::int64_t bos = token_id("tokenizer.ggml.bos_token_id"), eos = token_id("tokenizer.ggml.eos_token_id");
-    auto flag = [&](const char* key, bool dflt) {
-        if (!f.has(key)) return dflt;
-        if (!f.at(key).is_boolean()) throw Error(f.path() + ": metadata \"" + key + "\": expected true or false");
-        return f.at(key).get<bool>();
-    };
-    std::vector<std::pair<std::string, std::int64_t>> before, after;
-    if (flag("tokenizer.ggml.add_bos_token", model == "llama") && bos >= 0) before.emplace_back(tokens[static_cast<std::size_t>(bos)], bos);
-    if (flag("tokenizer.ggml.add_eos_token", false) && eos >= 0) after.emplace_back(tokens[static_cast<std::size_t>(eos)], eos);
+    }
+    bool flag(const char* key, bool dflt) const {
+        if (!f_.has(key)) return dflt;
+        if (!f_.at(key).is_boolean()) throw Error(f_.path() + ": metadata \"" + key + "\": expected true or false");
+        return f_.at(key).get<bool>();
+    }
+    const std::string& token(std::int64_t id) const { return tokens_[static_cast<std::size_t>(id)].get_ref<const std::string&>(); }
 
-    nlohmann::json j = {{"version", "1.0"}, {"added_tokens", added}, {"normalizer", nullptr}, {"pre_tokenizer", nullptr}};
-    j["post_processor"] = detail::special_template(before, after);
-    nlohmann::json bpe = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-                          {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-                          {"vocab", std::move(vocab)}};
-    if (model == "gpt2") {
+    /// token -> id (the first id of a repeated token), and the added tokens (control, user-defined, unused).
+    void vocab(nlohmann::json& vocab, nlohmann::json& added) const {
+        std::vector<int> types(n_, 1);
+        if (f_.has("tokenizer.ggml.token_type")) {
+            const auto& t = f_.get_array("tokenizer.ggml.token_type");
+            if (t.size() != n_)
+                throw Error(f_.path() + ": metadata \"tokenizer.ggml.token_type\" has " + std::to_string(t.size()) + " entries for " +
+                            std::to_string(n_) + " tokens");
+            for (std::size_t i = 0; i < n_; ++i) types[i] = t[i].is_number_integer() ? t[i].get<int>() : 1;
+        }
+        vocab = nlohmann::json::object(), added = nlohmann::json::array();
+        for (std::size_t i = 0; i < n_; ++i) {
+            const std::string& s = token(static_cast<std::int64_t>(i));
+            if (!vocab.contains(s)) vocab[s] = i;
+            if (types[i] == 2 || types[i] == 3 || types[i] == 4)
+                added.push_back({{"id", i}, {"content", s}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
+                                 {"normalized", false}, {"special", types[i] != 4}});
+        }
+    }
+
+    /// GPT-2's byte-level BPE: the stored merges, the pre-tokenizer named by tokenizer.ggml.pre.
+    void byte_level(nlohmann::json& j, nlohmann::json& bpe) const {
         nlohmann::json merges = nlohmann::json::array();
-        if (f.has("tokenizer.ggml.merges"))
-            for (const auto& m : f.get_array("tokenizer.ggml.merges")) merges.push_back(m);
+        if (f_.has("tokenizer.ggml.merges"))
+            for (const auto& m : f_.get_array("tokenizer.ggml.merges")) merges.push_back(m);
         bpe["merges"] = std::move(merges);
-        const std::string pre = f.has("tokenizer.ggml.pre") ? f.get_string("tokenizer.ggml.pre") : "default";
+        const std::string pre = f_.has("tokenizer.ggml.pre") ? f_.get_string("tokenizer.ggml.pre") : "default";
         const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
         if (pre == "default" || pre == "gpt-2" || pre == "gpt2") {
             j["pre_tokenizer"] = byte_level;
-        } else if (const char* rx = detail::gguf_pre_regex(pre)) {
+        } else if (const char* rx = gguf_pre_regex(pre)) {
             nlohmann::json bl = byte_level;
             bl["use_regex"] = false;
             j["pre_tokenizer"] = {{"type", "Sequence"},
                                   {"pretokenizers", {{{"type", "Split"}, {"pattern", {{"Regex", rx}}}, {"behavior", "Isolated"}, {"invert", false}}, bl}}};
             if (pre == "llama-bpe" || pre == "llama3") bpe["ignore_merges"] = true;
         } else {
-            throw Error(f.path() + ": metadata \"tokenizer.ggml.pre\": pre-tokenizer \"" + pre +
+            throw Error(f_.path() + ": metadata \"tokenizer.ggml.pre\": pre-tokenizer \"" + pre +
                         "\" is not one massact maps (default, gpt-2, llama-bpe, llama3, dbrx, smaug-bpe, qwen2, deepseek-r1-qwen)");
         }
         j["decoder"] = byte_level;
-    } else if (model == "llama") {
-        const auto& scores = f.get_array("tokenizer.ggml.scores");
-        if (scores.size() != n) throw Error(f.path() + ": metadata \"tokenizer.ggml.scores\" has " + std::to_string(scores.size()) + " entries for " + std::to_string(n) + " tokens");
-        // transformers' SentencePieceExtractor: for each token (in id order) its splits into two tokens,
-        // ordered by the ids of the parts; then all of them stably by the merged token's score, highest first.
-        for (std::size_t i = 0; i < n; ++i)
-            if (!scores[i].is_number()) throw Error(f.path() + ": metadata \"tokenizer.ggml.scores\"[" + std::to_string(i) + "] is not a number");
+    }
+
+    /// SentencePiece's merges from the scores, as transformers' SentencePieceExtractor makes them: for each token (in id
+    /// order) its splits into two tokens, ordered by the ids of the parts; then all stably by the merged token's score,
+    /// highest first.
+    nlohmann::json sentencepiece_merges() const {
+        const auto& scores = f_.get_array("tokenizer.ggml.scores");
+        if (scores.size() != n_)
+            throw Error(f_.path() + ": metadata \"tokenizer.ggml.scores\" has " + std::to_string(scores.size()) + " entries for " +
+                        std::to_string(n_) + " tokens");
+        for (std::size_t i = 0; i < n_; ++i)
+            if (!scores[i].is_number()) throw Error(f_.path() + ": metadata \"tokenizer.ggml.scores\"[" + std::to_string(i) + "] is not a number");
         std::unordered_map<std::string, std::size_t> id;
-        for (std::size_t i = 0; i < n; ++i) id.emplace(tokens[i].get<std::string>(), i);
-        struct Merge { double score; std::size_t l, r; };
+        for (std::size_t i = 0; i < n_; ++i) id.emplace(token(static_cast<std::int64_t>(i)), i);
+        struct Merge {
+            double score;
+            std::size_t l, r;
+        };
         std::vector<Merge> merges;
-        for (std::size_t i = 0; i < n; ++i) {
-            const std::string& s = tokens[i].get_ref<const std::string&>();
+        for (std::size_t i = 0; i < n_; ++i) {
+            const std::string& s = token(static_cast<std::int64_t>(i));
             std::vector<Merge> local;
             for (std::size_t k = 1; k < s.size(); ++k) {
                 const auto a = id.find(s.substr(0, k)), b = id.find(s.substr(k));
@@ -133,12 +141,17 @@ inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
         }
         std::stable_sort(merges.begin(), merges.end(), [](const Merge& x, const Merge& y) { return x.score > y.score; });
         nlohmann::json m = nlohmann::json::array();
-        for (const auto& x : merges) m.push_back({tokens[x.l], tokens[x.r]});
-        bpe["merges"] = std::move(m);
+        for (const auto& x : merges) m.push_back({tokens_[x.l], tokens_[x.r]});
+        return m;
+    }
+
+    /// SentencePiece (llama): merges from the scores, byte fallback, the "\u2581" space normaliser and decoder.
+    void sentencepiece(nlohmann::json& j, nlohmann::json& bpe) const {
+        bpe["merges"] = sentencepiece_merges();
         bpe["byte_fallback"] = true;
         bpe["fuse_unk"] = true;
         const std::int64_t unk = token_id("tokenizer.ggml.unknown_token_id");
-        if (unk >= 0) bpe["unk_token"] = tokens[static_cast<std::size_t>(unk)];
+        if (unk >= 0) bpe["unk_token"] = token(unk);
         nlohmann::json norm = nlohmann::json::array();
         if (flag("tokenizer.ggml.add_space_prefix", true)) norm.push_back({{"type", "Prepend"}, {"prepend", "\xE2\x96\x81"}});
         norm.push_back({{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "\xE2\x96\x81"}});
@@ -149,9 +162,38 @@ inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
                           {{"type", "ByteFallback"}},
                           {{"type", "Fuse"}},
                           {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
-    } else {
-        throw Error(f.path() + ": metadata \"tokenizer.ggml.model\": \"" + model + "\" is not one massact reads (gpt2, llama)");
     }
+
+private:
+    const io::GgufFile& f_;
+    const nlohmann::json& tokens_;
+    std::size_t n_;
+};
+
+}  // namespace detail
+
+/// tokenizer.json (as JSON) for the vocabulary in a GGUF file's metadata.
+inline nlohmann::json tokenizer_json(const io::GgufFile& f) {
+    const std::string model = f.get_string("tokenizer.ggml.model");
+    const detail::GgufVocab v(f);
+    nlohmann::json vocab, added;
+    v.vocab(vocab, added);
+    const std::int64_t bos = v.token_id("tokenizer.ggml.bos_token_id"), eos = v.token_id("tokenizer.ggml.eos_token_id");
+    std::vector<std::pair<std::string, std::int64_t>> before, after;
+    if (v.flag("tokenizer.ggml.add_bos_token", model == "llama") && bos >= 0) before.emplace_back(v.token(bos), bos);
+    if (v.flag("tokenizer.ggml.add_eos_token", false) && eos >= 0) after.emplace_back(v.token(eos), eos);
+
+    nlohmann::json j = {{"version", "1.0"}, {"added_tokens", added}, {"normalizer", nullptr}, {"pre_tokenizer", nullptr}};
+    j["post_processor"] = detail::special_template(before, after);
+    nlohmann::json bpe = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+                          {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
+                          {"vocab", std::move(vocab)}};
+    if (model == "gpt2")
+        v.byte_level(j, bpe);
+    else if (model == "llama")
+        v.sentencepiece(j, bpe);
+    else
+        throw Error(f.path() + ": metadata \"tokenizer.ggml.model\": \"" + model + "\" is not one massact reads (gpt2, llama)");
     j["model"] = std::move(bpe);
     return j;
 }
