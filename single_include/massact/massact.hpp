@@ -2896,6 +2896,11 @@ struct BlockNames {
 /// the sequence is [CLS, register 1..R, patch 1..P] with position embeddings added to CLS and the
 /// patches (row-major over the patch grid) before the registers are inserted (no positions on those).
 /// SigLIP has no CLS: the sequence is the patches, and its pooled feature comes from an attention-pooling head.
+/// The model's ends, stages of the description: what the first block reads (token embeddings, or patch embeddings of
+/// images) and what follows the last (the LM head's logits, or a vision tower's hidden states and pooled feature).
+enum class InputStage { Tokens, Patches };
+enum class OutputStage { Logits, Pooled };
+
 struct VisionSpec {
     int image_size = 0;  // the size the position table was trained for (square)
     int patch_size = 0;  // > 0: the model reads pixels, not token ids
@@ -3016,6 +3021,8 @@ struct ModelConfig {
     bool tie_embeddings = false;  // logits use the token embedding matrix
     bool causal = true;           // false: bidirectional attention (vision encoders)
     VisionSpec vision;            // patch_size > 0: a vision transformer (no vocabulary, no logits)
+    InputStage input = InputStage::Tokens;     // (a vision family: Patches)
+    OutputStage output = OutputStage::Logits;  // (a vision family: Pooled)
     ModelNames names;
 
     std::int64_t q_dim() const { return std::int64_t(num_heads) * head_dim; }
@@ -3064,7 +3071,7 @@ struct ModelConfig {
     }
     /// Features of one head of v and z (o_proj reads H of them): head_dim, or MLA's v_head_dim.
     int v_dim() const { return has_mla() ? mla.v_head_dim : head_dim; }
-    bool is_vision() const { return vision.patch_size > 0; }
+    bool is_vision() const { return input == InputStage::Patches; }
     bool has_rope() const { return positions == PositionKind::Rope; }
     /// ALiBi slope of every head: n' = the power of two >= H, slopes 2^(-max_bias k / n'), k = 1..n';
     /// for H < n' the even k first, then the odd ones (MPT's gen_slopes; BLOOM's values in the same order).
@@ -3881,6 +3888,8 @@ inline void vision_common(const ConfigReader& r, ModelConfig& c, int mlp_width, 
     plain_mlp(c, "", "", true);
     c.positions = PositionKind::Patches;
     c.causal = false;
+    c.input = InputStage::Patches;
+    c.output = OutputStage::Pooled;
     c.layers.assign(static_cast<std::size_t>(c.num_layers), LayerSpec{});
     auto& v = c.vision;
     v.image_size = r.get_size("image_size", kMaxWidth);
@@ -10428,10 +10437,17 @@ private:
         return p.w.logits;
     }
 
-    /// x [R, d] = embed[ids] * embed_scale (+ learned positions); for images, embed_patches.
+    /// The input stage: embed_tokens or embed_patches.
     void embed(Pass& p) const {
+        switch (config_.input) {
+            case InputStage::Patches: return embed_patches(p);
+            case InputStage::Tokens: return embed_tokens(p);
+        }
+    }
+
+    /// x [R, d] = embed[ids] * embed_scale (+ learned positions).
+    void embed_tokens(Pass& p) const {
         const ModelConfig& c = config_;
-        if (c.is_vision()) return embed_patches(p);
         RowMatrixF& x = p.w.x;
         x.resize(p.R(), c.hidden_size);
         for (Index r = 0; r < p.R(); ++r) weights_.embed.row(p.ids.data()[r], x.row(r).data());
@@ -11344,26 +11360,39 @@ private:
         p.w.pooled = a + m;
     }
 
-    /// Final norm, logits [R, V] = lm_head(n) (soft-capped where the model says).
+    /// The final norm, then the output stage: logits or the pooled feature.
     void unembed(Pass& p) const {
-        const ModelConfig& c = config_;
         Workspace& w = p.w;
         RowMatrixF& n = w.attn_in;
         norm(p, weights_.final_norm, n, w.x);
-        p.hooks.ln_final(n.data(), {p.N, p.T, c.hidden_size});
-        if (c.is_vision()) {  // last_hidden_state and pooler_output; no vocabulary
-            w.hidden = c.vision.last_is_normalized ? n : w.x;
-            w.pooled.resize(p.N, c.hidden_size);
-            for (Index b = 0; b < p.N; ++b) w.pooled.row(b) = n.row(b * p.T);
-            if (c.vision.map_head) map_pool(p, n);
-            if (weights_.pooler.bound()) {
-                RowMatrixF cls = w.pooled;
-                linear(p, weights_.pooler, cls, w.pooled, &weights_.pooler_b);
-                w.pooled = w.pooled.array().tanh().matrix();
-            }
-            w.logits.resize(0, 0);
-            return;
+        p.hooks.ln_final(n.data(), {p.N, p.T, config_.hidden_size});
+        switch (config_.output) {
+            case OutputStage::Pooled: return pool(p, n);
+            case OutputStage::Logits: return lm_head(p, n);
         }
+    }
+
+    /// A vision tower's end: last_hidden_state and pooler_output (the CLS row, an attention-pooling head or tanh(dense));
+    /// no vocabulary, no logits.
+    void pool(Pass& p, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        Workspace& w = p.w;
+        w.hidden = c.vision.last_is_normalized ? n : w.x;
+        w.pooled.resize(p.N, c.hidden_size);
+        for (Index b = 0; b < p.N; ++b) w.pooled.row(b) = n.row(b * p.T);
+        if (c.vision.map_head) map_pool(p, n);
+        if (weights_.pooler.bound()) {
+            RowMatrixF cls = w.pooled;
+            linear(p, weights_.pooler, cls, w.pooled, &weights_.pooler_b);
+            w.pooled = w.pooled.array().tanh().matrix();
+        }
+        w.logits.resize(0, 0);
+    }
+
+    /// logits [R, V] = lm_head(n) (scaled and soft-capped where the model says), when the run or a hook wants them.
+    void lm_head(Pass& p, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        Workspace& w = p.w;
         RowMatrixF& logits = w.logits;
         if (!p.options.logits && !p.hooks.wants_logits()) {
             logits.resize(0, 0);

@@ -241,6 +241,11 @@ struct BlockNames {
 /// the sequence is [CLS, register 1..R, patch 1..P] with position embeddings added to CLS and the
 /// patches (row-major over the patch grid) before the registers are inserted (no positions on those).
 /// SigLIP has no CLS: the sequence is the patches, and its pooled feature comes from an attention-pooling head.
+/// The model's ends, stages of the description: what the first block reads (token embeddings, or patch embeddings of
+/// images) and what follows the last (the LM head's logits, or a vision tower's hidden states and pooled feature).
+enum class InputStage { Tokens, Patches };
+enum class OutputStage { Logits, Pooled };
+
 struct VisionSpec {
     int image_size = 0;  // the size the position table was trained for (square)
     int patch_size = 0;  // > 0: the model reads pixels, not token ids
@@ -361,6 +366,8 @@ struct ModelConfig {
     bool tie_embeddings = false;  // logits use the token embedding matrix
     bool causal = true;           // false: bidirectional attention (vision encoders)
     VisionSpec vision;            // patch_size > 0: a vision transformer (no vocabulary, no logits)
+    InputStage input = InputStage::Tokens;     // (a vision family: Patches)
+    OutputStage output = OutputStage::Logits;  // (a vision family: Pooled)
     ModelNames names;
 
     std::int64_t q_dim() const { return std::int64_t(num_heads) * head_dim; }
@@ -409,7 +416,7 @@ struct ModelConfig {
     }
     /// Features of one head of v and z (o_proj reads H of them): head_dim, or MLA's v_head_dim.
     int v_dim() const { return has_mla() ? mla.v_head_dim : head_dim; }
-    bool is_vision() const { return vision.patch_size > 0; }
+    bool is_vision() const { return input == InputStage::Patches; }
     bool has_rope() const { return positions == PositionKind::Rope; }
     /// ALiBi slope of every head: n' = the power of two >= H, slopes 2^(-max_bias k / n'), k = 1..n';
     /// for H < n' the even k first, then the odd ones (MPT's gen_slopes; BLOOM's values in the same order).

@@ -794,6 +794,8 @@ inline void vision_common(const ConfigReader& r, ModelConfig& c, int mlp_width, 
     plain_mlp(c, "", "", true);
     c.positions = PositionKind::Patches;
     c.causal = false;
+    c.input = InputStage::Patches;
+    c.output = OutputStage::Pooled;
     c.layers.assign(static_cast<std::size_t>(c.num_layers), LayerSpec{});
     auto& v = c.vision;
     v.image_size = r.get_size("image_size", kMaxWidth);

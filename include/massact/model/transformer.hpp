@@ -723,10 +723,17 @@ private:
         return p.w.logits;
     }
 
-    /// x [R, d] = embed[ids] * embed_scale (+ learned positions); for images, embed_patches.
+    /// The input stage: embed_tokens or embed_patches.
     void embed(Pass& p) const {
+        switch (config_.input) {
+            case InputStage::Patches: return embed_patches(p);
+            case InputStage::Tokens: return embed_tokens(p);
+        }
+    }
+
+    /// x [R, d] = embed[ids] * embed_scale (+ learned positions).
+    void embed_tokens(Pass& p) const {
         const ModelConfig& c = config_;
-        if (c.is_vision()) return embed_patches(p);
         RowMatrixF& x = p.w.x;
         x.resize(p.R(), c.hidden_size);
         for (Index r = 0; r < p.R(); ++r) weights_.embed.row(p.ids.data()[r], x.row(r).data());
@@ -1639,26 +1646,39 @@ private:
         p.w.pooled = a + m;
     }
 
-    /// Final norm, logits [R, V] = lm_head(n) (soft-capped where the model says).
+    /// The final norm, then the output stage: logits or the pooled feature.
     void unembed(Pass& p) const {
-        const ModelConfig& c = config_;
         Workspace& w = p.w;
         RowMatrixF& n = w.attn_in;
         norm(p, weights_.final_norm, n, w.x);
-        p.hooks.ln_final(n.data(), {p.N, p.T, c.hidden_size});
-        if (c.is_vision()) {  // last_hidden_state and pooler_output; no vocabulary
-            w.hidden = c.vision.last_is_normalized ? n : w.x;
-            w.pooled.resize(p.N, c.hidden_size);
-            for (Index b = 0; b < p.N; ++b) w.pooled.row(b) = n.row(b * p.T);
-            if (c.vision.map_head) map_pool(p, n);
-            if (weights_.pooler.bound()) {
-                RowMatrixF cls = w.pooled;
-                linear(p, weights_.pooler, cls, w.pooled, &weights_.pooler_b);
-                w.pooled = w.pooled.array().tanh().matrix();
-            }
-            w.logits.resize(0, 0);
-            return;
+        p.hooks.ln_final(n.data(), {p.N, p.T, config_.hidden_size});
+        switch (config_.output) {
+            case OutputStage::Pooled: return pool(p, n);
+            case OutputStage::Logits: return lm_head(p, n);
         }
+    }
+
+    /// A vision tower's end: last_hidden_state and pooler_output (the CLS row, an attention-pooling head or tanh(dense));
+    /// no vocabulary, no logits.
+    void pool(Pass& p, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        Workspace& w = p.w;
+        w.hidden = c.vision.last_is_normalized ? n : w.x;
+        w.pooled.resize(p.N, c.hidden_size);
+        for (Index b = 0; b < p.N; ++b) w.pooled.row(b) = n.row(b * p.T);
+        if (c.vision.map_head) map_pool(p, n);
+        if (weights_.pooler.bound()) {
+            RowMatrixF cls = w.pooled;
+            linear(p, weights_.pooler, cls, w.pooled, &weights_.pooler_b);
+            w.pooled = w.pooled.array().tanh().matrix();
+        }
+        w.logits.resize(0, 0);
+    }
+
+    /// logits [R, V] = lm_head(n) (scaled and soft-capped where the model says), when the run or a hook wants them.
+    void lm_head(Pass& p, const RowMatrixF& n) const {
+        const ModelConfig& c = config_;
+        Workspace& w = p.w;
         RowMatrixF& logits = w.logits;
         if (!p.options.logits && !p.hooks.wants_logits()) {
             logits.resize(0, 0);
