@@ -70,6 +70,77 @@ TEST_CASE("decoding token by token, or in chunks, through a KV cache equals the 
     }
 }
 
+TEST_CASE("multi-head latent attention: the cache holds the compressed KV, attends in latent space, equals the full forward") {
+    for (const char* name : {"deepseek_v2", "deepseek_v3"}) {
+        INFO(name);
+        const Transformer m(test::data(std::string("families/") + name));
+        const ModelConfig& c = m.config();
+        REQUIRE(c.has_mla());
+        const Index N = 2, T = 9, D = c.mla.qk_rope + c.mla.kv_lora_rank;
+        const TokenBatch ids = random_ids(N, T, c.vocab_size, 3);
+        CachePolicy heads;
+        heads.latent = false;
+        KVCache latent(c, N), per_head(c, N, heads);
+        CHECK(latent.latent());
+        CHECK_FALSE(per_head.latent());
+        CHECK(latent.kv_width() == D);
+        CHECK(per_head.kv_width() == c.num_kv_heads * c.head_dim);
+        Workspace ws;
+        m.run(ids, latent, ws);
+        m.run(ids, per_head, ws);
+        // The same tokens held: [shared key; latent] per token and layer, no values - (rope + r) / (2 H hd) of the heads'.
+        CHECK(latent.bytes() * static_cast<std::size_t>(2 * c.num_kv_heads * c.head_dim) == per_head.bytes() * static_cast<std::size_t>(D));
+        for (int l = 0; l < c.num_layers; ++l) CHECK(latent.layer(l).v.cols() == 0);
+
+        // Logits token by token and in chunks, and the attention pattern of every step, equal the full forward's.
+        std::vector<float> full_pattern;
+        Hooks keep;
+        keep.add("blocks.1.attn.hook_pattern", [&](Activation& a) { full_pattern.assign(a.data, a.data + a.numel()); });
+        const RowMatrixF full = m.forward(ids, keep);
+        const double scale = std::max(1.0, static_cast<double>(full.cwiseAbs().maxCoeff()));
+        const Index H = c.num_heads;
+        double worst_pattern = 0;
+        Index step = 0;  // the query position of the step in progress (token by token)
+        Hooks compare;
+        compare.add("blocks.1.attn.hook_pattern", [&](Activation& a) {
+            REQUIRE(a.shape == std::vector<Index>{N, H, 1, step + 1});
+            for (Index b = 0; b < N; ++b)
+                for (Index h = 0; h < H; ++h)
+                    for (Index k = 0; k <= step; ++k)
+                        worst_pattern = std::max(worst_pattern, std::abs(double(a.data[(b * H + h) * (step + 1) + k]) -
+                                                                         full_pattern[static_cast<std::size_t>(((b * H + h) * T + step) * T + k)]));
+            ++step;
+        });
+        CHECK(test::max_abs_diff(decode(m, ids, {1}, {}, compare), full) / scale < 2e-5);
+        CHECK(step == T);
+        CHECK(worst_pattern < 2e-6);
+        CHECK(test::max_abs_diff(decode(m, ids, {4, 1, 3}), full) / scale < 2e-5);
+        CHECK(test::max_abs_diff(decode(m, ids, {1}, heads), full) / scale < 2e-5);
+        // Held in f16 the latent stays close (each value rounded once).
+        CachePolicy half;
+        half.storage = kernels::KVFormat::F16;
+        CHECK(test::max_abs_diff(decode(m, ids, {1}, half), full) / scale < 2e-3);
+
+        // Hooks on the heads' keys or values would edit nothing a latent cache holds: refused, naming the way out.
+        for (const char* site : {"blocks.0.attn.hook_k", "blocks.2.attn.hook_v", "blocks.1.attn.hook_rot_k"}) {
+            Hooks h;
+            h.add(site, [](Activation&) {});
+            KVCache one(c, 1);
+            test::expect_error([&] { m.run(ids.topRows(1), one, ws, h); }, {site, "latent", "CachePolicy::latent = false"});
+            CHECK(one.size() == 0);
+            KVCache heads_one(c, 1, heads);
+            m.run(ids.topRows(1), heads_one, ws, h);
+            CHECK(heads_one.size() == T);
+        }
+        // Caches that move positions or quantize hold the heads; a cache is refused by a model of another shape.
+        CHECK_FALSE(KVCache(c, 1, CachePolicy::streaming(1, 4)).latent());
+        CHECK_FALSE(KVCache(c, 1, CachePolicy{0, 0, {}, {}, KVQuant::parse("kv4", "t")}).latent());
+        const Transformer llama(test::model("tiny-llama"));
+        KVCache other(c, 1);
+        test::expect_error([&] { llama.run(ids.topRows(1), other, ws); }, {"does not fit"});
+    }
+}
+
 TEST_CASE("a KV cache in f16 / bf16 equals a float cache fed keys and values rounded to 16 bits") {
     for (const char* name : {"tiny-llama", "tiny-gpt2"}) {
         INFO(name);

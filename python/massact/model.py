@@ -295,12 +295,14 @@ class HookedModel:
                              stop_at_layer=stop_at_layer)[0]
 
     # --- KV cache and generation -------------------------------------------------------------------------
-    def make_cache(self, sinks=None, window=None, batch=1, dtype="f32", kv_quant=None):
+    def make_cache(self, sinks=None, window=None, batch=1, dtype="f32", kv_quant=None, latent=True):
         """A KV cache for model(new_tokens, past_kv_cache=kv): dense, or StreamingLLM (sinks + window); keys and
         values held in dtype "f32" (exact), "f16" or "bf16" (half the memory, each value rounded once).
         kv_quant: quantize the held keys and values, a spec as massact stream's --kv-quant ("kv4", "k2,v2,group-tokens=32",
-        "k4,pre-rope,keep-first=1", ...): KIVI, KVQuant, IntactKV; see docs/python.md."""
-        return self._core.make_cache(int(batch), int(sinks or 0), int(window or 0), str(dtype), str(kv_quant or ""))
+        "k4,pre-rope,keep-first=1", ...): KIVI, KVQuant, IntactKV; see docs/python.md.
+        latent: a multi-head latent attention model (DeepSeek-V2/V3) holds its compressed KV per token, not the heads'
+        keys and values (where the cache neither moves positions nor quantizes; kv.latent says); False: the heads'."""
+        return self._core.make_cache(int(batch), int(sinks or 0), int(window or 0), str(dtype), str(kv_quant or ""), bool(latent))
 
     def generate(self, input, max_new_tokens=64, temperature=0.0, seed=0, sinks=None, window=None, stop_at_eos=False,
                  return_type=None, kv_cache="f32", kv_quant=None):

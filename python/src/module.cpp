@@ -337,12 +337,14 @@ public:
         return massact::analysis::generate(*model_, prompt, o);
     }
 
-    std::shared_ptr<Cache> make_cache(Index batch, Index sinks, Index window, const std::string& storage, const std::string& kv_quant) const {
+    std::shared_ptr<Cache> make_cache(Index batch, Index sinks, Index window, const std::string& storage, const std::string& kv_quant,
+                                      bool latent) const {
         massact::CachePolicy p;
         if (window > 0) p = massact::CachePolicy::streaming(sinks, window);
         else if (sinks > 0) throw massact::Error("make_cache: " + std::to_string(sinks) + " sink tokens need a window (window >= 1)");
         p.storage = massact::kernels::kv_format_from_name(storage, "make_cache: dtype");
         p.quant = massact::KVQuant::parse(kv_quant, "make_cache: kv_quant");
+        p.latent = latent;
         return std::make_shared<Cache>(model_->config(), batch, p);
     }
 
@@ -510,6 +512,8 @@ PYBIND11_MODULE(_massact, m) {
         .def_property_readonly("dtype", [](const Cache& c) { return massact::kernels::kv_format_name(c.cache.policy().storage); },
                                "precision of the keys and values held: f32, f16 or bf16")
         .def_property_readonly("nbytes", [](const Cache& c) { return c.cache.bytes(); }, "bytes of keys and values allocated")
+        .def_property_readonly("latent", [](const Cache& c) { return c.cache.latent(); },
+                               "whether it holds multi-head latent attention's compressed KV instead of the heads' keys and values")
         .def_property_readonly("kv_quant", [](const Cache& c) { return c.cache.policy().quant.name(); },
                                "the quantization of the held keys and values (a --kv-quant spec), or \"none\"")
         .def("clear", [](Cache& c) { c.cache.clear(); });
@@ -558,7 +562,7 @@ PYBIND11_MODULE(_massact, m) {
         .def("generate", &Model::generate, py::arg("prompt"), py::arg("max_new_tokens"), py::arg("temperature"), py::arg("seed"),
              py::arg("sinks"), py::arg("window"), py::arg("stop"), py::arg("kv_cache") = "f32", py::arg("kv_quant") = "")
         .def("make_cache", &Model::make_cache, py::arg("batch") = 1, py::arg("sinks") = 0, py::arg("window") = 0,
-             py::arg("dtype") = "f32", py::arg("kv_quant") = "");
+             py::arg("dtype") = "f32", py::arg("kv_quant") = "", py::arg("latent") = true);
 
     m.def("_bench_cpp_forward", &bench_cpp_forward, py::arg("model"), py::arg("tokens"), py::arg("repeats"), py::arg("mode"));
     m.def("read_safetensors", &read_safetensors, py::arg("path"), "Every tensor of a safetensors file as numpy (int64 or float32)");

@@ -134,6 +134,23 @@ def test_a_16_bit_kv_cache_halves_the_memory_and_stays_close(tiny_llama):
     assert toks.shape == (1, ids.shape[1] + 3)
 
 
+def test_a_latent_attention_model_caches_its_latent():
+    m = massact.load(data("families", "deepseek_v3"))
+    ids = np.random.default_rng(5).integers(0, m.cfg["d_vocab"], size=(1, 10))
+    full = m(ids)
+    sizes = {}
+    for latent in (True, False):
+        kv = m.make_cache(latent=latent)
+        assert kv.latent == latent
+        out = np.concatenate([m(ids[:, :1], past_kv_cache=kv), m(ids[:, 1:4], past_kv_cache=kv), m(ids[:, 4:], past_kv_cache=kv)], axis=1)
+        np.testing.assert_allclose(out, full, atol=2e-5 * np.abs(full).max())
+        sizes[latent] = kv.nbytes
+    assert sizes[True] < sizes[False] / 2
+    assert not m.make_cache(sinks=1, window=4).latent  # (StreamingLLM moves positions: the heads' keys)
+    with pytest.raises(massact.Error, match="latent"):
+        m.run_with_hooks(ids, fwd_hooks=[("blocks.0.attn.hook_k", lambda x, hook: x)], past_kv_cache=m.make_cache())
+
+
 def test_kv_cache_quantization_keys_per_channel_values_per_token(tiny_llama):
     ids = tiny_llama.to_tokens("The sun rises in the east and sets in the west, every single day of the year.")
     full = tiny_llama(ids)

@@ -5456,6 +5456,11 @@ struct CachePolicy {
     Positions positions = Positions::Absolute;
     kernels::KVFormat storage = kernels::KVFormat::F32;  // keys and values in float32, f16 or bf16
     KVQuant quant{};                                     // fake quantization of the held keys and values (float32 storage)
+    /// Multi-head latent attention (DeepSeek-V2/V3): hold per token the compressed KV (the normalised latent and the
+    /// rotated key shared by the heads, kv_lora_rank + qk_rope_head_dim floats) instead of every head's key and value,
+    /// and attend in the latent space (the up-projection absorbed into the queries and the output). Where the policy
+    /// moves positions (CacheIndex) or quantizes, the cache holds the heads' keys and values (KVCache::latent() says).
+    bool latent = true;
 
     /// No eviction, absolute positions: exactly the full forward.
     static CachePolicy dense() { return {}; }
@@ -5540,9 +5545,10 @@ class KVCache {
 public:
     /// One layer's tensors: row row(b, j) belongs to sequence b, held token j.
     struct Layer {
-        KVRows k;                  // [batch * rows, KV*hd] keys as attention reads them (rotated with RoPE)
+        KVRows k;                  // [batch * rows, KV*hd] keys as attention reads them (rotated with RoPE); a latent
+                                   // cache: [batch * rows, qk_rope + kv_lora_rank] rows [rotated shared key; latent]
         RowMatrixF k_raw;          // the keys before RoPE, float32 (RoPE models whose positions move: CacheIndex)
-        KVRows v;                  // values
+        KVRows v;                  // values (a latent cache: none, attention reads the latent part of k)
         std::vector<Index> k_pos;  // per held token: the position its key in k was rotated for (-1: none)
         bool attention = true;     // false: a recurrent layer (the four buffers below, no keys or values)
         std::vector<float> conv, state;            // [batch, taps - 1, conv channels], [batch, the layer's state]
@@ -5556,7 +5562,8 @@ public:
     };
 
     KVCache(const ModelConfig& c, Index batch = 1, CachePolicy policy = {})
-        : policy_(policy), batch_(batch), width_(c.num_kv_heads * c.head_dim), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim),
+        : policy_(policy), batch_(batch), latent_(holds_latent(c, policy)),
+          width_(latent_ ? c.mla.qk_rope + c.mla.kv_lora_rank : c.num_kv_heads * c.head_dim), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim),
           rope_(c.has_rope()),
           layers_(static_cast<std::size_t>(c.num_layers), Layer{KVRows(policy.storage), {}, KVRows(policy.storage), {}, true, {}, {}, {}, {}}),
           rope_memo_(c.rope.size()) {
@@ -5591,7 +5598,16 @@ public:
         return policy_.positions == CachePolicy::Positions::CacheIndex ? j : held_[static_cast<std::size_t>(j)];
     }
     int num_layers() const { return static_cast<int>(layers_.size()); }
+    /// Floats per held token and layer in k (and in v, unless latent()).
     Index kv_width() const { return width_; }
+    /// Whether the attention layers hold MLA's compressed KV (CachePolicy::latent) rather than per-head keys and values.
+    bool latent() const { return latent_; }
+    /// Whether a model with config c and a cache with `policy` hold the latent: MLA, and a policy that neither moves
+    /// positions nor quantizes (both work on per-head keys).
+    static bool holds_latent(const ModelConfig& c, const CachePolicy& policy) {
+        return policy.latent && c.has_mla() && policy.positions == CachePolicy::Positions::Absolute && !policy.quant.active() &&
+               c.qk_norm == QKNorm::None && c.clip_qkv <= 0;
+    }
     /// Whether the keys before RoPE are kept (they are needed only when held tokens change position).
     bool keeps_raw_keys() const {
         return rope_ && (policy_.positions == CachePolicy::Positions::CacheIndex || (policy_.quant.key_bits > 0 && policy_.quant.keys_before_rope));
@@ -5600,7 +5616,7 @@ public:
     std::size_t bytes() const {
         std::size_t n = 0;
         for (const auto& L : layers_)
-            n += static_cast<std::size_t>((L.k.rows() + L.v.rows()) * width_) * (policy_.storage == kernels::KVFormat::F32 ? 4 : 2) +
+            n += static_cast<std::size_t>(L.k.rows() * L.k.cols() + L.v.rows() * L.v.cols()) * (policy_.storage == kernels::KVFormat::F32 ? 4 : 2) +
                  static_cast<std::size_t>(L.k_raw.size()) * 4 + (L.conv.size() + L.state.size()) * 4;
         return n;
     }
@@ -5615,6 +5631,9 @@ public:
         if (c.num_layers != num_layers()) return differs("it was made for layers:", num_layers(), c.num_layers);
         if (c.num_kv_heads != kv_heads_) return differs("it was made for key/value heads:", kv_heads_, c.num_kv_heads);
         if (c.head_dim != head_dim_) return differs("it was made for head width:", head_dim_, c.head_dim);
+        if (holds_latent(c, policy_) != latent_ || (latent_ && c.mla.qk_rope + c.mla.kv_lora_rank != width_))
+            return latent_ ? "it holds a latent of " + std::to_string(width_) + " per token, which this model does not have"
+                           : std::string("it holds per-head keys and values, this model's cache holds its latent");
         if (c.has_rope() != rope_) return std::string("it was made for a model ") + (rope_ ? "with" : "without") + " RoPE";
         for (int l = 0; l < c.num_layers; ++l) {
             const Layer& L = layers_[static_cast<std::size_t>(l)];
@@ -5727,7 +5746,7 @@ private:
         for (auto& L : layers_) {
             if (!L.attention) continue;
             L.k.regrow(batch_, grown, size_, width_);
-            L.v.regrow(batch_, grown, size_, width_);
+            L.v.regrow(batch_, grown, size_, latent_ ? 0 : width_);
             if (!keeps_raw_keys()) continue;
             RowMatrixF bigger(batch_ * grown, width_);
             for (Index b = 0; b < batch_; ++b)
@@ -5738,7 +5757,9 @@ private:
     }
 
     CachePolicy policy_;
-    Index batch_, width_;
+    Index batch_;
+    bool latent_;
+    Index width_;
     Index kv_heads_, head_dim_;  // the model it was made for (mismatch)
     bool rope_;
     Index size_ = 0, seen_ = 0, rows_ = 0;
@@ -9929,6 +9950,7 @@ struct Workspace {
     RowMatrixF gate;         // [R, H*hd] gated attention: the gate logits, then sigmoid
     RowMatrixF mla_q, mla_qa, mla_kv, mla_latent, mla_kvb;  // multi-head latent attention's projections (MlaSpec);
                                                             // mla_q, mla_kv: Gated DeltaNet's fused qkvz and ba
+    RowMatrixF mla_up, mla_qabs, mla_zabs;  // MLA over a latent cache: kv_b_proj in float, absorbed queries, latent outputs
     RowMatrixF dn_conv, dn_beta, dn_decay;  // Gated DeltaNet: [R, conv] convolved q, k, v; [R, Hv] beta and decay
     RowMatrixF attn_out;     // [R, d] o(z), after the post-attention norm
     RowMatrixF mlp_hidden;   // [R, I] hook_pre, then hook_post (in place)
@@ -10367,6 +10389,7 @@ public:
         try {
             validate(ids, cache.position(cache.size() - 1));
             Pass p(ids, w, detail::HookCalls(hooks, c, has_sink_slot(options), ids), options);
+            if (cache.latent()) refuse_per_head_kv_hooks(p);
             p.cache = &cache;
             p.past = past;
             for (Index t = 0; t < p.T; ++t) p.pos.push_back(cache.position(past + t));
@@ -10407,6 +10430,16 @@ private:
         /// Where a stage's seconds go (null when the run is not profiled).
         double* stage(double StageTimes::*field) const { return options.profile ? &(options.profile->*field) : nullptr; }
     };
+
+    /// A latent cache (MLA) holds no per-head keys or values: hooks on them would edit nothing attention reads.
+    void refuse_per_head_kv_hooks(const Pass& p) const {
+        for (int l = 0; l < config_.num_layers; ++l)
+            for (BlockSite s : {BlockSite::K, BlockSite::V, BlockSite::RotK})
+                if (config_.layer_attention(l) && p.hooks.has(l, s))
+                    throw Error("forward: a hook on " + block_site_name(l, s) +
+                                ": this KV cache holds multi-head latent attention's compressed KV, not the heads' keys and values "
+                                "(hook " + block_site_name(l, BlockSite::Latent) + " instead, or make the cache with CachePolicy::latent = false)");
+    }
 
     const RowMatrixF& forward_pass(Pass& p, const Hooks& hooks) const {
         detail::StageTimer timer(p.stage(&StageTimes::total));
@@ -10682,7 +10715,10 @@ private:
         {
             detail::StageTimer timer(p.stage(&StageTimes::attention));
             if (p.cache) cache_keys_values(p, l);
-            attend(p, l, L);
+            if (p.cache && p.cache->latent())
+                attend_latent(p, l, L);
+            else
+                attend(p, l, L, w.z);
         }
         p.hooks.block(l, BlockSite::Z, w.z.data(), {N, T, H, hd});
         if (c.v_dim() != hd) {  // (MLA: the heads' values without their zero padding, as o_proj reads them)
@@ -10979,6 +11015,7 @@ private:
     void cache_keys_values(Pass& p, int l) const {
         KVCache& cache = *p.cache;
         KVCache::Layer& C = cache.layer(l);
+        if (cache.latent()) return cache_latent(p, C);
         store_rows(p, C.k, p.w.k);
         store_rows(p, C.v, p.w.v);
         const bool rotated = cache.keeps_raw_keys() && !config_.layers[static_cast<std::size_t>(l)].nope;
@@ -10993,6 +11030,20 @@ private:
             }
         }
         if (cache.policy().quant.active()) quantize_cached(p, l, rotated);
+    }
+
+    /// A latent cache's rows for the new tokens: [the rotated key shared by the heads (head 0's rotary part of k); the
+    /// normalised latent, as attn.hook_latent left it].
+    void cache_latent(Pass& p, KVCache::Layer& C) const {
+        const MlaSpec& m = config_.mla;
+        std::vector<float> row(static_cast<std::size_t>(m.qk_rope + m.kv_lora_rank));
+        for (Index b = 0; b < p.N; ++b)
+            for (Index t = 0; t < p.T; ++t) {
+                const Index r = b * p.T + t;
+                std::copy_n(p.w.k.row(r).data(), m.qk_rope, row.data());
+                std::copy_n(p.w.mla_latent.row(r).data(), m.kv_lora_rank, row.data() + m.qk_rope);
+                C.k.store(p.cache->row(b, p.past + t), row.data());
+            }
     }
 
     /// Held key row r (of k_raw) rotated to `position` (and q/k-normed after RoPE where the model does) into k.
@@ -11056,9 +11107,10 @@ private:
     kernels::AttentionSpec attention_spec(const Pass& p, int l, const LayerWeights& L) const {
         const ModelConfig& c = config_;
         kernels::AttentionSpec spec;
+        const bool latent = p.cache && p.cache->latent();  // (one key/value head: the held [shared key; latent] rows)
         spec.heads = c.num_heads;
-        spec.kv_heads = c.num_kv_heads;
-        spec.head_dim = c.head_dim;
+        spec.kv_heads = latent ? 1 : c.num_kv_heads;
+        spec.head_dim = latent ? c.mla.qk_rope + c.mla.kv_lora_rank : c.head_dim;
         spec.scale = static_cast<float>(c.attn_scale);
         spec.softcap = static_cast<float>(c.attn_softcap);
         spec.window = c.window(l);
@@ -11082,13 +11134,16 @@ private:
         return spec;
     }
 
-    /// Sequence b's queries, and its keys and values: this pass's rows, or the cache's (past and present).
+    /// Sequence b's queries, and its keys and values: this pass's rows, or the cache's (past and present). A latent
+    /// cache's rows are keys and values at once (attend_latent's absorbed queries read them).
     kernels::AttentionInput attention_input(const Pass& p, int l, Index b) const {
         const Workspace& w = p.w;
         const Index T = p.T;
+        const bool latent = p.cache && p.cache->latent();
+        const RowMatrixF& q = latent ? w.mla_qabs : w.q;
         kernels::AttentionInput in;
-        in.q = w.q.data() + b * T * w.q.cols();
-        in.q_stride = w.q.cols();
+        in.q = q.data() + b * T * q.cols();
+        in.q_stride = q.cols();
         in.T = T;
         in.past = p.past;
         if (!p.cache) {
@@ -11102,12 +11157,13 @@ private:
         const Index first = p.cache->row(b, 0) * C.k.cols();
         in.k_stride = in.v_stride = C.k.cols();
         in.kv_format = C.k.format();
+        const KVRows& V = latent ? C.k : C.v;
         if (in.kv_format == kernels::KVFormat::F32) {
             in.k = C.k.f32() + first;
-            in.v = C.v.f32() + first;
+            in.v = V.f32() + first;
         } else {
             in.k16 = C.k.half() + first;
-            in.v16 = C.v.half() + first;
+            in.v16 = V.half() + first;
         }
         return in;
     }
@@ -11118,8 +11174,8 @@ private:
         return p.options.pattern_columns.size() == 0 ? &key0 : p.options.pattern_columns.row(b).data();
     }
 
-    /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, K] buffers when hooks read the scores.
-    void attend(Pass& p, int l, const LayerWeights& L) const {
+    /// z [R, H * head width] from q, k, v: streaming, or through [N, H, T, K] buffers when hooks read the scores.
+    void attend(Pass& p, int l, const LayerWeights& L, RowMatrixF& z) const {
         Workspace& w = p.w;
         const Index N = p.N, T = p.T, H = config_.num_heads, C = p.options.columns();
         const kernels::AttentionSpec spec = attention_spec(p, l, L);
@@ -11127,18 +11183,18 @@ private:
         const bool want_columns = p.hooks.has(l, BlockSite::PatternColumns);
         if (want_columns) w.columns.assign(static_cast<std::size_t>(N * H * T * C), 0.0f);
         if (p.hooks.has(l, BlockSite::AttnScores) || p.hooks.has(l, BlockSite::Pattern) || want_sink)
-            return attend_materialised(p, l, spec, want_columns);
+            return attend_materialised(p, l, spec, want_columns, z);
         for (Index b = 0; b < N; ++b) {
             kernels::ColumnProbs cols;
             if (want_columns) cols = {pattern_columns_of(p, b), C, w.columns.data() + b * H * T * C};
-            kernels::causal_attention(spec, attention_input(p, l, b), w.z.data() + b * T * w.z.cols(), w.z.cols(), nullptr,
+            kernels::causal_attention(spec, attention_input(p, l, b), z.data() + b * T * z.cols(), z.cols(), nullptr,
                                       p.options.attention_tile, cols);
         }
         if (want_columns) p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
     }
 
     /// attend() through [N, H, T, K] scores and pattern, which hooks can read or edit before the values are combined.
-    void attend_materialised(Pass& p, int l, const kernels::AttentionSpec& spec, bool want_columns) const {
+    void attend_materialised(Pass& p, int l, const kernels::AttentionSpec& spec, bool want_columns, RowMatrixF& z) const {
         Workspace& w = p.w;
         const Index N = p.N, T = p.T, H = config_.num_heads, K = p.keys(), C = p.options.columns(), per = H * T * K;
         w.scores.resize(static_cast<std::size_t>(N * per));
@@ -11163,7 +11219,31 @@ private:
         }
         for (Index b = 0; b < N; ++b)
             kernels::attention_combine(spec, attention_input(p, l, b), w.scores.data() + b * per, w.kvp.data() + b * H * T,
-                                       w.z.data() + b * T * w.z.cols(), w.z.cols());
+                                       z.data() + b * T * z.cols(), z.cols());
+    }
+
+    /// MLA over a latent cache: the heads attend to the held [shared rotary key; latent] rows as one key/value head of
+    /// width qk_rope + kv_lora_rank, with kv_b_proj absorbed: q'_h = [q_rope_h; W_UK_h^T q_nope_h] (W_UK_h: head h's key
+    /// rows of kv_b_proj), z_h = W_UV_h (the latent part of the attention-weighted rows). Scores, pattern and z equal
+    /// attention over the decompressed keys and values up to float rounding; z [R, H*hd] as attend() leaves it.
+    void attend_latent(Pass& p, int l, const LayerWeights& L) const {
+        const ModelConfig& c = config_;
+        const MlaSpec& m = c.mla;
+        Workspace& w = p.w;
+        const Index R = p.R(), H = c.num_heads, hd = c.head_dim, rope = m.qk_rope, r = m.kv_lora_rank, D = rope + r;
+        const Index nope = m.qk_nope, vd = m.v_head_dim, per = nope + vd;
+        w.mla_up.resize(H * per, r);  // [H * (nope + vd), r]: per head W_UK_h [nope, r], then W_UV_h [vd, r]
+        L.kv_up.block(0, H * per, 0, r, w.mla_up.data());
+        w.mla_qabs.resize(R, H * D);
+        for (Index h = 0; h < H; ++h) {
+            w.mla_qabs.middleCols(h * D, rope) = w.q.middleCols(h * hd, rope);
+            w.mla_qabs.middleCols(h * D + rope, r).noalias() = w.q.middleCols(h * hd + rope, nope) * w.mla_up.middleRows(h * per, nope);
+        }
+        w.mla_zabs.resize(R, H * D);
+        attend(p, l, L, w.mla_zabs);
+        w.z.setZero(R, H * hd);
+        for (Index h = 0; h < H; ++h)
+            w.z.middleCols(h * hd, vd).noalias() = w.mla_zabs.middleCols(h * D + rope, r) * w.mla_up.middleRows(h * per + nope, vd).transpose();
     }
 
     /// mlp_out [R, d] = post_norm(down(act(gate(n)) * up(n))) or post_norm(down(act(up(n)))).

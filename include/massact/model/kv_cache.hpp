@@ -132,6 +132,11 @@ struct CachePolicy {
     Positions positions = Positions::Absolute;
     kernels::KVFormat storage = kernels::KVFormat::F32;  // keys and values in float32, f16 or bf16
     KVQuant quant{};                                     // fake quantization of the held keys and values (float32 storage)
+    /// Multi-head latent attention (DeepSeek-V2/V3): hold per token the compressed KV (the normalised latent and the
+    /// rotated key shared by the heads, kv_lora_rank + qk_rope_head_dim floats) instead of every head's key and value,
+    /// and attend in the latent space (the up-projection absorbed into the queries and the output). Where the policy
+    /// moves positions (CacheIndex) or quantizes, the cache holds the heads' keys and values (KVCache::latent() says).
+    bool latent = true;
 
     /// No eviction, absolute positions: exactly the full forward.
     static CachePolicy dense() { return {}; }
@@ -216,9 +221,10 @@ class KVCache {
 public:
     /// One layer's tensors: row row(b, j) belongs to sequence b, held token j.
     struct Layer {
-        KVRows k;                  // [batch * rows, KV*hd] keys as attention reads them (rotated with RoPE)
+        KVRows k;                  // [batch * rows, KV*hd] keys as attention reads them (rotated with RoPE); a latent
+                                   // cache: [batch * rows, qk_rope + kv_lora_rank] rows [rotated shared key; latent]
         RowMatrixF k_raw;          // the keys before RoPE, float32 (RoPE models whose positions move: CacheIndex)
-        KVRows v;                  // values
+        KVRows v;                  // values (a latent cache: none, attention reads the latent part of k)
         std::vector<Index> k_pos;  // per held token: the position its key in k was rotated for (-1: none)
         bool attention = true;     // false: a recurrent layer (the four buffers below, no keys or values)
         std::vector<float> conv, state;            // [batch, taps - 1, conv channels], [batch, the layer's state]
@@ -232,7 +238,8 @@ public:
     };
 
     KVCache(const ModelConfig& c, Index batch = 1, CachePolicy policy = {})
-        : policy_(policy), batch_(batch), width_(c.num_kv_heads * c.head_dim), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim),
+        : policy_(policy), batch_(batch), latent_(holds_latent(c, policy)),
+          width_(latent_ ? c.mla.qk_rope + c.mla.kv_lora_rank : c.num_kv_heads * c.head_dim), kv_heads_(c.num_kv_heads), head_dim_(c.head_dim),
           rope_(c.has_rope()),
           layers_(static_cast<std::size_t>(c.num_layers), Layer{KVRows(policy.storage), {}, KVRows(policy.storage), {}, true, {}, {}, {}, {}}),
           rope_memo_(c.rope.size()) {
@@ -267,7 +274,16 @@ public:
         return policy_.positions == CachePolicy::Positions::CacheIndex ? j : held_[static_cast<std::size_t>(j)];
     }
     int num_layers() const { return static_cast<int>(layers_.size()); }
+    /// Floats per held token and layer in k (and in v, unless latent()).
     Index kv_width() const { return width_; }
+    /// Whether the attention layers hold MLA's compressed KV (CachePolicy::latent) rather than per-head keys and values.
+    bool latent() const { return latent_; }
+    /// Whether a model with config c and a cache with `policy` hold the latent: MLA, and a policy that neither moves
+    /// positions nor quantizes (both work on per-head keys).
+    static bool holds_latent(const ModelConfig& c, const CachePolicy& policy) {
+        return policy.latent && c.has_mla() && policy.positions == CachePolicy::Positions::Absolute && !policy.quant.active() &&
+               c.qk_norm == QKNorm::None && c.clip_qkv <= 0;
+    }
     /// Whether the keys before RoPE are kept (they are needed only when held tokens change position).
     bool keeps_raw_keys() const {
         return rope_ && (policy_.positions == CachePolicy::Positions::CacheIndex || (policy_.quant.key_bits > 0 && policy_.quant.keys_before_rope));
@@ -276,7 +292,7 @@ public:
     std::size_t bytes() const {
         std::size_t n = 0;
         for (const auto& L : layers_)
-            n += static_cast<std::size_t>((L.k.rows() + L.v.rows()) * width_) * (policy_.storage == kernels::KVFormat::F32 ? 4 : 2) +
+            n += static_cast<std::size_t>(L.k.rows() * L.k.cols() + L.v.rows() * L.v.cols()) * (policy_.storage == kernels::KVFormat::F32 ? 4 : 2) +
                  static_cast<std::size_t>(L.k_raw.size()) * 4 + (L.conv.size() + L.state.size()) * 4;
         return n;
     }
@@ -291,6 +307,9 @@ public:
         if (c.num_layers != num_layers()) return differs("it was made for layers:", num_layers(), c.num_layers);
         if (c.num_kv_heads != kv_heads_) return differs("it was made for key/value heads:", kv_heads_, c.num_kv_heads);
         if (c.head_dim != head_dim_) return differs("it was made for head width:", head_dim_, c.head_dim);
+        if (holds_latent(c, policy_) != latent_ || (latent_ && c.mla.qk_rope + c.mla.kv_lora_rank != width_))
+            return latent_ ? "it holds a latent of " + std::to_string(width_) + " per token, which this model does not have"
+                           : std::string("it holds per-head keys and values, this model's cache holds its latent");
         if (c.has_rope() != rope_) return std::string("it was made for a model ") + (rope_ ? "with" : "without") + " RoPE";
         for (int l = 0; l < c.num_layers; ++l) {
             const Layer& L = layers_[static_cast<std::size_t>(l)];
@@ -403,7 +422,7 @@ private:
         for (auto& L : layers_) {
             if (!L.attention) continue;
             L.k.regrow(batch_, grown, size_, width_);
-            L.v.regrow(batch_, grown, size_, width_);
+            L.v.regrow(batch_, grown, size_, latent_ ? 0 : width_);
             if (!keeps_raw_keys()) continue;
             RowMatrixF bigger(batch_ * grown, width_);
             for (Index b = 0; b < batch_; ++b)
@@ -414,7 +433,9 @@ private:
     }
 
     CachePolicy policy_;
-    Index batch_, width_;
+    Index batch_;
+    bool latent_;
+    Index width_;
     Index kv_heads_, head_dim_;  // the model it was made for (mismatch)
     bool rope_;
     Index size_ = 0, seen_ = 0, rows_ = 0;

@@ -215,6 +215,7 @@ struct Workspace {
     RowMatrixF gate;         // [R, H*hd] gated attention: the gate logits, then sigmoid
     RowMatrixF mla_q, mla_qa, mla_kv, mla_latent, mla_kvb;  // multi-head latent attention's projections (MlaSpec);
                                                             // mla_q, mla_kv: Gated DeltaNet's fused qkvz and ba
+    RowMatrixF mla_up, mla_qabs, mla_zabs;  // MLA over a latent cache: kv_b_proj in float, absorbed queries, latent outputs
     RowMatrixF dn_conv, dn_beta, dn_decay;  // Gated DeltaNet: [R, conv] convolved q, k, v; [R, Hv] beta and decay
     RowMatrixF attn_out;     // [R, d] o(z), after the post-attention norm
     RowMatrixF mlp_hidden;   // [R, I] hook_pre, then hook_post (in place)
@@ -653,6 +654,7 @@ public:
         try {
             validate(ids, cache.position(cache.size() - 1));
             Pass p(ids, w, detail::HookCalls(hooks, c, has_sink_slot(options), ids), options);
+            if (cache.latent()) refuse_per_head_kv_hooks(p);
             p.cache = &cache;
             p.past = past;
             for (Index t = 0; t < p.T; ++t) p.pos.push_back(cache.position(past + t));
@@ -693,6 +695,16 @@ private:
         /// Where a stage's seconds go (null when the run is not profiled).
         double* stage(double StageTimes::*field) const { return options.profile ? &(options.profile->*field) : nullptr; }
     };
+
+    /// A latent cache (MLA) holds no per-head keys or values: hooks on them would edit nothing attention reads.
+    void refuse_per_head_kv_hooks(const Pass& p) const {
+        for (int l = 0; l < config_.num_layers; ++l)
+            for (BlockSite s : {BlockSite::K, BlockSite::V, BlockSite::RotK})
+                if (config_.layer_attention(l) && p.hooks.has(l, s))
+                    throw Error("forward: a hook on " + block_site_name(l, s) +
+                                ": this KV cache holds multi-head latent attention's compressed KV, not the heads' keys and values "
+                                "(hook " + block_site_name(l, BlockSite::Latent) + " instead, or make the cache with CachePolicy::latent = false)");
+    }
 
     const RowMatrixF& forward_pass(Pass& p, const Hooks& hooks) const {
         detail::StageTimer timer(p.stage(&StageTimes::total));
@@ -968,7 +980,10 @@ private:
         {
             detail::StageTimer timer(p.stage(&StageTimes::attention));
             if (p.cache) cache_keys_values(p, l);
-            attend(p, l, L);
+            if (p.cache && p.cache->latent())
+                attend_latent(p, l, L);
+            else
+                attend(p, l, L, w.z);
         }
         p.hooks.block(l, BlockSite::Z, w.z.data(), {N, T, H, hd});
         if (c.v_dim() != hd) {  // (MLA: the heads' values without their zero padding, as o_proj reads them)
@@ -1265,6 +1280,7 @@ private:
     void cache_keys_values(Pass& p, int l) const {
         KVCache& cache = *p.cache;
         KVCache::Layer& C = cache.layer(l);
+        if (cache.latent()) return cache_latent(p, C);
         store_rows(p, C.k, p.w.k);
         store_rows(p, C.v, p.w.v);
         const bool rotated = cache.keeps_raw_keys() && !config_.layers[static_cast<std::size_t>(l)].nope;
@@ -1279,6 +1295,20 @@ private:
             }
         }
         if (cache.policy().quant.active()) quantize_cached(p, l, rotated);
+    }
+
+    /// A latent cache's rows for the new tokens: [the rotated key shared by the heads (head 0's rotary part of k); the
+    /// normalised latent, as attn.hook_latent left it].
+    void cache_latent(Pass& p, KVCache::Layer& C) const {
+        const MlaSpec& m = config_.mla;
+        std::vector<float> row(static_cast<std::size_t>(m.qk_rope + m.kv_lora_rank));
+        for (Index b = 0; b < p.N; ++b)
+            for (Index t = 0; t < p.T; ++t) {
+                const Index r = b * p.T + t;
+                std::copy_n(p.w.k.row(r).data(), m.qk_rope, row.data());
+                std::copy_n(p.w.mla_latent.row(r).data(), m.kv_lora_rank, row.data() + m.qk_rope);
+                C.k.store(p.cache->row(b, p.past + t), row.data());
+            }
     }
 
     /// Held key row r (of k_raw) rotated to `position` (and q/k-normed after RoPE where the model does) into k.
@@ -1342,9 +1372,10 @@ private:
     kernels::AttentionSpec attention_spec(const Pass& p, int l, const LayerWeights& L) const {
         const ModelConfig& c = config_;
         kernels::AttentionSpec spec;
+        const bool latent = p.cache && p.cache->latent();  // (one key/value head: the held [shared key; latent] rows)
         spec.heads = c.num_heads;
-        spec.kv_heads = c.num_kv_heads;
-        spec.head_dim = c.head_dim;
+        spec.kv_heads = latent ? 1 : c.num_kv_heads;
+        spec.head_dim = latent ? c.mla.qk_rope + c.mla.kv_lora_rank : c.head_dim;
         spec.scale = static_cast<float>(c.attn_scale);
         spec.softcap = static_cast<float>(c.attn_softcap);
         spec.window = c.window(l);
@@ -1368,13 +1399,16 @@ private:
         return spec;
     }
 
-    /// Sequence b's queries, and its keys and values: this pass's rows, or the cache's (past and present).
+    /// Sequence b's queries, and its keys and values: this pass's rows, or the cache's (past and present). A latent
+    /// cache's rows are keys and values at once (attend_latent's absorbed queries read them).
     kernels::AttentionInput attention_input(const Pass& p, int l, Index b) const {
         const Workspace& w = p.w;
         const Index T = p.T;
+        const bool latent = p.cache && p.cache->latent();
+        const RowMatrixF& q = latent ? w.mla_qabs : w.q;
         kernels::AttentionInput in;
-        in.q = w.q.data() + b * T * w.q.cols();
-        in.q_stride = w.q.cols();
+        in.q = q.data() + b * T * q.cols();
+        in.q_stride = q.cols();
         in.T = T;
         in.past = p.past;
         if (!p.cache) {
@@ -1388,12 +1422,13 @@ private:
         const Index first = p.cache->row(b, 0) * C.k.cols();
         in.k_stride = in.v_stride = C.k.cols();
         in.kv_format = C.k.format();
+        const KVRows& V = latent ? C.k : C.v;
         if (in.kv_format == kernels::KVFormat::F32) {
             in.k = C.k.f32() + first;
-            in.v = C.v.f32() + first;
+            in.v = V.f32() + first;
         } else {
             in.k16 = C.k.half() + first;
-            in.v16 = C.v.half() + first;
+            in.v16 = V.half() + first;
         }
         return in;
     }
@@ -1404,8 +1439,8 @@ private:
         return p.options.pattern_columns.size() == 0 ? &key0 : p.options.pattern_columns.row(b).data();
     }
 
-    /// z [R, H*hd] from q, k, v: streaming, or through [N, H, T, K] buffers when hooks read the scores.
-    void attend(Pass& p, int l, const LayerWeights& L) const {
+    /// z [R, H * head width] from q, k, v: streaming, or through [N, H, T, K] buffers when hooks read the scores.
+    void attend(Pass& p, int l, const LayerWeights& L, RowMatrixF& z) const {
         Workspace& w = p.w;
         const Index N = p.N, T = p.T, H = config_.num_heads, C = p.options.columns();
         const kernels::AttentionSpec spec = attention_spec(p, l, L);
@@ -1413,18 +1448,18 @@ private:
         const bool want_columns = p.hooks.has(l, BlockSite::PatternColumns);
         if (want_columns) w.columns.assign(static_cast<std::size_t>(N * H * T * C), 0.0f);
         if (p.hooks.has(l, BlockSite::AttnScores) || p.hooks.has(l, BlockSite::Pattern) || want_sink)
-            return attend_materialised(p, l, spec, want_columns);
+            return attend_materialised(p, l, spec, want_columns, z);
         for (Index b = 0; b < N; ++b) {
             kernels::ColumnProbs cols;
             if (want_columns) cols = {pattern_columns_of(p, b), C, w.columns.data() + b * H * T * C};
-            kernels::causal_attention(spec, attention_input(p, l, b), w.z.data() + b * T * w.z.cols(), w.z.cols(), nullptr,
+            kernels::causal_attention(spec, attention_input(p, l, b), z.data() + b * T * z.cols(), z.cols(), nullptr,
                                       p.options.attention_tile, cols);
         }
         if (want_columns) p.hooks.block(l, BlockSite::PatternColumns, w.columns.data(), {N, H, T, C});
     }
 
     /// attend() through [N, H, T, K] scores and pattern, which hooks can read or edit before the values are combined.
-    void attend_materialised(Pass& p, int l, const kernels::AttentionSpec& spec, bool want_columns) const {
+    void attend_materialised(Pass& p, int l, const kernels::AttentionSpec& spec, bool want_columns, RowMatrixF& z) const {
         Workspace& w = p.w;
         const Index N = p.N, T = p.T, H = config_.num_heads, K = p.keys(), C = p.options.columns(), per = H * T * K;
         w.scores.resize(static_cast<std::size_t>(N * per));
@@ -1449,7 +1484,31 @@ private:
         }
         for (Index b = 0; b < N; ++b)
             kernels::attention_combine(spec, attention_input(p, l, b), w.scores.data() + b * per, w.kvp.data() + b * H * T,
-                                       w.z.data() + b * T * w.z.cols(), w.z.cols());
+                                       z.data() + b * T * z.cols(), z.cols());
+    }
+
+    /// MLA over a latent cache: the heads attend to the held [shared rotary key; latent] rows as one key/value head of
+    /// width qk_rope + kv_lora_rank, with kv_b_proj absorbed: q'_h = [q_rope_h; W_UK_h^T q_nope_h] (W_UK_h: head h's key
+    /// rows of kv_b_proj), z_h = W_UV_h (the latent part of the attention-weighted rows). Scores, pattern and z equal
+    /// attention over the decompressed keys and values up to float rounding; z [R, H*hd] as attend() leaves it.
+    void attend_latent(Pass& p, int l, const LayerWeights& L) const {
+        const ModelConfig& c = config_;
+        const MlaSpec& m = c.mla;
+        Workspace& w = p.w;
+        const Index R = p.R(), H = c.num_heads, hd = c.head_dim, rope = m.qk_rope, r = m.kv_lora_rank, D = rope + r;
+        const Index nope = m.qk_nope, vd = m.v_head_dim, per = nope + vd;
+        w.mla_up.resize(H * per, r);  // [H * (nope + vd), r]: per head W_UK_h [nope, r], then W_UV_h [vd, r]
+        L.kv_up.block(0, H * per, 0, r, w.mla_up.data());
+        w.mla_qabs.resize(R, H * D);
+        for (Index h = 0; h < H; ++h) {
+            w.mla_qabs.middleCols(h * D, rope) = w.q.middleCols(h * hd, rope);
+            w.mla_qabs.middleCols(h * D + rope, r).noalias() = w.q.middleCols(h * hd + rope, nope) * w.mla_up.middleRows(h * per, nope);
+        }
+        w.mla_zabs.resize(R, H * D);
+        attend(p, l, L, w.mla_zabs);
+        w.z.setZero(R, H * hd);
+        for (Index h = 0; h < H; ++h)
+            w.z.middleCols(h * hd, vd).noalias() = w.mla_zabs.middleCols(h * D + rope, r) * w.mla_up.middleRows(h * per + nope, vd).transpose();
     }
 
     /// mlp_out [R, d] = post_norm(down(act(gate(n)) * up(n))) or post_norm(down(act(up(n)))).
