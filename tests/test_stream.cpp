@@ -126,8 +126,14 @@ TEST_CASE("multi-head latent attention: the cache holds the compressed KV, atten
             Hooks h;
             h.add(site, [](Activation&) {});
             KVCache one(c, 1);
-            test::expect_error([&] { m.run(ids.topRows(1), one, ws, h); }, {site, "latent", "CachePolicy::latent = false"});
+            test::expect_error([&] { m.run(ids.topRows(1), one, ws, h); }, {site, "may edit", "latent", "CachePolicy::latent = false"});
             CHECK(one.size() == 0);
+            Hooks reader;  // (a reader sees the new tokens' heads, as with any cache)
+            Index seen = 0;
+            reader.observe(site, [&](Activation& a) { seen += a.shape[1]; });
+            m.run(ids.topRows(1), one, ws, reader);
+            CHECK(seen == T);
+            one.clear();
             KVCache heads_one(c, 1, heads);
             m.run(ids.topRows(1), heads_one, ws, h);
             CHECK(heads_one.size() == T);

@@ -265,10 +265,10 @@ public:
         // globs ("*": every site) as patterns, exact names as one entry
         std::vector<std::string> names;
         for (const auto& site : cache_sites) {
-            if (site.find_first_of("*?") != std::string::npos) h.add(site, keep);
+            if (site.find_first_of("*?") != std::string::npos) h.observe(site, keep);
             else names.push_back(site);
         }
-        if (!names.empty()) h.add_sites(std::move(names), keep);
+        if (!names.empty()) h.observe_sites(std::move(names), keep);
         for (const auto& [sites, fn] : hooks) h.add_sites(sites, python_hook(fn, hook_point_type, points_, err));
         massact::RunOptions o;
         o.precision = precision_;

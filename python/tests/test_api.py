@@ -149,6 +149,8 @@ def test_a_latent_attention_model_caches_its_latent():
     assert not m.make_cache(sinks=1, window=4).latent  # (StreamingLLM moves positions: the heads' keys)
     with pytest.raises(massact.Error, match="latent"):
         m.run_with_hooks(ids, fwd_hooks=[("blocks.0.attn.hook_k", lambda x, hook: x)], past_kv_cache=m.make_cache())
+    _, cache = m.run_with_cache(ids, past_kv_cache=m.make_cache())  # (reading the heads' keys is fine)
+    assert cache["blocks.0.attn.hook_k"].shape[1] == ids.shape[1]
 
 
 def test_kv_cache_quantization_keys_per_channel_values_per_token(tiny_llama):

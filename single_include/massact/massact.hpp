@@ -291,6 +291,57 @@ inline std::string json_brief(const nlohmann::json& v, std::size_t limit = 80) {
     return out.size() > limit ? out.substr(0, limit) + "..." : out;
 }
 
+/// The fields of a JSON object from a stranger's file (config.json, preprocessor_config.json), typed: a missing or null
+/// field gives the default, a field of another type or out of bounds an error naming the file and the field.
+class JsonFields {
+public:
+    JsonFields(const nlohmann::json& j, std::string file) : j_(j), file_(std::move(file)) {}
+
+    [[noreturn]] void fail(const std::string& field, const std::string& msg) const {
+        throw Error(file_ + ": field \"" + field + "\": " + msg);
+    }
+    bool present(const std::string& k) const { return j_.contains(k) && !j_[k].is_null(); }
+    int get_int(const std::string& k) const {
+        if (!present(k)) fail(k, "missing (expected a positive integer)");
+        return positive(k, j_[k]);
+    }
+    int get_int(const std::string& k, int dflt) const { return present(k) ? positive(k, j_[k]) : dflt; }
+    /// A size with an upper bound (no real model comes near it; a larger value is a corrupt file, and
+    /// would make massact allocate per-layer or per-head tables of that size before any tensor is read).
+    int get_size(const std::string& k, int max) const {
+        const int v = get_int(k);
+        if (v > max) fail(k, "value " + std::to_string(v) + " is implausibly large (at most " + std::to_string(max) + ")");
+        return v;
+    }
+    int get_size(const std::string& k, int dflt, int max) const { return present(k) ? get_size(k, max) : dflt; }
+    double get_num(const std::string& k, double dflt) const {
+        if (!present(k)) return dflt;
+        if (!j_[k].is_number()) fail(k, "expected a number, found " + io::json_brief(j_[k]));
+        return j_[k].get<double>();
+    }
+    bool get_bool(const std::string& k, bool dflt) const {
+        if (!present(k)) return dflt;
+        if (!j_[k].is_boolean()) fail(k, "expected true or false, found " + io::json_brief(j_[k]));
+        return j_[k].get<bool>();
+    }
+    std::string get_str(const std::string& k, const std::string& dflt) const {
+        if (!present(k)) return dflt;
+        if (!j_[k].is_string()) fail(k, "expected a string, found " + io::json_brief(j_[k]));
+        return j_[k].get<std::string>();
+    }
+    const nlohmann::json& json() const { return j_; }
+    const std::string& file() const { return file_; }
+
+private:
+    int positive(const std::string& k, const nlohmann::json& v) const {
+        if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > 1LL << 30)
+            fail(k, "expected a positive integer, found " + io::json_brief(v));
+        return static_cast<int>(v.get<long long>());
+    }
+    const nlohmann::json& j_;
+    std::string file_;
+};
+
 inline nlohmann::json read_json_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error(path + ": cannot open");
@@ -3124,54 +3175,8 @@ constexpr int kMaxLayers = 4096, kMaxHeads = 16384, kMaxHeadDim = 16384, kMaxWid
 /// 8 Ki - 16 Ki floats; the bound keeps a config from claiming a cache far beyond what its weights could use.
 constexpr std::int64_t kMaxStatePerHead = std::int64_t(1) << 18;
 
-class ConfigReader {
-public:
-    ConfigReader(const nlohmann::json& j, std::string file) : j_(j), file_(std::move(file)) {}
-
-    [[noreturn]] void fail(const std::string& field, const std::string& msg) const {
-        throw Error(file_ + ": field \"" + field + "\": " + msg);
-    }
-    bool present(const std::string& k) const { return j_.contains(k) && !j_[k].is_null(); }
-    int get_int(const std::string& k) const {
-        if (!present(k)) fail(k, "missing (expected a positive integer)");
-        return positive(k, j_[k]);
-    }
-    int get_int(const std::string& k, int dflt) const { return present(k) ? positive(k, j_[k]) : dflt; }
-    /// A size with an upper bound (no real model comes near it; a larger value is a corrupt file, and
-    /// would make massact allocate per-layer or per-head tables of that size before any tensor is read).
-    int get_size(const std::string& k, int max) const {
-        const int v = get_int(k);
-        if (v > max) fail(k, "value " + std::to_string(v) + " is implausibly large (at most " + std::to_string(max) + ")");
-        return v;
-    }
-    int get_size(const std::string& k, int dflt, int max) const { return present(k) ? get_size(k, max) : dflt; }
-    double get_num(const std::string& k, double dflt) const {
-        if (!present(k)) return dflt;
-        if (!j_[k].is_number()) fail(k, "expected a number, found " + io::json_brief(j_[k]));
-        return j_[k].get<double>();
-    }
-    bool get_bool(const std::string& k, bool dflt) const {
-        if (!present(k)) return dflt;
-        if (!j_[k].is_boolean()) fail(k, "expected true or false, found " + io::json_brief(j_[k]));
-        return j_[k].get<bool>();
-    }
-    std::string get_str(const std::string& k, const std::string& dflt) const {
-        if (!present(k)) return dflt;
-        if (!j_[k].is_string()) fail(k, "expected a string, found " + io::json_brief(j_[k]));
-        return j_[k].get<std::string>();
-    }
-    const nlohmann::json& json() const { return j_; }
-    const std::string& file() const { return file_; }
-
-private:
-    int positive(const std::string& k, const nlohmann::json& v) const {
-        if (!v.is_number_integer() || v.get<long long>() <= 0 || v.get<long long>() > 1LL << 30)
-            fail(k, "expected a positive integer, found " + io::json_brief(v));
-        return static_cast<int>(v.get<long long>());
-    }
-    const nlohmann::json& j_;
-    std::string file_;
-};
+/// config.json's fields, typed and bounded (io::JsonFields: errors name the file and the field).
+using ConfigReader = io::JsonFields;
 
 inline ActivationFn parse_activation(const ConfigReader& r, const std::string& key, const std::string& dflt) {
     const std::string a = r.get_str(key, dflt);
@@ -5267,22 +5272,30 @@ class Hooks {
 public:
     /// A hook on every site matching `pattern`; a pattern that matches no site of the model is an error.
     Hooks& add(std::string pattern, HookFn fn) {
-        entries_.push_back({std::move(pattern), std::move(fn), true, false, {}});
+        entries_.push_back({std::move(pattern), std::move(fn), true, false, {}, false});
+        return *this;
+    }
+    /// A hook that only reads the sites matching `pattern` (a cache, a statistic): the forward may skip what an edit
+    /// would need (a latent KV cache allows readers of the heads' keys and values, not editors). Required as add().
+    Hooks& observe(std::string pattern, HookFn fn) {
+        entries_.push_back({std::move(pattern), std::move(fn), true, false, {}, true});
         return *this;
     }
     /// The same for sites that only some models have (e.g. attn.hook_sink_pattern): no error when absent.
     Hooks& add_if_present(std::string pattern, HookFn fn) {
-        entries_.push_back({std::move(pattern), std::move(fn), false, false, {}});
+        entries_.push_back({std::move(pattern), std::move(fn), false, false, {}, false});
         return *this;
     }
     /// One hook on each of the named sites (exact names, no globs), as one entry: a hook on every site then
     /// costs a lookup per site, not a match per site and name. A name that is no site of the model is an error.
-    Hooks& add_sites(std::vector<std::string> names, HookFn fn) {
+    Hooks& add_sites(std::vector<std::string> names, HookFn fn, bool reads_only = false) {
         std::sort(names.begin(), names.end());
         names.erase(std::unique(names.begin(), names.end()), names.end());
-        entries_.push_back({{}, std::move(fn), true, true, std::move(names)});
+        entries_.push_back({{}, std::move(fn), true, true, std::move(names), reads_only});
         return *this;
     }
+    /// add_sites for a hook that only reads (observe).
+    Hooks& observe_sites(std::vector<std::string> names, HookFn fn) { return add_sites(std::move(names), std::move(fn), true); }
     /// The required patterns that match none of `sites`.
     std::vector<std::string> unmatched(const std::vector<std::string>& sites) const {
         std::vector<std::string> out, sorted;  // (the sites sorted once: add_sites names are looked up, not scanned)
@@ -5310,9 +5323,14 @@ public:
     std::vector<const HookFn*> matching(std::string_view name) const {
         std::vector<const HookFn*> out;
         for (const auto& e : entries_)
-            if (e.by_name ? std::binary_search(e.names.begin(), e.names.end(), name, std::less<>()) : glob_match(e.pattern, name))
-                out.push_back(&e.fn);
+            if (matches(e, name)) out.push_back(&e.fn);
         return out;
+    }
+    /// Whether a hook at site `name` may edit it (added by add, add_if_present or add_sites, not observe).
+    bool edits(std::string_view name) const {
+        for (const auto& e : entries_)
+            if (!e.reads_only && matches(e, name)) return true;
+        return false;
     }
 
 private:
@@ -5322,7 +5340,11 @@ private:
         bool required = true;
         bool by_name = false;            // add_sites: `names` (sorted), not `pattern`
         std::vector<std::string> names;
+        bool reads_only = false;         // observe: the hook does not write the activation
     };
+    static bool matches(const Entry& e, std::string_view name) {
+        return e.by_name ? std::binary_search(e.names.begin(), e.names.end(), name, std::less<>()) : glob_match(e.pattern, name);
+    }
     std::vector<Entry> entries_;
 };
 
@@ -10076,7 +10098,7 @@ class HookCalls {
 public:
     using FnList = std::vector<const HookFn*>;
     /// Only sites the model has (model/sites.hpp) are resolved: the forward may pass the others, they stay silent.
-    HookCalls(const Hooks& hooks, const ModelConfig& c, bool sink_slot, const TokenBatch& ids) : ids_(ids) {
+    HookCalls(const Hooks& hooks, const ModelConfig& c, bool sink_slot, const TokenBatch& ids) : ids_(ids), hooks_(&hooks) {
         if (hooks.empty()) return;
         embed_ = hooks.matching("hook_embed");
         if (c.positions == PositionKind::Learned) pos_ = hooks.matching("hook_pos_embed");
@@ -10091,6 +10113,8 @@ public:
     bool has(int l, BlockSite s) const {
         return !site_.empty() && !site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s)].empty();
     }
+    /// Whether a hook at block site (l, s) may edit it (Hooks::edits).
+    bool edits(int l, BlockSite s) const { return has(l, s) && hooks_->edits(block_site_name(l, s)); }
     void block(int l, BlockSite s, float* data, std::vector<Index> shape) {
         if (has(l, s)) call(site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s)], block_site_name(l, s), l, data, std::move(shape));
     }
@@ -10107,6 +10131,7 @@ private:
         for (const HookFn* fn : f) (*fn)(a);
     }
     const TokenBatch& ids_;
+    const Hooks* hooks_;
     FnList embed_, pos_, final_, logits_;
     std::vector<std::array<FnList, static_cast<std::size_t>(BlockSite::Count)>> site_;
 };
@@ -10431,14 +10456,16 @@ private:
         double* stage(double StageTimes::*field) const { return options.profile ? &(options.profile->*field) : nullptr; }
     };
 
-    /// A latent cache (MLA) holds no per-head keys or values: hooks on them would edit nothing attention reads.
+    /// A latent cache (MLA) holds no per-head keys or values: hooks that may edit them would edit nothing attention
+    /// reads (readers, Hooks::observe, are fine).
     void refuse_per_head_kv_hooks(const Pass& p) const {
         for (int l = 0; l < config_.num_layers; ++l)
             for (BlockSite s : {BlockSite::K, BlockSite::V, BlockSite::RotK})
-                if (config_.layer_attention(l) && p.hooks.has(l, s))
-                    throw Error("forward: a hook on " + block_site_name(l, s) +
-                                ": this KV cache holds multi-head latent attention's compressed KV, not the heads' keys and values "
-                                "(hook " + block_site_name(l, BlockSite::Latent) + " instead, or make the cache with CachePolicy::latent = false)");
+                if (config_.layer_attention(l) && p.hooks.edits(l, s))
+                    throw Error("forward: a hook that may edit " + block_site_name(l, s) +
+                                ": this KV cache holds multi-head latent attention's compressed KV, not the heads' keys and values (hook " +
+                                block_site_name(l, BlockSite::Latent) +
+                                " instead, read with Hooks::observe, or make the cache with CachePolicy::latent = false)");
     }
 
     const RowMatrixF& forward_pass(Pass& p, const Hooks& hooks) const {
@@ -13653,12 +13680,9 @@ struct ImageProcessor {
 /// Read preprocessor_config.json (`file` names it in messages).
 inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::string& file) {
     ImageProcessor p;
-    auto fail = [&](const std::string& field, const std::string& msg) { throw Error(file + ": field \"" + field + "\": " + msg); };
-    auto flag = [&](const char* k, bool dflt) {
-        if (!j.contains(k) || j[k].is_null()) return dflt;
-        if (!j[k].is_boolean()) fail(k, "expected true or false, found " + io::json_brief(j[k]));
-        return j[k].get<bool>();
-    };
+    const io::JsonFields r(j, file);
+    auto fail = [&](const std::string& field, const std::string& msg) { r.fail(field, msg); };
+    auto flag = [&](const char* k, bool dflt) { return r.get_bool(k, dflt); };
     auto size_of = [&](const nlohmann::json& o, const char* k) -> Index {
         if (!o.contains(k) || !o[k].is_number_integer() || o[k].get<long long>() <= 0 || o[k].get<long long>() > (1 << 16))
             fail(k, "expected a positive integer size, found " + (o.contains(k) ? io::json_brief(o[k]) : std::string("nothing")));
@@ -13711,10 +13735,7 @@ inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::
         }
     }
     p.rescale = flag("do_rescale", true);
-    if (j.contains("rescale_factor") && !j["rescale_factor"].is_null()) {
-        if (!j["rescale_factor"].is_number()) fail("rescale_factor", "expected a number, found " + io::json_brief(j["rescale_factor"]));
-        p.rescale_factor = j["rescale_factor"].get<double>();
-    }
+    p.rescale_factor = r.get_num("rescale_factor", p.rescale_factor);
     p.normalize = flag("do_normalize", true);
     triple("image_mean", p.mean);
     triple("image_std", p.std);
@@ -17201,7 +17222,7 @@ inline Hooks caching_hooks(ActivationCache& cache, const std::vector<std::string
     if (globs.empty()) throw Error("run_with_cache: no hook pattern given");
     Hooks hooks;
     for (const auto& g : globs)
-        hooks.add(g, [&cache](Activation& a) {
+        hooks.observe(g, [&cache](Activation& a) {
             const std::string name(a.name);
             if (cache.sites.count(name)) return;  // several patterns may match one site
             cache.order.push_back(name);

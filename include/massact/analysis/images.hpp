@@ -60,12 +60,9 @@ struct ImageProcessor {
 /// Read preprocessor_config.json (`file` names it in messages).
 inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::string& file) {
     ImageProcessor p;
-    auto fail = [&](const std::string& field, const std::string& msg) { throw Error(file + ": field \"" + field + "\": " + msg); };
-    auto flag = [&](const char* k, bool dflt) {
-        if (!j.contains(k) || j[k].is_null()) return dflt;
-        if (!j[k].is_boolean()) fail(k, "expected true or false, found " + io::json_brief(j[k]));
-        return j[k].get<bool>();
-    };
+    const io::JsonFields r(j, file);
+    auto fail = [&](const std::string& field, const std::string& msg) { r.fail(field, msg); };
+    auto flag = [&](const char* k, bool dflt) { return r.get_bool(k, dflt); };
     auto size_of = [&](const nlohmann::json& o, const char* k) -> Index {
         if (!o.contains(k) || !o[k].is_number_integer() || o[k].get<long long>() <= 0 || o[k].get<long long>() > (1 << 16))
             fail(k, "expected a positive integer size, found " + (o.contains(k) ? io::json_brief(o[k]) : std::string("nothing")));
@@ -118,10 +115,7 @@ inline ImageProcessor parse_image_processor(const nlohmann::json& j, const std::
         }
     }
     p.rescale = flag("do_rescale", true);
-    if (j.contains("rescale_factor") && !j["rescale_factor"].is_null()) {
-        if (!j["rescale_factor"].is_number()) fail("rescale_factor", "expected a number, found " + io::json_brief(j["rescale_factor"]));
-        p.rescale_factor = j["rescale_factor"].get<double>();
-    }
+    p.rescale_factor = r.get_num("rescale_factor", p.rescale_factor);
     p.normalize = flag("do_normalize", true);
     triple("image_mean", p.mean);
     triple("image_std", p.std);

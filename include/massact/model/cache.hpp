@@ -39,7 +39,7 @@ inline Hooks caching_hooks(ActivationCache& cache, const std::vector<std::string
     if (globs.empty()) throw Error("run_with_cache: no hook pattern given");
     Hooks hooks;
     for (const auto& g : globs)
-        hooks.add(g, [&cache](Activation& a) {
+        hooks.observe(g, [&cache](Activation& a) {
             const std::string name(a.name);
             if (cache.sites.count(name)) return;  // several patterns may match one site
             cache.order.push_back(name);

@@ -77,22 +77,30 @@ class Hooks {
 public:
     /// A hook on every site matching `pattern`; a pattern that matches no site of the model is an error.
     Hooks& add(std::string pattern, HookFn fn) {
-        entries_.push_back({std::move(pattern), std::move(fn), true, false, {}});
+        entries_.push_back({std::move(pattern), std::move(fn), true, false, {}, false});
+        return *this;
+    }
+    /// A hook that only reads the sites matching `pattern` (a cache, a statistic): the forward may skip what an edit
+    /// would need (a latent KV cache allows readers of the heads' keys and values, not editors). Required as add().
+    Hooks& observe(std::string pattern, HookFn fn) {
+        entries_.push_back({std::move(pattern), std::move(fn), true, false, {}, true});
         return *this;
     }
     /// The same for sites that only some models have (e.g. attn.hook_sink_pattern): no error when absent.
     Hooks& add_if_present(std::string pattern, HookFn fn) {
-        entries_.push_back({std::move(pattern), std::move(fn), false, false, {}});
+        entries_.push_back({std::move(pattern), std::move(fn), false, false, {}, false});
         return *this;
     }
     /// One hook on each of the named sites (exact names, no globs), as one entry: a hook on every site then
     /// costs a lookup per site, not a match per site and name. A name that is no site of the model is an error.
-    Hooks& add_sites(std::vector<std::string> names, HookFn fn) {
+    Hooks& add_sites(std::vector<std::string> names, HookFn fn, bool reads_only = false) {
         std::sort(names.begin(), names.end());
         names.erase(std::unique(names.begin(), names.end()), names.end());
-        entries_.push_back({{}, std::move(fn), true, true, std::move(names)});
+        entries_.push_back({{}, std::move(fn), true, true, std::move(names), reads_only});
         return *this;
     }
+    /// add_sites for a hook that only reads (observe).
+    Hooks& observe_sites(std::vector<std::string> names, HookFn fn) { return add_sites(std::move(names), std::move(fn), true); }
     /// The required patterns that match none of `sites`.
     std::vector<std::string> unmatched(const std::vector<std::string>& sites) const {
         std::vector<std::string> out, sorted;  // (the sites sorted once: add_sites names are looked up, not scanned)
@@ -120,9 +128,14 @@ public:
     std::vector<const HookFn*> matching(std::string_view name) const {
         std::vector<const HookFn*> out;
         for (const auto& e : entries_)
-            if (e.by_name ? std::binary_search(e.names.begin(), e.names.end(), name, std::less<>()) : glob_match(e.pattern, name))
-                out.push_back(&e.fn);
+            if (matches(e, name)) out.push_back(&e.fn);
         return out;
+    }
+    /// Whether a hook at site `name` may edit it (added by add, add_if_present or add_sites, not observe).
+    bool edits(std::string_view name) const {
+        for (const auto& e : entries_)
+            if (!e.reads_only && matches(e, name)) return true;
+        return false;
     }
 
 private:
@@ -132,7 +145,11 @@ private:
         bool required = true;
         bool by_name = false;            // add_sites: `names` (sorted), not `pattern`
         std::vector<std::string> names;
+        bool reads_only = false;         // observe: the hook does not write the activation
     };
+    static bool matches(const Entry& e, std::string_view name) {
+        return e.by_name ? std::binary_search(e.names.begin(), e.names.end(), name, std::less<>()) : glob_match(e.pattern, name);
+    }
     std::vector<Entry> entries_;
 };
 

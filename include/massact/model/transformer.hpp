@@ -341,7 +341,7 @@ class HookCalls {
 public:
     using FnList = std::vector<const HookFn*>;
     /// Only sites the model has (model/sites.hpp) are resolved: the forward may pass the others, they stay silent.
-    HookCalls(const Hooks& hooks, const ModelConfig& c, bool sink_slot, const TokenBatch& ids) : ids_(ids) {
+    HookCalls(const Hooks& hooks, const ModelConfig& c, bool sink_slot, const TokenBatch& ids) : ids_(ids), hooks_(&hooks) {
         if (hooks.empty()) return;
         embed_ = hooks.matching("hook_embed");
         if (c.positions == PositionKind::Learned) pos_ = hooks.matching("hook_pos_embed");
@@ -356,6 +356,8 @@ public:
     bool has(int l, BlockSite s) const {
         return !site_.empty() && !site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s)].empty();
     }
+    /// Whether a hook at block site (l, s) may edit it (Hooks::edits).
+    bool edits(int l, BlockSite s) const { return has(l, s) && hooks_->edits(block_site_name(l, s)); }
     void block(int l, BlockSite s, float* data, std::vector<Index> shape) {
         if (has(l, s)) call(site_[static_cast<std::size_t>(l)][static_cast<std::size_t>(s)], block_site_name(l, s), l, data, std::move(shape));
     }
@@ -372,6 +374,7 @@ private:
         for (const HookFn* fn : f) (*fn)(a);
     }
     const TokenBatch& ids_;
+    const Hooks* hooks_;
     FnList embed_, pos_, final_, logits_;
     std::vector<std::array<FnList, static_cast<std::size_t>(BlockSite::Count)>> site_;
 };
@@ -696,14 +699,16 @@ private:
         double* stage(double StageTimes::*field) const { return options.profile ? &(options.profile->*field) : nullptr; }
     };
 
-    /// A latent cache (MLA) holds no per-head keys or values: hooks on them would edit nothing attention reads.
+    /// A latent cache (MLA) holds no per-head keys or values: hooks that may edit them would edit nothing attention
+    /// reads (readers, Hooks::observe, are fine).
     void refuse_per_head_kv_hooks(const Pass& p) const {
         for (int l = 0; l < config_.num_layers; ++l)
             for (BlockSite s : {BlockSite::K, BlockSite::V, BlockSite::RotK})
-                if (config_.layer_attention(l) && p.hooks.has(l, s))
-                    throw Error("forward: a hook on " + block_site_name(l, s) +
-                                ": this KV cache holds multi-head latent attention's compressed KV, not the heads' keys and values "
-                                "(hook " + block_site_name(l, BlockSite::Latent) + " instead, or make the cache with CachePolicy::latent = false)");
+                if (config_.layer_attention(l) && p.hooks.edits(l, s))
+                    throw Error("forward: a hook that may edit " + block_site_name(l, s) +
+                                ": this KV cache holds multi-head latent attention's compressed KV, not the heads' keys and values (hook " +
+                                block_site_name(l, BlockSite::Latent) +
+                                " instead, read with Hooks::observe, or make the cache with CachePolicy::latent = false)");
     }
 
     const RowMatrixF& forward_pass(Pass& p, const Hooks& hooks) const {
