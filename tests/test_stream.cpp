@@ -85,6 +85,10 @@ TEST_CASE("multi-head latent attention: the cache holds the compressed KV, atten
         CHECK_FALSE(per_head.latent());
         CHECK(latent.kv_width() == D);
         CHECK(per_head.kv_width() == c.num_kv_heads * c.head_dim);
+        const auto info = describe_blocks(c);  // (massact info's "KV cache" line says so)
+        const auto line = std::find_if(info.begin(), info.end(), [](const auto& kv) { return kv.first == "KV cache"; });
+        REQUIRE(line != info.end());
+        CHECK(line->second.find(std::to_string(D) + " floats per token each: the latent") != std::string::npos);
         Workspace ws;
         m.run(ids, latent, ws);
         m.run(ids, per_head, ws);

@@ -17464,6 +17464,34 @@ inline std::string layer_kind(const ModelConfig& c, const LayerSpec& s) {
     return k;
 }
 
+/// What a KV cache (the default policy) holds: floats per token and attention layer, and the recurrent layers' fixed
+/// state per sequence.
+inline std::string kv_cache(const ModelConfig& c) {
+    int attention = 0, recurrent = 0;
+    std::int64_t state = 0;
+    for (int l = 0; l < c.num_layers; ++l) {
+        if (c.layer_attention(l)) {
+            ++attention;
+        } else {
+            ++recurrent;
+            state += c.recurrent_state_size(l) + c.conv_history_size(l);
+        }
+    }
+    const std::int64_t heads = 2LL * c.num_kv_heads * c.head_dim;
+    std::string s;
+    if (attention > 0)
+        s = KVCache::holds_latent(c, CachePolicy{})
+                ? fmt("%d attention layers, %lld floats per token each: the latent and the shared rotary key (the heads' keys and "
+                      "values: %lld)",
+                      attention, static_cast<long long>(c.mla.kv_lora_rank + c.mla.qk_rope), static_cast<long long>(heads))
+                : fmt("%d attention layers, %lld floats per token each: keys and values of %d heads of %d", attention,
+                      static_cast<long long>(heads), c.num_kv_heads, c.head_dim);
+    if (recurrent > 0)
+        s += (s.empty() ? "" : "; ") + fmt("%d recurrent layers, %lld floats per sequence in all (states and convolution histories)",
+                                           recurrent, static_cast<long long>(state));
+    return s;
+}
+
 /// The layers, equal (window, rope, NoPE, MLP, chunk, mixer) runs grouped.
 inline void layers(const ModelConfig& c, Lines& out) {
     std::map<std::tuple<int, int, bool, bool, int, int>, std::vector<int>> groups;
@@ -17491,6 +17519,7 @@ inline std::vector<std::pair<std::string, std::string>> describe_blocks(const Mo
     describe_detail::mixers(c, out);
     out.emplace_back("MLP", describe_detail::mlp(c));
     describe_detail::positions_and_ends(c, out);
+    if (!c.is_vision()) out.emplace_back("KV cache", describe_detail::kv_cache(c));
     describe_detail::layers(c, out);
     return out;
 }
