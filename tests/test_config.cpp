@@ -175,8 +175,23 @@ TEST_CASE("families III: NoPE layers, multipliers, shared experts and windows as
     j["sliding_window"] = 0;  // (0: no window, as Qwen2-MoE's configs write it)
     c = parse_config(j);
     CHECK((c.moe() && c.shared_expert_size == 24 && c.shared_expert_gated && c.intermediate_size == 16));
+    // transformers' rule: experts where (l + 1) % decoder_sparse_step == 0 and l is not in mlp_only_layers, else a
+    // dense MLP of intermediate_size
+    const int width = parse_config(nlohmann::json(j)).dense_intermediate_size;
+    j["num_hidden_layers"] = 4;
     j["decoder_sparse_step"] = 2;
-    test::expect_error([&] { parse_config(j); }, {"decoder_sparse_step"});
+    j["mlp_only_layers"] = {3};
+    c = parse_config(j);
+    REQUIRE(c.num_layers == 4);
+    CHECK(c.moe());
+    for (int l = 0; l < c.num_layers; ++l) CHECK(c.layers[static_cast<std::size_t>(l)].dense_mlp == ((l + 1) % 2 != 0 || l == 3));
+    CHECK(width == 0);
+    CHECK(c.dense_intermediate_size == j.value("intermediate_size", 0));
+    j["decoder_sparse_step"] = 0;
+    test::expect_error([&] { parse_config(j); }, {"decoder_sparse_step", "positive"});
+    j["decoder_sparse_step"] = 1;
+    j["mlp_only_layers"] = {c.num_layers};
+    test::expect_error([&] { parse_config(j); }, {"mlp_only_layers", "not a layer index"});
 }
 
 TEST_CASE("mamba2: the mixer's shape, time_step_limit with an infinite bound, and what is refused") {

@@ -148,9 +148,16 @@ def make(name, src_dir, out_dir):
             ref["logits"] = out.logits
         for i, h in enumerate(out.hidden_states):
             ref["hidden_states.%d" % i] = h
-        for i, a in enumerate(getattr(out, "attentions", None) or []):
+        # transformers 5.17 returns the softmax-attention layers' patterns only (Qwen3-Next, Qwen3.5): name them
+        # by their layer index
+        atts = list(getattr(out, "attentions", None) or [])
+        layers = range(len(atts))
+        if len(atts) != len(out.hidden_states) - 1 and "layer_types" in cfg:
+            layers = [l for l, t in enumerate(cfg["layer_types"]) if t != "linear_attention"]
+        assert len(layers) == len(atts), (name, len(atts))
+        for l, a in zip(layers, atts):
             if a is not None:
-                ref["attentions.%d" % i] = a
+                ref["attentions.%d" % l] = a
     from safetensors.torch import save_file
     ref = {k: v.detach().contiguous() if v.dtype == torch.int64 else v.detach().float().contiguous() for k, v in ref.items()}
     for k, v in ref.items():

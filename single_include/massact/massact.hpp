@@ -2818,6 +2818,7 @@ struct NormSpec {
 struct RopeSpec {
     double theta = 10000.0;
     int rotary_dim = 0;  // features of each head that rotate (partial rotary: < head_dim); pairs (j, j + rotary_dim/2)
+    int freq_dim = 0;    // transformers' rotary dim when it is odd: ceil(dim/2) pairs at base^(-2j/dim) rotate dim + 1 features
     RopeScaling scaling = RopeScaling::None;
     double factor = 1.0;
     double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
@@ -2835,21 +2836,22 @@ struct RopeSpec {
         const int half = rotary_dim / 2;
         const double pi = 3.14159265358979323846;
         std::vector<float> inv(static_cast<std::size_t>(half));
+        const double dim = freq_dim > 0 ? freq_dim : rotary_dim;
         double base = theta;
         if (scaling == RopeScaling::Dynamic && seq_len > max_positions)
-            base = theta * std::pow(factor * seq_len / max_positions - (factor - 1), rotary_dim / (rotary_dim - 2.0));
+            base = theta * std::pow(factor * seq_len / max_positions - (factor - 1), dim / (dim - 2.0));
         // transformers computes base ** (2j / dim) in float32; the double value rounded once is within an ulp.
-        auto pos_freq = [&](int j) { return std::pow(base, 2.0 * j / rotary_dim); };
+        auto pos_freq = [&](int j) { return std::pow(base, 2.0 * j / dim); };
         double low = 0, high = 0;
         if (scaling == RopeScaling::Yarn) {
             auto corr = [&](double rot) {
-                return rotary_dim * std::log(original_max_positions / (rot * 2 * pi)) / (2 * std::log(theta));
+                return dim * std::log(original_max_positions / (rot * 2 * pi)) / (2 * std::log(theta));
             };
             low = corr(beta_fast);
             high = corr(beta_slow);
             if (truncate) low = std::floor(low), high = std::ceil(high);
             low = std::max(low, 0.0);
-            high = std::min(high, rotary_dim - 1.0);
+            high = std::min(high, dim - 1.0);
             if (low == high) high += 0.001;
         }
         for (int j = 0; j < half; ++j) {
@@ -3023,7 +3025,7 @@ struct ModelConfig {
     double attn_softcap = 0.0;    // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
     double clip_qkv = 0.0;        // > 0: q, k, v clamped to [-clip, clip] (OLMo)
     bool qkv_bias = false, o_bias = false, mlp_bias = false;
-    bool k_bias = true;           // with qkv_bias: whether the key projection has one too (not DINOv3's)
+    bool q_bias = true, k_bias = true, v_bias = true;  // with qkv_bias: which split projections have one (DINOv3 says each)
     QkvLayout qkv_layout = QkvLayout::Concat;  // of a fused projection (names.block.qkv)
     MlpKind mlp = MlpKind::Gated;
     ActivationFn act = ActivationFn::SiLU;
@@ -3321,10 +3323,12 @@ inline void read_rope(const ConfigReader& r, ModelConfig& c, const std::vector<b
         }
         break;
     }
-    for (const RopeSpec* s : {&full, &local})
+    for (RopeSpec* s : {&full, &local}) {
+        if (s->rotary_dim % 2 != 0 && s->rotary_dim < c.head_dim) s->freq_dim = s->rotary_dim++;  // as transformers' arange(0, dim, 2)
         if (s->rotary_dim <= 0 || s->rotary_dim % 2 != 0 || s->rotary_dim > c.head_dim)
             r.fail("partial_rotary_factor", "gives " + std::to_string(s->rotary_dim) + " rotary features of head_dim " +
                                                 std::to_string(c.head_dim) + " (expected an even number > 0)");
+    }
     c.rope = {full};
     bool any_sliding = false;
     for (bool s : sliding) any_sliding = any_sliding || s;
@@ -3491,14 +3495,42 @@ inline void family_mixtral(const ConfigReader& r, ModelConfig& c) {
     set_moe(r, c, "num_local_experts", "block_sparse_moe.gate", "block_sparse_moe.experts.{e}.", "w1", "w3", "w2");
 }
 
+/// The layers of Qwen's MoE families (Qwen2-MoE, Qwen3-MoE, Qwen3-Next) that have a dense MLP of intermediate_size
+/// instead of experts: those in mlp_only_layers and those (l + 1) % decoder_sparse_step skips, transformers' rule.
+inline std::vector<bool> qwen_dense_layers(const ConfigReader& r, const ModelConfig& c) {
+    const int step = r.get_int("decoder_sparse_step", 1);
+    if (step < 1) r.fail("decoder_sparse_step", "expected a positive number, found " + std::to_string(step));
+    std::vector<bool> dense(static_cast<std::size_t>(c.num_layers), false);
+    for (int l = 0; l < c.num_layers; ++l) dense[static_cast<std::size_t>(l)] = (l + 1) % step != 0;
+    if (r.present("mlp_only_layers")) {
+        const auto& m = r.json()["mlp_only_layers"];
+        if (!m.is_array()) r.fail("mlp_only_layers", "expected a list of layer indices");
+        for (const auto& x : m) {
+            if (!x.is_number_integer() || x.get<long long>() < 0 || x.get<long long>() >= c.num_layers)
+                r.fail("mlp_only_layers", "entry " + io::json_brief(x) + " is not a layer index");
+            dense[static_cast<std::size_t>(x.get<long long>())] = true;
+        }
+    }
+    return dense;
+}
+
+/// Give the `dense` layers a dense MLP of `width` at mlp.{gate,up,down}_proj beside the experts of the others.
+inline void qwen_dense_mlp(ModelConfig& c, const std::vector<bool>& dense, int width) {
+    if (std::none_of(dense.begin(), dense.end(), [](bool b) { return b; })) return;
+    c.dense_intermediate_size = width;
+    c.names.block.gate = "mlp.gate_proj", c.names.block.up = "mlp.up_proj", c.names.block.down = "mlp.down_proj";
+    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].dense_mlp = dense[static_cast<std::size_t>(l)];
+}
+
 inline void family_qwen3_moe(const ConfigReader& r, ModelConfig& c) {
     family_qwen3(r, c);
+    const std::vector<bool> dense = qwen_dense_layers(r, c);
+    if (std::all_of(dense.begin(), dense.end(), [](bool b) { return b; })) return;  // (no experts anywhere)
+    const int width = c.intermediate_size;
     c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
     set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
     c.norm_topk = r.get_bool("norm_topk_prob", false);
-    if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
-        r.fail("mlp_only_layers", "unsupported value " + io::json_brief(r.json()["mlp_only_layers"]) + " (expected [])");
-    if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
+    qwen_dense_mlp(c, dense, width);
 }
 
 /// Gemma: (1 + w) RMSNorm, GeGLU, embeddings scaled by sqrt(d), tied head.
@@ -4015,9 +4047,10 @@ inline void family_dinov3(const ConfigReader& r, ModelConfig& c) {
     vision_common(r, c, r.get_size("intermediate_size", kMaxWidth), "gelu");
     c.norm.eps = r.get_num("layer_norm_eps", 1e-5);
     if (c.head_dim % 4 != 0) r.fail("num_attention_heads", "gives a head width " + std::to_string(c.head_dim) + " not divisible by 4 (the 2-D RoPE)");
-    c.qkv_bias = r.get_bool("query_bias", true);
-    if (r.get_bool("value_bias", true) != c.qkv_bias) r.fail("value_bias", "differs from query_bias (massact reads them together)");
+    c.q_bias = r.get_bool("query_bias", true);
     c.k_bias = r.get_bool("key_bias", false);
+    c.v_bias = r.get_bool("value_bias", true);
+    c.qkv_bias = c.q_bias || c.k_bias || c.v_bias;
     c.o_bias = r.get_bool("proj_bias", true);
     c.mlp_bias = r.get_bool("mlp_bias", true);
     if (r.get_bool("use_gated_mlp", false)) c.mlp = MlpKind::Gated;
@@ -4199,7 +4232,9 @@ inline void family_cohere2(const ConfigReader& r, ModelConfig& c) {
 /// Qwen2-MoE's and Qwen3-Next's MLP on every layer: experts mlp.experts.{e} of moe_intermediate_size behind router
 /// mlp.gate (softmax top-k, renormalised when norm_topk_prob), and a shared expert times sigmoid(mlp.shared_expert_gate x).
 inline void qwen_moe_with_shared_expert(const ConfigReader& r, ModelConfig& c, bool norm_topk_default) {
-    if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
+    const std::vector<bool> dense = qwen_dense_layers(r, c);
+    if (std::all_of(dense.begin(), dense.end(), [](bool b) { return b; })) return;  // (no experts anywhere)
+    const int width = c.intermediate_size;
     c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
     set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
     c.norm_topk = r.get_bool("norm_topk_prob", norm_topk_default);
@@ -4207,13 +4242,12 @@ inline void qwen_moe_with_shared_expert(const ConfigReader& r, ModelConfig& c, b
     c.shared_expert_gated = c.shared_expert_size > 0;
     c.names.block.shared_expert = "mlp.shared_expert.";
     c.names.block.shared_expert_gate = "mlp.shared_expert_gate";
+    qwen_dense_mlp(c, dense, width);
 }
 
 inline void family_qwen2_moe(const ConfigReader& r, ModelConfig& c) {
     family_qwen2(r, c);
     c.qkv_bias = r.get_bool("qkv_bias", true);
-    if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
-        r.fail("mlp_only_layers", "unsupported value " + io::json_brief(r.json()["mlp_only_layers"]) + " (expected [])");
     qwen_moe_with_shared_expert(r, c, false);
 }
 
@@ -4343,21 +4377,7 @@ inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
     c.attn_output_gate = true;
     read_deltanet_layers(r, c, c.model_type == "qwen3_next");
     if (c.model_type != "qwen3_next") return;  // (Qwen3.5: a dense MLP everywhere)
-    std::vector<bool> dense(static_cast<std::size_t>(c.num_layers), false);
-    if (r.present("mlp_only_layers")) {
-        const auto& m = r.json()["mlp_only_layers"];
-        if (!m.is_array()) r.fail("mlp_only_layers", "expected a list of layer indices");
-        for (const auto& x : m) {
-            if (!x.is_number_integer() || x.get<long long>() < 0 || x.get<long long>() >= c.num_layers)
-                r.fail("mlp_only_layers", "entry " + io::json_brief(x) + " is not a layer index");
-            dense[static_cast<std::size_t>(x.get<long long>())] = true;
-        }
-    }
-    if (std::all_of(dense.begin(), dense.end(), [](bool b) { return b; })) return;
-    c.dense_intermediate_size = c.intermediate_size;
     qwen_moe_with_shared_expert(r, c, true);
-    c.names.block.gate = "mlp.gate_proj", c.names.block.up = "mlp.up_proj", c.names.block.down = "mlp.down_proj";  // (dense layers)
-    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].dense_mlp = dense[static_cast<std::size_t>(l)];
 }
 
 /// Mamba-2: every block is x + mixer(rmsnorm(x)) (MambaSpec) under backbone.layers.{l}.{norm, mixer}, no MLP, no
@@ -7869,9 +7889,9 @@ private:
             L.q = linear(n_.q, (c_.attn_output_gate ? 2 : 1) * H * hd, d_);  // (gated: [q_h; g_h] per head)
             L.k = linear(n_.k, KV * hd, d_);
             L.v = linear(n_.v, KV * hd, d_);
-            L.q_b = bias(c_.qkv_bias, n_.q, H * hd);
+            L.q_b = bias(c_.qkv_bias && c_.q_bias, n_.q, H * hd);
             L.k_b = bias(c_.qkv_bias && c_.k_bias, n_.k, KV * hd);
-            L.v_b = bias(c_.qkv_bias, n_.v, KV * hd);
+            L.v_b = bias(c_.qkv_bias && c_.v_bias, n_.v, KV * hd);
         }
         if (c_.layer_qk_norm(l_)) {
             const bool whole = c_.qk_norm == QKNorm::Whole;
@@ -17340,7 +17360,11 @@ inline std::string attention(const ModelConfig& c) {
         att += c.qkv_layout == QkvLayout::Concat    ? ", fused qkv [q; k; v]"
                : c.qkv_layout == QkvLayout::PerHead ? ", fused qkv per head [q_h; k_h; v_h]"
                                                     : ", fused qkv per KV group [q..; k; v]";
-    att += fmt("; biases qkv %s, output %s", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no");
+    if (c.qkv_bias && !(c.q_bias && c.k_bias && c.v_bias))
+        att += fmt("; biases q %s, k %s, v %s", c.q_bias ? "yes" : "no", c.k_bias ? "yes" : "no", c.v_bias ? "yes" : "no");
+    else
+        att += fmt("; biases qkv %s", c.qkv_bias ? "yes" : "no");
+    att += fmt(", output %s", c.o_bias ? "yes" : "no");
     if (c.attn_sub_norm) att += "; a norm before o_proj";
     if (c.attn_output_gate) att += "; output gated by sigmoid(g) per head and dim (g from q_proj)";
     return att;

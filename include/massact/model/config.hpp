@@ -112,6 +112,7 @@ struct NormSpec {
 struct RopeSpec {
     double theta = 10000.0;
     int rotary_dim = 0;  // features of each head that rotate (partial rotary: < head_dim); pairs (j, j + rotary_dim/2)
+    int freq_dim = 0;    // transformers' rotary dim when it is odd: ceil(dim/2) pairs at base^(-2j/dim) rotate dim + 1 features
     RopeScaling scaling = RopeScaling::None;
     double factor = 1.0;
     double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
@@ -129,21 +130,22 @@ struct RopeSpec {
         const int half = rotary_dim / 2;
         const double pi = 3.14159265358979323846;
         std::vector<float> inv(static_cast<std::size_t>(half));
+        const double dim = freq_dim > 0 ? freq_dim : rotary_dim;
         double base = theta;
         if (scaling == RopeScaling::Dynamic && seq_len > max_positions)
-            base = theta * std::pow(factor * seq_len / max_positions - (factor - 1), rotary_dim / (rotary_dim - 2.0));
+            base = theta * std::pow(factor * seq_len / max_positions - (factor - 1), dim / (dim - 2.0));
         // transformers computes base ** (2j / dim) in float32; the double value rounded once is within an ulp.
-        auto pos_freq = [&](int j) { return std::pow(base, 2.0 * j / rotary_dim); };
+        auto pos_freq = [&](int j) { return std::pow(base, 2.0 * j / dim); };
         double low = 0, high = 0;
         if (scaling == RopeScaling::Yarn) {
             auto corr = [&](double rot) {
-                return rotary_dim * std::log(original_max_positions / (rot * 2 * pi)) / (2 * std::log(theta));
+                return dim * std::log(original_max_positions / (rot * 2 * pi)) / (2 * std::log(theta));
             };
             low = corr(beta_fast);
             high = corr(beta_slow);
             if (truncate) low = std::floor(low), high = std::ceil(high);
             low = std::max(low, 0.0);
-            high = std::min(high, rotary_dim - 1.0);
+            high = std::min(high, dim - 1.0);
             if (low == high) high += 0.001;
         }
         for (int j = 0; j < half; ++j) {
@@ -317,7 +319,7 @@ struct ModelConfig {
     double attn_softcap = 0.0;    // > 0: scores = cap * tanh(scores / cap) (Gemma 2)
     double clip_qkv = 0.0;        // > 0: q, k, v clamped to [-clip, clip] (OLMo)
     bool qkv_bias = false, o_bias = false, mlp_bias = false;
-    bool k_bias = true;           // with qkv_bias: whether the key projection has one too (not DINOv3's)
+    bool q_bias = true, k_bias = true, v_bias = true;  // with qkv_bias: which split projections have one (DINOv3 says each)
     QkvLayout qkv_layout = QkvLayout::Concat;  // of a fused projection (names.block.qkv)
     MlpKind mlp = MlpKind::Gated;
     ActivationFn act = ActivationFn::SiLU;

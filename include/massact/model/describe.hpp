@@ -87,7 +87,11 @@ inline std::string attention(const ModelConfig& c) {
         att += c.qkv_layout == QkvLayout::Concat    ? ", fused qkv [q; k; v]"
                : c.qkv_layout == QkvLayout::PerHead ? ", fused qkv per head [q_h; k_h; v_h]"
                                                     : ", fused qkv per KV group [q..; k; v]";
-    att += fmt("; biases qkv %s, output %s", c.qkv_bias ? "yes" : "no", c.o_bias ? "yes" : "no");
+    if (c.qkv_bias && !(c.q_bias && c.k_bias && c.v_bias))
+        att += fmt("; biases q %s, k %s, v %s", c.q_bias ? "yes" : "no", c.k_bias ? "yes" : "no", c.v_bias ? "yes" : "no");
+    else
+        att += fmt("; biases qkv %s", c.qkv_bias ? "yes" : "no");
+    att += fmt(", output %s", c.o_bias ? "yes" : "no");
     if (c.attn_sub_norm) att += "; a norm before o_proj";
     if (c.attn_output_gate) att += "; output gated by sigmoid(g) per head and dim (g from q_proj)";
     return att;

@@ -176,10 +176,12 @@ inline void read_rope(const ConfigReader& r, ModelConfig& c, const std::vector<b
         }
         break;
     }
-    for (const RopeSpec* s : {&full, &local})
+    for (RopeSpec* s : {&full, &local}) {
+        if (s->rotary_dim % 2 != 0 && s->rotary_dim < c.head_dim) s->freq_dim = s->rotary_dim++;  // as transformers' arange(0, dim, 2)
         if (s->rotary_dim <= 0 || s->rotary_dim % 2 != 0 || s->rotary_dim > c.head_dim)
             r.fail("partial_rotary_factor", "gives " + std::to_string(s->rotary_dim) + " rotary features of head_dim " +
                                                 std::to_string(c.head_dim) + " (expected an even number > 0)");
+    }
     c.rope = {full};
     bool any_sliding = false;
     for (bool s : sliding) any_sliding = any_sliding || s;
@@ -346,14 +348,42 @@ inline void family_mixtral(const ConfigReader& r, ModelConfig& c) {
     set_moe(r, c, "num_local_experts", "block_sparse_moe.gate", "block_sparse_moe.experts.{e}.", "w1", "w3", "w2");
 }
 
+/// The layers of Qwen's MoE families (Qwen2-MoE, Qwen3-MoE, Qwen3-Next) that have a dense MLP of intermediate_size
+/// instead of experts: those in mlp_only_layers and those (l + 1) % decoder_sparse_step skips, transformers' rule.
+inline std::vector<bool> qwen_dense_layers(const ConfigReader& r, const ModelConfig& c) {
+    const int step = r.get_int("decoder_sparse_step", 1);
+    if (step < 1) r.fail("decoder_sparse_step", "expected a positive number, found " + std::to_string(step));
+    std::vector<bool> dense(static_cast<std::size_t>(c.num_layers), false);
+    for (int l = 0; l < c.num_layers; ++l) dense[static_cast<std::size_t>(l)] = (l + 1) % step != 0;
+    if (r.present("mlp_only_layers")) {
+        const auto& m = r.json()["mlp_only_layers"];
+        if (!m.is_array()) r.fail("mlp_only_layers", "expected a list of layer indices");
+        for (const auto& x : m) {
+            if (!x.is_number_integer() || x.get<long long>() < 0 || x.get<long long>() >= c.num_layers)
+                r.fail("mlp_only_layers", "entry " + io::json_brief(x) + " is not a layer index");
+            dense[static_cast<std::size_t>(x.get<long long>())] = true;
+        }
+    }
+    return dense;
+}
+
+/// Give the `dense` layers a dense MLP of `width` at mlp.{gate,up,down}_proj beside the experts of the others.
+inline void qwen_dense_mlp(ModelConfig& c, const std::vector<bool>& dense, int width) {
+    if (std::none_of(dense.begin(), dense.end(), [](bool b) { return b; })) return;
+    c.dense_intermediate_size = width;
+    c.names.block.gate = "mlp.gate_proj", c.names.block.up = "mlp.up_proj", c.names.block.down = "mlp.down_proj";
+    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].dense_mlp = dense[static_cast<std::size_t>(l)];
+}
+
 inline void family_qwen3_moe(const ConfigReader& r, ModelConfig& c) {
     family_qwen3(r, c);
+    const std::vector<bool> dense = qwen_dense_layers(r, c);
+    if (std::all_of(dense.begin(), dense.end(), [](bool b) { return b; })) return;  // (no experts anywhere)
+    const int width = c.intermediate_size;
     c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
     set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
     c.norm_topk = r.get_bool("norm_topk_prob", false);
-    if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
-        r.fail("mlp_only_layers", "unsupported value " + io::json_brief(r.json()["mlp_only_layers"]) + " (expected [])");
-    if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
+    qwen_dense_mlp(c, dense, width);
 }
 
 /// Gemma: (1 + w) RMSNorm, GeGLU, embeddings scaled by sqrt(d), tied head.
@@ -870,9 +900,10 @@ inline void family_dinov3(const ConfigReader& r, ModelConfig& c) {
     vision_common(r, c, r.get_size("intermediate_size", kMaxWidth), "gelu");
     c.norm.eps = r.get_num("layer_norm_eps", 1e-5);
     if (c.head_dim % 4 != 0) r.fail("num_attention_heads", "gives a head width " + std::to_string(c.head_dim) + " not divisible by 4 (the 2-D RoPE)");
-    c.qkv_bias = r.get_bool("query_bias", true);
-    if (r.get_bool("value_bias", true) != c.qkv_bias) r.fail("value_bias", "differs from query_bias (massact reads them together)");
+    c.q_bias = r.get_bool("query_bias", true);
     c.k_bias = r.get_bool("key_bias", false);
+    c.v_bias = r.get_bool("value_bias", true);
+    c.qkv_bias = c.q_bias || c.k_bias || c.v_bias;
     c.o_bias = r.get_bool("proj_bias", true);
     c.mlp_bias = r.get_bool("mlp_bias", true);
     if (r.get_bool("use_gated_mlp", false)) c.mlp = MlpKind::Gated;
@@ -1054,7 +1085,9 @@ inline void family_cohere2(const ConfigReader& r, ModelConfig& c) {
 /// Qwen2-MoE's and Qwen3-Next's MLP on every layer: experts mlp.experts.{e} of moe_intermediate_size behind router
 /// mlp.gate (softmax top-k, renormalised when norm_topk_prob), and a shared expert times sigmoid(mlp.shared_expert_gate x).
 inline void qwen_moe_with_shared_expert(const ConfigReader& r, ModelConfig& c, bool norm_topk_default) {
-    if (r.get_int("decoder_sparse_step", 1) != 1) r.fail("decoder_sparse_step", "unsupported value (expected 1)");
+    const std::vector<bool> dense = qwen_dense_layers(r, c);
+    if (std::all_of(dense.begin(), dense.end(), [](bool b) { return b; })) return;  // (no experts anywhere)
+    const int width = c.intermediate_size;
     c.intermediate_size = r.get_size("moe_intermediate_size", kMaxWidth);
     set_moe(r, c, "num_experts", "mlp.gate", "mlp.experts.{e}.", "gate_proj", "up_proj", "down_proj");
     c.norm_topk = r.get_bool("norm_topk_prob", norm_topk_default);
@@ -1062,13 +1095,12 @@ inline void qwen_moe_with_shared_expert(const ConfigReader& r, ModelConfig& c, b
     c.shared_expert_gated = c.shared_expert_size > 0;
     c.names.block.shared_expert = "mlp.shared_expert.";
     c.names.block.shared_expert_gate = "mlp.shared_expert_gate";
+    qwen_dense_mlp(c, dense, width);
 }
 
 inline void family_qwen2_moe(const ConfigReader& r, ModelConfig& c) {
     family_qwen2(r, c);
     c.qkv_bias = r.get_bool("qkv_bias", true);
-    if (r.present("mlp_only_layers") && !r.json()["mlp_only_layers"].empty())
-        r.fail("mlp_only_layers", "unsupported value " + io::json_brief(r.json()["mlp_only_layers"]) + " (expected [])");
     qwen_moe_with_shared_expert(r, c, false);
 }
 
@@ -1198,21 +1230,7 @@ inline void family_qwen3_next(const ConfigReader& r, ModelConfig& c) {
     c.attn_output_gate = true;
     read_deltanet_layers(r, c, c.model_type == "qwen3_next");
     if (c.model_type != "qwen3_next") return;  // (Qwen3.5: a dense MLP everywhere)
-    std::vector<bool> dense(static_cast<std::size_t>(c.num_layers), false);
-    if (r.present("mlp_only_layers")) {
-        const auto& m = r.json()["mlp_only_layers"];
-        if (!m.is_array()) r.fail("mlp_only_layers", "expected a list of layer indices");
-        for (const auto& x : m) {
-            if (!x.is_number_integer() || x.get<long long>() < 0 || x.get<long long>() >= c.num_layers)
-                r.fail("mlp_only_layers", "entry " + io::json_brief(x) + " is not a layer index");
-            dense[static_cast<std::size_t>(x.get<long long>())] = true;
-        }
-    }
-    if (std::all_of(dense.begin(), dense.end(), [](bool b) { return b; })) return;
-    c.dense_intermediate_size = c.intermediate_size;
     qwen_moe_with_shared_expert(r, c, true);
-    c.names.block.gate = "mlp.gate_proj", c.names.block.up = "mlp.up_proj", c.names.block.down = "mlp.down_proj";  // (dense layers)
-    for (int l = 0; l < c.num_layers; ++l) c.layers[static_cast<std::size_t>(l)].dense_mlp = dense[static_cast<std::size_t>(l)];
 }
 
 /// Mamba-2: every block is x + mixer(rmsnorm(x)) (MambaSpec) under backbone.layers.{l}.{norm, mixer}, no MLP, no

@@ -519,9 +519,9 @@ private:
             L.q = linear(n_.q, (c_.attn_output_gate ? 2 : 1) * H * hd, d_);  // (gated: [q_h; g_h] per head)
             L.k = linear(n_.k, KV * hd, d_);
             L.v = linear(n_.v, KV * hd, d_);
-            L.q_b = bias(c_.qkv_bias, n_.q, H * hd);
+            L.q_b = bias(c_.qkv_bias && c_.q_bias, n_.q, H * hd);
             L.k_b = bias(c_.qkv_bias && c_.k_bias, n_.k, KV * hd);
-            L.v_b = bias(c_.qkv_bias, n_.v, KV * hd);
+            L.v_b = bias(c_.qkv_bias && c_.v_bias, n_.v, KV * hd);
         }
         if (c_.layer_qk_norm(l_)) {
             const bool whole = c_.qk_norm == QKNorm::Whole;
