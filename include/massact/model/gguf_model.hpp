@@ -2,9 +2,11 @@
 // config.json the family table reads, its tensors under Hugging Face names, and its vocabulary as a
 // tokenizer.json. Nothing is converted: tensors stay quantized in the mapping and are dequantized per use.
 //
-// Architectures: llama (and Mistral, which llama.cpp stores as llama), qwen2, qwen3. llama.cpp's
-// converter permutes the rows of llama's Q and K projections for interleaved rotary pairs; the views
-// undo it (TensorView::rope_heads), so hook_q and hook_k hold what the Hugging Face model computes.
+// One table per architecture (detail::gguf_archs): llama.cpp's general.architecture, the Hugging Face model_type whose
+// family reads the config, its metadata keys beside the shared ones, and what llama.cpp's converter changed in the
+// tensors (llama's Q and K rows permuted for interleaved rotary pairs: the views undo it, TensorView::rope_heads, so
+// hook_q and hook_k hold what the Hugging Face model computes; Gemma's norms stored as 1 + w). Tensor names map by
+// role (detail::gguf_block_roles: attn_q is the block's q projection), the Hugging Face name being the family's own.
 #pragma once
 
 #include "massact/core/error.hpp"
@@ -15,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -25,29 +28,133 @@ namespace massact {
 
 namespace detail {
 
-/// One architecture: llama.cpp's name, the Hugging Face model_type, and whether Q/K rows are permuted.
+/// A metadata key of llama.cpp's (after "<arch>.") and the config.json fields it fills: several where the families
+/// name one quantity differently (each family reads its own name; the others are ignored).
+struct GgufKey {
+    const char* key;
+    std::vector<const char*> fields;
+};
+
+/// What llama.cpp's converter changed in an architecture's tensors; undone when the file is opened.
+enum GgufLayout : unsigned {
+    kPermutedQK = 1,         // Q and K rows permuted per head for interleaved rotary pairs (TensorView::rope_heads)
+    kNormsHoldOnePlus = 2,   // (1 + w) norms stored as 1 + w: read as plain scales (NormSpec::one_plus off)
+};
+
+/// One architecture llama.cpp writes: general.architecture, the Hugging Face model_type whose family reads the
+/// config (another when the file has experts), what the converter changed, the architecture's own metadata keys.
 struct GgufArch {
     const char* arch;
     const char* model_type;
-    bool permuted_qk;
+    const char* moe_model_type;  // the model_type when expert_count > 0 (llama: Mixtral); null: the same
+    unsigned layout;
+    std::vector<GgufKey> keys;
 };
 
+/// The keys every architecture shares.
+inline const std::vector<GgufKey>& gguf_common_keys() {
+    static const std::vector<GgufKey> keys = {
+        {"embedding_length", {"hidden_size"}},
+        {"feed_forward_length", {"intermediate_size"}},
+        {"block_count", {"num_hidden_layers"}},
+        {"attention.head_count", {"num_attention_heads"}},
+        {"attention.head_count_kv", {"num_key_value_heads"}},
+        {"attention.key_length", {"head_dim"}},
+        {"context_length", {"max_position_embeddings"}},
+        {"attention.layer_norm_rms_epsilon", {"rms_norm_eps"}},
+        {"attention.layer_norm_epsilon", {"layer_norm_eps", "layer_norm_epsilon"}},
+        {"rope.freq_base", {"rope_theta"}},
+        {"expert_count", {"num_experts", "num_local_experts", "n_routed_experts"}},
+        {"expert_used_count", {"num_experts_per_tok"}},
+        {"expert_feed_forward_length", {"moe_intermediate_size"}},
+        {"expert_shared_feed_forward_length", {"shared_expert_intermediate_size"}},
+        {"attention.sliding_window", {"sliding_window"}},
+        {"attn_logit_softcapping", {"attn_logit_softcapping"}},
+        {"final_logit_softcapping", {"final_logit_softcapping"}},
+    };
+    return keys;
+}
+
+inline const std::vector<GgufArch>& gguf_archs() {
+    static const std::vector<GgufArch> archs = {
+        {"llama", "llama", "mixtral", kPermutedQK, {}},
+        {"qwen2", "qwen2", nullptr, 0, {}},
+        {"qwen3", "qwen3", nullptr, 0, {}},
+    };
+    return archs;
+}
+
 inline const GgufArch* gguf_arch(const std::string& name) {
-    static const GgufArch table[] = {{"llama", "llama", true}, {"qwen2", "qwen2", false}, {"qwen3", "qwen3", false}};
-    for (const auto& a : table)
+    for (const auto& a : gguf_archs())
         if (name == a.arch) return &a;
     return nullptr;
 }
 
-/// llama.cpp's tensor name suffixes and the Hugging Face ones (llama layout), per block.
-inline const std::vector<std::pair<std::string, std::string>>& gguf_block_names() {
-    static const std::vector<std::pair<std::string, std::string>> names = {
-        {"attn_norm", "input_layernorm"},   {"attn_q", "self_attn.q_proj"},     {"attn_k", "self_attn.k_proj"},
-        {"attn_v", "self_attn.v_proj"},     {"attn_output", "self_attn.o_proj"}, {"attn_q_norm", "self_attn.q_norm"},
-        {"attn_k_norm", "self_attn.k_norm"}, {"ffn_norm", "post_attention_layernorm"}, {"ffn_gate", "mlp.gate_proj"},
-        {"ffn_up", "mlp.up_proj"},          {"ffn_down", "mlp.down_proj"},
+inline std::string gguf_arch_names() {
+    std::string s;
+    for (const auto& a : gguf_archs()) s += (s.empty() ? "" : ", ") + std::string(a.arch);
+    return s;
+}
+
+/// A block tensor of llama.cpp's ("blk.{l}.<part>.weight") and its role in the block description: the Hugging Face
+/// name is the family's own (ModelNames), so one table serves every family.
+using BlockRole = std::string BlockNames::*;
+inline const std::vector<std::pair<std::string, BlockRole>>& gguf_block_roles() {
+    static const std::vector<std::pair<std::string, BlockRole>> roles = {
+        {"attn_norm", &BlockNames::ln_attn},        {"attn_q", &BlockNames::q},
+        {"attn_k", &BlockNames::k},                 {"attn_v", &BlockNames::v},
+        {"attn_qkv", &BlockNames::qkv},             {"attn_output", &BlockNames::o},
+        {"attn_q_norm", &BlockNames::q_norm},       {"attn_k_norm", &BlockNames::k_norm},
+        {"post_attention_norm", &BlockNames::ln_attn_post}, {"ffn_norm", &BlockNames::ln_mlp},
+        {"post_ffw_norm", &BlockNames::ln_mlp_post}, {"ffn_gate", &BlockNames::gate},
+        {"ffn_up", &BlockNames::up},                {"ffn_down", &BlockNames::down},
+        {"attn_sub_norm", &BlockNames::attn_sub_norm}, {"ffn_sub_norm", &BlockNames::mlp_sub_norm},
+        {"ffn_gate_inp", &BlockNames::router},      {"exp_probs_b", &BlockNames::router_score_bias},
+        {"attn_q_a", &BlockNames::q_a},             {"attn_q_a_norm", &BlockNames::q_a_norm},
+        {"attn_q_b", &BlockNames::q_b},             {"attn_kv_a_mqa", &BlockNames::kv_a},
+        {"attn_kv_a_norm", &BlockNames::kv_a_norm}, {"attn_kv_b", &BlockNames::kv_b},
     };
-    return names;
+    return roles;
+}
+
+/// A metadata value as one number: a per-layer array must hold one value throughout.
+inline nlohmann::json gguf_scalar(const io::GgufFile& f, const std::string& key) {
+    const nlohmann::json& v = f.at(key);
+    if (!v.is_array()) return v;
+    if (v.empty() || !v[0].is_number() || std::any_of(v.begin(), v.end(), [&](const nlohmann::json& x) { return x != v[0]; }))
+        throw Error(f.path() + ": metadata \"" + key + "\": per-layer values that differ (massact maps one value per model)");
+    return v[0];
+}
+
+/// The Hugging Face name of a GGUF tensor under the family's names, or "" (a tensor massact does not read).
+inline std::string gguf_hf_name(const std::string& name, const ModelConfig& c) {
+    const ModelNames& n = c.names;
+    const std::string& body = n.prefixes.front();
+    const auto last = name.rfind('.');
+    if (last == std::string::npos) return "";
+    const std::string stem = name.substr(0, last), kind = name.substr(last);  // kind: ".weight" / ".bias"
+    if (stem == "token_embd") return body + n.embed + kind;
+    if (stem == "output_norm") return body + n.final_norm + kind;
+    if (stem == "output") return n.lm_head + kind;
+    if (stem == "token_embd_norm" && !n.embed_norm.empty()) return body + n.embed_norm + kind;
+    if (stem == "position_embd" && !n.pos_embed.empty()) return body + n.pos_embed + kind;
+    if (stem.rfind("blk.", 0) != 0) return "";
+    const auto dot = stem.find('.', 4);
+    if (dot == std::string::npos) return "";
+    const std::string layer = stem.substr(4, dot - 4), part = stem.substr(dot + 1);
+    if (layer.empty() || layer.size() > 6 || layer.find_first_not_of("0123456789") != std::string::npos) return "";
+    for (const auto& [g, role] : gguf_block_roles()) {
+        if (part != g) continue;
+        std::string hf = n.block.*role;
+        if (hf.empty() && role == &BlockNames::up) hf = n.block.gate_up;  // [gate; up] fused (Phi-3)
+        if (hf.empty()) return "";
+        std::string prefix = n.layer;
+        const auto at = prefix.find("{l}");
+        if (at == std::string::npos) return "";
+        prefix.replace(at, 3, layer);
+        return body + prefix + hf + kind;
+    }
+    return "";
 }
 
 }  // namespace detail
@@ -58,6 +165,7 @@ struct GgufModel {
     nlohmann::json config;
     std::map<std::string, io::TensorView> tensors;
     std::vector<double> rope_freqs;  // llama.cpp's rope_freqs.weight (Llama 3's frequency factors), when present
+    unsigned layout = 0;             // detail::GgufLayout: what the converter changed
 };
 
 /// The config of a GGUF model: its metadata through the family table, and llama.cpp's RoPE frequency factors
@@ -65,6 +173,7 @@ struct GgufModel {
 inline ModelConfig gguf_config(const GgufModel& g) {
     const std::string& path = g.file->path();
     ModelConfig c = parse_config(g.config, path + " (metadata)");
+    if (g.layout & detail::kNormsHoldOnePlus) c.norm.one_plus = c.qk_norm_spec.one_plus = false;
     if (g.rope_freqs.empty()) return c;
     if (c.rope.empty()) throw Error(path + ": tensor \"rope_freqs.weight\": the model has no RoPE");
     for (RopeSpec& s : c.rope) {
@@ -85,25 +194,23 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
     const std::string& path = f.path();
     const std::string arch = f.get_string("general.architecture");
     const detail::GgufArch* a = detail::gguf_arch(arch);
-    if (!a) throw Error(path + ": metadata \"general.architecture\": \"" + arch + "\" is not one massact maps (llama, qwen2, qwen3)");
+    if (!a) throw Error(path + ": metadata \"general.architecture\": \"" + arch + "\" is not one massact maps (" + detail::gguf_arch_names() + ")");
+    m.layout = a->layout;
     auto key = [&](const std::string& k) { return arch + "." + k; };
-    if (f.has(key("expert_count")) && f.get_int(key("expert_count")) > 0)
-        throw Error(path + ": mixture-of-experts GGUF files (" + key("expert_count") + ") are not mapped yet");
     nlohmann::json& c = m.config;
-    c["model_type"] = a->model_type;
-    c["hidden_size"] = f.get_int(key("embedding_length"));
-    c["intermediate_size"] = f.get_int(key("feed_forward_length"));
-    c["num_hidden_layers"] = f.get_int(key("block_count"));
-    c["num_attention_heads"] = f.get_int(key("attention.head_count"));
-    c["num_key_value_heads"] = f.has(key("attention.head_count_kv")) ? f.get_int(key("attention.head_count_kv")) : c["num_attention_heads"].get<std::int64_t>();
-    if (f.has(key("attention.key_length"))) c["head_dim"] = f.get_int(key("attention.key_length"));
-    const std::int64_t H = c["num_attention_heads"], KV = c["num_key_value_heads"];
+    const bool moe = f.has(key("expert_count")) && detail::gguf_scalar(f, key("expert_count")).get<std::int64_t>() > 0;
+    c["model_type"] = moe && a->moe_model_type ? a->moe_model_type : a->model_type;
+    for (const auto* keys : {&detail::gguf_common_keys(), &a->keys})
+        for (const detail::GgufKey& k : *keys)
+            if (f.has(key(k.key)))
+                for (const char* field : k.fields) c[field] = detail::gguf_scalar(f, key(k.key));
+    for (const char* k : {"embedding_length", "feed_forward_length", "block_count", "attention.head_count"})
+        if (!f.has(key(k))) throw Error(path + ": metadata \"" + key(k) + "\" is missing");
+    const std::int64_t H = c["num_attention_heads"], KV = c.value("num_key_value_heads", H);
     if (H < 1 || KV < 1 || H > (1 << 16) || KV > H)
         throw Error(path + ": metadata \"" + key("attention.head_count") + "\" / \"" + key("attention.head_count_kv") + "\": " +
                     std::to_string(H) + " / " + std::to_string(KV) + " heads (expected 1 <= KV <= H)");
-    c["max_position_embeddings"] = f.has(key("context_length")) ? f.get_int(key("context_length")) : 2048;
-    c["rms_norm_eps"] = f.get_float(key("attention.layer_norm_rms_epsilon"));
-    c["rope_theta"] = f.has(key("rope.freq_base")) ? f.get_float(key("rope.freq_base")) : 10000.0;
+    if (!c.contains("max_position_embeddings")) c["max_position_embeddings"] = 2048;
     if (f.has(key("rope.scaling.type")) && f.get_string(key("rope.scaling.type")) != "none") {
         const std::string type = f.get_string(key("rope.scaling.type"));
         if (type != "linear" && type != "yarn")
@@ -114,24 +221,26 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
     }
     if (f.has("tokenizer.ggml.eos_token_id")) c["eos_token_id"] = f.get_int("tokenizer.ggml.eos_token_id");
     if (f.has("tokenizer.ggml.bos_token_id")) c["bos_token_id"] = f.get_int("tokenizer.ggml.bos_token_id");
-    if (a->permuted_qk && (f.has(key("rope.dimension_count")) &&
-                           f.get_int(key("rope.dimension_count")) != (c.contains("head_dim") ? c["head_dim"].get<std::int64_t>()
-                                                                                                : c["hidden_size"].get<std::int64_t>() / c["num_attention_heads"].get<std::int64_t>())))
-        throw Error(path + ": partial rotary (" + key("rope.dimension_count") + ") is not supported for " + arch);
+    const std::int64_t head_dim = c.value("head_dim", c["hidden_size"].get<std::int64_t>() / H);
+    if (f.has(key("rope.dimension_count"))) {
+        const std::int64_t rot = f.get_int(key("rope.dimension_count"));
+        if (rot < 2 || rot > head_dim || rot % 2 != 0)
+            throw Error(path + ": metadata \"" + key("rope.dimension_count") + "\": " + std::to_string(rot) + " (expected an even number <= the head width " +
+                        std::to_string(head_dim) + ")");
+        if (rot != head_dim) {
+            if (a->layout & detail::kPermutedQK) throw Error(path + ": partial rotary (" + key("rope.dimension_count") + ") is not supported for " + arch);
+            c["partial_rotary_factor"] = static_cast<double>(rot) / static_cast<double>(head_dim);
+        }
+    }
+    // what the tensors say: tied head, q/k/v biases, the vocabulary
+    const io::GgufTensor* embd = f.find("token_embd.weight");
+    if (!embd) throw Error(path + ": no tensor \"token_embd.weight\"");
+    c["tie_word_embeddings"] = f.find("output.weight") == nullptr;
+    c["vocab_size"] = embd->ne.size() == 2 ? embd->ne[1] : 0;
+    if (f.find("blk.0.attn_q.bias") || f.find("blk.0.attn_qkv.bias")) c["attention_bias"] = true;
+    const ModelConfig mc = parse_config(c, path + " (metadata)");
 
     for (const io::GgufTensor& t : f.tensors()) {
-        std::string hf;
-        if (t.name == "token_embd.weight") hf = "model.embed_tokens.weight";
-        else if (t.name == "output_norm.weight") hf = "model.norm.weight";
-        else if (t.name == "output.weight") hf = "lm_head.weight";
-        else if (t.name.rfind("blk.", 0) == 0) {
-            const auto dot = t.name.find('.', 4);
-            const auto last = t.name.rfind('.');
-            if (dot == std::string::npos || last <= dot) continue;
-            const std::string layer = t.name.substr(4, dot - 4), part = t.name.substr(dot + 1, last - dot - 1), kind = t.name.substr(last);
-            for (const auto& [g, h] : detail::gguf_block_names())
-                if (part == g) hf = "model.layers." + layer + "." + h + kind;
-        }
         if (t.name == "rope_freqs.weight") {  // llama.cpp's precomputed llama3 factors
             const io::TensorView v = f.view(t);
             if (v.shape.size() != 1 || v.shape[0] < 1 || v.shape[0] > (1 << 16))
@@ -143,20 +252,18 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
             }
             continue;
         }
+        const std::string hf = detail::gguf_hf_name(t.name, mc);
         if (hf.empty()) continue;
         io::TensorView v = f.view(t);
-        if (a->permuted_qk && hf.compare(hf.size() - 7, 7, ".weight") == 0 && (t.name.find(".attn_q.") != std::string::npos || t.name.find(".attn_k.") != std::string::npos)) {
-            v.rope_heads = t.name.find(".attn_q.") != std::string::npos ? H : KV;
+        const bool q = t.name.find(".attn_q.weight") != std::string::npos, k = t.name.find(".attn_k.weight") != std::string::npos;
+        if ((a->layout & detail::kPermutedQK) && (q || k)) {
+            v.rope_heads = q ? H : KV;
             if (v.shape.size() != 2 || v.shape[0] % (2 * v.rope_heads) != 0)
                 throw Error(v.where() + ": shape " + io::shape_string(v.shape) + " does not split into " + std::to_string(v.rope_heads) +
                             " heads of rotary pairs");
         }
-        m.tensors.emplace(hf, std::move(v));
+        if (!m.tensors.emplace(hf, std::move(v)).second) throw Error(path + ": tensor \"" + t.name + "\": a second tensor for " + hf);
     }
-    c["tie_word_embeddings"] = m.tensors.count("lm_head.weight") == 0;
-    if (!m.tensors.count("model.embed_tokens.weight")) throw Error(path + ": no tensor \"token_embd.weight\"");
-    c["vocab_size"] = m.tensors.at("model.embed_tokens.weight").shape[0];
-    if (m.tensors.count("model.layers.0.self_attn.q_proj.bias")) c["attention_bias"] = true;
     return m;
 }
 
