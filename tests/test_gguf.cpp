@@ -4,7 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 using namespace massact;
@@ -753,4 +756,74 @@ TEST_CASE("30 corrupt GGUF files are refused with a message naming what is wrong
         refused += !msg.empty();
     }
     CHECK(refused == static_cast<int>(cases.size()));
+}
+
+TEST_CASE("GGUF files of llama.cpp's convert_hf_to_gguf.py, one per family: the same model as the safetensors checkpoint") {
+    // tests/data/gguf/families/<name>-F32.gguf: tests/data/families/<name> converted by llama.cpp's own converter
+    // (tools/make_family_ggufs.py). Each opens as the same family and computes the checkpoint's logits within 2e-4 of
+    // max |logit| (undoing the converter's changes: llama's permuted Q/K rows, Gemma's 1 + w norms, stacked experts).
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(test::data("gguf/families"))) {
+        const std::string f = e.path().filename().string();
+        if (f.size() > 9 && f.substr(f.size() - 9) == "-F32.gguf") names.push_back(f.substr(0, f.size() - 9));
+    }
+    std::sort(names.begin(), names.end());
+    CHECK(names.size() == 19);
+    for (const std::string& name : names) {
+        CAPTURE(name);
+        ModelFiles files = open_model_files(test::data("families/" + name));
+        // What llama.cpp's format cannot say about these checkpoints, the GGUF holds as llama.cpp computes it (and
+        // llama-perplexity agrees with massact on the file, below): Gemma 2's query_pre_attn_scalar (24 here) is dropped,
+        // llama.cpp scales by 1/sqrt(head_dim); SmolLM3's no_rope_layers (every 2nd layer here) are dropped, llama.cpp
+        // leaves every 4th without RoPE; StarCoder2's sliding_window (8 here) is not written, llama.cpp attends to all.
+        ModelConfig& c = files.config;
+        if (name == "gemma2") c.attn_scale = 1.0 / std::sqrt(double(c.head_dim));
+        for (int l = 0; l < c.num_layers && name == "smollm3"; ++l) c.layers[static_cast<std::size_t>(l)].nope = (l + 1) % 4 == 0;
+        for (int l = 0; l < c.num_layers && name == "starcoder2"; ++l) c.layers[static_cast<std::size_t>(l)].window = 0;
+        const Transformer st(name, std::move(files), {}), gg(test::data("gguf/families/" + name + "-F32.gguf"));
+        CHECK(gg.config().model_type == st.config().model_type);
+        CHECK(gg.config().num_experts == st.config().num_experts);
+        TokenBatch ids(2, 12);
+        for (Index i = 0; i < ids.size(); ++i) ids.data()[i] = (37 * i + 11) % st.config().vocab_size;
+        const RowMatrixF a = st.forward(ids), b = gg.forward(ids);
+        REQUIRE(a.rows() == b.rows());
+        REQUIRE(a.cols() == b.cols());
+        const double rel = (a - b).cwiseAbs().maxCoeff() / a.cwiseAbs().maxCoeff();
+        MESSAGE(name << ": GGUF against safetensors " << rel << " of max |logit|");
+        CHECK(rel < 2e-4);
+    }
+}
+
+TEST_CASE("llama.cpp's llama-perplexity on each family's F16 GGUF: massact's perplexity, scored the same way, within 0.5%") {
+    // tests/data/gguf/families/llama-perplexity.json (tools/llama_perplexity_refs.py): llama-perplexity on <name>-F16.gguf
+    // and text.txt, windows of ctx tokens, the second half of each scored. massact tokenizes the text with the file's
+    // vocabulary (the same windows: their count must agree) and scores the same predictions.
+    const auto refs = io::read_json_file(test::data("gguf/families/llama-perplexity.json"));
+    std::ifstream in(test::data("gguf/families/text.txt"), std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    REQUIRE(text.size() > 1000);
+    CHECK(refs.size() == 17);
+    for (const auto& [file, ref] : refs.items()) {
+        CAPTURE(file);
+        const Transformer m(test::data("gguf/families/" + file));
+        const auto tokens = m.tokenizer().encode(text, true);
+        const Index ctx = ref.at("ctx").get<Index>(), first = ctx / 2;
+        const Index chunks = static_cast<Index>(tokens.size()) / ctx;
+        CHECK(chunks == ref.at("chunks").get<Index>());
+        TokenBatch ids(chunks, ctx);
+        std::copy(tokens.begin(), tokens.begin() + chunks * ctx, ids.data());
+        const RowMatrixF logits = m.forward(ids);  // [chunks * ctx, V]
+        double nll = 0;
+        Index count = 0;
+        for (Index c = 0; c < chunks; ++c)
+            for (Index t = first; t < ctx - 1; ++t) {
+                const auto row = logits.row(c * ctx + t).cast<double>();
+                const double mx = row.maxCoeff();
+                nll += mx + std::log((row.array() - mx).exp().sum()) - row(ids(c, t + 1));
+                ++count;
+            }
+        const double ppl = std::exp(nll / static_cast<double>(count)), want = ref.at("ppl").get<double>();
+        MESSAGE(file << ": massact " << ppl << ", llama.cpp " << want << " (" << 100 * (ppl / want - 1) << "%)");
+        CHECK(std::abs(ppl / want - 1) < 0.005);
+    }
 }

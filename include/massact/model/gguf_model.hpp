@@ -41,15 +41,30 @@ enum GgufLayout : unsigned {
     kNormsHoldOnePlus = 2,   // (1 + w) norms stored as 1 + w: read as plain scales (NormSpec::one_plus off)
 };
 
+using BlockRole = std::string BlockNames::*;
+
 /// One architecture llama.cpp writes: general.architecture, the Hugging Face model_type whose family reads the
 /// config (another when the file has experts), what the converter changed, the architecture's own metadata keys.
 struct GgufArch {
     const char* arch;
     const char* model_type;
-    const char* moe_model_type;  // the model_type when expert_count > 0 (llama: Mixtral); null: the same
     unsigned layout;
     std::vector<GgufKey> keys;
+    /// Another model_type where a key is present (and not 0 / false / empty): llama with experts is Mixtral, olmo2
+    /// with sliding layers OLMo 3.
+    std::vector<std::pair<const char*, const char*>> variants = {};
+    /// Block tensors the architecture names otherwise (Seed-OSS's pre-MLP norm is post_attention_norm).
+    std::vector<std::pair<std::string, BlockRole>> roles = {};
+    /// Fields llama.cpp derives rather than reads (Gemma 2's attention scale from the layer count), or null.
+    void (*derive)(const io::GgufFile&, nlohmann::json&) = nullptr;
 };
+
+/// Gemma 2: llama.cpp scales queries by 1/sqrt(d / H) for the 46-layer (27B) model and 1/sqrt(head_dim) otherwise;
+/// the converter drops query_pre_attn_scalar.
+inline void gemma2_derive(const io::GgufFile&, nlohmann::json& c) {
+    const std::int64_t d = c["hidden_size"], H = c["num_attention_heads"];
+    c["query_pre_attn_scalar"] = c["num_hidden_layers"] == 46 ? d / H : c.value("head_dim", d / H);
+}
 
 /// The keys every architecture shares.
 inline const std::vector<GgufKey>& gguf_common_keys() {
@@ -62,7 +77,7 @@ inline const std::vector<GgufKey>& gguf_common_keys() {
         {"attention.key_length", {"head_dim"}},
         {"context_length", {"max_position_embeddings"}},
         {"attention.layer_norm_rms_epsilon", {"rms_norm_eps"}},
-        {"attention.layer_norm_epsilon", {"layer_norm_eps", "layer_norm_epsilon"}},
+        {"attention.layer_norm_epsilon", {"layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"}},
         {"rope.freq_base", {"rope_theta"}},
         {"expert_count", {"num_experts", "num_local_experts", "n_routed_experts"}},
         {"expert_used_count", {"num_experts_per_tok"}},
@@ -77,9 +92,26 @@ inline const std::vector<GgufKey>& gguf_common_keys() {
 
 inline const std::vector<GgufArch>& gguf_archs() {
     static const std::vector<GgufArch> archs = {
-        {"llama", "llama", "mixtral", kPermutedQK, {}},
-        {"qwen2", "qwen2", nullptr, 0, {}},
-        {"qwen3", "qwen3", nullptr, 0, {}},
+        {"llama", "llama", kPermutedQK, {}, {{"expert_count", "mixtral"}}},
+        {"qwen2", "qwen2", 0, {}},
+        {"qwen3", "qwen3", 0, {}},
+        {"qwen2moe", "qwen2_moe", 0, {}},
+        {"olmoe", "olmoe", 0, {}},
+        {"gemma", "gemma", kNormsHoldOnePlus, {}},
+        {"gemma2", "gemma2", kNormsHoldOnePlus, {}, {}, {}, gemma2_derive},
+        {"olmo", "olmo", kPermutedQK, {}},
+        {"olmo2", "olmo2", 0, {}, {{"attention.sliding_window_pattern", "olmo3"}}},
+        {"starcoder2", "starcoder2", 0, {}},
+        {"stablelm", "stablelm", 0, {{"use_parallel_residual", {"use_parallel_residual"}}}},
+        {"phi3", "phi3", 0, {}},
+        {"glm4", "glm4", 0, {}},
+        {"granite", "granite", kPermutedQK,
+         {{"attention.scale", {"attention_multiplier"}}, {"embedding_scale", {"embedding_multiplier"}},
+          {"residual_scale", {"residual_multiplier"}}, {"logit_scale", {"logits_scaling"}}}},
+        {"seed_oss", "seed_oss", 0, {}, {}, {{"post_attention_norm", &BlockNames::ln_mlp}}},
+        {"smollm3", "smollm3", kPermutedQK, {}},
+        {"exaone4", "exaone4", 0, {}},
+        {"nemotron", "nemotron", kNormsHoldOnePlus, {}},
     };
     return archs;
 }
@@ -98,7 +130,6 @@ inline std::string gguf_arch_names() {
 
 /// A block tensor of llama.cpp's ("blk.{l}.<part>.weight") and its role in the block description: the Hugging Face
 /// name is the family's own (ModelNames), so one table serves every family.
-using BlockRole = std::string BlockNames::*;
 inline const std::vector<std::pair<std::string, BlockRole>>& gguf_block_roles() {
     static const std::vector<std::pair<std::string, BlockRole>> roles = {
         {"attn_norm", &BlockNames::ln_attn},        {"attn_q", &BlockNames::q},
@@ -110,11 +141,37 @@ inline const std::vector<std::pair<std::string, BlockRole>>& gguf_block_roles() 
         {"ffn_up", &BlockNames::up},                {"ffn_down", &BlockNames::down},
         {"attn_sub_norm", &BlockNames::attn_sub_norm}, {"ffn_sub_norm", &BlockNames::mlp_sub_norm},
         {"ffn_gate_inp", &BlockNames::router},      {"exp_probs_b", &BlockNames::router_score_bias},
+        {"ffn_gate_inp_shexp", &BlockNames::shared_expert_gate},
         {"attn_q_a", &BlockNames::q_a},             {"attn_q_a_norm", &BlockNames::q_a_norm},
         {"attn_q_b", &BlockNames::q_b},             {"attn_kv_a_mqa", &BlockNames::kv_a},
         {"attn_kv_a_norm", &BlockNames::kv_a_norm}, {"attn_kv_b", &BlockNames::kv_b},
     };
     return roles;
+}
+
+/// The experts' tensors llama.cpp stacks [E, out, in] and the member of each expert they hold.
+inline const std::vector<std::pair<std::string, BlockRole>>& gguf_expert_roles() {
+    static const std::vector<std::pair<std::string, BlockRole>> roles = {
+        {"ffn_gate_exps", &BlockNames::expert_gate}, {"ffn_up_exps", &BlockNames::expert_up}, {"ffn_down_exps", &BlockNames::expert_down}};
+    return roles;
+}
+
+/// A shared expert's tensors and the name of each below the shared expert's prefix.
+inline const std::vector<std::pair<std::string, const char*>>& gguf_shared_expert_parts() {
+    static const std::vector<std::pair<std::string, const char*>> parts = {
+        {"ffn_gate_shexp", "gate_proj"}, {"ffn_up_shexp", "up_proj"}, {"ffn_down_shexp", "down_proj"}};
+    return parts;
+}
+
+/// Expert e of a stacked [E, out, in] tensor: its own rows (each expert's rows are whole blocks, so a byte range).
+inline io::TensorView expert_slice(const io::TensorView& v, std::int64_t e) {
+    io::TensorView x = v;
+    const auto E = static_cast<std::size_t>(v.shape[0]);
+    x.nbytes = v.nbytes / E;
+    x.data = v.data + static_cast<std::size_t>(e) * x.nbytes;
+    x.shape.erase(x.shape.begin());
+    x.name = v.name + " (expert " + std::to_string(e) + ")";
+    return x;
 }
 
 /// A metadata value as one number: a per-layer array must hold one value throughout.
@@ -126,33 +183,62 @@ inline nlohmann::json gguf_scalar(const io::GgufFile& f, const std::string& key)
     return v[0];
 }
 
+/// A GGUF tensor name cut into its stem ("blk.3.attn_q" / "output_norm"), kind (".weight" / ".bias"), and for a block
+/// tensor its layer and part ("attn_q"); the Hugging Face prefix of that layer under the family's names.
+struct GgufName {
+    std::string stem, kind, layer, part, prefix;
+    explicit GgufName(const std::string& name, const ModelNames& n) {
+        const auto last = name.rfind('.');
+        if (last == std::string::npos) return;
+        stem = name.substr(0, last), kind = name.substr(last);
+        if (stem.rfind("blk.", 0) != 0) return;
+        const auto dot = stem.find('.', 4);
+        if (dot == std::string::npos) return;
+        layer = stem.substr(4, dot - 4), part = stem.substr(dot + 1);
+        const auto at = n.layer.find("{l}");
+        if (layer.empty() || layer.size() > 6 || layer.find_first_not_of("0123456789") != std::string::npos || at == std::string::npos) {
+            part.clear();
+            return;
+        }
+        prefix = n.prefixes.front() + std::string(n.layer).replace(at, 3, layer);
+    }
+};
+
 /// The Hugging Face name of a GGUF tensor under the family's names, or "" (a tensor massact does not read).
-inline std::string gguf_hf_name(const std::string& name, const ModelConfig& c) {
+inline std::string gguf_hf_name(const std::string& name, const ModelConfig& c, const GgufArch& a) {
     const ModelNames& n = c.names;
     const std::string& body = n.prefixes.front();
-    const auto last = name.rfind('.');
-    if (last == std::string::npos) return "";
-    const std::string stem = name.substr(0, last), kind = name.substr(last);  // kind: ".weight" / ".bias"
-    if (stem == "token_embd") return body + n.embed + kind;
-    if (stem == "output_norm") return body + n.final_norm + kind;
-    if (stem == "output") return n.lm_head + kind;
-    if (stem == "token_embd_norm" && !n.embed_norm.empty()) return body + n.embed_norm + kind;
-    if (stem == "position_embd" && !n.pos_embed.empty()) return body + n.pos_embed + kind;
-    if (stem.rfind("blk.", 0) != 0) return "";
-    const auto dot = stem.find('.', 4);
-    if (dot == std::string::npos) return "";
-    const std::string layer = stem.substr(4, dot - 4), part = stem.substr(dot + 1);
-    if (layer.empty() || layer.size() > 6 || layer.find_first_not_of("0123456789") != std::string::npos) return "";
-    for (const auto& [g, role] : gguf_block_roles()) {
-        if (part != g) continue;
-        std::string hf = n.block.*role;
-        if (hf.empty() && role == &BlockNames::up) hf = n.block.gate_up;  // [gate; up] fused (Phi-3)
-        if (hf.empty()) return "";
-        std::string prefix = n.layer;
-        const auto at = prefix.find("{l}");
+    const GgufName g(name, n);
+    if (g.stem == "token_embd") return body + n.embed + g.kind;
+    if (g.stem == "output_norm") return body + n.final_norm + g.kind;
+    if (g.stem == "output") return n.lm_head + g.kind;
+    if (g.stem == "token_embd_norm" && !n.embed_norm.empty()) return body + n.embed_norm + g.kind;
+    if (g.stem == "position_embd" && !n.pos_embed.empty()) return body + n.pos_embed + g.kind;
+    if (g.part.empty()) return "";
+    for (const auto& [part, sub] : gguf_shared_expert_parts())
+        if (g.part == part) return n.block.shared_expert.empty() ? "" : g.prefix + n.block.shared_expert + sub + g.kind;
+    for (const auto* roles : {&a.roles, &gguf_block_roles()})
+        for (const auto& [part, role] : *roles) {
+            if (g.part != part) continue;
+            std::string hf = n.block.*role;
+            if (hf.empty() && role == &BlockNames::up) hf = n.block.gate_up;  // [gate; up] fused (Phi-3)
+            return hf.empty() ? "" : g.prefix + hf + g.kind;
+        }
+    return "";
+}
+
+/// Expert e's Hugging Face name of a stacked experts tensor (ffn_gate_exps, ...), or "" when it is not one or the
+/// family reads no per-expert tensors.
+inline std::string gguf_expert_name(const std::string& name, const ModelConfig& c, std::int64_t e) {
+    const GgufName g(name, c.names);
+    const BlockNames& b = c.names.block;
+    if (g.part.empty() || b.expert.empty()) return "";
+    for (const auto& [part, role] : gguf_expert_roles()) {
+        if (g.part != part) continue;
+        std::string prefix = b.expert;
+        const auto at = prefix.find("{e}");
         if (at == std::string::npos) return "";
-        prefix.replace(at, 3, layer);
-        return body + prefix + hf + kind;
+        return g.prefix + prefix.replace(at, 3, std::to_string(e)) + b.*role + g.kind;
     }
     return "";
 }
@@ -198,8 +284,12 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
     m.layout = a->layout;
     auto key = [&](const std::string& k) { return arch + "." + k; };
     nlohmann::json& c = m.config;
-    const bool moe = f.has(key("expert_count")) && detail::gguf_scalar(f, key("expert_count")).get<std::int64_t>() > 0;
-    c["model_type"] = moe && a->moe_model_type ? a->moe_model_type : a->model_type;
+    c["model_type"] = a->model_type;
+    for (const auto& [k, type] : a->variants) {
+        if (!f.has(key(k))) continue;
+        const nlohmann::json& v = f.at(key(k));
+        if (!(v.is_array() ? v.empty() : v.is_boolean() ? !v.get<bool>() : v.is_number() && v.get<double>() == 0)) c["model_type"] = type;
+    }
     for (const auto* keys : {&detail::gguf_common_keys(), &a->keys})
         for (const detail::GgufKey& k : *keys)
             if (f.has(key(k.key)))
@@ -211,6 +301,15 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
         throw Error(path + ": metadata \"" + key("attention.head_count") + "\" / \"" + key("attention.head_count_kv") + "\": " +
                     std::to_string(H) + " / " + std::to_string(KV) + " heads (expected 1 <= KV <= H)");
     if (!c.contains("max_position_embeddings")) c["max_position_embeddings"] = 2048;
+    if (f.has(key("attention.sliding_window_pattern"))) {  // per layer: true where the layer attends within the window
+        const nlohmann::json& p = f.get_array(key("attention.sliding_window_pattern"));
+        nlohmann::json types = nlohmann::json::array();
+        for (const auto& x : p) {
+            if (!x.is_boolean()) throw Error(path + ": metadata \"" + key("attention.sliding_window_pattern") + "\": expected booleans, one per layer");
+            types.push_back(x.get<bool>() ? "sliding_attention" : "full_attention");
+        }
+        c["layer_types"] = types;
+    }
     if (f.has(key("rope.scaling.type")) && f.get_string(key("rope.scaling.type")) != "none") {
         const std::string type = f.get_string(key("rope.scaling.type"));
         if (type != "linear" && type != "yarn")
@@ -237,7 +336,8 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
     if (!embd) throw Error(path + ": no tensor \"token_embd.weight\"");
     c["tie_word_embeddings"] = f.find("output.weight") == nullptr;
     c["vocab_size"] = embd->ne.size() == 2 ? embd->ne[1] : 0;
-    if (f.find("blk.0.attn_q.bias") || f.find("blk.0.attn_qkv.bias")) c["attention_bias"] = true;
+    if (f.find("blk.0.attn_q.bias") || f.find("blk.0.attn_qkv.bias")) c["attention_bias"] = c["use_qkv_bias"] = true;
+    if (a->derive) a->derive(f, c);
     const ModelConfig mc = parse_config(c, path + " (metadata)");
 
     for (const io::GgufTensor& t : f.tensors()) {
@@ -252,7 +352,14 @@ inline GgufModel open_gguf(std::shared_ptr<const io::GgufFile> file) {
             }
             continue;
         }
-        const std::string hf = detail::gguf_hf_name(t.name, mc);
+        if (!detail::gguf_expert_name(t.name, mc, 0).empty()) {  // [E, out, in]: one view per expert
+            const io::TensorView v = f.view(t);
+            if (v.shape.size() != 3 || v.shape[0] != mc.num_experts)
+                throw Error(v.where() + ": shape " + io::shape_string(v.shape) + " (expected [" + std::to_string(mc.num_experts) + ", out, in])");
+            for (std::int64_t e = 0; e < v.shape[0]; ++e) m.tensors.emplace(detail::gguf_expert_name(t.name, mc, e), detail::expert_slice(v, e));
+            continue;
+        }
+        const std::string hf = detail::gguf_hf_name(t.name, mc, *a);
         if (hf.empty()) continue;
         io::TensorView v = f.view(t);
         const bool q = t.name.find(".attn_q.weight") != std::string::npos, k = t.name.find(".attn_k.weight") != std::string::npos;
