@@ -768,7 +768,7 @@ TEST_CASE("GGUF files of llama.cpp's convert_hf_to_gguf.py, one per family: the 
         if (f.size() > 9 && f.substr(f.size() - 9) == "-F32.gguf") names.push_back(f.substr(0, f.size() - 9));
     }
     std::sort(names.begin(), names.end());
-    CHECK(names.size() == 19);
+    CHECK(names.size() == 21);
     for (const std::string& name : names) {
         CAPTURE(name);
         ModelFiles files = open_model_files(test::data("families/" + name));
@@ -802,7 +802,7 @@ TEST_CASE("llama.cpp's llama-perplexity on each family's F16 GGUF: massact's per
     std::ifstream in(test::data("gguf/families/text.txt"), std::ios::binary);
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     REQUIRE(text.size() > 1000);
-    CHECK(refs.size() == 17);
+    CHECK(refs.size() == 19);
     for (const auto& [file, ref] : refs.items()) {
         CAPTURE(file);
         const Transformer m(test::data("gguf/families/" + file));

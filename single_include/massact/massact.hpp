@@ -5075,6 +5075,7 @@ struct GgufKey {
 enum GgufLayout : unsigned {
     kPermutedQK = 1,         // Q and K rows permuted per head for interleaved rotary pairs (TensorView::rope_heads)
     kNormsHoldOnePlus = 2,   // (1 + w) norms stored as 1 + w: read as plain scales (NormSpec::one_plus off)
+    kQkvConcat = 4,          // a fused QKV reordered to [q; k; v] (Falcon's per-group, BLOOM's per-head layouts)
 };
 
 using BlockRole = std::string BlockNames::*;
@@ -5094,6 +5095,19 @@ struct GgufArch {
     /// Fields llama.cpp derives rather than reads (Gemma 2's attention scale from the layer count), or null.
     void (*derive)(const io::GgufFile&, nlohmann::json&) = nullptr;
 };
+
+/// Falcon: llama.cpp tells the new decoder (Falcon-40B and later: grouped KV heads, a second norm before the MLP) from
+/// the tensors; its blocks are always parallel.
+inline void falcon_derive(const io::GgufFile& f, nlohmann::json& c) {
+    const std::int64_t H = c["num_attention_heads"], KV = c.value("num_key_value_heads", H);
+    const bool two_norms = f.find("blk.0.attn_norm_2.weight") != nullptr;
+    c["new_decoder_architecture"] = two_norms || (KV != 1 && KV != H);
+    c["multi_query"] = KV == 1;
+    c["num_kv_heads"] = KV;
+    c["num_ln_in_parallel_attn"] = two_norms ? 2 : 1;
+    c["parallel_attn"] = true;
+    c["ffn_hidden_size"] = c["intermediate_size"];
+}
 
 /// Gemma 2: llama.cpp scales queries by 1/sqrt(d / H) for the 46-layer (27B) model and 1/sqrt(head_dim) otherwise;
 /// the converter drops query_pre_attn_scalar.
@@ -5148,6 +5162,9 @@ inline const std::vector<GgufArch>& gguf_archs() {
         {"smollm3", "smollm3", kPermutedQK, {}},
         {"exaone4", "exaone4", 0, {}},
         {"nemotron", "nemotron", kNormsHoldOnePlus, {}},
+        // (Falcon-40B's two norms: llama.cpp's attn_norm feeds the MLP, attn_norm_2 the attention)
+        {"falcon", "falcon", kQkvConcat, {}, {}, {{"attn_norm", &BlockNames::ln_mlp}, {"attn_norm_2", &BlockNames::ln_attn}}, falcon_derive},
+        {"bloom", "bloom", kQkvConcat, {{"block_count", {"n_layer"}}, {"attention.head_count", {"n_head"}}}},
     };
     return archs;
 }
@@ -5253,12 +5270,12 @@ inline std::string gguf_hf_name(const std::string& name, const ModelConfig& c, c
     if (g.part.empty()) return "";
     for (const auto& [part, sub] : gguf_shared_expert_parts())
         if (g.part == part) return n.block.shared_expert.empty() ? "" : g.prefix + n.block.shared_expert + sub + g.kind;
-    for (const auto* roles : {&a.roles, &gguf_block_roles()})
+    for (const auto* roles : {&a.roles, &gguf_block_roles()})  // (an architecture's role the family lacks: the shared one)
         for (const auto& [part, role] : *roles) {
             if (g.part != part) continue;
             std::string hf = n.block.*role;
             if (hf.empty() && role == &BlockNames::up) hf = n.block.gate_up;  // [gate; up] fused (Phi-3)
-            return hf.empty() ? "" : g.prefix + hf + g.kind;
+            if (!hf.empty()) return g.prefix + hf + g.kind;
         }
     return "";
 }
@@ -5296,6 +5313,7 @@ inline ModelConfig gguf_config(const GgufModel& g) {
     const std::string& path = g.file->path();
     ModelConfig c = parse_config(g.config, path + " (metadata)");
     if (g.layout & detail::kNormsHoldOnePlus) c.norm.one_plus = c.qk_norm_spec.one_plus = false;
+    if (g.layout & detail::kQkvConcat) c.qkv_layout = QkvLayout::Concat;
     if (g.rope_freqs.empty()) return c;
     if (c.rope.empty()) throw Error(path + ": tensor \"rope_freqs.weight\": the model has no RoPE");
     for (RopeSpec& s : c.rope) {
