@@ -17,7 +17,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         GgufModel g = open_gguf(f);
         for (const auto& [name, t] : g.tensors)
             if (t.numel() <= (1 << 16)) (void)t.to_float();
-        ModelFiles files{parse_config(g.config, "fuzz.gguf"), std::make_unique<io::Checkpoint>("fuzz.gguf", std::move(g.tensors), f)};
+        ModelConfig config = gguf_config(g);
+        ModelFiles files{std::move(config), std::make_unique<io::Checkpoint>("fuzz.gguf", std::move(g.tensors), f)};
         const ModelConfig& c = files.config;
         const bool small = static_cast<std::int64_t>(c.num_layers) * c.hidden_size * c.intermediate_size <= (1 << 20) && c.vocab_size <= 4096;
         const Transformer m("fuzz.gguf", std::move(files), {});

@@ -827,3 +827,20 @@ TEST_CASE("llama.cpp's llama-perplexity on each family's F16 GGUF: massact's per
         CHECK(std::abs(ppl / want - 1) < 0.005);
     }
 }
+
+TEST_CASE("llama-quantize's Q4_K_M of family GGUFs (experts, 1 + w norms, reordered QKV) computes what its gguf-py dequantization computes") {
+    // tests/data/gguf/families/<name>-Q4_K_M.gguf: llama-quantize of <name>-F32.gguf (Q4_K where rows are 256 wide,
+    // else Q5_0, Q8_0 for the head); .dequantized.gguf: gguf-py's dequantization of every tensor, metadata copied.
+    for (const char* name : {"mixtral", "gemma2", "falcon_new"}) {
+        CAPTURE(name);
+        const std::string base = test::data("gguf/families/") + name;
+        const Transformer q(base + "-Q4_K_M.gguf"), f(base + "-Q4_K_M.dequantized.gguf"), orig(base + "-F32.gguf");
+        TokenBatch ids(2, 10);
+        for (Index i = 0; i < ids.size(); ++i) ids.data()[i] = (53 * i + 7) % q.config().vocab_size;
+        const RowMatrixF a = q.forward(ids), b = f.forward(ids), c = orig.forward(ids);
+        const double scale = b.cwiseAbs().maxCoeff(), diff = (a - b).cwiseAbs().maxCoeff(), quant = (c - b).cwiseAbs().maxCoeff();
+        MESSAGE(std::string(name) << ": Q4_K_M vs its gguf-py dequantization " << diff / scale << " of max |logit|; vs F32 " << quant / scale);
+        CHECK(diff <= 1e-5 * scale);
+        CHECK(quant > 1e-3 * scale);  // (the quantization is there)
+    }
+}

@@ -5249,7 +5249,7 @@ struct GgufName {
         if (dot == std::string::npos) return;
         layer = stem.substr(4, dot - 4), part = stem.substr(dot + 1);
         const auto at = n.layer.find("{l}");
-        if (layer.empty() || layer.size() > 6 || layer.find_first_not_of("0123456789") != std::string::npos || at == std::string::npos) {
+        if (n.prefixes.empty() || layer.empty() || layer.size() > 6 || layer.find_first_not_of("0123456789") != std::string::npos || at == std::string::npos) {
             part.clear();
             return;
         }
@@ -5260,6 +5260,7 @@ struct GgufName {
 /// The Hugging Face name of a GGUF tensor under the family's names, or "" (a tensor massact does not read).
 inline std::string gguf_hf_name(const std::string& name, const ModelConfig& c, const GgufArch& a) {
     const ModelNames& n = c.names;
+    if (n.prefixes.empty()) return "";
     const std::string& body = n.prefixes.front();
     const GgufName g(name, n);
     if (g.stem == "token_embd") return body + n.embed + g.kind;
