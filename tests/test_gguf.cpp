@@ -803,7 +803,9 @@ TEST_CASE("llama.cpp's llama-perplexity on each family's F16 GGUF: massact's per
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     REQUIRE(text.size() > 1000);
     CHECK(refs.size() == 19);
-    for (const auto& [file, ref] : refs.items()) {
+    for (auto it = refs.begin(); it != refs.end(); ++it) {
+        const std::string file = it.key();
+        const nlohmann::json& ref = it.value();
         CAPTURE(file);
         const Transformer m(test::data("gguf/families/" + file));
         const auto tokens = m.tokenizer().encode(text, true);
